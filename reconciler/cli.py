@@ -1,0 +1,102 @@
+"""The ``modelops`` command.
+
+Command groups live in :mod:`reconciler.commands`; each module adds its commands to
+:data:`app`. Global options (``--root``, ``--state-dir``) are read by :func:`get_config`.
+Exit codes follow ``shared/DESIGN.md``: 0 clean, 1 findings, 2 usage or configuration
+error, 3 apply failed. No command ends with a traceback: :class:`ModelopsError` prints
+its message; anything unexpected prints one line (``MODELOPS_DEBUG=1`` shows the trace).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from reconciler.config import Config, load_config
+from reconciler.diagnostics import EXIT_USAGE, ModelopsError
+
+app = typer.Typer(
+    name="modelops",
+    help="Declarative GitOps for ML model deployments: validate, police, build, plan, apply.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+_state: dict = {"root": None, "state_dir": None, "config": None}
+
+FORMAT_HELP = "Output format: text, json, markdown, sarif, junit or github."
+
+EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, staging, prod...).")]
+TargetsArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Spec files, directories or spec names; default: every spec."),
+]
+
+
+@app.callback()
+def _global(
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Spec repository root (default: found from cwd).")
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option("--state-dir", help="State directory (default .modelops/, or MODELOPS_STATE_DIR)."),
+    ] = None,
+) -> None:
+    """Declarative GitOps for ML model deployments."""
+    _state["root"] = root
+    _state["state_dir"] = state_dir
+    _state["config"] = None
+
+
+def get_config() -> Config:
+    """The configuration for this invocation (read once per process)."""
+    if _state["config"] is None:
+        _state["config"] = load_config(_state["root"], _state["state_dir"])
+    return _state["config"]
+
+
+def _load_commands() -> None:
+    import importlib
+    import pkgutil
+
+    import reconciler.commands as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        importlib.import_module(f"{pkg.__name__}.{info.name}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script; exits with the command's exit code."""
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    _load_commands()
+    try:
+        app(args=argv, standalone_mode=True)
+    except ModelopsError as exc:
+        for diag in exc.diagnostics:
+            err_console.print(str(diag), markup=False)
+        err_console.print(f"error: {exc.message}", markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("MODELOPS_DEBUG"):
+            raise
+        err_console.print(
+            f"internal error: {type(exc).__name__}: {exc} (set MODELOPS_DEBUG=1 for the traceback)",
+            markup=False,
+        )
+        sys.exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    main()

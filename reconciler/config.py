@@ -1,0 +1,148 @@
+"""Repository configuration: ``modelops.yaml`` at the spec repository's root.
+
+Every key is optional; the defaults are those of ``shared/DESIGN.md``::
+
+    specs: specs                 # directory of spec files (*.yaml, *.yml)
+    policies: policies           # Rego policy library, tests/, waivers.yaml
+    state_dir: .modelops         # ledger, lock, BentoML home, local Pulumi backend
+    environments: [dev, staging, prod]
+    protected_environments: [prod]
+    pulumi_backend: file://...   # default: a file backend inside the state directory
+    organization: policies/organization.yaml   # settings that policies read as data
+
+``--state-dir`` or ``MODELOPS_STATE_DIR`` override ``state_dir``; ``PULUMI_BACKEND_URL``
+overrides ``pulumi_backend``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.diagnostics import ModelopsError
+
+CONFIG_FILE = "modelops.yaml"
+DEFAULT_ENVIRONMENTS = ["dev", "staging", "prod"]
+_KEYS = {
+    "specs",
+    "policies",
+    "state_dir",
+    "environments",
+    "protected_environments",
+    "pulumi_backend",
+    "organization",
+    "max_delete_share",
+    "stalled_after",
+}
+
+
+@dataclass
+class Config:
+    """Where things are, and the repository-wide settings.
+
+    Attributes:
+        root: the spec repository's root (absolute).
+        specs_dir, policies_dir, state_dir: absolute directories.
+        environments: the environments a spec may have overlays for.
+        protected_environments: environments where destroying needs an explicit flag.
+        pulumi_backend: Pulumi state backend URL (``file://<state_dir>/pulumi`` default).
+        organization: the organisation settings file that policies read as ``data``.
+        max_delete_share: the largest share (0..1) of deployments one run may delete
+            without ``--allow-mass-delete``.
+        stalled_after: consecutive failed applies after which a deployment is stalled.
+    """
+
+    root: Path
+    specs_dir: Path
+    policies_dir: Path
+    state_dir: Path
+    environments: list[str] = field(default_factory=lambda: list(DEFAULT_ENVIRONMENTS))
+    protected_environments: list[str] = field(default_factory=lambda: ["prod"])
+    pulumi_backend: str = ""
+    organization: Path | None = None
+    max_delete_share: float = 0.5
+    stalled_after: int = 3
+
+    def rel(self, path: Path | str) -> str:
+        """``path`` relative to the root when inside it (for messages), else as given."""
+        try:
+            return str(Path(path).resolve().relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def repo_path(self, value: str) -> Path | None:
+        """Resolve a repository-relative path from a spec; ``None`` if it leaves the root."""
+        candidate = (self.root / value).resolve()
+        try:
+            candidate.relative_to(self.root)
+        except ValueError:
+            return None
+        return candidate
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest directory at or above ``start`` holding modelops.yaml or .git; else start."""
+    here = Path(start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / CONFIG_FILE).is_file() or (candidate / ".git").exists():
+            return candidate
+    return here
+
+
+def load_config(root: Path | None = None, state_dir: Path | str | None = None) -> Config:
+    """Read ``modelops.yaml`` (if any) and apply defaults and environment overrides.
+
+    Args:
+        root: repository root; found from the working directory when ``None``.
+        state_dir: explicit state directory (``--state-dir``); beats ``MODELOPS_STATE_DIR``
+            and the file.
+
+    Raises:
+        ModelopsError: (exit 2) the file is not valid YAML, not a mapping, has unknown
+            keys or values of the wrong type.
+    """
+    from reconciler.spec.loader import YamlLoadError, load_yaml
+
+    root = find_root(root)
+    raw: dict = {}
+    path = root / CONFIG_FILE
+    if path.is_file():
+        try:
+            raw, _ = load_yaml(path.read_bytes(), CONFIG_FILE)
+        except YamlLoadError as exc:
+            raise ModelopsError(str(exc.diagnostic)) from None
+        raw = raw or {}
+        if not isinstance(raw, dict):
+            raise ModelopsError(f"{CONFIG_FILE}: expected a mapping of settings")
+        unknown = sorted(set(raw) - _KEYS)
+        if unknown:
+            raise ModelopsError(
+                f"{CONFIG_FILE}: unknown setting(s) {', '.join(unknown)}; "
+                f"valid settings: {', '.join(sorted(_KEYS))}"
+            )
+    for key in ("environments", "protected_environments"):
+        if key in raw and not (
+            isinstance(raw[key], list) and all(isinstance(v, str) for v in raw[key])
+        ):
+            raise ModelopsError(f"{CONFIG_FILE}: {key}: expected a list of environment names")
+    state = state_dir or os.environ.get("MODELOPS_STATE_DIR") or raw.get("state_dir", ".modelops")
+    state_path = (root / state).resolve()
+    policies = (root / raw.get("policies", "policies")).resolve()
+    org = raw.get("organization")
+    org_path = (root / org).resolve() if org else policies / "organization.yaml"
+    backend = os.environ.get("PULUMI_BACKEND_URL") or raw.get("pulumi_backend") or ""
+    if not backend:
+        backend = f"file://{state_path / 'pulumi'}"
+    return Config(
+        root=root,
+        specs_dir=(root / raw.get("specs", "specs")).resolve(),
+        policies_dir=policies,
+        state_dir=state_path,
+        environments=list(raw.get("environments", DEFAULT_ENVIRONMENTS)),
+        protected_environments=list(raw.get("protected_environments", ["prod"])),
+        pulumi_backend=backend,
+        organization=org_path,
+        max_delete_share=float(raw.get("max_delete_share", 0.5)),
+        stalled_after=int(raw.get("stalled_after", 3)),
+    )

@@ -1,0 +1,1 @@
+"""Git-facing state: change detection between revisions, the ledger, the lock."""

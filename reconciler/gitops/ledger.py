@@ -1,0 +1,247 @@
+"""The ledger: what is live, per deployment × environment.
+
+One JSON file per deployment × environment under ``<state_dir>/ledger/<name>-<env>.json``,
+written atomically (temp file in the same directory, fsync, rename), so a crash never
+leaves a half-written record. Field names follow Flux's status conventions:
+``lastAppliedRevision``, ``lastAttemptedRevision`` and conditions ``Ready``,
+``Reconciling``, ``Stalled`` with a reason and a message.
+
+A record that is not valid JSON, or that was written by a newer modelops
+(``schemaVersion`` above :data:`SCHEMA_VERSION`), is reported with
+:class:`LedgerError` and never overwritten silently.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.diagnostics import ModelopsError
+
+SCHEMA_VERSION = 1
+HISTORY_LIMIT = 100
+
+
+class LedgerError(ModelopsError):
+    """A ledger file that cannot be trusted (corrupt, or from a newer version); exit 2."""
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 with seconds (``2026-11-29T07:37:30Z``)."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def actor() -> str:
+    """Who is acting: ``$GITHUB_ACTOR`` in GitHub Actions, else ``user@host``."""
+    if os.environ.get("GITHUB_ACTOR"):
+        return os.environ["GITHUB_ACTOR"]
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass
+class Condition:
+    """A Flux-style status condition.
+
+    Attributes:
+        type: ``Ready``, ``Reconciling`` or ``Stalled``.
+        status: ``True``, ``False`` or ``Unknown``.
+        reason: a CamelCase reason (``ApplySucceeded``, ``ApplyFailed``, ``ServerExited``).
+        message: a sentence for humans.
+        lastTransitionTime: ISO 8601 UTC.
+    """
+
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+    lastTransitionTime: str = field(default_factory=now_iso)  # noqa: N815 - Flux's name
+
+
+@dataclass
+class LedgerRecord:
+    """What modelops last did to one deployment × environment.
+
+    Attributes:
+        name, environment: the deployment and environment (file ``<name>-<env>.json``).
+        platform: target platform at the last apply.
+        specFile: spec file path, relative to the repository root.
+        lastAppliedRevision: Git revision of the last successful apply ('' if none).
+        lastAttemptedRevision: Git revision of the last apply attempt.
+        lastGoodRevision: the revision before the current one that applied successfully.
+        inputsDigest: digest of everything that determined the last successful apply
+            (resolved spec, model digest, artifact); equal digest means no change.
+        artifact: ``{"bento_tag", "digest", "image", ...}`` of the applied build.
+        desiredState: the DesiredState (JSON form) that was applied, for offline plans.
+        outputs: engine outputs (``url``, ``port``, ``pid`` for local; endpoint names...).
+        conditions: list of :class:`Condition` dicts.
+        failures: consecutive failed applies (reset on success).
+        drift: the last drift result from ``modelops monitor run`` (or ``{}``).
+        history: newest last; at most :data:`HISTORY_LIMIT` entries of
+            ``{"time", "actor", "action", "revision", "result", "message", "artifact"}``.
+    """
+
+    name: str
+    environment: str
+    platform: str = ""
+    specFile: str = ""  # noqa: N815
+    lastAppliedRevision: str = ""  # noqa: N815
+    lastAttemptedRevision: str = ""  # noqa: N815
+    lastGoodRevision: str = ""  # noqa: N815
+    inputsDigest: str = ""  # noqa: N815
+    artifact: dict = field(default_factory=dict)
+    desiredState: dict = field(default_factory=dict)  # noqa: N815
+    outputs: dict = field(default_factory=dict)
+    conditions: list = field(default_factory=list)
+    failures: int = 0
+    drift: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    schemaVersion: int = SCHEMA_VERSION  # noqa: N815
+
+    @property
+    def key(self) -> str:
+        """``<name>-<environment>``."""
+        return f"{self.name}-{self.environment}"
+
+    def condition(self, type_: str) -> dict | None:
+        """The condition of the given type, or ``None``."""
+        return next((c for c in self.conditions if c.get("type") == type_), None)
+
+    def set_condition(self, type_: str, status: str, reason: str, message: str) -> None:
+        """Set a condition; the transition time changes only when the status changes."""
+        old = self.condition(type_)
+        new = asdict(Condition(type_, status, reason, message))
+        if old is not None and old.get("status") == status:
+            new["lastTransitionTime"] = old.get("lastTransitionTime", new["lastTransitionTime"])
+        self.conditions = [c for c in self.conditions if c.get("type") != type_] + [new]
+
+    def add_history(self, action: str, revision: str, result: str, message: str = "", **extra: Any) -> None:
+        """Append a history entry (who, when, what, revision, result), keeping the newest."""
+        entry = {
+            "time": now_iso(),
+            "actor": actor(),
+            "action": action,
+            "revision": revision,
+            "result": result,
+            "message": message,
+            **extra,
+        }
+        self.history = [*self.history, entry][-HISTORY_LIMIT:]
+
+    @property
+    def stalled(self) -> bool:
+        """True when the ``Stalled`` condition is ``True``."""
+        cond = self.condition("Stalled")
+        return bool(cond and cond.get("status") == "True")
+
+    def to_dict(self) -> dict:
+        """JSON-ready mapping of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "") -> LedgerRecord:
+        """Build a record from its JSON mapping.
+
+        Raises:
+            LedgerError: a newer ``schemaVersion`` or missing name/environment.
+        """
+        version = data.get("schemaVersion", 0)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"{source}: ledger record has schemaVersion {version!r}, newer than this "
+                f"modelops understands ({SCHEMA_VERSION}); upgrade modelops. The file was "
+                "left untouched."
+            )
+        known = {f for f in cls.__dataclass_fields__}
+        if not isinstance(data.get("name"), str) or not isinstance(data.get("environment"), str):
+            raise LedgerError(f"{source}: ledger record lacks name or environment; file left untouched")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class Ledger:
+    """The set of ledger records under ``<state_dir>/ledger``.
+
+    Args:
+        state_dir: the state directory (created on first write).
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = Path(state_dir) / "ledger"
+
+    def path(self, name: str, env: str) -> Path:
+        """The file of one record."""
+        return self.dir / f"{name}-{env}.json"
+
+    def get(self, name: str, env: str) -> LedgerRecord | None:
+        """The record of ``name`` × ``env``, or ``None`` when none was written.
+
+        Raises:
+            LedgerError: the file is corrupt or from a newer version.
+        """
+        return self._read(self.path(name, env))
+
+    def _read(self, path: Path) -> LedgerRecord | None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise LedgerError(
+                f"{path}: ledger record is corrupt ({exc}); inspect it, then remove or "
+                "restore it. modelops did not overwrite it."
+            ) from None
+        if not isinstance(data, dict):
+            raise LedgerError(f"{path}: ledger record is not a JSON object; file left untouched")
+        return LedgerRecord.from_dict(data, str(path))
+
+    def put(self, record: LedgerRecord) -> None:
+        """Write a record atomically: temp file in the same directory, fsync, rename."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        target = self.path(record.name, record.environment)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=self.dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(record.to_dict(), fh, indent=2, sort_keys=True)
+                fh.write("\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+            dir_fd = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def delete(self, name: str, env: str) -> bool:
+        """Remove a record; returns whether one existed."""
+        try:
+            self.path(name, env).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def all(self) -> list[LedgerRecord]:
+        """Every record, sorted by name then environment.
+
+        Raises:
+            LedgerError: any record is corrupt or from a newer version.
+        """
+        if not self.dir.is_dir():
+            return []
+        records = [r for p in sorted(self.dir.glob("*.json")) if (r := self._read(p))]
+        return sorted(records, key=lambda r: (r.name, r.environment))

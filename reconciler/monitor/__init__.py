@@ -1,0 +1,1 @@
+"""Monitoring: Evidently drift on captured traffic, and the retraining trigger."""

@@ -1,0 +1,1 @@
+"""Policies: Rego evaluation (regopy) in a worker, metadata, waivers, policy tests."""

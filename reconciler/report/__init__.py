@@ -1,0 +1,1 @@
+"""Reports: one writer per format (text, json, markdown, sarif, junit, github)."""

@@ -1,0 +1,168 @@
+"""Typed values that flow through the pipeline: :class:`Spec` and :class:`Deployment`.
+
+A :class:`Spec` is one YAML file as loaded (with the position of every node); a
+:class:`Deployment` is one spec resolved for one environment (base spec with the
+``spec.environments.<env>`` overlay deep-merged over it).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler.diagnostics import Position
+
+PathKey = tuple  # a path into a document: ("spec", "target", "autoscaling", "min_replicas")
+
+
+def parse_path(path: str | PathKey) -> PathKey:
+    """Turn ``"spec.secrets.0.name"`` into ``("spec", "secrets", 0, "name")``.
+
+    Numeric segments become ints (list indexes). Tuples are returned unchanged.
+    """
+    if isinstance(path, tuple):
+        return path
+    if not path:
+        return ()
+    return tuple(int(p) if p.isdigit() else p for p in str(path).split("."))
+
+
+def format_path(path: PathKey) -> str:
+    """Turn ``("spec", "secrets", 0, "name")`` into ``"spec.secrets.0.name"``."""
+    return ".".join(str(p) for p in path)
+
+
+def get_path(doc: Any, path: str | PathKey, default: Any = None) -> Any:
+    """Return the value at ``path`` in nested dicts/lists, or ``default`` when absent."""
+    node = doc
+    for part in parse_path(path):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            return default
+    return node
+
+
+@dataclass
+class Spec:
+    """One spec file as loaded.
+
+    Attributes:
+        file: display path, relative to the repository root (``specs/fraud.yaml``).
+        path: absolute path on disk.
+        data: the parsed document (plain dicts, lists and scalars).
+        positions: path tuple → :class:`Position` of that node (for a mapping entry, the
+            position of its key, so diagnostics point at the field's line).
+        digest: SHA-256 hex digest of the file's bytes.
+    """
+
+    file: str
+    path: Path
+    data: dict
+    positions: dict[PathKey, Position] = field(default_factory=dict)
+    digest: str = ""
+
+    @property
+    def name(self) -> str:
+        """``metadata.name``, or ``""`` when missing or not a string."""
+        name = get_path(self.data, "metadata.name", "")
+        return name if isinstance(name, str) else ""
+
+    @property
+    def environments(self) -> list[str]:
+        """The environment names under ``spec.environments``, in file order."""
+        envs = get_path(self.data, "spec.environments", {})
+        return [str(k) for k in envs] if isinstance(envs, dict) else []
+
+    def locate(self, path: str | PathKey) -> Position:
+        """Position of the deepest existing node along ``path`` (file-level if none)."""
+        key = parse_path(path)
+        for i in range(len(key), 0, -1):
+            pos = self.positions.get(key[:i])
+            if pos is not None:
+                return pos
+        return self.positions.get((), Position(self.file, 1, 1))
+
+
+@dataclass
+class Deployment:
+    """One spec resolved for one environment.
+
+    Attributes:
+        spec: the source spec.
+        env: environment name (``staging``, ``prod``...).
+        data: the resolved document: ``apiVersion``, ``kind``, ``metadata`` and ``spec``
+            with the overlay merged in and ``spec.environments`` removed.
+    """
+
+    spec: Spec
+    env: str
+    data: dict
+
+    @property
+    def name(self) -> str:
+        """The deployment's name (``metadata.name``)."""
+        return self.spec.name
+
+    @property
+    def key(self) -> str:
+        """``<name>-<env>``: the ledger key and the Pulumi stack name."""
+        return f"{self.name}-{self.env}"
+
+    @property
+    def platform(self) -> str:
+        """``spec.target.platform`` after the overlay (``local``, ``kubernetes``...)."""
+        return get_path(self.data, "spec.target.platform", "local")
+
+    def get(self, path: str | PathKey, default: Any = None) -> Any:
+        """Value at a dotted path of the resolved document (``spec.serving.mode``)."""
+        return get_path(self.data, path, default)
+
+    def policy_input(self) -> dict:
+        """The document policies see as ``input``: the resolved spec plus ``environment``."""
+        doc = copy.deepcopy(self.data)
+        doc["environment"] = self.env
+        return doc
+
+    def overlay_path(self, path: str | PathKey) -> PathKey | None:
+        """Where ``path`` (in the resolved document) sits in the overlay, if under spec."""
+        key = parse_path(path)
+        if len(key) >= 1 and key[0] == "spec":
+            return ("spec", "environments", self.env, *key[1:])
+        return None
+
+    def origin(self, path: str | PathKey) -> str:
+        """``overlay`` when the value at ``path`` (or a parent) came from the overlay, else ``base``."""
+        key = parse_path(path)
+        over = self.overlay_path(key)
+        if over is None:
+            return "base"
+        for i in range(len(key), 1, -1):
+            if over[: i + 2] in self.spec.positions:
+                return "overlay"
+            if key[:i] in self.spec.positions:
+                return "base"
+        return "base"
+
+    def locate(self, path: str | PathKey) -> Position:
+        """Position in the spec file of the value at ``path`` of the resolved document.
+
+        Values that came from the environment overlay point into the overlay
+        (``spec.environments.<env>...``); others into the base spec. Falls back to the
+        deepest parent that exists.
+        """
+        key = parse_path(path)
+        over = self.overlay_path(key)
+        for i in range(len(key), 0, -1):
+            if over is not None and i >= 2:
+                pos = self.spec.positions.get(over[: i + 2])
+                if pos is not None:
+                    return pos
+            pos = self.spec.positions.get(key[:i])
+            if pos is not None:
+                return pos
+        return self.spec.locate(())

@@ -1,0 +1,148 @@
+"""Find, load and resolve the specs of a repository (or the ones named on the command line)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.config import Config
+from reconciler.diagnostics import Diagnostic, ModelopsError
+from reconciler.spec.loader import YamlLoadError, load_spec
+from reconciler.spec.model import Deployment, Spec
+from reconciler.spec.resolve import resolve
+from reconciler.spec.validate import duplicate_name_diagnostics, spec_diagnostics
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class LoadResult:
+    """Specs loaded from disk, their deployments, and every diagnostic found.
+
+    Attributes:
+        specs: every spec that parsed (valid or not).
+        deployments: resolved deployments of the specs without errors (one per spec ×
+            environment, or only the requested environment).
+        diagnostics: all findings, in file order.
+    """
+
+    specs: list[Spec] = field(default_factory=list)
+    deployments: list[Deployment] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        """The diagnostics with severity ``error``."""
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    def invalid_files(self) -> set[str]:
+        """Files that have at least one error."""
+        return {d.position.file for d in self.errors}
+
+
+def discover(config: Config, targets: list[str] | None = None) -> list[Path]:
+    """Spec files to load.
+
+    Args:
+        config: repository configuration (``specs_dir`` is the default place).
+        targets: files, directories or spec names (``metadata.name``); empty means all.
+
+    Raises:
+        ModelopsError: (exit 2) a target is neither an existing path nor a known name.
+    """
+    def in_dir(d: Path) -> list[Path]:
+        return sorted(p for p in d.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file())
+
+    if not targets:
+        return in_dir(config.specs_dir) if config.specs_dir.is_dir() else []
+    files: list[Path] = []
+    names: list[str] = []
+    for target in targets:
+        path = Path(target)
+        if not path.is_absolute() and not path.exists():
+            path = config.root / target
+        if path.is_dir():
+            files.extend(in_dir(path))
+        elif path.is_file():
+            files.append(path.resolve())
+        else:
+            names.append(target)
+    if names:
+        by_name = {}
+        for candidate in in_dir(config.specs_dir) if config.specs_dir.is_dir() else []:
+            try:
+                by_name.setdefault(load_spec(candidate, config.root).name, candidate)
+            except YamlLoadError:
+                continue
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise ModelopsError(
+                f"no spec file or spec named {', '.join(missing)} "
+                f"(looked in {config.rel(config.specs_dir)}/)"
+            )
+        files.extend(by_name[n] for n in names)
+    seen, unique = set(), []
+    for f in files:
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            unique.append(f)
+    return unique
+
+
+def load_all(config: Config, targets: list[str] | None = None, env: str | None = None) -> LoadResult:
+    """Load, validate and resolve specs.
+
+    Args:
+        config: repository configuration.
+        targets: see :func:`discover`.
+        env: resolve only this environment; ``None`` resolves every environment.
+
+    Returns:
+        A :class:`LoadResult`. Deployments are only made for specs whose base document
+        passed schema validation; a deployment with errors is left out of
+        ``deployments`` (its diagnostics are kept).
+
+    Raises:
+        ModelopsError: (exit 2) an unknown environment or target.
+    """
+    if env is not None and env not in config.environments:
+        raise ModelopsError(
+            f"unknown environment {env!r}; known environments: {', '.join(config.environments)}"
+        )
+    result = LoadResult()
+    for path in discover(config, targets):
+        try:
+            spec = load_spec(path, config.root)
+        except YamlLoadError as exc:
+            result.diagnostics.append(exc.diagnostic)
+            continue
+        result.specs.append(spec)
+        base = spec_diagnostics(spec, config)
+        result.diagnostics.extend(base)
+        if base:
+            continue
+        for name in spec.environments if env is None else [env]:
+            dep, diags = resolve(spec, name, config)
+            result.diagnostics.extend(diags)
+            if dep is not None and not diags:
+                result.deployments.append(dep)
+    # Names must be unique across the whole specs directory, not only the files asked for.
+    others = []
+    if targets and config.specs_dir.is_dir():
+        asked = {s.path.resolve() for s in result.specs}
+        for path in discover(config):
+            if path.resolve() not in asked:
+                try:
+                    others.append(load_spec(path, config.root))
+                except YamlLoadError:
+                    continue
+    dups = [
+        d for d in duplicate_name_diagnostics([*result.specs, *others])
+        if d.position.file in {s.file for s in result.specs}
+    ]
+    if dups:
+        result.diagnostics.extend(dups)
+        bad = {d.position.file for d in dups}
+        result.deployments = [d for d in result.deployments if d.spec.file not in bad]
+    result.diagnostics.sort(key=lambda d: (d.position.file, d.position.line, d.position.col))
+    return result

@@ -1,0 +1,280 @@
+"""Validation: JSON Schema (draft 2020-12) plus semantic checks, as diagnostics.
+
+The schema file ``modeldeployment.schema.json`` beside this module is the truth for
+the spec's shape. Semantic checks cover what a schema cannot say: names unique across
+files, model files present with the digest the spec claims, overlays only for known
+environments, paths that stay inside the repository, cron expressions that parse,
+replica ranges, canary steps and SageMaker instance types.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from croniter import croniter
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from reconciler.config import Config
+from reconciler.diagnostics import Diagnostic, Position
+from reconciler.spec.model import Deployment, PathKey, Spec, format_path, get_path
+
+SCHEMA_PATH = Path(__file__).with_name("modeldeployment.schema.json")
+
+# SageMaker real-time instance families and sizes (AWS "Instance types for real-time
+# inference" page); the set a spec may name.
+SAGEMAKER_INSTANCE_TYPES = frozenset(
+    f"ml.{family}.{size}"
+    for family, sizes in {
+        "t2": ["medium", "large", "xlarge", "2xlarge"],
+        "m5": ["large", "xlarge", "2xlarge", "4xlarge", "12xlarge", "24xlarge"],
+        "m6i": ["large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge"],
+        "c5": ["large", "xlarge", "2xlarge", "4xlarge", "9xlarge", "18xlarge"],
+        "c6i": ["large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge"],
+        "r5": ["large", "xlarge", "2xlarge", "4xlarge", "12xlarge", "24xlarge"],
+        "g4dn": ["xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge"],
+        "g5": ["xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge"],
+        "p3": ["2xlarge", "8xlarge", "16xlarge"],
+        "inf1": ["xlarge", "2xlarge", "6xlarge", "24xlarge"],
+        "inf2": ["xlarge", "8xlarge", "24xlarge", "48xlarge"],
+    }.items()
+    for size in sizes
+)
+
+URI_SCHEMES = ("bentoml:", "s3://", "models:/", "gs://", "https://")
+
+
+@functools.cache
+def schema() -> dict:
+    """The ModelDeployment JSON Schema as a dict (read once)."""
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(schema())
+
+
+def _describe(error: ValidationError) -> tuple[PathKey, str]:
+    """The path to point at and a message that says what would be valid."""
+    path = tuple(error.absolute_path)
+    validator = error.validator
+    if validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        field = extra[0] if extra else "?"
+        valid = ", ".join(allowed) if allowed else "none"
+        return (*path, field), f"unknown field {field!r}; valid fields here: {valid}"
+    if validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return path, f"missing required field {missing!r}"
+    if validator == "enum":
+        options = ", ".join(repr(v) for v in error.validator_value)
+        return path, f"{error.instance!r} is not allowed; expected one of {options}"
+    if validator == "const":
+        return path, f"{error.instance!r} is not allowed; expected {error.validator_value!r}"
+    if validator == "type":
+        expected = error.validator_value
+        got = type(error.instance).__name__
+        return path, f"expected {expected}, got {got} {error.instance!r}"
+    if validator == "pattern":
+        hint = error.schema.get("description", f"must match {error.validator_value}")
+        return path, f"{error.instance!r} is not valid: {hint}"
+    if validator in {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}:
+        words = {
+            "minimum": "at least",
+            "maximum": "at most",
+            "exclusiveMinimum": "greater than",
+            "exclusiveMaximum": "less than",
+        }
+        return path, f"{error.instance!r} is out of range; must be {words[validator]} {error.validator_value}"
+    if validator == "propertyNames":
+        return path, f"invalid key: {error.message}"
+    if validator in {"anyOf", "oneOf"} and error.context:
+        best = max(error.context, key=lambda e: len(tuple(e.absolute_path)))
+        return _describe(best)
+    if validator == "not" and isinstance(error.instance, str):
+        return path, f"{error.instance!r} is not valid: {error.schema.get('description', 'not allowed here')}"
+    return path, error.message
+
+
+def schema_diagnostics(doc: dict, locate: Callable[[PathKey], Position]) -> list[Diagnostic]:
+    """Validate ``doc`` against the schema; one diagnostic per error, in document order.
+
+    Args:
+        doc: the document (a spec, or a resolved deployment without ``environments``).
+        locate: maps a path tuple to the position to report.
+    """
+    out = []
+    for error in _validator().iter_errors(doc):
+        path, message = _describe(error)
+        out.append(Diagnostic(locate(path), format_path(path), message, code="schema"))
+    out.sort(key=lambda d: (d.position.line, d.position.col, d.field))
+    return out
+
+
+def _cron_ok(expr: str) -> bool:
+    return isinstance(expr, str) and len(expr.split()) == 5 and croniter.is_valid(expr)
+
+
+def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
+    """Checks of one resolved deployment that the schema cannot express.
+
+    Covers: model file present, inside the repo, and matching ``model.sha256``; smoke
+    request files present; cron expressions; ``min_replicas <= max_replicas``; canary
+    steps ascending and ending at 100; SageMaker instance types; signature names
+    matching the feature dimension; requests not above limits (CPU and memory).
+    """
+    out: list[Diagnostic] = []
+
+    def err(path: str, message: str, code: str = "semantic") -> None:
+        out.append(Diagnostic(dep.locate(path), path, f"{message} [env {dep.env}]", code=code))
+
+    uri = dep.get("spec.model.uri")
+    if isinstance(uri, str) and not uri.startswith(URI_SCHEMES):
+        model_path = config.repo_path(uri)
+        if model_path is None:
+            err("spec.model.uri", f"{uri!r} leaves the repository; use a path inside it", "path")
+        elif not model_path.is_file():
+            err(
+                "spec.model.uri",
+                f"model file {uri!r} not found (looked in {config.rel(model_path)}); "
+                "train the model or fix the path",
+                "model-missing",
+            )
+        else:
+            want = dep.get("spec.model.sha256")
+            if isinstance(want, str):
+                have = file_sha256(model_path)
+                if have != want:
+                    err(
+                        "spec.model.sha256",
+                        f"digest mismatch for {uri}: spec says {want[:12]}…, file is {have[:12]}…",
+                        "model-digest",
+                    )
+    smoke_paths = []
+    if isinstance(dep.get("spec.serving.smoke.request"), str):
+        smoke_paths.append("spec.serving.smoke.request")
+    for i, _ in enumerate(dep.get("spec.serving.smoke.requests", []) or []):
+        smoke_paths.append(f"spec.serving.smoke.requests.{i}.request")
+    for field in (*smoke_paths, "spec.retraining.output"):
+        value = dep.get(field)
+        if not isinstance(value, str):
+            continue
+        resolved = config.repo_path(value)
+        if resolved is None:
+            err(field, f"{value!r} leaves the repository; use a path inside it", "path")
+        elif field != "spec.retraining.output" and not resolved.is_file():
+            err(field, f"file {value!r} not found", "file-missing")
+    for field in ("spec.monitoring.schedule", "spec.retraining.schedule", "spec.serving.batch.schedule"):
+        value = dep.get(field)
+        if value is not None and not _cron_ok(value):
+            err(field, f"{value!r} is not a valid 5-field cron expression (e.g. '0 3 * * 0')", "cron")
+    lo = dep.get("spec.target.autoscaling.min_replicas")
+    hi = dep.get("spec.target.autoscaling.max_replicas")
+    if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+        err("spec.target.autoscaling.min_replicas", f"min_replicas {lo} is above max_replicas {hi}")
+    steps = dep.get("spec.target.rollout.steps")
+    if isinstance(steps, list) and steps and all(isinstance(s, int) for s in steps):
+        if steps != sorted(set(steps)) or steps[-1] != 100:
+            err("spec.target.rollout.steps", f"{steps} must be strictly ascending and end at 100")
+        step = dep.get("spec.target.rollout.step")
+        if isinstance(step, int) and step >= len(steps):
+            err("spec.target.rollout.step", f"step {step} is past the last of {len(steps)} steps")
+    itype = dep.get("spec.target.instance_type")
+    if isinstance(itype, str) and itype not in SAGEMAKER_INSTANCE_TYPES:
+        err(
+            "spec.target.instance_type",
+            f"{itype!r} is not a SageMaker real-time instance type "
+            "(e.g. ml.m5.large, ml.c5.xlarge, ml.g5.xlarge)",
+        )
+    shape = dep.get("spec.model.signature.inputs.shape")
+    names = dep.get("spec.model.signature.inputs.names")
+    if isinstance(shape, list) and isinstance(names, list) and shape and shape[-1] != -1:
+        if len(names) != shape[-1]:
+            err(
+                "spec.model.signature.inputs.names",
+                f"{len(names)} names for a last dimension of {shape[-1]}",
+            )
+    for kind in ("cpu", "memory"):
+        req = dep.get(f"spec.target.resources.requests.{kind}")
+        lim = dep.get(f"spec.target.resources.limits.{kind}")
+        if isinstance(req, str) and isinstance(lim, str):
+            try:
+                if parse_quantity(req) > parse_quantity(lim):
+                    err(f"spec.target.resources.requests.{kind}", f"request {req} is above limit {lim}")
+            except ValueError:
+                pass
+    return out
+
+
+_SUFFIX = {
+    "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+}
+
+
+def parse_quantity(value: str) -> float:
+    """A Kubernetes quantity as a float: CPU in cores, memory in bytes.
+
+    Raises:
+        ValueError: the string is not a quantity with a known suffix.
+    """
+    for suffix in sorted(_SUFFIX, key=len, reverse=True):
+        if suffix and value.endswith(suffix):
+            return float(value[: -len(suffix)]) * _SUFFIX[suffix]
+    return float(value)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def spec_diagnostics(spec: Spec, config: Config) -> list[Diagnostic]:
+    """Schema diagnostics of the spec as written, plus overlay environment names."""
+    out = schema_diagnostics(spec.data, spec.locate)
+    envs = get_path(spec.data, "spec.environments", {})
+    if isinstance(envs, dict):
+        for env in envs:
+            if env not in config.environments:
+                out.append(
+                    Diagnostic(
+                        spec.locate(("spec", "environments", env)),
+                        f"spec.environments.{env}",
+                        f"unknown environment {env!r}; known environments: "
+                        f"{', '.join(config.environments)} (set them in modelops.yaml)",
+                        code="environment",
+                    )
+                )
+    return out
+
+
+def duplicate_name_diagnostics(specs: Iterable[Spec]) -> list[Diagnostic]:
+    """One diagnostic per spec whose ``metadata.name`` another file already uses."""
+    seen: dict[str, Spec] = {}
+    out = []
+    for spec in sorted(specs, key=lambda s: s.file):
+        if not spec.name:
+            continue
+        if spec.name in seen:
+            out.append(
+                Diagnostic(
+                    spec.locate("metadata.name"),
+                    "metadata.name",
+                    f"name {spec.name!r} is already used by {seen[spec.name].file}; "
+                    "names must be unique in the repository",
+                    code="duplicate-name",
+                )
+            )
+        else:
+            seen[spec.name] = spec
+    return out
