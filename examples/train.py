@@ -113,7 +113,9 @@ def train(model: str, out: Path, data: pd.DataFrame | None = None) -> dict:
         "framework": "sklearn",
         "task": "classification" if classify else "regression",
         "sha256": digest,
-        "signature": {"inputs": {"shape": [-1, len(features)], "dtype": "float32", "names": features}},
+        "signature": {
+            "inputs": {"shape": [-1, len(features)], "dtype": "float32", "names": features}
+        },
         "metrics": metrics,
         "rows": {"train": len(x_train), "holdout": len(x_test)},
     }

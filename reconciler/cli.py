@@ -48,7 +48,9 @@ def _global(
     ] = None,
     state_dir: Annotated[
         Path | None,
-        typer.Option("--state-dir", help="State directory (default .modelops/, or MODELOPS_STATE_DIR)."),
+        typer.Option(
+            "--state-dir", help="State directory (default .modelops/, or MODELOPS_STATE_DIR)."
+        ),
     ] = None,
 ) -> None:
     """Declarative GitOps for ML model deployments."""

@@ -31,9 +31,7 @@ def validate(
     if fmt == "text":
         n_specs, n_deps = len(result.specs), len(result.deployments)
         status = f"{len(result.errors)} error(s)" if result.errors else "ok"
-        console.print(
-            f"{n_specs} spec(s), {n_deps} deployment(s) checked: {status}", markup=False
-        )
+        console.print(f"{n_specs} spec(s), {n_deps} deployment(s) checked: {status}", markup=False)
     raise typer.Exit(EXIT_FINDINGS if result.errors else EXIT_OK)
 
 

@@ -125,7 +125,9 @@ class LedgerRecord:
             new["lastTransitionTime"] = old.get("lastTransitionTime", new["lastTransitionTime"])
         self.conditions = [c for c in self.conditions if c.get("type") != type_] + [new]
 
-    def add_history(self, action: str, revision: str, result: str, message: str = "", **extra: Any) -> None:
+    def add_history(
+        self, action: str, revision: str, result: str, message: str = "", **extra: Any
+    ) -> None:
         """Append a history entry (who, when, what, revision, result), keeping the newest."""
         entry = {
             "time": now_iso(),
@@ -164,7 +166,9 @@ class LedgerRecord:
             )
         known = {f for f in cls.__dataclass_fields__}
         if not isinstance(data.get("name"), str) or not isinstance(data.get("environment"), str):
-            raise LedgerError(f"{source}: ledger record lacks name or environment; file left untouched")
+            raise LedgerError(
+                f"{source}: ledger record lacks name or environment; file left untouched"
+            )
         return cls(**{k: v for k, v in data.items() if k in known})
 
 

@@ -87,7 +87,9 @@ def load_yaml(raw: bytes | str, file: str) -> tuple[Any, dict[PathKey, Position]
         problem = exc.problem or "invalid YAML"
         context = f" ({exc.context})" if exc.context else ""
         raise YamlLoadError(
-            Diagnostic(_mark_pos(file, mark), "", f"YAML syntax error: {problem}{context}", code="yaml")
+            Diagnostic(
+                _mark_pos(file, mark), "", f"YAML syntax error: {problem}{context}", code="yaml"
+            )
         ) from None
     except yaml.YAMLError as exc:  # errors without a mark
         raise YamlLoadError(

@@ -136,7 +136,7 @@ class Deployment:
         return None
 
     def origin(self, path: str | PathKey) -> str:
-        """``overlay`` when the value at ``path`` (or a parent) came from the overlay, else ``base``."""
+        """``overlay`` if the value at ``path`` (or a parent) is from the overlay, else ``base``."""
         key = parse_path(path)
         over = self.overlay_path(key)
         if over is None:

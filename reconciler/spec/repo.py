@@ -50,6 +50,7 @@ def discover(config: Config, targets: list[str] | None = None) -> list[Path]:
     Raises:
         ModelopsError: (exit 2) a target is neither an existing path nor a known name.
     """
+
     def in_dir(d: Path) -> list[Path]:
         return sorted(p for p in d.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file())
 
@@ -89,7 +90,9 @@ def discover(config: Config, targets: list[str] | None = None) -> list[Path]:
     return unique
 
 
-def load_all(config: Config, targets: list[str] | None = None, env: str | None = None) -> LoadResult:
+def load_all(
+    config: Config, targets: list[str] | None = None, env: str | None = None
+) -> LoadResult:
     """Load, validate and resolve specs.
 
     Args:
@@ -137,7 +140,8 @@ def load_all(config: Config, targets: list[str] | None = None, env: str | None =
                 except YamlLoadError:
                     continue
     dups = [
-        d for d in duplicate_name_diagnostics([*result.specs, *others])
+        d
+        for d in duplicate_name_diagnostics([*result.specs, *others])
         if d.position.file in {s.file for s in result.specs}
     ]
     if dups:

@@ -65,7 +65,9 @@ def _describe(error: ValidationError) -> tuple[PathKey, str]:
     validator = error.validator
     if validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        extra = (
+            sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        )
         field = extra[0] if extra else "?"
         valid = ", ".join(allowed) if allowed else "none"
         return (*path, field), f"unknown field {field!r}; valid fields here: {valid}"
@@ -91,14 +93,22 @@ def _describe(error: ValidationError) -> tuple[PathKey, str]:
             "exclusiveMinimum": "greater than",
             "exclusiveMaximum": "less than",
         }
-        return path, f"{error.instance!r} is out of range; must be {words[validator]} {error.validator_value}"
+        return (
+            path,
+            f"{error.instance!r} is out of range; "
+            f"must be {words[validator]} {error.validator_value}",
+        )
     if validator == "propertyNames":
         return path, f"invalid key: {error.message}"
     if validator in {"anyOf", "oneOf"} and error.context:
         best = max(error.context, key=lambda e: len(tuple(e.absolute_path)))
         return _describe(best)
     if validator == "not" and isinstance(error.instance, str):
-        return path, f"{error.instance!r} is not valid: {error.schema.get('description', 'not allowed here')}"
+        return (
+            path,
+            f"{error.instance!r} is not valid: "
+            f"{error.schema.get('description', 'not allowed here')}",
+        )
     return path, error.message
 
 
@@ -170,10 +180,18 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
             err(field, f"{value!r} leaves the repository; use a path inside it", "path")
         elif field != "spec.retraining.output" and not resolved.is_file():
             err(field, f"file {value!r} not found", "file-missing")
-    for field in ("spec.monitoring.schedule", "spec.retraining.schedule", "spec.serving.batch.schedule"):
+    for field in (
+        "spec.monitoring.schedule",
+        "spec.retraining.schedule",
+        "spec.serving.batch.schedule",
+    ):
         value = dep.get(field)
         if value is not None and not _cron_ok(value):
-            err(field, f"{value!r} is not a valid 5-field cron expression (e.g. '0 3 * * 0')", "cron")
+            err(
+                field,
+                f"{value!r} is not a valid 5-field cron expression (e.g. '0 3 * * 0')",
+                "cron",
+            )
     lo = dep.get("spec.target.autoscaling.min_replicas")
     hi = dep.get("spec.target.autoscaling.max_replicas")
     if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
@@ -206,15 +224,26 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
         if isinstance(req, str) and isinstance(lim, str):
             try:
                 if parse_quantity(req) > parse_quantity(lim):
-                    err(f"spec.target.resources.requests.{kind}", f"request {req} is above limit {lim}")
+                    err(
+                        f"spec.target.resources.requests.{kind}",
+                        f"request {req} is above limit {lim}",
+                    )
             except ValueError:
                 pass
     return out
 
 
 _SUFFIX = {
-    "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+    "m": 1e-3,
+    "": 1,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
 }
 
 
