@@ -98,7 +98,3 @@ def main(argv: list[str] | None = None) -> None:
             markup=False,
         )
         sys.exit(EXIT_USAGE)
-
-
-if __name__ == "__main__":
-    main()

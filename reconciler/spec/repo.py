@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,5 +149,32 @@ def load_all(
         result.diagnostics.extend(dups)
         bad = {d.position.file for d in dups}
         result.deployments = [d for d in result.deployments if d.spec.file not in bad]
+    result.diagnostics = _merge_env_duplicates(result.diagnostics)
     result.diagnostics.sort(key=lambda d: (d.position.file, d.position.line, d.position.col))
     return result
+
+
+_ENV_TAG = re.compile(r" \[env ([^\]]+)\]$")
+
+
+def _merge_env_duplicates(diags: list[Diagnostic]) -> list[Diagnostic]:
+    """One diagnostic per place and message, naming every environment it occurs in.
+
+    A value in the base spec that is wrong in every environment would otherwise be
+    reported once per environment; the merged message ends in ``[env staging, prod]``.
+    """
+    merged: dict[tuple, tuple[Diagnostic, list[str]]] = {}
+    for diag in diags:
+        match = _ENV_TAG.search(diag.message)
+        base = diag.message[: match.start()] if match else diag.message
+        key = (diag.position, diag.field, base, diag.severity, diag.code)
+        envs = match.group(1).split(", ") if match else []
+        if key in merged:
+            merged[key][1].extend(e for e in envs if e not in merged[key][1])
+        else:
+            merged[key] = (diag, list(envs))
+    out = []
+    for (position, field_, base, severity, code), (_, envs) in merged.items():
+        message = f"{base} [env {', '.join(envs)}]" if envs else base
+        out.append(Diagnostic(position, field_, message, severity, code))
+    return out

@@ -1,0 +1,68 @@
+"""The YAML loader: positions, duplicate keys, encodings, non-mapping documents."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.spec.loader import YamlLoadError, load_spec, load_yaml
+
+
+def test_positions_point_at_keys_and_items():
+    text = b"a: 1\nb:\n  c: [x, y]\n  d:\n    - e: 2\n"
+    value, pos = load_yaml(text, "f.yaml")
+    assert value == {"a": 1, "b": {"c": ["x", "y"], "d": [{"e": 2}]}}
+    assert (pos[("b", "c")].line, pos[("b", "c")].col) == (3, 3)
+    assert (pos[("b", "c", 1)].line, pos[("b", "c", 1)].col) == (3, 10)
+    assert pos[("b", "d", 0, "e")].line == 5
+
+
+@pytest.mark.parametrize(
+    ("raw", "line", "needle"),
+    [
+        (b"a: 1\nb: 2\na: 3\n", 3, "duplicate key 'a' (first defined at line 1)"),
+        (b"", 1, "file is empty"),
+        (b"# only a comment\n", 1, "file is empty"),
+        (b"a: [1, 2\nb: 3\n", 2, "YAML syntax error"),
+        (b"a: 1\n\xff\xfeb: 2\n", 2, "not valid UTF-8"),
+        (b"yes: 1\n", 1, "read as a bool"),
+        (b"a: 1\n---\nb: 2\n", 2, "YAML syntax error"),
+    ],
+)
+def test_bad_yaml_gives_one_positioned_diagnostic(raw, line, needle):
+    with pytest.raises(YamlLoadError) as info:
+        load_yaml(raw, "bad.yaml")
+    diag = info.value.diagnostic
+    assert diag.position.file == "bad.yaml"
+    assert diag.position.line == line
+    assert needle in diag.message
+    assert str(diag).startswith(f"bad.yaml:{line}:")
+
+
+def test_duplicate_keys_nested_and_merge_keys(tmp_path):
+    with pytest.raises(YamlLoadError, match="duplicate key 'x'"):
+        load_yaml(b"a:\n  x: 1\n  x: 2\n", "f.yaml")
+    value, _ = load_yaml(b"base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n", "f.yaml")
+    assert value["other"] == {"x": 1, "y": 2}
+
+
+@pytest.mark.parametrize(("raw", "kind"), [(b"- a\n- b\n", "a list"), (b"just text\n", "a str")])
+def test_document_must_be_a_mapping(tmp_path, raw, kind):
+    path = tmp_path / "s.yaml"
+    path.write_bytes(raw)
+    with pytest.raises(YamlLoadError, match=f"document is {kind}; expected a ModelDeployment"):
+        load_spec(path, tmp_path)
+
+
+def test_load_spec_records_digest_and_relative_file(tmp_path):
+    path = tmp_path / "specs" / "s.yaml"
+    path.parent.mkdir()
+    path.write_bytes(b"\xef\xbb\xbfa: 1\n")  # a UTF-8 BOM is accepted
+    spec = load_spec(path, tmp_path)
+    assert spec.file == "specs/s.yaml"
+    assert spec.data == {"a": 1}
+    assert len(spec.digest) == 64
+
+
+def test_unreadable_file(tmp_path):
+    with pytest.raises(YamlLoadError, match="cannot read file"):
+        load_spec(tmp_path / "missing.yaml", tmp_path)

@@ -1,0 +1,185 @@
+"""Schema and semantic validation of the example specs and of broken copies of them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from reconciler.config import load_config
+from reconciler.spec.repo import load_all
+from reconciler.spec.resolve import deep_merge
+
+
+def _edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, count))
+
+
+def _line_of(path: Path, needle: str) -> int:
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if needle in line:
+            return number
+    raise AssertionError(needle)
+
+
+def test_examples_are_valid_and_resolve_every_environment(spec_repo):
+    result = load_all(load_config(spec_repo))
+    assert result.diagnostics == []
+    keys = sorted(d.key for d in result.deployments)
+    assert keys == [
+        "diabetes-progression-prod",
+        "diabetes-progression-staging",
+        "fraud-detector-prod",
+        "fraud-detector-staging",
+        "fraud-scorer-serverless-dev",
+        "fraud-scorer-serverless-prod",
+    ]
+    platforms = {d.platform for d in result.deployments}
+    assert platforms == {"local", "kubernetes", "aws-sagemaker", "aws-serverless"}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "needle"),
+    [
+        ("name: fraud-detector", "name: Fraud_Detector", "metadata.name", "DNS-1123"),
+        (
+            "max_batch_size: 64",
+            "max_batch_size: fast",
+            "spec.serving.batching.max_batch_size",
+            "expected integer, got str",
+        ),
+        ("  serving:\n", "  servng: {}\n  serving:\n", "spec.servng", "unknown field 'servng'"),
+        ("cpu: 500m", "cpu: 2 cores", "spec.target.resources.requests.cpu", "CPU quantity"),
+        ("memory: 2Gi", "memory: -1Gi", "spec.target.resources.limits.memory", "memory quantity"),
+        ("platform: kubernetes", "platform: openshift", "spec.target.platform", "expected one of"),
+        ("public: false", 'public: "yes"', "spec.exposure.public", "expected boolean"),
+        (
+            "min_replicas: 2, max_replicas: 10",
+            "min_replicas: 2, max_replicas: 0",
+            "spec.target.autoscaling.max_replicas",
+            "at least 1",
+        ),
+    ],
+)
+def test_schema_errors_name_file_line_and_field(spec_repo, old, new, field, needle):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    _edit(path, old, new)
+    result = load_all(load_config(spec_repo))
+    errors = [d for d in result.errors if d.field == field]
+    assert errors, [str(d) for d in result.diagnostics]
+    diag = errors[0]
+    assert needle in diag.message
+    assert diag.position.file == "specs/fraud-detector.yaml"
+    assert diag.position.line == _line_of(path, new.strip().split("\n")[0].split(",")[0].strip())
+    assert re.match(r"^specs/fraud-detector\.yaml:\d+:\d+: " + re.escape(field) + ": ", str(diag))
+    assert not [d for d in result.deployments if d.name == "fraud-detector"]
+
+
+def test_missing_model_file(spec_repo):
+    (spec_repo / "examples" / "diabetes" / "model.joblib").unlink()
+    result = load_all(load_config(spec_repo))
+    diags = [d for d in result.errors if d.code == "model-missing"]
+    assert {d.position.file for d in diags} == {"specs/diabetes-progression.yaml"}
+    assert "model file 'examples/diabetes/model.joblib' not found" in diags[0].message
+    assert diags[0].field == "spec.model.uri"
+
+
+def test_digest_mismatch(spec_repo):
+    model = spec_repo / "examples" / "fraud" / "model.joblib"
+    model.write_bytes(model.read_bytes() + b"tampered")
+    result = load_all(load_config(spec_repo))
+    files = {d.position.file for d in result.errors if d.code == "model-digest"}
+    assert files == {"specs/fraud-detector.yaml", "specs/fraud-scorer-serverless.yaml"}
+    assert result.deployments and all(d.name == "diabetes-progression" for d in result.deployments)
+
+
+def test_unknown_environment_in_overlay(spec_repo):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    _edit(path, "    staging:\n", "    stagging:\n")
+    result = load_all(load_config(spec_repo))
+    [diag] = [d for d in result.errors if d.code == "environment"]
+    assert diag.field == "spec.environments.stagging"
+    assert diag.position.line == _line_of(path, "stagging:")
+    assert "known environments: dev, staging, prod" in diag.message
+
+
+def test_duplicate_names_across_files(spec_repo):
+    specs = spec_repo / "specs"
+    text = (specs / "fraud-detector.yaml").read_text()
+    (specs / "zz-copy.yaml").write_text(text)
+    result = load_all(load_config(spec_repo))
+    [diag] = [d for d in result.errors if d.code == "duplicate-name"]
+    assert diag.position.file == "specs/zz-copy.yaml"
+    assert "already used by specs/fraud-detector.yaml" in diag.message
+
+
+def test_overlay_values_are_validated_and_located_in_the_overlay(spec_repo):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    _edit(path, "autoscaling: {min_replicas: 3}", "autoscaling: {min_replicas: 30}")
+    result = load_all(load_config(spec_repo))
+    [diag] = [d for d in result.errors if d.field == "spec.target.autoscaling.min_replicas"]
+    assert "min_replicas 30 is above max_replicas 10" in diag.message
+    assert "[env prod]" in diag.message
+    assert diag.position.line == _line_of(path, "min_replicas: 30")
+    # the staging deployment of the same spec is still valid
+    assert any(d.key == "fraud-detector-staging" for d in result.deployments)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "needle"),
+    [
+        ('schedule: "0 * * * *"', 'schedule: "every hour"', "spec.monitoring.schedule", "cron"),
+        ("steps: [10, 50, 100]", "steps: [50, 10, 100]", "spec.target.rollout.steps", "ascending"),
+        (
+            "uri: examples/fraud/model.joblib",
+            "uri: ../../etc/passwd",
+            "spec.model.uri",
+            "leaves the repository",
+        ),
+        (
+            "request: examples/fraud/request.json",
+            "request: examples/fraud/nope.json",
+            "spec.serving.smoke.request",
+            "not found",
+        ),
+        ("cpu: 500m", "cpu: '4'", "spec.target.resources.requests.cpu", "above limit"),
+    ],
+)
+def test_semantic_errors(spec_repo, old, new, field, needle):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    _edit(path, old, new)
+    result = load_all(load_config(spec_repo))
+    diags = [d for d in result.errors if d.field == field]
+    assert diags and needle in diags[0].message, [str(d) for d in result.diagnostics]
+
+
+def test_sagemaker_instance_type_checked(spec_repo):
+    path = spec_repo / "specs" / "diabetes-progression.yaml"
+    _edit(path, "instance_type: ml.m5.large", "instance_type: ml.m5.huge")
+    result = load_all(load_config(spec_repo))
+    [diag] = [d for d in result.errors if d.field == "spec.target.instance_type"]
+    assert "not a SageMaker real-time instance type" in diag.message
+
+
+def test_deep_merge_merges_mappings_and_replaces_lists():
+    base = {"a": {"x": 1, "y": [1, 2]}, "b": 1}
+    over = {"a": {"y": [3]}, "c": 2}
+    assert deep_merge(base, over) == {"a": {"x": 1, "y": [3]}, "b": 1, "c": 2}
+    assert base == {"a": {"x": 1, "y": [1, 2]}, "b": 1}
+
+
+def test_resolved_overlay_wins_and_origin_is_tracked(spec_repo):
+    result = load_all(load_config(spec_repo), env="prod")
+    dep = next(d for d in result.deployments if d.name == "fraud-detector")
+    assert dep.get("spec.target.autoscaling") == {
+        "min_replicas": 3,
+        "max_replicas": 10,
+        "target_cpu_utilization": 70,
+    }
+    assert dep.origin("spec.target.autoscaling.min_replicas") == "overlay"
+    assert dep.origin("spec.target.autoscaling.max_replicas") == "base"
+    assert "environments" not in dep.data["spec"]
+    assert dep.policy_input()["environment"] == "prod"
