@@ -1,0 +1,187 @@
+"""``make demo``: the main job on the bundled examples, with no cloud and no credentials.
+
+Runs, on this repository (state in ``.modelops/``), the commands a team would run, and
+prints each one before it runs:
+
+1. train both example models (deterministic) and check the digests against the committed
+   model files the specs pin;
+2. ``modelops validate`` and ``modelops policy report``;
+3. ``modelops apply --env staging``: validate → police → build the Bentos → serve them
+   locally on loopback → smoke test → record in the ledger;
+4. a real prediction from the live fraud endpoint, then ``modelops smoke`` (SLO check);
+5. ``modelops plan --env prod``: what production would get (rendered offline);
+6. a pull request in a throw-away clone: a one-line change between two commits and the
+   plan ``modelops plan --base … --head …`` prints for it;
+7. the monitoring loop: shifted traffic → ``modelops monitor run`` detects drift →
+   ``modelops retrain`` proposes a new model on a Git branch (in the clone); unshifted
+   traffic → no drift;
+8. ``modelops destroy --env staging`` so that nothing is left running.
+
+Exits non-zero when a step that must succeed fails; the servers are stopped in every case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from rich.console import Console
+from rich.rule import Rule
+
+ROOT = Path(__file__).resolve().parents[1]
+console = Console(highlight=False)
+MODELOPS = [sys.executable, "-m", "reconciler"]
+
+
+class DemoError(Exception):
+    """A demo step that had to succeed failed."""
+
+
+def step(title: str) -> None:
+    """Print a section rule."""
+    console.print()
+    console.print(Rule(f"[bold]{title}", align="left"))
+
+
+def run(
+    args: list[str], *, cwd: Path = ROOT, expect: tuple[int, ...] = (0,), show: str = ""
+) -> str:
+    """Run a command, echo it and its output; raise :class:`DemoError` on an unexpected code."""
+    shown = show or " ".join(["modelops", *args[len(MODELOPS) :]] if args[:3] == MODELOPS else args)
+    console.print(f"[cyan]$ {shown}[/]")
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "COLUMNS": "120"}
+    started = time.perf_counter()
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
+    out = (proc.stdout + proc.stderr).rstrip()
+    if out:
+        console.print(out, markup=False)
+    console.print(f"[dim](exit {proc.returncode}, {time.perf_counter() - started:.1f} s)[/]")
+    if proc.returncode not in expect:
+        raise DemoError(f"`{shown}` exited {proc.returncode}, expected {expect}")
+    return proc.stdout
+
+
+def modelops(*args: str, cwd: Path = ROOT, expect: tuple[int, ...] = (0,)) -> str:
+    """Run ``modelops ARGS`` in ``cwd``."""
+    return run([*MODELOPS, *args], cwd=cwd, expect=expect)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def train_and_check() -> None:
+    """Train both models into the state dir and compare digests with the committed files."""
+    out = ROOT / ".modelops" / "demo" / "train"
+    run([sys.executable, "examples/train.py", "all", "--out", str(out)])
+    for model in ("fraud", "diabetes"):
+        fresh = _sha256(out / model / "model.joblib")
+        committed = _sha256(ROOT / "examples" / model / "model.joblib")
+        verdict = "matches" if fresh == committed else "DIFFERS from"
+        console.print(f"{model}: trained digest {fresh[:12]}… {verdict} the committed model")
+
+
+def predict() -> None:
+    """Send the sample request to the live fraud endpoint and print the prediction."""
+    record = json.loads((ROOT / ".modelops" / "ledger" / "fraud-detector-staging.json").read_text())
+    url = record["outputs"]["url"].rstrip("/") + "/predict"
+    body = (ROOT / "examples" / "fraud" / "request.json").read_bytes()
+    console.print(f"[cyan]$ curl -s -X POST {url} -d @examples/fraud/request.json[/]")
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+    console.print(json.dumps(answer), markup=False)
+
+
+def make_pr_clone(workdir: Path) -> Path:
+    """Clone this repository's HEAD and commit a one-line spec change on top."""
+    clone = workdir / "spec-repo"
+    run(["git", "clone", "--quiet", str(ROOT), str(clone)], show=f"git clone . {clone}")
+    spec = clone / "specs" / "fraud-detector.yaml"
+    text = spec.read_text()
+    spec.write_text(
+        text.replace("autoscaling: {min_replicas: 3}", "autoscaling: {min_replicas: 4}")
+    )
+    git = ["git", "-C", str(clone), "-c", "user.name=Demo", "-c", "user.email=demo@example.com"]
+    run([*git, "commit", "--quiet", "-am", "fraud-detector: 4 replicas minimum in prod"])
+    run(["git", "-C", str(clone), "diff", "HEAD~1", "--stat"])
+    return clone
+
+
+def monitoring_loop(clone: Path) -> None:
+    """Shifted traffic → drift → retraining branch; unshifted traffic → no drift."""
+    import pandas as pd
+
+    from reconciler.monitor.traffic import send_traffic, shifted
+
+    record = json.loads((ROOT / ".modelops" / "ledger" / "fraud-detector-staging.json").read_text())
+    url = record["outputs"]["url"]
+    reference = pd.read_parquet(ROOT / "examples" / "fraud" / "reference.parquet")
+    capture = ROOT / ".modelops" / "capture" / "fraud-detector" / "staging"
+    shutil.rmtree(capture, ignore_errors=True)
+    rows = shifted(reference, seed=7).to_numpy(dtype="float32")
+    rows = rows.repeat(6, axis=0)
+    sent = send_traffic(url, rows)
+    console.print(f"sent {sent} requests of deliberately shifted traffic to {url}")
+    time.sleep(1.5)  # capture is written off the request path
+    modelops("monitor", "run", "fraud-detector", "--env", "staging", expect=(1,))
+    modelops("retrain", "fraud-detector", "--env", "staging", cwd=clone)
+    run(["git", "-C", str(clone), "branch", "--list", "modelops/retrain/*"])
+    run(["git", "-C", str(clone), "log", "--all", "--oneline", "-3"])
+    shutil.rmtree(capture, ignore_errors=True)
+    rows = reference.to_numpy(dtype="float32").repeat(6, axis=0)
+    sent = send_traffic(url, rows)
+    console.print(f"sent {sent} requests of unshifted traffic (a new capture window)")
+    time.sleep(1.5)
+    modelops("monitor", "run", "fraud-detector", "--env", "staging")
+
+
+def main() -> int:
+    """Run the demo; returns the process exit code."""
+    started = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="modelops-demo-"))
+    code = 0
+    try:
+        step("1. Train the example models (deterministic, seconds)")
+        train_and_check()
+        step("2. Validate the specs and review the policies")
+        modelops("validate")
+        modelops("policy", "report")
+        step("3. Apply the staging environment: build the Bentos and serve them locally")
+        modelops("apply", "--env", "staging")
+        modelops("status")
+        step("4. A real prediction from the live endpoint, and the SLO check")
+        predict()
+        modelops("smoke", "fraud-detector", "--env", "staging")
+        step("5. What production would get: the prod plan, computed offline")
+        modelops("plan", "--env", "prod")
+        step("6. A pull request: plan for a one-line change between two commits")
+        clone = make_pr_clone(workdir)
+        modelops("plan", "--base", "HEAD~1", "--head", "HEAD", "--env", "prod", cwd=clone)
+        step("7. Monitoring: drift on shifted traffic, retraining proposed through Git")
+        monitoring_loop(clone)
+    except DemoError as exc:
+        console.print(f"[red]demo failed: {exc}[/]")
+        code = 1
+    finally:
+        step("8. Clean up: stop the local servers")
+        try:
+            modelops("destroy", "--env", "staging", "--yes")
+        except DemoError as exc:
+            console.print(f"[red]{exc}[/]")
+            code = code or 1
+        shutil.rmtree(workdir, ignore_errors=True)
+    console.print(f"\ndemo finished in {time.perf_counter() - started:.0f} s (exit {code})")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
