@@ -1,0 +1,62 @@
+"""``modelops.yaml``: defaults, overrides, and clear errors for bad settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.config import load_config
+from reconciler.diagnostics import ModelopsError
+
+
+def test_defaults(tmp_path, monkeypatch):
+    monkeypatch.delenv("MODELOPS_STATE_DIR", raising=False)
+    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
+    (tmp_path / ".git").mkdir()
+    config = load_config(tmp_path)
+    assert config.root == tmp_path.resolve()
+    assert config.specs_dir == tmp_path.resolve() / "specs"
+    assert config.state_dir == tmp_path.resolve() / ".modelops"
+    assert config.environments == ["dev", "staging", "prod"]
+    assert config.protected_environments == ["prod"]
+    assert config.pulumi_backend == f"file://{tmp_path.resolve() / '.modelops' / 'pulumi'}"
+
+
+def test_file_and_overrides(tmp_path, monkeypatch):
+    (tmp_path / "modelops.yaml").write_text(
+        "specs: deploy\nenvironments: [dev, prod]\nstate_dir: state\npulumi_backend: s3://b\n"
+    )
+    monkeypatch.setenv("MODELOPS_STATE_DIR", "/tmp/elsewhere")
+    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
+    config = load_config(tmp_path)
+    assert config.specs_dir.name == "deploy"
+    assert config.environments == ["dev", "prod"]
+    assert str(config.state_dir) == "/tmp/elsewhere"
+    assert config.pulumi_backend == "s3://b"
+    assert load_config(tmp_path, state_dir="x").state_dir == tmp_path.resolve() / "x"
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "https://api.pulumi.com")
+    assert load_config(tmp_path).pulumi_backend == "https://api.pulumi.com"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("specz: x\n", "unknown setting(s) specz"),
+        ("environments: prod\n", "environments: expected a list"),
+        ("- a\n", "expected a mapping"),
+        ("a: [\n", "YAML syntax error"),
+    ],
+)
+def test_bad_config(tmp_path, text, needle):
+    (tmp_path / "modelops.yaml").write_text(text)
+    with pytest.raises(ModelopsError) as info:
+        load_config(tmp_path)
+    assert needle in info.value.message
+    assert info.value.exit_code == 2
+
+
+def test_repo_path_refuses_escapes(tmp_path):
+    (tmp_path / ".git").mkdir()
+    config = load_config(tmp_path)
+    assert config.repo_path("examples/a.joblib") == tmp_path.resolve() / "examples/a.joblib"
+    assert config.repo_path("../outside") is None
+    assert config.repo_path("/etc/passwd") is None
