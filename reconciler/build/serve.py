@@ -1,0 +1,426 @@
+"""Serve a built Bento locally: ``bentoml serve <tag>`` on a loopback port.
+
+The local engine, ``modelops smoke`` and ``bench/bench_serving.py`` start servers with
+:func:`start_server` and stop them with :func:`stop_server`.
+
+How a server is run (facts measured on this machine, see ``shared/DESIGN.md``):
+
+* argv ``python -m bentoml serve <tag> --host 127.0.0.1 --port P``: loopback only, never a
+  shell; ``BENTOML_HOME=<state_dir>/bentoml`` and ``BENTOML_DO_NOT_TRACK=True``.
+* It starts in its own process group (``start_new_session``). BentoML's process manager
+  (circus) starts each worker in *another* session of its own, so stopping the group is not
+  enough when the manager has died: a ``kill -9`` of the manager leaves its workers running,
+  still answering on the port. Every process of one server therefore carries an environment
+  marker (``MODELOPS_SERVER_ID``) and :func:`stop_server` stops every process that has it,
+  found with psutil, besides the group and the process tree.
+* Readiness is BentoML's ``GET /readyz`` answering 200; liveness is ``GET /livez``.
+* The worker count is set with BentoML's ``BENTOML_CONFIG_OVERRIDES`` JSON
+  (``{"services": {<service>: {"workers": N}}}``), the service name read from the Bento's
+  ``bento.yaml``.
+
+Errors are :class:`ServeError` (a :class:`~reconciler.diagnostics.ModelopsError` with exit
+code 3, "apply failed"), and a failed start never leaves a process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+import yaml
+
+from reconciler.build.artifact import Artifact
+from reconciler.config import Config
+from reconciler.diagnostics import EXIT_APPLY_FAILED, ModelopsError
+
+HOST = "127.0.0.1"
+MARKER_ENV = "MODELOPS_SERVER_ID"
+LOG_TAIL_LINES = 25
+STOP_GRACE_S = 10.0
+_POLL_S = 0.2
+
+# Popen objects of the servers this process started, by pid, so that they are reaped
+# (a killed child stays a zombie, and looks alive, until its parent waits for it).
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+class ServeError(ModelopsError):
+    """A local server could not be started, became unhealthy, or failed its smoke test.
+
+    Always exit code 3 (apply failed). The message says why and, when there is one,
+    ends with the tail of the server log.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=EXIT_APPLY_FAILED)
+
+
+@dataclass(frozen=True)
+class ServerHandle:
+    """A running ``bentoml serve`` process.
+
+    Attributes:
+        pid: process id of the ``bentoml serve`` manager process.
+        pgid: its process group id (equal to ``pid``: it leads a new session).
+        port: TCP port on 127.0.0.1.
+        url: ``http://127.0.0.1:<port>``.
+        log_path: file receiving the server's stdout and stderr (appended to).
+        server_id: value of ``MODELOPS_SERVER_ID`` in every process of this server.
+        bento_tag: the Bento being served.
+    """
+
+    pid: int
+    pgid: int
+    port: int
+    url: str
+    log_path: str
+    server_id: str = ""
+    bento_tag: str = ""
+
+    def to_dict(self) -> dict:
+        """JSON-ready mapping of every field."""
+        return asdict(self)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (chosen by the kernel)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    """Whether ``127.0.0.1:<port>`` can be bound now (``SO_REUSEADDR`` like the server).
+
+    Returns False when any socket is bound or listening on it (``EADDRINUSE``).
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+def log_tail(path: Path | str, start: int = 0, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log file from byte offset ``start`` ('' if none)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            data = fh.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace").rstrip("\n")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _service_name(artifact: Artifact) -> str | None:
+    """The entry service's name from the Bento's ``bento.yaml`` (None when unknown)."""
+    if not artifact.bento_path:
+        return None
+    path = Path(artifact.bento_path) / "bento.yaml"
+    try:
+        info = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    services = info.get("services") or []
+    if services and isinstance(services[0], dict) and services[0].get("name"):
+        return str(services[0]["name"])
+    service = info.get("service", "")
+    if isinstance(service, str) and ":" in service:
+        return service.rsplit(":", 1)[1]
+    return None
+
+
+def _server_env(config: Config, server_id: str, artifact: Artifact, workers: int) -> dict:
+    env = dict(os.environ)
+    for key in ("BENTOML_PORT", "BENTOML_HOST", "BENTOML_CONFIG_OPTIONS"):
+        env.pop(key, None)
+    env["BENTOML_HOME"] = str(config.state_dir / "bentoml")
+    env["BENTOML_DO_NOT_TRACK"] = "True"
+    env["PYTHONUNBUFFERED"] = "1"
+    env[MARKER_ENV] = server_id
+    name = _service_name(artifact)
+    if name:
+        env["BENTOML_CONFIG_OVERRIDES"] = json.dumps({"services": {name: {"workers": workers}}})
+    return env
+
+
+def start_server(
+    artifact: Artifact,
+    config: Config,
+    *,
+    port: int | None = None,
+    timeout_s: float = 60,
+    workers: int = 1,
+    log_name: str | None = None,
+) -> ServerHandle:
+    """Start ``bentoml serve <artifact.bento_tag>`` on 127.0.0.1 and wait until it is ready.
+
+    Args:
+        artifact: the built Bento (its ``bento_tag`` must be in ``<state_dir>/bentoml``).
+        config: gives the state directory (BentoML home, ``logs/``).
+        port: TCP port to listen on; ``None`` picks a free one. An explicit port is
+            honoured or the start fails: it is never silently replaced.
+        timeout_s: seconds to wait for ``GET /readyz`` to answer 200 (the server's import
+            and model load take about 5-7 s on this machine).
+        workers: BentoML worker processes for the service (>= 1).
+        log_name: log file stem; default the Bento name. The log is
+            ``<state_dir>/logs/<log_name>.log``, appended to (the local engine uses
+            ``<name>-<env>``).
+
+    Returns:
+        A :class:`ServerHandle` of the ready server.
+
+    Raises:
+        ServeError: (exit 3) no bento tag; the port is taken; the process exited before it
+            was ready; not ready within ``timeout_s``. The server's processes are stopped
+            first, and the message ends with the tail of the server log.
+    """
+    tag = artifact.bento_tag
+    if not tag:
+        raise ServeError("cannot serve: the artifact has no bento tag (was it built?)")
+    if workers < 1:
+        raise ServeError(f"workers must be at least 1, got {workers}")
+    if port is None:
+        port = free_port()
+    elif not 1 <= int(port) <= 65535:
+        raise ServeError(f"port {port} is not a TCP port (valid: 1-65535)")
+    elif not port_is_free(int(port)):
+        raise ServeError(
+            f"port {port} on {HOST} is already in use; stop whatever listens there "
+            "(`ss -ltnp`) or choose another port (spec.target.port, or leave it out for a "
+            "free one). No server was started."
+        )
+    port = int(port)
+    stem = log_name or tag.split(":", 1)[0]
+    log_path = config.state_dir / "logs" / f"{stem}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    (config.state_dir / "bentoml").mkdir(parents=True, exist_ok=True)
+    server_id = f"{stem}-{uuid.uuid4().hex[:12]}"
+    argv = [sys.executable, "-m", "bentoml", "serve", tag, "--host", HOST, "--port", str(port)]
+    with open(log_path, "ab") as log:
+        start_offset = log.tell()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        log.write(f"=== modelops {stamp}: {' '.join(argv[1:])} ({server_id})\n".encode())
+        log.flush()
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=str(config.state_dir),
+                env=_server_env(config, server_id, artifact, workers),
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise ServeError(f"cannot start `bentoml serve {tag}`: {exc}") from None
+    _CHILDREN[proc.pid] = proc
+    handle = ServerHandle(
+        pid=proc.pid,
+        pgid=proc.pid,
+        port=port,
+        url=f"http://{HOST}:{port}",
+        log_path=str(log_path),
+        server_id=server_id,
+        bento_tag=tag,
+    )
+
+    def fail(reason: str) -> ServeError:
+        stop_server(handle)
+        tail = log_tail(log_path, start_offset)
+        hint = ""
+        if "Address already in use" in tail:
+            hint = f" (port {port} was taken by another process meanwhile)"
+        return ServeError(
+            f"server for {tag} on {handle.url} {reason}{hint}; it was stopped.\n"
+            f"--- last lines of {config.rel(log_path)}:\n{tail or '(empty log)'}"
+        )
+
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=2.0, trust_env=False) as client:
+        while True:
+            code = proc.poll()
+            if code is not None:
+                raise fail(f"exited with code {code} before it became ready")
+            try:
+                if client.get(f"{handle.url}/readyz").status_code == 200:
+                    return handle
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() >= deadline:
+                raise fail(f"did not become ready (GET /readyz) within {timeout_s:g} s")
+            time.sleep(_POLL_S)
+
+
+def _proc(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+def _reap(pid: int) -> None:
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        _CHILDREN.pop(pid, None)
+
+
+def is_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie counts as exited, and is reaped if ours)."""
+    if not pid:
+        return False
+    _reap(pid)
+    proc = _proc(pid)
+    if proc is None:
+        return False
+    try:
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            _reap(pid)
+            return False
+    except psutil.NoSuchProcess:
+        return False
+    return True
+
+
+def is_bentoml_server(pid: int) -> bool:
+    """Whether ``pid`` is a live ``bentoml serve`` process (guards against reused pids)."""
+    if not is_alive(pid):
+        return False
+    proc = _proc(pid)
+    try:
+        cmd = proc.cmdline() if proc else []
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return any("bentoml" in part for part in cmd) and "serve" in cmd
+
+
+def _marked(server_id: str) -> list[psutil.Process]:
+    """Every live process whose environment has ``MODELOPS_SERVER_ID=<server_id>``."""
+    if not server_id:
+        return []
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid == os.getpid():
+                continue
+            if proc.environ().get(MARKER_ENV) == server_id:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
+
+
+def server_id_of(pid: int) -> str:
+    """The ``MODELOPS_SERVER_ID`` of a live process ('' when gone or unmarked)."""
+    proc = _proc(pid)
+    try:
+        return proc.environ().get(MARKER_ENV, "") if proc else ""
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+        return ""
+
+
+def server_processes(pid: int, server_id: str = "") -> list[psutil.Process]:
+    """The processes of one server: ``pid``, its descendants and every marked process."""
+    procs: dict[int, psutil.Process] = {}
+    main = _proc(pid) if pid and is_bentoml_server(pid) else None
+    if main is not None:
+        procs[main.pid] = main
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            for child in main.children(recursive=True):
+                procs[child.pid] = child
+        server_id = server_id or server_id_of(pid)
+    for proc in _marked(server_id):
+        procs[proc.pid] = proc
+    return list(procs.values())
+
+
+def stop_server(
+    pid_or_handle: int | ServerHandle, *, server_id: str = "", grace_s: float = STOP_GRACE_S
+) -> bool:
+    """Stop a local server: SIGTERM its process group, wait, SIGKILL what is left.
+
+    Args:
+        pid_or_handle: a :class:`ServerHandle`, or the pid of a ``bentoml serve`` process
+            (e.g. from the ledger's outputs). A pid that is no longer a ``bentoml serve``
+            process is not signalled (it may have been reused by another program).
+        server_id: the server's ``MODELOPS_SERVER_ID`` (taken from the handle, or from the
+            live process); with it, workers orphaned by a crashed manager are stopped too.
+        grace_s: seconds to wait after SIGTERM before SIGKILL (BentoML's graceful
+            shutdown takes about 1-5 s here).
+
+    Returns:
+        True when at least one process was signalled.
+    """
+    if isinstance(pid_or_handle, ServerHandle):
+        pid, server_id = pid_or_handle.pid, server_id or pid_or_handle.server_id
+    else:
+        pid = int(pid_or_handle)
+    procs = server_processes(pid, server_id)
+    if not procs:
+        _reap(pid)
+        return False
+    group = False
+    if any(p.pid == pid for p in procs):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            group = os.getpgid(pid) == pid  # it leads its own group (start_new_session)
+    if group:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)  # the manager stops its workers gracefully
+    else:  # the manager is gone (or not a group leader): signal each process
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                proc.terminate()
+    deadline = time.monotonic() + grace_s
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=grace_s)
+    _, alive = psutil.wait_procs(procs, timeout=max(0.1, deadline - time.monotonic()))
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            proc.kill()
+    if group and alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    psutil.wait_procs(alive, timeout=5)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)
+    _reap(pid)
+    return True
+
+
+def server_health(pid: int, url: str, *, timeout_s: float = 2.0) -> str:
+    """Health of a local server: the process is alive and ``GET <url>/livez`` answers 200.
+
+    Returns:
+        ``"Healthy"``, ``"Unhealthy: <why>"`` (process alive, liveness probe fails) or
+        ``"NotRunning: process <pid> exited"``.
+    """
+    if not is_bentoml_server(pid):
+        return f"NotRunning: process {pid} exited"
+    try:
+        resp = httpx.get(f"{url}/livez", timeout=timeout_s, trust_env=False)
+    except httpx.HTTPError as exc:
+        return f"Unhealthy: GET {url}/livez failed ({type(exc).__name__}: {exc})"
+    if resp.status_code != 200:
+        return f"Unhealthy: GET {url}/livez answered HTTP {resp.status_code}"
+    return "Healthy"
