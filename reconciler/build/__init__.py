@@ -1,0 +1,1 @@
+"""Builds: BentoML service generation, the content-addressed build cache, smoke tests."""

@@ -1,0 +1,34 @@
+"""The value the build stage hands to the engines."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A built Bento for one deployment.
+
+    Attributes:
+        bento_tag: BentoML tag ``<name>:<version>``; the version is derived from ``digest``.
+        digest: SHA-256 hex of the build inputs (model file bytes, the spec's model and
+            serving sections, the service template, framework version); equal digest ⇒
+            same Bento.
+        image: container image reference (``<registry>/<name>:<version>``), built or not.
+        image_built: whether an image was actually built and pushed (needs Docker).
+        bento_path: directory of the built Bento in the BentoML store ('' when remote).
+        reused: True when the build cache already had this Bento.
+        model_sha256: SHA-256 hex of the model file itself.
+    """
+
+    bento_tag: str
+    digest: str
+    image: str = ""
+    image_built: bool = False
+    bento_path: str = ""
+    reused: bool = False
+    model_sha256: str = ""
+
+    def to_dict(self) -> dict:
+        """JSON-ready mapping (for the ledger and machine output)."""
+        return asdict(self)
