@@ -1,0 +1,265 @@
+"""Waivers: reviewed, time-boxed exceptions to a policy for one deployment.
+
+``policies/waivers.yaml``::
+
+    waivers:
+      - policy: MDL-021                  # the policy id
+        deployment: fraud-detector       # the spec's metadata.name
+        environment: prod                # optional: only this environment
+        reason: Batching window agreed with the payments SLO owners.
+        approver: security@example.com
+        ticket: SEC-1234
+        expires: 2027-01-31              # YYYY-MM-DD, at most 90 days ahead
+
+A waived violation is reported with status ``waived`` (never hidden). A waiver that is
+expired, has no reason or approver, a missing or malformed date, an expiry more than
+:data:`MAX_WAIVER_DAYS` days ahead, an unknown policy, a non-waivable policy, or that
+matches no violation is a finding (severity error) and waives nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.diagnostics import Diagnostic, Position
+
+MAX_WAIVER_DAYS = 90  # the longest a waiver may run ahead of today (issue 3)
+EXPIRING_SOON_DAYS = 30  # `policy report` lists waivers expiring within this many days
+_FIELDS = {"policy", "deployment", "environment", "reason", "approver", "ticket", "expires"}
+
+
+@dataclass
+class Waiver:
+    """One waiver entry.
+
+    Attributes:
+        policy: policy id; ``deployment``: spec name; ``environment``: ``None`` = every one.
+        reason, approver, ticket: review trail (ticket may be empty).
+        expires: last day the waiver applies (inclusive), or ``None`` when malformed.
+        position: where the entry starts in waivers.yaml.
+        valid: ``False`` when a problem was found; an invalid waiver waives nothing.
+        used: set when it matched at least one violation in this run.
+    """
+
+    policy: str
+    deployment: str
+    environment: str | None
+    reason: str
+    approver: str
+    ticket: str
+    expires: dt.date | None
+    position: Position
+    valid: bool = True
+    used: bool = False
+
+    def matches(self, policy_id: str, deployment: str, env: str) -> bool:
+        """Whether this waiver is for ``policy_id`` on ``deployment`` in ``env``."""
+        return (
+            self.policy == policy_id
+            and self.deployment == deployment
+            and (self.environment is None or self.environment == env)
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-ready mapping (dates as ISO strings)."""
+        return {
+            "policy": self.policy,
+            "deployment": self.deployment,
+            "environment": self.environment,
+            "reason": self.reason,
+            "approver": self.approver,
+            "ticket": self.ticket,
+            "expires": self.expires.isoformat() if self.expires else None,
+            "file": self.position.file,
+            "line": self.position.line,
+        }
+
+
+@dataclass
+class WaiverSet:
+    """The waivers of one file and the problems found in it."""
+
+    waivers: list[Waiver] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def find(self, policy_id: str, deployment: str, env: str) -> Waiver | None:
+        """The first valid waiver matching the violation, or ``None``."""
+        for waiver in self.waivers:
+            if waiver.valid and waiver.matches(policy_id, deployment, env):
+                return waiver
+        return None
+
+
+def _date(value) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def load_waivers(
+    path: Path,
+    root: Path,
+    policies: dict[str, bool],
+    today: dt.date,
+) -> WaiverSet:
+    """Read and check ``waivers.yaml``.
+
+    Args:
+        path: the waivers file; a missing file means no waivers (not an error).
+        root: repository root, for display paths.
+        policies: policy id → waivable, for the ids known to the library.
+        today: the date expiry is measured against (UTC today in the CLI).
+
+    Returns:
+        A :class:`WaiverSet`; every problem is a diagnostic (code ``waiver``, severity
+        error) at the entry's file and line, and marks the waiver invalid.
+    """
+    from reconciler.spec.loader import YamlLoadError, display_path, load_yaml
+
+    result = WaiverSet()
+    if not path.is_file():
+        return result
+    shown = display_path(path, root)
+    try:
+        doc, positions = load_yaml(path.read_bytes(), shown)
+    except YamlLoadError as exc:
+        result.diagnostics.append(exc.diagnostic)
+        return result
+    if doc is None:
+        return result
+    if not isinstance(doc, dict) or not isinstance(doc.get("waivers", []), list):
+        result.diagnostics.append(
+            Diagnostic(
+                Position(shown, 1, 1),
+                "waivers",
+                "expected a mapping with a `waivers` list",
+                code="waiver",
+            )
+        )
+        return result
+    for i, entry in enumerate(doc.get("waivers") or []):
+        pos = positions.get(("waivers", i), Position(shown, 1, 1))
+        problems: list[tuple[str, str]] = []
+        if not isinstance(entry, dict):
+            result.diagnostics.append(
+                Diagnostic(
+                    pos,
+                    f"waivers.{i}",
+                    "a waiver must be a mapping with policy, "
+                    "deployment, reason, approver, ticket and expires",
+                    code="waiver",
+                )
+            )
+            continue
+
+        def text(key: str) -> str:
+            value = entry.get(key)
+            return value.strip() if isinstance(value, str) else ""
+
+        unknown = sorted(set(entry) - _FIELDS)
+        if unknown:
+            problems.append(
+                (
+                    unknown[0],
+                    f"unknown field(s) {', '.join(map(str, unknown))}; "
+                    f"valid: {', '.join(sorted(_FIELDS))}",
+                )
+            )
+        env = entry.get("environment")
+        waiver = Waiver(
+            policy=text("policy"),
+            deployment=text("deployment"),
+            environment=str(env) if env is not None else None,
+            reason=text("reason"),
+            approver=text("approver"),
+            ticket=text("ticket"),
+            expires=_date(entry.get("expires")),
+            position=pos,
+        )
+        if not waiver.policy:
+            problems.append(("policy", "policy id is missing"))
+        elif waiver.policy not in policies:
+            problems.append(("policy", f"unknown policy id {waiver.policy!r}"))
+        elif not policies[waiver.policy]:
+            problems.append(("policy", f"policy {waiver.policy} is not waivable; fix the spec"))
+        if not waiver.deployment:
+            problems.append(("deployment", "deployment (the spec's metadata.name) is missing"))
+        if not waiver.reason:
+            problems.append(("reason", "reason is missing; say why the exception is acceptable"))
+        if not waiver.approver:
+            problems.append(("approver", "approver is missing; name who accepted the risk"))
+        if waiver.expires is None:
+            problems.append(
+                (
+                    "expires",
+                    f"expires {entry.get('expires')!r} is missing or not a date; write YYYY-MM-DD",
+                )
+            )
+        elif waiver.expires < today:
+            problems.append(
+                (
+                    "expires",
+                    f"waiver expired on {waiver.expires.isoformat()}; "
+                    "renew it (new review) or fix the spec",
+                )
+            )
+        elif waiver.expires > today + dt.timedelta(days=MAX_WAIVER_DAYS):
+            problems.append(
+                (
+                    "expires",
+                    f"expires {waiver.expires.isoformat()} is more than "
+                    f"{MAX_WAIVER_DAYS} days ahead; waivers are time-boxed",
+                )
+            )
+        for key, message in problems:
+            waiver.valid = False
+            result.diagnostics.append(
+                Diagnostic(
+                    positions.get(("waivers", i, key), pos),
+                    f"waivers.{i}.{key}",
+                    message,
+                    code="waiver",
+                )
+            )
+        result.waivers.append(waiver)
+    return result
+
+
+def unused_waiver_diagnostics(
+    waivers: WaiverSet, checked: set[tuple[str, str]]
+) -> list[Diagnostic]:
+    """Findings for valid waivers that matched nothing although their scope was checked.
+
+    Args:
+        waivers: the waivers, after matching (``used`` set).
+        checked: the (deployment name, environment) pairs evaluated in this run; a waiver
+            for a deployment or environment not checked is not judged.
+    """
+    out = []
+    for i, waiver in enumerate(waivers.waivers):
+        if not waiver.valid or waiver.used:
+            continue
+        in_scope = any(
+            name == waiver.deployment and (waiver.environment in (None, env))
+            for name, env in checked
+        )
+        if in_scope:
+            scope = waiver.deployment + (f" in {waiver.environment}" if waiver.environment else "")
+            out.append(
+                Diagnostic(
+                    waiver.position,
+                    f"waivers.{i}",
+                    f"waiver for {waiver.policy} on {scope} matches no violation; remove it",
+                    code="waiver",
+                )
+            )
+    return out
