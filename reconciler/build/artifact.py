@@ -19,6 +19,9 @@ class Artifact:
         bento_path: directory of the built Bento in the BentoML store ('' when remote).
         reused: True when the build cache already had this Bento.
         model_sha256: SHA-256 hex of the model file itself.
+        model_tag: tag of the model in the BentoML model store (``<name>-model:<sha[:16]>``).
+        framework: ``spec.model.framework`` the Bento serves with.
+        image_note: what happened to the image (built, pushed, or why it was not built).
     """
 
     bento_tag: str
@@ -28,6 +31,9 @@ class Artifact:
     bento_path: str = ""
     reused: bool = False
     model_sha256: str = ""
+    model_tag: str = ""
+    framework: str = ""
+    image_note: str = ""
 
     def to_dict(self) -> dict:
         """JSON-ready mapping (for the ledger and machine output)."""

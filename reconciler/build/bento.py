@@ -1,0 +1,573 @@
+"""Build stage: one Deployment -> one Bento, cached by a digest of its inputs.
+
+:func:`build` generates the service (``service_template.py`` + ``modelops.json`` + the
+``modelops_runtime`` helpers), imports the model file into the BentoML model store with
+``bentoml.models.create`` (the original bytes, so its SHA-256 stays checkable), and builds
+the Bento offline (``python={"lock_packages": False}``; ``shared/DESIGN.md``: locking
+calls the package index). ``BENTOML_HOME`` is ``<state_dir>/bentoml`` and tracking is off.
+
+The Bento's version is the first 16 hex digits of the build digest, a SHA-256 over
+(canonical JSON of):
+
+- the model file's SHA-256 and the framework's package name and version;
+- ``spec.model`` and ``spec.serving`` without ``smoke`` and ``slo`` (they check the
+  service; they do not change it);
+- ``spec.monitoring.capture`` and ``spec.data.sensitive_fields`` (they shape the service);
+- the deployment name and environment (they go into the capture path);
+- the source of the service template and the runtime helpers, and the BentoML version.
+
+Unchanged inputs reuse the stored Bento (``Artifact.reused``); a rebuild of the same inputs
+gives the same Bento contents (:func:`contents_digest`, which ignores the creation times
+BentoML writes into ``bento.yaml``/``model.yaml``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from reconciler.build import frameworks
+from reconciler.build.artifact import Artifact
+from reconciler.config import Config
+from reconciler.diagnostics import ModelopsError
+from reconciler.spec.model import Deployment
+
+BUILD_DIR = Path(__file__).resolve().parent
+#: files that make up the generated service: destination in the build context -> source
+RUNTIME_FILES: dict[str, Path] = {
+    "service.py": BUILD_DIR / "service_template.py",
+    "modelops_runtime/frameworks.py": BUILD_DIR / "frameworks.py",
+    "modelops_runtime/capture.py": BUILD_DIR / "capture.py",
+    "modelops_runtime/request.py": BUILD_DIR / "request.py",
+}
+SERVICE_CLASS = "ModelService"
+VERSION_LEN = 16
+#: request bodies above this are answered 413 (bytes)
+MAX_REQUEST_BYTES = 10 * 1024 * 1024
+#: BentoML's adaptive batching needs max_batch_size > 1; these are used when the spec
+#: enables batching without numbers (BentoML's own default latency is 10 s, far too long
+#: for a realtime SLO).
+DEFAULT_BATCHING = {"max_batch_size": 32, "max_latency_ms": 10}
+
+
+class BuildError(ModelopsError):
+    """The build of a deployment failed; the message names the file or field.
+
+    Exit code 2 (a configuration problem), like other :class:`ModelopsError`.
+    """
+
+
+def bentoml_home(config: Config) -> Path:
+    """``<state_dir>/bentoml``: the BentoML home of this repository (created)."""
+    home = config.state_dir / "bentoml"
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+@contextlib.contextmanager
+def bentoml_env(config: Config) -> Iterator[Any]:
+    """Point BentoML (in this process) at ``<state_dir>/bentoml`` for the block.
+
+    Sets ``BENTOML_HOME``/``BENTOML_DO_NOT_TRACK`` in ``os.environ`` (for subprocesses such
+    as ``bentoml containerize``) and overrides BentoML's stores, which it otherwise
+    memoizes on first use, so that several state directories work in one process.
+
+    Yields:
+        the ``bentoml`` module.
+    """
+    home = bentoml_home(config)
+    os.environ["BENTOML_HOME"] = str(home)
+    os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+    import bentoml
+    from bentoml._internal.bento import BentoStore
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models import ModelStore
+
+    for sub in ("bentos", "models", "envs", "tmp"):
+        (home / sub).mkdir(exist_ok=True)
+    c = BentoMLContainer
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(c.bentoml_home.patch(str(home)))
+        stack.enter_context(c.bento_store_dir.patch(str(home / "bentos")))
+        stack.enter_context(c.model_store_dir.patch(str(home / "models")))
+        stack.enter_context(c.tmp_bento_store_dir.patch(str(home / "tmp")))
+        stack.enter_context(c.env_store_dir.patch(str(home / "envs")))
+        stack.enter_context(c.bento_store.patch(BentoStore(str(home / "bentos"))))
+        stack.enter_context(c.tmp_bento_store.patch(BentoStore(str(home / "tmp"))))
+        stack.enter_context(c.model_store.patch(ModelStore(str(home / "models"))))
+        yield bentoml
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 hex digest of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def template_digest() -> str:
+    """SHA-256 over the service template and runtime helper sources (name + bytes)."""
+    h = hashlib.sha256()
+    for dest, src in sorted(RUNTIME_FILES.items()):
+        h.update(dest.encode() + b"\0" + src.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _model_path(dep: Deployment, config: Config) -> tuple[Path, str]:
+    uri = dep.get("spec.model.uri")
+    field = "spec.model.uri"
+    pos = dep.locate(field)
+    if not isinstance(uri, str) or not uri:
+        raise BuildError(f"{pos}: {field}: missing; expected a repository path to the model file")
+    for prefix, what in (
+        ("s3://", "S3 model URIs"),
+        ("models:/", "MLflow model URIs"),
+        ("bentoml:", "bentoml:<tag> model URIs"),
+    ):
+        if uri.startswith(prefix):
+            raise BuildError(
+                f"{pos}: {field}: {what} are not supported by the build yet ({uri!r}); "
+                "use a repository path to the model file"
+            )
+    path = config.repo_path(uri)
+    if path is None:
+        raise BuildError(f"{pos}: {field}: {uri!r} leaves the repository; use a path inside it")
+    if not path.is_file():
+        raise BuildError(f"{pos}: {field}: model file {uri} does not exist")
+    return path, uri
+
+
+def _batching(dep: Deployment) -> dict:
+    raw = dep.get("spec.serving.batching") or {}
+    mode = dep.get("spec.serving.mode", "realtime")
+    size = int(raw.get("max_batch_size", DEFAULT_BATCHING["max_batch_size"]))
+    enabled = bool(raw.get("enabled", bool(raw))) and size > 1 and mode != "batch"
+    return {
+        "enabled": enabled,
+        "max_batch_size": size,
+        "max_latency_ms": int(raw.get("max_latency_ms", DEFAULT_BATCHING["max_latency_ms"])),
+    }
+
+
+def _capture(dep: Deployment) -> dict | None:
+    cap = dep.get("spec.monitoring.capture")
+    if not isinstance(cap, dict) or not cap.get("enabled", True):
+        return None
+    if dep.get("spec.monitoring.enabled") is False or not cap.get("sink"):
+        return None
+    return {
+        "sink": cap["sink"],
+        "sample_rate": float(cap.get("sample_rate", 0.0)),
+        "format": cap.get("format", "jsonl"),
+        "redact": cap.get("redact", "none"),
+    }
+
+
+def build_inputs(dep: Deployment, config: Config) -> dict:
+    """Everything the Bento is made from, as a JSON-ready mapping (the digest's input).
+
+    Raises:
+        BuildError: the model file is missing, leaves the repository, does not match
+            ``spec.model.sha256``, or its framework is not installed.
+    """
+    path, uri = _model_path(dep, config)
+    model_sha = sha256_file(path)
+    want = dep.get("spec.model.sha256")
+    if want and want != model_sha:
+        raise BuildError(
+            f"{dep.locate('spec.model.sha256')}: spec.model.sha256: model file {uri} has "
+            f"sha256 {model_sha}, the spec says {want}; refusing to load it "
+            "(update the digest only if the new model file is intended)"
+        )
+    framework = dep.get("spec.model.framework", "sklearn")
+    try:
+        dist, fw_version = frameworks.distribution(framework)
+    except frameworks.FrameworkError as exc:
+        raise BuildError(
+            f"{dep.locate('spec.model.framework')}: spec.model.framework: {exc}"
+        ) from None
+    import bentoml
+
+    model = dict(dep.get("spec.model") or {})
+    serving = {
+        k: v for k, v in (dep.get("spec.serving") or {}).items() if k not in ("smoke", "slo")
+    }
+    return {
+        "deployment": dep.name,
+        "env": dep.env,
+        "model_file": {"uri": uri, "sha256": model_sha},
+        "model": model,
+        "serving": serving,
+        "capture": _capture(dep),
+        "sensitive_fields": list(dep.get("spec.data.sensitive_fields") or []),
+        "framework": {"name": framework, "package": dist, "version": fw_version},
+        "template": template_digest(),
+        "bentoml": bentoml.__version__,
+    }
+
+
+def build_digest(inputs: dict) -> str:
+    """SHA-256 hex of the canonical JSON (sorted keys, no spaces) of :func:`build_inputs`."""
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def image_reference(dep: Deployment, version: str) -> str:
+    """``<spec.target.registry>/<name>:<version>``, or ``<name>:<version>`` without one."""
+    registry = str(dep.get("spec.target.registry") or "").rstrip("/")
+    return f"{registry}/{dep.name}:{version}" if registry else f"{dep.name}:{version}"
+
+
+def _service_config(dep: Deployment, inputs: dict, digest: str, model_tag: str) -> dict:
+    model = inputs["model"]
+    framework = inputs["framework"]["name"]
+    signature = model.get("signature") or {"inputs": {"shape": [-1], "dtype": "float32"}}
+    return {
+        "deployment": dep.name,
+        "env": dep.env,
+        "service_name": dep.name.replace("-", "_"),
+        "bento_tag": f"{dep.name}:{digest[:VERSION_LEN]}",
+        "digest": digest,
+        "model_tag": model_tag,
+        "model_file": frameworks.model_file_name(framework, inputs["model_file"]["uri"]),
+        "model_sha256": inputs["model_file"]["sha256"],
+        "model_version": str(model.get("version") or inputs["model_file"]["sha256"][:12]),
+        "framework": framework,
+        "framework_version": inputs["framework"]["version"],
+        "task": model.get("task", ""),
+        "signature": signature,
+        "batching": _batching(dep),
+        "workers": int(inputs["serving"].get("workers", 1)),
+        "capture": inputs["capture"],
+        "sensitive_fields": inputs["sensitive_fields"],
+        "max_request_bytes": MAX_REQUEST_BYTES,
+    }
+
+
+def _check_model(framework: str, path: Path, display: str, cfg: dict) -> None:
+    """Load the model and run it on one zero row of the signature's width."""
+    import numpy as np
+
+    try:
+        model = frameworks.load_model(framework, path, cfg["task"])
+    except frameworks.FrameworkError as exc:
+        raise BuildError(str(exc).replace(str(path), display)) from None
+    shape = cfg["signature"]["inputs"].get("shape", [-1])
+    width = shape[1] if len(shape) == 2 and shape[1] > 0 else 1
+    dtype = cfg["signature"]["inputs"].get("dtype", "float32")
+    try:
+        frameworks.predict(framework, model, np.zeros((1, width), dtype=dtype), cfg["task"])
+    except frameworks.FrameworkError as exc:
+        raise BuildError(
+            f"{display}: the model does not accept the spec's signature "
+            f"(shape [-1, {width}], {dtype}): {exc}"
+        ) from None
+
+
+def _write_context(ctx: Path, cfg: dict) -> None:
+    for dest, src in RUNTIME_FILES.items():
+        target = ctx / dest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+    (ctx / "modelops_runtime" / "__init__.py").write_text(
+        '"""modelops runtime helpers, copied from reconciler.build."""\n', encoding="utf-8"
+    )
+    (ctx / "modelops.json").write_text(
+        json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+
+
+def _packages(inputs: dict, cfg: dict) -> list[str]:
+    import bentoml
+    import numpy
+
+    pkgs = [
+        f"bentoml=={bentoml.__version__}",
+        f"numpy=={numpy.__version__}",
+        f"{inputs['framework']['package']}=={inputs['framework']['version']}",
+    ]
+    if cfg["capture"] and cfg["capture"]["format"] == "parquet":
+        import pyarrow
+
+        pkgs.append(f"pyarrow=={pyarrow.__version__}")
+    return sorted(pkgs)
+
+
+def _import_model(bentoml: Any, tag: str, path: Path, cfg: dict) -> None:
+    from bentoml.exceptions import NotFound
+
+    try:
+        bentoml.models.get(tag)
+        return
+    except NotFound:
+        pass
+    with bentoml.models.create(
+        tag,
+        labels={"modelops.deployment": cfg["deployment"]},
+        metadata={"sha256": cfg["model_sha256"], "framework": cfg["framework"]},
+    ) as model:
+        shutil.copyfile(path, model.path_of(cfg["model_file"]))
+
+
+def _docker_status() -> str:
+    """'' when a Docker engine answers ``docker info``, else the reason it does not."""
+    docker = shutil.which("docker")
+    if docker is None:
+        return "no docker command on PATH"
+    try:
+        proc = subprocess.run(
+            [docker, "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"docker info failed: {exc}"
+    if proc.returncode != 0:
+        return "no Docker engine answers (docker info: " + (proc.stderr.strip()[:200]) + ")"
+    return ""
+
+
+def _containerize(bentoml: Any, artifact: Artifact) -> Artifact:
+    reason = _docker_status()
+    if reason:
+        return replace(artifact, image_built=False, image_note=f"image not built: {reason}")
+    try:
+        ok = bentoml.container.build(
+            artifact.bento_tag, backend="docker", image_tag=(artifact.image,)
+        )
+    except Exception as exc:  # noqa: BLE001 - reported, not raised: the Bento itself is fine
+        raise BuildError(f"bentoml containerize {artifact.bento_tag} failed: {exc}") from None
+    if not ok:
+        raise BuildError(f"bentoml containerize {artifact.bento_tag} failed")
+    if "/" in artifact.image:
+        proc = subprocess.run(
+            [shutil.which("docker") or "docker", "push", artifact.image],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            return replace(
+                artifact,
+                image_built=True,
+                image_note=f"image built, push failed: {proc.stderr.strip()[:300]}",
+            )
+        return replace(artifact, image_built=True, image_note="image built and pushed")
+    return replace(artifact, image_built=True, image_note="image built (no registry to push to)")
+
+
+def build(dep: Deployment, config: Config, *, revision: str = "", image: bool = False) -> Artifact:
+    """Build (or reuse) the Bento for one deployment.
+
+    Args:
+        dep: the resolved deployment (its ``spec.model``, ``spec.serving``,
+            ``spec.monitoring.capture``, ``spec.data.sensitive_fields``, ``spec.target.registry``).
+        config: repository configuration (``root`` for model paths, ``state_dir`` for the
+            BentoML home).
+        revision: the Git revision of the specs, recorded as the Bento label
+            ``modelops.revision`` when the Bento is first built (not part of the digest;
+            ``/metadata`` prefers ``MODELOPS_SPEC_REVISION`` at serve time).
+        image: also containerize (``bentoml containerize``) and push to the registry when a
+            Docker engine answers; otherwise ``image_built=False`` with the reason.
+
+    Returns:
+        :class:`Artifact` with ``bento_tag`` ``<name>:<digest[:16]>``, the full digest, the
+        image reference, ``reused`` True when the Bento was already in the store.
+
+    Raises:
+        BuildError: model file missing or outside the repository, digest mismatch, model
+            cannot be loaded or does not accept the signature, framework not installed,
+            BentoML build failure; the message names the file (and spec line).
+    """
+    inputs = build_inputs(dep, config)
+    digest = build_digest(inputs)
+    version = digest[:VERSION_LEN]
+    tag = f"{dep.name}:{version}"
+    model_tag = f"{dep.name}-model:{inputs['model_file']['sha256'][:VERSION_LEN]}"
+    cfg = _service_config(dep, inputs, digest, model_tag)
+    model_path, uri = _model_path(dep, config)
+    with bentoml_env(config) as bentoml:
+        from bentoml.exceptions import BentoMLException, NotFound
+
+        existing = None
+        try:
+            existing = bentoml.bentos.get(tag)
+        except NotFound:
+            existing = None
+        if existing is not None and (Path(existing.path) / "src" / "modelops.json").is_file():
+            artifact = Artifact(
+                bento_tag=tag,
+                digest=digest,
+                image=image_reference(dep, version),
+                bento_path=str(existing.path),
+                reused=True,
+                model_sha256=inputs["model_file"]["sha256"],
+                model_tag=model_tag,
+                framework=cfg["framework"],
+            )
+        else:
+            if existing is not None:  # a broken leftover: rebuild it
+                bentoml.bentos.delete(tag)
+            _check_model(cfg["framework"], model_path, uri, cfg)
+            _import_model(bentoml, model_tag, model_path, cfg)
+            with tempfile.TemporaryDirectory(prefix="modelops-build-") as tmp:
+                ctx = Path(tmp)
+                _write_context(ctx, cfg)
+                try:
+                    bento = _build_in_ctx(
+                        bentoml, ctx, dep, version, model_tag, revision, inputs, cfg
+                    )
+                except BentoMLException as exc:
+                    raise BuildError(
+                        f"{dep.spec.file}: BentoML build of {tag} failed: {exc}"
+                    ) from None
+            artifact = Artifact(
+                bento_tag=str(bento.tag),
+                digest=digest,
+                image=image_reference(dep, version),
+                bento_path=str(bento.path),
+                reused=False,
+                model_sha256=inputs["model_file"]["sha256"],
+                model_tag=model_tag,
+                framework=cfg["framework"],
+            )
+        if image:
+            artifact = _containerize(bentoml, artifact)
+        else:
+            artifact = replace(artifact, image_note="image not built (build without --image)")
+    return artifact
+
+
+def _build_in_ctx(
+    bentoml: Any,
+    ctx: Path,
+    dep: Deployment,
+    version: str,
+    model_tag: str,
+    revision: str,
+    inputs: dict,
+    cfg: dict,
+) -> Any:
+    import sys
+
+    # BentoML imports the service from the build context; drop modules another build left
+    # behind so each build imports its own copy.
+    for mod in [m for m in sys.modules if m in ("service",) or m.startswith("modelops_runtime")]:
+        del sys.modules[mod]
+    labels = {
+        "modelops.deployment": dep.name,
+        "modelops.env": dep.env,
+        "modelops.revision": revision or "unknown",
+        "modelops.framework": cfg["framework"],
+    }
+    try:
+        return bentoml.bentos.build(
+            f"service:{SERVICE_CLASS}",
+            name=dep.name,
+            version=version,
+            build_ctx=str(ctx),
+            include=["service.py", "modelops.json", "modelops_runtime/*.py"],
+            labels=labels,
+            description=f"modelops: {dep.name} ({dep.env}), model {model_tag}",
+            models=[model_tag],
+            python={"lock_packages": False, "packages": _packages(inputs, cfg)},
+        )
+    finally:
+        for mod in [m for m in sys.modules if m == "service" or m.startswith("modelops_runtime")]:
+            del sys.modules[mod]
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(ctx))
+
+
+def contents_digest(bento_path: str | Path) -> str:
+    """SHA-256 over a Bento directory's files (relative path + bytes), sorted by path.
+
+    ``creation_time`` lines in ``bento.yaml`` and ``model.yaml`` are left out: BentoML
+    stamps them on every build; everything else must be equal for equal inputs.
+    """
+    root = Path(bento_path)
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if "__pycache__" in rel:
+            continue
+        data = path.read_bytes()
+        if path.name in ("bento.yaml", "model.yaml"):
+            data = b"\n".join(
+                line for line in data.splitlines() if not line.lstrip().startswith(b"creation_time")
+            )
+        h.update(rel.encode() + b"\0" + data + b"\0")
+    return h.hexdigest()
+
+
+def gc_bentos(config: Config, keep: int) -> list[str]:
+    """Delete old Bentos, keeping the ``keep`` newest per deployment name and any in use.
+
+    "In use" is any Bento tag recorded in the ledger (``artifact.bento_tag`` of a ledger
+    record), so a live deployment's Bento is never removed. Models no remaining Bento
+    references are deleted too.
+
+    Args:
+        config: repository configuration (the BentoML home under ``state_dir``).
+        keep: Bentos to keep per name, newest first by creation time (>= 0).
+
+    Returns:
+        the removed Bento tags (``name:version``), sorted.
+
+    Raises:
+        BuildError: ``keep`` is negative.
+    """
+    if keep < 0:
+        raise BuildError(f"gc: keep must be 0 or more, got {keep}")
+    in_use = _ledger_tags(config)
+    removed: list[str] = []
+    with bentoml_env(config) as bentoml:
+        by_name: dict[str, list] = {}
+        for bento in bentoml.bentos.list():
+            by_name.setdefault(bento.tag.name, []).append(bento)
+        for bentos in by_name.values():
+            bentos.sort(key=lambda b: b.info.creation_time, reverse=True)
+            for bento in bentos[keep:]:
+                if str(bento.tag) in in_use:
+                    continue
+                bentoml.bentos.delete(bento.tag)
+                removed.append(str(bento.tag))
+        if removed:
+            referenced = set()
+            for bento in bentoml.bentos.list():
+                referenced.update(str(m.tag) for m in bento.info.all_models)
+            for model in bentoml.models.list():
+                if str(model.tag) not in referenced and model.info.labels.get(
+                    "modelops.deployment"
+                ):
+                    bentoml.models.delete(model.tag)
+    return sorted(removed)
+
+
+def _ledger_tags(config: Config) -> set[str]:
+    from reconciler.gitops.ledger import Ledger
+
+    try:
+        records = Ledger(config.state_dir).all()
+    except Exception as exc:  # noqa: BLE001 - never collect garbage blind
+        raise BuildError(
+            f"gc: cannot read the ledger under {config.state_dir} ({exc}); not deleting any Bento"
+        ) from None
+    tags = set()
+    for record in records:
+        art = getattr(record, "artifact", None) or {}
+        tag = art.get("bento_tag") if isinstance(art, dict) else getattr(art, "bento_tag", "")
+        if tag:
+            tags.add(str(tag))
+    return tags

@@ -1,0 +1,248 @@
+"""Traffic capture: sampled request/response records, written off the request path.
+
+Copied verbatim into every Bento (``modelops_runtime/capture.py``) and used by the
+generated service; it imports nothing from ``reconciler``. Its source is part of the
+build digest.
+
+Record format (one JSON object per sampled request; the monitoring job reads exactly
+this)::
+
+    {"timestamp": "2026-11-29T08:00:00.123456+00:00",   # ISO 8601, UTC
+     "request_id": "4f1c...",                           # str, unique per request
+     "model_version": "1.0.0",
+     "latency_ms": 2.41,                                 # float, server-side, ms
+     "inputs": [[...], ...],                            # rows, signature column order
+     "outputs": [...]}                                  # one prediction per row
+
+Sensitive fields (``spec.data.sensitive_fields``, feature names of the signature) are
+redacted per ``monitoring.capture.redact``: ``drop`` replaces the value by ``null``,
+``hash`` by ``"sha256:<first 16 hex>"`` of its JSON text, ``none`` keeps it. Columns
+keep their positions in both cases, so row width always equals the signature's.
+
+Layout: ``<sink>/<deployment-name>/<env>/<YYYY-MM-DD>/capture-<pid>-<n>.jsonl`` (UTC
+date; ``n`` counts files written by this process; a file is closed after
+``max_records`` records or at the day boundary). ``format: parquet`` writes
+``capture-<pid>-<n>.parquet`` with the same columns, ``inputs``/``outputs`` as JSON text.
+
+``s3://`` sinks are not uploaded by the service: records are spooled locally under
+``<spool>/<bucket>/<prefix>/...`` with the same layout, and shipping them to S3 is the
+job of a sidecar or the monitoring job (named honestly in the build report).
+
+The request path only does ``random.random() < sample_rate`` and a non-blocking
+``queue.put_nowait``; a full queue drops the record and counts it (``dropped``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import queue
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+_STOP = object()
+
+
+def redact_rows(rows: list, sensitive_idx: list[int], mode: str) -> list:
+    """Return ``rows`` with the columns at ``sensitive_idx`` dropped (``None``) or hashed.
+
+    Args:
+        rows: list of rows (lists of JSON scalars).
+        sensitive_idx: column indexes of sensitive features.
+        mode: ``none`` | ``drop`` | ``hash``.
+    """
+    if not sensitive_idx or mode == "none":
+        return rows
+    out = []
+    for row in rows:
+        row = list(row)
+        for i in sensitive_idx:
+            if i < len(row):
+                if mode == "drop":
+                    row[i] = None
+                else:
+                    digest = hashlib.sha256(json.dumps(row[i]).encode()).hexdigest()[:16]
+                    row[i] = f"sha256:{digest}"
+        out.append(row)
+    return out
+
+
+def resolve_sink(sink: str, root: str | os.PathLike | None = None) -> tuple[Path, bool]:
+    """Local directory to write under for ``sink``, and whether it is a spool for S3.
+
+    A relative local sink is resolved against ``root`` (the spec repository; env
+    ``MODELOPS_REPO_ROOT``, else the working directory). ``s3://bucket/prefix`` maps to
+    ``<spool>/bucket/prefix`` where spool is env ``MODELOPS_CAPTURE_SPOOL`` or
+    ``<root>/.modelops/capture-spool``.
+    """
+    base = Path(root or os.environ.get("MODELOPS_REPO_ROOT") or os.getcwd())
+    if sink.startswith("s3://"):
+        spool = Path(os.environ.get("MODELOPS_CAPTURE_SPOOL") or base / ".modelops/capture-spool")
+        return spool / sink[len("s3://") :].strip("/"), True
+    path = Path(sink)
+    return (path if path.is_absolute() else base / path), False
+
+
+class CaptureWriter:
+    """Background writer of capture records (one daemon thread, one bounded queue).
+
+    Args:
+        directory: local base directory (see :func:`resolve_sink`).
+        deployment: deployment name (``metadata.name``); env: environment name.
+        sample_rate: share of requests recorded, 0..1 (``monitoring.capture.sample_rate``).
+        fmt: ``jsonl`` or ``parquet``.
+        redact: ``none`` | ``drop`` | ``hash``; sensitive_idx: column indexes to redact.
+        max_records: records per file before a new file is started.
+        queue_size: records held in memory at most; beyond it records are dropped.
+        flush_interval_s: the writer flushes open files at least this often (seconds).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        deployment: str,
+        env: str,
+        sample_rate: float,
+        fmt: str = "jsonl",
+        redact: str = "none",
+        sensitive_idx: list[int] | None = None,
+        max_records: int = 10000,
+        queue_size: int = 10000,
+        flush_interval_s: float = 1.0,
+    ) -> None:
+        self.base = Path(directory) / deployment / env
+        self.sample_rate = float(sample_rate)
+        self.fmt = fmt
+        self.redact = redact
+        self.sensitive_idx = list(sensitive_idx or [])
+        self.max_records = max_records
+        self.flush_interval_s = flush_interval_s
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.dropped = 0
+        self.written = 0
+        self.errors = 0
+        self.last_error = ""
+        self._n = 0
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name="modelops-capture", daemon=True)
+        self._thread.start()
+
+    def sampled(self) -> bool:
+        """Decide (at random, ``sample_rate``) whether this request is captured."""
+        return self.sample_rate >= 1.0 or (
+            self.sample_rate > 0 and random.random() < self.sample_rate
+        )
+
+    def submit(
+        self,
+        request_id: str,
+        model_version: str,
+        latency_ms: float,
+        inputs: list,
+        outputs: list,
+        timestamp: _dt.datetime | None = None,
+    ) -> bool:
+        """Queue one record without blocking; False (and ``dropped`` + 1) if the queue is full.
+
+        ``inputs`` (rows) and ``outputs`` are kept by reference; redaction and encoding
+        happen on the writer thread.
+        """
+        ts = timestamp or _dt.datetime.now(_dt.UTC)
+        try:
+            self.queue.put_nowait((ts, request_id, model_version, latency_ms, inputs, outputs))
+            return True
+        except queue.Full:
+            self.dropped += 1
+            return False
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Flush queued records and stop the thread (waits at most ``timeout_s`` seconds)."""
+        try:
+            self.queue.put(_STOP, timeout=timeout_s)
+        except queue.Full:
+            return
+        self._thread.join(timeout_s)
+
+    # -- writer thread ---------------------------------------------------------------
+
+    def _record(self, item: tuple) -> dict[str, Any]:
+        ts, request_id, version, latency_ms, inputs, outputs = item
+        return {
+            "timestamp": ts.isoformat(),
+            "request_id": request_id,
+            "model_version": version,
+            "latency_ms": round(float(latency_ms), 3),
+            "inputs": redact_rows(inputs, self.sensitive_idx, self.redact),
+            "outputs": outputs,
+        }
+
+    def _new_path(self, day: str) -> Path:
+        self._n += 1
+        ext = "parquet" if self.fmt == "parquet" else "jsonl"
+        directory = self.base / day
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / f"capture-{self._pid}-{self._n}.{ext}"
+
+    def _run(self) -> None:
+        handle = None
+        day = ""
+        count = 0
+        pending: list[dict] = []  # parquet: records of the current file
+        while True:
+            try:
+                item = self.queue.get(timeout=self.flush_interval_s)
+            except queue.Empty:
+                if handle is not None:
+                    handle.flush()
+                continue
+            if item is _STOP:
+                break
+            try:
+                record = self._record(item)
+                rec_day = item[0].strftime("%Y-%m-%d")
+                if self.fmt == "parquet":
+                    if pending and (rec_day != day or len(pending) >= self.max_records):
+                        self._write_parquet(pending, day)
+                        pending = []
+                    day = rec_day
+                    pending.append(record)
+                    if self.queue.empty() and len(pending) >= 1:
+                        self._write_parquet(pending, day)
+                        pending = []
+                    continue
+                if handle is None or rec_day != day or count >= self.max_records:
+                    if handle is not None:
+                        handle.close()
+                    day, count = rec_day, 0
+                    handle = open(self._new_path(day), "a", encoding="utf-8")  # noqa: SIM115
+                handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+                count += 1
+                self.written += 1
+                if self.queue.empty():
+                    handle.flush()
+            except Exception as exc:  # noqa: BLE001 - capture must never take serving down
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+        if pending:
+            self._write_parquet(pending, day)
+        if handle is not None:
+            handle.close()
+
+    def _write_parquet(self, records: list[dict], day: str) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        cols = {
+            "timestamp": [r["timestamp"] for r in records],
+            "request_id": [r["request_id"] for r in records],
+            "model_version": [r["model_version"] for r in records],
+            "latency_ms": [r["latency_ms"] for r in records],
+            "inputs": [json.dumps(r["inputs"]) for r in records],
+            "outputs": [json.dumps(r["outputs"]) for r in records],
+        }
+        pq.write_table(pa.table(cols), self._new_path(day))
+        self.written += len(records)

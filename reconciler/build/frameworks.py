@@ -1,0 +1,293 @@
+"""Loading, saving and calling models, one small adapter per framework.
+
+This module is copied verbatim into every Bento (as ``modelops_runtime/frameworks.py``) and
+imported by the generated service, so it must import nothing from ``reconciler`` and only
+the framework's own package, lazily. Its source is part of the build digest.
+
+Supported frameworks (``spec.model.framework``) and the model file each one reads:
+
+=========  ==========================  ==========================================
+framework  package (pip name)          model file
+=========  ==========================  ==========================================
+sklearn    scikit-learn (+ joblib)     ``joblib.dump`` of an estimator/pipeline
+xgboost    xgboost (or xgboost-cpu)    ``Booster.save_model`` (.json / .ubj)
+lightgbm   lightgbm                    ``Booster.save_model`` text file (.txt)
+onnx       onnxruntime                 ONNX graph (.onnx), e.g. from skl2onnx
+pytorch    torch                       TorchScript (``torch.jit.save``, .pt)
+=========  ==========================  ==========================================
+
+The calling convention is the same for all: :func:`predict` takes a 2-D ``numpy`` array
+(rows × features, already validated and cast to the signature's dtype) and returns
+``(predictions, probabilities)``: ``predictions`` a 1-D array of length rows (class
+labels for classifiers, values for regressors), ``probabilities`` a 2-D array rows ×
+classes or ``None`` when the model has none.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: framework name -> (import name, pip distribution names tried in order)
+PACKAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sklearn": ("sklearn", ("scikit-learn",)),
+    "xgboost": ("xgboost", ("xgboost", "xgboost-cpu")),
+    "lightgbm": ("lightgbm", ("lightgbm",)),
+    "onnx": ("onnxruntime", ("onnxruntime", "onnxruntime-gpu")),
+    "pytorch": ("torch", ("torch",)),
+}
+
+#: file name the model gets inside the BentoML model store, by framework
+MODEL_FILES: dict[str, str] = {
+    "sklearn": "model.joblib",
+    "xgboost": "model.json",
+    "lightgbm": "model.txt",
+    "onnx": "model.onnx",
+    "pytorch": "model.pt",
+}
+
+
+class FrameworkError(Exception):
+    """A framework is unknown or not installed, or a model cannot be loaded or called."""
+
+
+def _check(framework: str) -> None:
+    if framework not in PACKAGES:
+        raise FrameworkError(
+            f"unknown framework {framework!r}; supported: {', '.join(sorted(PACKAGES))}"
+        )
+
+
+def distribution(framework: str) -> tuple[str, str]:
+    """``(pip distribution name, version)`` of the installed package for ``framework``.
+
+    Raises:
+        FrameworkError: unknown framework, or its package is not installed (the message
+            says what to ``pip install``).
+    """
+    _check(framework)
+    _module, dists = PACKAGES[framework]
+    for dist in dists:
+        try:
+            return dist, importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    raise FrameworkError(
+        f"framework {framework!r} needs the Python package {dists[0]!r}, which is not "
+        f"installed (pip install {dists[0]}, or `pip install modelops[frameworks]`)"
+    )
+
+
+def framework_version(framework: str) -> str:
+    """Installed version of ``framework``'s package (``"1.9.1"``); see :func:`distribution`."""
+    return distribution(framework)[1]
+
+
+def model_file_name(framework: str, source: str | Path = "") -> str:
+    """File name for the model inside the model store: ``model`` + the source's suffix.
+
+    XGBoost keeps ``.ubj``/``.json`` (its loader picks the format from the suffix);
+    other frameworks use the fixed names of :data:`MODEL_FILES`.
+    """
+    _check(framework)
+    suffix = Path(str(source)).suffix.lower()
+    if framework == "xgboost" and suffix in (".ubj", ".json", ".bst", ".model"):
+        return "model" + (suffix if suffix in (".ubj", ".json") else ".ubj")
+    return MODEL_FILES[framework]
+
+
+def _import(framework: str) -> Any:
+    distribution(framework)  # clear error when missing
+    return importlib.import_module(PACKAGES[framework][0])
+
+
+def load_model(framework: str, path: str | Path, task: str = "") -> Any:
+    """Load the model at ``path`` with ``framework``'s own loader.
+
+    Args:
+        framework: one of :data:`PACKAGES`.
+        path: the model file (for sklearn a joblib pickle: loading it runs code, so call
+            this only after the file's SHA-256 was checked against the spec).
+        task: ``classification`` or ``regression`` (``spec.model.task``); XGBoost loads
+            its scikit-learn wrapper for the task so that class labels and probabilities
+            are available.
+
+    Returns:
+        the framework's model object (estimator, Booster, InferenceSession, ScriptModule).
+
+    Raises:
+        FrameworkError: the package is missing or the file cannot be loaded; the message
+            names the file and the loader's error.
+    """
+    mod = _import(framework)
+    path = str(path)
+    try:
+        if framework == "sklearn":
+            import joblib
+
+            model = joblib.load(path)
+            if not hasattr(model, "predict"):
+                raise FrameworkError(
+                    f"{path}: loaded a {type(model).__name__}, which has no predict() "
+                    "(expected a scikit-learn estimator or pipeline)"
+                )
+            return model
+        if framework == "xgboost":
+            if task == "classification":
+                model = mod.XGBClassifier()
+            elif task == "regression":
+                model = mod.XGBRegressor()
+            else:
+                model = mod.Booster()
+            model.load_model(path)
+            return model
+        if framework == "lightgbm":
+            return mod.Booster(model_file=path)
+        if framework == "onnx":
+            return mod.InferenceSession(path, providers=["CPUExecutionProvider"])
+        if framework == "pytorch":
+            model = mod.jit.load(path, map_location="cpu")
+            model.eval()
+            return model
+    except FrameworkError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear message
+        raise FrameworkError(
+            f"{path}: cannot be loaded as a {framework} model: {type(exc).__name__}: {exc}"
+        ) from None
+    raise FrameworkError(f"unknown framework {framework!r}")
+
+
+def save_model(framework: str, model: Any, path: str | Path) -> Path:
+    """Write ``model`` to ``path`` in the format :func:`load_model` reads back.
+
+    Used by training scripts and tests. sklearn: ``joblib.dump``; xgboost and lightgbm:
+    the booster's ``save_model``; onnx: ``model`` is an ``onnx.ModelProto`` (or bytes);
+    pytorch: ``model`` is a ``torch.nn.Module``, scripted with ``torch.jit.script``.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        FrameworkError: unknown framework or package missing.
+    """
+    path = Path(path)
+    mod = _import(framework)
+    if framework == "sklearn":
+        import joblib
+
+        joblib.dump(model, path)
+    elif framework in ("xgboost", "lightgbm"):
+        model.save_model(str(path))
+    elif framework == "onnx":
+        data = model if isinstance(model, bytes) else model.SerializeToString()
+        path.write_bytes(data)
+    elif framework == "pytorch":
+        scripted = model if isinstance(model, mod.jit.ScriptModule) else mod.jit.script(model)
+        mod.jit.save(scripted, str(path))
+    return path
+
+
+def classes(framework: str, model: Any) -> list | None:
+    """Class labels of a classifier (``classes_``) or ``None`` when the model has none."""
+    labels = getattr(model, "classes_", None)
+    if labels is None:
+        return None
+    return np.asarray(labels).tolist()
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predict(
+    framework: str, model: Any, inputs: np.ndarray, task: str = ""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Run the model on a batch.
+
+    Args:
+        framework: one of :data:`PACKAGES`.
+        model: what :func:`load_model` returned.
+        inputs: 2-D array rows × features, dtype of the spec's signature.
+        task: ``classification`` / ``regression`` / ``""`` (``spec.model.task``).
+
+    Returns:
+        ``(predictions, probabilities)``: 1-D array of length rows; 2-D rows × classes or
+        ``None``.
+
+    Raises:
+        FrameworkError: the model raised (the message carries its error).
+    """
+    try:
+        return _predict(framework, model, inputs, task)
+    except FrameworkError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - surfaced as one message
+        raise FrameworkError(f"{framework} model failed: {type(exc).__name__}: {exc}") from None
+
+
+def _predict(
+    framework: str, model: Any, inputs: np.ndarray, task: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    if (
+        framework in ("sklearn", "xgboost")
+        and hasattr(model, "predict")
+        and (framework == "sklearn" or hasattr(model, "get_params"))
+    ):
+        preds = np.asarray(model.predict(inputs))
+        proba = None
+        if task != "regression" and hasattr(model, "predict_proba"):
+            try:
+                proba = np.asarray(model.predict_proba(inputs), dtype=np.float64)
+            except (AttributeError, NotImplementedError):
+                proba = None  # e.g. SVC(probability=False): predict_proba is not available
+        return preds.reshape(len(inputs), -1)[:, 0] if preds.ndim > 1 else preds, proba
+    if framework == "xgboost":  # raw Booster: no task known
+        import xgboost
+
+        out = np.asarray(model.predict(xgboost.DMatrix(inputs)))
+        return (out if out.ndim == 1 else out.argmax(axis=1)), None
+    if framework == "lightgbm":
+        out = np.asarray(model.predict(inputs))
+        if task == "classification":
+            if out.ndim == 1:  # binary: probability of class 1
+                proba = np.stack([1.0 - out, out], axis=1)
+            else:
+                proba = out
+            return proba.argmax(axis=1), proba.astype(np.float64)
+        return out.reshape(len(inputs)), None
+    if framework == "onnx":
+        first = model.get_inputs()[0]
+        onnx_type = {"tensor(float)": np.float32, "tensor(double)": np.float64}
+        feed = inputs.astype(onnx_type.get(first.type, inputs.dtype), copy=False)
+        outs = model.run(None, {first.name: feed})
+        preds = np.asarray(outs[0])
+        proba = None
+        if len(outs) > 1:
+            second = outs[1]
+            if isinstance(second, list) and second and isinstance(second[0], dict):
+                keys = sorted(second[0])  # skl2onnx ZipMap output: one {label: p} per row
+                second = [[row[k] for k in keys] for row in second]
+            proba = np.asarray(second, dtype=np.float64)
+        if preds.ndim > 1 and preds.shape[1] == 1:
+            preds = preds[:, 0]
+        elif preds.ndim > 1 and task == "classification" and proba is None:
+            proba = _softmax(preds.astype(np.float64))
+            preds = proba.argmax(axis=1)
+        return preds, proba
+    if framework == "pytorch":
+        import torch
+
+        with torch.no_grad():
+            out = model(torch.from_numpy(np.ascontiguousarray(inputs))).cpu().numpy()
+        if task == "classification" and out.ndim == 2 and out.shape[1] > 1:
+            proba = _softmax(out.astype(np.float64))
+            return proba.argmax(axis=1), proba
+        return out.reshape(len(inputs)), None
+    raise FrameworkError(f"unknown framework {framework!r}")

@@ -1,0 +1,220 @@
+"""Parse and validate a prediction request against the spec's input signature.
+
+Copied verbatim into every Bento (``modelops_runtime/request.py``) and used by the
+generated service; it imports only the standard library and numpy. Its source is part
+of the build digest.
+
+Accepted bodies (JSON object):
+
+- ``{"instances": [[x11, x12, ...], [x21, ...], ...]}``: a batch of rows;
+- ``{"instances": [x1, x2, ...]}`` or ``{"instance": [x1, x2, ...]}``: one row.
+
+Each row must have exactly N values (``signature.inputs.shape == [-1, N]``), each a JSON
+number (``true``/``false`` only for dtype ``bool``; integral numbers for int dtypes);
+``NaN``/``Infinity``/``null`` only where ``allow_nan`` is true (null then means NaN).
+Every failure raises :class:`BadRequest` with the field (``instances[2][4]``, plus the
+feature name when the signature has ``names``), what was expected and what was sent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+_NUMPY = {
+    "float32": np.float32,
+    "float64": np.float64,
+    "int32": np.int32,
+    "int64": np.int64,
+    "bool": np.bool_,
+}
+
+
+class BadRequest(Exception):
+    """A request the service refuses (HTTP ``status``, 400 unless said otherwise).
+
+    Attributes:
+        field: the offending field (``instances[0][3]``) or ``body``.
+        message: what is wrong and what would be valid.
+        status: HTTP status code (400, or 413 for a body over the size limit).
+    """
+
+    def __init__(self, field: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.status = status
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON body of the error response: ``{"error", "field", "status"}``."""
+        return {"error": str(self), "field": self.field, "status": self.status}
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a request body as UTF-8 JSON.
+
+    Raises:
+        BadRequest: empty body, not UTF-8, or malformed JSON (with line and column).
+    """
+    if not body.strip():
+        raise BadRequest("body", 'empty body; expected JSON like {"instances": [[...], ...]}')
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("body", f"not UTF-8 text (byte {exc.start}); expected JSON") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            "body", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:
+        raise BadRequest("body", "JSON nested too deeply") from None
+
+
+class Signature:
+    """The input signature (``spec.model.signature.inputs``) a request is checked against.
+
+    Args:
+        inputs: mapping with ``shape`` (``[-1, N]``), ``dtype`` (float32, float64, int32,
+            int64, bool), optional ``names`` (N feature names) and ``allow_nan``.
+        max_rows: the most rows one request may carry.
+    """
+
+    def __init__(self, inputs: dict, max_rows: int = 100_000) -> None:
+        shape = list(inputs.get("shape") or [-1])
+        self.width: int | None = shape[1] if len(shape) == 2 and shape[1] > 0 else None
+        self.dtype = str(inputs.get("dtype", "float32"))
+        self.np_dtype = _NUMPY[self.dtype]
+        self.names: list[str] = list(inputs.get("names") or [])
+        self.allow_nan = bool(inputs.get("allow_nan", False))
+        self.max_rows = max_rows
+
+    def _field(self, r: int, c: int) -> str:
+        name = f" ({self.names[c]})" if c < len(self.names) else ""
+        return f"instances[{r}][{c}]{name}"
+
+    def _expected(self) -> str:
+        if self.dtype == "bool":
+            return "true or false"
+        kind = "an integer" if self.dtype.startswith("int") else "a number"
+        return f"{kind} ({self.dtype})"
+
+    def rows(self, doc: Any) -> list[list]:
+        """The request's rows (list of lists) after checking the envelope and the shape.
+
+        Raises:
+            BadRequest: not an object, no ``instances``/``instance``, empty batch, a row
+                that is not a list or has the wrong number of values.
+        """
+        if not isinstance(doc, dict):
+            raise BadRequest(
+                "body", f'expected a JSON object {{"instances": [...]}}, got {_kind(doc)}'
+            )
+        if "instances" in doc:
+            key, value = "instances", doc["instances"]
+        elif "instance" in doc:
+            key, value = "instance", doc["instance"]
+        else:
+            keys = ", ".join(sorted(map(str, doc))) or "none"
+            raise BadRequest(
+                "instances",
+                f'missing; expected "instances": [[...], ...] or "instance": [...] '
+                f"(keys sent: {keys})",
+            )
+        if not isinstance(value, list):
+            raise BadRequest(key, f"expected a list of rows, got {_kind(value)}")
+        if not value:
+            raise BadRequest(key, "empty batch; expected at least one row")
+        if key == "instance" or not isinstance(value[0], list):
+            rows = [value]  # a single instance
+        else:
+            rows = value
+        if len(rows) > self.max_rows:
+            raise BadRequest(key, f"{len(rows)} rows; at most {self.max_rows} per request")
+        width = self.width
+        for r, row in enumerate(rows):
+            if not isinstance(row, list):
+                raise BadRequest(
+                    f"instances[{r}]", f"expected a row (list of values), got {_kind(row)}"
+                )
+            if width is not None and len(row) != width:
+                raise BadRequest(
+                    f"instances[{r}]",
+                    f"expected {width} values (shape [-1, {width}]), got {len(row)}",
+                )
+        return rows
+
+    def array(self, rows: list[list]) -> np.ndarray:
+        """The rows as a 2-D array of the signature's dtype, every value checked.
+
+        Raises:
+            BadRequest: a value of the wrong type (string, list, object, bool for a
+                number, fraction for an int), NaN/Infinity/null where not allowed, or a
+                number out of the dtype's range.
+        """
+        is_bool = self.dtype == "bool"
+        is_int = self.dtype.startswith("int")
+        for r, row in enumerate(rows):
+            for c, v in enumerate(row):
+                t = type(v)
+                if t is float:
+                    if (is_int and not v.is_integer()) or is_bool:
+                        raise BadRequest(
+                            self._field(r, c), f"expected {self._expected()}, got {v!r}"
+                        )
+                    if not self.allow_nan and not math.isfinite(v):
+                        raise BadRequest(
+                            self._field(r, c),
+                            f"{v!r} is not allowed (signature allow_nan is false); "
+                            f"expected {self._expected()}",
+                        )
+                elif t is int:
+                    if is_bool:
+                        raise BadRequest(self._field(r, c), f"expected true or false, got {v!r}")
+                elif t is bool:
+                    if not is_bool:
+                        raise BadRequest(
+                            self._field(r, c), f"expected {self._expected()}, got {json.dumps(v)}"
+                        )
+                elif v is None and self.allow_nan and not is_bool and not is_int:
+                    continue
+                else:
+                    raise BadRequest(
+                        self._field(r, c), f"expected {self._expected()}, got {_kind(v)}"
+                    )
+        if self.allow_nan and not is_bool and not is_int:
+            rows = [[math.nan if v is None else v for v in row] for row in rows]
+        try:
+            with np.errstate(over="raise", invalid="raise"):
+                arr = np.asarray(rows, dtype=self.np_dtype)
+        except (OverflowError, FloatingPointError, ValueError):
+            raise BadRequest("instances", f"a value is out of range for {self.dtype}") from None
+        if self.dtype == "float32" and not self.allow_nan and not np.isfinite(arr).all():
+            r, c = (int(i[0]) for i in np.nonzero(~np.isfinite(arr)))
+            raise BadRequest(self._field(r, c), "value out of range for float32")
+        if arr.ndim != 2:
+            arr = arr.reshape(len(rows), -1)
+        return arr
+
+    def parse(self, doc: Any) -> np.ndarray:
+        """:meth:`rows` then :meth:`array`: the validated 2-D batch for a decoded body."""
+        return self.array(self.rows(doc))
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return json.dumps(v)
+    if isinstance(v, str):
+        shown = v if len(v) <= 20 else v[:20] + "..."
+        return f"string {shown!r}"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__

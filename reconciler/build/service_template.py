@@ -1,0 +1,253 @@
+"""modelops generated BentoML service (copied into the Bento as ``src/service.py``).
+
+The service is this fixed source plus ``modelops.json`` beside it (written by
+``reconciler.build.bento``: deployment, model tag, signature, batching, capture); both,
+and the ``modelops_runtime`` helpers, are part of the build digest. The model is loaded
+from the Bento's own model store by tag (``bentoml.models.BentoModel``) and its SHA-256 is
+checked against the one recorded at build time before it is unpickled.
+
+Routes (all JSON):
+
+- ``POST /predict``: ``{"instances": [[...], ...]}`` or one instance (``{"instances":
+  [...]}`` / ``{"instance": [...]}``) -> ``{"predictions": [...], "model_version": ...}``
+  plus ``"probabilities"`` for classifiers that have them. Bad input -> 400 with
+  ``{"error", "field", "status"}``; a body over ``max_request_bytes`` -> 413 (checked on
+  ``Content-Length`` before reading, and while streaming a body without one).
+- ``POST /invocations`` and ``GET /ping``: the SageMaker contract, same behaviour as
+  ``/predict`` and a readiness probe. SageMaker calls the container with ``serve`` and
+  expects port 8080: the BentoML image entrypoint runs ``bentoml serve`` and honours
+  ``BENTOML_PORT``/``PORT``, so the SageMaker stack sets ``BENTOML_PORT=8080``.
+- ``GET /metadata``: deployment, model name/tag/version, model sha256, build digest, spec
+  revision (env ``MODELOPS_SPEC_REVISION``, else the revision recorded at build time),
+  framework and version, signature, batching.
+- BentoML's own ``/healthz``, ``/livez``, ``/readyz``, ``/metrics`` (Kubernetes probes).
+- ``POST /internal/infer``: the batchable inner API (adaptive batching with the spec's
+  ``max_batch_size``/``max_latency_ms``); ``/predict`` reaches it through BentoML's
+  in-process self-client so concurrent requests are batched into one model call.
+
+Traffic capture (``monitoring.capture``) runs on a background thread
+(``modelops_runtime.capture``); the request path only samples and enqueues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import typing as t
+import uuid
+from pathlib import Path
+
+import bentoml
+import numpy as np
+from modelops_runtime import capture, frameworks, request
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+HERE = Path(__file__).resolve().parent
+CONFIG: dict = json.loads((HERE / "modelops.json").read_text(encoding="utf-8"))
+BATCHING: dict = CONFIG["batching"]
+MAX_BYTES: int = int(CONFIG.get("max_request_bytes", 10 * 1024 * 1024))
+SIGNATURE = request.Signature(CONFIG["signature"]["inputs"])
+
+
+def _build_revision() -> str:
+    """The spec revision this Bento was built at (label ``modelops.revision``), or ''."""
+    try:
+        import yaml
+
+        doc = yaml.safe_load((HERE.parent / "bento.yaml").read_text(encoding="utf-8"))
+        return str((doc.get("labels") or {}).get("modelops.revision", ""))
+    except Exception:  # noqa: BLE001 - metadata is best effort outside a Bento
+        return ""
+
+
+def _error(exc: request.BadRequest, request_id: str) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=exc.status, headers={"X-Request-ID": request_id})
+
+
+async def _read_body(req: Request) -> bytes:
+    length = req.headers.get("content-length")
+    if length is not None:
+        try:
+            size = int(length)
+        except ValueError:
+            raise request.BadRequest("Content-Length", f"not a number: {length!r}") from None
+        if size > MAX_BYTES:
+            raise request.BadRequest(
+                "body", f"{size} bytes is over the limit of {MAX_BYTES} bytes", status=413
+            )
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in req.stream():
+        total += len(chunk)
+        if total > MAX_BYTES:
+            raise request.BadRequest(
+                "body", f"more than the limit of {MAX_BYTES} bytes", status=413
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def predict(req: Request) -> JSONResponse:
+    """``POST /predict`` and ``POST /invocations`` (see the module docstring)."""
+    started = time.perf_counter()
+    request_id = req.headers.get("x-request-id") or uuid.uuid4().hex
+    try:
+        body = await _read_body(req)
+        rows = SIGNATURE.rows(request.parse_json(body))
+        batch = SIGNATURE.array(rows)
+    except request.BadRequest as exc:
+        return _error(exc, request_id)
+    svc = t.cast("ModelService", bentoml.get_current_service())
+    if BATCHING["enabled"]:
+        out = await svc.to_async.infer(batch)
+    else:
+        out = svc.infer(batch)
+    result = svc.decode(np.asarray(out))
+    result["model_version"] = CONFIG["model_version"]
+    writer = svc.capture
+    if writer is not None and writer.sampled():
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        writer.submit(request_id, CONFIG["model_version"], latency_ms, rows, result["predictions"])
+    return JSONResponse(result, headers={"X-Request-ID": request_id})
+
+
+async def ping(req: Request) -> JSONResponse:
+    """``GET /ping``: 200 once the model is loaded (SageMaker health check)."""
+    svc = bentoml.get_current_service()
+    ok = svc is not None and getattr(svc, "model", None) is not None
+    return JSONResponse({"status": "ok" if ok else "loading"}, status_code=200 if ok else 503)
+
+
+async def metadata(req: Request) -> JSONResponse:
+    """``GET /metadata``: what is served (see the module docstring)."""
+    svc = bentoml.get_current_service()
+    info = dict(getattr(svc, "info", {}))
+    info["spec_revision"] = os.environ.get("MODELOPS_SPEC_REVISION") or _build_revision()
+    return JSONResponse(info)
+
+
+routes = Starlette(
+    routes=[
+        Route("/predict", predict, methods=["POST"]),
+        Route("/invocations", predict, methods=["POST"]),
+        Route("/ping", ping, methods=["GET"]),
+        Route("/metadata", metadata, methods=["GET"]),
+    ]
+)
+
+_INFER: dict = {"route": "/internal/infer"}
+if BATCHING["enabled"]:
+    _INFER.update(
+        batchable=True,
+        batch_dim=(0, 0),
+        max_batch_size=int(BATCHING["max_batch_size"]),
+        max_latency_ms=int(BATCHING["max_latency_ms"]),
+    )
+
+
+@bentoml.asgi_app(routes, path="/")
+@bentoml.service(
+    name=CONFIG["service_name"],
+    workers=int(CONFIG.get("workers", 1)),
+    traffic={"timeout": 60},
+)
+class ModelService:
+    """The model behind the routes; one instance per worker process."""
+
+    model_ref = bentoml.models.BentoModel(CONFIG["model_tag"])
+
+    def __init__(self) -> None:
+        path = Path(self.model_ref.path_of(CONFIG["model_file"]))
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != CONFIG["model_sha256"]:
+            raise RuntimeError(
+                f"{path}: sha256 {digest} does not match {CONFIG['model_sha256']} "
+                "recorded at build time; refusing to load it"
+            )
+        self.task = CONFIG.get("task", "")
+        self.model = frameworks.load_model(CONFIG["framework"], path, self.task)
+        self.classes = frameworks.classes(CONFIG["framework"], self.model)
+        self._class_index = {c: i for i, c in enumerate(self.classes or [])}
+        self.info = {
+            "name": CONFIG["deployment"],
+            "env": CONFIG["env"],
+            "bento": CONFIG["bento_tag"],
+            "model": {
+                "name": str(self.model_ref.tag.name),
+                "tag": str(self.model_ref.tag),
+                "version": CONFIG["model_version"],
+                "sha256": CONFIG["model_sha256"],
+                "framework": CONFIG["framework"],
+                "framework_version": CONFIG["framework_version"],
+                "task": self.task,
+            },
+            "model_version": CONFIG["model_version"],
+            "digest": CONFIG["model_sha256"],
+            "build_digest": CONFIG["digest"],
+            "signature": CONFIG["signature"],
+            "batching": BATCHING,
+            "capture": CONFIG.get("capture"),
+        }
+        self.capture = None
+        cap = CONFIG.get("capture")
+        if cap:
+            directory, _spooled = capture.resolve_sink(cap["sink"])
+            names = SIGNATURE.names
+            sensitive = set(CONFIG.get("sensitive_fields") or [])
+            self.capture = capture.CaptureWriter(
+                directory,
+                CONFIG["deployment"],
+                CONFIG["env"],
+                sample_rate=float(cap.get("sample_rate", 0.0)),
+                fmt=cap.get("format", "jsonl"),
+                redact=cap.get("redact", "none"),
+                sensitive_idx=[i for i, n in enumerate(names) if n in sensitive],
+            )
+
+    @bentoml.on_shutdown
+    def _flush_capture(self) -> None:
+        if self.capture is not None:
+            self.capture.close()
+
+    @bentoml.api(**_INFER)
+    def infer(self, inputs: np.ndarray) -> np.ndarray:
+        """Batch inference: rows × features in, rows × (1 + classes) float64 out.
+
+        Column 0 is the prediction (for classifiers the index into ``classes``), the
+        other columns the class probabilities when the model has them.
+        """
+        x = np.asarray(inputs, dtype=SIGNATURE.np_dtype)
+        if x.ndim != 2:
+            x = x.reshape(len(x), -1)
+        preds, proba = frameworks.predict(CONFIG["framework"], self.model, x, self.task)
+        if self._class_index:
+            col = np.fromiter(
+                (self._class_index[p] for p in preds.tolist()), dtype=np.float64, count=len(x)
+            )
+        else:
+            col = np.asarray(preds, dtype=np.float64).reshape(len(x))
+        if proba is None:
+            return col.reshape(-1, 1)
+        return np.concatenate([col.reshape(-1, 1), proba], axis=1)
+
+    def decode(self, out: np.ndarray) -> dict:
+        """Turn :meth:`infer`'s array into the response's ``predictions``/``probabilities``."""
+        out = out.reshape(len(out), -1)
+        first = out[:, 0]
+        if self.classes:
+            preds = [self.classes[int(i)] for i in first]
+        elif self.task == "classification" or CONFIG["signature"].get("outputs", {}).get(
+            "dtype", ""
+        ).startswith("int"):
+            preds = [int(v) for v in first]
+        else:
+            preds = first.tolist()
+        result: dict = {"predictions": preds}
+        if out.shape[1] > 1:
+            result["probabilities"] = out[:, 1:].tolist()
+        return result
