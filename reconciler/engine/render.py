@@ -1,0 +1,402 @@
+"""The offline renderer: a deployment's DesiredState, computed under Pulumi's own mocks.
+
+The Pulumi program of the deployment's target (``stacks/<platform>.py``) runs with
+``pulumi.runtime.set_mocks``: every resource it declares is recorded with the inputs the
+engine would receive, and nothing talks to a cloud. The result, a :class:`DesiredState`,
+is what ``modelops render`` writes, what the offline plan diffs against the ledger, and
+what an apply records.
+
+Normalisation (facts measured on Pulumi 3.2xx, see ``shared/DESIGN.md``):
+
+* numbers come back as floats: integral floats become ints again;
+* secrets come back wrapped (``{4dabf…: 1b47…, value: …}``): shown as ``[secret]``;
+* values the engine would only know after creation (an ARN, a generated name) are
+  marked ``[unknown <resource>.<attribute>]``; a raw unknown is ``[unknown]``;
+* registration order is not stable: resources are sorted by (type, name);
+* the mocks accept two resources with the same type and name: that is an error here.
+
+The platform ``local`` has no Pulumi program: its DesiredState is one
+``modelops:local:BentoServer`` resource, built directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.diagnostics import EXIT_FINDINGS, Diagnostic, ModelopsError
+from reconciler.spec.model import Deployment
+from stacks.common import ImageRef, StackError, image_ref
+
+SCHEMA_VERSION = 1
+LOCAL_TYPE = "modelops:local:BentoServer"
+LOCAL_HOST = "127.0.0.1"  # local servers bind to loopback only (DESIGN.md, security model)
+PROGRAMS = {
+    "kubernetes": "stacks.kubernetes",
+    "aws-sagemaker": "stacks.aws_sagemaker",
+    "aws-serverless": "stacks.aws_serverless",
+}
+KIND_ORDER = (
+    "Namespace",
+    "NetworkPolicy",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "Service",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "CronJob",
+    "Ingress",
+)
+SECRET = "[secret]"
+UNKNOWN = "[unknown]"
+
+# Wire-format markers of the Pulumi Python SDK (pulumi/runtime/rpc.py).
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
+_OUTPUT_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
+_UNKNOWN_SENTINEL = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+# Attributes a provider computes on create; the mocks answer them with a marker.
+_COMPUTED = ("arn", "name", "id", "keyId", "url")
+
+
+class RenderError(ModelopsError):
+    """A deployment that cannot be rendered (exit 1: a finding about the spec).
+
+    ``diagnostics`` name the file, line and field.
+    """
+
+    def __init__(self, message: str, diagnostics: list[Diagnostic]) -> None:
+        super().__init__(message, EXIT_FINDINGS, diagnostics)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One resource of a DesiredState.
+
+    Attributes:
+        type: Pulumi type token (``kubernetes:apps/v1:Deployment``,
+            ``aws:sagemaker/endpoint:Endpoint``, ``modelops:local:BentoServer``).
+        name: Pulumi logical name, unique per type within the stack.
+        inputs: normalised inputs, in the provider's wire names (camelCase).
+    """
+
+    type: str
+    name: str
+    inputs: dict
+
+    @property
+    def kind(self) -> str:
+        """The last part of the type token (``Deployment``)."""
+        return self.type.rsplit(":", 1)[-1]
+
+    def to_dict(self) -> dict:
+        """``{"type", "name", "inputs"}``."""
+        return {"type": self.type, "name": self.name, "inputs": copy.deepcopy(self.inputs)}
+
+
+@dataclass
+class DesiredState:
+    """What a deployment × environment should look like, as data.
+
+    Attributes:
+        deployment: the key ``<name>-<env>`` (also the Pulumi stack name).
+        name, environment, platform: of the deployment.
+        image: :meth:`ImageRef.to_dict` (``ref``, ``built``, ``bento_tag``, ``digest``).
+        resources: sorted by (type, name).
+        outputs: the stack outputs as rendered (``url``, ``endpoint_name``...).
+    """
+
+    deployment: str
+    name: str
+    environment: str
+    platform: str
+    image: dict = field(default_factory=dict)
+    resources: list[Resource] = field(default_factory=list)
+    outputs: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready mapping (what the ledger stores as ``desiredState``)."""
+        return {
+            "schemaVersion": SCHEMA_VERSION,
+            "deployment": self.deployment,
+            "name": self.name,
+            "environment": self.environment,
+            "platform": self.platform,
+            "image": dict(self.image),
+            "resources": [r.to_dict() for r in self.resources],
+            "outputs": copy.deepcopy(self.outputs),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DesiredState:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ModelopsError: (exit 2) not a DesiredState mapping, or a newer schemaVersion.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("resources", []), list):
+            raise ModelopsError("desired state is not a mapping with a list of resources")
+        version = data.get("schemaVersion", SCHEMA_VERSION)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ModelopsError(
+                f"desired state has schemaVersion {version!r}, newer than this modelops "
+                f"understands ({SCHEMA_VERSION}); upgrade modelops"
+            )
+        resources = [
+            Resource(str(r["type"]), str(r["name"]), dict(r.get("inputs") or {}))
+            for r in data.get("resources", [])
+        ]
+        return cls(
+            deployment=str(data.get("deployment", "")),
+            name=str(data.get("name", "")),
+            environment=str(data.get("environment", "")),
+            platform=str(data.get("platform", "")),
+            image=dict(data.get("image") or {}),
+            resources=sorted(resources, key=lambda r: (r.type, r.name)),
+            outputs=dict(data.get("outputs") or {}),
+        )
+
+    def get(self, type_: str, name: str) -> Resource | None:
+        """The resource with this type token (or its last part, ``Deployment``) and name."""
+        for r in self.resources:
+            if r.name == name and (r.type == type_ or r.kind == type_):
+                return r
+        return None
+
+    def of_kind(self, kind: str) -> list[Resource]:
+        """Every resource whose type ends with ``kind`` (``CronJob``, ``Endpoint``)."""
+        return [r for r in self.resources if r.kind == kind]
+
+    def manifests(self) -> list[dict]:
+        """Plain Kubernetes manifests (apiVersion, kind, metadata, then the rest) of the
+        ``kubernetes:`` resources; ``[]`` for other platforms.
+
+        Ordered for ``kubectl apply`` as Helm installs kinds (ServiceAccount, Service,
+        Deployment, HPA, PodDisruptionBudget, NetworkPolicy, Ingress, CronJob), then by
+        name.
+        """
+        out = []
+        k8s = [r for r in self.resources if r.type.startswith("kubernetes:")]
+        rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
+        for r in sorted(k8s, key=lambda r: (rank.get(r.kind, len(rank)), r.name)):
+            body = copy.deepcopy(r.inputs)
+            manifest = {k: body.pop(k) for k in ("apiVersion", "kind", "metadata") if k in body}
+            manifest.update(body)
+            out.append(manifest)
+        return out
+
+
+def normalise(value: Any) -> Any:
+    """A value as the mocks returned it, made plain and stable (see the module docstring)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, str):
+        return UNKNOWN if value == _UNKNOWN_SENTINEL else value
+    if isinstance(value, dict):
+        sig = value.get(_SIG_KEY)
+        if sig == _SECRET_SIG:
+            return SECRET
+        if sig == _RESOURCE_SIG:
+            return f"[resource {value.get('urn', '')}]"
+        if sig == _OUTPUT_SIG:
+            if value.get("secret"):
+                return SECRET
+            return normalise(value["value"]) if "value" in value else UNKNOWN
+        return {str(k): normalise(v) for k, v in sorted(value.items())}
+    if isinstance(value, list | tuple):
+        return [normalise(v) for v in value]
+    return value
+
+
+class _Recorder:
+    """Pulumi mocks that record every registration (in order, duplicates included)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, dict]] = []
+
+    def new_resource(self, args) -> tuple[str, dict]:
+        self.records.append((args.typ, args.name, args.inputs))
+        # Answer with the scalar inputs and markers for computed attributes only: echoing
+        # the nested inputs back doubles the SDK's (de)serialisation work for nothing.
+        state = {k: v for k, v in args.inputs.items() if isinstance(v, str | int | float | bool)}
+        for attr in _COMPUTED:
+            state.setdefault(attr, f"[unknown {args.name}.{attr}]")
+        return f"[unknown {args.name}.id]", state
+
+    def call(self, args) -> tuple[dict, None]:
+        # Data-source lookups (default VPC, subnets) are only known against the account.
+        token = args.token.rsplit(":", 1)[-1]
+        return {"id": f"[unknown {token}.id]", "ids": [f"[unknown {token}.ids]"]}, None
+
+
+_LOCK = threading.Lock()
+_MOCKS_CLASS: type | None = None
+
+
+def _mocks_class() -> type:
+    global _MOCKS_CLASS
+    if _MOCKS_CLASS is None:
+        import pulumi
+
+        class Mocks(_Recorder, pulumi.runtime.Mocks):
+            pass
+
+        _MOCKS_CLASS = Mocks
+    return _MOCKS_CLASS
+
+
+@contextlib.contextmanager
+def _without_source_positions():
+    """Skip the SDK's per-resource stack walk while rendering.
+
+    The Python SDK walks the whole Python stack for every resource to attach source
+    positions for the Pulumi Cloud UI (``pulumi.runtime.resource._get_stack_trace``);
+    measured here at about a third of a render's time, and the mocks discard it. The
+    original function is restored afterwards (the Automation API path keeps it).
+    """
+    import pulumi.runtime.resource as sdk_resource
+
+    original = getattr(sdk_resource, "_get_stack_trace", None)
+    if original is None:  # a future SDK without it: nothing to skip
+        yield
+        return
+    from pulumi.runtime.proto import source_pb2
+
+    sdk_resource._get_stack_trace = source_pb2.StackTrace
+    try:
+        yield
+    finally:
+        sdk_resource._get_stack_trace = original
+
+
+def _diagnostic(dep: Deployment, path: str, message: str) -> Diagnostic:
+    return Diagnostic(dep.locate(path), path, f"{message} [env {dep.env}]", code="render")
+
+
+def stable_image_of(dep: Deployment, config) -> str | None:
+    """The image the stable track ran at the last apply of ``dep`` (from the ledger).
+
+    Returns ``None`` without a config, without a ledger record, or when the recorded
+    DesiredState has no ``stable_image`` output.
+
+    Raises:
+        LedgerError: the ledger record is corrupt or from a newer modelops.
+    """
+    if config is None:
+        return None
+    from reconciler.gitops.ledger import Ledger
+
+    record = Ledger(config.state_dir).get(dep.name, dep.env)
+    if record is None or not record.desiredState:
+        return None
+    outputs = record.desiredState.get("outputs") or {}
+    image = outputs.get("stable_image")
+    return image if isinstance(image, str) and image else None
+
+
+def program_for(platform: str):
+    """The ``program(dep, image, stable_image=None)`` function of a platform's stack.
+
+    Raises:
+        ModelopsError: (exit 2) a platform without a Pulumi program (``local``, unknown).
+    """
+    module = PROGRAMS.get(platform)
+    if module is None:
+        raise ModelopsError(
+            f"platform {platform!r} has no Pulumi program; programs exist for "
+            f"{', '.join(sorted(PROGRAMS))}"
+        )
+    return importlib.import_module(module).program
+
+
+def _render_local(dep: Deployment, image: ImageRef) -> DesiredState:
+    batching = dep.get("spec.serving.batching") or {}
+    inputs = {
+        "bento_tag": image.bento_tag or f"{dep.name}:unbuilt",
+        "host": LOCAL_HOST,
+        "workers": int(dep.get("spec.serving.workers", 1)),
+        "batching": normalise(copy.deepcopy(batching)),
+    }
+    return DesiredState(
+        deployment=dep.key,
+        name=dep.name,
+        environment=dep.env,
+        platform="local",
+        image=image.to_dict(),
+        resources=[Resource(LOCAL_TYPE, dep.name, inputs)],
+        outputs={},
+    )
+
+
+def render(dep: Deployment, artifact=None, config=None) -> DesiredState:
+    """Render the DesiredState of one deployment × environment, offline.
+
+    Args:
+        dep: a valid resolved deployment (``load_all`` only returns valid ones).
+        artifact: the built :class:`~reconciler.build.artifact.Artifact`, or ``None``:
+            the image is then ``<registry>/<name>:unbuilt`` and marked not built.
+        config: repository configuration; when given, the ledger is read for the image
+            the stable track runs (canary rollouts on Kubernetes).
+
+    Returns:
+        A :class:`DesiredState` whose resources are sorted by (type, name). About 2-5 ms
+        per resource on this machine (``bench/bench_render.py``).
+
+    Raises:
+        RenderError: (exit 1) the spec asks for something the stack cannot render, or
+            the program declared two resources with the same type and name.
+        LedgerError: the deployment's ledger record is corrupt or from a newer version.
+        ModelopsError: (exit 2) unknown platform.
+    """
+    image = image_ref(dep, artifact)
+    if dep.platform == "local":
+        return _render_local(dep, image)
+    program = program_for(dep.platform)
+    stable = stable_image_of(dep, config)
+    import pulumi
+
+    with _LOCK, _without_source_positions():
+        mocks = _mocks_class()()
+        pulumi.runtime.set_mocks(mocks, project="modelops", stack=dep.key, preview=True)
+        outputs: dict = {}
+
+        def run():
+            result = program(dep, image, stable)
+            return pulumi.Output.from_input(result or {}).apply(outputs.update)
+
+        try:
+            pulumi.runtime.test(run)()
+        except StackError as exc:
+            raise RenderError(
+                f"cannot render {dep.key}: {exc.message}",
+                [_diagnostic(dep, exc.path, exc.message)],
+            ) from None
+    seen: dict[tuple[str, str], int] = {}
+    resources = []
+    for typ, name, inputs in mocks.records:
+        seen[(typ, name)] = seen.get((typ, name), 0) + 1
+        resources.append(Resource(typ, name, normalise(inputs)))
+    dups = sorted(k for k, n in seen.items() if n > 1)
+    if dups:
+        listed = ", ".join(f"{t} {n!r}" for t, n in dups)
+        raise RenderError(
+            f"the {dep.platform} program for {dep.key} declared duplicate resources: {listed}",
+            [_diagnostic(dep, "metadata.name", f"duplicate resource names in the stack: {listed}")],
+        )
+    resources.sort(key=lambda r: (r.type, r.name))
+    return DesiredState(
+        deployment=dep.key,
+        name=dep.name,
+        environment=dep.env,
+        platform=dep.platform,
+        image=image.to_dict(),
+        resources=resources,
+        outputs=normalise(outputs),
+    )

@@ -1,0 +1,441 @@
+"""Kubernetes stack: a model served on a cluster (``spec.target.platform: kubernetes``).
+
+Resources (all in ``spec.target.namespace``, default ``default``):
+
+* ServiceAccount (token not mounted unless ``service_account.automount_token``).
+* realtime mode: Deployment (stable, and a canary Deployment during a canary rollout)
+  with readiness/liveness probes on the Bento's ``/readyz`` and ``/livez``, requests and
+  limits, a restricted security context (non-root uid 1034, read-only root filesystem
+  with an ``emptyDir`` at ``/tmp``, no privilege escalation, all capabilities dropped,
+  ``RuntimeDefault`` seccomp), secrets as ``secretKeyRef``; a ClusterIP Service that
+  selects both tracks; a HorizontalPodAutoscaler (autoscaling/v2, CPU utilisation)
+  when the spec has ``autoscaling``; a PodDisruptionBudget when min replicas ≥ 2; a
+  NetworkPolicy admitting only ``exposure.allowed_namespaces``; an Ingress only when
+  ``exposure.public`` is true (never for pii, phi or pci data).
+* batch mode: a CronJob on ``serving.batch.schedule`` running batch inference.
+* monitoring and retraining: CronJobs on their schedules running
+  ``modelops monitor run <name> --env <env>`` and ``modelops retrain <name> --env <env>``.
+
+Canary: a canary rollout at weight ``w`` percent (``rollout.steps[rollout.step]``) runs
+the new image in ``<name>-canary`` and the previous image (``stable_image``, read by the
+renderer from the last applied DesiredState) in ``<name>``; the one Service sends traffic
+to both, so the split follows replicas: canary = max(1, round(total × w / 100)),
+stable = total − canary (at least 1), with total = min replicas (at least 2). At weight
+100, on the first rollout, or when the image did not change, one Deployment runs the new
+image.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi_kubernetes as k8s
+
+from reconciler.spec.model import Deployment
+from stacks.common import (
+    BENTO_UID,
+    DEFAULT_PORT,
+    LIVENESS_PATH,
+    READINESS_PATH,
+    ImageRef,
+    StackError,
+    canary_weight,
+    job_commands,
+    k8s_name,
+    label_value,
+    recommended_labels,
+    runtime_env,
+)
+
+RESTRICTED_DATA = frozenset({"pii", "phi", "pci"})
+CRONJOB_NAME_LIMIT = 52  # CronJob names: 52 characters (Job name suffix)
+INGRESS_CONTROLLER_NAMESPACE = "ingress-nginx"  # admitted by the NetworkPolicy when public
+
+
+def _ref(value: str) -> dict:
+    """``k8s:<secret>/<key>`` → the secret name and key."""
+    body = value[len("k8s:") :]
+    secret, _, key = body.partition("/")
+    return {"name": secret, "key": key}
+
+
+def secret_env(dep: Deployment) -> list[dict]:
+    """Container ``env`` entries for ``spec.secrets``: always ``secretKeyRef``, never values.
+
+    ``k8s:<secret>/<key>`` references that Secret directly. Any other source
+    (``aws-secretsmanager:``, ``aws-ssm:``, ``vault:``) is read from the Secret
+    ``<name>-secrets`` under the variable's name, which an external secrets operator
+    fills from the source (the references are listed in the Deployment's
+    ``modelops.dev/secret-sources`` annotation).
+
+    Raises:
+        StackError: a ``k8s:`` reference without ``<secret>/<key>``.
+    """
+    out = []
+    for i, item in enumerate(dep.get("spec.secrets") or []):
+        src = str(item["from"])
+        if src.startswith("k8s:"):
+            ref = _ref(src)
+            if not ref["name"] or not ref["key"]:
+                raise StackError(
+                    f"spec.secrets.{i}.from",
+                    f"{src!r} must be k8s:<secret>/<key>, e.g. k8s:db-credentials/password",
+                )
+        else:
+            ref = {"name": k8s_name(dep.name, "secrets"), "key": item["name"]}
+        out.append({"name": item["name"], "valueFrom": {"secretKeyRef": ref}})
+    return out
+
+
+def _resources(dep: Deployment) -> dict:
+    out: dict = {}
+    for kind in ("requests", "limits"):
+        spec = dep.get(f"spec.target.resources.{kind}") or {}
+        values = {k: str(spec[k]) for k in ("cpu", "memory") if k in spec}
+        if spec.get("gpu"):
+            values["nvidia.com/gpu"] = str(spec["gpu"])
+        if values:
+            out[kind] = values
+    return out
+
+
+def _security(dep: Deployment) -> tuple[dict, dict]:
+    """(pod securityContext, container securityContext): restricted by default."""
+    sc = dep.get("spec.target.security_context") or {}
+    non_root = sc.get("run_as_non_root", True)
+    pod = {"seccompProfile": {"type": "RuntimeDefault"}, "runAsNonRoot": non_root}
+    if non_root:
+        pod.update({"runAsUser": BENTO_UID, "runAsGroup": BENTO_UID, "fsGroup": BENTO_UID})
+    container = {
+        "allowPrivilegeEscalation": sc.get("allow_privilege_escalation", False),
+        "readOnlyRootFilesystem": sc.get("read_only_root_filesystem", True),
+        "privileged": sc.get("privileged", False),
+        "runAsNonRoot": non_root,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    return pod, container
+
+
+def _pod_spec(dep: Deployment, sa_name: str, container: dict, restart: str | None = None) -> dict:
+    pod_sc, _ = _security(dep)
+    spec = {
+        "serviceAccountName": sa_name,
+        "automountServiceAccountToken": bool(
+            dep.get("spec.target.service_account.automount_token", False)
+        ),
+        "securityContext": pod_sc,
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+    }
+    if restart:
+        spec["restartPolicy"] = restart
+    return spec
+
+
+def _container(dep: Deployment, image: str, name: str, port: int, args=None) -> dict:
+    _, c_sc = _security(dep)
+    env = [{"name": k, "value": v} for k, v in sorted(runtime_env(dep, None).items())]
+    env.extend(secret_env(dep))
+    container = {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "env": env,
+        "securityContext": c_sc,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    resources = _resources(dep)
+    if resources:
+        container["resources"] = resources
+    if args is not None:
+        container["command"] = args
+    else:
+        container["ports"] = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+        container["readinessProbe"] = {
+            "httpGet": {"path": READINESS_PATH, "port": "http"},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        }
+        container["livenessProbe"] = {
+            "httpGet": {"path": LIVENESS_PATH, "port": "http"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        }
+    return container
+
+
+def replica_split(total: int, weight: int) -> tuple[int, int]:
+    """(stable, canary) replicas for a canary at ``weight`` percent of ``total`` replicas.
+
+    canary = max(1, round(total × weight / 100)); stable keeps at least one replica, so
+    the total grows by one when needed (1 replica at 10 % → 1 stable + 1 canary).
+    """
+    total = max(total, 1)
+    canary = max(1, round(total * weight / 100))
+    stable = max(1, total - canary)
+    return stable, canary
+
+
+def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -> dict:
+    """Declare the Kubernetes resources of ``dep`` (see the module docstring).
+
+    Args:
+        dep: resolved deployment with ``spec.target.platform: kubernetes``.
+        image: the image to roll out.
+        stable_image: the image the stable Deployment ran at the last apply (``None`` on
+            the first rollout); used only during a canary rollout.
+
+    Returns:
+        Stack outputs: ``namespace``, ``service``, ``url`` (cluster-internal), ``image``,
+        ``stable_image``, ``canary_weight`` (percent), ``public_url`` when an Ingress exists.
+
+    Raises:
+        StackError: serving.mode serverless, public exposure of pii/phi/pci data,
+            bad secret references, batch mode without ``serving.batch.schedule``.
+    """
+    name = dep.name
+    ns = dep.get("spec.target.namespace") or "default"
+    port = int(dep.get("spec.target.port") or DEFAULT_PORT)
+    mode = dep.get("spec.serving.mode", "realtime")
+    outputs: dict = {"namespace": ns, "image": image.ref}
+    if mode == "serverless":
+        raise StackError(
+            "spec.serving.mode",
+            "serverless serving runs on platform aws-serverless or local; on kubernetes use "
+            "realtime (with autoscaling) or batch",
+        )
+
+    def meta(res_name: str, component: str, extra: dict | None = None) -> dict:
+        labels = recommended_labels(dep, image, component)
+        m = {"name": res_name, "namespace": ns, "labels": labels}
+        if extra:
+            m["annotations"] = extra
+        return m
+
+    sa_name = dep.get("spec.target.service_account.name") or name
+    sa_meta = meta(sa_name, "serving")
+    role_arn = dep.get("spec.target.service_account.role_arn")
+    if role_arn:
+        sa_meta["annotations"] = {"eks.amazonaws.com/role-arn": role_arn}
+    k8s.core.v1.ServiceAccount(
+        name,
+        metadata=sa_meta,
+        automount_service_account_token=bool(
+            dep.get("spec.target.service_account.automount_token", False)
+        ),
+    )
+
+    sources = {s["name"]: s["from"] for s in dep.get("spec.secrets") or []}
+    annotations = {"modelops.dev/bento-tag": image.bento_tag or "unbuilt"}
+    if sources:
+        annotations["modelops.dev/secret-sources"] = json.dumps(sources, sort_keys=True)
+
+    if mode == "batch":
+        batch = dep.get("spec.serving.batch") or {}
+        if not batch.get("schedule"):
+            raise StackError(
+                "spec.serving.batch.schedule",
+                "batch mode needs serving.batch.schedule (a 5-field cron, e.g. '0 2 * * *')",
+            )
+        argv = ["modelops", "batch", name, "--env", dep.env]
+        for key in ("input", "output"):
+            if batch.get(key):
+                argv += [f"--{key}", str(batch[key])]
+        _cronjob(dep, image, sa_name, "batch", batch["schedule"], argv, meta, ns)
+    else:
+        _realtime(dep, image, stable_image, sa_name, port, meta, annotations, outputs)
+
+    for kind, (schedule, argv) in sorted(job_commands(dep).items()):
+        _cronjob(dep, image, sa_name, kind, schedule, argv, meta, ns)
+    return outputs
+
+
+def _realtime(dep, image, stable_image, sa_name, port, meta, annotations, outputs) -> None:
+    name = dep.name
+    ns = dep.get("spec.target.namespace") or "default"
+    auto = dep.get("spec.target.autoscaling")
+    min_r = int((auto or {}).get("min_replicas", 1))
+    max_r = int((auto or {}).get("max_replicas", max(min_r, 1)))
+    weight = canary_weight(dep)
+    canary = weight < 100 and stable_image is not None and stable_image != image.ref
+    outputs["canary_weight"] = weight if canary else 100
+    outputs["stable_image"] = stable_image if canary else image.ref
+    if canary:
+        stable_n, canary_n = replica_split(max(min_r, 2), weight)
+    else:
+        stable_n, canary_n = max(min_r, 1), 0
+
+    selector = {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/instance": label_value(dep.key),
+    }
+
+    def deployment(res_name: str, track: str, img: str, replicas: int | None) -> None:
+        labels = {**meta(res_name, "serving")["labels"], "modelops.dev/track": track}
+        match = {**selector, "modelops.dev/track": track}
+        spec = {
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": match},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {"labels": labels, "annotations": dict(annotations)},
+                "spec": {
+                    **_pod_spec(dep, sa_name, _container(dep, img, "server", port)),
+                    "terminationGracePeriodSeconds": 30,
+                },
+            },
+        }
+        if replicas is not None:
+            spec["replicas"] = replicas
+        m = meta(res_name, "serving", dict(annotations))
+        m["labels"]["modelops.dev/track"] = track
+        k8s.apps.v1.Deployment(res_name, metadata=m, spec=spec)
+
+    # With an HPA the stable Deployment leaves `replicas` to the autoscaler.
+    deployment(name, "stable", stable_image if canary else image.ref, None if auto else stable_n)
+    if canary:
+        deployment(k8s_name(name, "canary"), "canary", image.ref, canary_n)
+
+    k8s.core.v1.Service(
+        name,
+        metadata=meta(name, "serving"),
+        spec={
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    )
+    outputs["service"] = name
+    outputs["url"] = f"http://{name}.{ns}.svc.cluster.local"
+
+    if auto:
+        hpa_min = max(stable_n, 1)
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            name,
+            metadata=meta(name, "serving"),
+            spec={
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": hpa_min,
+                "maxReplicas": max(hpa_min, max_r - canary_n),
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {
+                                "type": "Utilization",
+                                "averageUtilization": int(auto.get("target_cpu_utilization", 70)),
+                            },
+                        },
+                    }
+                ],
+            },
+        )
+    if min_r >= 2:
+        k8s.policy.v1.PodDisruptionBudget(
+            name,
+            metadata=meta(name, "serving"),
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}},
+        )
+
+    public = bool(dep.get("spec.exposure.public", False))
+    classification = dep.get("spec.data.classification")
+    if public and classification in RESTRICTED_DATA:
+        raise StackError(
+            "spec.exposure.public",
+            f"data classification {classification!r} may not be exposed publicly; "
+            "set exposure.public to false (no Ingress is rendered for pii, phi or pci data)",
+        )
+    allowed = list(dep.get("spec.exposure.allowed_namespaces") or [])
+    if public:
+        allowed.append(INGRESS_CONTROLLER_NAMESPACE)
+    ingress_rules = []
+    if allowed:
+        ingress_rules.append(
+            {
+                "from": [
+                    {
+                        "namespaceSelector": {
+                            "matchExpressions": [
+                                {
+                                    "key": "kubernetes.io/metadata.name",
+                                    "operator": "In",
+                                    "values": sorted(set(allowed)),
+                                }
+                            ]
+                        }
+                    }
+                ],
+                "ports": [{"protocol": "TCP", "port": port}],
+            }
+        )
+    k8s.networking.v1.NetworkPolicy(
+        name,
+        metadata=meta(name, "serving"),
+        spec={
+            "podSelector": {"matchLabels": selector},
+            "policyTypes": ["Ingress"],
+            "ingress": ingress_rules,
+        },
+    )
+    if public:
+        host = dep.get("spec.exposure.host") or f"{name}.example.com"
+        spec: dict = {
+            "rules": [
+                {
+                    "host": host,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": name, "port": {"name": "http"}}},
+                            }
+                        ]
+                    },
+                }
+            ]
+        }
+        if dep.get("spec.exposure.tls", True):
+            spec["tls"] = [{"hosts": [host], "secretName": k8s_name(name, "tls")}]
+        k8s.networking.v1.Ingress(name, metadata=meta(name, "serving"), spec=spec)
+        scheme = "https" if dep.get("spec.exposure.tls", True) else "http"
+        outputs["public_url"] = f"{scheme}://{host}"
+
+
+def _cronjob(dep, image, sa_name, kind, schedule, argv, meta, ns) -> None:
+    res_name = k8s_name(dep.name, kind, CRONJOB_NAME_LIMIT)
+    container = _container(dep, image.ref, kind, 0, args=argv)
+    job_spec: dict = {
+        "backoffLimit": 2,
+        "template": {
+            "metadata": {"labels": meta(res_name, kind)["labels"]},
+            "spec": _pod_spec(dep, sa_name, container, restart="Never"),
+        },
+    }
+    timeout = dep.get("spec.retraining.timeout_s") if kind == "retrain" else None
+    if timeout:
+        job_spec["activeDeadlineSeconds"] = int(timeout)
+    k8s.batch.v1.CronJob(
+        res_name,
+        metadata=meta(res_name, kind),
+        spec={
+            "schedule": schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 300,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"spec": job_spec},
+        },
+    )
+
+
+__all__ = ["program", "replica_split", "secret_env"]
