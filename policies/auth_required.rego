@@ -11,7 +11,11 @@
 #   remediation: Set spec.exposure.auth to required.
 package modelops.auth_required
 
-auth := object.get(input, ["spec", "exposure", "auth"], "none")
+auth := object.get(input, ["spec", "exposure", "auth"], null)
+
+shown(v) := "missing" if v == null
+
+shown(v) := v if v != null
 
 exposed if object.get(input, ["spec", "exposure", "public"], false) != false
 
@@ -23,5 +27,5 @@ exposed if {
 deny contains {"msg": msg, "path": "spec.exposure.auth"} if {
 	exposed
 	auth != "required"
-	msg := sprintf("spec.exposure.auth is %v; an exposed or production endpoint must set it to required", [auth])
+	msg := sprintf("spec.exposure.auth is %v; an exposed or production endpoint must set it to required", [shown(auth)])
 }

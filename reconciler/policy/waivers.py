@@ -161,7 +161,7 @@ def load_waivers(
             )
             continue
 
-        def text(key: str) -> str:
+        def text(key: str, entry: dict = entry) -> str:
             value = entry.get(key)
             return value.strip() if isinstance(value, str) else ""
 

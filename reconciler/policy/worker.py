@@ -135,6 +135,9 @@ def _child(conn, modules: list[PolicyModule], data: dict) -> None:  # pragma: no
     conn.send(("ready", compile_errors))
     by_id = {m.policy_id: m for m in good}
     runner = regopy.Interpreter()
+    # A built-in that fails (type error, bad regex) is an error, not "undefined": regopy's
+    # default would turn it into a silently non-firing rule.
+    runner.strict_built_in_errors = True
     while True:
         try:
             msg = conn.recv()

@@ -1,0 +1,20 @@
+# METADATA
+# title: TLS on public endpoints
+# description: >-
+#   A public endpoint (any spec.exposure.public other than false) terminates TLS:
+#   spec.exposure.tls must be true.
+# custom:
+#   id: MDL-023
+#   severity: high
+#   enforcement: mandatory
+#   controls: ["PCI-DSS 4.2.1", "HIPAA 164.312(e)(1)", "SOC 2 CC6.7"]
+#   remediation: Set spec.exposure.tls to true.
+package modelops.public_tls
+
+exposure := object.get(input, ["spec", "exposure"], {})
+
+deny contains {"msg": msg, "path": "spec.exposure.tls"} if {
+	object.get(exposure, ["public"], false) != false
+	object.get(exposure, ["tls"], false) != true
+	msg := sprintf("public endpoint with tls %v; set spec.exposure.tls to true", [object.get(exposure, ["tls"], null)])
+}

@@ -1,0 +1,296 @@
+"""Policy tests as YAML fixture cases (``policies/tests/*.yaml``), not Rego ``with`` tests.
+
+Rego unit tests mock input with ``with input as``, a pattern that can crash regopy; a
+fixture case instead gives the input itself, and the same engine as ``policy check``
+evaluates it. ``policies/tests/bases.yaml`` holds named base inputs (complete, compliant
+resolved specs)::
+
+    bases:
+      kubernetes: {apiVersion: ..., metadata: ..., spec: ...}
+
+and every other file a list of cases::
+
+    cases:
+      - name: public endpoint for pii data
+        base: kubernetes               # default: kubernetes
+        environment: prod              # default: prod
+        input: {spec: {exposure: {public: true}}}   # deep-merged over the base
+        remove: [spec.exposure.auth]   # optional dotted paths deleted after the merge
+        expect: [MDL-001, MDL-002]     # exactly the policies that must fire
+
+A case passes when exactly the ``expect`` policies fire (every other policy must not).
+The run fails when a case disagrees, a policy cannot be evaluated, a policy has no case
+that makes it fire or no case where it stays silent, or no case ran.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.diagnostics import Diagnostic, Position
+from reconciler.policy.engine import DEFAULT_TIMEOUT_S, PolicyEngine, violations
+from reconciler.policy.library import PolicyLibrary
+from reconciler.spec.model import parse_path
+from reconciler.spec.resolve import deep_merge
+
+_CASE_FIELDS = {"name", "base", "environment", "input", "remove", "expect"}
+
+
+@dataclass
+class CaseResult:
+    """One fixture case's outcome.
+
+    Attributes:
+        name: the case's name; ``position``: where it is in its file.
+        expected, fired: policy ids expected to fire / that fired.
+        errors: policy id → why it could not be evaluated on this case.
+    """
+
+    name: str
+    position: Position
+    expected: list[str]
+    fired: list[str]
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """Exactly the expected policies fired and none errored."""
+        return not self.errors and sorted(self.expected) == sorted(self.fired)
+
+    def to_dict(self) -> dict:
+        """JSON-ready mapping."""
+        return {
+            "name": self.name,
+            "file": self.position.file,
+            "line": self.position.line,
+            "passed": self.passed,
+            "expected": sorted(self.expected),
+            "fired": sorted(self.fired),
+            "errors": dict(self.errors),
+        }
+
+
+@dataclass
+class TestRun:
+    """Every case's result plus the problems found with the test suite.
+
+    Attributes:
+        cases: results in file order.
+        diagnostics: problems (bad fixture files, policies without a firing or a passing
+            case, library problems, a failing case, zero cases).
+        coverage: policy id → ``{"fires": n, "passes": n}`` (cases in which it fired /
+            stayed silent).
+    """
+
+    cases: list[CaseResult] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    coverage: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """No problem and at least one case ran."""
+        return not self.diagnostics and bool(self.cases)
+
+    def to_dict(self) -> dict:
+        """JSON-ready mapping."""
+        return {
+            "ok": self.ok,
+            "cases": [c.to_dict() for c in self.cases],
+            "coverage": self.coverage,
+            "problems": [d.to_dict() for d in self.diagnostics],
+        }
+
+
+def _delete(doc: dict, dotted: str) -> bool:
+    key = parse_path(dotted)
+    node = doc
+    for part in key[:-1]:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return False
+    if isinstance(node, dict) and key and key[-1] in node:
+        del node[key[-1]]
+        return True
+    return False
+
+
+def _load_cases(tests_dir: Path, root: Path, diags: list[Diagnostic]):
+    from reconciler.spec.loader import YamlLoadError, display_path, load_yaml
+
+    bases: dict[str, dict] = {}
+    cases: list[tuple[dict, Position]] = []
+    files = sorted(tests_dir.glob("*.yaml")) if tests_dir.is_dir() else []
+    for path in files:
+        shown = display_path(path, root)
+        try:
+            doc, positions = load_yaml(path.read_bytes(), shown)
+        except YamlLoadError as exc:
+            diags.append(exc.diagnostic)
+            continue
+        if not isinstance(doc, dict) or not ({"bases", "cases"} & set(doc)):
+            diags.append(
+                Diagnostic(
+                    Position(shown, 1, 1),
+                    "",
+                    "expected a mapping with `cases` (or `bases`)",
+                    code="policy-test",
+                )
+            )
+            continue
+        for name, base in (doc.get("bases") or {}).items():
+            if not isinstance(base, dict):
+                diags.append(
+                    Diagnostic(
+                        positions.get(("bases", name), Position(shown)),
+                        f"bases.{name}",
+                        "a base must be a mapping",
+                        code="policy-test",
+                    )
+                )
+                continue
+            bases[str(name)] = base
+        raw_cases = doc.get("cases") or []
+        if not isinstance(raw_cases, list):
+            diags.append(
+                Diagnostic(
+                    positions.get(("cases",), Position(shown)),
+                    "cases",
+                    "cases must be a list",
+                    code="policy-test",
+                )
+            )
+            continue
+        for i, case in enumerate(raw_cases):
+            cases.append((case, positions.get(("cases", i), Position(shown, 1, 1))))
+    return bases, cases
+
+
+def run_policy_tests(
+    library: PolicyLibrary,
+    tests_dir: Path,
+    root: Path,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> TestRun:
+    """Run every fixture case under ``tests_dir`` against ``library``.
+
+    Args:
+        library: the loaded policies and organisation data.
+        tests_dir: ``policies/tests``.
+        root: repository root, for display paths.
+        timeout_s: time-out per evaluation, seconds.
+
+    Returns:
+        A :class:`TestRun`; ``run.ok`` is the verdict.
+    """
+    run = TestRun()
+    run.diagnostics.extend(library.diagnostics)
+    bases, raw = _load_cases(tests_dir, root, run.diagnostics)
+    policies = [p for p in library.usable if p.id]
+    run.coverage = {p.id: {"fires": 0, "passes": 0} for p in policies}
+    prepared = []
+    for case, pos in raw:
+        if not isinstance(case, dict):
+            run.diagnostics.append(
+                Diagnostic(pos, "", "a case must be a mapping", code="policy-test")
+            )
+            continue
+        name = str(case.get("name") or f"case at line {pos.line}")
+        problems = []
+        unknown = sorted(set(case) - _CASE_FIELDS)
+        if unknown:
+            problems.append(
+                f"unknown field(s) {', '.join(unknown)}; valid: {', '.join(sorted(_CASE_FIELDS))}"
+            )
+        base_name = str(case.get("base", "kubernetes"))
+        if base_name not in bases:
+            problems.append(f"unknown base {base_name!r}; known: {', '.join(sorted(bases))}")
+        expect = case.get("expect")
+        if not isinstance(expect, list) or not all(isinstance(e, str) for e in expect):
+            problems.append("expect must be a list of policy ids ([] when none may fire)")
+            expect = []
+        for pid in expect:
+            if library.get(pid) is None:
+                problems.append(f"expect names unknown policy {pid!r}")
+        fragment = case.get("input", {})
+        if not isinstance(fragment, dict):
+            problems.append("input must be a mapping (a fragment of the resolved spec)")
+        if problems:
+            for message in problems:
+                run.diagnostics.append(Diagnostic(pos, name, message, code="policy-test"))
+            continue
+        doc = deep_merge(copy.deepcopy(bases[base_name]), fragment)
+        for dotted in case.get("remove") or []:
+            if not _delete(doc, str(dotted)):
+                run.diagnostics.append(
+                    Diagnostic(
+                        pos,
+                        name,
+                        f"remove: {dotted} is not in the merged input",
+                        code="policy-test",
+                    )
+                )
+        doc["environment"] = str(case.get("environment", "prod"))
+        prepared.append((name, pos, expect, doc))
+    if prepared and policies:
+        with PolicyEngine(policies, library.data, timeout_s) as engine:
+            for name, pos, expect, doc in prepared:
+                outcomes = engine.evaluate(doc, f"case {name!r}")
+                result = CaseResult(name, pos, list(expect), [])
+                for policy in policies:
+                    kind, value = outcomes[policy.id]
+                    items, cause = violations(value) if kind == "ok" else ([], str(value))
+                    if cause:
+                        result.errors[policy.id] = cause
+                    elif items:
+                        result.fired.append(policy.id)
+                        run.coverage[policy.id]["fires"] += 1
+                    else:
+                        run.coverage[policy.id]["passes"] += 1
+                run.cases.append(result)
+    for result in run.cases:
+        if not result.passed:
+            missing = sorted(set(result.expected) - set(result.fired))
+            extra = sorted(set(result.fired) - set(result.expected))
+            parts = []
+            if missing:
+                parts.append(f"expected to fire but did not: {', '.join(missing)}")
+            if extra:
+                parts.append(f"fired but not expected: {', '.join(extra)}")
+            for pid, cause in sorted(result.errors.items()):
+                parts.append(f"{pid} error: {cause}")
+            run.diagnostics.append(
+                Diagnostic(result.position, result.name, "; ".join(parts), code="policy-test")
+            )
+    for policy in policies:
+        cov = run.coverage[policy.id]
+        if not cov["fires"]:
+            run.diagnostics.append(
+                Diagnostic(
+                    policy.position,
+                    policy.id,
+                    "no fixture case makes this policy fire; add one "
+                    "(a policy never seen to fire may be fail-open)",
+                    code="policy-test",
+                )
+            )
+        if not cov["passes"]:
+            run.diagnostics.append(
+                Diagnostic(
+                    policy.position,
+                    policy.id,
+                    "no fixture case where this policy stays silent; add a compliant case",
+                    code="policy-test",
+                )
+            )
+    if not run.cases:
+        run.diagnostics.append(
+            Diagnostic(
+                Position(str(tests_dir)), "", "zero policy test cases ran", code="policy-test"
+            )
+        )
+    return run
