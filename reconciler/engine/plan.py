@@ -1,0 +1,354 @@
+"""Plans: what an apply would create, update, replace or delete, per deployment.
+
+:func:`diff` compares the last applied DesiredState (the ledger's ``desiredState``) with
+a freshly rendered one, resource by resource (matched on type and name), and input by
+input. An update lists each changed input path with its old and new value; a change to
+an input that the provider cannot update in place (a SageMaker model's image, a
+Deployment's selector) makes the resource a ``replace``, as Pulumi's preview would.
+
+The same :class:`Plan` structure comes from the Pulumi engine's events during a real
+preview (``reconciler.engine.events``), so PR comments look the same online and offline.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+ACTIONS = ("create", "update", "replace", "delete")
+SYMBOLS = {"create": "+", "update": "~", "replace": "±", "delete": "-"}
+NO_CHANGES = "no changes"
+MAX_VALUE_CHARS = 80
+_ALL = "*"
+_NEVER_REPLACE = ("tags", "tagsAll", "metadata.labels", "metadata.annotations")
+
+# Inputs whose change forces replacement, per resource type: from the providers'
+# schemas ("forces new resource" in the pulumi-aws docs; immutable fields in the
+# Kubernetes API reference, which pulumi-kubernetes replaces). "*" = every input except
+# tags and labels. Paths are prefixes in the provider's wire names.
+REPLACE_ON: dict[str, tuple[str, ...]] = {
+    "kubernetes:apps/v1:Deployment": ("spec.selector",),
+    "kubernetes:batch/v1:Job": ("spec.template", "spec.selector"),
+    "kubernetes:core/v1:Service": ("spec.clusterIP", "spec.clusterIPs"),
+    "aws:sagemaker/model:Model": (_ALL,),
+    "aws:sagemaker/endpointConfiguration:EndpointConfiguration": (_ALL,),
+    "aws:sagemaker/endpoint:Endpoint": ("name",),
+    "aws:iam/role:Role": ("name", "namePrefix", "path"),
+    "aws:iam/rolePolicy:RolePolicy": ("name", "namePrefix", "role"),
+    "aws:kms/key:Key": ("customerMasterKeySpec", "keyUsage", "multiRegion"),
+    "aws:kms/alias:Alias": ("name",),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ("name",),
+    "aws:appautoscaling/target:Target": ("resourceId", "scalableDimension", "serviceNamespace"),
+    "aws:appautoscaling/policy:Policy": (
+        "name",
+        "resourceId",
+        "scalableDimension",
+        "serviceNamespace",
+    ),
+    "aws:scheduler/schedule:Schedule": ("name", "namePrefix", "groupName"),
+    # The local engine restarts the server for another Bento or bind address.
+    "modelops:local:BentoServer": ("bento_tag", "host"),
+}
+# Every Kubernetes object is replaced when its name or namespace changes.
+_K8S_IDENTITY = ("metadata.name", "metadata.namespace")
+
+
+@dataclass
+class Change:
+    """One resource in a plan.
+
+    Attributes:
+        action: ``create``, ``update``, ``replace`` or ``delete``.
+        type: Pulumi type token.
+        name: Pulumi logical name.
+        fields: ``(path, old, new)`` per changed input (updates and replaces; ``old`` is
+            ``None`` for an added input, ``new`` ``None`` for a removed one).
+        replace_paths: the changed paths that force the replacement.
+    """
+
+    action: str
+    type: str
+    name: str
+    fields: list[tuple[str, Any, Any]] = field(default_factory=list)
+    replace_paths: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """``{"action", "type", "name", "fields": [{"path", "old", "new"}], "replace_paths"}``."""
+        return {
+            "action": self.action,
+            "type": self.type,
+            "name": self.name,
+            "fields": [{"path": p, "old": o, "new": n} for p, o, n in self.fields],
+            "replace_paths": list(self.replace_paths),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Change:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            data["action"],
+            data["type"],
+            data["name"],
+            [(f["path"], f.get("old"), f.get("new")) for f in data.get("fields", [])],
+            list(data.get("replace_paths", [])),
+        )
+
+
+@dataclass
+class Plan:
+    """The changes of one deployment × environment.
+
+    Attributes:
+        deployment: ``<name>-<env>``.
+        changes: resources that change, sorted by (type, name); unchanged ones are left out.
+        platform: target platform of the new (or, for deletes, the old) state.
+        offline: True when computed by the offline renderer, False from a Pulumi preview.
+        image: the new state's image (``ref``, ``built``...), ``{}`` for deletes.
+        unchanged: how many resources stay as they are.
+    """
+
+    deployment: str
+    changes: list[Change] = field(default_factory=list)
+    platform: str = ""
+    offline: bool = True
+    image: dict = field(default_factory=dict)
+    unchanged: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """Number of changes per action (every action present, possibly 0)."""
+        out = dict.fromkeys(ACTIONS, 0)
+        for c in self.changes:
+            out[c.action] = out.get(c.action, 0) + 1
+        return out
+
+    def summary(self) -> str:
+        """``3 to create, 1 to update, 0 to replace, 0 to delete``, or ``no changes``."""
+        if self.empty:
+            return NO_CHANGES
+        counts = self.counts()
+        return ", ".join(f"{counts[a]} to {a}" for a in ACTIONS)
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing would change."""
+        return not self.changes
+
+    def to_dict(self) -> dict:
+        """JSON-ready mapping: deployment, platform, offline, image, summary, counts, changes."""
+        return {
+            "deployment": self.deployment,
+            "platform": self.platform,
+            "offline": self.offline,
+            "image": dict(self.image),
+            "summary": self.summary(),
+            "counts": self.counts(),
+            "unchanged": self.unchanged,
+            "changes": [c.to_dict() for c in self.changes],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Plan:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            data["deployment"],
+            [Change.from_dict(c) for c in data.get("changes", [])],
+            data.get("platform", ""),
+            bool(data.get("offline", True)),
+            dict(data.get("image") or {}),
+            int(data.get("unchanged", 0)),
+        )
+
+
+def _join(prefix: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    return f"{prefix}.{key}" if prefix else str(key)
+
+
+def field_diff(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """Leaf-level differences between two input values, as ``(path, old, new)``.
+
+    Mappings are compared key by key; lists element by element (index paths such as
+    ``spec.template.spec.containers[0].image``), an added or removed element being a
+    difference of its own; anything else by equality.
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            if key not in old:
+                out.append((_join(prefix, key), None, new[key]))
+            elif key not in new:
+                out.append((_join(prefix, key), old[key], None))
+            else:
+                out.extend(field_diff(old[key], new[key], _join(prefix, key)))
+        return out
+    if isinstance(old, list) and isinstance(new, list):
+        out = []
+        for i in range(max(len(old), len(new))):
+            if i >= len(old):
+                out.append((_join(prefix, i), None, new[i]))
+            elif i >= len(new):
+                out.append((_join(prefix, i), old[i], None))
+            else:
+                out.extend(field_diff(old[i], new[i], _join(prefix, i)))
+        return out
+    return [] if old == new else [(prefix, old, new)]
+
+
+def _path_under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "[")
+
+
+def replace_paths(type_: str, paths: list[str]) -> list[str]:
+    """The paths among ``paths`` that force replacement of a resource of ``type_``."""
+    rules = REPLACE_ON.get(type_, ())
+    if type_.startswith("kubernetes:"):
+        rules = (*rules, *_K8S_IDENTITY)
+    out = []
+    for path in paths:
+        if any(_path_under(path, keep) for keep in _NEVER_REPLACE):
+            continue
+        if any(rule == _ALL or _path_under(path, rule) for rule in rules):
+            out.append(path)
+    return out
+
+
+def _index(state: dict | None) -> dict[tuple[str, str], dict]:
+    if not state:
+        return {}
+    return {(r["type"], r["name"]): r.get("inputs") or {} for r in state.get("resources", [])}
+
+
+def diff(old: dict | None, new, deployment_key: str) -> Plan:
+    """Plan the move from ``old`` to ``new``.
+
+    Args:
+        old: the last applied DesiredState as a dict (the ledger's ``desiredState``), or
+            ``None`` / ``{}`` when nothing was applied.
+        new: the rendered :class:`~reconciler.engine.render.DesiredState`, or ``None`` to
+            delete everything in ``old``.
+        deployment_key: ``<name>-<env>``.
+
+    Returns:
+        A :class:`Plan` with one :class:`Change` per resource that is created, updated,
+        replaced or deleted, sorted by (type, name).
+
+    Raises:
+        ModelopsError: (exit 2) ``old`` is not a DesiredState (via ``from_dict``).
+    """
+    from reconciler.engine.render import DesiredState
+
+    if old:
+        DesiredState.from_dict(old)  # shape and version check
+    new_dict = new.to_dict() if new is not None else None
+    before, after = _index(old), _index(new_dict)
+    changes: list[Change] = []
+    unchanged = 0
+    for key in sorted(set(before) | set(after)):
+        type_, name = key
+        if key not in before:
+            changes.append(Change("create", type_, name))
+        elif key not in after:
+            changes.append(Change("delete", type_, name))
+        else:
+            fields = field_diff(before[key], after[key])
+            if not fields:
+                unchanged += 1
+                continue
+            forcing = replace_paths(type_, [p for p, _, _ in fields])
+            action = "replace" if forcing else "update"
+            changes.append(Change(action, type_, name, fields, forcing))
+    if new_dict is not None:
+        platform, image = new_dict["platform"], new_dict["image"]
+    else:
+        platform, image = (old or {}).get("platform", ""), {}
+    return Plan(deployment_key, changes, platform, True, image, unchanged)
+
+
+def _show(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
+    if value is None:
+        return "(none)"
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_plan_text(plans: list[Plan]) -> str:
+    """Plans as terminal text: per deployment, one line per change and its fields.
+
+    ``+`` create, ``~`` update, ``±`` replace (with the inputs that force it), ``-`` delete,
+    then the summary line; a plan without changes prints ``<deployment>: no changes``.
+    """
+    lines = []
+    for plan in plans:
+        if plan.empty:
+            lines.append(f"{plan.deployment}: {NO_CHANGES}")
+            continue
+        where = f" ({plan.platform})" if plan.platform else ""
+        lines.append(f"{plan.deployment}{where}:")
+        if plan.image and not plan.image.get("built", True):
+            lines.append(
+                f"  note: image {plan.image.get('ref', '')} is not built (placeholder tag)"
+            )
+        for c in plan.changes:
+            lines.append(f"  {SYMBOLS[c.action]} {c.action:<7} {c.type} {c.name}")
+            for path, old, new in c.fields:
+                mark = "  (forces replacement)" if path in c.replace_paths else ""
+                lines.append(f"      {path}: {_show(old)} → {_show(new)}{mark}")
+        lines.append(f"  {plan.summary()}")
+    if len(plans) > 1:
+        lines.append(f"total: {_total(plans)}")
+    return "\n".join(lines) + "\n" if lines else f"{NO_CHANGES}\n"
+
+
+def _total(plans: list[Plan]) -> str:
+    counts = dict.fromkeys(ACTIONS, 0)
+    for plan in plans:
+        for action, n in plan.counts().items():
+            counts[action] += n
+    if not any(counts.values()):
+        return NO_CHANGES
+    return ", ".join(f"{counts[a]} to {a}" for a in ACTIONS)
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_plan_markdown(plans: list[Plan]) -> str:
+    """Plans as GitHub-flavoured Markdown for a pull-request comment.
+
+    One section per deployment with its summary and a table (action, type, name,
+    changed inputs as ``path: old → new``), and a total line.
+    """
+    out = ["## modelops plan", "", f"**Total:** {_total(plans)}", ""]
+    for plan in plans:
+        where = f" ({plan.platform})" if plan.platform else ""
+        out.append(f"### `{plan.deployment}`{where}: {plan.summary()}")
+        out.append("")
+        if plan.image and not plan.image.get("built", True):
+            out.append(f"> image `{plan.image.get('ref', '')}` is not built (placeholder tag)")
+            out.append("")
+        if plan.empty:
+            continue
+        out.append("| Action | Type | Name | Changes |")
+        out.append("|---|---|---|---|")
+        for c in plan.changes:
+            fields = "<br>".join(
+                f"`{_md(p)}`: `{_md(_show(o))}` → `{_md(_show(n))}`"
+                + (" (forces replacement)" if p in c.replace_paths else "")
+                for p, o, n in c.fields
+            )
+            out.append(
+                f"| {SYMBOLS[c.action]} {c.action} | `{c.type}` | `{_md(c.name)}` | {fields} |"
+            )
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_plan_json(plans: list[Plan]) -> str:
+    """Plans as JSON: ``{"summary": <total>, "plans": [Plan.to_dict(), ...]}``."""
+    return (
+        json.dumps({"summary": _total(plans), "plans": [p.to_dict() for p in plans]}, indent=2)
+        + "\n"
+    )
