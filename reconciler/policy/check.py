@@ -92,6 +92,8 @@ class PolicyReport:
         waiver_diagnostics: problems with waivers (expired, unapproved, unused...).
         waivers: every waiver read (valid or not).
         deployments: keys of the deployments checked, in order.
+        spec_diagnostics: spec errors that kept a deployment from being checked (set by
+            the caller, e.g. ``modelops policy check``); they block too.
         today: the date waivers were judged against.
     """
 
@@ -101,15 +103,17 @@ class PolicyReport:
     waiver_diagnostics: list[Diagnostic] = field(default_factory=list)
     waivers: list[Waiver] = field(default_factory=list)
     deployments: list[str] = field(default_factory=list)
+    spec_diagnostics: list[Diagnostic] = field(default_factory=list)
     today: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date())
 
     @property
     def blocking(self) -> bool:
-        """Any mandatory failure, any policy error, or any library or waiver problem."""
+        """Any mandatory failure, policy error, library or waiver problem, or spec error."""
         return (
             any(r.blocking for r in self.results)
             or bool(self.library_diagnostics)
             or bool(self.waiver_diagnostics)
+            or any(d.severity == "error" for d in self.spec_diagnostics)
         )
 
     def counts(self) -> dict[str, int]:
@@ -134,7 +138,7 @@ class PolicyReport:
         Library and waiver problems come first (severity error); the code of a result's
         diagnostic is its policy id.
         """
-        out = list(self.library_diagnostics) + list(self.waiver_diagnostics)
+        out = [*self.spec_diagnostics, *self.library_diagnostics, *self.waiver_diagnostics]
         for r in self.findings():
             message = f"[{r.policy_id}] {r.title}: {r.message} ({r.deployment})"
             if r.status == "waived" and r.waiver:
@@ -165,6 +169,7 @@ class PolicyReport:
             "deployments": list(self.deployments),
             "policies": [p.to_dict() for p in self.policies],
             "results": [r.to_dict() for r in self.results],
+            "spec_problems": [d.to_dict() for d in self.spec_diagnostics],
             "library_problems": [d.to_dict() for d in self.library_diagnostics],
             "waiver_problems": [d.to_dict() for d in self.waiver_diagnostics],
             "waivers": [w.to_dict() for w in self.waivers],

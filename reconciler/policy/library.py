@@ -332,6 +332,7 @@ def load_library(policies_dir: Path, organization: Path | None, root: Path) -> P
                 )
             )
         lib.policies.append(policy)
+    lib.policies.sort(key=lambda p: (p.id or "~", p.file))
     for policy in lib.policies:
         lib.diagnostics.extend(policy.problems)
     if organization is None or not organization.is_file():

@@ -1,50 +1,28 @@
-"""Render a list of :class:`~reconciler.diagnostics.Diagnostic` in a chosen format.
+"""The table from format name to writer, and the two entry points that use it.
 
-First cut: text, json and github. The policy issue extends this table with markdown,
-sarif and junit (one module per format, as Conftest's ``output`` package does).
+One module per format (``text``, ``json``, ``markdown``, ``sarif``, ``junit``,
+``github``), each with ``write(FindingSet) -> str``, as Conftest's ``output`` package.
 """
 
 from __future__ import annotations
 
-import json
-
 from reconciler.diagnostics import Diagnostic, ModelopsError
+from reconciler.report import github, junit, markdown, sarif, text
+from reconciler.report import json as json_writer
+from reconciler.report.model import FindingSet, from_diagnostics, from_policy_report
+
+WRITERS = {
+    "text": text.write,
+    "json": json_writer.write,
+    "markdown": markdown.write,
+    "sarif": sarif.write,
+    "junit": junit.write,
+    "github": github.write,
+}
 
 
-def _text(diags: list[Diagnostic], tool: str) -> str:
-    return "".join(f"{d}\n" for d in diags)
-
-
-def _json(diags: list[Diagnostic], tool: str) -> str:
-    return json.dumps({"tool": tool, "findings": [d.to_dict() for d in diags]}, indent=2) + "\n"
-
-
-def _escape_data(value: str) -> str:
-    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_prop(value: str) -> str:
-    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
-
-
-def _github(diags: list[Diagnostic], tool: str) -> str:
-    lines = []
-    for d in diags:
-        level = "error" if d.severity == "error" else "warning"
-        props = [f"file={_escape_prop(d.position.file)}"]
-        if d.position.line:
-            props += [f"line={d.position.line}", f"col={d.position.col}"]
-        props.append(f"title={_escape_prop(f'{tool}: {d.code}')}")
-        message = f"{d.field}: {d.message}" if d.field else d.message
-        lines.append(f"::{level} {','.join(props)}::{_escape_data(message)}\n")
-    return "".join(lines)
-
-
-WRITERS = {"text": _text, "json": _json, "github": _github}
-
-
-def render_diagnostics(fmt: str, diags: list[Diagnostic], tool: str = "modelops") -> str:
-    """Render ``diags`` as ``fmt``.
+def writer_for(fmt: str):
+    """The writer for ``fmt``.
 
     Raises:
         ModelopsError: (exit 2) unknown format; the message lists the valid ones.
@@ -52,4 +30,29 @@ def render_diagnostics(fmt: str, diags: list[Diagnostic], tool: str = "modelops"
     writer = WRITERS.get(fmt)
     if writer is None:
         raise ModelopsError(f"unknown format {fmt!r}; valid formats: {', '.join(WRITERS)}")
-    return writer(list(diags), tool)
+    return writer
+
+
+def render(fmt: str, findings: FindingSet) -> str:
+    """Render a :class:`FindingSet` as ``fmt`` (see :func:`writer_for` for errors)."""
+    return writer_for(fmt)(findings)
+
+
+def render_diagnostics(fmt: str, diags: list[Diagnostic], tool: str = "modelops") -> str:
+    """Render spec diagnostics as ``fmt`` (text, json, markdown, sarif, junit, github).
+
+    Raises:
+        ModelopsError: (exit 2) unknown format; the message lists the valid ones.
+    """
+    writer = writer_for(fmt)
+    return writer(from_diagnostics(list(diags), tool))
+
+
+def render_policy_report(fmt: str, report) -> str:
+    """Render a :class:`~reconciler.policy.PolicyReport` as ``fmt``.
+
+    Raises:
+        ModelopsError: (exit 2) unknown format; the message lists the valid ones.
+    """
+    writer = writer_for(fmt)
+    return writer(from_policy_report(report))

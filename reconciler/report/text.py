@@ -1,0 +1,39 @@
+"""Plain text: one ``file:line:col: field: message`` line per finding, like a compiler."""
+
+from __future__ import annotations
+
+from reconciler.report.model import FindingSet
+
+_TAG = {"fail": "FAIL", "error": "ERROR", "warn": "WARN", "waived": "WAIVED"}
+
+
+def write(fs: FindingSet) -> str:
+    """Render the non-pass findings, one per line.
+
+    Spec findings (no deployment) print exactly as ``Diagnostic.__str__`` does; policy
+    findings add the status, policy id, title and deployment, and a summary line follows.
+    """
+    lines = []
+    for f in fs.problems:
+        head = f"{f.location}: {f.field}: " if f.field else f"{f.location}: "
+        if f.deployment:
+            text = f"{_TAG[f.status]} [{f.rule_id}] {f.title}: {f.message} ({f.deployment})"
+            if f.waiver:
+                text += (
+                    f" (waived until {f.waiver['expires']} by {f.waiver['approver']}"
+                    f"{', ' + f.waiver['ticket'] if f.waiver.get('ticket') else ''})"
+                )
+        elif fs.extra:
+            text = f"{_TAG[f.status]} [{f.rule_id}] {f.message}"
+        else:
+            text = f.message
+        lines.append(head + text)
+    if fs.extra:
+        c = fs.counts()
+        verdict = "BLOCKED" if fs.blocking else "passed"
+        lines.append(
+            f"{len(fs.extra.get('deployments', []))} deployment(s), {len(fs.rules)} rule(s): "
+            f"{c['fail']} failed, {c['error']} error(s), {c['warn']} advisory, "
+            f"{c['waived']} waived, {c['pass']} passed: {verdict}"
+        )
+    return "".join(line + "\n" for line in lines)
