@@ -1,22 +1,44 @@
 """The reconcile pipeline: validate → police → build → render → plan → apply.
 
 Each stage is a module that takes the previous stage's value (``shared/DESIGN.md``);
-this module only sequences them for the ``plan``, ``apply`` and ``destroy`` commands and
-collects one :class:`RunReport`.
+this module only sequences them for the ``plan``, ``apply``, ``destroy`` and
+``rollback`` commands and collects one :class:`RunReport`.
 
 Gates, in order, all fail closed:
 
-1. any spec with an error (YAML, schema, semantic) stops the run before anything is
-   built: exit 1;
+1. any spec with an error (YAML, schema, semantic, a name used twice) stops the run
+   before anything is built: exit 1;
 2. any blocking policy result (a mandatory failure or a policy error) stops the run
    before anything is built: exit 1;
 3. each deployment is then built and applied on its own; one failing deployment does
    not stop the others, and the run exits 3 naming each failure.
+
+GitOps modes (``--base``): ``plan`` diffs the rendered DesiredState of each changed
+deployment at the merge base against the one at head (what the pull request changes);
+``apply`` converges only the deployments whose spec or inputs changed since ``base``
+and plans the deletion of those whose spec was deleted. Deletion needs ``--prune``,
+protected environments also ``--allow-destroy-protected``, and deleting more than
+``config.max_delete_share`` of an environment's deployments at once
+``--allow-mass-delete``.
+
+Ledger bookkeeping (per deployment × environment, :mod:`reconciler.gitops.ledger`):
+the pipeline computes an *inputs digest* before building (resolved spec plus the bytes
+of its model and smoke files), records every attempt, counts consecutive failures with
+the same digest, and marks the record ``Stalled`` after ``config.stalled_after`` of
+them. A stalled deployment is skipped (and reported as failed) until its digest
+changes. Engines that keep their own ledger entries (the local engine does) are
+detected and not double-counted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+import copy
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from reconciler.build.artifact import Artifact
 from reconciler.config import Config
@@ -27,11 +49,15 @@ from reconciler.diagnostics import (
     EXIT_USAGE,
     Diagnostic,
     ModelopsError,
+    Position,
 )
-from reconciler.gitops.git import head_revision
-from reconciler.gitops.ledger import Ledger
-from reconciler.spec.model import Deployment
-from reconciler.spec.repo import load_all
+from reconciler.gitops import git as g
+from reconciler.gitops.ledger import Ledger, LedgerRecord
+from reconciler.spec.model import Deployment, Spec
+from reconciler.spec.repo import LoadResult, load_all
+
+#: Outcome statuses that make a run exit 3.
+FAILED_STATUSES = ("failed", "stalled")
 
 
 @dataclass
@@ -41,13 +67,21 @@ class Outcome:
     Attributes:
         key: ``<name>-<env>``.
         name, env, platform: the deployment.
-        status: ``planned``, ``applied``, ``unchanged``, ``failed``, ``destroyed``,
-            ``orphaned`` (spec gone, not pruned) or ``skipped``.
+        status: ``planned``, ``delete`` (planned deletion), ``applied``, ``unchanged``,
+            ``failed``, ``stalled`` (skipped: failed ``stalled_after`` times with the same
+            inputs), ``held`` (skipped: rolled back, see ``modelops rollback``),
+            ``destroyed``, ``orphaned`` (spec gone, not pruned) or ``skipped``.
         message: one line for humans.
         artifact: the build's :class:`Artifact` as a dict (``{}`` when not built).
         plan: the infrastructure plan as a dict (``{}`` when not computed).
         outputs: engine outputs after an apply (url, port, endpoint names).
         smoke: smoke/SLO result as a dict (``{}`` when not run).
+        change: why it is in a ``--base`` run: ``{"status", "path", "old_path",
+            "reasons"}`` (:class:`~reconciler.gitops.changes.SpecChange`), ``{}`` otherwise.
+        model: ``{"old": {...}, "new": {...}}`` with framework, uri, sha256 and version
+            of the model at base and head (``None`` for a side that does not exist).
+        build: ``{"status": "built"|"reused"|"failed"|"not run", "message"}``.
+        revision: the Git revision applied or planned (head).
     """
 
     key: str
@@ -60,36 +94,57 @@ class Outcome:
     plan: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
     smoke: dict = field(default_factory=dict)
+    change: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    build: dict = field(default_factory=dict)
+    revision: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """True for ``failed`` and ``stalled`` outcomes."""
+        return self.status in FAILED_STATUSES
 
     def to_dict(self) -> dict:
         """JSON-ready mapping."""
-        return dict(self.__dict__)
+        return copy.deepcopy(dict(self.__dict__))
 
 
 @dataclass
 class RunReport:
-    """Everything one ``plan``/``apply``/``destroy`` run found and did.
+    """Everything one ``plan``/``apply``/``destroy``/``rollback`` run found and did.
 
     Attributes:
-        action: ``plan``, ``apply`` or ``destroy``.
-        env: the environment.
-        revision: Git revision of the specs (``""`` outside Git; ``-dirty`` suffix when the
-            working tree has uncommitted changes).
-        diagnostics: spec findings (any error blocks the run).
+        action: ``plan``, ``apply``, ``destroy`` or ``rollback``.
+        env: the environment (``"all"`` when a plan covers every environment).
+        envs: the environments covered.
+        revision: Git revision of the specs (``""`` outside Git; ``-dirty`` suffix when
+            applying with uncommitted changes allowed).
+        base: the merge base SHA of a ``--base`` run (``""`` otherwise).
+        diagnostics: spec findings (any error blocks the run) and change warnings.
         policy: the policy report (``None`` when the run stopped before policies).
-        outcomes: one :class:`Outcome` per deployment, sorted by key.
-        plans: the infrastructure plans (``reconciler.engine.plan.Plan``) per deployment.
-        offline: True when plans were computed offline (Pulumi mocks vs the ledger).
+        outcomes: one :class:`Outcome` per deployment × environment, sorted by key.
+        plans: the infrastructure plans (``reconciler.engine.plan.Plan``), same order.
+        offline: True when plans were computed offline (Pulumi mocks).
+        changes: the :class:`~reconciler.gitops.changes.ChangeSet` of a ``--base`` run.
+        guards: messages of safety guards that block the run (mass delete...).
+        notes: lines for humans (what was compared with what, what was not run).
+        revert: for a rollback, the commits to revert in Git (``{"sha", "summary"}``).
     """
 
     action: str
     env: str
     revision: str = ""
+    envs: list[str] = field(default_factory=list)
+    base: str = ""
     diagnostics: list[Diagnostic] = field(default_factory=list)
     policy: object | None = None
     outcomes: list[Outcome] = field(default_factory=list)
     plans: list = field(default_factory=list)
     offline: bool = True
+    changes: object | None = None
+    guards: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    revert: list[dict] = field(default_factory=list)
 
     @property
     def spec_errors(self) -> list[Diagnostic]:
@@ -98,18 +153,31 @@ class RunReport:
 
     @property
     def blocked(self) -> bool:
-        """True when a spec error or a blocking policy result stops the run."""
-        return bool(self.spec_errors) or bool(self.policy is not None and self.policy.blocking)
+        """True when a spec error, a blocking policy result or a guard stops the run."""
+        return (
+            bool(self.spec_errors)
+            or bool(self.policy is not None and self.policy.blocking)
+            or bool(self.guards)
+        )
 
     @property
     def failures(self) -> list[Outcome]:
-        """Outcomes with status ``failed``."""
-        return [o for o in self.outcomes if o.status == "failed"]
+        """Outcomes with status ``failed`` or ``stalled``."""
+        return [o for o in self.outcomes if o.failed]
+
+    @property
+    def build_failures(self) -> list[Outcome]:
+        """Plan outcomes whose build or smoke test failed (they block a merge)."""
+        return [
+            o
+            for o in self.outcomes
+            if o.build.get("status") == "failed" or o.smoke.get("passed") is False
+        ]
 
     @property
     def exit_code(self) -> int:
-        """0 clean, 1 findings (invalid spec or blocking policy), 3 an apply failed."""
-        if self.blocked:
+        """0 clean, 1 findings (spec, policy, guard, plan-time build/smoke), 3 apply failed."""
+        if self.blocked or (self.action == "plan" and self.build_failures):
             return EXIT_FINDINGS
         if self.failures:
             return EXIT_APPLY_FAILED
@@ -120,103 +188,187 @@ class RunReport:
         return {
             "action": self.action,
             "environment": self.env,
+            "environments": list(self.envs),
             "revision": self.revision,
+            "base": self.base,
             "offline": self.offline,
             "blocked": self.blocked,
             "exit_code": self.exit_code,
+            "guards": list(self.guards),
+            "notes": list(self.notes),
             "diagnostics": [d.to_dict() for d in self.diagnostics],
             "policy": self.policy.to_dict() if self.policy is not None else None,
+            "changes": self.changes.to_dict() if self.changes is not None else None,
             "outcomes": [o.to_dict() for o in self.outcomes],
+            "revert": list(self.revert),
         }
 
 
-def _gate(config: Config, targets: list[str] | None, env: str, report: RunReport):
-    """Load, validate and police; returns the deployments that may proceed."""
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _state_dict(state) -> dict | None:
+    if state is None:
+        return None
+    return state.to_dict() if hasattr(state, "to_dict") else dict(state)
+
+
+def _envs(config: Config, env: str | None) -> list[str]:
+    if env is None:
+        return list(config.environments)
+    if env not in config.environments:
+        raise ModelopsError(
+            f"unknown environment {env!r}; known environments: {', '.join(config.environments)}"
+        )
+    return [env]
+
+
+def file_digest(path: Path | None) -> str:
+    """SHA-256 hex of a file's bytes, or ``"missing"`` when it cannot be read."""
+    if path is None:
+        return "missing"
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
+
+
+def inputs_digest(dep: Deployment, config: Config) -> str:
+    """SHA-256 hex of everything in the repository that determines one deployment.
+
+    Covers the resolved document (overlay merged), the environment, and the bytes of
+    each repository file it names (model file, smoke request files), computed before
+    anything is built so that a failed build still has a digest. Equal digest ⇒ the
+    spec and its inputs did not change (used for stalled detection and rollback holds).
+    """
+    from reconciler.gitops.changes import spec_dependencies
+
+    files = {}
+    for rel in sorted(spec_dependencies({"spec": dep.data.get("spec", {})})):
+        files[rel] = file_digest(config.repo_path(rel))
+    doc = {"deployment": dep.data, "environment": dep.env, "files": files}
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def model_info(dep: Deployment | None, config: Config | None) -> dict | None:
+    """``{"framework", "uri", "sha256", "version"}`` of a deployment's model, or None.
+
+    ``sha256`` is the spec's digest when it gives one, else the file's (repository
+    paths), else ``""``.
+    """
+    if dep is None:
+        return None
+    uri = dep.get("spec.model.uri", "")
+    digest = dep.get("spec.model.sha256") or ""
+    if not digest and config is not None and isinstance(uri, str):
+        path = config.repo_path(uri)
+        if path is not None and path.is_file():
+            digest = file_digest(path)
+    return {
+        "framework": dep.get("spec.model.framework", ""),
+        "uri": uri,
+        "sha256": digest,
+        "version": str(dep.get("spec.model.version", "") or ""),
+    }
+
+
+def load_files(config: Config, files: list[Path], envs: list[str]) -> LoadResult:
+    """Load, validate and resolve exactly ``files`` for ``envs`` (no repository scan).
+
+    Like :func:`reconciler.spec.repo.load_all` with targets, but without parsing every
+    other spec of the repository for duplicate names; callers check names with
+    :func:`reconciler.gitops.changes.name_conflicts`, which is fast on 1,000 specs.
+    """
+    from reconciler.spec.loader import YamlLoadError, load_spec
+    from reconciler.spec.resolve import resolve
+    from reconciler.spec.validate import duplicate_name_diagnostics, spec_diagnostics
+
+    result = LoadResult()
+    for path in files:
+        try:
+            spec = load_spec(path, config.root)
+        except YamlLoadError as exc:
+            result.diagnostics.append(exc.diagnostic)
+            continue
+        result.specs.append(spec)
+        base = spec_diagnostics(spec, config)
+        result.diagnostics.extend(base)
+        if base:
+            continue
+        for env in envs:
+            dep, diags = resolve(spec, env, config)
+            result.diagnostics.extend(diags)
+            if dep is not None and not diags:
+                result.deployments.append(dep)
+    dups = duplicate_name_diagnostics(result.specs)
+    if dups:
+        result.diagnostics.extend(dups)
+        bad = {d.position.file for d in dups}
+        result.deployments = [d for d in result.deployments if d.spec.file not in bad]
+    result.diagnostics.sort(key=lambda d: (d.position.file, d.position.line, d.position.col))
+    return result
+
+
+def _rebased(config: Config, root: Path, *, keep_policies: bool = False) -> Config:
+    """``config`` with its repository paths moved under ``root`` (same state directory)."""
+
+    def move(path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        try:
+            return root / Path(path).resolve().relative_to(config.root)
+        except ValueError:
+            return path
+
+    return replace(
+        config,
+        root=root,
+        specs_dir=move(config.specs_dir),
+        policies_dir=config.policies_dir if keep_policies else move(config.policies_dir),
+        organization=config.organization if keep_policies else move(config.organization),
+    )
+
+
+def _render_plan(dep: Deployment | None, old_state: dict | None, config: Config, artifact=None):
+    """(plan, new DesiredState dict) of ``dep`` against ``old_state``."""
+    from reconciler.engine.plan import diff
+    from reconciler.engine.render import render
+
+    rendered = render(dep, artifact, config) if dep is not None else None
+    key = dep.key if dep is not None else (old_state or {}).get("deployment", "")
+    return diff(old_state or None, rendered, key), _state_dict(rendered)
+
+
+def _policy_gate(config: Config, deployments: list[Deployment], report: RunReport) -> bool:
+    """Run the policy check; True when the deployments may proceed."""
     from reconciler.policy import check_policies
 
+    if not deployments:
+        return True
+    report.policy = check_policies(config, deployments)
+    return not report.policy.blocking
+
+
+def _gate(config: Config, targets: list[str] | None, env: str | None, report: RunReport):
+    """Load, validate and police; returns the deployments that may proceed."""
     loaded = load_all(config, targets, env)
     report.diagnostics = loaded.diagnostics
     if loaded.errors:
         return []
-    deployments = loaded.deployments
-    report.policy = check_policies(config, deployments)
-    if report.policy.blocking:
+    deployments = [d for d in loaded.deployments if d.env in report.envs]
+    if not _policy_gate(config, deployments, report):
         return []
     return deployments
 
 
-def _orphans(config: Config, env: str, live: set[str], targets: list[str] | None):
-    """Ledger records for ``env`` whose spec no longer exists (only on full runs)."""
+def _orphans(config: Config, envs: list[str], live: set[str], targets: list[str] | None):
+    """Ledger records in ``envs`` whose spec no longer exists (only on full runs)."""
     if targets:
         return []
-    return [r for r in Ledger(config.state_dir).all() if r.environment == env and r.key not in live]
-
-
-def plan(
-    config: Config,
-    env: str,
-    targets: list[str] | None = None,
-    *,
-    build: bool = False,
-) -> RunReport:
-    """Compute what ``apply`` would change, without changing anything.
-
-    Args:
-        config: repository configuration.
-        env: environment to plan.
-        targets: spec files/dirs/names; ``None`` = every spec with an overlay for ``env``.
-        build: also build the Bentos (so the plan carries real image tags); default off,
-            in which case image references are derived and marked not built.
-
-    Returns:
-        A :class:`RunReport` whose ``plans`` diff each deployment's rendered DesiredState
-        against the last applied DesiredState in the ledger. Deployments in the ledger
-        whose spec is gone are planned for deletion and reported as ``orphaned``.
-
-    Raises:
-        ModelopsError: unknown environment or target (exit 2); corrupt ledger (exit 2).
-    """
-    from reconciler.engine.plan import diff
-    from reconciler.engine.render import render
-
-    report = RunReport("plan", env, head_revision(config.root))
-    deployments = _gate(config, targets, env, report)
-    ledger = Ledger(config.state_dir)
-    for dep in deployments:
-        artifact = _build(dep, config, report.revision) if build else None
-        record = ledger.get(dep.name, env)
-        state = render(dep, artifact, config)
-        change = diff(record.desiredState if record else None, state, dep.key)
-        report.plans.append(change)
-        report.outcomes.append(
-            Outcome(
-                dep.key,
-                dep.name,
-                env,
-                dep.platform,
-                "planned",
-                change.summary(),
-                artifact=artifact.to_dict() if artifact else {},
-                plan=change.to_dict(),
-            )
-        )
-    if not report.blocked:
-        for record in _orphans(config, env, {d.key for d in deployments}, targets):
-            change = diff(record.desiredState, None, record.key)
-            report.plans.append(change)
-            report.outcomes.append(
-                Outcome(
-                    record.key,
-                    record.name,
-                    env,
-                    record.platform,
-                    "orphaned",
-                    "spec deleted; destroyed only by `modelops apply --prune`",
-                    plan=change.to_dict(),
-                )
-            )
-    report.outcomes.sort(key=lambda o: o.key)
-    return report
+    return [
+        r for r in Ledger(config.state_dir).all() if r.environment in envs and r.key not in live
+    ]
 
 
 def _build(dep: Deployment, config: Config, revision: str) -> Artifact:
@@ -225,99 +377,854 @@ def _build(dep: Deployment, config: Config, revision: str) -> Artifact:
     return build(dep, config, revision=revision)
 
 
-def apply(config: Config, env: str, targets: list[str] | None = None) -> RunReport:
+def _smoke(dep: Deployment, config: Config, artifact: Artifact) -> dict:
+    """Serve the Bento on loopback, run the smoke and SLO check, stop it (plan --smoke)."""
+    from reconciler.build.serve import start_server, stop_server
+    from reconciler.build.smoke import run_smoke
+
+    handle = start_server(artifact, config, log_name=f"{dep.key}-plan-smoke")
+    try:
+        return run_smoke(dep, config, handle.url).to_dict()
+    finally:
+        stop_server(handle)
+
+
+def _build_and_smoke(outcome: Outcome, dep: Deployment, config: Config, revision: str, smoke):
+    try:
+        artifact = _build(dep, config, revision)
+    except Exception as exc:  # noqa: BLE001 - reported per deployment, the plan goes on
+        outcome.build = {"status": "failed", "message": getattr(exc, "message", str(exc))}
+        return None
+    outcome.artifact = artifact.to_dict()
+    outcome.build = {
+        "status": "reused" if artifact.reused else "built",
+        "message": f"{'reused' if artifact.reused else 'built'} {artifact.bento_tag}",
+    }
+    if smoke:
+        try:
+            outcome.smoke = _smoke(dep, config, artifact)
+        except Exception as exc:  # noqa: BLE001
+            outcome.smoke = {"passed": False, "failures": [getattr(exc, "message", str(exc))]}
+    return artifact
+
+
+# -- plan ------------------------------------------------------------------------------
+
+
+def plan(
+    config: Config,
+    env: str | None,
+    targets: list[str] | None = None,
+    *,
+    build: bool = False,
+    smoke: bool = False,
+    base: str | None = None,
+    head: str | None = None,
+    all_specs: bool = False,
+    allow_mass_delete: bool = False,
+) -> RunReport:
+    """Compute what ``apply`` would change, without changing anything.
+
+    Args:
+        config: repository configuration.
+        env: environment to plan; ``None`` plans every environment of the configuration.
+        targets: spec files/dirs/names; ``None`` = every spec (ignored with ``base``).
+        build: also build the Bentos (so the plan carries real image tags and the build
+            result); default off, in which case image references are derived.
+        smoke: also serve each built Bento locally and run its smoke and SLO check
+            (implies ``build``).
+        base: Git revision to compare with (a pull request's base). Only specs changed or
+            affected since the merge base are planned, each against its own state at the
+            merge base; deleted specs are planned for deletion.
+        head: the head revision (default: the working tree).
+        all_specs: with ``base``, plan every spec, changed or not.
+        allow_mass_delete: with ``base``, do not block a change that deletes more than
+            ``config.max_delete_share`` of an environment's deployments.
+
+    Returns:
+        A :class:`RunReport`. Without ``base``, each deployment's rendered DesiredState
+        is diffed against the last applied one in the ledger, and ledger records whose
+        spec is gone are reported as ``orphaned``.
+
+    Raises:
+        ModelopsError: (exit 2) unknown environment or target; a revision that does not
+            exist or is missing from a shallow clone; corrupt ledger.
+    """
+    build = build or smoke
+    envs = _envs(config, env)
+    if base is not None:
+        return _plan_changes(config, envs, base, head, build, smoke, all_specs, allow_mass_delete)
+    report = RunReport("plan", env or "all", g.head_revision(config.root), envs=envs)
+    deployments = _gate(config, targets, env, report)
+    ledger = Ledger(config.state_dir)
+    for dep in deployments:
+        outcome = Outcome(dep.key, dep.name, dep.env, dep.platform, "planned")
+        outcome.revision = report.revision
+        artifact = _build_and_smoke(outcome, dep, config, report.revision, smoke) if build else None
+        record = ledger.get(dep.name, dep.env)
+        change, _ = _render_plan(dep, record.desiredState if record else None, config, artifact)
+        report.plans.append(change)
+        outcome.message = change.summary()
+        outcome.plan = change.to_dict()
+        outcome.model = {"old": None, "new": model_info(dep, config)}
+        report.outcomes.append(outcome)
+    if not report.blocked:
+        live = {d.key for d in deployments}
+        for record in _orphans(config, envs, live, targets):
+            change, _ = _render_plan(None, record.desiredState, config)
+            report.plans.append(change)
+            report.outcomes.append(
+                Outcome(
+                    record.key,
+                    record.name,
+                    record.environment,
+                    record.platform,
+                    "orphaned",
+                    "spec deleted; destroyed only by `modelops apply --prune`"
+                    + _protected_note(config, record.environment),
+                    plan=change.to_dict(),
+                )
+            )
+    _sort(report)
+    report.notes.append("infrastructure plan: rendered under Pulumi mocks, diffed with the ledger")
+    return report
+
+
+def _protected_note(config: Config, env: str) -> str:
+    if env in config.protected_environments:
+        return f" (environment {env} is protected: also --allow-destroy-protected)"
+    return ""
+
+
+def _sort(report: RunReport) -> None:
+    pairs = sorted(zip(report.outcomes, report.plans, strict=False), key=lambda p: p[0].key)
+    if len(pairs) == len(report.outcomes):
+        report.outcomes = [p[0] for p in pairs]
+        report.plans = [p[1] for p in pairs]
+    else:
+        report.outcomes.sort(key=lambda o: o.key)
+
+
+@contextlib.contextmanager
+def _revision_roots(config: Config, changes, head: str | None, base_paths: list[str]):
+    """(head config, base config) with the files of each revision on disk.
+
+    The head is the working tree when ``head`` is omitted or names the checked-out
+    commit and the spec repository has no uncommitted changes; otherwise the head
+    revision is written out to a temp directory. Only ``base_paths`` of the merge base
+    are written out (the changed specs and their inputs).
+    """
+    repo = g.require_repo(config.root, "--base")
+    pre = g.prefix(repo, config.root)
+    with tempfile.TemporaryDirectory(prefix="modelops-revs-") as tmp:
+        head_cfg = config
+        if changes.head:
+            current = g.head_commit(repo)
+            if (
+                current is None
+                or current.hexsha != changes.head
+                or g.dirty_paths(repo, config.root)
+            ):
+                dest = Path(tmp) / "head"
+                commit = repo.commit(changes.head)
+                g.export_tree(repo, commit, dest, [pre] if pre else None)
+                head_cfg = _rebased(config, dest / pre if pre else dest)
+        base_dest = Path(tmp) / "base"
+        base_root = base_dest / pre if pre else base_dest
+        g.export_tree(repo, repo.commit(changes.base), base_dest, [pre + p for p in base_paths])
+        base_cfg = _rebased(config, base_root)
+        yield head_cfg, base_cfg
+
+
+def _base_deployments(base_cfg: Config, paths: list[str], envs: list[str]) -> dict:
+    """``{(name, env): Deployment}`` of the specs at the merge base (best effort)."""
+    from reconciler.spec.loader import YamlLoadError, load_spec
+    from reconciler.spec.resolve import resolve
+
+    out = {}
+    for rel in paths:
+        path = base_cfg.root / rel
+        if not path.is_file():
+            continue
+        try:
+            spec = load_spec(path, base_cfg.root)
+        except YamlLoadError:
+            continue
+        for env in envs:
+            dep, _diags = resolve(spec, env, base_cfg)
+            if dep is not None:
+                out[(dep.name, env)] = dep
+    return out
+
+
+def _plan_changes(
+    config: Config,
+    envs: list[str],
+    base: str,
+    head: str | None,
+    build: bool,
+    smoke: bool,
+    all_specs: bool,
+    allow_mass_delete: bool,
+) -> RunReport:
+    from reconciler.gitops.changes import (
+        RevisionFiles,
+        detect_changes,
+        name_conflicts,
+        quick_load,
+        spec_dependencies,
+    )
+
+    changes = detect_changes(config, base, head, all_specs=all_specs)
+    repo = g.require_repo(config.root, "--base")
+    revision = changes.head or g.head_revision(config.root) or "working tree"
+    report = RunReport(
+        "plan",
+        envs[0] if len(envs) == 1 else "all",
+        revision,
+        envs=envs,
+        base=changes.base,
+        changes=changes,
+    )
+    report.diagnostics.extend(changes.diagnostics)
+    base_rev = RevisionFiles(repo, config.root, repo.commit(changes.base))
+    base_paths: list[str] = []
+    for s in changes.specs:
+        if s.old_path:
+            base_paths.append(s.old_path)
+            base_paths.extend(spec_dependencies(quick_load(base_rev.read(s.old_path)) or {}))
+    with _revision_roots(config, changes, head, sorted(set(base_paths))) as (head_cfg, base_cfg):
+        planned = changes.planned
+        loaded = load_files(head_cfg, [head_cfg.root / s.path for s in planned], envs)
+        report.diagnostics.extend(loaded.diagnostics)
+        specs_rel = config.rel(config.specs_dir).rstrip("/") + "/"
+        names = {s.name: s.file for s in loaded.specs if s.name}
+        positions = {s.name: s.locate("metadata.name") for s in loaded.specs if s.name}
+        head_rev = RevisionFiles(repo, head_cfg.root, None)
+        conflicts = name_conflicts(head_rev, specs_rel, names, positions)
+        report.diagnostics.extend(conflicts)
+        bad = {d.position.file for d in conflicts}
+        deployments = [d for d in loaded.deployments if d.spec.file not in bad]
+        report.diagnostics.sort(key=lambda d: (d.position.file, d.position.line, d.position.col))
+        by_path = {s.path: s for s in planned}
+        old_deps = _base_deployments(
+            base_cfg, [s.old_path for s in changes.specs if s.old_path], envs
+        )
+        _mass_delete_guard(report, changes, base_rev, envs, config, allow_mass_delete)
+        if report.spec_errors or not _policy_gate(head_cfg, deployments, report):
+            return report
+        ledger = Ledger(config.state_dir)
+        for dep in deployments:
+            change = by_path.get(dep.spec.file)
+            old = old_deps.get((dep.name, dep.env))
+            outcome = Outcome(dep.key, dep.name, dep.env, dep.platform, "planned")
+            outcome.revision = revision
+            outcome.change = change.to_dict() if change else {}
+            outcome.model = {"old": model_info(old, base_cfg), "new": model_info(dep, head_cfg)}
+            artifact = None
+            if build:
+                artifact = _build_and_smoke(outcome, dep, head_cfg, revision, smoke)
+            else:
+                outcome.build = {"status": "not run", "message": "build not run (plan --build)"}
+            old_state = None
+            if old is not None:
+                try:
+                    old_state = _state_dict(_render_plan(old, None, base_cfg)[1])
+                except ModelopsError as exc:
+                    report.notes.append(f"{dep.key}: the base revision does not render ({exc})")
+            plan_value, new_state = _render_plan(dep, old_state, head_cfg, artifact)
+            report.plans.append(plan_value)
+            outcome.plan = plan_value.to_dict()
+            outcome.message = plan_value.summary()
+            record = ledger.get(dep.name, dep.env)
+            if record is not None and record.desiredState and old_state is not None:
+                live = _render_plan(dep, record.desiredState, head_cfg, artifact)[0]
+                if live.to_dict() != plan_value.to_dict():
+                    outcome.message += (
+                        f"; against what is live (ledger, {record.lastAppliedRevision[:12]}): "
+                        f"{live.summary()}"
+                    )
+            report.outcomes.append(outcome)
+        for s in changes.deleted:
+            _plan_deletion(report, s, old_deps, envs, config, base_cfg)
+    _sort(report)
+    at_head = f"head {revision[:12]}" if changes.head else "the working tree"
+    report.notes.append(
+        "infrastructure plan: each deployment rendered under Pulumi mocks at the merge base "
+        f"{changes.base[:12]} and at {at_head}, and diffed"
+    )
+    return report
+
+
+def _plan_deletion(report, change, old_deps: dict, envs, config: Config, base_cfg: Config):
+    """Outcomes ``delete`` for every environment of a spec deleted since the base."""
+    for env in envs:
+        old = old_deps.get((change.name, env))
+        if old is None:
+            continue
+        try:
+            state = _state_dict(_render_plan(old, None, base_cfg)[1])
+        except ModelopsError:
+            state = None
+        record = Ledger(config.state_dir).get(change.name, env)
+        if record is not None and record.desiredState:
+            state = record.desiredState
+        plan_value, _ = _render_plan(None, state, config) if state else (None, None)
+        outcome = Outcome(
+            old.key,
+            old.name,
+            env,
+            old.platform,
+            "delete",
+            f"spec {change.old_path} deleted: on merge, `modelops apply --prune` destroys it"
+            + _protected_note(config, env)
+            + "; without --prune it is reported as orphaned",
+            change=change.to_dict(),
+            model={"old": model_info(old, base_cfg), "new": None},
+            revision=report.revision,
+        )
+        if plan_value is not None:
+            outcome.plan = plan_value.to_dict()
+            report.plans.append(plan_value)
+        else:
+            report.plans.append(None)
+        report.outcomes.append(outcome)
+
+
+def _mass_delete_guard(report, changes, base_rev, envs, config: Config, allow: bool) -> None:
+    """Block a change that deletes more than ``config.max_delete_share`` of an env."""
+    from reconciler.gitops.changes import quick_load
+
+    deleted = changes.deleted
+    if not deleted:
+        return
+    specs_rel = config.rel(config.specs_dir).rstrip("/") + "/"
+    per_env_total = dict.fromkeys(envs, 0)
+    for path in base_rev.spec_files(specs_rel):
+        data = quick_load(base_rev.read(path)) or {}
+        overlays = (data.get("spec") or {}).get("environments") or {}
+        for env in envs:
+            if isinstance(overlays, dict) and env in overlays:
+                per_env_total[env] += 1
+    for env in envs:
+        gone = 0
+        for s in deleted:
+            data = quick_load(base_rev.read(s.old_path)) or {}
+            overlays = (data.get("spec") or {}).get("environments") or {}
+            gone += isinstance(overlays, dict) and env in overlays
+        total = per_env_total[env]
+        if total and gone / total > config.max_delete_share:
+            msg = (
+                f"this change deletes {gone} of {total} deployment(s) in {env} "
+                f"({gone / total:.0%}, above max_delete_share {config.max_delete_share:.0%}); "
+                "`modelops apply` will refuse to prune them without --allow-mass-delete"
+            )
+            if allow:
+                report.notes.append(msg + " (allowed by --allow-mass-delete)")
+            else:
+                report.guards.append(msg)
+
+
+# -- apply -----------------------------------------------------------------------------
+
+
+class _Engines:
+    """Engines created on first use: local, and Pulumi for every other platform."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._local = None
+        self._pulumi = None
+
+    def for_platform(self, platform: str):
+        if platform == "local":
+            if self._local is None:
+                from reconciler.engine.local import LocalEngine
+
+                self._local = LocalEngine(self.config)
+            return self._local
+        if self._pulumi is None:
+            from reconciler.engine.pulumi_engine import PulumiEngine
+
+            self._pulumi = PulumiEngine(self.config)
+        return self._pulumi
+
+
+def _require_pulumi(platforms: dict[str, str], env: str) -> None:
+    """Raise before anything is applied when a cloud target needs the missing CLI."""
+    cloud = {k: p for k, p in platforms.items() if p != "local"}
+    if not cloud:
+        return
+    from reconciler.engine.pulumi_engine import pulumi_available
+
+    if not pulumi_available():
+        raise ModelopsError(
+            f"apply needs the Pulumi CLI for {', '.join(sorted(cloud))} (platforms: "
+            f"{', '.join(sorted(set(cloud.values())))}), and `pulumi` is not on PATH. "
+            "Install it (https://www.pulumi.com/docs/install/), or run `modelops plan "
+            f"--env {env}` for an offline plan.",
+            EXIT_USAGE,
+        )
+
+
+def _check_dirty(
+    config: Config, deployments: list[Deployment], allow_dirty: bool, report: RunReport
+) -> None:
+    """Refuse to apply uncommitted changes to what this run deploys.
+
+    Relevant: the specs and policies directories, ``modelops.yaml``, and every file the
+    deployments' specs name (model files, smoke requests). Other uncommitted files (a
+    README, notebooks) do not matter to what is deployed.
+    """
+    from reconciler.gitops.changes import spec_dependencies
+
+    repo = g.open_repo(config.root)
+    if repo is None or g.head_commit(repo) is None:
+        return
+    specs_rel = config.rel(config.specs_dir).rstrip("/") + "/"
+    policies_rel = config.rel(config.policies_dir).rstrip("/") + "/"
+    inputs = {"modelops.yaml"}
+    for dep in deployments:
+        inputs |= spec_dependencies(dep.spec.data)
+    dirty = g.dirty_paths(repo, config.root, [specs_rel, policies_rel])
+    relevant = [p for p in dirty if p.startswith((specs_rel, policies_rel)) or p in inputs]
+    if not relevant:
+        return
+    shown = ", ".join(relevant[:10]) + (" …" if len(relevant) > 10 else "")
+    if not allow_dirty:
+        raise ModelopsError(
+            f"the working tree has uncommitted changes that apply would deploy ({shown}); "
+            "the ledger records Git revisions, so commit them first (or pass --allow-dirty "
+            "to record the revision as <sha>-dirty). Nothing was applied."
+        )
+    if report.revision and not report.revision.endswith("-dirty"):
+        report.revision += "-dirty"
+    report.notes.append(f"applied with uncommitted changes: {shown}")
+
+
+def apply(
+    config: Config,
+    env: str,
+    targets: list[str] | None = None,
+    *,
+    base: str | None = None,
+    prune: bool = False,
+    allow_destroy_protected: bool = False,
+    allow_mass_delete: bool = False,
+    allow_dirty: bool = True,
+    lock_timeout_s: float = 60.0,
+) -> RunReport:
     """Converge ``env``: validate, police, then build and apply each deployment.
 
     Local targets go to the local engine (``bentoml serve`` on loopback); every other
     target goes to the Pulumi Automation API engine, which needs the ``pulumi`` CLI.
+    The whole run holds the state-directory lock (:class:`~reconciler.gitops.lock.StateLock`).
+
+    Args:
+        config: repository configuration.
+        env: the environment.
+        targets: spec files/dirs/names; ``None`` = every spec with an overlay for ``env``.
+        base: only the specs changed or affected since this revision (apply on merge);
+            specs deleted since then are the deletion candidates.
+        prune: destroy deployments whose spec is gone (otherwise they are ``orphaned``).
+        allow_destroy_protected: with ``prune``, also in a protected environment.
+        allow_mass_delete: with ``prune``, allow deleting more than
+            ``config.max_delete_share`` of the environment's deployments.
+        allow_dirty: apply uncommitted changes, recording ``<sha>-dirty``; when False,
+            uncommitted changes to specs, policies or model files stop the run.
+        lock_timeout_s: seconds to wait for another apply holding the lock.
 
     Returns:
         A :class:`RunReport`; ``exit_code`` is 1 when the gates blocked (nothing was
-        built), 3 when at least one deployment failed (the others were still applied).
+        built), 3 when at least one deployment failed or is stalled (the others were
+        still applied).
 
     Raises:
-        ModelopsError: (exit 2) a cloud target without the ``pulumi`` CLI, unknown
-            environment or target, corrupt ledger. Raised before anything is applied.
+        ModelopsError: (exit 2) a cloud target without the ``pulumi`` CLI; unknown
+            environment or target; corrupt ledger; dirty tree (see ``allow_dirty``); a
+            mass delete without ``allow_mass_delete``; the lock is held. Raised before
+            anything is applied.
     """
-    from reconciler.engine.local import LocalEngine
+    from reconciler.gitops.lock import StateLock
 
-    report = RunReport("apply", env, head_revision(config.root))
-    deployments = _gate(config, targets, env, report)
-    if not deployments:
-        return report
-    cloud = [d for d in deployments if d.platform != "local"]
-    pulumi_engine = None
-    if cloud:
-        from reconciler.engine.pulumi_engine import PulumiEngine, pulumi_available
+    envs = _envs(config, env)
+    report = RunReport("apply", env, g.head_revision(config.root).removesuffix("-dirty"), envs=envs)
+    with StateLock(config.state_dir, timeout_s=lock_timeout_s):
+        if base is not None:
+            from reconciler.gitops.changes import detect_changes
 
-        if not pulumi_available():
-            names = ", ".join(d.key for d in cloud)
-            raise ModelopsError(
-                f"apply needs the Pulumi CLI for {names} (platforms: "
-                f"{', '.join(sorted({d.platform for d in cloud}))}), and `pulumi` is not on PATH. "
-                "Install it (https://www.pulumi.com/docs/install/), or run `modelops plan "
-                f"--env {env}` for an offline plan.",
-                EXIT_USAGE,
-            )
-        pulumi_engine = PulumiEngine(config)
-    local = LocalEngine(config)
-    for dep in deployments:
-        outcome = Outcome(dep.key, dep.name, env, dep.platform, "failed")
-        try:
-            artifact = _build(dep, config, report.revision)
-            outcome.artifact = artifact.to_dict()
-            engine = local if dep.platform == "local" else pulumi_engine
-            result = engine.apply(dep, artifact, report.revision)
-            outcome.status = "applied" if getattr(result, "changed", True) else "unchanged"
-            outcome.outputs = dict(getattr(result, "outputs", {}) or {})
-            outcome.message = getattr(result, "message", "") or outcome.status
-            smoke = getattr(result, "smoke", None)
-            if smoke is not None:
-                outcome.smoke = smoke.to_dict() if hasattr(smoke, "to_dict") else dict(smoke)
-            plan_value = getattr(result, "plan", None)
-            if plan_value is not None and hasattr(plan_value, "to_dict"):
-                outcome.plan = plan_value.to_dict()
-        except ModelopsError as exc:
-            outcome.message = exc.message
-        report.outcomes.append(outcome)
-    report.outcomes.sort(key=lambda o: o.key)
+            changes = detect_changes(config, base, None)
+            report.changes, report.base = changes, changes.base
+            report.diagnostics.extend(changes.diagnostics)
+            files = [config.root / s.path for s in changes.planned]
+            loaded = load_files(config, files, envs)
+            report.diagnostics.extend(loaded.diagnostics)
+            deployments = [] if loaded.errors else loaded.deployments
+            if deployments and not _policy_gate(config, deployments, report):
+                deployments = []
+            gone = {s.name for s in changes.deleted}
+            candidates = [
+                r for r in Ledger(config.state_dir).all() if r.environment == env and r.name in gone
+            ]
+        else:
+            deployments = _gate(config, targets, env, report)
+            candidates = []
+            if not report.blocked:
+                candidates = _orphans(config, envs, {d.key for d in deployments}, targets)
+        if report.blocked:
+            return report
+        _check_dirty(config, deployments, allow_dirty, report)
+        _require_pulumi({d.key: d.platform for d in deployments}, env)
+        destroy_list = _prune_plan(
+            config, env, candidates, prune, allow_destroy_protected, allow_mass_delete, report
+        )
+        engines = _Engines(config)
+        ledger = Ledger(config.state_dir)
+        for dep in deployments:
+            report.outcomes.append(_apply_one(dep, config, ledger, engines, report.revision))
+        for record in destroy_list:
+            report.outcomes.append(_destroy_record(record, config, engines, ledger))
+    _sort(report)
     report.offline = False
     return report
 
 
-def destroy(config: Config, env: str, names: list[str]) -> RunReport:
+def _prune_plan(config, env, candidates, prune, allow_protected, allow_mass, report):
+    """Decide which orphaned records to destroy; the others become ``orphaned`` outcomes."""
+    if not candidates:
+        return []
+    if not prune:
+        for r in candidates:
+            report.outcomes.append(
+                Outcome(
+                    r.key,
+                    r.name,
+                    r.environment,
+                    r.platform,
+                    "orphaned",
+                    "spec deleted; destroyed only by `modelops apply --prune`"
+                    + _protected_note(config, r.environment),
+                    revision=r.lastAppliedRevision,
+                )
+            )
+        return []
+    if env in config.protected_environments and not allow_protected:
+        for r in candidates:
+            report.outcomes.append(
+                Outcome(
+                    r.key,
+                    r.name,
+                    r.environment,
+                    r.platform,
+                    "orphaned",
+                    f"spec deleted, but {env} is a protected environment: destroying it needs "
+                    "--prune --allow-destroy-protected",
+                    revision=r.lastAppliedRevision,
+                )
+            )
+        return []
+    total = len([r for r in Ledger(config.state_dir).all() if r.environment == env])
+    share = len(candidates) / total if total else 0.0
+    if share > config.max_delete_share and not allow_mass:
+        raise ModelopsError(
+            f"--prune would destroy {len(candidates)} of {total} deployment(s) in {env} "
+            f"({share:.0%}, above max_delete_share {config.max_delete_share:.0%}): "
+            f"{', '.join(r.key for r in candidates[:10])}. Nothing was applied or destroyed. "
+            "If this is intended, run again with --allow-mass-delete."
+        )
+    _require_pulumi({r.key: r.platform for r in candidates}, env)
+    return candidates
+
+
+def _destroy_record(record: LedgerRecord, config: Config, engines: _Engines, ledger: Ledger):
+    outcome = Outcome(record.key, record.name, record.environment, record.platform, "failed")
+    try:
+        if not record.lastAppliedRevision and not record.outputs:
+            ledger.delete(record.name, record.environment)  # never applied: nothing live
+        elif record.platform == "local":
+            engines.for_platform("local").destroy(record.name, record.environment)
+        else:
+            engines.for_platform(record.platform).destroy_record(record)
+        ledger.delete(record.name, record.environment)
+        outcome.status, outcome.message = "destroyed", "destroyed (spec deleted, --prune)"
+    except Exception as exc:  # noqa: BLE001 - one failure does not stop the others
+        outcome.message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+    return outcome
+
+
+def _apply_one(
+    dep: Deployment, config: Config, ledger: Ledger, engines: _Engines, revision: str
+) -> Outcome:
+    """Build and apply one deployment and record it; never raises for its own failure."""
+    outcome = Outcome(dep.key, dep.name, dep.env, dep.platform, "failed", revision=revision)
+    digest = inputs_digest(dep, config)
+    record = ledger.get(dep.name, dep.env)
+    if record is not None and record.suspended:
+        if record.suspended.get("headDigest") == digest:
+            outcome.status = "held"
+            outcome.message = (
+                f"rolled back to {record.suspended.get('revision', '')[:12]}; left alone until "
+                "its spec or inputs change in Git (revert: "
+                f"{', '.join(c['sha'][:12] for c in record.suspended.get('revert', [])) or '-'})"
+            )
+            return outcome
+    if record is not None and record.stalled and record.lastAttemptedDigest == digest:
+        outcome.status = "stalled"
+        outcome.message = f"stalled, not retried: {record.stalled_reason}"
+        return outcome
+    before = record.to_dict() if record is not None else None
+    history_len = len(record.history) if record is not None else 0
+    try:
+        artifact = _build(dep, config, revision)
+        outcome.artifact = artifact.to_dict()
+        outcome.build = {"status": "reused" if artifact.reused else "built"}
+        engine = engines.for_platform(dep.platform)
+        result = engine.apply(dep, artifact, revision)
+    except Exception as exc:  # noqa: BLE001 - one failing deployment does not stop the others
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        outcome.message = message
+        smoke = getattr(exc, "smoke", None)
+        if smoke is not None and hasattr(smoke, "to_dict"):
+            outcome.smoke = smoke.to_dict()
+        _record_failure(dep, config, ledger, revision, digest, message, history_len)
+        return outcome
+    changed = bool(getattr(result, "changed", True))
+    outcome.status = "applied" if changed else "unchanged"
+    outcome.outputs = dict(getattr(result, "outputs", {}) or {})
+    outcome.message = getattr(result, "message", "") or outcome.status
+    smoke = getattr(result, "smoke", None)
+    if smoke is not None:
+        outcome.smoke = smoke.to_dict() if hasattr(smoke, "to_dict") else dict(smoke)
+    plan_value = getattr(result, "plan", None)
+    if plan_value is not None and hasattr(plan_value, "to_dict"):
+        outcome.plan = plan_value.to_dict()
+    state = None
+    try:
+        from reconciler.engine.render import render
+
+        state = _state_dict(render(dep, artifact, config))
+    except Exception:  # noqa: BLE001 - the apply succeeded; the offline plan is a nicety
+        state = None
+    rec = ledger.get(dep.name, dep.env) or LedgerRecord(dep.name, dep.env)
+    engine_recorded = len(rec.history) > history_len
+    if changed and not engine_recorded:
+        rec.record_success(
+            revision,
+            digest,
+            message=outcome.message,
+            artifact=outcome.artifact,
+            outputs=outcome.outputs,
+            platform=dep.platform,
+            spec_file=dep.spec.file,
+        )
+    rec.lastAttemptedDigest = digest
+    if changed or not rec.inputsDigest:
+        rec.inputsDigest = digest
+    rec.failures = 0
+    rec.conditions = [
+        c for c in rec.conditions if not (c.get("type") == "Stalled" and c.get("status") != "True")
+    ]
+    if rec.stalled:
+        rec.conditions = [c for c in rec.conditions if c.get("type") != "Stalled"]
+    rec.suspended = {}
+    rec.specFile = dep.spec.file
+    rec.platform = dep.platform
+    if state is not None:
+        rec.desiredState = state
+    if rec.to_dict() != before:
+        ledger.put(rec)
+    return outcome
+
+
+def _record_failure(dep, config, ledger, revision, digest, message, history_len) -> None:
+    """Record a failed attempt, unless the engine already did (then only fix the counts)."""
+    rec = ledger.get(dep.name, dep.env) or LedgerRecord(dep.name, dep.env)
+    if len(rec.history) > history_len:  # the engine recorded the attempt
+        same = rec.lastAttemptedDigest == digest
+        prior = rec.failures - 1 if same else 0
+        rec.conditions = [c for c in rec.conditions if c.get("type") != "Stalled"]
+        rec.lastAttemptedDigest = "" if not same else digest
+        rec.failures = prior
+        rec.history = rec.history[:-1]
+        rec.record_failure(
+            revision,
+            digest,
+            message,
+            stalled_after=config.stalled_after,
+            platform=dep.platform,
+            spec_file=dep.spec.file,
+        )
+    else:
+        rec.record_failure(
+            revision,
+            digest,
+            message,
+            stalled_after=config.stalled_after,
+            platform=dep.platform,
+            spec_file=dep.spec.file,
+        )
+    ledger.put(rec)
+
+
+# -- destroy ---------------------------------------------------------------------------
+
+
+def destroy(config: Config, env: str, names: list[str], *, lock_timeout_s: float = 60.0):
     """Tear down deployments by name in ``env`` and remove their ledger records.
+
+    Returns:
+        A :class:`RunReport` (action ``destroy``); exit 3 when one failed.
 
     Raises:
         ModelopsError: (exit 2) a name with no ledger record; a cloud target without the
-            ``pulumi`` CLI.
+            ``pulumi`` CLI; the lock is held.
     """
-    from reconciler.engine.local import LocalEngine
+    from reconciler.gitops.lock import StateLock
 
-    report = RunReport("destroy", env, head_revision(config.root))
-    ledger = Ledger(config.state_dir)
-    records = ledger.all()
-    chosen = [r for r in records if r.environment == env and (not names or r.name in names)]
-    missing = sorted(set(names) - {r.name for r in chosen})
-    if missing:
-        raise ModelopsError(
-            f"nothing recorded for {', '.join(missing)} in {env}; `modelops status` lists "
-            "what is deployed"
-        )
-    local = LocalEngine(config)
-    for record in chosen:
-        outcome = Outcome(record.key, record.name, env, record.platform, "failed")
-        try:
-            if record.platform == "local":
-                local.destroy(record.name, env)
-            else:
-                from reconciler.engine.pulumi_engine import PulumiEngine
-
-                PulumiEngine(config).destroy_record(record)
-                ledger.delete(record.name, env)
-            outcome.status, outcome.message = "destroyed", "destroyed"
-        except ModelopsError as exc:
-            outcome.message = exc.message
-        report.outcomes.append(outcome)
+    report = RunReport("destroy", env, g.head_revision(config.root), envs=[env])
+    with StateLock(config.state_dir, timeout_s=lock_timeout_s):
+        ledger = Ledger(config.state_dir)
+        chosen = [
+            r for r in ledger.all() if r.environment == env and (not names or r.name in names)
+        ]
+        missing = sorted(set(names) - {r.name for r in chosen})
+        if missing:
+            raise ModelopsError(
+                f"nothing recorded for {', '.join(missing)} in {env}; `modelops status` lists "
+                "what is deployed"
+            )
+        _require_pulumi({r.key: r.platform for r in chosen}, env)
+        engines = _Engines(config)
+        for record in chosen:
+            outcome = _destroy_record(record, config, engines, ledger)
+            if outcome.status == "destroyed":
+                outcome.message = "destroyed"
+            report.outcomes.append(outcome)
     report.offline = False
     return report
+
+
+# -- rollback --------------------------------------------------------------------------
+
+
+def rollback(
+    config: Config, name: str, env: str, to: str, *, lock_timeout_s: float = 60.0
+) -> RunReport:
+    """Re-apply deployment ``name`` in ``env`` as its spec was at revision ``to``.
+
+    The spec file and the files it names (model, smoke requests) are read from Git at
+    ``to`` (``git archive``); validation, the *current* policies (a rollback may not
+    bring back what policy now forbids), build and apply run as for ``apply``. The ledger
+    records the rollback in history and holds the deployment (``suspended``): later
+    applies leave it alone until its spec or inputs change in Git. The report lists the
+    commits since ``to`` that changed the spec or its inputs: revert them in Git so the
+    repository says what is live.
+
+    Raises:
+        ModelopsError: (exit 2) not a Git repository; ``to`` does not exist; no spec
+            named ``name`` at ``to``, or it has no overlay for ``env``; the lock is held.
+    """
+    from reconciler.gitops.changes import RevisionFiles, quick_load, spec_dependencies, spec_name
+    from reconciler.gitops.lock import StateLock
+    from reconciler.spec.loader import YamlLoadError, load_spec
+    from reconciler.spec.resolve import resolve
+
+    _envs(config, env)
+    repo = g.require_repo(config.root, "rollback")
+    commit = g.resolve_revision(repo, to)
+    report = RunReport("rollback", env, commit.hexsha, envs=[env])
+    ledger = Ledger(config.state_dir)
+    record = ledger.get(name, env)
+    at = RevisionFiles(repo, config.root, commit)
+    specs_rel = config.rel(config.specs_dir).rstrip("/") + "/"
+    candidates = ([record.specFile] if record and record.specFile else []) + at.spec_files(
+        specs_rel
+    )
+    spec_path, data = "", None
+    for path in candidates:
+        data = quick_load(at.read(path))
+        if spec_name(data) == name:
+            spec_path = path
+            break
+    if not spec_path:
+        raise ModelopsError(
+            f"no spec named {name!r} at {commit.hexsha[:12]} (looked in {specs_rel}); "
+            f"`git log --oneline -- {specs_rel}` shows where it existed"
+        )
+    deps = sorted(spec_dependencies(data))
+    with tempfile.TemporaryDirectory(prefix="modelops-rollback-") as tmp:
+        pre = g.prefix(repo, config.root)
+        g.export_tree(repo, commit, Path(tmp), [pre + p for p in [spec_path, *deps]])
+        rev_cfg = _rebased(config, Path(tmp) / pre if pre else Path(tmp), keep_policies=True)
+        try:
+            spec: Spec = load_spec(rev_cfg.root / spec_path, rev_cfg.root)
+        except YamlLoadError as exc:
+            report.diagnostics.append(exc.diagnostic)
+            return report
+        from reconciler.spec.validate import spec_diagnostics
+
+        report.diagnostics.extend(spec_diagnostics(spec, rev_cfg))
+        dep, diags = resolve(spec, env, rev_cfg) if not report.spec_errors else (None, [])
+        report.diagnostics.extend(diags)
+        if report.spec_errors:
+            return report
+        if dep is None:
+            raise ModelopsError(
+                f"{spec_path} at {commit.hexsha[:12]} has no overlay for {env} "
+                f"(spec.environments.{env}); it was not deployed there at that revision"
+            )
+        if not _policy_gate(rev_cfg, [dep], report):
+            return report
+        _require_pulumi({dep.key: dep.platform}, env)
+        report.revert = _commits_to_revert(repo, config, commit, spec_path, deps)
+        head_digest = _head_digest(config, name, env)
+        with StateLock(config.state_dir, timeout_s=lock_timeout_s):
+            rec = ledger.get(name, env)
+            before_len = len(rec.history) if rec else 0
+            outcome = _apply_one(dep, rev_cfg, ledger, _Engines(rev_cfg), commit.hexsha)
+            rec = ledger.get(name, env)
+            if rec is not None and outcome.status in ("applied", "unchanged"):
+                if len(rec.history) > before_len and rec.history[-1].get("action") == "apply":
+                    rec.history[-1]["action"] = "rollback"
+                elif len(rec.history) == before_len:
+                    rec.add_history("rollback", commit.hexsha, "succeeded", outcome.message)
+                rec.set_condition(
+                    "Ready", "True", "RollbackSucceeded", f"rolled back to {commit.hexsha[:12]}"
+                )
+                rec.suspended = {
+                    "reason": "rollback",
+                    "revision": commit.hexsha,
+                    "headDigest": head_digest,
+                    "since": rec.history[-1]["time"] if rec.history else "",
+                    "revert": report.revert,
+                }
+                ledger.put(rec)
+                outcome.status = "applied"
+            report.outcomes.append(outcome)
+    report.offline = False
+    return report
+
+
+def _head_digest(config: Config, name: str, env: str) -> str:
+    """Inputs digest of ``name`` × ``env`` as the working tree has it ('' if absent/invalid)."""
+    try:
+        loaded = load_all(config, [name], env)
+    except ModelopsError:
+        return ""
+    dep = next((d for d in loaded.deployments if d.name == name and d.env == env), None)
+    return inputs_digest(dep, config) if dep is not None else ""
+
+
+def _commits_to_revert(repo, config: Config, commit, spec_path: str, deps: list[str]):
+    """Commits after ``commit`` up to HEAD that touched the spec (any name) or its inputs."""
+    pre = g.prefix(repo, config.root)
+    paths = [pre + p for p in [spec_path, *deps]]
+    out = []
+    for c in repo.iter_commits(f"{commit.hexsha}..HEAD", paths=paths):
+        out.append({"sha": c.hexsha, "summary": c.summary})
+    return out
+
+
+def describe_position(position: Position) -> str:
+    """``file:line:col`` for messages."""
+    return str(position)

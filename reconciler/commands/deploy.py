@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated
 
 import typer
@@ -13,16 +14,42 @@ from reconciler.cli import EnvOption, TargetsArg, app, console, err_console, get
 from reconciler.diagnostics import ModelopsError
 from reconciler.gitops.ledger import Ledger
 
-PlanFormat = Annotated[str, typer.Option("--format", "-f", help="text, json or markdown.")]
+PlanFormat = Annotated[
+    str, typer.Option("--format", "-f", help="text, json or markdown (the PR comment).")
+]
+LockTimeout = Annotated[
+    float,
+    typer.Option(
+        "--lock-timeout",
+        min=0,
+        help="Seconds to wait when another run holds the state-directory lock.",
+    ),
+]
+
+
+def _annotate(report: pipeline.RunReport) -> None:
+    """Inside GitHub Actions, also emit findings as workflow annotations (on stderr)."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+    from reconciler.report.findings import render_diagnostics
+
+    diags = list(report.diagnostics)
+    if report.policy is not None:
+        diags += report.policy.diagnostics()
+    out = render_diagnostics("github", diags, tool="modelops")
+    if out:
+        err_console.print(out.rstrip(), markup=False)
 
 
 def _print_findings(report: pipeline.RunReport) -> None:
     for diag in report.diagnostics:
         err_console.print(str(diag), markup=False)
-    if report.policy is not None:
+    if report.policy is not None and (report.policy.blocking or report.policy.findings()):
         from reconciler.report import render_policy_report
 
         console.print(render_policy_report("text", report.policy).rstrip(), markup=False)
+    for guard in report.guards:
+        err_console.print(f"error: {guard}", markup=False)
     if report.spec_errors:
         err_console.print(
             f"{len(report.spec_errors)} spec error(s): nothing was built or applied.", markup=False
@@ -32,37 +59,112 @@ def _print_findings(report: pipeline.RunReport) -> None:
 
 
 def _emit_plan(report: pipeline.RunReport, fmt: str) -> None:
-    from reconciler.engine.plan import render_plan_json, render_plan_markdown, render_plan_text
+    from reconciler.report.pr_comment import pr_comment_data, render_pr_comment
 
+    _annotate(report)
     if fmt == "json":
-        data = report.to_dict()
-        data["plans"] = json.loads(render_plan_json(report.plans))
-        console.print(json.dumps(data, indent=2), markup=False)
+        console.print(json.dumps(pr_comment_data(report), indent=2), markup=False)
         return
     if fmt == "markdown":
-        console.print(render_plan_markdown(report.plans), markup=False)
+        console.print(render_pr_comment(report), markup=False, end="")
         return
     if fmt != "text":
         raise ModelopsError(f"unknown format {fmt!r}; valid formats: text, json, markdown")
     _print_findings(report)
     if report.blocked:
         return
-    where = "offline (rendered under Pulumi mocks, diffed against the ledger)"
-    console.print(f"Plan for environment {report.env!r}, computed {where}:", markup=False)
-    console.print(render_plan_text(report.plans).rstrip(), markup=False)
+    if report.changes is not None:
+        ch = report.changes
+        head = ch.head[:12] if ch.head else "the working tree"
+        console.print(
+            f"Changes from {ch.base[:12]} (merge base of {ch.requested_base}) to {head}: "
+            f"{len(ch.files)} file(s), {len(ch.specs)} spec(s) to plan",
+            markup=False,
+        )
+        for s in ch.specs:
+            where = s.path or s.old_path
+            console.print(f"  {s.status:9} {where}: {'; '.join(s.reasons)}", markup=False)
+    if not report.outcomes:
+        console.print("No deployment to plan.", markup=False)
+    for outcome, plan in zip(report.outcomes, report.plans, strict=False):
+        console.print("", markup=False)
+        console.print(f"{outcome.key} ({outcome.platform}): {outcome.message}", markup=False)
+        model = outcome.model or {}
+        old, new = model.get("old"), model.get("new")
+        if old and new and old != new:
+            for k in ("framework", "uri", "sha256", "version"):
+                if old.get(k) != new.get(k):
+                    a, b = str(old.get(k, ""))[:16], str(new.get(k, ""))[:16]
+                    console.print(f"  model {k}: {a} -> {b}", markup=False)
+        if plan is not None:
+            try:
+                from reconciler.engine.plan import render_plan_text
+
+                console.print(render_plan_text([plan]).rstrip(), markup=False)
+            except ImportError:
+                console.print(json.dumps(outcome.plan, indent=2), markup=False)
+        if outcome.build:
+            console.print(f"  build: {outcome.build.get('message', '')}", markup=False)
+        if outcome.smoke:
+            ok = "passed" if outcome.smoke.get("passed") else "FAILED"
+            console.print(f"  smoke: {ok} {'; '.join(outcome.smoke.get('failures', []))}")
+    for note in report.notes:
+        console.print(f"({note})", markup=False)
 
 
 @app.command("plan")
 def plan_cmd(
-    env: EnvOption,
+    env: Annotated[
+        str | None,
+        typer.Option("--env", "-e", help="Environment; default: every environment."),
+    ] = None,
     targets: TargetsArg = None,
     fmt: PlanFormat = "text",
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base", help="Plan only what changed since this Git revision (a PR's base)."
+        ),
+    ] = None,
+    head: Annotated[
+        str | None, typer.Option("--head", help="Head revision (default: the working tree).")
+    ] = None,
+    all_specs: Annotated[
+        bool, typer.Option("--all", help="With --base: plan every spec, changed or not.")
+    ] = False,
     build: Annotated[
         bool, typer.Option("--build", help="Build Bentos for real image tags.")
     ] = False,
+    smoke: Annotated[
+        bool,
+        typer.Option("--smoke", help="Build, serve locally and run the smoke and SLO check."),
+    ] = False,
+    allow_mass_delete: Annotated[
+        bool,
+        typer.Option("--allow-mass-delete", help="Do not block a change deleting most specs."),
+    ] = False,
 ) -> None:
-    """Show what `apply` would create, update, replace or delete in ENV (changes nothing)."""
-    report = pipeline.plan(get_config(), env, targets, build=build)
+    """Show what `apply` would create, update, replace or delete (changes nothing).
+
+    With --base, only specs changed or affected since the merge base are planned, each
+    against its state at the base; --format markdown is the pull-request comment.
+    Exit 1 when anything blocks the merge.
+    """
+    if head and not base:
+        raise ModelopsError("--head needs --base (the revision to compare with)")
+    if all_specs and not base:
+        raise ModelopsError("--all needs --base (without --base every spec is planned anyway)")
+    report = pipeline.plan(
+        get_config(),
+        env,
+        None if base else targets,
+        build=build,
+        smoke=smoke,
+        base=base,
+        head=head,
+        all_specs=all_specs,
+        allow_mass_delete=allow_mass_delete,
+    )
     _emit_plan(report, fmt)
     raise typer.Exit(report.exit_code)
 
@@ -75,7 +177,14 @@ def _outcome_table(report: pipeline.RunReport) -> Table:
         detail = o.message
         if o.outputs.get("url"):
             detail = f"{detail} ({o.outputs['url']})"
-        style = {"failed": "red", "applied": "green", "destroyed": "yellow"}.get(o.status, "")
+        style = {
+            "failed": "red",
+            "stalled": "red",
+            "applied": "green",
+            "destroyed": "yellow",
+            "orphaned": "yellow",
+            "held": "yellow",
+        }.get(o.status, "")
         table.add_row(o.key, o.platform, f"[{style}]{o.status}[/]" if style else o.status, detail)
     return table
 
@@ -85,15 +194,61 @@ def apply_cmd(
     env: EnvOption,
     targets: TargetsArg = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    base: Annotated[
+        str | None,
+        typer.Option("--base", help="Apply only what changed since this revision (on merge)."),
+    ] = None,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Destroy deployments whose spec was deleted.")
+    ] = False,
+    allow_destroy_protected: Annotated[
+        bool,
+        typer.Option(
+            "--allow-destroy-protected", help="With --prune: also in a protected environment."
+        ),
+    ] = False,
+    allow_mass_delete: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mass-delete",
+            help="With --prune: allow destroying more than max_delete_share of ENV at once.",
+        ),
+    ] = False,
+    allow_dirty: Annotated[
+        bool,
+        typer.Option("--allow-dirty", help="Apply uncommitted changes (recorded as <sha>-dirty)."),
+    ] = False,
+    lock_timeout: LockTimeout = 60.0,
 ) -> None:
-    """Validate, police, build and apply every spec with an overlay for ENV."""
-    report = pipeline.apply(get_config(), env, targets)
+    """Validate, police, build and apply every spec with an overlay for ENV.
+
+    Exit 1 when a spec or policy blocks (nothing applied), 3 when a deployment failed
+    (the others were applied), 2 for usage errors (lock held, dirty tree, mass delete).
+    """
+    if base and targets:
+        raise ModelopsError("give either --base or spec targets, not both")
+    report = pipeline.apply(
+        get_config(),
+        env,
+        targets,
+        base=base,
+        prune=prune,
+        allow_destroy_protected=allow_destroy_protected,
+        allow_mass_delete=allow_mass_delete,
+        allow_dirty=allow_dirty,
+        lock_timeout_s=lock_timeout,
+    )
+    _annotate(report)
     if fmt == "json":
         console.print(json.dumps(report.to_dict(), indent=2), markup=False)
     else:
         _print_findings(report)
         if report.outcomes:
             console.print(_outcome_table(report))
+        elif not report.blocked:
+            console.print(f"nothing to apply in {env}", markup=False)
+        for note in report.notes:
+            console.print(f"({note})", markup=False)
         for o in report.failures:
             err_console.print(f"error: {o.key}: {o.message}", markup=False)
     raise typer.Exit(report.exit_code)
@@ -108,11 +263,12 @@ def destroy_cmd(
     yes: Annotated[
         bool, typer.Option("--yes", help="Required to destroy everything in ENV.")
     ] = False,
+    lock_timeout: LockTimeout = 60.0,
 ) -> None:
     """Tear down deployments in ENV and remove their ledger records."""
     if not names and not yes:
         raise ModelopsError(f"destroying every deployment in {env} needs --yes (or name them)")
-    report = pipeline.destroy(get_config(), env, list(names or []))
+    report = pipeline.destroy(get_config(), env, list(names or []), lock_timeout_s=lock_timeout)
     console.print(_outcome_table(report))
     raise typer.Exit(report.exit_code)
 
@@ -122,32 +278,41 @@ def status_cmd(
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
 ) -> None:
-    """List every deployment × environment in the ledger with revision, health and drift."""
-    from reconciler.engine.local import LocalEngine
+    """List every deployment × environment in the ledger: revision, health, stalled, drift."""
+    from reconciler.gitops.lock import read_lock
 
     config = get_config()
-    local = LocalEngine(config)
+    local = None
     rows = []
     for record in Ledger(config.state_dir).all():
         if env and record.environment != env:
             continue
         if record.platform == "local":
+            if local is None:
+                from reconciler.engine.local import LocalEngine
+
+                local = LocalEngine(config)
             health = local.health(record)
         else:
             ready = record.condition("Ready") or {}
             health = f"Ready={ready.get('status', 'Unknown')} {ready.get('reason', '')}".strip()
         drift = record.drift or {}
+        stalled = record.stalled_reason or ("no" if not record.stalled else "yes")
+        if record.suspended:
+            stalled = f"held: rolled back to {record.suspended.get('revision', '')[:12]}"
         rows.append(
             {
                 "deployment": record.key,
                 "platform": record.platform,
                 "revision": (record.lastAppliedRevision or "-")[:12],
                 "health": health,
-                "stalled": record.stalled,
+                "stalled": stalled,
+                "failures": record.failures,
                 "drift": ("drifted" if drift.get("drifted") else "ok") if drift else "-",
                 "url": record.outputs.get("url", ""),
             }
         )
+    holder = read_lock(config.state_dir)
     if fmt == "json":
         console.print(json.dumps(rows, indent=2), markup=False)
         return
@@ -158,3 +323,7 @@ def status_cmd(
     for row in rows:
         table.add_row(*(str(row[c]) for c in cols))
     console.print(table if rows else "no deployments recorded")
+    if holder is not None:
+        alive = holder.alive()
+        state = "stale: run `modelops unlock`" if alive is False else "an apply is running"
+        console.print(f"state directory locked by {holder.describe()} ({state})", markup=False)

@@ -1,10 +1,19 @@
-"""Small Git queries the pipeline needs (GitPython)."""
+"""Small Git queries the pipeline needs, all through GitPython.
+
+Paths handed in and out of this module are relative to the spec repository's root
+(``config.root``), which may be a sub-directory of the Git work tree; :func:`prefix`
+maps between the two.
+"""
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 
 import git
+
+from reconciler.diagnostics import ModelopsError
 
 
 def open_repo(root: Path) -> git.Repo | None:
@@ -12,6 +21,65 @@ def open_repo(root: Path) -> git.Repo | None:
     try:
         return git.Repo(root, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return None
+
+
+def require_repo(root: Path, why: str) -> git.Repo:
+    """The Git repository at ``root``.
+
+    Args:
+        root: the spec repository root.
+        why: what needs Git (``"--base"``), for the message.
+
+    Raises:
+        ModelopsError: (exit 2) ``root`` is not inside a Git work tree.
+    """
+    repo = open_repo(root)
+    if repo is None or repo.bare:
+        raise ModelopsError(f"{why} needs a Git repository, and {root} is not inside one")
+    return repo
+
+
+def prefix(repo: git.Repo, root: Path) -> str:
+    """``root`` relative to the work tree, with a trailing ``/`` (``""`` at the top)."""
+    rel = Path(root).resolve().relative_to(Path(repo.working_tree_dir).resolve())
+    return "" if str(rel) == "." else f"{rel.as_posix()}/"
+
+
+def is_shallow(repo: git.Repo) -> bool:
+    """True when the clone is shallow (``actions/checkout`` with its default fetch-depth 1)."""
+    return (Path(repo.git_dir) / "shallow").exists()
+
+
+def resolve_revision(repo: git.Repo, rev: str) -> git.Commit:
+    """The commit named by ``rev`` (SHA, branch, tag, ``HEAD~1``, ``origin/main``...).
+
+    Raises:
+        ModelopsError: (exit 2) the revision does not exist; when the clone is shallow the
+            message says so and how to fetch the history (a shallow clone is the usual
+            reason a PR's base is missing in CI).
+    """
+    try:
+        return repo.commit(rev)
+    except (git.BadName, git.BadObject, ValueError, git.GitCommandError):
+        pass
+    if is_shallow(repo):
+        raise ModelopsError(
+            f"revision {rev!r} is not in this clone, which is shallow: it holds only the "
+            "newest commit(s). Fetch the history first (`git fetch --unshallow`, or "
+            "`fetch-depth: 0` in actions/checkout), then run again."
+        )
+    raise ModelopsError(
+        f"revision {rev!r} does not exist in {repo.working_tree_dir}; give a commit SHA, "
+        "branch or tag (`git log --oneline` lists them)"
+    )
+
+
+def head_commit(repo: git.Repo) -> git.Commit | None:
+    """The commit at HEAD, or ``None`` before the first commit."""
+    try:
+        return repo.head.commit
+    except ValueError:
         return None
 
 
@@ -25,8 +93,88 @@ def head_revision(root: Path) -> str:
     repo = open_repo(root)
     if repo is None:
         return ""
-    try:
-        sha = repo.head.commit.hexsha
-    except ValueError:  # no commits yet
+    commit = head_commit(repo)
+    if commit is None:
         return ""
-    return f"{sha}-dirty" if repo.is_dirty(untracked_files=False) else sha
+    return f"{commit.hexsha}-dirty" if repo.is_dirty(untracked_files=False) else commit.hexsha
+
+
+def dirty_paths(repo: git.Repo, root: Path, untracked_under: list[str] = ()) -> list[str]:
+    """Uncommitted changes that a run would pick up from the working tree.
+
+    Args:
+        repo: the repository.
+        root: the spec repository root; returned paths are relative to it.
+        untracked_under: root-relative directory prefixes (``specs/``) in which untracked
+            files also count (a new spec file that was never committed).
+
+    Returns:
+        Sorted root-relative paths of tracked files modified, staged, added or deleted
+        against HEAD, plus untracked files under ``untracked_under``.
+    """
+    pre = prefix(repo, root)
+    paths: set[str] = set()
+    if head_commit(repo) is not None:
+        for d in repo.index.diff(None):  # work tree vs index
+            paths.update(p for p in (d.a_path, d.b_path) if p)
+        for d in repo.index.diff("HEAD"):  # index vs HEAD
+            paths.update(p for p in (d.a_path, d.b_path) if p)
+    if untracked_under:
+        wanted = tuple(pre + u for u in untracked_under)
+        paths.update(p for p in repo.untracked_files if p.startswith(wanted))
+    return sorted(p[len(pre) :] for p in paths if p.startswith(pre))
+
+
+def read_blob(commit: git.Commit, path: str) -> bytes | None:
+    """The bytes of ``path`` (work-tree relative) at ``commit``, or ``None`` if absent."""
+    try:
+        obj = commit.tree / path
+    except KeyError:
+        return None
+    if obj.type != "blob":
+        return None
+    return obj.data_stream.read()
+
+
+def list_files(commit: git.Commit, directory: str) -> list[str]:
+    """Work-tree relative paths of every file under ``directory`` at ``commit`` (sorted)."""
+    try:
+        tree = commit.tree / directory.rstrip("/") if directory.strip("/") else commit.tree
+    except KeyError:
+        return []
+    if tree.type != "tree":
+        return []
+    return sorted(item.path for item in tree.traverse() if item.type == "blob")
+
+
+def export_tree(repo: git.Repo, commit: git.Commit, dest: Path, paths: list[str] | None = None):
+    """Write the files of ``commit`` (optionally only ``paths``) under ``dest``.
+
+    Uses ``git archive`` (so LFS pointers come out as stored) and extracts with the
+    tarfile ``data`` filter, which refuses absolute paths and links leaving ``dest``.
+
+    Args:
+        repo: the repository.
+        commit: the revision to write out.
+        dest: target directory (created).
+        paths: work-tree relative files or directories; ``None`` writes the whole tree.
+            Paths absent at ``commit`` are skipped.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    if paths is not None:
+        present = []
+        for p in paths:
+            try:
+                commit.tree / p.rstrip("/")
+                present.append(p.rstrip("/"))
+            except KeyError:
+                continue
+        if not present:
+            return
+        paths = present
+    buf = io.BytesIO()
+    args = {"path": paths} if paths is not None else {}
+    repo.archive(buf, commit.hexsha, format="tar", **args)
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tar:
+        tar.extractall(dest, filter="data")

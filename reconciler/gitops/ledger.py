@@ -87,6 +87,13 @@ class LedgerRecord:
         conditions: list of :class:`Condition` dicts.
         failures: consecutive failed applies (reset on success).
         drift: the last drift result from ``modelops monitor run`` (or ``{}``).
+        lastAttemptedDigest: inputs digest of the last apply attempt (successful or not);
+            a stalled deployment is retried only when its digest differs from this one.
+        suspended: ``{}``, or after ``modelops rollback``: ``{"reason": "rollback",
+            "revision", "headDigest", "since", "revert"}``. While the spec at head still
+            has digest ``headDigest``, ``apply`` leaves the deployment alone (so a merge
+            that does not touch it cannot undo the rollback); any change to its spec or
+            inputs in Git lifts the suspension.
         history: newest last; at most :data:`HISTORY_LIMIT` entries of
             ``{"time", "actor", "action", "revision", "result", "message", "artifact"}``.
     """
@@ -106,6 +113,8 @@ class LedgerRecord:
     failures: int = 0
     drift: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
+    lastAttemptedDigest: str = ""  # noqa: N815
+    suspended: dict = field(default_factory=dict)
     schemaVersion: int = SCHEMA_VERSION  # noqa: N815
 
     @property
@@ -145,6 +154,92 @@ class LedgerRecord:
         """True when the ``Stalled`` condition is ``True``."""
         cond = self.condition("Stalled")
         return bool(cond and cond.get("status") == "True")
+
+    @property
+    def stalled_reason(self) -> str:
+        """The ``Stalled`` condition's message when stalled, else ``""``."""
+        cond = self.condition("Stalled")
+        return cond.get("message", "") if cond and cond.get("status") == "True" else ""
+
+    def record_success(
+        self,
+        revision: str,
+        digest: str,
+        *,
+        action: str = "apply",
+        message: str = "",
+        artifact: dict | None = None,
+        outputs: dict | None = None,
+        desired_state: dict | None = None,
+        platform: str = "",
+        spec_file: str = "",
+        **extra: Any,
+    ) -> None:
+        """Record a successful apply (or rollback) of ``revision`` with inputs ``digest``.
+
+        ``lastGoodRevision`` becomes the previous ``lastAppliedRevision`` when that one
+        differs (the revision to go back to); failures reset to 0; ``Ready`` is True and
+        ``Stalled`` is removed.
+        """
+        if self.lastAppliedRevision and self.lastAppliedRevision != revision:
+            self.lastGoodRevision = self.lastAppliedRevision
+        self.lastAppliedRevision = revision
+        self.lastAttemptedRevision = revision
+        self.inputsDigest = digest
+        self.lastAttemptedDigest = digest
+        if platform:
+            self.platform = platform
+        if spec_file:
+            self.specFile = spec_file
+        if artifact is not None:
+            self.artifact = artifact
+        if outputs is not None:
+            self.outputs = outputs
+        if desired_state is not None:
+            self.desiredState = desired_state
+        self.failures = 0
+        reason = "RollbackSucceeded" if action == "rollback" else "ApplySucceeded"
+        self.set_condition("Ready", "True", reason, message or f"{action} of {revision} succeeded")
+        self.conditions = [c for c in self.conditions if c.get("type") != "Stalled"]
+        self.add_history(
+            action, revision, "succeeded", message, artifact=(artifact or {}).get("bento_tag", "")
+        )
+
+    def record_failure(
+        self,
+        revision: str,
+        digest: str,
+        message: str,
+        *,
+        stalled_after: int = 3,
+        action: str = "apply",
+        platform: str = "",
+        spec_file: str = "",
+    ) -> None:
+        """Record a failed apply; what was applied before stays recorded as applied.
+
+        Consecutive failures with the same inputs ``digest`` are counted; a new digest
+        starts the count again at 1 (the spec or an input changed). At
+        ``stalled_after`` failures the ``Stalled`` condition becomes True with the cause
+        (``config.stalled_after``, Flux's notion of a reconciliation that gave up).
+        """
+        self.failures = self.failures + 1 if self.lastAttemptedDigest == digest else 1
+        self.lastAttemptedRevision = revision
+        self.lastAttemptedDigest = digest
+        if platform and not self.platform:
+            self.platform = platform
+        if spec_file:
+            self.specFile = spec_file
+        self.set_condition("Ready", "False", "ApplyFailed", message)
+        if self.failures >= stalled_after:
+            self.set_condition(
+                "Stalled",
+                "True",
+                "RetriesExhausted",
+                f"{self.failures} consecutive failed applies with the same inputs; last: "
+                f"{message}. Change the spec or one of its inputs to retry.",
+            )
+        self.add_history(action, revision, "failed", message)
 
     def to_dict(self) -> dict:
         """JSON-ready mapping of every field."""

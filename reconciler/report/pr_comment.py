@@ -97,6 +97,11 @@ def _model_rows(model: dict) -> list[str]:
     old, new = model.get("old"), model.get("new")
     if not old and not new:
         return []
+    if old and new and old == new:
+        return [
+            f"**Model:** unchanged ({new.get('framework', '')} {_code(new.get('uri'))}, "
+            f"digest {_code(_short(new.get('sha256', '')))})"
+        ]
     rows = ["| model | before | after |", "|---|---|---|"]
     for field, label in (
         ("framework", "framework"),
@@ -290,8 +295,10 @@ def render_pr_comment(report, limit: int = DEFAULT_LIMIT) -> str:
     if report.policy is not None:
         parts.append(f"policy: {_counts_text(report.policy.counts())}")
     built = [o for o in outcomes if o.build.get("status") in ("built", "reused")]
-    if built or any(o.build for o in outcomes):
+    if built or report.build_failures:
         parts.append(f"builds: {len(built)} ok, {len(report.build_failures)} failed")
+    elif outcomes:
+        parts.append("builds: not run")
     head += ["", "**Summary:** " + " · ".join(parts), ""]
     blocking = _blocking(report)
     if blocking:

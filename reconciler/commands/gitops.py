@@ -1,0 +1,176 @@
+"""``modelops history``, ``rollback``, ``unlock`` and ``init``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from reconciler import pipeline
+from reconciler.cli import EnvOption, app, console, err_console, get_config
+from reconciler.diagnostics import ModelopsError
+from reconciler.gitops.ledger import Ledger
+
+
+@app.command("history")
+def history_cmd(
+    name: Annotated[str, typer.Argument(help="Deployment name (metadata.name).")],
+    env: EnvOption,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Newest N entries.")] = 20,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+) -> None:
+    """Show past applies, rollbacks and failures of NAME in ENV (newest first)."""
+    config = get_config()
+    record = Ledger(config.state_dir).get(name, env)
+    if record is None:
+        raise ModelopsError(
+            f"nothing recorded for {name} in {env}; `modelops status` lists what is deployed"
+        )
+    entries = list(reversed(record.history))[:limit]
+    if fmt == "json":
+        data = {
+            "deployment": record.key,
+            "lastAppliedRevision": record.lastAppliedRevision,
+            "lastGoodRevision": record.lastGoodRevision,
+            "stalled": record.stalled,
+            "suspended": record.suspended,
+            "history": entries,
+        }
+        console.print(json.dumps(data, indent=2), markup=False)
+        return
+    table = Table(title=f"history of {record.key}", title_justify="left")
+    for col in ("time", "action", "revision", "result", "actor", "detail"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        style = {"failed": "red", "succeeded": "green"}.get(e.get("result", ""), "")
+        result = f"[{style}]{e.get('result', '')}[/]" if style else e.get("result", "")
+        detail = (e.get("message") or "").splitlines()[0][:160] if e.get("message") else ""
+        table.add_row(
+            e.get("time", ""),
+            e.get("action", ""),
+            (e.get("revision") or "-")[:12],
+            result,
+            e.get("actor", ""),
+            detail,
+        )
+    console.print(table)
+    console.print(
+        f"applied: {record.lastAppliedRevision[:12] or '-'}  last good: "
+        f"{record.lastGoodRevision[:12] or '-'}"
+        + ("  STALLED: " + record.stalled_reason if record.stalled else ""),
+        markup=False,
+    )
+
+
+@app.command("rollback")
+def rollback_cmd(
+    name: Annotated[str, typer.Argument(help="Deployment name (metadata.name).")],
+    env: EnvOption,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Git revision to go back to (default: the last good one)."),
+    ] = None,
+    lock_timeout: Annotated[
+        float, typer.Option("--lock-timeout", min=0, help="Seconds to wait for the lock.")
+    ] = 60.0,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+) -> None:
+    """Re-apply NAME in ENV as its spec was at revision --to, and say what to revert in Git.
+
+    The deployment is then held: later applies leave it alone until its spec or inputs
+    change in Git (revert the listed commits, or push a fix).
+    """
+    config = get_config()
+    if to is None:
+        record = Ledger(config.state_dir).get(name, env)
+        if record is None or not record.lastGoodRevision:
+            raise ModelopsError(
+                f"no last good revision recorded for {name} in {env}; give --to REV "
+                f"(`modelops history {name} --env {env}` lists past revisions)"
+            )
+        to = record.lastGoodRevision.removesuffix("-dirty")
+    report = pipeline.rollback(config, name, env, to, lock_timeout_s=lock_timeout)
+    if fmt == "json":
+        console.print(json.dumps(report.to_dict(), indent=2), markup=False)
+        raise typer.Exit(report.exit_code)
+    for diag in report.diagnostics:
+        err_console.print(str(diag), markup=False)
+    if report.policy is not None and report.policy.blocking:
+        from reconciler.report import render_policy_report
+
+        console.print(render_policy_report("text", report.policy).rstrip(), markup=False)
+        err_console.print("rollback blocked by current policies: nothing applied", markup=False)
+    for o in report.outcomes:
+        console.print(f"{o.key}: {o.status}: {o.message}", markup=False)
+    if report.outcomes and not report.failures:
+        rev = report.revision[:12]
+        if report.revert:
+            shas = " ".join(c["sha"][:12] for c in reversed(report.revert))
+            console.print(
+                f"\nRolled back {name} in {env} to {rev}. Git still describes the newer "
+                "version: so that the next merge does not undo this rollback, revert in Git:",
+                markup=False,
+            )
+            for c in report.revert:
+                console.print(f"  {c['sha'][:12]}  {c['summary']}", markup=False)
+            console.print(f"\n  git revert {shas}", markup=False)
+            console.print(
+                "\nUntil then, `modelops apply` leaves this deployment alone (status: held).",
+                markup=False,
+            )
+        else:
+            console.print(
+                f"\nRolled back {name} in {env} to {rev}; Git at HEAD already matches it, "
+                "nothing to revert.",
+                markup=False,
+            )
+    for o in report.failures:
+        err_console.print(f"error: {o.key}: {o.message}", markup=False)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command("unlock")
+def unlock_cmd(
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Also remove a lock whose holder may still be running."),
+    ] = False,
+) -> None:
+    """Remove the state-directory lock left by a killed run (after checking its holder)."""
+    from reconciler.gitops.lock import break_lock
+
+    config = get_config()
+    holder = break_lock(config.state_dir, force=force)
+    if holder is None:
+        console.print(f"{config.rel(config.state_dir)} is not locked", markup=False)
+    else:
+        console.print(f"removed the lock held by {holder.describe()}", markup=False)
+
+
+@app.command("init")
+def init_cmd(
+    directory: Annotated[Path, typer.Argument(help="Where to create the spec repository.")] = Path(
+        "."
+    ),
+    security_team: Annotated[
+        str,
+        typer.Option("--security-team", help="GitHub team owning policies/ in CODEOWNERS."),
+    ] = "@your-org/security",
+) -> None:
+    """Scaffold a spec repository: config, specs/, policy library, workflows, CODEOWNERS."""
+    from reconciler.gitops.scaffold import init_repository
+
+    result = init_repository(directory, security_team)
+    for rel in result.written:
+        console.print(f"  wrote {rel}", markup=False)
+    for rel in result.kept:
+        console.print(f"  kept  {rel} (already there)", markup=False)
+    console.print(
+        f"{len(result.written)} file(s) written in {result.root}. Next: add a spec under "
+        "specs/, `modelops validate`, `modelops plan`; replace YOUR-ORG in "
+        ".github/workflows/*.yml and .github/CODEOWNERS.",
+        markup=False,
+    )

@@ -1,0 +1,496 @@
+"""Change detection between two Git revisions (GitPython).
+
+``modelops plan --base REV [--head REV]`` plans only the specs a pull request touches:
+
+* spec files added, modified, deleted or renamed between the merge base of ``base`` and
+  ``head`` (as GitHub's three-dot pull-request diff does) and ``head``;
+* every spec *affected* by a change to something it depends on: its model file
+  (``spec.model.uri`` when it is a repository path, in the base spec or any environment
+  overlay), its smoke request files, the policy library (``policies/**``, which holds the
+  waivers), the organisation settings file, and the shared inputs listed in
+  :data:`DEFAULT_SHARED_INPUTS` (the service template when the spec repository vendors
+  one).
+
+Specs are matched across revisions by ``metadata.name``, not by path, because the name
+is the deployment's identity (ledger key, Pulumi stack). So a file that Git sees as
+deleted and added (a rename with heavy edits) is still one modified deployment, and a
+file whose ``metadata.name`` changed is the deletion of one deployment and the creation
+of another, reported with a warning: that is the case that would silently destroy a
+running deployment.
+
+Dependencies of a spec whose file did not change are the same at both revisions (the
+same bytes), so one pass over the head revision finds every affected spec; the specs
+that did change have their dependencies read at both revisions to explain why they are
+in the plan.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from reconciler.config import Config
+from reconciler.diagnostics import Diagnostic, ModelopsError, Position
+from reconciler.gitops import git as g
+from reconciler.spec.repo import SPEC_SUFFIXES
+from reconciler.spec.validate import URI_SCHEMES
+
+#: Repository paths (files, or directories ending in ``/``) that every spec depends on
+#: besides the policy library and the organisation settings: the service template,
+#: when a spec repository vendors modelops' build templates.
+DEFAULT_SHARED_INPUTS: tuple[str, ...] = ("reconciler/build/templates/",)
+
+_SMOKE_FIELDS = ("request",)
+
+
+def _norm(value: str) -> str | None:
+    """A repository-relative POSIX path, or ``None`` for URIs and paths leaving the repo."""
+    if not isinstance(value, str) or not value or value.startswith(URI_SCHEMES):
+        return None
+    if "://" in value or value.startswith("/"):
+        return None
+    path = posixpath.normpath(value)
+    if path.startswith("../") or path == "..":
+        return None
+    return path
+
+
+def _section_deps(section: dict) -> set[str]:
+    out: set[str] = set()
+    if not isinstance(section, dict):
+        return out
+    model = section.get("model")
+    if isinstance(model, dict):
+        if p := _norm(model.get("uri")):
+            out.add(p)
+    serving = section.get("serving")
+    smoke = serving.get("smoke") if isinstance(serving, dict) else None
+    if isinstance(smoke, dict):
+        if p := _norm(smoke.get("request")):
+            out.add(p)
+        for item in smoke.get("requests") or []:
+            if isinstance(item, dict) and (p := _norm(item.get("request"))):
+                out.add(p)
+    return out
+
+
+def spec_dependencies(data: dict) -> set[str]:
+    """Repository files one spec depends on, besides itself and the shared inputs.
+
+    Args:
+        data: the spec document as parsed (plain dicts).
+
+    Returns:
+        Root-relative POSIX paths: the model file and smoke request files named in the
+        base ``spec`` and in every ``spec.environments.<env>`` overlay. URIs
+        (``s3://``, ``bentoml:``...) and paths leaving the repository are not files of
+        the repository and are left out (validation reports the latter).
+    """
+    if not isinstance(data, dict):
+        return set()
+    body = data.get("spec")
+    if not isinstance(body, dict):
+        return set()
+    deps = _section_deps(body)
+    envs = body.get("environments")
+    if isinstance(envs, dict):
+        for overlay in envs.values():
+            deps |= _section_deps(overlay or {})
+    return deps
+
+
+def quick_load(raw: bytes | None) -> dict | None:
+    """Parse a spec with PyYAML's C safe loader (no positions), or ``None`` if unreadable.
+
+    Used only to find names and dependencies fast; full validation with positions
+    happens later, in the load stage, for the specs that are planned.
+    """
+    if raw is None:
+        return None
+    try:
+        data = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def spec_name(data: dict | None) -> str:
+    """``metadata.name`` of a quickly loaded spec, or ``""``."""
+    meta = data.get("metadata") if isinstance(data, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return name if isinstance(name, str) else ""
+
+
+def shared_inputs(config: Config, extra: Iterable[str] = DEFAULT_SHARED_INPUTS) -> list[str]:
+    """Root-relative paths every spec depends on: ``policies/``, the organisation file,
+    and ``extra`` (directories end in ``/``)."""
+    out = []
+    for path in (config.policies_dir, config.organization):
+        if path is None:
+            continue
+        rel = config.rel(path)
+        if rel.startswith("/"):
+            continue
+        out.append(rel + "/" if Path(path).is_dir() or path == config.policies_dir else rel)
+    out.extend(extra)
+    return out
+
+
+def _matches(path: str, patterns: Iterable[str]) -> bool:
+    return any(path.startswith(p) if p.endswith("/") else path == p for p in patterns)
+
+
+@dataclass
+class FileChange:
+    """One changed file between two revisions.
+
+    Attributes:
+        status: ``added``, ``modified``, ``deleted``, ``renamed`` or ``type-changed``.
+        path: root-relative path at head (``""`` when deleted).
+        old_path: root-relative path at base (``""`` when added).
+    """
+
+    status: str
+    path: str
+    old_path: str = ""
+
+
+@dataclass
+class SpecChange:
+    """One spec (deployment identity ``name``) to plan because of a change.
+
+    Attributes:
+        name: ``metadata.name`` at head, or at base when deleted (``""`` if unreadable).
+        status: ``added``, ``modified``, ``renamed`` (file moved, same name; maybe
+            edited), ``deleted``, ``affected`` (file unchanged, a dependency changed) or
+            ``unchanged`` (planned only because of ``--all``).
+        path: root-relative spec path at head (``""`` when deleted).
+        old_path: root-relative spec path at base (``""`` when added).
+        reasons: why it is planned, one short sentence each.
+    """
+
+    name: str
+    status: str
+    path: str = ""
+    old_path: str = ""
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-ready mapping."""
+        return asdict(self)
+
+
+@dataclass
+class ChangeSet:
+    """What changed between two revisions, for the specs of one repository.
+
+    Attributes:
+        base: full SHA of the merge base the diff starts from.
+        requested_base: the ``--base`` argument as given.
+        head: full SHA of the head revision, or ``""`` for the working tree.
+        files: every changed file under the spec repository root.
+        specs: specs to plan, sorted by path (deleted ones by old path).
+        diagnostics: warnings about the change itself (a deployment renamed by an edit
+            of ``metadata.name``; a deleted spec whose name cannot be read at base).
+        shallow: the clone is shallow (for messages).
+    """
+
+    base: str
+    requested_base: str
+    head: str
+    files: list[FileChange] = field(default_factory=list)
+    specs: list[SpecChange] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def planned(self) -> list[SpecChange]:
+        """Changes that exist at head (everything but ``deleted``)."""
+        return [s for s in self.specs if s.status != "deleted"]
+
+    @property
+    def deleted(self) -> list[SpecChange]:
+        """Specs deleted at head (their deployments are planned for deletion)."""
+        return [s for s in self.specs if s.status == "deleted"]
+
+    def to_dict(self) -> dict:
+        """JSON-ready mapping."""
+        return {
+            "base": self.base,
+            "requested_base": self.requested_base,
+            "head": self.head or "working tree",
+            "files": [asdict(f) for f in self.files],
+            "specs": [s.to_dict() for s in self.specs],
+            "diagnostics": [d.to_dict() for d in self.diagnostics],
+        }
+
+
+class RevisionFiles:
+    """Read files of one revision of the spec repository: a commit or the working tree.
+
+    Args:
+        repo: the repository.
+        root: the spec repository root (may be below the work tree's top).
+        commit: the revision; ``None`` reads the working tree.
+    """
+
+    def __init__(self, repo, root: Path, commit=None) -> None:
+        self.repo = repo
+        self.root = Path(root)
+        self.commit = commit
+        self.pre = g.prefix(repo, root)
+
+    def read(self, path: str) -> bytes | None:
+        """Bytes of root-relative ``path``, or ``None`` when absent."""
+        if self.commit is None:
+            try:
+                return (self.root / path).read_bytes()
+            except OSError:
+                return None
+        return g.read_blob(self.commit, self.pre + path)
+
+    def spec_files(self, specs_rel: str) -> list[str]:
+        """Root-relative spec files (``*.yaml``, ``*.yml``) under ``specs_rel``."""
+        if self.commit is None:
+            base = self.root / specs_rel
+            if not base.is_dir():
+                return []
+            return sorted(
+                p.relative_to(self.root).as_posix()
+                for p in base.rglob("*")
+                if p.suffix in SPEC_SUFFIXES and p.is_file()
+            )
+        files = g.list_files(self.commit, self.pre + specs_rel)
+        return [f[len(self.pre) :] for f in files if f.endswith(SPEC_SUFFIXES)]
+
+
+_STATUS = {"A": "added", "D": "deleted", "M": "modified", "R": "renamed", "T": "type-changed"}
+
+
+def _diff_files(repo, base, head, pre: str, untracked_specs: list[str]) -> list[FileChange]:
+    diffs = base.diff(head) if head is not None else base.diff(None)
+    out: list[FileChange] = []
+    for d in diffs:
+        status = _STATUS.get(d.change_type, "modified")
+        a = d.a_path if d.a_path and d.a_path.startswith(pre) else None
+        b = d.b_path if d.b_path and d.b_path.startswith(pre) else None
+        if a is None and b is None:
+            continue
+        a_rel = a[len(pre) :] if a else ""
+        b_rel = b[len(pre) :] if b else ""
+        if status == "deleted":
+            out.append(FileChange("deleted", "", a_rel))
+        elif status == "added":
+            out.append(FileChange("added", b_rel, ""))
+        elif status == "renamed" and (not a or not b):
+            # moved across the root boundary: a plain add or delete from our point of view
+            out.append(FileChange("added", b_rel, "") if b else FileChange("deleted", "", a_rel))
+        else:
+            out.append(FileChange(status, b_rel, a_rel))
+    known = {f.path for f in out}
+    out.extend(FileChange("added", p, "") for p in untracked_specs if p not in known)
+    return sorted(out, key=lambda f: f.path or f.old_path)
+
+
+def detect_changes(
+    config: Config,
+    base: str,
+    head: str | None = None,
+    *,
+    shared: Iterable[str] = DEFAULT_SHARED_INPUTS,
+    all_specs: bool = False,
+) -> ChangeSet:
+    """Find the specs to plan between ``base`` and ``head``.
+
+    Args:
+        config: repository configuration (``root``, ``specs_dir``, ``policies_dir``,
+            ``organization``).
+        base: the pull request's base revision (``origin/main``, a SHA...). The diff
+            starts at the merge base of ``base`` and ``head``.
+        head: the head revision; ``None`` compares with the working tree (tracked files,
+            plus untracked spec files under ``specs/``).
+        shared: extra root-relative paths every spec depends on (see
+            :data:`DEFAULT_SHARED_INPUTS`).
+        all_specs: also list every other spec at head as ``unchanged`` (``--all``).
+
+    Returns:
+        A :class:`ChangeSet`.
+
+    Raises:
+        ModelopsError: (exit 2) not a Git repository; a revision that does not exist (the
+            message says when the clone is shallow and how to fetch the history); two
+            revisions without a common ancestor.
+    """
+    repo = g.require_repo(config.root, "--base")
+    base_commit = g.resolve_revision(repo, base)
+    head_commit = g.resolve_revision(repo, head) if head else None
+    tip = head_commit if head_commit is not None else g.head_commit(repo)
+    if tip is None:
+        raise ModelopsError("the repository has no commits yet; commit the specs first")
+    bases = repo.merge_base(base_commit, tip)
+    if not bases:
+        hint = " (the clone is shallow; fetch the history)" if g.is_shallow(repo) else ""
+        raise ModelopsError(
+            f"revisions {base!r} and {head or 'HEAD'!r} have no common ancestor{hint}"
+        )
+    merge_base = bases[0]
+    pre = g.prefix(repo, config.root)
+    specs_rel = config.rel(config.specs_dir).rstrip("/") + "/"
+    untracked = []
+    if head_commit is None:
+        untracked = [
+            p[len(pre) :]
+            for p in repo.untracked_files
+            if p.startswith(pre + specs_rel) and p.endswith(SPEC_SUFFIXES)
+        ]
+    files = _diff_files(repo, merge_base, head_commit, pre, untracked)
+    old = RevisionFiles(repo, config.root, merge_base)
+    new = RevisionFiles(repo, config.root, head_commit)
+    changes = ChangeSet(merge_base.hexsha, base, head_commit.hexsha if head_commit else "")
+    changes.files = files
+
+    def is_spec(path: str) -> bool:
+        return bool(path) and path.startswith(specs_rel) and path.endswith(SPEC_SUFFIXES)
+
+    changed_paths = {p for f in files for p in (f.path, f.old_path) if p}
+    other = {p for p in changed_paths if not is_spec(p)}
+    shared_list = shared_inputs(config, shared)
+    shared_hit = sorted(p for p in other if _matches(p, shared_list))
+    dep_changes = other - set(shared_hit)
+
+    def reasons_for(data: dict | None, old_data: dict | None = None) -> list[str]:
+        deps = spec_dependencies(data or {}) | spec_dependencies(old_data or {})
+        out = [f"input {p} changed" for p in sorted(deps & dep_changes)]
+        if shared_hit:
+            out.append(f"shared input changed: {', '.join(shared_hit[:5])}")
+        return out
+
+    # 1. spec files that changed, matched by metadata.name across the two revisions.
+    added: dict[str, tuple[str, dict | None]] = {}  # name -> (path, data)
+    deleted: dict[str, tuple[str, dict | None]] = {}
+    result: list[SpecChange] = []
+    for f in files:
+        if not (is_spec(f.path) or is_spec(f.old_path)):
+            continue
+        new_data = quick_load(new.read(f.path)) if is_spec(f.path) else None
+        old_data = quick_load(old.read(f.old_path)) if is_spec(f.old_path) else None
+        new_name, old_name = spec_name(new_data), spec_name(old_data)
+        if not is_spec(f.path):  # deleted, or moved out of specs/
+            deleted.setdefault(old_name or f"<unreadable {f.old_path}>", (f.old_path, old_data))
+            if not old_name:
+                changes.diagnostics.append(
+                    Diagnostic(
+                        Position(f.old_path),
+                        "metadata.name",
+                        f"deleted spec has no readable metadata.name at {merge_base.hexsha[:12]}"
+                        "; its deployments cannot be planned for deletion by name "
+                        "(`modelops status` lists what is deployed)",
+                        severity="warning",
+                        code="change",
+                    )
+                )
+            continue
+        if not is_spec(f.old_path):  # added, or moved into specs/
+            added.setdefault(new_name or f"<unnamed {f.path}>", (f.path, new_data))
+            continue
+        if old_name and new_name and old_name != new_name:
+            deleted.setdefault(old_name, (f.old_path, old_data))
+            added.setdefault(new_name, (f.path, new_data))
+            changes.diagnostics.append(_rename_warning(f.path, f.old_path, old_name, new_name))
+            continue
+        moved = f.path != f.old_path
+        status = "renamed" if moved else "modified"
+        why = [f"spec renamed from {f.old_path}" if moved else "spec file changed"]
+        result.append(
+            SpecChange(new_name, status, f.path, f.old_path, why + reasons_for(new_data, old_data))
+        )
+    for name in sorted(set(added) & set(deleted)):  # Git saw delete + add: same deployment
+        (path, data), (old_path, old_data) = added.pop(name), deleted.pop(name)
+        why = [f"spec moved from {old_path} and edited"]
+        result.append(
+            SpecChange(name, "renamed", path, old_path, why + reasons_for(data, old_data))
+        )
+    for name, (path, data) in added.items():
+        result.append(SpecChange(name, "added", path, "", ["new spec", *reasons_for(data)]))
+    for name, (old_path, _data) in deleted.items():
+        result.append(SpecChange(name, "deleted", "", old_path, ["spec deleted"]))
+
+    # 2. specs whose file did not change but whose inputs did.
+    touched = {s.path for s in result if s.path}
+    if shared_hit or dep_changes or all_specs:
+        needles = {posixpath.basename(p).encode() for p in dep_changes}
+        for path in new.spec_files(specs_rel):
+            if path in touched:
+                continue
+            raw = new.read(path)
+            if shared_hit or all_specs or (raw and any(n in raw for n in needles)):
+                data = quick_load(raw)
+                why = reasons_for(data)
+                if why:
+                    result.append(SpecChange(spec_name(data), "affected", path, path, why))
+                elif all_specs:
+                    result.append(SpecChange(spec_name(data), "unchanged", path, path, []))
+    changes.specs = sorted(result, key=lambda s: (s.path or s.old_path, s.status))
+    return changes
+
+
+def _rename_warning(path: str, old_path: str, old_name: str, new_name: str) -> Diagnostic:
+    where = f"{old_path} → {path}" if old_path != path else path
+    return Diagnostic(
+        Position(path),
+        "metadata.name",
+        f"metadata.name changed from {old_name!r} to {new_name!r} ({where}): this plans "
+        f"deployment {new_name!r} as new and {old_name!r} as deleted (destroyed only by "
+        f"`modelops apply --prune`). To keep the running deployment, keep "
+        f"metadata.name {old_name!r}.",
+        severity="warning",
+        code="rename",
+    )
+
+
+def name_conflicts(
+    new: RevisionFiles,
+    specs_rel: str,
+    names: dict[str, str],
+    positions: dict[str, Position] | None = None,
+) -> list[Diagnostic]:
+    """Specs at head that claim a name another spec file also claims.
+
+    Only the names being planned are checked, by a byte search for each name in every
+    spec file followed by a parse of the candidates, so a pull request touching one spec
+    of a thousand does not parse the other 999.
+
+    Args:
+        new: the head revision's files.
+        specs_rel: root-relative specs directory (``specs/``).
+        names: ``{name: spec path}`` of the specs being planned.
+        positions: ``{name: Position}`` of each planned spec's ``metadata.name`` (for the
+            line and column); the file alone otherwise.
+
+    Returns:
+        One error per planned spec whose name is also used by another file, naming both.
+    """
+    out = []
+    wanted = {n.encode(): n for n in names if n}
+    if not wanted:
+        return out
+    for path in new.spec_files(specs_rel):
+        raw = new.read(path) or b""
+        hits = [n for b, n in wanted.items() if b in raw and names[n] != path]
+        if not hits:
+            continue
+        other = spec_name(quick_load(raw))
+        if other in hits:
+            out.append(
+                Diagnostic(
+                    (positions or {}).get(other, Position(names[other])),
+                    "metadata.name",
+                    f"name {other!r} is already used by {path}; names must be unique in the "
+                    "repository (the name is the deployment's identity: ledger key and stack)",
+                    code="duplicate-name",
+                )
+            )
+    return out

@@ -1,0 +1,229 @@
+"""The state-directory lock: two ``apply`` runs never interleave.
+
+The lock is the file ``<state_dir>/lock``, created atomically with the holder's details
+already in it (written to a temp file, then ``os.link``-ed to the lock path, which fails
+if the lock exists: the same create-exclusive scheme as Terraform's local state lock and
+Pulumi's file backend lock, and it works on any POSIX file system, shared ones included).
+
+The file says who holds it: host, pid, the process's start time (so a recycled pid is
+not mistaken for the holder), the user, the command and when it started. A second run
+waits, polling, up to its time-out, then fails naming the holder. A lock whose holder
+is on this host and no longer running is *stale*: the run fails at once saying so, and
+``modelops unlock`` removes it. modelops never breaks a lock by itself: the process that
+died may have left a half-finished apply that a person should look at first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from reconciler.diagnostics import ModelopsError
+from reconciler.gitops.ledger import actor, now_iso
+
+LOCK_FILE = "lock"
+#: Seconds between two attempts while waiting for a lock.
+POLL_S = 0.2
+
+
+class LockError(ModelopsError):
+    """The lock is held (or stale); exit 2. ``holder`` is the :class:`LockInfo` or None."""
+
+    def __init__(self, message: str, holder: LockInfo | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+def _proc_start(pid: int) -> str:
+    """The start time of ``pid`` in clock ticks since boot (Linux ``/proc``), or ``""``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    # field 22, counted after the command name, which is in parentheses and may hold spaces
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+@dataclass
+class LockInfo:
+    """Who holds the lock.
+
+    Attributes:
+        host: host name of the holder.
+        pid: process id of the holder.
+        started_at: ISO 8601 UTC time the lock was taken.
+        command: what the holder runs (``modelops apply --env prod``).
+        actor: ``$GITHUB_ACTOR`` or ``user@host``.
+        proc_start: the holder's process start time in clock ticks (``""`` unknown).
+    """
+
+    host: str
+    pid: int
+    started_at: str
+    command: str = ""
+    actor: str = ""
+    proc_start: str = ""
+
+    def describe(self) -> str:
+        """One line: ``pid 123 on host ci-1 (alice@ci-1), since 2026-…: modelops apply``."""
+        who = f" ({self.actor})" if self.actor else ""
+        what = f": {self.command}" if self.command else ""
+        return f"pid {self.pid} on host {self.host}{who}, since {self.started_at}{what}"
+
+    def alive(self) -> bool | None:
+        """Whether the holder still runs: True/False on this host, ``None`` elsewhere."""
+        if self.host != socket.gethostname():
+            return None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # exists, owned by someone else
+        if self.proc_start and _proc_start(self.pid) not in ("", self.proc_start):
+            return False  # the pid was recycled by another process
+        return True
+
+
+def read_lock(state_dir: Path) -> LockInfo | None:
+    """The current holder, or ``None`` when the state directory is not locked.
+
+    A lock file that cannot be parsed is reported as held by an unknown holder (pid 0)
+    rather than ignored.
+    """
+    path = Path(state_dir) / LOCK_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+        return LockInfo(**{k: data[k] for k in LockInfo.__dataclass_fields__ if k in data})
+    except (json.JSONDecodeError, TypeError, KeyError):
+        return LockInfo("unknown", 0, "unknown", command=f"unreadable lock file {path}")
+
+
+class StateLock:
+    """Exclusive lock on a state directory, as a context manager.
+
+    Args:
+        state_dir: the state directory (created if missing).
+        command: what this process runs, recorded for whoever waits.
+        timeout_s: seconds to wait for a held lock before failing; 0 fails at once.
+
+    Raises (on ``__enter__``/:meth:`acquire`):
+        LockError: the lock is still held after ``timeout_s`` (the message names the
+            holder: host, pid, start time, command), or it is stale (its holder on this
+            host is gone; the message says to run ``modelops unlock``).
+    """
+
+    def __init__(self, state_dir: Path, command: str = "", timeout_s: float = 60.0) -> None:
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / LOCK_FILE
+        self.command = command or " ".join(["modelops", *sys.argv[1:]])
+        self.timeout_s = timeout_s
+        self.info: LockInfo | None = None
+
+    def _try(self) -> bool:
+        info = LockInfo(
+            socket.gethostname(),
+            os.getpid(),
+            now_iso(),
+            self.command,
+            actor(),
+            _proc_start(os.getpid()),
+        )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".lock.", dir=self.state_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(asdict(info), fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        self.info = info
+        return True
+
+    def acquire(self) -> LockInfo:
+        """Take the lock, waiting up to ``timeout_s``; returns this holder's info."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            if self._try():
+                return self.info
+            holder = read_lock(self.state_dir)
+            if holder is None:
+                continue  # released between our attempt and the read: try again now
+            if holder.alive() is False:
+                raise LockError(
+                    f"the state directory {self.state_dir} is locked by a process that is "
+                    f"gone ({holder.describe()}): a stale lock, probably from a killed run. "
+                    "Check `modelops status` for a half-finished apply, then run "
+                    "`modelops unlock`.",
+                    holder,
+                )
+            if time.monotonic() >= deadline:
+                waited = f" after waiting {self.timeout_s:g} s" if self.timeout_s else ""
+                raise LockError(
+                    f"the state directory {self.state_dir} is locked by {holder.describe()}"
+                    f"{waited}; another apply is running. Wait for it, or raise "
+                    "--lock-timeout.",
+                    holder,
+                )
+            time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+
+    def release(self) -> None:
+        """Remove the lock if this process still holds it (never someone else's)."""
+        if self.info is None:
+            return
+        current = read_lock(self.state_dir)
+        if current is not None and (current.pid, current.host, current.started_at) == (
+            self.info.pid,
+            self.info.host,
+            self.info.started_at,
+        ):
+            self.path.unlink(missing_ok=True)
+        self.info = None
+
+    def __enter__(self) -> StateLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def break_lock(state_dir: Path, force: bool = False) -> LockInfo | None:
+    """Remove the lock (``modelops unlock``); returns the holder that was removed.
+
+    Args:
+        state_dir: the state directory.
+        force: also remove a lock whose holder is still running on this host, or whose
+            liveness cannot be checked (another host).
+
+    Raises:
+        LockError: the holder is alive (or on another host) and ``force`` is not set.
+    """
+    holder = read_lock(state_dir)
+    if holder is None:
+        return None
+    alive = holder.alive()
+    if alive is not False and not force:
+        state = "is still running" if alive else "is on another host, so modelops cannot tell"
+        raise LockError(
+            f"the lock is held by {holder.describe()}, which {state}; "
+            "pass --force to remove it anyway",
+            holder,
+        )
+    (Path(state_dir) / LOCK_FILE).unlink(missing_ok=True)
+    return holder

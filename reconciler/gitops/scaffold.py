@@ -1,0 +1,107 @@
+"""``modelops init``: scaffold a new spec repository.
+
+Writes ``modelops.yaml``, ``specs/``, a copy of the policy library (``policies/``, with
+its tests, waivers and organisation settings), the two GitHub workflows (pull request:
+validate, policy check with SARIF upload, plan, one PR comment; push to main: apply) and
+``.github/CODEOWNERS`` giving ``policies/`` and ``waivers.yaml`` to the security team.
+Existing files are never overwritten; they are reported as kept.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.diagnostics import ModelopsError
+
+TEMPLATES = Path(__file__).parent / "templates"
+#: (template file, destination path in the new repository)
+FILES = (
+    ("modelops.yaml", "modelops.yaml"),
+    ("modelops-plan.yml", ".github/workflows/modelops-plan.yml"),
+    ("modelops-apply.yml", ".github/workflows/modelops-apply.yml"),
+    ("CODEOWNERS", ".github/CODEOWNERS"),
+)
+SPECS_README = """# Specs
+
+One ModelDeployment per file (`*.yaml`). `modelops schema > modeldeployment.schema.json`
+gives the JSON Schema for your editor; `modelops validate` checks them.
+"""
+GITIGNORE = ".modelops/\n"
+
+
+def policy_library() -> Path | None:
+    """The policy library shipped with modelops (``policies/`` next to the package)."""
+    candidate = Path(__file__).resolve().parents[2] / "policies"
+    return candidate if candidate.is_dir() else None
+
+
+@dataclass
+class InitResult:
+    """What ``init`` did: root-relative paths ``written`` and ``kept`` (already there)."""
+
+    root: Path
+    written: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+
+def init_repository(dest: Path, security_team: str = "@your-org/security") -> InitResult:
+    """Scaffold a spec repository at ``dest`` (created if missing).
+
+    Args:
+        dest: the new repository's root.
+        security_team: the GitHub team (``@org/team``) that owns ``policies/`` and
+            ``waivers.yaml`` in CODEOWNERS.
+
+    Returns:
+        An :class:`InitResult`.
+
+    Raises:
+        ModelopsError: (exit 2) ``security_team`` is not ``@org/team`` or ``@user``; the
+            policy library cannot be found next to the installed package; ``dest`` is a
+            file.
+    """
+    if not security_team.startswith("@") or " " in security_team:
+        raise ModelopsError(
+            f"--security-team {security_team!r}: expected a GitHub team like @acme/security"
+        )
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise ModelopsError(f"{dest} is a file; give a directory for the new spec repository")
+    library = policy_library()
+    if library is None:
+        raise ModelopsError(
+            "the policy library (policies/) is not next to the installed modelops package; "
+            "install modelops from a source checkout"
+        )
+    result = InitResult(dest.resolve())
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def write(rel: str, text: str) -> None:
+        target = dest / rel
+        if target.exists():
+            result.kept.append(rel)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        result.written.append(rel)
+
+    for template, rel in FILES:
+        text = (TEMPLATES / template).read_text(encoding="utf-8")
+        if template == "CODEOWNERS":
+            text = text.replace("@SECURITY-TEAM", security_team)
+        write(rel, text)
+    write("specs/README.md", SPECS_README)
+    write(".gitignore", GITIGNORE)
+    for src in sorted(library.rglob("*")):
+        if src.is_file() and "__pycache__" not in src.parts:
+            rel = f"policies/{src.relative_to(library).as_posix()}"
+            target = dest / rel
+            if target.exists():
+                result.kept.append(rel)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+            result.written.append(rel)
+    return result
