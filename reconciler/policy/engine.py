@@ -51,15 +51,20 @@ class PolicyEngine:
         ]
 
     def _start(self) -> None:
+        isolate = False
         while True:
             modules = [self.policies[pid].module() for pid in self._active()]
             try:
-                self._worker = RegoWorker(modules, self.data, self.timeout_s)
+                self._worker = RegoWorker(modules, self.data, self.timeout_s, isolate)
             except EngineFailure as exc:
-                # Crash or hang while compiling: the detail names the module.
+                # Crash or hang while compiling: the detail names the module (after a
+                # retry that compiles module by module when the whole set failed).
                 pid = exc.detail.removeprefix("compiling ").strip()
                 if pid not in self.policies:
-                    raise
+                    if isolate:
+                        raise
+                    isolate = True
+                    continue
                 verb = "crashed" if exc.kind == "crash" else "timed out"
                 self.compile_errors[pid] = f"the policy engine {verb} while compiling it"
                 continue

@@ -1,0 +1,275 @@
+"""The policy engine end to end with real Rego under regopy: fail closed on every bad input.
+
+Each test builds a real spec repository in a temp dir (``spec_repo``) and runs
+``check_policies``; bad policies are real ``.rego`` files written next to the library.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler.config import load_config
+from reconciler.policy import check_policies, load_library
+from reconciler.policy.engine import PolicyEngine
+from reconciler.policy.worker import EngineFailure, PolicyModule, RegoWorker
+from reconciler.spec.repo import load_all
+
+TODAY = dt.date(2026, 11, 29)
+# A rule that takes seconds under regopy (builds a 5M-element array).
+SLOW = (
+    'deny contains {"msg": "slow", "path": ""} if '
+    "{ count([y | some y in numbers.range(1, 5000000)]) > 0 }"
+)
+
+
+def policy_file(pid: str, package: str, body: str, enforcement: str = "mandatory") -> str:
+    return (
+        "# METADATA\n"
+        f"# title: Test policy {pid}\n"
+        "# custom:\n"
+        f"#   id: {pid}\n"
+        "#   severity: high\n"
+        f"#   enforcement: {enforcement}\n"
+        f"package modelops.{package}\n\n{body}\n"
+    )
+
+
+def only_policies(root: Path, files: dict[str, str]) -> None:
+    """Replace the library with ``files`` (keeping organization.yaml and waivers.yaml)."""
+    for rego in (root / "policies").glob("*.rego"):
+        rego.unlink()
+    for name, text in files.items():
+        (root / "policies" / name).write_text(text)
+
+
+def check(root: Path, env: str | None = None, **kw):
+    config = load_config(root)
+    loaded = load_all(config, None, env)
+    assert not loaded.errors, loaded.errors
+    return check_policies(config, loaded.deployments, today=TODAY, **kw)
+
+
+def test_example_specs_pass_every_policy_in_every_environment(spec_repo):
+    report = check(spec_repo)
+    assert not report.blocking, [str(d) for d in report.diagnostics()]
+    assert len(report.deployments) == 6
+    assert {r.status for r in report.results} == {"pass"}
+    # every usable policy was evaluated on every deployment where it is not disabled
+    lib = load_library(spec_repo / "policies", spec_repo / "policies/organization.yaml", spec_repo)
+    assert len(lib.usable) >= 20
+
+
+def test_overlay_only_value_is_caught_and_points_into_the_overlay(spec_repo):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    text = path.read_text()
+    assert "    prod:\n      target:\n" in text
+    path.write_text(text.replace("    prod:\n", "    prod:\n      exposure: {public: true}\n"))
+    report = check(spec_repo, env="prod")
+    assert report.blocking
+    fails = [r for r in report.results if r.status == "fail" and r.policy_id == "MDL-001"]
+    assert len(fails) == 1
+    fail = fails[0]
+    assert fail.deployment == "fraud-detector-prod" and fail.path == "spec.exposure.public"
+    lines = path.read_text().splitlines()
+    assert fail.position.file == "specs/fraud-detector.yaml"
+    assert "exposure: {public: true}" in lines[fail.position.line - 1]
+    # the same spec in staging (no overlay value) is not affected
+    assert not check(spec_repo, env="staging").blocking
+    diag = next(d for d in report.diagnostics() if d.code == "MDL-001")
+    assert diag.severity == "error" and diag.field == "spec.exposure.public"
+
+
+def test_per_environment_enforcement_advisory_in_dev(spec_repo):
+    path = spec_repo / "specs" / "fraud-scorer-serverless.yaml"
+    text = path.read_text()
+    # dev runs locally in the example; put it on the cloud without a KMS key
+    text = text.replace(
+        "    dev:\n      target: {platform: local}\n",
+        "    dev:\n      target: {encryption: {kms_key_id: alias/aws/sagemaker}}\n",
+    )
+    path.write_text(text)
+    report = check(spec_repo, env="dev")
+    kms = [r for r in report.results if r.policy_id == "MDL-003"]
+    assert [(r.status, r.enforcement) for r in kms] == [("warn", "advisory")]
+    assert not report.blocking
+    assert next(d for d in report.diagnostics() if d.code == "MDL-003").severity == "warning"
+
+
+def test_syntax_error_is_a_policy_error_with_file_and_line(spec_repo):
+    only_policies(
+        spec_repo,
+        {
+            "good.rego": policy_file(
+                "TST-001", "good", 'deny contains {"msg": "x", "path": ""} if false'
+            ),
+            "broken.rego": policy_file(
+                "TST-002", "broken", 'deny contains {"msg": "x" if {\n  true\n}'
+            ),
+        },
+    )
+    report = check(spec_repo, env="prod")
+    assert report.blocking
+    compile_diags = [d for d in report.library_diagnostics if d.code == "policy-compile"]
+    assert len(compile_diags) == 1
+    d = compile_diags[0]
+    assert d.position.file == "policies/broken.rego" and d.position.line >= 7
+    assert "TST-002" in d.message and "does not compile" in d.message
+    statuses = {(r.policy_id, r.status) for r in report.results}
+    assert ("TST-002", "error") in statuses and ("TST-001", "pass") in statuses
+
+
+def test_rule_returning_a_string_or_missing_path_is_malformed(spec_repo):
+    only_policies(
+        spec_repo,
+        {
+            "s.rego": policy_file("TST-001", "s", 'deny contains "public endpoint" if true'),
+            "p.rego": policy_file("TST-002", "p", 'deny contains {"msg": "no path"} if true'),
+            "v0.rego": policy_file("TST-003", "v0", "deny := 1"),
+        },
+    )
+    report = check(spec_repo, env="prod")
+    assert report.blocking
+    by_id = {r.policy_id: r for r in report.results}
+    assert (
+        by_id["TST-001"].status == "error" and "str 'public endpoint'" in by_id["TST-001"].message
+    )
+    assert (
+        by_id["TST-002"].status == "error" and "without a string path" in by_id["TST-002"].message
+    )
+    assert by_id["TST-003"].status == "error" and "must be a set" in by_id["TST-003"].message
+
+
+def test_undefined_deny_is_an_error_not_a_pass(spec_repo):
+    only_policies(
+        spec_repo,
+        {
+            "nodeny.rego": policy_file("TST-001", "nodeny", "allow := true"),
+            "complete.rego": policy_file(
+                "TST-002", "complete", 'deny := [{"msg": "x", "path": ""}] if input.nothing'
+            ),
+        },
+    )
+    report = check(spec_repo, env="prod")
+    assert report.blocking
+    assert {r.status for r in report.results} == {"error"}
+    assert all("undefined" in r.message for r in report.results)
+
+
+def test_builtin_error_is_an_error_not_undefined(spec_repo):
+    # regopy turns built-in errors into "undefined" by default: a silently passing rule.
+    only_policies(
+        spec_repo,
+        {
+            "b.rego": policy_file(
+                "TST-001",
+                "b",
+                'deny contains {"msg": "x", "path": ""} if { regex.match(input.spec.target, "x") }',
+            ),
+        },
+    )
+    report = check(spec_repo, env="prod")
+    assert report.blocking
+    assert {r.status for r in report.results} == {"error"}
+
+
+def test_slow_policy_times_out_and_the_rest_still_runs(spec_repo):
+    slow = SLOW
+    only_policies(
+        spec_repo,
+        {
+            "fast.rego": policy_file(
+                "TST-001", "fast", 'deny contains {"msg": "x", "path": ""} if false'
+            ),
+            "slow.rego": policy_file("TST-002", "slow", slow),
+        },
+    )
+    start = time.monotonic()
+    report = check(spec_repo, env="prod", timeout_s=0.5)
+    assert time.monotonic() - start < 15
+    assert report.blocking
+    slow_results = [r for r in report.results if r.policy_id == "TST-002"]
+    assert len(slow_results) == 3 and {r.status for r in slow_results} == {"error"}
+    assert "timed out after 0.5 s while evaluating TST-002 on" in slow_results[0].message
+    assert "not evaluated" in slow_results[1].message  # quarantined for the rest of the run
+    assert {r.status for r in report.results if r.policy_id == "TST-001"} == {"pass"}
+
+
+def test_worker_crash_is_reported_as_a_crash_of_that_policy(spec_repo):
+    slow = SLOW
+    lib_dir = spec_repo / "policies"
+    only_policies(spec_repo, {"slow.rego": policy_file("TST-009", "slow", slow)})
+    lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
+    engine = PolicyEngine(lib.usable, lib.data, timeout_s=30)
+    done = threading.Event()
+
+    def killer():
+        # a real SIGSEGV in the worker, as a rego-cpp crash would deliver
+        seen: dict[int, float] = {}
+        while not done.is_set():
+            w = engine._worker
+            if w is not None and w.alive:
+                pid = w._proc.pid
+                seen.setdefault(pid, time.monotonic())
+                if time.monotonic() - seen[pid] > 0.4:
+                    os.kill(pid, signal.SIGSEGV)
+                    seen[pid] = float("inf")
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        out = engine.evaluate({"environment": "prod"}, "demo-prod")
+    finally:
+        done.set()
+        engine.close()
+    assert out["TST-009"] == (
+        "error",
+        "policy engine crashed while evaluating TST-009 on demo-prod",
+    )
+
+
+def test_worker_reports_crash_as_engine_failure():
+    mod = PolicyModule(
+        "TST-001",
+        "t.rego",
+        "package t\ndeny contains 1 if { count([y | some y in numbers.range(1, 5000000)]) > 0 }\n",
+        "t",
+    )
+    worker = RegoWorker([mod], {}, timeout_s=30)
+    threading.Timer(0.3, lambda: os.kill(worker._proc.pid, signal.SIGKILL)).start()
+    with pytest.raises(EngineFailure) as info:
+        worker.evaluate_one("TST-001", {})
+    assert info.value.kind == "crash" and info.value.detail == "evaluating TST-001"
+    assert not worker.alive
+
+
+def test_non_boolean_public_is_treated_as_public(spec_repo):
+    lib_dir = spec_repo / "policies"
+    lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
+    config = load_config(spec_repo)
+    dep = next(d for d in load_all(config, ["fraud-detector"], "prod").deployments)
+    with PolicyEngine(lib.usable, lib.data) as engine:
+        for trick in ["yes", "false", 0, None, [], {}]:
+            doc = dep.policy_input()
+            doc["spec"]["exposure"]["public"] = trick
+            kind, value = engine.evaluate(doc, dep.key)["MDL-001"]
+            assert kind == "ok" and value, f"public: {trick!r} passed MDL-001"
+        doc = dep.policy_input()
+        doc["spec"]["target"]["autoscaling"]["min_replicas"] = "1"
+        assert engine.evaluate(doc, dep.key)["MDL-010"][1]
+
+
+def test_to_dict_is_json_ready(spec_repo):
+    import json
+
+    report = check(spec_repo, env="prod")
+    doc = json.loads(json.dumps(report.to_dict()))
+    assert doc["blocking"] is False and doc["summary"]["pass"] > 0
+    assert {"policy", "status", "file", "line", "path"} <= set(doc["results"][0])
