@@ -367,9 +367,15 @@ def render(dep: Deployment, artifact=None, config=None) -> DesiredState:
         pulumi.runtime.set_mocks(mocks, project="modelops", stack=dep.key, preview=True)
         outputs: dict = {}
 
+        async def collect(result: dict) -> None:
+            # Per output: its value, or [secret] when it is a secret (apply would unwrap it).
+            for key, value in (result or {}).items():
+                out = pulumi.Output.from_input(value)
+                known = await out.future(with_unknowns=True)
+                outputs[key] = SECRET if await out.is_secret() else known
+
         def run():
-            result = program(dep, image, stable)
-            return pulumi.Output.from_input(result or {}).apply(outputs.update)
+            return collect(program(dep, image, stable))
 
         try:
             pulumi.runtime.test(run)()

@@ -1,0 +1,460 @@
+"""Pieces shared by the SageMaker stacks (``aws_sagemaker``, ``aws_serverless``).
+
+* the SageMaker execution role, with one inline policy scoped to the model image's ECR
+  repository, the model's bucket (``s3://`` model URIs), the capture bucket, the
+  reference-data bucket, the KMS key and the spec's secrets;
+* CloudWatch alarms on the endpoint: p99 ``ModelLatency`` above the SLO, and any 5xx;
+* EventBridge Scheduler schedules that run ``modelops monitor run`` and
+  ``modelops retrain`` in the model image as SageMaker Processing jobs (universal
+  target ``aws-sdk:sagemaker:createProcessingJob``; no VPC or cluster needed).
+
+Every resource sets ``region`` from ``spec.target.region`` (pulumi-aws 7 per-resource
+region), so one program needs no provider configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pulumi
+import pulumi_aws as aws
+
+from reconciler.spec.model import Deployment
+from stacks.common import ImageRef, StackError, job_commands, k8s_name, to_aws_cron
+
+VARIANT = "AllTraffic"
+ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/")
+KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):key/.+$")
+# Processing instance for the scheduled jobs (ml.m5.large: available to Processing in
+# every commercial region).
+JOB_INSTANCE_TYPE = "ml.m5.large"
+JOB_VOLUME_GB = 30
+JOB_TIMEOUT_S = 3600
+JOB_NAME_PREFIX_CHARS = 22
+# CloudWatch reports SageMaker ModelLatency in microseconds (SageMaker "Monitor with
+# CloudWatch" metrics table); the SLO is in milliseconds.
+MODEL_LATENCY_UNITS_PER_MS = 1000
+ALARM_PERIOD_S = 60
+ALARM_EVALUATION_PERIODS = 3
+SCHEDULER_TARGET = "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob"
+
+
+def region_of(dep: Deployment) -> str:
+    """``spec.target.region``.
+
+    Raises:
+        StackError: no region (AWS targets need one).
+    """
+    region = dep.get("spec.target.region")
+    if not region:
+        raise StackError("spec.target.region", "AWS targets need a region, e.g. eu-west-1")
+    return str(region)
+
+
+def ecr_parts(image: ImageRef) -> tuple[str, str, str]:
+    """``(account, region, repository)`` of an Amazon ECR image reference.
+
+    Raises:
+        StackError: the image is not in ECR (SageMaker pulls only from ECR).
+    """
+    m = ECR_HOST.match(image.ref)
+    if not m:
+        raise StackError(
+            "spec.target.registry",
+            f"SageMaker pulls images from Amazon ECR only; {image.ref!r} is not an ECR image "
+            "(use <account>.dkr.ecr.<region>.amazonaws.com/<repository>)",
+        )
+    repo = image.ref[m.end() :].rsplit(":", 1)[0].split("@", 1)[0]
+    return m.group("account"), m.group("region"), repo
+
+
+def s3_parts(uri: str) -> tuple[str, str]:
+    """``("bucket", "prefix")`` of ``s3://bucket/prefix``."""
+    body = uri[len("s3://") :]
+    bucket, _, prefix = body.partition("/")
+    return bucket, prefix.rstrip("/")
+
+
+def kms_key(dep: Deployment, name: str, region: str, tags: dict):
+    """The customer-managed KMS key ARN: the spec's ``encryption.kms_key_id`` or a new key.
+
+    A new key has rotation on and a 30-day deletion window.
+    """
+    given = dep.get("spec.target.encryption.kms_key_id")
+    if given:
+        return str(given)
+    key = aws.kms.Key(
+        f"{name}-key",
+        description=f"modelops {dep.key}: endpoint storage, data capture, schedules",
+        enable_key_rotation=True,
+        deletion_window_in_days=30,
+        region=region,
+        tags=tags,
+    )
+    return key.arn
+
+
+def capture_sink(dep: Deployment) -> str | None:
+    """The capture destination when capture is enabled, which must be ``s3://`` on AWS.
+
+    Raises:
+        StackError: capture enabled with a sink that is not ``s3://``.
+    """
+    capture = dep.get("spec.monitoring.capture") or {}
+    if not capture or capture.get("enabled", True) is False or not capture.get("sink"):
+        return None
+    sink = str(capture["sink"])
+    if not sink.startswith("s3://"):
+        raise StackError(
+            "spec.monitoring.capture.sink",
+            f"{sink!r} is not an S3 URI; AWS targets capture to s3://<bucket>/<prefix>",
+        )
+    return sink
+
+
+def _s3_statements(dep: Deployment, sink: str | None) -> list[dict]:
+    out = []
+    reads = []
+    uri = dep.get("spec.model.uri")
+    if isinstance(uri, str) and uri.startswith("s3://"):
+        reads.append(s3_parts(uri))
+    ref = dep.get("spec.monitoring.reference")
+    if isinstance(ref, str) and ref.startswith("s3://"):
+        reads.append(s3_parts(ref))
+    if sink:
+        bucket, prefix = s3_parts(sink)
+        obj = f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
+        out.append(
+            {
+                "Sid": "CaptureReadWrite",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:GetObject"],
+                "Resource": [obj],
+            }
+        )
+        out.append(
+            {
+                "Sid": "CaptureList",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+            }
+        )
+    if reads:
+        out.append(
+            {
+                "Sid": "ModelAndReferenceRead",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": sorted({f"arn:aws:s3:::{b}/{p}*" for b, p in reads}),
+            }
+        )
+    return out
+
+
+def _secret_statements(dep: Deployment) -> list[dict]:
+    sm, ssm = [], []
+    for item in dep.get("spec.secrets") or []:
+        src = str(item["from"])
+        if src.startswith("aws-secretsmanager:"):
+            sm.append(src.split(":", 1)[1])
+        elif src.startswith("aws-ssm:"):
+            ssm.append(src.split(":", 1)[1])
+    out = []
+    if sm:
+        out.append(
+            {
+                "Sid": "SecretsRead",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": sorted(sm),
+            }
+        )
+    if ssm:
+        out.append(
+            {
+                "Sid": "ParametersRead",
+                "Effect": "Allow",
+                "Action": ["ssm:GetParameter"],
+                "Resource": sorted(ssm),
+            }
+        )
+    return out
+
+
+def secret_env(dep: Deployment) -> dict[str, str]:
+    """Secret *references* for the container: ``MODELOPS_SECRET_<NAME>=<source>``.
+
+    SageMaker has no secret injection, so the service resolves each reference at start
+    with the execution role (which may read exactly these secrets); values never appear
+    in the stack.
+    """
+    return {f"MODELOPS_SECRET_{s['name']}": str(s["from"]) for s in dep.get("spec.secrets") or []}
+
+
+def execution_role(dep: Deployment, name: str, image: ImageRef, key_arn, region: str, tags: dict):
+    """The SageMaker execution role and its least-privilege policy (a RolePolicy).
+
+    Trusted by ``sagemaker.amazonaws.com`` only. Allows pulling the model image from its
+    ECR repository, the S3 reads/writes of :func:`_s3_statements`, KMS use of the
+    deployment's key, CloudWatch Logs under ``/aws/sagemaker/``, and reading the
+    spec's secrets.
+    """
+    account, ecr_region, repo = ecr_parts(image)
+    sink = capture_sink(dep)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sagemaker.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            }
+        ],
+    }
+
+    def policy(key: str) -> str:
+        statements = [
+            {
+                "Sid": "EcrAuth",
+                "Effect": "Allow",
+                "Action": ["ecr:GetAuthorizationToken"],
+                "Resource": "*",
+            },
+            {
+                "Sid": "EcrPull",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                ],
+                "Resource": [f"arn:aws:ecr:{ecr_region}:{account}:repository/{repo}"],
+            },
+            {
+                "Sid": "Logs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*"],
+            },
+            {
+                "Sid": "Kms",
+                "Effect": "Allow",
+                "Action": [
+                    "kms:Decrypt",
+                    "kms:Encrypt",
+                    "kms:GenerateDataKey*",
+                    "kms:DescribeKey",
+                    "kms:CreateGrant",
+                ],
+                "Resource": [key],
+            },
+            *_s3_statements(dep, sink),
+            *_secret_statements(dep),
+        ]
+        return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
+
+    role = aws.iam.Role(
+        f"{name}-sagemaker",
+        name=k8s_name(name, "sagemaker", 64),
+        description=f"SageMaker execution role of modelops deployment {dep.key}",
+        assume_role_policy=json.dumps(trust, sort_keys=True),
+        tags=tags,
+    )
+    # A separate RolePolicy: Role.inline_policies is deprecated in pulumi-aws 7.
+    aws.iam.RolePolicy(
+        f"{name}-sagemaker",
+        name="modelops-least-privilege",
+        role=role.name,
+        policy=pulumi.Output.from_input(key_arn).apply(policy),
+    )
+    return role
+
+
+def alarms(dep: Deployment, endpoint_name: str, region: str, tags: dict, opts=None) -> list:
+    """CloudWatch alarms on the endpoint's variant; returns the alarm resources.
+
+    * ``<endpoint>-p99-latency``: p99 ``ModelLatency`` above ``serving.slo.p99_latency_ms``
+      (threshold in microseconds = ms × 1000) for 3 of 3 one-minute periods; only when
+      the spec has that SLO.
+    * ``<endpoint>-5xx``: ``Invocation5XXErrors`` sum above 0 in a one-minute period.
+    """
+    dims = {"EndpointName": endpoint_name, "VariantName": VARIANT}
+    out = []
+    slo = dep.get("spec.serving.slo.p99_latency_ms")
+    if slo:
+        out.append(
+            aws.cloudwatch.MetricAlarm(
+                f"{endpoint_name}-p99-latency",
+                name=f"{endpoint_name}-p99-latency",
+                alarm_description=(
+                    f"p99 model latency of {dep.key} above its SLO of {slo} ms "
+                    "(ModelLatency is in microseconds)"
+                ),
+                namespace="AWS/SageMaker",
+                metric_name="ModelLatency",
+                extended_statistic="p99",
+                dimensions=dims,
+                period=ALARM_PERIOD_S,
+                evaluation_periods=ALARM_EVALUATION_PERIODS,
+                threshold=float(slo) * MODEL_LATENCY_UNITS_PER_MS,
+                comparison_operator="GreaterThanThreshold",
+                treat_missing_data="notBreaching",
+                region=region,
+                tags=tags,
+                opts=opts,
+            )
+        )
+    out.append(
+        aws.cloudwatch.MetricAlarm(
+            f"{endpoint_name}-5xx",
+            name=f"{endpoint_name}-5xx",
+            alarm_description=f"5xx errors from {dep.key}",
+            namespace="AWS/SageMaker",
+            metric_name="Invocation5XXErrors",
+            statistic="Sum",
+            dimensions=dims,
+            period=ALARM_PERIOD_S,
+            evaluation_periods=1,
+            threshold=0,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            region=region,
+            tags=tags,
+            opts=opts,
+        )
+    )
+    return out
+
+
+def schedules(
+    dep: Deployment, name: str, image: ImageRef, role, key_arn, region: str, tags: dict
+) -> dict:
+    """EventBridge Scheduler schedules for the monitor and retrain jobs.
+
+    Each fires on the spec's cron (converted to EventBridge's six-field form, UTC) and
+    starts a SageMaker Processing job in the model image whose entrypoint is the
+    ``modelops`` argv; the job name carries the schedule's execution id so every run is
+    unique. The scheduler's own role may only create those jobs and pass the execution
+    role to SageMaker.
+
+    Returns:
+        ``{"monitor"|"retrain": schedule name}``.
+
+    Raises:
+        StackError: a schedule EventBridge cannot express (both day fields restricted).
+    """
+    jobs = job_commands(dep)
+    if not jobs:
+        return {}
+    account, _, _ = ecr_parts(image)
+    # Job names: at most 63 characters = prefix + "-mon-" + execution id (≤ 36).
+    prefix = k8s_name(name, "", JOB_NAME_PREFIX_CHARS)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "scheduler.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            }
+        ],
+    }
+
+    def scheduler_policy(role_arn: str) -> str:
+        return json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "StartJobs",
+                        "Effect": "Allow",
+                        "Action": ["sagemaker:CreateProcessingJob", "sagemaker:AddTags"],
+                        "Resource": [
+                            f"arn:aws:sagemaker:{region}:{account}:processing-job/{prefix}-*"
+                        ],
+                    },
+                    {
+                        "Sid": "PassExecutionRole",
+                        "Effect": "Allow",
+                        "Action": ["iam:PassRole"],
+                        "Resource": [role_arn],
+                        "Condition": {
+                            "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+                        },
+                    },
+                ],
+            },
+            sort_keys=True,
+        )
+
+    scheduler_role = aws.iam.Role(
+        f"{name}-scheduler",
+        name=k8s_name(name, "scheduler", 64),
+        description=f"EventBridge Scheduler role of modelops deployment {dep.key}",
+        assume_role_policy=json.dumps(trust, sort_keys=True),
+        tags=tags,
+    )
+    aws.iam.RolePolicy(
+        f"{name}-scheduler",
+        name="modelops-start-jobs",
+        role=scheduler_role.name,
+        policy=role.arn.apply(scheduler_policy),
+    )
+    out = {}
+    timeout = int(dep.get("spec.retraining.timeout_s") or JOB_TIMEOUT_S)
+    for kind, (cron, argv) in sorted(job_commands(dep).items()):
+        path = "spec.monitoring.schedule" if kind == "monitor" else "spec.retraining.schedule"
+        try:
+            expression = to_aws_cron(cron)
+        except ValueError as exc:
+            raise StackError(path, str(exc)) from None
+
+        def job_input(values, kind=kind, argv=argv) -> str:
+            role_arn, key = values
+            return json.dumps(
+                {
+                    "ProcessingJobName": f"{prefix}-{kind[:3]}-<aws.scheduler.execution-id>",
+                    "RoleArn": role_arn,
+                    "AppSpecification": {"ImageUri": image.ref, "ContainerEntrypoint": argv},
+                    "ProcessingResources": {
+                        "ClusterConfig": {
+                            "InstanceCount": 1,
+                            "InstanceType": JOB_INSTANCE_TYPE,
+                            "VolumeSizeInGB": JOB_VOLUME_GB,
+                            "VolumeKmsKeyId": key,
+                        }
+                    },
+                    "StoppingCondition": {
+                        "MaxRuntimeInSeconds": timeout if kind == "retrain" else JOB_TIMEOUT_S
+                    },
+                    "Environment": {
+                        "MODELOPS_DEPLOYMENT": dep.name,
+                        "MODELOPS_ENVIRONMENT": dep.env,
+                    },
+                },
+                sort_keys=True,
+            )
+
+        schedule_name = k8s_name(name, kind, 64)
+        aws.scheduler.Schedule(
+            schedule_name,
+            name=schedule_name,
+            description=f"modelops {kind} job of {dep.key}: {' '.join(argv)}",
+            schedule_expression=expression,
+            schedule_expression_timezone="Etc/UTC",
+            flexible_time_window={"mode": "OFF"},
+            kms_key_arn=key_arn,
+            target={
+                "arn": SCHEDULER_TARGET,
+                "role_arn": scheduler_role.arn,
+                "input": pulumi.Output.all(role.arn, key_arn).apply(job_input),
+                "retry_policy": {"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 3600},
+            },
+            region=region,
+        )
+        out[kind] = schedule_name
+    return out

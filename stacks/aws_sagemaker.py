@@ -1,0 +1,221 @@
+"""SageMaker real-time stack (``spec.target.platform: aws-sagemaker``).
+
+Resources, all in ``spec.target.region``:
+
+* IAM execution role + its least-privilege policy (``stacks.aws_common``);
+* a customer-managed KMS key, unless ``target.encryption.kms_key_id`` names one;
+* Model from the Bento's image (ECR);
+* EndpointConfiguration: one ``AllTraffic`` variant on ``target.instance_type`` with
+  ``min_replicas`` instances, storage encrypted with the KMS key, and data capture
+  (input and output, at ``monitoring.capture.sample_rate`` × 100 percent, to the
+  ``s3://`` sink, encrypted with the key) when capture is enabled;
+* Endpoint ``<name>-<env>`` with a blue/green deployment config (canary: the first
+  rollout step as capacity percent, then the rest after ``rollout.wait_minutes``;
+  equal steps: linear) and auto-rollback on the p99-latency and 5xx alarms;
+* CloudWatch alarms (p99 ``ModelLatency`` above the SLO, 5xx errors);
+* Application Auto Scaling target + target-tracking policy on
+  ``SageMakerVariantInvocationsPerInstance`` when the spec has ``autoscaling``;
+* EventBridge Scheduler schedules for the monitor and retrain jobs.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from reconciler.spec.model import Deployment
+from stacks import aws_common
+from stacks.common import ImageRef, StackError, aws_tags, k8s_name, runtime_env
+
+DEFAULT_INSTANCE_TYPE = "ml.m5.large"
+DEFAULT_WAIT_MINUTES = 10
+# SageMaker blue/green: the canary step may be at most 50 % of the fleet
+# (API reference, TrafficRoutingConfig.CanarySize).
+MAX_CANARY_PERCENT = 50
+TERMINATION_WAIT_S = 300
+SCALE_IN_COOLDOWN_S = 300
+SCALE_OUT_COOLDOWN_S = 60
+DEFAULT_INVOCATIONS_PER_INSTANCE = 100
+
+
+def deployment_config(dep: Deployment, alarm_names: list) -> dict:
+    """The Endpoint's ``deployment_config`` for ``spec.target.rollout``.
+
+    canary with steps ``[s0, …, 100]``: LINEAR with step ``s0`` when all increments are
+    equal, else CANARY of ``s0`` percent; both wait ``wait_minutes`` (default 10) between
+    steps. blue-green or no rollout: ALL_AT_ONCE. rolling: a rolling update of 50 %
+    batches. Every mode rolls back automatically when an alarm fires.
+
+    Raises:
+        StackError: a first canary step above 50 percent.
+    """
+    rollout = dep.get("spec.target.rollout") or {}
+    wait_s = int(rollout.get("wait_minutes", DEFAULT_WAIT_MINUTES)) * 60
+    rollback = {"alarms": [{"alarm_name": n} for n in alarm_names]}
+    strategy = rollout.get("strategy")
+    if strategy == "rolling":
+        return {
+            "rolling_update_policy": {
+                "maximum_batch_size": {"type": "CAPACITY_PERCENT", "value": 50},
+                "wait_interval_in_seconds": wait_s,
+            },
+            "auto_rollback_configuration": rollback,
+        }
+    steps = rollout.get("steps") or [100]
+    if strategy == "canary" and steps[0] < 100:
+        first = int(steps[0])
+        if first > MAX_CANARY_PERCENT:
+            raise StackError(
+                "spec.target.rollout.steps",
+                f"SageMaker canaries may shift at most {MAX_CANARY_PERCENT}% first; "
+                f"the first step is {first}%",
+            )
+        increments = {b - a for a, b in zip([0, *steps], steps, strict=False)}
+        if len(increments) == 1 and len(steps) > 2:
+            routing = {
+                "type": "LINEAR",
+                "linear_step_size": {"type": "CAPACITY_PERCENT", "value": first},
+                "wait_interval_in_seconds": wait_s,
+            }
+        else:
+            routing = {
+                "type": "CANARY",
+                "canary_size": {"type": "CAPACITY_PERCENT", "value": first},
+                "wait_interval_in_seconds": wait_s,
+            }
+        phases = len(steps)
+    else:
+        routing = {"type": "ALL_AT_ONCE", "wait_interval_in_seconds": 0}
+        phases = 1
+    return {
+        "blue_green_update_policy": {
+            "traffic_routing_configuration": routing,
+            "termination_wait_in_seconds": TERMINATION_WAIT_S,
+            # bounds 600..14400 s (API reference, BlueGreenUpdatePolicy)
+            "maximum_execution_timeout_in_seconds": min(
+                14400, max(600, wait_s * phases + TERMINATION_WAIT_S + 600)
+            ),
+        },
+        "auto_rollback_configuration": rollback,
+    }
+
+
+def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -> dict:
+    """Declare the SageMaker real-time resources of ``dep`` (see the module docstring).
+
+    Args:
+        dep: resolved deployment with ``spec.target.platform: aws-sagemaker``.
+        image: the model image (must be in Amazon ECR).
+        stable_image: unused (SageMaker's blue/green keeps the old fleet itself).
+
+    Returns:
+        Stack outputs: ``endpoint_name``, ``region``, ``url`` (the runtime invocation URL),
+        ``image``, ``schedules``.
+
+    Raises:
+        StackError: no region, non-ECR image, capture sink not on S3, serving mode not
+            realtime, bad canary steps or schedules.
+    """
+    mode = dep.get("spec.serving.mode", "realtime")
+    if mode != "realtime":
+        raise StackError(
+            "spec.serving.mode",
+            f"platform aws-sagemaker serves realtime endpoints; {mode!r} needs "
+            + ("platform aws-serverless" if mode == "serverless" else "platform kubernetes"),
+        )
+    region = aws_common.region_of(dep)
+    name = dep.key
+    tags = aws_tags(dep, image)
+    key_arn = aws_common.kms_key(dep, name, region, tags)
+    role = aws_common.execution_role(dep, name, image, key_arn, region, tags)
+    env = runtime_env(dep, image)
+    # SageMaker captures traffic itself (DataCaptureConfig); the service must not also.
+    env.pop("MODELOPS_CAPTURE_SINK", None)
+    env.pop("MODELOPS_CAPTURE_SAMPLE_RATE", None)
+    env.update(aws_common.secret_env(dep))
+    model = aws.sagemaker.Model(
+        f"{name}-model",
+        execution_role_arn=role.arn,
+        primary_container={"image": image.ref, "mode": "SingleModel", "environment": env},
+        region=region,
+        tags=tags,
+    )
+    auto = dep.get("spec.target.autoscaling") or {}
+    min_n = max(int(auto.get("min_replicas", 1)), 1)
+    max_n = max(int(auto.get("max_replicas", min_n)), min_n)
+    variant = {
+        "variant_name": aws_common.VARIANT,
+        "model_name": model.name,
+        "initial_instance_count": min_n,
+        "instance_type": dep.get("spec.target.instance_type") or DEFAULT_INSTANCE_TYPE,
+        "initial_variant_weight": 1,
+    }
+    config_args: dict = {"production_variants": [variant], "kms_key_arn": key_arn}
+    sink = aws_common.capture_sink(dep)
+    if sink:
+        rate = float(dep.get("spec.monitoring.capture.sample_rate", 1.0))
+        config_args["data_capture_config"] = {
+            "enable_capture": True,
+            "initial_sampling_percentage": round(rate * 100),
+            "destination_s3_uri": sink,
+            "kms_key_id": key_arn,
+            "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
+            "capture_content_type_header": {"json_content_types": ["application/json"]},
+        }
+    endpoint_config = aws.sagemaker.EndpointConfiguration(
+        f"{name}-config", region=region, tags=tags, **config_args
+    )
+    endpoint_name = k8s_name(name, "", 63)
+    alarm_list = aws_common.alarms(dep, endpoint_name, region, tags)
+    endpoint = aws.sagemaker.Endpoint(
+        endpoint_name,
+        name=endpoint_name,
+        endpoint_config_name=endpoint_config.name,
+        deployment_config=deployment_config(dep, [a.name for a in alarm_list]),
+        region=region,
+        tags=tags,
+    )
+    if auto:
+        resource_id = f"endpoint/{endpoint_name}/variant/{aws_common.VARIANT}"
+        target = aws.appautoscaling.Target(
+            f"{name}-scaling",
+            service_namespace="sagemaker",
+            resource_id=resource_id,
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=min_n,
+            max_capacity=max_n,
+            region=region,
+            tags=tags,
+            opts=pulumi.ResourceOptions(depends_on=[endpoint]),
+        )
+        per_instance = int(
+            auto.get("target_invocations_per_instance", DEFAULT_INVOCATIONS_PER_INSTANCE)
+        )
+        aws.appautoscaling.Policy(
+            f"{name}-invocations",
+            name=f"{endpoint_name}-invocations-per-instance",
+            policy_type="TargetTrackingScaling",
+            service_namespace="sagemaker",
+            resource_id=resource_id,
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            target_tracking_scaling_policy_configuration={
+                "target_value": per_instance,
+                "predefined_metric_specification": {
+                    "predefined_metric_type": "SageMakerVariantInvocationsPerInstance"
+                },
+                "scale_in_cooldown": SCALE_IN_COOLDOWN_S,
+                "scale_out_cooldown": SCALE_OUT_COOLDOWN_S,
+            },
+            region=region,
+            opts=pulumi.ResourceOptions(depends_on=[target]),
+        )
+    jobs = aws_common.schedules(dep, name, image, role, key_arn, region, tags)
+    return {
+        "endpoint_name": endpoint_name,
+        "region": region,
+        "url": (
+            f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{endpoint_name}/invocations"
+        ),
+        "image": image.ref,
+        "schedules": jobs,
+    }
