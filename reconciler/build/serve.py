@@ -416,6 +416,8 @@ def server_health(pid: int, url: str, *, timeout_s: float = 2.0) -> str:
         ``"NotRunning: process <pid> exited"``.
     """
     if not is_bentoml_server(pid):
+        if is_alive(pid):
+            return f"NotRunning: process {pid} exited (the pid now belongs to another program)"
         return f"NotRunning: process {pid} exited"
     try:
         resp = httpx.get(f"{url}/livez", timeout=timeout_s, trust_env=False)

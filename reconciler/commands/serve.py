@@ -1,0 +1,133 @@
+"""``modelops smoke NAME --env ENV``: boot the built Bento locally, smoke it, check the SLO."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from reconciler.cli import EnvOption, app, console, err_console, get_config
+from reconciler.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
+from reconciler.spec.repo import load_all
+
+
+@app.command("smoke")
+def smoke_cmd(
+    name: Annotated[str, typer.Argument(help="Deployment name (metadata.name) or spec file.")],
+    env: EnvOption,
+    requests: Annotated[
+        int | None,
+        typer.Option(
+            "--requests",
+            "-n",
+            min=0,
+            help="Load-test requests (default spec.serving.smoke.load.requests, else 200; "
+            "0 skips the load test).",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            min=1,
+            max=256,
+            help="Concurrent clients (default spec.serving.smoke.load.concurrency, else 8).",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds to wait for the server (readyz).")
+    ] = 60.0,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+) -> None:
+    """Build (or reuse) NAME's Bento, serve it on loopback, check smoke requests and the SLO.
+
+    Exit 0 when every smoke case matched and p99 latency met spec.serving.slo; 1 when the
+    check failed (findings); 2 for a bad spec name or usage; 3 when the server could not
+    start. The server is always stopped at the end.
+    """
+    from reconciler.build.bento import build
+    from reconciler.build.serve import start_server, stop_server
+    from reconciler.build.smoke import run_smoke
+
+    if fmt not in ("text", "json"):
+        raise ModelopsError(f"--format {fmt!r}: smoke supports text or json", EXIT_USAGE)
+    config = get_config()
+    result = load_all(config, [name], env)
+    if result.errors:
+        for diag in result.errors:
+            err_console.print(str(diag), markup=False)
+        raise typer.Exit(EXIT_FINDINGS)
+    deps = [d for d in result.deployments if d.env == env]
+    if not deps:
+        raise ModelopsError(
+            f"no deployment {name!r} in environment {env!r}; `modelops validate` lists the "
+            "specs, and a spec needs spec.environments.<env> to be deployed there",
+            EXIT_USAGE,
+        )
+    failed = False
+    outputs = []
+    for dep in deps:
+        artifact = build(dep, config)  # BuildError (exit 2) names the file
+        if fmt == "text":
+            reuse = "reused" if artifact.reused else "built"
+            console.print(f"{dep.key}: {reuse} {artifact.bento_tag}; starting server…")
+        workers = dep.get("spec.serving.workers", 1)
+        handle = start_server(
+            artifact,
+            config,
+            timeout_s=timeout,
+            workers=workers if isinstance(workers, int) else 1,
+            log_name=f"{dep.key}-smoke",
+        )
+        try:
+            smoke = run_smoke(dep, config, handle.url, requests=requests, concurrency=concurrency)
+        finally:
+            stop_server(handle)
+        failed = failed or not smoke.passed
+        outputs.append({**smoke.to_dict(), "bento_tag": artifact.bento_tag})
+        if fmt == "text":
+            _print_text(smoke)
+    if fmt == "json":
+        console.print(json.dumps(outputs, indent=2), markup=False)
+    raise typer.Exit(EXIT_FINDINGS if failed else EXIT_OK)
+
+
+def _print_text(smoke) -> None:
+    for case in smoke.cases:
+        mark = "ok" if case["ok"] else "FAIL"
+        console.print(
+            f"  {mark:4} {case['request']}: HTTP {case['status']} in {case['latency_ms']:.1f} ms",
+            markup=False,
+        )
+    if smoke.load:
+        ld = smoke.load
+        table = Table(title=f"{smoke.deployment}: load test", title_justify="left")
+        for col in (
+            "requests",
+            "concurrency",
+            "errors",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "req/s",
+            "SLO p99 ms",
+        ):
+            table.add_column(col, justify="right")
+        slo = "-" if smoke.slo_p99_ms is None else f"{smoke.slo_p99_ms:g}"
+        table.add_row(
+            str(ld["completed"]),
+            str(ld["concurrency"]),
+            str(ld["errors"]),
+            f"{ld['p50_ms']:.1f}",
+            f"{ld['p95_ms']:.1f}",
+            f"{ld['p99_ms']:.1f}",
+            f"{ld['throughput_rps']:.0f}",
+            slo,
+        )
+        console.print(table)
+    for failure in smoke.failures:
+        console.print(f"  FAIL {failure}", markup=False)
+    console.print(smoke.summary(), markup=False)
