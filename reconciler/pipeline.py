@@ -600,7 +600,8 @@ def _plan_changes(
         specs_rel = config.rel(config.specs_dir).rstrip("/") + "/"
         names = {s.name: s.file for s in loaded.specs if s.name}
         positions = {s.name: s.locate("metadata.name") for s in loaded.specs if s.name}
-        head_rev = RevisionFiles(repo, head_cfg.root, None)
+        exported = head_cfg is not config
+        head_rev = RevisionFiles(repo, config.root, repo.commit(changes.head) if exported else None)
         conflicts = name_conflicts(head_rev, specs_rel, names, positions)
         report.diagnostics.extend(conflicts)
         bad = {d.position.file for d in conflicts}

@@ -1,0 +1,90 @@
+"""Ledger semantics: history, last good revision, stalled after N failures, corrupt files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reconciler.gitops.ledger import HISTORY_LIMIT, Ledger, LedgerError, LedgerRecord
+
+
+def test_success_records_revision_history_and_last_good(tmp_path):
+    ledger = Ledger(tmp_path)
+    rec = LedgerRecord("fraud", "prod")
+    rec.record_success("rev1", "d1", artifact={"bento_tag": "fraud:1"}, outputs={"url": "u"})
+    rec.record_success("rev2", "d2", artifact={"bento_tag": "fraud:2"})
+    ledger.put(rec)
+    back = ledger.get("fraud", "prod")
+    assert back.lastAppliedRevision == "rev2" and back.lastGoodRevision == "rev1"
+    assert back.inputsDigest == "d2" and back.artifact == {"bento_tag": "fraud:2"}
+    assert back.outputs == {"url": "u"}  # kept when the engine gives none
+    assert [(h["action"], h["revision"], h["result"]) for h in back.history] == [
+        ("apply", "rev1", "succeeded"),
+        ("apply", "rev2", "succeeded"),
+    ]
+    assert all(h["actor"] and h["time"].endswith("Z") for h in back.history)
+    assert back.condition("Ready")["status"] == "True"
+
+
+def test_failure_keeps_what_was_applied(tmp_path):
+    rec = LedgerRecord("fraud", "prod")
+    rec.record_success("rev1", "d1", artifact={"bento_tag": "fraud:1"})
+    rec.record_failure("rev2", "d2", "model cannot load")
+    assert rec.lastAppliedRevision == "rev1" and rec.lastAttemptedRevision == "rev2"
+    assert rec.artifact == {"bento_tag": "fraud:1"} and rec.inputsDigest == "d1"
+    assert rec.condition("Ready") | {"lastTransitionTime": ""} == {
+        "type": "Ready",
+        "status": "False",
+        "reason": "ApplyFailed",
+        "message": "model cannot load",
+        "lastTransitionTime": "",
+    }
+    assert rec.history[-1]["result"] == "failed" and not rec.stalled
+
+
+def test_stalled_after_n_failures_with_the_same_inputs_and_cleared_by_a_change():
+    rec = LedgerRecord("fraud", "staging")
+    for i in range(2):
+        rec.record_failure(f"rev{i}", "same", "boom", stalled_after=3)
+    assert rec.failures == 2 and not rec.stalled
+    rec.record_failure("rev2", "same", "boom", stalled_after=3)
+    assert rec.stalled and "3 consecutive failed applies" in rec.stalled_reason
+    assert "boom" in rec.stalled_reason
+    # the spec or an input changed: the count starts again, no longer stalled
+    rec.conditions = [c for c in rec.conditions if c["type"] != "Stalled"]
+    rec.record_failure("rev3", "other", "boom", stalled_after=3)
+    assert rec.failures == 1 and not rec.stalled
+    rec.record_success("rev4", "other")
+    assert rec.failures == 0 and rec.condition("Stalled") is None
+
+
+def test_history_is_bounded():
+    rec = LedgerRecord("a", "dev")
+    for i in range(HISTORY_LIMIT + 5):
+        rec.add_history("apply", f"r{i}", "succeeded")
+    assert (
+        len(rec.history) == HISTORY_LIMIT and rec.history[-1]["revision"] == f"r{HISTORY_LIMIT + 4}"
+    )
+
+
+def test_corrupt_or_newer_records_are_reported_and_left_untouched(tmp_path):
+    ledger = Ledger(tmp_path)
+    ledger.dir.mkdir(parents=True)
+    bad = ledger.path("a", "dev")
+    bad.write_text("{not json")
+    with pytest.raises(LedgerError, match="corrupt"):
+        ledger.get("a", "dev")
+    assert bad.read_text() == "{not json"
+    newer = ledger.path("b", "dev")
+    newer.write_text(json.dumps({"name": "b", "environment": "dev", "schemaVersion": 99}))
+    with pytest.raises(LedgerError, match="newer"):
+        ledger.all()
+
+
+def test_old_records_without_new_fields_still_load(tmp_path):
+    ledger = Ledger(tmp_path)
+    ledger.dir.mkdir(parents=True)
+    ledger.path("a", "dev").write_text(json.dumps({"name": "a", "environment": "dev"}))
+    rec = ledger.get("a", "dev")
+    assert rec.suspended == {} and rec.lastAttemptedDigest == ""
