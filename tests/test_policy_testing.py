@@ -1,0 +1,79 @@
+"""YAML fixture cases: ``modelops policy test`` and the runner's verdicts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from reconciler.policy import load_library
+from reconciler.policy.testing import run_policy_tests
+
+
+def cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def run(root: Path):
+    pol = root / "policies"
+    return run_policy_tests(load_library(pol, pol / "organization.yaml", root), pol / "tests", root)
+
+
+def test_shipped_cases_pass_and_prove_every_policy(spec_repo):
+    proc = cli(spec_repo, "policy", "test", "--format", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["ok"] and len(doc["cases"]) >= 60 and len(doc["coverage"]) >= 20
+    assert all(c["passed"] for c in doc["cases"])
+    assert all(v["fires"] and v["passes"] for v in doc["coverage"].values())
+
+
+def test_disagreeing_case_fails_with_its_line(spec_repo):
+    path = spec_repo / "policies" / "tests" / "exposure.yaml"
+    path.write_text(path.read_text().replace("expect: [MDL-001]\n", "expect: [MDL-002]\n", 1))
+    proc = cli(spec_repo, "policy", "test")
+    assert proc.returncode == 1
+    assert (
+        "policies/tests/exposure.yaml:2:5: public endpoint for pii data: expected to fire "
+        "but did not: MDL-002; fired but not expected: MDL-001" in proc.stderr
+    )
+
+
+def test_policy_without_firing_case_fails(spec_repo):
+    tests = spec_repo / "policies" / "tests"
+    for name in ("type_tricks.yaml", "workload.yaml"):
+        text = (tests / name).read_text()
+        keep = [c for c in text.split("\n  - name:") if "MDL-020" not in c]
+        (tests / name).write_text("\n  - name:".join(keep))
+    result = run(spec_repo)
+    assert not result.ok
+    assert any(
+        d.field == "MDL-020" and "no fixture case makes this policy fire" in d.message
+        for d in result.diagnostics
+    )
+
+
+def test_zero_cases_fails(spec_repo):
+    for f in (spec_repo / "policies" / "tests").glob("*.yaml"):
+        if f.name != "bases.yaml":
+            f.unlink()
+    proc = cli(spec_repo, "policy", "test")
+    assert proc.returncode == 1
+    assert "zero policy test cases ran" in proc.stderr
+
+
+def test_bad_case_fields_are_reported(spec_repo):
+    (spec_repo / "policies" / "tests" / "bad.yaml").write_text(
+        "cases:\n  - name: typo\n    expect: MDL-001\n    base: nowhere\n    inptu: {}\n"
+    )
+    result = run(spec_repo)
+    messages = [d.message for d in result.diagnostics if d.field == "typo"]
+    assert any("unknown field(s) inptu" in m for m in messages)
+    assert any("unknown base 'nowhere'" in m for m in messages)
+    assert any("expect must be a list" in m for m in messages)
