@@ -84,7 +84,11 @@ def test_shipped_library_is_complete_and_portable():
     for p in lib.usable:
         assert p.controls and p.remediation and p.description, p.id
         # portable OPA v1 Rego: only input and data.organization, no `with`, no v0 bodies
-        code = [ln for ln in p.source.splitlines() if not ln.lstrip().startswith("#")]
+        code = [
+            re.sub(r'"(\\.|[^"\\])*"|`[^`]*`', '""', ln)  # drop string literals
+            for ln in p.source.splitlines()
+            if not ln.lstrip().startswith("#")
+        ]
         assert not any(" with " in ln for ln in code), p.id
         assert "deny contains" in p.source, p.id
         refs = [m for ln in code for m in re.findall(r"(?<![\w.])data\.\w+", ln)]
