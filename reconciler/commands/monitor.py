@@ -1,0 +1,167 @@
+"""``modelops monitor run`` (the drift job) and ``modelops retrain``.
+
+Exit codes: ``monitor run`` 0 no drift, 1 drift, 2 bad input (recorded as a failed run);
+``retrain`` 0 proposed / rejected / unchanged / skipped (cooldown), 2 failed run.
+These are the commands the schedules run (Kubernetes CronJob, EventBridge Scheduler).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from reconciler.cli import EnvOption, app, console, err_console, get_config
+from reconciler.diagnostics import EXIT_FINDINGS, EXIT_OK, ModelopsError
+from reconciler.spec.model import Deployment
+from reconciler.spec.repo import load_all
+
+monitor_app = typer.Typer(
+    help="Monitoring: Evidently drift of captured traffic against the reference data.",
+    no_args_is_help=True,
+)
+app.add_typer(monitor_app, name="monitor")
+
+NameArg = Annotated[str, typer.Argument(help="Deployment (spec) name or spec file.")]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format: text or json.")]
+
+
+def _deployment(name: str, env: str) -> Deployment:
+    """The one resolved deployment ``name`` × ``env``; ModelopsError (exit 2) otherwise."""
+    config = get_config()
+    result = load_all(config, [name], env)
+    errors = [d for d in result.errors]
+    if errors:
+        raise ModelopsError(
+            f"the spec of {name} has {len(errors)} error(s); fix them (modelops validate)",
+            diagnostics=errors,
+        )
+    deps = [d for d in result.deployments if d.env == env]
+    if not deps:
+        raise ModelopsError(f"{name} has no environment {env!r} (spec.environments)")
+    if len(deps) > 1:
+        raise ModelopsError(f"{name} matches {len(deps)} deployments; name one spec")
+    return deps[0]
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("text", "json"):
+        raise ModelopsError(f"--format {fmt!r}: expected text or json")
+
+
+@monitor_app.command("run")
+def monitor_run(
+    name: NameArg,
+    env: EnvOption,
+    current: Annotated[
+        Path | None,
+        typer.Option("--current", help="Parquet/CSV of current data instead of the capture."),
+    ] = None,
+    sample_size: Annotated[
+        int | None,
+        typer.Option("--sample-size", help="Rows per side above which to sample (default 50k)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    retrain: Annotated[
+        bool,
+        typer.Option(
+            "--retrain/--no-retrain",
+            help="On drift, retrain when spec.monitoring.on_drift is retrain.",
+        ),
+    ] = True,
+    fmt: FormatOpt = "text",
+) -> None:
+    """Run the drift job once; exit 1 on drift (and retrain if the spec says so)."""
+    from reconciler.monitor.drift import format_table, run_drift
+
+    _check_format(fmt)
+    config = get_config()
+    dep = _deployment(name, env)
+    if dep.get("spec.monitoring.enabled", True) is False:
+        console.print(f"{dep.key}: monitoring is disabled (spec.monitoring.enabled: false)")
+        raise typer.Exit(EXIT_OK)
+    result = run_drift(
+        dep,
+        config,
+        current=str(current) if current is not None else None,
+        sample_size=sample_size,
+        seed=seed,
+    )
+    retrained = None
+    if result.drifted and retrain and dep.get("spec.monitoring.on_drift") == "retrain":
+        retrained = _retrain(dep, reason="drift", training_data=None, force=False, fmt=fmt)
+    if fmt == "json":
+        out = result.to_dict()
+        if retrained is not None:
+            out["retraining"] = retrained
+        console.print(json.dumps(out, indent=2), markup=False)
+    else:
+        table = Table(title=f"drift {dep.key} ({result.source})")
+        for col in ("feature", "test", "score", "threshold", "result"):
+            table.add_column(col)
+        for row in format_table(result):
+            table.add_row(*row, style="red" if row[-1] == "DRIFT" else None)
+        console.print(table)
+        for note in result.notes:
+            console.print(f"note: {note}", markup=False)
+        verdict = "DRIFT" if result.drifted else "no drift"
+        console.print(
+            f"{dep.key}: {verdict}: {len(result.drifted_features)}/{len(result.features)} "
+            f"features drifted (share {result.share_drifted:.2f}, threshold "
+            f"{result.threshold:.2f}); {result.rows_used['current']} current vs "
+            f"{result.rows_used['reference']} reference rows; {result.seconds:.1f} s",
+            markup=False,
+        )
+        console.print(f"report: {config.rel(result.report_html)}", markup=False)
+        console.print(f"summary: {config.rel(result.summary_json)}", markup=False)
+    raise typer.Exit(EXIT_FINDINGS if result.drifted else EXIT_OK)
+
+
+def _retrain(dep, *, reason, training_data, force, fmt) -> dict:
+    from reconciler.monitor.retrain import run_retraining
+
+    config = get_config()
+    res = run_retraining(dep, config, reason=reason, training_data=training_data, force=force)
+    if fmt == "text":
+        console.print(f"retrain {dep.key}: {res.status}: {res.message}", markup=False)
+        if res.branch:
+            console.print(f"branch: {res.branch}\ncommit: {res.commit}", markup=False)
+        if res.report:
+            console.print(f"candidate report: {config.rel(res.report)}", markup=False)
+        if res.log:
+            console.print(f"log: {config.rel(res.log)}", markup=False)
+    return res.to_dict()
+
+
+@app.command("retrain")
+def retrain_cmd(
+    name: NameArg,
+    env: EnvOption,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why: manual, drift or schedule (recorded).")
+    ] = "manual",
+    training_data: Annotated[
+        str | None,
+        typer.Option("--training-data", help="Parquet/CSV passed as MODELOPS_TRAINING_DATA."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Ignore the cooldown.")] = False,
+    fmt: FormatOpt = "text",
+) -> None:
+    """Run the spec's retraining command; propose a better model on a new Git branch."""
+    _check_format(fmt)
+    dep = _deployment(name, env)
+    try:
+        out = _retrain(dep, reason=reason, training_data=training_data, force=force, fmt=fmt)
+    except ModelopsError as exc:
+        if fmt == "json":
+            result = getattr(exc, "result", None)
+            err_console.print(
+                json.dumps(result.to_dict() if result else {"status": "failed"}), markup=False
+            )
+        raise
+    if fmt == "json":
+        console.print(json.dumps(out, indent=2), markup=False)
+    raise typer.Exit(EXIT_OK)

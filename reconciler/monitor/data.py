@@ -1,0 +1,525 @@
+"""Reading the data the drift job compares: reference data and captured traffic.
+
+* Reference data: ``spec.monitoring.reference``, a repository path to a Parquet or CSV
+  file whose columns include the feature names of the model's signature. Only those
+  columns are read.
+* Captured traffic: the files the serving runtime writes (``reconciler/build/capture.py``)
+  under ``<sink>/<deployment>/<env>/<YYYY-MM-DD>/capture-*.jsonl`` (or ``.parquet`` when
+  ``spec.monitoring.capture.format`` is ``parquet``; there ``inputs``/``outputs`` are JSON
+  text). One object per request: ``timestamp`` (ISO 8601 with zone), ``inputs`` (rows of
+  features in signature order) and ``outputs`` (one prediction per row). Only the day
+  directories that overlap the window are listed, only ``timestamp``/``inputs``/
+  ``outputs`` are parsed, with Arrow's multi-threaded JSON reader; on any parse error
+  the file is re-read line by line to name the first bad line and field.
+* ``s3://`` locations need AWS credentials and network access, which this machine does
+  not have; an ``s3://`` capture sink is read from the local spool the service writes
+  to (``MODELOPS_CAPTURE_SPOOL``, default ``.modelops/capture-spool``) when it holds
+  files, otherwise the job stops with a message saying so.
+
+Every problem is a :class:`MonitorInputError` naming the file (and line) and the spec
+field, and saying what would be valid.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reconciler.config import Config
+from reconciler.diagnostics import ModelopsError
+from reconciler.spec.model import Deployment
+
+NUMERIC_DTYPES = ("float32", "float64", "int32", "int64")
+
+
+class MonitorInputError(ModelopsError):
+    """Bad monitoring input (reference, capture, window); exit code 2."""
+
+
+@dataclass
+class Features:
+    """The model's input features as the signature describes them.
+
+    Attributes:
+        names: feature names in signature order (``spec.model.signature.inputs.names``,
+            else ``f0..fN-1`` from the last dimension of ``shape``).
+        dtype: the signature's dtype (``float32`` ... ``bool``); ``bool`` features are
+            compared as categorical, every other dtype as numerical.
+        redacted: names of features the capture redacts (``spec.data.sensitive_fields``
+            with ``monitoring.capture.redact`` ``drop``/``hash``); excluded from drift.
+    """
+
+    names: list[str]
+    dtype: str = "float32"
+    redacted: list[str] = field(default_factory=list)
+
+    @property
+    def categorical(self) -> bool:
+        """True when the features are compared as categories (dtype ``bool``)."""
+        return self.dtype == "bool"
+
+    @property
+    def compared(self) -> list[str]:
+        """The features drift is computed on (signature order, redacted ones left out)."""
+        return [n for n in self.names if n not in self.redacted]
+
+
+def _where(dep: Deployment, path: str) -> str:
+    return f"{dep.locate(path)}: {path}"
+
+
+def features_of(dep: Deployment) -> Features:
+    """Feature names and dtype from ``spec.model.signature.inputs``.
+
+    Raises:
+        MonitorInputError: no signature, or neither ``names`` nor a fixed last dimension.
+    """
+    names = dep.get("spec.model.signature.inputs.names")
+    shape = dep.get("spec.model.signature.inputs.shape")
+    dtype = dep.get("spec.model.signature.inputs.dtype", "float32")
+    if not (isinstance(names, list) and names):
+        if isinstance(shape, list) and shape and isinstance(shape[-1], int) and shape[-1] > 0:
+            names = [f"f{i}" for i in range(shape[-1])]
+        else:
+            raise MonitorInputError(
+                f"{_where(dep, 'spec.model.signature.inputs')}: drift needs the feature list; "
+                "give signature.inputs.names or a fixed last dimension in signature.inputs.shape"
+            )
+    redact = dep.get("spec.monitoring.capture.redact", "none")
+    sensitive = dep.get("spec.data.sensitive_fields", []) or []
+    redacted = [n for n in names if n in sensitive] if redact in ("drop", "hash") else []
+    return Features(names=[str(n) for n in names], dtype=str(dtype), redacted=redacted)
+
+
+# -- tables (reference data, --current files) -----------------------------------------
+
+
+def read_table(
+    path: Path, columns: list[str], *, what: str, origin: str, categorical: bool = False
+) -> pd.DataFrame:
+    """Read only ``columns`` of a Parquet or CSV file and check they are numbers.
+
+    Args:
+        path: the file (``.parquet``/``.pq`` or ``.csv``).
+        columns: the columns to read (feature names); every one must be present.
+        what: a noun for messages (``reference data``, ``current data``).
+        origin: where the path came from, for messages (``specs/x.yaml:55:5:
+            spec.monitoring.reference`` or ``--current``).
+        categorical: when True (signature dtype ``bool``) any dtype is accepted.
+
+    Returns:
+        A frame with exactly ``columns`` in that order.
+
+    Raises:
+        MonitorInputError: missing or unreadable file, unknown format, missing columns,
+            non-numeric columns, no rows.
+    """
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise MonitorInputError(
+            f"{origin}: {what} {path} not found; expected a Parquet or CSV file"
+        )
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            present = pq.read_schema(path).names
+            missing = [c for c in columns if c not in present]
+            if not missing:
+                frame = pq.read_table(path, columns=columns).to_pandas()
+        elif suffix == ".csv":
+            present = list(pd.read_csv(path, nrows=0).columns)
+            missing = [c for c in columns if c not in present]
+            if not missing:
+                frame = pd.read_csv(path, usecols=columns)[columns]
+        else:
+            raise MonitorInputError(
+                f"{origin}: {what} {path} has suffix {suffix or '(none)'!r}; "
+                "expected .parquet or .csv"
+            )
+    except MonitorInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure is unreadable input
+        raise MonitorInputError(
+            f"{origin}: cannot read {what} {path}: {type(exc).__name__}: {exc}; "
+            "expected a readable Parquet or CSV file"
+        ) from None
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+        )
+        raise MonitorInputError(
+            f"{origin}: {what} {path} lacks {len(missing)} feature column(s) of the model "
+            f"signature (spec.model.signature.inputs.names): {shown}"
+        )
+    if not categorical:
+        bad = [f"{c} ({frame[c].dtype})" for c in columns if not _is_number(frame[c])]
+        if bad:
+            raise MonitorInputError(
+                f"{origin}: {what} {path}: column(s) {', '.join(bad[:5])} are not numeric; "
+                "the signature's features are numbers"
+            )
+    if frame.empty:
+        raise MonitorInputError(f"{origin}: {what} {path} has no rows")
+    return frame
+
+
+def _is_number(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def reference_path(dep: Deployment, config: Config) -> tuple[Path, str]:
+    """The local path of ``spec.monitoring.reference`` and its origin for messages.
+
+    Raises:
+        MonitorInputError: not set, ``s3://`` (not reachable here), or outside the repo.
+    """
+    field_ = "spec.monitoring.reference"
+    value = dep.get(field_)
+    origin = _where(dep, field_)
+    if not isinstance(value, str) or not value:
+        raise MonitorInputError(
+            f"{_where(dep, 'spec.monitoring')}.reference: not set; drift needs reference data "
+            "(a Parquet or CSV file of the training features)"
+        )
+    if value.startswith("s3://"):
+        raise MonitorInputError(
+            f"{origin}: {value} is on S3, which needs AWS credentials and network access that "
+            "are not available here; copy it into the repository (a Parquet or CSV path)"
+        )
+    path = config.repo_path(value)
+    if path is None:
+        raise MonitorInputError(f"{origin}: {value!r} leaves the repository; use a path inside it")
+    return path, origin
+
+
+# -- captured traffic -------------------------------------------------------------------
+
+
+@dataclass
+class Capture:
+    """Captured traffic of one window, as arrays.
+
+    Attributes:
+        inputs: ``(rows, features)`` float64 array in signature order (NaN where redacted).
+        outputs: ``(rows,)`` array of predictions, or ``None`` when missing.
+        requests: number of request records in the window.
+        files: capture files read.
+        directory: the deployment's capture directory.
+        start, end: the window (UTC).
+        notes: remarks for the report (spool used...).
+    """
+
+    inputs: np.ndarray
+    outputs: np.ndarray | None
+    requests: int
+    files: list[Path]
+    directory: Path
+    start: datetime
+    end: datetime
+    notes: list[str] = field(default_factory=list)
+
+
+def capture_dir(dep: Deployment, config: Config) -> tuple[Path, list[str]]:
+    """The local directory holding this deployment's captured traffic, and notes.
+
+    ``<sink>/<name>/<env>`` for a repository-relative sink; for an ``s3://`` sink the
+    local spool of the serving runtime (``reconciler.build.capture.resolve_sink``).
+
+    Raises:
+        MonitorInputError: no sink configured, or a local sink outside the repository.
+    """
+    from reconciler.build.capture import resolve_sink
+
+    field_ = "spec.monitoring.capture.sink"
+    sink = dep.get(field_)
+    if not isinstance(sink, str) or not sink:
+        raise MonitorInputError(
+            f"{_where(dep, 'spec.monitoring.capture')}.sink: not set; the drift job reads "
+            "captured traffic from the sink (or give --current PATH)"
+        )
+    notes = []
+    if sink.startswith("s3://"):
+        base, _ = resolve_sink(sink, config.root)
+        notes.append(
+            f"capture sink {sink} is on S3 (needs AWS credentials, not reachable here); "
+            f"read the local spool {config.rel(base)}"
+        )
+    else:
+        base = config.repo_path(sink)
+        if base is None:
+            raise MonitorInputError(
+                f"{_where(dep, field_)}: {sink!r} leaves the repository; use a path inside it"
+            )
+    return base / dep.name / dep.env, notes
+
+
+def _window_days(start: datetime, end: datetime) -> list[str]:
+    days, day = [], start.date()
+    while day <= end.date():
+        days.append(day.isoformat())
+        day += timedelta(days=1)
+    return days
+
+
+def load_capture(
+    dep: Deployment, config: Config, features: Features, *, now: datetime | None = None
+) -> Capture:
+    """Captured traffic of ``spec.monitoring.window_hours`` (default 24) back from ``now``.
+
+    Returns:
+        A :class:`Capture` with every row whose request timestamp is in the window.
+
+    Raises:
+        MonitorInputError: no files or no rows in the window (empty window), a record that
+            is not JSON, lacks ``inputs``/``outputs``/``timestamp``, has rows of the wrong
+            width (missing columns) or non-numeric values (wrong types).
+    """
+    end = (now or datetime.now(UTC)).astimezone(UTC)
+    hours = dep.get("spec.monitoring.window_hours", 24)
+    start = end - timedelta(hours=hours)
+    directory, notes = capture_dir(dep, config)
+    fmt = dep.get("spec.monitoring.capture.format", "jsonl")
+    ext = "parquet" if fmt == "parquet" else "jsonl"
+    days = _window_days(start, end)
+    files = [f for d in days for f in sorted((directory / d).glob(f"capture-*.{ext}"))]
+    span = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
+    if not files:
+        sink = dep.get("spec.monitoring.capture.sink")
+        raise MonitorInputError(
+            f"{_where(dep, 'spec.monitoring.capture.sink')}: empty window: no captured traffic "
+            f"(capture-*.{ext}) for {dep.name}/{dep.env} from {span} in "
+            f"{config.rel(directory)}/<{days[0]}..{days[-1]}>/ (sink {sink}); "
+            "has the deployment served requests with capture enabled? Or give --current PATH"
+        )
+    chunks, outs, requests = [], [], 0
+    hashed = [features.names.index(n) for n in features.redacted] if features.redacted else []
+    if hashed and dep.get("spec.monitoring.capture.redact") == "hash":
+        notes.append("redacted (hashed) features are read record by record (slow path)")
+    else:
+        hashed = []
+    for path in files:
+        if hashed:
+            x, y, n = _read_capture_python(path, features.names, hashed, start, end, config, fmt)
+        else:
+            x, y, n = _read_capture_file(path, features.names, start, end, config, fmt)
+        if n:
+            chunks.append(x)
+            outs.append(y)
+            requests += n
+    if not requests:
+        raise MonitorInputError(
+            f"{_where(dep, 'spec.monitoring.window_hours')}: empty window: {len(files)} capture "
+            f"file(s) in {config.rel(directory)} but no request timestamped {span}"
+        )
+    inputs = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+    outputs = np.concatenate(outs) if len(outs) > 1 else outs[0]
+    return Capture(inputs, outputs, requests, files, directory, start, end, notes)
+
+
+def _json_buffer_from_parquet(path: Path):
+    """A JSON Lines buffer and a timestamp array from a Parquet capture file."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["timestamp", "inputs", "outputs"])
+    ts = table["timestamp"]
+    if not pa.types.is_string(ts.type) and not pa.types.is_large_string(ts.type):
+        ts = pc.cast(ts, pa.timestamp("us", tz="UTC"))
+    ins = pc.fill_null(pc.cast(table["inputs"], pa.string()), "null")
+    outs = pc.fill_null(pc.cast(table["outputs"], pa.string()), "null")
+    lines = pc.binary_join_element_wise('{"inputs":', ins, ',"outputs":', outs, "}", "")
+    joined = pc.binary_join(pa.ListArray.from_arrays([0, len(lines)], lines.combine_chunks()), "\n")
+    return io.BytesIO(joined.as_py().encode() + b"\n"), ts
+
+
+def _read_capture_file(path: Path, names: list[str], start, end, config: Config, fmt: str):
+    """Rows, outputs and request count of one capture file inside [start, end]."""
+    width = len(names)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    where = config.rel(path)
+    schema = pa.schema(
+        [
+            ("timestamp", pa.string()),
+            ("inputs", pa.list_(pa.list_(pa.float64()))),
+            ("outputs", pa.list_(pa.float64())),
+        ]
+    )
+    try:
+        if fmt == "parquet":
+            buf, ts = _json_buffer_from_parquet(path)
+            schema = pa.schema([schema.field("inputs"), schema.field("outputs")])
+        else:
+            buf, ts = str(path), None
+        table = pj.read_json(
+            buf,
+            read_options=pj.ReadOptions(block_size=1 << 24),
+            parse_options=pj.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="ignore"
+            ),
+        )
+        if ts is None:
+            ts = table["timestamp"]
+        if pa.types.is_string(ts.type) or pa.types.is_large_string(ts.type):
+            ts = pc.cast(ts, pa.timestamp("us", tz="UTC"))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        if fmt != "parquet":
+            _diagnose_jsonl(path, names, where)
+        raise MonitorInputError(
+            f"{where}: captured traffic is unreadable ({exc}); expected records "
+            '{"timestamp": ISO 8601 UTC, "inputs": [[numbers...]], "outputs": [...]}'
+        ) from None
+    for name in ("inputs", "outputs"):
+        if table[name].null_count:
+            if fmt != "parquet":
+                _diagnose_jsonl(path, names, where)
+            raise MonitorInputError(f"{where}: a record has no {name!r}; every record needs one")
+    if ts.null_count:
+        if fmt != "parquet":
+            _diagnose_jsonl(path, names, where)
+        raise MonitorInputError(f"{where}: a record has no 'timestamp'")
+    mask = pc.and_(
+        pc.greater_equal(ts, pa.scalar(start, pa.timestamp("us", tz="UTC"))),
+        pc.less_equal(ts, pa.scalar(end, pa.timestamp("us", tz="UTC"))),
+    )
+    table = table.filter(mask)
+    n = table.num_rows
+    if not n:
+        return None, None, 0
+    rows = pc.list_flatten(table["inputs"])
+    lengths = pc.list_value_length(rows)
+    lo_hi = pc.min_max(lengths).as_py()
+    if lo_hi["min"] != width or lo_hi["max"] != width:
+        if fmt != "parquet":
+            _diagnose_jsonl(path, names, where)
+        raise MonitorInputError(
+            f"{where}: input rows have {lo_hi['min']}..{lo_hi['max']} values; the model "
+            f"signature (spec.model.signature.inputs) has {width} features (missing columns?)"
+        )
+    values = pc.list_flatten(rows).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    x = values.reshape(-1, width)
+    y = pc.list_flatten(table["outputs"]).to_numpy(zero_copy_only=False)
+    if len(y) != len(x):
+        raise MonitorInputError(
+            f"{where}: {len(x)} input rows but {len(y)} outputs; expected one output per row"
+        )
+    return x, y, n
+
+
+def _records(path: Path, fmt: str):
+    """(line number, record dict or raw text) of a capture file, JSON Lines or Parquet."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=["timestamp", "inputs", "outputs"]).to_pylist()
+        for i, rec in enumerate(table, 1):
+            for key in ("inputs", "outputs"):
+                if isinstance(rec.get(key), str):
+                    rec[key] = json.loads(rec[key])
+            if isinstance(rec.get("timestamp"), datetime):
+                rec["timestamp"] = rec["timestamp"].isoformat()
+            yield i, rec
+        return
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.strip():
+                yield lineno, line
+
+
+def _read_capture_python(path: Path, names: list[str], hashed: list[int], start, end, config, fmt):
+    """Slow path for captures with hashed (string) features: those columns become NaN."""
+    where = config.rel(path)
+    xs, ys, n = [], [], 0
+    for lineno, rec in _records(path, fmt):
+        if isinstance(rec, str):
+            try:
+                rec = json.loads(rec)
+            except json.JSONDecodeError as exc:
+                raise MonitorInputError(
+                    f"{where}:{lineno}: not a JSON object ({exc.msg})"
+                ) from None
+        _check_record(rec, names, f"{where}:{lineno}", skip=set(hashed))
+        stamp = datetime.fromisoformat(str(rec["timestamp"]).replace("Z", "+00:00"))
+        if not (start <= stamp <= end):
+            continue
+        n += 1
+        for row in rec["inputs"]:
+            xs.append([np.nan if j in hashed or v is None else float(v) for j, v in enumerate(row)])
+        ys.extend(rec["outputs"])
+    if not n:
+        return None, None, 0
+    return np.asarray(xs, dtype=np.float64), np.asarray(ys), n
+
+
+def _diagnose_jsonl(path: Path, names: list[str], where: str) -> None:
+    """Re-read a JSON Lines capture file and raise at its first bad line (slow path)."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            at = f"{where}:{lineno}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise MonitorInputError(f"{at}: not a JSON object ({exc.msg})") from None
+            _check_record(rec, names, at)
+
+
+def _check_record(rec, names: list[str], at: str, skip: set[int] | frozenset = frozenset()) -> None:
+    """Raise :class:`MonitorInputError` at ``at`` for the first problem of one record."""
+    width = len(names)
+    if not isinstance(rec, dict):
+        raise MonitorInputError(f"{at}: expected a JSON object per line")
+    for key in ("timestamp", "inputs", "outputs"):
+        if key not in rec:
+            raise MonitorInputError(
+                f"{at}: record has no {key!r}; capture records need timestamp, inputs and outputs"
+            )
+    try:
+        stamp = datetime.fromisoformat(str(rec["timestamp"]).replace("Z", "+00:00"))
+        if stamp.tzinfo is None:
+            raise ValueError("no zone")
+    except ValueError:
+        raise MonitorInputError(
+            f"{at}: timestamp: {rec['timestamp']!r} is not ISO 8601 with a zone "
+            "(e.g. 2026-11-29T08:00:00+00:00)"
+        ) from None
+    rows = rec["inputs"]
+    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+        raise MonitorInputError(f"{at}: inputs: expected a list of rows (lists)")
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise MonitorInputError(
+                f"{at}: inputs[{i}] has {len(row)} values; the model signature "
+                f"(spec.model.signature.inputs) has {width} features (missing columns?)"
+            )
+        for j, v in enumerate(row):
+            if (
+                j not in skip
+                and v is not None
+                and (isinstance(v, bool) or not isinstance(v, int | float))
+            ):
+                raise MonitorInputError(
+                    f"{at}: inputs[{i}][{j}] (feature {names[j]!r}): {v!r} is a "
+                    f"{type(v).__name__}; features must be numbers"
+                )
+    outs = rec["outputs"]
+    if not isinstance(outs, list) or len(outs) != len(rows):
+        raise MonitorInputError(
+            f"{at}: outputs: expected a list of one prediction per input row ({len(rows)})"
+        )
+    for j, v in enumerate(outs):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise MonitorInputError(
+                f"{at}: outputs[{j}]: {v!r} is a {type(v).__name__}; predictions must be numbers"
+            )

@@ -1,0 +1,466 @@
+"""The drift job: Evidently data drift of captured traffic against the reference data.
+
+What is computed (and why it stays fast on large windows):
+
+* one Evidently ``ValueDrift`` metric per feature of the model's signature, with the
+  spec's method (``spec.monitoring.drift.method``: psi, ks, wasserstein, jensenshannon,
+  kl_div, chisquare; Evidently picks one per column when unset) and per-feature
+  threshold (``spec.monitoring.drift.feature_threshold``; the method's default when
+  unset). Evidently's own test on each metric says whether the feature drifted.
+* the dataset drifted when the share of drifted features is at or above
+  ``spec.monitoring.drift.threshold`` (default 0.5, Evidently's ``drift_share`` default).
+* one more ``ValueDrift`` on the model's predictions (prediction drift): the captured
+  ``outputs`` against the live model's predictions on the reference rows (the model file
+  is loaded only after its digest matches ``spec.model.sha256``). Reported apart; it
+  does not count toward the share.
+* nothing else: Evidently's full ``DataDriftPreset`` also runs ``DriftedColumnsCount``
+  (which recomputes every column's drift through the legacy ``DatasetDriftMetric``) and
+  renders the legacy drift table; measured in ``bench/bench_drift.py``.
+* only the feature columns are read; when a side has more rows than
+  ``spec.monitoring.drift.sample_size`` (default :data:`DEFAULT_SAMPLE_SIZE`), a uniform
+  random sample without replacement of that many rows is drawn with a fixed seed, so
+  runs are reproducible. With 50 000 rows a side the two-sample tests still detect a
+  shift of a few hundredths of a standard deviation, so sampling keeps the test's power
+  for the shifts that matter; the summary and the table say when and how much was
+  sampled.
+
+Outputs: an Evidently HTML report and ``summary.json`` under
+``<capture dir>/drift/<UTC time>/`` (or ``<state_dir>/drift/<name>-<env>/<UTC time>/``
+when the data came from ``--current`` or the sink is not local), and the result in the
+ledger record's ``drift`` field plus a history entry (action ``monitor``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reconciler.config import Config
+from reconciler.diagnostics import ModelopsError
+from reconciler.gitops.ledger import Ledger, LedgerRecord, now_iso
+from reconciler.monitor.data import (
+    Features,
+    MonitorInputError,
+    features_of,
+    load_capture,
+    read_table,
+    reference_path,
+)
+from reconciler.spec.model import Deployment
+
+DEFAULT_SAMPLE_SIZE = 50_000
+"""Rows per side above which the drift job samples (``spec.monitoring.drift.sample_size``)."""
+DEFAULT_SHARE_THRESHOLD = 0.5
+"""Share of drifted features at which the dataset counts as drifted (Evidently's default)."""
+PREDICTION = "prediction"
+NUMERIC_ONLY_METHODS = {"ks", "wasserstein"}
+
+
+@dataclass
+class DriftResult:
+    """The outcome of one drift run.
+
+    Attributes:
+        name, env: the deployment and environment.
+        drifted: True when ``share_drifted >= threshold``.
+        share_drifted: drifted features / features compared (0..1).
+        threshold: the share threshold used (``spec.monitoring.drift.threshold``).
+        features: one ``{"name", "score", "test", "threshold", "drifted"}`` per feature,
+            in signature order; ``score`` is the method's statistic (PSI, distance) or
+            p-value (ks, chisquare), ``test`` the method's name.
+        prediction_drift: the same mapping for the predictions, or ``None`` (with a note)
+            when it could not be computed.
+        sampled: rows per side used when sampling happened, else ``None``.
+        rows: ``{"current": n, "reference": n}`` rows available before sampling.
+        rows_used: ``{"current": n, "reference": n}`` rows compared.
+        requests: captured requests in the window (0 for ``--current`` data).
+        window: ``{"start", "end"}`` ISO 8601 UTC of the capture window, or ``{}``.
+        source: where the current data came from (capture directory or file).
+        report_html, summary_json: paths of the written report and summary.
+        notes: remarks (sampling, redacted features, spool, prediction drift skipped).
+        seconds: wall time of the run (s).
+        time: when the run finished (ISO 8601 UTC).
+    """
+
+    name: str
+    env: str
+    drifted: bool
+    share_drifted: float
+    threshold: float
+    features: list[dict]
+    prediction_drift: dict | None
+    sampled: int | None
+    rows: dict
+    rows_used: dict
+    requests: int
+    window: dict
+    source: str
+    report_html: str = ""
+    summary_json: str = ""
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    time: str = ""
+
+    @property
+    def drifted_features(self) -> list[str]:
+        """Names of the features that drifted."""
+        return [f["name"] for f in self.features if f["drifted"]]
+
+    def to_dict(self) -> dict:
+        """JSON-ready mapping of every field plus ``status`` (``drifted`` / ``ok``)."""
+        out = asdict(self)
+        out["status"] = "drifted" if self.drifted else "ok"
+        out["drifted_features"] = self.drifted_features
+        return out
+
+
+def _start_evidently_import() -> threading.Thread:
+    """Import Evidently (about 5 s here) on a thread while the data is being read."""
+    thread = threading.Thread(
+        target=importlib.import_module, args=("evidently.metrics",), daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def _sample(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
+    if len(frame) <= size:
+        return frame
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(frame), size=size, replace=False))
+    return frame.iloc[idx].reset_index(drop=True)
+
+
+def _sample_array(x: np.ndarray, y: np.ndarray | None, size: int, seed: int):
+    if len(x) <= size:
+        return x, y
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(x), size=size, replace=False))
+    return x[idx], (y[idx] if y is not None else None)
+
+
+def load_live_model(dep: Deployment, config: Config):
+    """The live model object (``joblib``) after checking its digest, or a reason it is not.
+
+    Returns:
+        ``(model, "")`` or ``(None, reason)``; a pickled model runs code when loaded, so
+        it is loaded only from a repository path whose SHA-256 equals
+        ``spec.model.sha256`` (when the spec gives one).
+    """
+    from reconciler.spec.validate import URI_SCHEMES, file_sha256
+
+    uri = dep.get("spec.model.uri")
+    if not isinstance(uri, str) or uri.startswith(URI_SCHEMES):
+        return None, f"model {uri} is not a repository file; cannot load it here"
+    path = config.repo_path(uri)
+    if path is None or not path.is_file():
+        return None, f"model file {uri} not found"
+    want = dep.get("spec.model.sha256")
+    if isinstance(want, str) and file_sha256(path) != want:
+        return None, f"model file {uri} does not match spec.model.sha256; not loaded"
+    if dep.get("spec.model.framework", "sklearn") != "sklearn":
+        return None, "prediction drift loads scikit-learn models only"
+    try:
+        import joblib
+
+        return joblib.load(path), ""
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure
+        return None, f"cannot load model {uri}: {type(exc).__name__}: {exc}"
+
+
+def _predict(model, frame: pd.DataFrame, names: list[str]) -> np.ndarray:
+    x = frame[names].to_numpy(dtype=np.float32)
+    return np.asarray(model.predict(x))
+
+
+def _output_dir(dep: Deployment, config: Config, capture_dir: Path | None) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    base = capture_dir if capture_dir is not None else config.state_dir / "drift" / dep.key
+    return base / "drift" / stamp if capture_dir is not None else base / stamp
+
+
+def _record(dep: Deployment, config: Config, drift: dict, result: str, message: str) -> None:
+    """Store the run in the ledger: ``drift`` field and a ``monitor`` history entry."""
+    ledger = Ledger(config.state_dir)
+    record = ledger.get(dep.name, dep.env) or LedgerRecord(
+        name=dep.name, environment=dep.env, platform=dep.platform, specFile=dep.spec.file
+    )
+    if result == "failed" and record.drift and record.drift.get("status") != "failed":
+        drift = {**drift, "previous": record.drift}
+    record.drift = drift
+    record.add_history("monitor", record.lastAppliedRevision, result, message)
+    ledger.put(record)
+
+
+def record_failure(dep: Deployment, config: Config, message: str) -> None:
+    """Record a failed drift run (``drift.status = failed`` and a history entry)."""
+    _record(
+        dep, config, {"status": "failed", "message": message, "time": now_iso()}, "failed", message
+    )
+
+
+def run_drift(
+    dep: Deployment,
+    config: Config,
+    *,
+    current: pd.DataFrame | str | None = None,
+    sample_size: int | None = None,
+    seed: int = 0,
+    now: datetime | None = None,
+) -> DriftResult:
+    """Compute data drift of one deployment's current data against its reference data.
+
+    Args:
+        dep: the resolved deployment (its ``spec.monitoring`` and ``spec.model``).
+        config: repository configuration (root, state directory).
+        current: the current data: a frame or a Parquet/CSV path (columns = feature
+            names, optional ``prediction``); ``None`` reads the captured traffic of the
+            last ``spec.monitoring.window_hours`` (default 24) hours.
+        sample_size: rows per side above which to sample (default
+            ``spec.monitoring.drift.sample_size``, else 50 000).
+        seed: the sampling seed (fixed, so a run can be repeated).
+        now: the end of the capture window (default: now, UTC).
+
+    Returns:
+        A :class:`DriftResult`; also written to the ledger, as ``summary.json`` and as an
+        Evidently HTML report.
+
+    Raises:
+        MonitorInputError: (exit 2) missing/unreadable reference data, capture with
+            missing columns or wrong types, an empty window; the failed run is recorded
+            in the ledger first.
+    """
+    started = time.perf_counter()
+    importer = _start_evidently_import()
+    try:
+        return _run(dep, config, current, sample_size, seed, now, importer, started)
+    except ModelopsError as exc:
+        record_failure(dep, config, exc.message)
+        raise
+
+
+def _run(dep, config, current, sample_size, seed, now, importer, started) -> DriftResult:
+    feats = features_of(dep)
+    names = feats.compared
+    notes: list[str] = []
+    if feats.redacted:
+        notes.append(
+            f"redacted features excluded from drift: {', '.join(feats.redacted)} "
+            "(spec.data.sensitive_fields, spec.monitoring.capture.redact)"
+        )
+    if not names:
+        raise MonitorInputError(
+            f"{dep.locate('spec.data.sensitive_fields')}: spec.data.sensitive_fields: every "
+            "feature is redacted in the capture, so there is nothing to compare"
+        )
+    size = int(sample_size or dep.get("spec.monitoring.drift.sample_size") or DEFAULT_SAMPLE_SIZE)
+    ref_file, ref_origin = reference_path(dep, config)
+    reference = read_table(
+        ref_file, names, what="reference data", origin=ref_origin, categorical=feats.categorical
+    )
+    capture_dir = None
+    requests, window = 0, {}
+    cur_outputs = None
+    if current is None:
+        cap = load_capture(dep, config, feats, now=now)
+        capture_dir = cap.directory
+        notes.extend(cap.notes)
+        requests = cap.requests
+        window = {"start": _iso(cap.start), "end": _iso(cap.end)}
+        source = config.rel(cap.directory)
+        n_current = len(cap.inputs)
+        x, cur_outputs = _sample_array(cap.inputs, cap.outputs, size, seed)
+        idx = [feats.names.index(n) for n in names]
+        cur = pd.DataFrame(x[:, idx], columns=names)
+    else:
+        if isinstance(current, pd.DataFrame):
+            source = "data frame"
+            frame = current
+            missing = [n for n in names if n not in frame.columns]
+            if missing:
+                raise MonitorInputError(
+                    f"current data lacks feature column(s) {', '.join(missing[:5])} of the "
+                    "model signature (spec.model.signature.inputs.names)"
+                )
+            bad = [n for n in names if not pd.api.types.is_numeric_dtype(frame[n])]
+            if bad and not feats.categorical:
+                raise MonitorInputError(
+                    f"current data: column(s) {', '.join(bad[:5])} are not numeric"
+                )
+            if frame.empty:
+                raise MonitorInputError("current data has no rows")
+        else:
+            path = Path(current)
+            source = config.rel(path)
+            cols = list(names)
+            frame = read_table(
+                path, cols, what="current data", origin="--current", categorical=feats.categorical
+            )
+            if _has_column(path, PREDICTION):
+                frame[PREDICTION] = read_table(
+                    path, [PREDICTION], what="current data", origin="--current", categorical=True
+                )[PREDICTION]
+        n_current = len(frame)
+        cur = _sample(frame, size, seed)
+        if PREDICTION in cur.columns:
+            cur_outputs = cur[PREDICTION].to_numpy()
+        cur = cur[names].reset_index(drop=True)
+    n_reference = len(reference)
+    ref = _sample(reference, size, seed + 1)
+    sampled = size if (n_current > size or n_reference > size) else None
+    if sampled:
+        notes.append(
+            f"sampled {min(n_current, size)} of {n_current} current and "
+            f"{min(n_reference, size)} of {n_reference} reference rows "
+            f"(sample_size {size}, seed {seed})"
+        )
+
+    # prediction drift: captured outputs vs the live model on the reference rows
+    model, why = load_live_model(dep, config)
+    ref_pred = cur_pred = None
+    if model is not None and not feats.redacted:
+        try:
+            ref_pred = _predict(model, ref, names)
+            cur_pred = cur_outputs if cur_outputs is not None else _predict(model, cur, names)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot predict these rows
+            why = f"the live model could not predict the rows: {type(exc).__name__}: {exc}"
+            ref_pred = cur_pred = None
+    elif model is not None:
+        why = "redacted features cannot be fed to the model"
+    if ref_pred is None:
+        notes.append(f"prediction drift skipped: {why}")
+
+    importer.join()
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+
+    method = dep.get("spec.monitoring.drift.method")
+    feature_threshold = dep.get("spec.monitoring.drift.feature_threshold")
+    share_threshold = float(dep.get("spec.monitoring.drift.threshold", DEFAULT_SHARE_THRESHOLD))
+    metrics = [ValueDrift(column=n, method=method, threshold=feature_threshold) for n in names]
+    numerical = [] if feats.categorical else list(names)
+    categorical = list(names) if feats.categorical else []
+    if ref_pred is not None:
+        cur = cur.assign(**{PREDICTION: cur_pred})
+        ref = ref.assign(**{PREDICTION: ref_pred})
+        is_class = dep.get("spec.model.task", "classification") == "classification"
+        pred_method = None if (is_class and method in NUMERIC_ONLY_METHODS) else method
+        (categorical if is_class else numerical).append(PREDICTION)
+        metrics.append(ValueDrift(column=PREDICTION, method=pred_method))
+    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
+    try:
+        snapshot = Report(metrics, include_tests=True).run(
+            Dataset.from_pandas(cur, data_definition=definition),
+            Dataset.from_pandas(ref, data_definition=definition),
+        )
+    except Exception as exc:  # noqa: BLE001 - Evidently's errors on odd data
+        raise MonitorInputError(
+            f"Evidently could not compute drift for {dep.key}: {type(exc).__name__}: {exc}"
+        ) from None
+    per_column = _columns(snapshot.dict())
+    features = [per_column[n] for n in names]
+    prediction = per_column.get(PREDICTION)
+    share = sum(f["drifted"] for f in features) / len(features)
+    out_dir = _output_dir(dep, config, capture_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html = out_dir / "report.html"
+    snapshot.save_html(str(html))
+    result = DriftResult(
+        name=dep.name,
+        env=dep.env,
+        drifted=share >= share_threshold,
+        share_drifted=round(share, 4),
+        threshold=share_threshold,
+        features=features,
+        prediction_drift=prediction,
+        sampled=sampled,
+        rows={"current": n_current, "reference": n_reference},
+        rows_used={"current": len(cur), "reference": len(ref)},
+        requests=requests,
+        window=window,
+        source=source,
+        report_html=str(html),
+        summary_json=str(out_dir / "summary.json"),
+        notes=notes,
+        seconds=round(time.perf_counter() - started, 3),
+        time=now_iso(),
+    )
+    Path(result.summary_json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    summary = result.to_dict()
+    summary["report_html"] = config.rel(result.report_html)
+    summary["summary_json"] = config.rel(result.summary_json)
+    drifted_names = ", ".join(result.drifted_features[:5]) or "none"
+    message = (
+        f"{sum(f['drifted'] for f in features)}/{len(features)} features drifted "
+        f"(share {share:.2f}, threshold {share_threshold:.2f}): {drifted_names}"
+    )
+    _record(dep, config, summary, summary["status"], message)
+    return result
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _has_column(path: Path, column: str) -> bool:
+    import pyarrow.parquet as pq
+
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return column in pq.read_schema(path).names
+        return column in pd.read_csv(path, nrows=0).columns
+    except Exception:  # noqa: BLE001 - read_table reports unreadable files
+        return False
+
+
+def _columns(snapshot: dict) -> dict[str, dict]:
+    """Per column ``{"name", "score", "test", "threshold", "drifted"}`` from a snapshot.
+
+    The score and the resolved method/threshold come from each ValueDrift metric's
+    config and value; ``drifted`` from Evidently's own test on that metric (FAIL).
+    """
+    status = {t["metric_config"]["metric_id"]: t["status"] for t in snapshot.get("tests", [])}
+    out = {}
+    for metric in snapshot["metrics"]:
+        cfg = metric.get("config", {})
+        column = cfg.get("column")
+        if column is None:
+            continue
+        score = metric.get("value")
+        out[column] = {
+            "name": column,
+            "score": None if score is None else round(float(score), 6),
+            "test": cfg.get("method"),
+            "threshold": cfg.get("threshold"),
+            "drifted": status.get(metric["id"]) == "FAIL",
+        }
+    return out
+
+
+def format_table(result: DriftResult, limit: int = 40) -> list[list[str]]:
+    """Rows ``[feature, test, score, threshold, drifted]`` for the CLI table (features
+    ordered drifted first, then by signature order; at most ``limit`` rows)."""
+    rows = sorted(result.features, key=lambda f: not f["drifted"])[:limit]
+    if result.prediction_drift:
+        rows = [*rows, {**result.prediction_drift, "name": "(prediction)"}]
+    return [
+        [
+            f["name"],
+            str(f["test"]),
+            "-" if f["score"] is None else f"{f['score']:.4g}",
+            "-" if f["threshold"] is None else f"{f['threshold']:g}",
+            "DRIFT" if f["drifted"] else "ok",
+        ]
+        for f in rows
+    ]
+
+
+__all__ = ["DriftResult", "Features", "MonitorInputError", "run_drift", "format_table"]

@@ -1,0 +1,115 @@
+"""Surgical edits of a spec file's text: replace scalar values in place.
+
+Re-serialising YAML loses comments, quoting and layout, so a retraining proposal only
+replaces the characters of the values it changes. The value's span comes from
+PyYAML's composed node graph (safe loader), and is checked against the key position
+recorded by :func:`reconciler.spec.loader.load_yaml` (``Spec.positions``) so the edit
+is exactly at the recorded line. A value that does not exist yet is inserted as a new
+``key: value`` entry right after a sibling: on the next line with the sibling's
+indentation in block style, or after the sibling's value in flow style (``{a: 1}``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import yaml
+
+from reconciler.diagnostics import ModelopsError
+from reconciler.spec.loader import load_yaml
+from reconciler.spec.model import PathKey, format_path
+
+_PLAIN_SAFE = re.compile(r"^[A-Za-z0-9_./@:+-]+$")
+
+
+def _node_at(root, path: PathKey):
+    """``(key node, value node, parent mapping node)`` at ``path``, or ``None`` entries."""
+    node, key_node, parent = root, None, None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            found = None
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == part:
+                    found = (k, v)
+                    break
+            if found is None:
+                return None, None, node
+            parent, (key_node, node) = node, found
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return None, None, None
+            parent, key_node, node = node, None, node.value[part]
+        else:
+            return None, None, None
+    return key_node, node, parent
+
+
+def _render(value: str, old: yaml.ScalarNode | None, force_quotes: bool) -> str:
+    style = old.style if old is not None else None
+    if style == "'" and "'" not in value:
+        return f"'{value}'"
+    if style == '"' or force_quotes or not _PLAIN_SAFE.match(value):
+        return json.dumps(value)
+    return value
+
+
+def edit_scalars(
+    text: str, file: str, edits: dict[PathKey, str], quoted: set[PathKey] | None = None
+) -> str:
+    """Return ``text`` with the scalar at each path set to the given string.
+
+    Args:
+        text: the spec file's text.
+        file: its display path (for messages and positions).
+        edits: path tuple → new string value. A path whose key is missing is inserted
+            after the entry named by its ``after`` sibling when the key before it in
+            ``edits`` lives in the same mapping (e.g. ``sha256`` after ``uri``).
+        quoted: paths whose value is always written double-quoted (digests).
+
+    Returns:
+        The edited text; everything outside the replaced spans is byte-identical.
+
+    Raises:
+        ModelopsError: a path that is not a scalar, or whose mapping is missing, or a
+            key position that disagrees with the loader's recorded position.
+    """
+    quoted = quoted or set()
+    _, positions = load_yaml(text, file)
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    spans: list[tuple[int, int, str]] = []
+    previous: PathKey | None = None
+    for path, value in edits.items():
+        key_node, node, parent = _node_at(root, path)
+        if node is not None:
+            if not isinstance(node, yaml.ScalarNode):
+                raise ModelopsError(f"{file}: {format_path(path)}: expected a scalar value")
+            recorded = positions.get(path)
+            if recorded is None or recorded.line != key_node.start_mark.line + 1:
+                raise ModelopsError(
+                    f"{file}: {format_path(path)}: recorded position {recorded} does not match "
+                    "the file; reload the spec"
+                )
+            new = _render(value, node, path in quoted)
+            spans.append((node.start_mark.index, node.end_mark.index, new))
+        else:
+            if parent is None or previous is None or previous[:-1] != path[:-1]:
+                raise ModelopsError(
+                    f"{file}: {format_path(path[:-1])}: mapping not found; cannot add {path[-1]!r}"
+                )
+            sib_key, sib_val, _ = _node_at(root, previous)
+            new = _render(value, None, path in quoted)
+            if parent.flow_style:
+                spans.append(
+                    (sib_val.end_mark.index, sib_val.end_mark.index, f", {path[-1]}: {new}")
+                )
+            else:
+                eol = text.find("\n", sib_val.end_mark.index)
+                eol = len(text) if eol < 0 else eol
+                indent = " " * sib_key.start_mark.column
+                spans.append((eol, eol, f"\n{indent}{path[-1]}: {new}"))
+        previous = path
+    out = text
+    for start, end, new in sorted(spans, key=lambda s: s[0], reverse=True):
+        out = out[:start] + new + out[end:]
+    return out

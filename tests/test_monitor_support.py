@@ -1,0 +1,97 @@
+"""Helpers for the monitoring tests: a real Git spec repository with the fraud example,
+and captured traffic written by the serving runtime's own capture writer (no tests here)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import git
+import numpy as np
+import pandas as pd
+
+from reconciler.build.capture import CaptureWriter
+from reconciler.config import load_config
+from reconciler.spec.repo import load_all
+
+PROJECT = Path(__file__).resolve().parents[1]
+NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+"""The fixed "now" of the tests (window end)."""
+
+
+def make_repo(tmp_path: Path, edit=None) -> Path:
+    """A committed Git repository holding the fraud-detector spec and example files.
+
+    ``edit`` (text -> text) may change the spec before the first commit.
+    """
+    root = tmp_path / "repo"
+    (root / "specs").mkdir(parents=True)
+    shutil.copytree(PROJECT / "examples" / "fraud", root / "examples" / "fraud")
+    shutil.copy(PROJECT / "examples" / "train.py", root / "examples" / "train.py")
+    text = (PROJECT / "specs" / "fraud-detector.yaml").read_text()
+    (root / "specs" / "fraud-detector.yaml").write_text(edit(text) if edit else text)
+    (root / "modelops.yaml").write_text("state_dir: .modelops\n")
+    (root / ".gitignore").write_text(".modelops/\n")
+    repo = git.Repo.init(root, initial_branch="main")
+    with repo.config_writer() as cw:
+        cw.set_value("user", "name", "Test User")
+        cw.set_value("user", "email", "test@example.com")
+    repo.index.add(["specs", "examples", "modelops.yaml", ".gitignore"])
+    repo.index.commit("initial")
+    return root
+
+
+def deployment(root: Path, env: str = "staging"):
+    """``(config, deployment)`` of fraud-detector × ``env`` in ``root``."""
+    config = load_config(root)
+    result = load_all(config, ["fraud-detector"], env)
+    assert not result.errors, [str(d) for d in result.errors]
+    return config, result.deployments[0]
+
+
+def reference() -> pd.DataFrame:
+    """The real reference data of the fraud example (426 rows × 30 float32 features)."""
+    return pd.read_parquet(PROJECT / "examples" / "fraud" / "reference.parquet")
+
+
+def holdout_features() -> pd.DataFrame:
+    """The real holdout rows of the fraud example, without the target (143 rows)."""
+    return pd.read_parquet(PROJECT / "examples" / "fraud" / "holdout.parquet").drop(
+        columns="target"
+    )
+
+
+def capture(
+    root: Path,
+    frame: pd.DataFrame,
+    *,
+    when: datetime = NOW,
+    batch: int = 8,
+    fmt: str = "jsonl",
+    env: str = "staging",
+) -> int:
+    """Write ``frame``'s rows as captured requests with the runtime's CaptureWriter.
+
+    Outputs are 0/1 from a fixed rule (not the model), timestamps 1 s apart ending at
+    ``when - 1 min``. Returns the number of requests written.
+    """
+    writer = CaptureWriter(root / ".modelops" / "capture", "fraud-detector", env, 1.0, fmt=fmt)
+    rows = frame.to_numpy(dtype=np.float64)
+    n = 0
+    for start in range(0, len(rows), batch):
+        chunk = rows[start : start + batch]
+        ts = when - timedelta(minutes=1) - timedelta(seconds=len(rows) - start)
+        writer.submit(f"r{start}", "1.0.0", 2.5, chunk.tolist(), [0] * len(chunk), timestamp=ts)
+        n += 1
+    writer.close()
+    return n
+
+
+def write_lines(root: Path, records: list, day: str = "2026-11-29") -> Path:
+    """Write raw JSON Lines records (dicts or literal strings) as one capture file."""
+    path = root / ".modelops" / "capture" / "fraud-detector" / "staging" / day / "capture-1-1.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
