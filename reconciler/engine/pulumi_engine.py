@@ -1,0 +1,349 @@
+"""The Pulumi engine: the Automation API with one inline program per deployment × environment.
+
+* Stack ``<name>-<env>`` in project ``modelops``; the program is the same
+  ``stacks/<platform>.py`` function the offline renderer runs under mocks.
+* State backend: ``config.pulumi_backend`` (default ``file://<state_dir>/pulumi``;
+  ``PULUMI_BACKEND_URL`` points a team at S3 or Pulumi Cloud). Secrets use the
+  passphrase provider on self-managed backends: ``PULUMI_CONFIG_PASSPHRASE`` (or
+  ``PULUMI_CONFIG_PASSPHRASE_FILE``) must be set.
+* ``apply`` = refresh, preview, up. Engine events drive a progress display and become
+  the same :class:`~reconciler.engine.plan.Plan` as the offline plan. Outputs go into the
+  ledger with the applied revision and the DesiredState (for later offline plans).
+* A stack locked by another update is reported as such, naming the stack; transient
+  failures (throttling, timeouts, 5xx from the cloud) are retried with exponential
+  backoff; ``destroy`` is explicit.
+
+The ``pulumi`` CLI is a separate binary. Without it every operation stops with exit 2 and
+a message that names it and says how to install it; ``render`` and ``plan`` work offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from reconciler.config import Config
+from reconciler.diagnostics import EXIT_APPLY_FAILED, EXIT_USAGE, ModelopsError
+from reconciler.engine.events import PlanCollector
+from reconciler.engine.plan import Plan
+from reconciler.engine.render import program_for, render, stable_image_of
+from reconciler.gitops.ledger import Ledger, LedgerRecord
+from reconciler.spec.model import Deployment
+from stacks.common import image_ref
+
+PROJECT = "modelops"
+ENGINE_VERSION = "pulumi/v1"
+INSTALL_HINT = (
+    "install it with `curl -fsSL https://get.pulumi.com | sh` (or see "
+    "https://www.pulumi.com/docs/install/), then re-run"
+)
+# Substrings of errors worth retrying: cloud throttling, timeouts, transient 5xx.
+TRANSIENT = (
+    "ThrottlingException",
+    "Throttling",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+    "Rate exceeded",
+    "connection reset",
+    "i/o timeout",
+    "TLS handshake timeout",
+    "503 Service Unavailable",
+    "502 Bad Gateway",
+    "ServiceUnavailable",
+    "InternalFailure",
+)
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF_S = 2.0
+
+
+def pulumi_available() -> bool:
+    """True when the ``pulumi`` CLI is on ``PATH`` (the Automation API needs it)."""
+    return shutil.which("pulumi") is not None
+
+
+def require_pulumi(action: str, what: str) -> None:
+    """Stop with exit 2 when the ``pulumi`` CLI is missing.
+
+    Raises:
+        ModelopsError: (exit 2) naming the ``pulumi`` CLI and how to install it.
+    """
+    if not pulumi_available():
+        raise ModelopsError(
+            f"{action} of {what} needs the Pulumi CLI (`pulumi`), which is not on PATH; "
+            f"{INSTALL_HINT}. `modelops render` and `modelops plan` work offline without it.",
+            EXIT_USAGE,
+        )
+
+
+def inputs_digest(dep: Deployment, image: dict) -> str:
+    """SHA-256 hex of what determines a stack: engine version, resolved spec, image."""
+    doc = {"engine": ENGINE_VERSION, "deployment": dep.data, "env": dep.env, "image": image}
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def is_transient(message: str) -> bool:
+    """Whether an engine error looks transient (see :data:`TRANSIENT`)."""
+    return any(t.lower() in message.lower() for t in TRANSIENT)
+
+
+@dataclass
+class ApplyResult:
+    """What one Pulumi apply did.
+
+    Attributes:
+        outputs: stack outputs (plain values; secrets as ``[secret]``).
+        plan: the changes the engine reported during ``up`` (same structure as offline).
+        changed: False when the update changed nothing.
+        message: one sentence for humans.
+        summary: Pulumi's resource change counts (``{"create": 3, "same": 2}``).
+        attempts: how many ``up`` attempts it took (retries of transient failures).
+    """
+
+    outputs: dict = field(default_factory=dict)
+    plan: Plan | None = None
+    changed: bool = True
+    message: str = ""
+    summary: dict = field(default_factory=dict)
+    attempts: int = 1
+
+
+class PulumiEngine:
+    """Drives the Automation API for cloud and cluster deployments.
+
+    Args:
+        config: repository configuration (backend URL, state directory).
+        progress: called with one line per engine step; default prints nothing.
+        retries: attempts for operations that fail transiently (default 3).
+        backoff_s: first backoff in seconds, doubled after each failed attempt.
+        sleep: the sleep function (tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        progress: Callable[[str], None] | None = None,
+        retries: int = DEFAULT_RETRIES,
+        backoff_s: float = DEFAULT_BACKOFF_S,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.progress = progress
+        self.retries = max(1, retries)
+        self.backoff_s = backoff_s
+        self.sleep = sleep
+        self.ledger = Ledger(config.state_dir)
+
+    # -- workspace -------------------------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        backend = self.config.pulumi_backend
+        env = {"PULUMI_BACKEND_URL": backend, "PULUMI_SKIP_UPDATE_CHECK": "true"}
+        self_managed = not backend.startswith(("https://", "http://"))
+        if self_managed and not (
+            os.environ.get("PULUMI_CONFIG_PASSPHRASE") is not None
+            or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
+        ):
+            raise ModelopsError(
+                f"the Pulumi backend {backend} keeps secrets with a passphrase: set "
+                "PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE) before apply",
+                EXIT_USAGE,
+            )
+        if backend.startswith("file://"):
+            os.makedirs(backend[len("file://") :], exist_ok=True)
+        return env
+
+    def stack(self, dep: Deployment, artifact=None):
+        """The ``<name>-<env>`` stack with the deployment's inline program (created if new).
+
+        Raises:
+            ModelopsError: (exit 2) no ``pulumi`` CLI, no passphrase, platform without a
+                program.
+        """
+        require_pulumi("this operation", dep.key)
+        from pulumi import automation as auto
+
+        program = program_for(dep.platform)
+        image = image_ref(dep, artifact)
+        stable = stable_image_of(dep, self.config)
+        env = self._env()
+        opts = auto.LocalWorkspaceOptions(
+            env_vars=env,
+            project_settings=auto.ProjectSettings(
+                name=PROJECT,
+                runtime="python",
+                backend=auto.ProjectBackend(url=env["PULUMI_BACKEND_URL"]),
+            ),
+            secrets_provider="passphrase"
+            if not env["PULUMI_BACKEND_URL"].startswith("http")
+            else None,
+        )
+        return auto.create_or_select_stack(
+            stack_name=dep.key,
+            project_name=PROJECT,
+            program=lambda: program(dep, image, stable),
+            opts=opts,
+        )
+
+    def _run(self, what: str, dep_key: str, fn):
+        """Run ``fn`` with retries for transient errors; map lock conflicts and failures."""
+        from pulumi import automation as auto
+
+        delay = self.backoff_s
+        for attempt in range(1, self.retries + 1):
+            try:
+                return fn(), attempt
+            except auto.ConcurrentUpdateError as exc:
+                raise ModelopsError(
+                    f"stack {dep_key} is locked by another update ({what} not started). Wait "
+                    f"for it to finish; if it crashed, `pulumi cancel --stack {dep_key}` "
+                    f"releases the lock. Engine said: {_tail(str(exc))}",
+                    EXIT_APPLY_FAILED,
+                ) from None
+            except auto.CommandError as exc:
+                text = str(exc)
+                if attempt < self.retries and is_transient(text):
+                    if self.progress:
+                        self.progress(
+                            f"{what} of {dep_key}: transient error, retry {attempt + 1}/"
+                            f"{self.retries} in {delay:.0f} s"
+                        )
+                    self.sleep(delay)
+                    delay *= 2
+                    continue
+                raise ModelopsError(
+                    f"{what} of {dep_key} failed: {_tail(text)}", EXIT_APPLY_FAILED
+                ) from None
+        raise AssertionError("unreachable")
+
+    # -- operations ------------------------------------------------------------------------
+
+    def preview(self, dep: Deployment, artifact=None) -> Plan:
+        """What ``up`` would change, computed by the engine against the live stack.
+
+        Raises:
+            ModelopsError: exit 2 without the CLI; exit 3 when the preview fails or the
+                stack is locked.
+        """
+        stack = self.stack(dep, artifact)
+        image = image_ref(dep, artifact).to_dict()
+        collector = PlanCollector(dep.key, dep.platform, image, self.progress)
+        self._run("preview", dep.key, lambda: stack.preview(on_event=collector, color="never"))
+        return collector.plan()
+
+    def apply(self, dep: Deployment, artifact, revision: str) -> ApplyResult:
+        """Converge one deployment: refresh, preview, then up; record the result.
+
+        Args:
+            dep: the resolved deployment (a cloud or cluster platform).
+            artifact: the built Bento (image reference), or ``None``.
+            revision: the Git revision being applied.
+
+        Returns:
+            :class:`ApplyResult`; the ledger record gets the outputs, the revision, the
+            DesiredState and a history entry.
+
+        Raises:
+            ModelopsError: exit 2 without the CLI or passphrase; exit 3 when the update
+                fails (recorded as a failure in the ledger) or the stack is locked.
+            LedgerError: the ledger record is corrupt.
+        """
+        record = self.ledger.get(dep.name, dep.env) or LedgerRecord(
+            name=dep.name, environment=dep.env
+        )
+        image = image_ref(dep, artifact).to_dict()
+        digest = inputs_digest(dep, image)
+        try:
+            stack = self.stack(dep, artifact)
+            self._run("refresh", dep.key, lambda: stack.refresh(color="never"))
+            preview = PlanCollector(dep.key, dep.platform, image, None)
+            self._run("preview", dep.key, lambda: stack.preview(on_event=preview, color="never"))
+            collector = PlanCollector(dep.key, dep.platform, image, self.progress)
+            result, attempts = self._run(
+                "up", dep.key, lambda: stack.up(on_event=collector, color="never")
+            )
+        except ModelopsError as exc:
+            if exc.exit_code == EXIT_APPLY_FAILED:
+                record.record_failure(
+                    revision,
+                    digest,
+                    exc.message,
+                    stalled_after=self.config.stalled_after,
+                    platform=dep.platform,
+                    spec_file=dep.spec.file,
+                )
+                self.ledger.put(record)
+            raise
+        outputs = {
+            k: ("[secret]" if v.secret else v.value) for k, v in (result.outputs or {}).items()
+        }
+        summary = {
+            getattr(k, "value", str(k)): int(v)
+            for k, v in (result.summary.resource_changes or {}).items()
+        }
+        plan = collector.plan()
+        changed = any(v for k, v in summary.items() if k != "same") if summary else not plan.empty
+        state = render(dep, artifact, self.config)
+        message = f"{dep.key}: {plan.summary()} ({'applied' if changed else 'unchanged'})"
+        record.record_success(
+            revision,
+            digest,
+            message=message,
+            artifact=artifact.to_dict() if artifact is not None else {},
+            outputs=outputs,
+            desired_state=state.to_dict(),
+            platform=dep.platform,
+            spec_file=dep.spec.file,
+        )
+        self.ledger.put(record)
+        return ApplyResult(outputs, plan, changed, message, summary, attempts)
+
+    def destroy(self, dep: Deployment) -> None:
+        """Destroy every resource of the deployment's stack and remove the stack.
+
+        The ledger record is left to the caller.
+
+        Raises:
+            ModelopsError: exit 2 without the CLI; exit 3 on failure or a locked stack.
+        """
+        stack = self.stack(dep)
+        self._run("destroy", dep.key, lambda: stack.destroy(color="never"))
+        stack.workspace.remove_stack(dep.key)
+
+    def destroy_record(self, record: LedgerRecord) -> None:
+        """Destroy the stack of a ledger record whose spec may be gone.
+
+        Uses an empty program, so the engine deletes everything the stack holds.
+
+        Raises:
+            ModelopsError: exit 2 without the CLI; exit 3 on failure or a locked stack.
+        """
+        key = record.key
+        require_pulumi("destroy", key)
+        from pulumi import automation as auto
+
+        env = self._env()
+        opts = auto.LocalWorkspaceOptions(
+            env_vars=env,
+            project_settings=auto.ProjectSettings(
+                name=PROJECT,
+                runtime="python",
+                backend=auto.ProjectBackend(url=env["PULUMI_BACKEND_URL"]),
+            ),
+        )
+        stack = auto.select_stack(
+            stack_name=key, project_name=PROJECT, program=lambda: None, opts=opts
+        )
+        self._run("destroy", key, lambda: stack.destroy(color="never"))
+        stack.workspace.remove_stack(key)
+
+
+def _tail(text: str, lines: int = 8) -> str:
+    """The last ``lines`` non-empty lines of an engine error (stderr is long)."""
+    kept = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
