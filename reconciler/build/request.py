@@ -192,13 +192,26 @@ class Signature:
             with np.errstate(over="raise", invalid="raise"):
                 arr = np.asarray(rows, dtype=self.np_dtype)
         except (OverflowError, FloatingPointError, ValueError):
-            raise BadRequest("instances", f"a value is out of range for {self.dtype}") from None
+            raise self._out_of_range(rows) from None
         if self.dtype == "float32" and not self.allow_nan and not np.isfinite(arr).all():
-            r, c = (int(i[0]) for i in np.nonzero(~np.isfinite(arr)))
-            raise BadRequest(self._field(r, c), "value out of range for float32")
+            raise self._out_of_range(rows)
         if arr.ndim != 2:
             arr = arr.reshape(len(rows), -1)
         return arr
+
+    def _out_of_range(self, rows: list[list]) -> BadRequest:
+        """The BadRequest naming the first value that does not fit the dtype."""
+        if self.dtype.startswith("int"):
+            lo, hi = np.iinfo(self.np_dtype).min, np.iinfo(self.np_dtype).max
+        else:
+            lo, hi = -float(np.finfo(self.np_dtype).max), float(np.finfo(self.np_dtype).max)
+        for r, row in enumerate(rows):
+            for c, v in enumerate(row):
+                if isinstance(v, int | float) and math.isfinite(v) and not lo <= v <= hi:
+                    return BadRequest(
+                        self._field(r, c), f"{v!r} is out of range for {self.dtype} ({lo}..{hi})"
+                    )
+        return BadRequest("instances", f"a value is out of range for {self.dtype}")
 
     def parse(self, doc: Any) -> np.ndarray:
         """:meth:`rows` then :meth:`array`: the validated 2-D batch for a decoded body."""
