@@ -1,0 +1,65 @@
+"""`modelops init` and the workflow files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from test_gitops_support import invoke
+
+from reconciler.config import load_config
+from reconciler.gitops.scaffold import TEMPLATES
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def test_init_scaffolds_a_spec_repository(tmp_path, capsys):
+    dest = tmp_path / "new-repo"
+    code, out, err = invoke(capsys, tmp_path, "init", str(dest), "--security-team", "@acme/appsec")
+    assert code == 0, err
+    for rel in (
+        "modelops.yaml",
+        "specs/README.md",
+        ".gitignore",
+        ".github/workflows/modelops-plan.yml",
+        ".github/workflows/modelops-apply.yml",
+        ".github/CODEOWNERS",
+        "policies/waivers.yaml",
+    ):
+        assert (dest / rel).is_file(), rel
+    assert list((dest / "policies").glob("*.rego")), "the policy library was copied"
+    owners = (dest / ".github/CODEOWNERS").read_text()
+    assert "/policies/                      @acme/appsec" in owners
+    assert "/policies/waivers.yaml          @acme/appsec" in owners
+    config = load_config(dest)
+    assert config.protected_environments == ["prod"] and config.max_delete_share == 0.5
+    # a second run keeps what is there
+    (dest / "modelops.yaml").write_text("stalled_after: 5\n")
+    code, out, _ = invoke(capsys, tmp_path, "init", str(dest))
+    assert code == 0 and "kept  modelops.yaml" in out
+    assert (dest / "modelops.yaml").read_text() == "stalled_after: 5\n"
+
+
+def test_init_rejects_a_bad_team(tmp_path, capsys):
+    code, _, err = invoke(capsys, tmp_path, "init", str(tmp_path / "x"), "--security-team", "sec")
+    assert code == 2 and "@acme/security" in err
+
+
+def test_workflows_are_valid_yaml_and_the_examples_match_the_templates():
+    for name in ("modelops-plan.yml", "modelops-apply.yml"):
+        template = (TEMPLATES / name).read_text()
+        assert (PROJECT / ".github/workflows/examples" / name).read_text() == template
+    plan = yaml.safe_load((TEMPLATES / "modelops-plan.yml").read_text())
+    # PyYAML reads the key `on` as True
+    triggers = plan[True]
+    assert "pull_request" in triggers and "pull_request_target" not in triggers
+    steps = plan["jobs"]["plan"]["steps"]
+    text = yaml.safe_dump(steps)
+    assert "fetch-depth: 0" in text and "upload-sarif" in text
+    assert "modelops plan --base" in text and "--format markdown" in text
+    apply = yaml.safe_load((TEMPLATES / "modelops-apply.yml").read_text())
+    assert apply[True]["push"]["branches"] == ["main"]
+    assert apply["concurrency"]["cancel-in-progress"] is False
+    assert "--prune" not in yaml.safe_dump(apply["jobs"]["prod"]["steps"])
+    test = yaml.safe_load((PROJECT / ".github/workflows/test.yml").read_text())
+    assert "make test" in yaml.safe_dump(test["jobs"]["test"]["steps"])

@@ -1,0 +1,209 @@
+"""`modelops apply` on real Git repositories with the real local engine (bentoml serve).
+
+The slow tests build and serve real Bentos; every server is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_gitops_support import example_repo, invoke
+
+from reconciler import pipeline
+from reconciler.config import load_config
+from reconciler.diagnostics import ModelopsError
+from reconciler.gitops.ledger import Ledger, LedgerRecord
+
+
+def _broken_spec(repo) -> None:
+    """A second local deployment whose model file is not a model (it cannot load)."""
+    text = (repo.root / "specs/fraud-detector.yaml").read_text()
+    lines = [ln for ln in text.splitlines() if "sha256:" not in ln]
+    text = "\n".join(lines) + "\n"
+    text = text.replace("name: fraud-detector", "name: broken-scorer")
+    text = text.replace("examples/fraud/model.joblib", "examples/broken/model.joblib")
+    repo.write("specs/broken-scorer.yaml", text)
+    repo.write("examples/broken/model.joblib", b"this is not a pickled model")
+
+
+@pytest.fixture
+def apply_repo(tmp_path):
+    repo = example_repo(tmp_path)
+    _broken_spec(repo)
+    repo.commit("add a deployment whose model cannot load")
+    yield repo
+    config = load_config(repo.root)
+    if any(r.environment == "staging" for r in Ledger(config.state_dir).all()):
+        pipeline.destroy(config, "staging", [])
+
+
+@pytest.mark.slow
+def test_partial_failure_then_no_op_then_stalled(apply_repo, capsys):
+    repo = apply_repo
+    config = load_config(repo.root)
+    ledger = Ledger(config.state_dir)
+    rev = repo.git.head.commit.hexsha
+
+    code, out, err = invoke(capsys, repo.root, "apply", "--env", "staging")
+    assert code == 3, out + err
+    assert "error: broken-scorer-staging:" in err and "model.joblib" in err
+    assert "fraud-detector-staging" in out and "applied" in out
+    good = ledger.get("fraud-detector", "staging")
+    assert good.lastAppliedRevision == rev and good.condition("Ready")["status"] == "True"
+    assert [(h["action"], h["result"]) for h in good.history] == [("apply", "succeeded")]
+    assert good.outputs["url"].startswith("http://127.0.0.1:")
+    assert good.desiredState["platform"] == "local"
+    bad = ledger.get("broken-scorer", "staging")
+    assert bad.lastAppliedRevision == "" and bad.lastAttemptedRevision == rev
+    assert bad.failures == 1 and not bad.stalled
+    assert [(h["action"], h["result"]) for h in bad.history] == [("apply", "failed")]
+
+    # the same revision again: nothing changes for the live one
+    before = ledger.path("fraud-detector", "staging").read_bytes()
+    report = pipeline.apply(config, "staging")
+    assert {o.key: o.status for o in report.outcomes} == {
+        "broken-scorer-staging": "failed",
+        "fraud-detector-staging": "unchanged",
+    }
+    assert ledger.path("fraud-detector", "staging").read_bytes() == before
+    assert ledger.get("broken-scorer", "staging").failures == 2
+
+    # the third failure with the same inputs stalls it; the fourth run does not retry it
+    pipeline.apply(config, "staging")
+    bad = ledger.get("broken-scorer", "staging")
+    assert bad.stalled and bad.failures == config.stalled_after
+    report = pipeline.apply(config, "staging")
+    stalled = next(o for o in report.outcomes if o.name == "broken-scorer")
+    assert stalled.status == "stalled" and "consecutive failed applies" in stalled.message
+    assert report.exit_code == 3
+    assert len(ledger.get("broken-scorer", "staging").history) == len(bad.history)
+    code, out, _ = invoke(capsys, repo.root, "status", "--env", "staging")
+    assert "consecutive failed" in out and "Healthy" in out
+
+    # a change to one of its inputs lifts the stall: it is tried again (and fails again)
+    repo.write("examples/broken/model.joblib", b"still not a model, but different")
+    repo.commit("another broken model")
+    report = pipeline.apply(config, "staging")
+    retried = next(o for o in report.outcomes if o.name == "broken-scorer")
+    assert retried.status == "failed"
+    bad = ledger.get("broken-scorer", "staging")
+    assert bad.failures == 1 and not bad.stalled
+    assert ledger.path("fraud-detector", "staging").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_rollback_reapplies_the_old_spec_and_holds_it(tmp_path, capsys):
+    repo = example_repo(tmp_path)
+    config = load_config(repo.root)
+    ledger = Ledger(config.state_dir)
+    c1 = repo.git.head.commit.hexsha
+    try:
+        assert pipeline.apply(config, "staging").exit_code == 0
+        path = repo.root / "specs/fraud-detector.yaml"
+        path.write_text(path.read_text().replace("max_latency_ms: 500", "max_latency_ms: 600"))
+        c2 = repo.commit("batching: 600 ms")
+        report = pipeline.apply(config, "staging")
+        assert [o.status for o in report.outcomes] == ["applied"], report.outcomes[0].message
+        rec = ledger.get("fraud-detector", "staging")
+        assert (rec.lastAppliedRevision, rec.lastGoodRevision) == (c2, c1)
+        tag_c2 = rec.artifact["bento_tag"]
+
+        code, out, err = invoke(
+            capsys, repo.root, "rollback", "fraud-detector", "--env", "staging", "--to", c1
+        )
+        assert code == 0, out + err
+        assert f"git revert {c2[:12]}" in out and "batching: 600 ms" in out
+        rec = ledger.get("fraud-detector", "staging")
+        assert rec.lastAppliedRevision == c1 and rec.artifact["bento_tag"] != tag_c2
+        assert rec.history[-1]["action"] == "rollback" and rec.history[-1]["revision"] == c1
+        assert rec.suspended["revision"] == c1
+        assert [c["sha"] for c in rec.suspended["revert"]] == [c2]
+
+        # the next apply (Git still at c2) leaves the rolled-back deployment alone
+        report = pipeline.apply(config, "staging")
+        assert [o.status for o in report.outcomes] == ["held"] and report.exit_code == 0
+        assert ledger.get("fraud-detector", "staging").lastAppliedRevision == c1
+        code, out, _ = invoke(capsys, repo.root, "history", "fraud-detector", "--env", "staging")
+        assert code == 0 and "rollback" in out and c1[:12] in out
+
+        # reverting in Git makes Git and the ledger agree: nothing to do, hold lifted
+        repo.git.git.revert("--no-edit", c2)
+        report = pipeline.apply(config, "staging")
+        assert [o.status for o in report.outcomes] == ["unchanged"]
+        assert ledger.get("fraud-detector", "staging").suspended == {}
+    finally:
+        pipeline.destroy(config, "staging", [])
+
+
+def test_rollback_to_a_revision_without_the_spec(tmp_path):
+    repo = example_repo(tmp_path)
+    with pytest.raises(ModelopsError, match="no spec named 'nobody'"):
+        pipeline.rollback(load_config(repo.root), "nobody", "staging", "HEAD")
+    with pytest.raises(ModelopsError, match="does not exist"):
+        pipeline.rollback(load_config(repo.root), "fraud-detector", "staging", "deadbeef")
+
+
+def test_dirty_tree_on_apply_is_refused(tmp_path, capsys):
+    repo = example_repo(tmp_path)
+    path = repo.root / "specs/fraud-detector.yaml"
+    path.write_text(path.read_text().replace("min_replicas: 3}", "min_replicas: 4}"))
+    code, _, err = invoke(capsys, repo.root, "apply", "--env", "prod")
+    assert code == 2
+    assert "uncommitted changes" in err and "specs/fraud-detector.yaml" in err
+    assert "Nothing was applied" in err
+    assert Ledger(load_config(repo.root).state_dir).all() == []
+
+
+def _orphan(config, name: str, env: str, applied: bool = False) -> None:
+    rec = LedgerRecord(name, env, platform="local")
+    if applied:
+        rec.record_success("0" * 40, "digest", outputs={})
+    Ledger(config.state_dir).put(rec)
+
+
+def test_prune_protected_and_mass_delete_guards(tmp_path, capsys):
+    repo = example_repo(tmp_path, keep=())  # no specs at all: every record is an orphan
+    config = load_config(repo.root)
+    for name in ("a", "b", "c"):
+        _orphan(config, name, "dev")
+    _orphan(config, "p", "prod")
+    ledger = Ledger(config.state_dir)
+
+    report = pipeline.apply(config, "dev")
+    assert {o.status for o in report.outcomes} == {"orphaned"} and report.exit_code == 0
+    assert len(ledger.all()) == 4
+
+    with pytest.raises(ModelopsError, match="would destroy 3 of 3 deployment"):
+        pipeline.apply(config, "dev", prune=True)
+    assert len(ledger.all()) == 4
+
+    code, out, err = invoke(capsys, repo.root, "apply", "--env", "prod", "--prune")
+    assert code == 0 and "protected" in out and "--allow-destroy-protected" in out
+    assert ledger.get("p", "prod") is not None
+
+    report = pipeline.apply(config, "dev", prune=True, allow_mass_delete=True)
+    assert {o.status for o in report.outcomes} == {"destroyed"}
+    assert [r.key for r in ledger.all()] == ["p-prod"]
+    report = pipeline.apply(
+        config, "prod", prune=True, allow_destroy_protected=True, allow_mass_delete=True
+    )
+    assert [o.status for o in report.outcomes] == ["destroyed"] and ledger.all() == []
+
+
+def test_apply_base_only_touches_changed_specs_and_lists_deleted_ones(tmp_path):
+    repo = example_repo(tmp_path, keep=())
+    config = load_config(repo.root)
+    repo.write("notes.txt", "x\n")
+    base = repo.commit("notes")
+    _orphan(config, "gone", "dev", applied=True)
+    _orphan(config, "kept", "dev", applied=True)
+    # a spec named "gone" existed at base and is deleted by this change
+    repo.write("specs/gone.yaml", "metadata: {name: gone}\nspec: {environments: {dev: {}}}\n")
+    mid = repo.commit("gone spec")
+    repo.rm("specs/gone.yaml")
+    repo.commit("delete gone")
+    report = pipeline.apply(config, "dev", base=mid)
+    assert [(o.key, o.status) for o in report.outcomes] == [("gone-dev", "orphaned")]
+    report = pipeline.apply(config, "dev", base=mid, prune=True)
+    assert [(o.key, o.status) for o in report.outcomes] == [("gone-dev", "destroyed")]
+    assert [r.key for r in Ledger(config.state_dir).all()] == ["kept-dev"]
+    assert pipeline.apply(config, "dev", base=base).outcomes == []
