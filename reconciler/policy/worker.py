@@ -13,8 +13,8 @@ prints to the C-level stdout/stderr, and has no evaluation time-out. So:
   that does not compile is attributed to its file and line, and bundles the good ones
   (``Interpreter.build`` / ``query_bundle``): about 0.07 ms per query instead of about
   1 ms for a fresh ``Interpreter.query`` (measured, ``shared/DESIGN.md``);
-* results are read from ``Output.ok()`` and ``Output.results`` only (never
-  ``Output.binding``), so undefined and error results come back as values.
+* results are read from the raw output (see :func:`_query`), never through
+  ``Output.binding``, so undefined and error results come back as values.
 
 Fail closed: every outcome other than a well-formed value is returned as an error string,
 never as "no violations".
@@ -97,6 +97,54 @@ def _read_outcome(out) -> Outcome:
     return ("ok", out.results[0].bindings["x"])
 
 
+def _query(runner, bundle, entrypoint: str | None) -> Outcome:
+    """Run the bundle's query (or one entrypoint) and read the result.
+
+    ``regopy.Output`` parses the result with a strict ``json.loads``, and rego-cpp writes
+    control characters inside strings unescaped, so a message that quotes a value such as
+    ``"\\x1f"`` would make the whole query fail. This reads the raw output through
+    regopy's own C bindings and parses it with ``strict=False`` instead; error results
+    still go through ``regopy.Output``.
+    """
+    import json
+
+    from regopy.output import Output
+    from regopy.rego_shared import (
+        rego_bundle_query,
+        rego_bundle_query_entrypoint,
+        rego_free_output,
+        rego_output_ok,
+        rego_output_string,
+    )
+
+    if entrypoint is None:
+        impl = rego_bundle_query(runner._impl, bundle._impl)
+    else:
+        impl = rego_bundle_query_entrypoint(runner._impl, bundle._impl, entrypoint)
+    if not rego_output_ok(impl):
+        return _read_outcome(Output(impl))  # Output frees impl
+    try:
+        text = rego_output_string(impl)
+    finally:
+        rego_free_output(impl)
+    if text == "undefined":
+        return ("undefined", None)
+    try:
+        doc = json.loads(text, strict=False)
+    except ValueError as exc:
+        return ("error", f"the engine returned output that is not JSON ({exc})")
+    first = doc[0] if isinstance(doc, list) and doc else doc
+    if not isinstance(first, dict):
+        return ("undefined", None)
+    if entrypoint is None:
+        if "x" not in first.get("bindings", {}):
+            return ("undefined", None)
+        return ("ok", first["bindings"]["x"])
+    if not first.get("expressions"):
+        return ("undefined", None)
+    return ("ok", first["expressions"][0])
+
+
 def _child(
     conn, modules: list[PolicyModule], data: dict, isolate: bool
 ) -> None:  # pragma: no cover - child
@@ -163,15 +211,9 @@ def _child(
         try:
             runner.set_input(msg[2])
             if kind == "all":
-                conn.send(_read_outcome(runner.query_bundle(bundle)))
+                conn.send(_query(runner, bundle, None))
             else:
-                out = runner.query_bundle_entrypoint(bundle, by_id[msg[1]].entrypoint)
-                if not out.ok():
-                    conn.send(_read_outcome(out))
-                elif not out.results or not out.results[0].expressions:
-                    conn.send(("undefined", None))
-                else:
-                    conn.send(("ok", out.results[0].expressions[0]))
+                conn.send(_query(runner, bundle, by_id[msg[1]].entrypoint))
         except Exception as exc:  # noqa: BLE001 - reported to the parent as an error
             conn.send(("error", f"{type(exc).__name__}: {str(exc)[:300]}"))
 
