@@ -17,8 +17,8 @@ from reconciler.config import load_config
 from reconciler.spec.repo import load_all
 
 PROJECT = Path(__file__).resolve().parents[1]
-NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
-"""The fixed "now" of the tests (window end)."""
+NOW = datetime.now(UTC).replace(microsecond=0)
+"""The "now" of the tests (window end): the time the test session started."""
 
 
 def make_repo(tmp_path: Path, edit=None) -> Path:
@@ -89,9 +89,33 @@ def capture(
     return n
 
 
-def write_lines(root: Path, records: list, day: str = "2026-11-29") -> Path:
+def write_lines(root: Path, records: list, day: str | None = None) -> Path:
     """Write raw JSON Lines records (dicts or literal strings) as one capture file."""
+    day = day or NOW.strftime("%Y-%m-%d")
     path = root / ".modelops" / "capture" / "fraud-detector" / "staging" / day / "capture-1-1.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
     return path
+
+
+def record(values: list, *, when: datetime = NOW, outputs: list | None = None) -> dict:
+    """One capture record with the given input rows (``values``: list of rows)."""
+    return {
+        "timestamp": (when - timedelta(minutes=5)).isoformat(),
+        "request_id": "x",
+        "model_version": "1.0.0",
+        "latency_ms": 2.0,
+        "inputs": values,
+        "outputs": outputs if outputs is not None else [0] * len(values),
+    }
+
+
+def set_line(text: str, startswith: str, new: str) -> str:
+    """Replace the (first) spec line whose stripped text starts with ``startswith``."""
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.strip().startswith(startswith):
+            indent = line[: len(line) - len(line.lstrip())]
+            lines[i] = f"{indent}{new}\n"
+            return "".join(lines)
+    raise AssertionError(f"no line starting with {startswith!r}")

@@ -22,7 +22,6 @@ field, and saying what would be valid.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -335,9 +334,12 @@ def _json_buffer_from_parquet(path: Path):
         ts = pc.cast(ts, pa.timestamp("us", tz="UTC"))
     ins = pc.fill_null(pc.cast(table["inputs"], pa.string()), "null")
     outs = pc.fill_null(pc.cast(table["outputs"], pa.string()), "null")
-    lines = pc.binary_join_element_wise('{"inputs":', ins, ',"outputs":', outs, "}", "")
-    joined = pc.binary_join(pa.ListArray.from_arrays([0, len(lines)], lines.combine_chunks()), "\n")
-    return io.BytesIO(joined.as_py().encode() + b"\n"), ts
+    lines = pc.binary_join_element_wise('{"inputs":', ins, ',"outputs":', outs, "}\n", "")
+    lines = pc.cast(lines.combine_chunks(), pa.large_string())
+    # the value buffer of a string array is its strings back to back: the JSON Lines text
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
+    first, last = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
+    return pa.BufferReader(lines.buffers()[2].slice(first, last - first)), ts
 
 
 def _read_capture_file(path: Path, names: list[str], start, end, config: Config, fmt: str):
