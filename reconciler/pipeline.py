@@ -331,13 +331,13 @@ def _rebased(config: Config, root: Path, *, keep_policies: bool = False) -> Conf
 
 
 def _render_plan(dep: Deployment | None, old_state: dict | None, config: Config, artifact=None):
-    """(plan, new DesiredState dict) of ``dep`` against ``old_state``."""
+    """(plan, rendered DesiredState or None) of ``dep`` against ``old_state`` (a dict)."""
     from reconciler.engine.plan import diff
     from reconciler.engine.render import render
 
     rendered = render(dep, artifact, config) if dep is not None else None
     key = dep.key if dep is not None else (old_state or {}).get("deployment", "")
-    return diff(old_state or None, rendered, key), _state_dict(rendered)
+    return diff(old_state or None, rendered, key), rendered
 
 
 def _policy_gate(config: Config, deployments: list[Deployment], report: RunReport) -> bool:
@@ -590,7 +590,7 @@ def _plan_changes(
     base_rev = RevisionFiles(repo, config.root, repo.commit(changes.base))
     base_paths: list[str] = []
     for s in changes.specs:
-        if s.old_path:
+        if s.old_path and s.status != "unchanged":
             base_paths.append(s.old_path)
             base_paths.extend(spec_dependencies(quick_load(base_rev.read(s.old_path)) or {}))
     with _revision_roots(config, changes, head, sorted(set(base_paths))) as (head_cfg, base_cfg):
@@ -609,7 +609,9 @@ def _plan_changes(
         report.diagnostics.sort(key=lambda d: (d.position.file, d.position.line, d.position.col))
         by_path = {s.path: s for s in planned}
         old_deps = _base_deployments(
-            base_cfg, [s.old_path for s in changes.specs if s.old_path], envs
+            base_cfg,
+            [s.old_path for s in changes.specs if s.old_path and s.status != "unchanged"],
+            envs,
         )
         _mass_delete_guard(report, changes, base_rev, envs, config, allow_mass_delete)
         if report.spec_errors or not _policy_gate(head_cfg, deployments, report):
@@ -628,18 +630,30 @@ def _plan_changes(
             else:
                 outcome.build = {"status": "not run", "message": "build not run (plan --build)"}
             old_state = None
-            if old is not None:
-                try:
-                    old_state = _state_dict(_render_plan(old, None, base_cfg)[1])
-                except ModelopsError as exc:
-                    report.notes.append(f"{dep.key}: the base revision does not render ({exc})")
-            plan_value, new_state = _render_plan(dep, old_state, head_cfg, artifact)
+            if change is not None and change.status == "unchanged":
+                # --all: same spec bytes, same inputs, no shared input changed, so the
+                # base renders exactly as the head does; render once.
+                from reconciler.engine.plan import diff
+                from reconciler.engine.render import render
+
+                rendered = render(dep, artifact, head_cfg)
+                plan_value = diff(rendered.to_dict(), rendered, dep.key)
+                outcome.model["old"] = outcome.model["new"]
+            else:
+                if old is not None:
+                    try:
+                        old_state = _state_dict(_render_plan(old, None, base_cfg)[1])
+                    except ModelopsError as exc:
+                        report.notes.append(f"{dep.key}: the base revision does not render ({exc})")
+                plan_value, rendered = _render_plan(dep, old_state, head_cfg, artifact)
             report.plans.append(plan_value)
             outcome.plan = plan_value.to_dict()
             outcome.message = plan_value.summary()
             record = ledger.get(dep.name, dep.env)
             if record is not None and record.desiredState and old_state is not None:
-                live = _render_plan(dep, record.desiredState, head_cfg, artifact)[0]
+                from reconciler.engine.plan import diff
+
+                live = diff(record.desiredState, rendered, dep.key)
                 if live.to_dict() != plan_value.to_dict():
                     outcome.message += (
                         f"; against what is live (ledger, {record.lastAppliedRevision[:12]}): "

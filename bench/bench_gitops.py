@@ -1,0 +1,115 @@
+"""Benchmark: a pull-request plan that changes one spec in a repository of 1,000 specs.
+
+Builds a real Git repository in a temp directory with N specs (default 1,000; copies of
+the fraud-detector example, Kubernetes in prod), commits them, changes one line of one
+spec in a second commit, then measures in the same run:
+
+* the PR plan: ``modelops plan --base <first> --env prod`` (change detection, load and
+  validate the changed spec, name check against all specs, policies, render at base and
+  head under Pulumi mocks, diff), in process and through the real CLI (with interpreter
+  start-up and imports);
+* the full plan: the same with ``--all`` (every spec validated, policed, rendered twice).
+
+Target (issue 5): the PR plan under 3 s on this machine. Prints both and the ratio.
+
+Usage: ``.venv/bin/python bench/bench_gitops.py [--specs N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+
+def build_repo(root: Path, n: int) -> tuple[str, str]:
+    """Write and commit ``n`` specs; returns (base sha, head sha) of the one-line change."""
+    import git
+
+    for name in ("examples", "policies"):
+        shutil.copytree(PROJECT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    template = (PROJECT / "specs" / "fraud-detector.yaml").read_text()
+    specs = root / "specs"
+    specs.mkdir()
+    for i in range(n):
+        name = f"fraud-detector-{i:04d}"
+        (specs / f"{name}.yaml").write_text(
+            template.replace("name: fraud-detector", f"name: {name}")
+        )
+    (root / "modelops.yaml").write_text("state_dir: .modelops\n")
+    (root / ".gitignore").write_text(".modelops/\n")
+    repo = git.Repo.init(root, initial_branch="main")
+    with repo.config_writer() as cw:
+        cw.set_value("user", "name", "bench")
+        cw.set_value("user", "email", "bench@example.com")
+    repo.git.add("-A")
+    repo.index.commit(f"{n} specs")
+    base = repo.head.commit.hexsha
+    changed = specs / f"fraud-detector-{n // 2:04d}.yaml"
+    changed.write_text(changed.read_text().replace("min_replicas: 3}", "min_replicas: 4}"))
+    repo.git.add("-A")
+    repo.index.commit("one spec: 4 replicas in prod")
+    return base, repo.head.commit.hexsha
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--specs", type=int, default=1000)
+    args = parser.parse_args()
+
+    from reconciler import pipeline
+    from reconciler.config import load_config
+
+    with tempfile.TemporaryDirectory(prefix="bench-gitops-") as tmp:
+        root = Path(tmp) / "repo"
+        root.mkdir()
+        t0 = time.perf_counter()
+        base, head = build_repo(root, args.specs)
+        built_s = time.perf_counter() - t0
+        print(f"repository: {args.specs} specs, built and committed in {built_s:.1f} s")
+        config = load_config(root)
+
+        t0 = time.perf_counter()
+        pr = pipeline.plan(config, "prod", base=base)
+        pr_s = time.perf_counter() - t0
+        assert len(pr.outcomes) == 1 and pr.exit_code == 0, pr.to_dict()
+        assert pr.plans[0].summary() == "0 to create, 1 to update, 0 to replace, 0 to delete"
+
+        exe = PROJECT / ".venv" / "bin" / "modelops"
+        t0 = time.perf_counter()
+        cli = subprocess.run(
+            [str(exe), "plan", "--base", base, "--env", "prod", "--format", "markdown"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        cli_s = time.perf_counter() - t0
+        assert cli.returncode == 0, cli.stderr
+
+        t0 = time.perf_counter()
+        full = pipeline.plan(config, "prod", base=base, all_specs=True)
+        all_s = time.perf_counter() - t0
+        assert len(full.outcomes) == args.specs and full.exit_code == 0
+        assert sum(not p.empty for p in full.plans) == 1
+
+    print(f"head: {head[:12]}, one line changed in one spec")
+    print(f"{'plan':<44} {'wall s':>8} {'deployments':>12}")
+    print(f"{'PR plan (--base, one spec changed), in process':<44} {pr_s:8.2f} {1:>12}")
+    print(f"{'PR plan through the CLI (start-up included)':<44} {cli_s:8.2f} {1:>12}")
+    print(f"{'full plan (--base --all)':<44} {all_s:8.2f} {args.specs:>12}")
+    print(f"ratio full / PR (in process): {all_s / pr_s:.0f}x")
+    verdict = "met" if pr_s < 3.0 else "MISSED"
+    print(f"target: PR plan < 3 s: {verdict} ({pr_s:.2f} s in process, {cli_s:.2f} s via CLI)")
+
+
+if __name__ == "__main__":
+    main()
