@@ -1,0 +1,233 @@
+"""LocalEngine: apply / no-op / restart / failed smoke / crash / destroy, for real.
+
+Real parts only: a spec repository in a temp dir, a real Bento build, real ``bentoml
+serve`` processes, the real ledger. The example spec's load test is shrunk (40 requests at
+concurrency 2), its SLO and batching latency widened, so that these tests check the
+engine's behaviour and not this machine's speed (the SLO check is tested in
+``test_smoke.py``). The no-op re-apply after a crash restarting the server is covered by
+``test_crashed_server_is_restarted_by_the_next_apply``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from test_serve import make_repo, servers_under  # same directory (pytest rootdir)
+
+from reconciler.build.serve import ServeError
+from reconciler.config import load_config
+from reconciler.diagnostics import EXIT_APPLY_FAILED
+from reconciler.engine.local import LocalEngine, inputs_digest
+from reconciler.gitops.ledger import Ledger
+from reconciler.spec.repo import load_all
+
+SPEC = "specs/fraud-detector.yaml"
+SLO_LINE = "slo: {p99_latency_ms: 200}"
+LOAD_LINE = "load: {requests: 200, concurrency: 8}"
+BATCH_LINE = "batching: {enabled: true, max_batch_size: 64, max_latency_ms: 20}"
+SMOKE_REQUEST = "      request: examples/fraud/request.json\n"
+
+
+def edit(root: Path, old: str, new: str) -> None:
+    path = root / SPEC
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {SPEC}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def deployment(config):
+    result = load_all(config, ["fraud-detector"], "staging")
+    assert not result.errors, [str(d) for d in result.errors]
+    return next(d for d in result.deployments if d.env == "staging")
+
+
+@pytest.fixture
+def repo(tmp_path):
+    root = make_repo(tmp_path / "repo")
+    edit(root, LOAD_LINE, "load: {requests: 40, concurrency: 2}")
+    edit(root, SLO_LINE, "slo: {p99_latency_ms: 5000}")
+    # BentoML sheds (503) requests that wait longer than max_latency_ms; 20 ms is too
+    # tight for a loaded 2-core test machine, and shedding is not what these tests check.
+    edit(root, BATCH_LINE, "batching: {enabled: true, max_batch_size: 64, max_latency_ms: 2000}")
+    config = load_config(root)
+    yield root, config
+    left = servers_under(config.state_dir)
+    for proc in left:
+        proc.kill()
+    assert not left, f"processes left running: {[p.cmdline() for p in left]}"
+
+
+def build(config, dep):
+    from reconciler.build.bento import build as build_bento
+
+    return build_bento(dep, config)
+
+
+def server_ids(config) -> set[str]:
+    ids = set()
+    for proc in servers_under(config.state_dir):
+        try:
+            ids.add(proc.environ().get("MODELOPS_SERVER_ID", ""))
+        except psutil.NoSuchProcess:
+            continue
+    return ids
+
+
+@pytest.mark.slow
+def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
+    root, config = repo
+    engine = LocalEngine(config)
+    ledger = Ledger(config.state_dir)
+    dep = deployment(config)
+    artifact = build(config, dep)
+
+    # 1. first apply: a live server, smoke-tested, recorded
+    first = engine.apply(dep, artifact, "rev1")
+    assert first.changed
+    out = first.outputs
+    assert out["url"] == f"http://127.0.0.1:{out['port']}"
+    assert out["bento_tag"] == artifact.bento_tag
+    assert first.smoke is not None and first.smoke.passed
+    assert first.smoke.load["completed"] == 40
+    resp = httpx.post(f"{out['url']}/predict", json={"instances": [[1.0] * 30]}, timeout=30)
+    assert resp.status_code == 200 and len(resp.json()["predictions"]) == 1
+    rec = ledger.get("fraud-detector", "staging")
+    assert rec.platform == "local"
+    assert rec.lastAppliedRevision == rec.lastAttemptedRevision == "rev1"
+    assert rec.artifact["bento_tag"] == artifact.bento_tag
+    assert rec.outputs["pid"] == out["pid"]
+    assert rec.inputsDigest == inputs_digest(dep, artifact)
+    assert rec.condition("Ready")["status"] == "True"
+    assert rec.history[-1]["result"] == "succeeded"
+    assert engine.health(rec) == "Healthy"
+    log = config.state_dir / "logs" / "fraud-detector-staging.log"
+    assert log.is_file() and rec.outputs["log"] == ".modelops/logs/fraud-detector-staging.log"
+
+    # 2. re-apply unchanged: a no-op that says so, ledger file untouched
+    before = ledger.path("fraud-detector", "staging").read_bytes()
+    again = engine.apply(dep, build(config, dep), "rev1")
+    assert not again.changed
+    assert again.message.startswith("unchanged:")
+    assert again.outputs["pid"] == out["pid"]
+    assert ledger.path("fraud-detector", "staging").read_bytes() == before
+
+    # 3. smoke failure (an expect that cannot match): new server stopped, ledger's applied
+    #    state unchanged, old server still serving
+    edit(
+        root,
+        SMOKE_REQUEST,
+        SMOKE_REQUEST
+        + "      requests:\n"
+        + "        - request: examples/fraud/request.json\n"
+        + "          expect: {status: 200, values: [7, 7]}\n",
+    )
+    bad = deployment(config)
+    with pytest.raises(ServeError) as err:
+        engine.apply(bad, build(config, bad), "rev2")
+    assert err.value.exit_code == EXIT_APPLY_FAILED
+    assert "smoke test of fraud-detector-staging" in err.value.message
+    assert "predictions[0]: expected 7" in err.value.message
+    assert "fraud-detector-staging stays at revision rev1" in err.value.message
+    rec = ledger.get("fraud-detector", "staging")
+    assert rec.lastAppliedRevision == "rev1"
+    assert rec.lastAttemptedRevision == "rev2"
+    assert rec.outputs == out
+    assert rec.failures == 1
+    assert rec.history[-1]["result"] == "failed"
+    assert rec.condition("Ready")["status"] == "True"
+    assert engine.health(rec) == "Healthy"
+    assert server_ids(config) == {out["server_id"]}  # nothing of the new server is left
+
+    # 4. a changed deployment restarts: new server first, then the old one is stopped
+    edit(root, "slo: {p99_latency_ms: 5000}", "slo: {p99_latency_ms: 4000}")
+    path = root / SPEC
+    path.write_text(path.read_text().replace("values: [7, 7]", "shape: [2]"))
+    good = deployment(config)
+    changed = engine.apply(good, build(config, good), "rev3")
+    assert changed.changed
+    assert changed.outputs["pid"] != out["pid"]
+    assert not psutil.pid_exists(out["pid"]) or psutil.Process(out["pid"]).status() == "zombie"
+    rec = ledger.get("fraud-detector", "staging")
+    assert rec.lastAppliedRevision == "rev3"
+    assert rec.lastGoodRevision == "rev1"
+    assert rec.failures == 0
+    assert server_ids(config) == {changed.outputs["server_id"]}
+
+    # 5. a crashed server (kill -9 of the manager) is noticed by health(); its orphaned
+    #    workers still answer on the port, and destroy stops them too
+    os.kill(changed.outputs["pid"], signal.SIGKILL)
+    time.sleep(0.3)
+    assert engine.health(rec) == f"NotRunning: process {changed.outputs['pid']} exited"
+    assert server_ids(config) == {changed.outputs["server_id"]}  # orphans remain
+
+    # 6. destroy stops it and removes the record
+    assert engine.destroy("fraud-detector", "staging") is True
+    assert ledger.get("fraud-detector", "staging") is None
+    assert not servers_under(config.state_dir)
+    assert engine.destroy("fraud-detector", "staging") is False
+
+
+@pytest.mark.slow
+def test_port_taken_fails_with_exit_3_and_records_nothing(repo):
+    root, config = repo
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        edit(root, "target: {platform: local}", f"target: {{platform: local, port: {port}}}")
+        dep = deployment(config)
+        assert dep.get("spec.target.port") == port
+        with pytest.raises(ServeError) as err:
+            LocalEngine(config).apply(dep, build(config, dep), "rev1")
+    assert err.value.exit_code == 3
+    assert f"port {port} on 127.0.0.1 is already in use" in err.value.message
+    assert "nothing was recorded for fraud-detector-staging" in err.value.message
+    assert Ledger(config.state_dir).get("fraud-detector", "staging") is None
+    assert not servers_under(config.state_dir)
+
+
+@pytest.mark.slow
+def test_not_ready_in_time_stops_the_server_and_records_nothing(repo):
+    _, config = repo
+    dep = deployment(config)
+    with pytest.raises(ServeError) as err:
+        LocalEngine(config, ready_timeout_s=1).apply(dep, build(config, dep), "rev1")
+    assert err.value.exit_code == 3
+    assert "did not become ready (GET /readyz) within 1 s; it was stopped" in err.value.message
+    assert Ledger(config.state_dir).get("fraud-detector", "staging") is None
+    assert not servers_under(config.state_dir)
+
+
+def test_health_of_a_record_without_a_server(tmp_path):
+    from reconciler.gitops.ledger import LedgerRecord
+
+    config = load_config(make_repo(tmp_path / "repo"))
+    engine = LocalEngine(config)
+    assert engine.health(LedgerRecord("x", "dev")) == "NotRunning: process ? exited"
+    rec = LedgerRecord("x", "dev", outputs={"pid": 999_999_999, "url": "http://127.0.0.1:9"})
+    assert engine.health(rec) == "NotRunning: process 999999999 exited"
+    assert engine.destroy("x", "dev") is False
+
+
+@pytest.mark.slow
+def test_crashed_server_is_restarted_by_the_next_apply(repo):
+    _, config = repo
+    engine = LocalEngine(config)
+    dep = deployment(config)
+    artifact = build(config, dep)
+    first = engine.apply(dep, artifact, "rev1")
+    os.kill(first.outputs["pid"], signal.SIGKILL)
+    time.sleep(0.3)
+    revived = engine.apply(dep, artifact, "rev1")
+    assert revived.changed
+    assert "not healthy (NotRunning: process" in revived.message
+    assert revived.outputs["pid"] != first.outputs["pid"]
+    assert server_ids(config) == {revived.outputs["server_id"]}  # orphaned workers gone
+    assert engine.health(Ledger(config.state_dir).get("fraud-detector", "staging")) == "Healthy"
+    assert engine.destroy("fraud-detector", "staging")
