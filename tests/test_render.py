@@ -62,7 +62,36 @@ def test_every_example_spec_and_environment_renders(spec_repo):
 def test_render_is_deterministic(spec_repo):
     deployments, config = all_deployments(spec_repo)
     for dep in deployments:
-        assert render(dep, None, config).to_dict() == render(dep, None, config).to_dict()
+        first = render(dep, None, config, cache=False).to_dict()
+        assert render(dep, None, config, cache=False).to_dict() == first
+
+
+def test_render_cache_hits_and_misses(spec_repo, monkeypatch):
+    deployments, config = all_deployments(spec_repo)
+    dep = next(d for d in deployments if d.key == "diabetes-progression-prod")
+    calls = []
+    real = render_mod._render_pulumi
+    monkeypatch.setattr(render_mod, "_render_pulumi", lambda *a: calls.append(a[0].key) or real(*a))
+    render_mod._MEMORY.clear()
+    first = render(dep, None, config)
+    assert calls == ["diabetes-progression-prod"]
+    files = list((config.state_dir / "cache" / "render").glob("*.json"))
+    assert len(files) == 1
+    # In memory, then from disk in a "new process", then a corrupt file renders again.
+    assert render(dep, None, config).to_dict() == first.to_dict()
+    render_mod._MEMORY.clear()
+    assert render(dep, None, config).to_dict() == first.to_dict()
+    assert len(calls) == 1
+    render_mod._MEMORY.clear()
+    files[0].write_text("{broken")
+    assert render(dep, None, config).to_dict() == first.to_dict()
+    assert len(calls) == 2
+    # Another image is another key.
+    from reconciler.build.artifact import Artifact
+
+    other = Artifact("d:2", "2" * 64, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/ml/d:2")
+    assert render(dep, other, config).image["ref"] == other.image
+    assert len(calls) == 3
 
 
 def test_local_platform_renders_one_loopback_bento_server(spec_repo):
