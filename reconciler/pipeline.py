@@ -1032,9 +1032,9 @@ def _apply_one(
             platform=dep.platform,
             spec_file=dep.spec.file,
         )
+    # The pipeline's digest goes to lastAttemptedDigest; inputsDigest stays the engine's
+    # own (the local engine compares it to decide that a re-apply is a no-op).
     rec.lastAttemptedDigest = digest
-    if changed or not rec.inputsDigest:
-        rec.inputsDigest = digest
     rec.failures = 0
     rec.conditions = [
         c for c in rec.conditions if not (c.get("type") == "Stalled" and c.get("status") != "True")
