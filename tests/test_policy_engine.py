@@ -235,6 +235,27 @@ def test_worker_crash_is_reported_as_a_crash_of_that_policy(spec_repo):
     )
 
 
+def test_value_that_crashes_regopy_is_a_crash_not_a_pass(spec_repo):
+    # Found by the property test: a float near the double maximum kills rego-cpp while it
+    # renders the message. The check must report the crash and block, never pass.
+    lib_dir = spec_repo / "policies"
+    lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
+    config = load_config(spec_repo)
+    dep = load_all(config, ["fraud-detector"], "prod").deployments[0]
+    doc = dep.policy_input()
+    doc["spec"]["target"]["autoscaling"]["min_replicas"] = -1.7976931348623155e308
+    with PolicyEngine(lib.usable, lib.data) as engine:
+        out = engine.evaluate(doc, dep.key)
+        again = engine.evaluate(dep.policy_input(), dep.key)
+    kind, cause = out["MDL-010"]
+    assert kind == "error"
+    assert cause == "policy engine crashed while evaluating MDL-010 on fraud-detector-prod"
+    # the other policies were still evaluated on that input
+    assert out["MDL-001"] == ("ok", [])
+    # and the crashing policy stays an error (quarantined) for the rest of the run
+    assert again["MDL-010"][0] == "error" and "not evaluated" in again["MDL-010"][1]
+
+
 def test_worker_reports_crash_as_engine_failure():
     mod = PolicyModule(
         "TST-001",

@@ -18,6 +18,7 @@ from reconciler.policy.worker import EngineFailure, RegoWorker
 
 DEFAULT_TIMEOUT_S = 5.0  # per evaluation; a library of ~25 rules answers in about 1 ms
 _LINECOL = re.compile(r"^line (\d+) col (\d+): ")
+_DOTTED = re.compile(r"^([A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*)?$")
 
 
 class PolicyEngine:
@@ -161,8 +162,9 @@ def violations(value: object) -> tuple[list[dict], str | None]:
         value: what the ``deny`` rule returned (a set comes back as a JSON list).
 
     Returns:
-        ``(violations, None)`` when ``value`` is a list of objects each with a string
-        ``msg`` and a string ``path``; else ``([], cause)`` naming the first bad element.
+        ``(violations, None)`` when ``value`` is a list of objects each with a non-empty
+        string ``msg`` and a dotted ``path`` (``""`` for the whole spec);
+        else ``([], cause)`` naming the first bad element.
     """
     if not isinstance(value, list):
         return [], (
@@ -180,6 +182,11 @@ def violations(value: object) -> tuple[list[dict], str | None]:
             return [], f"deny returned an object without a string msg: {str(item)[:120]}"
         if not isinstance(item.get("path"), str):
             return [], f"deny returned an object without a string path: {str(item)[:120]}"
+        if not _DOTTED.match(item["path"]):
+            return [], (
+                f"deny returned path {item['path']!r}; expected a dotted path into the "
+                "resolved spec such as spec.secrets.0.from"
+            )
         items.append(item)
     items.sort(key=lambda v: (v["path"], v["msg"]))
     return items, None

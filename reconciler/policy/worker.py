@@ -22,6 +22,7 @@ never as "no violations".
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import re
@@ -97,22 +98,68 @@ def _read_outcome(out) -> Outcome:
     return ("ok", out.results[0].bindings["x"])
 
 
-def _query(runner, bundle, entrypoint: str | None) -> Outcome:
-    """Run the bundle's query (or one entrypoint) and read the result.
+def _to_python(impl):
+    """Convert a rego-cpp result node to Python values by walking the node tree.
 
-    ``regopy.Output`` parses the result with a strict ``json.loads``, and rego-cpp writes
-    control characters inside strings unescaped, so a message that quotes a value such as
-    ``"\\x1f"`` would make the whole query fail. This reads the raw output through
-    regopy's own C bindings and parses it with ``strict=False`` instead; error results
-    still go through ``regopy.Output``.
+    rego-cpp's JSON rendering of a result does not escape strings (a ``"`` or ``\\`` in a
+    message, which often quotes a spec value, makes it invalid JSON, measured with regopy
+    1.5), so results are read node by node through regopy's own bindings instead:
+    strings come back raw, numbers as their decimal text.
     """
-    import json
+    from regopy.rego_shared import NodeKind as K
+    from regopy.rego_shared import rego_node_get, rego_node_size, rego_node_type, rego_node_value
 
+    kind = rego_node_type(impl)
+    size = rego_node_size(impl)
+    if kind in (K.Term, K.Scalar):
+        return _to_python(rego_node_get(impl, 0))
+    if kind in (K.Array, K.Set):
+        return [_to_python(rego_node_get(impl, i)) for i in range(size)]
+    if kind == K.Object:
+        out = {}
+        for i in range(size):
+            item = rego_node_get(impl, i)
+            key = _to_python(rego_node_get(item, 0))
+            out[key if isinstance(key, str) else repr(key)] = _to_python(rego_node_get(item, 1))
+        return out
+    if kind == K.String:
+        text = rego_node_value(impl)
+        # rego-cpp keeps some strings (e.g. results of concat) as their JSON token, quotes
+        # included; decode those. A raw string that merely starts and ends with a quote
+        # and is not valid JSON stays as it is.
+        if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+            try:
+                return json.loads(text, strict=False)
+            except ValueError:
+                return text
+        return text
+    if kind == K.Int:
+        return int(rego_node_value(impl))
+    if kind == K.Float:
+        return float(rego_node_value(impl))
+    if kind in (K.True_, K.False_, K.Boolean):
+        return rego_node_value(impl) == "true"
+    if kind == K.Null:
+        return None
+    raise ValueError(f"unexpected node kind {kind!r} in a policy result")
+
+
+def _query(runner, bundle, entrypoint: str | None) -> Outcome:
+    """Run the bundle's query (or one entrypoint) and read the result without JSON text.
+
+    Uses regopy's C bindings (``regopy.rego_shared``) directly: ``regopy.Output`` parses
+    the (unescaped) JSON text strictly, and ``Output.binding`` aborts the process on an
+    undefined result. Error results still go through ``regopy.Output`` for the message.
+    """
     from regopy.output import Output
     from regopy.rego_shared import (
         rego_bundle_query,
         rego_bundle_query_entrypoint,
         rego_free_output,
+        rego_node_get,
+        rego_node_size,
+        rego_output_binding_at_index,
+        rego_output_expressions_at_index,
         rego_output_ok,
         rego_output_string,
     )
@@ -124,25 +171,19 @@ def _query(runner, bundle, entrypoint: str | None) -> Outcome:
     if not rego_output_ok(impl):
         return _read_outcome(Output(impl))  # Output frees impl
     try:
-        text = rego_output_string(impl)
+        if rego_output_string(impl) == "undefined":
+            return ("undefined", None)
+        if entrypoint is None:
+            node = rego_output_binding_at_index(impl, 0, "x")
+            if not node:
+                return ("undefined", None)
+            return ("ok", _to_python(node))
+        terms = rego_output_expressions_at_index(impl, 0)
+        if not terms or rego_node_size(terms) == 0:
+            return ("undefined", None)
+        return ("ok", _to_python(rego_node_get(terms, 0)))
     finally:
         rego_free_output(impl)
-    if text == "undefined":
-        return ("undefined", None)
-    try:
-        doc = json.loads(text, strict=False)
-    except ValueError as exc:
-        return ("error", f"the engine returned output that is not JSON ({exc})")
-    first = doc[0] if isinstance(doc, list) and doc else doc
-    if not isinstance(first, dict):
-        return ("undefined", None)
-    if entrypoint is None:
-        if "x" not in first.get("bindings", {}):
-            return ("undefined", None)
-        return ("ok", first["bindings"]["x"])
-    if not first.get("expressions"):
-        return ("undefined", None)
-    return ("ok", first["expressions"][0])
 
 
 def _child(
