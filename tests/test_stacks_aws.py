@@ -81,7 +81,7 @@ def test_kms_key_is_created_when_the_spec_names_none(spec_repo):
     state = rendered(spec_repo, "diabetes-progression")
     key = one(state, "Key")
     assert key["enableKeyRotation"] is True
-    marker = "[unknown diabetes-progression-prod-key.arn]"
+    marker = "[unknown aws:kms/key:Key diabetes-progression-prod-key.arn]"
     assert one(state, "EndpointConfiguration")["kmsKeyArn"] == marker
 
 
@@ -177,6 +177,12 @@ def test_new_image_replaces_the_model(spec_repo):
     assert model.action == "replace"
     assert model.replace_paths == ["primaryContainer.image"]
     assert ("primaryContainer.image", a1.image, a2.image) in model.fields
+    # The new model gets a new generated name, so the endpoint configuration that names
+    # it is replaced too, as Pulumi's preview would show.
+    config = next(c for c in plan.changes if c.type.endswith("EndpointConfiguration"))
+    assert config.action == "replace"
+    assert config.replace_paths == ["productionVariants[0].modelName"]
+    assert config.fields[-1][2] == "[known after replacement]"
 
 
 def test_serverless_memory_and_concurrency_from_the_spec(spec_repo):

@@ -244,7 +244,6 @@ def diff(old: dict | None, new, deployment_key: str) -> Plan:
     new_dict = new.to_dict() if new is not None else None
     before, after = _index(old), _index(new_dict)
     changes: list[Change] = []
-    unchanged = 0
     for key in sorted(set(before) | set(after)):
         type_, name = key
         if key not in before:
@@ -254,16 +253,74 @@ def diff(old: dict | None, new, deployment_key: str) -> Plan:
         else:
             fields = field_diff(before[key], after[key])
             if not fields:
-                unchanged += 1
                 continue
             forcing = replace_paths(type_, [p for p, _, _ in fields])
             action = "replace" if forcing else "update"
             changes.append(Change(action, type_, name, fields, forcing))
+    _propagate_replacements(changes, after)
+    unchanged = len([k for k in after if k in before]) - len(
+        [c for c in changes if c.action in ("update", "replace")]
+    )
     if new_dict is not None:
         platform, image = new_dict["platform"], new_dict["image"]
     else:
         platform, image = (old or {}).get("platform", ""), {}
+    changes.sort(key=lambda c: (c.type, c.name))
     return Plan(deployment_key, changes, platform, True, image, unchanged)
+
+
+AFTER_REPLACEMENT = "[known after replacement]"
+
+
+def _marker_paths(value: Any, prefix: str, out: list[tuple[str, str]], prefix_path: str = ""):
+    """Collect ``(path, value)`` of strings in ``value`` that start with ``prefix``."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _marker_paths(v, prefix, out, _join(prefix_path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _marker_paths(v, prefix, out, _join(prefix_path, i))
+    elif isinstance(value, str) and value.startswith(prefix):
+        out.append((prefix_path, value))
+
+
+def _propagate_replacements(changes: list[Change], after: dict) -> None:
+    """Follow references to replaced resources, as Pulumi's preview does.
+
+    A replaced resource gets new computed attributes (a SageMaker model's generated
+    name), so every input that holds its ``[unknown <type> <name>.<attr>]`` marker
+    changes to a value known only after the replacement; if that input forces
+    replacement in turn (an EndpointConfiguration's model name), the change cascades.
+    """
+    by_key = {(c.type, c.name): c for c in changes}
+    pending = [(c.type, c.name) for c in changes if c.action == "replace"]
+    done: set[tuple[str, str]] = set()
+    while pending:
+        replaced = pending.pop()
+        if replaced in done:
+            continue
+        done.add(replaced)
+        prefix = f"[unknown {replaced[0]} {replaced[1]}."
+        for key, inputs in after.items():
+            change = by_key.get(key)
+            if change is not None and change.action in ("create", "delete"):
+                continue
+            found: list[tuple[str, str]] = []
+            _marker_paths(inputs, prefix, found)
+            if not found:
+                continue
+            if change is None:
+                change = Change("update", key[0], key[1])
+                changes.append(change)
+                by_key[key] = change
+            known = {p for p, _, _ in change.fields}
+            for path, marker in found:
+                if path not in known:
+                    change.fields.append((path, marker, AFTER_REPLACEMENT))
+            change.replace_paths = replace_paths(key[0], [p for p, _, _ in change.fields])
+            if change.replace_paths and change.action != "replace":
+                change.action = "replace"
+                pending.append(key)
 
 
 def _show(value: Any, limit: int = MAX_VALUE_CHARS) -> str:

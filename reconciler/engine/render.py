@@ -11,7 +11,7 @@ Normalisation (facts measured on Pulumi 3.2xx, see ``shared/DESIGN.md``):
 * numbers come back as floats: integral floats become ints again;
 * secrets come back wrapped (``{4dabf…: 1b47…, value: …}``): shown as ``[secret]``;
 * values the engine would only know after creation (an ARN, a generated name) are
-  marked ``[unknown <resource>.<attribute>]``; a raw unknown is ``[unknown]``;
+  marked ``[unknown <type> <name>.<attribute>]``; a raw unknown is ``[unknown]``;
 * registration order is not stable: resources are sorted by (type, name);
 * the mocks accept two resources with the same type and name: that is an error here.
 
@@ -223,6 +223,15 @@ def normalise(value: Any) -> Any:
     return value
 
 
+def computed_marker(type_: str, name: str, attr: str) -> str:
+    """The placeholder for an attribute the provider computes: ``[unknown <type> <name>.<attr>]``.
+
+    The plan uses it to follow references: when ``<type> <name>`` is replaced, every
+    input holding its marker changes too.
+    """
+    return f"[unknown {type_} {name}.{attr}]"
+
+
 class _Recorder:
     """Pulumi mocks that record every registration (in order, duplicates included)."""
 
@@ -235,8 +244,8 @@ class _Recorder:
         # the nested inputs back doubles the SDK's (de)serialisation work for nothing.
         state = {k: v for k, v in args.inputs.items() if isinstance(v, str | int | float | bool)}
         for attr in _COMPUTED:
-            state.setdefault(attr, f"[unknown {args.name}.{attr}]")
-        return f"[unknown {args.name}.id]", state
+            state.setdefault(attr, computed_marker(args.typ, args.name, attr))
+        return computed_marker(args.typ, args.name, "id"), state
 
     def call(self, args) -> tuple[dict, None]:
         # Data-source lookups (default VPC, subnets) are only known against the account.
