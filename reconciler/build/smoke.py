@@ -137,7 +137,8 @@ def _compare(actual: Any, expected: Any, tol: float, path: str = "predictions") 
     if both_numbers:
         if math.isclose(float(actual), float(expected), rel_tol=0.0, abs_tol=tol):
             return None
-        return f"{path}: expected {expected!r} (± {tol:g}), got {actual!r}"
+        within = f" (± {tol:g})" if tol else ""
+        return f"{path}: expected {expected!r}{within}, got {actual!r}"
     if actual != expected:
         return f"{path}: expected {expected!r}, got {actual!r}"
     return None

@@ -1,0 +1,222 @@
+"""run_smoke and ``modelops smoke``: smoke cases, expectations, load test, SLO.
+
+The checks run against one real served Bento (module fixture); the deployments differ
+only in ``spec.serving.smoke``/``slo``, which do not change the Bento, so one server
+answers them all. The pure helpers are tested without a server.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from test_serve import make_repo, servers_under  # same directory (pytest rootdir)
+
+from reconciler.build.serve import free_port, start_server, stop_server
+from reconciler.build.smoke import (
+    SmokeResult,
+    _compare,
+    _shape,
+    percentiles_ms,
+    run_smoke,
+)
+from reconciler.config import load_config
+from reconciler.spec.repo import load_all
+
+SPEC = "specs/fraud-detector.yaml"
+BODY = {"instances": [[1.0] * 30, [20.0] * 30]}
+
+
+def set_smoke(root: Path, smoke: dict, slo_ms: float = 5000, max_latency_ms: int = 2000):
+    """Rewrite the fraud spec's serving.smoke and SLO; return the staging deployment."""
+    path = root / SPEC
+    doc = yaml.safe_load(path.read_text())
+    doc["spec"]["serving"]["smoke"] = smoke
+    doc["spec"]["serving"]["slo"] = {"p99_latency_ms": slo_ms}
+    doc["spec"]["serving"]["batching"]["max_latency_ms"] = max_latency_ms
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    config = load_config(root)
+    result = load_all(config, ["fraud-detector"], "staging")
+    assert not result.errors, [str(d) for d in result.errors]
+    return config, next(d for d in result.deployments if d.env == "staging")
+
+
+# -- helpers, no server -----------------------------------------------------------------
+
+
+def test_shape_of_nested_lists():
+    assert _shape([1, 2, 3]) == [3]
+    assert _shape([[1, 2], [3, 4], [5, 6]]) == [3, 2]
+    assert _shape([]) == [0]
+    assert _shape(7) == []
+
+
+def test_compare_values_with_tolerance():
+    assert _compare([1, 0], [1, 0], 0) is None
+    assert _compare([0.5, 0.25], [0.49, 0.26], 0.02) is None
+    assert _compare([0.5], [0.4], 0.05) == "predictions[0]: expected 0.4 (± 0.05), got 0.5"
+    assert _compare([1, 0], [1, 0, 1], 0) == "predictions: expected 3 item(s), got 2 item(s)"
+    assert _compare(["a"], ["b"], 1) == "predictions[0]: expected 'b', got 'a'"
+    assert _compare([[1, 2]], [[1, 3]], 0) == "predictions[0][1]: expected 3, got 2"
+
+
+def test_percentiles_in_ms():
+    stats = percentiles_ms([float(i) for i in range(1, 101)])
+    assert stats["p50_ms"] == pytest.approx(50.5)
+    assert stats["p99_ms"] == pytest.approx(99.01)
+    assert stats["max_ms"] == 100.0
+    assert percentiles_ms([])["p99_ms"] == 0.0
+
+
+def test_result_summary_and_dict():
+    result = SmokeResult("x-dev", "http://127.0.0.1:1", failures=["boom"])
+    assert not result.passed
+    assert result.to_dict()["passed"] is False
+    assert result.summary() == "smoke FAILED: 0 case(s)"
+
+
+def test_missing_request_file_fails_with_file_line_and_field(tmp_path):
+    root = make_repo(tmp_path / "repo")
+    (root / "examples/fraud/gone.json").write_text(json.dumps(BODY))
+    config, dep = set_smoke(root, {"requests": [{"request": "examples/fraud/gone.json"}]})
+    # validation reports a missing file; run_smoke must not crash when it goes afterwards
+    (root / "examples/fraud/gone.json").unlink()
+    result = run_smoke(dep, config, f"http://127.0.0.1:{free_port()}")
+    assert not result.passed
+    assert not result.load
+    (msg,) = result.failures
+    assert msg.startswith("specs/fraud-detector.yaml:")
+    assert "spec.serving.smoke.requests.0.request: smoke request file " in msg
+    assert "examples/fraud/gone.json does not exist" in msg
+
+
+def test_unreachable_server_is_a_failure_not_a_crash(tmp_path):
+    root = make_repo(tmp_path / "repo")
+    config, dep = set_smoke(root, {"request": "examples/fraud/request.json"})
+    result = run_smoke(dep, config, f"http://127.0.0.1:{free_port()}")
+    assert not result.passed
+    assert "POST /predict with examples/fraud/request.json failed" in result.failures[0]
+
+
+# -- against a real server --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(root, server handle) of the fraud Bento (built with max_latency_ms 2000)."""
+    from reconciler.build.bento import build
+
+    root = make_repo(tmp_path_factory.mktemp("smoke") / "repo")
+    (root / "examples/fraud/bad_request.json").write_text('{"instances": [[1, 2, 3]]}')
+    (root / "examples/fraud/two.json").write_text(json.dumps(BODY))
+    config, dep = set_smoke(root, {"request": "examples/fraud/request.json"})
+    handle = start_server(build(dep, config), config, timeout_s=120)
+    yield root, handle
+    stop_server(handle)
+    assert not servers_under(config.state_dir)
+
+
+@pytest.mark.slow
+def test_smoke_and_load_test_pass(served):
+    root, handle = served
+    config, dep = set_smoke(
+        root, {"request": "examples/fraud/request.json", "load": {"requests": 30, "concurrency": 2}}
+    )
+    result = run_smoke(dep, config, handle.url)
+    assert result.passed, result.failures
+    (case,) = result.cases
+    assert case["status"] == 200 and case["ok"]
+    load = result.load
+    assert (load["requests"], load["concurrency"], load["completed"]) == (30, 2, 30)
+    assert load["errors"] == 0
+    assert 0 < load["p50_ms"] <= load["p95_ms"] <= load["p99_ms"] <= load["max_ms"]
+    assert load["throughput_rps"] > 0
+    assert result.slo_p99_ms == 5000 and result.slo_met is True
+    # the caller's numbers beat the spec's
+    quick = run_smoke(dep, config, handle.url, requests=5, concurrency=1)
+    assert (quick.load["requests"], quick.load["concurrency"]) == (5, 1)
+    assert run_smoke(dep, config, handle.url, requests=0).load == {}
+
+
+@pytest.mark.slow
+def test_expectations_status_shape_values_tolerance(served):
+    root, handle = served
+    actual = httpx.post(f"{handle.url}/predict", json=BODY, timeout=30).json()["predictions"]
+    cases = [
+        {"request": "examples/fraud/two.json", "expect": {"shape": [2], "values": actual}},
+        {"request": "examples/fraud/bad_request.json", "expect": {"status": 400}},
+    ]
+    config, dep = set_smoke(root, {"requests": cases})
+    result = run_smoke(dep, config, handle.url, requests=0)
+    assert result.passed, result.failures
+    assert [c["status"] for c in result.cases] == [200, 400]
+
+    wrong = [actual[0], 7]
+    cases = [
+        {"request": "examples/fraud/two.json", "expect": {"values": wrong}},
+        {"request": "examples/fraud/two.json", "expect": {"shape": [3]}},
+        {"request": "examples/fraud/bad_request.json"},  # default expectation: HTTP 200
+    ]
+    config, dep = set_smoke(root, {"requests": cases})
+    result = run_smoke(dep, config, handle.url)
+    assert not result.passed
+    assert not result.load  # no load test after a failed case
+    f_values, f_shape, f_status = result.failures
+    assert f_values == f"examples/fraud/two.json: predictions[1]: expected 7, got {actual[1]!r}"
+    assert f_shape == "examples/fraud/two.json: predictions have shape [2], expected [3]"
+    assert f_status.startswith("examples/fraud/bad_request.json: expected HTTP 200, got 400")
+
+
+@pytest.mark.slow
+def test_slo_miss_fails_and_names_the_spec_line(served):
+    root, handle = served
+    config, dep = set_smoke(root, {"request": "examples/fraud/request.json"}, slo_ms=0.001)
+    result = run_smoke(dep, config, handle.url, requests=10, concurrency=2)
+    assert result.slo_met is False
+    assert all(c["ok"] for c in result.cases)
+    (failure,) = result.failures
+    line = dep.locate("spec.serving.slo.p99_latency_ms")
+    assert failure.startswith(f"{line}: spec.serving.slo.p99_latency_ms: SLO missed: p99 latency ")
+    assert "> 0.001 ms at concurrency 2 (10 requests)" in failure
+
+
+# -- the command ------------------------------------------------------------------------
+
+
+def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_smoke_unknown_deployment_is_a_usage_error(tmp_path):
+    root = make_repo(tmp_path / "repo")
+    proc = run_cli(root, "smoke", "no-such-model", "--env", "staging")
+    assert proc.returncode in (1, 2), proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    proc = run_cli(root, "smoke", "fraud-detector", "--env", "staging", "--format", "sarif")
+    assert proc.returncode == 2
+    assert "smoke supports text or json" in proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_smoke_reports_slo_miss_with_exit_1_and_stops_the_server(tmp_path):
+    root = make_repo(tmp_path / "repo")
+    set_smoke(root, {"request": "examples/fraud/request.json"}, slo_ms=0.001)
+    args = ("smoke", "fraud-detector", "--env", "staging", "-n", "10", "-c", "2")
+    proc = run_cli(root, *args, "--format", "json")
+    assert proc.returncode == 1, proc.stderr
+    (report,) = json.loads(proc.stdout)
+    assert report["passed"] is False and report["slo_met"] is False
+    assert report["cases"][0]["status"] == 200
+    assert report["load"]["completed"] == 10
+    assert report["bento_tag"].startswith("fraud-detector:")
+    assert not servers_under(root / ".modelops")
