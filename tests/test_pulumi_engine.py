@@ -309,3 +309,86 @@ def test_automation_api_round_trip(spec_repo, monkeypatch):
     second = engine.apply(dep, artifact, "rev1")
     assert not second.changed and second.plan.empty
     engine.destroy(dep)
+
+
+class FakeStack:
+    """A fake of the Automation API stack (the Pulumi CLI cannot run here).
+
+    ``up`` streams the engine events the CLI would send for creating ``state``'s resources
+    and returns the SDK's own ``UpResult``; ``fail`` makes ``up`` raise a CommandError.
+    """
+
+    def __init__(self, state, fail: str = ""):
+        self.state = state
+        self.fail = fail
+        self.calls: list[str] = []
+
+    def refresh(self, **kwargs):
+        self.calls.append("refresh")
+
+    def preview(self, on_event=None, **kwargs):
+        self.calls.append("preview")
+
+    def up(self, on_event=None, **kwargs):
+        from datetime import datetime
+
+        from pulumi.automation import OutputValue, UpdateSummary, UpResult
+
+        self.calls.append("up")
+        if self.fail:
+            raise CommandError(CommandResult("", self.fail, 255))
+        for i, r in enumerate(self.state.resources):
+            on_event(pre_event(i, "create", r.type, r.name, new=r.inputs))
+        summary = UpdateSummary(
+            "update",
+            datetime.now(),
+            "",
+            {},
+            {},
+            "succeeded",
+            resource_changes={"create": len(self.state.resources)},
+        )
+        outputs = {k: OutputValue(v, False) for k, v in self.state.outputs.items()}
+        outputs["token"] = OutputValue("s3cr3t", True)
+        return UpResult("", "", summary, outputs)
+
+
+def test_apply_records_outputs_revision_and_desired_state(spec_repo, monkeypatch):
+    from reconciler.gitops.ledger import Ledger
+
+    dep, config = dep_of(spec_repo, "diabetes-progression")
+    artifact = Artifact(
+        "diabetes-progression:1",
+        "1" * 64,
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/ml/diabetes-progression:1",
+    )
+    state = render(dep, artifact, config)
+    fake = FakeStack(state)
+    monkeypatch.setattr(PulumiEngine, "stack", lambda self, dep, artifact=None: fake)
+    result = PulumiEngine(config, progress=lambda line: None).apply(dep, artifact, "rev1")
+    assert fake.calls == ["refresh", "preview", "up"]
+    assert result.changed and result.summary == {"create": 13}
+    assert result.plan.summary() == "13 to create, 0 to update, 0 to replace, 0 to delete"
+    assert result.outputs["endpoint_name"] == "diabetes-progression-prod"
+    assert result.outputs["token"] == "[secret]"
+    record = Ledger(config.state_dir).get(dep.name, dep.env)
+    assert record.lastAppliedRevision == "rev1" and record.platform == "aws-sagemaker"
+    assert record.outputs["url"] == state.outputs["url"]
+    assert record.desiredState == state.to_dict()
+    assert record.artifact["bento_tag"] == "diabetes-progression:1"
+    # The next offline plan against this record is empty.
+    assert diff(record.desiredState, render(dep, artifact, config), dep.key).empty
+
+
+def test_failed_apply_is_recorded_as_a_failure(spec_repo, monkeypatch):
+    from reconciler.gitops.ledger import Ledger
+
+    dep, config = dep_of(spec_repo, "diabetes-progression")
+    fake = FakeStack(render(dep, None, config), fail="error: AccessDenied: sagemaker:CreateModel")
+    monkeypatch.setattr(PulumiEngine, "stack", lambda self, dep, artifact=None: fake)
+    with pytest.raises(ModelopsError) as err:
+        PulumiEngine(config, progress=lambda line: None).apply(dep, None, "rev2")
+    assert err.value.exit_code == 3 and "AccessDenied" in err.value.message
+    record = Ledger(config.state_dir).get(dep.name, dep.env)
+    assert record.lastAppliedRevision == "" and record.lastAttemptedRevision == "rev2"
+    assert record.failures == 1 and record.condition("Ready")["status"] == "False"

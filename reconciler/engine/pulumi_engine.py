@@ -80,6 +80,22 @@ def require_pulumi(action: str, what: str) -> None:
         )
 
 
+def default_progress() -> Callable[[str], None] | None:
+    """Progress lines on stderr when it is a terminal; ``None`` (quiet) in CI or a pipe.
+
+    CI is recognised by the ``CI`` environment variable that GitHub Actions and most CI
+    systems set.
+    """
+    import sys
+
+    if os.environ.get("CI") or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False)
+    return lambda line: console.print(f"  {line}", markup=False)
+
+
 def inputs_digest(dep: Deployment, image: dict) -> str:
     """SHA-256 hex of what determines a stack: engine version, resolved spec, image."""
     doc = {"engine": ENGINE_VERSION, "deployment": dep.data, "env": dep.env, "image": image}
@@ -118,7 +134,8 @@ class PulumiEngine:
 
     Args:
         config: repository configuration (backend URL, state directory).
-        progress: called with one line per engine step; default prints nothing.
+        progress: called with one line per engine step; default
+            :func:`default_progress` (stderr on a terminal, quiet in CI).
         retries: attempts for operations that fail transiently (default 3).
         backoff_s: first backoff in seconds, doubled after each failed attempt.
         sleep: the sleep function (tests pass a recorder).
@@ -133,7 +150,7 @@ class PulumiEngine:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
-        self.progress = progress
+        self.progress = progress if progress is not None else default_progress()
         self.retries = max(1, retries)
         self.backoff_s = backoff_s
         self.sleep = sleep
