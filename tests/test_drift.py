@@ -91,23 +91,6 @@ def test_unshifted_holdout_parquet_capture_passes(tmp_path: Path) -> None:
     assert rec.drift["status"] == "ok"
 
 
-def test_current_file_is_sampled_with_fixed_seed(tmp_path: Path) -> None:
-    root = make_repo(tmp_path, lambda t: set_line(t, "drift:", KS))
-    config, dep = deployment(root)
-    big = shifted(pd.concat([reference()] * 3, ignore_index=True), seed=4)
-    path = root / "current.parquet"
-    big.to_parquet(path)
-
-    result = run_drift(dep, config, current=str(path), sample_size=300, seed=7)
-
-    assert result.drifted
-    assert result.sampled == 300
-    assert result.rows == {"current": len(big), "reference": len(reference())}
-    assert result.rows_used == {"current": 300, "reference": 300}
-    assert any("sampled 300 of 1278 current" in n for n in result.notes)
-    assert result.to_dict()["sampled"] == 300
-
-
 def _fails(root: Path, match: str, **kwargs) -> None:
     config, dep = deployment(root)
     with pytest.raises(MonitorInputError, match=match):
