@@ -1,0 +1,109 @@
+"""``modelops policy check | report`` through the real console entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+class Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def cli(root: Path, *args: str) -> Result:
+    """Run the console entry point in-process (``reconciler.cli.main``), as the script does."""
+    import contextlib
+    import io
+
+    from reconciler.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(["--root", str(root), *args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def script(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run the real console script in a subprocess (exit codes as a shell sees them)."""
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_examples_pass_exit_0_and_sarif_file(spec_repo):
+    proc = cli(spec_repo, "policy", "check")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "6 deployment(s)" in proc.stdout and ": passed" in proc.stdout
+    out = spec_repo / "policy.sarif"
+    proc = cli(spec_repo, "policy", "check", "--env", "prod", "-f", "sarif", "-o", str(out))
+    assert proc.returncode == 0
+    assert json.loads(out.read_text())["runs"][0]["results"] == []
+
+
+def test_blocking_finding_exits_1_with_annotation(spec_repo):
+    path = spec_repo / "specs" / "diabetes-progression.yaml"
+    path.write_text(
+        path.read_text().replace("    prod: {}\n", "    prod:\n      exposure: {public: true}\n")
+    )
+    proc = cli(spec_repo, "policy", "check", "diabetes-progression", "-f", "github")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if "MDL-001" in ln)
+    lineno = path.read_text().splitlines().index("      exposure: {public: true}") + 1
+    assert line.startswith(f"::error file=specs/diabetes-progression.yaml,line={lineno},")
+    assert "Traceback" not in proc.stderr
+
+
+def test_usage_errors_exit_2(spec_repo):
+    proc = script(spec_repo, "policy", "check", "-f", "yaml")
+    assert proc.returncode == 2 and "valid formats" in proc.stderr
+    proc = cli(spec_repo, "policy", "check", "--env", "moon")
+    assert proc.returncode == 2 and "unknown environment" in proc.stderr
+    proc = cli(spec_repo, "policy", "check", "no-such-spec")
+    assert proc.returncode == 2
+
+
+def test_invalid_spec_and_broken_policy_block(spec_repo):
+    (spec_repo / "specs" / "bad.yaml").write_text("apiVersion: modelops/v1alpha1\nkind: [\n")
+    (spec_repo / "policies" / "broken.rego").write_text("package modelops.broken\n")
+    proc = cli(spec_repo, "policy", "check", "-f", "json")
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert doc["spec_problems"][0]["file"] == "specs/bad.yaml"
+    assert any("no `# METADATA` block" in p["message"] for p in doc["library_problems"])
+
+
+def test_report_matrix_and_expiring_waivers(spec_repo):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "rollout: {strategy: canary, steps: [10, 50, 100], step: 0}",
+            "rollout: {strategy: rolling}",
+        )
+    )
+    import datetime as dt
+
+    soon = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=10)).isoformat()
+    (spec_repo / "policies" / "waivers.yaml").write_text(
+        "waivers:\n  - policy: MDL-011\n    deployment: fraud-detector\n    environment: prod\n"
+        "    reason: canary controller next sprint\n    approver: sec@example.com\n"
+        f"    ticket: SEC-9\n    expires: {soon}\n"
+    )
+    proc = cli(spec_repo, "policy", "report", "--env", "prod")
+    assert proc.returncode == 0, proc.stderr
+    row = next(ln for ln in proc.stdout.splitlines() if ln.startswith("MDL-011"))
+    assert "WAIVED" in row and "pass" in row
+    assert "Waivers expiring within 30 days" in proc.stdout
+    assert f"MDL-011 on fraud-detector (prod): expires {soon}" in proc.stdout
+    md = cli(spec_repo, "policy", "report", "--env", "prod", "-f", "markdown").stdout
+    assert "| `MDL-011` Progressive rollout in production | low | " in md
+    assert cli(spec_repo, "policy", "report", "-f", "sarif").returncode == 2
