@@ -200,7 +200,8 @@ def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess:
 def test_cli_smoke_unknown_deployment_is_a_usage_error(tmp_path):
     root = make_repo(tmp_path / "repo")
     proc = run_cli(root, "smoke", "no-such-model", "--env", "staging")
-    assert proc.returncode in (1, 2), proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert "no-such-model" in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     proc = run_cli(root, "smoke", "fraud-detector", "--env", "staging", "--format", "sarif")
     assert proc.returncode == 2

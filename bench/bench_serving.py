@@ -1,0 +1,208 @@
+"""Serving benchmark: the modelops-built Bento against a hand-written FastAPI endpoint.
+
+Issue 6, "Performance": serve the example fraud model two ways in the same run
+
+* **bento**: the fraud-detector Bento built by modelops (``reconciler.build.bento.build``)
+  from ``specs/fraud-detector.yaml`` (staging: platform local), served by ``bentoml serve``
+  via :func:`reconciler.build.serve.start_server` (loopback, adaptive batching from the
+  spec, ``--workers`` BentoML workers);
+* **hand-written**: what a team would write by hand, a FastAPI app that loads the same
+  ``model.joblib`` and calls ``model.predict`` once per request, under uvicorn with one
+  worker (this script, started again with ``--handwritten-server PORT``);
+
+and at 1, 8 and 32 concurrent clients send the same single-row request
+(``{"instances": [[30 floats]]}``, the first row of ``examples/fraud/request.json``) to
+each in turn, with :func:`reconciler.build.smoke.load_test` (closed loop: every client
+sends its next request when the previous answer arrives; keep-alive connections). Prints
+p50/p99 latency (ms), throughput (req/s) and errors for both, and the ratios
+bento/hand-written. Target (issue 6): at 32 clients, throughput >= 2x the hand-written
+endpoint's with p99 < 200 ms, on this 2-core machine.
+
+Bounded: ``--requests`` per measurement (default 600; 1 client: a third of it), warm-up
+requests first, every server on 127.0.0.1 only and stopped at the end. The client runs
+on the same two cores as the servers, so absolute figures include its CPU use; the
+ratios compare like with like.
+
+Usage: ``.venv/bin/python bench/bench_serving.py [--requests N] [--workers W]
+[--max-latency-ms MS] [--max-batch-size N] [--levels 1,8,32]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from reconciler.build.bento import build  # noqa: E402
+from reconciler.build.serve import free_port, start_server, stop_server  # noqa: E402
+from reconciler.build.smoke import load_test  # noqa: E402
+from reconciler.config import load_config  # noqa: E402
+from reconciler.spec.repo import load_all  # noqa: E402
+
+TARGET_RATIO = 2.0
+TARGET_P99_MS = 200.0
+
+
+def handwritten_server(port: int, model_path: str) -> None:
+    """The hand-written baseline: FastAPI + joblib, one ``predict`` per request, 1 worker."""
+    import joblib
+    import numpy as np
+    import uvicorn
+    from fastapi import FastAPI
+
+    model = joblib.load(model_path)
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(body: dict) -> dict:
+        x = np.asarray(body["instances"], dtype=np.float32)
+        return {"predictions": model.predict(x).tolist()}
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning")
+
+
+def start_handwritten(model_path: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """Start the baseline in its own process group; wait until /health answers."""
+    port = free_port()
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--handwritten-server", str(port), str(model_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"hand-written server exited; see {log_path}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise SystemExit("hand-written server did not start within 120 s")
+
+
+def stop_handwritten(proc: subprocess.Popen) -> None:
+    """SIGTERM its group, then SIGKILL after 10 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def measure(url: str, body: dict, conc: int, n: int) -> dict:
+    """One closed-loop measurement after a warm-up of 2 requests per client."""
+    return load_test(url + "/predict", body, requests=n, concurrency=conc, warmup=2 * conc + 20)
+
+
+def main() -> None:
+    """Run the benchmark and print the table (see the module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--handwritten-server", nargs=2, metavar=("PORT", "MODEL"), help="internal")
+    ap.add_argument("--requests", type=int, default=600, help="requests per measurement")
+    ap.add_argument("--workers", type=int, default=None, help="BentoML workers (default: spec)")
+    ap.add_argument("--max-latency-ms", type=int, default=None, help="override batching")
+    ap.add_argument("--max-batch-size", type=int, default=None, help="override batching")
+    ap.add_argument("--levels", default="1,8,32", help="client counts, comma-separated")
+    args = ap.parse_args()
+    if args.handwritten_server:
+        handwritten_server(int(args.handwritten_server[0]), args.handwritten_server[1])
+        return
+    levels = [int(v) for v in args.levels.split(",") if v.strip()]
+
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        root = Path(tmp) / "repo"
+        root.mkdir()
+        for name in ("specs", "examples"):
+            shutil.copytree(PROJECT / name, root / name)
+        (root / "modelops.yaml").write_text("state_dir: .modelops\n")
+        config = load_config(root)
+        dep = load_all(config, ["fraud-detector"], "staging").deployments[0]
+        dep = copy.deepcopy(dep)
+        batching = dep.data["spec"]["serving"].setdefault("batching", {})
+        if args.max_latency_ms is not None:
+            batching["max_latency_ms"] = args.max_latency_ms
+        if args.max_batch_size is not None:
+            batching["max_batch_size"] = args.max_batch_size
+        workers = args.workers or dep.get("spec.serving.workers", 1)
+        artifact = build(dep, config)
+        model_path = root / dep.get("spec.model.uri")
+        request = json.loads((root / "examples/fraud/request.json").read_text())
+        body = {"instances": request["instances"][:1]}
+        print(
+            f"bento {artifact.bento_tag}: batching {json.dumps(batching)}, workers {workers}; "
+            f"hand-written: FastAPI + joblib, uvicorn 1 worker; body: 1 row x 30 features; "
+            f"{args.requests} requests per level (1 client: {max(100, args.requests // 3)})",
+            flush=True,
+        )
+        handle = start_server(artifact, config, timeout_s=180, workers=workers)
+        hand_proc, hand_url = start_handwritten(model_path, config.state_dir / "handwritten.log")
+        rows = []
+        try:
+            for conc in levels:
+                n = args.requests if conc > 1 else max(100, args.requests // 3)
+                bento = measure(handle.url, body, conc, n)
+                hand = measure(hand_url, body, conc, n)
+                rows.append((conc, bento, hand))
+                print(f"  measured {conc} client(s)", flush=True)
+        finally:
+            stop_server(handle)
+            stop_handwritten(hand_proc)
+
+    head = f"{'clients':>7}  {'server':<12} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}"
+    print()
+    print(head)
+    print("-" * len(head))
+    for conc, bento, hand in rows:
+        for label, r in (("bento", bento), ("hand-written", hand)):
+            print(
+                f"{conc:>7}  {label:<12} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+                f"{r['throughput_rps']:>8.1f} {r['errors']:>6}"
+            )
+        ratio = bento["throughput_rps"] / hand["throughput_rps"] if hand["throughput_rps"] else 0
+        p99 = bento["p99_ms"] / hand["p99_ms"] if hand["p99_ms"] else 0
+        print(f"{'':>7}  {'ratio':<12} {'':>8} {p99:>7.2f}x {ratio:>7.2f}x")
+    top = next((r for r in rows if r[0] == 32), None)
+    if top is not None:
+        _, bento, hand = top
+        ratio = bento["throughput_rps"] / hand["throughput_rps"] if hand["throughput_rps"] else 0
+        met = ratio >= TARGET_RATIO and bento["p99_ms"] < TARGET_P99_MS and not bento["errors"]
+        print(
+            f"\ntarget at 32 clients (throughput >= {TARGET_RATIO:g}x hand-written, p99 < "
+            f"{TARGET_P99_MS:g} ms, no errors): {'MET' if met else 'MISSED'} "
+            f"(throughput {ratio:.2f}x, bento p99 {bento['p99_ms']:.1f} ms, "
+            f"errors {bento['errors']})"
+        )
+        if bento["errors"]:
+            print(f"first bento error: {bento['first_error']}")
+
+
+if __name__ == "__main__":
+    main()
