@@ -628,7 +628,7 @@ def _plan_changes(
             if build:
                 artifact = _build_and_smoke(outcome, dep, head_cfg, revision, smoke)
             else:
-                outcome.build = {"status": "not run", "message": "build not run (plan --build)"}
+                outcome.build = {"status": "not run", "message": "not run (plan --build)"}
             old_state = None
             if change is not None and change.status == "unchanged":
                 # --all: same spec bytes, same inputs, no shared input changed, so the

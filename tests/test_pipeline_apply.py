@@ -5,6 +5,8 @@ The slow tests build and serve real Bentos; every server is stopped at the end.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from test_gitops_support import example_repo, invoke
 
@@ -46,7 +48,7 @@ def test_partial_failure_then_no_op_then_stalled(apply_repo, capsys):
     code, out, err = invoke(capsys, repo.root, "apply", "--env", "staging")
     assert code == 3, out + err
     assert "error: broken-scorer-staging:" in err and "model.joblib" in err
-    assert "fraud-detector-staging" in out and "applied" in out
+    assert "fraud-detector-staging" in out and "applied" in out, out + err
     good = ledger.get("fraud-detector", "staging")
     assert good.lastAppliedRevision == rev and good.condition("Ready")["status"] == "True"
     assert [(h["action"], h["result"]) for h in good.history] == [("apply", "succeeded")]
@@ -76,8 +78,11 @@ def test_partial_failure_then_no_op_then_stalled(apply_repo, capsys):
     assert stalled.status == "stalled" and "consecutive failed applies" in stalled.message
     assert report.exit_code == 3
     assert len(ledger.get("broken-scorer", "staging").history) == len(bad.history)
-    code, out, _ = invoke(capsys, repo.root, "status", "--env", "staging")
-    assert "consecutive failed" in out and "Healthy" in out
+    code, out, _ = invoke(capsys, repo.root, "status", "--env", "staging", "-f", "json")
+    rows = {r["deployment"]: r for r in json.loads(out)}
+    assert "consecutive failed" in rows["broken-scorer-staging"]["stalled"]
+    assert rows["fraud-detector-staging"]["health"] == "Healthy"
+    assert rows["fraud-detector-staging"]["revision"] == rev[:12]
 
     # a change to one of its inputs lifts the stall: it is tried again (and fails again)
     repo.write("examples/broken/model.joblib", b"still not a model, but different")

@@ -160,3 +160,16 @@ def test_comment_stays_under_the_limit_and_says_what_was_cut(repo):
     assert len(small) <= len(full) - 200
     assert "Cut to stay under GitHub's 65,536-character comment limit" in small
     assert "`fraud-detector-" in small.split("Cut to stay under")[1]
+
+
+def test_findings_become_annotations_inside_github_actions(repo, capsys, monkeypatch):
+    base = repo.git.head.commit.hexsha
+    repo.write("specs/copy.yaml", (repo.root / "specs/fraud-detector.yaml").read_text())
+    head = repo.commit("copy")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    code, md, err = invoke(
+        capsys, repo.root, "plan", "--base", base, "--head", head, "--env", "prod", "-f", "markdown"
+    )
+    assert code == 1 and md.startswith(MARKER)
+    assert "::error file=specs/copy.yaml,line=5,col=" in err
+    assert "::" not in md.split("\n", 1)[1].split("`")[0]  # annotations stay out of the comment

@@ -77,37 +77,64 @@ def _emit_plan(report: pipeline.RunReport, fmt: str) -> None:
         ch = report.changes
         head = ch.head[:12] if ch.head else "the working tree"
         console.print(
-            f"Changes from {ch.base[:12]} (merge base of {ch.requested_base}) to {head}: "
-            f"{len(ch.files)} file(s), {len(ch.specs)} spec(s) to plan",
+            f"Plan for {', '.join(report.envs)}: merge base {ch.base[:12]} (of "
+            f"{ch.requested_base}) -> {head}; {len(ch.files)} file(s) changed, "
+            f"{len(ch.specs)} spec(s) to plan",
             markup=False,
         )
         for s in ch.specs:
             where = s.path or s.old_path
             console.print(f"  {s.status:9} {where}: {'; '.join(s.reasons)}", markup=False)
+    else:
+        console.print(f"Plan for {', '.join(report.envs)} against the ledger:", markup=False)
     if not report.outcomes:
         console.print("No deployment to plan.", markup=False)
+    from reconciler.report.pr_comment import _counts_text, _policy_counts, _policy_results
+
     for outcome, plan in zip(report.outcomes, report.plans, strict=False):
         console.print("", markup=False)
-        console.print(f"{outcome.key} ({outcome.platform}): {outcome.message}", markup=False)
+        if plan is not None:
+            from reconciler.engine.plan import render_plan_text
+
+            console.print(render_plan_text([plan]).rstrip(), markup=False)
+        else:
+            console.print(f"{outcome.key} ({outcome.platform}): {outcome.message}", markup=False)
+        if outcome.status in ("delete", "orphaned"):
+            console.print(f"  {outcome.message}", markup=False)
         model = outcome.model or {}
         old, new = model.get("old"), model.get("new")
-        if old and new and old != new:
+        if old and new and old == new:
+            console.print(
+                f"  model: unchanged ({new['framework']} {new['uri']} {new['sha256'][:12]})",
+                markup=False,
+            )
+        elif old or new:
             for k in ("framework", "uri", "sha256", "version"):
-                if old.get(k) != new.get(k):
-                    a, b = str(old.get(k, ""))[:16], str(new.get(k, ""))[:16]
+                a = str((old or {}).get(k, "") or "-")[:24]
+                b = str((new or {}).get(k, "") or "-")[:24]
+                if a != b:
                     console.print(f"  model {k}: {a} -> {b}", markup=False)
-        if plan is not None:
-            try:
-                from reconciler.engine.plan import render_plan_text
+        results = _policy_results(report, outcome.key)
+        if results:
+            console.print(f"  policy: {_counts_text(_policy_counts(results))}", markup=False)
+        if outcome.status != "delete":
+            build = outcome.build.get("message") or "not run (--build)"
+            if outcome.smoke:
+                ok = "passed" if outcome.smoke.get("passed") else "FAILED"
+                smoke = f"{ok} {'; '.join(outcome.smoke.get('failures', []))}".strip()
+            else:
+                smoke = "not run (--smoke)"
+            console.print(f"  build: {build}; smoke: {smoke}", markup=False)
+    if report.outcomes:
+        from reconciler.report.pr_comment import _totals
 
-                console.print(render_plan_text([plan]).rstrip(), markup=False)
-            except ImportError:
-                console.print(json.dumps(outcome.plan, indent=2), markup=False)
-        if outcome.build:
-            console.print(f"  build: {outcome.build.get('message', '')}", markup=False)
-        if outcome.smoke:
-            ok = "passed" if outcome.smoke.get("passed") else "FAILED"
-            console.print(f"  smoke: {ok} {'; '.join(outcome.smoke.get('failures', []))}")
+        verdict = "blocks the merge" if report.exit_code else "nothing blocks the merge"
+        policy = f"; policy: {_counts_text(report.policy.counts())}" if report.policy else ""
+        console.print(
+            f"\nSummary: {len(report.outcomes)} deployment(s): {_totals(report) or '-'}"
+            f"{policy}; {verdict}.",
+            markup=False,
+        )
     for note in report.notes:
         console.print(f"({note})", markup=False)
 
