@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import gc
 import hashlib
 import importlib
 import importlib.util
@@ -293,6 +294,23 @@ def _without_source_positions():
         sdk_resource._get_stack_trace = original
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector during one render.
+
+    A render allocates tens of thousands of short-lived futures and outputs; with the
+    large object graph of pulumi-aws loaded, the collections they trigger cost about a
+    sixth of a render's CPU time here. Collection resumes (if it was on) afterwards.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _diagnostic(dep: Deployment, path: str, message: str) -> Diagnostic:
     return Diagnostic(dep.locate(path), path, f"{message} [env {dep.env}]", code="render")
 
@@ -482,7 +500,7 @@ def render(dep: Deployment, artifact=None, config=None, *, cache: bool = True) -
 def _render_pulumi(dep: Deployment, image: ImageRef, stable: str | None, program) -> DesiredState:
     import pulumi
 
-    with _LOCK, _without_source_positions():
+    with _LOCK, _without_source_positions(), _gc_paused():
         mocks = _mocks_class()()
         pulumi.runtime.set_mocks(mocks, project="modelops", stack=dep.key, preview=True)
         outputs: dict = {}
