@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 ROOT = Path(__file__).resolve().parents[1]
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 MODELOPS = [sys.executable, "-m", "reconciler"]
 
 
