@@ -61,6 +61,7 @@ def peak_rss_mb() -> float:
 
 
 def main(n: int = 100) -> None:
+    """Run the benchmark over ``n`` deployments and print the figures (see the docstring)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = make_repo(Path(tmp), n)
         config = load_config(root)

@@ -134,7 +134,14 @@ def _pod_spec(dep: Deployment, sa_name: str, container: dict, restart: str | Non
 
 def _container(dep: Deployment, image: str, name: str, port: int, args=None) -> dict:
     _, c_sc = _security(dep)
-    env = [{"name": k, "value": v} for k, v in sorted(runtime_env(dep, None).items())]
+    plain = runtime_env(dep, None)
+    # The root filesystem is read-only: everything that writes goes to the /tmp emptyDir
+    # (BentoML keeps its Prometheus multiprocess directory under BENTOML_HOME; the Bento
+    # itself is served from its path in the image).
+    plain.update({"HOME": "/tmp", "BENTOML_HOME": "/tmp/bentoml"})
+    if args is not None:
+        plain["MODELOPS_STATE_DIR"] = "/tmp/modelops"
+    env = [{"name": k, "value": v} for k, v in sorted(plain.items())]
     env.extend(secret_env(dep))
     container = {
         "name": name,

@@ -240,6 +240,7 @@ class _Recorder:
         self.records: list[tuple[str, str, dict]] = []
 
     def new_resource(self, args) -> tuple[str, dict]:
+        """Record a registration; answer with an id and the resource's state (see below)."""
         self.records.append((args.typ, args.name, args.inputs))
         # Answer with the scalar inputs and markers for computed attributes only: echoing
         # the nested inputs back doubles the SDK's (de)serialisation work for nothing.
@@ -249,6 +250,7 @@ class _Recorder:
         return computed_marker(args.typ, args.name, "id"), state
 
     def call(self, args) -> tuple[dict, None]:
+        """Answer a data-source invoke with markers (its result needs the account)."""
         # Data-source lookups (default VPC, subnets) are only known against the account.
         token = args.token.rsplit(":", 1)[-1]
         return {"id": f"[unknown {token}.id]", "ids": [f"[unknown {token}.ids]"]}, None
@@ -264,7 +266,7 @@ def _mocks_class() -> type:
         import pulumi
 
         class Mocks(_Recorder, pulumi.runtime.Mocks):
-            pass
+            """The recorder as a ``pulumi.runtime.Mocks`` (created after importing Pulumi)."""
 
         _MOCKS_CLASS = Mocks
     return _MOCKS_CLASS
