@@ -462,11 +462,16 @@ def plan(
         outcome.revision = report.revision
         artifact = _build_and_smoke(outcome, dep, config, report.revision, smoke) if build else None
         record = ledger.get(dep.name, dep.env)
-        change, _ = _render_plan(dep, record.desiredState if record else None, config, artifact)
+        outcome.model = {"old": None, "new": model_info(dep, config)}
+        try:
+            change, _ = _render_plan(dep, record.desiredState if record else None, config, artifact)
+        except ModelopsError as exc:
+            _render_failed(report, outcome, dep, exc)
+            report.outcomes.append(outcome)
+            continue
         report.plans.append(change)
         outcome.message = change.summary()
         outcome.plan = change.to_dict()
-        outcome.model = {"old": None, "new": model_info(dep, config)}
         report.outcomes.append(outcome)
     if not report.blocked:
         live = {d.key for d in deployments}
@@ -488,6 +493,17 @@ def plan(
     _sort(report)
     report.notes.append("infrastructure plan: rendered under Pulumi mocks, diffed with the ledger")
     return report
+
+
+def _render_failed(report: RunReport, outcome: Outcome, dep: Deployment, exc: ModelopsError):
+    """Record a deployment that cannot be rendered as a spec finding (it blocks)."""
+    diags = list(exc.diagnostics) or [
+        Diagnostic(dep.spec.locate(()), "", exc.message, code="render")
+    ]
+    report.diagnostics.extend(d for d in diags if d not in report.diagnostics)
+    outcome.status = "invalid"
+    outcome.message = f"cannot render: {exc.message}"
+    report.plans.append(None)
 
 
 def _protected_note(config: Config, env: str) -> str:
@@ -614,8 +630,13 @@ def _plan_changes(
             envs,
         )
         _mass_delete_guard(report, changes, base_rev, envs, config, allow_mass_delete)
-        if report.spec_errors or not _policy_gate(head_cfg, deployments, report):
-            return report
+        # Planning is read-only, so every valid deployment is rendered and policed even
+        # when something blocks; only building (which loads untrusted model files) waits
+        # for the gates to pass.
+        _policy_gate(head_cfg, deployments, report)
+        may_build = build and not report.blocked
+        if build and not may_build:
+            report.notes.append("builds and smoke tests not run: the gates blocked")
         ledger = Ledger(config.state_dir)
         for dep in deployments:
             change = by_path.get(dep.spec.file)
@@ -625,40 +646,46 @@ def _plan_changes(
             outcome.change = change.to_dict() if change else {}
             outcome.model = {"old": model_info(old, base_cfg), "new": model_info(dep, head_cfg)}
             artifact = None
-            if build:
+            if may_build:
                 artifact = _build_and_smoke(outcome, dep, head_cfg, revision, smoke)
             else:
-                outcome.build = {"status": "not run", "message": "not run (plan --build)"}
-            old_state = None
-            if change is not None and change.status == "unchanged":
-                # --all: same spec bytes, same inputs, no shared input changed, so the
-                # base renders exactly as the head does; render once.
-                from reconciler.engine.plan import diff
-                from reconciler.engine.render import render
+                why = "the gates blocked" if build else "plan --build"
+                outcome.build = {"status": "not run", "message": f"not run ({why})"}
+            try:
+                old_state = None
+                if change is not None and change.status == "unchanged":
+                    # --all: same spec bytes, same inputs, no shared input changed, so the
+                    # base renders exactly as the head does; render once.
+                    from reconciler.engine.plan import diff
+                    from reconciler.engine.render import render
 
-                rendered = render(dep, artifact, head_cfg)
-                plan_value = diff(rendered.to_dict(), rendered, dep.key)
-                outcome.model["old"] = outcome.model["new"]
-            else:
-                if old is not None:
-                    try:
-                        old_state = _state_dict(_render_plan(old, None, base_cfg)[1])
-                    except ModelopsError as exc:
-                        report.notes.append(f"{dep.key}: the base revision does not render ({exc})")
-                plan_value, rendered = _render_plan(dep, old_state, head_cfg, artifact)
-            report.plans.append(plan_value)
-            outcome.plan = plan_value.to_dict()
-            outcome.message = plan_value.summary()
-            record = ledger.get(dep.name, dep.env)
-            if record is not None and record.desiredState and old_state is not None:
-                from reconciler.engine.plan import diff
+                    rendered = render(dep, artifact, head_cfg)
+                    plan_value = diff(rendered.to_dict(), rendered, dep.key)
+                    outcome.model["old"] = outcome.model["new"]
+                else:
+                    if old is not None:
+                        try:
+                            old_state = _state_dict(_render_plan(old, None, base_cfg)[1])
+                        except ModelopsError as exc:
+                            report.notes.append(
+                                f"{dep.key}: the base revision does not render ({exc})"
+                            )
+                    plan_value, rendered = _render_plan(dep, old_state, head_cfg, artifact)
+                report.plans.append(plan_value)
+                outcome.plan = plan_value.to_dict()
+                outcome.message = plan_value.summary()
+                record = ledger.get(dep.name, dep.env)
+                if record is not None and record.desiredState and old_state is not None:
+                    from reconciler.engine.plan import diff
 
-                live = diff(record.desiredState, rendered, dep.key)
-                if live.to_dict() != plan_value.to_dict():
-                    outcome.message += (
-                        f"; against what is live (ledger, {record.lastAppliedRevision[:12]}): "
-                        f"{live.summary()}"
-                    )
+                    live = diff(record.desiredState, rendered, dep.key)
+                    if live.to_dict() != plan_value.to_dict():
+                        outcome.message += (
+                            f"; against what is live (ledger, {record.lastAppliedRevision[:12]}): "
+                            f"{live.summary()}"
+                        )
+            except ModelopsError as exc:  # the head does not render: a finding, not a crash
+                _render_failed(report, outcome, dep, exc)
             report.outcomes.append(outcome)
         for s in changes.deleted:
             _plan_deletion(report, s, old_deps, envs, config, base_cfg)
