@@ -165,6 +165,10 @@ def test_public_internal_deployment_gets_a_valid_ingress(spec_repo):
     assert ingress["spec"]["rules"][0]["host"] == "fraud.example.com"
     assert ingress["spec"]["tls"][0]["secretName"] == "fraud-detector-tls"
     assert state.outputs["public_url"] == "https://fraud.example.com"
+    # The ingress controller's namespace is admitted next to the allowed ones.
+    (netpol,) = by_kind(state, "NetworkPolicy")
+    expr = netpol["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchExpressions"][0]
+    assert expr["values"] == ["ingress-nginx", "payments"]
 
 
 def test_cronjobs_run_monitor_and_retrain_in_the_model_image(spec_repo):
