@@ -231,7 +231,9 @@ class LedgerRecord:
         if spec_file:
             self.specFile = spec_file
         self.set_condition("Ready", "False", "ApplyFailed", message)
-        if self.failures >= stalled_after:
+        if self.failures < stalled_after:  # a new digest starts again: no longer stalled
+            self.conditions = [c for c in self.conditions if c.get("type") != "Stalled"]
+        else:
             self.set_condition(
                 "Stalled",
                 "True",
