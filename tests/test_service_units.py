@@ -160,3 +160,68 @@ def test_capture_parquet_and_s3_spool(tmp_path, monkeypatch):
     assert spooled and path == tmp_path / "spool" / "bucket" / "prefix"
     local, spooled = capture.resolve_sink("cap", root=tmp_path)
     assert not spooled and local == tmp_path / "cap"
+
+
+def test_micro_batcher_batches_concurrent_requests_in_order():
+    import asyncio
+
+    from reconciler.build.batching import MicroBatcher
+
+    calls: list[int] = []
+
+    async def fn(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        await asyncio.sleep(0.01)  # the model is busy: the next batch forms meanwhile
+        return batch[:, :1] * 2
+
+    async def scenario():
+        b = MicroBatcher(fn, max_batch_size=8, max_latency_ms=50)
+        started = time.perf_counter()
+        alone = await b.submit(np.array([[1.0, 0.0]]), arrived=False)
+        lone_ms = (time.perf_counter() - started) * 1000
+        reqs = [np.array([[float(i), 0.0]] * (1 + i % 2)) for i in range(20)]
+        outs = await asyncio.gather(*(b.submit(r, arrived=False) for r in reqs))
+        return b, alone, lone_ms, reqs, outs
+
+    b, alone, lone_ms, reqs, outs = asyncio.run(scenario())
+    assert alone.tolist() == [[2.0]] and lone_ms < 45  # a lone request does not wait 50 ms
+    for req, out in zip(reqs, outs, strict=True):
+        assert out.tolist() == (req[:, :1] * 2).tolist()
+    assert max(calls) <= 8 and len(calls) < 1 + len(reqs)  # batches formed, capped at 8 rows
+    assert b.rows == 1 + sum(len(r) for r in reqs)
+
+
+def test_micro_batcher_waits_for_arriving_requests_and_propagates_errors():
+    import asyncio
+
+    from reconciler.build.batching import MicroBatcher
+
+    calls: list[int] = []
+
+    async def fn(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        if (batch < 0).any():
+            raise ValueError("negative input")
+        return batch
+
+    async def scenario():
+        b = MicroBatcher(fn, max_batch_size=4, max_latency_ms=200)
+        b.arrive()
+        b.arrive()  # two requests arrived; the second is still being parsed
+
+        async def late():
+            await asyncio.sleep(0.02)
+            return await b.submit(np.array([[2.0]]))
+
+        first, second = await asyncio.gather(b.submit(np.array([[1.0]])), late())
+        bad = b.submit(np.array([[-1.0]]), arrived=False)
+        try:
+            await bad
+        except ValueError as exc:
+            return first, second, str(exc)
+        return first, second, ""
+
+    first, second, err = asyncio.run(scenario())
+    assert first.tolist() == [[1.0]] and second.tolist() == [[2.0]]
+    assert calls[0] == 2  # the first request waited for the one still arriving
+    assert err == "negative input"

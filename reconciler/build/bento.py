@@ -48,6 +48,7 @@ RUNTIME_FILES: dict[str, Path] = {
     "modelops_runtime/frameworks.py": BUILD_DIR / "frameworks.py",
     "modelops_runtime/capture.py": BUILD_DIR / "capture.py",
     "modelops_runtime/request.py": BUILD_DIR / "request.py",
+    "modelops_runtime/batching.py": BUILD_DIR / "batching.py",
 }
 SERVICE_CLASS = "ModelService"
 VERSION_LEN = 16
