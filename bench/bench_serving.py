@@ -14,9 +14,10 @@ and at 1, 8 and 32 concurrent clients send the same single-row request
 (``{"instances": [[30 floats]]}``, the first row of ``examples/fraud/request.json``) to
 each in turn, with :func:`reconciler.build.smoke.load_test` (closed loop: every client
 sends its next request when the previous answer arrives; keep-alive connections). Prints
-p50/p99 latency (ms), throughput (req/s) and errors for both, and the ratios
-bento/hand-written. Target (issue 6): at 32 clients, throughput >= 2x the hand-written
-endpoint's with p99 < 200 ms, on this 2-core machine.
+p50/p99 latency (ms), throughput (req/s), errors and the servers' CPU time per request
+(ms, from psutil) for both, and the ratios bento/hand-written. Target (issue 6): at 32
+clients, throughput >= 2x the hand-written endpoint's with p99 < 200 ms, on this 2-core
+machine.
 
 Bounded: ``--requests`` per measurement (default 600; 1 client: a third of it), warm-up
 requests first, every server on 127.0.0.1 only and stopped at the end. The client runs
@@ -42,12 +43,18 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from reconciler.build.bento import build  # noqa: E402
-from reconciler.build.serve import free_port, start_server, stop_server  # noqa: E402
+from reconciler.build.serve import (  # noqa: E402
+    free_port,
+    server_processes,
+    start_server,
+    stop_server,
+)
 from reconciler.build.smoke import load_test  # noqa: E402
 from reconciler.config import load_config  # noqa: E402
 from reconciler.spec.repo import load_all  # noqa: E402
@@ -117,9 +124,30 @@ def stop_handwritten(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def measure(url: str, body: dict, conc: int, n: int) -> dict:
-    """One closed-loop measurement after a warm-up of 2 requests per client."""
-    return load_test(url + "/predict", body, requests=n, concurrency=conc, warmup=2 * conc + 20)
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds used so far by ``procs`` (gone processes count 0)."""
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def measure(url: str, body: dict, conc: int, n: int, procs: list[psutil.Process]) -> dict:
+    """One closed-loop measurement after a warm-up of 2 requests per client (+20).
+
+    Adds ``cpu_ms_per_req``: the server processes' CPU time (user + system) per answered
+    request, in ms. Unlike throughput it hardly depends on what else the machine runs.
+    """
+    load_test(url + "/predict", body, requests=2 * conc + 20, concurrency=conc)
+    before = cpu_seconds(procs)
+    result = load_test(url + "/predict", body, requests=n, concurrency=conc)
+    used = cpu_seconds(procs) - before
+    result["cpu_ms_per_req"] = 1000 * used / result["completed"] if result["completed"] else 0.0
+    return result
 
 
 def main() -> None:
@@ -166,29 +194,38 @@ def main() -> None:
         hand_proc, hand_url = start_handwritten(model_path, config.state_dir / "handwritten.log")
         rows = []
         try:
+            bento_procs = server_processes(handle.pid, handle.server_id)
+            hand_root = psutil.Process(hand_proc.pid)
+            hand_procs = [hand_root, *hand_root.children(recursive=True)]
             for conc in levels:
                 n = args.requests if conc > 1 else max(100, args.requests // 3)
-                bento = measure(handle.url, body, conc, n)
-                hand = measure(hand_url, body, conc, n)
+                bento = measure(handle.url, body, conc, n, bento_procs)
+                hand = measure(hand_url, body, conc, n, hand_procs)
                 rows.append((conc, bento, hand))
                 print(f"  measured {conc} client(s)", flush=True)
         finally:
             stop_server(handle)
             stop_handwritten(hand_proc)
 
-    head = f"{'clients':>7}  {'server':<12} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}"
+    cols = ("p50 ms", "p99 ms", "req/s", "errors", "CPU ms/req")
+    head = f"{'clients':>7}  {'server':<12} " + " ".join(f"{c:>10}" for c in cols)
     print()
     print(head)
     print("-" * len(head))
     for conc, bento, hand in rows:
         for label, r in (("bento", bento), ("hand-written", hand)):
             print(
-                f"{conc:>7}  {label:<12} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-                f"{r['throughput_rps']:>8.1f} {r['errors']:>6}"
+                f"{conc:>7}  {label:<12} {r['p50_ms']:>10.1f} {r['p99_ms']:>10.1f} "
+                f"{r['throughput_rps']:>10.1f} {r['errors']:>10} {r['cpu_ms_per_req']:>10.2f}"
             )
-        ratio = bento["throughput_rps"] / hand["throughput_rps"] if hand["throughput_rps"] else 0
-        p99 = bento["p99_ms"] / hand["p99_ms"] if hand["p99_ms"] else 0
-        print(f"{'':>7}  {'ratio':<12} {'':>8} {p99:>7.2f}x {ratio:>7.2f}x")
+
+        def ratio_of(key: str, b: dict = bento, h: dict = hand) -> str:
+            return f"{b[key] / h[key]:.2f}x" if h[key] else "-"
+
+        print(
+            f"{'':>7}  {'bento/hand':<12} {ratio_of('p50_ms'):>10} {ratio_of('p99_ms'):>10} "
+            f"{ratio_of('throughput_rps'):>10} {'':>10} {ratio_of('cpu_ms_per_req'):>10}"
+        )
     top = next((r for r in rows if r[0] == 32), None)
     if top is not None:
         _, bento, hand = top
