@@ -296,6 +296,16 @@ def _realtime(dep, image, stable_image, sa_name, port, meta, annotations, output
                 "spec": {
                     **_pod_spec(dep, sa_name, _container(dep, img, "server", port)),
                     "terminationGracePeriodSeconds": 30,
+                    # Spread replicas over zones and nodes where the cluster allows it.
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": key,
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": match},
+                        }
+                        for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+                    ],
                 },
             },
         }
