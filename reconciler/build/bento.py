@@ -19,6 +19,17 @@ The Bento's version is the first 16 hex digits of the build digest, a SHA-256 ov
 Unchanged inputs reuse the stored Bento (``Artifact.reused``); a rebuild of the same inputs
 gives the same Bento contents (:func:`contents_digest`, which ignores the creation times
 BentoML writes into ``bento.yaml``/``model.yaml``).
+
+Serving contract (for whatever starts ``bentoml serve <tag>``; the service reads these
+environment variables, all optional):
+
+- ``MODELOPS_SPEC_REVISION``: the Git revision being applied, shown by ``/metadata``
+  (default: the revision the Bento was first built at, label ``modelops.revision``);
+- ``MODELOPS_REPO_ROOT``: the spec repository, against which a relative capture sink
+  (``monitoring.capture.sink: .modelops/capture``) is resolved (default: the working
+  directory); ``MODELOPS_CAPTURE_SPOOL``: local spool for ``s3://`` sinks;
+- ``BENTOML_PORT=8080`` for SageMaker (the BentoML image entrypoint honours it for
+  ``docker run <image> serve``).
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ import os
 import queue
 import random
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,10 @@ class CaptureWriter:
         redact: ``none`` | ``drop`` | ``hash``; sensitive_idx: column indexes to redact.
         max_records: records per file before a new file is started.
         queue_size: records held in memory at most; beyond it records are dropped.
-        flush_interval_s: the writer flushes open files at least this often (seconds).
+        flush_interval_s: the writer flushes open JSON Lines files at least this often
+            (seconds).
+        parquet_flush_s: a Parquet file is written once ``max_records`` records are
+            pending or the oldest pending record is this old (seconds), and on close.
     """
 
     def __init__(
@@ -113,6 +117,7 @@ class CaptureWriter:
         max_records: int = 10000,
         queue_size: int = 10000,
         flush_interval_s: float = 1.0,
+        parquet_flush_s: float = 60.0,
     ) -> None:
         self.base = Path(directory) / deployment / env
         self.sample_rate = float(sample_rate)
@@ -121,6 +126,7 @@ class CaptureWriter:
         self.sensitive_idx = list(sensitive_idx or [])
         self.max_records = max_records
         self.flush_interval_s = flush_interval_s
+        self.parquet_flush_s = parquet_flush_s
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.dropped = 0
         self.written = 0
@@ -191,26 +197,37 @@ class CaptureWriter:
         handle = None
         day = ""
         count = 0
-        pending: list[dict] = []  # parquet: records of the current file
+        pending: list[dict] = []  # parquet: records not yet written
+        pending_since = 0.0
         while True:
             try:
                 item = self.queue.get(timeout=self.flush_interval_s)
             except queue.Empty:
-                if handle is not None:
-                    handle.flush()
-                continue
+                item = None
             if item is _STOP:
                 break
             try:
+                if item is None:  # idle: flush what is open
+                    if handle is not None:
+                        handle.flush()
+                    if pending and time.monotonic() - pending_since >= self.parquet_flush_s:
+                        self._write_parquet(pending, day)
+                        pending = []
+                    continue
                 record = self._record(item)
                 rec_day = item[0].strftime("%Y-%m-%d")
                 if self.fmt == "parquet":
-                    if pending and (rec_day != day or len(pending) >= self.max_records):
+                    if pending and rec_day != day:
                         self._write_parquet(pending, day)
                         pending = []
+                    if not pending:
+                        pending_since = time.monotonic()
                     day = rec_day
                     pending.append(record)
-                    if self.queue.empty() and len(pending) >= 1:
+                    if (
+                        len(pending) >= self.max_records
+                        or time.monotonic() - pending_since >= self.parquet_flush_s
+                    ):
                         self._write_parquet(pending, day)
                         pending = []
                     continue
@@ -227,8 +244,12 @@ class CaptureWriter:
             except Exception as exc:  # noqa: BLE001 - capture must never take serving down
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
-        if pending:
-            self._write_parquet(pending, day)
+        try:
+            if pending:
+                self._write_parquet(pending, day)
+        except Exception as exc:  # noqa: BLE001
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
         if handle is not None:
             handle.close()
 

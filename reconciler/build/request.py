@@ -129,13 +129,17 @@ class Signature:
             raise BadRequest(key, f"expected a list of rows, got {_kind(value)}")
         if not value:
             raise BadRequest(key, "empty batch; expected at least one row")
+        width = self.width
         if key == "instance" or not isinstance(value[0], list):
             rows = [value]  # a single instance
+            if width is not None and len(value) != width:
+                raise BadRequest(
+                    key, f"expected {width} values (shape [-1, {width}]), got {len(value)}"
+                )
         else:
             rows = value
         if len(rows) > self.max_rows:
             raise BadRequest(key, f"{len(rows)} rows; at most {self.max_rows} per request")
-        width = self.width
         for r, row in enumerate(rows):
             if not isinstance(row, list):
                 raise BadRequest(

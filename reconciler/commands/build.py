@@ -13,7 +13,6 @@ import time
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from reconciler.cli import EnvOption, TargetsArg, app, console, err_console, get_config
 from reconciler.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
@@ -88,25 +87,28 @@ def build_cmd(
 
 
 def _print_text(rows: list[dict], removed: list[str], env: str) -> None:
-    table = Table(title=f"build --env {env}", title_justify="left")
-    for col in ("deployment", "status", "bento", "image", "s"):
-        table.add_column(col, overflow="fold")
+    """One line per deployment (stays readable in narrow CI logs), then notes."""
     for row in rows:
         art = row.get("artifact") or {}
-        image = art.get("image", "")
-        if art:
-            image += " (built)" if art.get("image_built") else " (not built)"
-        style = {"failed": "red", "built": "green"}.get(row["status"], "")
-        status = f"[{style}]{row['status']}[/]" if style else row["status"]
-        table.add_row(
-            row["deployment"], status, art.get("bento_tag", ""), image, str(row["seconds"])
-        )
-    console.print(table)
-    for row in rows:
-        note = (row.get("artifact") or {}).get("image_note", "")
         if row["status"] == "failed":
-            err_console.print(f"error: {row['deployment']}: {row['error']}", markup=False)
-        elif note:
-            console.print(f"{row['deployment']}: {note}", markup=False)
+            err_console.print(
+                f"{row['deployment']}: failed ({row['seconds']} s): {row['error']}", markup=False
+            )
+            continue
+        image = f"{art['image']} ({'built' if art.get('image_built') else 'not built'})"
+        console.print(
+            f"{row['deployment']}: {row['status']} {art['bento_tag']} "
+            f"({row['seconds']} s); image {image}",
+            markup=False,
+        )
+        if art.get("image_note") and not art.get("image_note", "").endswith("without --image)"):
+            console.print(f"  {art['image_note']}", markup=False)
+    built = sum(r["status"] == "built" for r in rows)
+    reused = sum(r["status"] == "reused" for r in rows)
+    failed = sum(r["status"] == "failed" for r in rows)
+    console.print(
+        f"build --env {env}: {built} built, {reused} reused (unchanged inputs), {failed} failed",
+        markup=False,
+    )
     if removed:
         console.print(f"garbage-collected {len(removed)} Bento(s): {', '.join(removed)}")
