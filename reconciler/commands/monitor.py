@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from reconciler.cli import EnvOption, app, console, err_console, get_config
-from reconciler.diagnostics import EXIT_FINDINGS, EXIT_OK, ModelopsError
+from reconciler.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_all
 
@@ -75,7 +75,7 @@ def monitor_run(
     fmt: FormatOpt = "text",
 ) -> None:
     """Run the drift job once; exit 1 on drift (and retrain if the spec says so)."""
-    from reconciler.monitor.drift import format_table, run_drift
+    from reconciler.monitor.drift import run_drift
 
     _check_format(fmt)
     config = get_config()
@@ -90,34 +90,48 @@ def monitor_run(
         sample_size=sample_size,
         seed=seed,
     )
-    retrained = None
+    if fmt == "text":
+        _print_drift(result, config)
+    out = result.to_dict()
+    code = EXIT_FINDINGS if result.drifted else EXIT_OK
     if result.drifted and retrain and dep.get("spec.monitoring.on_drift") == "retrain":
-        retrained = _retrain(dep, reason="drift", training_data=None, force=False, fmt=fmt)
+        try:
+            out["retraining"] = _retrain(
+                dep, reason="drift", training_data=None, force=False, fmt=fmt
+            )
+        except ModelopsError as exc:  # the drift result stands; the failure is recorded
+            failed = getattr(exc, "result", None)
+            out["retraining"] = failed.to_dict() if failed else {"status": "failed"}
+            err_console.print(f"error: retraining failed: {exc.message}", markup=False)
+            code = EXIT_USAGE
     if fmt == "json":
-        out = result.to_dict()
-        if retrained is not None:
-            out["retraining"] = retrained
         console.print(json.dumps(out, indent=2), markup=False)
-    else:
-        table = Table(title=f"drift {dep.key} ({result.source})")
-        for col in ("feature", "test", "score", "threshold", "result"):
-            table.add_column(col)
-        for row in format_table(result):
-            table.add_row(*row, style="red" if row[-1] == "DRIFT" else None)
-        console.print(table)
-        for note in result.notes:
-            console.print(f"note: {note}", markup=False)
-        verdict = "DRIFT" if result.drifted else "no drift"
-        console.print(
-            f"{dep.key}: {verdict}: {len(result.drifted_features)}/{len(result.features)} "
-            f"features drifted (share {result.share_drifted:.2f}, threshold "
-            f"{result.threshold:.2f}); {result.rows_used['current']} current vs "
-            f"{result.rows_used['reference']} reference rows; {result.seconds:.1f} s",
-            markup=False,
-        )
-        console.print(f"report: {config.rel(result.report_html)}", markup=False)
-        console.print(f"summary: {config.rel(result.summary_json)}", markup=False)
-    raise typer.Exit(EXIT_FINDINGS if result.drifted else EXIT_OK)
+    raise typer.Exit(code)
+
+
+def _print_drift(result, config) -> None:
+    """The drift table, notes, verdict and report paths (text format)."""
+    from reconciler.monitor.drift import format_table
+
+    key = f"{result.name}-{result.env}"
+    table = Table(title=f"drift {key} ({result.source})")
+    for col in ("feature", "test", "score", "threshold", "result"):
+        table.add_column(col)
+    for row in format_table(result):
+        table.add_row(*row, style="red" if row[-1] == "DRIFT" else None)
+    console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
+    verdict = "DRIFT" if result.drifted else "no drift"
+    console.print(
+        f"{key}: {verdict}: {len(result.drifted_features)}/{len(result.features)} "
+        f"features drifted (share {result.share_drifted:.2f}, threshold "
+        f"{result.threshold:.2f}); {result.rows_used['current']} current vs "
+        f"{result.rows_used['reference']} reference rows; {result.seconds:.1f} s",
+        markup=False,
+    )
+    console.print(f"report: {config.rel(result.report_html)}", markup=False)
+    console.print(f"summary: {config.rel(result.summary_json)}", markup=False)
 
 
 def _retrain(dep, *, reason, training_data, force, fmt) -> dict:
