@@ -108,6 +108,13 @@ def _emit_plan(report: pipeline.RunReport, fmt: str) -> None:
                 f"  model: unchanged ({new['framework']} {new['uri']} {new['sha256'][:12]})",
                 markup=False,
             )
+        elif new and not old:
+            console.print(
+                f"  model: {new['framework']} {new['uri']} {new['sha256'][:12]} (new here)",
+                markup=False,
+            )
+        elif old and not new:
+            console.print(f"  model: {old['framework']} {old['uri']} (removed)", markup=False)
         elif old or new:
             for k in ("framework", "uri", "sha256", "version"):
                 a = str((old or {}).get(k, "") or "-")[:24]
