@@ -24,8 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
+print = partial(print, flush=True)  # noqa: A001 - progress shows while it runs
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
@@ -80,9 +82,12 @@ def main() -> None:
 
         t0 = time.perf_counter()
         pr = pipeline.plan(config, "prod", base=base)
-        pr_s = time.perf_counter() - t0
+        cold_s = time.perf_counter() - t0
         assert len(pr.outcomes) == 1 and pr.exit_code == 0, pr.to_dict()
         assert pr.plans[0].summary() == "0 to create, 1 to update, 0 to replace, 0 to delete"
+        t0 = time.perf_counter()
+        pipeline.plan(config, "prod", base=base)
+        pr_s = time.perf_counter() - t0
 
         exe = PROJECT / ".venv" / "bin" / "modelops"
         t0 = time.perf_counter()
@@ -101,14 +106,22 @@ def main() -> None:
         assert len(full.outcomes) == args.specs and full.exit_code == 0
         assert sum(not p.empty for p in full.plans) == 1
 
-    print(f"head: {head[:12]}, one line changed in one spec")
-    print(f"{'plan':<44} {'wall s':>8} {'deployments':>12}")
-    print(f"{'PR plan (--base, one spec changed), in process':<44} {pr_s:8.2f} {1:>12}")
-    print(f"{'PR plan through the CLI (start-up included)':<44} {cli_s:8.2f} {1:>12}")
-    print(f"{'full plan (--base --all)':<44} {all_s:8.2f} {args.specs:>12}")
-    print(f"ratio full / PR (in process): {all_s / pr_s:.0f}x")
-    verdict = "met" if pr_s < 3.0 else "MISSED"
-    print(f"target: PR plan < 3 s: {verdict} ({pr_s:.2f} s in process, {cli_s:.2f} s via CLI)")
+    load = os.getloadavg()[0]
+    print(f"head: {head[:12]}, one line changed in one spec; load average {load:.1f} on 2 cores")
+    rows = [
+        ("PR plan, first in the process (SDK imports)", cold_s, 1),
+        ("PR plan, warm (imports done)", pr_s, 1),
+        ("PR plan through the CLI (process start-up)", cli_s, 1),
+        ("full plan (--base --all), warm", all_s, args.specs),
+    ]
+    print(f"{'plan':<46} {'wall s':>8} {'deployments':>12}")
+    for label, secs, n in rows:
+        print(f"{label:<46} {secs:8.2f} {n:>12}")
+    print(f"ratio full / PR (warm): {all_s / pr_s:.0f}x; full / PR via CLI: {all_s / cli_s:.0f}x")
+    for label, secs in (("warm", pr_s), ("via CLI", cli_s)):
+        print(
+            f"target: PR plan < 3 s ({label}): {'met' if secs < 3.0 else 'MISSED'} ({secs:.2f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -49,7 +49,6 @@ from reconciler.diagnostics import (
     EXIT_USAGE,
     Diagnostic,
     ModelopsError,
-    Position,
 )
 from reconciler.gitops import git as g
 from reconciler.gitops.ledger import Ledger, LedgerRecord
@@ -1265,8 +1264,3 @@ def _commits_to_revert(repo, config: Config, commit, spec_path: str, deps: list[
     for c in repo.iter_commits(f"{commit.hexsha}..HEAD", paths=paths):
         out.append({"sha": c.hexsha, "summary": c.summary})
     return out
-
-
-def describe_position(position: Position) -> str:
-    """``file:line:col`` for messages."""
-    return str(position)

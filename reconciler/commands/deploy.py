@@ -89,7 +89,7 @@ def _emit_plan(report: pipeline.RunReport, fmt: str) -> None:
         console.print(f"Plan for {', '.join(report.envs)} against the ledger:", markup=False)
     if not report.outcomes:
         console.print("No deployment to plan.", markup=False)
-    from reconciler.report.pr_comment import _counts_text, _policy_counts, _policy_results
+    from reconciler.report.pr_comment import plan_totals, policy_summary
 
     for outcome, plan in zip(report.outcomes, report.plans, strict=False):
         console.print("", markup=False)
@@ -121,9 +121,9 @@ def _emit_plan(report: pipeline.RunReport, fmt: str) -> None:
                 b = str((new or {}).get(k, "") or "-")[:24]
                 if a != b:
                     console.print(f"  model {k}: {a} -> {b}", markup=False)
-        results = _policy_results(report, outcome.key)
-        if results:
-            console.print(f"  policy: {_counts_text(_policy_counts(results))}", markup=False)
+        policy = policy_summary(report, outcome.key)
+        if policy:
+            console.print(f"  policy: {policy}", markup=False)
         if outcome.status != "delete":
             build = outcome.build.get("message") or "not run (--build)"
             if outcome.smoke:
@@ -133,12 +133,10 @@ def _emit_plan(report: pipeline.RunReport, fmt: str) -> None:
                 smoke = "not run (--smoke)"
             console.print(f"  build: {build}; smoke: {smoke}", markup=False)
     if report.outcomes:
-        from reconciler.report.pr_comment import _totals
-
         verdict = "blocks the merge" if report.exit_code else "nothing blocks the merge"
-        policy = f"; policy: {_counts_text(report.policy.counts())}" if report.policy else ""
+        policy = f"; policy: {policy_summary(report)}" if report.policy else ""
         console.print(
-            f"\nSummary: {len(report.outcomes)} deployment(s): {_totals(report) or '-'}"
+            f"\nSummary: {len(report.outcomes)} deployment(s): {plan_totals(report) or '-'}"
             f"{policy}; {verdict}.",
             markup=False,
         )

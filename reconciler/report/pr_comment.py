@@ -341,6 +341,24 @@ def render_pr_comment(report, limit: int = DEFAULT_LIMIT) -> str:
     return text[:limit]
 
 
+def policy_summary(report, key: str | None = None) -> str:
+    """Policy counts of one deployment (``key``) or of the whole run, as a phrase.
+
+    Returns e.g. ``"1 failing, 2 waived, 24 passed"``; ``""`` when no policy ran.
+    """
+    if report.policy is None:
+        return ""
+    if key is None:
+        return _counts_text(report.policy.counts())
+    results = _policy_results(report, key)
+    return _counts_text(_policy_counts(results)) if results else ""
+
+
+def plan_totals(report) -> str:
+    """``"0 to create, 1 to update, 0 to replace, 0 to delete"`` over every plan of a run."""
+    return _totals(report)
+
+
 def _names(keys: list[str], n: int = 40) -> str:
     shown = ", ".join(f"`{k}`" for k in keys[:n])
     return shown + (f" and {len(keys) - n} more" if len(keys) > n else "")
