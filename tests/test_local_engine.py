@@ -4,8 +4,7 @@ Real parts only: a spec repository in a temp dir, a real Bento build, real ``ben
 serve`` processes, the real ledger. The example spec's load test is shrunk (40 requests at
 concurrency 2), its SLO and batching latency widened, so that these tests check the
 engine's behaviour and not this machine's speed (the SLO check is tested in
-``test_smoke.py``). The no-op re-apply after a crash restarting the server is covered by
-``test_crashed_server_is_restarted_by_the_next_apply``.
+``test_smoke.py``).
 """
 
 from __future__ import annotations
@@ -160,12 +159,18 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
     assert rec.failures == 0
     assert server_ids(config) == {changed.outputs["server_id"]}
 
-    # 5. a crashed server (kill -9 of the manager) is noticed by health(); its orphaned
-    #    workers still answer on the port, and destroy stops them too
+    # 5. a crashed server (kill -9 of the manager) is noticed by health(), and the next
+    #    apply of the same inputs starts it again (and stops the orphaned workers)
     os.kill(changed.outputs["pid"], signal.SIGKILL)
     time.sleep(0.3)
     assert engine.health(rec) == f"NotRunning: process {changed.outputs['pid']} exited"
-    assert server_ids(config) == {changed.outputs["server_id"]}  # orphans remain
+    revived = engine.apply(good, build(config, good), "rev3")
+    assert revived.changed
+    assert "not healthy (NotRunning: process" in revived.message
+    assert revived.outputs["pid"] != changed.outputs["pid"]
+    assert server_ids(config) == {revived.outputs["server_id"]}  # orphaned workers gone
+    rec = ledger.get("fraud-detector", "staging")
+    assert engine.health(rec) == "Healthy"
 
     # 6. destroy stops it and removes the record
     assert engine.destroy("fraud-detector", "staging") is True
@@ -213,21 +218,3 @@ def test_health_of_a_record_without_a_server(tmp_path):
     rec = LedgerRecord("x", "dev", outputs={"pid": 999_999_999, "url": "http://127.0.0.1:9"})
     assert engine.health(rec) == "NotRunning: process 999999999 exited"
     assert engine.destroy("x", "dev") is False
-
-
-@pytest.mark.slow
-def test_crashed_server_is_restarted_by_the_next_apply(repo):
-    _, config = repo
-    engine = LocalEngine(config)
-    dep = deployment(config)
-    artifact = build(config, dep)
-    first = engine.apply(dep, artifact, "rev1")
-    os.kill(first.outputs["pid"], signal.SIGKILL)
-    time.sleep(0.3)
-    revived = engine.apply(dep, artifact, "rev1")
-    assert revived.changed
-    assert "not healthy (NotRunning: process" in revived.message
-    assert revived.outputs["pid"] != first.outputs["pid"]
-    assert server_ids(config) == {revived.outputs["server_id"]}  # orphaned workers gone
-    assert engine.health(Ledger(config.state_dir).get("fraud-detector", "staging")) == "Healthy"
-    assert engine.destroy("fraud-detector", "staging")
