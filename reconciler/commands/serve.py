@@ -96,6 +96,7 @@ def smoke_cmd(
 
 
 def _print_text(smoke) -> None:
+    """Print one deployment's smoke cases, load-test table and failures."""
     for case in smoke.cases:
         mark = "ok" if case["ok"] else "FAIL"
         console.print(
@@ -105,17 +106,9 @@ def _print_text(smoke) -> None:
     if smoke.load:
         ld = smoke.load
         table = Table(title=f"{smoke.deployment}: load test", title_justify="left")
-        for col in (
-            "requests",
-            "concurrency",
-            "errors",
-            "p50 ms",
-            "p95 ms",
-            "p99 ms",
-            "req/s",
-            "SLO p99 ms",
-        ):
+        for col in ("requests", "clients", "errors", "p50 ms", "p95 ms", "p99 ms", "req/s"):
             table.add_column(col, justify="right")
+        table.add_column("SLO p99 ms", justify="right")
         slo = "-" if smoke.slo_p99_ms is None else f"{smoke.slo_p99_ms:g}"
         table.add_row(
             str(ld["completed"]),
