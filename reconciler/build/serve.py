@@ -154,6 +154,7 @@ def _server_env(config: Config, server_id: str, artifact: Artifact, workers: int
     env["BENTOML_HOME"] = str(config.state_dir / "bentoml")
     env["BENTOML_DO_NOT_TRACK"] = "True"
     env["PYTHONUNBUFFERED"] = "1"
+    env["MODELOPS_REPO_ROOT"] = str(config.root)  # relative capture sinks resolve here
     env[MARKER_ENV] = server_id
     name = _service_name(artifact)
     if name:
@@ -255,19 +256,25 @@ def start_server(
         )
 
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=2.0, trust_env=False) as client:
-        while True:
-            code = proc.poll()
-            if code is not None:
-                raise fail(f"exited with code {code} before it became ready")
-            try:
-                if client.get(f"{handle.url}/readyz").status_code == 200:
-                    return handle
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() >= deadline:
-                raise fail(f"did not become ready (GET /readyz) within {timeout_s:g} s")
-            time.sleep(_POLL_S)
+    try:
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            while True:
+                code = proc.poll()
+                if code is not None:
+                    raise fail(f"exited with code {code} before it became ready")
+                try:
+                    if client.get(f"{handle.url}/readyz").status_code == 200:
+                        return handle
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() >= deadline:
+                    raise fail(f"did not become ready (GET /readyz) within {timeout_s:g} s")
+                time.sleep(_POLL_S)
+    except ServeError:
+        raise
+    except BaseException:  # interrupted (Ctrl-C) or anything unexpected: no server left behind
+        stop_server(handle, grace_s=5)
+        raise
 
 
 def _proc(pid: int) -> psutil.Process | None:
@@ -408,8 +415,15 @@ def stop_server(
     return True
 
 
-def server_health(pid: int, url: str, *, timeout_s: float = 2.0) -> str:
+def server_health(pid: int, url: str, *, server_id: str = "", timeout_s: float = 2.0) -> str:
     """Health of a local server: the process is alive and ``GET <url>/livez`` answers 200.
+
+    Args:
+        pid: the ``bentoml serve`` process id.
+        url: its base URL.
+        server_id: when given, the live process must carry this ``MODELOPS_SERVER_ID``
+            (a reused pid running some other server does not count).
+        timeout_s: seconds for the liveness probe.
 
     Returns:
         ``"Healthy"``, ``"Unhealthy: <why>"`` (process alive, liveness probe fails) or
@@ -419,6 +433,8 @@ def server_health(pid: int, url: str, *, timeout_s: float = 2.0) -> str:
         if is_alive(pid):
             return f"NotRunning: process {pid} exited (the pid now belongs to another program)"
         return f"NotRunning: process {pid} exited"
+    if server_id and server_id_of(pid) != server_id:
+        return f"NotRunning: process {pid} exited (the pid now belongs to another server)"
     try:
         resp = httpx.get(f"{url}/livez", timeout=timeout_s, trust_env=False)
     except httpx.HTTPError as exc:

@@ -110,7 +110,7 @@ class LocalEngine:
         url = record.outputs.get("url", "")
         if not pid or not url:
             return f"NotRunning: process {pid or '?'} exited"
-        return server_health(pid, url)
+        return server_health(pid, url, server_id=record.outputs.get("server_id", ""))
 
     # -- apply ----------------------------------------------------------------------------
 
