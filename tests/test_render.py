@@ -131,7 +131,7 @@ def test_secret_inputs_under_mocks_are_shown_as_secret(spec_repo, monkeypatch):
         return {"token": pulumi.Output.secret("hunter2"), "count": 2}
 
     monkeypatch.setattr(render_mod, "program_for", lambda platform: program)
-    state = render(dep, None, config)
+    state = render(dep, None, config, cache=False)
     (res,) = state.resources
     assert "hunter2" not in json.dumps(state.to_dict())
     assert res.inputs["data"] == SECRET
@@ -149,7 +149,7 @@ def test_duplicate_resource_names_are_an_error(spec_repo, monkeypatch):
 
     monkeypatch.setattr(render_mod, "program_for", lambda platform: program)
     with pytest.raises(RenderError, match="duplicate") as err:
-        render(dep, None, config)
+        render(dep, None, config, cache=False)
     assert "kubernetes:core/v1:ServiceAccount 'same'" in str(err.value)
 
 

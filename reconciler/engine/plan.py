@@ -173,6 +173,8 @@ def field_diff(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any
     ``spec.template.spec.containers[0].image``), an added or removed element being a
     difference of its own; anything else by equality.
     """
+    if old == new:  # the common case, compared in C: no walk needed
+        return []
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new), key=str):
@@ -241,8 +243,9 @@ def diff(old: dict | None, new, deployment_key: str) -> Plan:
 
     if old:
         DesiredState.from_dict(old)  # shape and version check
-    new_dict = new.to_dict() if new is not None else None
-    before, after = _index(old), _index(new_dict)
+    before = _index(old)
+    # Read-only view of the new state's inputs: nothing below mutates them.
+    after = {(r.type, r.name): r.inputs for r in new.resources} if new is not None else {}
     changes: list[Change] = []
     for key in sorted(set(before) | set(after)):
         type_, name = key
@@ -261,8 +264,8 @@ def diff(old: dict | None, new, deployment_key: str) -> Plan:
     unchanged = len([k for k in after if k in before]) - len(
         [c for c in changes if c.action in ("update", "replace")]
     )
-    if new_dict is not None:
-        platform, image = new_dict["platform"], new_dict["image"]
+    if new is not None:
+        platform, image = new.platform, dict(new.image)
     else:
         platform, image = (old or {}).get("platform", ""), {}
     changes.sort(key=lambda c: (c.type, c.name))
