@@ -1027,7 +1027,7 @@ def _apply_one(
         smoke = getattr(exc, "smoke", None)
         if smoke is not None and hasattr(smoke, "to_dict"):
             outcome.smoke = smoke.to_dict()
-        _record_failure(dep, config, ledger, revision, digest, message, history_len)
+        _record_failure(dep, config, ledger, revision, digest, message, record)
         return outcome
     changed = bool(getattr(result, "changed", True))
     outcome.status = "applied" if changed else "unchanged"
@@ -1077,33 +1077,30 @@ def _apply_one(
     return outcome
 
 
-def _record_failure(dep, config, ledger, revision, digest, message, history_len) -> None:
-    """Record a failed attempt, unless the engine already did (then only fix the counts)."""
+def _record_failure(dep, config, ledger, revision, digest, message, before) -> None:
+    """Record a failed attempt once, with the pipeline's digest and failure count.
+
+    ``before`` is the record as it was before the engine ran (``None`` if there was
+    none). An engine that records failures itself (the local and Pulumi engines do, with
+    their own digests) is undone first, so each attempt is counted exactly once and the
+    consecutive-failure count follows the pipeline's inputs digest.
+    """
     rec = ledger.get(dep.name, dep.env) or LedgerRecord(dep.name, dep.env)
-    if len(rec.history) > history_len:  # the engine recorded the attempt
-        same = rec.lastAttemptedDigest == digest
-        prior = rec.failures - 1 if same else 0
-        rec.conditions = [c for c in rec.conditions if c.get("type") != "Stalled"]
-        rec.lastAttemptedDigest = "" if not same else digest
-        rec.failures = prior
-        rec.history = rec.history[:-1]
-        rec.record_failure(
-            revision,
-            digest,
-            message,
-            stalled_after=config.stalled_after,
-            platform=dep.platform,
-            spec_file=dep.spec.file,
-        )
-    else:
-        rec.record_failure(
-            revision,
-            digest,
-            message,
-            stalled_after=config.stalled_after,
-            platform=dep.platform,
-            spec_file=dep.spec.file,
-        )
+    if before is not None and len(rec.history) > len(before.history):
+        rec.history = rec.history[: len(before.history)]
+        rec.failures = before.failures
+        rec.lastAttemptedDigest = before.lastAttemptedDigest
+        rec.conditions = [c for c in before.conditions]
+    elif before is None and rec.history:  # the engine created the record for this attempt
+        rec = LedgerRecord(dep.name, dep.env)
+    rec.record_failure(
+        revision,
+        digest,
+        message,
+        stalled_after=config.stalled_after,
+        platform=dep.platform,
+        spec_file=dep.spec.file,
+    )
     ledger.put(rec)
 
 

@@ -215,3 +215,42 @@ def test_apply_base_only_touches_changed_specs_and_lists_deleted_ones(tmp_path):
     assert [(o.key, o.status) for o in report.outcomes] == [("gone-dev", "destroyed")]
     assert [r.key for r in Ledger(config.state_dir).all()] == ["kept-dev"]
     assert pipeline.apply(config, "dev", base=base).outcomes == []
+
+
+class FakePulumiEngine:
+    """Stands in for the Pulumi engine (no `pulumi` CLI here): like the real one, it
+    records each failure in the ledger itself, with its own digest, then raises exit 3."""
+
+    calls = 0
+
+    def __init__(self, config) -> None:
+        self.ledger = Ledger(config.state_dir)
+
+    def apply(self, dep, artifact, revision):
+        FakePulumiEngine.calls += 1
+        rec = self.ledger.get(dep.name, dep.env) or LedgerRecord(dep.name, dep.env)
+        message = f"{dep.key}: update failed: AccessDenied"
+        rec.record_failure(revision, f"engine-digest-{self.calls}", message)
+        self.ledger.put(rec)
+        raise ModelopsError(message, 3)
+
+
+@pytest.mark.slow
+def test_engine_that_records_failures_is_counted_once_and_stalls(tmp_path, monkeypatch):
+    repo = example_repo(tmp_path)
+    config = load_config(repo.root)
+    monkeypatch.setattr(pipeline, "_require_pulumi", lambda platforms, env: None)
+    monkeypatch.setattr(
+        pipeline._Engines, "for_platform", lambda self, platform: FakePulumiEngine(config)
+    )
+    ledger = Ledger(config.state_dir)
+    for i in range(1, 4):
+        report = pipeline.apply(config, "prod")
+        assert [o.status for o in report.outcomes] == ["failed"] and report.exit_code == 3
+        rec = ledger.get("fraud-detector", "prod")
+        assert rec.failures == i and len(rec.history) == i
+    assert rec.stalled and "AccessDenied" in rec.stalled_reason
+    calls = FakePulumiEngine.calls
+    report = pipeline.apply(config, "prod")
+    assert [o.status for o in report.outcomes] == ["stalled"]
+    assert FakePulumiEngine.calls == calls  # not retried
