@@ -69,7 +69,8 @@ class Outcome:
         status: ``planned``, ``delete`` (planned deletion), ``applied``, ``unchanged``,
             ``failed``, ``stalled`` (skipped: failed ``stalled_after`` times with the same
             inputs), ``held`` (skipped: rolled back, see ``modelops rollback``),
-            ``destroyed``, ``orphaned`` (spec gone, not pruned) or ``skipped``.
+            ``destroyed``, ``orphaned`` (spec gone, not pruned), ``invalid`` (planned, but
+            it cannot be rendered: a finding) or ``skipped``.
         message: one line for humans.
         artifact: the build's :class:`Artifact` as a dict (``{}`` when not built).
         plan: the infrastructure plan as a dict (``{}`` when not computed).
