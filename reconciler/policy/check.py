@@ -216,9 +216,9 @@ def evaluate_deployments(
                     code="policy-compile",
                 )
             )
-        for dep in deployments:
+        all_outcomes = engine.evaluate_many([(d.policy_input(), d.key) for d in deployments])
+        for dep, outcomes in zip(deployments, all_outcomes, strict=True):
             report.deployments.append(dep.key)
-            outcomes = engine.evaluate(dep.policy_input(), dep.key)
             for policy in live:
                 enforcement = policy.enforcement_for(dep.env)
                 if enforcement == "disabled":

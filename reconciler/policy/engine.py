@@ -11,6 +11,7 @@ bounded at about ``2 × timeout_s`` per bad policy.
 
 from __future__ import annotations
 
+import os
 import re
 
 from reconciler.policy.library import Policy
@@ -28,6 +29,8 @@ class PolicyEngine:
         policies: usable policies (complete metadata, unique ids).
         data: the organisation data document.
         timeout_s: time-out per evaluation in seconds.
+        workers: worker processes for :meth:`evaluate_many` (default: CPU count, at most
+            4); rego-cpp evaluates a query on one core, so more workers scale a large run.
 
     Attributes:
         compile_errors: policy id → ``line L col C: message`` for modules that do not
@@ -35,13 +38,22 @@ class PolicyEngine:
         quarantined: policy id → why it is no longer evaluated in this run.
     """
 
-    def __init__(self, policies: list[Policy], data: dict, timeout_s: float = DEFAULT_TIMEOUT_S):
+    def __init__(
+        self,
+        policies: list[Policy],
+        data: dict,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        workers: int | None = None,
+    ):
         self.policies = {p.id: p for p in policies}
         self.data = data
         self.timeout_s = timeout_s
         self.compile_errors: dict[str, str] = {}
         self.quarantined: dict[str, str] = {}
         self._worker: RegoWorker | None = None
+        self._extra: list[RegoWorker | None] = [None] * (
+            max(1, workers if workers is not None else min(os.cpu_count() or 1, 4)) - 1
+        )
         self._start()
 
     def _active(self) -> list[str]:
@@ -142,8 +154,79 @@ class PolicyEngine:
                 out[pid] = ("error", f"evaluation error: {value}")
         return out
 
+    def _extra_worker(self, i: int) -> RegoWorker | None:
+        worker = self._extra[i]
+        if worker is None or not worker.alive:
+            modules = [self.policies[pid].module() for pid in self._active()]
+            try:
+                worker = RegoWorker(modules, self.data, self.timeout_s)
+            except EngineFailure:
+                worker = None  # the main worker's slow path will attribute the problem
+            self._extra[i] = worker
+        return worker
+
+    def evaluate_many(self, items: list[tuple[dict, str]]) -> list[dict[str, tuple[str, object]]]:
+        """Evaluate many inputs, spreading them over the worker processes.
+
+        Args:
+            items: ``(input document, label)`` pairs.
+
+        Returns:
+            One mapping per item, as :meth:`evaluate` returns, in order. Any input whose
+            combined query does not come back well formed is re-evaluated through
+            :meth:`evaluate` (which attributes errors, crashes and time-outs).
+        """
+        out: list[dict | None] = [None] * len(items)
+        i = 0
+        while i < len(items):
+            if self.quarantined or self.compile_errors or not self._extra:
+                out[i] = self.evaluate(*items[i])
+                i += 1
+                continue
+            if self._worker is None or not self._worker.alive:
+                self._start()
+            batch = []
+            for worker in [self._worker, *(self._extra_worker(k) for k in range(len(self._extra)))]:
+                if worker is None or i >= len(items):
+                    continue
+                try:
+                    worker.submit_all(items[i][0])
+                    batch.append((worker, i))
+                except EngineFailure:
+                    batch.append((None, i))
+                i += 1
+            for worker, idx in batch:
+                answer = None
+                if worker is not None:
+                    try:
+                        answer = worker.collect()
+                    except EngineFailure:
+                        answer = None
+                active = self._active()
+                if (
+                    answer
+                    and answer[0] == "ok"
+                    and isinstance(answer[1], dict)
+                    and all(pid in answer[1] for pid in active)
+                ):
+                    out[idx] = {pid: ("ok", answer[1][pid]) for pid in active}
+                else:
+                    out[idx] = None
+            for _, idx in batch:
+                if out[idx] is None:
+                    out[idx] = self.evaluate(*items[idx])
+                    self._close_extra()  # quarantine or restart: rebuild the others lazily
+        return out
+
+    def _close_extra(self) -> None:
+        for k, worker in enumerate(self._extra):
+            if worker is not None:
+                worker.close()
+            self._extra[k] = None
+
     def close(self) -> None:
-        """Stop the worker process."""
+        """Stop the worker processes."""
+        self._close_extra()
         if self._worker is not None:
             self._worker.close()
             self._worker = None

@@ -343,6 +343,22 @@ class RegoWorker:
         self._conn.send(("all", None, input_doc))
         return self._recv(time.monotonic() + self.timeout_s, "evaluating")
 
+    def submit_all(self, input_doc: dict) -> None:
+        """Send one input for :meth:`collect` (lets several workers run at once).
+
+        Raises:
+            EngineFailure: the worker is gone (crash).
+        """
+        try:
+            self._conn.send(("all", None, input_doc))
+        except (OSError, ValueError, BrokenPipeError):
+            self.close()
+            raise EngineFailure("crash", "evaluating") from None
+
+    def collect(self) -> Outcome:
+        """The answer to the last :meth:`submit_all`, waiting at most ``timeout_s``."""
+        return self._recv(time.monotonic() + self.timeout_s, "evaluating")
+
     def evaluate_one(self, policy_id: str, input_doc: dict) -> Outcome:
         """Evaluate one policy's ``deny`` rule on one input (see :meth:`evaluate_all`)."""
         self._conn.send(("one", policy_id, input_doc))
