@@ -176,6 +176,8 @@ if BATCHING["enabled"]:
     name=CONFIG["service_name"],
     workers=int(CONFIG.get("workers", 1)),
     traffic={"timeout": 60},
+    # probes hit these every few seconds; access lines for them are noise
+    logging={"access": {"skip_paths": ["/ping", "/readyz", "/livez", "/healthz", "/metrics"]}},
 )
 class ModelService:
     """The model behind the routes; one instance per worker process."""
