@@ -25,7 +25,7 @@ import pulumi_aws as aws
 
 from reconciler.spec.model import Deployment
 from stacks import aws_common
-from stacks.common import ImageRef, StackError, aws_tags, k8s_name, runtime_env
+from stacks.common import ImageRef, StackError, aws_tags, k8s_name, reject_fields, runtime_env
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 DEFAULT_WAIT_MINUTES = 10
@@ -123,6 +123,13 @@ def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -
             f"platform aws-sagemaker serves realtime endpoints; {mode!r} needs "
             + ("platform aws-serverless" if mode == "serverless" else "platform kubernetes"),
         )
+    reject_fields(
+        dep,
+        {
+            "spec.target.serverless": "it configures platform aws-serverless; real-time "
+            "endpoints are sized by target.instance_type and autoscaling",
+        },
+    )
     region = aws_common.region_of(dep)
     name = dep.key
     tags = aws_tags(dep, image)

@@ -21,7 +21,7 @@ import pulumi_aws as aws
 
 from reconciler.spec.model import Deployment
 from stacks import aws_common
-from stacks.common import ImageRef, StackError, aws_tags, k8s_name, runtime_env
+from stacks.common import ImageRef, StackError, aws_tags, k8s_name, reject_fields, runtime_env
 
 DEFAULT_MEMORY_MB = 2048
 DEFAULT_MAX_CONCURRENCY = 20
@@ -46,6 +46,17 @@ def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -
         raise StackError(
             "spec.serving.mode", "platform aws-serverless serves requests; batch needs kubernetes"
         )
+    reject_fields(
+        dep,
+        {
+            "spec.target.autoscaling": "serverless endpoints scale themselves up to "
+            "target.serverless.max_concurrency",
+            "spec.target.instance_type": "serverless endpoints have no instances; size them "
+            "with target.serverless.memory_mb",
+            "spec.target.rollout": "serverless endpoints do not support blue/green traffic "
+            "shifting",
+        },
+    )
     region = aws_common.region_of(dep)
     name = dep.key
     tags = aws_tags(dep, image)

@@ -223,6 +223,21 @@ def runtime_env(dep: Deployment, image: ImageRef) -> dict[str, str]:
     return env
 
 
+def reject_fields(dep: Deployment, fields: dict[str, str]) -> None:
+    """Refuse spec fields a platform cannot honour, rather than ignore them silently.
+
+    Args:
+        dep: the resolved deployment.
+        fields: dotted spec path → why the platform does not use it.
+
+    Raises:
+        StackError: the first of ``fields`` that the deployment sets.
+    """
+    for path, why in fields.items():
+        if dep.get(path) is not None:
+            raise StackError(path, f"not used on platform {dep.platform}: {why}")
+
+
 def canary_weight(dep: Deployment) -> int:
     """The current canary traffic weight in percent (100 when not a canary rollout).
 

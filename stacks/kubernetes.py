@@ -44,6 +44,7 @@ from stacks.common import (
     k8s_name,
     label_value,
     recommended_labels,
+    reject_fields,
     runtime_env,
 )
 
@@ -209,6 +210,20 @@ def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -
     port = int(dep.get("spec.target.port") or DEFAULT_PORT)
     mode = dep.get("spec.serving.mode", "realtime")
     outputs: dict = {"namespace": ns, "image": image.ref}
+    reject_fields(
+        dep,
+        {
+            "spec.target.instance_type": "it names a SageMaker instance type; size pods with "
+            "target.resources",
+            "spec.target.serverless": "it configures platform aws-serverless",
+        },
+    )
+    if dep.get("spec.target.rollout.strategy") == "blue-green":
+        raise StackError(
+            "spec.target.rollout.strategy",
+            "blue-green is not available on kubernetes; use canary (stable and canary "
+            "Deployments behind one Service) or rolling",
+        )
     if mode == "serverless":
         raise StackError(
             "spec.serving.mode",

@@ -239,3 +239,15 @@ def test_to_aws_cron(cron, expected):
 def test_to_aws_cron_refuses_both_day_fields():
     with pytest.raises(ValueError, match="both"):
         to_aws_cron("0 3 1 * 1")
+
+
+def test_fields_serverless_cannot_honour_are_refused(spec_repo):
+    edit_spec(
+        spec_repo,
+        "fraud-scorer-serverless",
+        lambda d: d["spec"]["target"].update(autoscaling={"min_replicas": 1, "max_replicas": 3}),
+    )
+    with pytest.raises(RenderError) as err:
+        rendered(spec_repo, "fraud-scorer-serverless")
+    (diag,) = err.value.diagnostics
+    assert diag.field == "spec.target.autoscaling" and "max_concurrency" in diag.message

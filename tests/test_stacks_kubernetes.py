@@ -274,3 +274,15 @@ def test_long_names_are_cut_to_kubernetes_limits(spec_repo):
     validate_all(state)
     for job in by_kind(state, "CronJob"):
         assert len(job["metadata"]["name"]) <= 52
+
+
+def test_blue_green_is_refused_on_kubernetes(spec_repo):
+    edit_spec(
+        spec_repo,
+        "fraud-detector",
+        lambda d: d["spec"]["target"].update(rollout={"strategy": "blue-green"}),
+    )
+    dep, config = deployment(spec_repo)
+    with pytest.raises(RenderError) as err:
+        render(dep, None, config)
+    assert err.value.diagnostics[0].field == "spec.target.rollout.strategy"
