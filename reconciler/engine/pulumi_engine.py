@@ -188,6 +188,8 @@ class PulumiEngine:
         program = program_for(dep.platform)
         image = image_ref(dep, artifact)
         stable = stable_image_of(dep, self.config)
+        if stable == image.ref:
+            stable = None  # as the renderer does: the stable track already runs this image
         env = self._env()
         opts = auto.LocalWorkspaceOptions(
             env_vars=env,
@@ -200,12 +202,17 @@ class PulumiEngine:
             if not env["PULUMI_BACKEND_URL"].startswith("http")
             else None,
         )
-        return auto.create_or_select_stack(
+        stack = auto.create_or_select_stack(
             stack_name=dep.key,
             project_name=PROJECT,
             program=lambda: program(dep, image, stable),
             opts=opts,
         )
+        region = dep.get("spec.target.region")
+        if dep.platform.startswith("aws-") and region:
+            # The default AWS provider needs a region even though every resource sets one.
+            stack.set_config("aws:region", auto.ConfigValue(value=str(region)))
+        return stack
 
     def _run(self, what: str, dep_key: str, fn):
         """Run ``fn`` with retries for transient errors; map lock conflicts and failures."""
