@@ -47,6 +47,13 @@ def _deployment(name: str, env: str) -> Deployment:
     return deps[0]
 
 
+def _progress(message: str):
+    """A spinner on a terminal; nothing in CI or when output is piped."""
+    import contextlib
+
+    return console.status(message) if console.is_terminal else contextlib.nullcontext()
+
+
 def _check_format(fmt: str) -> None:
     if fmt not in ("text", "json"):
         raise ModelopsError(f"--format {fmt!r}: expected text or json")
@@ -83,13 +90,14 @@ def monitor_run(
     if dep.get("spec.monitoring.enabled", True) is False:
         console.print(f"{dep.key}: monitoring is disabled (spec.monitoring.enabled: false)")
         raise typer.Exit(EXIT_OK)
-    result = run_drift(
-        dep,
-        config,
-        current=str(current) if current is not None else None,
-        sample_size=sample_size,
-        seed=seed,
-    )
+    with _progress(f"drift {dep.key}: reading data, computing drift (Evidently)"):
+        result = run_drift(
+            dep,
+            config,
+            current=str(current) if current is not None else None,
+            sample_size=sample_size,
+            seed=seed,
+        )
     if fmt == "text":
         _print_drift(result, config)
     out = result.to_dict()
@@ -138,7 +146,8 @@ def _retrain(dep, *, reason, training_data, force, fmt) -> dict:
     from reconciler.monitor.retrain import run_retraining
 
     config = get_config()
-    res = run_retraining(dep, config, reason=reason, training_data=training_data, force=force)
+    with _progress(f"retrain {dep.key}: running the retraining command"):
+        res = run_retraining(dep, config, reason=reason, training_data=training_data, force=force)
     if fmt == "text":
         console.print(f"retrain {dep.key}: {res.status}: {res.message}", markup=False)
         if res.branch:

@@ -148,13 +148,17 @@ def _sample_array(x: np.ndarray, y: np.ndarray | None, size: int, seed: int):
 
 
 def load_live_model(dep: Deployment, config: Config):
-    """The live model object (``joblib``) after checking its digest, or a reason it is not.
+    """The live model object after checking its digest, or the reason it is not loaded.
+
+    Loading uses the build's framework adapters (``reconciler.build.frameworks``), so the
+    predictions are the ones the service returns.
 
     Returns:
         ``(model, "")`` or ``(None, reason)``; a pickled model runs code when loaded, so
         it is loaded only from a repository path whose SHA-256 equals
         ``spec.model.sha256`` (when the spec gives one).
     """
+    from reconciler.build import frameworks
     from reconciler.spec.validate import URI_SCHEMES, file_sha256
 
     uri = dep.get("spec.model.uri")
@@ -166,19 +170,21 @@ def load_live_model(dep: Deployment, config: Config):
     want = dep.get("spec.model.sha256")
     if isinstance(want, str) and file_sha256(path) != want:
         return None, f"model file {uri} does not match spec.model.sha256; not loaded"
-    if dep.get("spec.model.framework", "sklearn") != "sklearn":
-        return None, "prediction drift loads scikit-learn models only"
+    framework = dep.get("spec.model.framework", "sklearn")
     try:
-        import joblib
-
-        return joblib.load(path), ""
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure
-        return None, f"cannot load model {uri}: {type(exc).__name__}: {exc}"
+        return frameworks.load_model(framework, path, dep.get("spec.model.task", "")), ""
+    except Exception as exc:  # noqa: BLE001 - FrameworkError or any unpickling failure
+        return None, f"cannot load model {uri}: {exc}"
 
 
-def _predict(model, frame: pd.DataFrame, names: list[str]) -> np.ndarray:
-    x = frame[names].to_numpy(dtype=np.float32)
-    return np.asarray(model.predict(x))
+def predict(dep: Deployment, model, frame: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """Predictions ``(rows,)`` of ``model`` on ``frame[names]`` cast to the signature dtype."""
+    from reconciler.build import frameworks
+
+    dtype = dep.get("spec.model.signature.inputs.dtype", "float32")
+    x = frame[names].to_numpy(dtype=np.dtype(dtype))
+    framework = dep.get("spec.model.framework", "sklearn")
+    return np.asarray(frameworks.predict(framework, model, x, dep.get("spec.model.task", ""))[0])
 
 
 def _output_dir(dep: Deployment, config: Config, capture_dir: Path | None) -> Path:
@@ -299,6 +305,8 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
                 raise MonitorInputError("current data has no rows")
         else:
             path = Path(current)
+            if not path.is_absolute() and not path.exists():
+                path = config.root / path
             source = config.rel(path)
             cols = list(names)
             frame = read_table(
@@ -313,6 +321,12 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
         if PREDICTION in cur.columns:
             cur_outputs = cur[PREDICTION].to_numpy()
         cur = cur[names].reset_index(drop=True)
+    empty = [n for n in names if cur[n].isna().all()]
+    if empty:
+        raise MonitorInputError(
+            f"current data ({source}): feature column(s) {', '.join(empty[:5])} have no values "
+            "(all missing); the capture may drop them (spec.monitoring.capture.redact)"
+        )
     n_reference = len(reference)
     ref = _sample(reference, size, seed + 1)
     sampled = size if (n_current > size or n_reference > size) else None
@@ -328,8 +342,8 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
     ref_pred = cur_pred = None
     if model is not None and not feats.redacted:
         try:
-            ref_pred = _predict(model, ref, names)
-            cur_pred = cur_outputs if cur_outputs is not None else _predict(model, cur, names)
+            ref_pred = predict(dep, model, ref, names)
+            cur_pred = cur_outputs if cur_outputs is not None else predict(dep, model, cur, names)
         except Exception as exc:  # noqa: BLE001 - a model that cannot predict these rows
             why = f"the live model could not predict the rows: {type(exc).__name__}: {exc}"
             ref_pred = cur_pred = None

@@ -372,6 +372,11 @@ def _retrain(dep, config, result, reason, repo, training_data, now) -> None:
         raise ModelopsError(
             f"{_where(dep, 'spec.retraining.holdout')}: {holdout_value!r} leaves the repository"
         )
+    if dep.get("spec.model.framework", "sklearn") != "sklearn":
+        raise ModelopsError(
+            f"{_where(dep, 'spec.model.framework')}: retraining judges candidates with "
+            "scikit-learn scorers, so it supports framework sklearn only"
+        )
     feats = features_of(dep)
     holdout = read_table(
         holdout_path,
