@@ -212,3 +212,20 @@ def test_containerize_without_docker_reports_why(spec_repo, monkeypatch):
     art = build(dep, config, image=True)
     assert not art.image_built
     assert "image not built" in art.image_note and "docker" in art.image_note
+
+
+def test_reuse_restores_a_model_removed_or_altered_in_the_store(spec_repo):
+    dep, config = deployment(spec_repo)
+    first = build(dep, config)
+    with bentoml_env(config) as bentoml:
+        stored = Path(bentoml.models.get(first.model_tag).path_of("model.joblib"))
+        stored.write_bytes(b"tampered")
+    again = build(dep, config)
+    assert again.reused
+    with bentoml_env(config) as bentoml:
+        stored = Path(bentoml.models.get(first.model_tag).path_of("model.joblib"))
+        assert bento_mod.sha256_file(stored) == first.model_sha256
+        bentoml.models.delete(first.model_tag)
+    build(dep, config)
+    with bentoml_env(config) as bentoml:
+        assert bentoml.models.get(first.model_tag) is not None

@@ -317,11 +317,14 @@ def _packages(inputs: dict, cfg: dict) -> list[str]:
 
 
 def _import_model(bentoml: Any, tag: str, path: Path, cfg: dict) -> None:
+    """Put the model file's bytes into the model store as ``tag`` (unless already there)."""
     from bentoml.exceptions import NotFound
 
     try:
-        bentoml.models.get(tag)
-        return
+        stored = Path(bentoml.models.get(tag).path_of(cfg["model_file"]))
+        if stored.is_file() and sha256_file(stored) == cfg["model_sha256"]:
+            return
+        bentoml.models.delete(tag)  # altered or incomplete: import it again
     except NotFound:
         pass
     with bentoml.models.create(
@@ -418,6 +421,8 @@ def build(dep: Deployment, config: Config, *, revision: str = "", image: bool = 
         except NotFound:
             existing = None
         if existing is not None and (Path(existing.path) / "src" / "modelops.json").is_file():
+            # the Bento refers to its model by tag: put it back if it was removed by hand
+            _import_model(bentoml, model_tag, model_path, cfg)
             artifact = Artifact(
                 bento_tag=tag,
                 digest=digest,
@@ -441,9 +446,12 @@ def build(dep: Deployment, config: Config, *, revision: str = "", image: bool = 
                         bentoml, ctx, dep, version, model_tag, revision, inputs, cfg
                     )
                 except BentoMLException as exc:
-                    raise BuildError(
-                        f"{dep.spec.file}: BentoML build of {tag} failed: {exc}"
-                    ) from None
+                    if _exists(bentoml, tag):  # built meanwhile by a concurrent build
+                        bento = bentoml.bentos.get(tag)
+                    else:
+                        raise BuildError(
+                            f"{dep.spec.file}: BentoML build of {tag} failed: {exc}"
+                        ) from None
             artifact = Artifact(
                 bento_tag=str(bento.tag),
                 digest=digest,
@@ -459,6 +467,16 @@ def build(dep: Deployment, config: Config, *, revision: str = "", image: bool = 
         else:
             artifact = replace(artifact, image_note="image not built (build without --image)")
     return artifact
+
+
+def _exists(bentoml: Any, tag: str) -> bool:
+    from bentoml.exceptions import NotFound
+
+    try:
+        bentoml.bentos.get(tag)
+        return True
+    except NotFound:
+        return False
 
 
 def _build_in_ctx(
