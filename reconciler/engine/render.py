@@ -17,6 +17,15 @@ Normalisation (facts measured on Pulumi 3.2xx, see ``shared/DESIGN.md``):
 
 The platform ``local`` has no Pulumi program: its DesiredState is one
 ``modelops:local:BentoServer`` resource, built directly.
+
+Speed (``bench/bench_render.py``): the SDK costs about 3-5 ms of CPU per declared
+resource under mocks, so a render takes 40-60 ms of CPU. Measured levers: one mock
+setup per render costs 0.02 ms (reusing one saves nothing); the SDK's per-resource
+stack walk for source positions and the cyclic GC are paused while rendering; the
+mocks answer with scalar state only and run as a preview (inputs are not translated
+back into outputs). A render is a pure function of its inputs, so results are cached
+by content (in memory and under ``<state_dir>/cache/render/``); a cache hit costs
+about 1 ms and does not import Pulumi.
 """
 
 from __future__ import annotations
