@@ -388,6 +388,7 @@ def _render_local(dep: Deployment, image: ImageRef) -> DesiredState:
 
 
 CACHE_ENTRIES = 512  # renders kept in memory (a DesiredState is a few KiB of JSON)
+DISK_CACHE_ENTRIES = 2000  # renders kept under <state_dir>/cache/render/
 _MEMORY: OrderedDict[str, str] = OrderedDict()  # key → DesiredState as JSON text
 
 
@@ -472,6 +473,11 @@ def _cache_put(key: str, data: dict, config) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, folder / f"{key}.json")
+        files = list(folder.glob("*.json"))
+        if len(files) > DISK_CACHE_ENTRIES:  # keep the newest; a few KiB each
+            files.sort(key=lambda f: f.stat().st_mtime)
+            for old in files[: len(files) - DISK_CACHE_ENTRIES]:
+                old.unlink(missing_ok=True)
     except OSError:
         pass  # a read-only state directory only costs speed
 
