@@ -135,3 +135,38 @@ def test_real_bento_for_framework(framework, filename, data, spec_repo):
     loaded.deployments[0].data["spec"]["model"]["signature"]["inputs"].pop("names")
     with pytest.raises(BuildError, match=f"examples/fraud/{filename}"):
         build(loaded.deployments[0], config)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("skl2onnx") is None or importlib.util.find_spec("onnxruntime") is None,
+    reason="onnxruntime/skl2onnx not installed (pip install modelops[frameworks])",
+)
+def test_served_onnx_bento_predicts_like_the_model(data, spec_repo):
+    import httpx
+
+    from reconciler.build.serve import start_server, stop_server
+
+    x, y = data
+    expected = train("onnx", x, y, spec_repo / "examples/fraud/model.onnx")
+    spec_path = spec_repo / "specs" / "fraud-detector.yaml"
+    doc = yaml.safe_load(spec_path.read_text())
+    doc["spec"]["model"].update(framework="onnx", uri="examples/fraud/model.onnx")
+    doc["spec"]["model"].pop("sha256")
+    doc["spec"]["monitoring"]["capture"]["enabled"] = False
+    spec_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    config = load_config(spec_repo)
+    dep = load_all(config, ["fraud-detector"], "staging").deployments[0]
+    handle = start_server(build(dep, config), config, timeout_s=120)
+    try:
+        rows = x[:20].astype(float).tolist()
+        resp = httpx.post(handle.url + "/invocations", json={"instances": rows}, timeout=30)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["predictions"] == [int(v) for v in expected]
+        assert len(resp.json()["probabilities"][0]) == 2
+        bad = httpx.post(handle.url + "/invocations", json={"instance": rows[0][:5]}, timeout=30)
+        assert bad.status_code == 400 and bad.json()["field"] == "instance"
+        meta = httpx.get(handle.url + "/metadata", timeout=30).json()
+        assert meta["model"]["framework"] == "onnx"
+    finally:
+        stop_server(handle)
