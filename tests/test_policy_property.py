@@ -26,7 +26,7 @@ from reconciler.spec.resolve import resolve
 PROJECT = Path(__file__).resolve().parents[1]
 ORG = yaml.safe_load((PROJECT / "policies" / "organization.yaml").read_text())["organization"]
 SETTINGS = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 

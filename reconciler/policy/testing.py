@@ -238,8 +238,10 @@ def run_policy_tests(
         prepared.append((name, pos, expect, doc))
     if prepared and policies:
         with PolicyEngine(policies, library.data, timeout_s) as engine:
-            for name, pos, expect, doc in prepared:
-                outcomes = engine.evaluate(doc, f"case {name!r}")
+            answers = engine.evaluate_many(
+                [(doc, f"case {name!r}") for name, _, _, doc in prepared]
+            )
+            for (name, pos, expect, _doc), outcomes in zip(prepared, answers, strict=True):
                 result = CaseResult(name, pos, list(expect), [])
                 for policy in policies:
                     kind, value = outcomes[policy.id]
