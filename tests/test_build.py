@@ -229,3 +229,12 @@ def test_reuse_restores_a_model_removed_or_altered_in_the_store(spec_repo):
     build(dep, config)
     with bentoml_env(config) as bentoml:
         assert bentoml.models.get(first.model_tag) is not None
+
+
+def test_signature_width_is_taken_from_the_model_when_the_spec_has_none(spec_repo):
+    dep, config = deployment(spec_repo)
+    dep.data["spec"]["model"].pop("signature")
+    art = build(dep, config)
+    cfg = json.loads((Path(art.bento_path) / "src" / "modelops.json").read_text())
+    assert cfg["signature"]["inputs"]["shape"] == [-1, 30]
+    assert cfg["signature"]["inputs"]["dtype"] == "float32"

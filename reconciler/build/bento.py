@@ -245,6 +245,7 @@ def _service_config(dep: Deployment, inputs: dict, digest: str, model_tag: str) 
     model = inputs["model"]
     framework = inputs["framework"]["name"]
     signature = model.get("signature") or {"inputs": {"shape": [-1], "dtype": "float32"}}
+    signature = json.loads(json.dumps(signature))  # a copy: _check_model may fill the width
     return {
         "deployment": dep.name,
         "env": dep.env,
@@ -268,7 +269,15 @@ def _service_config(dep: Deployment, inputs: dict, digest: str, model_tag: str) 
 
 
 def _check_model(framework: str, path: Path, display: str, cfg: dict) -> None:
-    """Load the model and run it on one zero row of the signature's width."""
+    """Load the model and run it on one zero row of the signature's width.
+
+    Without a ``[-1, N]`` shape in the spec, N is taken from the model
+    (:func:`frameworks.n_features`) and written into ``cfg["signature"]`` (deterministic:
+    it follows from the model bytes, which are in the digest).
+
+    Raises:
+        BuildError: the model cannot be loaded, has no known width, or rejects the row.
+    """
     import numpy as np
 
     try:
@@ -276,7 +285,18 @@ def _check_model(framework: str, path: Path, display: str, cfg: dict) -> None:
     except frameworks.FrameworkError as exc:
         raise BuildError(str(exc).replace(str(path), display)) from None
     shape = cfg["signature"]["inputs"].get("shape", [-1])
-    width = shape[1] if len(shape) == 2 and shape[1] > 0 else 1
+    if len(shape) != 2 or shape[1] <= 0:  # no width in the spec: take the model's own
+        n = frameworks.n_features(framework, model)
+        if n is None:
+            raise BuildError(
+                f"{display}: spec.model.signature.inputs.shape is not [-1, N] and the "
+                f"{framework} model does not say how many features it takes; "
+                "declare spec.model.signature.inputs.shape: [-1, N]"
+            )
+        cfg["signature"] = {**cfg["signature"], "inputs": {**cfg["signature"]["inputs"]}}
+        cfg["signature"]["inputs"]["shape"] = [-1, n]
+        shape = [-1, n]
+    width = shape[1]
     dtype = cfg["signature"]["inputs"].get("dtype", "float32")
     try:
         frameworks.predict(framework, model, np.zeros((1, width), dtype=dtype), cfg["task"])

@@ -200,6 +200,30 @@ def classes(framework: str, model: Any) -> list | None:
     return np.asarray(labels).tolist()
 
 
+def n_features(framework: str, model: Any) -> int | None:
+    """How many input features ``model`` takes, when the framework records it, else None.
+
+    sklearn/xgboost wrappers: ``n_features_in_``; LightGBM Booster: ``num_feature()``;
+    raw XGBoost Booster: ``num_features()``; ONNX: the second dimension of the first
+    input when fixed; PyTorch: None (TorchScript does not record it).
+    """
+    n = getattr(model, "n_features_in_", None)
+    if isinstance(n, int | np.integer):
+        return int(n)
+    for method in ("num_feature", "num_features"):
+        fn = getattr(model, method, None)
+        if callable(fn):
+            try:
+                return int(fn())
+            except Exception:  # noqa: BLE001 - not recorded
+                return None
+    if framework == "onnx":
+        shape = list(model.get_inputs()[0].shape)
+        if len(shape) == 2 and isinstance(shape[1], int):
+            return shape[1]
+    return None
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     z = x - x.max(axis=1, keepdims=True)
     e = np.exp(z)

@@ -150,6 +150,11 @@ class Signature:
                     f"instances[{r}]",
                     f"expected {width} values (shape [-1, {width}]), got {len(row)}",
                 )
+            if width is None and len(row) != len(rows[0]):
+                raise BadRequest(
+                    f"instances[{r}]",
+                    f"expected {len(rows[0])} values like instances[0], got {len(row)}",
+                )
         return rows
 
     def array(self, rows: list[list]) -> np.ndarray:
