@@ -663,9 +663,19 @@ def _plan_changes(
                     plan_value = diff(rendered.to_dict(), rendered, dep.key)
                     outcome.model["old"] = outcome.model["new"]
                 else:
+                    # Image tags must come from the same kind of source on both sides: the
+                    # base is built too (cached by digest), or neither side uses a build.
+                    old_artifact = None
+                    if artifact is not None and old is not None:
+                        try:
+                            old_artifact = _build(old, base_cfg, changes.base)
+                        except Exception:  # noqa: BLE001 - then compare derived tags
+                            artifact = None
                     if old is not None:
                         try:
-                            old_state = _state_dict(_render_plan(old, None, base_cfg)[1])
+                            old_state = _state_dict(
+                                _render_plan(old, None, base_cfg, old_artifact)[1]
+                            )
                         except ModelopsError as exc:
                             report.notes.append(
                                 f"{dep.key}: the base revision does not render ({exc})"

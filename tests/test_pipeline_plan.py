@@ -173,3 +173,17 @@ def test_findings_become_annotations_inside_github_actions(repo, capsys, monkeyp
     assert code == 1 and md.startswith(MARKER)
     assert "::error file=specs/copy.yaml,line=5,col=" in err
     assert "::" not in md.split("\n", 1)[1].split("`")[0]  # annotations stay out of the comment
+
+
+@pytest.mark.slow
+def test_plan_with_build_compares_built_tags_on_both_sides(repo):
+    base = repo.git.head.commit.hexsha
+    _edit(repo, "specs/fraud-detector.yaml", "min_replicas: 3}", "min_replicas: 4}")
+    head = repo.commit("prod: 4 replicas")
+    report = pipeline.plan(load_config(repo.root), "prod", base=base, head=head, build=True)
+    (outcome,) = report.outcomes
+    assert outcome.build["status"] in ("built", "reused")
+    assert outcome.artifact["bento_tag"].startswith("fraud-detector:")
+    # the base was built too, so the only change is the one line (no tag noise)
+    assert [c.name for c in report.plans[0].changes] == ["fraud-detector"]
+    assert report.plans[0].changes[0].fields == [("spec.minReplicas", 3, 4)]
