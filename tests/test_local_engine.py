@@ -20,7 +20,7 @@ import psutil
 import pytest
 from test_serve import make_repo, servers_under  # same directory (pytest rootdir)
 
-from reconciler.build.serve import ServeError
+from reconciler.build.serve import ServeError, free_port
 from reconciler.config import load_config
 from reconciler.diagnostics import EXIT_APPLY_FAILED
 from reconciler.engine.local import LocalEngine, inputs_digest
@@ -218,3 +218,36 @@ def test_health_of_a_record_without_a_server(tmp_path):
     rec = LedgerRecord("x", "dev", outputs={"pid": 999_999_999, "url": "http://127.0.0.1:9"})
     assert engine.health(rec) == "NotRunning: process 999999999 exited"
     assert engine.destroy("x", "dev") is False
+
+
+@pytest.mark.slow
+def test_pinned_port_change_that_fails_brings_the_old_server_back(repo):
+    """spec.target.port held by the running server: it makes way, and returns on failure."""
+    root, config = repo
+    port = free_port()
+    edit(root, "target: {platform: local}", f"target: {{platform: local, port: {port}}}")
+    engine = LocalEngine(config)
+    ledger = Ledger(config.state_dir)
+    dep = deployment(config)
+    first = engine.apply(dep, build(config, dep), "rev1")
+    assert first.outputs["port"] == port
+    edit(
+        root,
+        SMOKE_REQUEST,
+        SMOKE_REQUEST
+        + "      requests:\n"
+        + "        - request: examples/fraud/request.json\n"
+        + "          expect: {status: 418}\n",
+    )
+    bad = deployment(config)
+    with pytest.raises(ServeError) as err:
+        engine.apply(bad, build(config, bad), "rev2")
+    assert "expected HTTP 418, got 200" in err.value.message
+    rec = ledger.get("fraud-detector", "staging")
+    assert rec.lastAppliedRevision == "rev1"
+    assert rec.outputs["port"] == port
+    assert rec.outputs["pid"] != first.outputs["pid"]  # the old Bento, started again
+    assert rec.outputs["bento_tag"] == first.outputs["bento_tag"]
+    assert engine.health(rec) == "Healthy"
+    assert server_ids(config) == {rec.outputs["server_id"]}
+    assert engine.destroy("fraud-detector", "staging")
