@@ -214,3 +214,6 @@ def test_capture_records_written_off_path_with_hashed_field(served):
     assert record["inputs"][0][0].startswith("sha256:")  # mean_radius is sensitive
     assert record["inputs"][0][1:] == ROW[1:]
     assert record["outputs"] in ([0], [1])
+    meta = httpx.get(url + "/metadata", timeout=10).json()
+    assert meta["capture_stats"]["written"] >= 1 and meta["capture_stats"]["errors"] == 0
+    assert meta["batching_stats"]["rows"] >= meta["batching_stats"]["batches"] >= 1

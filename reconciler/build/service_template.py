@@ -19,7 +19,8 @@ Routes (all JSON):
   ``BENTOML_PORT``/``PORT``, so the SageMaker stack sets ``BENTOML_PORT=8080``.
 - ``GET /metadata``: deployment, model name/tag/version, model sha256, build digest, spec
   revision (env ``MODELOPS_SPEC_REVISION``, else the revision recorded at build time),
-  framework and version, signature, batching.
+  framework and version, signature, batching, and this worker's batching and capture
+  counters (``batching_stats``, ``capture_stats``).
 - BentoML's own ``/healthz``, ``/livez``, ``/readyz``, ``/metrics`` (Kubernetes probes).
 - ``POST /internal/infer``: the inner batchable BentoML API (``{"inputs": [[...]]}``, no
   envelope), adaptive batching with the spec's ``max_batch_size``/``max_latency_ms``.
@@ -149,6 +150,22 @@ async def metadata(req: Request) -> JSONResponse:
     svc = bentoml.get_current_service()
     info = dict(getattr(svc, "info", {}))
     info["spec_revision"] = SPEC_REVISION
+    batcher = getattr(svc, "batcher", None)
+    if batcher is not None:  # this worker's counters since start
+        info["batching_stats"] = {
+            "worker_pid": os.getpid(),
+            "batches": batcher.batches,
+            "rows": batcher.rows,
+            "mean_batch_rows": round(batcher.rows / batcher.batches, 2) if batcher.batches else 0,
+        }
+    writer = getattr(svc, "capture", None)
+    if writer is not None:
+        info["capture_stats"] = {
+            "written": writer.written,
+            "dropped": writer.dropped,
+            "errors": writer.errors,
+            "last_error": writer.last_error,
+        }
     return JSONResponse(info)
 
 
