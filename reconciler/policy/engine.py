@@ -18,6 +18,7 @@ from reconciler.policy.library import Policy
 from reconciler.policy.worker import EngineFailure, RegoWorker
 
 DEFAULT_TIMEOUT_S = 5.0  # per evaluation; a library of ~25 rules answers in about 1 ms
+PARALLEL_FROM = 32  # inputs from which evaluate_many uses more than one worker
 _LINECOL = re.compile(r"^line (\d+) col (\d+): ")
 _DOTTED = re.compile(r"^([A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*)?$")
 
@@ -179,7 +180,9 @@ class PolicyEngine:
         out: list[dict | None] = [None] * len(items)
         i = 0
         while i < len(items):
-            if self.quarantined or self.compile_errors or not self._extra:
+            # A second worker costs a compile (about half a second): only for large runs.
+            small = len(items) < PARALLEL_FROM
+            if self.quarantined or self.compile_errors or not self._extra or small:
                 out[i] = self.evaluate(*items[i])
                 i += 1
                 continue
