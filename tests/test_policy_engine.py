@@ -294,3 +294,20 @@ def test_to_dict_is_json_ready(spec_repo):
     doc = json.loads(json.dumps(report.to_dict()))
     assert doc["blocking"] is False and doc["summary"]["pass"] > 0
     assert {"policy", "status", "file", "line", "path"} <= set(doc["results"][0])
+
+
+def test_evaluate_many_over_two_workers_matches_one_at_a_time(spec_repo):
+    lib_dir = spec_repo / "policies"
+    lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
+    config = load_config(spec_repo)
+    deps = load_all(config).deployments
+    items = []
+    for i in range(40):
+        doc = deps[i % len(deps)].policy_input()
+        doc["spec"].setdefault("exposure", {})["public"] = i % 3 == 0
+        items.append((doc, f"d{i}"))
+    with PolicyEngine(lib.usable, lib.data, workers=2) as engine:
+        many = engine.evaluate_many(items)
+        single = [engine.evaluate(doc, label) for doc, label in items]
+    assert many == single
+    assert sum(bool(m["MDL-001"][1]) for m in many) > 0
