@@ -20,7 +20,9 @@ distribution with 6 of the 30 features shifted. Wall time from ``time.perf_count
 peak memory is the process's peak resident set (``ru_maxrss``), with the resident set
 after the base imports (numpy, pandas, reconciler) shown for comparison.
 
-Usage: ``python bench/bench_drift.py`` (about 3-5 minutes on 2 cores).
+Usage: ``python bench/bench_drift.py`` (about 4 minutes of CPU on 2 cores, most of it the
+preset on 1M rows; wall time grows with the machine's load, which the output prints
+together with CPU seconds).
 """
 
 from __future__ import annotations
