@@ -389,6 +389,13 @@ def _smoke(dep: Deployment, config: Config, artifact: Artifact) -> dict:
         stop_server(handle)
 
 
+def _run_smoke(outcome: Outcome, dep: Deployment, config: Config, artifact: dict) -> None:
+    try:
+        outcome.smoke = _smoke(dep, config, Artifact(**artifact))
+    except Exception as exc:  # noqa: BLE001 - reported per deployment, the plan goes on
+        outcome.smoke = {"passed": False, "failures": [getattr(exc, "message", str(exc))]}
+
+
 def _build_and_smoke(outcome: Outcome, dep: Deployment, config: Config, revision: str, smoke):
     try:
         artifact = _build(dep, config, revision)
@@ -647,7 +654,7 @@ def _plan_changes(
             outcome.model = {"old": model_info(old, base_cfg), "new": model_info(dep, head_cfg)}
             artifact = None
             if may_build:
-                artifact = _build_and_smoke(outcome, dep, head_cfg, revision, smoke)
+                artifact = _build_and_smoke(outcome, dep, head_cfg, revision, False)
             else:
                 why = "the gates blocked" if build else "plan --build"
                 outcome.build = {"status": "not run", "message": f"not run ({why})"}
@@ -681,6 +688,14 @@ def _plan_changes(
                                 f"{dep.key}: the base revision does not render ({exc})"
                             )
                     plan_value, rendered = _render_plan(dep, old_state, head_cfg, artifact)
+                    if smoke and outcome.build.get("status") in ("built", "reused"):
+                        same = old_artifact is not None and (
+                            old_artifact.bento_tag == outcome.artifact.get("bento_tag")
+                        )
+                        if same:
+                            outcome.build["smoke"] = "not needed: the Bento is the base's"
+                        else:
+                            _run_smoke(outcome, dep, head_cfg, outcome.artifact)
                 report.plans.append(plan_value)
                 outcome.plan = plan_value.to_dict()
                 outcome.message = plan_value.summary()

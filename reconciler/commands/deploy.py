@@ -130,7 +130,7 @@ def _emit_plan(report: pipeline.RunReport, fmt: str) -> None:
                 ok = "passed" if outcome.smoke.get("passed") else "FAILED"
                 smoke = f"{ok} {'; '.join(outcome.smoke.get('failures', []))}".strip()
             else:
-                smoke = "not run (--smoke)"
+                smoke = outcome.build.get("smoke") or "not run (--smoke)"
             console.print(f"  build: {build}; smoke: {smoke}", markup=False)
     if report.outcomes:
         verdict = "blocks the merge" if report.exit_code else "nothing blocks the merge"

@@ -200,7 +200,7 @@ def _section(report, outcome, plan, *, details: bool = True) -> str:
         else:
             smoke_text = "❌ failed: " + "; ".join(smoke.get("failures") or [])[:500]
     else:
-        smoke_text = "not run" + (" (plan --smoke)" if outcome.status != "delete" else "")
+        smoke_text = build.get("smoke") or "not run (plan --smoke)"
     if outcome.status != "delete":
         lines.append("")
         lines.append(f"**Build:** {_md_escape(build_text)} · **Smoke:** {_md_escape(smoke_text)}")
