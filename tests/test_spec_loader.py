@@ -26,6 +26,7 @@ def test_positions_point_at_keys_and_items():
         (b"a: 1\n\xff\xfeb: 2\n", 2, "not valid UTF-8"),
         (b"yes: 1\n", 1, "read as a bool"),
         (b"a: 1\n---\nb: 2\n", 2, "YAML syntax error"),
+        (b"a:\n  expires: 2027-02-30\n", 2, "cannot be read as timestamp"),
     ],
 )
 def test_bad_yaml_gives_one_positioned_diagnostic(raw, line, needle):

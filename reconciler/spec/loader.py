@@ -140,7 +140,20 @@ def _build(loader: yaml.SafeLoader, node, path: PathKey, positions, file: str) -
             positions[child] = _mark_pos(file, item.start_mark)
             items.append(_build(loader, item, child, positions, file))
         return items
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, TypeError, OverflowError) as exc:
+        # e.g. an impossible date such as 2027-02-30, which PyYAML's timestamp
+        # constructor turns into a bare ValueError
+        raise YamlLoadError(
+            Diagnostic(
+                _mark_pos(file, node.start_mark),
+                format_path(path),
+                f"value {node.value!r} cannot be read as {node.tag.rsplit(':', 1)[-1]}: {exc}; "
+                "quote it to keep it as a string",
+                code="yaml",
+            )
+        ) from None
 
 
 def display_path(path: Path, root: Path | None) -> str:
