@@ -177,3 +177,12 @@ def test_s3_reference_says_it_is_not_reachable(tmp_path: Path) -> None:
         ),
     )
     _fails(root, r"on S3, which needs AWS credentials")
+
+
+def test_chisquare_on_numeric_features_is_refused(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, lambda t: set_line(t, "drift:", "drift: {method: chisquare}"))
+    _fails(
+        root,
+        r"spec.monitoring.drift.method: chisquare applies to categorical features",
+        current=reference(),
+    )

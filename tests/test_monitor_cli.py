@@ -58,6 +58,8 @@ def test_drift_exits_1_and_triggers_retraining(tmp_path: Path, capsys) -> None:
     assert data["sampled"] == 300 and data["rows"] == {"current": 1278, "reference": 426}
     assert data["rows_used"] == {"current": 300, "reference": 300}
     assert any("sampled 300 of 1278 current" in n for n in data["notes"])
+    html = Path(data["report_html"]).read_text()
+    assert "sampled 300 of 1278 current" in html  # the HTML report says it sampled
     # spec.monitoring.on_drift: retrain -> the retraining ran (the model came back identical)
     assert data["retraining"]["status"] == "unchanged"
     assert data["retraining"]["reason"] == "drift"

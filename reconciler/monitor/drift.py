@@ -357,6 +357,12 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
     from evidently.metrics import ValueDrift
 
     method = dep.get("spec.monitoring.drift.method")
+    if method == "chisquare" and not feats.categorical:
+        raise MonitorInputError(
+            f"{dep.locate('spec.monitoring.drift.method')}: spec.monitoring.drift.method: "
+            f"chisquare applies to categorical features, and this signature's features are "
+            f"{feats.dtype}; use psi, ks, wasserstein, jensenshannon or kl_div"
+        )
     feature_threshold = dep.get("spec.monitoring.drift.feature_threshold")
     share_threshold = float(dep.get("spec.monitoring.drift.threshold", DEFAULT_SHARE_THRESHOLD))
     metrics = [ValueDrift(column=n, method=method, threshold=feature_threshold) for n in names]
@@ -387,6 +393,7 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
     out_dir.mkdir(parents=True, exist_ok=True)
     html = out_dir / "report.html"
     snapshot.save_html(str(html))
+    _banner(html, dep, source, window, notes, n_current, n_reference, len(cur), len(ref))
     result = DriftResult(
         name=dep.name,
         env=dep.env,
@@ -418,6 +425,28 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
     )
     _record(dep, config, summary, summary["status"], message)
     return result
+
+
+def _banner(html: Path, dep, source, window, notes, n_cur, n_ref, used_cur, used_ref) -> None:
+    """Put what was compared (source, window, rows, sampling) at the top of the report."""
+    from html import escape
+
+    lines = [
+        f"modelops drift report: {dep.key}; current data: {source}"
+        + (f" ({window['start']} to {window['end']})" if window else ""),
+        f"rows compared: {used_cur} of {n_cur} current, {used_ref} of {n_ref} reference",
+        *notes,
+    ]
+    block = (
+        '<div id="modelops-summary" style="font-family:sans-serif;padding:8px 16px;'
+        'background:#fff8e1;border-bottom:1px solid #e0c068">'
+        + "".join(f"<div>{escape(line)}</div>" for line in lines)
+        + "</div>"
+    )
+    text = html.read_text(encoding="utf-8")
+    at = text.find("<body")
+    at = text.find(">", at) + 1 if at >= 0 else 0
+    html.write_text(text[:at] + block + text[at:], encoding="utf-8")
 
 
 def _iso(value: datetime) -> str:
