@@ -186,3 +186,44 @@ def test_chisquare_on_numeric_features_is_refused(tmp_path: Path) -> None:
         r"spec.monitoring.drift.method: chisquare applies to categorical features",
         current=reference(),
     )
+
+
+def test_hashed_sensitive_feature_is_left_out(tmp_path: Path) -> None:
+    # the runtime hashes spec.data.sensitive_fields in the capture (redact: hash); those
+    # columns cannot be compared and are excluded, with a note
+    root = make_repo(
+        tmp_path,
+        lambda t: t.replace(
+            "classification: pii", "classification: pii\n    sensitive_fields: [mean_radius]"
+        ),
+    )
+    config, dep = deployment(root)
+    from reconciler.build.capture import CaptureWriter
+
+    writer = CaptureWriter(
+        root / ".modelops" / "capture",
+        "fraud-detector",
+        "staging",
+        1.0,
+        redact="hash",
+        sensitive_idx=[0],
+    )
+    rows = shifted(reference(), seed=5).to_numpy(dtype=np.float64)
+    for i in range(0, len(rows), 8):
+        writer.submit(
+            f"r{i}",
+            "1",
+            1.0,
+            rows[i : i + 8].tolist(),
+            [0] * len(rows[i : i + 8]),
+            timestamp=NOW - pd.Timedelta(minutes=3),
+        )
+    writer.close()
+
+    result = run_drift(dep, config, now=NOW)
+
+    assert result.drifted
+    assert [f["name"] for f in result.features] == list(reference().columns[1:])
+    assert any("redacted features excluded from drift: mean_radius" in n for n in result.notes)
+    assert result.prediction_drift is None
+    assert any(n.startswith("prediction drift skipped") for n in result.notes)
