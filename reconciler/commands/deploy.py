@@ -340,7 +340,9 @@ def status_cmd(
                 "health": health,
                 "stalled": stalled,
                 "failures": record.failures,
-                "drift": ("drifted" if drift.get("drifted") else "ok") if drift else "-",
+                "drift": drift.get("status") or ("drifted" if drift.get("drifted") else "ok")
+                if drift
+                else "-",
                 "url": record.outputs.get("url", ""),
             }
         )
