@@ -82,9 +82,10 @@ def monitor_run(
     fmt: FormatOpt = "text",
 ) -> None:
     """Run the drift job once; exit 1 on drift (and retrain if the spec says so)."""
-    from reconciler.monitor.drift import run_drift
+    from reconciler.monitor.drift import preload_evidently, run_drift
 
     _check_format(fmt)
+    preload_evidently()  # overlaps loading the specs and the data
     config = get_config()
     dep = _deployment(name, env)
     if dep.get("spec.monitoring.enabled", True) is False:

@@ -99,8 +99,24 @@ def features_of(dep: Deployment) -> Features:
 # -- tables (reference data, --current files) -----------------------------------------
 
 
+def sample_indices(n: int, size: int, seed: int) -> np.ndarray:
+    """``size`` sorted row indexes drawn uniformly without replacement from ``range(n)``.
+
+    ``numpy.random.default_rng(seed).choice``: the same seed gives the same rows.
+    """
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=size, replace=False))
+
+
 def read_table(
-    path: Path, columns: list[str], *, what: str, origin: str, categorical: bool = False
+    path: Path,
+    columns: list[str],
+    *,
+    what: str,
+    origin: str,
+    categorical: bool = False,
+    sample_size: int | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Read only ``columns`` of a Parquet or CSV file and check they are numbers.
 
@@ -111,9 +127,13 @@ def read_table(
         origin: where the path came from, for messages (``specs/x.yaml:55:5:
             spec.monitoring.reference`` or ``--current``).
         categorical: when True (signature dtype ``bool``) any dtype is accepted.
+        sample_size: when the file has more rows, keep a sample of this many
+            (:func:`sample_indices` with ``seed``), taken before conversion to pandas.
+        seed: the sampling seed.
 
     Returns:
-        A frame with exactly ``columns`` in that order.
+        A frame with exactly ``columns`` in that order; ``frame.attrs["rows_total"]`` is
+        the number of rows in the file (before sampling).
 
     Raises:
         MonitorInputError: missing or unreadable file, unknown format, missing columns,
@@ -131,12 +151,20 @@ def read_table(
             present = pq.read_schema(path).names
             missing = [c for c in columns if c not in present]
             if not missing:
-                frame = pq.read_table(path, columns=columns).to_pandas()
+                table = pq.read_table(path, columns=columns)
+                total = table.num_rows
+                if sample_size and total > sample_size:
+                    table = table.take(sample_indices(total, sample_size, seed))
+                frame = table.to_pandas()
         elif suffix == ".csv":
             present = list(pd.read_csv(path, nrows=0).columns)
             missing = [c for c in columns if c not in present]
             if not missing:
                 frame = pd.read_csv(path, usecols=columns)[columns]
+                total = len(frame)
+                if sample_size and total > sample_size:
+                    idx = sample_indices(total, sample_size, seed)
+                    frame = frame.iloc[idx].reset_index(drop=True)
         else:
             raise MonitorInputError(
                 f"{origin}: {what} {path} has suffix {suffix or '(none)'!r}; "
@@ -166,6 +194,7 @@ def read_table(
             )
     if frame.empty:
         raise MonitorInputError(f"{origin}: {what} {path} has no rows")
+    frame.attrs["rows_total"] = total
     return frame
 
 

@@ -53,6 +53,7 @@ from reconciler.monitor.data import (
     load_capture,
     read_table,
     reference_path,
+    sample_indices,
 )
 from reconciler.spec.model import Deployment
 
@@ -122,8 +123,12 @@ class DriftResult:
         return out
 
 
-def _start_evidently_import() -> threading.Thread:
-    """Import Evidently (about 5 s here) on a thread while the data is being read."""
+def preload_evidently() -> threading.Thread:
+    """Start importing Evidently (about 5 s here) on a daemon thread; returns the thread.
+
+    Called first thing by the drift job so that the import overlaps reading the data;
+    a later ``import evidently`` waits for it (Python's import lock).
+    """
     thread = threading.Thread(
         target=importlib.import_module, args=("evidently.metrics",), daemon=True
     )
@@ -134,16 +139,13 @@ def _start_evidently_import() -> threading.Thread:
 def _sample(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     if len(frame) <= size:
         return frame
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(frame), size=size, replace=False))
-    return frame.iloc[idx].reset_index(drop=True)
+    return frame.iloc[sample_indices(len(frame), size, seed)].reset_index(drop=True)
 
 
 def _sample_array(x: np.ndarray, y: np.ndarray | None, size: int, seed: int):
     if len(x) <= size:
         return x, y
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(x), size=size, replace=False))
+    idx = sample_indices(len(x), size, seed)
     return x[idx], (y[idx] if y is not None else None)
 
 
@@ -245,7 +247,7 @@ def run_drift(
             in the ledger first.
     """
     started = time.perf_counter()
-    importer = _start_evidently_import()
+    importer = preload_evidently()
     try:
         return _run(dep, config, current, sample_size, seed, now, importer, started)
     except ModelopsError as exc:
@@ -270,7 +272,13 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
     size = int(sample_size or dep.get("spec.monitoring.drift.sample_size") or DEFAULT_SAMPLE_SIZE)
     ref_file, ref_origin = reference_path(dep, config)
     reference = read_table(
-        ref_file, names, what="reference data", origin=ref_origin, categorical=feats.categorical
+        ref_file,
+        names,
+        what="reference data",
+        origin=ref_origin,
+        categorical=feats.categorical,
+        sample_size=size,
+        seed=seed + 1,
     )
     capture_dir = None
     requests, window = 0, {}
@@ -303,20 +311,23 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
                 )
             if frame.empty:
                 raise MonitorInputError("current data has no rows")
+            n_current = len(frame)
         else:
             path = Path(current)
             if not path.is_absolute() and not path.exists():
                 path = config.root / path
             source = config.rel(path)
-            cols = list(names)
+            cols = [*names, PREDICTION] if _has_column(path, PREDICTION) else list(names)
             frame = read_table(
-                path, cols, what="current data", origin="--current", categorical=feats.categorical
+                path,
+                cols,
+                what="current data",
+                origin="--current",
+                categorical=feats.categorical,
+                sample_size=size,
+                seed=seed,
             )
-            if _has_column(path, PREDICTION):
-                frame[PREDICTION] = read_table(
-                    path, [PREDICTION], what="current data", origin="--current", categorical=True
-                )[PREDICTION]
-        n_current = len(frame)
+            n_current = frame.attrs["rows_total"]
         cur = _sample(frame, size, seed)
         if PREDICTION in cur.columns:
             cur_outputs = cur[PREDICTION].to_numpy()
@@ -327,7 +338,7 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
             f"current data ({source}): feature column(s) {', '.join(empty[:5])} have no values "
             "(all missing); the capture may drop them (spec.monitoring.capture.redact)"
         )
-    n_reference = len(reference)
+    n_reference = reference.attrs.get("rows_total", len(reference))
     ref = _sample(reference, size, seed + 1)
     sampled = size if (n_current > size or n_reference > size) else None
     if sampled:
