@@ -76,9 +76,25 @@ def _load_commands() -> None:
         importlib.import_module(f"{pkg.__name__}.{info.name}")
 
 
+def _quiet_loop_finalizers(unraisable) -> None:
+    """Drop the "Exception ignored in BaseEventLoop.__del__" noise at interpreter exit.
+
+    Pulumi's mocks leave asyncio event loops for the garbage collector; when one is
+    finalised after its self-pipe was closed, Python prints a traceback that says
+    nothing about the user's run. Everything else goes to the default hook.
+    """
+    obj = getattr(unraisable, "object", None)
+    if getattr(obj, "__qualname__", "") == "BaseEventLoop.__del__" and not os.environ.get(
+        "MODELOPS_DEBUG"
+    ):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script; exits with the command's exit code."""
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    sys.unraisablehook = _quiet_loop_finalizers
     _load_commands()
     try:
         app(args=argv, standalone_mode=True)
