@@ -100,7 +100,7 @@ def test_worse_candidate_is_rejected_without_a_branch(tmp_path: Path) -> None:
     assert [h.name for h in git.Repo(root).heads] == ["main"]
 
 
-def test_identical_model_is_not_proposed(tmp_path: Path) -> None:
+def test_identical_model_is_not_proposed_and_starts_the_cooldown(tmp_path: Path) -> None:
     copy = (
         '["python", "-c", "import os, shutil; shutil.copy(\'examples/fraud/model.joblib\', '
         "os.environ['MODELOPS_OUTPUT_DIR'])\"]"
@@ -110,6 +110,17 @@ def test_identical_model_is_not_proposed(tmp_path: Path) -> None:
     res = run_retraining(dep, config)
     assert res.status == "unchanged" and res.sha256 == LIVE_SHA
     assert [h.name for h in git.Repo(root).heads] == ["main"]
+
+    # the cooldown outlives the ledger's capped history (an hourly drift job fills it)
+    ledger = Ledger(config.state_dir)
+    record = ledger.get("fraud-detector", "staging")
+    for _ in range(120):
+        record.add_history("monitor", "", "ok", "no drift")
+    ledger.put(record)
+    assert not any(
+        h["action"] == "retrain" for h in ledger.get("fraud-detector", "staging").history
+    )
+    assert run_retraining(dep, config).status == "skipped"
 
 
 @pytest.mark.parametrize(

@@ -152,6 +152,27 @@ def last_retraining(record: LedgerRecord | None) -> dict | None:
     return None
 
 
+def _last_file(dep: Deployment, config: Config) -> Path:
+    """``<state_dir>/retrain/<name>-<env>/last-completed.json``: the newest completed run.
+
+    Kept beside the ledger because the ledger's history is capped (100 entries), which an
+    hourly drift job fills in four days, shorter than a weekly cooldown.
+    """
+    return config.state_dir / "retrain" / dep.key / "last-completed.json"
+
+
+def _last_completed(dep: Deployment, config: Config) -> dict | None:
+    """The newest completed retraining: from the ledger history or ``last-completed.json``."""
+    found = [last_retraining(Ledger(config.state_dir).get(dep.name, dep.env))]
+    try:
+        found.append(json.loads(_last_file(dep, config).read_text()))
+    except (OSError, ValueError):
+        pass
+    dated = [(_parse_time(e.get("time", "")), e) for e in found if isinstance(e, dict)]
+    dated = [(t, e) for t, e in dated if t is not None]
+    return max(dated, key=lambda te: te[0])[1] if dated else None
+
+
 def _record(dep: Deployment, config: Config, result: RetrainResult) -> None:
     ledger = Ledger(config.state_dir)
     record = ledger.get(dep.name, dep.env) or LedgerRecord(
@@ -178,6 +199,12 @@ def _record(dep: Deployment, config: Config, result: RetrainResult) -> None:
         "retrain", record.lastAppliedRevision, result.status, result.message, **extra
     )
     ledger.put(record)
+    if result.status in COMPLETED:
+        last = _last_file(dep, config)
+        last.parent.mkdir(parents=True, exist_ok=True)
+        tmp = last.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record.history[-1], indent=2) + "\n")
+        os.replace(tmp, last)
 
 
 def run_retraining(
@@ -216,7 +243,7 @@ def run_retraining(
     result = RetrainResult(name=dep.name, env=dep.env, status="failed", reason=reason)
     try:
         cooldown = float(dep.get("spec.retraining.cooldown_hours", DEFAULT_COOLDOWN_HOURS))
-        last = last_retraining(Ledger(config.state_dir).get(dep.name, dep.env))
+        last = _last_completed(dep, config)
         when = _parse_time(last.get("time", "")) if last else None
         if not force and when and now - when < timedelta(hours=cooldown):
             result.status = "skipped"
