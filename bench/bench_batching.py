@@ -4,8 +4,8 @@ Builds the fraud-detector example twice in a temp copy of the repository (batchi
 the spec: max_batch_size 64, max_latency_ms 20; and batching disabled), serves each with
 ``bentoml serve`` (1 worker, loopback), and sends single-row requests at 1, 8 and 32
 concurrent clients (closed loop, keep-alive; ``reconciler.build.smoke.load_test``).
-Prints p50/p99 latency (ms), throughput (requests/s) and errors per setting, and the
-throughput ratio batching/no batching. The client runs on the same machine (2 cores
+Prints p50/p99 latency (ms), throughput (requests/s), errors and mean rows per model call
+(from ``/metadata``) per setting, and the throughput ratio batching/no batching. The client runs on the same machine (2 cores
 here), so absolute figures include its CPU use.
 
 Usage: ``.venv/bin/python bench/bench_batching.py [--requests N] [--rounds R]``
@@ -27,6 +27,13 @@ from reconciler.config import load_config
 from reconciler.spec.repo import load_all
 
 PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _stats(url: str) -> dict:
+    """The served worker's ``batching_stats`` from ``/metadata`` ({} without batching)."""
+    import httpx
+
+    return httpx.get(url + "/metadata", timeout=30).json().get("batching_stats", {})
 
 
 def main() -> None:
@@ -56,19 +63,29 @@ def main() -> None:
                     url = handle.url + "/predict"
                     load_test(url, body, requests=200, concurrency=8)  # warm up
                     for conc in (1, 8, 32):
+                        before = _stats(handle.url)
                         n = args.requests if conc > 1 else max(200, args.requests // 5)
                         r = load_test(url, body, requests=n, concurrency=conc)
+                        after = _stats(handle.url)
+                        if after and before:
+                            batches = after["batches"] - before["batches"]
+                            rows = after["rows"] - before["rows"]
+                            r["rows_per_batch"] = rows / batches if batches else 0.0
                         results.setdefault((label, conc), []).append(r)
                 finally:
                     stop_server(handle)
-    print(f"{'setting':<12} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7}")
+    print(
+        f"{'setting':<12} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} "
+        f"{'errors':>7} {'rows/batch':>10}"
+    )
     best: dict[tuple[str, int], float] = {}
     for (label, conc), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         top = max(runs, key=lambda r: r["throughput_rps"])
         best[(label, conc)] = top["throughput_rps"]
         print(
             f"{label:<12} {conc:>7} {top['p50_ms']:>8.2f} {top['p99_ms']:>8.2f} "
-            f"{top['throughput_rps']:>8.1f} {sum(r['errors'] for r in runs):>7}"
+            f"{top['throughput_rps']:>8.1f} {sum(r['errors'] for r in runs):>7} "
+            f"{top.get('rows_per_batch', 1.0) if label == 'batching' else 1.0:>10.2f}"
         )
     for conc in (1, 8, 32):
         on, off_rps = best.get(("batching", conc), 0.0), best.get(("no batching", conc), 0.0)

@@ -182,6 +182,11 @@ def test_gc_keeps_newest_and_ledger_records(spec_repo):
     with pytest.raises(BuildError):
         gc_bentos(config, keep=-1)
 
+    prod, _ = deployment(spec_repo, env="prod")
+    prod_tag = build(prod, config).bento_tag  # same name, other environment: its own group
+    assert gc_bentos(config, keep=1) == []
+    assert gc_bentos(config, keep=0, protect=[prod_tag]) == [tags[2]]  # tags[0]: ledger
+
 
 def test_modelops_build_command(spec_repo, monkeypatch):
     from reconciler.cli import _load_commands, _state, app

@@ -41,7 +41,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -561,32 +561,38 @@ def contents_digest(bento_path: str | Path) -> str:
     return h.hexdigest()
 
 
-def gc_bentos(config: Config, keep: int) -> list[str]:
-    """Delete old Bentos, keeping the ``keep`` newest per deployment name and any in use.
+def gc_bentos(config: Config, keep: int, *, protect: Iterable[str] = ()) -> list[str]:
+    """Delete old Bentos, keeping the ``keep`` newest per deployment and environment.
 
-    "In use" is any Bento tag recorded in the ledger (``artifact.bento_tag`` of a ledger
-    record), so a live deployment's Bento is never removed. Models no remaining Bento
-    references are deleted too.
+    Bentos are grouped by name and the ``modelops.env`` label (staging and prod Bentos of
+    one spec share a name), newest first by creation time. Never removed: any Bento tag
+    recorded in the ledger (``artifact.bento_tag`` of a ledger record: a live
+    deployment's Bento) and the tags in ``protect`` (e.g. what this run just built or
+    reused). Models that no remaining Bento refers to are deleted too (only models
+    modelops imported, label ``modelops.deployment``).
 
     Args:
         config: repository configuration (the BentoML home under ``state_dir``).
-        keep: Bentos to keep per name, newest first by creation time (>= 0).
+        keep: Bentos to keep per deployment × environment (>= 0).
+        protect: Bento tags (``name:version``) to keep whatever their age.
 
     Returns:
         the removed Bento tags (``name:version``), sorted.
 
     Raises:
-        BuildError: ``keep`` is negative.
+        BuildError: ``keep`` is negative, or the ledger cannot be read (nothing is
+            deleted then).
     """
     if keep < 0:
         raise BuildError(f"gc: keep must be 0 or more, got {keep}")
-    in_use = _ledger_tags(config)
+    in_use = _ledger_tags(config) | {str(t) for t in protect}
     removed: list[str] = []
     with bentoml_env(config) as bentoml:
-        by_name: dict[str, list] = {}
+        groups: dict[tuple[str, str], list] = {}
         for bento in bentoml.bentos.list():
-            by_name.setdefault(bento.tag.name, []).append(bento)
-        for bentos in by_name.values():
+            env = str((bento.info.labels or {}).get("modelops.env", ""))
+            groups.setdefault((bento.tag.name, env), []).append(bento)
+        for bentos in groups.values():
             bentos.sort(key=lambda b: b.info.creation_time, reverse=True)
             for bento in bentos[keep:]:
                 if str(bento.tag) in in_use:

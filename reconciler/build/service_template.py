@@ -154,6 +154,7 @@ async def metadata(req: Request) -> JSONResponse:
     if batcher is not None:  # this worker's counters since start
         info["batching_stats"] = {
             "worker_pid": os.getpid(),
+            "arriving": batcher.arriving,
             "batches": batcher.batches,
             "rows": batcher.rows,
             "mean_batch_rows": round(batcher.rows / batcher.batches, 2) if batcher.batches else 0,

@@ -8,6 +8,7 @@ failed (the others still run; each failure is named with its file).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Annotated
@@ -34,8 +35,8 @@ def build_cmd(
         typer.Option(
             "--gc-keep",
             min=0,
-            help="After building, delete all but the N newest Bentos per deployment "
-            "(Bentos recorded in the ledger are kept).",
+            help="After building, delete all but the N newest Bentos per deployment and "
+            "environment (Bentos in the ledger and those of this run are kept).",
         ),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
@@ -63,46 +64,63 @@ def build_cmd(
         raise typer.Exit(EXIT_FINDINGS)
     revision = head_revision(config.root)
     rows: list[dict] = []
+    text = fmt == "text"
     for dep in sorted(loaded.deployments, key=lambda d: d.key):
         started = time.perf_counter()
         row: dict = {"deployment": dep.key}
-        try:
-            artifact = build(dep, config, revision=revision, image=image)
-        except BuildError as exc:
-            row.update(status="failed", error=exc.message)
-        else:
-            row.update(status="reused" if artifact.reused else "built", artifact=artifact.to_dict())
+        # a spinner on a terminal only; CI logs get the one result line per deployment
+        status = (
+            console.status(f"building {dep.key}...")
+            if text and console.is_terminal
+            else contextlib.nullcontext()
+        )
+        with status:
+            try:
+                artifact = build(dep, config, revision=revision, image=image)
+            except BuildError as exc:
+                row.update(status="failed", error=exc.message)
+            else:
+                row.update(
+                    status="reused" if artifact.reused else "built", artifact=artifact.to_dict()
+                )
         row["seconds"] = round(time.perf_counter() - started, 2)
         rows.append(row)
+        if text:
+            _print_row(row)
     removed: list[str] = []
     if gc_keep is not None:
-        removed = gc_bentos(config, gc_keep)
+        current = [r["artifact"]["bento_tag"] for r in rows if r.get("artifact")]
+        removed = gc_bentos(config, gc_keep, protect=current)
     failed = [r for r in rows if r["status"] == "failed"]
     if fmt == "json":
         out = {"env": env, "revision": revision, "builds": rows, "gc_removed": removed}
         console.print(json.dumps(out, indent=2), markup=False)
     else:
-        _print_text(rows, removed, env)
+        _print_summary(rows, removed, env)
     raise typer.Exit(EXIT_USAGE if failed else EXIT_OK)
 
 
-def _print_text(rows: list[dict], removed: list[str], env: str) -> None:
-    """One line per deployment (stays readable in narrow CI logs), then notes."""
-    for row in rows:
-        art = row.get("artifact") or {}
-        if row["status"] == "failed":
-            err_console.print(
-                f"{row['deployment']}: failed ({row['seconds']} s): {row['error']}", markup=False
-            )
-            continue
-        image = f"{art['image']} ({'built' if art.get('image_built') else 'not built'})"
-        console.print(
-            f"{row['deployment']}: {row['status']} {art['bento_tag']} "
-            f"({row['seconds']} s); image {image}",
-            markup=False,
+def _print_row(row: dict) -> None:
+    """The result line of one deployment's build (plus the image note when relevant)."""
+    art = row.get("artifact") or {}
+    if row["status"] == "failed":
+        err_console.print(
+            f"{row['deployment']}: failed ({row['seconds']} s): {row['error']}", markup=False
         )
-        if art.get("image_note") and not art.get("image_note", "").endswith("without --image)"):
-            console.print(f"  {art['image_note']}", markup=False)
+        return
+    image = f"{art['image']} ({'built' if art.get('image_built') else 'not built'})"
+    console.print(
+        f"{row['deployment']}: {row['status']} {art['bento_tag']} "
+        f"({row['seconds']} s); image {image}",
+        markup=False,
+    )
+    note = art.get("image_note", "")
+    if note and not note.endswith("without --image)"):
+        console.print(f"  {note}", markup=False)
+
+
+def _print_summary(rows: list[dict], removed: list[str], env: str) -> None:
+    """Counts of built, reused and failed builds, and what GC removed."""
     built = sum(r["status"] == "built" for r in rows)
     reused = sum(r["status"] == "reused" for r in rows)
     failed = sum(r["status"] == "failed" for r in rows)
