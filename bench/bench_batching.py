@@ -5,8 +5,9 @@ the spec: max_batch_size 64, max_latency_ms 20; and batching disabled), serves e
 ``bentoml serve`` (1 worker, loopback), and sends single-row requests at 1, 8 and 32
 concurrent clients (closed loop, keep-alive; ``reconciler.build.smoke.load_test``).
 Prints p50/p99 latency (ms), throughput (requests/s), errors and mean rows per model call
-(from ``/metadata``) per setting, and the throughput ratio batching/no batching. The client runs on the same machine (2 cores
-here), so absolute figures include its CPU use.
+(from ``/metadata``) per setting, and the throughput ratio batching/no batching. The
+client runs on the same machine (2 cores here), so absolute figures include its CPU use;
+other load on the machine makes single runs noisy (use ``--rounds``).
 
 Usage: ``.venv/bin/python bench/bench_batching.py [--requests N] [--rounds R]``
 """
