@@ -1,0 +1,143 @@
+"""Batch inference: ``serving.mode: batch`` deployments score a file on a schedule.
+
+The Kubernetes stack renders a CronJob on ``spec.serving.batch.schedule`` that runs
+``modelops batch NAME --env ENV --input … --output …``; this module is that command's
+work, and it runs the same way on a laptop. The model is loaded only after its SHA-256
+matches ``spec.model.sha256`` (DESIGN.md, security model: a pickled model runs code when
+loaded); features are read by name from the model's signature, so a file with extra
+columns is fine and one missing a feature is an error naming it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reconciler.config import Config
+from reconciler.diagnostics import ModelopsError
+from reconciler.spec.model import Deployment
+from reconciler.spec.validate import URI_SCHEMES, file_sha256
+
+CHUNK_ROWS = 50_000  # rows per predict call: bounds memory (~6 MB of float32 at 30 features)
+
+
+class BatchError(ModelopsError):
+    """Batch inference cannot run (bad input, model, or output path); exit code 2."""
+
+
+@dataclass
+class BatchResult:
+    """What one batch run did.
+
+    Attributes:
+        rows: rows scored.
+        input: the input file; output: the file written.
+        seconds: wall time in seconds.
+    """
+
+    rows: int
+    input: str
+    output: str
+    seconds: float
+
+    def to_dict(self) -> dict:
+        """JSON-ready mapping."""
+        return dict(self.__dict__)
+
+
+def _local_path(config: Config, dep: Deployment, value: str, field: str) -> Path:
+    where = f"{dep.locate(field)}: {field}"
+    if value.startswith("s3://"):
+        raise BatchError(
+            f"{where}: {value} is on S3, which needs AWS credentials this run does not have; "
+            "give a repository path or --input/--output"
+        )
+    path = Path(value) if Path(value).is_absolute() else config.repo_path(value)
+    if path is None:
+        raise BatchError(f"{where}: {value!r} leaves the repository; use a path inside it")
+    return path
+
+
+def run_batch(
+    dep: Deployment, config: Config, *, input: str | None = None, output: str | None = None
+) -> BatchResult:
+    """Score ``input`` with the deployment's model and write predictions to ``output``.
+
+    Args:
+        dep: a deployment whose model ``uri`` is a repository path.
+        config: repository configuration.
+        input: Parquet or CSV with the signature's feature columns (default
+            ``spec.serving.batch.input``).
+        output: where to write; ``.parquet`` or ``.csv`` (default
+            ``spec.serving.batch.output``). Columns: ``prediction``, and for classifiers
+            that expose them, ``probability_<class>`` per class.
+
+    Returns:
+        A :class:`BatchResult`.
+
+    Raises:
+        BatchError: no input/output, s3:// locations (no credentials here), a model that
+            is not a repository file, a digest mismatch, or a model that fails to load.
+        reconciler.monitor.data.MonitorInputError: the input is missing, unreadable, lacks
+            feature columns or has non-numeric ones.
+    """
+    from reconciler.build.frameworks import FrameworkError, load_model, predict
+    from reconciler.monitor.data import features_of, read_table
+
+    started = time.perf_counter()
+    src = input or dep.get("spec.serving.batch.input")
+    dst = output or dep.get("spec.serving.batch.output")
+    if not src or not dst:
+        raise BatchError(
+            f"{dep.locate('spec.serving.batch')}: spec.serving.batch: batch inference needs "
+            "an input and an output (serving.batch.input/output, or --input/--output)"
+        )
+    in_path = _local_path(config, dep, src, "spec.serving.batch.input")
+    out_path = _local_path(config, dep, dst, "spec.serving.batch.output")
+    if out_path.suffix.lower() not in (".parquet", ".csv"):
+        raise BatchError(f"output {dst}: expected a .parquet or .csv file name")
+    uri = dep.get("spec.model.uri", "")
+    if uri.startswith(URI_SCHEMES):
+        raise BatchError(
+            f"{dep.locate('spec.model.uri')}: spec.model.uri: {uri} is not a file here"
+        )
+    model_path = _local_path(config, dep, uri, "spec.model.uri")
+    want = dep.get("spec.model.sha256")
+    if want and model_path.is_file() and file_sha256(model_path) != want:
+        raise BatchError(f"{model_path}: digest does not match spec.model.sha256; not loading it")
+    framework, task = dep.get("spec.model.framework"), dep.get("spec.model.task", "")
+    try:
+        model = load_model(framework, model_path, task)
+    except FrameworkError as exc:
+        raise BatchError(str(exc)) from None
+    features = features_of(dep)
+    origin = (
+        "--input" if input else f"{dep.locate('spec.serving.batch.input')}: serving.batch.input"
+    )
+    frame = read_table(in_path, features.names, what="batch input", origin=origin)
+    dtype = np.dtype(features.dtype if features.dtype != "bool" else "float32")
+    predictions, probabilities = [], []
+    for start in range(0, len(frame), CHUNK_ROWS):
+        rows = frame.iloc[start : start + CHUNK_ROWS].to_numpy(dtype=dtype)
+        try:
+            pred, proba = predict(framework, model, rows, task)
+        except FrameworkError as exc:
+            raise BatchError(f"{model_path}: {exc}") from None
+        predictions.append(np.asarray(pred))
+        if proba is not None:
+            probabilities.append(np.asarray(proba))
+    out = pd.DataFrame({"prediction": np.concatenate(predictions)})
+    if probabilities:
+        proba = np.concatenate(probabilities)
+        for i in range(proba.shape[1]):
+            out[f"probability_{i}"] = proba[:, i]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out_path.suffix.lower() == ".parquet":
+        out.to_parquet(out_path, index=False)
+    else:
+        out.to_csv(out_path, index=False)
+    return BatchResult(len(out), str(in_path), str(out_path), time.perf_counter() - started)
