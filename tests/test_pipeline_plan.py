@@ -187,3 +187,17 @@ def test_plan_with_build_compares_built_tags_on_both_sides(repo):
     # the base was built too, so the only change is the one line (no tag noise)
     assert [c.name for c in report.plans[0].changes] == ["fraud-detector"]
     assert report.plans[0].changes[0].fields == [("spec.minReplicas", 3, 4)]
+
+
+def test_rename_and_edit_in_one_commit_plans_an_update_not_create_and_delete(repo):
+    base = repo.git.head.commit.hexsha
+    text = (repo.root / "specs/fraud-detector.yaml").read_text()
+    repo.rm("specs/fraud-detector.yaml")
+    repo.write("specs/payments/fraud.yaml", text.replace("min_replicas: 3}", "min_replicas: 4}"))
+    head = repo.commit("move and edit")
+    report = pipeline.plan(load_config(repo.root), "prod", base=base, head=head)
+    (outcome,) = report.outcomes
+    assert outcome.status == "planned" and outcome.change["status"] == "renamed"
+    assert outcome.change["old_path"] == "specs/fraud-detector.yaml"
+    assert report.plans[0].summary() == "0 to create, 1 to update, 0 to replace, 0 to delete"
+    assert report.exit_code == 0 and not report.guards
