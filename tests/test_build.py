@@ -243,3 +243,25 @@ def test_signature_width_is_taken_from_the_model_when_the_spec_has_none(spec_rep
     cfg = json.loads((Path(art.bento_path) / "src" / "modelops.json").read_text())
     assert cfg["signature"]["inputs"]["shape"] == [-1, 30]
     assert cfg["signature"]["inputs"]["dtype"] == "float32"
+
+
+def test_model_from_the_bentoml_store_by_tag(spec_repo):
+    import joblib as jl
+
+    dep, config = deployment(spec_repo)
+    model = jl.load(spec_repo / "examples/fraud/model.joblib")
+    with bentoml_env(config) as bentoml:
+        saved = bentoml.sklearn.save_model("fraud-sk", model)
+    dep.data["spec"]["model"]["uri"] = f"bentoml:{saved.tag}"
+    dep.data["spec"]["model"].pop("sha256")
+    art = build(dep, config)
+    cfg = json.loads((Path(art.bento_path) / "src" / "modelops.json").read_text())
+    assert cfg["model_file"] == "model.joblib" and art.model_sha256 == bento_mod.sha256_file(
+        Path(saved.path) / "saved_model.pkl"
+    )
+    dep.data["spec"]["model"]["uri"] = "bentoml:no-such-model:v1"
+    with pytest.raises(BuildError, match="is not in the model store"):
+        build(dep, config)
+    dep.data["spec"]["model"]["uri"] = "s3://bucket/model.joblib"
+    with pytest.raises(BuildError, match="S3 model URIs are not supported"):
+        build(dep, config)

@@ -136,21 +136,66 @@ def template_digest() -> str:
     return h.hexdigest()
 
 
+def _store_model_file(dep: Deployment, config: Config, uri: str) -> Path:
+    """The model file of ``bentoml:<tag>`` in this repository's BentoML model store.
+
+    Models saved with ``bentoml.<framework>.save_model`` keep one ``saved_model.*`` file;
+    models modelops imported keep one ``model.*`` file. The tag may omit the version
+    (``latest``).
+
+    Raises:
+        BuildError: tag not in the store, or no single model file in it.
+    """
+    field = "spec.model.uri"
+    pos = dep.locate(field)
+    tag = uri[len("bentoml:") :].strip()
+    with bentoml_env(config) as bentoml:
+        from bentoml.exceptions import BentoMLException
+
+        try:
+            stored = bentoml.models.get(tag)
+        except BentoMLException as exc:
+            raise BuildError(
+                f"{pos}: {field}: model {tag!r} is not in the model store "
+                f"{config.rel(bentoml_home(config) / 'models')} ({exc}); save it there with "
+                "bentoml.<framework>.save_model under BENTOML_HOME=<state_dir>/bentoml"
+            ) from None
+        base = Path(stored.path)
+    files = sorted(
+        p for p in base.iterdir() if p.is_file() and p.name.startswith(("saved_model.", "model."))
+    )
+    files = [p for p in files if p.name != "model.yaml"]
+    if len(files) != 1:
+        found = ", ".join(p.name for p in files) or "none"
+        raise BuildError(
+            f"{pos}: {field}: model {tag!r} in the store has {len(files)} model files "
+            f"({found}); expected exactly one saved_model.* or model.* file"
+        )
+    return files[0]
+
+
 def _model_path(dep: Deployment, config: Config) -> tuple[Path, str]:
+    """The model file of ``spec.model.uri`` and how to name it in messages.
+
+    A repository path, or ``bentoml:<tag>`` (a model in this repository's BentoML store).
+
+    Raises:
+        BuildError: missing uri, unsupported scheme (s3://, MLflow), path leaving the
+            repository, file missing.
+    """
     uri = dep.get("spec.model.uri")
     field = "spec.model.uri"
     pos = dep.locate(field)
     if not isinstance(uri, str) or not uri:
         raise BuildError(f"{pos}: {field}: missing; expected a repository path to the model file")
-    for prefix, what in (
-        ("s3://", "S3 model URIs"),
-        ("models:/", "MLflow model URIs"),
-        ("bentoml:", "bentoml:<tag> model URIs"),
-    ):
+    if uri.startswith("bentoml:"):
+        path = _store_model_file(dep, config, uri)
+        return path, f"{uri} ({path.name})"
+    for prefix, what in (("s3://", "S3 model URIs"), ("models:/", "MLflow model URIs")):
         if uri.startswith(prefix):
             raise BuildError(
                 f"{pos}: {field}: {what} are not supported by the build yet ({uri!r}); "
-                "use a repository path to the model file"
+                "use a repository path to the model file or bentoml:<tag>"
             )
     path = config.repo_path(uri)
     if path is None:
@@ -218,7 +263,7 @@ def build_inputs(dep: Deployment, config: Config) -> dict:
     return {
         "deployment": dep.name,
         "env": dep.env,
-        "model_file": {"uri": uri, "sha256": model_sha},
+        "model_file": {"uri": uri, "name": path.name, "sha256": model_sha},
         "model": model,
         "serving": serving,
         "capture": _capture(dep),
@@ -253,7 +298,7 @@ def _service_config(dep: Deployment, inputs: dict, digest: str, model_tag: str) 
         "bento_tag": f"{dep.name}:{digest[:VERSION_LEN]}",
         "digest": digest,
         "model_tag": model_tag,
-        "model_file": frameworks.model_file_name(framework, inputs["model_file"]["uri"]),
+        "model_file": frameworks.model_file_name(framework, inputs["model_file"]["name"]),
         "model_sha256": inputs["model_file"]["sha256"],
         "model_version": str(model.get("version") or inputs["model_file"]["sha256"][:12]),
         "framework": framework,
