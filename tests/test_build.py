@@ -210,6 +210,14 @@ def test_modelops_build_command(spec_repo, monkeypatch):
     assert text.exit_code == 1  # validation catches the digest mismatch before any build
     assert "examples/diabetes/model.joblib" in text.output
 
+    edit_spec(spec_repo, "diabetes-progression", lambda d: d["spec"]["model"].pop("sha256"))
+    _state.update(config=None)
+    failed = runner.invoke(app, ["build", "--env", "staging"])
+    assert failed.exit_code == 2, failed.output  # the build failed; the other one still ran
+    assert "diabetes-progression-staging: failed" in failed.output
+    assert "examples/diabetes/model.joblib: cannot be loaded as a sklearn model" in failed.output
+    assert "fraud-detector-staging: reused" in failed.output
+
 
 def test_containerize_without_docker_reports_why(spec_repo, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
