@@ -415,7 +415,7 @@ def stop_server(
     return True
 
 
-def server_health(pid: int, url: str, *, server_id: str = "", timeout_s: float = 2.0) -> str:
+def server_health(pid: int, url: str, *, server_id: str = "", timeout_s: float = 5.0) -> str:
     """Health of a local server: the process is alive and ``GET <url>/livez`` answers 200.
 
     Args:
