@@ -36,6 +36,7 @@ import importlib
 import json
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -388,10 +389,14 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
         metrics.append(ValueDrift(column=PREDICTION, method=pred_method))
     definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
     try:
-        snapshot = Report(metrics, include_tests=True).run(
-            Dataset.from_pandas(cur, data_definition=definition),
-            Dataset.from_pandas(ref, data_definition=definition),
-        )
+        with warnings.catch_warnings():
+            # Evidently's summary statistics divide by zero on constant columns (numpy
+            # RuntimeWarning, result NaN in the widget only); keep the job's output clean
+            warnings.simplefilter("ignore", RuntimeWarning)
+            snapshot = Report(metrics, include_tests=True).run(
+                Dataset.from_pandas(cur, data_definition=definition),
+                Dataset.from_pandas(ref, data_definition=definition),
+            )
     except Exception as exc:  # noqa: BLE001 - Evidently's errors on odd data
         raise MonitorInputError(
             f"Evidently could not compute drift for {dep.key}: {type(exc).__name__}: {exc}"
