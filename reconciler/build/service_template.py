@@ -48,7 +48,14 @@ from pathlib import Path
 import bentoml
 import numpy as np
 from bentoml.exceptions import InvalidArgument
-from modelops_runtime import batching, capture, frameworks, request
+
+try:
+    from modelops_runtime import batching, capture, frameworks, request
+except ModuleNotFoundError as exc:  # imported as reconciler.build.service_template
+    raise ImportError(
+        "service_template.py is the source of the generated BentoML service: it runs only "
+        "inside a built Bento (src/service.py, beside modelops.json and modelops_runtime/)"
+    ) from exc
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
