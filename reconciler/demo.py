@@ -116,6 +116,45 @@ def make_pr_clone(workdir: Path) -> Path:
     return clone
 
 
+def labelled_recent_data(clone: Path) -> Path:
+    """Commit "labelled traffic from after the shift" to the clone; return the training file.
+
+    Stands in for what a team collects once ground truth arrives: the training rows and
+    the holdout rows, both moved by the same deliberate shift as the demo's traffic
+    (:func:`reconciler.monitor.traffic.shifted`), labels kept. The spec's retraining
+    holdout is pointed at the shifted holdout, so the candidate and the live model are
+    judged on data like today's traffic, and no holdout row is ever trained on.
+    """
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    from reconciler.monitor.traffic import shifted
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    from train import SEED, bundled
+
+    full = bundled("fraud")
+    train_rows, _ = train_test_split(
+        full, test_size=0.25, random_state=SEED, stratify=full["target"]
+    )
+    holdout = pd.read_parquet(clone / "examples" / "fraud" / "holdout.parquet")
+    recent = pd.concat([train_rows, shifted(train_rows, seed=11)], ignore_index=True)
+    data = clone / "examples" / "fraud"
+    recent.to_parquet(data / "recent-training.parquet", index=False)
+    shifted(holdout, seed=13).to_parquet(data / "recent-holdout.parquet", index=False)
+    spec = clone / "specs" / "fraud-detector.yaml"
+    spec.write_text(
+        spec.read_text().replace(
+            "holdout: examples/fraud/holdout.parquet",
+            "holdout: examples/fraud/recent-holdout.parquet",
+        )
+    )
+    git = ["git", "-C", str(clone), "-c", "user.name=Demo", "-c", "user.email=demo@example.com"]
+    run(["git", "-C", str(clone), "add", "-A"])
+    run([*git, "commit", "--quiet", "-m", "fraud: labelled traffic from after the shift"])
+    return data / "recent-training.parquet"
+
+
 def monitoring_loop(clone: Path) -> None:
     """Shifted traffic → drift → retraining branch; unshifted traffic → no drift."""
     import pandas as pd
@@ -127,21 +166,30 @@ def monitoring_loop(clone: Path) -> None:
     reference = pd.read_parquet(ROOT / "examples" / "fraud" / "reference.parquet")
     capture = ROOT / ".modelops" / "capture" / "fraud-detector" / "staging"
     shutil.rmtree(capture, ignore_errors=True)
-    rows = shifted(reference, seed=7).to_numpy(dtype="float32")
-    rows = rows.repeat(6, axis=0)
+    rows = shifted(reference, seed=7).to_numpy(dtype="float32").repeat(6, axis=0)
     sent = send_traffic(url, rows)
     console.print(f"sent {sent} requests of deliberately shifted traffic to {url}")
     time.sleep(1.5)  # capture is written off the request path
-    modelops("monitor", "run", "fraud-detector", "--env", "staging", expect=(1,))
-    modelops("retrain", "fraud-detector", "--env", "staging", cwd=clone)
-    run(["git", "-C", str(clone), "branch", "--list", "modelops/retrain/*"])
-    run(["git", "-C", str(clone), "log", "--all", "--oneline", "-3"])
+    modelops("monitor", "run", "fraud-detector", "--env", "staging", "--no-retrain", expect=(1,))
+    training = labelled_recent_data(clone)
+    rel = training.relative_to(clone)
+    modelops(
+        "retrain", "fraud-detector", "--env", "staging", "--training-data", str(rel), cwd=clone
+    )
+    branches = run(
+        ["git", "-C", str(clone), "for-each-ref", "--format=%(refname:short)",
+         "refs/heads/modelops/retrain"]
+    ).split()  # fmt: skip
+    if not branches:
+        raise DemoError("retraining proposed no branch")
+    run(["git", "-C", str(clone), "log", "--oneline", "-3", branches[-1]])
+    run(["git", "-C", str(clone), "diff", "HEAD", branches[-1], "--", "specs"])
     shutil.rmtree(capture, ignore_errors=True)
     rows = reference.to_numpy(dtype="float32").repeat(6, axis=0)
     sent = send_traffic(url, rows)
     console.print(f"sent {sent} requests of unshifted traffic (a new capture window)")
     time.sleep(1.5)
-    modelops("monitor", "run", "fraud-detector", "--env", "staging")
+    modelops("monitor", "run", "fraud-detector", "--env", "staging", "--no-retrain")
 
 
 def main() -> int:
