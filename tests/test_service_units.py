@@ -117,6 +117,22 @@ def test_capture_layout_format_and_redaction(tmp_path):
     assert w.written == 3 and w.dropped == 0
 
 
+def test_capture_starts_a_new_file_when_its_directory_is_removed(tmp_path):
+    import shutil
+    import time
+
+    w = capture.CaptureWriter(tmp_path, "fraud", "staging", 1.0)
+    ts = dt.datetime(2026, 11, 29, 8, 0, tzinfo=dt.UTC)
+    w.submit("before", "1.0.0", 1.0, [[1.0]], [0], timestamp=ts)
+    deadline = time.monotonic() + 10
+    while w.written < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    shutil.rmtree(tmp_path / "fraud")  # e.g. a retention clean-up or a new window
+    w.submit("after", "1.0.0", 1.0, [[2.0]], [1], timestamp=ts)
+    w.close()
+    assert [r["request_id"] for r in read_records(tmp_path)] == ["after"]
+
+
 def test_capture_drop_sampling_and_full_queue(tmp_path):
     assert capture.redact_rows([[1, 2, 3]], [1], "drop") == [[1, None, 3]]
     assert capture.redact_rows([[1, 2]], [0], "none") == [[1, 2]]

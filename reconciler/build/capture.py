@@ -231,7 +231,14 @@ class CaptureWriter:
                         self._write_parquet(pending, day)
                         pending = []
                     continue
-                if handle is None or rec_day != day or count >= self.max_records:
+                # A file removed under us (retention clean-up, a new monitoring window)
+                # would swallow records into an unlinked inode: start a new file instead.
+                if (
+                    handle is None
+                    or rec_day != day
+                    or count >= self.max_records
+                    or not os.path.exists(handle.name)
+                ):
                     if handle is not None:
                         handle.close()
                     day, count = rec_day, 0
