@@ -155,6 +155,14 @@ def labelled_recent_data(clone: Path) -> Path:
     return data / "recent-training.parquet"
 
 
+def _traffic(rows, copies: int = 6, seed: int = 3):
+    """``copies`` passes over ``rows`` in a fixed random order (a stand-in for live traffic)."""
+    import numpy as np
+
+    stacked = np.tile(rows, (copies, 1))
+    return stacked[np.random.default_rng(seed).permutation(len(stacked))]
+
+
 def monitoring_loop(clone: Path) -> None:
     """Shifted traffic → drift → retraining branch; unshifted traffic → no drift."""
     import pandas as pd
@@ -166,7 +174,7 @@ def monitoring_loop(clone: Path) -> None:
     reference = pd.read_parquet(ROOT / "examples" / "fraud" / "reference.parquet")
     capture = ROOT / ".modelops" / "capture" / "fraud-detector" / "staging"
     shutil.rmtree(capture, ignore_errors=True)
-    rows = shifted(reference, seed=7).to_numpy(dtype="float32").repeat(6, axis=0)
+    rows = _traffic(shifted(reference, seed=7).to_numpy(dtype="float32"))
     sent = send_traffic(url, rows)
     console.print(f"sent {sent} requests of deliberately shifted traffic to {url}")
     time.sleep(1.5)  # capture is written off the request path
@@ -185,7 +193,7 @@ def monitoring_loop(clone: Path) -> None:
     run(["git", "-C", str(clone), "log", "--oneline", "-3", branches[-1]])
     run(["git", "-C", str(clone), "diff", "HEAD", branches[-1], "--", "specs"])
     shutil.rmtree(capture, ignore_errors=True)
-    rows = reference.to_numpy(dtype="float32").repeat(6, axis=0)
+    rows = _traffic(reference.to_numpy(dtype="float32"))
     sent = send_traffic(url, rows)
     console.print(f"sent {sent} requests of unshifted traffic (a new capture window)")
     time.sleep(1.5)
