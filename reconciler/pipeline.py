@@ -53,7 +53,7 @@ from reconciler.diagnostics import (
 from reconciler.gitops import git as g
 from reconciler.gitops.ledger import Ledger, LedgerRecord
 from reconciler.spec.model import Deployment, Spec
-from reconciler.spec.repo import LoadResult, load_all
+from reconciler.spec.repo import load_all, load_files
 
 #: Outcome statuses that make a run exit 3.
 FAILED_STATUSES = ("failed", "stalled")
@@ -271,43 +271,6 @@ def model_info(dep: Deployment | None, config: Config | None) -> dict | None:
         "sha256": digest,
         "version": str(dep.get("spec.model.version", "") or ""),
     }
-
-
-def load_files(config: Config, files: list[Path], envs: list[str]) -> LoadResult:
-    """Load, validate and resolve exactly ``files`` for ``envs`` (no repository scan).
-
-    Like :func:`reconciler.spec.repo.load_all` with targets, but without parsing every
-    other spec of the repository for duplicate names; callers check names with
-    :func:`reconciler.gitops.changes.name_conflicts`, which is fast on 1,000 specs.
-    """
-    from reconciler.spec.loader import YamlLoadError, load_spec
-    from reconciler.spec.resolve import resolve
-    from reconciler.spec.validate import duplicate_name_diagnostics, spec_diagnostics
-
-    result = LoadResult()
-    for path in files:
-        try:
-            spec = load_spec(path, config.root)
-        except YamlLoadError as exc:
-            result.diagnostics.append(exc.diagnostic)
-            continue
-        result.specs.append(spec)
-        base = spec_diagnostics(spec, config)
-        result.diagnostics.extend(base)
-        if base:
-            continue
-        for env in envs:
-            dep, diags = resolve(spec, env, config)
-            result.diagnostics.extend(diags)
-            if dep is not None and not diags:
-                result.deployments.append(dep)
-    dups = duplicate_name_diagnostics(result.specs)
-    if dups:
-        result.diagnostics.extend(dups)
-        bad = {d.position.file for d in dups}
-        result.deployments = [d for d in result.deployments if d.spec.file not in bad]
-    result.diagnostics.sort(key=lambda d: (d.position.file, d.position.line, d.position.col))
-    return result
 
 
 def _rebased(config: Config, root: Path, *, keep_policies: bool = False) -> Config:

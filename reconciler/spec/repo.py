@@ -113,8 +113,38 @@ def load_all(
         raise ModelopsError(
             f"unknown environment {env!r}; known environments: {', '.join(config.environments)}"
         )
+    result = load_files(config, discover(config, targets), None if env is None else [env])
+    if targets and config.specs_dir.is_dir():
+        # Names must be unique across the whole specs directory, not only the files asked for.
+        asked = {s.path.resolve() for s in result.specs}
+        others = []
+        for path in discover(config):
+            if path.resolve() not in asked:
+                try:
+                    others.append(load_spec(path, config.root))
+                except YamlLoadError:
+                    continue
+        if others:
+            _drop_duplicate_names(result, [*result.specs, *others])
+            _finish(result)
+    return result
+
+
+def load_files(config: Config, files: list[Path], envs: list[str] | None = None) -> LoadResult:
+    """Load, validate and resolve exactly ``files`` (no repository scan).
+
+    Args:
+        config: repository configuration.
+        files: spec files to load.
+        envs: environments to resolve; ``None`` resolves each spec's own environments.
+
+    Returns:
+        A :class:`LoadResult`; names are checked for duplicates among ``files`` only
+        (:func:`load_all` with targets also checks them against the rest of the
+        repository; the PR plan uses the fast ``gitops.changes.name_conflicts``).
+    """
     result = LoadResult()
-    for path in discover(config, targets):
+    for path in files:
         try:
             spec = load_spec(path, config.root)
         except YamlLoadError as exc:
@@ -125,33 +155,34 @@ def load_all(
         result.diagnostics.extend(base)
         if base:
             continue
-        for name in spec.environments if env is None else [env]:
+        for name in spec.environments if envs is None else envs:
             dep, diags = resolve(spec, name, config)
             result.diagnostics.extend(diags)
             if dep is not None and not diags:
                 result.deployments.append(dep)
-    # Names must be unique across the whole specs directory, not only the files asked for.
-    others = []
-    if targets and config.specs_dir.is_dir():
-        asked = {s.path.resolve() for s in result.specs}
-        for path in discover(config):
-            if path.resolve() not in asked:
-                try:
-                    others.append(load_spec(path, config.root))
-                except YamlLoadError:
-                    continue
+    _drop_duplicate_names(result, result.specs)
+    _finish(result)
+    return result
+
+
+def _drop_duplicate_names(result: LoadResult, specs: list[Spec]) -> None:
+    """Report the loaded specs whose name another of ``specs`` uses; drop their deployments."""
+    loaded = {s.file for s in result.specs}
+    seen = {(d.position, d.message) for d in result.diagnostics}
     dups = [
         d
-        for d in duplicate_name_diagnostics([*result.specs, *others])
-        if d.position.file in {s.file for s in result.specs}
+        for d in duplicate_name_diagnostics(specs)
+        if d.position.file in loaded and (d.position, d.message) not in seen
     ]
     if dups:
         result.diagnostics.extend(dups)
         bad = {d.position.file for d in dups}
         result.deployments = [d for d in result.deployments if d.spec.file not in bad]
+
+
+def _finish(result: LoadResult) -> None:
     result.diagnostics = _merge_env_duplicates(result.diagnostics)
     result.diagnostics.sort(key=lambda d: (d.position.file, d.position.line, d.position.col))
-    return result
 
 
 _ENV_TAG = re.compile(r" \[env ([^\]]+)\]$")
