@@ -1,1 +1,1 @@
-"""Engines: the offline renderer (Pulumi mocks), the Pulumi Automation API engine, the local engine."""
+"""Engines: the offline renderer (Pulumi mocks), the Pulumi Automation API, the local engine."""
