@@ -105,39 +105,6 @@ def _date(value) -> dt.date | None:
     return None
 
 
-def _bad_dates(raw: bytes, shown: str) -> list[Diagnostic]:
-    import yaml
-
-    out = []
-    try:
-        root = yaml.compose(raw.decode("utf-8", "replace"), Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        root = None
-    stack = [root] if root is not None else []
-    while stack:
-        node = stack.pop()
-        if isinstance(node, yaml.MappingNode):
-            stack.extend(v for pair in node.value for v in pair)
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-        elif isinstance(node, yaml.ScalarNode) and node.tag.endswith(":timestamp"):
-            try:
-                dt.date.fromisoformat(node.value[:10])
-            except ValueError:
-                mark = node.start_mark
-                out.append(
-                    Diagnostic(
-                        Position(shown, mark.line + 1, mark.column + 1),
-                        "expires",
-                        f"{node.value!r} is not a date; write YYYY-MM-DD",
-                        code="waiver",
-                    )
-                )
-    return out or [
-        Diagnostic(Position(shown, 1, 1), "", "a value is not a valid date", code="waiver")
-    ]
-
-
 def load_waivers(
     path: Path,
     root: Path,
@@ -167,11 +134,6 @@ def load_waivers(
         doc, positions = load_yaml(raw, shown)
     except YamlLoadError as exc:
         result.diagnostics.append(exc.diagnostic)
-        return result
-    except ValueError:
-        # PyYAML's safe loader raises on a date-shaped value that is not a date
-        # (2027-02-30); find it without constructing values and name it.
-        result.diagnostics.extend(_bad_dates(raw, shown))
         return result
     if doc is None:
         return result
