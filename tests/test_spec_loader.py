@@ -67,3 +67,12 @@ def test_load_spec_records_digest_and_relative_file(tmp_path):
 def test_unreadable_file(tmp_path):
     with pytest.raises(YamlLoadError, match="cannot read file"):
         load_spec(tmp_path / "missing.yaml", tmp_path)
+
+
+def test_alias_bomb_is_refused_quickly():
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for i in range(1, 9):
+        prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{cur}: &{cur} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]")
+    with pytest.raises(YamlLoadError, match="expands to more than 100,000 nodes"):
+        load_yaml("\n".join(lines).encode(), "bomb.yaml")

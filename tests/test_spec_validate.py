@@ -183,3 +183,15 @@ def test_resolved_overlay_wins_and_origin_is_tracked(spec_repo):
     assert dep.origin("spec.target.autoscaling.max_replicas") == "base"
     assert "environments" not in dep.data["spec"]
     assert dep.policy_input()["environment"] == "prod"
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_nan_and_infinity_are_errors(spec_repo, value):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    _edit(
+        path, "drift: {threshold: 0.3, method: psi}", f"drift: {{threshold: {value}, method: psi}}"
+    )
+    result = load_all(load_config(spec_repo))
+    diags = [d for d in result.errors if d.field == "spec.monitoring.drift.threshold"]
+    assert any("not a number a deployment can use" in d.message for d in diags)
+    assert not [d for d in result.deployments if d.name == "fraud-detector"]

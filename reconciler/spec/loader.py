@@ -17,6 +17,8 @@ import yaml
 from reconciler.diagnostics import Diagnostic, Position
 from reconciler.spec.model import PathKey, Spec, format_path
 
+MAX_NODES = 100_000  # a spec has hundreds of nodes; aliases must not expand past this
+
 
 class YamlLoadError(Exception):
     """A file that cannot be turned into a document; carries one :class:`Diagnostic`."""
@@ -81,7 +83,7 @@ def load_yaml(raw: bytes | str, file: str) -> tuple[Any, dict[PathKey, Position]
                 )
             )
         positions[()] = _mark_pos(file, node.start_mark)
-        value = _build(loader, node, (), positions, file)
+        value = _build(loader, node, (), positions, file, [0])
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "invalid YAML"
@@ -100,7 +102,19 @@ def load_yaml(raw: bytes | str, file: str) -> tuple[Any, dict[PathKey, Position]
     return value, positions
 
 
-def _build(loader: yaml.SafeLoader, node, path: PathKey, positions, file: str) -> Any:
+def _build(loader: yaml.SafeLoader, node, path: PathKey, positions, file: str, count) -> Any:
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        # aliases of aliases ("billion laughs") would expand without bound
+        raise YamlLoadError(
+            Diagnostic(
+                _mark_pos(file, node.start_mark),
+                format_path(path),
+                f"document expands to more than {MAX_NODES:,} nodes (nested YAML aliases?); "
+                "write the values out instead of aliasing aliases",
+                code="yaml",
+            )
+        )
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves '<<' merge keys
         result: dict = {}
@@ -131,14 +145,14 @@ def _build(loader: yaml.SafeLoader, node, path: PathKey, positions, file: str) -
                 )
             child = (*path, key)
             positions[child] = key_pos
-            result[key] = _build(loader, value_node, child, positions, file)
+            result[key] = _build(loader, value_node, child, positions, file, count)
         return result
     if isinstance(node, yaml.SequenceNode):
         items = []
         for index, item in enumerate(node.value):
             child = (*path, index)
             positions[child] = _mark_pos(file, item.start_mark)
-            items.append(_build(loader, item, child, positions, file))
+            items.append(_build(loader, item, child, positions, file, count))
         return items
     try:
         return loader.construct_object(node, deep=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -163,7 +164,7 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
                 if have != want:
                     err(
                         "spec.model.sha256",
-                        f"digest mismatch for {uri}: spec says {want[:12]}…, file is {have[:12]}…",
+                        f"digest mismatch for {uri}: spec says {want}, file is {have}",
                         "model-digest",
                     )
     smoke_paths = []
@@ -268,9 +269,32 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _non_finite(value, path: PathKey = ()):
+    """Paths of NaN and infinite floats (YAML ``.nan``/``.inf``), which JSON Schema's
+    minimum/maximum cannot reject: every comparison with NaN is false."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, (*path, index))
+
+
 def spec_diagnostics(spec: Spec, config: Config) -> list[Diagnostic]:
-    """Schema diagnostics of the spec as written, plus overlay environment names."""
+    """Schema diagnostics of the spec as written, plus overlay environment names and
+    NaN/infinite numbers."""
     out = schema_diagnostics(spec.data, spec.locate)
+    for path, value in _non_finite(spec.data):
+        out.append(
+            Diagnostic(
+                spec.locate(path),
+                format_path(path),
+                f"{value} is not a number a deployment can use; give a finite value",
+                code="schema",
+            )
+        )
     envs = get_path(spec.data, "spec.environments", {})
     if isinstance(envs, dict):
         for env in envs:
