@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import git
 import typer
 from rich.console import Console
 
@@ -62,7 +63,10 @@ def _global(
 def get_config() -> Config:
     """The configuration for this invocation (read once per process)."""
     if _state["config"] is None:
-        _state["config"] = load_config(_state["root"], _state["state_dir"])
+        root = _state["root"]
+        if root is not None and not Path(root).is_dir():
+            raise ModelopsError(f"--root {root}: no such directory")
+        _state["config"] = load_config(root, _state["state_dir"])
     return _state["config"]
 
 
@@ -106,6 +110,19 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except OSError as exc:  # a path the user gave that is not a directory, not writable...
+        if os.environ.get("MODELOPS_DEBUG"):
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        err_console.print(f"error: {exc.strerror or exc}{where}", markup=False)
+        sys.exit(EXIT_USAGE)
+    except git.GitCommandError as exc:
+        if os.environ.get("MODELOPS_DEBUG"):
+            raise
+        detail = (exc.stderr or "").strip().removeprefix("stderr:").strip(" '\n") or str(exc)
+        verb = exc.command[1] if len(exc.command) > 1 else ""
+        err_console.print(f"error: git {verb}: {detail}", markup=False)
+        sys.exit(EXIT_USAGE)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("MODELOPS_DEBUG"):
             raise

@@ -56,3 +56,12 @@ def test_unknown_environment_is_a_usage_error(spec_repo):
     proc = run(spec_repo, "validate", "--env", "qa")
     assert proc.returncode == 2
     assert "unknown environment 'qa'" in proc.stderr
+
+
+def test_missing_root_or_specs_directory_is_a_usage_error(tmp_path):
+    proc = run(tmp_path / "nope", "validate")
+    assert proc.returncode == 2
+    assert "no such directory" in proc.stderr
+    proc = run(tmp_path, "validate")
+    assert proc.returncode == 2
+    assert "no specs directory specs/" in proc.stderr

@@ -296,11 +296,28 @@ def destroy_cmd(
         bool, typer.Option("--yes", help="Required to destroy everything in ENV.")
     ] = False,
     lock_timeout: LockTimeout = 60.0,
+    allow_destroy_protected: Annotated[
+        bool,
+        typer.Option(
+            "--allow-destroy-protected",
+            help="Required in a protected environment (modelops.yaml protected_environments).",
+        ),
+    ] = False,
 ) -> None:
     """Tear down deployments in ENV and remove their ledger records."""
+    config = get_config()
+    if env not in config.environments:
+        raise ModelopsError(
+            f"unknown environment {env!r}; known environments: {', '.join(config.environments)}"
+        )
     if not names and not yes:
         raise ModelopsError(f"destroying every deployment in {env} needs --yes (or name them)")
-    report = pipeline.destroy(get_config(), env, list(names or []), lock_timeout_s=lock_timeout)
+    if env in config.protected_environments and not allow_destroy_protected:
+        raise ModelopsError(
+            f"{env} is a protected environment (protected_environments in modelops.yaml); "
+            "destroying there also needs --allow-destroy-protected"
+        )
+    report = pipeline.destroy(config, env, list(names or []), lock_timeout_s=lock_timeout)
     console.print(_outcome_table(report))
     raise typer.Exit(report.exit_code)
 
@@ -314,6 +331,12 @@ def status_cmd(
     from reconciler.gitops.lock import read_lock
 
     config = get_config()
+    if fmt not in ("text", "json"):
+        raise ModelopsError(f"unknown format {fmt!r}; valid formats: text, json")
+    if env is not None and env not in config.environments:
+        raise ModelopsError(
+            f"unknown environment {env!r}; known environments: {', '.join(config.environments)}"
+        )
     local = None
     rows = []
     for record in Ledger(config.state_dir).all():

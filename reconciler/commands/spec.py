@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from reconciler.cli import FORMAT_HELP, TargetsArg, app, console, get_config
-from reconciler.diagnostics import EXIT_FINDINGS, EXIT_OK
+from reconciler.diagnostics import EXIT_FINDINGS, EXIT_OK, ModelopsError
 from reconciler.report.findings import render_diagnostics
 from reconciler.spec.repo import load_all
 from reconciler.spec.validate import schema
@@ -24,6 +24,11 @@ def validate(
 ) -> None:
     """Check specs against the schema and the semantic rules; exit 1 on any error."""
     config = get_config()
+    if not targets and not config.specs_dir.is_dir():
+        raise ModelopsError(
+            f"no specs directory {config.rel(config.specs_dir)}/ under {config.root} "
+            "(pass spec paths, set `specs:` in modelops.yaml, or use --root)"
+        )
     result = load_all(config, targets, env)
     out = render_diagnostics(fmt, result.diagnostics, tool="modelops-validate")
     if out:
