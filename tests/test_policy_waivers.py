@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
+
 from reconciler.config import load_config
 from reconciler.policy import check_policies
 from reconciler.spec.repo import load_all
@@ -153,3 +155,20 @@ def test_unknown_policy_and_not_a_list(spec_repo):
     assert (
         "expected a mapping with a `waivers` list" in run(spec_repo).waiver_diagnostics[0].message
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "needle"),
+    [
+        ("deployment: fraud-detector", "deployment: ghost", "deployment", "no spec defines"),
+        ("deployment: fraud-detector", 'deployment: "*"', "deployment", "wildcards"),
+        ("environment: prod", "environment: prdo", "environment", "does not exist"),
+    ],
+)
+def test_waiver_for_a_scope_that_does_not_exist_is_a_finding(spec_repo, old, new, field, needle):
+    write_waivers(spec_repo, WAIVER.replace(old, new).format(expires="2027-01-15"))
+    report = run(spec_repo, env="staging")
+    (d,) = report.waiver_diagnostics
+    assert d.field == f"waivers.0.{field}"
+    assert needle in d.message
+    assert report.blocking

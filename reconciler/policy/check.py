@@ -20,6 +20,7 @@ from reconciler.policy.waivers import (
     Waiver,
     WaiverSet,
     load_waivers,
+    unknown_scope_diagnostics,
     unused_waiver_diagnostics,
 )
 
@@ -231,6 +232,30 @@ def evaluate_deployments(
     return report
 
 
+def _spec_defines(config, name: str) -> bool:
+    """Whether any spec file under ``config.specs_dir`` has ``metadata.name == name``.
+
+    A byte search picks the candidate files, so only they are parsed (a waiver check
+    must not parse a thousand specs).
+    """
+    from reconciler.spec.loader import YamlLoadError, load_spec
+
+    specs_dir = getattr(config, "specs_dir", None)
+    if not name or specs_dir is None or not specs_dir.is_dir():
+        return False
+    needle = name.encode()
+    for path in sorted(specs_dir.rglob("*")):
+        if path.suffix not in (".yaml", ".yml") or not path.is_file():
+            continue
+        if needle in path.read_bytes():
+            try:
+                if load_spec(path, config.root).name == name:
+                    return True
+            except YamlLoadError:
+                continue
+    return False
+
+
 def _results(policy: Policy, enforcement: str, dep, outcome, waivers: WaiverSet):
     def result(status: str, message: str, path: str, waiver=None) -> PolicyResult:
         return PolicyResult(
@@ -297,4 +322,13 @@ def check_policies(
     library = load_library(config.policies_dir, config.organization, config.root)
     known = {p.id: p.waivable for p in library.policies if p.id}
     waivers = load_waivers(config.policies_dir / "waivers.yaml", config.root, known, today)
-    return evaluate_deployments(library, waivers, deployments, timeout_s, today)
+    report = evaluate_deployments(library, waivers, deployments, timeout_s, today)
+    report.waiver_diagnostics.extend(
+        unknown_scope_diagnostics(
+            waivers,
+            {d.name for d in deployments},
+            list(config.environments),
+            lambda name: _spec_defines(config, name),
+        )
+    )
+    return report

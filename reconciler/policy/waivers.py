@@ -243,7 +243,8 @@ def unused_waiver_diagnostics(
     Args:
         waivers: the waivers, after matching (``used`` set).
         checked: the (deployment name, environment) pairs evaluated in this run; a waiver
-            for a deployment or environment not checked is not judged.
+            for a deployment or environment not checked is not judged here (see
+            :func:`unknown_scope_diagnostics` for scopes that do not exist at all).
     """
     out = []
     for i, waiver in enumerate(waivers.waivers):
@@ -260,6 +261,50 @@ def unused_waiver_diagnostics(
                     waiver.position,
                     f"waivers.{i}",
                     f"waiver for {waiver.policy} on {scope} matches no violation; remove it",
+                    code="waiver",
+                )
+            )
+    return out
+
+
+def unknown_scope_diagnostics(
+    waivers: WaiverSet,
+    checked_names: set[str],
+    environments: list[str],
+    deployment_exists,
+) -> list[Diagnostic]:
+    """Findings for waivers whose environment or deployment does not exist at all.
+
+    Such a waiver can never match, whatever is checked, so it is a finding even when its
+    scope was not part of this run.
+
+    Args:
+        waivers: the loaded waivers.
+        checked_names: deployment names evaluated in this run (known to exist).
+        environments: the repository's environments (``modelops.yaml``).
+        deployment_exists: ``(name) -> bool`` for the other names.
+    """
+    out = []
+    for i, waiver in enumerate(waivers.waivers):
+        if not waiver.valid or waiver.used:
+            continue
+        if waiver.environment not in (None, *environments):
+            out.append(
+                Diagnostic(
+                    waiver.position,
+                    f"waivers.{i}.environment",
+                    f"waiver names environment {waiver.environment!r}, which does not exist; "
+                    f"known environments: {', '.join(environments)}",
+                    code="waiver",
+                )
+            )
+        elif waiver.deployment not in checked_names and not deployment_exists(waiver.deployment):
+            out.append(
+                Diagnostic(
+                    waiver.position,
+                    f"waivers.{i}.deployment",
+                    f"waiver names deployment {waiver.deployment!r}, which no spec defines "
+                    "(give a spec's metadata.name; wildcards are not supported)",
                     code="waiver",
                 )
             )
