@@ -17,6 +17,9 @@ import yaml
 from reconciler.diagnostics import Diagnostic, Position
 from reconciler.spec.model import PathKey, Spec, format_path
 
+# PyYAML's safe loader, in C (libyaml) when the wheel has it: the same safe constructor,
+# about 10x faster to parse; the pure-Python one otherwise.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_NODES = 100_000  # a spec has hundreds of nodes; aliases must not expand past this
 
 
@@ -68,7 +71,7 @@ def load_yaml(raw: bytes | str, file: str) -> tuple[Any, dict[PathKey, Position]
     text = _decode(raw, file) if isinstance(raw, bytes) else raw
     if text.startswith("\ufeff"):
         text = text[1:]
-    loader = yaml.SafeLoader(text)
+    loader = _SAFE_LOADER(text)
     positions: dict[PathKey, Position] = {}
     try:
         node = loader.get_single_node()
