@@ -923,36 +923,37 @@ def _prune_plan(config, env, candidates, prune, allow_protected, allow_mass, rep
     """Decide which orphaned records to destroy; the others become ``orphaned`` outcomes."""
     if not candidates:
         return []
+
+    def orphaned(message_for) -> list:
+        """Record every candidate as ``orphaned`` with ``message_for(record)``."""
+        for r in candidates:
+            report.outcomes.append(
+                Outcome(
+                    r.key,
+                    r.name,
+                    r.environment,
+                    r.platform,
+                    "orphaned",
+                    message_for(r),
+                    revision=r.lastAppliedRevision,
+                )
+            )
+        return []
+
     if not prune:
-        for r in candidates:
-            report.outcomes.append(
-                Outcome(
-                    r.key,
-                    r.name,
-                    r.environment,
-                    r.platform,
-                    "orphaned",
-                    "spec deleted; destroyed only by `modelops apply --prune`"
-                    + _protected_note(config, r.environment),
-                    revision=r.lastAppliedRevision,
-                )
+        return orphaned(
+            lambda r: (
+                "spec deleted; destroyed only by `modelops apply --prune`"
+                + _protected_note(config, r.environment)
             )
-        return []
+        )
     if env in config.protected_environments and not allow_protected:
-        for r in candidates:
-            report.outcomes.append(
-                Outcome(
-                    r.key,
-                    r.name,
-                    r.environment,
-                    r.platform,
-                    "orphaned",
-                    f"spec deleted, but {env} is a protected environment: destroying it needs "
-                    "--prune --allow-destroy-protected",
-                    revision=r.lastAppliedRevision,
-                )
+        return orphaned(
+            lambda r: (
+                f"spec deleted, but {env} is a protected environment: destroying it "
+                "needs --prune --allow-destroy-protected"
             )
-        return []
+        )
     total = len([r for r in Ledger(config.state_dir).all() if r.environment == env])
     share = len(candidates) / total if total else 0.0
     if share > config.max_delete_share and not allow_mass:

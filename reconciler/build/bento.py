@@ -488,16 +488,7 @@ def build(dep: Deployment, config: Config, *, revision: str = "", image: bool = 
         if existing is not None and (Path(existing.path) / "src" / "modelops.json").is_file():
             # the Bento refers to its model by tag: put it back if it was removed by hand
             _import_model(bentoml, model_tag, model_path, cfg)
-            artifact = Artifact(
-                bento_tag=tag,
-                digest=digest,
-                image=image_reference(dep, version),
-                bento_path=str(existing.path),
-                reused=True,
-                model_sha256=inputs["model_file"]["sha256"],
-                model_tag=model_tag,
-                framework=cfg["framework"],
-            )
+            bento_tag, bento_path, reused = tag, str(existing.path), True
         else:
             if existing is not None:  # a broken leftover: rebuild it
                 bentoml.bentos.delete(tag)
@@ -517,16 +508,17 @@ def build(dep: Deployment, config: Config, *, revision: str = "", image: bool = 
                         raise BuildError(
                             f"{dep.spec.file}: BentoML build of {tag} failed: {exc}"
                         ) from None
-            artifact = Artifact(
-                bento_tag=str(bento.tag),
-                digest=digest,
-                image=image_reference(dep, version),
-                bento_path=str(bento.path),
-                reused=False,
-                model_sha256=inputs["model_file"]["sha256"],
-                model_tag=model_tag,
-                framework=cfg["framework"],
-            )
+            bento_tag, bento_path, reused = str(bento.tag), str(bento.path), False
+        artifact = Artifact(
+            bento_tag=bento_tag,
+            digest=digest,
+            image=image_reference(dep, version),
+            bento_path=bento_path,
+            reused=reused,
+            model_sha256=inputs["model_file"]["sha256"],
+            model_tag=model_tag,
+            framework=cfg["framework"],
+        )
         if image:
             artifact = _containerize(bentoml, artifact)
         else:
