@@ -210,6 +210,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="BentoML workers (default: spec)")
     ap.add_argument("--max-latency-ms", type=int, default=None, help="override batching")
     ap.add_argument("--max-batch-size", type=int, default=None, help="override batching")
+    ap.add_argument(
+        "--access-log", choices=("on", "off"), default=None, help="override spec.serving.access_log"
+    )
     ap.add_argument("--levels", default="1,8,32", help="client counts, comma-separated")
     args = ap.parse_args()
     if args.handwritten_server:
@@ -231,13 +234,19 @@ def main() -> None:
             batching["max_latency_ms"] = args.max_latency_ms
         if args.max_batch_size is not None:
             batching["max_batch_size"] = args.max_batch_size
-        workers = args.workers or dep.get("spec.serving.workers", 1)
+        if args.access_log is not None:
+            dep.data["spec"]["serving"]["access_log"] = args.access_log == "on"
+        if args.workers is not None:
+            dep.data["spec"]["serving"]["workers"] = args.workers
+        workers = dep.get("spec.serving.workers", 1)
+        access_log = dep.get("spec.serving.access_log", True)
         artifact = build(dep, config)
         model_path = root / dep.get("spec.model.uri")
         request = json.loads((root / "examples/fraud/request.json").read_text())
         body = {"instances": request["instances"][:1]}
         print(
-            f"bento {artifact.bento_tag}: batching {json.dumps(batching)}, workers {workers}; "
+            f"bento {artifact.bento_tag}: batching {json.dumps(batching)}, workers {workers}, "
+            f"access log {'on' if access_log else 'off'}; "
             f"hand-written: FastAPI + joblib, uvicorn 1 worker; body: 1 row x 30 features; "
             f"{args.requests} requests per level (1 client: {max(100, args.requests // 3)})",
             flush=True,

@@ -60,6 +60,7 @@ def test_build_then_reuse_and_same_contents_on_rebuild(spec_repo):
     cfg = json.loads((src / "modelops.json").read_text())
     assert cfg["batching"] == {"enabled": True, "max_batch_size": 64, "max_latency_ms": 20}
     assert cfg["model_sha256"] == dep.get("spec.model.sha256")
+    assert cfg["workers"] == 2 and cfg["access_log"] is False  # spec.serving of the example
     before = contents_digest(first.bento_path)
 
     again = build(dep, config, revision="r2")
@@ -111,6 +112,10 @@ def test_slo_and_smoke_do_not_change_the_digest_template_and_framework_do(spec_r
     )
     dep2, _ = deployment(spec_repo)
     assert build_digest(build_inputs(dep2, config)) == digest
+
+    edit_spec(spec_repo, "fraud-detector", lambda d: d["spec"]["serving"].update(access_log=True))
+    dep_logged, _ = deployment(spec_repo)
+    assert build_digest(build_inputs(dep_logged, config)) != digest  # the Bento's config
 
     template = spec_repo / "service_template.py"
     template.write_text(bento_mod.RUNTIME_FILES["service.py"].read_text() + "\n# changed\n")

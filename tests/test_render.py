@@ -103,7 +103,7 @@ def test_local_platform_renders_one_loopback_bento_server(spec_repo):
     assert res.inputs == {
         "bento_tag": "fraud-detector:unbuilt",
         "host": "127.0.0.1",
-        "workers": 1,
+        "workers": 2,  # spec.serving.workers of the example
         "batching": {"enabled": True, "max_batch_size": 64, "max_latency_ms": 20},
     }
     assert state.manifests() == []

@@ -241,3 +241,42 @@ def test_micro_batcher_waits_for_arriving_requests_and_propagates_errors():
     assert first.tolist() == [[1.0]] and second.tolist() == [[2.0]]
     assert calls[0] == 2  # the first request waited for the one still arriving
     assert err == "negative input"
+
+
+def test_micro_batcher_deadline_and_full_batch_do_not_wait_for_stragglers():
+    """A request that arrived but never submits (nor leaves) holds a batch back at most
+    max_latency_ms; a batch that is already full leaves at once."""
+    import asyncio
+
+    from reconciler.build.batching import MicroBatcher
+
+    calls: list[int] = []
+
+    async def fn(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        return batch
+
+    async def scenario():
+        slow = MicroBatcher(fn, max_batch_size=8, max_latency_ms=60)
+        slow.arrive()
+        slow.arrive()  # the second one never submits
+        started = time.perf_counter()
+        out = await asyncio.wait_for(slow.submit(np.array([[1.0]])), timeout=5)
+        waited_ms = (time.perf_counter() - started) * 1000
+
+        full = MicroBatcher(fn, max_batch_size=2, max_latency_ms=5000)
+        for _ in range(3):
+            full.arrive()  # the third is still being parsed
+        started = time.perf_counter()
+        pair = await asyncio.wait_for(
+            asyncio.gather(full.submit(np.array([[2.0]])), full.submit(np.array([[3.0]]))),
+            timeout=5,
+        )
+        full_ms = (time.perf_counter() - started) * 1000
+        return out, waited_ms, pair, full_ms
+
+    out, waited_ms, pair, full_ms = asyncio.run(scenario())
+    assert out.tolist() == [[1.0]]
+    assert 50 <= waited_ms < 2000  # waited for the straggler, then gave up at the deadline
+    assert [p.tolist() for p in pair] == [[[2.0]], [[3.0]]]
+    assert calls[-1] == 2 and full_ms < 2000  # full: left without the 5 s wait

@@ -58,7 +58,11 @@ class MicroBatcher:
         self.rows = 0
         self._queue: list[tuple[np.ndarray, asyncio.Future, float]] = []
         self._queued_rows = 0
-        self._wake: asyncio.Event | None = None
+        # The batch loop sleeps on this future; it is resolved when a batch should leave
+        # (see _poke). One future and at most one timer per batch, not one per request:
+        # an asyncio.wait_for per wake-up cost a measurable share of a /predict.
+        self._ready: asyncio.Future | None = None
+        self._idle = False  # the loop sleeps on an empty queue: any submit wakes it
         self._task: asyncio.Task | None = None
 
     def arrive(self) -> None:
@@ -68,8 +72,20 @@ class MicroBatcher:
     def leave(self) -> None:
         """Undo :meth:`arrive` for a request that will not submit (e.g. it was invalid)."""
         self.arriving = max(0, self.arriving - 1)
-        if self._wake is not None:
-            self._wake.set()
+        self._poke()
+
+    def _poke(self) -> None:
+        """Wake the batch loop: on the first request into an empty queue (to start its
+        ``max_latency_ms`` clock), and when the queued batch should leave now (nothing
+        more is being parsed, or the queue already holds ``max_batch_size`` rows)."""
+        ready = self._ready
+        if (
+            ready is not None
+            and not ready.done()
+            and self._queue
+            and (self._idle or self.arriving == 0 or self._queued_rows >= self.max_batch_size)
+        ):
+            ready.set_result(None)
 
     async def submit(self, batch: np.ndarray, arrived: bool = True) -> np.ndarray:
         """Queue ``batch`` (rows × features) and return its rows of ``fn``'s output.
@@ -82,8 +98,6 @@ class MicroBatcher:
             whatever ``fn`` raised for the batch this request was part of.
         """
         loop = asyncio.get_running_loop()
-        if self._wake is None:
-            self._wake = asyncio.Event()
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._loop())
         if arrived:
@@ -91,7 +105,7 @@ class MicroBatcher:
         fut: asyncio.Future = loop.create_future()
         self._queue.append((batch, fut, time.monotonic()))
         self._queued_rows += len(batch)
-        self._wake.set()
+        self._poke()
         return await fut
 
     def _take(self) -> list[tuple[np.ndarray, asyncio.Future, float]]:
@@ -106,22 +120,38 @@ class MicroBatcher:
         self._queued_rows -= rows
         return taken
 
-    async def _loop(self) -> None:
-        assert self._wake is not None
+    async def _wait_for_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Return when the queue is non-empty and its first batch should leave: at once
+        if nothing more is being parsed or the batch is full, else when that becomes
+        true or ``max_latency_ms`` after the first queued request, whichever is first."""
         while True:
-            while not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
-            deadline = self._queue[0][2] + self.max_latency_s
-            while self.arriving > 0 and self._queued_rows < self.max_batch_size:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=remaining)
-                except TimeoutError:
-                    break
+            if self._queue:
+                if self.arriving == 0 or self._queued_rows >= self.max_batch_size:
+                    return
+                delay = self._queue[0][2] + self.max_latency_s - time.monotonic()
+                if delay <= 0:
+                    return
+            else:
+                delay = None
+            ready = self._ready = loop.create_future()
+            self._idle = delay is None
+            timer = None
+            if delay is not None:
+                timer = loop.call_later(delay, lambda f=ready: f.done() or f.set_result(None))
+            try:
+                await ready
+            finally:
+                self._ready = None
+                self._idle = False
+                if timer is not None:
+                    timer.cancel()
+            if self._queue and delay is not None:
+                return  # woken by _poke or by the deadline: the batch leaves
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wait_for_batch(loop)
             taken = self._take()
             sizes = [len(item[0]) for item in taken]
             try:

@@ -307,6 +307,7 @@ def _service_config(dep: Deployment, inputs: dict, digest: str, model_tag: str) 
         "signature": signature,
         "batching": _batching(dep),
         "workers": int(inputs["serving"].get("workers", 1)),
+        "access_log": bool(inputs["serving"].get("access_log", True)),
         "capture": inputs["capture"],
         "sensitive_fields": inputs["sensitive_fields"],
         "max_request_bytes": MAX_REQUEST_BYTES,

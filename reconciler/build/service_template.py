@@ -37,15 +37,25 @@ Traffic capture (``monitoring.capture``) runs on a background thread
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
+import random
 import time
 import typing as t
 import uuid
 from pathlib import Path
 
-import bentoml
+# BentoML records an OpenTelemetry span for every request even when nothing is exported
+# (its sampler answers RECORD_ONLY at the default tracing.sample_rate 0, so that access
+# log lines carry trace ids). That cost 0.7 ms of CPU per request, about 30% of a
+# /predict (measured with py-spy, bench/bench_serving.py). Without a tracing exporter the
+# spans go nowhere, so the OpenTelemetry SDK is off by default; OTEL_SDK_DISABLED=false in
+# the deployment's environment turns it back on (with BentoML's tracing.* settings).
+os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+
+import bentoml  # after the OpenTelemetry default above
 import numpy as np
 from bentoml.exceptions import InvalidArgument
 
@@ -56,17 +66,25 @@ except ModuleNotFoundError as exc:  # imported as reconciler.build.service_templ
         "service_template.py is the source of the generated BentoML service: it runs only "
         "inside a built Bento (src/service.py, beside modelops.json and modelops_runtime/)"
     ) from exc
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, Router
 
 HERE = Path(__file__).resolve().parent
 CONFIG: dict = json.loads((HERE / "modelops.json").read_text(encoding="utf-8"))
 BATCHING: dict = CONFIG["batching"]
 MAX_BYTES: int = int(CONFIG.get("max_request_bytes", 10 * 1024 * 1024))
 SIGNATURE = request.Signature(CONFIG["signature"]["inputs"])
+# With several workers, BentoML's workers share one listening socket and a keep-alive
+# connection stays with the worker that accepted it: a burst of new connections could all
+# land on one worker while the other idled (measured: 3,468 of 3,468 requests on one of two
+# workers, bench/bench_serving.py). So, like nginx's keepalive_requests, a connection is
+# closed after REQUESTS_PER_CONNECTION responses on average; the client reconnects and the
+# less busy worker, which is the one waiting in accept, takes the new connection. (The
+# worker count can be overridden at serve time, so this holds for one worker too: a
+# reconnect every 32 requests costs about 5 us per request.)
+REQUESTS_PER_CONNECTION = 32
 
 
 def _build_revision() -> str:
@@ -87,8 +105,22 @@ def _error(exc: request.BadRequest, request_id: str) -> JSONResponse:
     return JSONResponse(exc.to_dict(), status_code=exc.status, headers={"X-Request-ID": request_id})
 
 
-async def _read_body(req: Request) -> bytes:
-    length = req.headers.get("content-length")
+def _headers(req: Request) -> tuple[str | None, str | None]:
+    """``(Content-Length, X-Request-ID)`` from the raw ASGI headers, ``None`` when absent.
+
+    One pass over the header list: Starlette's ``Headers.get`` raises and catches a
+    KeyError for every missing header, a measurable share of a /predict here.
+    """
+    length = request_id = None
+    for key, value in req.scope["headers"]:
+        if key == b"content-length":
+            length = value.decode("latin-1")
+        elif key == b"x-request-id":
+            request_id = value.decode("latin-1")
+    return length, request_id
+
+
+async def _read_body(req: Request, length: str | None) -> bytes:
     if length is not None:
         try:
             size = int(length)
@@ -113,13 +145,14 @@ async def _read_body(req: Request) -> bytes:
 async def predict(req: Request) -> JSONResponse:
     """``POST /predict`` and ``POST /invocations`` (see the module docstring)."""
     started = time.perf_counter()
-    request_id = req.headers.get("x-request-id") or uuid.uuid4().hex
+    length, request_id = _headers(req)
+    request_id = request_id or uuid.uuid4().hex
     svc = t.cast("ModelService", bentoml.get_current_service())
     batcher = svc.batcher
     if batcher is not None:
         batcher.arrive()
     try:
-        body = await _read_body(req)
+        body = await _read_body(req, length)
         rows = SIGNATURE.rows(request.parse_json(body))
         batch = SIGNATURE.array(rows)
     except BaseException as exc:
@@ -142,7 +175,10 @@ async def predict(req: Request) -> JSONResponse:
     if writer is not None and writer.sampled():
         latency_ms = (time.perf_counter() - started) * 1000.0
         writer.submit(request_id, CONFIG["model_version"], latency_ms, rows, result["predictions"])
-    return JSONResponse(result, headers={"X-Request-ID": request_id})
+    headers = {"X-Request-ID": request_id}
+    if random.random() < 1.0 / REQUESTS_PER_CONNECTION:
+        headers["Connection"] = "close"
+    return JSONResponse(result, headers=headers)
 
 
 async def ping(req: Request) -> JSONResponse:
@@ -177,7 +213,9 @@ async def metadata(req: Request) -> JSONResponse:
     return JSONResponse(info)
 
 
-routes = Starlette(
+# A bare Router, not a Starlette application: BentoML's own app around it already
+# handles errors and exceptions, and a second middleware stack cost CPU per request.
+routes = Router(
     routes=[
         Route("/predict", predict, methods=["POST"]),
         Route("/invocations", predict, methods=["POST"]),
@@ -201,8 +239,14 @@ if BATCHING["enabled"]:
     name=CONFIG["service_name"],
     workers=int(CONFIG.get("workers", 1)),
     traffic={"timeout": 60},
-    # probes hit these every few seconds; access lines for them are noise
-    logging={"access": {"skip_paths": ["/ping", "/readyz", "/livez", "/healthz", "/metrics"]}},
+    # spec.serving.access_log (default true): one log line per request. Probes hit the
+    # skipped paths every few seconds; access lines for them are noise.
+    logging={
+        "access": {
+            "enabled": bool(CONFIG.get("access_log", True)),
+            "skip_paths": ["/ping", "/readyz", "/livez", "/healthz", "/metrics"],
+        }
+    },
 )
 class ModelService:
     """The model behind the routes; one instance per worker process."""
@@ -261,6 +305,10 @@ class ModelService:
                 redact=cap.get("redact", "none"),
                 sensitive_idx=[i for i, n in enumerate(names) if n in sensitive],
             )
+        # Everything loaded so far (BentoML, the framework, the model) lives as long as
+        # the worker: move it out of the collector's generations so that full collections
+        # under load walk only per-request garbage (shorter pauses at p99).
+        gc.freeze()
 
     async def _infer_in_thread(self, batch: np.ndarray) -> np.ndarray:
         return await run_in_threadpool(self.infer.local, batch)
