@@ -6,7 +6,9 @@ Prints, side by side in the same run:
     (includes worker start, compile, result objects, waivers, positions), plus per-spec
     latency (p50/p99) of ``PolicyEngine.evaluate`` on one worker;
   * naive: one ``Interpreter.query`` per rule per spec, in-process, no bundle (on a
-    sample of NAIVE_SAMPLE specs: each query recompiles the library).
+    sample of NAIVE_SAMPLE specs: each query recompiles the library);
+  * regopy's floor (:func:`floor`): the same protocol with one-expression policies, 20
+    (the issue's minimum library) and as many as the library has, on one core.
 The machine's load average is printed: other processes on the 2 cores slow every figure.
 Target (issue 3): at least 500 specs/s on the 2-core machine.
 
@@ -36,6 +38,7 @@ from reconciler.spec.model import Deployment, Spec  # noqa: E402
 from reconciler.spec.resolve import deep_merge  # noqa: E402
 
 NAIVE_SAMPLE = 10  # specs for the naive loop (it takes seconds per spec)
+FLOOR_SAMPLE = 300  # specs for regopy's floor (in-process, one core)
 
 
 def generate(n: int, seed: int = 7) -> list[Deployment]:
@@ -93,6 +96,38 @@ def naive(library, deployments) -> tuple[float, list[float]]:
     return time.perf_counter() - start, lat
 
 
+def floor(data: dict, inputs: list[dict], n_rules: int) -> float:
+    """regopy's own floor: specs/s on one core for ``n_rules`` one-expression policies.
+
+    Each policy is ``deny contains {"msg": "m", "path": "p"} if input.environment == "x"``
+    in its own package, bundled and read by one query exactly as the engine does
+    (``set_input`` plus one bundle query per spec, in-process, no worker, no results). No
+    real policy can be cheaper than this, so ``cores x`` this figure bounds any library
+    of ``n_rules`` policies on this machine.
+    """
+    import regopy
+
+    from reconciler.policy.worker import _query
+
+    interp = regopy.Interpreter()
+    interp.add_data(data)
+    for i in range(n_rules):
+        interp.add_module(
+            f"floor{i}.rego",
+            f"package floor{i}\n"
+            'deny contains {"msg": "m", "path": "p"} if input.environment == "x"\n',
+        )
+    fields = ", ".join(f'"F{i}": data.floor{i}.deny' for i in range(n_rules))
+    bundle = interp.build(f"x := {{{fields}}}", [f"floor{i}/deny" for i in range(n_rules)])
+    runner = regopy.Interpreter()
+    start = time.perf_counter()
+    for doc in inputs:
+        runner.set_input(doc)
+        kind, _value = _query(runner, bundle, None)
+        assert kind == "ok"
+    return len(inputs) / (time.perf_counter() - start)
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
 
@@ -125,6 +160,9 @@ def main() -> None:
     naive_s, naive_lat = naive(library, sample)
     naive_rate = len(sample) / naive_s
 
+    floor_inputs = [d.policy_input(fresh=False) for d in deployments[:FLOOR_SAMPLE]]
+    floors = {k: floor(library.data, floor_inputs, k) for k in sorted({20, rules})}
+
     print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other processes")
     print("  on the machine slow every figure below)")
     print(
@@ -140,6 +178,12 @@ def main() -> None:
         f"{f'naive (1 query/rule, {len(sample)} specs)':28}{naive_rate:>10.2f}"
         f"{pct(naive_lat, 50) * 1e3:>10.2f}{pct(naive_lat, 99) * 1e3:>10.2f}{naive_s:>10.2f}"
     )
+    cores = os.cpu_count() or 1
+    for k, rate in floors.items():
+        print(
+            f"regopy floor, {k} one-expression policies: {rate:.0f} specs/s per core, at most "
+            f"{rate * cores:.0f} specs/s on {cores} cores (set_input + 1 bundle query per spec)"
+        )
     target = 500
     verdict = "meets" if n / bundled_s >= target else "MISSES"
     print(

@@ -27,6 +27,10 @@ SLOW = (
     'deny contains {"msg": "slow", "path": ""} if '
     "{ count([y | some y in numbers.range(1, 5000000)]) > 0 }"
 )
+SLOW_WHEN_HANG = (  # slow only on an input with hang: true
+    'deny contains {"msg": "slow", "path": ""} if '
+    "{ input.hang == true; count([y | some y in numbers.range(1, 5000000)]) > 0 }"
+)
 
 
 def policy_file(pid: str, package: str, body: str, enforcement: str = "mandatory") -> str:
@@ -311,3 +315,50 @@ def test_evaluate_many_over_two_workers_matches_one_at_a_time(spec_repo):
         single = [engine.evaluate(doc, label) for doc, label in items]
     assert many == single
     assert sum(bool(m["MDL-001"][1]) for m in many) > 0
+
+
+def test_evaluate_many_attributes_a_crash_and_a_hang_inside_a_chunk(spec_repo):
+    """One input of 40 crashes regopy (MDL-010) on one worker; in another run one input
+    hangs a policy. The culprit input gets the crash or time-out of that policy; every
+    input still gets an answer for every policy, and nothing is reported as a pass
+    that was not evaluated."""
+    lib_dir = spec_repo / "policies"
+    lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
+    config = load_config(spec_repo)
+    dep = load_all(config, ["fraud-detector"], "prod").deployments[0]
+    items = []
+    for i in range(40):
+        doc = dep.policy_input()
+        if i == 17:  # this value crashes regopy while MDL-010 renders its message
+            doc["spec"]["target"]["autoscaling"]["min_replicas"] = -1.7976931348623155e308
+        items.append((doc, f"d{i}"))
+    with PolicyEngine(lib.usable, lib.data, workers=2, timeout_s=30) as engine:
+        many = engine.evaluate_many(items)
+    assert many[17]["MDL-010"] == (
+        "error",
+        "policy engine crashed while evaluating MDL-010 on d17",
+    )
+    assert all(set(m) == set(many[0]) for m in many)
+    assert many[0]["MDL-010"] == ("ok", [])  # evaluated before the crash, in another chunk
+    for m in many[18:]:  # after the crash MDL-010 is quarantined or was evaluated: never lost
+        assert m["MDL-010"] == ("ok", []) or "not evaluated" in m["MDL-010"][1]
+
+    only_policies(
+        spec_repo,
+        {
+            "fast.rego": policy_file(
+                "TST-001", "fast", 'deny contains {"msg": "x", "path": ""} if false'
+            ),
+            "slow.rego": policy_file("TST-002", "slow", SLOW_WHEN_HANG),
+        },
+    )
+    lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
+    docs = [({"environment": "prod", "hang": i == 25}, f"d{i}") for i in range(40)]
+    start = time.monotonic()
+    with PolicyEngine(lib.usable, lib.data, workers=2, timeout_s=0.5) as engine:
+        many = engine.evaluate_many(docs)
+    assert time.monotonic() - start < 20
+    assert many[25]["TST-002"][0] == "error"
+    assert "timed out after 0.5 s while evaluating TST-002 on d25" in many[25]["TST-002"][1]
+    assert many[0] == {"TST-001": ("ok", []), "TST-002": ("ok", [])}
+    assert all(m["TST-001"] == ("ok", []) for m in many)

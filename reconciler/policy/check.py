@@ -217,15 +217,18 @@ def evaluate_deployments(
                     code="policy-compile",
                 )
             )
-        all_outcomes = engine.evaluate_many([(d.policy_input(), d.key) for d in deployments])
+        all_outcomes = engine.evaluate_many(
+            [(d.policy_input(fresh=False), d.key) for d in deployments]
+        )
         for dep, outcomes in zip(deployments, all_outcomes, strict=True):
-            report.deployments.append(dep.key)
+            subject = _Subject(dep)
+            report.deployments.append(subject.key)
             for policy in live:
                 enforcement = policy.enforcement_for(dep.env)
                 if enforcement == "disabled":
                     continue
                 report.results.extend(
-                    _results(policy, enforcement, dep, outcomes[policy.id], waivers)
+                    _results(policy, enforcement, subject, outcomes[policy.id], waivers)
                 )
     checked = {(d.name, d.env) for d in deployments}
     report.waiver_diagnostics.extend(unused_waiver_diagnostics(waivers, checked))
@@ -256,12 +259,26 @@ def _spec_defines(config, name: str) -> bool:
     return False
 
 
-def _results(policy: Policy, enforcement: str, dep, outcome, waivers: WaiverSet):
+class _Subject:
+    """A deployment's name, key, environment and spec-level position, read once (a result
+    is made for every policy on every deployment)."""
+
+    def __init__(self, dep) -> None:
+        self.dep = dep
+        self.name = dep.name
+        self.env = dep.env
+        self.key = f"{self.name}-{self.env}"
+        self.whole = dep.spec.locate(())
+
+
+def _results(policy: Policy, enforcement: str, subject: _Subject, outcome, waivers: WaiverSet):
+    dep = subject.dep
+
     def result(status: str, message: str, path: str, waiver=None) -> PolicyResult:
         return PolicyResult(
-            deployment=dep.key,
-            name=dep.name,
-            env=dep.env,
+            deployment=subject.key,
+            name=subject.name,
+            env=subject.env,
             policy_id=policy.id,
             title=policy.title,
             severity=policy.severity,
@@ -269,7 +286,7 @@ def _results(policy: Policy, enforcement: str, dep, outcome, waivers: WaiverSet)
             status=status,
             message=message,
             path=path,
-            position=dep.locate(path) if path else dep.spec.locate(()),
+            position=dep.locate(path) if path else subject.whole,
             waiver=waiver,
         )
 
@@ -283,7 +300,7 @@ def _results(policy: Policy, enforcement: str, dep, outcome, waivers: WaiverSet)
         return [result("pass", "", "")]
     out = []
     for item in items:
-        waiver = waivers.find(policy.id, dep.name, dep.env) if policy.waivable else None
+        waiver = waivers.find(policy.id, subject.name, subject.env) if policy.waivable else None
         if waiver is not None:
             waiver.used = True
             out.append(result("waived", item["msg"], item["path"], waiver))

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from multiprocessing.connection import wait as mp_wait
 
 from reconciler.policy.library import Policy
 from reconciler.policy.worker import EngineFailure, RegoWorker
 
 DEFAULT_TIMEOUT_S = 5.0  # per evaluation; a library of ~25 rules answers in about 1 ms
 PARALLEL_FROM = 32  # inputs from which evaluate_many uses more than one worker
+CHUNK_MAX = 32  # inputs per message to a worker in evaluate_many
 _LINECOL = re.compile(r"^line (\d+) col (\d+): ")
 _DOTTED = re.compile(r"^([A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*)?$")
 
@@ -169,56 +172,87 @@ class PolicyEngine:
     def evaluate_many(self, items: list[tuple[dict, str]]) -> list[dict[str, tuple[str, object]]]:
         """Evaluate many inputs, spreading them over the worker processes.
 
+        Inputs go to the workers in chunks (one pipe message per chunk, at most
+        ``CHUNK_MAX`` inputs); each worker answers input by input, and each answer must come
+        within ``timeout_s`` of the previous one, so the time-out per evaluation holds. A
+        worker gets its next chunk as soon as it has answered the last one, so a slow
+        chunk does not hold the others back.
+
         Args:
             items: ``(input document, label)`` pairs.
 
         Returns:
             One mapping per item, as :meth:`evaluate` returns, in order. Any input whose
-            combined query does not come back well formed is re-evaluated through
-            :meth:`evaluate` (which attributes errors, crashes and time-outs).
+            combined query does not come back well formed (error, undefined, crash,
+            time-out) is re-evaluated through :meth:`evaluate`, which attributes the
+            cause to a policy.
         """
+        # A second worker costs a compile (about half a second): only for large runs.
+        if self.quarantined or self.compile_errors or not self._extra or len(items) < PARALLEL_FROM:
+            return [self.evaluate(*item) for item in items]
+        if self._worker is None or not self._worker.alive:
+            self._start()
+        workers = [self._worker, *(self._extra_worker(k) for k in range(len(self._extra)))]
+        workers = [w for w in workers if w is not None]
+        size = max(1, min(CHUNK_MAX, -(-len(items) // (len(workers) * 4))))
+        chunks = [list(range(i, min(i + size, len(items)))) for i in range(0, len(items), size)]
+        chunks.reverse()  # taken from the end: in order
         out: list[dict | None] = [None] * len(items)
-        i = 0
-        while i < len(items):
-            # A second worker costs a compile (about half a second): only for large runs.
-            small = len(items) < PARALLEL_FROM
-            if self.quarantined or self.compile_errors or not self._extra or small:
-                out[i] = self.evaluate(*items[i])
-                i += 1
+        failed: list[int] = []
+        pending: dict[RegoWorker, list[int]] = {}
+        deadline: dict[RegoWorker, float] = {}
+        active = self._active()
+
+        def feed(worker: RegoWorker) -> None:
+            if not chunks:
+                return
+            idxs = chunks.pop()
+            try:
+                worker.submit_chunk([items[i][0] for i in idxs])
+            except EngineFailure:
+                failed.extend(idxs)
+                return
+            pending[worker] = idxs
+            deadline[worker] = time.monotonic() + self.timeout_s
+
+        for worker in workers:
+            feed(worker)
+        while pending:
+            by_conn = {w.connection: w for w in pending}
+            wait_s = max(0.0, min(deadline.values()) - time.monotonic())
+            ready = mp_wait(list(by_conn), wait_s)
+            if not ready:  # a worker gave no answer within timeout_s: it hangs
+                now = time.monotonic()
+                for worker in [w for w in pending if deadline[w] <= now]:
+                    worker.close()
+                    failed.extend(pending.pop(worker))
+                    del deadline[worker]
                 continue
-            if self._worker is None or not self._worker.alive:
-                self._start()
-            batch = []
-            for worker in [self._worker, *(self._extra_worker(k) for k in range(len(self._extra)))]:
-                if worker is None or i >= len(items):
-                    continue
+            for conn in ready:
+                worker = by_conn[conn]
                 try:
-                    worker.submit_all(items[i][0])
-                    batch.append((worker, i))
-                except EngineFailure:
-                    batch.append((None, i))
-                i += 1
-            for worker, idx in batch:
-                answer = None
-                if worker is not None:
-                    try:
-                        answer = worker.collect()
-                    except EngineFailure:
-                        answer = None
-                active = self._active()
+                    answer = worker.collect()
+                except EngineFailure:  # the worker died mid-chunk
+                    failed.extend(pending.pop(worker))
+                    del deadline[worker]
+                    continue
+                idx = pending[worker].pop(0)
                 if (
-                    answer
-                    and answer[0] == "ok"
+                    answer[0] == "ok"
                     and isinstance(answer[1], dict)
                     and all(pid in answer[1] for pid in active)
                 ):
                     out[idx] = {pid: ("ok", answer[1][pid]) for pid in active}
                 else:
-                    out[idx] = None
-            for _, idx in batch:
-                if out[idx] is None:
-                    out[idx] = self.evaluate(*items[idx])
-                    self._close_extra()  # quarantine or restart: rebuild the others lazily
+                    failed.append(idx)
+                deadline[worker] = time.monotonic() + self.timeout_s
+                if not pending[worker]:
+                    del pending[worker], deadline[worker]
+                    feed(worker)
+        if failed:
+            for idx in sorted(failed):
+                out[idx] = self.evaluate(*items[idx])
+            self._close_extra()  # quarantine or restart: rebuild the others lazily
         return out
 
     def _close_extra(self) -> None:
