@@ -15,8 +15,8 @@ def test_policy_markdown_comment():
     rows = [ln for ln in lines if ln.startswith("| ")]
     assert rows[0] == "| Status | Rule | Deployment | Location | Message |"
     fail = next(r for r in rows if "MDL-001" in r)
-    # pipes escaped, newline folded, so the row stays one table row
-    assert 'a\\|b, c: 50% <x & "y"> second line' in fail
+    # pipes escaped, newline folded, so the row stays one table row; HTML escaped
+    assert 'a\\|b, c: 50% &lt;x &amp; "y"&gt; second line' in fail
     assert fail.count(" | ") == 4
     assert "waived by sec@example.com until 2026-12-10, SEC-1" in next(
         r for r in rows if "MDL-011" in r

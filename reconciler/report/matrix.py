@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from reconciler.diagnostics import ModelopsError
+from reconciler.report import escape
 from reconciler.report.markdown import cell as md_cell
 
 _RANK = {"error": 5, "fail": 4, "warn": 3, "waived": 2, "pass": 1}
@@ -84,7 +85,7 @@ def _markdown(report) -> str:
     icons = {"error": "💥", "fail": "❌", "warn": "⚠️", "waived": "🟡", "pass": "✅"}
     for p, cells in _rows(report):
         lines.append(
-            f"| `{p.id}` {md_cell(p.title)} | {p.severity} | "
+            f"| {escape.code(p.id, table=True)} {md_cell(p.title)} | {p.severity} | "
             + " | ".join(icons.get(s, "–") for s in cells)
             + " |"
         )

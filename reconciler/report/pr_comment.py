@@ -15,11 +15,20 @@ GitHub rejects comments over 65,536 characters (:data:`GITHUB_COMMENT_LIMIT`). T
 comment is kept under :data:`DEFAULT_LIMIT` by first dropping the collapsed plan details
 of the sections that do not fit, then whole sections, and it says what it cut and where
 to get the full plan (``--format json``).
+
+Every value that comes from a spec, a plan, a policy message, a waiver or a build or
+smoke error is escaped where it is inserted (:mod:`reconciler.report.escape`): running
+text is HTML-escaped (``& < >``), its Markdown punctuation backslash-escaped and its
+@mentions neutralised with a zero-width joiner after the ``@``; inline code and the
+plan's code fence use a backtick run longer than any run in the value. A hostile value
+cannot add HTML, close a ``<details>`` block or a code span, or notify anyone.
 """
 
 from __future__ import annotations
 
 import json
+
+from reconciler.report import escape
 
 GITHUB_COMMENT_LIMIT = 65_536
 #: Margin for the workflow's own additions (links, the update marker).
@@ -32,19 +41,18 @@ _ICON = {"fail": "❌", "error": "❌", "warn": "⚠️", "waived": "🟡", "pas
 _ORDER = {"fail": 0, "error": 1, "warn": 2, "waived": 3, "pass": 4}
 
 
-def _code(value: object) -> str:
-    text = str(value) if value not in (None, "") else "–"
-    return f"`{text.replace('`', 'ˋ')}`" if text != "–" else text
+def _code(value: object, *, table: bool = False) -> str:
+    """``value`` as inline code (:func:`escape.code`), or ``–`` when empty."""
+    return escape.code(value, table=table) or "–"
 
 
 def _short(digest: str) -> str:
     return digest[:12] if digest else ""
 
 
-def _md_escape(text: str) -> str:
-    return (
-        str(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
-    )
+def _md_escape(text: object) -> str:
+    """Untrusted running text (:func:`escape.text`): one line, no HTML, no mentions."""
+    return escape.text(text)
 
 
 def _plan_text(outcome, plan) -> str:
@@ -99,8 +107,8 @@ def _model_rows(model: dict) -> list[str]:
         return []
     if old and new and old == new:
         return [
-            f"**Model:** unchanged ({new.get('framework', '')} {_code(new.get('uri'))}, "
-            f"digest {_code(_short(new.get('sha256', '')))})"
+            f"**Model:** unchanged ({_md_escape(new.get('framework', ''))} "
+            f"{_code(new.get('uri'))}, digest {_code(_short(new.get('sha256', '')))})"
         ]
     rows = ["| model | before | after |", "|---|---|---|"]
     for field, label in (
@@ -115,7 +123,8 @@ def _model_rows(model: dict) -> list[str]:
             a, b = (_short(a) if a else a), (_short(b) if b else b)
         mark = " **(changed)**" if old and new and a != b else ""
         rows.append(
-            f"| {label} | {_code(a) if old else '(none)'} | {_code(b) if new else '(deleted)'}"
+            f"| {label} | {_code(a, table=True) if old else '(none)'} | "
+            f"{_code(b, table=True) if new else '(deleted)'}"
             f"{mark} |"
         )
     return rows
@@ -138,12 +147,17 @@ def _deployment_status(outcome, results) -> tuple[int, str]:
 def _section(report, outcome, plan, *, details: bool = True) -> str:
     results = _policy_results(report, outcome.key)
     _rank, badge = _deployment_status(outcome, results)
-    lines = [f"### `{outcome.name}` · {outcome.env} · {outcome.platform} — {badge}", ""]
+    lines = [
+        f"### {_code(outcome.name)} · {_md_escape(outcome.env)} · "
+        f"{_md_escape(outcome.platform)} — {badge}",
+        "",
+    ]
     change = outcome.change or {}
     if change:
         why = "; ".join(change.get("reasons") or []) or change.get("status", "")
         where = change.get("path") or change.get("old_path") or ""
-        lines += [f"_{change.get('status', '')}_ `{where}`: {_md_escape(why)}", ""]
+        status = _md_escape(change.get("status", ""))
+        lines += [f"_{status}_ {escape.code(where)}: {_md_escape(why)}", ""]
     rows = _model_rows(outcome.model or {})
     if rows:
         lines += rows + [""]
@@ -156,7 +170,7 @@ def _section(report, outcome, plan, *, details: bool = True) -> str:
     text = _plan_text(outcome, plan) if details else ""
     if text:
         n = text.count("\n") + 1
-        block = ["```diff", text, "```"]
+        block = [escape.fence(text, "diff")]
         if n > COLLAPSE_LINES:
             block = [f"<details><summary>plan ({n} lines)</summary>", "", *block, "", "</details>"]
         lines += ["", *block]
@@ -168,12 +182,15 @@ def _section(report, outcome, plan, *, details: bool = True) -> str:
         where = f"{r.position.file}:{r.position.line}" if r.position.line else r.position.file
         extra = ""
         if r.status == "waived" and r.waiver is not None:
-            extra = f" — waived until {r.waiver.expires} by {_md_escape(r.waiver.approver)}"
+            extra = (
+                f" — waived until {_md_escape(r.waiver.expires)} by {_md_escape(r.waiver.approver)}"
+            )
         elif r.status == "warn":
             extra = " — advisory"
+        at = ", ".join(c for c in (escape.code(where), escape.code(r.path)) if c)
         lines.append(
-            f"- {_ICON.get(r.status, '')} `{r.policy_id}` {_md_escape(r.title)}: "
-            f"{_md_escape(r.message)} (`{where}`{', `' + r.path + '`' if r.path else ''}){extra}"
+            f"- {_ICON.get(r.status, '')} {_code(r.policy_id)} {_md_escape(r.title)}: "
+            f"{_md_escape(r.message)}{f' ({at})' if at else ''}{extra}"
         )
     if len(shown) > 30:
         lines.append(f"- … {len(shown) - 30} more finding(s) (see `modelops policy check`)")
@@ -232,22 +249,23 @@ def _totals(report) -> str:
 def _blocking(report) -> list[str]:
     out = []
     for d in report.spec_errors:
-        out.append(f"- ❌ `{d.position}` {_md_escape(d.field)}: {_md_escape(d.message)}")
+        out.append(f"- ❌ {_code(d.position)} {_md_escape(d.field)}: {_md_escape(d.message)}")
     for guard in report.guards:
         out.append(f"- ❌ {_md_escape(guard)}")
     if report.policy is not None:
         problems = list(report.policy.library_diagnostics) + list(report.policy.waiver_diagnostics)
         for d in problems:
-            out.append(f"- ❌ policy library: `{d.position}` {_md_escape(d.message)}")
+            out.append(f"- ❌ policy library: {_code(d.position)} {_md_escape(d.message)}")
         for r in report.policy.results:
             if r.blocking:
                 where = f"{r.position.file}:{r.position.line}"
                 out.append(
-                    f"- ❌ `{r.policy_id}` on `{r.deployment}`: {_md_escape(r.message)} (`{where}`)"
+                    f"- ❌ {_code(r.policy_id)} on {_code(r.deployment)}: "
+                    f"{_md_escape(r.message)} ({_code(where)})"
                 )
     for o in report.build_failures:
         what = "build" if o.build.get("status") == "failed" else "smoke test"
-        out.append(f"- ❌ {what} of `{o.key}` failed")
+        out.append(f"- ❌ {what} of {_code(o.key)} failed")
     return out
 
 
@@ -266,19 +284,21 @@ def render_pr_comment(report, limit: int = DEFAULT_LIMIT) -> str:
     """
     blocked = report.exit_code != 0
     verdict = "❌ blocked: do not merge" if blocked else "✅ ready to merge"
-    envs = ", ".join(report.envs) if report.envs else report.env
+    envs = _md_escape(", ".join(report.envs) if report.envs else report.env)
     head = [MARKER, f"## modelops plan — {verdict}", ""]
     if report.base:
         changes = report.changes
         n_files = len(changes.files) if changes is not None else 0
-        at = f"`{report.revision[:12]}`" if changes and changes.head else "the working tree"
+        at = _code(report.revision[:12]) if changes and changes.head else "the working tree"
         requested = changes.requested_base if changes is not None else ""
         head.append(
-            f"Compared merge base `{report.base[:12]}` (of `{requested}`) with {at}: "
+            f"Compared merge base {_code(report.base[:12])} (of {_code(requested)}) with {at}: "
             f"{n_files} file(s) changed, environments: {envs}."
         )
     else:
-        head.append(f"Revision `{report.revision[:12] or 'working tree'}`, environments: {envs}.")
+        head.append(
+            f"Revision {_code(report.revision[:12] or 'working tree')}, environments: {envs}."
+        )
     outcomes = list(report.outcomes)
     plans = list(report.plans) + [None] * (len(outcomes) - len(report.plans))
     n_blocked = 0
@@ -309,7 +329,7 @@ def render_pr_comment(report, limit: int = DEFAULT_LIMIT) -> str:
     warnings = [d for d in report.diagnostics if d.severity != "error"]
     if warnings:
         head += ["### Warnings", ""]
-        head += [f"- ⚠️ `{d.position}` {_md_escape(d.message)}" for d in warnings[:50]]
+        head += [f"- ⚠️ {_code(d.position)} {_md_escape(d.message)}" for d in warnings[:50]]
         head.append("")
     if not outcomes and not blocking:
         head += ["No deployment is affected by this change.", ""]
@@ -319,7 +339,11 @@ def render_pr_comment(report, limit: int = DEFAULT_LIMIT) -> str:
     footer_reserve = 2_000
     budget = limit - footer_reserve
     if len(text) > budget:  # the header alone is too long: cut its lists
-        text = text[: max(0, budget - 200)] + "\n\n_(blocking list cut to fit the comment)_\n"
+        # at a line end, so no escape, code span or <sub> is cut in half
+        end = max(0, budget - 200)
+        line_end = text.rfind("\n", 0, end)
+        text = text[: line_end + 1 if line_end > 0 else end]
+        text += "\n_(blocking list cut to fit the comment)_\n"
     cut, shortened = [], []
     for _rank, key, outcome, plan in ranked:
         section = _section(report, outcome, plan)
@@ -360,7 +384,7 @@ def plan_totals(report) -> str:
 
 
 def _names(keys: list[str], n: int = 40) -> str:
-    shown = ", ".join(f"`{k}`" for k in keys[:n])
+    shown = ", ".join(_code(k) for k in keys[:n])
     return shown + (f" and {len(keys) - n} more" if len(keys) > n else "")
 
 
