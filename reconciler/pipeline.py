@@ -27,7 +27,9 @@ of its model and smoke files), records every attempt, counts consecutive failure
 the same digest, and marks the record ``Stalled`` after ``config.stalled_after`` of
 them. A stalled deployment is skipped (and reported as failed) until its digest
 changes. Engines that keep their own ledger entries (the local engine does) are
-detected and not double-counted.
+detected and not double-counted. ``destroy`` and ``apply --prune`` keep the record and
+its history, marked destroyed (``LedgerRecord.record_destroyed``); a later apply of the
+same deployment continues that history.
 """
 
 from __future__ import annotations
@@ -802,30 +804,72 @@ def _check_dirty(
 ) -> None:
     """Refuse to apply uncommitted changes to what this run deploys.
 
-    Relevant: the specs and policies directories, ``modelops.yaml``, and every file the
-    deployments' specs name (model files, smoke requests). Other uncommitted files (a
-    README, notebooks) do not matter to what is deployed.
+    Relevant: what apply reads: the spec files (``*.yaml``/``*.yml``) under the specs
+    directory, every file under the policies directory, ``modelops.yaml``, the
+    organisation settings file, and every file the deployments' specs name (model files,
+    smoke requests), whether modified, staged, deleted or untracked (never committed:
+    ``git status`` ``??``, minus what ``.gitignore`` excludes). Other uncommitted files (a
+    README, notes) and anything under the state directory (``.modelops/``: ledger, lock,
+    BentoML home) do not matter to what is deployed.
+
+    Raises:
+        ModelopsError: (exit 2) relevant uncommitted files and not ``allow_dirty``; the
+            message lists them, the untracked ones separately. With ``allow_dirty`` the
+            revision gets ``-dirty`` and a note lists them instead.
     """
     from reconciler.gitops.changes import spec_dependencies
+    from reconciler.spec.repo import SPEC_SUFFIXES
 
     repo = g.open_repo(config.root)
     if repo is None or g.head_commit(repo) is None:
         return
-    specs_rel = config.rel(config.specs_dir).rstrip("/") + "/"
-    policies_rel = config.rel(config.policies_dir).rstrip("/") + "/"
+
+    def under(directory: Path) -> str:  # "" for the root itself, else "<rel>/"
+        rel = config.rel(directory).rstrip("/")
+        return "" if rel == "." else rel + "/"
+
+    specs, policies = under(config.specs_dir), under(config.policies_dir)
+    state = under(config.state_dir)
     inputs = {"modelops.yaml"}
+    if config.organization is not None:
+        inputs.add(config.rel(config.organization))
     for dep in deployments:
         inputs |= spec_dependencies(dep.spec.data)
-    dirty = g.dirty_paths(repo, config.root, [specs_rel, policies_rel])
-    relevant = [p for p in dirty if p.startswith((specs_rel, policies_rel)) or p in inputs]
+    dirty = g.dirty_paths(repo, config.root, [specs, policies, *sorted(inputs)])
+    relevant = [
+        p
+        for p in dirty
+        if (
+            p in inputs
+            or p.startswith(policies)
+            or (p.startswith(specs) and p.endswith(SPEC_SUFFIXES))
+        )
+        and not (state and p.startswith(state))
+    ]
     if not relevant:
         return
-    shown = ", ".join(relevant[:10]) + (" …" if len(relevant) > 10 else "")
+    pre = g.prefix(repo, config.root)
+    tracked = {path for path, _stage in repo.index.entries}
+    untracked = [p for p in relevant if pre + p not in tracked]
+    changed = [p for p in relevant if pre + p in tracked]
+
+    def listed(paths: list[str]) -> str:
+        return ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
+
+    shown = "; ".join(
+        part
+        for part in (
+            f"changed: {listed(changed)}" if changed else "",
+            f"untracked (never committed): {listed(untracked)}" if untracked else "",
+        )
+        if part
+    )
     if not allow_dirty:
         raise ModelopsError(
             f"the working tree has uncommitted changes that apply would deploy ({shown}); "
-            "the ledger records Git revisions, so commit them first (or pass --allow-dirty "
-            "to record the revision as <sha>-dirty). Nothing was applied."
+            "the ledger records Git revisions, so commit them first (git add, git commit; "
+            "or pass --allow-dirty to record the revision as <sha>-dirty). Nothing was "
+            "applied."
         )
     if report.revision and not report.revision.endswith("-dirty"):
         report.revision += "-dirty"
@@ -913,7 +957,9 @@ def apply(
         for dep in deployments:
             report.outcomes.append(_apply_one(dep, config, ledger, engines, report.revision))
         for record in destroy_list:
-            report.outcomes.append(_destroy_record(record, config, engines, ledger))
+            report.outcomes.append(
+                _destroy_record(record, engines, ledger, report.revision, PRUNED)
+            )
     _sort(report)
     report.offline = False
     return report
@@ -967,19 +1013,46 @@ def _prune_plan(config, env, candidates, prune, allow_protected, allow_mass, rep
     return candidates
 
 
-def _destroy_record(record: LedgerRecord, config: Config, engines: _Engines, ledger: Ledger):
+#: Why ``apply --prune`` destroys a deployment (outcome and history message).
+PRUNED = "spec deleted, --prune"
+
+
+def _destroy_record(
+    record: LedgerRecord, engines: _Engines, ledger: Ledger, revision: str, reason: str
+) -> Outcome:
+    """Tear down one deployment and mark its ledger record destroyed; never raises.
+
+    What was live is torn down by its engine (a record that was never applied has
+    nothing live). The record is kept with its history and a ``destroy`` entry at
+    ``revision`` saying ``reason`` (:meth:`LedgerRecord.record_destroyed`), so
+    ``modelops history`` still shows what was live and when. A teardown that fails
+    leaves the record live and adds a failed ``destroy`` entry; the outcome is
+    ``failed`` with the engine's message; otherwise ``destroyed``, message
+    ``destroyed (<reason>)``.
+    """
     outcome = Outcome(record.key, record.name, record.environment, record.platform, "failed")
+    name, env = record.name, record.environment
     try:
-        if not record.lastAppliedRevision and not record.outputs:
-            ledger.delete(record.name, record.environment)  # never applied: nothing live
-        elif record.platform == "local":
-            engines.for_platform("local").destroy(record.name, record.environment)
-        else:
-            engines.for_platform(record.platform).destroy_record(record)
-        ledger.delete(record.name, record.environment)
-        outcome.status, outcome.message = "destroyed", "destroyed (spec deleted, --prune)"
+        if record.lastAppliedRevision or record.outputs:
+            if record.platform == "local":
+                engines.for_platform("local").destroy(name, env, revision, reason)
+            else:
+                engines.for_platform(record.platform).destroy_record(record)
+        rec = ledger.get(name, env) or record
+        if not rec.destroyed:  # the local engine marks its own records
+            rec.record_destroyed(revision, reason)
+            ledger.put(rec)
+        outcome.status, outcome.message = "destroyed", f"destroyed ({reason})"
     except Exception as exc:  # noqa: BLE001 - one failure does not stop the others
         outcome.message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        try:
+            rec = ledger.get(name, env)
+            if rec is not None and not rec.destroyed:
+                rec.add_history("destroy", revision, "failed", outcome.message[:2000])
+                ledger.put(rec)
+        except Exception as ledger_exc:  # noqa: BLE001 - reported with the teardown error
+            why = getattr(ledger_exc, "message", None) or f"{type(ledger_exc).__name__}"
+            outcome.message += f" (the failed destroy could not be recorded: {why})"
     return outcome
 
 
@@ -1058,6 +1131,7 @@ def _apply_one(
     if rec.stalled:
         rec.conditions = [c for c in rec.conditions if c.get("type") != "Stalled"]
     rec.suspended = {}
+    rec.destroyed = {}  # applied again after a destroy: live, the history goes on
     rec.specFile = dep.spec.file
     rec.platform = dep.platform
     if state is not None:
@@ -1098,35 +1172,50 @@ def _record_failure(dep, config, ledger, revision, digest, message, before) -> N
 
 
 def destroy(config: Config, env: str, names: list[str], *, lock_timeout_s: float = 60.0):
-    """Tear down deployments by name in ``env`` and remove their ledger records.
+    """Tear down deployments by name in ``env`` (all live ones when ``names`` is empty).
+
+    Each ledger record is kept with its history and marked destroyed, with a
+    ``destroy`` history entry at the current revision (:func:`_destroy_record`):
+    ``status`` no longer lists it, ``history`` still shows what was live and when, and a
+    later apply continues the same history.
 
     Returns:
         A :class:`RunReport` (action ``destroy``); exit 3 when one failed.
 
     Raises:
-        ModelopsError: (exit 2) a name with no ledger record; a cloud target without the
-            ``pulumi`` CLI; the lock is held.
+        ModelopsError: (exit 2) a name with no live ledger record (never deployed in
+            ``env``, or already destroyed: the message says when and by whom); a cloud
+            target without the ``pulumi`` CLI; the lock is held.
     """
     from reconciler.gitops.lock import StateLock
 
     report = RunReport("destroy", env, g.head_revision(config.root), envs=[env])
     with StateLock(config.state_dir, timeout_s=lock_timeout_s):
         ledger = Ledger(config.state_dir)
-        chosen = [
-            r for r in ledger.all() if r.environment == env and (not names or r.name in names)
-        ]
+        records = [r for r in ledger.all(include_destroyed=True) if r.environment == env]
+        chosen = [r for r in records if not r.destroyed and (not names or r.name in names)]
         missing = sorted(set(names) - {r.name for r in chosen})
         if missing:
+            gone = {r.name: r.destroyed for r in records if r.destroyed}
             raise ModelopsError(
-                f"nothing recorded for {', '.join(missing)} in {env}; `modelops status` lists "
-                "what is deployed"
+                "; ".join(
+                    f"{n} in {env} was already destroyed ({gone[n].get('time', '?')} by "
+                    f"{gone[n].get('actor', '?')}); `modelops history {n} --env {env}` shows "
+                    "its history"
+                    if n in gone
+                    else f"nothing recorded for {n} in {env}"
+                    for n in missing
+                )
+                + "; `modelops status` lists what is deployed"
             )
         _require_pulumi({r.key: r.platform for r in chosen}, env)
         engines = _Engines(config)
         for record in chosen:
-            outcome = _destroy_record(record, config, engines, ledger)
+            outcome = _destroy_record(record, engines, ledger, report.revision, "modelops destroy")
             if outcome.status == "destroyed":
-                outcome.message = "destroyed"
+                outcome.message = (
+                    f"destroyed; history kept: `modelops history {record.name} --env {env}`"
+                )
             report.outcomes.append(outcome)
     report.offline = False
     return report

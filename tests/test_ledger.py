@@ -87,3 +87,72 @@ def test_old_records_without_new_fields_still_load(tmp_path):
     ledger.path("a", "dev").write_text(json.dumps({"name": "a", "environment": "dev"}))
     rec = ledger.get("a", "dev")
     assert rec.suspended == {} and rec.lastAttemptedDigest == ""
+    assert rec.destroyed == {} and ledger.all() == [rec]  # an old record is live
+
+
+def test_destroy_keeps_the_history_and_clears_what_was_live(tmp_path):
+    ledger = Ledger(tmp_path)
+    rec = LedgerRecord("fraud", "prod", platform="kubernetes", specFile="specs/fraud.yaml")
+    rec.record_success("rev1", "d1", artifact={"bento_tag": "fraud:1"}, outputs={"url": "u"})
+    rec.record_success("rev2", "d2", artifact={"bento_tag": "fraud:2"}, desired_state={"a": 1})
+    rec.drift = {"status": "ok"}
+    rec.record_destroyed("rev3", "modelops destroy")
+    ledger.put(rec)
+
+    back = ledger.get("fraud", "prod")  # still there, with its history
+    assert [(h["action"], h["revision"], h["result"]) for h in back.history] == [
+        ("apply", "rev1", "succeeded"),
+        ("apply", "rev2", "succeeded"),
+        ("destroy", "rev3", "succeeded"),
+    ]
+    last = back.history[-1]
+    assert last["actor"] and last["time"].endswith("Z")
+    assert last["lastAppliedRevision"] == "rev2" and last["artifact"] == "fraud:2"
+    assert last["message"] == "destroyed (modelops destroy); was live at rev2 (fraud:2)"
+    assert back.destroyed == {
+        "time": last["time"],
+        "actor": last["actor"],
+        "revision": "rev3",
+        "lastAppliedRevision": "rev2",
+        "artifact": "fraud:2",
+    }
+    # nothing reads as live any more
+    assert back.lastAppliedRevision == back.lastGoodRevision == back.inputsDigest == ""
+    assert back.artifact == back.outputs == back.desiredState == back.drift == {}
+    assert back.conditions == [] and back.failures == 0
+    assert (back.platform, back.specFile) == ("kubernetes", "specs/fraud.yaml")
+    # left out of the live records, listed on request
+    assert ledger.all() == []
+    assert [r.key for r in ledger.all(include_destroyed=True)] == ["fraud-prod"]
+
+
+def test_apply_after_destroy_continues_the_history(tmp_path):
+    ledger = Ledger(tmp_path)
+    rec = LedgerRecord("fraud", "prod")
+    rec.record_success("rev1", "d1", artifact={"bento_tag": "fraud:1"})
+    rec.record_destroyed("rev1")
+    assert rec.history[-1]["message"] == "destroyed; was live at rev1 (fraud:1)"
+    # monitoring a destroyed deployment does not bring it back
+    rec.add_history("monitor", rec.lastAppliedRevision, "ok", "no drift")
+    assert rec.destroyed
+    rec.record_success("rev4", "d4", artifact={"bento_tag": "fraud:4"})
+    ledger.put(rec)
+    back = ledger.get("fraud", "prod")
+    assert not back.destroyed and [r.key for r in ledger.all()] == ["fraud-prod"]
+    assert [h["action"] for h in back.history] == ["apply", "destroy", "monitor", "apply"]
+    # the revision before the destroy is not a "last good" one to roll back to
+    assert back.lastAppliedRevision == "rev4" and back.lastGoodRevision == ""
+    # a failed attempt also makes it managed again (status shows the failure)
+    back.record_destroyed("rev5")
+    back.record_failure("rev6", "d6", "model cannot load")
+    assert not back.destroyed and back.lastAppliedRevision == ""
+    assert back.condition("Ready")["reason"] == "ApplyFailed"
+
+
+def test_destroy_of_a_record_that_was_never_applied():
+    rec = LedgerRecord("fraud", "prod")
+    rec.record_failure("rev1", "d1", "boom")
+    rec.record_destroyed("rev2", "spec deleted, --prune")
+    assert rec.history[-1]["message"] == "destroyed (spec deleted, --prune); never applied"
+    assert rec.destroyed["lastAppliedRevision"] == "" and rec.lastAttemptedRevision == ""
+    assert [h["result"] for h in rec.history] == ["failed", "succeeded"]

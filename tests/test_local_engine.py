@@ -172,11 +172,17 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
     rec = ledger.get("fraud-detector", "staging")
     assert engine.health(rec) == "Healthy"
 
-    # 6. destroy stops it and removes the record
-    assert engine.destroy("fraud-detector", "staging") is True
-    assert ledger.get("fraud-detector", "staging") is None
+    # 6. destroy stops it and marks the record destroyed; the history stays
+    n = len(rec.history)
+    assert engine.destroy("fraud-detector", "staging", "rev4", "modelops destroy") is True
+    gone = ledger.get("fraud-detector", "staging")
+    assert gone.destroyed["revision"] == "rev4" and gone.destroyed["lastAppliedRevision"] == "rev3"
+    assert gone.outputs == {} and gone.lastAppliedRevision == "" and ledger.all() == []
+    assert len(gone.history) == n + 1 and gone.history[-1]["action"] == "destroy"
+    assert gone.history[-1]["message"].startswith("destroyed (modelops destroy); was live at rev3")
+    assert engine.health(gone) == "NotRunning: process ? exited"
     assert not servers_under(config.state_dir)
-    assert engine.destroy("fraud-detector", "staging") is False
+    assert engine.destroy("fraud-detector", "staging") is False  # already destroyed
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import psutil
 import pytest
 from test_gitops_support import example_repo, invoke
 
@@ -195,6 +196,14 @@ def test_prune_protected_and_mass_delete_guards(tmp_path, capsys):
         config, "prod", prune=True, allow_destroy_protected=True, allow_mass_delete=True
     )
     assert [o.status for o in report.outcomes] == ["destroyed"] and ledger.all() == []
+    # the records stay, destroyed, with their history
+    kept = ledger.all(include_destroyed=True)
+    assert [r.key for r in kept] == ["a-dev", "b-dev", "c-dev", "p-prod"]
+    for r in kept:
+        assert r.destroyed and r.history[-1]["action"] == "destroy"
+        assert r.history[-1]["message"] == "destroyed (spec deleted, --prune); never applied"
+    # and are not orphans any more
+    assert pipeline.apply(config, "dev").outcomes == []
 
 
 def test_apply_base_only_touches_changed_specs_and_lists_deleted_ones(tmp_path):
@@ -214,7 +223,136 @@ def test_apply_base_only_touches_changed_specs_and_lists_deleted_ones(tmp_path):
     report = pipeline.apply(config, "dev", base=mid, prune=True)
     assert [(o.key, o.status) for o in report.outcomes] == [("gone-dev", "destroyed")]
     assert [r.key for r in Ledger(config.state_dir).all()] == ["kept-dev"]
+    gone = Ledger(config.state_dir).get("gone", "dev")
+    assert [(h["action"], h["result"]) for h in gone.history] == [
+        ("apply", "succeeded"),
+        ("destroy", "succeeded"),
+    ]
+    assert gone.history[-1]["revision"] == report.revision
+    assert gone.destroyed["lastAppliedRevision"] == "0" * 40
+    # the same change again: the destroyed record is neither orphaned nor destroyed twice
+    assert pipeline.apply(config, "dev", base=mid, prune=True).outcomes == []
     assert pipeline.apply(config, "dev", base=base).outcomes == []
+
+
+def test_destroy_keeps_the_history_status_hides_it_history_shows_it(tmp_path, capsys):
+    """`modelops destroy` on a real repository: the record stays, marked destroyed.
+
+    The record is a local one whose server is gone (no pid), so no server is needed;
+    test_apply_destroy_apply_continues_the_history does it with a real server.
+    """
+    repo = example_repo(tmp_path)
+    config = load_config(repo.root)
+    ledger = Ledger(config.state_dir)
+    _orphan(config, "fraud-detector", "staging", applied=True)
+    head = repo.git.head.commit.hexsha
+
+    code, out, err = invoke(capsys, repo.root, "destroy", "--env", "staging", "fraud-detector")
+    assert code == 0, out + err
+    assert "fraud-detector-staging" in out and "destroyed" in out
+    rec = ledger.get("fraud-detector", "staging")
+    assert rec.destroyed["revision"] == head and rec.destroyed["lastAppliedRevision"] == "0" * 40
+    assert [(h["action"], h["revision"]) for h in rec.history] == [
+        ("apply", "0" * 40),
+        ("destroy", head),
+    ]
+
+    code, out, _ = invoke(capsys, repo.root, "status", "--env", "staging", "-f", "json")
+    assert code == 0 and json.loads(out) == []
+    code, out, _ = invoke(capsys, repo.root, "status")
+    assert "no deployments recorded" in out and "destroyed" in out
+    assert "fraud-detector-staging" in out
+
+    code, out, _ = invoke(capsys, repo.root, "history", "fraud-detector", "--env", "staging")
+    assert code == 0 and "destroy" in out and "apply" in out and "DESTROYED at" in out
+    code, out, _ = invoke(
+        capsys, repo.root, "history", "fraud-detector", "--env", "staging", "-f", "json"
+    )
+    data = json.loads(out)
+    assert [e["action"] for e in data["history"]] == ["destroy", "apply"]  # newest first
+    assert data["destroyed"]["revision"] == head and data["lastAppliedRevision"] == ""
+
+    # destroying it again says when it was destroyed, and changes nothing
+    before = ledger.path("fraud-detector", "staging").read_bytes()
+    code, _, err = invoke(capsys, repo.root, "destroy", "--env", "staging", "fraud-detector")
+    assert code == 2 and "already destroyed" in err and rec.destroyed["actor"] in err
+    assert ledger.path("fraud-detector", "staging").read_bytes() == before
+    # "everything in staging" finds nothing live
+    assert pipeline.destroy(config, "staging", []).outcomes == []
+
+
+def test_failed_teardown_keeps_the_record_live_and_records_the_attempt(tmp_path, monkeypatch):
+    repo = example_repo(tmp_path)
+    config = load_config(repo.root)
+    ledger = Ledger(config.state_dir)
+    rec = LedgerRecord("fraud-detector", "prod", platform="kubernetes")
+    rec.record_success("1" * 40, "digest", outputs={"url": "http://x"})
+    ledger.put(rec)
+
+    class FailingTeardown:
+        """Stands in for the Pulumi engine (no `pulumi` CLI here); its destroy fails."""
+
+        def destroy_record(self, record):
+            raise ModelopsError(f"{record.key}: destroy failed: stack is locked", 3)
+
+    monkeypatch.setattr(pipeline, "_require_pulumi", lambda platforms, env: None)
+    monkeypatch.setattr(pipeline._Engines, "for_platform", lambda self, p: FailingTeardown())
+    report = pipeline.destroy(config, "prod", ["fraud-detector"])
+    assert [o.status for o in report.outcomes] == ["failed"] and report.exit_code == 3
+    assert "stack is locked" in report.outcomes[0].message
+    back = ledger.get("fraud-detector", "prod")
+    assert not back.destroyed and back.lastAppliedRevision == "1" * 40
+    assert [(h["action"], h["result"]) for h in back.history] == [
+        ("apply", "succeeded"),
+        ("destroy", "failed"),
+    ]
+    assert [r.key for r in ledger.all()] == ["fraud-detector-prod"]
+
+
+@pytest.mark.slow
+def test_apply_destroy_apply_continues_the_history(tmp_path, capsys):
+    """A real server: destroyed (stopped, history kept), then applied again."""
+    repo = example_repo(tmp_path)
+    config = load_config(repo.root)
+    ledger = Ledger(config.state_dir)
+    rev = repo.git.head.commit.hexsha
+    try:
+        report = pipeline.apply(config, "staging")
+        assert [o.status for o in report.outcomes] == ["applied"], report.outcomes[0].message
+        first = ledger.get("fraud-detector", "staging")
+        pid = first.outputs["pid"]
+
+        code, out, err = invoke(capsys, repo.root, "destroy", "--env", "staging", "--yes")
+        assert code == 0, out + err
+        rec = ledger.get("fraud-detector", "staging")
+        assert rec.destroyed["lastAppliedRevision"] == rev and rec.outputs == {}
+        assert rec.destroyed["artifact"] == first.artifact["bento_tag"]
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+        code, out, _ = invoke(capsys, repo.root, "status", "--env", "staging", "-f", "json")
+        assert json.loads(out) == []
+        # the offline plan sees nothing live: it would create the deployment again
+        plan = pipeline.plan(config, "staging")
+        assert plan.outcomes[0].status == "planned"
+
+        report = pipeline.apply(config, "staging")
+        assert [o.status for o in report.outcomes] == ["applied"], report.outcomes[0].message
+        assert "first apply since it was destroyed" in report.outcomes[0].message
+        again = ledger.get("fraud-detector", "staging")
+        assert not again.destroyed and again.lastAppliedRevision == rev
+        assert [(h["action"], h["result"]) for h in again.history] == [
+            ("apply", "succeeded"),
+            ("destroy", "succeeded"),
+            ("apply", "succeeded"),
+        ]
+        code, out, _ = invoke(capsys, repo.root, "status", "--env", "staging", "-f", "json")
+        (row,) = json.loads(out)
+        assert row["deployment"] == "fraud-detector-staging" and row["health"] == "Healthy"
+        code, out, _ = invoke(
+            capsys, repo.root, "history", "fraud-detector", "--env", "staging", "-f", "json"
+        )
+        assert [e["action"] for e in json.loads(out)["history"]] == ["apply", "destroy", "apply"]
+    finally:
+        pipeline.destroy(config, "staging", [])
 
 
 class FakePulumiEngine:

@@ -304,7 +304,7 @@ def destroy_cmd(
         ),
     ] = False,
 ) -> None:
-    """Tear down deployments in ENV and remove their ledger records."""
+    """Tear down deployments in ENV; their ledger history is kept (`modelops history`)."""
     config = get_config()
     if env not in config.environments:
         raise ModelopsError(
@@ -327,7 +327,11 @@ def status_cmd(
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
 ) -> None:
-    """List every deployment × environment in the ledger: revision, health, stalled, drift."""
+    """List every live deployment × environment in the ledger: revision, health, drift.
+
+    Destroyed deployments are not listed (the text output names them in one line; their
+    history stays: `modelops history NAME --env ENV`).
+    """
     from reconciler.gitops.lock import read_lock
 
     config = get_config()
@@ -339,8 +343,12 @@ def status_cmd(
         )
     local = None
     rows = []
-    for record in Ledger(config.state_dir).all():
+    destroyed = []
+    for record in Ledger(config.state_dir).all(include_destroyed=True):
         if env and record.environment != env:
+            continue
+        if record.destroyed:
+            destroyed.append(record.key)
             continue
         if record.platform == "local":
             if local is None:
@@ -380,6 +388,12 @@ def status_cmd(
     for row in rows:
         table.add_row(*(str(row[c]) for c in cols))
     console.print(table if rows else "no deployments recorded")
+    if destroyed:
+        console.print(
+            f"destroyed (not live; history kept, see `modelops history NAME --env ENV`): "
+            f"{', '.join(destroyed)}",
+            markup=False,
+        )
     if holder is not None:
         alive = holder.alive()
         state = "stale: run `modelops unlock`" if alive is False else "an apply is running"

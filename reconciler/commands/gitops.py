@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from reconciler import pipeline
 from reconciler.cli import EnvOption, app, console, err_console, get_config
@@ -22,7 +23,10 @@ def history_cmd(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Newest N entries.")] = 20,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
 ) -> None:
-    """Show past applies, rollbacks and failures of NAME in ENV (newest first)."""
+    """Show past applies, rollbacks, destroys and failures of NAME in ENV (newest first).
+
+    A destroyed deployment keeps its history; the last line says when it was destroyed.
+    """
     config = get_config()
     record = Ledger(config.state_dir).get(name, env)
     if record is None:
@@ -37,6 +41,7 @@ def history_cmd(
             "lastGoodRevision": record.lastGoodRevision,
             "stalled": record.stalled,
             "suspended": record.suspended,
+            "destroyed": record.destroyed,
             "history": entries,
         }
         console.print(json.dumps(data, indent=2), markup=False)
@@ -48,15 +53,23 @@ def history_cmd(
         style = {"failed": "red", "succeeded": "green"}.get(e.get("result", ""), "")
         result = f"[{style}]{e.get('result', '')}[/]" if style else e.get("result", "")
         detail = (e.get("message") or "").splitlines()[0][:160] if e.get("message") else ""
-        table.add_row(
-            e.get("time", ""),
-            e.get("action", ""),
-            (e.get("revision") or "-")[:12],
+        table.add_row(  # values from the ledger are text, never Rich markup
+            Text(str(e.get("time", ""))),
+            Text(str(e.get("action", ""))),
+            Text((e.get("revision") or "-")[:12]),
             result,
-            e.get("actor", ""),
-            detail,
+            Text(str(e.get("actor", ""))),
+            Text(detail),
         )
     console.print(table)
+    if record.destroyed:
+        gone = record.destroyed
+        console.print(
+            f"DESTROYED at {gone.get('time', '?')} by {gone.get('actor', '?')} "
+            f"(was live at {(gone.get('lastAppliedRevision') or '-')[:12]}); not live now",
+            markup=False,
+        )
+        return
     console.print(
         f"applied: {record.lastAppliedRevision[:12] or '-'}  last good: "
         f"{record.lastGoodRevision[:12] or '-'}"

@@ -134,7 +134,9 @@ class LocalEngine:
         record = self.ledger.get(dep.name, dep.env)
         digest = inputs_digest(dep, artifact)
         why = "first apply"
-        if record is not None:
+        if record is not None and record.destroyed:
+            why = f"first apply since it was destroyed at {record.destroyed.get('time', '?')}"
+        elif record is not None:
             same = (
                 record.artifact.get("bento_tag") == artifact.bento_tag
                 and record.inputsDigest == digest
@@ -306,23 +308,33 @@ class LocalEngine:
 
     # -- destroy --------------------------------------------------------------------------
 
-    def destroy(self, name: str, env: str) -> bool:
-        """Stop the deployment's server (and any orphaned workers) and remove its record.
+    def destroy(self, name: str, env: str, revision: str = "", reason: str = "") -> bool:
+        """Stop the deployment's server (and any orphaned workers); mark its record destroyed.
+
+        The record and its history stay (:meth:`LedgerRecord.record_destroyed`: a
+        ``destroy`` history entry with ``revision`` and ``reason``, nothing live left).
+
+        Args:
+            name, env: the deployment.
+            revision: the Git revision modelops runs at, for the history entry.
+            reason: why or by what, for the history message (``modelops destroy``).
 
         Returns:
-            True when a record existed (and was removed), False when there was none.
+            True when a managed record existed (and is now destroyed), False when there
+            was none or it was already destroyed.
 
         Raises:
             LedgerError: (exit 2) the record is corrupt (it is left in place).
         """
         record = self.ledger.get(name, env)
-        if record is None:
+        if record is None or record.destroyed:
             return False
         pid = int(record.outputs.get("pid") or 0)
         server_id = record.outputs.get("server_id", "")
         if pid or server_id:
             stop_server(pid, server_id=server_id, grace_s=self.stop_grace_s)
-        self.ledger.delete(name, env)
+        record.record_destroyed(revision, reason)
+        self.ledger.put(record)
         return True
 
     def running(self, record: LedgerRecord) -> bool:

@@ -9,6 +9,17 @@ leaves a half-written record. Field names follow Flux's status conventions:
 A record that is not valid JSON, or that was written by a newer modelops
 (``schemaVersion`` above :data:`SCHEMA_VERSION`), is reported with
 :class:`LedgerError` and never overwritten silently.
+
+Destroying a deployment keeps its record and history, the audit trail of what was
+live and when (:meth:`LedgerRecord.record_destroyed`): the history gets a ``destroy``
+entry, the record's ``destroyed`` field says when, by whom and at which revision, and
+everything live (revisions, artifact, outputs, DesiredState, conditions) is cleared.
+:meth:`Ledger.all` leaves destroyed records out (so ``status``, orphan detection and
+``--prune`` see only what is live); :meth:`Ledger.get` still returns them, so
+``modelops history`` shows them and a later apply continues the same history (an
+``apply`` or ``rollback`` entry clears ``destroyed``). The ``destroyed`` field is
+additive: a modelops without it ignores the field and reads such a record as one that
+was never applied, so the schema version stays 1.
 """
 
 from __future__ import annotations
@@ -27,6 +38,9 @@ from reconciler.diagnostics import ModelopsError
 
 SCHEMA_VERSION = 1
 HISTORY_LIMIT = 100
+#: History actions that make a destroyed deployment managed again (they clear
+#: ``LedgerRecord.destroyed``); ``monitor`` and ``retrain`` entries do not.
+REVIVING_ACTIONS = ("apply", "rollback")
 
 
 class LedgerError(ModelopsError):
@@ -95,7 +109,13 @@ class LedgerRecord:
             that does not touch it cannot undo the rollback); any change to its spec or
             inputs in Git lifts the suspension.
         history: newest last; at most :data:`HISTORY_LIMIT` entries of
-            ``{"time", "actor", "action", "revision", "result", "message", "artifact"}``.
+            ``{"time", "actor", "action", "revision", "result", "message", "artifact"}``;
+            ``action`` is ``apply``, ``rollback``, ``destroy``, ``monitor`` or ``retrain``.
+        destroyed: ``{}`` while the deployment is managed; after a destroy
+            (:meth:`record_destroyed`): ``{"time", "actor", "revision",
+            "lastAppliedRevision", "artifact"}``: when and by whom, the Git revision
+            modelops ran at, and what was live until then. Cleared by the next
+            ``apply`` or ``rollback`` history entry (:data:`REVIVING_ACTIONS`).
     """
 
     name: str
@@ -115,6 +135,7 @@ class LedgerRecord:
     history: list = field(default_factory=list)
     lastAttemptedDigest: str = ""  # noqa: N815
     suspended: dict = field(default_factory=dict)
+    destroyed: dict = field(default_factory=dict)
     schemaVersion: int = SCHEMA_VERSION  # noqa: N815
 
     @property
@@ -137,7 +158,13 @@ class LedgerRecord:
     def add_history(
         self, action: str, revision: str, result: str, message: str = "", **extra: Any
     ) -> None:
-        """Append a history entry (who, when, what, revision, result), keeping the newest."""
+        """Append a history entry (who, when, what, revision, result), keeping the newest.
+
+        An ``apply`` or ``rollback`` entry (:data:`REVIVING_ACTIONS`), successful or
+        not, makes a destroyed record managed again: ``destroyed`` is cleared.
+        """
+        if action in REVIVING_ACTIONS:
+            self.destroyed = {}
         entry = {
             "time": now_iso(),
             "actor": actor(),
@@ -243,6 +270,46 @@ class LedgerRecord:
             )
         self.add_history(action, revision, "failed", message)
 
+    def record_destroyed(self, revision: str, reason: str = "") -> None:
+        """Record that the deployment was torn down, keeping the record and its history.
+
+        Appends a ``destroy`` history entry (time, actor, ``revision``, result
+        ``succeeded``, a message such as ``destroyed (modelops destroy); was live at
+        3f2a9c1d0e4b (fraud-detector:abc)``, plus the ``lastAppliedRevision`` and
+        ``artifact`` bento tag that were live), sets :attr:`destroyed` to ``{"time", "actor",
+        "revision", "lastAppliedRevision", "artifact"}`` and clears what described the
+        live deployment: revisions, digests, artifact, outputs, DesiredState, drift,
+        suspension, conditions and the failure count (so nothing reads as live, and a
+        later apply starts fresh). ``name``, ``environment``, ``platform`` and
+        ``specFile`` stay, as the last known values.
+
+        Args:
+            revision: the Git revision modelops ran at (``""`` outside a repository).
+            reason: why or by what (``modelops destroy``, ``spec deleted, --prune``), for
+                the history message.
+        """
+        was = self.lastAppliedRevision
+        tag = (self.artifact or {}).get("bento_tag", "")
+        live = f"was live at {was[:12]}" + (f" ({tag})" if tag else "") if was else "never applied"
+        message = f"destroyed ({reason}); {live}" if reason else f"destroyed; {live}"
+        self.add_history(
+            "destroy", revision, "succeeded", message, artifact=tag, lastAppliedRevision=was
+        )
+        entry = self.history[-1]
+        self.destroyed = {
+            "time": entry["time"],
+            "actor": entry["actor"],
+            "revision": revision,
+            "lastAppliedRevision": was,
+            "artifact": tag,
+        }
+        self.lastAppliedRevision = self.lastAttemptedRevision = self.lastGoodRevision = ""
+        self.inputsDigest = self.lastAttemptedDigest = ""
+        self.artifact, self.desiredState, self.outputs = {}, {}, {}
+        self.drift, self.suspended = {}, {}
+        self.conditions = []
+        self.failures = 0
+
     def to_dict(self) -> dict:
         """JSON-ready mapping of every field."""
         return asdict(self)
@@ -285,6 +352,10 @@ class Ledger:
 
     def get(self, name: str, env: str) -> LedgerRecord | None:
         """The record of ``name`` × ``env``, or ``None`` when none was written.
+
+        A destroyed record is returned too (``record.destroyed`` is set; nothing in it
+        is live): its history is what ``modelops history`` shows and what a later
+        apply continues.
 
         Raises:
             LedgerError: the file is corrupt or from a newer version.
@@ -329,15 +400,23 @@ class Ledger:
             raise
 
     def delete(self, name: str, env: str) -> bool:
-        """Remove a record; returns whether one existed."""
+        """Remove a record and its history; returns whether one existed.
+
+        ``modelops destroy`` does not use this: it keeps the history
+        (:meth:`LedgerRecord.record_destroyed`).
+        """
         try:
             self.path(name, env).unlink()
             return True
         except FileNotFoundError:
             return False
 
-    def all(self) -> list[LedgerRecord]:
-        """Every record, sorted by name then environment.
+    def all(self, *, include_destroyed: bool = False) -> list[LedgerRecord]:
+        """Every managed record, sorted by name then environment.
+
+        Destroyed records (``record.destroyed`` set) are left out unless
+        ``include_destroyed``: status, orphan detection, ``--prune`` and ``destroy``
+        work on what is live.
 
         Raises:
             LedgerError: any record is corrupt or from a newer version.
@@ -345,4 +424,6 @@ class Ledger:
         if not self.dir.is_dir():
             return []
         records = [r for p in sorted(self.dir.glob("*.json")) if (r := self._read(p))]
+        if not include_destroyed:
+            records = [r for r in records if not r.destroyed]
         return sorted(records, key=lambda r: (r.name, r.environment))
