@@ -20,6 +20,7 @@ import pandas as pd
 from reconciler.config import Config
 from reconciler.diagnostics import ModelopsError
 from reconciler.spec.model import Deployment
+from reconciler.spec.paths import S3_UNREACHABLE, check_path
 from reconciler.spec.validate import URI_SCHEMES, file_sha256
 
 CHUNK_ROWS = 50_000  # rows per predict call: bounds memory (~6 MB of float32 at 30 features)
@@ -49,17 +50,48 @@ class BatchResult:
         return dict(self.__dict__)
 
 
-def _local_path(config: Config, dep: Deployment, value: str, field: str) -> Path:
-    where = f"{dep.locate(field)}: {field}"
-    if value.startswith("s3://"):
-        raise BatchError(
-            f"{where}: {value} is on S3, which needs AWS credentials this run does not have; "
-            "give a repository path or --input/--output"
-        )
-    path = Path(value) if Path(value).is_absolute() else config.repo_path(value)
-    if path is None:
-        raise BatchError(f"{where}: {value!r} leaves the repository; use a path inside it")
-    return path
+def _local_path(
+    config: Config,
+    dep: Deployment,
+    value: str,
+    field: str,
+    *,
+    option: str | None = None,
+    must_exist: bool = False,
+    what: str = "file",
+) -> Path:
+    """The local file for ``value`` (:func:`reconciler.spec.paths.check_path`).
+
+    Args:
+        value: the spec's ``field``, or the command-line ``option`` when one is given.
+        field: the spec field (``spec.serving.batch.input``) named in messages.
+        option: ``--input``/``--output`` when the value came from the command line: then
+            an absolute path is accepted too (data outside the spec repository).
+        must_exist: the file must exist (input data, the model).
+        what: what the file is, for messages.
+
+    Raises:
+        BatchError: an ``s3://`` location (no credentials here), another URI, a path
+            leaving the repository, or a missing file (``must_exist``).
+    """
+    origin = option or f"{dep.locate(field)}: {field}"
+    if option:
+        valid = "a local path, relative to the repository root or absolute"
+    elif field == "spec.model.uri":
+        valid = "a repository path to the model file"
+    else:
+        valid = f"a repository path (or give --{field.rsplit('.', 1)[-1]} PATH)"
+    return check_path(
+        value,
+        config.root,
+        origin,
+        s3=S3_UNREACHABLE,
+        must_exist=must_exist,
+        what=what,
+        valid=valid,
+        allow_absolute=option is not None,
+        error=BatchError,
+    ).local
 
 
 def run_batch(
@@ -96,8 +128,18 @@ def run_batch(
             f"{dep.locate('spec.serving.batch')}: spec.serving.batch: batch inference needs "
             "an input and an output (serving.batch.input/output, or --input/--output)"
         )
-    in_path = _local_path(config, dep, src, "spec.serving.batch.input")
-    out_path = _local_path(config, dep, dst, "spec.serving.batch.output")
+    in_path = _local_path(
+        config,
+        dep,
+        src,
+        "spec.serving.batch.input",
+        option="--input" if input else None,
+        must_exist=True,
+        what="batch input",
+    )
+    out_path = _local_path(
+        config, dep, dst, "spec.serving.batch.output", option="--output" if output else None
+    )
     if out_path.suffix.lower() not in (".parquet", ".csv"):
         raise BatchError(f"output {dst}: expected a .parquet or .csv file name")
     uri = dep.get("spec.model.uri", "")
@@ -105,7 +147,7 @@ def run_batch(
         raise BatchError(
             f"{dep.locate('spec.model.uri')}: spec.model.uri: {uri} is not a file here"
         )
-    model_path = _local_path(config, dep, uri, "spec.model.uri")
+    model_path = _local_path(config, dep, uri, "spec.model.uri", must_exist=True, what="model file")
     want = dep.get("spec.model.sha256")
     if want and model_path.is_file() and file_sha256(model_path) != want:
         raise BatchError(f"{model_path}: digest does not match spec.model.sha256; not loading it")

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from reconciler.cli import EnvOption, app, console, err_console, get_config
 from reconciler.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
+from reconciler.monitor.retrain import MAX_REASON_CHARS, check_reason
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_all
 
@@ -165,7 +166,12 @@ def retrain_cmd(
     name: NameArg,
     env: EnvOption,
     reason: Annotated[
-        str, typer.Option("--reason", help="Why: manual, drift or schedule (recorded).")
+        str,
+        typer.Option(
+            "--reason",
+            help="Why: manual, drift, schedule or one line of text, at most "
+            f"{MAX_REASON_CHARS} characters (recorded in the ledger and the commit).",
+        ),
     ] = "manual",
     training_data: Annotated[
         str | None,
@@ -176,6 +182,7 @@ def retrain_cmd(
 ) -> None:
     """Run the spec's retraining command; propose a better model on a new Git branch."""
     _check_format(fmt)
+    reason = check_reason(reason)  # exit 2 before the specs are loaded or anything runs
     dep = _deployment(name, env)
     try:
         out = _retrain(dep, reason=reason, training_data=training_data, force=force, fmt=fmt)

@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unicodedata
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,6 +61,7 @@ from reconciler.config import Config
 from reconciler.diagnostics import ModelopsError
 from reconciler.gitops.ledger import Ledger, LedgerRecord
 from reconciler.spec.model import Deployment
+from reconciler.spec.paths import S3_UNREACHABLE, spec_path
 
 DEFAULT_TIMEOUT_S = 3600
 """Time-out of the retraining command when ``spec.retraining.timeout_s`` is unset (s)."""
@@ -77,6 +79,59 @@ SCORERS = {
     "neg_rmse": "neg_root_mean_squared_error",
 }
 """``spec.retraining.metric`` → scikit-learn scorer name (higher is better for all)."""
+MAX_REASON_CHARS = 500
+"""Longest ``--reason`` accepted (characters): one readable line in the commit message and
+the ledger history; longer text belongs in the pull request (number from review)."""
+
+
+def check_reason(reason: object) -> str:
+    """The ``--reason`` of a retraining run, checked; surrounding spaces are trimmed.
+
+    The reason is written into the proposal's commit message (``Reason: <reason>``), the
+    ledger history, ``candidate.json`` and ``MODELOPS_REASON``. A newline or other control
+    character could add forged lines (``Signed-off-by:``, ``Co-authored-by:`` trailers) to
+    the commit, and bidirectional-override or other invisible format characters could make
+    it read differently than it is, so only printable text is accepted
+    (:meth:`str.isprintable`: no Unicode categories Cc, Cf, Cs, Co, Cn, Zl, Zp, and no
+    spaces other than U+0020).
+
+    Args:
+        reason: the text given (``manual``, ``drift``, ``schedule``, or free text such as
+            ``ticket ML-123: new fraud pattern``).
+
+    Returns:
+        The reason without leading/trailing spaces.
+
+    Raises:
+        ModelopsError: (exit 2) not a string, empty or only spaces, a character that is
+            not printable (named with its code point and position), or longer than
+            :data:`MAX_REASON_CHARS` characters.
+    """
+    allowed = (
+        f"give one line of printable text, 1-{MAX_REASON_CHARS} characters (e.g. manual, "
+        "drift, schedule or 'ticket ML-123: new fraud pattern')"
+    )
+    if not isinstance(reason, str):
+        raise ModelopsError(f"--reason: expected text, got {type(reason).__name__}; {allowed}")
+    text = reason.strip(" ")
+    if not text.strip():
+        raise ModelopsError(f"--reason: empty (or only whitespace); {allowed}")
+    if len(text) > MAX_REASON_CHARS:
+        raise ModelopsError(f"--reason: {len(text)} characters is too long; {allowed}")
+    bad = next((i for i, ch in enumerate(text) if not ch.isprintable()), None)
+    if bad is not None:
+        char = text[bad]
+        kinds = {"Cc": "control", "Cf": "format", "Cs": "surrogate", "Co": "private-use"}
+        name = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}.get(char) or (
+            f"the character {unicodedata.name(char)}"
+            if unicodedata.name(char, "")
+            else f"a {kinds.get(unicodedata.category(char), 'unassigned')} character"
+        )
+        raise ModelopsError(
+            f"--reason: {name} (U+{ord(char):04X}) at character {bad + 1}; the reason goes "
+            f"into the commit message and the ledger as one line; {allowed}"
+        )
+    return text
 
 
 @dataclass
@@ -222,7 +277,8 @@ def run_retraining(
     Args:
         dep: the resolved deployment (``spec.retraining``, ``spec.model``).
         config: repository configuration (root, state directory).
-        reason: why (``manual``, ``drift``, ``schedule``); recorded and in the commit.
+        reason: why (``manual``, ``drift``, ``schedule`` or one line of free text,
+            :func:`check_reason`); recorded and in the commit.
         repo: a ``git.Repo`` of the spec repository (default: found from ``config.root``).
         training_data: a Parquet/CSV path passed as ``MODELOPS_TRAINING_DATA``.
         force: ignore the cooldown.
@@ -233,11 +289,14 @@ def run_retraining(
         ``skipped``), also recorded in the ledger history (action ``retrain``).
 
     Raises:
+        ModelopsError: (exit 2) a ``reason`` that :func:`check_reason` refuses; nothing is
+            run or recorded.
         RetrainError: (exit 2) no command or holdout, not a Git repository, the command
             fails, hangs past its time-out or produces no model, the holdout or a model
             cannot be read, the edited spec does not validate; recorded as ``failed``;
             nothing is committed.
     """
+    reason = check_reason(reason)  # before anything is recorded
     started = time.perf_counter()
     now = (now or datetime.now(UTC)).astimezone(UTC)
     result = RetrainResult(name=dep.name, env=dep.env, status="failed", reason=reason)
@@ -362,11 +421,20 @@ def _score(model, x, y, metric: str, what: str) -> float:
         ) from None
 
 
-def _data_path(dep: Deployment, config: Config, field: str) -> Path | None:
-    value = dep.get(field)
-    if not isinstance(value, str) or value.startswith("s3://"):
+def _reference_path(dep: Deployment, config: Config) -> Path | None:
+    """The local ``spec.monitoring.reference`` for ``MODELOPS_REFERENCE_DATA``, if any.
+
+    ``None`` when the spec has no reference or it is an ``s3://`` URI: the variable is
+    then not set and the retraining command reads its data from its own source.
+
+    Raises:
+        ModelopsError: a local reference that leaves the repository, or a malformed
+            ``s3://`` URI (:func:`reconciler.spec.paths.spec_path`).
+    """
+    field = "spec.monitoring.reference"
+    if dep.get(field) is None:
         return None
-    return config.repo_path(value)
+    return spec_path(dep, config, field, s3=True, what="reference data").local
 
 
 def _retrain(dep, config, result, reason, repo, training_data, now) -> None:
@@ -389,16 +457,16 @@ def _retrain(dep, config, result, reason, repo, training_data, now) -> None:
             "against the live model on a holdout set (Parquet/CSV with the features and "
             f"a {TARGET_COLUMN!r} column)"
         )
-    if holdout_value.startswith("s3://"):
-        raise ModelopsError(
-            f"{_where(dep, 'spec.retraining.holdout')}: {holdout_value} is on S3, which needs "
-            "AWS credentials and network access that are not available here"
-        )
-    holdout_path = config.repo_path(holdout_value)
-    if holdout_path is None:
-        raise ModelopsError(
-            f"{_where(dep, 'spec.retraining.holdout')}: {holdout_value!r} leaves the repository"
-        )
+    holdout_path = spec_path(
+        dep,
+        config,
+        "spec.retraining.holdout",
+        holdout_value,
+        s3=S3_UNREACHABLE,
+        must_exist=True,
+        what="holdout data",
+        valid="a repository path to a Parquet or CSV file (copy S3 data into the repository)",
+    ).local
     if dep.get("spec.model.framework", "sklearn") != "sklearn":
         raise ModelopsError(
             f"{_where(dep, 'spec.model.framework')}: retraining judges candidates with "
@@ -440,7 +508,7 @@ def _retrain(dep, config, result, reason, repo, training_data, now) -> None:
         MODELOPS_REASON=reason,
     )
     env.pop("MODELOPS_TRAINING_DATA", None)
-    ref = _data_path(dep, config, "spec.monitoring.reference")
+    ref = _reference_path(dep, config)
     if ref is not None:
         env["MODELOPS_REFERENCE_DATA"] = str(ref)
     if training_data:
@@ -465,7 +533,9 @@ def _retrain(dep, config, result, reason, repo, training_data, now) -> None:
     result.holdout_rows = len(holdout)
     result.candidate_score = round(_score(candidate, x, y, metric, "candidate"), 6)
     result.live_score = round(_score(live, x, y, metric, "live"), 6)
-    live_sha = dep.get("spec.model.sha256") or file_sha256(config.repo_path(uri))
+    live_sha = dep.get("spec.model.sha256") or file_sha256(
+        spec_path(dep, config, "spec.model.uri", must_exist=True, what="model file").local
+    )
     better = result.candidate_score >= result.live_score
     compare = (
         f"{metric} on {holdout_value} ({len(holdout)} rows): candidate "
@@ -519,8 +589,14 @@ def _new_model_path(dep: Deployment, config: Config, sha: str) -> str:
     stem = re.sub(r"-[0-9a-f]{12}$", "", stem)  # model-<old digest> -> model
     filename = f"{stem}-{sha[:12]}{suffix}"
     if isinstance(out, str):
-        if config.repo_path(out) is None:
-            raise ModelopsError(f"{_where(dep, 'spec.retraining.output')}: leaves the repository")
+        spec_path(
+            dep,
+            config,
+            "spec.retraining.output",
+            out,
+            valid="a directory relative to the repository root that stays inside it (the "
+            "proposed model is committed there)",
+        )
         return (Path(out) / filename).as_posix()
     if uri.startswith(URI_SCHEMES):
         raise ModelopsError(

@@ -1,0 +1,222 @@
+"""Paths written in specs: a repository-relative path or an ``s3://`` URI, checked once.
+
+Every field of a spec that names data or a model (``spec.model.uri``,
+``spec.monitoring.reference``, ``spec.monitoring.capture.sink``,
+``spec.retraining.holdout``/``output``, ``spec.serving.batch.input``/``output``) holds
+either
+
+* a path relative to the repository root (``config.root``) that stays inside it after
+  ``..`` and symbolic links are resolved: a spec must not make modelops read or write
+  files elsewhere on the machine (DESIGN.md, security model: the spec repository is the
+  only input); or
+* an ``s3://<bucket>/<key>`` URI, where the field allows one.
+
+:func:`check_path` applies that rule and raises one error whose message names the spec
+file, line and column of the field, the field, the value, what is wrong and what would
+be valid; :func:`spec_path` is the same for the field of a resolved deployment. Callers
+choose the exception class (``BuildError``, ``MonitorInputError``...), so the exit code
+and the ``except`` clauses around them stay as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from reconciler.build.capture import S3_FORM, s3_uri_problem
+from reconciler.diagnostics import ModelopsError
+
+if TYPE_CHECKING:
+    from reconciler.config import Config
+    from reconciler.spec.model import Deployment
+
+S3_UNREACHABLE = (
+    "it is on S3, which needs AWS credentials and network access that are not available here"
+)
+"""Refusal reason for ``s3=`` where the data would have to be downloaded by this process."""
+
+_URI_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):/")
+"""A URI scheme followed by ``/`` (``s3://``, ``gs://``, ``https://``, ``models:/``)."""
+
+
+class SpecPathError(ModelopsError):
+    """A path in a spec is not valid (the default error of :func:`check_path`); exit 2."""
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    """A parsed ``s3://`` URI.
+
+    Attributes:
+        bucket: the bucket name (valid by the AWS naming rules).
+        key: the object key or prefix, without the leading ``/``; ``""`` for the whole
+            bucket.
+    """
+
+    bucket: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
+class SpecPath:
+    """A checked spec path: exactly one of ``local`` and ``s3`` is set.
+
+    Attributes:
+        value: the value as written in the spec (or on the command line).
+        local: the absolute path with ``..`` and symbolic links resolved (inside the
+            repository unless ``allow_absolute`` accepted an absolute path), or ``None``.
+        s3: the parsed URI when the value is an accepted ``s3://`` URI, else ``None``.
+    """
+
+    value: str
+    local: Path | None = None
+    s3: S3Uri | None = None
+
+
+def parse_s3_uri(value: str) -> S3Uri:
+    """Split ``s3://<bucket>/<key>`` and check it (the rules are
+    :func:`reconciler.build.capture.s3_uri_problem`, shared with the serving runtime that
+    writes to the sink).
+
+    Args:
+        value: a string starting with ``s3://``.
+
+    Returns:
+        The :class:`S3Uri`.
+
+    Raises:
+        ValueError: the message says what is wrong: no bucket (``s3://``, ``s3:///key``),
+            a bucket name against the AWS naming rules, an IP address, or a ``.``/``..``
+            segment in the key.
+    """
+    problem = s3_uri_problem(value)
+    if problem:
+        raise ValueError(problem)
+    bucket, _, key = value[len("s3://") :].partition("/")
+    return S3Uri(bucket, key)
+
+
+def check_path(
+    value: object,
+    root: Path,
+    where: str,
+    *,
+    s3: bool | str = False,
+    must_exist: bool = False,
+    kind: str = "file",
+    what: str = "file",
+    valid: str = "",
+    allow_absolute: bool = False,
+    error: type[ModelopsError] = SpecPathError,
+) -> SpecPath:
+    """Check one path from a spec (or the command line) and resolve it.
+
+    Args:
+        value: the value as written; anything but a non-empty string is refused.
+        root: the repository root (``config.root``); relative paths are relative to it.
+        where: what to name in messages, normally ``"<file>:<line>:<col>: <field>"``
+            (:func:`spec_path` builds it), or an option name such as ``"--input"``.
+        s3: ``True`` accepts ``s3://`` URIs (checked by :func:`parse_s3_uri`); a string
+            refuses them with that reason (e.g. :data:`S3_UNREACHABLE`); ``False``
+            refuses them as "not supported here".
+        must_exist: the local path must exist (as ``kind``).
+        kind: ``"file"`` or ``"dir"``: what must exist when ``must_exist``.
+        what: what the path is, for messages (``"model file"``, ``"reference data"``).
+        valid: what would be valid, for messages; default "a path relative to the
+            repository root that stays inside it" (plus "or an s3:// URI" when accepted).
+        allow_absolute: accept an absolute path as it is (only for paths given on the
+            command line; a spec's paths are always repository-relative).
+        error: the exception class to raise (a :class:`ModelopsError`, exit code 2).
+
+    Returns:
+        A :class:`SpecPath` with ``local`` (absolute, resolved) or ``s3`` set.
+
+    Raises:
+        error: the value is not a non-empty string; a URI of another scheme; an ``s3://``
+            URI where refused, or malformed (no bucket, bad bucket name, ``..`` in the
+            key); an absolute path; a path whose ``..`` climbs above the root; a path
+            that resolves outside the root through a symbolic link; a missing path or
+            one of the wrong kind (with ``must_exist``). The message is
+            ``"<where>: <value and what is wrong>; expected <what would be valid>"``.
+    """
+    if not valid:
+        valid = "a path relative to the repository root that stays inside it"
+        if s3 is True:
+            valid += f", or an {S3_FORM}"
+
+    def fail(problem: str, hint: str = "") -> ModelopsError:
+        return error(f"{where}: {problem}; {hint or 'expected ' + valid}")
+
+    if not isinstance(value, str) or not value:
+        raise fail("not set" if value in (None, "") else f"{value!r} is not a path")
+    if value[:3].lower() == "s3:":  # also s3:/x and S3://x, which are not valid URIs
+        if s3 is not True:
+            raise fail(f"{value!r}: {s3 if s3 else 'S3 URIs are not supported here'}")
+        try:
+            return SpecPath(value, s3=parse_s3_uri(value))
+        except ValueError as exc:
+            raise fail(f"{value!r} is not a valid S3 URI: {exc}") from None
+    if scheme := _URI_RE.match(value):
+        raise fail(f"{value!r}: {scheme.group(1)}: URIs are not supported here")
+    if "\0" in value:
+        raise fail(f"{value!r} contains a NUL character")
+    root = Path(root).resolve()
+    if Path(value).is_absolute():
+        if not allow_absolute:
+            raise fail(f"{value!r} is an absolute path, which leaves the repository")
+        lexical = Path(value)
+    else:
+        if os.path.normpath(value).split(os.sep)[0] == "..":
+            raise fail(f"{value!r} leaves the repository (its '..' climbs above the root)")
+        lexical = root / value
+    try:
+        path = lexical.resolve()
+    except (OSError, RuntimeError) as exc:  # a symbolic link loop
+        raise fail(f"{value!r} cannot be resolved ({exc})") from None
+    if not (allow_absolute and Path(value).is_absolute()) and not path.is_relative_to(root):
+        raise fail(
+            f"{value!r} leaves the repository (a symbolic link on the way resolves it to {path})"
+        )
+    if must_exist:
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        noun = "directory" if kind == "dir" else "file"
+        hint = f"expected an existing {noun}, relative to the repository root {root}"
+        if not path.exists():
+            also = f" ({shown} does not exist)" if str(shown) != value else ""
+            raise fail(f"{what} {value} not found{also}", hint)
+        if kind == "file" and not path.is_file():
+            raise fail(f"{what} {value} is not a file ({shown})", hint)
+        if kind == "dir" and not path.is_dir():
+            raise fail(f"{what} {value} is not a directory ({shown})", hint)
+    return SpecPath(value, local=path)
+
+
+def spec_path(
+    dep: Deployment, config: Config, field: str, value: object = None, **options
+) -> SpecPath:
+    """:func:`check_path` for the field ``field`` of a resolved deployment.
+
+    Args:
+        dep: a :class:`reconciler.spec.model.Deployment`; its spec file, line and column
+            of ``field`` (overlay-aware, :meth:`Deployment.locate`) start every message.
+        config: the repository configuration (``config.root``).
+        field: the dotted field (``spec.monitoring.reference``).
+        value: the value to check; default ``dep.get(field)``.
+        **options: the keyword options of :func:`check_path` (``s3``, ``must_exist``,
+            ``kind``, ``what``, ``valid``, ``error``).
+
+    Returns:
+        A :class:`SpecPath`.
+
+    Raises:
+        SpecPathError: (or the ``error`` class given) as :func:`check_path`.
+    """
+    if value is None:
+        value = dep.get(field)
+    return check_path(value, config.root, f"{dep.locate(field)}: {field}", **options)
