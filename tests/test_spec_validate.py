@@ -51,6 +51,8 @@ def test_examples_are_valid_and_resolve_every_environment(spec_repo):
             "spec.serving.batching.max_batch_size",
             "expected integer, got str",
         ),
+        ("access_log: false", 'access_log: "no"', "spec.serving.access_log", "boolean"),
+        ("workers: 2", "workers: 0", "spec.serving.workers", "at least 1"),
         ("  serving:\n", "  servng: {}\n  serving:\n", "spec.servng", "unknown field 'servng'"),
         ("cpu: 500m", "cpu: 2 cores", "spec.target.resources.requests.cpu", "CPU quantity"),
         ("memory: 2Gi", "memory: -1Gi", "spec.target.resources.limits.memory", "memory quantity"),
@@ -146,6 +148,12 @@ def test_overlay_values_are_validated_and_located_in_the_overlay(spec_repo):
             "not found",
         ),
         ("cpu: 500m", "cpu: '4'", "spec.target.resources.requests.cpu", "above limit"),
+        (
+            "sink: .modelops/capture",
+            "sink: s3://My_Bucket/capture",
+            "spec.monitoring.capture.sink",
+            "is not a valid S3 URI",
+        ),
     ],
 )
 def test_semantic_errors(spec_repo, old, new, field, needle):

@@ -181,7 +181,7 @@ def _model_path(dep: Deployment, config: Config) -> tuple[Path, str]:
 
     Raises:
         BuildError: missing uri, unsupported scheme (s3://, MLflow), path leaving the
-            repository, file missing.
+            repository, file missing (:func:`reconciler.spec.paths.spec_path`).
     """
     uri = dep.get("spec.model.uri")
     field = "spec.model.uri"
@@ -191,18 +191,25 @@ def _model_path(dep: Deployment, config: Config) -> tuple[Path, str]:
     if uri.startswith("bentoml:"):
         path = _store_model_file(dep, config, uri)
         return path, f"{uri} ({path.name})"
-    for prefix, what in (("s3://", "S3 model URIs"), ("models:/", "MLflow model URIs")):
-        if uri.startswith(prefix):
-            raise BuildError(
-                f"{pos}: {field}: {what} are not supported by the build yet ({uri!r}); "
-                "use a repository path to the model file or bentoml:<tag>"
-            )
-    path = config.repo_path(uri)
-    if path is None:
-        raise BuildError(f"{pos}: {field}: {uri!r} leaves the repository; use a path inside it")
-    if not path.is_file():
-        raise BuildError(f"{pos}: {field}: model file {uri} does not exist")
-    return path, uri
+    if uri.startswith("models:/"):
+        raise BuildError(
+            f"{pos}: {field}: MLflow model URIs are not supported by the build yet ({uri!r}); "
+            "use a repository path to the model file or bentoml:<tag>"
+        )
+    from reconciler.spec.paths import spec_path
+
+    checked = spec_path(
+        dep,
+        config,
+        field,
+        uri,
+        s3="S3 model URIs are not supported by the build yet",
+        must_exist=True,
+        what="model file",
+        valid="a repository path to the model file, or bentoml:<tag>",
+        error=BuildError,
+    )
+    return checked.local, uri
 
 
 def _batching(dep: Deployment) -> dict:
@@ -379,6 +386,10 @@ def _packages(inputs: dict, cfg: dict) -> list[str]:
         import pyarrow
 
         pkgs.append(f"pyarrow=={pyarrow.__version__}")
+    if cfg["capture"] and str(cfg["capture"].get("sink", "")).startswith("s3://"):
+        import boto3  # the service uploads captured files (modelops_runtime.capture)
+
+        pkgs.append(f"boto3=={boto3.__version__}")
     return sorted(pkgs)
 
 

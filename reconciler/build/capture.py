@@ -24,9 +24,14 @@ date; ``n`` counts files written by this process; a file is closed after
 ``max_records`` records or at the day boundary). ``format: parquet`` writes
 ``capture-<pid>-<n>.parquet`` with the same columns, ``inputs``/``outputs`` as JSON text.
 
-``s3://`` sinks are not uploaded by the service: records are spooled locally under
-``<spool>/<bucket>/<prefix>/...`` with the same layout, and shipping them to S3 is the
-job of a sidecar or the monitoring job (named honestly in the build report).
+``s3://bucket/prefix`` sinks: records are written to a local spool
+(``<spool>/<bucket>/<prefix>/...``, same layout) and every closed file is uploaded by
+:class:`CaptureShipper` to ``s3://bucket/prefix/<deployment>/<env>/<day>/<file>`` (boto3,
+the standard AWS credential chain of the container: IRSA on Kubernetes, the execution
+role on SageMaker), then deleted locally. For S3 sinks a JSON Lines file is closed after
+``max_file_age_s`` (60 s in the service), so records reach S3 within about a minute at
+any traffic level. A failed upload keeps the file and is retried; files a previous
+process left in the spool are shipped at start.
 
 The request path only does ``random.random() < sample_rate`` and a non-blocking
 ``queue.put_nowait``; a full queue drops the record and counts it (``dropped``).
@@ -40,8 +45,10 @@ import json
 import os
 import queue
 import random
+import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +86,179 @@ def resolve_sink(sink: str, root: str | os.PathLike | None = None) -> tuple[Path
     ``MODELOPS_REPO_ROOT``, else the working directory). ``s3://bucket/prefix`` maps to
     ``<spool>/bucket/prefix`` where spool is env ``MODELOPS_CAPTURE_SPOOL`` or
     ``<root>/.modelops/capture-spool``.
+
+    Raises:
+        ValueError: a malformed ``s3://`` URI (see :func:`parse_s3_uri`).
     """
     base = Path(root or os.environ.get("MODELOPS_REPO_ROOT") or os.getcwd())
-    if sink.startswith("s3://"):
+    if sink.startswith("s3:"):
+        bucket, key = parse_s3_uri(sink)
         spool = Path(os.environ.get("MODELOPS_CAPTURE_SPOOL") or base / ".modelops/capture-spool")
-        return spool / sink[len("s3://") :].strip("/"), True
+        return (spool / bucket / key if key else spool / bucket), True
     path = Path(sink)
     return (path if path.is_absolute() else base / path), False
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+_CAPTURE_FILE = re.compile(r"^capture-(\d+)-\d+\.(jsonl|parquet)$")
+
+S3_FORM = (
+    "s3://<bucket>/<key> with a bucket name of 3-63 lowercase letters, digits, dots and "
+    "hyphens that starts and ends with a letter or digit"
+)
+"""What a valid S3 URI looks like, for messages (AWS S3 User Guide, "General purpose
+bucket naming rules")."""
+
+
+def s3_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` is not a usable ``s3://<bucket>/<key>`` URI, or None when it is.
+
+    Rules: the ``s3://`` scheme (lower case); a bucket name by the AWS naming rules
+    (3-63 characters of lowercase letters, digits, dots and hyphens, starting and ending
+    with a letter or digit, no ``..``, not an IP address); no ``.``/``..`` segment in the
+    key (the key becomes a local spool path, which must not leave the spool).
+    """
+    if not uri.startswith("s3://"):
+        return "it does not start with s3://"
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket:
+        return "it names no bucket"
+    if _IPV4.fullmatch(bucket):
+        return f"{bucket!r} is an IP address, not an S3 bucket name"
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        return f"{bucket!r} is not a valid S3 bucket name"
+    if any(part in (".", "..") for part in key.split("/")):
+        return f"the key {key!r} has a '.' or '..' segment"
+    return None
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix/`` → ``("bucket", "some/prefix")``.
+
+    Raises:
+        ValueError: the URI breaks a rule of :func:`s3_uri_problem`; the message says
+            which, and what a valid URI looks like.
+    """
+    problem = s3_uri_problem(uri)
+    if problem:
+        raise ValueError(f"{uri!r} is not a valid S3 URI: {problem}; expected {S3_FORM}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key.strip("/")
+
+
+class CaptureShipper:
+    """Uploads closed capture files from the local spool to S3 (one daemon thread).
+
+    Args:
+        spool: the local directory the writer writes under for this sink
+            (:func:`resolve_sink`: ``<spool>/<bucket>/<prefix>``).
+        uri: the sink, ``s3://bucket/prefix``.
+        retry_s: seconds between retries of failed uploads.
+        client: an S3 client (default: ``boto3.client("s3")`` made on the thread).
+
+    Attributes:
+        shipped: files uploaded (and deleted locally); errors, last_error: failed
+            attempts and the last failure (``/metadata`` shows them).
+
+    A file's key is ``<prefix>/<path relative to spool>``, so S3 holds the same
+    ``<deployment>/<env>/<YYYY-MM-DD>/capture-<pid>-<n>.<ext>`` layout the monitoring job
+    reads. Raises nothing: capture must never take serving down.
+    """
+
+    def __init__(
+        self,
+        spool: str | os.PathLike,
+        uri: str,
+        retry_s: float = 30.0,
+        client: Any = None,
+    ) -> None:
+        self.spool = Path(spool)
+        self.bucket, self.prefix = parse_s3_uri(uri)
+        self.retry_s = retry_s
+        self.shipped = 0
+        self.errors = 0
+        self.last_error = ""
+        self._client = client
+        self._queue: queue.Queue = queue.Queue()
+        self._failed: list[Path] = []
+        for path in self._leftovers():
+            self._queue.put(path)
+        self._thread = threading.Thread(target=self._run, name="modelops-ship", daemon=True)
+        self._thread.start()
+
+    def ship(self, path: str | os.PathLike) -> None:
+        """Queue a closed capture file for upload (called by :class:`CaptureWriter`)."""
+        self._queue.put(Path(path))
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Upload what is queued (and retry failures once), then stop; waits at most
+        ``timeout_s`` seconds. Files that could not be uploaded stay in the spool."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout_s)
+
+    def key_for(self, path: Path) -> str:
+        """The S3 key of a spooled file (``<prefix>/<deployment>/<env>/<day>/<file>``)."""
+        rel = path.relative_to(self.spool).as_posix()
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    def _leftovers(self) -> list[Path]:
+        """Capture files in the spool written by processes that are gone."""
+        out = []
+        if not self.spool.is_dir():
+            return out
+        for path in sorted(self.spool.rglob("capture-*")):
+            match = _CAPTURE_FILE.match(path.name)
+            if match and path.is_file() and not _alive(int(match.group(1))):
+                out.append(path)
+        return out
+
+    def _upload(self, path: Path) -> bool:
+        try:
+            if self._client is None:
+                import boto3
+
+                self._client = boto3.client("s3")
+            self._client.upload_file(str(path), self.bucket, self.key_for(path))
+            path.unlink()
+            self.shipped += 1
+            return True
+        except FileNotFoundError:
+            return True  # removed under us (retention clean-up): nothing to ship
+        except Exception as exc:  # noqa: BLE001 - counted, retried, never raised
+            self.errors += 1
+            where = f"s3://{self.bucket}/{self.key_for(path)}"
+            self.last_error = f"{where}: {type(exc).__name__}: {exc}"
+            return False
+
+    def _run(self) -> None:
+        last_retry = time.monotonic()
+        while True:
+            try:
+                item = self._queue.get(timeout=self.retry_s)
+            except queue.Empty:
+                item = None
+            stopping = item is _STOP
+            if isinstance(item, Path) and not self._upload(item):
+                self._failed.append(item)
+            if self._failed and (stopping or time.monotonic() - last_retry >= self.retry_s):
+                last_retry = time.monotonic()
+                self._failed = [p for p in self._failed if not self._upload(p)]
+            if stopping:
+                return
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a capture file's writer may still append to it)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class CaptureWriter:
@@ -103,6 +276,10 @@ class CaptureWriter:
             (seconds).
         parquet_flush_s: a Parquet file is written once ``max_records`` records are
             pending or the oldest pending record is this old (seconds), and on close.
+        max_file_age_s: a JSON Lines file is closed once it is this old (seconds), even
+            when idle; None keeps it open until ``max_records`` or the day boundary.
+        on_close: called with the path of every file once it is complete (closed JSON
+            Lines file, written Parquet file), e.g. :meth:`CaptureShipper.ship`.
     """
 
     def __init__(
@@ -118,6 +295,8 @@ class CaptureWriter:
         queue_size: int = 10000,
         flush_interval_s: float = 1.0,
         parquet_flush_s: float = 60.0,
+        max_file_age_s: float | None = None,
+        on_close: Callable[[Path], None] | None = None,
     ) -> None:
         self.base = Path(directory) / deployment / env
         self.sample_rate = float(sample_rate)
@@ -127,6 +306,8 @@ class CaptureWriter:
         self.max_records = max_records
         self.flush_interval_s = flush_interval_s
         self.parquet_flush_s = parquet_flush_s
+        self.max_file_age_s = max_file_age_s
+        self.on_close = on_close
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.dropped = 0
         self.written = 0
@@ -199,6 +380,7 @@ class CaptureWriter:
         count = 0
         pending: list[dict] = []  # parquet: records not yet written
         pending_since = 0.0
+        opened_at = 0.0
         while True:
             try:
                 item = self.queue.get(timeout=self.flush_interval_s)
@@ -207,9 +389,15 @@ class CaptureWriter:
             if item is _STOP:
                 break
             try:
-                if item is None:  # idle: flush what is open
+                if item is None:  # idle: flush what is open, close it when old enough
                     if handle is not None:
                         handle.flush()
+                        if (
+                            self.max_file_age_s is not None
+                            and time.monotonic() - opened_at >= self.max_file_age_s
+                        ):
+                            self._finish(handle)
+                            handle = None
                     if pending and time.monotonic() - pending_since >= self.parquet_flush_s:
                         self._write_parquet(pending, day)
                         pending = []
@@ -238,11 +426,16 @@ class CaptureWriter:
                     or rec_day != day
                     or count >= self.max_records
                     or not os.path.exists(handle.name)
+                    or (
+                        self.max_file_age_s is not None
+                        and time.monotonic() - opened_at >= self.max_file_age_s
+                    )
                 ):
                     if handle is not None:
-                        handle.close()
+                        self._finish(handle)
                     day, count = rec_day, 0
                     handle = open(self._new_path(day), "a", encoding="utf-8")  # noqa: SIM115
+                    opened_at = time.monotonic()
                 handle.write(json.dumps(record, separators=(",", ":")) + "\n")
                 count += 1
                 self.written += 1
@@ -258,7 +451,13 @@ class CaptureWriter:
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
         if handle is not None:
-            handle.close()
+            self._finish(handle)
+
+    def _finish(self, handle) -> None:
+        """Close a JSON Lines file and hand it to ``on_close`` (unless it was removed)."""
+        handle.close()
+        if self.on_close is not None and os.path.exists(handle.name):
+            self.on_close(Path(handle.name))
 
     def _write_parquet(self, records: list[dict], day: str) -> None:
         import pyarrow as pa
@@ -272,5 +471,8 @@ class CaptureWriter:
             "inputs": [json.dumps(r["inputs"]) for r in records],
             "outputs": [json.dumps(r["outputs"]) for r in records],
         }
-        pq.write_table(pa.table(cols), self._new_path(day))
+        path = self._new_path(day)
+        pq.write_table(pa.table(cols), path)
+        if self.on_close is not None:
+            self.on_close(path)
         self.written += len(records)

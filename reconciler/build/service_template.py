@@ -32,7 +32,8 @@ parsed, never longer than ``max_latency_ms``; nothing is shed). Its docstring gi
 measurement that ruled out routing through BentoML's own dispatcher.
 
 Traffic capture (``monitoring.capture``) runs on a background thread
-(``modelops_runtime.capture``); the request path only samples and enqueues.
+(``modelops_runtime.capture``); the request path only samples and enqueues. For an
+``s3://`` sink a second thread uploads each closed file (``CaptureShipper``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ SIGNATURE = request.Signature(CONFIG["signature"]["inputs"])
 # worker count can be overridden at serve time, so this holds for one worker too: a
 # reconnect every 32 requests costs about 5 us per request.)
 REQUESTS_PER_CONNECTION = 32
+# s3:// capture sinks: a JSON Lines file is closed and uploaded once it is this old
+# (seconds), so the monitoring job sees records within about a minute at any traffic.
+S3_FILE_AGE_S = float(os.environ.get("MODELOPS_CAPTURE_FILE_AGE_S", "60"))
 
 
 def _build_revision() -> str:
@@ -210,6 +214,11 @@ async def metadata(req: Request) -> JSONResponse:
             "errors": writer.errors,
             "last_error": writer.last_error,
         }
+        shipper = getattr(svc, "shipper", None)
+        if shipper is not None:  # s3:// sink
+            info["capture_stats"]["shipped"] = shipper.shipped
+            info["capture_stats"]["ship_errors"] = shipper.errors
+            info["capture_stats"]["last_ship_error"] = shipper.last_error
     return JSONResponse(info)
 
 
@@ -291,9 +300,12 @@ class ModelService:
                 self._infer_in_thread, BATCHING["max_batch_size"], BATCHING["max_latency_ms"]
             )
         self.capture = None
+        self.shipper = None
         cap = CONFIG.get("capture")
         if cap:
-            directory, _spooled = capture.resolve_sink(cap["sink"])
+            directory, spooled = capture.resolve_sink(cap["sink"])
+            if spooled:  # s3:// sink: closed files go to S3 (see modelops_runtime.capture)
+                self.shipper = capture.CaptureShipper(directory, cap["sink"])
             names = SIGNATURE.names
             sensitive = set(CONFIG.get("sensitive_fields") or [])
             self.capture = capture.CaptureWriter(
@@ -304,6 +316,8 @@ class ModelService:
                 fmt=cap.get("format", "jsonl"),
                 redact=cap.get("redact", "none"),
                 sensitive_idx=[i for i, n in enumerate(names) if n in sensitive],
+                max_file_age_s=S3_FILE_AGE_S if spooled else None,
+                on_close=self.shipper.ship if self.shipper is not None else None,
             )
         # Everything loaded so far (BentoML, the framework, the model) lives as long as
         # the worker: move it out of the collector's generations so that full collections
@@ -317,6 +331,8 @@ class ModelService:
     def _flush_capture(self) -> None:
         if self.capture is not None:
             self.capture.close()
+        if self.shipper is not None:
+            self.shipper.close()
 
     @bentoml.api(**_INFER)
     def infer(self, inputs: np.ndarray) -> np.ndarray:

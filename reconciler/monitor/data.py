@@ -11,10 +11,12 @@
   directories that overlap the window are listed, only ``timestamp``/``inputs``/
   ``outputs`` are parsed, with Arrow's multi-threaded JSON reader; on any parse error
   the file is re-read line by line to name the first bad line and field.
-* ``s3://`` locations need AWS credentials and network access, which this machine does
-  not have; an ``s3://`` capture sink is read from the local spool the service writes
-  to (``MODELOPS_CAPTURE_SPOOL``, default ``.modelops/capture-spool``) when it holds
-  files, otherwise the job stops with a message saying so.
+* An ``s3://`` capture sink: the files the service uploaded are listed for the window's
+  days and downloaded into ``<state_dir>/capture-cache`` (``reconciler.monitor.s3``,
+  boto3 with the standard AWS credential chain), together with files still in the local
+  spool (``MODELOPS_CAPTURE_SPOOL``, default ``.modelops/capture-spool``). When S3
+  cannot be read (no credentials or network), the job says so in its notes and reads
+  the spool only; with nothing there either it stops with the empty-window message.
 
 Every problem is a :class:`MonitorInputError` naming the file (and line) and the spec
 field, and saying what would be valid.
@@ -33,6 +35,7 @@ import pandas as pd
 from reconciler.config import Config
 from reconciler.diagnostics import ModelopsError
 from reconciler.spec.model import Deployment
+from reconciler.spec.paths import S3_UNREACHABLE, spec_path
 
 NUMERIC_DTYPES = ("float32", "float64", "int32", "int64")
 
@@ -206,7 +209,8 @@ def reference_path(dep: Deployment, config: Config) -> tuple[Path, str]:
     """The local path of ``spec.monitoring.reference`` and its origin for messages.
 
     Raises:
-        MonitorInputError: not set, ``s3://`` (not reachable here), or outside the repo.
+        MonitorInputError: not set, ``s3://`` (not reachable here), outside the repo or
+            missing (:func:`reconciler.spec.paths.spec_path`).
     """
     field_ = "spec.monitoring.reference"
     value = dep.get(field_)
@@ -216,15 +220,18 @@ def reference_path(dep: Deployment, config: Config) -> tuple[Path, str]:
             f"{_where(dep, 'spec.monitoring')}.reference: not set; drift needs reference data "
             "(a Parquet or CSV file of the training features)"
         )
-    if value.startswith("s3://"):
-        raise MonitorInputError(
-            f"{origin}: {value} is on S3, which needs AWS credentials and network access that "
-            "are not available here; copy it into the repository (a Parquet or CSV path)"
-        )
-    path = config.repo_path(value)
-    if path is None:
-        raise MonitorInputError(f"{origin}: {value!r} leaves the repository; use a path inside it")
-    return path, origin
+    checked = spec_path(
+        dep,
+        config,
+        field_,
+        value,
+        s3=S3_UNREACHABLE,
+        must_exist=True,
+        what="reference data",
+        valid="a repository path to a Parquet or CSV file (copy S3 data into the repository)",
+        error=MonitorInputError,
+    )
+    return checked.local, origin
 
 
 # -- captured traffic -------------------------------------------------------------------
@@ -261,7 +268,8 @@ def capture_dir(dep: Deployment, config: Config) -> tuple[Path, list[str]]:
     local spool of the serving runtime (``reconciler.build.capture.resolve_sink``).
 
     Raises:
-        MonitorInputError: no sink configured, or a local sink outside the repository.
+        MonitorInputError: no sink configured, a local sink outside the repository, or a
+            malformed ``s3://`` URI (:func:`reconciler.spec.paths.spec_path`).
     """
     from reconciler.build.capture import resolve_sink
 
@@ -273,19 +281,34 @@ def capture_dir(dep: Deployment, config: Config) -> tuple[Path, list[str]]:
             "captured traffic from the sink (or give --current PATH)"
         )
     notes = []
-    if sink.startswith("s3://"):
+    checked = spec_path(dep, config, field_, sink, s3=True, error=MonitorInputError)
+    if checked.s3 is not None:
         base, _ = resolve_sink(sink, config.root)
-        notes.append(
-            f"capture sink {sink} is on S3 (needs AWS credentials, not reachable here); "
-            f"read the local spool {config.rel(base)}"
-        )
     else:
-        base = config.repo_path(sink)
-        if base is None:
-            raise MonitorInputError(
-                f"{_where(dep, field_)}: {sink!r} leaves the repository; use a path inside it"
-            )
+        base = checked.local
     return base / dep.name / dep.env, notes
+
+
+def _s3_capture_files(
+    dep: Deployment, config: Config, sink: str, days: list[str], ext: str, spooled: list[Path]
+) -> tuple[list[Path], list[str]]:
+    """Capture files of an ``s3://`` sink: those on S3 (downloaded into
+    ``<state_dir>/capture-cache``) plus those still in the local spool, once each by name.
+    """
+    from reconciler.build.capture import parse_s3_uri
+    from reconciler.monitor.s3 import fetch_capture
+
+    bucket, key = parse_s3_uri(sink)
+    cache = config.state_dir / "capture-cache" / bucket / key / dep.name / dep.env
+    fetched, problem = fetch_capture(sink, dep.name, dep.env, days, ext, cache)
+    if problem:
+        notes = [f"{problem}; read only the local spool ({len(spooled)} file(s))"]
+    else:
+        notes = [f"read {len(fetched)} capture file(s) from {sink.rstrip('/')}/{dep.name}/"]
+    by_name = {p.name: p for p in fetched}
+    for path in spooled:  # not uploaded yet
+        by_name.setdefault(path.name, path)
+    return sorted(by_name.values(), key=lambda p: (p.parent.name, p.name)), notes
 
 
 def _window_days(start: datetime, end: datetime) -> list[str]:
@@ -317,9 +340,12 @@ def load_capture(
     ext = "parquet" if fmt == "parquet" else "jsonl"
     days = _window_days(start, end)
     files = [f for d in days for f in sorted((directory / d).glob(f"capture-*.{ext}"))]
+    sink = dep.get("spec.monitoring.capture.sink")
+    if sink.startswith("s3://"):
+        files, s3_notes = _s3_capture_files(dep, config, sink, days, ext, files)
+        notes.extend(s3_notes)
     span = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
     if not files:
-        sink = dep.get("spec.monitoring.capture.sink")
         raise MonitorInputError(
             f"{_where(dep, 'spec.monitoring.capture.sink')}: empty window: no captured traffic "
             f"(capture-*.{ext}) for {dep.name}/{dep.env} from {span} in "

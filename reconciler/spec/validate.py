@@ -20,6 +20,7 @@ from croniter import croniter
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from reconciler.build.capture import parse_s3_uri
 from reconciler.config import Config
 from reconciler.diagnostics import Diagnostic, Position
 from reconciler.spec.model import Deployment, PathKey, Spec, format_path, get_path
@@ -138,7 +139,8 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
     Covers: model file present, inside the repo, and matching ``model.sha256``; smoke
     request files present; cron expressions; ``min_replicas <= max_replicas``; canary
     steps ascending and ending at 100; SageMaker instance types; signature names
-    matching the feature dimension; requests not above limits (CPU and memory).
+    matching the feature dimension; requests not above limits (CPU and memory); an
+    ``s3://`` capture sink being a valid S3 URI.
     """
     out: list[Diagnostic] = []
 
@@ -181,6 +183,12 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
             err(field, f"{value!r} leaves the repository; use a path inside it", "path")
         elif field != "spec.retraining.output" and not resolved.is_file():
             err(field, f"file {value!r} not found", "file-missing")
+    sink = dep.get("spec.monitoring.capture.sink")
+    if isinstance(sink, str) and sink.startswith("s3:"):
+        try:
+            parse_s3_uri(sink)
+        except ValueError as exc:
+            err("spec.monitoring.capture.sink", str(exc), "uri")
     for field in (
         "spec.monitoring.schedule",
         "spec.retraining.schedule",
