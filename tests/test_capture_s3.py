@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -26,7 +25,6 @@ from moto import mock_aws
 
 from reconciler.build.capture import CaptureShipper, CaptureWriter, parse_s3_uri
 
-PROJECT = Path(__file__).resolve().parents[1]
 BUCKET = "capture-bucket"
 
 
@@ -148,7 +146,7 @@ def test_parse_s3_uri():
 
 
 @pytest.mark.slow
-def test_served_bento_uploads_captured_traffic_to_s3(tmp_path, monkeypatch):
+def test_served_bento_uploads_captured_traffic_to_s3(spec_repo, monkeypatch):
     from moto.server import ThreadedMotoServer
 
     from reconciler.build.bento import build
@@ -172,11 +170,7 @@ def test_served_bento_uploads_captured_traffic_to_s3(tmp_path, monkeypatch):
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
 
-        root = tmp_path / "repo"
-        root.mkdir()
-        for name in ("specs", "examples"):
-            shutil.copytree(PROJECT / name, root / name)
-        (root / "modelops.yaml").write_text("state_dir: .modelops\n")
+        root = spec_repo
         spec_path = root / "specs/fraud-detector.yaml"
         doc = yaml.safe_load(spec_path.read_text())
         doc["spec"]["monitoring"]["capture"].update(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from croniter import croniter
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from reconciler.build.capture import parse_s3_uri
@@ -58,7 +58,14 @@ def schema() -> dict:
 
 @functools.cache
 def _validator() -> Draft202012Validator:
-    return Draft202012Validator(schema())
+    # JSON Schema counts 2.0 as an integer; a YAML spec that writes `workers: 2.0` means a
+    # float, and the float would reach the build digest and the stacks (a changed digest
+    # for the same settings). Integers here are ints, as YAML reads `2`.
+    checker = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    strict = validators.extend(Draft202012Validator, type_checker=checker)
+    return strict(schema())
 
 
 def _describe(error: ValidationError) -> tuple[PathKey, str]:
@@ -114,6 +121,24 @@ def _describe(error: ValidationError) -> tuple[PathKey, str]:
     return path, error.message
 
 
+def _leaves(error: ValidationError) -> list[ValidationError]:
+    """The errors to report for one schema error.
+
+    An ``anyOf``/``oneOf`` error (an environment overlay is ``anyOf [overlay, null]``)
+    carries the errors of every branch; the branch the value was meant for is the one
+    whose errors reach deepest into it, and every error of that branch is reported (not
+    only the first), as they would be outside an overlay.
+    """
+    if error.validator not in {"anyOf", "oneOf"} or not error.context:
+        return [error]
+    branches: dict[object, list[ValidationError]] = {}
+    for sub in error.context:
+        key = sub.relative_schema_path[0] if sub.relative_schema_path else None
+        branches.setdefault(key, []).append(sub)
+    best = max(branches.values(), key=lambda errs: max(len(tuple(e.absolute_path)) for e in errs))
+    return [leaf for sub in best for leaf in _leaves(sub)]
+
+
 def schema_diagnostics(doc: dict, locate: Callable[[PathKey], Position]) -> list[Diagnostic]:
     """Validate ``doc`` against the schema; one diagnostic per error, in document order.
 
@@ -123,8 +148,9 @@ def schema_diagnostics(doc: dict, locate: Callable[[PathKey], Position]) -> list
     """
     out = []
     for error in _validator().iter_errors(doc):
-        path, message = _describe(error)
-        out.append(Diagnostic(locate(path), format_path(path), message, code="schema"))
+        for leaf in _leaves(error):
+            path, message = _describe(leaf)
+            out.append(Diagnostic(locate(path), format_path(path), message, code="schema"))
     out.sort(key=lambda d: (d.position.line, d.position.col, d.field))
     return out
 
