@@ -63,3 +63,32 @@ def test_workflows_are_valid_yaml_and_the_examples_match_the_templates():
     assert "--prune" not in yaml.safe_dump(apply["jobs"]["prod"]["steps"])
     test = yaml.safe_load((PROJECT / ".github/workflows/test.yml").read_text())
     assert "make test" in yaml.safe_dump(test["jobs"]["test"]["steps"])
+
+
+def test_init_runs_git_init_and_uses_one_placeholder(tmp_path, capsys):
+    import git
+
+    dest = tmp_path / "fresh"
+    code, out, err = invoke(capsys, tmp_path, "init", str(dest))
+    assert code == 0, err
+    repo = git.Repo(dest)
+    assert repo.active_branch.name == "main" and not repo.head.is_valid()  # nothing committed
+    assert "ran   git init" in out
+    owners = (dest / ".github/CODEOWNERS").read_text()
+    assert "@YOUR-ORG/ml-platform" in owners and "@YOUR-ORG/security" in owners
+    assert "your-org" not in owners  # one spelling: a case-sensitive replace catches all
+    assert "replace YOUR-ORG in .github/CODEOWNERS" in out
+
+    code, out, _ = invoke(
+        capsys,
+        tmp_path,
+        "init",
+        str(dest / "sub"),
+        "--security-team",
+        "@acme/appsec",
+        "--platform-team",
+        "@acme/ml",
+    )
+    assert code == 0 and "git init" not in out  # already inside a repository
+    owners = (dest / "sub/.github/CODEOWNERS").read_text()
+    assert "@acme/ml" in owners and "@acme/appsec" in owners

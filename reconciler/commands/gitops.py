@@ -171,19 +171,31 @@ def init_cmd(
     security_team: Annotated[
         str,
         typer.Option("--security-team", help="GitHub team owning policies/ in CODEOWNERS."),
-    ] = "@your-org/security",
+    ] = "@YOUR-ORG/security",
+    platform_team: Annotated[
+        str,
+        typer.Option("--platform-team", help="GitHub team owning the rest in CODEOWNERS."),
+    ] = "@YOUR-ORG/ml-platform",
 ) -> None:
-    """Scaffold a spec repository: config, specs/, policy library, workflows, CODEOWNERS."""
+    """Scaffold a spec repository: config, specs/, policy library, workflows, CODEOWNERS,
+    and `git init` when the directory is not in a Git repository yet."""
     from reconciler.gitops.scaffold import init_repository
 
-    result = init_repository(directory, security_team)
+    result = init_repository(directory, security_team, platform_team)
     for rel in result.written:
         console.print(f"  wrote {rel}", markup=False)
     for rel in result.kept:
         console.print(f"  kept  {rel} (already there)", markup=False)
+    if result.git_initialised:
+        console.print("  ran   git init (branch main; nothing committed)", markup=False)
+    left = [
+        rel
+        for rel in (".github/CODEOWNERS", *result.written)
+        if rel.startswith(".github/") and "YOUR-ORG" in (result.root / rel).read_text()
+    ]
+    hint = f"; replace YOUR-ORG in {', '.join(sorted(set(left)))}" if left else ""
     console.print(
         f"{len(result.written)} file(s) written in {result.root}. Next: add a spec under "
-        "specs/, `modelops validate`, `modelops plan`; replace YOUR-ORG in "
-        ".github/workflows/*.yml and .github/CODEOWNERS.",
+        f"specs/, `modelops validate`, `modelops plan`{hint}.",
         markup=False,
     )

@@ -44,15 +44,26 @@ class InitResult:
     root: Path
     written: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    git_initialised: bool = False  # True when init ran `git init` (no repository was there)
 
 
-def init_repository(dest: Path, security_team: str = "@your-org/security") -> InitResult:
-    """Scaffold a spec repository at ``dest`` (created if missing).
+DEFAULT_PLATFORM_TEAM = "@YOUR-ORG/ml-platform"
+DEFAULT_SECURITY_TEAM = "@YOUR-ORG/security"
+
+
+def init_repository(
+    dest: Path,
+    security_team: str = DEFAULT_SECURITY_TEAM,
+    platform_team: str = DEFAULT_PLATFORM_TEAM,
+) -> InitResult:
+    """Scaffold a spec repository at ``dest`` (created if missing), ``git init`` it when it
+    is not inside a Git work tree yet (branch ``main``; nothing is committed).
 
     Args:
         dest: the new repository's root.
         security_team: the GitHub team (``@org/team``) that owns ``policies/`` and
             ``waivers.yaml`` in CODEOWNERS.
+        platform_team: the GitHub team that owns everything else in CODEOWNERS.
 
     Returns:
         An :class:`InitResult`.
@@ -62,10 +73,9 @@ def init_repository(dest: Path, security_team: str = "@your-org/security") -> In
             policy library cannot be found next to the installed package; ``dest`` is a
             file.
     """
-    if not security_team.startswith("@") or " " in security_team:
-        raise ModelopsError(
-            f"--security-team {security_team!r}: expected a GitHub team like @acme/security"
-        )
+    for option, team in (("--security-team", security_team), ("--platform-team", platform_team)):
+        if not team.startswith("@") or " " in team or len(team) < 2:
+            raise ModelopsError(f"{option} {team!r}: expected a GitHub team like @acme/security")
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():
         raise ModelopsError(f"{dest} is a file; give a directory for the new spec repository")
@@ -91,6 +101,7 @@ def init_repository(dest: Path, security_team: str = "@your-org/security") -> In
         text = (TEMPLATES / template).read_text(encoding="utf-8")
         if template == "CODEOWNERS":
             text = text.replace("@SECURITY-TEAM", security_team)
+            text = text.replace("@PLATFORM-TEAM", platform_team)
         write(rel, text)
     write("specs/README.md", SPECS_README)
     write(".gitignore", GITIGNORE)
@@ -104,4 +115,17 @@ def init_repository(dest: Path, security_team: str = "@your-org/security") -> In
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target)
             result.written.append(rel)
+    result.git_initialised = _git_init(dest)
     return result
+
+
+def _git_init(dest: Path) -> bool:
+    """``git init -b main`` in ``dest`` unless it is already inside a Git work tree."""
+    import git
+
+    try:
+        git.Repo(dest, search_parent_directories=True)
+        return False
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        git.Repo.init(dest, initial_branch="main")
+        return True
