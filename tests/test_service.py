@@ -4,13 +4,18 @@ One Bento (the fraud-detector example, staging) is built in a temp state directo
 capture at sample rate 1.0 and a sensitive field, and served once for the module with
 ``reconciler.build.serve.start_server``. Every bad request of issue 6 is sent to it and
 must get 400 (413 for size) with a message naming the field, and the server must keep
-serving afterwards.
+serving afterwards. The one case that cannot be caused over HTTP, an unexpected exception
+inside the handler, is injected into the served Bento's own ``service.py`` imported in a
+subprocess (see ``test_unexpected_exception_is_an_immediate_json_500``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -107,6 +112,10 @@ def test_metadata_and_sagemaker_ping(served):
     assert meta["spec_revision"] == "rev-123"
     assert meta["signature"]["inputs"]["shape"] == [-1, 30]
     assert meta["bento"] == artifact.bento_tag
+    # the spec says workers: 2 and access_log: false; the fixture serves with 1 worker
+    # (start_server's override), and /metadata shows what runs
+    assert meta["workers"] == 1
+    assert meta["access_log"] is False
     assert httpx.get(url + "/ping", timeout=10).status_code == 200
     assert httpx.get(url + "/readyz", timeout=10).status_code == 200
 
@@ -173,12 +182,122 @@ def test_oversized_bodies_get_413_and_server_keeps_serving(served):
     assert post(url, FRAUD_REQUEST).status_code == 200
 
 
-def test_internal_infer_rejects_bad_shape_with_400(served):
+def test_no_route_bypasses_predict(served):
+    """The model call is not a BentoML API: no /internal/infer route that would skip the
+    request checks and capture (it used to answer NaN with a 500 and a traceback)."""
     url, _, _ = served
-    resp = post(url, {"inputs": [[1.0, 2.0]]}, path="/internal/infer")
-    assert resp.status_code == 400, resp.text
-    ok = post(url, {"inputs": [ROW]}, path="/internal/infer")
-    assert ok.status_code == 200, ok.text
+    nan_row = '{"inputs": [[NaN' + ", 1.0" * 29 + "]]}"
+    for body in (nan_row, {"inputs": [ROW]}):
+        assert post(url, body, path="/internal/infer").status_code == 404
+    assert httpx.get(url + "/schema.json", timeout=10).json()["routes"] == []
+    assert post(url, FRAUD_REQUEST).status_code == 200
+
+
+def server_log(root: Path) -> Path:
+    return root / ".modelops" / "logs" / "fraud-detector.log"
+
+
+def test_huge_integers_are_a_400_at_once(served):
+    """An integer literal over Python's 4300-digit limit made json.loads raise a plain
+    ValueError: the request hung 60 s and got a plain-text 500. Now: 400 naming where."""
+    url, root, _ = served
+    log_from = server_log(root).stat().st_size
+    huge = "1" * 5000
+    body = '{"instances": [[' + huge + "".join(f", {v}" for v in ROW[1:]) + "]]}"
+    started = time.perf_counter()
+    resp = post(url, body, headers={"X-Request-ID": "huge-int"})
+    assert time.perf_counter() - started < 5
+    assert_bad(resp, "instances[0][0]", "integer of 5000 digits", "at most 4300 digits")
+    assert resp.headers["x-request-id"] == "huge-int"
+    nested = post(url, '{"instances": [' + json.dumps(ROW) + '], "x": {"y": [-' + huge + "]}}")
+    assert_bad(nested, "x.y[0]", "integer of 5000 digits")
+    # under the limit but beyond float64: out of range, not an overflow in the handler
+    long_row = [int("9" * 400)] + ROW[1:]
+    assert_bad(
+        post(url, {"instances": [long_row]}),
+        "instances[0][0] (mean_radius)",
+        "an integer of 400 digits is out of range for float32",
+    )
+    assert post(url, FRAUD_REQUEST).status_code == 200
+    with server_log(root).open(encoding="utf-8", errors="replace") as fh:
+        fh.seek(log_from)
+        logged = fh.read()
+    assert "Traceback" not in logged and "without starting response" not in logged, logged
+
+
+# Runs inside the served Bento's src/ directory: its service.py and modelops_runtime, the
+# real model loaded by ModelService; the fault and get_current_service (BentoML's serving
+# context) are stand-ins. starlette's TestClient drives the real routes over ASGI.
+FAULT_SCRIPT = textwrap.dedent(
+    """
+    import json, logging, sys, time
+    sys.path.insert(0, ".")
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)  # the server log
+    import bentoml, service
+    from starlette.testclient import TestClient
+
+    svc = service.ModelService.inner()
+    bentoml.get_current_service = lambda: svc
+    row = json.loads(sys.argv[1])
+    real_decode, real_parse = svc.decode, service.request.parse_json
+
+    def broken(*args):
+        raise RuntimeError("secret internal detail")
+
+    out = {}
+    with TestClient(service.routes) as client:
+        def send(name, **headers):
+            started = time.perf_counter()
+            resp = client.post("/predict", json={"instances": [row]}, headers=headers)
+            out[name] = {
+                "status": resp.status_code,
+                "body": resp.json(),
+                "request_id": resp.headers.get("x-request-id"),
+                "seconds": time.perf_counter() - started,
+            }
+
+        svc.decode = broken  # a bug after the model call (batched)
+        send("after_model", **{"X-Request-ID": "fault-1"})
+        svc.decode = real_decode
+        service.request.parse_json = broken  # a bug while reading the request
+        send("while_parsing")
+        service.request.parse_json = real_parse
+        send("healthy")
+    out["arriving"] = svc.batcher.arriving
+    print(json.dumps(out))
+    """
+)
+
+
+def test_unexpected_exception_is_an_immediate_json_500(served):
+    """Any exception the handler does not expect is a JSON 500 at once (no 60 s wait),
+    with X-Request-ID and no internals in the answer; its traceback goes to the log."""
+    _, root, artifact = served
+    src = Path(artifact.bento_path) / "src"
+    env = {**os.environ, "BENTOML_HOME": str(root / ".modelops" / "bentoml")}
+    proc = subprocess.run(
+        [sys.executable, "-c", FAULT_SCRIPT, json.dumps(ROW)],
+        cwd=src,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in ("after_model", "while_parsing"):
+        case = out[name]
+        assert case["status"] == 500, case
+        assert case["seconds"] < 5, case
+        assert case["body"]["status"] == 500 and "internal error" in case["body"]["error"]
+        assert "secret" not in json.dumps(case["body"]), case
+        assert case["request_id"] and case["request_id"] in case["body"]["error"]
+    assert out["after_model"]["request_id"] == "fault-1"
+    assert out["healthy"]["status"] == 200 and out["arriving"] == 0
+    log = proc.stderr
+    assert "POST /predict failed unexpectedly (X-Request-ID fault-1); answered 500" in log
+    assert "Traceback (most recent call last)" in log
+    assert log.count("RuntimeError: secret internal detail") == 2
 
 
 def test_capture_records_written_off_path_with_hashed_field(served):

@@ -89,6 +89,37 @@ def test_parse_json_errors():
         parse_json(b"  ")
 
 
+def test_parse_json_integer_over_the_digit_limit_names_its_path():
+    """json.loads raises a plain ValueError (not JSONDecodeError) for an integer literal
+    over sys.get_int_max_str_digits() (4300): a 400 naming where it is."""
+    huge = "1" * 5000
+    cases = [
+        ('{"instances": [[1.5, ' + huge + "]]}", "instances[0][1]"),
+        ('{"instances": [[1.0]], "meta": {"ids": [2, -' + huge + "]}}", "meta.ids[1]"),
+        (huge, "body"),
+    ]
+    for text, field in cases:
+        with pytest.raises(BadRequest) as err:
+            parse_json(text.encode())
+        assert err.value.field == field and err.value.status == 400
+        assert "integer of 5000 digits; at most 4300 digits" in err.value.message
+    limit = "9" * 4300  # at the limit: read, then refused by the signature as out of range
+    assert parse_json(('{"instances": [[' + limit + "]]}").encode())["instances"][0][0] > 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64"])
+def test_integers_beyond_float64_are_out_of_range_not_a_crash(dtype):
+    """10**400 fits no dtype; math.isfinite(10**400) raises OverflowError, which used to
+    escape Signature.array."""
+    for value in (10**400, -(10**4000)):
+        err = bad({"shape": [-1, 2], "dtype": dtype}, {"instances": [[1, value]]})
+        assert err.field == "instances[0][1]"
+        assert f"digits is out of range for {dtype}" in err.message
+        assert len(err.message) < 200  # the value is described, not printed
+    err = bad(INT, {"instances": [[1, 2**40]]})
+    assert "1099511627776 is out of range for int32" in err.message
+
+
 def read_records(base):
     out = []
     for path in sorted(base.rglob("capture-*.jsonl")):

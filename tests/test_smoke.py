@@ -19,10 +19,13 @@ from test_serve import make_repo, servers_under  # same directory (pytest rootdi
 
 from reconciler.build.serve import free_port, start_server, stop_server
 from reconciler.build.smoke import (
+    RequestFileError,
     SmokeResult,
     _compare,
     _shape,
+    describe_case,
     percentiles_ms,
+    read_request_file,
     run_smoke,
 )
 from reconciler.config import load_config
@@ -77,7 +80,63 @@ def test_result_summary_and_dict():
     result = SmokeResult("x-dev", "http://127.0.0.1:1", failures=["boom"])
     assert not result.passed
     assert result.to_dict()["passed"] is False
-    assert result.summary() == "smoke FAILED: 0 case(s)"
+    assert result.summary() == "smoke FAILED: 0 case(s), 0 failed"
+    assert result.other_failures == ["boom"]
+
+
+def test_summary_counts_every_case_and_the_failed_ones():
+    cases = [
+        {"request": "a.json", "sent": True, "status": 200, "ok": True, "failures": []},
+        {"request": "b.json", "sent": True, "status": 200, "ok": False, "failures": ["b.json: x"]},
+        {"request": "c.json", "sent": False, "status": None, "ok": False, "failures": ["c: y"]},
+    ]
+    result = SmokeResult("x-dev", "u", cases=cases, failures=["b.json: x", "c: y", "load: z"])
+    assert result.summary() == "smoke FAILED: 3 case(s), 2 failed"
+    assert result.failed_cases == 2 and result.to_dict()["failed_cases"] == 2
+    assert result.other_failures == ["load: z"]  # case reasons are shown with their case
+
+
+def test_describe_case_shows_each_case_once_with_its_reasons():
+    ok = dict(request="a.json", sent=True, status=200, ok=True, latency_ms=3.14, failures=[])
+    assert describe_case(ok) == "a.json: HTTP 200 in 3.1 ms"
+    wrong = {**ok, "ok": False, "failures": ["a.json: predictions[0]: expected 0, got 1"]}
+    assert describe_case(wrong) == "a.json: HTTP 200 in 3.1 ms: predictions[0]: expected 0, got 1"
+    unsent = {**ok, "sent": False, "status": None, "ok": False, "latency_ms": None}
+    unsent.update(request="b.json", failures=["specs/x.yaml:9:5: f: not valid JSON"])
+    assert describe_case(unsent) == "b.json: not sent: specs/x.yaml:9:5: f: not valid JSON"
+    down = {**ok, "status": None, "ok": False, "failures": ["POST /predict with a.json failed"]}
+    assert describe_case(down) == "a.json: no answer: POST /predict with a.json failed"
+
+
+@pytest.mark.parametrize(
+    ("text", "status", "needle"),
+    [
+        ('{"instances": [[1, 2,', 200, "is not valid JSON: line 1 column 22: Expecting value"),
+        ('{"instances": [[1]]}\n,', 200, "is not valid JSON: line 2 column 1: Extra data"),
+        ("[[1, 2, 3]]", 200, 'is a list; expected a JSON object {"instances": [[...], ...]}'),
+        ('{"rows": [[1]]}', 400, 'has no "instances" (keys: rows)'),
+        ('{"instances": []}', 200, '"instances" is an empty list, so the case cannot expect'),
+        ('{"instances": "x"}', 201, '"instances" is not a list (str)'),
+    ],
+)
+def test_read_request_file_names_what_is_wrong(tmp_path, text, status, needle):
+    path = tmp_path / "req.json"
+    path.write_text(text)
+    with pytest.raises(RequestFileError) as err:
+        read_request_file(path, "examples/req.json", status)
+    assert str(err.value).startswith("smoke request file examples/req.json")
+    assert needle in str(err.value)
+
+
+def test_read_request_file_accepts_a_refusal_case_and_reports_bad_bytes(tmp_path):
+    path = tmp_path / "req.json"
+    path.write_text('{"instances": []}')
+    assert read_request_file(path, "r.json", 400) == {"instances": []}  # checks a 400
+    path.write_bytes(b'{"instances": [[1\xff]]}')
+    with pytest.raises(RequestFileError, match="r.json is not UTF-8 text"):
+        read_request_file(path, "r.json")
+    with pytest.raises(RequestFileError, match="gone.json does not exist"):
+        read_request_file(tmp_path / "gone.json", "gone.json")
 
 
 def test_missing_request_file_fails_with_file_line_and_field(tmp_path):
@@ -93,6 +152,10 @@ def test_missing_request_file_fails_with_file_line_and_field(tmp_path):
     assert msg.startswith("specs/fraud-detector.yaml:")
     assert "spec.serving.smoke.requests.0.request: smoke request file " in msg
     assert "examples/fraud/gone.json does not exist" in msg
+    (case,) = result.cases  # still a case: counted, reported once, not sent
+    assert case["sent"] is False and case["failures"] == [msg]
+    assert result.summary() == "smoke FAILED: 1 case(s), 1 failed"
+    assert result.other_failures == []
 
 
 def test_unreachable_server_is_a_failure_not_a_crash(tmp_path):
@@ -173,6 +236,38 @@ def test_expectations_status_shape_values_tolerance(served):
 
 
 @pytest.mark.slow
+def test_four_cases_each_reported_once_and_counted(served):
+    """The new-user trial: four cases, one value mismatch and one request file that is
+    not JSON (broken after validation), once reported twice and summed up as 3 cases."""
+    root, handle = served
+    actual = httpx.post(f"{handle.url}/predict", json=BODY, timeout=30).json()["predictions"]
+    (root / "examples/fraud/broken.json").write_text(json.dumps(BODY))
+    cases = [
+        {"request": "examples/fraud/request.json"},
+        {"request": "examples/fraud/two.json", "expect": {"values": [actual[0], 7]}},
+        {"request": "examples/fraud/broken.json"},
+        {"request": "examples/fraud/bad_request.json", "expect": {"status": 400}},
+    ]
+    config, dep = set_smoke(root, {"requests": cases})
+    (root / "examples/fraud/broken.json").write_text('{"instances": [[1, 2,')
+    result = run_smoke(dep, config, handle.url)
+    assert [c["ok"] for c in result.cases] == [True, False, False, True]
+    assert [c["sent"] for c in result.cases] == [True, True, False, True]
+    assert result.summary() == "smoke FAILED: 4 case(s), 2 failed"
+    assert result.other_failures == []
+    lines = [describe_case(c) for c in result.cases]
+    assert lines[1].startswith("examples/fraud/two.json: HTTP 200 in ")
+    assert lines[1].endswith(f": predictions[1]: expected 7, got {actual[1]!r}")
+    line = dep.locate("spec.serving.smoke.requests.2.request")
+    assert lines[2] == (
+        f"examples/fraud/broken.json: not sent: {line}: spec.serving.smoke.requests.2.request: "
+        "smoke request file examples/fraud/broken.json is not valid JSON: line 1 column 22: "
+        "Expecting value"
+    )
+    assert len(result.failures) == 2
+
+
+@pytest.mark.slow
 def test_slo_miss_fails_and_names_the_spec_line(served):
     root, handle = served
     config, dep = set_smoke(root, {"request": "examples/fraud/request.json"}, slo_ms=0.001)
@@ -203,6 +298,35 @@ def test_cli_smoke_unknown_deployment_is_a_usage_error(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "no-such-model" in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_smoke_text_reports_each_case_once_and_counts_them(tmp_path):
+    root = make_repo(tmp_path / "repo")
+    (root / "examples/fraud/bad_request.json").write_text('{"instances": [[1, 2, 3]]}')
+    (root / "examples/fraud/two.json").write_text(json.dumps(BODY))
+    cases = [
+        {"request": "examples/fraud/request.json"},
+        {"request": "examples/fraud/two.json", "expect": {"values": [7, 7]}},
+        {"request": "examples/fraud/bad_request.json"},  # expects 200, gets 400
+        {"request": "examples/fraud/bad_request.json", "expect": {"status": 400}},
+    ]
+    set_smoke(root, {"requests": cases})
+    proc = run_cli(root, "smoke", "fraud-detector", "--env", "staging", "-n", "0")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout
+    case_lines = [ln.strip() for ln in out.splitlines() if ln.startswith(("  ok ", "  FAIL "))]
+    assert len(case_lines) == 4, out
+    assert case_lines[0].startswith("ok   examples/fraud/request.json: HTTP 200 in ")
+    assert case_lines[1].startswith("FAIL examples/fraud/two.json: HTTP 200 in ")
+    assert "predictions[0]: expected 7" in case_lines[1]
+    assert case_lines[2].startswith("FAIL examples/fraud/bad_request.json: HTTP 400 in ")
+    assert "expected HTTP 200, got 400" in case_lines[2]
+    assert case_lines[3].startswith("ok   examples/fraud/bad_request.json: HTTP 400 in ")
+    assert out.count("predictions[0]: expected 7") == 1  # once, with its case
+    assert out.count("expected HTTP 200, got 400") == 1
+    assert out.strip().splitlines()[-1] == "smoke FAILED: 4 case(s), 2 failed"
+    assert not servers_under(root / ".modelops")
 
 
 @pytest.mark.slow

@@ -15,9 +15,9 @@ through it shed 83 % of requests at 8 clients and 98 % at 32. The rule here neve
   that have already arrived and are still being parsed (they are counted), and never
   longer than ``max_latency_ms`` after its first request was queued.
 
-So a lone request is never delayed, and under load batches form by themselves. The inner
-``infer`` API of the service stays ``batchable=True`` for BentoML callers
-(``/internal/infer``).
+So a lone request is never delayed, and under load batches form by themselves. The
+service's ``infer`` is a plain method the batcher calls; it has no HTTP route of its own,
+so every request goes through ``/predict``'s checks and capture.
 """
 
 from __future__ import annotations

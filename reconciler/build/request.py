@@ -14,12 +14,18 @@ number (``true``/``false`` only for dtype ``bool``; integral numbers for int dty
 ``NaN``/``Infinity``/``null`` only where ``allow_nan`` is true (null then means NaN).
 Every failure raises :class:`BadRequest` with the field (``instances[2][4]``, plus the
 feature name when the signature has ``names``), what was expected and what was sent.
+
+An integer literal longer than Python's limit for int conversion (``sys.int_info``
+``default_max_str_digits``, 4300 digits; CVE-2020-10735) is refused as a 400 naming
+where it is: ``json.loads`` raises a plain ``ValueError`` for it. No signature dtype
+holds a number of more than 309 digits (float64 stops at about 1.8e308).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -57,7 +63,9 @@ def parse_json(body: bytes) -> Any:
     """Decode a request body as UTF-8 JSON.
 
     Raises:
-        BadRequest: empty body, not UTF-8, or malformed JSON (with line and column).
+        BadRequest: empty body, not UTF-8, malformed JSON (with line and column), JSON
+            nested too deeply, or an integer with more digits than Python converts
+            (4300 by default; the field is its JSON path, e.g. ``instances[0][0]``).
     """
     if not body.strip():
         raise BadRequest("body", 'empty body; expected JSON like {"instances": [[...], ...]}')
@@ -73,6 +81,50 @@ def parse_json(body: bytes) -> Any:
         ) from None
     except RecursionError:
         raise BadRequest("body", "JSON nested too deeply") from None
+    except ValueError:  # int max str digits: a plain ValueError, not a JSONDecodeError
+        raise _too_long(text) from None
+
+
+class _LongInt:
+    """Stands in for an integer literal too long to convert (see :func:`_too_long`)."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+def _too_long(text: str) -> BadRequest:
+    """The BadRequest for a body whose ``json.loads`` failed on an over-long integer.
+
+    Parses ``text`` again with long integer literals left unconverted and names the JSON
+    path of the first one (``instances[0][3]``; ``body`` for a bare number).
+    """
+    limit = sys.get_int_max_str_digits()
+
+    def parse_int(literal: str) -> int | _LongInt:
+        digits = len(literal) - literal.startswith("-")
+        return _LongInt(digits) if limit and digits > limit else int(literal)
+
+    try:
+        doc = json.loads(text, parse_int=parse_int)
+    except (ValueError, RecursionError) as exc:  # not expected: the same parse, minus ints
+        return BadRequest("body", f"not valid JSON ({type(exc).__name__})")
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:  # depth first, in document order
+        path, value = stack.pop()
+        if isinstance(value, _LongInt):
+            return BadRequest(
+                path or "body",
+                f"an integer of {value.digits} digits; at most {limit} digits are read, and "
+                "no dtype holds a number of more than 309 digits (float64 ends near 1.8e308)",
+            )
+        if isinstance(value, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+        elif isinstance(value, dict):
+            items = [(f"{path}.{k}" if path else str(k), v) for k, v in value.items()]
+            stack.extend(reversed(items))
+    return BadRequest("body", "not valid JSON: a number could not be read")
 
 
 class Signature:
@@ -216,15 +268,27 @@ class Signature:
             lo, hi = -float(np.finfo(self.np_dtype).max), float(np.finfo(self.np_dtype).max)
         for r, row in enumerate(rows):
             for c, v in enumerate(row):
-                if isinstance(v, int | float) and math.isfinite(v) and not lo <= v <= hi:
+                if isinstance(v, bool) or not isinstance(v, int | float):
+                    continue
+                # ints compare exactly with floats; math.isfinite would overflow on an
+                # int beyond float64 (10**400)
+                if (isinstance(v, int) or math.isfinite(v)) and not lo <= v <= hi:
                     return BadRequest(
-                        self._field(r, c), f"{v!r} is out of range for {self.dtype} ({lo}..{hi})"
+                        self._field(r, c),
+                        f"{_number(v)} is out of range for {self.dtype} ({lo}..{hi})",
                     )
         return BadRequest("instances", f"a value is out of range for {self.dtype}")
 
     def parse(self, doc: Any) -> np.ndarray:
         """:meth:`rows` then :meth:`array`: the validated 2-D batch for a decoded body."""
         return self.array(self.rows(doc))
+
+
+def _number(v: int | float) -> str:
+    """``repr`` of a number, or ``an integer of N digits`` when that would be long."""
+    if isinstance(v, int) and not -(10**30) < v < 10**30:
+        return f"an integer of {len(str(abs(v)))} digits"
+    return repr(v)
 
 
 def _kind(v: Any) -> str:

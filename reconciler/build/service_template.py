@@ -19,11 +19,22 @@ Routes (all JSON):
   ``BENTOML_PORT``/``PORT``, so the SageMaker stack sets ``BENTOML_PORT=8080``.
 - ``GET /metadata``: deployment, model name/tag/version, model sha256, build digest, spec
   revision (env ``MODELOPS_SPEC_REVISION``, else the revision recorded at build time),
-  framework and version, signature, batching, and this worker's batching and capture
-  counters (``batching_stats``, ``capture_stats``).
+  framework and version, signature, batching, ``workers`` (BentoML worker processes
+  running: ``spec.serving.workers`` unless overridden at serve time), ``access_log``
+  (``spec.serving.access_log``), and this worker's batching and capture counters
+  (``batching_stats``, ``capture_stats``).
 - BentoML's own ``/healthz``, ``/livez``, ``/readyz``, ``/metrics`` (Kubernetes probes).
-- ``POST /internal/infer``: the inner batchable BentoML API (``{"inputs": [[...]]}``, no
-  envelope), adaptive batching with the spec's ``max_batch_size``/``max_latency_ms``.
+
+Nothing else is served: the model call (``ModelService.infer``) is a plain method, not a
+``@bentoml.api``, so every prediction goes through the checks, batching and capture of
+``/predict``. (BentoML 1.4 serves a service with an ASGI app and no API at all; an API
+would be a public route that skips those checks.)
+
+Errors: bad input is a 400 (413 for size) naming the field; a model failure is a 500
+``{"error": "prediction failed: ...", "status": 500}``; anything else that goes wrong in
+the handler is an immediate 500 ``{"error", "status"}`` without internals, its traceback
+logged (logger ``modelops.service``, in the server log) with the request's
+``X-Request-ID``, which every answer carries.
 
 Batching for ``/predict``: concurrent requests are batched in process by
 ``modelops_runtime.batching.MicroBatcher`` (one model call in flight; the next batch forms
@@ -41,6 +52,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import logging
 import os
 import random
 import time
@@ -58,7 +70,6 @@ os.environ.setdefault("OTEL_SDK_DISABLED", "true")
 
 import bentoml  # after the OpenTelemetry default above
 import numpy as np
-from bentoml.exceptions import InvalidArgument
 
 try:
     from modelops_runtime import batching, capture, frameworks, request
@@ -68,7 +79,7 @@ except ModuleNotFoundError as exc:  # imported as reconciler.build.service_templ
         "inside a built Bento (src/service.py, beside modelops.json and modelops_runtime/)"
     ) from exc
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, Router
 
@@ -89,6 +100,9 @@ REQUESTS_PER_CONNECTION = 32
 # s3:// capture sinks: a JSON Lines file is closed and uploaded once it is this old
 # (seconds), so the monitoring job sees records within about a minute at any traffic.
 S3_FILE_AGE_S = float(os.environ.get("MODELOPS_CAPTURE_FILE_AGE_S", "60"))
+# BentoML's server logging sends this (through the root logger, WARNING and up) to the
+# server's stdout, which is the server log.
+log = logging.getLogger("modelops.service")
 
 
 def _build_revision() -> str:
@@ -146,11 +160,48 @@ async def _read_body(req: Request, length: str | None) -> bytes:
     return b"".join(chunks)
 
 
+def _internal_error(req: Request, request_id: str) -> JSONResponse:
+    """The 500 for an unexpected exception (being handled): traceback to the log, no
+    internals in the answer. Never raises."""
+    log.exception(
+        "%s %s failed unexpectedly (X-Request-ID %s); answered 500",
+        req.scope.get("method", "?"),
+        req.scope.get("path", "?"),
+        request_id,
+    )
+    body = {
+        "error": "internal error while serving this request; the server log has the details "
+        f"under X-Request-ID {request_id}",
+        "status": 500,
+    }
+    return JSONResponse(body, 500, headers={"X-Request-ID": request_id})
+
+
 async def predict(req: Request) -> JSONResponse:
-    """``POST /predict`` and ``POST /invocations`` (see the module docstring)."""
+    """``POST /predict`` and ``POST /invocations`` (see the module docstring).
+
+    Always answers: 200, 400/413 (:class:`request.BadRequest`), 500 for a model failure,
+    and a 500 without internals for any other exception (traceback logged). Without
+    this, an exception escaping the route makes BentoML's time-out middleware wait 60 s
+    for a response that never starts and then answer a plain-text 500.
+    """
     started = time.perf_counter()
     length, request_id = _headers(req)
     request_id = request_id or uuid.uuid4().hex
+    try:
+        return await _predict(req, started, length, request_id)
+    except ClientDisconnect:  # the client went away mid-body: nobody reads the answer
+        log.warning("client disconnected before sending the body (X-Request-ID %s)", request_id)
+        err = request.BadRequest("body", "client disconnected before sending the whole body")
+        return _error(err, request_id)
+    except Exception:  # noqa: BLE001 - answered as a JSON 500, traceback logged
+        return _internal_error(req, request_id)
+
+
+async def _predict(
+    req: Request, started: float, length: str | None, request_id: str
+) -> JSONResponse:
+    """The work of :func:`predict`; exceptions other than BadRequest propagate."""
     svc = t.cast("ModelService", bentoml.get_current_service())
     batcher = svc.batcher
     if batcher is not None:
@@ -169,8 +220,9 @@ async def predict(req: Request) -> JSONResponse:
         if batcher is not None:
             out = await batcher.submit(batch)
         else:
-            out = await run_in_threadpool(svc.infer.local, batch)
+            out = await run_in_threadpool(svc.infer, batch)
     except frameworks.FrameworkError as exc:  # the model failed: a server fault, not bad input
+        log.error("prediction failed (X-Request-ID %s): %s", request_id, exc)
         body = {"error": f"prediction failed: {exc}", "status": 500}
         return JSONResponse(body, 500, headers={"X-Request-ID": request_id})
     result = svc.decode(np.asarray(out))
@@ -192,11 +244,31 @@ async def ping(req: Request) -> JSONResponse:
     return JSONResponse({"status": "ok" if ok else "loading"}, status_code=200 if ok else 503)
 
 
+def _served_config() -> dict:
+    """``workers`` and ``access_log`` as BentoML runs them: the values of ``modelops.json``
+    (``spec.serving.workers``/``access_log``) unless overridden at serve time (e.g.
+    ``BENTOML_CONFIG_OVERRIDES``, which ``modelops`` uses to set the worker count); the
+    ``modelops.json`` values when BentoML's configuration cannot be read."""
+    workers = int(CONFIG.get("workers", 1))
+    access_log = bool(CONFIG.get("access_log", True))
+    try:
+        from bentoml._internal.configuration.containers import BentoMLContainer
+
+        served = BentoMLContainer.config.services[CONFIG["service_name"]].get()
+        workers = int(served.get("workers") or workers)
+        enabled = ((served.get("logging") or {}).get("access") or {}).get("enabled")
+        access_log = access_log if enabled is None else bool(enabled)
+    except Exception:  # noqa: BLE001 - BentoML internals moved: report the build's values
+        pass
+    return {"workers": workers, "access_log": access_log}
+
+
 async def metadata(req: Request) -> JSONResponse:
     """``GET /metadata``: what is served (see the module docstring)."""
     svc = bentoml.get_current_service()
     info = dict(getattr(svc, "info", {}))
     info["spec_revision"] = SPEC_REVISION
+    info.update(_served_config())
     batcher = getattr(svc, "batcher", None)
     if batcher is not None:  # this worker's counters since start
         info["batching_stats"] = {
@@ -232,15 +304,6 @@ routes = Router(
         Route("/metadata", metadata, methods=["GET"]),
     ]
 )
-
-_INFER: dict = {"route": "/internal/infer"}
-if BATCHING["enabled"]:
-    _INFER.update(
-        batchable=True,
-        batch_dim=(0, 0),
-        max_batch_size=int(BATCHING["max_batch_size"]),
-        max_latency_ms=int(BATCHING["max_latency_ms"]),
-    )
 
 
 @bentoml.asgi_app(routes, path="/")
@@ -325,7 +388,7 @@ class ModelService:
         gc.freeze()
 
     async def _infer_in_thread(self, batch: np.ndarray) -> np.ndarray:
-        return await run_in_threadpool(self.infer.local, batch)
+        return await run_in_threadpool(self.infer, batch)
 
     @bentoml.on_shutdown
     def _flush_capture(self) -> None:
@@ -334,23 +397,18 @@ class ModelService:
         if self.shipper is not None:
             self.shipper.close()
 
-    @bentoml.api(**_INFER)
-    def infer(self, inputs: np.ndarray) -> np.ndarray:
+    def infer(self, x: np.ndarray) -> np.ndarray:
         """Batch inference: rows × features in, rows × (1 + classes) float64 out.
 
-        Column 0 is the prediction (for classifiers the index into ``classes``), the
+        A plain method, not a BentoML API (no route of its own): ``x`` is what
+        ``SIGNATURE.array`` returned for one or more requests (2-D, the signature's dtype
+        and width, every value checked), so callers go through ``/predict``. Column 0 of
+        the result is the prediction (for classifiers the index into ``classes``), the
         other columns the class probabilities when the model has them.
+
+        Raises:
+            frameworks.FrameworkError: the model failed.
         """
-        try:
-            x = np.asarray(inputs, dtype=SIGNATURE.np_dtype)
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgument(f"inputs: not {SIGNATURE.dtype} numbers: {exc}") from None
-        if x.ndim == 1 and SIGNATURE.width is not None and len(x) == SIGNATURE.width:
-            x = x.reshape(1, -1)
-        if x.ndim != 2 or (SIGNATURE.width is not None and x.shape[1] != SIGNATURE.width):
-            raise InvalidArgument(
-                f"inputs: expected shape [-1, {SIGNATURE.width}], got {list(x.shape)}"
-            )
         preds, proba = frameworks.predict(CONFIG["framework"], self.model, x, self.task)
         if self._class_index:
             col = np.fromiter(

@@ -12,7 +12,10 @@ Where the cases come from (``spec.serving.smoke``, see the JSON Schema):
   shape of ``predictions`` (nested lists); ``values`` the expected ``predictions``,
   compared with ``tolerance`` (absolute, default 0: exact) for numbers.
 
-A request file is the JSON body sent to ``POST /predict``: ``{"instances": [[...], ...]}``.
+A request file is the JSON body sent to ``POST /predict``: ``{"instances": [[...], ...]}``
+(:func:`read_request_file` is the rule, shared with ``modelops validate``). Every case
+is reported once, with its reasons; a case whose file cannot be read counts as a failed
+case that was not sent.
 The load test repeats the first case's body; its size comes from
 ``spec.serving.smoke.load.requests`` / ``.concurrency`` (defaults 200 and 8, issue 6),
 overridable by the caller (``modelops smoke --requests N --concurrency C``). Latency is
@@ -29,13 +32,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
-import numpy as np
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from reconciler.config import Config
 from reconciler.spec.model import Deployment
+
+if TYPE_CHECKING:  # httpx and numpy are imported where used: validate imports this module
+    import httpx
 
 DEFAULT_LOAD_REQUESTS = 200
 DEFAULT_LOAD_CONCURRENCY = 8
@@ -50,14 +54,18 @@ class SmokeResult:
     Attributes:
         deployment: ``<name>-<env>``.
         url: the server's base URL.
-        cases: one dict per smoke case: ``request`` (file), ``status`` (HTTP), ``ok``,
-            ``latency_ms``, ``failures`` (list of strings).
+        cases: one dict per smoke case, in spec order, including cases whose file could
+            not be read: ``request`` (file), ``field`` (spec path of the file), ``sent``
+            (False when the file could not be read), ``status`` (HTTP; None when not
+            sent or no answer), ``ok``, ``latency_ms`` (None when not sent), ``failures``
+            (this case's reasons, each starting with the file or the spec location).
         load: ``requests``, ``concurrency``, ``warmup``, ``completed``, ``errors``,
             ``p50_ms``, ``p95_ms``, ``p99_ms``, ``mean_ms``, ``max_ms``,
             ``throughput_rps``, ``duration_s`` (``{}`` when the load test did not run).
         slo_p99_ms: ``spec.serving.slo.p99_latency_ms`` (None when the spec sets none).
         slo_met: whether p99 <= the SLO (None without SLO or load test).
-        failures: every reason the check failed, one sentence each (empty when passed).
+        failures: every reason the check failed, one sentence each (empty when passed):
+            the cases' reasons, then the others (no smoke request, load test, SLO).
     """
 
     deployment: str
@@ -73,12 +81,24 @@ class SmokeResult:
         """True when every case matched, the load test had no errors and met the SLO."""
         return not self.failures
 
+    @property
+    def failed_cases(self) -> int:
+        """How many of :attr:`cases` failed (not sent, or the answer did not match)."""
+        return sum(1 for case in self.cases if not case.get("ok"))
+
+    @property
+    def other_failures(self) -> list[str]:
+        """The :attr:`failures` that belong to no case (no smoke request, load test, SLO)."""
+        of_cases = {f for case in self.cases for f in case.get("failures", [])}
+        return [f for f in self.failures if f not in of_cases]
+
     def to_dict(self) -> dict:
-        """JSON-ready mapping: every attribute plus ``passed``."""
+        """JSON-ready mapping: every attribute plus ``passed`` and ``failed_cases``."""
         return {
             "deployment": self.deployment,
             "url": self.url,
             "passed": self.passed,
+            "failed_cases": self.failed_cases,
             "cases": self.cases,
             "load": self.load,
             "slo_p99_ms": self.slo_p99_ms,
@@ -87,18 +107,104 @@ class SmokeResult:
         }
 
     def summary(self) -> str:
-        """One line: pass/fail, latency percentiles (ms), throughput (req/s), SLO."""
+        """One line: pass/fail, ``N case(s), M failed``, latency percentiles (ms),
+        throughput (req/s), SLO."""
         head = "smoke passed" if self.passed else "smoke FAILED"
+        head = f"{head}: {len(self.cases)} case(s), {self.failed_cases} failed"
         if not self.load:
-            return f"{head}: {len(self.cases)} case(s)"
+            return head
         ld = self.load
         slo = f", SLO p99 <= {self.slo_p99_ms:g} ms" if self.slo_p99_ms is not None else ""
         return (
-            f"{head}: {len(self.cases)} case(s); load {ld['completed']}/{ld['requests']} req "
+            f"{head}; load {ld['completed']}/{ld['requests']} req "
             f"at concurrency {ld['concurrency']}: p50 {ld['p50_ms']:.1f} ms, "
             f"p95 {ld['p95_ms']:.1f} ms, p99 {ld['p99_ms']:.1f} ms, "
             f"{ld['throughput_rps']:.0f} req/s{slo}"
         )
+
+
+def describe_case(case: dict) -> str:
+    """One line for one case of :attr:`SmokeResult.cases`, with its reasons when it failed.
+
+    ``examples/x.json: HTTP 200 in 3.1 ms``; a failed case adds ``: <reason>; <reason>``
+    (a reason that starts with the file name is shown without it); a case that was not
+    sent reads ``examples/x.json: not sent: <reason>``.
+    """
+    file = str(case.get("request", "?"))
+    if not case.get("sent", True):
+        head = f"{file}: not sent"
+    elif case.get("status") is None:
+        head = f"{file}: no answer"
+    else:
+        head = f"{file}: HTTP {case['status']} in {case.get('latency_ms') or 0:.1f} ms"
+    prefix = f"{file}: "
+    reasons = [f[len(prefix) :] if f.startswith(prefix) else f for f in case.get("failures", [])]
+    return f"{head}: {'; '.join(reasons)}" if reasons and not case.get("ok") else head
+
+
+class RequestFileError(ValueError):
+    """A smoke request file that cannot be sent: unreadable, not JSON, or without
+    instances. The message names the file and what is wrong with it."""
+
+
+def read_request_file(path: Path, name: str, status: int = 200) -> dict:
+    """Read one smoke request file: the JSON body a case POSTs to ``/predict``.
+
+    Args:
+        path: the file.
+        name: how to name it in messages (the path as the spec gives it).
+        status: the HTTP status the case expects (``expect.status``, default 200).
+
+    Returns:
+        The decoded body, a JSON object with an ``instances`` key.
+
+    Raises:
+        RequestFileError: the file is missing or unreadable, not UTF-8, not valid JSON
+            (with line and column in the file), not an object with ``instances``, or,
+            for a case expecting a 2xx answer, ``instances`` is not a non-empty list (a
+            case may send an empty or malformed batch only when it expects an error
+            status such as 400).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RequestFileError(f"smoke request file {name} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise RequestFileError(
+            f"smoke request file {name} is not UTF-8 text (byte {exc.start}); expected JSON"
+        ) from None
+    except OSError as exc:
+        raise RequestFileError(
+            f"smoke request file {name} cannot be read: {exc.strerror or exc}"
+        ) from None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RequestFileError(
+            f"smoke request file {name} is not valid JSON: line {exc.lineno} column "
+            f"{exc.colno}: {exc.msg}"
+        ) from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer over 4300 digits
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:120]
+        raise RequestFileError(f"smoke request file {name} is not valid JSON: {reason}") from None
+    want = 'expected a JSON object {"instances": [[...], ...]}'
+    if not isinstance(body, dict):
+        kind = "a list" if isinstance(body, list) else type(body).__name__
+        raise RequestFileError(f"smoke request file {name} is {kind}; {want}")
+    if "instances" not in body:
+        keys = ", ".join(sorted(map(str, body))) or "none"
+        raise RequestFileError(
+            f'smoke request file {name} has no "instances" (keys: {keys}); {want}'
+        )
+    instances = body["instances"]
+    if 200 <= int(status) < 300 and not (isinstance(instances, list) and instances):
+        got = "an empty list" if instances == [] else f"not a list ({type(instances).__name__})"
+        raise RequestFileError(
+            f'smoke request file {name}: "instances" is {got}, so the case cannot expect '
+            f"HTTP {status}; give at least one row, or, to check a refusal, make it a "
+            "spec.serving.smoke.requests case with expect.status (e.g. 400)"
+        )
+    return body
 
 
 @dataclass
@@ -107,6 +213,7 @@ class _Case:
     file: str
     body: Any = None
     expect: dict = field(default_factory=dict)
+    problem: str = ""  # why the file cannot be sent ('' when it can)
 
 
 def _shape(value: Any) -> list[int]:
@@ -145,6 +252,8 @@ def _compare(actual: Any, expected: Any, tol: float, path: str = "predictions") 
 
 
 def _cases(dep: Deployment, config: Config) -> tuple[list[_Case], list[str]]:
+    """Every smoke case of ``dep`` in spec order (those whose file cannot be sent carry a
+    ``problem``), and the failures that belong to no case (no smoke request at all)."""
     smoke = dep.get("spec.serving.smoke", {}) or {}
     raw: list[_Case] = []
     if isinstance(smoke.get("request"), str):
@@ -159,37 +268,44 @@ def _cases(dep: Deployment, config: Config) -> tuple[list[_Case], list[str]]:
                 )
             )
     failures: list[str] = []
-    cases: list[_Case] = []
     for case in raw:
         where = f"{dep.locate(case.field)}: {case.field}"
         path = config.repo_path(case.file)
         if path is None:
-            failures.append(f"{where}: {case.file!r} leaves the repository; use a path inside it")
+            case.problem = f"{where}: {case.file!r} leaves the repository; use a path inside it"
             continue
+        status = case.expect.get("status", 200)
         try:
-            case.body = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            failures.append(f"{where}: smoke request file {case.file} does not exist")
-            continue
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            failures.append(f"{where}: smoke request file {case.file} is not valid JSON ({exc})")
-            continue
-        if not isinstance(case.body, dict) or "instances" not in case.body:
-            failures.append(
-                f'{where}: smoke request file {case.file} must be a JSON object {{"instances": '
-                "[[...], ...]}"
+            case.body = read_request_file(
+                path, case.file, status if isinstance(status, int) else 200
             )
-            continue
-        cases.append(case)
+        except RequestFileError as exc:
+            case.problem = f"{where}: {exc}"
     if not raw:
         failures.append(
             f"{dep.locate('spec.serving')}: spec.serving.smoke: no smoke request; set "
             'spec.serving.smoke.request (a JSON file with {"instances": [[...]]})'
         )
-    return cases, failures
+    return raw, failures
+
+
+def _not_sent(case: _Case) -> dict:
+    """The outcome of a case whose request file cannot be sent."""
+    return {
+        "request": case.file,
+        "field": case.field,
+        "sent": False,
+        "status": None,
+        "ok": False,
+        "latency_ms": None,
+        "failures": [case.problem],
+    }
 
 
 def _check_case(client: httpx.Client, url: str, case: _Case) -> dict:
+    """POST one case's body and compare the answer with its expectations."""
+    import httpx
+
     expect = case.expect
     want_status = int(expect.get("status", 200))
     fails: list[str] = []
@@ -200,6 +316,8 @@ def _check_case(client: httpx.Client, url: str, case: _Case) -> dict:
         elapsed = (time.perf_counter() - start) * 1000
         return {
             "request": case.file,
+            "field": case.field,
+            "sent": True,
             "status": None,
             "ok": False,
             "latency_ms": round(elapsed, 3),
@@ -235,6 +353,8 @@ def _check_case(client: httpx.Client, url: str, case: _Case) -> dict:
                     fails.append(f"{case.file}: {diff}")
     return {
         "request": case.file,
+        "field": case.field,
+        "sent": True,
         "status": resp.status_code,
         "ok": not fails,
         "latency_ms": round(elapsed, 3),
@@ -244,6 +364,8 @@ def _check_case(client: httpx.Client, url: str, case: _Case) -> dict:
 
 def percentiles_ms(latencies_ms: list[float]) -> dict:
     """p50/p95/p99/mean/max of latencies in ms (numpy's linear interpolation)."""
+    import numpy as np
+
     if not latencies_ms:
         return {"p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0, "mean_ms": 0.0, "max_ms": 0.0}
     arr = np.asarray(latencies_ms, dtype=float)
@@ -270,6 +392,8 @@ def load_test(url: str, body: Any, *, requests: int, concurrency: int, warmup: i
         ``p50_ms``, ``p95_ms``, ``p99_ms``, ``mean_ms``, ``max_ms`` (of the 2xx answers),
         ``throughput_rps`` (2xx answers per second of wall time), ``duration_s``.
     """
+    import httpx
+
     requests, concurrency = int(requests), max(1, int(concurrency))
     lock = threading.Lock()
     remaining = [warmup]
@@ -356,14 +480,17 @@ def run_smoke(
         request fails, or p99 latency exceeds ``spec.serving.slo.p99_latency_ms``. The load
         test runs only when every case passed. Never raises for a bad answer.
     """
+    import httpx
+
     url = url.rstrip("/")
     result = SmokeResult(dep.key, url)
-    cases, result.failures = _cases(dep, config)
+    cases, other = _cases(dep, config)
     with httpx.Client(timeout=REQUEST_TIMEOUT_S, trust_env=False) as client:
         for case in cases:
-            outcome = _check_case(client, url, case)
+            outcome = _not_sent(case) if case.problem else _check_case(client, url, case)
             result.cases.append(outcome)
             result.failures.extend(outcome["failures"])
+    result.failures.extend(other)
     slo = dep.get("spec.serving.slo.p99_latency_ms")
     result.slo_p99_ms = float(slo) if isinstance(slo, int | float) else None
     load_spec = dep.get("spec.serving.smoke.load", {}) or {}

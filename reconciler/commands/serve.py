@@ -96,13 +96,13 @@ def smoke_cmd(
 
 
 def _print_text(smoke) -> None:
-    """Print one deployment's smoke cases, load-test table and failures."""
+    """Print one deployment's smoke cases (each once, with its reasons when it failed),
+    the load-test table, the failures that belong to no case, and the summary line."""
+    from reconciler.build.smoke import describe_case
+
     for case in smoke.cases:
         mark = "ok" if case["ok"] else "FAIL"
-        console.print(
-            f"  {mark:4} {case['request']}: HTTP {case['status']} in {case['latency_ms']:.1f} ms",
-            markup=False,
-        )
+        console.print(f"  {mark:4} {describe_case(case)}", markup=False)
     if smoke.load:
         ld = smoke.load
         table = Table(title=f"{smoke.deployment}: load test", title_justify="left")
@@ -121,6 +121,6 @@ def _print_text(smoke) -> None:
             slo,
         )
         console.print(table)
-    for failure in smoke.failures:
+    for failure in smoke.other_failures:
         console.print(f"  FAIL {failure}", markup=False)
     console.print(smoke.summary(), markup=False)
