@@ -14,7 +14,11 @@ Gates, in order, all fail closed:
    not stop the others, and the run exits 3 naming each failure.
 
 GitOps modes (``--base``): ``plan`` diffs the rendered DesiredState of each changed
-deployment at the merge base against the one at head (what the pull request changes);
+deployment at the merge base against the one at head (what the pull request changes),
+lists the resolved-spec fields that changed and whether they make a new Bento, and,
+when the pull request changes the policy set, checks its specs against the base's
+policies, waivers and organisation settings (and against its own) and lists what it
+changes in the policy set (:func:`_plan_policies`);
 ``apply`` converges only the deployments whose spec or inputs changed since ``base``
 and plans the deletion of those whose spec was deleted. Deletion needs ``--prune``,
 protected environments also ``--allow-destroy-protected``, and deleting more than
@@ -38,6 +42,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import posixpath
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -84,6 +89,10 @@ class Outcome:
             of the model at base and head (``None`` for a side that does not exist).
         build: ``{"status": "built"|"reused"|"failed"|"not run", "message"}``.
         revision: the Git revision applied or planned (head).
+        spec_diff: for a ``--base`` plan of a deployment that exists at both revisions,
+            what changed in its resolved spec (:func:`_spec_diff`): ``{"fields": [{"path",
+            "old", "new"}], "files", "rebuild", "build_inputs", "decided_by"}``; ``{}``
+            otherwise.
     """
 
     key: str
@@ -100,6 +109,7 @@ class Outcome:
     model: dict = field(default_factory=dict)
     build: dict = field(default_factory=dict)
     revision: str = ""
+    spec_diff: dict = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -131,6 +141,13 @@ class RunReport:
         guards: messages of safety guards that block the run (mass delete...).
         notes: lines for humans (what was compared with what, what was not run).
         revert: for a rollback, the commits to revert in Git (``{"sha", "summary"}``).
+        policy_changes: for a ``--base`` plan whose pull request touches the policy set,
+            what it changes (:class:`~reconciler.gitops.changes.PolicySetDiff`);
+            ``None`` otherwise.
+        policy_head: when the plan evaluated :attr:`policy` with the base's policy set
+            (the pull request changes what is enforced), the policy report with the pull
+            request's own policy set, which ``apply`` uses after the merge; it blocks
+            too. ``None`` otherwise.
     """
 
     action: str
@@ -147,6 +164,8 @@ class RunReport:
     guards: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     revert: list[dict] = field(default_factory=list)
+    policy_changes: object | None = None
+    policy_head: object | None = None
 
     @property
     def spec_errors(self) -> list[Diagnostic]:
@@ -155,12 +174,26 @@ class RunReport:
 
     @property
     def blocked(self) -> bool:
-        """True when a spec error, a blocking policy result or a guard stops the run."""
+        """True when a spec error, a blocking policy result or a guard stops the run.
+
+        A plan that checked the specs against the base's policy set also blocks when the
+        pull request's own policy set would (:attr:`policy_head`): ``apply`` after the
+        merge uses that one.
+        """
         return (
             bool(self.spec_errors)
             or bool(self.policy is not None and self.policy.blocking)
+            or bool(self.policy_head is not None and self.policy_head.blocking)
             or bool(self.guards)
         )
+
+    @property
+    def needs_security_review(self) -> bool:
+        """True when the pull request changes what the policy check enforces.
+
+        Not blocking by itself: the plan says so, and never "ready to merge".
+        """
+        return bool(self.policy_changes is not None and self.policy_changes.changes_enforcement)
 
     @property
     def failures(self) -> list[Outcome]:
@@ -203,6 +236,13 @@ class RunReport:
             "changes": self.changes.to_dict() if self.changes is not None else None,
             "outcomes": [o.to_dict() for o in self.outcomes],
             "revert": list(self.revert),
+            "needs_security_review": self.needs_security_review,
+            "policy_changes": (
+                self.policy_changes.to_dict() if self.policy_changes is not None else None
+            ),
+            "policy_with_pr_changes": (
+                self.policy_head.to_dict() if self.policy_head is not None else None
+            ),
         }
 
 
@@ -581,7 +621,15 @@ def _plan_changes(
         if s.old_path and s.status != "unchanged":
             base_paths.append(s.old_path)
             base_paths.extend(spec_dependencies(quick_load(base_rev.read(s.old_path)) or {}))
+    policy_paths = _policy_set_touched(config, changes, base_rev, report.notes)
+    if policy_paths is not None:
+        base_paths.extend(_policy_set_files(base_rev, policy_paths[0]))
+    changed_files = {p for f in changes.files for p in (f.path, f.old_path) if p}
     with _revision_roots(config, changes, head, sorted(set(base_paths))) as (head_cfg, base_cfg):
+        if policy_paths is not None:
+            report.policy_changes = _policy_set_diff(
+                config, head_cfg, base_cfg, changes, policy_paths
+            )
         planned = changes.planned
         loaded = load_files(head_cfg, [head_cfg.root / s.path for s in planned], envs)
         report.diagnostics.extend(loaded.diagnostics)
@@ -605,7 +653,7 @@ def _plan_changes(
         # Planning is read-only, so every valid deployment is rendered and policed even
         # when something blocks; only building (which loads untrusted model files) waits
         # for the gates to pass.
-        _policy_gate(head_cfg, deployments, report)
+        _plan_policies(report, head_cfg, base_cfg, deployments, policy_paths)
         may_build = build and not report.blocked
         if build and not may_build:
             report.notes.append("builds and smoke tests not run: the gates blocked")
@@ -617,6 +665,8 @@ def _plan_changes(
             outcome.revision = revision
             outcome.change = change.to_dict() if change else {}
             outcome.model = {"old": model_info(old, base_cfg), "new": model_info(dep, head_cfg)}
+            if change is None or change.status != "unchanged":
+                outcome.spec_diff = _spec_diff(old, dep, base_cfg, head_cfg, changed_files)
             artifact = None
             if may_build:
                 artifact = _build_and_smoke(outcome, dep, head_cfg, revision, False)
@@ -686,6 +736,223 @@ def _plan_changes(
         f"{changes.base[:12]} and at {at_head}, and diffed"
     )
     return report
+
+
+def _policy_set_touched(config: Config, changes, base_rev, notes: list[str]):
+    """``(base paths, head paths)`` of the policy set when the change touches it, else None.
+
+    Touched: a changed file under the policies directory or the organisation file, at
+    either revision (``modelops.yaml`` may move them). A policy set outside the
+    repository cannot be read from Git: then ``None`` too, and a line in ``notes``
+    says so.
+    """
+    from reconciler.gitops.changes import policy_set_paths
+
+    head_paths = policy_set_paths(config)
+    base_paths = policy_set_paths(config, base_rev)
+    if head_paths is None or base_paths is None:
+        notes.append(
+            "the policies directory or the organisation settings file is outside the "
+            "repository: the specs were checked against it as it is on disk, and what "
+            "this change does to it is not compared"
+        )
+        return None
+    for f in changes.files:
+        for p in (f.path, f.old_path):
+            if p and (head_paths.contains(p) or base_paths.contains(p)):
+                return base_paths, head_paths
+    return None
+
+
+def _policy_set_files(base_rev, paths) -> list[str]:
+    """Root-relative files of the base's policy set (``*.rego``, waivers, organisation)."""
+    from reconciler.gitops.changes import WAIVERS_FILE
+
+    out = [paths.organization, posixpath.join(paths.policies, WAIVERS_FILE)]
+    pre = base_rev.pre
+    for full in g.list_files(base_rev.commit, pre + paths.policies):
+        rel = full[len(pre) :]
+        if paths.evaluated(rel):
+            out.append(rel)
+    return out
+
+
+def _policy_set_diff(config: Config, head_cfg: Config, base_cfg: Config, changes, paths):
+    """The :class:`~reconciler.gitops.changes.PolicySetDiff` of a plan (base vs head)."""
+    from reconciler.gitops.changes import diff_policy_sets
+
+    base_paths, head_paths = paths
+    return diff_policy_sets(
+        base_cfg.root, base_paths, head_cfg.root, head_paths, config.environments, changes.files
+    )
+
+
+def _plan_policies(report: RunReport, head_cfg: Config, base_cfg: Config, deployments, paths):
+    """Police the planned deployments; with the base's policy set when the PR changes it.
+
+    A pull request's own policy change has not been reviewed yet, so it may not approve
+    its own specs (the practice of Atlantis and Conftest: policies from the base
+    branch). When :attr:`RunReport.policy_changes` says the pull request changes what is
+    enforced (a policy, its metadata, a waiver, an organisation setting), the
+    deployments are checked against the policies, waivers and organisation settings as
+    they are at the merge base (written out by :func:`_revision_roots`): that is
+    :attr:`RunReport.policy`. They are also checked against the pull request's own set,
+    which ``apply`` uses after the merge (:attr:`RunReport.policy_head`); either
+    blocking blocks. Waiver-file findings of the base's ``waivers.yaml`` (unused,
+    expired, unknown scope) are left out when the pull request changes that file: its
+    head version is the one checked. Where the two sets disagree is recorded in
+    ``policy_changes.effects``. Both checks fail closed: a base policy that does not
+    compile or load blocks, also in the pull request that repairs it (merge such a fix
+    after the security review, with the repository's override).
+
+    Args:
+        report: the plan; ``policy``, ``policy_head``, ``notes`` and
+            ``policy_changes.effects`` are set.
+        head_cfg, base_cfg: the two revisions on disk (:func:`_revision_roots`).
+        deployments: the valid deployments at the head.
+        paths: ``(base, head)`` :class:`~reconciler.gitops.changes.PolicySetPaths`, or
+            ``None`` when the change does not touch the policy set.
+    """
+    diff = report.policy_changes
+    if diff is None or not diff.changes_enforcement:
+        _policy_gate(head_cfg, deployments, report)
+        return
+    from reconciler.gitops.changes import WAIVERS_FILE
+    from reconciler.policy import check_policies
+
+    base_paths, _head_paths = paths
+    base_policy_cfg = replace(
+        head_cfg,
+        root=base_cfg.root,
+        policies_dir=base_cfg.root / base_paths.policies,
+        organization=base_cfg.root / base_paths.organization,
+    )
+    if not deployments:
+        return
+    diff.evaluated_at_base = True
+    report.notes.append(
+        f"policies, waivers and organisation settings: as at the merge base {report.base[:12]}"
+        ", because this change modifies them (see the policy changes); the change's own "
+        "policy set was checked too and applies after the merge"
+    )
+    _policy_gate(base_policy_cfg, deployments, report)
+    report.policy_head = check_policies(head_cfg, deployments)
+    waivers = posixpath.join(base_paths.policies, WAIVERS_FILE)
+    if waivers in diff.files and report.policy.waiver_diagnostics:
+        report.policy.waiver_diagnostics = []
+        report.notes.append(
+            f"findings about the base's {waivers} are not reported: this change replaces "
+            "that file, and its own version was checked"
+        )
+    diff.effects = _policy_effects(report.policy, report.policy_head)
+
+
+def _policy_effects(base_report, head_report) -> list[dict]:
+    """Where the base's and the head's policy sets judge a deployment differently.
+
+    Returns ``{"deployment", "policy", "base", "head"}`` per (deployment, policy) whose
+    statuses differ; a status is ``fail``, ``error``, ``warn``, ``waived``, ``pass``
+    (several joined with ``+``) or ``not evaluated`` (the policy is absent or disabled
+    on that side).
+    """
+    order = {s: i for i, s in enumerate(("fail", "error", "warn", "waived", "pass"))}
+
+    def statuses(rep) -> dict:
+        out: dict = {}
+        for r in rep.results:
+            out.setdefault((r.deployment, r.policy_id), set()).add(r.status)
+        return {k: "+".join(sorted(v, key=lambda x: order.get(x, 9))) for k, v in out.items()}
+
+    a, b = statuses(base_report), statuses(head_report)
+    return [
+        {
+            "deployment": key[0],
+            "policy": key[1],
+            "base": a.get(key, "not evaluated"),
+            "head": b.get(key, "not evaluated"),
+        }
+        for key in sorted(set(a) | set(b))
+        if a.get(key) != b.get(key)
+    ]
+
+
+def _spec_diff(
+    old: Deployment | None,
+    dep: Deployment,
+    base_cfg: Config,
+    head_cfg: Config,
+    changed_files: set[str],
+) -> dict:
+    """What changed in one deployment's resolved spec between the base and the head.
+
+    Args:
+        old: the deployment at the merge base (``None`` when it is new: nothing to
+            compare, ``{}`` is returned).
+        dep: the deployment at the head (same environment).
+        base_cfg, head_cfg: the two revisions on disk.
+        changed_files: root-relative paths the change touches.
+
+    Returns:
+        ``{"fields": [{"path", "old", "new"}], "files": [...], "rebuild": bool,
+        "build_inputs": [...], "decided_by": str}``: the resolved-spec fields that differ
+        (overlay merged, for ``dep.env``; :func:`~reconciler.gitops.changes.field_changes`),
+        the changed files the spec names (model, smoke requests), and whether the Bento's
+        build digest changes, i.e. whether ``apply`` builds a new Bento and rolls it out.
+        That is decided by comparing :func:`reconciler.build.bento.build_inputs` at both
+        revisions (``build_inputs`` lists the keys that differ: ``model``, ``serving``,
+        ``capture``, ``model_file``...); when they cannot be computed (a missing model
+        file, a digest mismatch: findings of their own), by the spec fields the digest
+        covers (:func:`~reconciler.gitops.changes.touches_build`) and ``decided_by`` says
+        why.
+    """
+    from reconciler.gitops.changes import field_changes, spec_dependencies, touches_build
+
+    if old is None:
+        return {}
+    fields = field_changes(old.data, dep.data)
+    deps = spec_dependencies({"spec": old.data.get("spec", {})}) | spec_dependencies(
+        {"spec": dep.data.get("spec", {})}
+    )
+    out = {
+        "fields": [{"path": p, "old": a, "new": b} for p, a, b in fields],
+        "files": sorted(deps & changed_files),
+        "rebuild": False,
+        "build_inputs": [],
+        "decided_by": "",
+    }
+    if not fields and not out["files"]:
+        return out
+    try:
+        from reconciler.build.bento import build_inputs
+
+        before, after = build_inputs(old, base_cfg), build_inputs(dep, head_cfg)
+        keys = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        out.update(rebuild=bool(keys), build_inputs=keys, decided_by="build inputs")
+    except Exception as exc:  # noqa: BLE001 - the cause is reported elsewhere; decide from fields
+        labels = {
+            "metadata.name": "deployment",
+            "spec.model": "model",
+            "spec.serving": "serving",
+            "spec.monitoring": "capture",
+            "spec.data": "sensitive_fields",
+        }
+        keys = {
+            label
+            for p, _a, _b in fields
+            if touches_build(p)
+            for prefix, label in labels.items()
+            if p == prefix or p.startswith(prefix + ".")
+        }
+        models = {old.get("spec.model.uri"), dep.get("spec.model.uri")}
+        if any(f in models for f in out["files"]):
+            keys.add("model_file")
+        why = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        out.update(
+            rebuild=bool(keys),
+            build_inputs=sorted(keys),
+            decided_by=f"spec fields (the build inputs could not be computed: {why})",
+        )
+    return out
 
 
 def _plan_deletion(report, change, old_deps: dict, envs, config: Config, base_cfg: Config):

@@ -103,18 +103,21 @@ def repo(tmp_path):
 
 def test_hostile_values_in_plan_fields_model_rows_and_waivers(repo):
     """Values that pass schema and policy: description, version, registry path, waiver."""
-    base = repo.git.head.commit.hexsha
     root = repo.root
     _edit(root, 'version: "1.0.0"', f"version: '1.0`0 {HOSTILE}'")
     _edit(root, "registry: registry.example.com/ml", f"registry: 'registry.example.com/{HOSTILE}'")
     _edit(root, "description: Flags", f"description: '{HOSTILE}' # Flags")
     _edit(root, "min_replicas: 3}", "min_replicas: 4}")
-    # a rolling update in prod (MDL-011), waived by a team handle
+    # a rolling update in prod (MDL-011), waived by a team handle; the waiver is on the
+    # base branch already (one added by the same pull request does not waive: the plan
+    # checks a PR's specs against the base's policies and waivers)
     _edit(
         root,
         "rollout: {strategy: canary, steps: [10, 50, 100], step: 0}",
         "rollout: {strategy: rolling}",
     )
+    spec_edits = (root / SPEC).read_text()
+    repo.git.git.checkout("--", SPEC)
     expires = (dt.date.today() + dt.timedelta(days=30)).isoformat()
     repo.write(
         "policies/waivers.yaml",
@@ -122,6 +125,8 @@ def test_hostile_values_in_plan_fields_model_rows_and_waivers(repo):
         f"    environment: prod\n    reason: '{HOSTILE}'\n    approver: '{TEAM}'\n"
         f"    ticket: SEC-1\n    expires: {expires}\n",
     )
+    base = repo.commit("waiver, reviewed on main")
+    (root / SPEC).write_text(spec_edits)
     head = repo.commit("hostile values")
     report = pipeline.plan(load_config(root), "prod", base=base, head=head)
     assert report.exit_code == 0, [str(d) for d in report.diagnostics]

@@ -36,6 +36,9 @@ def _annotate(report: pipeline.RunReport) -> None:
     diags = list(report.diagnostics)
     if report.policy is not None:
         diags += report.policy.diagnostics()
+    if getattr(report, "policy_head", None) is not None:  # plan: the change's own policies
+        seen = {str(d) for d in diags}
+        diags += [d for d in report.policy_head.diagnostics() if str(d) not in seen]
     out = render_diagnostics("github", diags, tool="modelops")
     if out:
         err_console.print(out.rstrip(), markup=False)
@@ -58,7 +61,75 @@ def _print_findings(report: pipeline.RunReport) -> None:
         err_console.print("blocking policy results: nothing was built or applied.", markup=False)
 
 
+def _print_plan_findings(report: pipeline.RunReport) -> None:
+    """Spec findings (stderr) and policy findings (stdout), before the plan."""
+    for diag in report.diagnostics:
+        err_console.print(str(diag), markup=False)
+    from reconciler.report import render_policy_report
+
+    if report.policy is not None and (report.policy.blocking or report.policy.findings()):
+        if report.policy_head is not None:
+            console.print("Policy check with the merge base's policy set:", markup=False)
+        console.print(render_policy_report("text", report.policy).rstrip(), markup=False)
+    head = report.policy_head
+    if head is not None and (head.blocking or head.findings()):
+        console.print(
+            "Policy check with this change's own policy set (what apply uses after the merge):",
+            markup=False,
+        )
+        console.print(render_policy_report("text", head).rstrip(), markup=False)
+
+
+def _print_plan_blockers(report: pipeline.RunReport) -> None:
+    """What blocks the plan, after it (stderr): guards, spec errors, policy failures."""
+    for guard in report.guards:
+        err_console.print(f"error: {guard}", markup=False)
+    if report.spec_errors:
+        err_console.print(
+            f"{len(report.spec_errors)} spec error(s): nothing was built or applied.", markup=False
+        )
+    elif report.policy is not None and report.policy.blocking:
+        err_console.print("blocking policy results: nothing was built or applied.", markup=False)
+    elif report.policy_head is not None and report.policy_head.blocking:
+        err_console.print(
+            "blocking policy results with this change's own policy set (apply would refuse "
+            "after the merge): nothing was built or applied.",
+            markup=False,
+        )
+
+
+def _print_policy_changes(report: pipeline.RunReport) -> None:
+    from reconciler.report.pr_comment import plain_line, policy_change_blocks
+
+    blocks = policy_change_blocks(report)
+    if not blocks:
+        return
+    diff = report.policy_changes
+    title = (
+        "Policy changes (needs security review: this change modifies what is enforced):"
+        if diff.changes_enforcement
+        else "Policy changes (what is enforced stays the same):"
+    )
+    console.print(f"\n{title}", markup=False)
+    if diff.evaluated_at_base:
+        console.print(
+            f"  specs were checked against the policy set of the merge base {report.base[:12]}"
+            " (and against this change's own)",
+            markup=False,
+        )
+    for heading, lines in blocks:
+        console.print(f"  {heading}:", markup=False)
+        for line in lines:
+            console.print(f"    - {plain_line(line)}", markup=False)
+
+
 def _emit_plan(report: pipeline.RunReport, fmt: str) -> None:
+    """Print the plan in ``fmt`` (text, json, markdown).
+
+    Every format shows the whole plan even when something blocks (a guard, a spec error,
+    a policy failure); in text, what blocks is printed after the plan, on stderr. The
+    exit code is the caller's (``report.exit_code``).
+    """
     from reconciler.report.pr_comment import pr_comment_data, render_pr_comment
 
     _annotate(report)
@@ -70,9 +141,7 @@ def _emit_plan(report: pipeline.RunReport, fmt: str) -> None:
         return
     if fmt != "text":
         raise ModelopsError(f"unknown format {fmt!r}; valid formats: text, json, markdown")
-    _print_findings(report)
-    if report.blocked:
-        return
+    _print_plan_findings(report)
     if report.changes is not None:
         ch = report.changes
         head = ch.head[:12] if ch.head else "the working tree"
@@ -85,15 +154,27 @@ def _emit_plan(report: pipeline.RunReport, fmt: str) -> None:
         for s in ch.specs:
             where = s.path or s.old_path
             console.print(f"  {s.status:9} {where}: {'; '.join(s.reasons)}", markup=False)
-    else:
+    elif report.outcomes or not report.blocked:
         console.print(f"Plan for {', '.join(report.envs)} against the ledger:", markup=False)
-    if not report.outcomes:
+    _print_policy_changes(report)
+    if not report.outcomes and not report.blocked:
         console.print("No deployment to plan.", markup=False)
-    from reconciler.report.pr_comment import plan_totals, policy_summary
+    from reconciler.report.pr_comment import (
+        plain_line,
+        plan_totals,
+        policy_summary,
+        spec_diff_lines,
+    )
 
     for outcome, plan in zip(report.outcomes, report.plans, strict=False):
         console.print("", markup=False)
-        if plan is not None:
+        spec_lines = spec_diff_lines(outcome)
+        if plan is not None and plan.empty and spec_lines:
+            console.print(
+                f"{outcome.key}: no infrastructure resource changes; the spec changed:",
+                markup=False,
+            )
+        elif plan is not None:
             from reconciler.engine.plan import render_plan_text
 
             console.print(render_plan_text([plan]).rstrip(), markup=False)
@@ -101,6 +182,8 @@ def _emit_plan(report: pipeline.RunReport, fmt: str) -> None:
             console.print(f"{outcome.key} ({outcome.platform}): {outcome.message}", markup=False)
         if outcome.status in ("delete", "orphaned"):
             console.print(f"  {outcome.message}", markup=False)
+        for line in spec_lines:
+            console.print(f"  spec: {plain_line(line)}", markup=False)
         model = outcome.model or {}
         old, new = model.get("old"), model.get("new")
         if old and new and old == new:
@@ -123,7 +206,11 @@ def _emit_plan(report: pipeline.RunReport, fmt: str) -> None:
                     console.print(f"  model {k}: {a} -> {b}", markup=False)
         policy = policy_summary(report, outcome.key)
         if policy:
-            console.print(f"  policy: {policy}", markup=False)
+            where = " (base policy set)" if report.policy_head is not None else ""
+            console.print(f"  policy{where}: {policy}", markup=False)
+        mine = policy_summary(report, outcome.key, own=True)
+        if mine:
+            console.print(f"  policy (this change's policy set): {mine}", markup=False)
         if outcome.status != "delete":
             build = outcome.build.get("message") or "not run (--build)"
             if outcome.smoke:
@@ -132,16 +219,27 @@ def _emit_plan(report: pipeline.RunReport, fmt: str) -> None:
             else:
                 smoke = outcome.build.get("smoke") or "not run (--smoke)"
             console.print(f"  build: {build}; smoke: {smoke}", markup=False)
-    if report.outcomes:
-        verdict = "blocks the merge" if report.exit_code else "nothing blocks the merge"
+    if report.outcomes or report.policy_changes is not None:
+        if report.exit_code:
+            verdict = "blocks the merge"
+        elif report.needs_security_review:
+            verdict = "nothing blocks the merge; needs security review (policy changes)"
+        else:
+            verdict = "nothing blocks the merge"
         policy = f"; policy: {policy_summary(report)}" if report.policy else ""
+        if report.policy_head is not None:
+            policy = f"; policy (base policy set): {policy_summary(report)}"
+        bentos = sum(1 for o in report.outcomes if (o.spec_diff or {}).get("rebuild"))
+        rebuilt = f"; new Bentos: {bentos}" if bentos else ""
         console.print(
             f"\nSummary: {len(report.outcomes)} deployment(s): {plan_totals(report) or '-'}"
-            f"{policy}; {verdict}.",
+            f"{rebuilt}{policy}; {verdict}.",
             markup=False,
         )
-    for note in report.notes:
-        console.print(f"({note})", markup=False)
+    if report.outcomes or not report.blocked:
+        for note in report.notes:
+            console.print(f"({note})", markup=False)
+    _print_plan_blockers(report)
 
 
 @app.command("plan")
