@@ -39,5 +39,14 @@ deny contains {"msg": msg, "path": concat(".", ["spec.target", field])} if {
 	some field in ["registry", "image"]
 	field in object.keys(target)
 	not allowed(target[field])
-	msg := sprintf("%v %v is not from an allowed registry; allowed: %v", [field, target[field], data.organization.allowed_registries])
+	# concat, not sprintf: regopy passes a concat result to sprintf with its JSON quotes
+	msg := concat("", [
+		sprintf("%v %v is not from an allowed registry; allowed: ", [field, target[field]]),
+		listed(data.organization.allowed_registries),
+	])
 }
+
+# A list for a message, without JSON quoting: "a, b, c" ("none" when empty).
+listed(items) := "none" if count(items) == 0
+
+listed(items) := concat(", ", [sprintf("%v", [item]) | some item in items]) if count(items) > 0

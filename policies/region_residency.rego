@@ -37,5 +37,14 @@ deny contains {"msg": msg, "path": "spec.target.region"} if {
 	on_cloud
 	is_string(region)
 	not region in allowed
-	msg := sprintf("region %v is not allowed for %v data residency; allowed: %v", [region, residency, allowed])
+	# concat, not sprintf: regopy passes a concat result to sprintf with its JSON quotes
+	msg := concat("", [
+		sprintf("region %v is not allowed for %v data residency; allowed: ", [region, residency]),
+		listed(allowed),
+	])
 }
+
+# A list for a message, without JSON quoting: "a, b, c" ("none" when empty).
+listed(items) := "none" if count(items) == 0
+
+listed(items) := concat(", ", [sprintf("%v", [item]) | some item in items]) if count(items) > 0

@@ -21,7 +21,15 @@ import pulumi
 import pulumi_aws as aws
 
 from reconciler.spec.model import Deployment
-from stacks.common import ImageRef, StackError, job_commands, k8s_name, to_aws_cron
+from stacks.common import (
+    ImageRef,
+    StackError,
+    is_secret_reference,
+    job_commands,
+    k8s_name,
+    secret_source,
+    to_aws_cron,
+)
 
 VARIANT = "AllTraffic"
 ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/")
@@ -156,7 +164,9 @@ def _s3_statements(dep: Deployment, sink: str | None) -> list[dict]:
 def _secret_statements(dep: Deployment) -> list[dict]:
     sm, ssm = [], []
     for item in dep.get("spec.secrets") or []:
-        src = str(item["from"])
+        src = item.get("from")
+        if not is_secret_reference(src):
+            continue  # never a resource of the policy: it may be the secret itself
         if src.startswith("aws-secretsmanager:"):
             sm.append(src.split(":", 1)[1])
         elif src.startswith("aws-ssm:"):
@@ -188,9 +198,14 @@ def secret_env(dep: Deployment) -> dict[str, str]:
 
     SageMaker has no secret injection, so the service resolves each reference at start
     with the execution role (which may read exactly these secrets); values never appear
-    in the stack.
+    in the stack: a ``from`` that is not a secret-store reference (a pasted secret, which
+    MDL-017 blocks at plan and apply) is written as
+    :data:`stacks.common.NOT_A_SECRET_REFERENCE`.
     """
-    return {f"MODELOPS_SECRET_{s['name']}": str(s["from"]) for s in dep.get("spec.secrets") or []}
+    return {
+        f"MODELOPS_SECRET_{s['name']}": secret_source(s.get("from"))
+        for s in dep.get("spec.secrets") or []
+    }
 
 
 def execution_role(dep: Deployment, name: str, image: ImageRef, key_arn, region: str, tags: dict):

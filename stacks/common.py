@@ -30,6 +30,38 @@ DEFAULT_PORT = 3000  # `bentoml serve` default port
 BENTO_UID = 1034
 
 
+# The secret-store reference forms a spec may put in ``spec.secrets[].from``: the defaults
+# of ``secret_reference_patterns`` in policies/organization.yaml (policy MDL-017), kept
+# equal by tests/test_render_secrets.py. Kept here rather than read from the organisation
+# file so that a render stays a pure function of its cached inputs (reconciler.engine.render).
+SECRET_REFERENCE_PATTERNS = (
+    r"^aws-secretsmanager:arn:aws:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$",
+    r"^aws-ssm:/?[A-Za-z0-9/_.-]+$",
+    r"^k8s:[a-z0-9]([-a-z0-9]*[a-z0-9])?/[A-Za-z0-9_.-]+$",
+    r"^vault:[A-Za-z0-9/_.-]+#[A-Za-z0-9_.-]+$",
+)
+_SECRET_REFERENCES = tuple(re.compile(p) for p in SECRET_REFERENCE_PATTERNS)
+NOT_A_SECRET_REFERENCE = "<not a secret reference: redacted>"
+
+
+def is_secret_reference(value: object) -> bool:
+    """Whether ``value`` is a string of one of :data:`SECRET_REFERENCE_PATTERNS` (whole
+    string, as Rego's ``regex.match`` with ``^…$``: a trailing newline does not match)."""
+    return isinstance(value, str) and any(p.fullmatch(value) for p in _SECRET_REFERENCES)
+
+
+def secret_source(value: object) -> str:
+    """What a stack may write for a ``spec.secrets[].from`` value (annotation, environment
+    variable, policy resource): the value when it is a secret-store reference, else
+    :data:`NOT_A_SECRET_REFERENCE`.
+
+    A ``from`` that is not a reference is most likely the secret itself pasted into the
+    spec; policy MDL-017 blocks plan and apply, and this keeps it out of ``render`` output
+    and its files too.
+    """
+    return value if is_secret_reference(value) else NOT_A_SECRET_REFERENCE
+
+
 class StackError(Exception):
     """A spec value the stack cannot render.
 

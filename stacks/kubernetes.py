@@ -40,12 +40,14 @@ from stacks.common import (
     ImageRef,
     StackError,
     canary_weight,
+    is_secret_reference,
     job_commands,
     k8s_name,
     label_value,
     recommended_labels,
     reject_fields,
     runtime_env,
+    secret_source,
 )
 
 RESTRICTED_DATA = frozenset({"pii", "phi", "pci"})
@@ -67,25 +69,39 @@ def secret_env(dep: Deployment) -> list[dict]:
     (``aws-secretsmanager:``, ``aws-ssm:``, ``vault:``) is read from the Secret
     ``<name>-secrets`` under the variable's name, which an external secrets operator
     fills from the source (the references are listed in the Deployment's
-    ``modelops.dev/secret-sources`` annotation).
+    ``modelops.dev/secret-sources`` annotation, :func:`secret_sources`).
 
     Raises:
-        StackError: a ``k8s:`` reference without ``<secret>/<key>``.
+        StackError: a ``k8s:`` value that is not a ``k8s:<secret>/<key>`` reference
+            (:func:`stacks.common.is_secret_reference`); the value itself is not repeated
+            in the message, as it may be the secret.
     """
     out = []
     for i, item in enumerate(dep.get("spec.secrets") or []):
-        src = str(item["from"])
-        if src.startswith("k8s:"):
-            ref = _ref(src)
-            if not ref["name"] or not ref["key"]:
+        src = item.get("from")
+        if isinstance(src, str) and src.startswith("k8s:"):
+            if not is_secret_reference(src):
                 raise StackError(
                     f"spec.secrets.{i}.from",
-                    f"{src!r} must be k8s:<secret>/<key>, e.g. k8s:db-credentials/password",
+                    "must be k8s:<secret>/<key> with a Kubernetes Secret name and a key, e.g. "
+                    "k8s:db-credentials/password (the value is not shown: it is not a "
+                    "secret reference)",
                 )
+            ref = _ref(src)
         else:
             ref = {"name": k8s_name(dep.name, "secrets"), "key": item["name"]}
         out.append({"name": item["name"], "valueFrom": {"secretKeyRef": ref}})
     return out
+
+
+def secret_sources(dep: Deployment) -> dict[str, str]:
+    """``{variable name: source}`` for the ``modelops.dev/secret-sources`` annotation.
+
+    Only secret-store references are written; any other ``from`` value (a literal secret
+    pasted into the spec, which MDL-017 blocks at plan and apply) is replaced by
+    :data:`stacks.common.NOT_A_SECRET_REFERENCE`, so render output never carries it.
+    """
+    return {str(s["name"]): secret_source(s.get("from")) for s in dep.get("spec.secrets") or []}
 
 
 def _resources(dep: Deployment) -> dict:
@@ -251,7 +267,7 @@ def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -
         ),
     )
 
-    sources = {s["name"]: s["from"] for s in dep.get("spec.secrets") or []}
+    sources = secret_sources(dep)
     annotations = {"modelops.dev/bento-tag": image.bento_tag or "unbuilt"}
     if sources:
         annotations["modelops.dev/secret-sources"] = json.dumps(sources, sort_keys=True)
@@ -470,4 +486,4 @@ def _cronjob(dep, image, sa_name, kind, schedule, argv, meta, ns) -> None:
     )
 
 
-__all__ = ["program", "replica_split", "secret_env"]
+__all__ = ["program", "replica_split", "secret_env", "secret_sources"]

@@ -80,3 +80,48 @@ def test_bad_case_fields_are_reported(spec_repo):
     assert any("unknown field(s) inptu" in m for m in messages)
     assert any("unknown base 'nowhere'" in m for m in messages)
     assert any("expect must be a list" in m for m in messages)
+
+
+def test_compile_error_is_reported_once_not_per_case(spec_repo):
+    path = spec_repo / "policies" / "allowed_registries.rego"
+    text = path.read_text()
+    broken = 'deny contains {"msg": msg, , "path": concat('
+    path.write_text(text.replace('deny contains {"msg": msg, "path": concat(', broken, 1))
+    line = next(
+        n
+        for n, ln in enumerate(text.splitlines())
+        if ln.startswith('deny contains {"msg": msg, "path": concat(')
+    )
+    proc = cli(spec_repo, "policy", "test")
+    assert proc.returncode == 1
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    compile_lines = [ln for ln in lines if "does not compile" in ln]
+    assert len(compile_lines) == 1, lines
+    assert compile_lines[0].startswith(f"policies/allowed_registries.rego:{line + 1}:")
+    assert "MDL-005: policy does not compile: line" in compile_lines[0]
+    # no per-case echo of it, and no "never fires" noise about the same policy
+    assert lines == compile_lines, lines
+    assert "1 policy(ies) do not compile (MDL-005)" in proc.stdout and "FAILED" in proc.stdout
+
+    proc = cli(spec_repo, "policy", "test", "--format", "json")
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert not doc["ok"] and list(doc["not_compiled"]) == ["MDL-005"]
+    assert proc.stdout.count("does not compile") == 1
+    assert [p["code"] for p in doc["problems"]] == ["policy-compile"]
+    assert all(c["not_compiled"] == ["MDL-005"] and not c["errors"] for c in doc["cases"])
+
+
+def test_case_disagreement_is_still_reported_next_to_a_compile_error(spec_repo):
+    pol = spec_repo / "policies"
+    text = (pol / "allowed_registries.rego").read_text()
+    (pol / "allowed_registries.rego").write_text(text.replace("deny contains", "deny contans", 1))
+    path = pol / "tests" / "exposure.yaml"
+    path.write_text(path.read_text().replace("expect: [MDL-001]\n", "expect: [MDL-002]\n", 1))
+    result = run(spec_repo)
+    assert not result.ok
+    codes = [(d.code, d.field) for d in result.diagnostics]
+    assert codes.count(("policy-compile", "MDL-005")) == 1
+    case = next(d for d in result.diagnostics if d.field == "public endpoint for pii data")
+    assert "expected to fire but did not: MDL-002; fired but not expected: MDL-001" in case.message
+    assert "MDL-005" not in case.message

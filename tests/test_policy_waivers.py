@@ -172,3 +172,82 @@ def test_waiver_for_a_scope_that_does_not_exist_is_a_finding(spec_repo, old, new
     assert d.field == f"waivers.0.{field}"
     assert needle in d.message
     assert report.blocking
+
+
+def test_waiver_without_ticket_is_a_finding_at_its_entry(spec_repo):
+    make_violation(spec_repo)
+    write_waivers(
+        spec_repo, WAIVER.replace("    ticket: SEC-42\n", "").format(expires="2027-01-15")
+    )
+    report = run(spec_repo)
+    (d,) = report.waiver_diagnostics
+    assert (d.position.file, d.position.line, d.field) == (
+        "policies/waivers.yaml",
+        2,
+        "waivers.0.ticket",
+    )
+    assert "ticket is missing" in d.message
+    assert report.blocking
+    assert not [r for r in report.results if r.status == "waived"]
+    # an empty ticket is no ticket either, and points at its own line
+    write_waivers(spec_repo, WAIVER.replace("SEC-42", '""').format(expires="2027-01-15"))
+    (d,) = run(spec_repo).waiver_diagnostics
+    assert (d.position.line, d.field) == (7, "waivers.0.ticket")
+
+
+@pytest.mark.parametrize(
+    "approver",
+    [
+        "payments-risk@example.com",
+        "  Payments-Risk@Example.com ",
+        "Risk Team <payments-risk@example.com>",
+    ],
+)
+def test_self_approved_waiver_is_a_finding_and_waives_nothing(spec_repo, approver):
+    # fraud-detector's metadata.owner is payments-risk@example.com
+    make_violation(spec_repo)
+    write_waivers(
+        spec_repo,
+        WAIVER.replace("security@example.com", f"'{approver}'").format(expires="2027-01-15"),
+    )
+    report = run(spec_repo)
+    (d,) = report.waiver_diagnostics
+    assert (d.position.file, d.position.line, d.field) == (
+        "policies/waivers.yaml",
+        6,
+        "waivers.0.approver",
+    )
+    assert "owns fraud-detector (metadata.owner in specs/fraud-detector.yaml)" in d.message
+    assert "no self-approval" in d.message
+    assert report.blocking
+    assert not [r for r in report.results if r.status == "waived"]
+    assert [
+        r.status
+        for r in report.results
+        if r.policy_id == "MDL-011" and r.deployment == "fraud-detector-prod"
+    ] == ["warn"]
+
+
+def test_self_approval_is_judged_even_when_the_deployment_is_not_checked(spec_repo):
+    write_waivers(
+        spec_repo,
+        WAIVER.replace("security@example.com", "payments-risk@example.com").format(
+            expires="2027-01-15"
+        ),
+    )
+    config = load_config(spec_repo)
+    loaded = load_all(config, ["diabetes-progression"], "prod")
+    report = check_policies(config, loaded.deployments, today=TODAY)
+    assert [d.field for d in report.waiver_diagnostics] == ["waivers.0.approver"]
+
+
+def test_shipped_waivers_file_passes():
+    from reconciler.policy import load_library
+    from reconciler.policy.waivers import load_waivers
+
+    project = Path(__file__).resolve().parents[1]
+    pol = project / "policies"
+    library = load_library(pol, pol / "organization.yaml", project)
+    known = {p.id: p.waivable for p in library.policies if p.id}
+    waivers = load_waivers(pol / "waivers.yaml", project, known, dt.date.today())
+    assert waivers.diagnostics == []

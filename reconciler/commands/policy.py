@@ -81,7 +81,8 @@ def test(
     """Run the YAML fixture cases in policies/tests/; exit 1 if any disagrees.
 
     Also fails when a policy has no case that makes it fire or none where it stays
-    silent, when the library has problems, or when no case ran.
+    silent, when a policy does not compile (reported once, at its file and line), when
+    the library has problems, or when no case ran.
     """
     from reconciler.policy import load_library
     from reconciler.policy.testing import run_policy_tests
@@ -98,9 +99,15 @@ def test(
             err_console.print(str(d), markup=False)
         passed = sum(c.passed for c in run.cases)
         proven = sum(1 for v in run.coverage.values() if v["fires"] and v["passes"])
+        broken = (
+            f"; {len(run.not_compiled)} policy(ies) do not compile "
+            f"({', '.join(sorted(run.not_compiled))}), so no case could check them"
+            if run.not_compiled
+            else ""
+        )
         console.print(
             f"{passed}/{len(run.cases)} case(s) passed; {proven}/{len(run.coverage)} "
-            f"policies proven to fire and to pass: {'ok' if run.ok else 'FAILED'}",
+            f"policies proven to fire and to pass{broken}: {'ok' if run.ok else 'FAILED'}",
             markup=False,
         )
     raise typer.Exit(EXIT_OK if run.ok else EXIT_FINDINGS)

@@ -20,7 +20,10 @@ and every other file a list of cases::
 
 A case passes when exactly the ``expect`` policies fire (every other policy must not).
 The run fails when a case disagrees, a policy cannot be evaluated, a policy has no case
-that makes it fire or no case where it stays silent, or no case ran.
+that makes it fire or no case where it stays silent, or no case ran. A policy that does
+not compile is reported once, at its file, line and column, not once per case; the cases
+cannot judge it (``CaseResult.not_compiled``), and no case counts as passed while a
+policy it would have checked does not compile.
 """
 
 from __future__ import annotations
@@ -45,7 +48,10 @@ class CaseResult:
     Attributes:
         name: the case's name; ``position``: where it is in its file.
         expected, fired: policy ids expected to fire / that fired.
-        errors: policy id → why it could not be evaluated on this case.
+        errors: policy id → why it could not be evaluated on this case (not compile
+            errors: those belong to the policy, see ``not_compiled``).
+        not_compiled: ids of the policies that do not compile, so were not evaluated on
+            this case (their compile errors are in ``TestRun.diagnostics``, once each).
     """
 
     name: str
@@ -53,11 +59,16 @@ class CaseResult:
     expected: list[str]
     fired: list[str]
     errors: dict[str, str] = field(default_factory=dict)
+    not_compiled: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        """Exactly the expected policies fired and none errored."""
-        return not self.errors and sorted(self.expected) == sorted(self.fired)
+        """Exactly the expected policies fired, none errored and every policy compiled."""
+        return (
+            not self.errors
+            and not self.not_compiled
+            and sorted(self.expected) == sorted(self.fired)
+        )
 
     def to_dict(self) -> dict:
         """JSON-ready mapping."""
@@ -69,6 +80,7 @@ class CaseResult:
             "expected": sorted(self.expected),
             "fired": sorted(self.fired),
             "errors": dict(self.errors),
+            "not_compiled": sorted(self.not_compiled),
         }
 
 
@@ -78,15 +90,18 @@ class TestRun:
 
     Attributes:
         cases: results in file order.
-        diagnostics: problems (bad fixture files, policies without a firing or a passing
-            case, library problems, a failing case, zero cases).
+        diagnostics: problems (bad fixture files, policies that do not compile (one
+            each, code ``policy-compile``), policies without a firing or a passing case,
+            library problems, a failing case, zero cases).
         coverage: policy id → ``{"fires": n, "passes": n}`` (cases in which it fired /
             stayed silent).
+        not_compiled: policy id → its compile error (``line L col C: message``).
     """
 
     cases: list[CaseResult] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     coverage: dict[str, dict[str, int]] = field(default_factory=dict)
+    not_compiled: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -99,6 +114,7 @@ class TestRun:
             "ok": self.ok,
             "cases": [c.to_dict() for c in self.cases],
             "coverage": self.coverage,
+            "not_compiled": dict(self.not_compiled),
             "problems": [d.to_dict() for d in self.diagnostics],
         }
 
@@ -238,12 +254,27 @@ def run_policy_tests(
         prepared.append((name, pos, expect, doc))
     if prepared and policies:
         with PolicyEngine(policies, library.data, timeout_s) as engine:
+            # A compile error is the policy's, not the cases': report it once, where it is.
+            for pid, cause in engine.compile_errors.items():
+                run.not_compiled[pid] = cause
+                line, col = engine.compile_position(pid)
+                run.diagnostics.append(
+                    Diagnostic(
+                        Position(engine.policies[pid].file, line, col),
+                        pid,
+                        f"policy does not compile: {cause}; no case could evaluate it",
+                        code="policy-compile",
+                    )
+                )
             answers = engine.evaluate_many(
                 [(doc, f"case {name!r}") for name, _, _, doc in prepared]
             )
             for (name, pos, expect, _doc), outcomes in zip(prepared, answers, strict=True):
                 result = CaseResult(name, pos, list(expect), [])
                 for policy in policies:
+                    if policy.id in run.not_compiled:
+                        result.not_compiled.append(policy.id)
+                        continue
                     kind, value = outcomes[policy.id]
                     items, cause = violations(value) if kind == "ok" else ([], str(value))
                     if cause:
@@ -256,7 +287,8 @@ def run_policy_tests(
                 run.cases.append(result)
     for result in run.cases:
         if not result.passed:
-            missing = sorted(set(result.expected) - set(result.fired))
+            # a policy that does not compile could not fire: not the case's disagreement
+            missing = sorted(set(result.expected) - set(result.fired) - set(run.not_compiled))
             extra = sorted(set(result.fired) - set(result.expected))
             parts = []
             if missing:
@@ -265,10 +297,13 @@ def run_policy_tests(
                 parts.append(f"fired but not expected: {', '.join(extra)}")
             for pid, cause in sorted(result.errors.items()):
                 parts.append(f"{pid} error: {cause}")
-            run.diagnostics.append(
-                Diagnostic(result.position, result.name, "; ".join(parts), code="policy-test")
-            )
+            if parts:  # else only a policy that does not compile, reported above
+                run.diagnostics.append(
+                    Diagnostic(result.position, result.name, "; ".join(parts), code="policy-test")
+                )
     for policy in policies:
+        if policy.id in run.not_compiled:
+            continue  # its coverage is unknown; the compile error already fails the run
         cov = run.coverage[policy.id]
         if not cov["fires"]:
             run.diagnostics.append(

@@ -12,14 +12,18 @@
         expires: 2027-01-31              # YYYY-MM-DD, at most 90 days ahead
 
 A waived violation is reported with status ``waived`` (never hidden). A waiver that is
-expired, has no reason or approver, a missing or malformed date, an expiry more than
-:data:`MAX_WAIVER_DAYS` days ahead, an unknown policy, a non-waivable policy, or that
-matches no violation is a finding (severity error) and waives nothing.
+expired, has no reason, approver or ticket, a missing or malformed date, an expiry more
+than :data:`MAX_WAIVER_DAYS` days ahead, an unknown policy, a non-waivable policy, an
+approver who is the deployment's own owner (``metadata.owner`` of the spec it names:
+self-approval), or that matches no violation is a finding (severity error) and waives
+nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +40,7 @@ class Waiver:
 
     Attributes:
         policy: policy id; ``deployment``: spec name; ``environment``: ``None`` = every one.
-        reason, approver, ticket: review trail (ticket may be empty).
+        reason, approver, ticket: review trail (all three required).
         expires: last day the waiver applies (inclusive), or ``None`` when malformed.
         position: where the entry starts in waivers.yaml.
         valid: ``False`` when a problem was found; an invalid waiver waives nothing.
@@ -105,11 +109,75 @@ def _date(value) -> dt.date | None:
     return None
 
 
+_ADDRESS = re.compile(r"<([^<>]+)>\s*$")
+
+OwnerLookup = Callable[[str], list[tuple[str, str]]]
+"""``(deployment name) -> [(metadata.owner, spec file), ...]`` of the specs with that name."""
+
+
+def _identity(value: str) -> str:
+    """An approver or owner as compared for self-approval: the address of
+    ``Name <address>`` (else the whole value), trimmed and lower-cased."""
+    match = _ADDRESS.search(value)
+    return (match.group(1) if match else value).strip().lower()
+
+
+def spec_owners(specs_dir: Path, root: Path) -> OwnerLookup:
+    """An :data:`OwnerLookup` over the spec files under ``specs_dir`` (``*.yaml``/``*.yml``).
+
+    A byte search picks the candidate files for a name, so only they are parsed; answers
+    are cached per name. Files that do not parse are skipped (``modelops validate``
+    reports them). Specs without a string ``metadata.owner`` contribute nothing.
+    """
+    from reconciler.spec.loader import YamlLoadError, load_spec
+    from reconciler.spec.model import get_path
+
+    cache: dict[str, list[tuple[str, str]]] = {}
+
+    def lookup(name: str) -> list[tuple[str, str]]:
+        if name in cache:
+            return cache[name]
+        found: list[tuple[str, str]] = []
+        if name and specs_dir.is_dir():
+            needle = name.encode()
+            for path in sorted(specs_dir.rglob("*")):
+                if path.suffix not in (".yaml", ".yml") or not path.is_file():
+                    continue
+                try:
+                    if needle not in path.read_bytes():
+                        continue
+                    spec = load_spec(path, root)
+                except (OSError, YamlLoadError):
+                    continue
+                owner = get_path(spec.data, "metadata.owner")
+                if spec.name == name and isinstance(owner, str) and owner.strip():
+                    found.append((owner.strip(), spec.file))
+        cache[name] = found
+        return found
+
+    return lookup
+
+
+def _repository_owners(root: Path) -> OwnerLookup:
+    """:func:`spec_owners` of the specs directory that ``modelops.yaml`` at ``root``
+    names (``specs:``, default ``specs/``)."""
+    from reconciler.config import load_config
+    from reconciler.diagnostics import ModelopsError
+
+    try:
+        config = load_config(root)
+        specs_dir = config.specs_dir if config.root == Path(root).resolve() else None
+    except ModelopsError:
+        specs_dir = None
+    return spec_owners(specs_dir or Path(root) / "specs", root)
+
+
 def load_waivers(
     path: Path,
     root: Path,
     policies: dict[str, bool],
     today: dt.date,
+    owners: OwnerLookup | None = None,
 ) -> WaiverSet:
     """Read and check ``waivers.yaml``.
 
@@ -118,12 +186,23 @@ def load_waivers(
         root: repository root, for display paths.
         policies: policy id → waivable, for the ids known to the library.
         today: the date expiry is measured against (UTC today in the CLI).
+        owners: the owners of a deployment name, for the self-approval check; default
+            :func:`spec_owners` of the repository's specs directory (``modelops.yaml``
+            at ``root``, ``specs:``).
 
     Returns:
         A :class:`WaiverSet`; every problem is a diagnostic (code ``waiver``, severity
-        error) at the entry's file and line, and marks the waiver invalid.
+        error) at the entry's file and line, and marks the waiver invalid. Problems: an
+        unknown field; a missing, unknown or non-waivable policy; a missing deployment,
+        reason, approver or ticket; an approver who owns the deployment
+        (``metadata.owner``, compared case-insensitively, ``Name <address>`` by its
+        address); a missing, malformed, past or more than :data:`MAX_WAIVER_DAYS` days
+        ahead expiry.
     """
     from reconciler.spec.loader import YamlLoadError, display_path, load_yaml
+
+    if owners is None:
+        owners = _repository_owners(root)
 
     result = WaiverSet()
     if not path.is_file():
@@ -198,6 +277,25 @@ def load_waivers(
             problems.append(("reason", "reason is missing; say why the exception is acceptable"))
         if not waiver.approver:
             problems.append(("approver", "approver is missing; name who accepted the risk"))
+        elif waiver.deployment:
+            for owner, spec_file in owners(waiver.deployment):
+                if _identity(owner) == _identity(waiver.approver):
+                    problems.append(
+                        (
+                            "approver",
+                            f"approver {waiver.approver} owns {waiver.deployment} "
+                            f"(metadata.owner in {spec_file}); a waiver is approved by "
+                            "someone other than the deployment's owner (no self-approval)",
+                        )
+                    )
+                    break
+        if not waiver.ticket:
+            problems.append(
+                (
+                    "ticket",
+                    "ticket is missing; link the review that accepted the risk (e.g. SEC-1234)",
+                )
+            )
         if waiver.expires is None:
             problems.append(
                 (
