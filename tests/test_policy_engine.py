@@ -362,3 +362,26 @@ def test_evaluate_many_attributes_a_crash_and_a_hang_inside_a_chunk(spec_repo):
     assert "timed out after 0.5 s while evaluating TST-002 on d25" in many[25]["TST-002"][1]
     assert many[0] == {"TST-001": ("ok", []), "TST-002": ("ok", [])}
     assert all(m["TST-001"] == ("ok", []) for m in many)
+
+
+def test_integers_beyond_int64_are_not_wrapped_around(spec_repo):
+    """regopy wraps ints outside int64 silently (-2**63 - 1 arrives as 2**63 - 1): a huge
+    negative min_replicas must still fail MDL-010, a huge replica count MDL-009."""
+    from reconciler.policy.worker import rego_safe
+
+    assert rego_safe({"a": [-(2**63) - 1, 2**64 + 5, 3, True]}) == {
+        "a": [float(-(2**63) - 1), float(2**64 + 5), 3, True]
+    }
+    doc = {"x": [1, {"y": 2}]}
+    assert rego_safe(doc) is doc  # nothing to change: no copy
+    lib_dir = spec_repo / "policies"
+    lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
+    config = load_config(spec_repo)
+    dep = load_all(config, ["fraud-detector"], "prod").deployments[0]
+    doc = dep.policy_input()
+    doc["spec"]["target"]["autoscaling"]["min_replicas"] = -(2**63) - 1
+    doc["spec"]["target"]["autoscaling"]["max_replicas"] = 2**64 + 5
+    with PolicyEngine(lib.usable, lib.data) as engine:
+        out = engine.evaluate(doc, dep.key)
+    assert out["MDL-010"][0] == "ok" and out["MDL-010"][1], out["MDL-010"]
+    assert out["MDL-009"][0] == "ok" and out["MDL-009"][1], out["MDL-009"]

@@ -203,3 +203,74 @@ def test_nan_and_infinity_are_errors(spec_repo, value):
     diags = [d for d in result.errors if d.field == "spec.monitoring.drift.threshold"]
     assert any("not a number a deployment can use" in d.message for d in diags)
     assert not [d for d in result.deployments if d.name == "fraud-detector"]
+
+
+# -- smoke request files: what `modelops smoke` would send must be sendable ---------------
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ('{"instances": [[1.0, 2.0,', "is not valid JSON: line 1 column 26: Expecting value"),
+        ("", "is not valid JSON: line 1 column 1: Expecting value"),
+        ('{"rows": [[1.0]]}', 'has no "instances" (keys: rows); expected a JSON object'),
+        ("[[1.0, 2.0]]", "is a list; expected a JSON object"),
+        ('{"instances": []}', '"instances" is an empty list, so the case cannot expect HTTP 200'),
+    ],
+)
+def test_smoke_request_file_must_be_json_with_instances(spec_repo, content, needle):
+    (spec_repo / "examples" / "fraud" / "request.json").write_text(content)
+    result = load_all(load_config(spec_repo))
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    diags = [
+        d
+        for d in result.errors
+        if d.code == "smoke-request" and d.position.file == "specs/fraud-detector.yaml"
+    ]
+    [diag] = diags  # one finding for both environments of the spec
+    assert diag.message.endswith("[env staging, prod]")
+    assert diag.field == "spec.serving.smoke.request"
+    assert diag.position.line == _line_of(path, "request: examples/fraud/request.json")
+    assert diag.message.startswith("smoke request file examples/fraud/request.json")
+    assert needle in diag.message, diag.message
+    assert not [d for d in result.deployments if d.name == "fraud-detector"]
+
+
+def test_smoke_case_expecting_a_refusal_may_send_an_empty_batch(spec_repo):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    (spec_repo / "examples" / "fraud" / "empty.json").write_text('{"instances": []}')
+    _edit(
+        path,
+        "      request: examples/fraud/request.json\n",
+        "      requests:\n"
+        "        - request: examples/fraud/request.json\n"
+        "        - request: examples/fraud/empty.json\n"
+        "          expect: {status: 400}\n"
+        "        - request: examples/fraud/empty.json\n",
+    )
+    result = load_all(load_config(spec_repo), ["fraud-detector"])
+    diags = [d for d in result.errors if d.code == "smoke-request"]
+    assert {d.field for d in diags} == {"spec.serving.smoke.requests.2.request"}
+    lines = [i for i, ln in enumerate(path.read_text().splitlines(), 1) if "empty.json" in ln]
+    assert {d.position.line for d in diags} == {lines[1]}
+
+
+def test_cli_validate_names_the_spec_line_and_the_bad_smoke_file(spec_repo):
+    import subprocess
+    import sys
+
+    (spec_repo / "examples" / "fraud" / "request.json").write_text('{"instances": [[1.0,}')
+    proc = subprocess.run(
+        [sys.executable, "-m", "reconciler", "--root", str(spec_repo), "validate"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    line = _line_of(spec_repo / "specs" / "fraud-detector.yaml", "request: examples/fraud/")
+    want = (
+        f"specs/fraud-detector.yaml:{line}:7: spec.serving.smoke.request: smoke request file "
+        "examples/fraud/request.json is not valid JSON: line 1 column 21: Expecting value"
+    )
+    assert want in proc.stdout, proc.stdout

@@ -272,9 +272,11 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
         )
     size = int(sample_size or dep.get("spec.monitoring.drift.sample_size") or DEFAULT_SAMPLE_SIZE)
     ref_file, ref_origin = reference_path(dep, config)
+    # Redacted features are not compared, but the model needs every feature to predict
+    # the reference rows for prediction drift (the reference data is not redacted).
     reference = read_table(
         ref_file,
-        names,
+        feats.names if feats.redacted else names,
         what="reference data",
         origin=ref_origin,
         categorical=feats.categorical,
@@ -340,7 +342,8 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
             "(all missing); the capture may drop them (spec.monitoring.capture.redact)"
         )
     n_reference = reference.attrs.get("rows_total", len(reference))
-    ref = _sample(reference, size, seed + 1)
+    ref_full = _sample(reference, size, seed + 1)
+    ref = ref_full[names].reset_index(drop=True) if feats.redacted else ref_full
     sampled = size if (n_current > size or n_reference > size) else None
     if sampled:
         notes.append(
@@ -352,15 +355,15 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
     # prediction drift: captured outputs vs the live model on the reference rows
     model, why = load_live_model(dep, config)
     ref_pred = cur_pred = None
-    if model is not None and not feats.redacted:
+    if model is not None and (not feats.redacted or cur_outputs is not None):
         try:
-            ref_pred = predict(dep, model, ref, names)
+            ref_pred = predict(dep, model, ref_full, feats.names if feats.redacted else names)
             cur_pred = cur_outputs if cur_outputs is not None else predict(dep, model, cur, names)
         except Exception as exc:  # noqa: BLE001 - a model that cannot predict these rows
             why = f"the live model could not predict the rows: {type(exc).__name__}: {exc}"
             ref_pred = cur_pred = None
     elif model is not None:
-        why = "redacted features cannot be fed to the model"
+        why = "redacted features cannot be fed to the model and no predictions were captured"
     if ref_pred is None:
         notes.append(f"prediction drift skipped: {why}")
 

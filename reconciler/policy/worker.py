@@ -186,6 +186,29 @@ def _query(runner, bundle, entrypoint: str | None) -> Outcome:
         rego_free_output(impl)
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def rego_safe(value):
+    """``value`` with every integer outside the signed 64-bit range turned into a float.
+
+    regopy 1.5 passes Python ints to rego-cpp as int64 and wraps silently on overflow
+    (measured: -9223372036854775809 arrives as 9223372036854775807, and 2**64 + 5 as 5),
+    so a huge negative ``min_replicas`` would read as huge and pass a minimum: fail open.
+    A float keeps the sign and the order, which is what the rules compare. Other values
+    are returned unchanged (containers are copied only when something inside changes).
+    """
+    if type(value) is int:
+        return float(value) if not _INT64[0] <= value <= _INT64[1] else value
+    if isinstance(value, dict):
+        out = {k: rego_safe(v) for k, v in value.items()}
+        return value if all(out[k] is value[k] for k in value) else out
+    if isinstance(value, list):
+        items = [rego_safe(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
 def _child(
     conn, modules: list[PolicyModule], data: dict, isolate: bool
 ) -> None:  # pragma: no cover - child
@@ -252,14 +275,14 @@ def _child(
         if kind == "chunk":  # several inputs in one message, one answer per input
             for doc in msg[2]:
                 try:
-                    runner.set_input(doc)
+                    runner.set_input(rego_safe(doc))
                     answer = _query(runner, bundle, None)
                 except Exception as exc:  # noqa: BLE001 - reported to the parent as an error
                     answer = ("error", f"{type(exc).__name__}: {str(exc)[:300]}")
                 conn.send(answer)
             continue
         try:
-            runner.set_input(msg[2])
+            runner.set_input(rego_safe(msg[2]))
             if kind == "all":
                 conn.send(_query(runner, bundle, None))
             else:

@@ -159,14 +159,54 @@ def _cron_ok(expr: str) -> bool:
     return isinstance(expr, str) and len(expr.split()) == 5 and croniter.is_valid(expr)
 
 
+def _sensitive_field_diagnostics(dep: Deployment) -> list[Diagnostic]:
+    """Entries of ``spec.data.sensitive_fields`` that name no signature feature.
+
+    Capture redaction (``monitoring.capture.redact``) and the drift job select the
+    sensitive columns by name among ``spec.model.signature.inputs.names``
+    (``reconciler/build/service_template.py``, ``reconciler.monitor.data.features_of``):
+    an entry that is not one of those names redacts nothing, and the feature it was meant
+    to cover is captured as sent. Checked only when the signature gives ``names`` (without
+    them, features are positional and have no names to match).
+
+    Returns:
+        One diagnostic (code ``sensitive-field``) per such entry, at the entry's file, line
+        and column, naming the valid feature names.
+    """
+    fields = dep.get("spec.data.sensitive_fields")
+    names = dep.get("spec.model.signature.inputs.names")
+    if not (isinstance(fields, list) and isinstance(names, list) and names):
+        return []
+    known = [str(n) for n in names]
+    out = []
+    for i, entry in enumerate(fields):
+        if isinstance(entry, str) and entry in known:
+            continue
+        path = f"spec.data.sensitive_fields.{i}"
+        out.append(
+            Diagnostic(
+                dep.locate(path),
+                path,
+                f"{entry!r} is not a feature of spec.model.signature.inputs.names, so "
+                f"capture would redact nothing for it; valid names: {', '.join(known)} "
+                f"[env {dep.env}]",
+                code="sensitive-field",
+            )
+        )
+    return out
+
+
 def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
     """Checks of one resolved deployment that the schema cannot express.
 
     Covers: model file present, inside the repo, and matching ``model.sha256``; smoke
-    request files present; cron expressions; ``min_replicas <= max_replicas``; canary
-    steps ascending and ending at 100; SageMaker instance types; signature names
-    matching the feature dimension; requests not above limits (CPU and memory); an
-    ``s3://`` capture sink being a valid S3 URI.
+    request files present and sendable (a JSON object with ``instances``,
+    ``reconciler.build.smoke.read_request_file``); cron expressions;
+    ``min_replicas <= max_replicas``; canary steps ascending and ending at 100;
+    SageMaker instance types; signature names matching the feature dimension; requests
+    not above limits (CPU and memory); an ``s3://`` capture sink being a valid S3 URI;
+    ``spec.data.sensitive_fields`` naming signature features
+    (:func:`_sensitive_field_diagnostics`).
     """
     out: list[Diagnostic] = []
 
@@ -209,6 +249,16 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
             err(field, f"{value!r} leaves the repository; use a path inside it", "path")
         elif field != "spec.retraining.output" and not resolved.is_file():
             err(field, f"file {value!r} not found", "file-missing")
+        elif field != "spec.retraining.output":
+            # the body modelops smoke sends: the same rule as run_smoke (imported here:
+            # reconciler.build.smoke is not needed by the rest of validation)
+            from reconciler.build.smoke import RequestFileError, read_request_file
+
+            status = dep.get(field.rsplit(".", 1)[0] + ".expect.status", 200)
+            try:
+                read_request_file(resolved, value, status if isinstance(status, int) else 200)
+            except RequestFileError as exc:
+                err(field, str(exc), "smoke-request")
     sink = dep.get("spec.monitoring.capture.sink")
     if isinstance(sink, str) and sink.startswith("s3:"):
         try:
@@ -253,6 +303,7 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
                 "spec.model.signature.inputs.names",
                 f"{len(names)} names for a last dimension of {shape[-1]}",
             )
+    out.extend(_sensitive_field_diagnostics(dep))
     for kind in ("cpu", "memory"):
         req = dep.get(f"spec.target.resources.requests.{kind}")
         lim = dep.get(f"spec.target.resources.limits.{kind}")
