@@ -45,20 +45,10 @@ def _annotate(report: pipeline.RunReport) -> None:
 
 
 def _print_findings(report: pipeline.RunReport) -> None:
-    for diag in report.diagnostics:
-        err_console.print(str(diag), markup=False)
-    if report.policy is not None and (report.policy.blocking or report.policy.findings()):
-        from reconciler.report import render_policy_report
-
-        console.print(render_policy_report("text", report.policy).rstrip(), markup=False)
-    for guard in report.guards:
-        err_console.print(f"error: {guard}", markup=False)
-    if report.spec_errors:
-        err_console.print(
-            f"{len(report.spec_errors)} spec error(s): nothing was built or applied.", markup=False
-        )
-    elif report.policy is not None and report.policy.blocking:
-        err_console.print("blocking policy results: nothing was built or applied.", markup=False)
+    """Findings, then what blocks (``apply``: the same as a plan's, without a second
+    policy set)."""
+    _print_plan_findings(report)
+    _print_plan_blockers(report)
 
 
 def _print_plan_findings(report: pipeline.RunReport) -> None:
