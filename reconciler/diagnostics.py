@@ -58,7 +58,11 @@ class Diagnostic:
     code: str = "spec"
 
     def __str__(self) -> str:
+        """``file:line:col: field: message``; a warning as ``file:line:col: warning: field:
+        message`` (the compiler convention)."""
         where = str(self.position)
+        if self.severity == "warning":
+            where += ": warning"
         if self.field:
             return f"{where}: {self.field}: {self.message}"
         return f"{where}: {self.message}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reconciler.config import load_config
+from reconciler.report.findings import render_diagnostics
 from reconciler.spec.repo import load_all
 
 BAD = '      serving: {workers: 0, access_log: "no", batching: {max_batch_size: 0}}\n'
@@ -36,3 +37,15 @@ def test_a_float_where_an_integer_is_expected_is_an_error(spec_repo):
     errors = load_all(load_config(spec_repo)).errors
     (diag,) = [d for d in errors if d.field == "spec.serving.workers"]
     assert "expected integer, got float 2.0" in diag.message
+
+
+def test_more_workers_than_cpus_is_a_warning_not_an_error(spec_repo):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    path.write_text(path.read_text().replace("workers: 2", "workers: 8", 1))
+    result = load_all(load_config(spec_repo))
+    warnings = [d for d in result.diagnostics if d.field == "spec.serving.workers"]
+    assert warnings and all(d.severity == "warning" for d in warnings)
+    assert "8 workers for a CPU limit of 2: at most 2 can run at once" in warnings[0].message
+    assert ": warning: spec.serving.workers: 8 workers" in render_diagnostics("text", warnings)
+    assert not [d for d in result.errors if d.field == "spec.serving.workers"]
+    assert any(d.name == "fraud-detector" for d in result.deployments)  # not blocked

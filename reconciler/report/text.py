@@ -10,12 +10,14 @@ _TAG = {"fail": "FAIL", "error": "ERROR", "warn": "WARN", "waived": "WAIVED"}
 def write(fs: FindingSet) -> str:
     """Render the non-pass findings, one per line.
 
-    Spec findings (no deployment) print exactly as ``Diagnostic.__str__`` does; policy
+    Spec findings (no deployment) print exactly as ``Diagnostic.__str__`` does (a warning
+    as ``file:line:col: warning: field: message``); policy
     findings add the status, policy id, title and deployment, and a summary line follows.
     """
     lines = []
     for f in fs.problems:
-        head = f"{f.location}: {f.field}: " if f.field else f"{f.location}: "
+        where = f"{f.location}: warning" if f.status == "warn" and not fs.extra else f.location
+        head = f"{where}: {f.field}: " if f.field else f"{where}: "
         if f.deployment:
             text = f"{_TAG[f.status]} [{f.rule_id}] {f.title}: {f.message} ({f.deployment})"
             if f.waiver:

@@ -153,16 +153,20 @@ def load_files(config: Config, files: list[Path], envs: list[str] | None = None)
         result.specs.append(spec)
         base = spec_diagnostics(spec, config)
         result.diagnostics.extend(base)
-        if base:
+        if _has_error(base):
             continue
         for name in spec.environments if envs is None else envs:
             dep, diags = resolve(spec, name, config)
             result.diagnostics.extend(diags)
-            if dep is not None and not diags:
+            if dep is not None and not _has_error(diags):  # warnings do not block
                 result.deployments.append(dep)
     _drop_duplicate_names(result, result.specs)
     _finish(result)
     return result
+
+
+def _has_error(diags: list[Diagnostic]) -> bool:
+    return any(d.severity == "error" for d in diags)
 
 
 def _drop_duplicate_names(result: LoadResult, specs: list[Spec]) -> None:

@@ -316,6 +316,27 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
                     )
             except ValueError:
                 pass
+    workers = dep.get("spec.serving.workers")
+    cpu_limit = dep.get("spec.target.resources.limits.cpu")
+    if isinstance(workers, int) and isinstance(cpu_limit, str):
+        try:
+            cores = parse_quantity(cpu_limit)
+        except ValueError:
+            cores = None
+        # BentoML's guidance is one worker per CPU; more workers than the container's CPU
+        # limit only compete for it (each also holds its own copy of the model).
+        if cores is not None and workers > max(1, math.ceil(cores)):
+            out.append(
+                Diagnostic(
+                    dep.locate("spec.serving.workers"),
+                    "spec.serving.workers",
+                    f"{workers} workers for a CPU limit of {cpu_limit}: at most "
+                    f"{max(1, math.ceil(cores))} can run at once; one worker per CPU is the "
+                    f"usual setting [env {dep.env}]",
+                    severity="warning",
+                    code="workers",
+                )
+            )
     return out
 
 
