@@ -35,7 +35,10 @@ def validate(
         console.print(out, markup=False, end="" if out.endswith("\n") else "\n")
     if fmt == "text":
         n_specs, n_deps = len(result.specs), len(result.deployments)
+        warnings = len(result.diagnostics) - len(result.errors)
         status = f"{len(result.errors)} error(s)" if result.errors else "ok"
+        if warnings:
+            status += f", {warnings} warning(s)"
         console.print(f"{n_specs} spec(s), {n_deps} deployment(s) checked: {status}", markup=False)
     raise typer.Exit(EXIT_FINDINGS if result.errors else EXIT_OK)
 
