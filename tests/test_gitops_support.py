@@ -138,3 +138,10 @@ def invoke(capsys, root: Path, *args: str) -> tuple[int, str, str]:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def replace_in_file(path: Path, old: str, new: str) -> None:
+    """Replace the first ``old`` in the file at ``path`` by ``new``; ``old`` must be there."""
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))

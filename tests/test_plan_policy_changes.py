@@ -13,7 +13,7 @@ import datetime as dt
 import json
 
 import pytest
-from test_gitops_support import example_repo, invoke
+from test_gitops_support import example_repo, invoke, replace_in_file
 from test_pr_comment_escaping import HOSTILE, TEAM, _assert_safe, _visible_text
 
 from reconciler import pipeline
@@ -32,10 +32,7 @@ def repo(tmp_path):
 
 
 def _edit(repo, rel: str, old: str, new: str) -> None:
-    path = repo.root / rel
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new, 1))
+    replace_in_file(repo.root / rel, old, new)
 
 
 def _waiver(policy: str, reason: str = "agreed with payments", approver: str = "sec@example.com"):

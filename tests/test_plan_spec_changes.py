@@ -15,7 +15,7 @@ import json
 from dataclasses import replace
 
 import pytest
-from test_gitops_support import example_repo, invoke
+from test_gitops_support import example_repo, invoke, replace_in_file
 
 from reconciler import pipeline
 from reconciler.build.bento import build_digest, build_inputs
@@ -31,10 +31,7 @@ def repo(tmp_path):
 
 
 def _edit(repo, old: str, new: str, rel: str = SPEC) -> None:
-    path = repo.root / rel
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new, 1))
+    replace_in_file(repo.root / rel, old, new)
 
 
 def _serving_change(repo) -> tuple[str, str]:

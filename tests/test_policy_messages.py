@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_gitops_support import replace_in_file as _edit
 
 ALLOWED_REGISTRIES = (
     "registry.example.com/, 123456789012.dkr.ecr.eu-west-1.amazonaws.com/, "
@@ -29,12 +30,6 @@ def cli(root: Path, *args: str) -> tuple[int, str]:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
     return code, out.getvalue()
-
-
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
 
 
 CASES = [

@@ -23,7 +23,7 @@ import re
 
 import pytest
 from markdown_it import MarkdownIt
-from test_gitops_support import example_repo
+from test_gitops_support import example_repo, replace_in_file
 
 from reconciler import pipeline
 from reconciler.config import load_config
@@ -90,10 +90,7 @@ def _assert_safe(markdown: str, *, details: int) -> list:
 
 
 def _edit(root, old: str, new: str) -> None:
-    path = root / SPEC
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new, 1))
+    replace_in_file(root / SPEC, old, new)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_gitops_support import replace_in_file as _edit
 from typer.testing import CliRunner
 
 from reconciler import cli
@@ -30,12 +31,6 @@ LEAK = "sk_live_51Hx9TOPSECRETvalue"
 FRAUD_REF = (
     "aws-secretsmanager:arn:aws:secretsmanager:eu-west-1:123456789012:secret:feature-store-token"
 )
-
-
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
 
 
 def _add_secrets(path: Path, before: str, entries: list[tuple[str, str]]) -> None:

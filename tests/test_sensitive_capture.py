@@ -6,17 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from test_gitops_support import replace_in_file as _edit
+
 from reconciler.config import load_config
 from reconciler.policy import check_policies
 from reconciler.spec.repo import load_all
 
 FRAUD_FIELDS = "    sensitive_fields: [worst_radius, worst_texture, worst_area]\n"
-
-
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
 
 
 def _mdl016(root: Path, name: str, env: str = "prod"):
