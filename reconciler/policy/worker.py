@@ -375,21 +375,8 @@ class RegoWorker:
         self._conn.send(("all", None, input_doc))
         return self._recv(time.monotonic() + self.timeout_s, "evaluating")
 
-    def submit_all(self, input_doc: dict) -> None:
-        """Send one input for :meth:`collect` (lets several workers run at once).
-
-        Raises:
-            EngineFailure: the worker is gone (crash).
-        """
-        try:
-            self._conn.send(("all", None, input_doc))
-        except (OSError, ValueError, BrokenPipeError):
-            self.close()
-            raise EngineFailure("crash", "evaluating") from None
-
     def collect(self) -> Outcome:
-        """The answer to the last :meth:`submit_all` (or the next answer to a
-        :meth:`submit_chunk`), waiting at most ``timeout_s``.
+        """The next answer to a :meth:`submit_chunk`, waiting at most ``timeout_s``.
 
         Raises:
             EngineFailure: crash or time-out; the worker is closed and must be replaced.
