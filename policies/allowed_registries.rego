@@ -14,7 +14,15 @@ package modelops.allowed_registries
 
 platform := object.get(input, ["spec", "target", "platform"], "local")
 
-target := object.get(input, ["spec", "target"], {})
+# Read by full path, each field on its own (modelops reuses an answer for every deployment
+# with the same values; see policies/README.md). A null field counts as not set.
+images := {field: ref |
+	some field, ref in {
+		"registry": object.get(input, ["spec", "target", "registry"], null),
+		"image": object.get(input, ["spec", "target", "image"], null),
+	}
+	ref != null
+}
 
 allowed(ref) if {
 	is_string(ref)
@@ -30,18 +38,16 @@ allowed(ref) if {
 
 deny contains {"msg": "no registry: set spec.target.registry (or a pinned spec.target.image)", "path": "spec.target.registry"} if {
 	platform != "local"
-	not "registry" in object.keys(target)
-	not "image" in object.keys(target)
+	count(images) == 0
 }
 
 deny contains {"msg": msg, "path": concat(".", ["spec.target", field])} if {
 	platform != "local"
-	some field in ["registry", "image"]
-	field in object.keys(target)
-	not allowed(target[field])
+	some field, ref in images
+	not allowed(ref)
 	# concat, not sprintf: regopy passes a concat result to sprintf with its JSON quotes
 	msg := concat("", [
-		sprintf("%v %v is not from an allowed registry; allowed: ", [field, target[field]]),
+		sprintf("%v %v is not from an allowed registry; allowed: ", [field, ref]),
 		listed(data.organization.allowed_registries),
 	])
 }

@@ -13,6 +13,9 @@
 package modelops.data_classification_declared
 
 deny contains {"msg": sprintf("spec.data.%v is not declared", [field]), "path": concat(".", ["spec.data", field])} if {
-	some field in ["classification", "residency"]
-	not is_string(object.get(input, ["spec", "data", field], null))
+	some field, value in {
+		"classification": object.get(input, ["spec", "data", "classification"], null),
+		"residency": object.get(input, ["spec", "data", "residency"], null),
+	}
+	not is_string(value)
 }

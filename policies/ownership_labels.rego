@@ -12,16 +12,21 @@
 #   remediation: Set metadata.owner, metadata.team and metadata.labels.cost-center (cc-NNNN).
 package modelops.ownership_labels
 
-meta := object.get(input, ["metadata"], {})
+# Each field is read by its full path, so an answer holds for every deployment with the
+# same owner, team and labels (modelops reuses it; see policies/README.md).
+people := {
+	"owner": object.get(input, ["metadata", "owner"], null),
+	"team": object.get(input, ["metadata", "team"], null),
+}
 
 deny contains {"msg": sprintf("metadata.%v is missing or empty", [field]), "path": concat(".", ["metadata", field])} if {
-	some field in ["owner", "team"]
-	not non_empty(object.get(meta, [field], null))
+	some field, value in people
+	not non_empty(value)
 }
 
 deny contains {"msg": msg, "path": concat(".", ["metadata.labels", label])} if {
 	some label, pattern in data.organization.required_labels
-	value := object.get(meta, ["labels", label], null)
+	value := object.get(input, ["metadata", "labels", label], null)
 	not matches(value, pattern)
 	msg := sprintf("label %v is %v; it must be set and match %v", [label, value, pattern])
 }

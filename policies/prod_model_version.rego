@@ -11,19 +11,20 @@
 #   remediation: Set spec.model.version and point spec.model.uri at a fixed version.
 package modelops.prod_model_version
 
-model := object.get(input, ["spec", "model"], {})
+# Each field by its full path (see policies/README.md, "Answers are reused").
+version := object.get(input, ["spec", "model", "version"], null)
+
+uri := object.get(input, ["spec", "model", "uri"], "")
 
 production if input.environment in data.organization.production_environments
 
 deny contains {"msg": "spec.model.version is missing; production pins a model version", "path": "spec.model.version"} if {
 	production
-	version := object.get(model, ["version"], null)
 	not is_string(version)
 }
 
 deny contains {"msg": msg, "path": "spec.model.uri"} if {
 	production
-	uri := object.get(model, ["uri"], "")
 	is_string(uri)
 	regex.match(`(@|:|/)latest$`, uri)
 	msg := sprintf("model uri %v follows a moving alias; pin a version", [uri])

@@ -12,19 +12,26 @@
 #   remediation: Set spec.monitoring.enabled true with schedule, reference and drift.
 package modelops.prod_monitoring
 
-monitoring := object.get(input, ["spec", "monitoring"], {})
+# Each field by its full path (see policies/README.md, "Answers are reused").
+enabled := object.get(input, ["spec", "monitoring", "enabled"], null)
+
+needed := {
+	"schedule": object.get(input, ["spec", "monitoring", "schedule"], null),
+	"reference": object.get(input, ["spec", "monitoring", "reference"], null),
+	"drift": object.get(input, ["spec", "monitoring", "drift"], null),
+}
 
 production if input.environment in data.organization.production_environments
 
 deny contains {"msg": msg, "path": "spec.monitoring.enabled"} if {
 	production
-	object.get(monitoring, ["enabled"], false) != true
-	msg := sprintf("monitoring.enabled is %v; production must be monitored", [object.get(monitoring, ["enabled"], null)])
+	enabled != true
+	msg := sprintf("monitoring.enabled is %v; production must be monitored", [enabled])
 }
 
 deny contains {"msg": sprintf("monitoring.%v is missing; drift detection needs it", [field]), "path": concat(".", ["spec.monitoring", field])} if {
 	production
-	object.get(monitoring, ["enabled"], false) == true
-	some field in ["schedule", "reference", "drift"]
-	object.get(monitoring, [field], null) == null
+	enabled == true
+	some field, value in needed
+	value == null
 }

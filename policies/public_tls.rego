@@ -11,10 +11,13 @@
 #   remediation: Set spec.exposure.tls to true.
 package modelops.public_tls
 
-exposure := object.get(input, ["spec", "exposure"], {})
+# Each field by its full path (see policies/README.md, "Answers are reused").
+public := object.get(input, ["spec", "exposure", "public"], false)
+
+tls := object.get(input, ["spec", "exposure", "tls"], null)
 
 deny contains {"msg": msg, "path": "spec.exposure.tls"} if {
-	object.get(exposure, ["public"], false) != false
-	object.get(exposure, ["tls"], false) != true
-	msg := sprintf("public endpoint with tls %v; set spec.exposure.tls to true", [object.get(exposure, ["tls"], null)])
+	public != false
+	tls != true
+	msg := sprintf("public endpoint with tls %v; set spec.exposure.tls to true", [tls])
 }

@@ -239,9 +239,10 @@ def test_worker_crash_is_reported_as_a_crash_of_that_policy(spec_repo):
     )
 
 
-def test_value_that_crashes_regopy_is_a_crash_not_a_pass(spec_repo):
-    # Found by the property test: a float near the double maximum kills rego-cpp while it
-    # renders the message. The check must report the crash and block, never pass.
+def test_value_that_breaks_regopy_is_an_error_not_a_pass(spec_repo):
+    # Found by the property test: a float near the double maximum makes rego-cpp fail
+    # (std::stod) while it renders the message, inside an output marked ok. The check
+    # must report an error that says so and block, never pass.
     lib_dir = spec_repo / "policies"
     lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
     config = load_config(spec_repo)
@@ -253,11 +254,47 @@ def test_value_that_crashes_regopy_is_a_crash_not_a_pass(spec_repo):
         again = engine.evaluate(dep.policy_input(), dep.key)
     kind, cause = out["MDL-010"]
     assert kind == "error"
-    assert cause == "policy engine crashed while evaluating MDL-010 on fraud-detector-prod"
+    assert cause.startswith("evaluation error: a number is out of the range rego-cpp")
     # the other policies were still evaluated on that input
     assert out["MDL-001"] == ("ok", [])
-    # and the crashing policy stays an error (quarantined) for the rest of the run
-    assert again["MDL-010"][0] == "error" and "not evaluated" in again["MDL-010"][1]
+    # an error on one input is not a crash: the policy is evaluated again on the next
+    assert again["MDL-010"] == ("ok", [])
+
+
+def busy_worker_killer(engine: PolicyEngine, busy_s: float = 0.5):
+    """Send SIGSEGV, as a rego-cpp crash would, to any worker of ``engine`` that has been
+    on the CPU for ``busy_s`` without a pause (idle workers wait on their pipe). Returns
+    a function that stops it."""
+    done = threading.Event()
+
+    def cpu(pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return -1.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def watch():
+        busy: dict[int, float] = {}
+        last: dict[int, float] = {}
+        while not done.is_set():
+            now = time.monotonic()
+            workers = [engine._worker, *engine._extra]
+            for w in [w for w in workers if w is not None and w.alive]:
+                pid = w._proc.pid
+                used = cpu(pid)
+                if pid in last and used - last[pid] >= 0.05:  # on the CPU this tick
+                    busy.setdefault(pid, now)
+                    if now - busy[pid] >= busy_s:
+                        os.kill(pid, signal.SIGSEGV)
+                        busy.pop(pid)
+                else:
+                    busy.pop(pid, None)
+                last[pid] = used
+            time.sleep(0.1)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return done.set
 
 
 def test_worker_reports_crash_as_engine_failure():
@@ -318,31 +355,11 @@ def test_evaluate_many_over_two_workers_matches_one_at_a_time(spec_repo):
 
 
 def test_evaluate_many_attributes_a_crash_and_a_hang_inside_a_chunk(spec_repo):
-    """One input of 40 crashes regopy (MDL-010) on one worker; in another run one input
-    hangs a policy. The culprit input gets the crash or time-out of that policy; every
-    input still gets an answer for every policy, and nothing is reported as a pass
-    that was not evaluated."""
+    """In one run a worker crashes (a real SIGSEGV) while it evaluates one input of 40;
+    in another one input hangs a policy. The culprit input gets the crash or time-out of
+    that policy; every input still gets an answer for every policy, and nothing is
+    reported as a pass that was not evaluated."""
     lib_dir = spec_repo / "policies"
-    lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
-    config = load_config(spec_repo)
-    dep = load_all(config, ["fraud-detector"], "prod").deployments[0]
-    items = []
-    for i in range(40):
-        doc = dep.policy_input()
-        if i == 17:  # this value crashes regopy while MDL-010 renders its message
-            doc["spec"]["target"]["autoscaling"]["min_replicas"] = -1.7976931348623155e308
-        items.append((doc, f"d{i}"))
-    with PolicyEngine(lib.usable, lib.data, workers=2, timeout_s=30) as engine:
-        many = engine.evaluate_many(items)
-    assert many[17]["MDL-010"] == (
-        "error",
-        "policy engine crashed while evaluating MDL-010 on d17",
-    )
-    assert all(set(m) == set(many[0]) for m in many)
-    assert many[0]["MDL-010"] == ("ok", [])  # evaluated before the crash, in another chunk
-    for m in many[18:]:  # after the crash MDL-010 is quarantined or was evaluated: never lost
-        assert m["MDL-010"] == ("ok", []) or "not evaluated" in m["MDL-010"][1]
-
     only_policies(
         spec_repo,
         {
@@ -353,6 +370,23 @@ def test_evaluate_many_attributes_a_crash_and_a_hang_inside_a_chunk(spec_repo):
         },
     )
     lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
+    items = [({"environment": "prod", "hang": i == 17, "n": i}, f"d{i}") for i in range(40)]
+    with PolicyEngine(lib.usable, lib.data, workers=2, timeout_s=30) as engine:
+        stop = busy_worker_killer(engine)  # d17 keeps a worker busy: it is killed
+        try:
+            many = engine.evaluate_many(items)
+        finally:
+            stop()
+    assert many[17]["TST-002"] == (
+        "error",
+        "policy engine crashed while evaluating TST-002 on d17",
+    )
+    assert all(set(m) == {"TST-001", "TST-002"} for m in many)
+    assert many[0]["TST-002"] == ("ok", [])  # evaluated before the crash, in another chunk
+    for m in many[18:]:  # after the crash TST-002 is quarantined or was evaluated: never lost
+        assert m["TST-002"] == ("ok", []) or "not evaluated" in m["TST-002"][1]
+    assert all(m["TST-001"] == ("ok", []) for m in many)
+
     docs = [({"environment": "prod", "hang": i == 25}, f"d{i}") for i in range(40)]
     start = time.monotonic()
     with PolicyEngine(lib.usable, lib.data, workers=2, timeout_s=0.5) as engine:
@@ -367,13 +401,6 @@ def test_evaluate_many_attributes_a_crash_and_a_hang_inside_a_chunk(spec_repo):
 def test_integers_beyond_int64_are_not_wrapped_around(spec_repo):
     """regopy wraps ints outside int64 silently (-2**63 - 1 arrives as 2**63 - 1): a huge
     negative min_replicas must still fail MDL-010, a huge replica count MDL-009."""
-    from reconciler.policy.worker import rego_safe
-
-    assert rego_safe({"a": [-(2**63) - 1, 2**64 + 5, 3, True]}) == {
-        "a": [float(-(2**63) - 1), float(2**64 + 5), 3, True]
-    }
-    doc = {"x": [1, {"y": 2}]}
-    assert rego_safe(doc) is doc  # nothing to change: no copy
     lib_dir = spec_repo / "policies"
     lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
     config = load_config(spec_repo)
@@ -385,3 +412,34 @@ def test_integers_beyond_int64_are_not_wrapped_around(spec_repo):
         out = engine.evaluate(doc, dep.key)
     assert out["MDL-010"][0] == "ok" and out["MDL-010"][1], out["MDL-010"]
     assert out["MDL-009"][0] == "ok" and out["MDL-009"][1], out["MDL-009"]
+
+
+def test_set_input_keeps_huge_ints_ordered_and_refuses_nul(spec_repo):
+    """The input builder passes ints beyond int64 as floats (regopy wraps them) and refuses
+    a NUL character (rego-cpp would cut the string there: "vault:a#b\\0x" would be read
+    as the valid reference "vault:a#b")."""
+    import regopy
+
+    from reconciler.policy.worker import InputError, set_input
+
+    runner = regopy.Interpreter()
+    set_input(runner, {"a": [-(2**63) - 1, 2**64 + 5, 3, True, None, "é"]})
+    checks = "input.a[0] < -9e18, input.a[1] > 1e19, input.a[2] == 3, input.a[3] == true"
+    checks += ', input.a[4] == null, input.a[5] == "é"'
+    assert str(runner.query(f"x := [{checks}]")).count("true") == 1 + 6  # expression + 6
+    with pytest.raises(InputError) as info:
+        set_input(runner, {"spec": {"secrets": [{"from": "vault:a#b\0rest"}]}})
+    assert info.value.path == "spec.secrets.0.from"
+    with pytest.raises(InputError):
+        set_input(runner, {"when": dt.date(2026, 1, 1)})
+
+    lib_dir = spec_repo / "policies"
+    lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
+    config = load_config(spec_repo)
+    dep = load_all(config, ["fraud-detector"], "prod").deployments[0]
+    doc = dep.policy_input()
+    doc["spec"]["secrets"] = [{"name": "T", "from": "vault:kv/x#token\0plain-value"}]
+    with PolicyEngine(lib.usable, lib.data) as engine:
+        out = engine.evaluate(doc, dep.key)
+    kind, cause = out["MDL-017"]
+    assert kind == "error" and "spec.secrets.0.from" in cause and "NUL" in cause

@@ -105,8 +105,8 @@ def test_public_sensitive_endpoint_always_fires(engine, base_spec, value, overla
 
 not_enough_replicas = st.one_of(
     st.integers(max_value=ORG["min_production_replicas"] - 1),
-    # |x| <= 1e12: a float near the double maximum crashes regopy itself (see
-    # test_policy_engine.test_value_that_crashes_regopy_is_a_crash_not_a_pass)
+    # |x| <= 1e12: a float near the double maximum breaks regopy itself (see
+    # test_policy_engine.test_value_that_breaks_regopy_is_an_error_not_a_pass)
     st.floats(allow_nan=False, min_value=-1e12, max_value=ORG["min_production_replicas"] - 0.01),
     anything.filter(lambda v: isinstance(v, (str, list, dict, bool)) or v is None),
 )

@@ -184,6 +184,7 @@ def evaluate_deployments(
     deployments: list,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     today: dt.date | None = None,
+    reuse: bool = True,
 ) -> PolicyReport:
     """Evaluate ``deployments`` against a loaded library (see :func:`check_policies`).
 
@@ -193,6 +194,8 @@ def evaluate_deployments(
         deployments: ``list[Deployment]``.
         timeout_s: time-out per evaluation, seconds.
         today: the date waivers are judged against (default: UTC today).
+        reuse: reuse a policy's answer across deployments that agree on what it reads
+            (:class:`~reconciler.policy.engine.PolicyEngine`); False for benchmarks.
     """
     report = PolicyReport(
         policies=list(library.policies),
@@ -205,7 +208,7 @@ def evaluate_deployments(
     live = [p for p in usable if any(p.enforcement_for(d.env) != "disabled" for d in deployments)]
     if not deployments:
         return report
-    with PolicyEngine(live, library.data, timeout_s) as engine:
+    with PolicyEngine(live, library.data, timeout_s, reuse=reuse) as engine:
         for pid in engine.compile_errors:
             line, col = engine.compile_position(pid)
             policy = engine.policies[pid]
