@@ -48,11 +48,14 @@ TEAMS = 16  # teams in the generated organisation
 
 
 def generate(n: int, seed: int = 7) -> list[Deployment]:
-    """``n`` deployments like a real repository's: derived from the example specs, each
-    with its own model (uri, sha256, version), capture sink, reference data, training
-    command and secret; one of 16 teams (owner, cost-center label, namespace, allowed
-    callers); resources, replica counts, capture retention, drift threshold and SLO drawn
-    from a few common values; one environment.
+    """``n`` deployments like a real repository's, one per spec, each in one environment.
+
+    Derived from the example specs. Each has its own name, model (uri, sha256, version),
+    reference data and training command (its own script). Each belongs to one of 16
+    teams, and shares that team's owner, cost-center label, namespace, allowed callers,
+    capture sink (``s3://capture-<team>/serving``: modelops writes under
+    ``<sink>/<deployment>/<env>/``) and feature-store token secret. Resources, replica
+    counts, capture retention, drift threshold and SLO come from a few common values.
 
     About a third carry at least one violation (public endpoint, too few replicas, a
     foreign registry, a secret value, a short capture retention).
@@ -98,7 +101,7 @@ def generate(n: int, seed: int = 7) -> list[Deployment]:
             monitoring["reference"] = f"s3://features-{team}/{name}/reference.parquet"
             capture = monitoring.get("capture")
             if isinstance(capture, dict):
-                capture["sink"] = f"s3://capture-{team}/{name}"
+                capture["sink"] = f"s3://capture-{team}/serving"
                 capture["retention_days"] = rng.choice([30, 60, 90, 180])
             if isinstance(monitoring.get("drift"), dict):
                 monitoring["drift"]["threshold"] = rng.choice([0.2, 0.25, 0.3])
@@ -109,7 +112,7 @@ def generate(n: int, seed: int = 7) -> list[Deployment]:
             {
                 "name": "FEATURE_STORE_TOKEN",
                 "from": f"aws-secretsmanager:arn:aws:secretsmanager:eu-west-1:123456789012:"
-                f"secret:{name}-token",
+                f"secret:{team}-feature-store-token",
             }
         ]
         tweak = rng.random()

@@ -213,7 +213,14 @@ class PolicyEngine:
         workers = [self._worker, *(self._extra_worker(k) for k in range(len(self._extra)))]
         workers = [w for w in workers if w is not None]
         size = max(1, min(CHUNK_MAX, -(-len(items) // (len(workers) * 4))))
-        chunks = [list(range(i, min(i + size, len(items)))) for i in range(0, len(items), size)]
+        chunks = []
+        start, step = 0, 1 if self.reuse else size
+        while start < len(items):
+            # Chunks grow 1, 2, 4... up to ``size``: answers come back (and are reused
+            # for later inputs) after a few inputs instead of after a whole first chunk.
+            chunks.append(list(range(start, min(start + min(step, size), len(items)))))
+            start += min(step, size)
+            step *= 2
         chunks.reverse()  # taken from the end: in order
         out: list[dict | None] = [None] * len(items)
         failed: list[int] = []
