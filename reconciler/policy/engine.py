@@ -72,6 +72,7 @@ class PolicyEngine:
         self.reads = _policy_reads(policies, data)
         self.stats = {"evaluated": 0, "reused": 0}
         self._answers: dict[tuple, object] = {}
+        self._key_plans: dict[tuple[str, ...], tuple[list, list]] = {}
         self._worker: RegoWorker | None = None
         self._extra: list[RegoWorker | None] = [None] * (
             max(1, workers if workers is not None else min(os.cpu_count() or 1, 4)) - 1
@@ -304,23 +305,17 @@ class PolicyEngine:
         policy, ``set_input`` about 0.5 µs per node, so below that share the small
         queries on small inputs cost less).
         """
-        values: dict = {}
         known: dict[str, object] = {}
         keys: dict[str, tuple] = {}
-        for pid in active if self.reuse else ():
-            reads = self.reads[pid]
-            if reads.whole or not reads.cacheable:
-                continue
-            parts = []
-            for path in reads.paths:
-                part = values.get(path)
-                if part is None:
-                    part = values[path] = path_value_key(doc, path)
-                parts.append(part)
-            key = keys[pid] = (pid, *parts)
-            answer = self._answers.get(key, _UNKNOWN)
-            if answer is not _UNKNOWN:
-                known[pid] = answer
+        if self.reuse:
+            paths, keyed = self._key_plan(tuple(active))
+            values = [path_value_key(doc, path) for path in paths]
+            answers = self._answers
+            for pid, idxs in keyed:
+                key = keys[pid] = (pid, *[values[i] for i in idxs])
+                answer = answers.get(key, _UNKNOWN)
+                if answer is not _UNKNOWN:
+                    known[pid] = answer
         missing = [pid for pid in active if pid not in known]
         if 3 * len(missing) > 2 * len(active):
             known, missing = {}, list(active)
@@ -331,6 +326,20 @@ class PolicyEngine:
             for pid in missing
         ]
         return _Plan(("each", work), missing, known, keys)
+
+    def _key_plan(self, active: tuple[str, ...]) -> tuple[list, list]:
+        """The distinct paths the cacheable policies of ``active`` read, and for each
+        such policy the indices of its paths in that list (computed once per set)."""
+        plan = self._key_plans.get(active)
+        if plan is None:
+            cacheable = [
+                pid for pid in active if self.reads[pid].cacheable and not self.reads[pid].whole
+            ]
+            paths = sorted({p for pid in cacheable for p in self.reads[pid].paths})
+            index = {p: i for i, p in enumerate(paths)}
+            keyed = [(pid, tuple(index[p] for p in self.reads[pid].paths)) for pid in cacheable]
+            plan = self._key_plans[active] = (paths, keyed)
+        return plan
 
     def _complete(self, plan: _Plan, answers: dict, active: list[str]) -> dict:
         """The outcome mapping of one input: reused plus new answers; remembers the new."""
@@ -413,6 +422,8 @@ def violations(value: object) -> tuple[list[dict], str | None]:
         string ``msg`` and a dotted ``path`` (``""`` for the whole spec);
         else ``([], cause)`` naming the first bad element.
     """
+    if type(value) is list and not value:  # the common answer: no violation
+        return [], None
     if not isinstance(value, list):
         return [], (
             f"deny must be a set of objects, got {type(value).__name__} {str(value)[:80]!r}"
