@@ -12,7 +12,11 @@ prints to the C-level stdout/stderr, and has no evaluation time-out. So:
   reads them all; when that fails it compiles each module on its own, so that a module
   that does not compile is attributed to its file and line, and bundles the good ones
   (``Interpreter.build`` / ``query_bundle``): about 0.07 ms per query instead of about
-  1 ms for a fresh ``Interpreter.query`` (measured, ``shared/DESIGN.md``);
+  1 ms for a fresh ``Interpreter.query`` (measured, ``shared/DESIGN.md``); a policy
+  queried often on its own gets a bundle of its own module too (a query's cost grows
+  with the size of its bundle);
+* inputs are built through rego-cpp's C input API (:func:`set_input`), refusing what it
+  cannot represent instead of passing it altered;
 * results are read from the raw output (see :func:`_query`), never through
   ``Output.binding``, so undefined and error results come back as values.
 
