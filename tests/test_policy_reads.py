@@ -75,6 +75,10 @@ def test_static_paths_are_found_in_every_form():
         "import data.modelops.other",
         'x := $"name {input.metadata.name}"',  # template strings hold expressions
         "every k, v in input { v != 1 }",
+        'x := input["\\u0041"]',  # regopy keeps escapes as written: no trusted key
+        "input := {}\nx := input.a",  # a rule named input shadows it (regopy allows it)
+        'default object := {}\nx := object.get(input, ["a"], 0)',
+        'object.get(x, k, d) := x\ny := object.get(input, ["a"], 0)',
     ],
 )
 def test_references_that_cannot_be_bounded_read_the_whole_input(body):

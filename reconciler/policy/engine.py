@@ -140,8 +140,12 @@ class PolicyEngine:
         if self._worker is None or not self._worker.alive:
             self._start()
             active = self._active()
+        # Every policy sees only the paths it reads, here as in evaluate_many, so that a
+        # deployment gets the same answers in a run of one and in a run of a thousand
+        # (a value no policy reads cannot make the input unusable in one and not the other).
         try:
-            kind, value = self._worker.evaluate_all(input_doc)
+            union = minimal(p for pid in active for p in self.reads[pid].paths)
+            kind, value = self._worker.evaluate_all(project(input_doc, union))
         except EngineFailure:
             kind, value = "failed", None
             self._worker = None
@@ -160,7 +164,8 @@ class PolicyEngine:
             if self._worker is None or not self._worker.alive:
                 self._start()
             try:
-                kind, value = self._worker.evaluate_one(pid, input_doc)
+                doc = project(input_doc, self.reads[pid].paths)
+                kind, value = self._worker.evaluate_one(pid, doc)
             except EngineFailure as exc:
                 self._worker = None
                 if exc.kind == "crash":
@@ -397,19 +402,26 @@ class _Plan:
 
 
 def _policy_reads(policies: list[Policy], data: dict) -> dict[str, InputReads]:
-    """policy id → what its module reads of ``input``; a package that two modules share
-    is not analysed (rules of one module may then read input for the other)."""
-    packages: dict[str, int] = {}
+    """policy id → what its module reads of ``input``.
+
+    A module whose package equals or contains (or is contained in) another module's is not
+    analysed: rules of one may then be rules of the other (``b.deny contains ...`` in
+    package ``modelops.a`` adds to the ``deny`` of package ``modelops.a.b``)."""
+    shared: dict[str, str] = {}
     for policy in policies:
-        packages[policy.package] = packages.get(policy.package, 0) + 1
+        for other in policies:
+            if other is policy:
+                continue
+            a, b = policy.package, other.package
+            if a == b or b.startswith(a + ".") or a.startswith(b + "."):
+                shared[policy.id] = f"package {a} overlaps package {b} of {other.id}"
+                break
     roots = {p.package.split(".")[0] for p in policies if p.package}
     data_roots = set(data) if isinstance(data, dict) else set()
     out = {}
     for policy in policies:
-        if packages[policy.package] > 1:
-            out[policy.id] = InputReads(
-                ((),), False, f"package {policy.package} is shared", standalone=False
-            )
+        if policy.id in shared:
+            out[policy.id] = InputReads(((),), False, shared[policy.id], standalone=False)
         else:
             out[policy.id] = input_reads(policy.source, data_roots, roots)
     return out

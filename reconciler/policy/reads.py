@@ -18,7 +18,12 @@ different answer: any reference it cannot bound reads the whole input. Those are
 non-literal key, an ``object.get`` key list that is not a plain array of string literals
 (the literal prefix is kept), a ``data`` reference outside the organisation document
 (it may name another policy's rules, which read ``input`` too), a template string
-(``$"{input.x}"``), and a package that another module shares. Modules that call
+(``$"{input.x}"``: the module is not read further), a string literal with a backslash
+(regopy keeps escapes as written), a module that defines a rule named ``input``, ``data``
+or ``object`` (regopy lets it shadow the built-in meaning), and a package that another
+module shares or that contains another's (rule heads such as ``b.deny`` reach into
+nested packages). A new line ends a reference (so a ``[...]`` on the next line is not
+taken for part of it). Modules that call
 non-deterministic built-ins (``time.now_ns``, ``rand.intn``, ``http.send``, ...) are
 never cached.
 
@@ -94,31 +99,38 @@ class _Tok:
     kind: str
     text: str
     line: int
+    depth: int  # (), [] and {} open around the token
+    first: bool  # the first token on its line
 
 
 def _tokens(source: str) -> list[_Tok]:
     out: list[_Tok] = []
-    line = 1
+    line, depth, last_line = 1, 0, 0
     for match in _TOKEN.finditer(source):
         kind = match.lastgroup or "punct"
         text = match.group()
         if kind not in ("ws", "comment"):
-            out.append(_Tok(kind, text, line))
+            if text in ")]}":
+                depth = max(0, depth - 1)
+            out.append(_Tok(kind, text, line, depth, line != last_line))
+            last_line = line
+            if text in "([{":
+                depth += 1
         line += text.count("\n")
     return out
 
 
 def _string_value(tok: _Tok) -> str | None:
-    """The value of a string literal token, or None if it is not one."""
+    """The value of a string literal token, or None if it is not a plain one.
+
+    A string with a backslash is not taken as a literal: regopy 1.5 keeps escape
+    sequences as written (``"\\u0041"`` is six characters to it), so no decoding can be
+    trusted to name the key it reads.
+    """
     if tok.kind == "raw":
         return tok.text[1:-1]
-    if tok.kind == "string":
-        import json
-
-        try:
-            return json.loads(tok.text)
-        except ValueError:
-            return None
+    if tok.kind == "string" and "\\" not in tok.text:
+        return tok.text[1:-1]
     return None
 
 
@@ -139,6 +151,8 @@ def _dotted(toks: list[_Tok], i: int) -> Path:
     keys: list[str] = []
     while i < len(toks):
         tok = toks[i]
+        if tok.line != toks[i - 1].line:
+            break  # a new line ends the reference (stopping early reads more, not less)
         if tok.text == "." and i + 1 < len(toks) and toks[i + 1].kind == "ident":
             keys.append(toks[i + 1].text)
             i += 2
@@ -212,12 +226,17 @@ def input_reads(
     cacheable, why_not = True, ""
     standalone = True
     for i, tok in enumerate(toks):
-        if tok.kind in ("string", "raw") and i > 0 and toks[i - 1].text == "$":
-            # A template string (``$"... {input.x} ..."``, OPA 1.x) holds expressions.
-            whole_reason = whole_reason or f"line {tok.line}: template string"
-            continue
+        if tok.text == "$":
+            # A template string (``$"... {input.x} ..."``, OPA 1.x) holds expressions,
+            # and raw strings inside them throw this tokenizer off: stop reading.
+            return _unknown(f"line {tok.line}: template string")
         if tok.kind != "ident":
             continue
+        head = tok.first or (i > 0 and toks[i - 1].first and toks[i - 1].text == "default")
+        if tok.depth == 0 and head and tok.text in SHADOWABLE:
+            # A rule named input, data or object (regopy accepts ``input := 1``) changes
+            # what every reference of that name means.
+            return _unknown(f"line {tok.line}: a rule named {tok.text}")
         prev = toks[i - 1].text if i > 0 else ""
         if prev == ".":
             continue  # a member name, not a root reference
@@ -251,6 +270,16 @@ def input_reads(
         reason = "; ".join(filter(None, [whole_reason, why_not]))
         return InputReads(((),), cacheable, reason, standalone)
     return InputReads(minimal(paths), cacheable, why_not, standalone)
+
+
+# Root names whose meaning the analysis relies on; a module that defines a rule by one of
+# these names (at the start of a top-level statement) is not analysed.
+SHADOWABLE = frozenset({"input", "data", "object"})
+
+
+def _unknown(reason: str) -> InputReads:
+    """Whole input, not cacheable, not standalone: for text the analysis cannot trust."""
+    return InputReads(((),), False, reason, False)
 
 
 _MISSING = object()

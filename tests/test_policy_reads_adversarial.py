@@ -1,0 +1,170 @@
+"""Adversarial cases for answer reuse in ``PolicyEngine.evaluate_many``.
+
+Found by an adversarial review of the analysis in ``reconciler/policy/reads.py``. Each
+test builds a small policy set that regopy compiles, runs it on >= 40 inputs with
+``evaluate_many`` (reuse on) and checks the answers against ``evaluate`` run on one input
+at a time (no reuse). Before the fixes, ``evaluate_many`` gave a different answer in each,
+usually an empty ``deny`` set (fail open); the analysis must now give up (whole input) or
+name the right path.
+"""
+
+from __future__ import annotations
+
+from reconciler.policy.engine import PolicyEngine
+from reconciler.policy.library import parse_policy
+from reconciler.policy.reads import input_reads
+
+ROOTS = {"organization"}
+DATA = {"organization": {}}
+
+
+def custom(pid: str, package: str, body: str):
+    source = (
+        "# METADATA\n"
+        f"# title: Test policy {pid}\n"
+        "# custom:\n"
+        f"#   id: {pid}\n"
+        "#   severity: high\n"
+        "#   enforcement: mandatory\n"
+        f"package modelops.{package}\n\n{body}\n"
+    )
+    policy = parse_policy(source, f"policies/{package.replace('.', '_')}.rego")
+    assert not policy.problems, policy.problems
+    return policy
+
+
+def run(policies, docs, reuse=True):
+    """(evaluate_many answers, one-at-a-time evaluate answers)."""
+    items = [(doc, f"d{i}") for i, doc in enumerate(docs)]
+    with PolicyEngine(policies, DATA, workers=2, reuse=reuse) as engine:
+        assert not engine.compile_errors, engine.compile_errors
+        many = engine.evaluate_many(items)
+        one = [engine.evaluate(*item) for item in items]
+    return many, one
+
+
+def test_ref_head_rule_in_parent_package_adds_to_nested_policy_deny():
+    """A v1 ref-head rule (``b.deny contains ... if input.other == 1``) in the module of
+    package ``modelops.a`` adds elements to ``data.modelops.a.b.deny``, the deny set of
+    another policy. That policy's reads were computed from its own source only
+    (``input.spec.x``) and it was standalone, so its answer was reused across inputs
+    that differ in ``input.other``. ``_policy_reads`` now treats packages that contain
+    one another as shared (whole input, not standalone).
+    """
+    nested = custom("TST-002", "a.b", 'deny contains {"msg": "b", "path": ""} if input.spec.x == 1')
+    parent = custom(
+        "TST-001",
+        "a",
+        'deny contains {"msg": "a", "path": ""} if false\n'
+        'b.deny contains {"msg": "injected", "path": ""} if input.other == 1',
+    )
+    docs = [{"spec": {"x": 0}, "other": i % 2} for i in range(48)]
+    many, one = run([parent, nested], docs)
+    assert one[1]["TST-002"] == ("ok", [{"msg": "injected", "path": ""}])
+    assert [m["TST-002"] for m in many] == [o["TST-002"] for o in one]
+
+
+def test_escaped_string_key_is_not_the_key_regopy_reads():
+    """rego-cpp 1.5 keeps escape sequences of string literals as written: ``"\\u0041"``
+    is the 6-character string ``\\u0041`` (``count("\\u0041") == 6``) and
+    ``input["\\n"]`` reads the key backslash-n. ``reads._string_value`` decoded the
+    literal as JSON (``"A"``, newline), so ``project`` dropped the key the policy really
+    reads. A string with a backslash is no longer taken as a literal.
+    """
+    policy = custom(
+        "TST-001", "esc", 'deny contains {"msg": "esc", "path": ""} if input["\\u0041"] == 1'
+    )
+    assert input_reads(policy.source, ROOTS).whole  # no decoding is trusted
+    docs = [{"\\u0041": i % 2} for i in range(48)]
+    many, one = run([policy], docs)
+    assert one[1]["TST-001"] == ("ok", [{"msg": "esc", "path": ""}])
+    assert many == one
+
+
+def test_newline_ends_a_reference_before_an_array_literal():
+    """In a rule body a newline separates expressions, so ``m := input.spec`` followed
+    by a line starting with ``["x"][0] == "x"`` reads all of ``input.spec``. ``_dotted``
+    joined the two lines into ``input.spec["x"]`` (path ``("spec", "x")``); a new line now
+    ends a reference.
+    """
+    policy = custom(
+        "TST-001",
+        "nl",
+        'deny contains {"msg": "m", "path": ""} if {\n'
+        "\tm := input.spec\n"
+        '\t["x"][0] == "x"\n'
+        "\tm.secret == 1\n"
+        "}",
+    )
+    assert input_reads(policy.source, ROOTS).paths == (("spec",),)
+    docs = [{"spec": {"x": 0, "secret": i % 2}} for i in range(48)]
+    many, one = run([policy], docs)
+    assert one[1]["TST-001"] == ("ok", [{"msg": "m", "path": ""}])
+    assert many == one
+
+
+def test_user_function_named_object_get_shadows_the_builtin():
+    """A module may define its own ``object.get`` (a ref-head function,
+    ``object.get(x, k, d) := x``), and regopy then calls it instead of the built-in. The
+    analysis assumed the built-in and recorded only ``("spec",)``; a module that defines
+    a rule named ``object``, ``input`` or ``data`` is no longer analysed.
+    """
+    policy = custom(
+        "TST-001",
+        "shadow",
+        "object.get(x, k, d) := x\n"
+        'deny contains {"msg": "m", "path": ""} if {\n'
+        '\tobject.get(input, ["spec"], 0).secret == 1\n'
+        "}",
+    )
+    reads = input_reads(policy.source, ROOTS)
+    assert reads.whole and not reads.standalone and not reads.cacheable
+    docs = [{"spec": {"x": 0}, "secret": i % 2} for i in range(48)]
+    many, one = run([policy], docs)
+    assert one[1]["TST-001"] == ("ok", [{"msg": "m", "path": ""}])
+    assert many == one
+
+
+def test_template_string_with_raw_string_hides_a_data_reference():
+    """regopy 1.5 accepts a raw string inside a template expression (``$"{`"`}"``).
+    The tokenizer reads ``"{`"`` as the string, then a raw string from the second
+    backtick to the next backtick in the module, which swallows
+    ``data.modelops.h.flag``. The policy was "whole input" but standalone, so the worker
+    evaluated it in a bundle of its own module, where ``data.modelops.h.flag`` is
+    undefined. A template string now stops the analysis: whole input, not standalone.
+    """
+    helper = custom(
+        "TST-002", "h", 'flag if input.other == 1\ndeny contains {"msg": "h", "path": ""} if false'
+    )
+    user = custom(
+        "TST-001",
+        "u",
+        'deny contains {"msg": m, "path": ""} if {\n'
+        '\tm := $"{`"`}"\n'
+        "\tdata.modelops.h.flag\n"
+        "\tn := `x`\n"
+        '\tn == "x"\n'
+        "}",
+    )
+    s1 = custom("TST-003", "s1", 'deny contains {"msg": "s", "path": ""} if input.spec.x == 1')
+    s2 = custom("TST-004", "s2", 'deny contains {"msg": "s", "path": ""} if input.spec.y == 1')
+    reads = input_reads(user.source, ROOTS, {"modelops"})
+    assert reads.whole and not reads.standalone and not reads.cacheable
+    docs = [{"spec": {"x": 0, "y": 0}, "other": 1, "n": i} for i in range(60)]
+    many, one = run([helper, user, s1, s2], docs)
+    assert all(o["TST-001"] == ("ok", [{"msg": '"', "path": ""}]) for o in one)
+    assert [m["TST-001"] for m in many] == [o["TST-001"] for o in one]
+
+
+def test_nul_in_an_unread_field_gives_the_same_answer_in_small_and_large_runs():
+    """``evaluate`` used to send the whole input, so a NUL character in a field no policy
+    reads made every policy an error, while ``evaluate_many`` sent only the paths read
+    and passed: one spec's outcome depended on the size of the run. Both now send each
+    policy the paths it reads; a NUL in a path a policy reads is an error in both."""
+    policy = custom("TST-001", "s1", 'deny contains {"msg": "s", "path": ""} if input.spec.x == 1')
+    docs = [{"spec": {"x": 0}, "junk": "a\0b" if i == 0 else "ok"} for i in range(40)]
+    docs[1]["spec"]["x"] = "a\0b"
+    many, one = run([policy], docs, reuse=False)
+    assert one[0]["TST-001"] == ("ok", [])
+    assert one[1]["TST-001"][0] == "error" and "NUL" in one[1]["TST-001"][1]
+    assert many[:2] == one[:2]
