@@ -27,7 +27,7 @@ from reconciler.policy.waivers import (
 STATUSES = ("fail", "error", "warn", "waived", "pass")
 
 
-@dataclass
+@dataclass(slots=True)  # one per policy per deployment: thousands in a large run
 class PolicyResult:
     """One policy's verdict on one deployment (one result per violation; one ``pass``).
 

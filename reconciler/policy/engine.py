@@ -191,7 +191,8 @@ class PolicyEngine:
         if worker is None or not worker.alive:
             modules = [self.policies[pid].module() for pid in self._active()]
             try:
-                worker = RegoWorker(modules, self.data, self.timeout_s)
+                # Not waited for: it compiles while the first worker already evaluates.
+                worker = RegoWorker(modules, self.data, self.timeout_s, wait=False)
             except EngineFailure:
                 worker = None  # the main worker's slow path will attribute the problem
             self._extra[i] = worker
@@ -259,7 +260,8 @@ class PolicyEngine:
                 failed.extend(idxs)
                 return
             pending[worker] = idxs
-            deadline[worker] = time.monotonic() + self.timeout_s
+            allowance = worker.compile_allowance_s if worker.starting else 0.0
+            deadline[worker] = time.monotonic() + self.timeout_s + allowance
 
         for worker in workers:
             feed(worker)
@@ -281,6 +283,8 @@ class PolicyEngine:
                 except EngineFailure:  # the worker died mid-chunk
                     failed.extend(pending.pop(worker))
                     del deadline[worker]
+                    continue
+                if answer is None:  # the worker's compile went on: no answer yet
                     continue
                 idx = pending[worker].pop(0)
                 plan = plans.pop(idx)

@@ -212,7 +212,6 @@ def _query(runner, bundle, entrypoint: bytes | None) -> Outcome:
 
 _INT64 = (-(2**63), 2**63 - 1)
 SINGLE_AFTER = 16  # queries of one policy before its bundle of one module pays for itself
-_ABSENT = object()
 
 
 class InputError(ValueError):
@@ -256,58 +255,84 @@ def set_input(runner, value) -> None:
     if not p_input:
         raise RuntimeError("rego-cpp could not allocate an input")
 
-    def check(code: int, path: list) -> None:
-        if code != 0:
-            raise RuntimeError(f"rego-cpp refused the input at {_dotted(path)} (code {code})")
+    string, boolean, integer, real, null = (
+        rego.regoInputString,
+        rego.regoInputBoolean,
+        rego.regoInputInt,
+        rego.regoInputFloat,
+        rego.regoInputNull,
+    )
+    lo, hi = _INT64
 
-    def text(s: str, path: list) -> bytes:
-        data = s.encode("utf-8")
-        if b"\0" in data:
-            raise InputError(_dotted(path), "contains a NUL character, which Rego cannot see")
-        return data
+    def refused(code: int, path: list) -> RuntimeError:
+        return RuntimeError(f"rego-cpp refused the input at {_dotted(path)} (code {code})")
+
+    def scalar(v, t) -> int | None:
+        # A leaf's status code, or None if ``v`` is not a plain leaf (strings: NUL check
+        # by the caller, who knows the path).
+        if t is bool:
+            return boolean(p_input, v)
+        if t is int:
+            return integer(p_input, v) if lo <= v <= hi else real(p_input, float(v))
+        if t is float:
+            return real(p_input, v)
+        if v is None:
+            return null(p_input)
+        return None
 
     def add(v, path: list) -> None:
         t = type(v)
         if t is str:
-            check(rego.regoInputString(p_input, text(v, path)), path)
-        elif t is bool:
-            check(rego.regoInputBoolean(p_input, v), path)
-        elif t is int:
-            if _INT64[0] <= v <= _INT64[1]:
-                check(rego.regoInputInt(p_input, v), path)
-            else:
-                check(rego.regoInputFloat(p_input, float(v)), path)
-        elif t is float:
-            check(rego.regoInputFloat(p_input, v), path)
-        elif v is None:
-            check(rego.regoInputNull(p_input), path)
+            data = v.encode("utf-8")
+            if b"\0" in data:
+                raise InputError(_dotted(path), "contains a NUL character, which Rego cannot see")
+            code = string(p_input, data)
         elif t is dict:
             for key, item in v.items():
                 path.append(key)
                 add(key, path)
-                add(item, path)
+                ti = type(item)
+                code = scalar(item, ti) if ti is not str and ti is not dict else None
+                if code is None:
+                    add(item, path)
+                elif code:
+                    raise refused(code, path)
                 path.pop()
-                check(rego.regoInputObjectItem(p_input), path)
-            check(rego.regoInputObject(p_input, len(v)), path)
+                code = rego.regoInputObjectItem(p_input)
+                if code:
+                    raise refused(code, path)
+            code = rego.regoInputObject(p_input, len(v))
         elif t is list or t is tuple:
             for i, item in enumerate(v):
-                path.append(i)
-                add(item, path)
-                path.pop()
-            check(rego.regoInputArray(p_input, len(v)), path)
+                ti = type(item)
+                code = scalar(item, ti) if ti is not str and ti is not dict else None
+                if code is None:
+                    path.append(i)
+                    add(item, path)
+                    path.pop()
+                elif code:
+                    raise refused(code, [*path, i])
+            code = rego.regoInputArray(p_input, len(v))
         elif t is set or t is frozenset:
             for item in v:
                 add(item, path)
-            check(rego.regoInputSet(p_input, len(v)), path)
-        elif isinstance(v, (str, int, float, dict, list)):  # subclasses: as their base
-            base = next(b for b in (bool, str, int, float, dict, list) if isinstance(v, b))
-            add(base(v), path)
+            code = rego.regoInputSet(p_input, len(v))
         else:
-            raise InputError(_dotted(path), f"a {t.__name__} is not a JSON value")
+            code = scalar(v, t)
+            if code is None:
+                if isinstance(v, (str, int, float, dict, list)):  # subclasses: as their base
+                    base = next(b for b in (bool, str, int, float, dict, list) if isinstance(v, b))
+                    add(base(v), path)
+                    return
+                raise InputError(_dotted(path), f"a {t.__name__} is not a JSON value")
+        if code:
+            raise refused(code, path)
 
     try:
         add(value, [])
-        check(rego.regoSetInput(runner._impl, p_input), [])
+        code = rego.regoSetInput(runner._impl, p_input)
+        if code:
+            raise refused(code, [])
     finally:
         rego.regoFreeInput(p_input)
 
@@ -368,6 +393,7 @@ def _child(
     conn.send(("ready", compile_errors))
     by_id = {m.policy_id: m for m in good}
     singles: dict[str, object] = {}
+    entrypoints = {m.policy_id: m.entrypoint.encode() for m in good}
     asked: dict[str, int] = {}
 
     def each(work: list[tuple[str, dict, bool]]) -> Outcome:
@@ -385,11 +411,10 @@ def _child(
                 one = singles.get(pid)
                 if one is None:
                     one = singles[pid] = build([by_id[pid]])
-                kind, value = _query(runner, one, None)
-                value = value.get(pid, _ABSENT) if isinstance(value, dict) else _ABSENT
+                kind, value = _query(runner, one, entrypoints[pid])
             else:
-                kind, value = _query(runner, bundle, by_id[pid].entrypoint.encode())
-            if kind != "ok" or value is _ABSENT:
+                kind, value = _query(runner, bundle, entrypoints[pid])
+            if kind != "ok":
                 return ("error", f"{pid}: {kind} {str(value)[:300]}")
             values[pid] = value
         return ("ok", values)
@@ -451,9 +476,15 @@ class RegoWorker:
         timeout_s: the longest one evaluation (or the whole compile) may take, in seconds.
         isolate: compile each module on its own before bundling (used after the whole
             set crashed or hung while compiling, to find the module responsible).
+        wait: wait for the compile (default); False returns at once, and the compile's
+            messages are then skipped by :meth:`collect` (work sent meanwhile is read by
+            the child when it is ready).
 
     Attributes:
         compile_errors: policy id → why its module does not compile (``line L col C: ...``).
+        starting: True until the compile's end has been read.
+        compile_allowance_s: how long the compile may take beyond ``timeout_s``: 0.2 s
+            per module.
 
     Raises:
         EngineFailure: the child crashed or timed out while compiling; ``detail`` names the
@@ -466,6 +497,7 @@ class RegoWorker:
         data: dict,
         timeout_s: float = 5.0,
         isolate: bool = False,
+        wait: bool = True,
     ) -> None:
         self.modules = list(modules)
         self.data = data
@@ -478,14 +510,19 @@ class RegoWorker:
         self._proc.start()
         child_conn.close()
         self.compile_errors: dict[str, str] = {}
+        self.compile_allowance_s = 0.2 * len(self.modules)
+        self.starting = True
+        if not wait:
+            return
         compiling = "starting the engine"
-        deadline = time.monotonic() + timeout_s + 0.2 * len(self.modules)
+        deadline = time.monotonic() + timeout_s + self.compile_allowance_s
         while True:
             msg = self._recv(deadline, compiling)
             if msg[0] == "compiling":
                 compiling = f"compiling {msg[1]}"
                 continue
             self.compile_errors = msg[1]
+            self.starting = False
             break
 
     def _recv(self, deadline: float, doing: str):
@@ -512,13 +549,19 @@ class RegoWorker:
         self._conn.send(("all", None, input_doc))
         return self._recv(time.monotonic() + self.timeout_s, "evaluating")
 
-    def collect(self) -> Outcome:
-        """The next answer to a :meth:`submit_chunk`, waiting at most ``timeout_s``.
+    def collect(self) -> Outcome | None:
+        """The next answer to a :meth:`submit_chunk`, waiting at most ``timeout_s``; None
+        for a message of a compile that was not waited for (``wait=False``).
 
         Raises:
             EngineFailure: crash or time-out; the worker is closed and must be replaced.
         """
-        return self._recv(time.monotonic() + self.timeout_s, "evaluating")
+        msg = self._recv(time.monotonic() + self.timeout_s, "evaluating")
+        if self.starting and msg[0] in ("compiling", "ready"):
+            if msg[0] == "ready":
+                self.compile_errors, self.starting = msg[1], False
+            return None
+        return msg
 
     def submit_chunk(self, items: list[tuple[str, object]]) -> None:
         """Send several inputs in one message; the child answers each in order, one
