@@ -432,6 +432,10 @@ def test_set_input_keeps_huge_ints_ordered_and_refuses_nul(spec_repo):
     assert info.value.path == "spec.secrets.0.from"
     with pytest.raises(InputError):
         set_input(runner, {"when": dt.date(2026, 1, 1)})
+    with pytest.raises(InputError) as info:  # rego-cpp would read it as the string x
+        set_input(runner, {"spec": {"registry": '"x"'}})
+    assert info.value.path == "spec.registry" and "double quotes" in str(info.value)
+    set_input(runner, {"spec": {"registry": 'a "quoted" word', "q": '"'}})  # fine
 
     lib_dir = spec_repo / "policies"
     lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)

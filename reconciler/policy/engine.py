@@ -300,6 +300,9 @@ class PolicyEngine:
                 if not pending[worker]:
                     del pending[worker], deadline[worker]
                     feed(worker)
+        # Inputs never sent (every worker was lost to a crash or a time-out) are evaluated
+        # one at a time too: every input gets an answer for every policy.
+        failed.extend(i for chunk in chunks for i in chunk)
         if failed:
             for idx in sorted(failed):
                 out[idx] = self.evaluate(*items[idx])

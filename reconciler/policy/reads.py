@@ -20,7 +20,8 @@ non-literal key, an ``object.get`` key list that is not a plain array of string 
 (it may name another policy's rules, which read ``input`` too), a template string
 (``$"{input.x}"``: the module is not read further), a string literal with a backslash
 (regopy keeps escapes as written), a module that defines a rule named ``input``, ``data``
-or ``object`` (regopy lets it shadow the built-in meaning), and a package that another
+or ``object`` (regopy lets it shadow the built-in meaning) or replaces one of them with
+``with`` (``with object.get as f``), and a package that another
 module shares or that contains another's (rule heads such as ``b.deny`` reach into
 nested packages). A new line ends a reference (so a ``[...]`` on the next line is not
 taken for part of it). Modules that call
@@ -232,12 +233,14 @@ def input_reads(
             return _unknown(f"line {tok.line}: template string")
         if tok.kind != "ident":
             continue
-        head = tok.first or (i > 0 and toks[i - 1].first and toks[i - 1].text == "default")
-        if tok.depth == 0 and head and tok.text in SHADOWABLE:
+        prev = toks[i - 1].text if i > 0 else ""
+        if tok.text in SHADOWABLE and tok.depth == 0 and _statement_start(toks, i):
             # A rule named input, data or object (regopy accepts ``input := 1``) changes
             # what every reference of that name means.
             return _unknown(f"line {tok.line}: a rule named {tok.text}")
-        prev = toks[i - 1].text if i > 0 else ""
+        if tok.text in SHADOWABLE and prev == "with":
+            # ``with object.get as f`` replaces the built-in for that expression.
+            return _unknown(f"line {tok.line}: with {tok.text}... replaces it")
         if prev == ".":
             continue  # a member name, not a root reference
         nxt = toks[i + 1].text if i + 1 < len(toks) else ""
@@ -277,6 +280,14 @@ def input_reads(
 SHADOWABLE = frozenset({"input", "data", "object"})
 
 
+def _statement_start(toks: list[_Tok], i: int) -> bool:
+    """Whether token ``i`` starts a top-level statement (a rule head): first on its line,
+    after a ``;`` (regopy accepts two rules on one line), or after ``default`` there."""
+    if toks[i].first or (i > 0 and toks[i - 1].text == ";"):
+        return True
+    return i > 0 and toks[i - 1].text == "default" and _statement_start(toks, i - 1)
+
+
 def _unknown(reason: str) -> InputReads:
     """Whole input, not cacheable, not standalone: for text the analysis cannot trust."""
     return InputReads(((),), False, reason, False)
@@ -291,7 +302,10 @@ def path_value_key(doc: dict, path: Path) -> str:
 
     Walks ``path``; the key is the ``repr`` of the value found (``repr`` tells ``1``,
     ``1.0``, ``True`` and ``"1"`` apart), ``<missing n>`` when the key at depth ``n`` is
-    absent, and ``<n>repr`` when the walk stops at a non-object at depth ``n``. Equal keys
+    absent, and ``<n>repr`` when the walk stops at a non-object at depth ``n``. An object
+    on the way that also has the key wrapped in double quotes (rego-cpp reads ``'"k"'``
+    as ``k``) makes the key ``<quoted>`` and the repr of the whole document, which
+    :func:`project` then sends whole, so that the worker refuses it. Equal keys
     on every path of a set give equal :func:`project` documents (tested), so a reused
     answer was computed on exactly the document the worker would have been sent.
     """
@@ -299,6 +313,8 @@ def path_value_key(doc: dict, path: Path) -> str:
     for depth, key in enumerate(path):
         if type(value) is not dict:
             return f"<{depth}>{value!r}"
+        if f'"{key}"' in value:
+            return f"<quoted>{doc!r}"
         value = value.get(key, _MISSING)
         if value is _MISSING:
             return f"<missing {depth}>"
@@ -322,12 +338,15 @@ def project(doc: dict, paths: tuple[Path, ...]) -> dict:
     for path in paths:
         src, dst = doc, out
         for depth, key in enumerate(path):
+            if f'"{key}"' in src:
+                return doc  # see path_value_key: the worker refuses the quoted key
             if key not in src:
                 break
             value = src[key]
             if depth == len(path) - 1 or type(value) is not dict:
                 dst[key] = value
                 break
+
             src = value
             dst = dst.setdefault(key, {})
     return out

@@ -238,7 +238,10 @@ def set_input(runner, value) -> None:
       read as huge and pass a minimum (fail open); a float keeps the sign and order;
     * a string (or key) with a NUL character is refused (:class:`InputError`): the C API
       takes NUL-terminated strings, so ``"vault:a#b\\0anything"`` would arrive as
-      ``"vault:a#b"`` and pass a pattern the whole value fails.
+      ``"vault:a#b"`` and pass a pattern the whole value fails;
+    * a string (or key) that starts and ends with a double quote is refused: rego-cpp
+      reads it as a JSON token, so the key ``'"secret"'`` is the key ``secret`` to a
+      policy and the value ``'"x"'`` is ``x``, not what the spec says.
 
     It is also about twice as fast as regopy's converter (it dispatches on the exact
     type instead of ``isinstance`` checks against ABCs), which matters at one call per
@@ -286,6 +289,12 @@ def set_input(runner, value) -> None:
             data = v.encode("utf-8")
             if b"\0" in data:
                 raise InputError(_dotted(path), "contains a NUL character, which Rego cannot see")
+            if len(data) >= 2 and data[0] == data[-1] == 34:  # '"'
+                raise InputError(
+                    _dotted(path),
+                    f"{v[:40]!r} is wrapped in double quotes, which rego-cpp reads as a JSON"
+                    " string token (without them); remove the quotes",
+                )
             code = string(p_input, data)
         elif t is dict:
             for key, item in v.items():
