@@ -272,6 +272,8 @@ def test_reused_answers_equal_evaluating_everything(engines, prod_doc, edits):
 
 
 def custom(pid: str, package: str, body: str):
+    """A policy with complete metadata in package ``modelops.<package>`` (shared by the
+    adversarial tests)."""
     source = (
         "# METADATA\n"
         f"# title: Test policy {pid}\n"
@@ -281,7 +283,7 @@ def custom(pid: str, package: str, body: str):
         "#   enforcement: mandatory\n"
         f"package modelops.{package}\n\n{body}\n"
     )
-    policy = parse_policy(source, f"policies/{package}.rego")
+    policy = parse_policy(source, f"policies/{package.replace('.', '_')}.rego")
     assert not policy.problems, policy.problems
     return policy
 
