@@ -131,3 +131,7 @@ def main(argv: list[str] | None = None) -> None:
             markup=False,
         )
         sys.exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":  # python -m reconciler.cli, as python -m reconciler
+    main()

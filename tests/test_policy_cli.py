@@ -107,3 +107,16 @@ def test_report_matrix_and_expiring_waivers(spec_repo):
     md = cli(spec_repo, "policy", "report", "--env", "prod", "-f", "markdown").stdout
     assert "| `MDL-011` Progressive rollout in production | low | " in md
     assert cli(spec_repo, "policy", "report", "-f", "sarif").returncode == 2
+
+
+def test_report_lists_specs_it_could_not_check_apart_from_library_problems(spec_repo):
+    from test_gitops_support import replace_in_file
+
+    replace_in_file(
+        spec_repo / "specs" / "fraud-detector.yaml", "cost-center: cc-1234", "cost-center: 1234"
+    )
+    proc = cli(spec_repo, "policy", "report", "--env", "prod")
+    out = proc.stdout
+    assert "Specs that could not be checked (not in the matrix): 1" in out, out
+    assert "specs/fraud-detector.yaml" in out.split("could not be checked")[1]
+    assert "Problems with the policy library or waivers" not in out

@@ -447,3 +447,24 @@ def test_set_input_keeps_huge_ints_ordered_and_refuses_nul(spec_repo):
         out = engine.evaluate(doc, dep.key)
     kind, cause = out["MDL-017"]
     assert kind == "error" and "spec.secrets.0.from" in cause and "NUL" in cause
+
+
+def test_refused_input_is_an_error_at_its_field_in_the_overlay(spec_repo):
+    """A value rego-cpp cannot see faithfully (here a NUL character, set in the prod
+    overlay) is an error of each policy that reads it, placed at the value's line."""
+    from test_gitops_support import replace_in_file
+
+    spec = spec_repo / "specs" / "fraud-detector.yaml"
+    replace_in_file(
+        spec,
+        "        autoscaling: {min_replicas: 3}",
+        '        autoscaling: {min_replicas: 3}\n        registry: "registry.example.com/ml\\0x"',
+    )
+    report = check(spec_repo, "prod")
+    errors = [r for r in report.results if r.status == "error"]
+    assert errors and {r.policy_id for r in errors} == {"MDL-005"}
+    (err,) = errors
+    assert err.path == "spec.target.registry" and "NUL" in err.message
+    line = spec.read_text().splitlines().index('        registry: "registry.example.com/ml\\0x"')
+    assert (err.position.file, err.position.line) == ("specs/fraud-detector.yaml", line + 1)
+    assert report.blocking

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from reconciler.config import load_config
 from reconciler.policy import load_library
 from reconciler.policy.engine import PolicyEngine, violations
+from reconciler.policy.worker import input_error_path
 from reconciler.spec.loader import load_spec
 from reconciler.spec.model import Spec
 from reconciler.spec.resolve import resolve
@@ -44,7 +45,11 @@ def base_spec():
 
 
 def fires(engine, base_spec, path: str, value, in_overlay: bool, policy: str, extra=None):
-    """Put ``value`` at ``path`` (base or prod overlay), resolve for prod, evaluate."""
+    """Put ``value`` at ``path`` (base or prod overlay), resolve for prod, evaluate.
+
+    Returns the paths of ``policy``'s violations, or ``[field]`` when the engine refused
+    the value as input (a NUL character, quote-wrapped text): an error at that field,
+    which blocks as a violation does."""
     data = copy.deepcopy(base_spec.data)
     keys = path.split(".")
     node = data["spec"]["environments"]["prod"] if in_overlay else data
@@ -67,6 +72,9 @@ def fires(engine, base_spec, path: str, value, in_overlay: bool, policy: str, ex
     spec = Spec(base_spec.file, base_spec.path, data, base_spec.positions, base_spec.digest)
     dep, _ = resolve(spec, "prod", load_config(PROJECT))
     kind, out = engine.evaluate(dep.policy_input(), dep.key)[policy]
+    refused = input_error_path(out) if kind == "error" else None
+    if refused and refused.startswith(path):  # a value Rego cannot see faithfully (NUL,
+        return [path]  # quote-wrapped) at or under the field: an error there
     assert kind == "ok", out
     items, cause = violations(out)
     assert cause is None, cause

@@ -40,3 +40,13 @@ def test_unknown_format_is_a_usage_error():
         render_diagnostics("yaml", [])
     assert info.value.exit_code == 2
     assert "valid formats: text, json, markdown, sarif, junit, github" in info.value.message
+
+
+def test_control_characters_from_a_spec_cannot_start_a_line():
+    """A spec value with a newline must not print a line of its own: in a CI log a line
+    starting with ``::warning`` is a GitHub Actions workflow command."""
+    report = sample_report()
+    report.results[0].message = "registry docker.io/x\n::warning file=x::injected\r\x00"
+    out = render_policy_report("text", report)
+    assert not any(ln.startswith("::") for ln in out.splitlines())
+    assert "docker.io/x\\n::warning file=x::injected\\r\\x00" in out

@@ -97,19 +97,26 @@ def test(
     else:
         for d in run.diagnostics:
             err_console.print(str(d), markup=False)
-        passed = sum(c.passed for c in run.cases)
         proven = sum(1 for v in run.coverage.values() if v["fires"] and v["passes"])
-        broken = (
-            f"; {len(run.not_compiled)} policy(ies) do not compile "
-            f"({', '.join(sorted(run.not_compiled))}), so no case could check them"
-            if run.not_compiled
-            else ""
-        )
-        console.print(
-            f"{passed}/{len(run.cases)} case(s) passed; {proven}/{len(run.coverage)} "
-            f"policies proven to fire and to pass{broken}: {'ok' if run.ok else 'FAILED'}",
-            markup=False,
-        )
+        if run.not_compiled:
+            # Cases cannot pass while a policy does not compile; say how many agree on
+            # the policies that do, so the summary does not read as 0 of N.
+            agree = sum(not c.errors and c.agrees_on_compiled for c in run.cases)
+            console.print(
+                f"{len(run.not_compiled)} policy(ies) do not compile "
+                f"({', '.join(sorted(run.not_compiled))}), so no case could check them; "
+                f"{agree}/{len(run.cases)} case(s) agree on the "
+                f"{len(run.coverage) - len(run.not_compiled)} policies that compile; "
+                f"{proven}/{len(run.coverage)} policies proven to fire and to pass: FAILED",
+                markup=False,
+            )
+        else:
+            passed = sum(c.passed for c in run.cases)
+            console.print(
+                f"{passed}/{len(run.cases)} case(s) passed; {proven}/{len(run.coverage)} "
+                f"policies proven to fire and to pass: {'ok' if run.ok else 'FAILED'}",
+                markup=False,
+            )
     raise typer.Exit(EXIT_OK if run.ok else EXIT_FINDINGS)
 
 

@@ -23,6 +23,7 @@ from reconciler.policy.waivers import (
     unknown_scope_diagnostics,
     unused_waiver_diagnostics,
 )
+from reconciler.policy.worker import input_error_path
 
 STATUSES = ("fail", "error", "warn", "waived", "pass")
 
@@ -295,7 +296,8 @@ def _results(policy: Policy, enforcement: str, subject: _Subject, outcome, waive
 
     kind, value = outcome
     if kind != "ok":
-        return [result("error", str(value), "")]
+        # An input the engine refused names its field: point there (overlay-aware).
+        return [result("error", str(value), input_error_path(str(value)) or "")]
     items, cause = violations(value)
     if cause:
         return [result("error", f"malformed policy output: {cause}", "")]

@@ -62,6 +62,13 @@ class CaseResult:
     not_compiled: list[str] = field(default_factory=list)
 
     @property
+    def agrees_on_compiled(self) -> bool:
+        """The policies that fired are the expected ones, leaving out the policies that
+        do not compile (they could not fire)."""
+        skip = set(self.not_compiled)
+        return sorted(set(self.expected) - skip) == sorted(set(self.fired) - skip)
+
+    @property
     def passed(self) -> bool:
         """Exactly the expected policies fired, none errored and every policy compiled."""
         return (

@@ -226,6 +226,20 @@ class InputError(ValueError):
         self.path = path
 
 
+_INPUT_ERROR = re.compile(
+    r"InputError: input (.+?): "
+    r"(?:contains a NUL|.{0,60}? is wrapped in double quotes|a \w+ is not)",
+    re.DOTALL,
+)
+
+
+def input_error_path(message: str) -> str | None:
+    """The dotted input path named by an :class:`InputError` message carried in an
+    evaluation error (``evaluation error: InputError: input spec.x: ...``), or None."""
+    match = _INPUT_ERROR.search(message)
+    return match.group(1) if match and match.group(1) != "(root)" else None
+
+
 def set_input(runner, value) -> None:
     """Set ``value`` (JSON-like) as the input document of a regopy ``Interpreter``.
 

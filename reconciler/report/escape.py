@@ -70,6 +70,21 @@ def one_line(value: object) -> str:
     return " ".join(str(value).split())
 
 
+_CONTROLS = {c: f"\\x{c:02x}" for c in range(32) if c != 9}
+_CONTROLS.update({10: "\\n", 13: "\\r", 0x85: "\\x85", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def visible_controls(value: str) -> str:
+    """``value`` on one line, with line breaks and other control characters (not tabs)
+    shown as Python-style escapes: ``"a\\nb"`` → ``a\\nb`` as four visible characters.
+
+    For plain-text output read by terminals and CI logs: a newline inside a spec value
+    would otherwise start a line the log parser trusts (``::error ...`` in GitHub
+    Actions).
+    """
+    return value.translate(_CONTROLS)
+
+
 def neutralise_mentions(value: str) -> str:
     """Insert a zero-width joiner after every ``@`` that GitHub would read as a mention.
 

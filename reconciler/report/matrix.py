@@ -69,7 +69,13 @@ def _footer(report, esc) -> list[str]:
                 f"{w.approver}{', ' + w.ticket if w.ticket else ''}: {w.reason}"
             )
         )
-    problems = [*report.spec_diagnostics, *report.library_diagnostics, *report.waiver_diagnostics]
+    if report.spec_diagnostics:
+        out.append("")
+        out.append(
+            f"Specs that could not be checked (not in the matrix): {len(report.spec_diagnostics)}"
+        )
+        out += [esc(f"- {d}") for d in report.spec_diagnostics]
+    problems = [*report.library_diagnostics, *report.waiver_diagnostics]
     if problems:
         out.append("")
         out.append(f"Problems with the policy library or waivers: {len(problems)}")

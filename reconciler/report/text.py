@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reconciler.report.escape import visible_controls
 from reconciler.report.model import FindingSet
 
 _TAG = {"fail": "FAIL", "error": "ERROR", "warn": "WARN", "waived": "WAIVED"}
@@ -11,7 +12,9 @@ def write(fs: FindingSet) -> str:
     """Render the non-pass findings, one per line.
 
     Spec findings (no deployment) print exactly as ``Diagnostic.__str__`` does (a warning
-    as ``file:line:col: warning: field: message``); policy
+    as ``file:line:col: warning: field: message``), with control characters shown as
+    escapes (:func:`~reconciler.report.escape.visible_controls`: a value from a spec
+    cannot start a line of its own, such as a GitHub ``::workflow-command``); policy
     findings add the status, policy id, title and deployment, and a summary line follows.
     """
     lines = []
@@ -29,7 +32,7 @@ def write(fs: FindingSet) -> str:
             text = f"{_TAG[f.status]} [{f.rule_id}] {f.message}"
         else:
             text = f.message
-        lines.append(head + text)
+        lines.append(visible_controls(head + text))
     if fs.extra:
         c = fs.counts()
         verdict = "BLOCKED" if fs.blocking else "passed"
