@@ -450,21 +450,24 @@ def test_set_input_keeps_huge_ints_ordered_and_refuses_nul(spec_repo):
 
 
 def test_refused_input_is_an_error_at_its_field_in_the_overlay(spec_repo):
-    """A value rego-cpp cannot see faithfully (here a NUL character, set in the prod
-    overlay) is an error of each policy that reads it, placed at the value's line."""
+    """A value rego-cpp cannot see as written (here wrapped in double quotes, set in the
+    prod overlay; validate warns about it) is an error of each policy that reads it,
+    placed at the value's line. (A NUL character is refused the same way, but validate
+    already rejects a spec that holds one.)"""
     from test_gitops_support import replace_in_file
 
     spec = spec_repo / "specs" / "fraud-detector.yaml"
+    quoted = "        registry: '\"registry.example.com/ml\"'"
     replace_in_file(
         spec,
         "        autoscaling: {min_replicas: 3}",
-        '        autoscaling: {min_replicas: 3}\n        registry: "registry.example.com/ml\\0x"',
+        f"        autoscaling: {{min_replicas: 3}}\n{quoted}",
     )
     report = check(spec_repo, "prod")
     errors = [r for r in report.results if r.status == "error"]
     assert errors and {r.policy_id for r in errors} == {"MDL-005"}
     (err,) = errors
-    assert err.path == "spec.target.registry" and "NUL" in err.message
-    line = spec.read_text().splitlines().index('        registry: "registry.example.com/ml\\0x"')
+    assert err.path == "spec.target.registry" and "double quotes" in err.message
+    line = spec.read_text().splitlines().index(quoted)
     assert (err.position.file, err.position.line) == ("specs/fraud-detector.yaml", line + 1)
     assert report.blocking

@@ -274,3 +274,19 @@ def test_cli_validate_names_the_spec_line_and_the_bad_smoke_file(spec_repo):
         "examples/fraud/request.json is not valid JSON: line 1 column 21: Expecting value"
     )
     assert want in proc.stdout, proc.stdout
+
+
+def test_text_the_policy_engine_cannot_see_as_written(spec_repo):
+    """A NUL character is an error; a value wrapped in double quotes a warning: the
+    policy engine (rego-cpp) would cut the one short and read the other without quotes."""
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    _edit(path, "registry: registry.example.com/ml", 'registry: "registry.example.com/ml\\0x"')
+    _edit(path, "owner: payments-risk@example.com", "owner: '\"payments-risk@example.com\"'")
+    result = load_all(load_config(spec_repo))
+    text = [d for d in result.diagnostics if d.code == "text"]
+    assert [(d.field, d.severity) for d in text] == [
+        ("metadata.owner", "warning"),
+        ("spec.target.registry", "error"),
+    ]
+    assert text[1].position.line == _line_of(path, "registry.example.com/ml\\0x")
+    assert "NUL" in text[1].message and "double quotes" in text[0].message

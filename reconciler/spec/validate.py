@@ -388,10 +388,40 @@ def _non_finite(value, path: PathKey = ()):
             yield from _non_finite(item, (*path, index))
 
 
+def _unseen_text(value, path: PathKey = ()):
+    """Strings (values and keys) that the policy engine cannot show to Rego as written:
+    ``(path, message, severity)``. A NUL character would cut the string short (an error:
+    never meant); a string wrapped in double quotes would be read without them (a
+    warning: a policy that reads it reports an error, see ``worker.set_input``)."""
+    if isinstance(value, str):
+        if "\0" in value:
+            yield path, "contains a NUL character; remove it", "error"
+        elif len(value) >= 2 and value[0] == value[-1] == '"':
+            yield (
+                path,
+                f"{value[:40]!r} is wrapped in double quotes, which the policy engine would"
+                " read without them (policies that read it report an error); remove the quotes",
+                "warning",
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _unseen_text(key, (*path, key))
+            yield from _unseen_text(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _unseen_text(item, (*path, index))
+
+
 def spec_diagnostics(spec: Spec, config: Config) -> list[Diagnostic]:
-    """Schema diagnostics of the spec as written, plus overlay environment names and
-    NaN/infinite numbers."""
+    """Schema diagnostics of the spec as written, plus overlay environment names,
+    NaN/infinite numbers and text the policy engine cannot see as written."""
     out = schema_diagnostics(spec.data, spec.locate)
+    for path, message, severity in _unseen_text(spec.data):
+        out.append(
+            Diagnostic(
+                spec.locate(path), format_path(path), message, severity=severity, code="text"
+            )
+        )
     for path, value in _non_finite(spec.data):
         out.append(
             Diagnostic(
