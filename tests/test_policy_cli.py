@@ -120,3 +120,20 @@ def test_report_lists_specs_it_could_not_check_apart_from_library_problems(spec_
     assert "Specs that could not be checked (not in the matrix): 1" in out, out
     assert "specs/fraud-detector.yaml" in out.split("could not be checked")[1]
     assert "Problems with the policy library or waivers" not in out
+
+
+def test_a_policy_that_does_not_compile_is_one_line_not_one_per_deployment(spec_repo):
+    """Text and GitHub output show an engine error that is the same on every deployment
+    once ("... and N more"); JSON keeps one result per deployment, and the counts too."""
+    rego = spec_repo / "policies" / "public_tls.rego"
+    rego.write_text(rego.read_text().replace("tls != true", "tls != = true"))
+    text = cli(spec_repo, "policy", "check", "--env", "prod").stdout
+    lines = [ln for ln in text.splitlines() if "[MDL-023]" in ln and "does not compile" in ln]
+    assert len(lines) == 2, text  # the policy file, and the deployments once
+    assert any("and 2 more)" in ln for ln in lines), lines
+    assert "4 error(s)" in text.splitlines()[-1]  # the library problem + 3 deployments
+    github = cli(spec_repo, "policy", "check", "--env", "prod", "-f", "github").stdout
+    assert sum("MDL-023" in ln and "does not compile" in ln for ln in github.splitlines()) == 2
+    doc = json.loads(cli(spec_repo, "policy", "check", "--env", "prod", "-f", "json").stdout)
+    errors = [r for r in doc["results"] if r["policy"] == "MDL-023" and r["status"] == "error"]
+    assert len(errors) == 3

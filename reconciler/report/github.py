@@ -23,9 +23,11 @@ _COMMAND = {"error": "error", "warning": "warning", "note": "notice"}
 
 
 def write(fs: FindingSet) -> str:
-    """One annotation per non-pass finding: error (fail/error), warning (warn), notice (waived)."""
+    """One annotation per non-pass finding: error (fail/error), warning (warn), notice
+    (waived); an engine error repeated on many deployments once
+    (:attr:`~reconciler.report.model.FindingSet.problems_once`)."""
     lines = []
-    for f in fs.problems:
+    for f in fs.problems_once:
         props = [f"file={escape_property(f.file)}"]
         if f.line:
             props += [f"line={f.line}", f"col={f.col}"]

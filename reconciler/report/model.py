@@ -8,7 +8,7 @@ check``) are both turned into a :class:`FindingSet` first, so every format serve
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reconciler.diagnostics import Diagnostic
 
@@ -128,6 +128,32 @@ class FindingSet:
     def problems(self) -> list[Finding]:
         """Findings other than passes."""
         return [f for f in self.findings if f.status != "pass"]
+
+    @property
+    def problems_once(self) -> list[Finding]:
+        """:attr:`problems`, with an engine error that is the same on many deployments
+        (same rule, same message, no field: a policy that does not compile, a policy
+        quarantined after a crash) shown once, as "<first deployment> and N more".
+
+        For line-per-finding formats (text, GitHub annotations), where a library of one
+        broken policy would otherwise print a line per deployment. Counts, verdicts and
+        the other formats keep every finding.
+        """
+        out: list[Finding] = []
+        seen: dict[tuple[str, str], int] = {}
+        extra: dict[int, int] = {}
+        for f in self.problems:
+            if f.status == "error" and f.deployment and not f.field:
+                key = (f.rule_id, f.message)
+                if key in seen:
+                    extra[seen[key]] = extra.get(seen[key], 0) + 1
+                    continue
+                seen[key] = len(out)
+            out.append(f)
+        for index, more in extra.items():
+            first = out[index]
+            out[index] = replace(first, deployment=f"{first.deployment} and {more} more")
+        return out
 
     def counts(self) -> dict[str, int]:
         """Findings per status."""

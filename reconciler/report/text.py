@@ -9,7 +9,8 @@ _TAG = {"fail": "FAIL", "error": "ERROR", "warn": "WARN", "waived": "WAIVED"}
 
 
 def write(fs: FindingSet) -> str:
-    """Render the non-pass findings, one per line.
+    """Render the non-pass findings, one per line (an engine error repeated on many
+    deployments once: :attr:`~reconciler.report.model.FindingSet.problems_once`).
 
     Spec findings (no deployment) print exactly as ``Diagnostic.__str__`` does (a warning
     as ``file:line:col: warning: field: message``), with control characters shown as
@@ -18,7 +19,7 @@ def write(fs: FindingSet) -> str:
     findings add the status, policy id, title and deployment, and a summary line follows.
     """
     lines = []
-    for f in fs.problems:
+    for f in fs.problems_once:
         where = f"{f.location}: warning" if f.status == "warn" and not fs.extra else f.location
         head = f"{where}: {f.field}: " if f.field else f"{where}: "
         if f.deployment:
