@@ -5,8 +5,8 @@ test builds a small policy set that regopy compiles, runs it on >= 40 inputs wit
 ``evaluate_many`` (reuse on) and checks the answers against ``evaluate`` run on one input
 at a time (no reuse). Before the fixes, ``evaluate_many`` gave a different answer in each,
 usually an empty ``deny`` set (fail open); the analysis must now give up (whole input) or
-name the right path. The tests from the second review take regopy itself, evaluating
-the policy on the full input, as the reference.
+name the right path. The tests from the second and third reviews take regopy itself,
+evaluating the policy on the full input, as the reference.
 """
 
 from __future__ import annotations
@@ -264,3 +264,114 @@ def test_quote_wrapped_input_key_is_read_by_regopy_but_projected_away():
     many, one = run([policy], docs)
     assert one[1]["TST-001"] != ("ok", [])  # fires or is an error, never a pass
     assert many[1]["TST-001"] != ("ok", [])
+
+
+# Third review: raw-string keys are looked up by their JSON text, and a line for
+# rego-cpp ends only at \n.
+
+
+def test_raw_string_key_with_backslash_is_not_the_key_regopy_reads():
+    """A raw string keeps its backslashes (`` `a\\nb` `` is the 4 characters a, \\, n, b),
+    and ``reads._string_value`` took it as that key. But rego-cpp 1.5 looks an input key
+    up by its JSON token: the raw string becomes the properly escaped token
+    ``"a\\\\nb"``, while an input string is wrapped in quotes *without* escaping. So
+    `` input.spec[`a\\nb`] `` matches the input key of 5 characters ``a\\\\nb`` (two
+    backslashes), not the 4-character key the analysis recorded (which it matches only
+    for ``"a\\nb"`` double-quoted: escapes are kept as written there). ``project`` kept
+    only the 4-character key, dropped the one regopy reads, and the policy never fired
+    (fail open). A raw string with a backslash, a double quote or a control character is
+    no longer taken as a literal key.
+    """
+    policy = custom(
+        "TST-001", "rawbs", 'deny contains {"msg": "m", "path": ""} if input.spec[`a\\nb`] == 1'
+    )
+    docs = [{"spec": {"a\\\\nb": i % 2}} for i in range(40)]
+    assert regopy_deny(policy, docs[1]) == FIRES  # regopy on the full input fires
+    assert regopy_deny(policy, docs[0]) == []
+    assert input_reads(policy.source, ROOTS).paths == (("spec",),)  # not the raw key
+    many, one = run([policy], docs)
+    assert one[1]["TST-001"] == ("ok", FIRES)
+    assert many[1]["TST-001"] == ("ok", FIRES)
+
+
+def test_raw_string_key_with_double_quotes_is_not_the_key_regopy_reads():
+    """Same cause as above with a double quote: `` input[`"s"`] `` is the token
+    ``"\\"s\\""`` to rego-cpp and matches the input key ``\\"s\\"`` (backslash, quote,
+    s, backslash, quote), not ``"s"`` as the analysis records. The worker's check for
+    quote-wrapped keys does not apply (the key starts with a backslash), ``project``
+    drops the key, and the policy passes where regopy fires.
+    """
+    policy = custom(
+        "TST-001", "rawq", 'deny contains {"msg": "m", "path": ""} if input[`"s"`] == 1'
+    )
+    docs = [{'\\"s\\"': i % 2} for i in range(40)]
+    assert regopy_deny(policy, docs[1]) == FIRES
+    assert regopy_deny(policy, docs[0]) == []
+    many, one = run([policy], docs)
+    assert one[1]["TST-001"] == ("ok", FIRES)
+    assert many[1]["TST-001"] == ("ok", FIRES)
+
+
+def test_raw_string_key_with_a_tab_is_escaped_by_rego_cpp():
+    """The same without any backslash or quote in the source: a raw string holding a
+    tab character (or a new line: raw strings may span lines) becomes the JSON token
+    ``"a\\tb"``, so `` input[`a<TAB>b`] `` reads the input key ``a\\tb`` (backslash, t),
+    while the analysis records the key with a real tab and ``project`` drops the key
+    regopy reads (fail open). Only a raw string of characters JSON does not escape can be
+    trusted as a key.
+    """
+    policy = custom(
+        "TST-001", "rawtab", 'deny contains {"msg": "m", "path": ""} if input[`a\tb`] == 1'
+    )
+    docs = [{"a\\tb": i % 2} for i in range(40)]
+    assert regopy_deny(policy, docs[1]) == FIRES
+    assert regopy_deny(policy, docs[0]) == []
+    many, one = run([policy], docs)
+    assert one[1]["TST-001"] == ("ok", FIRES)
+    assert many[1]["TST-001"] == ("ok", FIRES)
+
+
+def test_package_line_hidden_in_a_comment_defeats_the_overlap_check():
+    """``library.parse_policy`` found the package with ``str.splitlines()``, which also
+    splits at form feed, vertical tab, ``\\x1c``-``\\x1e``, ``\\x85``, U+2028/U+2029;
+    rego-cpp ends a line (and a comment) only at ``\\n``. So the comment line
+    ``#<FF>package modelops.a.zz`` was a package line to the library and a comment to
+    rego-cpp, whose package is the next line, ``package modelops.a``. ``_policy_reads``
+    then saw no overlap with the policy of package ``modelops.a.b``, whose deny set the
+    module extends with ``b.deny`` (reading ``input.other``): its answer was reused
+    across inputs that differ in ``input.other`` (fail open). Lines are now split at
+    ``\\n`` only: inside the METADATA block the hidden line makes the block invalid (a
+    policy error), and elsewhere it is a comment, as to rego-cpp.
+    """
+    import regopy
+
+    from reconciler.policy.library import parse_policy
+
+    head = (
+        "# METADATA\n# title: Test policy TST-002\n# custom:\n#   id: TST-002\n"
+        "#   severity: high\n#   enforcement: mandatory\n"
+    )
+    body = (
+        'zz.deny contains {"msg": "z", "path": ""} if false\n'
+        'b.deny contains {"msg": "injected", "path": ""} if input.other == 1\n'
+    )
+    in_block = parse_policy(
+        head + "#\x0cpackage modelops.a.zz\npackage modelops.a\n\n" + body, "policies/a.rego"
+    )
+    assert in_block.problems and in_block.package != "modelops.a.zz"  # fails closed
+    injector = parse_policy(
+        head + "package modelops.a\n#\x0cpackage modelops.a.zz\n\n" + body, "policies/a.rego"
+    )
+    assert not injector.problems and injector.package == "modelops.a"
+    nested = custom("TST-001", "a.b", 'deny contains {"msg": "b", "path": ""} if input.spec.x == 1')
+    docs = [{"spec": {"x": 0}, "other": i % 2} for i in range(40)]
+    interp = regopy.Interpreter()
+    interp.add_data(DATA)
+    interp.add_module(nested.file, nested.source)
+    interp.add_module(injector.file, injector.source)
+    interp.set_input(docs[5])
+    # regopy, both modules, full input: the nested policy's deny holds the injection
+    assert '"injected"' in str(interp.query("x := data.modelops.a.b.deny"))
+    many, one = run([injector, nested], docs)
+    assert one[5]["TST-001"] == ("ok", [{"msg": "injected", "path": ""}])
+    assert many[5]["TST-001"] == ("ok", [{"msg": "injected", "path": ""}])

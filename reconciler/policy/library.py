@@ -167,7 +167,10 @@ def parse_policy(source: str, file: str) -> Policy:
         A :class:`Policy`; anything missing or invalid is in ``policy.problems`` as a
         diagnostic at the file and line concerned (code ``policy-metadata``).
     """
-    lines = source.splitlines()
+    # Lines as rego-cpp sees them: only "\n" ends one (a "\r" before it is dropped).
+    # str.splitlines() also splits at \f, \v, \x1c-\x1e, \x85, U+2028 and U+2029, so a
+    # comment holding one of those could show a package line rego-cpp never reads.
+    lines = [line.removesuffix("\r") for line in source.split("\n")]
     text, meta_line, pkg_line = _metadata_block(lines)
     policy = Policy(id="", title="", file=file, line=pkg_line or 1, source=source)
 

@@ -18,10 +18,11 @@ different answer: any reference it cannot bound reads the whole input. Those are
 non-literal key, an ``object.get`` key list that is not a plain array of string literals
 (the literal prefix is kept), a ``data`` reference outside the organisation document
 (it may name another policy's rules, which read ``input`` too), a template string
-(``$"{input.x}"``: the module is not read further), a string literal with a backslash
-(regopy keeps escapes as written), a module that defines a rule named ``input``, ``data``
-or ``object`` (regopy lets it shadow the built-in meaning) or replaces one of them with
-``with`` (``with object.get as f``), and a package that another
+(``$"{input.x}"``: the module is not read further), a string literal with a backslash,
+a double quote or a control character (regopy keeps a string's escapes as written and
+looks a raw string's key up by its JSON text), a module that defines a rule named
+``input``, ``data`` or ``object`` (regopy lets it shadow the built-in meaning) or
+replaces one of them with ``with`` (``with object.get as f``), and a package that another
 module shares or that contains another's (rule heads such as ``b.deny`` reach into
 nested packages). A new line ends a reference (so a ``[...]`` on the next line is not
 taken for part of it). Modules that call
@@ -124,15 +125,18 @@ def _tokens(source: str) -> list[_Tok]:
 def _string_value(tok: _Tok) -> str | None:
     """The value of a string literal token, or None if it is not a plain one.
 
-    A string with a backslash is not taken as a literal: regopy 1.5 keeps escape
-    sequences as written (``"\\u0041"`` is six characters to it), so no decoding can be
-    trusted to name the key it reads.
+    Only text without a backslash, a double quote or a control character is taken as a
+    literal key: regopy 1.5 keeps escape sequences of a string as written (``"\\u0041"``
+    is six characters to it), and looks a raw string's key up by its JSON text (`` `a\nb` ``
+    reads the key ``a\\nb``, a tab the key with ``\\t``), so for such text no reading
+    can be trusted to name the key it reads.
     """
-    if tok.kind == "raw":
-        return tok.text[1:-1]
-    if tok.kind == "string" and "\\" not in tok.text:
-        return tok.text[1:-1]
-    return None
+    if tok.kind not in ("raw", "string"):
+        return None
+    text = tok.text[1:-1]
+    if "\\" in text or '"' in text or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return None
+    return text
 
 
 def minimal(paths: Iterable[Path]) -> tuple[Path, ...]:
