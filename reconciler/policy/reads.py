@@ -12,9 +12,11 @@ answer on any two inputs that agree on those paths. :class:`PolicyEngine` uses t
 * send the worker only the parts of the input that the policies it must still evaluate
   read (``set_input`` costs about 0.5 µs per JSON node in regopy 1.5).
 
-The analysis is conservative, so it can only make the engine do more work, never give a
-different answer: any reference it cannot bound reads the whole input. Those are a bare
-``input`` (``walk(input)``, ``x := input``, ``f(input)``), ``input[k]`` with a
+The analysis is meant to be conservative, so that it can only make the engine do more
+work, never give a different answer: any reference it cannot bound reads the whole
+input. Three adversarial reviews tested that against rego-cpp itself
+(``tests/test_policy_reads_adversarial.py``); what they found shaped the list below.
+Those are a bare ``input`` (``walk(input)``, ``x := input``, ``f(input)``), ``input[k]`` with a
 non-literal key, an ``object.get`` key list that is not a plain array of string literals
 (the literal prefix is kept), a ``data`` reference outside the organisation document
 (it may name another policy's rules, which read ``input`` too), a template string
@@ -25,9 +27,8 @@ looks a raw string's key up by its JSON text), a module that defines a rule name
 replaces one of them with ``with`` (``with object.get as f``), and a package that another
 module shares or that contains another's (rule heads such as ``b.deny`` reach into
 nested packages). A new line ends a reference (so a ``[...]`` on the next line is not
-taken for part of it). Modules that call
-non-deterministic built-ins (``time.now_ns``, ``rand.intn``, ``http.send``, ...) are
-never cached.
+taken for part of it). Modules that call non-deterministic built-ins (``time.now_ns``,
+``rand.intn``, ``http.send``, ...) are never cached.
 
 Paths are tuples of object keys, ``()`` is the whole input.
 """
