@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import regopy
 from test_policy_reads import custom
 
@@ -294,36 +295,25 @@ def test_raw_string_key_with_backslash_is_not_the_key_regopy_reads():
     assert many[1]["TST-001"] == ("ok", FIRES)
 
 
-def test_raw_string_key_with_double_quotes_is_not_the_key_regopy_reads():
-    """Same cause as above with a double quote: `` input[`"s"`] `` is the token
-    ``"\\"s\\""`` to rego-cpp and matches the input key ``\\"s\\"`` (backslash, quote,
-    s, backslash, quote), not ``"s"`` as the analysis records. The worker's check for
-    quote-wrapped keys does not apply (the key starts with a backslash), ``project``
-    drops the key, and the policy passes where regopy fires.
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ('`"s"`', '\\"s\\"'),  # the token "\"s\"": backslash, quote, s, backslash, quote
+        ("`a\tb`", "a\\tb"),  # a tab (or a new line) in the source: the token "a\tb"
+    ],
+)
+def test_raw_string_key_that_json_escapes_is_not_the_key_regopy_reads(raw, key):
+    """Same cause as above with a double quote, and with a tab (no backslash or quote
+    in the source at all): rego-cpp turns the raw string into its escaped JSON token and
+    matches the input key spelled that way, not the characters the analysis recorded.
+    The worker's check for quote-wrapped keys does not apply (the key starts with a
+    backslash); ``project`` dropped the key, and the policy passed where regopy fires.
+    Only a raw string of characters JSON does not escape is trusted as a key now.
     """
     policy = custom(
-        "TST-001", "rawq", 'deny contains {"msg": "m", "path": ""} if input[`"s"`] == 1'
+        "TST-001", "rawkey", f'deny contains {{"msg": "m", "path": ""}} if input[{raw}] == 1'
     )
-    docs = [{'\\"s\\"': i % 2} for i in range(40)]
-    assert regopy_deny(policy, docs[1]) == FIRES
-    assert regopy_deny(policy, docs[0]) == []
-    many, one = run([policy], docs)
-    assert one[1]["TST-001"] == ("ok", FIRES)
-    assert many[1]["TST-001"] == ("ok", FIRES)
-
-
-def test_raw_string_key_with_a_tab_is_escaped_by_rego_cpp():
-    """The same without any backslash or quote in the source: a raw string holding a
-    tab character (or a new line: raw strings may span lines) becomes the JSON token
-    ``"a\\tb"``, so `` input[`a<TAB>b`] `` reads the input key ``a\\tb`` (backslash, t),
-    while the analysis records the key with a real tab and ``project`` drops the key
-    regopy reads (fail open). Only a raw string of characters JSON does not escape can be
-    trusted as a key.
-    """
-    policy = custom(
-        "TST-001", "rawtab", 'deny contains {"msg": "m", "path": ""} if input[`a\tb`] == 1'
-    )
-    docs = [{"a\\tb": i % 2} for i in range(40)]
+    docs = [{key: i % 2} for i in range(40)]
     assert regopy_deny(policy, docs[1]) == FIRES
     assert regopy_deny(policy, docs[0]) == []
     many, one = run([policy], docs)
