@@ -76,7 +76,7 @@ class PolicyEngine:
         self.reads = _policy_reads(policies, data)
         self.stats = {"evaluated": 0, "reused": 0}
         self._answers: dict[tuple, object] = {}
-        self._key_plans: dict[tuple[str, ...], tuple[list, list]] = {}
+        self._active_plans: dict[tuple[str, ...], tuple[tuple, list, list]] = {}
         self._worker: RegoWorker | None = None
         self._extra: list[RegoWorker | None] = [None] * (
             max(1, workers if workers is not None else min(os.cpu_count() or 1, 4)) - 1
@@ -144,7 +144,7 @@ class PolicyEngine:
         # deployment gets the same answers in a run of one and in a run of a thousand
         # (a value no policy reads cannot make the input unusable in one and not the other).
         try:
-            union = minimal(p for pid in active for p in self.reads[pid].paths)
+            union = self._active_plan(tuple(active))[0]
             kind, value = self._worker.evaluate_all(project(input_doc, union))
         except EngineFailure:
             kind, value = "failed", None
@@ -323,8 +323,8 @@ class PolicyEngine:
         """
         known: dict[str, object] = {}
         keys: dict[str, tuple] = {}
+        union, paths, keyed = self._active_plan(tuple(active))
         if self.reuse:
-            paths, keyed = self._key_plan(tuple(active))
             values = [path_value_key(doc, path) for path in paths]
             answers = self._answers
             for pid, idxs in keyed:
@@ -334,27 +334,27 @@ class PolicyEngine:
                     known[pid] = answer
         missing = [pid for pid in active if pid not in known]
         if 3 * len(missing) > 2 * len(active):
-            known, missing = {}, list(active)
-            paths = minimal(p for pid in missing for p in self.reads[pid].paths)
-            return _Plan(("all", project(doc, paths)), missing, known, keys)
+            return _Plan(("all", project(doc, union)), list(active), {}, keys)
         work = [
             (pid, project(doc, self.reads[pid].paths), self.reads[pid].standalone)
             for pid in missing
         ]
         return _Plan(("each", work), missing, known, keys)
 
-    def _key_plan(self, active: tuple[str, ...]) -> tuple[list, list]:
-        """The distinct paths the cacheable policies of ``active`` read, and for each
-        such policy the indices of its paths in that list (computed once per set)."""
-        plan = self._key_plans.get(active)
+    def _active_plan(self, active: tuple[str, ...]) -> tuple[tuple, list, list]:
+        """Computed once per set of active policies: the minimal paths any of them reads
+        (what a query of all of them is sent), the distinct paths the cacheable ones read,
+        and for each cacheable policy the indices of its paths in that list."""
+        plan = self._active_plans.get(active)
         if plan is None:
+            union = minimal(p for pid in active for p in self.reads[pid].paths)
             cacheable = [
                 pid for pid in active if self.reads[pid].cacheable and not self.reads[pid].whole
             ]
             paths = sorted({p for pid in cacheable for p in self.reads[pid].paths})
             index = {p: i for i, p in enumerate(paths)}
             keyed = [(pid, tuple(index[p] for p in self.reads[pid].paths)) for pid in cacheable]
-            plan = self._key_plans[active] = (paths, keyed)
+            plan = self._active_plans[active] = (union, paths, keyed)
         return plan
 
     def _complete(self, plan: _Plan, answers: dict, active: list[str]) -> dict:
