@@ -430,13 +430,10 @@ def _child(
             asked[pid] = asked.get(pid, 0) + 1
             # A bundle of one module costs a compile (about 7 ms): made for a policy
             # asked often; until then its entrypoint in the bundle of every module.
-            if standalone and (pid in singles or asked[pid] > SINGLE_AFTER):
-                one = singles.get(pid)
-                if one is None:
-                    one = singles[pid] = build([by_id[pid]])
-                kind, value = _query(runner, one, entrypoints[pid])
-            else:
-                kind, value = _query(runner, bundle, entrypoints[pid])
+            one = singles.get(pid)
+            if one is None and standalone and asked[pid] > SINGLE_AFTER:
+                one = singles[pid] = build([by_id[pid]])
+            kind, value = _query(runner, bundle if one is None else one, entrypoints[pid])
             if kind != "ok":
                 return ("error", f"{pid}: {kind} {str(value)[:300]}")
             values[pid] = value
@@ -471,7 +468,7 @@ def _child(
             if kind == "all":
                 conn.send(_query(runner, bundle, None))
             else:
-                conn.send(_query(runner, bundle, by_id[msg[1]].entrypoint.encode()))
+                conn.send(_query(runner, bundle, entrypoints[msg[1]]))
         except Exception as exc:  # noqa: BLE001 - reported to the parent as an error
             conn.send(("error", f"{type(exc).__name__}: {str(exc)[:300]}"))
 
