@@ -240,6 +240,20 @@ def input_error_path(message: str) -> str | None:
     return match.group(1) if match and match.group(1) != "(root)" else None
 
 
+def text_misread(value: str) -> str | None:
+    """How rego-cpp would misread ``value`` as input text: ``"nul"`` (it holds a NUL
+    character: the C API cuts the string there), ``"quoted"`` (it starts and ends with a
+    double quote: rego-cpp reads it as a JSON token, without them), or None.
+
+    The one rule behind :func:`set_input`'s refusals and ``modelops validate``'s checks.
+    """
+    if "\0" in value:
+        return "nul"
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return "quoted"
+    return None
+
+
 def set_input(runner, value) -> None:
     """Set ``value`` (JSON-like) as the input document of a regopy ``Interpreter``.
 
@@ -300,16 +314,16 @@ def set_input(runner, value) -> None:
     def add(v, path: list) -> None:
         t = type(v)
         if t is str:
-            data = v.encode("utf-8")
-            if b"\0" in data:
+            misread = text_misread(v)
+            if misread == "nul":
                 raise InputError(_dotted(path), "contains a NUL character, which Rego cannot see")
-            if len(data) >= 2 and data[0] == data[-1] == 34:  # '"'
+            if misread == "quoted":
                 raise InputError(
                     _dotted(path),
                     f"{v[:40]!r} is wrapped in double quotes, which rego-cpp reads as a JSON"
                     " string token (without them); remove the quotes",
                 )
-            code = string(p_input, data)
+            code = string(p_input, v.encode("utf-8"))
         elif t is dict:
             for key, item in v.items():
                 path.append(key)

@@ -23,6 +23,7 @@ from jsonschema.exceptions import ValidationError
 from reconciler.build.capture import parse_s3_uri
 from reconciler.config import Config
 from reconciler.diagnostics import Diagnostic, Position
+from reconciler.policy.worker import text_misread
 from reconciler.spec.model import Deployment, PathKey, Spec, format_path, get_path
 
 SCHEMA_PATH = Path(__file__).with_name("modeldeployment.schema.json")
@@ -392,11 +393,12 @@ def _unseen_text(value, path: PathKey = ()):
     """Strings (values and keys) that the policy engine cannot show to Rego as written:
     ``(path, message, severity)``. A NUL character would cut the string short (an error:
     never meant); a string wrapped in double quotes would be read without them (a
-    warning: a policy that reads it reports an error, see ``worker.set_input``)."""
+    warning: a policy that reads it reports an error): ``worker.text_misread``."""
     if isinstance(value, str):
-        if "\0" in value:
+        misread = text_misread(value)
+        if misread == "nul":
             yield path, "contains a NUL character; remove it", "error"
-        elif len(value) >= 2 and value[0] == value[-1] == '"':
+        elif misread == "quoted":
             yield (
                 path,
                 f"{value[:40]!r} is wrapped in double quotes, which the policy engine would"
