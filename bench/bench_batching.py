@@ -24,7 +24,7 @@ from pathlib import Path
 from reconciler.build.bento import build
 from reconciler.build.serve import start_server, stop_server
 from reconciler.build.smoke import load_test
-from reconciler.config import load_config
+from reconciler.core.config import load_config
 from reconciler.spec.repo import load_all
 
 PROJECT = Path(__file__).resolve().parents[1]

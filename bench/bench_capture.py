@@ -17,7 +17,7 @@ import statistics
 import tempfile
 import time
 
-from reconciler.build.capture import CaptureWriter
+from reconciler.runtime.capture import CaptureWriter
 
 
 def main() -> None:

@@ -134,7 +134,7 @@ def prepare(work: Path) -> None:
 
 def run_case(work: Path, case: str, rows: int) -> dict:
     """One measured case in this process; returns seconds and memory figures."""
-    from reconciler.config import load_config
+    from reconciler.core.config import load_config
     from reconciler.spec.repo import load_all
 
     config = load_config(work)

@@ -85,8 +85,8 @@ def main() -> None:
     parser.add_argument("--specs", type=int, default=1000)
     args = parser.parse_args()
 
-    from reconciler import pipeline
-    from reconciler.config import load_config
+    from reconciler.core.config import load_config
+    from reconciler.flow import pipeline
 
     with tempfile.TemporaryDirectory(prefix="bench-gitops-") as tmp:
         root = Path(tmp) / "repo"

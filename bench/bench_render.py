@@ -29,12 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
-from reconciler.config import load_config  # noqa: E402
+from reconciler.core.config import load_config  # noqa: E402
 from reconciler.engine import render as render_mod  # noqa: E402
 from reconciler.engine.plan import diff  # noqa: E402
 from reconciler.engine.render import render  # noqa: E402
-from reconciler.gitops.ledger import Ledger, LedgerRecord  # noqa: E402
 from reconciler.spec.repo import load_all  # noqa: E402
+from reconciler.state.ledger import Ledger, LedgerRecord  # noqa: E402
 
 EXAMPLES = ["fraud-detector", "diabetes-progression", "fraud-scorer-serverless"]
 

@@ -57,7 +57,7 @@ from reconciler.build.serve import (  # noqa: E402
     stop_server,
 )
 from reconciler.build.smoke import REQUEST_TIMEOUT_S, percentiles_ms  # noqa: E402
-from reconciler.config import load_config  # noqa: E402
+from reconciler.core.config import load_config  # noqa: E402
 from reconciler.spec.repo import load_all  # noqa: E402
 
 TARGET_RATIO = 2.0

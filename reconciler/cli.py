@@ -18,8 +18,8 @@ import git
 import typer
 from rich.console import Console
 
-from reconciler.config import Config, load_config
-from reconciler.diagnostics import EXIT_USAGE, ModelopsError
+from reconciler.core.config import Config, load_config
+from reconciler.core.diagnostics import EXIT_USAGE, ModelopsError
 
 app = typer.Typer(
     name="modelops",

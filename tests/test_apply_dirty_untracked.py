@@ -12,11 +12,11 @@ from __future__ import annotations
 import pytest
 from test_gitops_support import example_repo, invoke
 
-from reconciler import pipeline
-from reconciler.config import load_config
-from reconciler.diagnostics import ModelopsError
-from reconciler.gitops.ledger import Ledger
+from reconciler.core.config import load_config
+from reconciler.core.diagnostics import ModelopsError
+from reconciler.flow import pipeline
 from reconciler.spec.repo import load_all
+from reconciler.state.ledger import Ledger
 
 
 class PastTheDirtyCheck(Exception):

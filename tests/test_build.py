@@ -18,7 +18,6 @@ import yaml
 from typer.testing import CliRunner
 
 from reconciler.build import bento as bento_mod
-from reconciler.build import frameworks
 from reconciler.build.bento import (
     BuildError,
     bentoml_env,
@@ -28,7 +27,8 @@ from reconciler.build.bento import (
     contents_digest,
     gc_bentos,
 )
-from reconciler.config import load_config
+from reconciler.core.config import load_config
+from reconciler.runtime import frameworks
 from reconciler.spec.repo import load_all
 
 pytestmark = pytest.mark.slow
@@ -163,7 +163,7 @@ def test_model_that_does_not_fit_the_signature_fails(spec_repo):
 
 
 def test_gc_keeps_newest_and_ledger_records(spec_repo):
-    from reconciler.gitops.ledger import Ledger, LedgerRecord
+    from reconciler.state.ledger import Ledger, LedgerRecord
 
     tags = []
     for size in (8, 16, 32):

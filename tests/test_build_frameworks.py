@@ -17,9 +17,9 @@ import pytest
 import yaml
 from sklearn.datasets import load_breast_cancer
 
-from reconciler.build import frameworks
 from reconciler.build.bento import BuildError, build
-from reconciler.config import load_config
+from reconciler.core.config import load_config
+from reconciler.runtime import frameworks
 from reconciler.spec.repo import load_all
 
 

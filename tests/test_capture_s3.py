@@ -23,7 +23,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from reconciler.build.capture import CaptureShipper, CaptureWriter, parse_s3_uri
+from reconciler.runtime.capture import CaptureShipper, CaptureWriter, parse_s3_uri
 
 BUCKET = "capture-bucket"
 
@@ -151,7 +151,7 @@ def test_served_bento_uploads_captured_traffic_to_s3(spec_repo, monkeypatch):
 
     from reconciler.build.bento import build
     from reconciler.build.serve import free_port, start_server, stop_server
-    from reconciler.config import load_config
+    from reconciler.core.config import load_config
     from reconciler.spec.repo import load_all
 
     port = free_port()
@@ -240,9 +240,9 @@ def _capture_to(spool: Path, shipper, frame, when) -> int:
 def test_drift_job_reads_the_capture_the_service_shipped_to_s3(fake_s3, tmp_path):
     from test_monitor_support import NOW, reference
 
-    from reconciler.build.capture import resolve_sink
     from reconciler.monitor.drift import run_drift
     from reconciler.monitor.traffic import shifted
+    from reconciler.runtime.capture import resolve_sink
 
     fake_s3.create_bucket(Bucket=BUCKET)
     sink = f"s3://{BUCKET}/cap"
@@ -263,8 +263,8 @@ def test_drift_job_reads_the_capture_the_service_shipped_to_s3(fake_s3, tmp_path
 def test_drift_job_falls_back_to_the_spool_when_s3_cannot_be_read(fake_s3, tmp_path):
     from test_monitor_support import NOW, reference
 
-    from reconciler.build.capture import resolve_sink
     from reconciler.monitor.drift import run_drift
+    from reconciler.runtime.capture import resolve_sink
 
     sink = f"s3://{BUCKET}/cap"  # the bucket does not exist on the fake: S3 says no
     root, config, dep = _s3_sink_repo(tmp_path, sink)

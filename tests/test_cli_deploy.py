@@ -6,8 +6,8 @@ import json
 
 from test_gitops_support import example_repo, invoke
 
-from reconciler.config import load_config
-from reconciler.gitops.ledger import Ledger, LedgerRecord
+from reconciler.core.config import load_config
+from reconciler.state.ledger import Ledger, LedgerRecord
 
 
 def test_usage_errors_are_exit_2_without_traceback(tmp_path, capsys):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.config import load_config
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.config import load_config
+from reconciler.core.diagnostics import ModelopsError
 
 
 def test_defaults(tmp_path, monkeypatch):

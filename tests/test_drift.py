@@ -22,10 +22,10 @@ from test_monitor_support import (
     write_lines,
 )
 
-from reconciler.gitops.ledger import Ledger
 from reconciler.monitor.data import MonitorInputError
 from reconciler.monitor.drift import run_drift
 from reconciler.monitor.traffic import shifted
+from reconciler.state.ledger import Ledger
 
 KS = "drift: {threshold: 0.3, method: ks}"
 
@@ -65,7 +65,7 @@ def test_unshifted_holdout_parquet_capture_passes(tmp_path: Path) -> None:
         ),
     )
     config, dep = deployment(root)
-    from reconciler.build.capture import CaptureWriter
+    from reconciler.runtime.capture import CaptureWriter
 
     writer = CaptureWriter(root / "cap", "fraud-detector", "staging", 1.0, fmt="parquet")
     rows = holdout_features().to_numpy(dtype=np.float64)
@@ -197,7 +197,7 @@ def test_hashed_sensitive_feature_is_left_out(tmp_path: Path) -> None:
         lambda t: re.sub(r"sensitive_fields: \[[^\]]*\]", "sensitive_fields: [mean_radius]", t),
     )
     config, dep = deployment(root)
-    from reconciler.build.capture import CaptureWriter
+    from reconciler.runtime.capture import CaptureWriter
 
     writer = CaptureWriter(
         root / ".modelops" / "capture",

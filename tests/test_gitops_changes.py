@@ -7,8 +7,8 @@ import subprocess
 import pytest
 from test_gitops_support import small_repo, small_spec
 
-from reconciler.config import load_config
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.config import load_config
+from reconciler.core.diagnostics import ModelopsError
 from reconciler.gitops.changes import (
     RevisionFiles,
     detect_changes,

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from test_gitops_support import invoke
 
-from reconciler.config import load_config
+from reconciler.core.config import load_config
 from reconciler.gitops.scaffold import TEMPLATES
 
 PROJECT = Path(__file__).resolve().parents[1]

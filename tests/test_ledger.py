@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from reconciler.gitops.ledger import HISTORY_LIMIT, Ledger, LedgerError, LedgerRecord
+from reconciler.state.ledger import HISTORY_LIMIT, Ledger, LedgerError, LedgerRecord
 
 
 def test_success_records_revision_history_and_last_good(tmp_path):

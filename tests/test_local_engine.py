@@ -18,14 +18,15 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from support.serving import model_never_loads
 from test_serve import make_repo, servers_under  # same directory (pytest rootdir)
 
 from reconciler.build.serve import ServeError, free_port
-from reconciler.config import load_config
-from reconciler.diagnostics import EXIT_APPLY_FAILED
+from reconciler.core.config import load_config
+from reconciler.core.diagnostics import EXIT_APPLY_FAILED
 from reconciler.engine.local import LocalEngine, inputs_digest
-from reconciler.gitops.ledger import Ledger
 from reconciler.spec.repo import load_all
+from reconciler.state.ledger import Ledger
 
 SPEC = "specs/fraud-detector.yaml"
 SLO_LINE = "slo: {p99_latency_ms: 200}"
@@ -207,8 +208,9 @@ def test_port_taken_fails_with_exit_3_and_records_nothing(repo):
 def test_not_ready_in_time_stops_the_server_and_records_nothing(repo):
     _, config = repo
     dep = deployment(config)
-    with pytest.raises(ServeError) as err:
-        LocalEngine(config, ready_timeout_s=1).apply(dep, build(config, dep), "rev1")
+    artifact = build(config, dep)
+    with model_never_loads(config, artifact), pytest.raises(ServeError) as err:
+        LocalEngine(config, ready_timeout_s=1).apply(dep, artifact, "rev1")
     assert err.value.exit_code == 3
     assert "did not become ready (GET /readyz) within 1 s; it was stopped" in err.value.message
     assert Ledger(config.state_dir).get("fraud-detector", "staging") is None
@@ -216,7 +218,7 @@ def test_not_ready_in_time_stops_the_server_and_records_nothing(repo):
 
 
 def test_health_of_a_record_without_a_server(tmp_path):
-    from reconciler.gitops.ledger import LedgerRecord
+    from reconciler.state.ledger import LedgerRecord
 
     config = load_config(make_repo(tmp_path / "repo"))
     engine = LocalEngine(config)

@@ -14,7 +14,7 @@ import sys
 import pytest
 from test_serve import PROJECT, make_repo, servers_under  # same directory (pytest rootdir)
 
-from reconciler.gitops.ledger import Ledger
+from reconciler.state.ledger import Ledger
 
 
 @pytest.mark.slow

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from test_gitops_support import invoke
 
-from reconciler.gitops.lock import LockError, StateLock, break_lock, read_lock
+from reconciler.state.lock import LockError, StateLock, break_lock, read_lock
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from reconciler.gitops.lock import StateLock
+from reconciler.state.lock import StateLock
 state, hold_s = Path(sys.argv[1]), float(sys.argv[2])
 with StateLock(state, command="modelops apply --env test", timeout_s=0):
     print("locked", flush=True)

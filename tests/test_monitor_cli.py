@@ -11,8 +11,8 @@ import pytest
 from test_monitor_support import make_repo, reference, set_line
 
 from reconciler.cli import main
-from reconciler.gitops.ledger import Ledger
 from reconciler.monitor.traffic import shifted
+from reconciler.state.ledger import Ledger
 
 COPY_LIVE = (
     'command: ["python", "-c", "import os, shutil; shutil.copy(\'examples/fraud/model.joblib\', '

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.diagnostics import ModelopsError
 from reconciler.monitor.schedule import next_runs, schedules
 
 

@@ -12,8 +12,8 @@ import git
 import numpy as np
 import pandas as pd
 
-from reconciler.build.capture import CaptureWriter
-from reconciler.config import load_config
+from reconciler.core.config import load_config
+from reconciler.runtime.capture import CaptureWriter
 from reconciler.spec.repo import load_all
 
 PROJECT = Path(__file__).resolve().parents[1]

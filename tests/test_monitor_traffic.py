@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from test_monitor_support import reference
 
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.diagnostics import ModelopsError
 from reconciler.monitor.traffic import SCALE, SHIFT_SD, send_traffic, shifted
 
 

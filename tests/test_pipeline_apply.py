@@ -11,10 +11,10 @@ import psutil
 import pytest
 from test_gitops_support import example_repo, invoke
 
-from reconciler import pipeline
-from reconciler.config import load_config
-from reconciler.diagnostics import ModelopsError
-from reconciler.gitops.ledger import Ledger, LedgerRecord
+from reconciler.core.config import load_config
+from reconciler.core.diagnostics import ModelopsError
+from reconciler.flow import pipeline
+from reconciler.state.ledger import Ledger, LedgerRecord
 
 
 def _broken_spec(repo) -> None:

@@ -7,8 +7,8 @@ import json
 import pytest
 from test_gitops_support import example_repo, invoke
 
-from reconciler import pipeline
-from reconciler.config import load_config
+from reconciler.core.config import load_config
+from reconciler.flow import pipeline
 from reconciler.report.pr_comment import MARKER, render_pr_comment
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from reconciler.diagnostics import Diagnostic, Position
+from reconciler.core.diagnostics import Diagnostic, Position
 from reconciler.engine.plan import Change, Plan
-from reconciler.pipeline import Outcome, RunReport
+from reconciler.flow.pipeline import Outcome, RunReport
 from reconciler.report.pr_comment import GITHUB_COMMENT_LIMIT, MARKER, render_pr_comment
 
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from reconciler.build.artifact import Artifact
-from reconciler.config import load_config
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.config import load_config
+from reconciler.core.diagnostics import ModelopsError
 from reconciler.engine.plan import (
     Plan,
     diff,
@@ -21,8 +21,8 @@ from reconciler.engine.plan import (
     replace_paths,
 )
 from reconciler.engine.render import render
-from reconciler.gitops.ledger import Ledger, LedgerError, LedgerRecord
 from reconciler.spec.repo import load_all
+from reconciler.state.ledger import Ledger, LedgerError, LedgerRecord
 
 
 def dep_of(root, name="fraud-detector", env="prod"):

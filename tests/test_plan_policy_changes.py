@@ -16,8 +16,8 @@ import pytest
 from test_gitops_support import example_repo, invoke, replace_in_file
 from test_pr_comment_escaping import HOSTILE, TEAM, _assert_safe, _visible_text
 
-from reconciler import pipeline
-from reconciler.config import load_config
+from reconciler.core.config import load_config
+from reconciler.flow import pipeline
 from reconciler.report import escape
 from reconciler.report.pr_comment import MARKER, render_pr_comment
 

@@ -17,9 +17,9 @@ from dataclasses import replace
 import pytest
 from test_gitops_support import example_repo, invoke, replace_in_file
 
-from reconciler import pipeline
 from reconciler.build.bento import build_digest, build_inputs
-from reconciler.config import load_config
+from reconciler.core.config import load_config
+from reconciler.flow import pipeline
 from reconciler.report.pr_comment import render_pr_comment
 
 SPEC = "specs/fraud-detector.yaml"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config import load_config
+from reconciler.core.config import load_config
 from reconciler.policy import check_policies, load_library
 from reconciler.policy.engine import PolicyEngine
 from reconciler.policy.worker import EngineFailure, PolicyModule, RegoWorker

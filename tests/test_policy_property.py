@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.config import load_config
+from reconciler.core.config import load_config
 from reconciler.policy import load_library
 from reconciler.policy.engine import PolicyEngine, violations
 from reconciler.policy.worker import input_error_path

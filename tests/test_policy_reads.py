@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.config import load_config
+from reconciler.core.config import load_config
 from reconciler.policy import load_library
 from reconciler.policy.engine import PolicyEngine
 from reconciler.policy.library import parse_policy

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config import load_config
+from reconciler.core.config import load_config
 from reconciler.policy import check_policies
 from reconciler.spec.repo import load_all
 

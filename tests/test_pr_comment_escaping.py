@@ -25,11 +25,11 @@ import pytest
 from markdown_it import MarkdownIt
 from test_gitops_support import example_repo, replace_in_file
 
-from reconciler import pipeline
-from reconciler.config import load_config
-from reconciler.diagnostics import Diagnostic, Position
+from reconciler.core.config import load_config
+from reconciler.core.diagnostics import Diagnostic, Position
 from reconciler.engine.plan import Change, Plan
-from reconciler.pipeline import Outcome, RunReport
+from reconciler.flow import pipeline
+from reconciler.flow.pipeline import Outcome, RunReport
 from reconciler.policy import check_policies
 from reconciler.report import escape, render_policy_report
 from reconciler.report.pr_comment import MARKER, render_pr_comment

@@ -19,8 +19,8 @@ from pulumi.automation._cmd import CommandResult
 from pulumi.automation.events import EngineEvent
 
 from reconciler.build.artifact import Artifact
-from reconciler.config import load_config
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.config import load_config
+from reconciler.core.diagnostics import ModelopsError
 from reconciler.engine.events import PlanCollector, parse_property_path
 from reconciler.engine.plan import diff
 from reconciler.engine.pulumi_engine import PulumiEngine, is_transient, pulumi_available
@@ -354,7 +354,7 @@ class FakeStack:
 
 
 def test_apply_records_outputs_revision_and_desired_state(spec_repo, monkeypatch):
-    from reconciler.gitops.ledger import Ledger
+    from reconciler.state.ledger import Ledger
 
     dep, config = dep_of(spec_repo, "diabetes-progression")
     artifact = Artifact(
@@ -381,7 +381,7 @@ def test_apply_records_outputs_revision_and_desired_state(spec_repo, monkeypatch
 
 
 def test_failed_apply_is_recorded_as_a_failure(spec_repo, monkeypatch):
-    from reconciler.gitops.ledger import Ledger
+    from reconciler.state.ledger import Ledger
 
     dep, config = dep_of(spec_repo, "diabetes-progression")
     fake = FakeStack(render(dep, None, config), fail="error: AccessDenied: sagemaker:CreateModel")

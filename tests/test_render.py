@@ -13,8 +13,8 @@ import yaml
 from typer.testing import CliRunner
 
 from reconciler import cli
-from reconciler.config import load_config
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.config import load_config
+from reconciler.core.diagnostics import ModelopsError
 from reconciler.engine import render as render_mod
 from reconciler.engine.render import (
     LOCAL_TYPE,

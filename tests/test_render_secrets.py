@@ -16,7 +16,7 @@ from test_gitops_support import replace_in_file as _edit
 from typer.testing import CliRunner
 
 from reconciler import cli
-from reconciler.config import load_config
+from reconciler.core.config import load_config
 from reconciler.engine.render import RenderError, render
 from reconciler.spec.repo import load_all
 from stacks.common import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from reconciler.diagnostics import Diagnostic, Position
+from reconciler.core.diagnostics import Diagnostic, Position
 from reconciler.policy import PolicyReport, PolicyResult, load_library
 from reconciler.policy.waivers import Waiver
 from reconciler.report.model import from_diagnostics, from_policy_report

@@ -11,10 +11,10 @@ import git
 import pytest
 from test_monitor_support import PROJECT, deployment, make_repo, set_line
 
-from reconciler.gitops.ledger import Ledger
 from reconciler.monitor.retrain import RetrainError, run_retraining
 from reconciler.monitor.specedit import edit_scalars
 from reconciler.spec.loader import load_spec
+from reconciler.state.ledger import Ledger
 
 sys.path.insert(0, str(PROJECT / "examples"))
 from train import bundled  # noqa: E402 - the example's own data loader

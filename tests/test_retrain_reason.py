@@ -14,9 +14,9 @@ import pytest
 from test_monitor_support import make_repo, set_line
 
 from reconciler.cli import main
-from reconciler.diagnostics import ModelopsError
-from reconciler.gitops.ledger import Ledger
+from reconciler.core.diagnostics import ModelopsError
 from reconciler.monitor.retrain import MAX_REASON_CHARS, check_reason
+from reconciler.state.ledger import Ledger
 
 COPY_LIVE = (
     'command: ["python", "-c", "import os, shutil; shutil.copy(\'examples/fraud/model.joblib\', '

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from test_gitops_support import replace_in_file as _edit
 
-from reconciler.config import load_config
+from reconciler.core.config import load_config
 from reconciler.policy import check_policies
 from reconciler.spec.repo import load_all
 

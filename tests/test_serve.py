@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from support.serving import model_never_loads
 
 from reconciler.build.artifact import Artifact
 from reconciler.build.serve import (
@@ -31,8 +32,8 @@ from reconciler.build.serve import (
     start_server,
     stop_server,
 )
-from reconciler.config import load_config
-from reconciler.diagnostics import EXIT_APPLY_FAILED
+from reconciler.core.config import load_config
+from reconciler.core.diagnostics import EXIT_APPLY_FAILED
 from reconciler.spec.repo import load_all
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -159,7 +160,7 @@ def test_port_taken_raises_exit_3_and_starts_nothing(built, no_leftovers):
 def test_timeout_stops_the_server_and_shows_the_log(built, no_leftovers):
     config, _, artifact = built
     started = time.monotonic()
-    with pytest.raises(ServeError) as err:
+    with model_never_loads(config, artifact), pytest.raises(ServeError) as err:
         start_server(artifact, config, timeout_s=1.0, log_name="timeout-test")
     assert time.monotonic() - started < 30
     msg = err.value.message

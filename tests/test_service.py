@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from reconciler.build.bento import build
-from reconciler.config import load_config
+from reconciler.core.config import load_config
 from reconciler.spec.repo import load_all
 
 pytestmark = pytest.mark.slow

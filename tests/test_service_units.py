@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from reconciler.build import capture
-from reconciler.build.request import BadRequest, Signature, parse_json
+from reconciler.runtime import capture
+from reconciler.runtime.request import BadRequest, Signature, parse_json
 
 SIG = {"shape": [-1, 3], "dtype": "float32", "names": ["a", "b", "c"]}
 INT = {"shape": [-1, 2], "dtype": "int32"}
@@ -212,7 +212,7 @@ def test_capture_parquet_and_s3_spool(tmp_path, monkeypatch):
 def test_micro_batcher_batches_concurrent_requests_in_order():
     import asyncio
 
-    from reconciler.build.batching import MicroBatcher
+    from reconciler.runtime.batching import MicroBatcher
 
     calls: list[int] = []
 
@@ -241,7 +241,7 @@ def test_micro_batcher_batches_concurrent_requests_in_order():
 def test_micro_batcher_waits_for_arriving_requests_and_propagates_errors():
     import asyncio
 
-    from reconciler.build.batching import MicroBatcher
+    from reconciler.runtime.batching import MicroBatcher
 
     calls: list[int] = []
 
@@ -279,7 +279,7 @@ def test_micro_batcher_deadline_and_full_batch_do_not_wait_for_stragglers():
     max_latency_ms; a batch that is already full leaves at once."""
     import asyncio
 
-    from reconciler.build.batching import MicroBatcher
+    from reconciler.runtime.batching import MicroBatcher
 
     calls: list[int] = []
 

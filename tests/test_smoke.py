@@ -28,7 +28,7 @@ from reconciler.build.smoke import (
     read_request_file,
     run_smoke,
 )
-from reconciler.config import load_config
+from reconciler.core.config import load_config
 from reconciler.spec.repo import load_all
 
 SPEC = "specs/fraud-detector.yaml"

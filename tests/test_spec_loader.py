@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.spec.loader import YamlLoadError, load_spec, load_yaml
+from reconciler.core.yaml import YamlLoadError, load_yaml
+from reconciler.spec.loader import load_spec
 
 
 def test_positions_point_at_keys_and_items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.config import load_config
+from reconciler.core.config import load_config
 from reconciler.report.findings import render_diagnostics
 from reconciler.spec.repo import load_all
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config import load_config
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.config import load_config
+from reconciler.core.diagnostics import ModelopsError
 from reconciler.spec.loader import load_spec
 from reconciler.spec.paths import (
     S3_UNREACHABLE,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config import load_config
+from reconciler.core.config import load_config
 from reconciler.spec.repo import load_all
 from reconciler.spec.resolve import deep_merge
 

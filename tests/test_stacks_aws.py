@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from reconciler.build.artifact import Artifact
-from reconciler.config import load_config
+from reconciler.core.config import load_config
 from reconciler.engine.plan import diff
 from reconciler.engine.render import RenderError, render
 from reconciler.spec.repo import load_all

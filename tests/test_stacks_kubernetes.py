@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from reconciler.build.artifact import Artifact
-from reconciler.config import load_config
+from reconciler.core.config import load_config
 from reconciler.engine.render import RenderError, render
-from reconciler.gitops.ledger import Ledger, LedgerRecord
 from reconciler.spec.repo import load_all
+from reconciler.state.ledger import Ledger, LedgerRecord
 from stacks.kubernetes import replica_split
 
 

@@ -46,20 +46,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reconciler.build import frameworks
 from reconciler.build.artifact import Artifact
-from reconciler.config import Config
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.config import Config
+from reconciler.core.diagnostics import ModelopsError
+from reconciler.runtime import frameworks
 from reconciler.spec.model import Deployment
 
-BUILD_DIR = Path(__file__).resolve().parent
+RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime"
 #: files that make up the generated service: destination in the build context -> source
 RUNTIME_FILES: dict[str, Path] = {
-    "service.py": BUILD_DIR / "service_template.py",
-    "modelops_runtime/frameworks.py": BUILD_DIR / "frameworks.py",
-    "modelops_runtime/capture.py": BUILD_DIR / "capture.py",
-    "modelops_runtime/request.py": BUILD_DIR / "request.py",
-    "modelops_runtime/batching.py": BUILD_DIR / "batching.py",
+    "service.py": RUNTIME_DIR / "service.py",
+    "modelops_runtime/frameworks.py": RUNTIME_DIR / "frameworks.py",
+    "modelops_runtime/capture.py": RUNTIME_DIR / "capture.py",
+    "modelops_runtime/request.py": RUNTIME_DIR / "request.py",
+    "modelops_runtime/batching.py": RUNTIME_DIR / "batching.py",
 }
 SERVICE_CLASS = "ModelService"
 VERSION_LEN = 16
@@ -661,7 +661,7 @@ def gc_bentos(config: Config, keep: int, *, protect: Iterable[str] = ()) -> list
 
 
 def _ledger_tags(config: Config) -> set[str]:
-    from reconciler.gitops.ledger import Ledger
+    from reconciler.state.ledger import Ledger
 
     try:
         records = Ledger(config.state_dir).all()

@@ -18,7 +18,7 @@ How a server is run (facts measured on this machine, see ``shared/DESIGN.md``):
   (``{"services": {<service>: {"workers": N}}}``), the service name read from the Bento's
   ``bento.yaml``.
 
-Errors are :class:`ServeError` (a :class:`~reconciler.diagnostics.ModelopsError` with exit
+Errors are :class:`ServeError` (a :class:`~reconciler.core.diagnostics.ModelopsError` with exit
 code 3, "apply failed"), and a failed start never leaves a process behind.
 """
 
@@ -42,8 +42,8 @@ import psutil
 import yaml
 
 from reconciler.build.artifact import Artifact
-from reconciler.config import Config
-from reconciler.diagnostics import EXIT_APPLY_FAILED, ModelopsError
+from reconciler.core.config import Config
+from reconciler.core.diagnostics import EXIT_APPLY_FAILED, ModelopsError
 
 HOST = "127.0.0.1"
 MARKER_ENV = "MODELOPS_SERVER_ID"

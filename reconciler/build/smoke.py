@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.config import Config
+from reconciler.core.config import Config
 from reconciler.spec.model import Deployment
 
 if TYPE_CHECKING:  # httpx and numpy are imported where used: validate imports this module

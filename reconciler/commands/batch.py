@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from reconciler.cli import EnvOption, app, console, get_config
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.diagnostics import ModelopsError
 from reconciler.spec.repo import load_all
 
 
@@ -21,7 +21,7 @@ def batch_cmd(
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
 ) -> None:
     """Score a file with the deployment's model (what the batch CronJob runs)."""
-    from reconciler.batch import run_batch
+    from reconciler.flow.batch import run_batch
 
     config = get_config()
     result = load_all(config, [name], env)

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from reconciler.cli import EnvOption, TargetsArg, app, console, err_console, get_config
-from reconciler.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
+from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
 
 
 @app.command("build")
@@ -43,7 +43,7 @@ def build_cmd(
 ) -> None:
     """Build (or reuse) the Bento of every deployment in ENV; print the build report."""
     from reconciler.build.bento import BuildError, build, gc_bentos
-    from reconciler.gitops.git import head_revision
+    from reconciler.core.git import head_revision
     from reconciler.policy import check_policies
     from reconciler.spec.repo import load_all
 

@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from reconciler import pipeline
 from reconciler.cli import EnvOption, TargetsArg, app, console, err_console, get_config
-from reconciler.diagnostics import ModelopsError
-from reconciler.gitops.ledger import Ledger
+from reconciler.core.diagnostics import ModelopsError
+from reconciler.flow import pipeline
+from reconciler.state.ledger import Ledger
 
 PlanFormat = Annotated[
     str, typer.Option("--format", "-f", help="text, json or markdown (the PR comment).")
@@ -420,7 +420,7 @@ def status_cmd(
     Destroyed deployments are not listed (the text output names them in one line; their
     history stays: `modelops history NAME --env ENV`).
     """
-    from reconciler.gitops.lock import read_lock
+    from reconciler.state.lock import read_lock
 
     config = get_config()
     if fmt not in ("text", "json"):

@@ -10,10 +10,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from reconciler import pipeline
 from reconciler.cli import EnvOption, app, console, err_console, get_config
-from reconciler.diagnostics import ModelopsError
-from reconciler.gitops.ledger import Ledger
+from reconciler.core.diagnostics import ModelopsError
+from reconciler.flow import pipeline
+from reconciler.state.ledger import Ledger
 
 
 @app.command("history")
@@ -153,7 +153,7 @@ def unlock_cmd(
     ] = False,
 ) -> None:
     """Remove the state-directory lock left by a killed run (after checking its holder)."""
-    from reconciler.gitops.lock import break_lock
+    from reconciler.state.lock import break_lock
 
     config = get_config()
     holder = break_lock(config.state_dir, force=force)

@@ -17,7 +17,7 @@ import typer
 import yaml
 
 from reconciler.cli import EnvOption, TargetsArg, app, console, err_console, get_config
-from reconciler.diagnostics import EXIT_FINDINGS, EXIT_OK, ModelopsError
+from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, ModelopsError
 from reconciler.report.findings import render_diagnostics
 from reconciler.spec.repo import load_all
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from reconciler.cli import FORMAT_HELP, TargetsArg, app, console, err_console, get_config
-from reconciler.diagnostics import EXIT_FINDINGS, EXIT_OK, ModelopsError
+from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, ModelopsError
 
 policy_app = typer.Typer(
     help="Check deployments against the Rego policy library; test and review the policies.",

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from reconciler.cli import FORMAT_HELP, TargetsArg, app, console, get_config
-from reconciler.diagnostics import EXIT_FINDINGS, EXIT_OK, ModelopsError
+from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, ModelopsError
 from reconciler.report.findings import render_diagnostics
 from reconciler.spec.repo import load_all
 from reconciler.spec.validate import schema

@@ -38,9 +38,9 @@ from reconciler.build.serve import (
     stop_server,
 )
 from reconciler.build.smoke import SmokeResult, run_smoke
-from reconciler.config import Config
-from reconciler.gitops.ledger import Ledger, LedgerRecord, now_iso
+from reconciler.core.config import Config
 from reconciler.spec.model import Deployment
+from reconciler.state.ledger import Ledger, LedgerRecord, now_iso
 
 ENGINE_VERSION = "local/v1"
 

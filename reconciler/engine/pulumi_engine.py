@@ -27,13 +27,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from reconciler.config import Config
-from reconciler.diagnostics import EXIT_APPLY_FAILED, EXIT_USAGE, ModelopsError
+from reconciler.core.config import Config
+from reconciler.core.diagnostics import EXIT_APPLY_FAILED, EXIT_USAGE, ModelopsError
 from reconciler.engine.events import PlanCollector
 from reconciler.engine.plan import Plan
 from reconciler.engine.render import program_for, render, stable_image_of
-from reconciler.gitops.ledger import Ledger, LedgerRecord
 from reconciler.spec.model import Deployment
+from reconciler.state.ledger import Ledger, LedgerRecord
 from stacks.common import image_ref
 
 PROJECT = "modelops"

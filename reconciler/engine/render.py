@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.diagnostics import EXIT_FINDINGS, Diagnostic, ModelopsError
+from reconciler.core.diagnostics import EXIT_FINDINGS, Diagnostic, ModelopsError
 from reconciler.spec.model import Deployment
 from stacks.common import ImageRef, StackError, image_ref
 
@@ -343,7 +343,7 @@ def stable_image_of(dep: Deployment, config) -> str | None:
     """
     if config is None:
         return None
-    from reconciler.gitops.ledger import Ledger
+    from reconciler.state.ledger import Ledger
 
     record = Ledger(config.state_dir).get(dep.name, dep.env)
     if record is None or not record.desiredState:

@@ -1,1 +1,1 @@
-"""Git-facing state: change detection between revisions, the ledger, the lock."""
+"""GitOps: change detection between revisions, field diffs, scaffold (``init``)."""

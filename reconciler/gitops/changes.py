@@ -39,9 +39,9 @@ from pathlib import Path
 
 import yaml
 
-from reconciler.config import CONFIG_FILE, Config
-from reconciler.diagnostics import Diagnostic, ModelopsError, Position
-from reconciler.gitops import git as g
+from reconciler.core import git as g
+from reconciler.core.config import CONFIG_FILE, Config
+from reconciler.core.diagnostics import Diagnostic, ModelopsError, Position
 from reconciler.spec.repo import SPEC_SUFFIXES
 from reconciler.spec.validate import URI_SCHEMES
 
@@ -626,7 +626,7 @@ def policy_set_paths(config: Config, files: RevisionFiles | None = None) -> Poli
         The paths, or ``None`` when the policies directory or the organisation file is
         outside the repository (then it cannot be read from Git). Keys missing from the
         revision's ``modelops.yaml`` take the same defaults as
-        :func:`reconciler.config.load_config` (``policies``,
+        :func:`reconciler.core.config.load_config` (``policies``,
         ``<policies>/organization.yaml``); an unreadable file falls back to ``config``.
     """
     pol = config.rel(config.policies_dir)

@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.diagnostics import ModelopsError
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: (template file, destination path in the new repository)

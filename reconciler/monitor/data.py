@@ -3,7 +3,7 @@
 * Reference data: ``spec.monitoring.reference``, a repository path to a Parquet or CSV
   file whose columns include the feature names of the model's signature. Only those
   columns are read.
-* Captured traffic: the files the serving runtime writes (``reconciler/build/capture.py``)
+* Captured traffic: the files the serving runtime writes (``reconciler/runtime/capture.py``)
   under ``<sink>/<deployment>/<env>/<YYYY-MM-DD>/capture-*.jsonl`` (or ``.parquet`` when
   ``spec.monitoring.capture.format`` is ``parquet``; there ``inputs``/``outputs`` are JSON
   text). One object per request: ``timestamp`` (ISO 8601 with zone), ``inputs`` (rows of
@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reconciler.config import Config
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.config import Config
+from reconciler.core.diagnostics import ModelopsError
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, spec_path
 
@@ -265,13 +265,13 @@ def capture_dir(dep: Deployment, config: Config) -> tuple[Path, list[str]]:
     """The local directory holding this deployment's captured traffic, and notes.
 
     ``<sink>/<name>/<env>`` for a repository-relative sink; for an ``s3://`` sink the
-    local spool of the serving runtime (``reconciler.build.capture.resolve_sink``).
+    local spool of the serving runtime (``reconciler.runtime.capture.resolve_sink``).
 
     Raises:
         MonitorInputError: no sink configured, a local sink outside the repository, or a
             malformed ``s3://`` URI (:func:`reconciler.spec.paths.spec_path`).
     """
-    from reconciler.build.capture import resolve_sink
+    from reconciler.runtime.capture import resolve_sink
 
     field_ = "spec.monitoring.capture.sink"
     sink = dep.get(field_)
@@ -295,8 +295,8 @@ def _s3_capture_files(
     """Capture files of an ``s3://`` sink: those on S3 (downloaded into
     ``<state_dir>/capture-cache``) plus those still in the local spool, once each by name.
     """
-    from reconciler.build.capture import parse_s3_uri
     from reconciler.monitor.s3 import fetch_capture
+    from reconciler.runtime.capture import parse_s3_uri
 
     bucket, key = parse_s3_uri(sink)
     cache = config.state_dir / "capture-cache" / bucket / key / dep.name / dep.env

@@ -44,9 +44,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reconciler.config import Config
-from reconciler.diagnostics import ModelopsError
-from reconciler.gitops.ledger import Ledger, LedgerRecord, now_iso
+from reconciler.core.config import Config
+from reconciler.core.diagnostics import ModelopsError
 from reconciler.monitor.data import (
     Features,
     MonitorInputError,
@@ -57,6 +56,7 @@ from reconciler.monitor.data import (
     sample_indices,
 )
 from reconciler.spec.model import Deployment
+from reconciler.state.ledger import Ledger, LedgerRecord, now_iso
 
 DEFAULT_SAMPLE_SIZE = 50_000
 """Rows per side above which the drift job samples (``spec.monitoring.drift.sample_size``)."""
@@ -153,7 +153,7 @@ def _sample_array(x: np.ndarray, y: np.ndarray | None, size: int, seed: int):
 def load_live_model(dep: Deployment, config: Config):
     """The live model object after checking its digest, or the reason it is not loaded.
 
-    Loading uses the build's framework adapters (``reconciler.build.frameworks``), so the
+    Loading uses the build's framework adapters (``reconciler.runtime.frameworks``), so the
     predictions are the ones the service returns.
 
     Returns:
@@ -161,7 +161,7 @@ def load_live_model(dep: Deployment, config: Config):
         it is loaded only from a repository path whose SHA-256 equals
         ``spec.model.sha256`` (when the spec gives one).
     """
-    from reconciler.build import frameworks
+    from reconciler.runtime import frameworks
     from reconciler.spec.validate import URI_SCHEMES, file_sha256
 
     uri = dep.get("spec.model.uri")
@@ -182,7 +182,7 @@ def load_live_model(dep: Deployment, config: Config):
 
 def predict(dep: Deployment, model, frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     """Predictions ``(rows,)`` of ``model`` on ``frame[names]`` cast to the signature dtype."""
-    from reconciler.build import frameworks
+    from reconciler.runtime import frameworks
 
     dtype = dep.get("spec.model.signature.inputs.dtype", "float32")
     x = frame[names].to_numpy(dtype=np.dtype(dtype))

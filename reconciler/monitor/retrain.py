@@ -57,11 +57,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from reconciler.config import Config
-from reconciler.diagnostics import ModelopsError
-from reconciler.gitops.ledger import Ledger, LedgerRecord
+from reconciler.core.config import Config
+from reconciler.core.diagnostics import ModelopsError
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, spec_path
+from reconciler.state.ledger import Ledger, LedgerRecord
 
 DEFAULT_TIMEOUT_S = 3600
 """Time-out of the retraining command when ``spec.retraining.timeout_s`` is unset (s)."""

@@ -2,7 +2,7 @@
 
 The serving runtime uploads every closed capture file to
 ``s3://<bucket>/<prefix>/<deployment>/<env>/<YYYY-MM-DD>/capture-<pid>-<n>.<ext>``
-(``reconciler.build.capture.CaptureShipper``). The drift job lists the day prefixes of
+(``reconciler.runtime.capture.CaptureShipper``). The drift job lists the day prefixes of
 its window and downloads what it does not have yet into a local cache with the same
 layout, then reads the files like a local sink's. boto3 uses the standard AWS credential
 chain (environment, profile, IRSA on Kubernetes, the instance or task role).
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reconciler.build.capture import parse_s3_uri
+from reconciler.runtime.capture import parse_s3_uri
 
 
 def fetch_capture(

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from croniter import croniter
 
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.diagnostics import ModelopsError
 
 
 def next_runs(expr: str, n: int = 3, now: datetime | None = None) -> list[datetime]:

@@ -3,7 +3,7 @@
 Re-serialising YAML loses comments, quoting and layout, so a retraining proposal only
 replaces the characters of the values it changes. The value's span comes from
 PyYAML's composed node graph (safe loader), and is checked against the key position
-recorded by :func:`reconciler.spec.loader.load_yaml` (``Spec.positions``) so the edit
+recorded by :func:`reconciler.core.yaml.load_yaml` (``Spec.positions``) so the edit
 is exactly at the recorded line. A value that does not exist yet is inserted as a new
 ``key: value`` entry right after a sibling: on the next line with the sibling's
 indentation in block style, or after the sibling's value in flow style (``{a: 1}``).
@@ -16,9 +16,9 @@ import re
 
 import yaml
 
-from reconciler.diagnostics import ModelopsError
-from reconciler.spec.loader import load_yaml
-from reconciler.spec.model import PathKey, format_path
+from reconciler.core.diagnostics import ModelopsError
+from reconciler.core.document import PathKey, format_path
+from reconciler.core.yaml import load_yaml
 
 _PLAIN_SAFE = re.compile(r"^[A-Za-z0-9_./@:+-]+$")
 

@@ -1,7 +1,7 @@
 """Traffic for the monitoring loop in the demo and the tests: real requests, shifted data.
 
 * :func:`send_traffic` posts rows to a live endpoint's ``POST /predict`` (the request
-  shape of ``reconciler/build/service_template.py``: ``{"instances": [[...], ...]}``),
+  shape of ``reconciler/runtime/service.py``: ``{"instances": [[...], ...]}``),
   so the service captures them exactly as it would capture production traffic.
 * :func:`shifted` builds a deliberately shifted copy of reference data. The shift
   (documented here, applied to the numeric columns):
@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.diagnostics import ModelopsError
 
 SHIFT_SD = 1.5
 """Shift of the moved columns, in standard deviations of the reference column."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from reconciler.diagnostics import Diagnostic, Position
+from reconciler.core.diagnostics import Diagnostic, Position
 from reconciler.policy.engine import DEFAULT_TIMEOUT_S, PolicyEngine, violations
 from reconciler.policy.library import Policy, PolicyLibrary, load_library
 from reconciler.policy.waivers import (
@@ -245,7 +245,8 @@ def _spec_defines(config, name: str) -> bool:
     A byte search picks the candidate files, so only they are parsed (a waiver check
     must not parse a thousand specs).
     """
-    from reconciler.spec.loader import YamlLoadError, load_spec
+    from reconciler.core.yaml import YamlLoadError
+    from reconciler.spec.loader import load_spec
 
     specs_dir = getattr(config, "specs_dir", None)
     if not name or specs_dir is None or not specs_dir.is_dir():
@@ -325,7 +326,7 @@ def check_policies(
     """Check deployments against the repository's policy library and waivers.
 
     Args:
-        config: :class:`~reconciler.config.Config` (``policies_dir``, ``organization``,
+        config: :class:`~reconciler.core.config.Config` (``policies_dir``, ``organization``,
             ``root``); waivers are read from ``<policies_dir>/waivers.yaml``.
         deployments: ``list[Deployment]`` (resolved specs).
         timeout_s: time-out per evaluation in seconds (default 5 s).

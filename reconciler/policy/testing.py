@@ -32,10 +32,10 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.diagnostics import Diagnostic, Position
+from reconciler.core.diagnostics import Diagnostic, Position
+from reconciler.core.document import parse_path
 from reconciler.policy.engine import DEFAULT_TIMEOUT_S, PolicyEngine, violations
 from reconciler.policy.library import PolicyLibrary
-from reconciler.spec.model import parse_path
 from reconciler.spec.resolve import deep_merge
 
 _CASE_FIELDS = {"name", "base", "environment", "input", "remove", "expect"}
@@ -143,7 +143,7 @@ def _delete(doc: dict, dotted: str) -> bool:
 
 
 def _load_cases(tests_dir: Path, root: Path, diags: list[Diagnostic]):
-    from reconciler.spec.loader import YamlLoadError, display_path, load_yaml
+    from reconciler.core.yaml import YamlLoadError, display_path, load_yaml
 
     bases: dict[str, dict] = {}
     cases: list[tuple[dict, Position]] = []

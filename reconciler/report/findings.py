@@ -6,7 +6,7 @@ One module per format (``text``, ``json``, ``markdown``, ``sarif``, ``junit``,
 
 from __future__ import annotations
 
-from reconciler.diagnostics import Diagnostic, ModelopsError
+from reconciler.core.diagnostics import Diagnostic, ModelopsError
 from reconciler.report import github, junit, markdown, sarif, text
 from reconciler.report import json as json_writer
 from reconciler.report.model import FindingSet, from_diagnostics, from_policy_report

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.diagnostics import ModelopsError
 from reconciler.report import escape
 from reconciler.report.markdown import cell as md_cell
 

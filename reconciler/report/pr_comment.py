@@ -616,7 +616,7 @@ def _policy_changes_md(report) -> list[str]:
 
 
 def render_pr_comment(report, limit: int = DEFAULT_LIMIT) -> str:
-    """The pull-request comment for a plan :class:`~reconciler.pipeline.RunReport`.
+    """The pull-request comment for a plan :class:`~reconciler.flow.pipeline.RunReport`.
 
     Args:
         report: the plan run (``pipeline.plan(..., base=...)`` or a full plan).

@@ -12,39 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.diagnostics import Position
+from reconciler.core.diagnostics import Position
+from reconciler.core.document import PathKey, format_path, get_path, parse_path
 
-PathKey = tuple  # a path into a document: ("spec", "target", "autoscaling", "min_replicas")
-
-
-def parse_path(path: str | PathKey) -> PathKey:
-    """Turn ``"spec.secrets.0.name"`` into ``("spec", "secrets", 0, "name")``.
-
-    Numeric segments become ints (list indexes). Tuples are returned unchanged.
-    """
-    if isinstance(path, tuple):
-        return path
-    if not path:
-        return ()
-    return tuple(int(p) if p.isdigit() else p for p in str(path).split("."))
-
-
-def format_path(path: PathKey) -> str:
-    """Turn ``("spec", "secrets", 0, "name")`` into ``"spec.secrets.0.name"``."""
-    return ".".join(str(p) for p in path)
-
-
-def get_path(doc: Any, path: str | PathKey, default: Any = None) -> Any:
-    """Return the value at ``path`` in nested dicts/lists, or ``default`` when absent."""
-    node = doc
-    for part in parse_path(path):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-        else:
-            return default
-    return node
+__all__ = ["Deployment", "PathKey", "Spec", "format_path", "get_path", "parse_path"]
 
 
 @dataclass

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler.build.capture import S3_FORM, s3_uri_problem
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.diagnostics import ModelopsError
+from reconciler.runtime.capture import S3_FORM, s3_uri_problem
 
 if TYPE_CHECKING:
-    from reconciler.config import Config
+    from reconciler.core.config import Config
     from reconciler.spec.model import Deployment
 
 S3_UNREACHABLE = (
@@ -81,7 +81,7 @@ class SpecPath:
 
 def parse_s3_uri(value: str) -> S3Uri:
     """Split ``s3://<bucket>/<key>`` and check it (the rules are
-    :func:`reconciler.build.capture.s3_uri_problem`, shared with the serving runtime that
+    :func:`reconciler.runtime.capture.s3_uri_problem`, shared with the serving runtime that
     writes to the sink).
 
     Args:

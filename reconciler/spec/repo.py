@@ -6,9 +6,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.config import Config
-from reconciler.diagnostics import Diagnostic, ModelopsError
-from reconciler.spec.loader import YamlLoadError, load_spec
+from reconciler.core.config import Config
+from reconciler.core.diagnostics import Diagnostic, ModelopsError
+from reconciler.core.yaml import YamlLoadError
+from reconciler.spec.loader import load_spec
 from reconciler.spec.model import Deployment, Spec
 from reconciler.spec.resolve import resolve
 from reconciler.spec.validate import duplicate_name_diagnostics, spec_diagnostics

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from reconciler.config import Config
-from reconciler.diagnostics import Diagnostic
+from reconciler.core.config import Config
+from reconciler.core.diagnostics import Diagnostic
 from reconciler.spec.model import Deployment, Spec
 from reconciler.spec.validate import schema_diagnostics, semantic_diagnostics
 

@@ -20,11 +20,12 @@ from croniter import croniter
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
-from reconciler.build.capture import parse_s3_uri
-from reconciler.config import Config
-from reconciler.diagnostics import Diagnostic, Position
+from reconciler.core.config import Config
+from reconciler.core.diagnostics import Diagnostic, Position
+from reconciler.core.document import PathKey, format_path, get_path
 from reconciler.policy.worker import text_misread
-from reconciler.spec.model import Deployment, PathKey, Spec, format_path, get_path
+from reconciler.runtime.capture import parse_s3_uri
+from reconciler.spec.model import Deployment, Spec
 
 SCHEMA_PATH = Path(__file__).with_name("modeldeployment.schema.json")
 
@@ -165,7 +166,7 @@ def _sensitive_field_diagnostics(dep: Deployment) -> list[Diagnostic]:
 
     Capture redaction (``monitoring.capture.redact``) and the drift job select the
     sensitive columns by name among ``spec.model.signature.inputs.names``
-    (``reconciler/build/service_template.py``, ``reconciler.monitor.data.features_of``):
+    (``reconciler/runtime/service.py``, ``reconciler.monitor.data.features_of``):
     an entry that is not one of those names redacts nothing, and the feature it was meant
     to cover is captured as sent. Checked only when the signature gives ``names`` (without
     them, features are positional and have no names to match).

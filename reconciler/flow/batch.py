@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reconciler.config import Config
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.config import Config
+from reconciler.core.diagnostics import ModelopsError
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, check_path
 from reconciler.spec.validate import URI_SCHEMES, file_sha256
@@ -117,8 +117,8 @@ def run_batch(
         reconciler.monitor.data.MonitorInputError: the input is missing, unreadable, lacks
             feature columns or has non-numeric ones.
     """
-    from reconciler.build.frameworks import FrameworkError, load_model, predict
     from reconciler.monitor.data import features_of, read_table
+    from reconciler.runtime.frameworks import FrameworkError, load_model, predict
 
     started = time.perf_counter()
     src = input or dep.get("spec.serving.batch.input")

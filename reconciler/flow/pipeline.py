@@ -25,7 +25,7 @@ protected environments also ``--allow-destroy-protected``, and deleting more tha
 ``config.max_delete_share`` of an environment's deployments at once
 ``--allow-mass-delete``.
 
-Ledger bookkeeping (per deployment × environment, :mod:`reconciler.gitops.ledger`):
+Ledger bookkeeping (per deployment × environment, :mod:`reconciler.state.ledger`):
 the pipeline computes an *inputs digest* before building (resolved spec plus the bytes
 of its model and smoke files), records every attempt, counts consecutive failures with
 the same digest, and marks the record ``Stalled`` after ``config.stalled_after`` of
@@ -48,8 +48,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reconciler.build.artifact import Artifact
-from reconciler.config import Config
-from reconciler.diagnostics import (
+from reconciler.core import git as g
+from reconciler.core.config import Config
+from reconciler.core.diagnostics import (
     EXIT_APPLY_FAILED,
     EXIT_FINDINGS,
     EXIT_OK,
@@ -57,10 +58,9 @@ from reconciler.diagnostics import (
     Diagnostic,
     ModelopsError,
 )
-from reconciler.gitops import git as g
-from reconciler.gitops.ledger import Ledger, LedgerRecord
 from reconciler.spec.model import Deployment, Spec
 from reconciler.spec.repo import load_all, load_files
+from reconciler.state.ledger import Ledger, LedgerRecord
 
 #: Outcome statuses that make a run exit 3.
 FAILED_STATUSES = ("failed", "stalled")
@@ -566,7 +566,8 @@ def _revision_roots(config: Config, changes, head: str | None, base_paths: list[
 
 def _base_deployments(base_cfg: Config, paths: list[str], envs: list[str]) -> dict:
     """``{(name, env): Deployment}`` of the specs at the merge base (best effort)."""
-    from reconciler.spec.loader import YamlLoadError, load_spec
+    from reconciler.core.yaml import YamlLoadError
+    from reconciler.spec.loader import load_spec
     from reconciler.spec.resolve import resolve
 
     out = {}
@@ -1159,7 +1160,7 @@ def apply(
 
     Local targets go to the local engine (``bentoml serve`` on loopback); every other
     target goes to the Pulumi Automation API engine, which needs the ``pulumi`` CLI.
-    The whole run holds the state-directory lock (:class:`~reconciler.gitops.lock.StateLock`).
+    The whole run holds the state-directory lock (:class:`~reconciler.state.lock.StateLock`).
 
     Args:
         config: repository configuration.
@@ -1186,7 +1187,7 @@ def apply(
             mass delete without ``allow_mass_delete``; the lock is held. Raised before
             anything is applied.
     """
-    from reconciler.gitops.lock import StateLock
+    from reconciler.state.lock import StateLock
 
     envs = _envs(config, env)
     report = RunReport("apply", env, g.head_revision(config.root).removesuffix("-dirty"), envs=envs)
@@ -1454,7 +1455,7 @@ def destroy(config: Config, env: str, names: list[str], *, lock_timeout_s: float
             ``env``, or already destroyed: the message says when and by whom); a cloud
             target without the ``pulumi`` CLI; the lock is held.
     """
-    from reconciler.gitops.lock import StateLock
+    from reconciler.state.lock import StateLock
 
     report = RunReport("destroy", env, g.head_revision(config.root), envs=[env])
     with StateLock(config.state_dir, timeout_s=lock_timeout_s):
@@ -1508,10 +1509,11 @@ def rollback(
         ModelopsError: (exit 2) not a Git repository; ``to`` does not exist; no spec
             named ``name`` at ``to``, or it has no overlay for ``env``; the lock is held.
     """
+    from reconciler.core.yaml import YamlLoadError
     from reconciler.gitops.changes import RevisionFiles, quick_load, spec_dependencies, spec_name
-    from reconciler.gitops.lock import StateLock
-    from reconciler.spec.loader import YamlLoadError, load_spec
+    from reconciler.spec.loader import load_spec
     from reconciler.spec.resolve import resolve
+    from reconciler.state.lock import StateLock
 
     _envs(config, env)
     repo = g.require_repo(config.root, "rollback")

@@ -24,8 +24,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from reconciler.diagnostics import ModelopsError
-from reconciler.gitops.ledger import actor, now_iso
+from reconciler.core.diagnostics import ModelopsError
+from reconciler.state.ledger import actor, now_iso
 
 LOCK_FILE = "lock"
 #: Seconds between two attempts while waiting for a lock.

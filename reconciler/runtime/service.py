@@ -73,7 +73,7 @@ import numpy as np
 
 try:
     from modelops_runtime import batching, capture, frameworks, request
-except ModuleNotFoundError as exc:  # imported as reconciler.build.service_template
+except ModuleNotFoundError as exc:  # imported as reconciler.runtime.service
     raise ImportError(
         "service_template.py is the source of the generated BentoML service: it runs only "
         "inside a built Bento (src/service.py, beside modelops.json and modelops_runtime/)"

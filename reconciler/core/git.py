@@ -13,7 +13,7 @@ from pathlib import Path
 
 import git
 
-from reconciler.diagnostics import ModelopsError
+from reconciler.core.diagnostics import ModelopsError
 
 
 def open_repo(root: Path) -> git.Repo | None:

@@ -1,0 +1,1 @@
+"""One module per command (plan, PR plan, apply, destroy, rollback, batch): sequences the stages."""

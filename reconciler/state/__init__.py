@@ -1,0 +1,1 @@
+"""The ledger and the state lock: what is applied, per deployment × environment."""
