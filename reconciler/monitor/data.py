@@ -72,7 +72,8 @@ class Features:
         return [n for n in self.names if n not in self.redacted]
 
 
-def _where(dep: Deployment, path: str) -> str:
+def field_origin(dep: Deployment, path: str) -> str:
+    """``<file>:<line>:<col>: <path>``: where a spec field is, for messages."""
     return f"{dep.locate(path)}: {path}"
 
 
@@ -90,8 +91,9 @@ def features_of(dep: Deployment) -> Features:
             names = [f"f{i}" for i in range(shape[-1])]
         else:
             raise MonitorInputError(
-                f"{_where(dep, 'spec.model.signature.inputs')}: drift needs the feature list; "
-                "give signature.inputs.names or a fixed last dimension in signature.inputs.shape"
+                f"{field_origin(dep, 'spec.model.signature.inputs')}: drift needs the feature "
+                "list; give signature.inputs.names or a fixed last dimension in "
+                "signature.inputs.shape"
             )
     redact = dep.get("spec.monitoring.capture.redact", "none")
     sensitive = dep.get("spec.data.sensitive_fields", []) or []
@@ -214,11 +216,11 @@ def reference_path(dep: Deployment, config: Config) -> tuple[Path, str]:
     """
     field_ = "spec.monitoring.reference"
     value = dep.get(field_)
-    origin = _where(dep, field_)
+    origin = field_origin(dep, field_)
     if not isinstance(value, str) or not value:
         raise MonitorInputError(
-            f"{_where(dep, 'spec.monitoring')}.reference: not set; drift needs reference data "
-            "(a Parquet or CSV file of the training features)"
+            f"{field_origin(dep, 'spec.monitoring')}.reference: not set; drift needs reference "
+            "data (a Parquet or CSV file of the training features)"
         )
     checked = spec_path(
         dep,
@@ -277,7 +279,7 @@ def capture_dir(dep: Deployment, config: Config) -> tuple[Path, list[str]]:
     sink = dep.get(field_)
     if not isinstance(sink, str) or not sink:
         raise MonitorInputError(
-            f"{_where(dep, 'spec.monitoring.capture')}.sink: not set; the drift job reads "
+            f"{field_origin(dep, 'spec.monitoring.capture')}.sink: not set; the drift job reads "
             "captured traffic from the sink (or give --current PATH)"
         )
     notes = []
@@ -347,8 +349,8 @@ def load_capture(
     span = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
     if not files:
         raise MonitorInputError(
-            f"{_where(dep, 'spec.monitoring.capture.sink')}: empty window: no captured traffic "
-            f"(capture-*.{ext}) for {dep.name}/{dep.env} from {span} in "
+            f"{field_origin(dep, 'spec.monitoring.capture.sink')}: empty window: no captured "
+            f"traffic (capture-*.{ext}) for {dep.name}/{dep.env} from {span} in "
             f"{config.rel(directory)}/<{days[0]}..{days[-1]}>/ (sink {sink}); "
             "has the deployment served requests with capture enabled? Or give --current PATH"
         )
@@ -369,8 +371,8 @@ def load_capture(
             requests += n
     if not requests:
         raise MonitorInputError(
-            f"{_where(dep, 'spec.monitoring.window_hours')}: empty window: {len(files)} capture "
-            f"file(s) in {config.rel(directory)} but no request timestamped {span}"
+            f"{field_origin(dep, 'spec.monitoring.window_hours')}: empty window: {len(files)} "
+            f"capture file(s) in {config.rel(directory)} but no request timestamped {span}"
         )
     inputs = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
     outputs = np.concatenate(outs) if len(outs) > 1 else outs[0]
