@@ -15,7 +15,7 @@ from test_monitor_support import make_repo, set_line
 
 from reconciler.cli import main
 from reconciler.core.diagnostics import ModelopsError
-from reconciler.monitor.retrain import MAX_REASON_CHARS, check_reason
+from reconciler.monitor.reason import MAX_REASON_CHARS, check_reason
 from reconciler.state.ledger import Ledger
 
 COPY_LIVE = (

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from reconciler.cli import EnvOption, app, console, err_console, get_config
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
-from reconciler.monitor.retrain import MAX_REASON_CHARS, check_reason
+from reconciler.monitor.reason import MAX_REASON_CHARS, check_reason
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_all
 

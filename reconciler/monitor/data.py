@@ -31,9 +31,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+import pyarrow.parquet as pq
 
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.monitor.s3 import fetch_capture
+from reconciler.runtime.capture import parse_s3_uri, resolve_sink
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, spec_path
 
@@ -144,8 +150,6 @@ def read_table(
         MonitorInputError: missing or unreadable file, unknown format, missing columns,
             non-numeric columns, no rows.
     """
-    import pyarrow.parquet as pq
-
     if not path.is_file():
         raise MonitorInputError(
             f"{origin}: {what} {path} not found; expected a Parquet or CSV file"
@@ -273,8 +277,6 @@ def capture_dir(dep: Deployment, config: Config) -> tuple[Path, list[str]]:
         MonitorInputError: no sink configured, a local sink outside the repository, or a
             malformed ``s3://`` URI (:func:`reconciler.spec.paths.spec_path`).
     """
-    from reconciler.runtime.capture import resolve_sink
-
     field_ = "spec.monitoring.capture.sink"
     sink = dep.get(field_)
     if not isinstance(sink, str) or not sink:
@@ -297,9 +299,6 @@ def _s3_capture_files(
     """Capture files of an ``s3://`` sink: those on S3 (downloaded into
     ``<state_dir>/capture-cache``) plus those still in the local spool, once each by name.
     """
-    from reconciler.monitor.s3 import fetch_capture
-    from reconciler.runtime.capture import parse_s3_uri
-
     bucket, key = parse_s3_uri(sink)
     cache = config.state_dir / "capture-cache" / bucket / key / dep.name / dep.env
     fetched, problem = fetch_capture(sink, dep.name, dep.env, days, ext, cache)
@@ -381,10 +380,6 @@ def load_capture(
 
 def _json_buffer_from_parquet(path: Path):
     """A JSON Lines buffer and a timestamp array from a Parquet capture file."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     table = pq.read_table(path, columns=["timestamp", "inputs", "outputs"])
     ts = table["timestamp"]
     if not pa.types.is_string(ts.type) and not pa.types.is_large_string(ts.type):
@@ -402,10 +397,6 @@ def _json_buffer_from_parquet(path: Path):
 def _read_capture_file(path: Path, names: list[str], start, end, config: Config, fmt: str):
     """Rows, outputs and request count of one capture file inside [start, end]."""
     width = len(names)
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.json as pj
-
     where = config.rel(path)
     schema = pa.schema(
         [
@@ -478,8 +469,6 @@ def _read_capture_file(path: Path, names: list[str], start, end, config: Config,
 def _records(path: Path, fmt: str):
     """(line number, record dict or raw text) of a capture file, JSON Lines or Parquet."""
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
         table = pq.read_table(path, columns=["timestamp", "inputs", "outputs"]).to_pylist()
         for i, rec in enumerate(table, 1):
             for key in ("inputs", "outputs"):

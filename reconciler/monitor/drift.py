@@ -39,10 +39,12 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
@@ -55,7 +57,9 @@ from reconciler.monitor.data import (
     reference_path,
     sample_indices,
 )
+from reconciler.runtime import frameworks
 from reconciler.spec.model import Deployment
+from reconciler.spec.validate import URI_SCHEMES, file_sha256
 from reconciler.state.ledger import Ledger, LedgerRecord, now_iso
 
 DEFAULT_SAMPLE_SIZE = 50_000
@@ -161,9 +165,6 @@ def load_live_model(dep: Deployment, config: Config):
         it is loaded only from a repository path whose SHA-256 equals
         ``spec.model.sha256`` (when the spec gives one).
     """
-    from reconciler.runtime import frameworks
-    from reconciler.spec.validate import URI_SCHEMES, file_sha256
-
     uri = dep.get("spec.model.uri")
     if not isinstance(uri, str) or uri.startswith(URI_SCHEMES):
         return None, f"model {uri} is not a repository file; cannot load it here"
@@ -182,8 +183,6 @@ def load_live_model(dep: Deployment, config: Config):
 
 def predict(dep: Deployment, model, frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     """Predictions ``(rows,)`` of ``model`` on ``frame[names]`` cast to the signature dtype."""
-    from reconciler.runtime import frameworks
-
     dtype = dep.get("spec.model.signature.inputs.dtype", "float32")
     x = frame[names].to_numpy(dtype=np.dtype(dtype))
     framework = dep.get("spec.model.framework", "sklearn")
@@ -368,8 +367,8 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
         notes.append(f"prediction drift skipped: {why}")
 
     importer.join()
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
+    from evidently import DataDefinition, Dataset, Report  # heavy: about 5 s, preloaded
+    from evidently.metrics import ValueDrift  # heavy: see preload_evidently
 
     method = dep.get("spec.monitoring.drift.method")
     if method == "chisquare" and not feats.categorical:
@@ -448,8 +447,6 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
 
 def _banner(html: Path, dep, source, window, notes, n_cur, n_ref, used_cur, used_ref) -> None:
     """Put what was compared (source, window, rows, sampling) at the top of the report."""
-    from html import escape
-
     lines = [
         f"modelops drift report: {dep.key}; current data: {source}"
         + (f" ({window['start']} to {window['end']})" if window else ""),
@@ -473,8 +470,6 @@ def _iso(value: datetime) -> str:
 
 
 def _has_column(path: Path, column: str) -> bool:
-    import pyarrow.parquet as pq
-
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             return column in pq.read_schema(path).names

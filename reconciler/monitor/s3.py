@@ -48,7 +48,7 @@ def fetch_capture(
     base = f"{prefix}/{name}/{env}" if prefix else f"{name}/{env}"
     try:
         if client is None:
-            import boto3
+            import boto3  # heavy (botocore's service models); only s3:// sinks need it
 
             client = boto3.client("s3")
         paths: list[Path] = []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import joblib
+
 from reconciler.core.diagnostics import ModelopsError
 
 TARGET_COLUMN = "target"
@@ -52,8 +54,6 @@ def load_candidate(path: Path):
     Raises:
         ModelopsError: the file cannot be loaded.
     """
-    import joblib  # heavy (imports scikit-learn's stack); only retraining needs it
-
     try:
         return joblib.load(path)
     except Exception as exc:  # noqa: BLE001 - unreadable model
