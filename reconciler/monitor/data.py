@@ -1,25 +1,12 @@
 """Reading the data the drift job compares: reference data and captured traffic.
 
-* Reference data: ``spec.monitoring.reference``, a repository path to a Parquet or CSV
-  file whose columns include the feature names of the model's signature. Only those
-  columns are read.
-* Captured traffic: the files the serving runtime writes (``reconciler/runtime/capture.py``)
-  under ``<sink>/<deployment>/<env>/<YYYY-MM-DD>/capture-*.jsonl`` (or ``.parquet`` when
-  ``spec.monitoring.capture.format`` is ``parquet``; there ``inputs``/``outputs`` are JSON
-  text). One object per request: ``timestamp`` (ISO 8601 with zone), ``inputs`` (rows of
-  features in signature order) and ``outputs`` (one prediction per row). Only the day
-  directories that overlap the window are listed, only ``timestamp``/``inputs``/
-  ``outputs`` are parsed, with Arrow's multi-threaded JSON reader; on any parse error
-  the file is re-read line by line to name the first bad line and field.
-* An ``s3://`` capture sink: the files the service uploaded are listed for the window's
-  days and downloaded into ``<state_dir>/capture-cache`` (``reconciler.monitor.s3``,
-  boto3 with the standard AWS credential chain), together with files still in the local
-  spool (``MODELOPS_CAPTURE_SPOOL``, default ``.modelops/capture-spool``). When S3
-  cannot be read (no credentials or network), the job says so in its notes and reads
-  the spool only; with nothing there either it stops with the empty-window message.
-
-Every problem is a :class:`MonitorInputError` naming the file (and line) and the spec
-field, and saying what would be valid.
+Reference data and ``--current`` files are Parquet or CSV with the signature's feature
+columns. Captured traffic is ``<sink>/<deployment>/<env>/<YYYY-MM-DD>/capture-*.jsonl``
+(or ``.parquet``), one record per request: ``timestamp`` (ISO 8601 with zone),
+``inputs`` (rows of features in signature order), ``outputs`` (one prediction per row);
+an ``s3://`` sink is downloaded into ``<state_dir>/capture-cache`` and merged with the
+local spool. Every problem is a :class:`MonitorInputError` naming the file (and line)
+and the spec field. Details: ``docs/monitor.md``.
 """
 
 from __future__ import annotations

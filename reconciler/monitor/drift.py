@@ -1,33 +1,9 @@
 """The drift job: Evidently data drift of captured traffic against the reference data.
 
-What is computed (and why it stays fast on large windows):
-
-* one Evidently ``ValueDrift`` metric per feature of the model's signature, with the
-  spec's method (``spec.monitoring.drift.method``: psi, ks, wasserstein, jensenshannon,
-  kl_div, chisquare; Evidently picks one per column when unset) and per-feature
-  threshold (``spec.monitoring.drift.feature_threshold``; the method's default when
-  unset). Evidently's own test on each metric says whether the feature drifted.
-* the dataset drifted when the share of drifted features is at or above
-  ``spec.monitoring.drift.threshold`` (default 0.5, Evidently's ``drift_share`` default).
-* one more ``ValueDrift`` on the model's predictions (prediction drift): the captured
-  ``outputs`` against the live model's predictions on the reference rows (the model file
-  is loaded only after its digest matches ``spec.model.sha256``). Reported apart; it
-  does not count toward the share.
-* nothing else: Evidently's full ``DataDriftPreset`` also runs ``DriftedColumnsCount``
-  (which recomputes every column's drift through the legacy ``DatasetDriftMetric``) and
-  renders the legacy drift table; measured in ``bench/bench_drift.py``.
-* only the feature columns are read; when a side has more rows than
-  ``spec.monitoring.drift.sample_size`` (default :data:`DEFAULT_SAMPLE_SIZE`), a uniform
-  random sample without replacement of that many rows is drawn with a fixed seed, so
-  runs are reproducible. With 50 000 rows a side the two-sample tests still detect a
-  shift of a few hundredths of a standard deviation, so sampling keeps the test's power
-  for the shifts that matter; the summary and the table say when and how much was
-  sampled.
-
-Outputs: an Evidently HTML report and ``summary.json`` under
-``<capture dir>/drift/<UTC time>/`` (or ``<state_dir>/drift/<name>-<env>/<UTC time>/``
-when the data came from ``--current`` or the sink is not local), and the result in the
-ledger record's ``drift`` field plus a history entry (action ``monitor``).
+One ``ValueDrift`` per signature feature plus one on the predictions; the dataset
+drifted when the share of drifted features reaches ``spec.monitoring.drift.threshold``.
+Outputs: an HTML report and ``summary.json`` per run, and the ledger's ``drift`` field.
+Why these metrics, sampling and the measurements: ``docs/monitor.md``.
 """
 
 from __future__ import annotations

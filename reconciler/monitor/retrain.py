@@ -1,43 +1,10 @@
 """Retraining: run the spec's command, judge the candidate, propose it through Git.
 
-One run (``modelops retrain NAME --env ENV``, or the drift job with
-``spec.monitoring.on_drift: retrain``):
-
-1. **Cooldown**: if the ledger's history has a completed retraining (``proposed``,
-   ``rejected`` or ``unchanged``) less than ``spec.retraining.cooldown_hours`` (default
-   :data:`DEFAULT_COOLDOWN_HOURS`) ago, the run is skipped (recorded as ``skipped``).
-   Failed runs do not start a cooldown, so a fixed command can be retried at once.
-2. **Command**: ``spec.retraining.command`` (an argv list, never a shell) runs in the
-   repository root, in its own process group, with ``timeout_s`` (default
-   :data:`DEFAULT_TIMEOUT_S`; on expiry the group gets SIGTERM, then SIGKILL after 5 s),
-   stdout and stderr captured to ``train.log`` in the run directory
-   ``<state_dir>/retrain/<name>-<env>/<UTC time>/``. Environment: the parent's, with
-   modelops's Python first on ``PATH`` (so ``python`` is the interpreter modelops runs
-   on), plus ``MODELOPS_OUTPUT_DIR`` (a fresh ``output/`` in the run directory),
-   ``MODELOPS_REFERENCE_DATA`` and ``MODELOPS_HOLDOUT_DATA`` (absolute paths of
-   ``spec.monitoring.reference`` and ``spec.retraining.holdout``),
-   ``MODELOPS_TRAINING_DATA`` (only when training data is given: ``--training-data``;
-   otherwise the command uses its own source), ``MODELOPS_DEPLOYMENT``,
-   ``MODELOPS_ENV`` and ``MODELOPS_REASON``.
-3. **Candidate**: the one model file in the output directory with the live model's
-   suffix (``model.joblib`` preferred). Candidate and live model (loaded only after its
-   digest matches ``spec.model.sha256``) are scored on ``spec.retraining.holdout`` (the
-   signature's feature columns and a ``target`` column) with scikit-learn's scorer for
-   ``spec.retraining.metric`` (default ``accuracy`` for classification, ``r2`` for
-   regression); the candidate report is ``candidate.json`` in the run directory.
-4. **Proposal** when candidate >= live (and the bytes differ): the model is copied next
-   to the live one as ``<stem>-<sha256[:12]><suffix>`` (or into
-   ``spec.retraining.output``), and ``uri``/``sha256`` are replaced in the spec text
-   where they are written (base spec or this environment's overlay; comments and layout
-   kept, :mod:`reconciler.monitor.specedit`). All of it happens in a temporary
-   detached ``git worktree`` of HEAD: the edited repository is validated there with the
-   normal loader (schema, digest, paths), committed, and only then the branch
-   ``modelops/retrain/<name>-<UTC time>`` is created at that commit (GitPython). The
-   user's checkout, index and current branch are never touched; this is verified
-   before returning.
-
-Every failure raises :class:`RetrainError` with a clear message, after recording a
-``failed`` run in the ledger history; no branch is created.
+:func:`run_retraining` checks the cooldown, runs ``spec.retraining.command``
+(:mod:`~reconciler.monitor.command`), scores the candidate against the live model on
+the holdout (:mod:`~reconciler.monitor.scoring`) and, when not worse, commits it on a
+new branch (:mod:`~reconciler.monitor.proposal`); every run is recorded in the ledger
+history. The steps, the command's environment and the rationale: ``docs/monitor.md``.
 """
 
 from __future__ import annotations

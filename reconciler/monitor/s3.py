@@ -1,11 +1,8 @@
 """Captured traffic on S3: download one deployment's capture files for a time window.
 
-The serving runtime uploads every closed capture file to
-``s3://<bucket>/<prefix>/<deployment>/<env>/<YYYY-MM-DD>/capture-<pid>-<n>.<ext>``
-(``reconciler.runtime.capture.CaptureShipper``). The drift job lists the day prefixes of
-its window and downloads what it does not have yet into a local cache with the same
-layout, then reads the files like a local sink's. boto3 uses the standard AWS credential
-chain (environment, profile, IRSA on Kubernetes, the instance or task role).
+Objects are ``s3://<bucket>/<prefix>/<deployment>/<env>/<YYYY-MM-DD>/capture-*.<ext>``
+(as ``reconciler.runtime.capture.CaptureShipper`` uploads them); the local cache has the
+same layout below ``dest``. boto3 uses the standard AWS credential chain.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""Cron schedules of the drift job and of retraining (``spec.monitoring.schedule``,
-``spec.retraining.schedule``): the next run times shown in the plan.
+"""Cron schedules of the drift job and of retraining: the next run times shown in the plan.
 
-Expressions are five-field cron (minute hour day-of-month month day-of-week), read in
-UTC, as the schema says (``$defs.cron``) and as Kubernetes CronJobs (``timeZone: Etc/UTC``)
-and EventBridge Scheduler (``cron(...)`` with ``ScheduleExpressionTimezone: UTC``) run
-them. Parsing and iteration are croniter's.
+Five-field cron expressions, read in UTC (croniter); see ``docs/monitor.md``.
 """
 
 from __future__ import annotations

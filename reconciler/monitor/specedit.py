@@ -1,12 +1,7 @@
-"""Surgical edits of a spec file's text: replace scalar values in place.
+"""Surgical edits of a spec file's text: replace (or add) scalar values in place.
 
-Re-serialising YAML loses comments, quoting and layout, so a retraining proposal only
-replaces the characters of the values it changes. The value's span comes from
-PyYAML's composed node graph (safe loader), and is checked against the key position
-recorded by :func:`reconciler.core.yaml.load_yaml` (``Spec.positions``) so the edit
-is exactly at the recorded line. A value that does not exist yet is inserted as a new
-``key: value`` entry right after a sibling: on the next line with the sibling's
-indentation in block style, or after the sibling's value in flow style (``{a: 1}``).
+Everything outside the replaced spans stays byte-identical (comments, quoting, layout);
+how spans are found and checked: ``docs/monitor.md``.
 """
 
 from __future__ import annotations

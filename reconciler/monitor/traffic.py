@@ -1,17 +1,7 @@
 """Traffic for the monitoring loop in the demo and the tests: real requests, shifted data.
 
-* :func:`send_traffic` posts rows to a live endpoint's ``POST /predict`` (the request
-  shape of ``reconciler/runtime/service.py``: ``{"instances": [[...], ...]}``),
-  so the service captures them exactly as it would capture production traffic.
-* :func:`shifted` builds a deliberately shifted copy of reference data. The shift
-  (documented here, applied to the numeric columns):
-
-  - rows are drawn from ``frame`` with replacement (``numpy.random.default_rng(seed)``);
-  - the first half of the columns, in column order (``ceil(k / 2)`` of ``k``), are
-    moved by **+1.5 standard deviations** of that column in ``frame`` and their spread
-    around the mean is scaled by **1.25**: a covariate shift that PSI, KS, Wasserstein
-    and Jensen-Shannon all flag at the default thresholds;
-  - the other columns are unchanged (only resampled), so about half the features drift.
+:func:`send_traffic` posts rows to a live endpoint's ``POST /predict``;
+:func:`shifted` builds a deliberately shifted copy of reference data.
 """
 
 from __future__ import annotations
@@ -31,7 +21,17 @@ SCALE = 1.25
 
 
 def shifted(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """A deliberately shifted copy of ``frame`` (see the module docstring for the shift).
+    """A deliberately shifted copy of ``frame``.
+
+    The shift, applied to the numeric columns:
+
+    - rows are drawn from ``frame`` with replacement (``numpy.random.default_rng(seed)``);
+    - the first half of the columns, in column order (``ceil(k / 2)`` of ``k``), are
+      moved by **+1.5 standard deviations** (:data:`SHIFT_SD`) of that column in
+      ``frame`` and their spread around the mean is scaled by **1.25** (:data:`SCALE`):
+      a covariate shift that PSI, KS, Wasserstein and Jensen-Shannon all flag at the
+      default thresholds;
+    - the other columns are unchanged (only resampled), so about half the features drift.
 
     Args:
         frame: reference data; numeric columns (non-numeric columns are copied as drawn).
