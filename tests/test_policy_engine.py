@@ -420,7 +420,7 @@ def test_set_input_keeps_huge_ints_ordered_and_refuses_nul(spec_repo):
     as the valid reference "vault:a#b")."""
     import regopy
 
-    from reconciler.policy.worker import InputError, set_input
+    from reconciler.policy.encoding import InputError, set_input
 
     runner = regopy.Interpreter()
     set_input(runner, {"a": [-(2**63) - 1, 2**64 + 5, 3, True, None, "é"]})

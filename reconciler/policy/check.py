@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from reconciler.core.diagnostics import Diagnostic, Position
+from reconciler.policy.encoding import input_error_path
 from reconciler.policy.engine import DEFAULT_TIMEOUT_S, PolicyEngine, violations
 from reconciler.policy.library import Policy, PolicyLibrary, load_library
 from reconciler.policy.waivers import (
@@ -23,7 +24,6 @@ from reconciler.policy.waivers import (
     unknown_scope_diagnostics,
     unused_waiver_diagnostics,
 )
-from reconciler.policy.worker import input_error_path
 
 STATUSES = ("fail", "error", "warn", "waived", "pass")
 

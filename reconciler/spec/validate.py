@@ -23,7 +23,7 @@ from jsonschema.exceptions import ValidationError
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import Diagnostic, Position
 from reconciler.core.document import PathKey, format_path, get_path
-from reconciler.policy.worker import text_misread
+from reconciler.policy.encoding import text_misread
 from reconciler.runtime.capture import parse_s3_uri
 from reconciler.spec.model import Deployment, Spec
 
@@ -394,7 +394,7 @@ def _unseen_text(value, path: PathKey = ()):
     """Strings (values and keys) that the policy engine cannot show to Rego as written:
     ``(path, message, severity)``. A NUL character would cut the string short (an error:
     never meant); a string wrapped in double quotes would be read without them (a
-    warning: a policy that reads it reports an error): ``worker.text_misread``."""
+    warning: a policy that reads it reports an error): ``encoding.text_misread``."""
     if isinstance(value, str):
         misread = text_misread(value)
         if misread == "nul":
