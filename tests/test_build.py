@@ -28,6 +28,7 @@ from reconciler.build.bento import (
     gc_bentos,
 )
 from reconciler.core.config import load_config
+from reconciler.core.digests import file_sha256
 from reconciler.runtime import frameworks
 from reconciler.spec.repo import load_all
 
@@ -94,7 +95,7 @@ def test_changed_batching_or_model_gives_a_new_bento(spec_repo):
     x, y = load_breast_cancer(return_X_y=True)
     model.fit(x, y)
     joblib.dump(model, model_path)
-    new_sha = bento_mod.sha256_file(model_path)
+    new_sha = file_sha256(model_path)
     edit_spec(spec_repo, "fraud-detector", lambda d: d["spec"]["model"].update(sha256=new_sha))
     dep3, _ = deployment(spec_repo)
     retrained = build(dep3, config)
@@ -242,7 +243,7 @@ def test_reuse_restores_a_model_removed_or_altered_in_the_store(spec_repo):
     assert again.reused
     with bentoml_env(config) as bentoml:
         stored = Path(bentoml.models.get(first.model_tag).path_of("model.joblib"))
-        assert bento_mod.sha256_file(stored) == first.model_sha256
+        assert file_sha256(stored) == first.model_sha256
         bentoml.models.delete(first.model_tag)
     build(dep, config)
     with bentoml_env(config) as bentoml:
@@ -269,7 +270,7 @@ def test_model_from_the_bentoml_store_by_tag(spec_repo):
     dep.data["spec"]["model"].pop("sha256")
     art = build(dep, config)
     cfg = json.loads((Path(art.bento_path) / "src" / "modelops.json").read_text())
-    assert cfg["model_file"] == "model.joblib" and art.model_sha256 == bento_mod.sha256_file(
+    assert cfg["model_file"] == "model.joblib" and art.model_sha256 == file_sha256(
         Path(saved.path) / "saved_model.pkl"
     )
     dep.data["spec"]["model"]["uri"] = "bentoml:no-such-model:v1"

@@ -49,6 +49,7 @@ from typing import Any
 from reconciler.build.artifact import Artifact
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.core.digests import file_sha256, json_sha256
 from reconciler.runtime import frameworks
 from reconciler.spec.model import Deployment
 
@@ -60,6 +61,7 @@ RUNTIME_FILES: dict[str, Path] = {
     "modelops_runtime/capture.py": RUNTIME_DIR / "capture.py",
     "modelops_runtime/request.py": RUNTIME_DIR / "request.py",
     "modelops_runtime/batching.py": RUNTIME_DIR / "batching.py",
+    "modelops_runtime/uris.py": RUNTIME_DIR / "uris.py",
 }
 SERVICE_CLASS = "ModelService"
 VERSION_LEN = 16
@@ -117,15 +119,6 @@ def bentoml_env(config: Config) -> Iterator[Any]:
         stack.enter_context(c.tmp_bento_store.patch(BentoStore(str(home / "tmp"))))
         stack.enter_context(c.model_store.patch(ModelStore(str(home / "models"))))
         yield bentoml
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 hex digest of a file's bytes (read in 1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def template_digest() -> str:
@@ -246,7 +239,7 @@ def build_inputs(dep: Deployment, config: Config) -> dict:
             ``spec.model.sha256``, or its framework is not installed.
     """
     path, uri = _model_path(dep, config)
-    model_sha = sha256_file(path)
+    model_sha = file_sha256(path)
     want = dep.get("spec.model.sha256")
     if want and want != model_sha:
         raise BuildError(
@@ -282,9 +275,9 @@ def build_inputs(dep: Deployment, config: Config) -> dict:
 
 
 def build_digest(inputs: dict) -> str:
-    """SHA-256 hex of the canonical JSON (sorted keys, no spaces) of :func:`build_inputs`."""
-    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """SHA-256 hex of the canonical JSON (:func:`reconciler.core.digests.json_sha256`) of
+    :func:`build_inputs`."""
+    return json_sha256(inputs)
 
 
 def image_reference(dep: Deployment, version: str) -> str:
@@ -399,7 +392,7 @@ def _import_model(bentoml: Any, tag: str, path: Path, cfg: dict) -> None:
 
     try:
         stored = Path(bentoml.models.get(tag).path_of(cfg["model_file"]))
-        if stored.is_file() and sha256_file(stored) == cfg["model_sha256"]:
+        if stored.is_file() and file_sha256(stored) == cfg["model_sha256"]:
             return
         bentoml.models.delete(tag)  # altered or incomplete: import it again
     except NotFound:

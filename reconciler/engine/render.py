@@ -43,10 +43,12 @@ import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from reconciler.core.diagnostics import EXIT_FINDINGS, Diagnostic, ModelopsError
+from reconciler.core.digests import json_sha256
 from reconciler.spec.model import Deployment
 from stacks.common import ImageRef, StackError, image_ref
 
@@ -396,8 +398,6 @@ _MEMORY: OrderedDict[str, str] = OrderedDict()  # key → DesiredState as JSON t
 def _code_digest(module: str) -> str:
     """SHA-256 of the renderer, the shared stack helpers, a program's module source and
     the installed Pulumi SDK versions: a change to any of them invalidates cached renders."""
-    from importlib import metadata
-
     digest = hashlib.sha256()
     names = {__name__, "stacks.common", "stacks.aws_common", module}
     for name in sorted(names):
@@ -429,8 +429,7 @@ def render_key(dep: Deployment, image: ImageRef, stable: str | None, module: str
         "program": f"{module}.program",
         "code": _code_digest(module),
     }
-    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return json_sha256(doc)
 
 
 def _cache_dir(config) -> Path | None:

@@ -42,8 +42,8 @@ import yaml
 from reconciler.core import git as g
 from reconciler.core.config import CONFIG_FILE, Config
 from reconciler.core.diagnostics import Diagnostic, ModelopsError, Position
+from reconciler.runtime.uris import repo_relative
 from reconciler.spec.repo import SPEC_SUFFIXES
-from reconciler.spec.validate import URI_SCHEMES
 
 #: Repository paths (files, or directories ending in ``/``) that every spec depends on
 #: besides the policy library and the organisation settings: the service template,
@@ -53,33 +53,21 @@ DEFAULT_SHARED_INPUTS: tuple[str, ...] = ("reconciler/build/templates/",)
 _SMOKE_FIELDS = ("request",)
 
 
-def _norm(value: str) -> str | None:
-    """A repository-relative POSIX path, or ``None`` for URIs and paths leaving the repo."""
-    if not isinstance(value, str) or not value or value.startswith(URI_SCHEMES):
-        return None
-    if "://" in value or value.startswith("/"):
-        return None
-    path = posixpath.normpath(value)
-    if path.startswith("../") or path == "..":
-        return None
-    return path
-
-
 def _section_deps(section: dict) -> set[str]:
     out: set[str] = set()
     if not isinstance(section, dict):
         return out
     model = section.get("model")
     if isinstance(model, dict):
-        if p := _norm(model.get("uri")):
+        if p := repo_relative(model.get("uri")):
             out.add(p)
     serving = section.get("serving")
     smoke = serving.get("smoke") if isinstance(serving, dict) else None
     if isinstance(smoke, dict):
-        if p := _norm(smoke.get("request")):
+        if p := repo_relative(smoke.get("request")):
             out.add(p)
         for item in smoke.get("requests") or []:
-            if isinstance(item, dict) and (p := _norm(item.get("request"))):
+            if isinstance(item, dict) and (p := repo_relative(item.get("request"))):
                 out.add(p)
     return out
 
@@ -637,7 +625,7 @@ def policy_set_paths(config: Config, files: RevisionFiles | None = None) -> Poli
         if doc is not None:  # an unreadable modelops.yaml: keep the configuration's paths
             pol = doc.get("policies") or "policies"
             org = doc.get("organization") or f"{pol}/organization.yaml"
-    pol, org = _norm(str(pol)), _norm(str(org))
+    pol, org = repo_relative(str(pol)), repo_relative(str(org))
     if pol is None or org is None:
         return None
     return PolicySetPaths("" if pol == "." else pol.rstrip("/"), org)

@@ -296,7 +296,7 @@ def _s3_capture_files(
     ``<state_dir>/capture-cache``) plus those still in the local spool, once each by name.
     """
     from reconciler.monitor.s3 import fetch_capture
-    from reconciler.runtime.capture import parse_s3_uri
+    from reconciler.runtime.uris import parse_s3_uri
 
     bucket, key = parse_s3_uri(sink)
     cache = config.state_dir / "capture-cache" / bucket / key / dep.name / dep.env

@@ -161,8 +161,9 @@ def load_live_model(dep: Deployment, config: Config):
         it is loaded only from a repository path whose SHA-256 equals
         ``spec.model.sha256`` (when the spec gives one).
     """
+    from reconciler.core.digests import file_sha256
     from reconciler.runtime import frameworks
-    from reconciler.spec.validate import URI_SCHEMES, file_sha256
+    from reconciler.runtime.uris import URI_SCHEMES
 
     uri = dep.get("spec.model.uri")
     if not isinstance(uri, str) or uri.startswith(URI_SCHEMES):

@@ -440,9 +440,9 @@ def _reference_path(dep: Deployment, config: Config) -> Path | None:
 def _retrain(dep, config, result, reason, repo, training_data, now) -> None:
     import joblib
 
+    from reconciler.core.digests import file_sha256
     from reconciler.monitor.data import features_of, read_table
     from reconciler.monitor.drift import load_live_model
-    from reconciler.spec.validate import file_sha256
 
     argv = dep.get("spec.retraining.command")
     if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
@@ -580,7 +580,7 @@ def _retrain(dep, config, result, reason, repo, training_data, now) -> None:
 
 def _new_model_path(dep: Deployment, config: Config, sha: str) -> str:
     """Repository-relative path (from the config root) for the proposed model file."""
-    from reconciler.spec.validate import URI_SCHEMES
+    from reconciler.runtime.uris import URI_SCHEMES
 
     uri = dep.get("spec.model.uri")
     out = dep.get("spec.retraining.output")

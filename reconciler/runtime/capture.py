@@ -1,7 +1,8 @@
 """Traffic capture: sampled request/response records, written off the request path.
 
 Copied verbatim into every Bento (``modelops_runtime/capture.py``) and used by the
-generated service; it imports nothing from ``reconciler``. Its source is part of the
+generated service; it imports nothing from ``reconciler`` (``.uris`` is its sibling in
+``modelops_runtime``). Its source is part of the
 build digest.
 
 Record format (one JSON object per sampled request; the monitoring job reads exactly
@@ -52,6 +53,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .uris import parse_s3_uri
+
 _STOP = object()
 
 
@@ -99,52 +102,7 @@ def resolve_sink(sink: str, root: str | os.PathLike | None = None) -> tuple[Path
     return (path if path.is_absolute() else base / path), False
 
 
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 _CAPTURE_FILE = re.compile(r"^capture-(\d+)-\d+\.(jsonl|parquet)$")
-
-S3_FORM = (
-    "s3://<bucket>/<key> with a bucket name of 3-63 lowercase letters, digits, dots and "
-    "hyphens that starts and ends with a letter or digit"
-)
-"""What a valid S3 URI looks like, for messages (AWS S3 User Guide, "General purpose
-bucket naming rules")."""
-
-
-def s3_uri_problem(uri: str) -> str | None:
-    """Why ``uri`` is not a usable ``s3://<bucket>/<key>`` URI, or None when it is.
-
-    Rules: the ``s3://`` scheme (lower case); a bucket name by the AWS naming rules
-    (3-63 characters of lowercase letters, digits, dots and hyphens, starting and ending
-    with a letter or digit, no ``..``, not an IP address); no ``.``/``..`` segment in the
-    key (the key becomes a local spool path, which must not leave the spool).
-    """
-    if not uri.startswith("s3://"):
-        return "it does not start with s3://"
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    if not bucket:
-        return "it names no bucket"
-    if _IPV4.fullmatch(bucket):
-        return f"{bucket!r} is an IP address, not an S3 bucket name"
-    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        return f"{bucket!r} is not a valid S3 bucket name"
-    if any(part in (".", "..") for part in key.split("/")):
-        return f"the key {key!r} has a '.' or '..' segment"
-    return None
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix/`` → ``("bucket", "some/prefix")``.
-
-    Raises:
-        ValueError: the URI breaks a rule of :func:`s3_uri_problem`; the message says
-            which, and what a valid URI looks like.
-    """
-    problem = s3_uri_problem(uri)
-    if problem:
-        raise ValueError(f"{uri!r} is not a valid S3 URI: {problem}; expected {S3_FORM}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key.strip("/")
 
 
 class CaptureShipper:

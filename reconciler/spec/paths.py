@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.core.diagnostics import ModelopsError
-from reconciler.runtime.capture import S3_FORM, s3_uri_problem
+from reconciler.runtime.uris import S3_FORM, S3Uri, parse_s3_uri, s3_uri_problem
 
 if TYPE_CHECKING:
     from reconciler.core.config import Config
@@ -47,23 +47,6 @@ class SpecPathError(ModelopsError):
 
 
 @dataclass(frozen=True)
-class S3Uri:
-    """A parsed ``s3://`` URI.
-
-    Attributes:
-        bucket: the bucket name (valid by the AWS naming rules).
-        key: the object key or prefix, without the leading ``/``; ``""`` for the whole
-            bucket.
-    """
-
-    bucket: str
-    key: str
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-
-@dataclass(frozen=True)
 class SpecPath:
     """A checked spec path: exactly one of ``local`` and ``s3`` is set.
 
@@ -77,29 +60,6 @@ class SpecPath:
     value: str
     local: Path | None = None
     s3: S3Uri | None = None
-
-
-def parse_s3_uri(value: str) -> S3Uri:
-    """Split ``s3://<bucket>/<key>`` and check it (the rules are
-    :func:`reconciler.runtime.capture.s3_uri_problem`, shared with the serving runtime that
-    writes to the sink).
-
-    Args:
-        value: a string starting with ``s3://``.
-
-    Returns:
-        The :class:`S3Uri`.
-
-    Raises:
-        ValueError: the message says what is wrong: no bucket (``s3://``, ``s3:///key``),
-            a bucket name against the AWS naming rules, an IP address, or a ``.``/``..``
-            segment in the key.
-    """
-    problem = s3_uri_problem(value)
-    if problem:
-        raise ValueError(problem)
-    bucket, _, key = value[len("s3://") :].partition("/")
-    return S3Uri(bucket, key)
 
 
 def check_path(
@@ -122,9 +82,10 @@ def check_path(
         root: the repository root (``config.root``); relative paths are relative to it.
         where: what to name in messages, normally ``"<file>:<line>:<col>: <field>"``
             (:func:`spec_path` builds it), or an option name such as ``"--input"``.
-        s3: ``True`` accepts ``s3://`` URIs (checked by :func:`parse_s3_uri`); a string
-            refuses them with that reason (e.g. :data:`S3_UNREACHABLE`); ``False``
-            refuses them as "not supported here".
+        s3: ``True`` accepts ``s3://`` URIs (checked by
+            :func:`reconciler.runtime.uris.parse_s3_uri`); a string refuses them with that
+            reason (e.g. :data:`S3_UNREACHABLE`); ``False`` refuses them as "not
+            supported here".
         must_exist: the local path must exist (as ``kind``).
         kind: ``"file"`` or ``"dir"``: what must exist when ``must_exist``.
         what: what the path is, for messages (``"model file"``, ``"reference data"``).
@@ -158,10 +119,10 @@ def check_path(
     if value[:3].lower() == "s3:":  # also s3:/x and S3://x, which are not valid URIs
         if s3 is not True:
             raise fail(f"{value!r}: {s3 if s3 else 'S3 URIs are not supported here'}")
-        try:
-            return SpecPath(value, s3=parse_s3_uri(value))
-        except ValueError as exc:
-            raise fail(f"{value!r} is not a valid S3 URI: {exc}") from None
+        problem = s3_uri_problem(value)
+        if problem:
+            raise fail(f"{value!r} is not a valid S3 URI: {problem}")
+        return SpecPath(value, s3=parse_s3_uri(value))
     if scheme := _URI_RE.match(value):
         raise fail(f"{value!r}: {scheme.group(1)}: URIs are not supported here")
     if "\0" in value:

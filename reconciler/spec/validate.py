@@ -10,7 +10,6 @@ replica ranges, canary steps and SageMaker instance types.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable
@@ -22,9 +21,10 @@ from jsonschema.exceptions import ValidationError
 
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import Diagnostic, Position
+from reconciler.core.digests import file_sha256
 from reconciler.core.document import PathKey, format_path, get_path
 from reconciler.policy.encoding import text_misread
-from reconciler.runtime.capture import parse_s3_uri
+from reconciler.runtime.uris import URI_SCHEMES, parse_s3_uri
 from reconciler.spec.model import Deployment, Spec
 
 SCHEMA_PATH = Path(__file__).with_name("modeldeployment.schema.json")
@@ -48,8 +48,6 @@ SAGEMAKER_INSTANCE_TYPES = frozenset(
     }.items()
     for size in sizes
 )
-
-URI_SCHEMES = ("bentoml:", "s3://", "models:/", "gs://", "https://")
 
 
 @functools.cache
@@ -366,15 +364,6 @@ def parse_quantity(value: str) -> float:
         if suffix and value.endswith(suffix):
             return float(value[: -len(suffix)]) * _SUFFIX[suffix]
     return float(value)
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _non_finite(value, path: PathKey = ()):
