@@ -18,15 +18,9 @@ import yaml
 from typer.testing import CliRunner
 
 from reconciler.build import bento as bento_mod
-from reconciler.build.bento import (
-    BuildError,
-    bentoml_env,
-    build,
-    build_digest,
-    build_inputs,
-    contents_digest,
-    gc_bentos,
-)
+from reconciler.build.artifact import BuildError
+from reconciler.build.bento import build, build_digest, build_inputs
+from reconciler.build.store import bentoml_env, contents_digest, gc_bentos
 from reconciler.core.config import load_config
 from reconciler.core.digests import file_sha256
 from reconciler.runtime import frameworks
@@ -179,19 +173,20 @@ def test_gc_keeps_newest_and_ledger_records(spec_repo):
     ledger.put(
         LedgerRecord(name="fraud-detector", environment="staging", artifact={"bento_tag": tags[0]})
     )
-    removed = gc_bentos(config, keep=1)
+    removed = gc_bentos(config, keep=1, protect=ledger.bento_tags())
     assert removed == [tags[1]]
     with bentoml_env(config) as bentoml:
         left = sorted(str(b.tag) for b in bentoml.bentos.list())
     assert left == sorted([tags[0], tags[2]])
-    assert gc_bentos(config, keep=1) == []
+    assert gc_bentos(config, keep=1, protect=ledger.bento_tags()) == []
     with pytest.raises(BuildError):
-        gc_bentos(config, keep=-1)
+        gc_bentos(config, keep=-1, protect=())
 
     prod, _ = deployment(spec_repo, env="prod")
     prod_tag = build(prod, config).bento_tag  # same name, other environment: its own group
-    assert gc_bentos(config, keep=1) == []
-    assert gc_bentos(config, keep=0, protect=[prod_tag]) == [tags[2]]  # tags[0]: ledger
+    assert gc_bentos(config, keep=1, protect=ledger.bento_tags()) == []
+    in_use = [*ledger.bento_tags(), prod_tag]
+    assert gc_bentos(config, keep=0, protect=in_use) == [tags[2]]  # tags[0]: ledger
 
 
 def test_modelops_build_command(spec_repo, monkeypatch):

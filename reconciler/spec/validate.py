@@ -26,6 +26,7 @@ from reconciler.core.document import PathKey, format_path, get_path
 from reconciler.policy.encoding import text_misread
 from reconciler.runtime.uris import URI_SCHEMES, parse_s3_uri
 from reconciler.spec.model import Deployment, Spec
+from reconciler.spec.smoke import RequestFileError, read_request_file
 
 SCHEMA_PATH = Path(__file__).with_name("modeldeployment.schema.json")
 
@@ -201,7 +202,7 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
 
     Covers: model file present, inside the repo, and matching ``model.sha256``; smoke
     request files present and sendable (a JSON object with ``instances``,
-    ``reconciler.build.smoke.read_request_file``); cron expressions;
+    ``reconciler.spec.smoke.read_request_file``); cron expressions;
     ``min_replicas <= max_replicas``; canary steps ascending and ending at 100;
     SageMaker instance types; signature names matching the feature dimension; requests
     not above limits (CPU and memory); an ``s3://`` capture sink being a valid S3 URI;
@@ -250,10 +251,7 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
         elif field != "spec.retraining.output" and not resolved.is_file():
             err(field, f"file {value!r} not found", "file-missing")
         elif field != "spec.retraining.output":
-            # the body modelops smoke sends: the same rule as run_smoke (imported here:
-            # reconciler.build.smoke is not needed by the rest of validation)
-            from reconciler.build.smoke import RequestFileError, read_request_file
-
+            # the body modelops smoke sends: the same rule as run_smoke
             status = dep.get(field.rsplit(".", 1)[0] + ".expect.status", 200)
             try:
                 read_request_file(resolved, value, status if isinstance(status, int) else 200)
