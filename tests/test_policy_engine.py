@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.config import load_config
-from reconciler.policy import check_policies, load_library
+from reconciler.policy.check import check_policies
 from reconciler.policy.engine import PolicyEngine
+from reconciler.policy.library import load_library
 from reconciler.policy.worker import EngineFailure, PolicyModule, RegoWorker
 from reconciler.spec.repo import load_all
 

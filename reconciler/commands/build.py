@@ -46,7 +46,7 @@ def build_cmd(
     from reconciler.build.bento import build
     from reconciler.build.store import gc_bentos
     from reconciler.core.git import head_revision
-    from reconciler.policy import check_policies
+    from reconciler.policy.check import check_policies
     from reconciler.spec.repo import load_all
     from reconciler.state.ledger import Ledger
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.core.yaml import YamlLoadError, load_yaml
 
 CONFIG_FILE = "modelops.yaml"
 DEFAULT_ENVIRONMENTS = ["dev", "staging", "prod"]
@@ -102,7 +103,6 @@ def load_config(root: Path | None = None, state_dir: Path | str | None = None) -
         ModelopsError: (exit 2) the file is not valid YAML, not a mapping, has unknown
             keys or values of the wrong type.
     """
-    from reconciler.core.yaml import YamlLoadError, load_yaml
 
     root = find_root(root)
     raw: dict = {}

@@ -347,7 +347,7 @@ def _render_plan(dep: Deployment | None, old_state: dict | None, config: Config,
 
 def _policy_gate(config: Config, deployments: list[Deployment], report: RunReport) -> bool:
     """Run the policy check; True when the deployments may proceed."""
-    from reconciler.policy import check_policies
+    from reconciler.policy.check import check_policies
 
     if not deployments:
         return True
@@ -819,7 +819,7 @@ def _plan_policies(report: RunReport, head_cfg: Config, base_cfg: Config, deploy
         _policy_gate(head_cfg, deployments, report)
         return
     from reconciler.gitops.policyset import WAIVERS_FILE
-    from reconciler.policy import check_policies
+    from reconciler.policy.check import check_policies
 
     base_paths, _head_paths = paths
     base_policy_cfg = replace(

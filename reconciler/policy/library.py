@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from reconciler.core.diagnostics import Diagnostic, Position
+from reconciler.core.yaml import YamlLoadError, display_path, load_yaml
 from reconciler.policy.worker import PolicyModule
 
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -265,7 +266,6 @@ def load_library(policies_dir: Path, organization: Path | None, root: Path) -> P
         id, a missing or invalid organisation file, a Rego ``*_test.rego`` file) are in
         ``diagnostics``; they are errors that fail the check.
     """
-    from reconciler.core.yaml import YamlLoadError, display_path, load_yaml
 
     lib = PolicyLibrary()
     files = sorted(policies_dir.glob("*.rego")) if policies_dir.is_dir() else []

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from reconciler.core.diagnostics import Diagnostic, Position
 from reconciler.core.document import parse_path
+from reconciler.core.yaml import YamlLoadError, display_path, load_yaml
 from reconciler.policy.engine import DEFAULT_TIMEOUT_S, PolicyEngine, violations
 from reconciler.policy.library import PolicyLibrary
 from reconciler.spec.resolve import deep_merge
@@ -143,7 +144,6 @@ def _delete(doc: dict, dotted: str) -> bool:
 
 
 def _load_cases(tests_dir: Path, root: Path, diags: list[Diagnostic]):
-    from reconciler.core.yaml import YamlLoadError, display_path, load_yaml
 
     bases: dict[str, dict] = {}
     cases: list[tuple[dict, Position]] = []

@@ -27,7 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.core.diagnostics import Diagnostic, Position
+from reconciler.core.config import load_config
+from reconciler.core.diagnostics import Diagnostic, ModelopsError, Position
+from reconciler.core.document import get_path
+from reconciler.core.yaml import YamlLoadError, display_path, load_yaml
+from reconciler.spec.loader import load_spec
 
 MAX_WAIVER_DAYS = 90  # the longest a waiver may run ahead of today (issue 3)
 EXPIRING_SOON_DAYS = 30  # `policy report` lists waivers expiring within this many days
@@ -129,9 +133,6 @@ def spec_owners(specs_dir: Path, root: Path) -> OwnerLookup:
     are cached per name. Files that do not parse are skipped (``modelops validate``
     reports them). Specs without a string ``metadata.owner`` contribute nothing.
     """
-    from reconciler.core.document import get_path
-    from reconciler.core.yaml import YamlLoadError
-    from reconciler.spec.loader import load_spec
 
     cache: dict[str, list[tuple[str, str]]] = {}
 
@@ -162,8 +163,6 @@ def spec_owners(specs_dir: Path, root: Path) -> OwnerLookup:
 def _repository_owners(root: Path) -> OwnerLookup:
     """:func:`spec_owners` of the specs directory that ``modelops.yaml`` at ``root``
     names (``specs:``, default ``specs/``)."""
-    from reconciler.core.config import load_config
-    from reconciler.core.diagnostics import ModelopsError
 
     try:
         config = load_config(root)
@@ -200,7 +199,6 @@ def load_waivers(
         address); a missing, malformed, past or more than :data:`MAX_WAIVER_DAYS` days
         ahead expiry.
     """
-    from reconciler.core.yaml import YamlLoadError, display_path, load_yaml
 
     if owners is None:
         owners = _repository_owners(root)

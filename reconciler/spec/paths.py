@@ -24,14 +24,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.runtime.uris import S3_FORM, S3Uri, parse_s3_uri, s3_uri_problem
-
-if TYPE_CHECKING:
-    from reconciler.core.config import Config
-    from reconciler.spec.model import Deployment
+from reconciler.spec.model import Deployment
 
 S3_UNREACHABLE = (
     "it is on S3, which needs AWS credentials and network access that are not available here"
