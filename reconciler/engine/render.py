@@ -280,7 +280,7 @@ _MOCKS_CLASS: type | None = None
 def _mocks_class() -> type:
     global _MOCKS_CLASS
     if _MOCKS_CLASS is None:
-        import pulumi
+        import pulumi  # heavy (about 1 s): only when a render misses the cache
 
         class Mocks(_Recorder, pulumi.runtime.Mocks):
             """The recorder as a ``pulumi.runtime.Mocks`` (created after importing Pulumi)."""
@@ -298,13 +298,13 @@ def _without_source_positions():
     measured here at about a third of a render's time, and the mocks discard it. The
     original function is restored afterwards (the Automation API path keeps it).
     """
-    import pulumi.runtime.resource as sdk_resource
+    import pulumi.runtime.resource as sdk_resource  # heavy: pulumi, on a cache miss only
 
     original = getattr(sdk_resource, "_get_stack_trace", None)
     if original is None:  # a future SDK without it: nothing to skip
         yield
         return
-    from pulumi.runtime.proto import source_pb2
+    from pulumi.runtime.proto import source_pb2  # heavy: pulumi, on a cache miss only
 
     sdk_resource._get_stack_trace = source_pb2.StackTrace
     try:
@@ -345,7 +345,7 @@ def stable_image_of(dep: Deployment, config) -> str | None:
     """
     if config is None:
         return None
-    from reconciler.state.ledger import Ledger
+    from reconciler.state.ledger import Ledger  # TODO(merge): helper A removes this read
 
     record = Ledger(config.state_dir).get(dep.name, dep.env)
     if record is None or not record.desiredState:
@@ -527,7 +527,7 @@ def render(dep: Deployment, artifact=None, config=None, *, cache: bool = True) -
 
 
 def _render_pulumi(dep: Deployment, image: ImageRef, stable: str | None, program) -> DesiredState:
-    import pulumi
+    import pulumi  # heavy (about 1 s): only when a render misses the cache
 
     with _LOCK, _without_source_positions(), _gc_paused():
         mocks = _mocks_class()()

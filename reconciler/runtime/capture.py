@@ -174,7 +174,7 @@ class CaptureShipper:
     def _upload(self, path: Path) -> bool:
         try:
             if self._client is None:
-                import boto3
+                import boto3  # heavy: only for s3:// sinks
 
                 self._client = boto3.client("s3")
             self._client.upload_file(str(path), self.bucket, self.key_for(path))
@@ -418,8 +418,8 @@ class CaptureWriter:
             self.on_close(Path(handle.name))
 
     def _write_parquet(self, records: list[dict], day: str) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow as pa  # heavy: only for format parquet
+        import pyarrow.parquet as pq  # heavy: only for format parquet
 
         cols = {
             "timestamp": [r["timestamp"] for r in records],

@@ -127,7 +127,7 @@ def load_model(framework: str, path: str | Path, task: str = "") -> Any:
     path = str(path)
     try:
         if framework == "sklearn":
-            import joblib
+            import joblib  # heavy: only for a scikit-learn model
 
             model = joblib.load(path)
             if not hasattr(model, "predict"):
@@ -178,7 +178,7 @@ def save_model(framework: str, model: Any, path: str | Path) -> Path:
     path = Path(path)
     mod = _import(framework)
     if framework == "sklearn":
-        import joblib
+        import joblib  # heavy: only for a scikit-learn model
 
         joblib.dump(model, path)
     elif framework in ("xgboost", "lightgbm"):
@@ -273,7 +273,7 @@ def _predict(
                 proba = None  # e.g. SVC(probability=False): predict_proba is not available
         return preds.reshape(len(inputs), -1)[:, 0] if preds.ndim > 1 else preds, proba
     if framework == "xgboost":  # raw Booster: no task known
-        import xgboost
+        import xgboost  # heavy: only for an XGBoost model
 
         out = np.asarray(model.predict(xgboost.DMatrix(inputs)))
         return (out if out.ndim == 1 else out.argmax(axis=1)), None
@@ -306,7 +306,7 @@ def _predict(
             preds = proba.argmax(axis=1)
         return preds, proba
     if framework == "pytorch":
-        import torch
+        import torch  # heavy: only for a PyTorch model
 
         with torch.no_grad():
             out = model(torch.from_numpy(np.ascontiguousarray(inputs))).cpu().numpy()

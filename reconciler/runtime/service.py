@@ -108,7 +108,7 @@ log = logging.getLogger("modelops.service")
 def _build_revision() -> str:
     """The spec revision this Bento was built at (label ``modelops.revision``), or ''."""
     try:
-        import yaml
+        import yaml  # only here: read once, for /metadata
 
         doc = yaml.safe_load((HERE.parent / "bento.yaml").read_text(encoding="utf-8"))
         return str((doc.get("labels") or {}).get("modelops.revision", ""))
@@ -252,7 +252,7 @@ def _served_config() -> dict:
     workers = int(CONFIG.get("workers", 1))
     access_log = bool(CONFIG.get("access_log", True))
     try:
-        from bentoml._internal.configuration.containers import BentoMLContainer
+        from bentoml._internal.configuration.containers import BentoMLContainer  # internal API
 
         served = BentoMLContainer.config.services[CONFIG["service_name"]].get()
         workers = int(served.get("workers") or workers)
