@@ -1,15 +1,8 @@
 """Pieces shared by the SageMaker stacks (``aws_sagemaker``, ``aws_serverless``).
 
-* the SageMaker execution role, with one inline policy scoped to the model image's ECR
-  repository, the model's bucket (``s3://`` model URIs), the capture bucket, the
-  reference-data bucket, the KMS key and the spec's secrets;
-* CloudWatch alarms on the endpoint: p99 ``ModelLatency`` above the SLO, and any 5xx;
-* EventBridge Scheduler schedules that run ``modelops monitor run`` and
-  ``modelops retrain`` in the model image as SageMaker Processing jobs (universal
-  target ``aws-sdk:sagemaker:createProcessingJob``; no VPC or cluster needed).
-
-Every resource sets ``region`` from ``spec.target.region`` (pulumi-aws 7 per-resource
-region), so one program needs no provider configuration.
+The execution role and its least-privilege policy, CloudWatch alarms, the monitor and
+retrain schedules; every resource sets ``region`` from ``spec.target.region``.
+Details: ``docs/engine.md``.
 """
 
 from __future__ import annotations

@@ -1,28 +1,9 @@
 """Smoke test and SLO check of a served deployment.
 
-:func:`run_smoke` sends the spec's smoke requests to a running server and checks the
-answers, then runs a short load test and compares its p99 latency with the SLO.
-
-Where the cases come from (``spec.serving.smoke``, see the JSON Schema):
-
-* ``request: <file>``: one case, expected to answer HTTP 200 with one prediction per
-  instance;
-* ``requests: [{request: <file>, expect: {status, shape, values, tolerance}}]``: cases
-  with explicit expectations. ``status`` is the HTTP status (default 200); ``shape`` the
-  shape of ``predictions`` (nested lists); ``values`` the expected ``predictions``,
-  compared with ``tolerance`` (absolute, default 0: exact) for numbers.
-
-A request file is the JSON body sent to ``POST /predict``: ``{"instances": [[...], ...]}``
-(:func:`reconciler.spec.smoke.read_request_file` is the rule, shared with
-``modelops validate``). Every case
-is reported once, with its reasons; a case whose file cannot be read counts as a failed
-case that was not sent.
-The load test repeats the first case's body; its size comes from
-``spec.serving.smoke.load.requests`` / ``.concurrency`` (defaults 200 and 8, issue 6),
-overridable by the caller (``modelops smoke --requests N --concurrency C``). Latency is
-measured per request on the client, in milliseconds, from sending to the full response;
-throughput is completed requests per second of wall time. A few warm-up requests
-(not counted) go first, because BentoML's adaptive batcher starts from a cold estimate.
+:func:`run_smoke` sends the cases of ``spec.serving.smoke`` (request files:
+``reconciler.spec.smoke``) to a running server, checks status, shape and values, then
+runs a short load test and compares its p99 latency (ms, client side) with the SLO.
+Rationale and details: ``docs/build.md``.
 """
 
 from __future__ import annotations

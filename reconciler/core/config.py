@@ -1,17 +1,8 @@
 """Repository configuration: ``modelops.yaml`` at the spec repository's root.
 
-Every key is optional; the defaults are those of ``shared/DESIGN.md``::
-
-    specs: specs                 # directory of spec files (*.yaml, *.yml)
-    policies: policies           # Rego policy library, tests/, waivers.yaml
-    state_dir: .modelops         # ledger, lock, BentoML home, local Pulumi backend
-    environments: [dev, staging, prod]
-    protected_environments: [prod]
-    pulumi_backend: file://...   # default: a file backend inside the state directory
-    organization: policies/organization.yaml   # settings that policies read as data
-
-``--state-dir`` or ``MODELOPS_STATE_DIR`` override ``state_dir``; ``PULUMI_BACKEND_URL``
-overrides ``pulumi_backend``.
+Every key is optional (``specs``, ``policies``, ``state_dir``, ``environments``,
+``protected_environments``, ``pulumi_backend``, ``organization``...); ``--state-dir`` or
+``MODELOPS_STATE_DIR`` override ``state_dir``. Defaults and details: ``docs/core.md``.
 """
 
 from __future__ import annotations

@@ -1,31 +1,9 @@
 """The offline renderer: a deployment's DesiredState, computed under Pulumi's own mocks.
 
-The Pulumi program of the deployment's target (``stacks/<platform>.py``) runs with
-``pulumi.runtime.set_mocks``: every resource it declares is recorded with the inputs the
-engine would receive, and nothing talks to a cloud. The result, a :class:`DesiredState`,
-is what ``modelops render`` writes, what the offline plan diffs against the ledger, and
-what an apply records.
-
-Normalisation (facts measured on Pulumi 3.2xx, see ``shared/DESIGN.md``):
-
-* numbers come back as floats: integral floats become ints again;
-* secrets come back wrapped (``{4dabf…: 1b47…, value: …}``): shown as ``[secret]``;
-* values the engine would only know after creation (an ARN, a generated name) are
-  marked ``[unknown <type> <name>.<attribute>]``; a raw unknown is ``[unknown]``;
-* registration order is not stable: resources are sorted by (type, name);
-* the mocks accept two resources with the same type and name: that is an error here.
-
-The platform ``local`` has no Pulumi program: its DesiredState is one
-``modelops:local:BentoServer`` resource, built directly.
-
-Speed (``bench/bench_render.py``): the SDK costs about 3-5 ms of CPU per declared
-resource under mocks, so a render takes 40-60 ms of CPU. Measured levers: one mock
-setup per render costs 0.02 ms (reusing one saves nothing); the SDK's per-resource
-stack walk for source positions and the cyclic GC are paused while rendering; the
-mocks answer with scalar state only and run as a preview (inputs are not translated
-back into outputs). A render is a pure function of its inputs, so results are cached
-by content (in memory and under ``<state_dir>/cache/render/``); a cache hit costs
-about 1 ms and does not import Pulumi.
+:func:`render` runs the target's program (``stacks/<platform>.py``) under
+``pulumi.runtime.set_mocks`` and returns a normalised :class:`DesiredState` (sorted
+resources, integral floats as ints, secrets as ``[secret]``, unknowns marked), cached
+by :func:`render_key`. Normalisation rules and measurements: ``docs/engine.md``.
 """
 
 from __future__ import annotations

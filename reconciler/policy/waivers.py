@@ -1,22 +1,9 @@
 """Waivers: reviewed, time-boxed exceptions to a policy for one deployment.
 
-``policies/waivers.yaml``::
-
-    waivers:
-      - policy: MDL-021                  # the policy id
-        deployment: fraud-detector       # the spec's metadata.name
-        environment: prod                # optional: only this environment
-        reason: Batching window agreed with the payments SLO owners.
-        approver: security@example.com
-        ticket: SEC-1234
-        expires: 2027-01-31              # YYYY-MM-DD, at most 90 days ahead
-
-A waived violation is reported with status ``waived`` (never hidden). A waiver that is
-expired, has no reason, approver or ticket, a missing or malformed date, an expiry more
-than :data:`MAX_WAIVER_DAYS` days ahead, an unknown policy, a non-waivable policy, an
-approver who is the deployment's own owner (``metadata.owner`` of the spec it names:
-self-approval), or that matches no violation is a finding (severity error) and waives
-nothing.
+``policies/waivers.yaml`` entries (policy, deployment, environment, reason, approver,
+ticket, expires); a waived violation is reported as ``waived``, and a waiver that is
+expired, incomplete, self-approved or unused is a finding that waives nothing.
+Format and rules: ``docs/policy.md``.
 """
 
 from __future__ import annotations

@@ -1,41 +1,8 @@
 """Traffic capture: sampled request/response records, written off the request path.
 
-Copied verbatim into every Bento (``modelops_runtime/capture.py``) and used by the
-generated service; it imports nothing from ``reconciler`` (``.uris`` is its sibling in
-``modelops_runtime``). Its source is part of the
-build digest.
-
-Record format (one JSON object per sampled request; the monitoring job reads exactly
-this)::
-
-    {"timestamp": "2026-11-29T08:00:00.123456+00:00",   # ISO 8601, UTC
-     "request_id": "4f1c...",                           # str, unique per request
-     "model_version": "1.0.0",
-     "latency_ms": 2.41,                                 # float, server-side, ms
-     "inputs": [[...], ...],                            # rows, signature column order
-     "outputs": [...]}                                  # one prediction per row
-
-Sensitive fields (``spec.data.sensitive_fields``, feature names of the signature) are
-redacted per ``monitoring.capture.redact``: ``drop`` replaces the value by ``null``,
-``hash`` by ``"sha256:<first 16 hex>"`` of its JSON text, ``none`` keeps it. Columns
-keep their positions in both cases, so row width always equals the signature's.
-
-Layout: ``<sink>/<deployment-name>/<env>/<YYYY-MM-DD>/capture-<pid>-<n>.jsonl`` (UTC
-date; ``n`` counts files written by this process; a file is closed after
-``max_records`` records or at the day boundary). ``format: parquet`` writes
-``capture-<pid>-<n>.parquet`` with the same columns, ``inputs``/``outputs`` as JSON text.
-
-``s3://bucket/prefix`` sinks: records are written to a local spool
-(``<spool>/<bucket>/<prefix>/...``, same layout) and every closed file is uploaded by
-:class:`CaptureShipper` to ``s3://bucket/prefix/<deployment>/<env>/<day>/<file>`` (boto3,
-the standard AWS credential chain of the container: IRSA on Kubernetes, the execution
-role on SageMaker), then deleted locally. For S3 sinks a JSON Lines file is closed after
-``max_file_age_s`` (60 s in the service), so records reach S3 within about a minute at
-any traffic level. A failed upload keeps the file and is retried; files a previous
-process left in the spool are shipped at start.
-
-The request path only does ``random.random() < sample_rate`` and a non-blocking
-``queue.put_nowait``; a full queue drops the record and counts it (``dropped``).
+Shipped in every Bento (``.uris`` is its sibling in ``modelops_runtime``); imports
+nothing from ``reconciler``. Record format (the monitoring job reads exactly this),
+redaction, file layout and ``s3://`` shipping: ``docs/runtime.md``.
 """
 
 from __future__ import annotations

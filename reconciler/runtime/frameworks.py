@@ -1,26 +1,8 @@
 """Loading, saving and calling models, one small adapter per framework.
 
-This module is copied verbatim into every Bento (as ``modelops_runtime/frameworks.py``) and
-imported by the generated service, so it must import nothing from ``reconciler`` and only
-the framework's own package, lazily. Its source is part of the build digest.
-
-Supported frameworks (``spec.model.framework``) and the model file each one reads:
-
-=========  ==========================  ==========================================
-framework  package (pip name)          model file
-=========  ==========================  ==========================================
-sklearn    scikit-learn (+ joblib)     ``joblib.dump`` of an estimator/pipeline
-xgboost    xgboost (or xgboost-cpu)    ``Booster.save_model`` (.json / .ubj)
-lightgbm   lightgbm                    ``Booster.save_model`` text file (.txt)
-onnx       onnxruntime                 ONNX graph (.onnx), e.g. from skl2onnx
-pytorch    torch                       TorchScript (``torch.jit.save``, .pt)
-=========  ==========================  ==========================================
-
-The calling convention is the same for all: :func:`predict` takes a 2-D ``numpy`` array
-(rows × features, already validated and cast to the signature's dtype) and returns
-``(predictions, probabilities)``: ``predictions`` a 1-D array of length rows (class
-labels for classifiers, values for regressors), ``probabilities`` a 2-D array rows ×
-classes or ``None`` when the model has none.
+Shipped in every Bento; imports only the framework's own package, lazily.
+``predict`` takes a 2-D array (rows × features) and returns ``(predictions,
+probabilities or None)``. Frameworks and model files: ``docs/runtime.md``.
 """
 
 from __future__ import annotations

@@ -1,21 +1,8 @@
 """Paths written in specs: a repository-relative path or an ``s3://`` URI, checked once.
 
-Every field of a spec that names data or a model (``spec.model.uri``,
-``spec.monitoring.reference``, ``spec.monitoring.capture.sink``,
-``spec.retraining.holdout``/``output``, ``spec.serving.batch.input``/``output``) holds
-either
-
-* a path relative to the repository root (``config.root``) that stays inside it after
-  ``..`` and symbolic links are resolved: a spec must not make modelops read or write
-  files elsewhere on the machine (DESIGN.md, security model: the spec repository is the
-  only input); or
-* an ``s3://<bucket>/<key>`` URI, where the field allows one.
-
-:func:`check_path` applies that rule and raises one error whose message names the spec
-file, line and column of the field, the field, the value, what is wrong and what would
-be valid; :func:`spec_path` is the same for the field of a resolved deployment. Callers
-choose the exception class (``BuildError``, ``MonitorInputError``...), so the exit code
-and the ``except`` clauses around them stay as they are.
+:func:`check_path` (and :func:`spec_path` for a deployment's field) refuses paths that
+leave the repository (``..``, symbolic links) and malformed or refused URIs, raising the
+caller's error class with file, line and field. Rationale: ``docs/spec.md``.
 """
 
 from __future__ import annotations
