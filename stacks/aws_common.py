@@ -1,15 +1,8 @@
 """Pieces shared by the SageMaker stacks (``aws_sagemaker``, ``aws_serverless``).
 
-* the SageMaker execution role, with one inline policy scoped to the model image's ECR
-  repository, the model's bucket (``s3://`` model URIs), the capture bucket, the
-  reference-data bucket, the KMS key and the spec's secrets;
-* CloudWatch alarms on the endpoint: p99 ``ModelLatency`` above the SLO, and any 5xx;
-* EventBridge Scheduler schedules that run ``modelops monitor run`` and
-  ``modelops retrain`` in the model image as SageMaker Processing jobs (universal
-  target ``aws-sdk:sagemaker:createProcessingJob``; no VPC or cluster needed).
-
-Every resource sets ``region`` from ``spec.target.region`` (pulumi-aws 7 per-resource
-region), so one program needs no provider configuration.
+The execution role and its least-privilege policy, CloudWatch alarms, the monitor and
+retrain schedules; every resource sets ``region`` from ``spec.target.region``.
+Details: ``docs/engine.md``.
 """
 
 from __future__ import annotations
@@ -20,6 +13,7 @@ import re
 import pulumi
 import pulumi_aws as aws
 
+from reconciler.runtime.uris import S3Uri, parse_s3_uri
 from reconciler.spec.model import Deployment
 from stacks.common import (
     ImageRef,
@@ -77,11 +71,16 @@ def ecr_parts(image: ImageRef) -> tuple[str, str, str]:
     return m.group("account"), m.group("region"), repo
 
 
-def s3_parts(uri: str) -> tuple[str, str]:
-    """``("bucket", "prefix")`` of ``s3://bucket/prefix``."""
-    body = uri[len("s3://") :]
-    bucket, _, prefix = body.partition("/")
-    return bucket, prefix.rstrip("/")
+def s3_uri(field: str, uri: str) -> S3Uri:
+    """The parsed ``s3://`` URI of a spec field (``reconciler.runtime.uris.parse_s3_uri``).
+
+    Raises:
+        StackError: the URI is not a valid S3 URI (names ``field``).
+    """
+    try:
+        return parse_s3_uri(uri)
+    except ValueError as exc:
+        raise StackError(field, str(exc)) from None
 
 
 def kms_key(dep: Deployment, name: str, region: str, tags: dict):
@@ -126,12 +125,12 @@ def _s3_statements(dep: Deployment, sink: str | None) -> list[dict]:
     reads = []
     uri = dep.get("spec.model.uri")
     if isinstance(uri, str) and uri.startswith("s3://"):
-        reads.append(s3_parts(uri))
+        reads.append(s3_uri("spec.model.uri", uri))
     ref = dep.get("spec.monitoring.reference")
     if isinstance(ref, str) and ref.startswith("s3://"):
-        reads.append(s3_parts(ref))
+        reads.append(s3_uri("spec.monitoring.reference", ref))
     if sink:
-        bucket, prefix = s3_parts(sink)
+        bucket, prefix = s3_uri("spec.monitoring.capture.sink", sink)
         obj = f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
         out.append(
             {

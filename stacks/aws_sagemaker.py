@@ -1,21 +1,8 @@
 """SageMaker real-time stack (``spec.target.platform: aws-sagemaker``).
 
-Resources, all in ``spec.target.region``:
-
-* IAM execution role + its least-privilege policy (``stacks.aws_common``);
-* a customer-managed KMS key, unless ``target.encryption.kms_key_id`` names one;
-* Model from the Bento's image (ECR);
-* EndpointConfiguration: one ``AllTraffic`` variant on ``target.instance_type`` with
-  ``min_replicas`` instances, storage encrypted with the KMS key, and data capture
-  (input and output, at ``monitoring.capture.sample_rate`` × 100 percent, to the
-  ``s3://`` sink, encrypted with the key) when capture is enabled;
-* Endpoint ``<name>-<env>`` with a blue/green deployment config (canary: the first
-  rollout step as capacity percent, then the rest after ``rollout.wait_minutes``;
-  equal steps: linear) and auto-rollback on the p99-latency and 5xx alarms;
-* CloudWatch alarms (p99 ``ModelLatency`` above the SLO, 5xx errors);
-* Application Auto Scaling target + target-tracking policy on
-  ``SageMakerVariantInvocationsPerInstance`` when the spec has ``autoscaling``;
-* EventBridge Scheduler schedules for the monitor and retrain jobs.
+``program(dep, image, stable_image=None) -> dict`` (``stacks.common``): model, endpoint
+configuration and endpoint with blue/green deployment and auto-rollback, alarms,
+autoscaling, schedules. The resources: ``docs/engine.md``.
 """
 
 from __future__ import annotations

@@ -1,17 +1,8 @@
 """SageMaker Serverless Inference stack (``spec.target.platform: aws-serverless``).
 
-Resources, all in ``spec.target.region``: the IAM execution role and its policy, a KMS
-key unless the spec names one, the Model from the Bento's image, an EndpointConfiguration
-with one serverless variant (``target.serverless.memory_mb``, default 2048 MB, and
-``max_concurrency``, default 20), the Endpoint ``<name>-<env>``, CloudWatch alarms
-(p99 latency above the SLO, 5xx), and the monitor/retrain schedules.
-
-Serverless endpoints support neither SageMaker data capture nor instance storage
-encryption nor blue/green traffic shifting (SageMaker "Serverless Inference" feature
-exclusions). So traffic capture is done by the Bento's service itself: the container
-gets ``MODELOPS_CAPTURE_SINK``, ``MODELOPS_CAPTURE_SAMPLE_RATE`` and
-``MODELOPS_CAPTURE_KMS_KEY`` (S3 SSE-KMS), and the execution role may write to that
-sink; the KMS key encrypts the captured objects and the schedules.
+``program(dep, image, stable_image=None) -> dict`` (``stacks.common``): one serverless
+variant; no SageMaker data capture there, so the Bento's service captures itself. The
+resources and the feature exclusions: ``docs/engine.md``.
 """
 
 from __future__ import annotations

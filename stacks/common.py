@@ -1,14 +1,9 @@
 """Helpers shared by the Pulumi programs in ``stacks/``.
 
-Every program is a plain function ``program(dep, image, stable_image=None) -> dict``: it
-takes a resolved :class:`~reconciler.spec.model.Deployment` and an :class:`ImageRef`,
-declares Pulumi resources and returns the stack outputs. The same function runs under
-Pulumi's mocks (the offline renderer, ``reconciler.engine.render``) and as the inline
-program of the Automation API (``reconciler.engine.pulumi_engine``).
-
-A value in the spec that a program cannot turn into infrastructure raises
-:class:`StackError` with the spec path, which the renderer turns into a diagnostic that
-names the file and line.
+Every program is ``program(dep, image, stable_image=None) -> dict`` (stack outputs),
+run under Pulumi's mocks by the offline renderer and as the Automation API's inline
+program; a spec value it cannot turn into infrastructure raises :class:`StackError`
+with the spec path. Details: ``docs/engine.md``.
 """
 
 from __future__ import annotations

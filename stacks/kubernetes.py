@@ -1,28 +1,9 @@
 """Kubernetes stack: a model served on a cluster (``spec.target.platform: kubernetes``).
 
-Resources (all in ``spec.target.namespace``, default ``default``):
-
-* ServiceAccount (token not mounted unless ``service_account.automount_token``).
-* realtime mode: Deployment (stable, and a canary Deployment during a canary rollout)
-  with readiness/liveness probes on the Bento's ``/readyz`` and ``/livez``, requests and
-  limits, a restricted security context (non-root uid 1034, read-only root filesystem
-  with an ``emptyDir`` at ``/tmp``, no privilege escalation, all capabilities dropped,
-  ``RuntimeDefault`` seccomp), secrets as ``secretKeyRef``; a ClusterIP Service that
-  selects both tracks; a HorizontalPodAutoscaler (autoscaling/v2, CPU utilisation)
-  when the spec has ``autoscaling``; a PodDisruptionBudget when min replicas ≥ 2; a
-  NetworkPolicy admitting only ``exposure.allowed_namespaces``; an Ingress only when
-  ``exposure.public`` is true (never for pii, phi or pci data).
-* batch mode: a CronJob on ``serving.batch.schedule`` running batch inference.
-* monitoring and retraining: CronJobs on their schedules running
-  ``modelops monitor run <name> --env <env>`` and ``modelops retrain <name> --env <env>``.
-
-Canary: a canary rollout at weight ``w`` percent (``rollout.steps[rollout.step]``) runs
-the new image in ``<name>-canary`` and the previous image (``stable_image``, read by the
-renderer from the last applied DesiredState) in ``<name>``; the one Service sends traffic
-to both, so the split follows replicas: canary = max(1, round(total × w / 100)),
-stable = total − canary (at least 1), with total = min replicas (at least 2). At weight
-100, on the first rollout, or when the image did not change, one Deployment runs the new
-image.
+``program(dep, image, stable_image=None) -> dict`` (``stacks.common``): Deployment(s),
+Service, autoscaler, disruption budget, NetworkPolicy, Ingress only when public;
+CronJobs for batch, monitoring and retraining. Resources and the canary split:
+``docs/engine.md``.
 """
 
 from __future__ import annotations

@@ -18,16 +18,11 @@ import yaml
 from typer.testing import CliRunner
 
 from reconciler.build import bento as bento_mod
-from reconciler.build.bento import (
-    BuildError,
-    bentoml_env,
-    build,
-    build_digest,
-    build_inputs,
-    contents_digest,
-    gc_bentos,
-)
+from reconciler.build.artifact import BuildError
+from reconciler.build.bento import build, build_digest, build_inputs
+from reconciler.build.store import bentoml_env, contents_digest, gc_bentos
 from reconciler.core.config import load_config
+from reconciler.core.digests import file_sha256
 from reconciler.runtime import frameworks
 from reconciler.spec.repo import load_all
 
@@ -94,7 +89,7 @@ def test_changed_batching_or_model_gives_a_new_bento(spec_repo):
     x, y = load_breast_cancer(return_X_y=True)
     model.fit(x, y)
     joblib.dump(model, model_path)
-    new_sha = bento_mod.sha256_file(model_path)
+    new_sha = file_sha256(model_path)
     edit_spec(spec_repo, "fraud-detector", lambda d: d["spec"]["model"].update(sha256=new_sha))
     dep3, _ = deployment(spec_repo)
     retrained = build(dep3, config)
@@ -178,19 +173,20 @@ def test_gc_keeps_newest_and_ledger_records(spec_repo):
     ledger.put(
         LedgerRecord(name="fraud-detector", environment="staging", artifact={"bento_tag": tags[0]})
     )
-    removed = gc_bentos(config, keep=1)
+    removed = gc_bentos(config, keep=1, protect=ledger.bento_tags())
     assert removed == [tags[1]]
     with bentoml_env(config) as bentoml:
         left = sorted(str(b.tag) for b in bentoml.bentos.list())
     assert left == sorted([tags[0], tags[2]])
-    assert gc_bentos(config, keep=1) == []
+    assert gc_bentos(config, keep=1, protect=ledger.bento_tags()) == []
     with pytest.raises(BuildError):
-        gc_bentos(config, keep=-1)
+        gc_bentos(config, keep=-1, protect=())
 
     prod, _ = deployment(spec_repo, env="prod")
     prod_tag = build(prod, config).bento_tag  # same name, other environment: its own group
-    assert gc_bentos(config, keep=1) == []
-    assert gc_bentos(config, keep=0, protect=[prod_tag]) == [tags[2]]  # tags[0]: ledger
+    assert gc_bentos(config, keep=1, protect=ledger.bento_tags()) == []
+    in_use = [*ledger.bento_tags(), prod_tag]
+    assert gc_bentos(config, keep=0, protect=in_use) == [tags[2]]  # tags[0]: ledger
 
 
 def test_modelops_build_command(spec_repo, monkeypatch):
@@ -242,7 +238,7 @@ def test_reuse_restores_a_model_removed_or_altered_in_the_store(spec_repo):
     assert again.reused
     with bentoml_env(config) as bentoml:
         stored = Path(bentoml.models.get(first.model_tag).path_of("model.joblib"))
-        assert bento_mod.sha256_file(stored) == first.model_sha256
+        assert file_sha256(stored) == first.model_sha256
         bentoml.models.delete(first.model_tag)
     build(dep, config)
     with bentoml_env(config) as bentoml:
@@ -269,7 +265,7 @@ def test_model_from_the_bentoml_store_by_tag(spec_repo):
     dep.data["spec"]["model"].pop("sha256")
     art = build(dep, config)
     cfg = json.loads((Path(art.bento_path) / "src" / "modelops.json").read_text())
-    assert cfg["model_file"] == "model.joblib" and art.model_sha256 == bento_mod.sha256_file(
+    assert cfg["model_file"] == "model.joblib" and art.model_sha256 == file_sha256(
         Path(saved.path) / "saved_model.pkl"
     )
     dep.data["spec"]["model"]["uri"] = "bentoml:no-such-model:v1"

@@ -17,7 +17,8 @@ import pytest
 import yaml
 from sklearn.datasets import load_breast_cancer
 
-from reconciler.build.bento import BuildError, build
+from reconciler.build.artifact import BuildError
+from reconciler.build.bento import build
 from reconciler.core.config import load_config
 from reconciler.runtime import frameworks
 from reconciler.spec.repo import load_all

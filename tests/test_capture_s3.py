@@ -23,7 +23,8 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from reconciler.runtime.capture import CaptureShipper, CaptureWriter, parse_s3_uri
+from reconciler.runtime.capture import CaptureShipper, CaptureWriter
+from reconciler.runtime.uris import parse_s3_uri
 
 BUCKET = "capture-bucket"
 

@@ -203,7 +203,7 @@ def test_text_plan_prints_the_plan_then_the_delete_guard(repo, capsys):
 
 
 def test_field_changes_walks_mappings_and_lists_of_mappings():
-    from reconciler.gitops.changes import field_changes, touches_build
+    from reconciler.gitops.fields import field_changes, touches_build
 
     old = {"spec": {"secrets": [{"name": "A", "from": "k8s:x/a"}], "tags": [1, 2], "n": 1}}
     new = {"spec": {"secrets": [{"name": "A", "from": "k8s:x/b"}], "tags": [1, 3], "n": "1"}}

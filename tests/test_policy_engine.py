@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.config import load_config
-from reconciler.policy import check_policies, load_library
+from reconciler.policy.check import check_policies
 from reconciler.policy.engine import PolicyEngine
+from reconciler.policy.library import load_library
 from reconciler.policy.worker import EngineFailure, PolicyModule, RegoWorker
 from reconciler.spec.repo import load_all
 
@@ -420,7 +421,7 @@ def test_set_input_keeps_huge_ints_ordered_and_refuses_nul(spec_repo):
     as the valid reference "vault:a#b")."""
     import regopy
 
-    from reconciler.policy.worker import InputError, set_input
+    from reconciler.policy.encoding import InputError, set_input
 
     runner = regopy.Interpreter()
     set_input(runner, {"a": [-(2**63) - 1, 2**64 + 5, 3, True, None, "é"]})

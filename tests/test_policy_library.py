@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from reconciler.policy import load_library, parse_policy
+from reconciler.policy.library import load_library, parse_policy
 
 PROJECT = Path(__file__).resolve().parents[1]
 

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.core.config import load_config
-from reconciler.policy import load_library
+from reconciler.policy.encoding import input_error_path
 from reconciler.policy.engine import PolicyEngine, violations
-from reconciler.policy.worker import input_error_path
+from reconciler.policy.library import load_library
 from reconciler.spec.loader import load_spec
 from reconciler.spec.model import Spec
 from reconciler.spec.resolve import resolve

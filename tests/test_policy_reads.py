@@ -16,9 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.core.config import load_config
-from reconciler.policy import load_library
 from reconciler.policy.engine import PolicyEngine
-from reconciler.policy.library import parse_policy
+from reconciler.policy.library import load_library, parse_policy
 from reconciler.policy.reads import input_reads, minimal, path_value_key, project
 from reconciler.spec.loader import load_spec
 from reconciler.spec.resolve import resolve

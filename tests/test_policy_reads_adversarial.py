@@ -255,7 +255,7 @@ def test_quote_wrapped_input_key_is_read_by_regopy_but_projected_away():
     on the full input). ``reads.project`` (and ``path_value_key``) looked the key up
     literally, dropped the quoted key, and the engine answered "no violation" (fail
     open). Now a quoted key on a read path sends the whole input, and
-    ``worker.set_input`` refuses quote-wrapped keys and values, as NUL characters.
+    ``encoding.set_input`` refuses quote-wrapped keys and values, as NUL characters.
     """
     policy = custom(
         "TST-001", "q", 'deny contains {"msg": "m", "path": ""} if input.spec.secret == 1'

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reconciler.policy import load_library
+from reconciler.policy.library import load_library
 from reconciler.policy.testing import run_policy_tests
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.config import load_config
-from reconciler.policy import check_policies
+from reconciler.policy.check import check_policies
 from reconciler.spec.repo import load_all
 
 TODAY = dt.date(2026, 11, 29)
@@ -242,7 +242,7 @@ def test_self_approval_is_judged_even_when_the_deployment_is_not_checked(spec_re
 
 
 def test_shipped_waivers_file_passes():
-    from reconciler.policy import load_library
+    from reconciler.policy.library import load_library
     from reconciler.policy.waivers import load_waivers
 
     project = Path(__file__).resolve().parents[1]

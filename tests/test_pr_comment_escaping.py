@@ -30,7 +30,7 @@ from reconciler.core.diagnostics import Diagnostic, Position
 from reconciler.engine.plan import Change, Plan
 from reconciler.flow import pipeline
 from reconciler.flow.pipeline import Outcome, RunReport
-from reconciler.policy import check_policies
+from reconciler.policy.check import check_policies
 from reconciler.report import escape, render_policy_report
 from reconciler.report.pr_comment import MARKER, render_pr_comment
 from reconciler.spec.repo import load_all

@@ -11,7 +11,8 @@ import datetime as dt
 from pathlib import Path
 
 from reconciler.core.diagnostics import Diagnostic, Position
-from reconciler.policy import PolicyReport, PolicyResult, load_library
+from reconciler.policy.check import PolicyReport, PolicyResult
+from reconciler.policy.library import load_library
 from reconciler.policy.waivers import Waiver
 from reconciler.report.model import from_diagnostics, from_policy_report
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from test_gitops_support import replace_in_file as _edit
 
 from reconciler.core.config import load_config
-from reconciler.policy import check_policies
+from reconciler.policy.check import check_policies
 from reconciler.spec.repo import load_all
 
 FRAUD_FIELDS = "    sensitive_fields: [worst_radius, worst_texture, worst_area]\n"

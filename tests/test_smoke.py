@@ -19,17 +19,16 @@ from test_serve import make_repo, servers_under  # same directory (pytest rootdi
 
 from reconciler.build.serve import free_port, start_server, stop_server
 from reconciler.build.smoke import (
-    RequestFileError,
     SmokeResult,
     _compare,
     _shape,
     describe_case,
     percentiles_ms,
-    read_request_file,
     run_smoke,
 )
 from reconciler.core.config import load_config
 from reconciler.spec.repo import load_all
+from reconciler.spec.smoke import RequestFileError, read_request_file
 
 SPEC = "specs/fraud-detector.yaml"
 BODY = {"instances": [[1.0] * 30, [20.0] * 30]}

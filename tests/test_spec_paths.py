@@ -9,13 +9,12 @@ import pytest
 
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.runtime.uris import S3Uri, parse_s3_uri
 from reconciler.spec.loader import load_spec
 from reconciler.spec.paths import (
     S3_UNREACHABLE,
-    S3Uri,
     SpecPathError,
     check_path,
-    parse_s3_uri,
     spec_path,
 )
 from reconciler.spec.resolve import resolve

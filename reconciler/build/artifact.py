@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from reconciler.core.diagnostics import ModelopsError
+
 
 @dataclass(frozen=True)
 class Artifact:
@@ -38,3 +40,10 @@ class Artifact:
     def to_dict(self) -> dict:
         """JSON-ready mapping (for the ledger and machine output)."""
         return asdict(self)
+
+
+class BuildError(ModelopsError):
+    """The build of a deployment failed; the message names the file or field.
+
+    Exit code 2 (a configuration problem), like other :class:`ModelopsError`.
+    """

@@ -1,35 +1,10 @@
 """Build stage: one Deployment -> one Bento, cached by a digest of its inputs.
 
-:func:`build` generates the service (``service_template.py`` + ``modelops.json`` + the
-``modelops_runtime`` helpers), imports the model file into the BentoML model store with
-``bentoml.models.create`` (the original bytes, so its SHA-256 stays checkable), and builds
-the Bento offline (``python={"lock_packages": False}``; ``shared/DESIGN.md``: locking
-calls the package index). ``BENTOML_HOME`` is ``<state_dir>/bentoml`` and tracking is off.
-
-The Bento's version is the first 16 hex digits of the build digest, a SHA-256 over
-(canonical JSON of):
-
-- the model file's SHA-256 and the framework's package name and version;
-- ``spec.model`` and ``spec.serving`` without ``smoke`` and ``slo`` (they check the
-  service; they do not change it);
-- ``spec.monitoring.capture`` and ``spec.data.sensitive_fields`` (they shape the service);
-- the deployment name and environment (they go into the capture path);
-- the source of the service template and the runtime helpers, and the BentoML version.
-
-Unchanged inputs reuse the stored Bento (``Artifact.reused``); a rebuild of the same inputs
-gives the same Bento contents (:func:`contents_digest`, which ignores the creation times
-BentoML writes into ``bento.yaml``/``model.yaml``).
-
-Serving contract (for whatever starts ``bentoml serve <tag>``; the service reads these
-environment variables, all optional):
-
-- ``MODELOPS_SPEC_REVISION``: the Git revision being applied, shown by ``/metadata``
-  (default: the revision the Bento was first built at, label ``modelops.revision``);
-- ``MODELOPS_REPO_ROOT``: the spec repository, against which a relative capture sink
-  (``monitoring.capture.sink: .modelops/capture``) is resolved (default: the working
-  directory); ``MODELOPS_CAPTURE_SPOOL``: local spool for ``s3://`` sinks;
-- ``BENTOML_PORT=8080`` for SageMaker (the BentoML image entrypoint honours it for
-  ``docker run <image> serve``).
+:func:`build` writes the service (``service.py``, ``modelops.json``, the
+``modelops_runtime`` helpers), imports the model file's bytes into the model store and
+builds the Bento offline; its version is the first 16 hex digits of :func:`build_digest`.
+Unchanged inputs reuse the stored Bento. What the digest covers, and the serving
+contract (environment variables ``bentoml serve`` reads): ``docs/build.md``.
 """
 
 from __future__ import annotations
@@ -37,20 +12,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
-import subprocess
+import sys
 import tempfile
-from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reconciler.build.artifact import Artifact
+from reconciler.build.artifact import Artifact, BuildError
+from reconciler.build.image import containerize, image_reference
+from reconciler.build.store import bento_exists, bentoml_env, import_model, store_model_file
 from reconciler.core.config import Config
-from reconciler.core.diagnostics import ModelopsError
+from reconciler.core.digests import file_sha256, json_sha256
 from reconciler.runtime import frameworks
+from reconciler.runtime.uris import bentoml_tag
 from reconciler.spec.model import Deployment
+from reconciler.spec.paths import spec_path
 
 RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime"
 #: files that make up the generated service: destination in the build context -> source
@@ -60,6 +37,7 @@ RUNTIME_FILES: dict[str, Path] = {
     "modelops_runtime/capture.py": RUNTIME_DIR / "capture.py",
     "modelops_runtime/request.py": RUNTIME_DIR / "request.py",
     "modelops_runtime/batching.py": RUNTIME_DIR / "batching.py",
+    "modelops_runtime/uris.py": RUNTIME_DIR / "uris.py",
 }
 SERVICE_CLASS = "ModelService"
 VERSION_LEN = 16
@@ -71,107 +49,12 @@ MAX_REQUEST_BYTES = 10 * 1024 * 1024
 DEFAULT_BATCHING = {"max_batch_size": 32, "max_latency_ms": 10}
 
 
-class BuildError(ModelopsError):
-    """The build of a deployment failed; the message names the file or field.
-
-    Exit code 2 (a configuration problem), like other :class:`ModelopsError`.
-    """
-
-
-def bentoml_home(config: Config) -> Path:
-    """``<state_dir>/bentoml``: the BentoML home of this repository (created)."""
-    home = config.state_dir / "bentoml"
-    home.mkdir(parents=True, exist_ok=True)
-    return home
-
-
-@contextlib.contextmanager
-def bentoml_env(config: Config) -> Iterator[Any]:
-    """Point BentoML (in this process) at ``<state_dir>/bentoml`` for the block.
-
-    Sets ``BENTOML_HOME``/``BENTOML_DO_NOT_TRACK`` in ``os.environ`` (for subprocesses such
-    as ``bentoml containerize``) and overrides BentoML's stores, which it otherwise
-    memoizes on first use, so that several state directories work in one process.
-
-    Yields:
-        the ``bentoml`` module.
-    """
-    home = bentoml_home(config)
-    os.environ["BENTOML_HOME"] = str(home)
-    os.environ["BENTOML_DO_NOT_TRACK"] = "True"
-    import bentoml
-    from bentoml._internal.bento import BentoStore
-    from bentoml._internal.configuration.containers import BentoMLContainer
-    from bentoml._internal.models import ModelStore
-
-    for sub in ("bentos", "models", "envs", "tmp"):
-        (home / sub).mkdir(exist_ok=True)
-    c = BentoMLContainer
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(c.bentoml_home.patch(str(home)))
-        stack.enter_context(c.bento_store_dir.patch(str(home / "bentos")))
-        stack.enter_context(c.model_store_dir.patch(str(home / "models")))
-        stack.enter_context(c.tmp_bento_store_dir.patch(str(home / "tmp")))
-        stack.enter_context(c.env_store_dir.patch(str(home / "envs")))
-        stack.enter_context(c.bento_store.patch(BentoStore(str(home / "bentos"))))
-        stack.enter_context(c.tmp_bento_store.patch(BentoStore(str(home / "tmp"))))
-        stack.enter_context(c.model_store.patch(ModelStore(str(home / "models"))))
-        yield bentoml
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 hex digest of a file's bytes (read in 1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def template_digest() -> str:
     """SHA-256 over the service template and runtime helper sources (name + bytes)."""
     h = hashlib.sha256()
     for dest, src in sorted(RUNTIME_FILES.items()):
         h.update(dest.encode() + b"\0" + src.read_bytes() + b"\0")
     return h.hexdigest()
-
-
-def _store_model_file(dep: Deployment, config: Config, uri: str) -> Path:
-    """The model file of ``bentoml:<tag>`` in this repository's BentoML model store.
-
-    Models saved with ``bentoml.<framework>.save_model`` keep one ``saved_model.*`` file;
-    models modelops imported keep one ``model.*`` file. The tag may omit the version
-    (``latest``).
-
-    Raises:
-        BuildError: tag not in the store, or no single model file in it.
-    """
-    field = "spec.model.uri"
-    pos = dep.locate(field)
-    tag = uri[len("bentoml:") :].strip()
-    with bentoml_env(config) as bentoml:
-        from bentoml.exceptions import BentoMLException
-
-        try:
-            stored = bentoml.models.get(tag)
-        except BentoMLException as exc:
-            raise BuildError(
-                f"{pos}: {field}: model {tag!r} is not in the model store "
-                f"{config.rel(bentoml_home(config) / 'models')} ({exc}); save it there with "
-                "bentoml.<framework>.save_model under BENTOML_HOME=<state_dir>/bentoml"
-            ) from None
-        base = Path(stored.path)
-    files = sorted(
-        p for p in base.iterdir() if p.is_file() and p.name.startswith(("saved_model.", "model."))
-    )
-    files = [p for p in files if p.name != "model.yaml"]
-    if len(files) != 1:
-        found = ", ".join(p.name for p in files) or "none"
-        raise BuildError(
-            f"{pos}: {field}: model {tag!r} in the store has {len(files)} model files "
-            f"({found}); expected exactly one saved_model.* or model.* file"
-        )
-    return files[0]
 
 
 def _model_path(dep: Deployment, config: Config) -> tuple[Path, str]:
@@ -188,16 +71,14 @@ def _model_path(dep: Deployment, config: Config) -> tuple[Path, str]:
     pos = dep.locate(field)
     if not isinstance(uri, str) or not uri:
         raise BuildError(f"{pos}: {field}: missing; expected a repository path to the model file")
-    if uri.startswith("bentoml:"):
-        path = _store_model_file(dep, config, uri)
+    if bentoml_tag(uri) is not None:
+        path = store_model_file(dep, config, uri)
         return path, f"{uri} ({path.name})"
     if uri.startswith("models:/"):
         raise BuildError(
             f"{pos}: {field}: MLflow model URIs are not supported by the build yet ({uri!r}); "
             "use a repository path to the model file or bentoml:<tag>"
         )
-    from reconciler.spec.paths import spec_path
-
     checked = spec_path(
         dep,
         config,
@@ -246,7 +127,7 @@ def build_inputs(dep: Deployment, config: Config) -> dict:
             ``spec.model.sha256``, or its framework is not installed.
     """
     path, uri = _model_path(dep, config)
-    model_sha = sha256_file(path)
+    model_sha = file_sha256(path)
     want = dep.get("spec.model.sha256")
     if want and want != model_sha:
         raise BuildError(
@@ -261,7 +142,7 @@ def build_inputs(dep: Deployment, config: Config) -> dict:
         raise BuildError(
             f"{dep.locate('spec.model.framework')}: spec.model.framework: {exc}"
         ) from None
-    import bentoml
+    import bentoml  # heavy (about 1 s to import): only when building
 
     model = dict(dep.get("spec.model") or {})
     serving = {
@@ -282,15 +163,9 @@ def build_inputs(dep: Deployment, config: Config) -> dict:
 
 
 def build_digest(inputs: dict) -> str:
-    """SHA-256 hex of the canonical JSON (sorted keys, no spaces) of :func:`build_inputs`."""
-    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def image_reference(dep: Deployment, version: str) -> str:
-    """``<spec.target.registry>/<name>:<version>``, or ``<name>:<version>`` without one."""
-    registry = str(dep.get("spec.target.registry") or "").rstrip("/")
-    return f"{registry}/{dep.name}:{version}" if registry else f"{dep.name}:{version}"
+    """SHA-256 hex of the canonical JSON (:func:`reconciler.core.digests.json_sha256`) of
+    :func:`build_inputs`."""
+    return json_sha256(inputs)
 
 
 def _service_config(dep: Deployment, inputs: dict, digest: str, model_tag: str) -> dict:
@@ -331,7 +206,7 @@ def _check_model(framework: str, path: Path, display: str, cfg: dict) -> None:
     Raises:
         BuildError: the model cannot be loaded, has no known width, or rejects the row.
     """
-    import numpy as np
+    import numpy as np  # heavy: only when a model is checked
 
     try:
         model = frameworks.load_model(framework, path, cfg["task"])
@@ -374,8 +249,8 @@ def _write_context(ctx: Path, cfg: dict) -> None:
 
 
 def _packages(inputs: dict, cfg: dict) -> list[str]:
-    import bentoml
-    import numpy
+    import bentoml  # heavy: only when building
+    import numpy  # heavy: only when building
 
     pkgs = [
         f"bentoml=={bentoml.__version__}",
@@ -383,7 +258,7 @@ def _packages(inputs: dict, cfg: dict) -> list[str]:
         f"{inputs['framework']['package']}=={inputs['framework']['version']}",
     ]
     if cfg["capture"] and cfg["capture"]["format"] == "parquet":
-        import pyarrow
+        import pyarrow  # heavy: only for a parquet capture
 
         pkgs.append(f"pyarrow=={pyarrow.__version__}")
     if cfg["capture"] and str(cfg["capture"].get("sink", "")).startswith("s3://"):
@@ -391,72 +266,6 @@ def _packages(inputs: dict, cfg: dict) -> list[str]:
 
         pkgs.append(f"boto3=={boto3.__version__}")
     return sorted(pkgs)
-
-
-def _import_model(bentoml: Any, tag: str, path: Path, cfg: dict) -> None:
-    """Put the model file's bytes into the model store as ``tag`` (unless already there)."""
-    from bentoml.exceptions import NotFound
-
-    try:
-        stored = Path(bentoml.models.get(tag).path_of(cfg["model_file"]))
-        if stored.is_file() and sha256_file(stored) == cfg["model_sha256"]:
-            return
-        bentoml.models.delete(tag)  # altered or incomplete: import it again
-    except NotFound:
-        pass
-    with bentoml.models.create(
-        tag,
-        labels={"modelops.deployment": cfg["deployment"]},
-        metadata={"sha256": cfg["model_sha256"], "framework": cfg["framework"]},
-    ) as model:
-        shutil.copyfile(path, model.path_of(cfg["model_file"]))
-
-
-def _docker_status() -> str:
-    """'' when a Docker engine answers ``docker info``, else the reason it does not."""
-    docker = shutil.which("docker")
-    if docker is None:
-        return "no docker command on PATH"
-    try:
-        proc = subprocess.run(
-            [docker, "info", "--format", "{{.ServerVersion}}"],
-            capture_output=True,
-            text=True,
-            timeout=15,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"docker info failed: {exc}"
-    if proc.returncode != 0:
-        return "no Docker engine answers (docker info: " + (proc.stderr.strip()[:200]) + ")"
-    return ""
-
-
-def _containerize(bentoml: Any, artifact: Artifact) -> Artifact:
-    reason = _docker_status()
-    if reason:
-        return replace(artifact, image_built=False, image_note=f"image not built: {reason}")
-    try:
-        ok = bentoml.container.build(
-            artifact.bento_tag, backend="docker", image_tag=(artifact.image,)
-        )
-    except Exception as exc:  # noqa: BLE001 - reported, not raised: the Bento itself is fine
-        raise BuildError(f"bentoml containerize {artifact.bento_tag} failed: {exc}") from None
-    if not ok:
-        raise BuildError(f"bentoml containerize {artifact.bento_tag} failed")
-    if "/" in artifact.image:
-        proc = subprocess.run(
-            [shutil.which("docker") or "docker", "push", artifact.image],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            return replace(
-                artifact,
-                image_built=True,
-                image_note=f"image built, push failed: {proc.stderr.strip()[:300]}",
-            )
-        return replace(artifact, image_built=True, image_note="image built and pushed")
-    return replace(artifact, image_built=True, image_note="image built (no registry to push to)")
 
 
 def build(dep: Deployment, config: Config, *, revision: str = "", image: bool = False) -> Artifact:
@@ -490,7 +299,7 @@ def build(dep: Deployment, config: Config, *, revision: str = "", image: bool = 
     cfg = _service_config(dep, inputs, digest, model_tag)
     model_path, uri = _model_path(dep, config)
     with bentoml_env(config) as bentoml:
-        from bentoml.exceptions import BentoMLException, NotFound
+        from bentoml.exceptions import BentoMLException, NotFound  # heavy: bentoml
 
         existing = None
         try:
@@ -499,13 +308,13 @@ def build(dep: Deployment, config: Config, *, revision: str = "", image: bool = 
             existing = None
         if existing is not None and (Path(existing.path) / "src" / "modelops.json").is_file():
             # the Bento refers to its model by tag: put it back if it was removed by hand
-            _import_model(bentoml, model_tag, model_path, cfg)
+            import_model(bentoml, model_tag, model_path, cfg)
             bento_tag, bento_path, reused = tag, str(existing.path), True
         else:
             if existing is not None:  # a broken leftover: rebuild it
                 bentoml.bentos.delete(tag)
             _check_model(cfg["framework"], model_path, uri, cfg)
-            _import_model(bentoml, model_tag, model_path, cfg)
+            import_model(bentoml, model_tag, model_path, cfg)
             with tempfile.TemporaryDirectory(prefix="modelops-build-") as tmp:
                 ctx = Path(tmp)
                 _write_context(ctx, cfg)
@@ -514,7 +323,7 @@ def build(dep: Deployment, config: Config, *, revision: str = "", image: bool = 
                         bentoml, ctx, dep, version, model_tag, revision, inputs, cfg
                     )
                 except BentoMLException as exc:
-                    if _exists(bentoml, tag):  # built meanwhile by a concurrent build
+                    if bento_exists(bentoml, tag):  # built meanwhile by a concurrent build
                         bento = bentoml.bentos.get(tag)
                     else:
                         raise BuildError(
@@ -532,20 +341,10 @@ def build(dep: Deployment, config: Config, *, revision: str = "", image: bool = 
             framework=cfg["framework"],
         )
         if image:
-            artifact = _containerize(bentoml, artifact)
+            artifact = containerize(bentoml, artifact)
         else:
             artifact = replace(artifact, image_note="image not built (build without --image)")
     return artifact
-
-
-def _exists(bentoml: Any, tag: str) -> bool:
-    from bentoml.exceptions import NotFound
-
-    try:
-        bentoml.bentos.get(tag)
-        return True
-    except NotFound:
-        return False
 
 
 def _build_in_ctx(
@@ -558,7 +357,6 @@ def _build_in_ctx(
     inputs: dict,
     cfg: dict,
 ) -> Any:
-    import sys
 
     # BentoML imports the service from the build context; drop modules another build left
     # behind so each build imports its own copy.
@@ -587,92 +385,3 @@ def _build_in_ctx(
             del sys.modules[mod]
         with contextlib.suppress(ValueError):
             sys.path.remove(str(ctx))
-
-
-def contents_digest(bento_path: str | Path) -> str:
-    """SHA-256 over a Bento directory's files (relative path + bytes), sorted by path.
-
-    ``creation_time`` lines in ``bento.yaml`` and ``model.yaml`` are left out: BentoML
-    stamps them on every build; everything else must be equal for equal inputs.
-    """
-    root = Path(bento_path)
-    h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        if "__pycache__" in rel:
-            continue
-        data = path.read_bytes()
-        if path.name in ("bento.yaml", "model.yaml"):
-            data = b"\n".join(
-                line for line in data.splitlines() if not line.lstrip().startswith(b"creation_time")
-            )
-        h.update(rel.encode() + b"\0" + data + b"\0")
-    return h.hexdigest()
-
-
-def gc_bentos(config: Config, keep: int, *, protect: Iterable[str] = ()) -> list[str]:
-    """Delete old Bentos, keeping the ``keep`` newest per deployment and environment.
-
-    Bentos are grouped by name and the ``modelops.env`` label (staging and prod Bentos of
-    one spec share a name), newest first by creation time. Never removed: any Bento tag
-    recorded in the ledger (``artifact.bento_tag`` of a ledger record: a live
-    deployment's Bento) and the tags in ``protect`` (e.g. what this run just built or
-    reused). Models that no remaining Bento refers to are deleted too (only models
-    modelops imported, label ``modelops.deployment``).
-
-    Args:
-        config: repository configuration (the BentoML home under ``state_dir``).
-        keep: Bentos to keep per deployment × environment (>= 0).
-        protect: Bento tags (``name:version``) to keep whatever their age.
-
-    Returns:
-        the removed Bento tags (``name:version``), sorted.
-
-    Raises:
-        BuildError: ``keep`` is negative, or the ledger cannot be read (nothing is
-            deleted then).
-    """
-    if keep < 0:
-        raise BuildError(f"gc: keep must be 0 or more, got {keep}")
-    in_use = _ledger_tags(config) | {str(t) for t in protect}
-    removed: list[str] = []
-    with bentoml_env(config) as bentoml:
-        groups: dict[tuple[str, str], list] = {}
-        for bento in bentoml.bentos.list():
-            env = str((bento.info.labels or {}).get("modelops.env", ""))
-            groups.setdefault((bento.tag.name, env), []).append(bento)
-        for bentos in groups.values():
-            bentos.sort(key=lambda b: b.info.creation_time, reverse=True)
-            for bento in bentos[keep:]:
-                if str(bento.tag) in in_use:
-                    continue
-                bentoml.bentos.delete(bento.tag)
-                removed.append(str(bento.tag))
-        if removed:
-            referenced = set()
-            for bento in bentoml.bentos.list():
-                referenced.update(str(m.tag) for m in bento.info.all_models)
-            for model in bentoml.models.list():
-                if str(model.tag) not in referenced and model.info.labels.get(
-                    "modelops.deployment"
-                ):
-                    bentoml.models.delete(model.tag)
-    return sorted(removed)
-
-
-def _ledger_tags(config: Config) -> set[str]:
-    from reconciler.state.ledger import Ledger
-
-    try:
-        records = Ledger(config.state_dir).all()
-    except Exception as exc:  # noqa: BLE001 - never collect garbage blind
-        raise BuildError(
-            f"gc: cannot read the ledger under {config.state_dir} ({exc}); not deleting any Bento"
-        ) from None
-    tags = set()
-    for record in records:
-        art = getattr(record, "artifact", None) or {}
-        tag = art.get("bento_tag") if isinstance(art, dict) else getattr(art, "bento_tag", "")
-        if tag:
-            tags.add(str(tag))
-    return tags

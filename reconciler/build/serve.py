@@ -1,25 +1,9 @@
 """Serve a built Bento locally: ``bentoml serve <tag>`` on a loopback port.
 
-The local engine, ``modelops smoke`` and ``bench/bench_serving.py`` start servers with
-:func:`start_server` and stop them with :func:`stop_server`.
-
-How a server is run (facts measured on this machine, see ``shared/DESIGN.md``):
-
-* argv ``python -m bentoml serve <tag> --host 127.0.0.1 --port P``: loopback only, never a
-  shell; ``BENTOML_HOME=<state_dir>/bentoml`` and ``BENTOML_DO_NOT_TRACK=True``.
-* It starts in its own process group (``start_new_session``). BentoML's process manager
-  (circus) starts each worker in *another* session of its own, so stopping the group is not
-  enough when the manager has died: a ``kill -9`` of the manager leaves its workers running,
-  still answering on the port. Every process of one server therefore carries an environment
-  marker (``MODELOPS_SERVER_ID``) and :func:`stop_server` stops every process that has it,
-  found with psutil, besides the group and the process tree.
-* Readiness is BentoML's ``GET /readyz`` answering 200; liveness is ``GET /livez``.
-* The worker count is set with BentoML's ``BENTOML_CONFIG_OVERRIDES`` JSON
-  (``{"services": {<service>: {"workers": N}}}``), the service name read from the Bento's
-  ``bento.yaml``.
-
-Errors are :class:`ServeError` (a :class:`~reconciler.core.diagnostics.ModelopsError` with exit
-code 3, "apply failed"), and a failed start never leaves a process behind.
+:func:`start_server` starts it in its own process group (``reconciler.core.procs``) and
+waits for ``GET /readyz``; :func:`stop_server` stops the group and every process that
+carries the server's ``MODELOPS_SERVER_ID`` marker (workers orphaned by a crashed
+manager). Errors are :class:`ServeError` (exit 3). How and why: ``docs/build.md``.
 """
 
 from __future__ import annotations
@@ -44,11 +28,11 @@ import yaml
 from reconciler.build.artifact import Artifact
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import EXIT_APPLY_FAILED, ModelopsError
+from reconciler.core.procs import STOP_GRACE_S, leads_group, signal_group, start_group
 
 HOST = "127.0.0.1"
 MARKER_ENV = "MODELOPS_SERVER_ID"
 LOG_TAIL_LINES = 25
-STOP_GRACE_S = 10.0
 _POLL_S = 0.2
 
 # Popen objects of the servers this process started, by pid, so that they are reaped
@@ -221,15 +205,11 @@ def start_server(
         log.write(f"=== modelops {stamp}: {' '.join(argv[1:])} ({server_id})\n".encode())
         log.flush()
         try:
-            proc = subprocess.Popen(
+            proc = start_group(
                 argv,
-                stdin=subprocess.DEVNULL,
                 stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=str(config.state_dir),
+                cwd=config.state_dir,
                 env=_server_env(config, server_id, artifact, workers),
-                start_new_session=True,
-                close_fds=True,
             )
         except OSError as exc:
             raise ServeError(f"cannot start `bentoml serve {tag}`: {exc}") from None
@@ -384,13 +364,9 @@ def stop_server(
     if not procs:
         _reap(pid)
         return False
-    group = False
-    if any(p.pid == pid for p in procs):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            group = os.getpgid(pid) == pid  # it leads its own group (start_new_session)
+    group = any(p.pid == pid for p in procs) and leads_group(pid)  # start_group made it
     if group:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)  # the manager stops its workers gracefully
+        signal_group(pid, signal.SIGTERM)  # the manager stops its workers gracefully
     else:  # the manager is gone (or not a group leader): signal each process
         for proc in procs:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
@@ -405,8 +381,7 @@ def stop_server(
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             proc.kill()
     if group and alive:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+        signal_group(pid, signal.SIGKILL)
     psutil.wait_procs(alive, timeout=5)
     if child is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -1,27 +1,9 @@
 """Smoke test and SLO check of a served deployment.
 
-:func:`run_smoke` sends the spec's smoke requests to a running server and checks the
-answers, then runs a short load test and compares its p99 latency with the SLO.
-
-Where the cases come from (``spec.serving.smoke``, see the JSON Schema):
-
-* ``request: <file>``: one case, expected to answer HTTP 200 with one prediction per
-  instance;
-* ``requests: [{request: <file>, expect: {status, shape, values, tolerance}}]``: cases
-  with explicit expectations. ``status`` is the HTTP status (default 200); ``shape`` the
-  shape of ``predictions`` (nested lists); ``values`` the expected ``predictions``,
-  compared with ``tolerance`` (absolute, default 0: exact) for numbers.
-
-A request file is the JSON body sent to ``POST /predict``: ``{"instances": [[...], ...]}``
-(:func:`read_request_file` is the rule, shared with ``modelops validate``). Every case
-is reported once, with its reasons; a case whose file cannot be read counts as a failed
-case that was not sent.
-The load test repeats the first case's body; its size comes from
-``spec.serving.smoke.load.requests`` / ``.concurrency`` (defaults 200 and 8, issue 6),
-overridable by the caller (``modelops smoke --requests N --concurrency C``). Latency is
-measured per request on the client, in milliseconds, from sending to the full response;
-throughput is completed requests per second of wall time. A few warm-up requests
-(not counted) go first, because BentoML's adaptive batcher starts from a cold estimate.
+:func:`run_smoke` sends the cases of ``spec.serving.smoke`` (request files:
+``reconciler.spec.smoke``) to a running server, checks status, shape and values, then
+runs a short load test and compares its p99 latency (ms, client side) with the SLO.
+Rationale and details: ``docs/build.md``.
 """
 
 from __future__ import annotations
@@ -32,14 +14,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import httpx
 
 from reconciler.core.config import Config
 from reconciler.spec.model import Deployment
-
-if TYPE_CHECKING:  # httpx and numpy are imported where used: validate imports this module
-    import httpx
+from reconciler.spec.smoke import RequestFileError, read_request_file
 
 DEFAULT_LOAD_REQUESTS = 200
 DEFAULT_LOAD_CONCURRENCY = 8
@@ -142,71 +123,6 @@ def describe_case(case: dict) -> str:
     return f"{head}: {'; '.join(reasons)}" if reasons and not case.get("ok") else head
 
 
-class RequestFileError(ValueError):
-    """A smoke request file that cannot be sent: unreadable, not JSON, or without
-    instances. The message names the file and what is wrong with it."""
-
-
-def read_request_file(path: Path, name: str, status: int = 200) -> dict:
-    """Read one smoke request file: the JSON body a case POSTs to ``/predict``.
-
-    Args:
-        path: the file.
-        name: how to name it in messages (the path as the spec gives it).
-        status: the HTTP status the case expects (``expect.status``, default 200).
-
-    Returns:
-        The decoded body, a JSON object with an ``instances`` key.
-
-    Raises:
-        RequestFileError: the file is missing or unreadable, not UTF-8, not valid JSON
-            (with line and column in the file), not an object with ``instances``, or,
-            for a case expecting a 2xx answer, ``instances`` is not a non-empty list (a
-            case may send an empty or malformed batch only when it expects an error
-            status such as 400).
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RequestFileError(f"smoke request file {name} does not exist") from None
-    except UnicodeDecodeError as exc:
-        raise RequestFileError(
-            f"smoke request file {name} is not UTF-8 text (byte {exc.start}); expected JSON"
-        ) from None
-    except OSError as exc:
-        raise RequestFileError(
-            f"smoke request file {name} cannot be read: {exc.strerror or exc}"
-        ) from None
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RequestFileError(
-            f"smoke request file {name} is not valid JSON: line {exc.lineno} column "
-            f"{exc.colno}: {exc.msg}"
-        ) from None
-    except (ValueError, RecursionError) as exc:  # e.g. an integer over 4300 digits
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:120]
-        raise RequestFileError(f"smoke request file {name} is not valid JSON: {reason}") from None
-    want = 'expected a JSON object {"instances": [[...], ...]}'
-    if not isinstance(body, dict):
-        kind = "a list" if isinstance(body, list) else type(body).__name__
-        raise RequestFileError(f"smoke request file {name} is {kind}; {want}")
-    if "instances" not in body:
-        keys = ", ".join(sorted(map(str, body))) or "none"
-        raise RequestFileError(
-            f'smoke request file {name} has no "instances" (keys: {keys}); {want}'
-        )
-    instances = body["instances"]
-    if 200 <= int(status) < 300 and not (isinstance(instances, list) and instances):
-        got = "an empty list" if instances == [] else f"not a list ({type(instances).__name__})"
-        raise RequestFileError(
-            f'smoke request file {name}: "instances" is {got}, so the case cannot expect '
-            f"HTTP {status}; give at least one row, or, to check a refusal, make it a "
-            "spec.serving.smoke.requests case with expect.status (e.g. 400)"
-        )
-    return body
-
-
 @dataclass
 class _Case:
     field: str  # spec path of the request file, for messages
@@ -304,8 +220,6 @@ def _not_sent(case: _Case) -> dict:
 
 def _check_case(client: httpx.Client, url: str, case: _Case) -> dict:
     """POST one case's body and compare the answer with its expectations."""
-    import httpx
-
     expect = case.expect
     want_status = int(expect.get("status", 200))
     fails: list[str] = []
@@ -364,7 +278,7 @@ def _check_case(client: httpx.Client, url: str, case: _Case) -> dict:
 
 def percentiles_ms(latencies_ms: list[float]) -> dict:
     """p50/p95/p99/mean/max of latencies in ms (numpy's linear interpolation)."""
-    import numpy as np
+    import numpy as np  # heavy: only when latencies are summarized
 
     if not latencies_ms:
         return {"p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0, "mean_ms": 0.0, "max_ms": 0.0}
@@ -392,8 +306,6 @@ def load_test(url: str, body: Any, *, requests: int, concurrency: int, warmup: i
         ``p50_ms``, ``p95_ms``, ``p99_ms``, ``mean_ms``, ``max_ms`` (of the 2xx answers),
         ``throughput_rps`` (2xx answers per second of wall time), ``duration_s``.
     """
-    import httpx
-
     requests, concurrency = int(requests), max(1, int(concurrency))
     lock = threading.Lock()
     remaining = [warmup]
@@ -480,8 +392,6 @@ def run_smoke(
         request fails, or p99 latency exceeds ``spec.serving.slo.p99_latency_ms``. The load
         test runs only when every case passed. Never raises for a bad answer.
     """
-    import httpx
-
     url = url.rstrip("/")
     result = SmokeResult(dep.key, url)
     cases, other = _cases(dep, config)

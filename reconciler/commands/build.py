@@ -42,10 +42,13 @@ def build_cmd(
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
 ) -> None:
     """Build (or reuse) the Bento of every deployment in ENV; print the build report."""
-    from reconciler.build.bento import BuildError, build, gc_bentos
+    from reconciler.build.artifact import BuildError
+    from reconciler.build.bento import build
+    from reconciler.build.store import gc_bentos
     from reconciler.core.git import head_revision
-    from reconciler.policy import check_policies
+    from reconciler.policy.check import check_policies
     from reconciler.spec.repo import load_all
+    from reconciler.state.ledger import Ledger
 
     if fmt not in ("text", "json"):
         raise ModelopsError(f"unknown format {fmt!r}; valid formats: text, json")
@@ -90,7 +93,9 @@ def build_cmd(
     removed: list[str] = []
     if gc_keep is not None:
         current = [r["artifact"]["bento_tag"] for r in rows if r.get("artifact")]
-        removed = gc_bentos(config, gc_keep, protect=current)
+        removed = gc_bentos(
+            config, gc_keep, protect=[*current, *Ledger(config.state_dir).bento_tags()]
+        )
     failed = [r for r in rows if r["status"] == "failed"]
     if fmt == "json":
         out = {"env": env, "revision": revision, "builds": rows, "gc_removed": removed}

@@ -38,7 +38,7 @@ def _emit(text: str, output: Path | None) -> None:
 
 
 def _check(targets, env, timeout):
-    from reconciler.policy import check_policies
+    from reconciler.policy.check import check_policies
     from reconciler.spec.repo import load_all
 
     config = get_config()
@@ -84,7 +84,7 @@ def test(
     silent, when a policy does not compile (reported once, at its file and line), when
     the library has problems, or when no case ran.
     """
-    from reconciler.policy import load_library
+    from reconciler.policy.library import load_library
     from reconciler.policy.testing import run_policy_tests
 
     if fmt not in ("text", "json"):

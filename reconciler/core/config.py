@@ -1,17 +1,8 @@
 """Repository configuration: ``modelops.yaml`` at the spec repository's root.
 
-Every key is optional; the defaults are those of ``shared/DESIGN.md``::
-
-    specs: specs                 # directory of spec files (*.yaml, *.yml)
-    policies: policies           # Rego policy library, tests/, waivers.yaml
-    state_dir: .modelops         # ledger, lock, BentoML home, local Pulumi backend
-    environments: [dev, staging, prod]
-    protected_environments: [prod]
-    pulumi_backend: file://...   # default: a file backend inside the state directory
-    organization: policies/organization.yaml   # settings that policies read as data
-
-``--state-dir`` or ``MODELOPS_STATE_DIR`` override ``state_dir``; ``PULUMI_BACKEND_URL``
-overrides ``pulumi_backend``.
+Every key is optional (``specs``, ``policies``, ``state_dir``, ``environments``,
+``protected_environments``, ``pulumi_backend``, ``organization``...); ``--state-dir`` or
+``MODELOPS_STATE_DIR`` override ``state_dir``. Defaults and details: ``docs/core.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.core.yaml import YamlLoadError, load_yaml
 
 CONFIG_FILE = "modelops.yaml"
 DEFAULT_ENVIRONMENTS = ["dev", "staging", "prod"]
@@ -102,7 +94,6 @@ def load_config(root: Path | None = None, state_dir: Path | str | None = None) -
         ModelopsError: (exit 2) the file is not valid YAML, not a mapping, has unknown
             keys or values of the wrong type.
     """
-    from reconciler.core.yaml import YamlLoadError, load_yaml
 
     root = find_root(root)
     raw: dict = {}

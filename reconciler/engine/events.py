@@ -1,18 +1,8 @@
 """Pulumi engine events → the plan structure of ``reconciler.engine.plan``.
 
-During a real ``preview`` or ``up`` the Automation API streams
-``pulumi.automation.events.EngineEvent`` values. :class:`PlanCollector` is the
-``on_event`` callback: each ``ResourcePreEvent`` (one engine step) becomes a
-:class:`~reconciler.engine.plan.Change` with the same actions, type tokens, logical names
-and ``(path, old, new)`` fields as the offline plan, so a PR comment reads the same
-whether it was computed offline or by Pulumi. It also forwards a one-line description of
-each step to a progress callback, and keeps failures and diagnostics for the error
-message.
-
-Mapping of Pulumi's step ops: ``create`` → create; ``update`` → update; ``replace``,
-``create-replacement``, ``delete-replaced`` → replace (one entry per resource); ``delete``
-→ delete; ``same`` counts as unchanged; ``read``, ``refresh`` and the rest are not changes.
-Provider resources (``pulumi:providers:*``) and the stack itself are left out.
+:class:`PlanCollector` is the Automation API's ``on_event`` callback: each engine step
+becomes a :class:`~reconciler.engine.plan.Change` like the offline plan's, so a PR
+comment reads the same either way. Step-op mapping: ``docs/engine.md``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.engine.render import DesiredState
+
 ACTIONS = ("create", "update", "replace", "delete")
 SYMBOLS = {"create": "+", "update": "~", "replace": "±", "delete": "-"}
 NO_CHANGES = "no changes"
@@ -239,8 +241,6 @@ def diff(old: dict | None, new, deployment_key: str) -> Plan:
     Raises:
         ModelopsError: (exit 2) ``old`` is not a DesiredState (via ``from_dict``).
     """
-    from reconciler.engine.render import DesiredState
-
     if old:
         DesiredState.from_dict(old)  # shape and version check
     before = _index(old)

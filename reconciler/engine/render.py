@@ -1,31 +1,9 @@
 """The offline renderer: a deployment's DesiredState, computed under Pulumi's own mocks.
 
-The Pulumi program of the deployment's target (``stacks/<platform>.py``) runs with
-``pulumi.runtime.set_mocks``: every resource it declares is recorded with the inputs the
-engine would receive, and nothing talks to a cloud. The result, a :class:`DesiredState`,
-is what ``modelops render`` writes, what the offline plan diffs against the ledger, and
-what an apply records.
-
-Normalisation (facts measured on Pulumi 3.2xx, see ``shared/DESIGN.md``):
-
-* numbers come back as floats: integral floats become ints again;
-* secrets come back wrapped (``{4dabf…: 1b47…, value: …}``): shown as ``[secret]``;
-* values the engine would only know after creation (an ARN, a generated name) are
-  marked ``[unknown <type> <name>.<attribute>]``; a raw unknown is ``[unknown]``;
-* registration order is not stable: resources are sorted by (type, name);
-* the mocks accept two resources with the same type and name: that is an error here.
-
-The platform ``local`` has no Pulumi program: its DesiredState is one
-``modelops:local:BentoServer`` resource, built directly.
-
-Speed (``bench/bench_render.py``): the SDK costs about 3-5 ms of CPU per declared
-resource under mocks, so a render takes 40-60 ms of CPU. Measured levers: one mock
-setup per render costs 0.02 ms (reusing one saves nothing); the SDK's per-resource
-stack walk for source positions and the cyclic GC are paused while rendering; the
-mocks answer with scalar state only and run as a preview (inputs are not translated
-back into outputs). A render is a pure function of its inputs, so results are cached
-by content (in memory and under ``<state_dir>/cache/render/``); a cache hit costs
-about 1 ms and does not import Pulumi.
+:func:`render` runs the target's program (``stacks/<platform>.py``) under
+``pulumi.runtime.set_mocks`` and returns a normalised :class:`DesiredState` (sorted
+resources, integral floats as ints, secrets as ``[secret]``, unknowns marked), cached
+by :func:`render_key`. Normalisation rules and measurements: ``docs/engine.md``.
 """
 
 from __future__ import annotations
@@ -43,10 +21,12 @@ import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from reconciler.core.diagnostics import EXIT_FINDINGS, Diagnostic, ModelopsError
+from reconciler.core.digests import json_sha256
 from reconciler.spec.model import Deployment
 from stacks.common import ImageRef, StackError, image_ref
 
@@ -278,7 +258,7 @@ _MOCKS_CLASS: type | None = None
 def _mocks_class() -> type:
     global _MOCKS_CLASS
     if _MOCKS_CLASS is None:
-        import pulumi
+        import pulumi  # heavy (about 1 s): only when a render misses the cache
 
         class Mocks(_Recorder, pulumi.runtime.Mocks):
             """The recorder as a ``pulumi.runtime.Mocks`` (created after importing Pulumi)."""
@@ -296,13 +276,13 @@ def _without_source_positions():
     measured here at about a third of a render's time, and the mocks discard it. The
     original function is restored afterwards (the Automation API path keeps it).
     """
-    import pulumi.runtime.resource as sdk_resource
+    import pulumi.runtime.resource as sdk_resource  # heavy: pulumi, on a cache miss only
 
     original = getattr(sdk_resource, "_get_stack_trace", None)
     if original is None:  # a future SDK without it: nothing to skip
         yield
         return
-    from pulumi.runtime.proto import source_pb2
+    from pulumi.runtime.proto import source_pb2  # heavy: pulumi, on a cache miss only
 
     sdk_resource._get_stack_trace = source_pb2.StackTrace
     try:
@@ -343,7 +323,7 @@ def stable_image_of(dep: Deployment, config) -> str | None:
     """
     if config is None:
         return None
-    from reconciler.state.ledger import Ledger
+    from reconciler.state.ledger import Ledger  # TODO(merge): helper A removes this read
 
     record = Ledger(config.state_dir).get(dep.name, dep.env)
     if record is None or not record.desiredState:
@@ -396,8 +376,6 @@ _MEMORY: OrderedDict[str, str] = OrderedDict()  # key → DesiredState as JSON t
 def _code_digest(module: str) -> str:
     """SHA-256 of the renderer, the shared stack helpers, a program's module source and
     the installed Pulumi SDK versions: a change to any of them invalidates cached renders."""
-    from importlib import metadata
-
     digest = hashlib.sha256()
     names = {__name__, "stacks.common", "stacks.aws_common", module}
     for name in sorted(names):
@@ -429,8 +407,7 @@ def render_key(dep: Deployment, image: ImageRef, stable: str | None, module: str
         "program": f"{module}.program",
         "code": _code_digest(module),
     }
-    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return json_sha256(doc)
 
 
 def _cache_dir(config) -> Path | None:
@@ -528,7 +505,7 @@ def render(dep: Deployment, artifact=None, config=None, *, cache: bool = True) -
 
 
 def _render_pulumi(dep: Deployment, image: ImageRef, stable: str | None, program) -> DesiredState:
-    import pulumi
+    import pulumi  # heavy (about 1 s): only when a render misses the cache
 
     with _LOCK, _without_source_positions(), _gc_paused():
         mocks = _mocks_class()()

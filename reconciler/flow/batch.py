@@ -19,9 +19,10 @@ import pandas as pd
 
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.core.digests import file_sha256
+from reconciler.runtime.uris import URI_SCHEMES
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, check_path
-from reconciler.spec.validate import URI_SCHEMES, file_sha256
 
 CHUNK_ROWS = 50_000  # rows per predict call: bounds memory (~6 MB of float32 at 30 features)
 

@@ -347,7 +347,7 @@ def _render_plan(dep: Deployment | None, old_state: dict | None, config: Config,
 
 def _policy_gate(config: Config, deployments: list[Deployment], report: RunReport) -> bool:
     """Run the policy check; True when the deployments may proceed."""
-    from reconciler.policy import check_policies
+    from reconciler.policy.check import check_policies
 
     if not deployments:
         return True
@@ -747,7 +747,7 @@ def _policy_set_touched(config: Config, changes, base_rev, notes: list[str]):
     repository cannot be read from Git: then ``None`` too, and a line in ``notes``
     says so.
     """
-    from reconciler.gitops.changes import policy_set_paths
+    from reconciler.gitops.policyset import policy_set_paths
 
     head_paths = policy_set_paths(config)
     base_paths = policy_set_paths(config, base_rev)
@@ -767,7 +767,7 @@ def _policy_set_touched(config: Config, changes, base_rev, notes: list[str]):
 
 def _policy_set_files(base_rev, paths) -> list[str]:
     """Root-relative files of the base's policy set (``*.rego``, waivers, organisation)."""
-    from reconciler.gitops.changes import WAIVERS_FILE
+    from reconciler.gitops.policyset import WAIVERS_FILE
 
     out = [paths.organization, posixpath.join(paths.policies, WAIVERS_FILE)]
     pre = base_rev.pre
@@ -780,7 +780,7 @@ def _policy_set_files(base_rev, paths) -> list[str]:
 
 def _policy_set_diff(config: Config, head_cfg: Config, base_cfg: Config, changes, paths):
     """The :class:`~reconciler.gitops.changes.PolicySetDiff` of a plan (base vs head)."""
-    from reconciler.gitops.changes import diff_policy_sets
+    from reconciler.gitops.policyset import diff_policy_sets
 
     base_paths, head_paths = paths
     return diff_policy_sets(
@@ -818,8 +818,8 @@ def _plan_policies(report: RunReport, head_cfg: Config, base_cfg: Config, deploy
     if diff is None or not diff.changes_enforcement:
         _policy_gate(head_cfg, deployments, report)
         return
-    from reconciler.gitops.changes import WAIVERS_FILE
-    from reconciler.policy import check_policies
+    from reconciler.gitops.policyset import WAIVERS_FILE
+    from reconciler.policy.check import check_policies
 
     base_paths, _head_paths = paths
     base_policy_cfg = replace(
@@ -906,7 +906,8 @@ def _spec_diff(
         covers (:func:`~reconciler.gitops.changes.touches_build`) and ``decided_by`` says
         why.
     """
-    from reconciler.gitops.changes import field_changes, spec_dependencies, touches_build
+    from reconciler.gitops.changes import spec_dependencies
+    from reconciler.gitops.fields import field_changes, touches_build
 
     if old is None:
         return {}

@@ -13,6 +13,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import git
+
 from reconciler.core.diagnostics import ModelopsError
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -121,8 +123,6 @@ def init_repository(
 
 def _git_init(dest: Path) -> bool:
     """``git init -b main`` in ``dest`` unless it is already inside a Git work tree."""
-    import git
-
     try:
         git.Repo(dest, search_parent_directories=True)
         return False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.core.procs import start_group, stop_group
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import spec_path
 
@@ -87,15 +87,7 @@ def run_command(argv: list[str], cwd: Path, env: dict, timeout_s: int, log: Path
     started = time.perf_counter()
     with open(log, "wb") as out:
         try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            proc = start_group(argv, cwd=cwd, env=env, stdout=out)
         except OSError as exc:
             raise ModelopsError(
                 f"cannot start the retraining command {argv[0]!r}: {exc.strerror}; "
@@ -105,7 +97,7 @@ def run_command(argv: list[str], cwd: Path, env: dict, timeout_s: int, log: Path
         try:
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            stop_group(proc, grace_s=5)
             raise ModelopsError(
                 f"the retraining command timed out after {timeout_s} s "
                 f"(spec.retraining.timeout_s) and was stopped; log: {log}"
@@ -117,16 +109,3 @@ def run_command(argv: list[str], cwd: Path, env: dict, timeout_s: int, log: Path
             + "\n  ".join(tail or ["(no output)"])
         )
     return time.perf_counter() - started
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue

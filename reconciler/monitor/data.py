@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.monitor.s3 import fetch_capture
-from reconciler.runtime.capture import parse_s3_uri, resolve_sink
+from reconciler.runtime.capture import resolve_sink
+from reconciler.runtime.uris import parse_s3_uri
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, spec_path
 

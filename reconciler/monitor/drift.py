@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.core.digests import file_sha256
 from reconciler.monitor.data import (
     Features,
     MonitorInputError,
@@ -34,8 +35,8 @@ from reconciler.monitor.data import (
     sample_indices,
 )
 from reconciler.runtime import frameworks
+from reconciler.runtime.uris import URI_SCHEMES
 from reconciler.spec.model import Deployment
-from reconciler.spec.validate import URI_SCHEMES, file_sha256
 from reconciler.state.ledger import Ledger, LedgerRecord, now_iso
 
 DEFAULT_SAMPLE_SIZE = 50_000

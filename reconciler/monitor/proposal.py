@@ -21,10 +21,10 @@ from reconciler.core.diagnostics import ModelopsError
 from reconciler.core.git import open_repo
 from reconciler.monitor.data import field_origin
 from reconciler.monitor.specedit import edit_scalars
+from reconciler.runtime.uris import URI_SCHEMES
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import spec_path
 from reconciler.spec.repo import load_all
-from reconciler.spec.validate import URI_SCHEMES
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.core.digests import file_sha256
 from reconciler.monitor.command import command_env, run_command
 from reconciler.monitor.data import features_of, field_origin, read_table
 from reconciler.monitor.drift import load_live_model
@@ -27,7 +28,6 @@ from reconciler.monitor.reason import check_reason
 from reconciler.monitor.scoring import TARGET_COLUMN, find_model, load_candidate, score
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, spec_path
-from reconciler.spec.validate import file_sha256
 from reconciler.state.ledger import Ledger, LedgerRecord
 
 DEFAULT_TIMEOUT_S = 3600

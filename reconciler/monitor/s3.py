@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reconciler.runtime.capture import parse_s3_uri
+from reconciler.runtime.uris import parse_s3_uri
 
 
 def fetch_capture(

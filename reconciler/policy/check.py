@@ -13,6 +13,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from reconciler.core.diagnostics import Diagnostic, Position
+from reconciler.core.yaml import YamlLoadError
+from reconciler.policy.encoding import input_error_path
 from reconciler.policy.engine import DEFAULT_TIMEOUT_S, PolicyEngine, violations
 from reconciler.policy.library import Policy, PolicyLibrary, load_library
 from reconciler.policy.waivers import (
@@ -23,7 +25,7 @@ from reconciler.policy.waivers import (
     unknown_scope_diagnostics,
     unused_waiver_diagnostics,
 )
-from reconciler.policy.worker import input_error_path
+from reconciler.spec.loader import load_spec
 
 STATUSES = ("fail", "error", "warn", "waived", "pass")
 
@@ -245,8 +247,6 @@ def _spec_defines(config, name: str) -> bool:
     A byte search picks the candidate files, so only they are parsed (a waiver check
     must not parse a thousand specs).
     """
-    from reconciler.core.yaml import YamlLoadError
-    from reconciler.spec.loader import load_spec
 
     specs_dir = getattr(config, "specs_dir", None)
     if not name or specs_dir is None or not specs_dir.is_dir():

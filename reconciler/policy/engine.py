@@ -1,21 +1,9 @@
 """Evaluate a policy set on many inputs, failing closed, with crash and time-out isolation.
 
-:class:`PolicyEngine` owns one :class:`~reconciler.policy.worker.RegoWorker` (one compiled
-bundle per run). For each input it first runs one query that reads every policy's
-``deny`` set. When that query errors or is undefined, or the worker crashes or times out,
-it evaluates the policies one at a time (each with its own time-out) so that the cause
-is attributed to one policy; a policy that crashed or timed out is quarantined for the
-rest of the run (its later evaluations are errors, not passes), which keeps a run
-bounded at about ``2 × timeout_s`` per bad policy.
-
-In :meth:`PolicyEngine.evaluate_many` (runs of ``PARALLEL_FROM`` inputs or more, over
-several workers), a policy whose module reads only static paths of ``input``
-(:mod:`reconciler.policy.reads`) is evaluated once per distinct value of those paths in
-the run; the answer is reused for every other input that agrees on them. The policies
-still to evaluate for an input are queried one by one, each on the input cut down to the
-paths it reads, unless most of them are (then one bundle query). ``bench/bench_policy.py``
-measures this against evaluating every policy on every input, and the tests check that
-both give the same answers.
+:class:`PolicyEngine` owns the Rego workers; a query that errors, is undefined, crashes
+or times out is retried policy by policy so the cause is attributed to one policy, which
+is then quarantined for the run (its later evaluations are errors, never passes).
+Rationale and measurements: ``docs/policy.md``.
 """
 
 from __future__ import annotations

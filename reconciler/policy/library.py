@@ -1,24 +1,8 @@
 """The policy library: Rego files with OPA ``# METADATA`` blocks, and the organisation data.
 
-regopy implements no ``rego.metadata``, so the metadata block (OPA's annotation format,
-https://www.openpolicyagent.org/docs/policy-language#metadata) is parsed here with
-PyYAML's safe loader. The block must come right before the ``package`` line (package
-scope). modelops reads these keys::
-
-    # METADATA
-    # title: No public endpoint for sensitive data
-    # description: ...
-    # custom:
-    #   id: MDL-001                       # stable id (SARIF rule id, waivers)
-    #   severity: critical                # low | medium | high | critical
-    #   enforcement: mandatory            # mandatory | advisory | disabled
-    #   enforcement_by_environment: {dev: advisory}   # optional, per environment
-    #   controls: ["PCI-DSS 1.3.1", "HIPAA 164.312(e)(1)"]
-    #   remediation: Set spec.exposure.public to false.
-    #   waivable: false                   # optional, default true
-
-A policy without id, severity or enforcement, with an unknown value, or with an id that
-another file also uses is a policy error (it fails the check; it is never skipped).
+The metadata block (title, ``custom.id``, ``severity``, ``enforcement``...) is parsed
+here (regopy has no ``rego.metadata``); a policy with a missing or unknown value is a
+policy error, never skipped. The keys read: ``docs/policy.md``.
 """
 
 from __future__ import annotations
@@ -30,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from reconciler.core.diagnostics import Diagnostic, Position
+from reconciler.core.yaml import YamlLoadError, display_path, load_yaml
 from reconciler.policy.worker import PolicyModule
 
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -265,7 +250,6 @@ def load_library(policies_dir: Path, organization: Path | None, root: Path) -> P
         id, a missing or invalid organisation file, a Rego ``*_test.rego`` file) are in
         ``diagnostics``; they are errors that fail the check.
     """
-    from reconciler.core.yaml import YamlLoadError, display_path, load_yaml
 
     lib = PolicyLibrary()
     files = sorted(policies_dir.glob("*.rego")) if policies_dir.is_dir() else []

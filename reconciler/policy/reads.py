@@ -1,36 +1,8 @@
 """Which parts of ``input`` a policy reads, found by reading its Rego source.
 
-A policy's ``deny`` set is a function of the parts of ``input`` its module refers to (and
-of ``data``, which is fixed for a run). When every reference to ``input`` in a module is
-a static path (``input.spec.target``, ``input.environment``,
-``object.get(input, ["spec", "exposure", "public"], false)``), the policy gives the same
-answer on any two inputs that agree on those paths. :class:`PolicyEngine` uses this to
-
-* evaluate a policy once per distinct value of its paths in a run and reuse the answer
-  (a repository's deployments share most settings: platform, environment, security
-  context, registry), and
-* send the worker only the parts of the input that the policies it must still evaluate
-  read (``set_input`` costs about 0.5 µs per JSON node in regopy 1.5).
-
-The analysis is meant to be conservative, so that it can only make the engine do more
-work, never give a different answer: any reference it cannot bound reads the whole
-input. Three adversarial reviews tested that against rego-cpp itself
-(``tests/test_policy_reads_adversarial.py``); what they found shaped the list below.
-Those are a bare ``input`` (``walk(input)``, ``x := input``, ``f(input)``), ``input[k]`` with a
-non-literal key, an ``object.get`` key list that is not a plain array of string literals
-(the literal prefix is kept), a ``data`` reference outside the organisation document
-(it may name another policy's rules, which read ``input`` too), a template string
-(``$"{input.x}"``: the module is not read further), a string literal with a backslash,
-a double quote or a control character (regopy keeps a string's escapes as written and
-looks a raw string's key up by its JSON text), a module that defines a rule named
-``input``, ``data`` or ``object`` (regopy lets it shadow the built-in meaning) or
-replaces one of them with ``with`` (``with object.get as f``), and a package that another
-module shares or that contains another's (rule heads such as ``b.deny`` reach into
-nested packages). A new line ends a reference (so a ``[...]`` on the next line is not
-taken for part of it). Modules that call non-deterministic built-ins (``time.now_ns``,
-``rand.intn``, ``http.send``, ...) are never cached.
-
-Paths are tuples of object keys, ``()`` is the whole input.
+Conservative: any reference it cannot bound reads the whole input, so the engine's
+reuse of answers can only do more work, never give another answer. What counts as
+unbounded, and why: ``docs/policy.md``.
 """
 
 from __future__ import annotations

@@ -1,29 +1,8 @@
 """Policy tests as YAML fixture cases (``policies/tests/*.yaml``), not Rego ``with`` tests.
 
-Rego unit tests mock input with ``with input as``, a pattern that can crash regopy; a
-fixture case instead gives the input itself, and the same engine as ``policy check``
-evaluates it. ``policies/tests/bases.yaml`` holds named base inputs (complete, compliant
-resolved specs)::
-
-    bases:
-      kubernetes: {apiVersion: ..., metadata: ..., spec: ...}
-
-and every other file a list of cases::
-
-    cases:
-      - name: public endpoint for pii data
-        base: kubernetes               # default: kubernetes
-        environment: prod              # default: prod
-        input: {spec: {exposure: {public: true}}}   # deep-merged over the base
-        remove: [spec.exposure.auth]   # optional dotted paths deleted after the merge
-        expect: [MDL-001, MDL-002]     # exactly the policies that must fire
-
-A case passes when exactly the ``expect`` policies fire (every other policy must not).
-The run fails when a case disagrees, a policy cannot be evaluated, a policy has no case
-that makes it fire or no case where it stays silent, or no case ran. A policy that does
-not compile is reported once, at its file, line and column, not once per case; the cases
-cannot judge it (``CaseResult.not_compiled``), and no case counts as passed while a
-policy it would have checked does not compile.
+A case gives an input (a base deep-merged with overrides) and exactly the policies that
+must fire; every policy needs a case that fires it and one where it stays silent.
+File format: ``docs/policy.md``.
 """
 
 from __future__ import annotations
@@ -34,6 +13,7 @@ from pathlib import Path
 
 from reconciler.core.diagnostics import Diagnostic, Position
 from reconciler.core.document import parse_path
+from reconciler.core.yaml import YamlLoadError, display_path, load_yaml
 from reconciler.policy.engine import DEFAULT_TIMEOUT_S, PolicyEngine, violations
 from reconciler.policy.library import PolicyLibrary
 from reconciler.spec.resolve import deep_merge
@@ -143,7 +123,6 @@ def _delete(doc: dict, dotted: str) -> bool:
 
 
 def _load_cases(tests_dir: Path, root: Path, diags: list[Diagnostic]):
-    from reconciler.core.yaml import YamlLoadError, display_path, load_yaml
 
     bases: dict[str, dict] = {}
     cases: list[tuple[dict, Position]] = []

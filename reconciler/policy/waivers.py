@@ -1,22 +1,9 @@
 """Waivers: reviewed, time-boxed exceptions to a policy for one deployment.
 
-``policies/waivers.yaml``::
-
-    waivers:
-      - policy: MDL-021                  # the policy id
-        deployment: fraud-detector       # the spec's metadata.name
-        environment: prod                # optional: only this environment
-        reason: Batching window agreed with the payments SLO owners.
-        approver: security@example.com
-        ticket: SEC-1234
-        expires: 2027-01-31              # YYYY-MM-DD, at most 90 days ahead
-
-A waived violation is reported with status ``waived`` (never hidden). A waiver that is
-expired, has no reason, approver or ticket, a missing or malformed date, an expiry more
-than :data:`MAX_WAIVER_DAYS` days ahead, an unknown policy, a non-waivable policy, an
-approver who is the deployment's own owner (``metadata.owner`` of the spec it names:
-self-approval), or that matches no violation is a finding (severity error) and waives
-nothing.
+``policies/waivers.yaml`` entries (policy, deployment, environment, reason, approver,
+ticket, expires); a waived violation is reported as ``waived``, and a waiver that is
+expired, incomplete, self-approved or unused is a finding that waives nothing.
+Format and rules: ``docs/policy.md``.
 """
 
 from __future__ import annotations
@@ -27,7 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.core.diagnostics import Diagnostic, Position
+from reconciler.core.config import load_config
+from reconciler.core.diagnostics import Diagnostic, ModelopsError, Position
+from reconciler.core.document import get_path
+from reconciler.core.yaml import YamlLoadError, display_path, load_yaml
+from reconciler.spec.loader import load_spec
 
 MAX_WAIVER_DAYS = 90  # the longest a waiver may run ahead of today (issue 3)
 EXPIRING_SOON_DAYS = 30  # `policy report` lists waivers expiring within this many days
@@ -129,9 +120,6 @@ def spec_owners(specs_dir: Path, root: Path) -> OwnerLookup:
     are cached per name. Files that do not parse are skipped (``modelops validate``
     reports them). Specs without a string ``metadata.owner`` contribute nothing.
     """
-    from reconciler.core.document import get_path
-    from reconciler.core.yaml import YamlLoadError
-    from reconciler.spec.loader import load_spec
 
     cache: dict[str, list[tuple[str, str]]] = {}
 
@@ -162,8 +150,6 @@ def spec_owners(specs_dir: Path, root: Path) -> OwnerLookup:
 def _repository_owners(root: Path) -> OwnerLookup:
     """:func:`spec_owners` of the specs directory that ``modelops.yaml`` at ``root``
     names (``specs:``, default ``specs/``)."""
-    from reconciler.core.config import load_config
-    from reconciler.core.diagnostics import ModelopsError
 
     try:
         config = load_config(root)
@@ -200,7 +186,6 @@ def load_waivers(
         address); a missing, malformed, past or more than :data:`MAX_WAIVER_DAYS` days
         ahead expiry.
     """
-    from reconciler.core.yaml import YamlLoadError, display_path, load_yaml
 
     if owners is None:
         owners = _repository_owners(root)

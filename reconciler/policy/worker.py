@@ -1,37 +1,24 @@
-"""The Rego worker: regopy runs in a child process so that an engine crash or a runaway
-policy cannot take the reconciler down with it.
+"""The Rego worker: regopy runs in a child process that the reconciler can kill.
 
-regopy 1.5 (rego-cpp) aborts the whole process on some misuse (``Output.binding`` on an
-undefined or error result calls ``std::terminate``), can crash on some ``with`` patterns,
-prints to the C-level stdout/stderr, and has no evaluation time-out. So:
-
-* the parent (:class:`RegoWorker`) talks to one child process over a pipe, waits for each
-  answer at most ``timeout_s`` seconds, and kills and restarts the child on a time-out or a
-  crash, reporting which policy and which deployment were being evaluated;
-* the child builds one bundle with every policy as an entrypoint plus one query that
-  reads them all; when that fails it compiles each module on its own, so that a module
-  that does not compile is attributed to its file and line, and bundles the good ones
-  (``Interpreter.build`` / ``query_bundle``): about 0.07 ms per query instead of about
-  1 ms for a fresh ``Interpreter.query`` (measured, ``shared/DESIGN.md``); a policy
-  queried often on its own gets a bundle of its own module too (a query's cost grows
-  with the size of its bundle);
-* inputs are built through rego-cpp's C input API (:func:`set_input`), refusing what it
-  cannot represent instead of passing it altered;
-* results are read from the raw output (see :func:`_query`), never through
-  ``Output.binding``, so undefined and error results come back as values.
-
-Fail closed: every outcome other than a well-formed value is returned as an error string,
-never as "no violations".
+:class:`RegoWorker` (parent) talks to one child over a pipe, waits at most ``timeout_s``
+per answer and reports crashes and time-outs as :class:`EngineFailure`; the child holds
+one compiled bundle of every policy. Results are read from the raw output node, so an
+undefined or error result comes back as a value. Fail closed: anything but a well-formed
+value is an error string, never "no violations". Why, and the measurements:
+``docs/policy.md``.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import multiprocessing
 import os
 import re
 import time
 from dataclasses import dataclass
+
+from reconciler.policy.encoding import set_input
 
 # Answer kinds from the child: ("ok", value) | ("undefined", None) | ("error", message)
 Outcome = tuple[str, object]
@@ -128,7 +115,7 @@ def _to_python(impl):
     Raises:
         ValueError: a node of a kind that is not a JSON value.
     """
-    from regopy.rego_shared import rego, rego_node_value
+    from regopy.rego_shared import rego, rego_node_value  # rego-cpp's C library: child only
 
     kind = rego.regoNodeType(impl)
     if kind == _TERM or kind == _SCALAR:
@@ -180,8 +167,8 @@ def _query(runner, bundle, entrypoint: bytes | None) -> Outcome:
     ``Error`` node inside an output marked ok, seen for ``stod`` failures) is an error.
     Outputs marked not ok go through ``regopy.Output`` for the message.
     """
-    from regopy.output import Output
-    from regopy.rego_shared import rego, rego_node_json
+    from regopy.output import Output  # rego-cpp's C library: loaded in the child only
+    from regopy.rego_shared import rego, rego_node_json  # rego-cpp: child only
 
     if entrypoint is None:
         impl = rego.regoBundleQuery(runner._impl, bundle._impl)
@@ -210,172 +197,7 @@ def _query(runner, bundle, entrypoint: bytes | None) -> Outcome:
         rego.regoFreeOutput(impl)
 
 
-_INT64 = (-(2**63), 2**63 - 1)
 SINGLE_AFTER = 16  # queries of one policy before its bundle of one module pays for itself
-
-
-class InputError(ValueError):
-    """A value in the input that rego-cpp cannot represent faithfully.
-
-    Attributes:
-        path: dotted path of the value in the input (``spec.secrets.0.from``).
-    """
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"input {path or '(root)'}: {problem}")
-        self.path = path
-
-
-_INPUT_ERROR = re.compile(
-    r"InputError: input (.+?): "
-    r"(?:contains a NUL|.{0,60}? is wrapped in double quotes|a \w+ is not)",
-    re.DOTALL,
-)
-
-
-def input_error_path(message: str) -> str | None:
-    """The dotted input path named by an :class:`InputError` message carried in an
-    evaluation error (``evaluation error: InputError: input spec.x: ...``), or None."""
-    match = _INPUT_ERROR.search(message)
-    return match.group(1) if match and match.group(1) != "(root)" else None
-
-
-def text_misread(value: str) -> str | None:
-    """How rego-cpp would misread ``value`` as input text: ``"nul"`` (it holds a NUL
-    character: the C API cuts the string there), ``"quoted"`` (it starts and ends with a
-    double quote: rego-cpp reads it as a JSON token, without them), or None.
-
-    The one rule behind :func:`set_input`'s refusals and ``modelops validate``'s checks.
-    """
-    if "\0" in value:
-        return "nul"
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return "quoted"
-    return None
-
-
-def set_input(runner, value) -> None:
-    """Set ``value`` (JSON-like) as the input document of a regopy ``Interpreter``.
-
-    Builds the document through rego-cpp's C input API, as ``Interpreter.set_input``
-    does, with two differences found by testing:
-
-    * an integer outside the signed 64-bit range is passed as a float: regopy 1.5 passes
-      ints as int64 and wraps silently (-9223372036854775809 arrives as
-      9223372036854775807, 2**64 + 5 as 5), so a huge negative ``min_replicas`` would
-      read as huge and pass a minimum (fail open); a float keeps the sign and order;
-    * a string (or key) with a NUL character is refused (:class:`InputError`): the C API
-      takes NUL-terminated strings, so ``"vault:a#b\\0anything"`` would arrive as
-      ``"vault:a#b"`` and pass a pattern the whole value fails;
-    * a string (or key) that starts and ends with a double quote is refused: rego-cpp
-      reads it as a JSON token, so the key ``'"secret"'`` is the key ``secret`` to a
-      policy and the value ``'"x"'`` is ``x``, not what the spec says.
-
-    It is also about twice as fast as regopy's converter (it dispatches on the exact
-    type instead of ``isinstance`` checks against ABCs), which matters at one call per
-    spec. Tuples are arrays, sets and frozensets are Rego sets; any other type is an
-    :class:`InputError`.
-
-    Raises:
-        InputError: a value that cannot be represented; names its path.
-        RuntimeError: rego-cpp refused a value or the document (its status code).
-    """
-    from regopy.rego_shared import rego
-
-    p_input = rego.regoNewInput()
-    if not p_input:
-        raise RuntimeError("rego-cpp could not allocate an input")
-
-    string, boolean, integer, real, null = (
-        rego.regoInputString,
-        rego.regoInputBoolean,
-        rego.regoInputInt,
-        rego.regoInputFloat,
-        rego.regoInputNull,
-    )
-    lo, hi = _INT64
-
-    def refused(code: int, path: list) -> RuntimeError:
-        return RuntimeError(f"rego-cpp refused the input at {_dotted(path)} (code {code})")
-
-    def scalar(v, t) -> int | None:
-        # A leaf's status code, or None if ``v`` is not a plain leaf (strings: NUL check
-        # by the caller, who knows the path).
-        if t is bool:
-            return boolean(p_input, v)
-        if t is int:
-            return integer(p_input, v) if lo <= v <= hi else real(p_input, float(v))
-        if t is float:
-            return real(p_input, v)
-        if v is None:
-            return null(p_input)
-        return None
-
-    def add(v, path: list) -> None:
-        t = type(v)
-        if t is str:
-            misread = text_misread(v)
-            if misread == "nul":
-                raise InputError(_dotted(path), "contains a NUL character, which Rego cannot see")
-            if misread == "quoted":
-                raise InputError(
-                    _dotted(path),
-                    f"{v[:40]!r} is wrapped in double quotes, which rego-cpp reads as a JSON"
-                    " string token (without them); remove the quotes",
-                )
-            code = string(p_input, v.encode("utf-8"))
-        elif t is dict:
-            for key, item in v.items():
-                path.append(key)
-                add(key, path)
-                ti = type(item)
-                code = scalar(item, ti) if ti is not str and ti is not dict else None
-                if code is None:
-                    add(item, path)
-                elif code:
-                    raise refused(code, path)
-                path.pop()
-                code = rego.regoInputObjectItem(p_input)
-                if code:
-                    raise refused(code, path)
-            code = rego.regoInputObject(p_input, len(v))
-        elif t is list or t is tuple:
-            for i, item in enumerate(v):
-                ti = type(item)
-                code = scalar(item, ti) if ti is not str and ti is not dict else None
-                if code is None:
-                    path.append(i)
-                    add(item, path)
-                    path.pop()
-                elif code:
-                    raise refused(code, [*path, i])
-            code = rego.regoInputArray(p_input, len(v))
-        elif t is set or t is frozenset:
-            for item in v:
-                add(item, path)
-            code = rego.regoInputSet(p_input, len(v))
-        else:
-            code = scalar(v, t)
-            if code is None:
-                if isinstance(v, (str, int, float, dict, list)):  # subclasses: as their base
-                    base = next(b for b in (bool, str, int, float, dict, list) if isinstance(v, b))
-                    add(base(v), path)
-                    return
-                raise InputError(_dotted(path), f"a {t.__name__} is not a JSON value")
-        if code:
-            raise refused(code, path)
-
-    try:
-        add(value, [])
-        code = rego.regoSetInput(runner._impl, p_input)
-        if code:
-            raise refused(code, [])
-    finally:
-        rego.regoFreeInput(p_input)
-
-
-def _dotted(path: list) -> str:
-    return ".".join(str(p) for p in path)
 
 
 def _child(
@@ -383,13 +205,12 @@ def _child(
 ) -> None:  # pragma: no cover - child
     # rego-cpp prints to the C-level stdout/stderr (``print``, parse errors): keep it out of
     # the reconciler's output; the messages come back through RegoError and error nodes.
-    import faulthandler
 
     faulthandler.disable()  # a crash is reported by the parent, not dumped by the child
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    import regopy
+    import regopy  # loads rego-cpp: only in the child, after stdout is redirected
 
     def build(mods: list[PolicyModule]):
         interp = regopy.Interpreter()

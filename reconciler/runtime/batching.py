@@ -1,23 +1,7 @@
 """Adaptive micro-batching for the generated service (one batcher per worker process).
 
-Copied verbatim into every Bento (``modelops_runtime/batching.py``); standard library and
-numpy only; part of the build digest.
-
-Why not BentoML's own dispatcher: ``bentoml.api(batchable=True)`` batches calls that
-arrive over HTTP at that API, and its ``CorkDispatcher`` treats ``max_latency_ms`` as a
-budget and sheds every request it predicts will miss it (HTTP 503). Measured on this
-2-core machine with the fraud model (``bench/bench_batching.py``), routing ``/predict``
-through it shed 83 % of requests at 8 clients and 98 % at 32. The rule here never sheds:
-
-- one model call is in flight at a time; requests that arrive meanwhile queue up and go
-  together as the next batch, of at most ``max_batch_size`` rows;
-- when the model is free, the batch leaves at once, except that it waits for requests
-  that have already arrived and are still being parsed (they are counted), and never
-  longer than ``max_latency_ms`` after its first request was queued.
-
-So a lone request is never delayed, and under load batches form by themselves. The
-service's ``infer`` is a plain method the batcher calls; it has no HTTP route of its own,
-so every request goes through ``/predict``'s checks and capture.
+Shipped in every Bento; standard library and numpy only. Why not BentoML's own
+dispatcher (measured): ``docs/runtime.md``.
 """
 
 from __future__ import annotations

@@ -1,40 +1,8 @@
 """Traffic capture: sampled request/response records, written off the request path.
 
-Copied verbatim into every Bento (``modelops_runtime/capture.py``) and used by the
-generated service; it imports nothing from ``reconciler``. Its source is part of the
-build digest.
-
-Record format (one JSON object per sampled request; the monitoring job reads exactly
-this)::
-
-    {"timestamp": "2026-11-29T08:00:00.123456+00:00",   # ISO 8601, UTC
-     "request_id": "4f1c...",                           # str, unique per request
-     "model_version": "1.0.0",
-     "latency_ms": 2.41,                                 # float, server-side, ms
-     "inputs": [[...], ...],                            # rows, signature column order
-     "outputs": [...]}                                  # one prediction per row
-
-Sensitive fields (``spec.data.sensitive_fields``, feature names of the signature) are
-redacted per ``monitoring.capture.redact``: ``drop`` replaces the value by ``null``,
-``hash`` by ``"sha256:<first 16 hex>"`` of its JSON text, ``none`` keeps it. Columns
-keep their positions in both cases, so row width always equals the signature's.
-
-Layout: ``<sink>/<deployment-name>/<env>/<YYYY-MM-DD>/capture-<pid>-<n>.jsonl`` (UTC
-date; ``n`` counts files written by this process; a file is closed after
-``max_records`` records or at the day boundary). ``format: parquet`` writes
-``capture-<pid>-<n>.parquet`` with the same columns, ``inputs``/``outputs`` as JSON text.
-
-``s3://bucket/prefix`` sinks: records are written to a local spool
-(``<spool>/<bucket>/<prefix>/...``, same layout) and every closed file is uploaded by
-:class:`CaptureShipper` to ``s3://bucket/prefix/<deployment>/<env>/<day>/<file>`` (boto3,
-the standard AWS credential chain of the container: IRSA on Kubernetes, the execution
-role on SageMaker), then deleted locally. For S3 sinks a JSON Lines file is closed after
-``max_file_age_s`` (60 s in the service), so records reach S3 within about a minute at
-any traffic level. A failed upload keeps the file and is retried; files a previous
-process left in the spool are shipped at start.
-
-The request path only does ``random.random() < sample_rate`` and a non-blocking
-``queue.put_nowait``; a full queue drops the record and counts it (``dropped``).
+Shipped in every Bento (``.uris`` is its sibling in ``modelops_runtime``); imports
+nothing from ``reconciler``. Record format (the monitoring job reads exactly this),
+redaction, file layout and ``s3://`` shipping: ``docs/runtime.md``.
 """
 
 from __future__ import annotations
@@ -51,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from .uris import parse_s3_uri
 
 _STOP = object()
 
@@ -99,52 +69,7 @@ def resolve_sink(sink: str, root: str | os.PathLike | None = None) -> tuple[Path
     return (path if path.is_absolute() else base / path), False
 
 
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 _CAPTURE_FILE = re.compile(r"^capture-(\d+)-\d+\.(jsonl|parquet)$")
-
-S3_FORM = (
-    "s3://<bucket>/<key> with a bucket name of 3-63 lowercase letters, digits, dots and "
-    "hyphens that starts and ends with a letter or digit"
-)
-"""What a valid S3 URI looks like, for messages (AWS S3 User Guide, "General purpose
-bucket naming rules")."""
-
-
-def s3_uri_problem(uri: str) -> str | None:
-    """Why ``uri`` is not a usable ``s3://<bucket>/<key>`` URI, or None when it is.
-
-    Rules: the ``s3://`` scheme (lower case); a bucket name by the AWS naming rules
-    (3-63 characters of lowercase letters, digits, dots and hyphens, starting and ending
-    with a letter or digit, no ``..``, not an IP address); no ``.``/``..`` segment in the
-    key (the key becomes a local spool path, which must not leave the spool).
-    """
-    if not uri.startswith("s3://"):
-        return "it does not start with s3://"
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    if not bucket:
-        return "it names no bucket"
-    if _IPV4.fullmatch(bucket):
-        return f"{bucket!r} is an IP address, not an S3 bucket name"
-    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        return f"{bucket!r} is not a valid S3 bucket name"
-    if any(part in (".", "..") for part in key.split("/")):
-        return f"the key {key!r} has a '.' or '..' segment"
-    return None
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix/`` → ``("bucket", "some/prefix")``.
-
-    Raises:
-        ValueError: the URI breaks a rule of :func:`s3_uri_problem`; the message says
-            which, and what a valid URI looks like.
-    """
-    problem = s3_uri_problem(uri)
-    if problem:
-        raise ValueError(f"{uri!r} is not a valid S3 URI: {problem}; expected {S3_FORM}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key.strip("/")
 
 
 class CaptureShipper:
@@ -216,7 +141,7 @@ class CaptureShipper:
     def _upload(self, path: Path) -> bool:
         try:
             if self._client is None:
-                import boto3
+                import boto3  # heavy: only for s3:// sinks
 
                 self._client = boto3.client("s3")
             self._client.upload_file(str(path), self.bucket, self.key_for(path))
@@ -460,8 +385,8 @@ class CaptureWriter:
             self.on_close(Path(handle.name))
 
     def _write_parquet(self, records: list[dict], day: str) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow as pa  # heavy: only for format parquet
+        import pyarrow.parquet as pq  # heavy: only for format parquet
 
         cols = {
             "timestamp": [r["timestamp"] for r in records],

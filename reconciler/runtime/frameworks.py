@@ -1,26 +1,8 @@
 """Loading, saving and calling models, one small adapter per framework.
 
-This module is copied verbatim into every Bento (as ``modelops_runtime/frameworks.py``) and
-imported by the generated service, so it must import nothing from ``reconciler`` and only
-the framework's own package, lazily. Its source is part of the build digest.
-
-Supported frameworks (``spec.model.framework``) and the model file each one reads:
-
-=========  ==========================  ==========================================
-framework  package (pip name)          model file
-=========  ==========================  ==========================================
-sklearn    scikit-learn (+ joblib)     ``joblib.dump`` of an estimator/pipeline
-xgboost    xgboost (or xgboost-cpu)    ``Booster.save_model`` (.json / .ubj)
-lightgbm   lightgbm                    ``Booster.save_model`` text file (.txt)
-onnx       onnxruntime                 ONNX graph (.onnx), e.g. from skl2onnx
-pytorch    torch                       TorchScript (``torch.jit.save``, .pt)
-=========  ==========================  ==========================================
-
-The calling convention is the same for all: :func:`predict` takes a 2-D ``numpy`` array
-(rows × features, already validated and cast to the signature's dtype) and returns
-``(predictions, probabilities)``: ``predictions`` a 1-D array of length rows (class
-labels for classifiers, values for regressors), ``probabilities`` a 2-D array rows ×
-classes or ``None`` when the model has none.
+Shipped in every Bento; imports only the framework's own package, lazily.
+``predict`` takes a 2-D array (rows × features) and returns ``(predictions,
+probabilities or None)``. Frameworks and model files: ``docs/runtime.md``.
 """
 
 from __future__ import annotations
@@ -127,7 +109,7 @@ def load_model(framework: str, path: str | Path, task: str = "") -> Any:
     path = str(path)
     try:
         if framework == "sklearn":
-            import joblib
+            import joblib  # heavy: only for a scikit-learn model
 
             model = joblib.load(path)
             if not hasattr(model, "predict"):
@@ -178,7 +160,7 @@ def save_model(framework: str, model: Any, path: str | Path) -> Path:
     path = Path(path)
     mod = _import(framework)
     if framework == "sklearn":
-        import joblib
+        import joblib  # heavy: only for a scikit-learn model
 
         joblib.dump(model, path)
     elif framework in ("xgboost", "lightgbm"):
@@ -273,7 +255,7 @@ def _predict(
                 proba = None  # e.g. SVC(probability=False): predict_proba is not available
         return preds.reshape(len(inputs), -1)[:, 0] if preds.ndim > 1 else preds, proba
     if framework == "xgboost":  # raw Booster: no task known
-        import xgboost
+        import xgboost  # heavy: only for an XGBoost model
 
         out = np.asarray(model.predict(xgboost.DMatrix(inputs)))
         return (out if out.ndim == 1 else out.argmax(axis=1)), None
@@ -306,7 +288,7 @@ def _predict(
             preds = proba.argmax(axis=1)
         return preds, proba
     if framework == "pytorch":
-        import torch
+        import torch  # heavy: only for a PyTorch model
 
         with torch.no_grad():
             out = model(torch.from_numpy(np.ascontiguousarray(inputs))).cpu().numpy()

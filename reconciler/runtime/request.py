@@ -1,24 +1,8 @@
 """Parse and validate a prediction request against the spec's input signature.
 
-Copied verbatim into every Bento (``modelops_runtime/request.py``) and used by the
-generated service; it imports only the standard library and numpy. Its source is part
-of the build digest.
-
-Accepted bodies (JSON object):
-
-- ``{"instances": [[x11, x12, ...], [x21, ...], ...]}``: a batch of rows;
-- ``{"instances": [x1, x2, ...]}`` or ``{"instance": [x1, x2, ...]}``: one row.
-
-Each row must have exactly N values (``signature.inputs.shape == [-1, N]``), each a JSON
-number (``true``/``false`` only for dtype ``bool``; integral numbers for int dtypes);
-``NaN``/``Infinity``/``null`` only where ``allow_nan`` is true (null then means NaN).
-Every failure raises :class:`BadRequest` with the field (``instances[2][4]``, plus the
-feature name when the signature has ``names``), what was expected and what was sent.
-
-An integer literal longer than Python's limit for int conversion (``sys.int_info``
-``default_max_str_digits``, 4300 digits; CVE-2020-10735) is refused as a 400 naming
-where it is: ``json.loads`` raises a plain ``ValueError`` for it. No signature dtype
-holds a number of more than 309 digits (float64 stops at about 1.8e308).
+Shipped in every Bento; standard library and numpy only. Accepts ``{"instances":
+[[...], ...]}`` or one row; every failure is a :class:`BadRequest` naming the field.
+Accepted bodies in detail: ``docs/runtime.md``.
 """
 
 from __future__ import annotations

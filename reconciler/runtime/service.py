@@ -1,50 +1,9 @@
 """modelops generated BentoML service (copied into the Bento as ``src/service.py``).
 
-The service is this fixed source plus ``modelops.json`` beside it (written by
-``reconciler.build.bento``: deployment, model tag, signature, batching, capture); both,
-and the ``modelops_runtime`` helpers, are part of the build digest. The model is loaded
-from the Bento's own model store by tag (``bentoml.models.BentoModel``) and its SHA-256 is
-checked against the one recorded at build time before it is unpickled.
-
-Routes (all JSON):
-
-- ``POST /predict``: ``{"instances": [[...], ...]}`` or one instance (``{"instances":
-  [...]}`` / ``{"instance": [...]}``) -> ``{"predictions": [...], "model_version": ...}``
-  plus ``"probabilities"`` for classifiers that have them. Bad input -> 400 with
-  ``{"error", "field", "status"}``; a body over ``max_request_bytes`` -> 413 (checked on
-  ``Content-Length`` before reading, and while streaming a body without one).
-- ``POST /invocations`` and ``GET /ping``: the SageMaker contract, same behaviour as
-  ``/predict`` and a readiness probe. SageMaker calls the container with ``serve`` and
-  expects port 8080: the BentoML image entrypoint runs ``bentoml serve`` and honours
-  ``BENTOML_PORT``/``PORT``, so the SageMaker stack sets ``BENTOML_PORT=8080``.
-- ``GET /metadata``: deployment, model name/tag/version, model sha256, build digest, spec
-  revision (env ``MODELOPS_SPEC_REVISION``, else the revision recorded at build time),
-  framework and version, signature, batching, ``workers`` (BentoML worker processes
-  running: ``spec.serving.workers`` unless overridden at serve time), ``access_log``
-  (``spec.serving.access_log``), and this worker's batching and capture counters
-  (``batching_stats``, ``capture_stats``).
-- BentoML's own ``/healthz``, ``/livez``, ``/readyz``, ``/metrics`` (Kubernetes probes).
-
-Nothing else is served: the model call (``ModelService.infer``) is a plain method, not a
-``@bentoml.api``, so every prediction goes through the checks, batching and capture of
-``/predict``. (BentoML 1.4 serves a service with an ASGI app and no API at all; an API
-would be a public route that skips those checks.)
-
-Errors: bad input is a 400 (413 for size) naming the field; a model failure is a 500
-``{"error": "prediction failed: ...", "status": 500}``; anything else that goes wrong in
-the handler is an immediate 500 ``{"error", "status"}`` without internals, its traceback
-logged (logger ``modelops.service``, in the server log) with the request's
-``X-Request-ID``, which every answer carries.
-
-Batching for ``/predict``: concurrent requests are batched in process by
-``modelops_runtime.batching.MicroBatcher`` (one model call in flight; the next batch forms
-while it runs; at most ``max_batch_size`` rows; a batch waits for requests already being
-parsed, never longer than ``max_latency_ms``; nothing is shed). Its docstring gives the
-measurement that ruled out routing through BentoML's own dispatcher.
-
-Traffic capture (``monitoring.capture``) runs on a background thread
-(``modelops_runtime.capture``); the request path only samples and enqueues. For an
-``s3://`` sink a second thread uploads each closed file (``CaptureShipper``).
+This fixed source plus ``modelops.json`` beside it; imports only ``modelops_runtime``.
+Routes: ``POST /predict``, ``POST /invocations`` and ``GET /ping`` (SageMaker),
+``GET /metadata``, and BentoML's probes. Contract (bodies, errors, batching, capture):
+``docs/runtime.md``.
 """
 
 from __future__ import annotations
@@ -108,7 +67,7 @@ log = logging.getLogger("modelops.service")
 def _build_revision() -> str:
     """The spec revision this Bento was built at (label ``modelops.revision``), or ''."""
     try:
-        import yaml
+        import yaml  # only here: read once, for /metadata
 
         doc = yaml.safe_load((HERE.parent / "bento.yaml").read_text(encoding="utf-8"))
         return str((doc.get("labels") or {}).get("modelops.revision", ""))
@@ -252,7 +211,7 @@ def _served_config() -> dict:
     workers = int(CONFIG.get("workers", 1))
     access_log = bool(CONFIG.get("access_log", True))
     try:
-        from bentoml._internal.configuration.containers import BentoMLContainer
+        from bentoml._internal.configuration.containers import BentoMLContainer  # internal API
 
         served = BentoMLContainer.config.services[CONFIG["service_name"]].get()
         workers = int(served.get("workers") or workers)

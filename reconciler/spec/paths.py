@@ -1,21 +1,8 @@
 """Paths written in specs: a repository-relative path or an ``s3://`` URI, checked once.
 
-Every field of a spec that names data or a model (``spec.model.uri``,
-``spec.monitoring.reference``, ``spec.monitoring.capture.sink``,
-``spec.retraining.holdout``/``output``, ``spec.serving.batch.input``/``output``) holds
-either
-
-* a path relative to the repository root (``config.root``) that stays inside it after
-  ``..`` and symbolic links are resolved: a spec must not make modelops read or write
-  files elsewhere on the machine (DESIGN.md, security model: the spec repository is the
-  only input); or
-* an ``s3://<bucket>/<key>`` URI, where the field allows one.
-
-:func:`check_path` applies that rule and raises one error whose message names the spec
-file, line and column of the field, the field, the value, what is wrong and what would
-be valid; :func:`spec_path` is the same for the field of a resolved deployment. Callers
-choose the exception class (``BuildError``, ``MonitorInputError``...), so the exit code
-and the ``except`` clauses around them stay as they are.
+:func:`check_path` (and :func:`spec_path` for a deployment's field) refuses paths that
+leave the repository (``..``, symbolic links) and malformed or refused URIs, raising the
+caller's error class with file, line and field. Rationale: ``docs/spec.md``.
 """
 
 from __future__ import annotations
@@ -24,14 +11,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
-from reconciler.runtime.capture import S3_FORM, s3_uri_problem
-
-if TYPE_CHECKING:
-    from reconciler.core.config import Config
-    from reconciler.spec.model import Deployment
+from reconciler.runtime.uris import S3_FORM, S3Uri, parse_s3_uri, s3_uri_problem
+from reconciler.spec.model import Deployment
 
 S3_UNREACHABLE = (
     "it is on S3, which needs AWS credentials and network access that are not available here"
@@ -44,23 +28,6 @@ _URI_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):/")
 
 class SpecPathError(ModelopsError):
     """A path in a spec is not valid (the default error of :func:`check_path`); exit 2."""
-
-
-@dataclass(frozen=True)
-class S3Uri:
-    """A parsed ``s3://`` URI.
-
-    Attributes:
-        bucket: the bucket name (valid by the AWS naming rules).
-        key: the object key or prefix, without the leading ``/``; ``""`` for the whole
-            bucket.
-    """
-
-    bucket: str
-    key: str
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
 
 
 @dataclass(frozen=True)
@@ -77,29 +44,6 @@ class SpecPath:
     value: str
     local: Path | None = None
     s3: S3Uri | None = None
-
-
-def parse_s3_uri(value: str) -> S3Uri:
-    """Split ``s3://<bucket>/<key>`` and check it (the rules are
-    :func:`reconciler.runtime.capture.s3_uri_problem`, shared with the serving runtime that
-    writes to the sink).
-
-    Args:
-        value: a string starting with ``s3://``.
-
-    Returns:
-        The :class:`S3Uri`.
-
-    Raises:
-        ValueError: the message says what is wrong: no bucket (``s3://``, ``s3:///key``),
-            a bucket name against the AWS naming rules, an IP address, or a ``.``/``..``
-            segment in the key.
-    """
-    problem = s3_uri_problem(value)
-    if problem:
-        raise ValueError(problem)
-    bucket, _, key = value[len("s3://") :].partition("/")
-    return S3Uri(bucket, key)
 
 
 def check_path(
@@ -122,9 +66,10 @@ def check_path(
         root: the repository root (``config.root``); relative paths are relative to it.
         where: what to name in messages, normally ``"<file>:<line>:<col>: <field>"``
             (:func:`spec_path` builds it), or an option name such as ``"--input"``.
-        s3: ``True`` accepts ``s3://`` URIs (checked by :func:`parse_s3_uri`); a string
-            refuses them with that reason (e.g. :data:`S3_UNREACHABLE`); ``False``
-            refuses them as "not supported here".
+        s3: ``True`` accepts ``s3://`` URIs (checked by
+            :func:`reconciler.runtime.uris.parse_s3_uri`); a string refuses them with that
+            reason (e.g. :data:`S3_UNREACHABLE`); ``False`` refuses them as "not
+            supported here".
         must_exist: the local path must exist (as ``kind``).
         kind: ``"file"`` or ``"dir"``: what must exist when ``must_exist``.
         what: what the path is, for messages (``"model file"``, ``"reference data"``).
@@ -158,10 +103,10 @@ def check_path(
     if value[:3].lower() == "s3:":  # also s3:/x and S3://x, which are not valid URIs
         if s3 is not True:
             raise fail(f"{value!r}: {s3 if s3 else 'S3 URIs are not supported here'}")
-        try:
-            return SpecPath(value, s3=parse_s3_uri(value))
-        except ValueError as exc:
-            raise fail(f"{value!r} is not a valid S3 URI: {exc}") from None
+        problem = s3_uri_problem(value)
+        if problem:
+            raise fail(f"{value!r} is not a valid S3 URI: {problem}")
+        return SpecPath(value, s3=parse_s3_uri(value))
     if scheme := _URI_RE.match(value):
         raise fail(f"{value!r}: {scheme.group(1)}: URIs are not supported here")
     if "\0" in value:

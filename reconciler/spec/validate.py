@@ -10,7 +10,6 @@ replica ranges, canary steps and SageMaker instance types.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable
@@ -22,10 +21,12 @@ from jsonschema.exceptions import ValidationError
 
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import Diagnostic, Position
+from reconciler.core.digests import file_sha256
 from reconciler.core.document import PathKey, format_path, get_path
-from reconciler.policy.worker import text_misread
-from reconciler.runtime.capture import parse_s3_uri
+from reconciler.policy.encoding import text_misread
+from reconciler.runtime.uris import URI_SCHEMES, parse_s3_uri
 from reconciler.spec.model import Deployment, Spec
+from reconciler.spec.smoke import RequestFileError, read_request_file
 
 SCHEMA_PATH = Path(__file__).with_name("modeldeployment.schema.json")
 
@@ -48,8 +49,6 @@ SAGEMAKER_INSTANCE_TYPES = frozenset(
     }.items()
     for size in sizes
 )
-
-URI_SCHEMES = ("bentoml:", "s3://", "models:/", "gs://", "https://")
 
 
 @functools.cache
@@ -203,7 +202,7 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
 
     Covers: model file present, inside the repo, and matching ``model.sha256``; smoke
     request files present and sendable (a JSON object with ``instances``,
-    ``reconciler.build.smoke.read_request_file``); cron expressions;
+    ``reconciler.spec.smoke.read_request_file``); cron expressions;
     ``min_replicas <= max_replicas``; canary steps ascending and ending at 100;
     SageMaker instance types; signature names matching the feature dimension; requests
     not above limits (CPU and memory); an ``s3://`` capture sink being a valid S3 URI;
@@ -252,10 +251,7 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
         elif field != "spec.retraining.output" and not resolved.is_file():
             err(field, f"file {value!r} not found", "file-missing")
         elif field != "spec.retraining.output":
-            # the body modelops smoke sends: the same rule as run_smoke (imported here:
-            # reconciler.build.smoke is not needed by the rest of validation)
-            from reconciler.build.smoke import RequestFileError, read_request_file
-
+            # the body modelops smoke sends: the same rule as run_smoke
             status = dep.get(field.rsplit(".", 1)[0] + ".expect.status", 200)
             try:
                 read_request_file(resolved, value, status if isinstance(status, int) else 200)
@@ -368,15 +364,6 @@ def parse_quantity(value: str) -> float:
     return float(value)
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _non_finite(value, path: PathKey = ()):
     """Paths of NaN and infinite floats (YAML ``.nan``/``.inf``), which JSON Schema's
     minimum/maximum cannot reject: every comparison with NaN is false."""
@@ -394,7 +381,7 @@ def _unseen_text(value, path: PathKey = ()):
     """Strings (values and keys) that the policy engine cannot show to Rego as written:
     ``(path, message, severity)``. A NUL character would cut the string short (an error:
     never meant); a string wrapped in double quotes would be read without them (a
-    warning: a policy that reads it reports an error): ``worker.text_misread``."""
+    warning: a policy that reads it reports an error): ``encoding.text_misread``."""
     if isinstance(value, str):
         misread = text_misread(value)
         if misread == "nul":

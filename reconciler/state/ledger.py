@@ -427,3 +427,18 @@ class Ledger:
         if not include_destroyed:
             records = [r for r in records if not r.destroyed]
         return sorted(records, key=lambda r: (r.name, r.environment))
+
+    def bento_tags(self) -> set[str]:
+        """The Bento tags (``artifact.bento_tag``) of every live record: the Bentos in use,
+        which garbage collection keeps (``reconciler.build.store.gc_bentos``).
+
+        Raises:
+            LedgerError: a record is corrupt or from a newer version (collect nothing).
+        """
+        tags = set()
+        for record in self.all():
+            art = record.artifact or {}
+            tag = art.get("bento_tag") if isinstance(art, dict) else getattr(art, "bento_tag", "")
+            if tag:
+                tags.add(str(tag))
+        return tags

@@ -1,0 +1,132 @@
+"""Process groups: start a command in a session of its own, stop the whole group.
+
+A command started by :func:`start_group` leads a new session and process group (its
+pgid is its pid), so whatever it starts (server workers, a training script's children)
+is signalled with it. :func:`stop_group` sends SIGTERM to the group, waits a grace
+period, then SIGKILLs what is left. Local serving (``reconciler.build.serve``) and
+retraining (``reconciler.monitor.retrain``) share it. POSIX only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+STOP_GRACE_S = 10.0
+"""Default seconds between SIGTERM and SIGKILL."""
+KILL_WAIT_S = 5.0
+"""Seconds to wait for the leader to exit after SIGKILL."""
+_POLL_S = 0.05
+
+
+def start_group(
+    argv: Sequence[str],
+    *,
+    cwd: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    stdout: int | IO | None = None,
+    stderr: int | IO | None = subprocess.STDOUT,
+    stdin: int | IO | None = subprocess.DEVNULL,
+) -> subprocess.Popen:
+    """Start ``argv`` (never through a shell) as the leader of a new session and group.
+
+    Args:
+        argv: the program and its arguments.
+        cwd: working directory (default: this process's).
+        env: the whole environment of the child (default: this process's).
+        stdout: where its standard output goes (a file, ``subprocess.PIPE``...); default
+            inherited.
+        stderr: default ``subprocess.STDOUT`` (merged into ``stdout``).
+        stdin: default ``subprocess.DEVNULL``.
+
+    Returns:
+        The :class:`subprocess.Popen`; ``proc.pid`` is also the process group id. File
+        descriptors other than 0-2 are closed in the child.
+
+    Raises:
+        OSError: the program cannot be started (missing, not executable); nothing runs.
+    """
+    return subprocess.Popen(
+        list(argv),
+        cwd=None if cwd is None else str(Path(cwd)),
+        env=None if env is None else dict(env),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+def leads_group(pid: int) -> bool:
+    """Whether process ``pid`` exists and leads its own process group (pgid == pid)."""
+    try:
+        return os.getpgid(pid) == pid
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to every process of group ``pgid``.
+
+    Returns:
+        True when the signal was sent; False when no process is in the group (or none
+        may be signalled by this user).
+    """
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process is left in group ``pgid`` (a zombie not yet reaped counts)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # processes exist, owned by someone else
+        return True
+    return True
+
+
+def stop_group(
+    proc: subprocess.Popen, *, grace_s: float = STOP_GRACE_S, kill_wait_s: float = KILL_WAIT_S
+) -> int | None:
+    """Stop the process group that ``proc`` leads (started by :func:`start_group`).
+
+    SIGTERM to the group; wait up to ``grace_s`` seconds for the leader and every other
+    member to exit; SIGKILL the group if anything is left; reap the leader. Safe to call
+    when the group is already gone.
+
+    Args:
+        proc: the group leader.
+        grace_s: seconds between SIGTERM and SIGKILL (>= 0).
+        kill_wait_s: seconds to wait for the leader after SIGKILL.
+
+    Returns:
+        The leader's exit code (negative: the signal that ended it), or None if it still
+        runs after SIGKILL and ``kill_wait_s`` (it cannot be stopped, e.g. stuck in the
+        kernel).
+    """
+    pgid = proc.pid
+    deadline = time.monotonic() + max(0.0, grace_s)
+    if signal_group(pgid, signal.SIGTERM):
+        try:
+            proc.wait(timeout=max(0.0, grace_s))
+        except subprocess.TimeoutExpired:
+            pass
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(_POLL_S)  # the leader exited; its children may still be stopping
+        if group_alive(pgid) or proc.poll() is None:
+            signal_group(pgid, signal.SIGKILL)
+    try:
+        return proc.wait(timeout=kill_wait_s)
+    except subprocess.TimeoutExpired:
+        return None

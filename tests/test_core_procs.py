@@ -1,0 +1,65 @@
+"""Process groups (reconciler.core.procs): real processes, started and stopped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reconciler.core.procs import group_alive, leads_group, signal_group, start_group, stop_group
+
+# A leader that starts a grandchild in the same group, then waits.
+PARENT = (
+    "import subprocess, sys, time; "
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+    "print('ready', flush=True); time.sleep(60)"
+)
+# A leader that ignores SIGTERM (only SIGKILL stops it).
+STUBBORN = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('ready', flush=True); time.sleep(60)"
+)
+
+
+def _started(code: str) -> subprocess.Popen:
+    proc = start_group([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready"
+    return proc
+
+
+def test_started_in_its_own_group_and_stopped_with_its_children():
+    proc = _started(PARENT)
+    try:
+        assert leads_group(proc.pid) and os.getpgid(proc.pid) != os.getpgid(0)
+        assert group_alive(proc.pid)
+        code = stop_group(proc, grace_s=5)
+        assert code == -15  # SIGTERM ended the leader
+        assert not group_alive(proc.pid)  # the grandchild went with it
+    finally:
+        signal_group(proc.pid, 9)
+
+
+def test_a_leader_that_ignores_sigterm_is_killed_after_the_grace():
+    proc = _started(STUBBORN)
+    try:
+        started = time.monotonic()
+        assert stop_group(proc, grace_s=0.5) == -9
+        assert 0.4 < time.monotonic() - started < 5
+        assert not group_alive(proc.pid)
+    finally:
+        signal_group(proc.pid, 9)
+
+
+def test_stopping_a_group_that_is_gone_is_harmless():
+    proc = start_group([sys.executable, "-c", "pass"])
+    proc.wait(timeout=10)
+    assert stop_group(proc, grace_s=0.1) == 0
+    assert not leads_group(proc.pid) and not signal_group(proc.pid, 15)
+
+
+def test_a_missing_program_raises_oserror():
+    with pytest.raises(OSError):
+        start_group(["/nonexistent/modelops-no-such-program"])
