@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reconciler.core.diagnostics import Diagnostic, Position
 from reconciler.engine.plan import Change, Plan
-from reconciler.flow.pipeline import Outcome, RunReport
+from reconciler.flow.run import Outcome, RunReport
 from reconciler.report.pr_comment import GITHUB_COMMENT_LIMIT, MARKER, render_pr_comment
 
 

@@ -616,10 +616,10 @@ def _policy_changes_md(report) -> list[str]:
 
 
 def render_pr_comment(report, limit: int = DEFAULT_LIMIT) -> str:
-    """The pull-request comment for a plan :class:`~reconciler.flow.pipeline.RunReport`.
+    """The pull-request comment for a plan :class:`~reconciler.flow.run.RunReport`.
 
     Args:
-        report: the plan run (``pipeline.plan(..., base=...)`` or a full plan).
+        report: the plan run (``flow.plan.plan(..., base=...)`` or a full plan).
         limit: maximum length in characters (default: GitHub's 65,536 minus a margin).
 
     Returns:

@@ -1,0 +1,130 @@
+"""The stage calls the commands share: build, smoke test, render and diff.
+
+Each takes the previous stage's value; failures that concern one deployment are
+recorded on its :class:`~reconciler.flow.run.Outcome` instead of raised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from reconciler.build.artifact import Artifact
+from reconciler.build.bento import build
+from reconciler.build.serve import start_server, stop_server
+from reconciler.build.smoke import run_smoke
+from reconciler.core.config import Config
+from reconciler.core.diagnostics import (
+    Diagnostic,
+    ModelopsError,
+)
+from reconciler.engine.local import LocalEngine
+from reconciler.engine.plan import diff
+from reconciler.engine.pulumi_engine import PulumiEngine
+from reconciler.engine.render import render
+from reconciler.flow.run import Outcome, RunReport
+from reconciler.spec.model import Deployment
+
+
+def state_dict(state) -> dict | None:
+    if state is None:
+        return None
+    return state.to_dict() if hasattr(state, "to_dict") else dict(state)
+
+
+def rebased(config: Config, root: Path, *, keep_policies: bool = False) -> Config:
+    """``config`` with its repository paths moved under ``root`` (same state directory)."""
+
+    def move(path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        try:
+            return root / Path(path).resolve().relative_to(config.root)
+        except ValueError:
+            return path
+
+    return replace(
+        config,
+        root=root,
+        specs_dir=move(config.specs_dir),
+        policies_dir=config.policies_dir if keep_policies else move(config.policies_dir),
+        organization=config.organization if keep_policies else move(config.organization),
+    )
+
+
+def render_plan(dep: Deployment | None, old_state: dict | None, config: Config, artifact=None):
+    """(plan, rendered DesiredState or None) of ``dep`` against ``old_state`` (a dict)."""
+
+    rendered = render(dep, artifact, config) if dep is not None else None
+    key = dep.key if dep is not None else (old_state or {}).get("deployment", "")
+    return diff(old_state or None, rendered, key), rendered
+
+
+def build_artifact(dep: Deployment, config: Config, revision: str) -> Artifact:
+
+    return build(dep, config, revision=revision)
+
+
+def smoke_test(dep: Deployment, config: Config, artifact: Artifact) -> dict:
+    """Serve the Bento on loopback, run the smoke and SLO check, stop it (plan --smoke)."""
+
+    handle = start_server(artifact, config, log_name=f"{dep.key}-plan-smoke")
+    try:
+        return run_smoke(dep, config, handle.url).to_dict()
+    finally:
+        stop_server(handle)
+
+
+def smoke_into(outcome: Outcome, dep: Deployment, config: Config, artifact: dict) -> None:
+    try:
+        outcome.smoke = smoke_test(dep, config, Artifact(**artifact))
+    except Exception as exc:  # noqa: BLE001 - reported per deployment, the plan goes on
+        outcome.smoke = {"passed": False, "failures": [getattr(exc, "message", str(exc))]}
+
+
+def build_and_smoke(outcome: Outcome, dep: Deployment, config: Config, revision: str, smoke):
+    try:
+        artifact = build_artifact(dep, config, revision)
+    except Exception as exc:  # noqa: BLE001 - reported per deployment, the plan goes on
+        outcome.build = {"status": "failed", "message": getattr(exc, "message", str(exc))}
+        return None
+    outcome.artifact = artifact.to_dict()
+    outcome.build = {
+        "status": "reused" if artifact.reused else "built",
+        "message": f"{'reused' if artifact.reused else 'built'} {artifact.bento_tag}",
+    }
+    if smoke:
+        try:
+            outcome.smoke = smoke_test(dep, config, artifact)
+        except Exception as exc:  # noqa: BLE001
+            outcome.smoke = {"passed": False, "failures": [getattr(exc, "message", str(exc))]}
+    return artifact
+
+
+def render_failed(report: RunReport, outcome: Outcome, dep: Deployment, exc: ModelopsError):
+    """Record a deployment that cannot be rendered as a spec finding (it blocks)."""
+    diags = list(exc.diagnostics) or [
+        Diagnostic(dep.spec.locate(()), "", exc.message, code="render")
+    ]
+    report.diagnostics.extend(d for d in diags if d not in report.diagnostics)
+    outcome.status = "invalid"
+    outcome.message = f"cannot render: {exc.message}"
+    report.plans.append(None)
+
+
+class Engines:
+    """Engines created on first use: local, and Pulumi for every other platform."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._local = None
+        self._pulumi = None
+
+    def for_platform(self, platform: str):
+        if platform == "local":
+            if self._local is None:
+                self._local = LocalEngine(self.config)
+            return self._local
+        if self._pulumi is None:
+            self._pulumi = PulumiEngine(self.config)
+        return self._pulumi
