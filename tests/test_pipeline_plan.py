@@ -117,7 +117,7 @@ def test_deleting_every_spec_is_a_guarded_mass_delete(repo):
     assert report.exit_code == 1 and "max_delete_share" in report.guards[0]
     prod = next(o for o in report.outcomes if o.env == "prod")
     assert "protected" in prod.message and "--prune" in prod.message
-    assert prod.plan["counts"]["delete"] > 0
+    assert prod.plan.counts()["delete"] > 0
     allowed = plan(config, None, base=base, head=head, allow_mass_delete=True)
     assert allowed.exit_code == 0 and any("allowed" in n for n in allowed.notes)
 
@@ -183,7 +183,7 @@ def test_plan_with_build_compares_built_tags_on_both_sides(repo):
     report = plan(load_config(repo.root), "prod", base=base, head=head, build=True)
     (outcome,) = report.outcomes
     assert outcome.build["status"] in ("built", "reused")
-    assert outcome.artifact["bento_tag"].startswith("fraud-detector:")
+    assert outcome.artifact.bento_tag.startswith("fraud-detector:")
     # the base was built too, so the only change is the one line (no tag noise)
     assert [c.name for c in report.plans[0].changes] == ["fraud-detector"]
     assert report.plans[0].changes[0].fields == [("spec.minReplicas", 3, 4)]

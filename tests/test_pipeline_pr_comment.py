@@ -27,7 +27,7 @@ def _report(n: int, fields_per_plan: int = 40) -> RunReport:
                 "kubernetes",
                 "planned",
                 plan.summary(),
-                plan=plan.to_dict(),
+                plan=plan,
                 change={"status": "modified", "path": f"specs/svc-{i:04d}.yaml", "reasons": []},
                 model={
                     "old": {"framework": "sklearn", "uri": "m.joblib", "sha256": "1" * 64},

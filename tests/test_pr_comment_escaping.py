@@ -25,6 +25,7 @@ import pytest
 from markdown_it import MarkdownIt
 from test_gitops_support import example_repo, replace_in_file
 
+from reconciler.build.smoke import SmokeResult
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import Diagnostic, Position
 from reconciler.engine.plan import Change, Plan
@@ -194,14 +195,14 @@ def _hand_report() -> RunReport:
             "kubernetes",
             "planned",
             f"message {HOSTILE}",
-            plan=plan.to_dict(),
+            plan=plan,
             change={"status": "modified", "path": f"specs/`{HOSTILE}`.yaml", "reasons": [HOSTILE]},
             model={
                 "old": {"framework": "sklearn", "uri": "a`|`b.joblib", "sha256": "1" * 64},
                 "new": {"framework": HOSTILE, "uri": f"``` {HOSTILE} |", "sha256": "2" * 64},
             },
             build={"status": "failed", "message": f"build error {HOSTILE}"},
-            smoke={"passed": False, "failures": [f"smoke {HOSTILE}", TEAM]},
+            smoke=SmokeResult("svc-prod", "", failures=[f"smoke {HOSTILE}", TEAM]),
         )
     )
     report.diagnostics.append(

@@ -206,9 +206,9 @@ def _emit_plan(report: RunReport, fmt: str) -> None:
             console.print(f"  policy (this change's policy set): {mine}", markup=False)
         if outcome.status != "delete":
             build = outcome.build.get("message") or "not run (--build)"
-            if outcome.smoke:
-                ok = "passed" if outcome.smoke.get("passed") else "FAILED"
-                smoke = f"{ok} {'; '.join(outcome.smoke.get('failures', []))}".strip()
+            if outcome.smoke is not None:
+                ok = "passed" if outcome.smoke.passed else "FAILED"
+                smoke = f"{ok} {'; '.join(outcome.smoke.failures)}".strip()
             else:
                 smoke = outcome.build.get("smoke") or "not run (--smoke)"
             console.print(f"  build: {build}; smoke: {smoke}", markup=False)

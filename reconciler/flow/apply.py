@@ -143,7 +143,7 @@ def apply_one(
     history_len = len(record.history) if record is not None else 0
     try:
         artifact = build_artifact(dep, config, revision)
-        outcome.artifact = artifact.to_dict()
+        outcome.artifact = artifact
         outcome.build = {"status": "reused" if artifact.reused else "built"}
         engine = engines.for_platform(dep.platform)
         result = engine.apply(dep, artifact, revision)
@@ -152,7 +152,7 @@ def apply_one(
         outcome.message = message
         smoke = getattr(exc, "smoke", None)
         if smoke is not None and hasattr(smoke, "to_dict"):
-            outcome.smoke = smoke.to_dict()
+            outcome.smoke = smoke
         _record_failure(dep, config, ledger, revision, digest, message, record)
         return outcome
     changed = bool(getattr(result, "changed", True))
@@ -161,10 +161,10 @@ def apply_one(
     outcome.message = getattr(result, "message", "") or outcome.status
     smoke = getattr(result, "smoke", None)
     if smoke is not None:
-        outcome.smoke = smoke.to_dict() if hasattr(smoke, "to_dict") else dict(smoke)
+        outcome.smoke = smoke
     plan_value = getattr(result, "plan", None)
     if plan_value is not None and hasattr(plan_value, "to_dict"):
-        outcome.plan = plan_value.to_dict()
+        outcome.plan = plan_value
     state = None
     try:
         state = state_dict(render(dep, artifact, config))
@@ -177,7 +177,7 @@ def apply_one(
             revision,
             digest,
             message=outcome.message,
-            artifact=outcome.artifact,
+            artifact=artifact.to_dict(),
             outputs=outcome.outputs,
             platform=dep.platform,
             spec_file=dep.spec.file,

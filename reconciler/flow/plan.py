@@ -84,7 +84,7 @@ def plan(
             continue
         report.plans.append(change)
         outcome.message = change.summary()
-        outcome.plan = change.to_dict()
+        outcome.plan = change
         report.outcomes.append(outcome)
     if not report.blocked:
         live = {d.key for d in deployments}
@@ -100,7 +100,7 @@ def plan(
                     "orphaned",
                     "spec deleted; destroyed only by `modelops apply --prune`"
                     + protected_note(config, record.environment),
-                    plan=change.to_dict(),
+                    plan=change,
                 )
             )
     sort_report(report)

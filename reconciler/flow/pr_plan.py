@@ -38,7 +38,7 @@ from reconciler.flow.stages import (
     rebased,
     render_failed,
     render_plan,
-    smoke_into,
+    smoke_test,
     state_dict,
 )
 from reconciler.gitops.changes import (
@@ -166,16 +166,17 @@ def plan_changes(
                                 f"{dep.key}: the base revision does not render ({exc})"
                             )
                     plan_value, rendered = render_plan(dep, old_state, head_cfg, artifact)
-                    if smoke and outcome.build.get("status") in ("built", "reused"):
+                    built = outcome.artifact
+                    if smoke and built is not None:
                         same = old_artifact is not None and (
-                            old_artifact.bento_tag == outcome.artifact.get("bento_tag")
+                            old_artifact.bento_tag == built.bento_tag
                         )
                         if same:
                             outcome.build["smoke"] = "not needed: the Bento is the base's"
                         else:
-                            smoke_into(outcome, dep, head_cfg, outcome.artifact)
+                            outcome.smoke = smoke_test(dep, head_cfg, built)
                 report.plans.append(plan_value)
-                outcome.plan = plan_value.to_dict()
+                outcome.plan = plan_value
                 outcome.message = plan_value.summary()
                 record = ledger.get(dep.name, dep.env)
                 if record is not None and record.desiredState and old_state is not None:
@@ -353,7 +354,7 @@ def _plan_deletion(report, change, old_deps: dict, envs, config: Config, base_cf
             revision=report.revision,
         )
         if plan_value is not None:
-            outcome.plan = plan_value.to_dict()
+            outcome.plan = plan_value
             report.plans.append(plan_value)
         else:
             report.plans.append(None)

@@ -9,12 +9,17 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+from reconciler.build.artifact import Artifact
+from reconciler.build.smoke import SmokeResult
 from reconciler.core.diagnostics import (
     EXIT_APPLY_FAILED,
     EXIT_FINDINGS,
     EXIT_OK,
     Diagnostic,
 )
+from reconciler.engine.plan import Plan
+from reconciler.gitops.changes import ChangeSet, PolicySetDiff
+from reconciler.policy import PolicyReport
 
 #: Outcome statuses that make a run exit 3.
 FAILED_STATUSES = ("failed", "stalled")
@@ -33,10 +38,11 @@ class Outcome:
             ``destroyed``, ``orphaned`` (spec gone, not pruned), ``invalid`` (planned, but
             it cannot be rendered: a finding) or ``skipped``.
         message: one line for humans.
-        artifact: the build's :class:`Artifact` as a dict (``{}`` when not built).
-        plan: the infrastructure plan as a dict (``{}`` when not computed).
+        artifact: the build's :class:`Artifact` (``None`` when not built).
+        plan: the infrastructure :class:`Plan` (``None`` when not computed).
         outputs: engine outputs after an apply (url, port, endpoint names).
-        smoke: smoke/SLO result as a dict (``{}`` when not run).
+        smoke: the smoke/SLO :class:`SmokeResult` (``None`` when not run; a smoke test
+            that could not run is a result with one failure and no cases).
         change: why it is in a ``--base`` run: ``{"status", "path", "old_path",
             "reasons"}`` (:class:`~reconciler.gitops.changes.SpecChange`), ``{}`` otherwise.
         model: ``{"old": {...}, "new": {...}}`` with framework, uri, sha256 and version
@@ -55,10 +61,10 @@ class Outcome:
     platform: str
     status: str
     message: str = ""
-    artifact: dict = field(default_factory=dict)
-    plan: dict = field(default_factory=dict)
+    artifact: Artifact | None = None
+    plan: Plan | None = None
     outputs: dict = field(default_factory=dict)
-    smoke: dict = field(default_factory=dict)
+    smoke: SmokeResult | None = None
     change: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
     build: dict = field(default_factory=dict)
@@ -70,9 +76,20 @@ class Outcome:
         """True for ``failed`` and ``stalled`` outcomes."""
         return self.status in FAILED_STATUSES
 
+    @property
+    def build_failed(self) -> bool:
+        """True when the plan-time build or smoke test failed (it blocks a merge)."""
+        return self.build.get("status") == "failed" or (
+            self.smoke is not None and not self.smoke.passed
+        )
+
     def to_dict(self) -> dict:
-        """JSON-ready mapping."""
-        return copy.deepcopy(dict(self.__dict__))
+        """JSON-ready mapping; a value that is not there is ``{}``."""
+        out = copy.deepcopy(dict(self.__dict__))
+        for name in ("artifact", "plan", "smoke"):
+            value = getattr(self, name)
+            out[name] = value.to_dict() if value is not None else {}
+        return out
 
 
 @dataclass
@@ -110,16 +127,16 @@ class RunReport:
     envs: list[str] = field(default_factory=list)
     base: str = ""
     diagnostics: list[Diagnostic] = field(default_factory=list)
-    policy: object | None = None
+    policy: PolicyReport | None = None
     outcomes: list[Outcome] = field(default_factory=list)
-    plans: list = field(default_factory=list)
+    plans: list[Plan | None] = field(default_factory=list)
     offline: bool = True
-    changes: object | None = None
+    changes: ChangeSet | None = None
     guards: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     revert: list[dict] = field(default_factory=list)
-    policy_changes: object | None = None
-    policy_head: object | None = None
+    policy_changes: PolicySetDiff | None = None
+    policy_head: PolicyReport | None = None
 
     @property
     def spec_errors(self) -> list[Diagnostic]:
@@ -157,11 +174,7 @@ class RunReport:
     @property
     def build_failures(self) -> list[Outcome]:
         """Plan outcomes whose build or smoke test failed (they block a merge)."""
-        return [
-            o
-            for o in self.outcomes
-            if o.build.get("status") == "failed" or o.smoke.get("passed") is False
-        ]
+        return [o for o in self.outcomes if o.build_failed]
 
     @property
     def exit_code(self) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 from reconciler.build.artifact import Artifact
 from reconciler.build.bento import build
 from reconciler.build.serve import start_server, stop_server
-from reconciler.build.smoke import run_smoke
+from reconciler.build.smoke import SmokeResult, run_smoke
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import (
     Diagnostic,
@@ -61,43 +61,47 @@ def render_plan(dep: Deployment | None, old_state: dict | None, config: Config, 
 
 
 def build_artifact(dep: Deployment, config: Config, revision: str) -> Artifact:
-
+    """Build (or reuse) the Bento of ``dep`` (:func:`reconciler.build.bento.build`)."""
     return build(dep, config, revision=revision)
 
 
-def smoke_test(dep: Deployment, config: Config, artifact: Artifact) -> dict:
-    """Serve the Bento on loopback, run the smoke and SLO check, stop it (plan --smoke)."""
+def smoke_test(dep: Deployment, config: Config, artifact: Artifact) -> SmokeResult:
+    """Serve the Bento on loopback, run the smoke and SLO check, stop it (plan --smoke).
 
-    handle = start_server(artifact, config, log_name=f"{dep.key}-plan-smoke")
+    A smoke test that cannot run (the server does not start) is a failed
+    :class:`SmokeResult` with that one failure and no cases; never raises.
+    """
     try:
-        return run_smoke(dep, config, handle.url).to_dict()
-    finally:
-        stop_server(handle)
-
-
-def smoke_into(outcome: Outcome, dep: Deployment, config: Config, artifact: dict) -> None:
-    try:
-        outcome.smoke = smoke_test(dep, config, Artifact(**artifact))
+        handle = start_server(artifact, config, log_name=f"{dep.key}-plan-smoke")
+        try:
+            return run_smoke(dep, config, handle.url)
+        finally:
+            stop_server(handle)
     except Exception as exc:  # noqa: BLE001 - reported per deployment, the plan goes on
-        outcome.smoke = {"passed": False, "failures": [getattr(exc, "message", str(exc))]}
+        return SmokeResult(dep.key, "", failures=[getattr(exc, "message", str(exc))])
 
 
-def build_and_smoke(outcome: Outcome, dep: Deployment, config: Config, revision: str, smoke):
+def build_and_smoke(
+    outcome: Outcome, dep: Deployment, config: Config, revision: str, smoke: bool
+) -> Artifact | None:
+    """Build ``dep`` (and smoke-test it when ``smoke``) into ``outcome``; never raises.
+
+    Sets ``outcome.build`` (``{"status": "built"|"reused"|"failed", "message"}``),
+    ``outcome.artifact`` and ``outcome.smoke``; returns the artifact, ``None`` when the
+    build failed.
+    """
     try:
         artifact = build_artifact(dep, config, revision)
     except Exception as exc:  # noqa: BLE001 - reported per deployment, the plan goes on
         outcome.build = {"status": "failed", "message": getattr(exc, "message", str(exc))}
         return None
-    outcome.artifact = artifact.to_dict()
+    outcome.artifact = artifact
     outcome.build = {
         "status": "reused" if artifact.reused else "built",
         "message": f"{'reused' if artifact.reused else 'built'} {artifact.bento_tag}",
     }
     if smoke:
-        try:
-            outcome.smoke = smoke_test(dep, config, artifact)
-        except Exception as exc:  # noqa: BLE001
-            outcome.smoke = {"passed": False, "failures": [getattr(exc, "message", str(exc))]}
+        outcome.smoke = smoke_test(dep, config, artifact)
     return artifact
 
 
