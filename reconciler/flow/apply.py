@@ -6,9 +6,13 @@ holds the state lock. Ledger bookkeeping: ``docs/state.md``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+from reconciler.build.artifact import Artifact
 from reconciler.core import git as g
 from reconciler.core.config import Config
-from reconciler.engine.render import render
+from reconciler.engine.base import ApplyError, ApplyResult, Engine
+from reconciler.engine.render import render, stable_image_of
 from reconciler.flow.destroy import PRUNED, destroy_record
 from reconciler.flow.digests import inputs_digest
 from reconciler.flow.gates import (
@@ -24,6 +28,7 @@ from reconciler.flow.run import Outcome, RunReport, sort_report
 from reconciler.flow.stages import (
     Engines,
     build_artifact,
+    error_message,
     state_dict,
 )
 from reconciler.gitops.changes import (
@@ -31,7 +36,8 @@ from reconciler.gitops.changes import (
 )
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_files
-from reconciler.state.ledger import Ledger, LedgerRecord
+from reconciler.state import status
+from reconciler.state.ledger import Ledger
 from reconciler.state.lock import StateLock
 
 
@@ -78,7 +84,6 @@ def apply(
             mass delete without ``allow_mass_delete``; the lock is held. Raised before
             anything is applied.
     """
-
     envs = envs_of(config, env)
     report = RunReport("apply", env, g.head_revision(config.root).removesuffix("-dirty"), envs=envs)
     with StateLock(config.state_dir, timeout_s=lock_timeout_s):
@@ -119,10 +124,41 @@ def apply(
     return report
 
 
+@dataclass
+class Hold:
+    """A rollback's hold on the deployment it re-applies (see :func:`apply_one`).
+
+    Attributes:
+        head_digest: the inputs digest of the spec at head; ``apply`` leaves the
+            deployment alone while the head still has it.
+        revert: the commits to revert in Git (``{"sha", "summary"}``).
+    """
+
+    head_digest: str
+    revert: list[dict] = field(default_factory=list)
+
+
 def apply_one(
-    dep: Deployment, config: Config, ledger: Ledger, engines: Engines, revision: str
+    dep: Deployment,
+    config: Config,
+    ledger: Ledger,
+    engines: Engines,
+    revision: str,
+    *,
+    hold: Hold | None = None,
 ) -> Outcome:
-    """Build and apply one deployment and record it; never raises for its own failure."""
+    """Build and apply one deployment and record it; never raises for its own failure.
+
+    A deployment held by a rollback (same inputs digest as when it was rolled back) is
+    ``held``, a stalled one with the same digest ``stalled``: neither is built. The
+    engine's result goes to the status writer: ``applied`` (the engine ran),
+    ``unchanged`` (it found nothing to do) or ``failed``. With ``hold`` (a rollback)
+    the success is recorded as a rollback that holds the deployment, and the outcome
+    is ``applied``.
+
+    Raises:
+        LedgerError: the deployment's record is corrupt.
+    """
     outcome = Outcome(dep.key, dep.name, dep.env, dep.platform, "failed", revision=revision)
     digest = inputs_digest(dep, config)
     record = ledger.get(dep.name, dep.env)
@@ -139,91 +175,103 @@ def apply_one(
         outcome.status = "stalled"
         outcome.message = f"stalled, not retried: {record.stalled_reason}"
         return outcome
-    before = record.to_dict() if record is not None else None
-    history_len = len(record.history) if record is not None else 0
     try:
         artifact = build_artifact(dep, config, revision)
-        outcome.artifact = artifact
-        outcome.build = {"status": "reused" if artifact.reused else "built"}
-        engine = engines.for_platform(dep.platform)
-        result = engine.apply(dep, artifact, revision)
     except Exception as exc:  # noqa: BLE001 - one failing deployment does not stop the others
-        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        outcome.message = message
-        smoke = getattr(exc, "smoke", None)
-        if smoke is not None and hasattr(smoke, "to_dict"):
-            outcome.smoke = smoke
-        _record_failure(dep, config, ledger, revision, digest, message, record)
+        outcome.message = _record_failure(ledger, dep, config, revision, digest, exc)
         return outcome
-    changed = bool(getattr(result, "changed", True))
-    outcome.status = "applied" if changed else "unchanged"
-    outcome.outputs = dict(getattr(result, "outputs", {}) or {})
-    outcome.message = getattr(result, "message", "") or outcome.status
-    smoke = getattr(result, "smoke", None)
-    if smoke is not None:
-        outcome.smoke = smoke
-    plan_value = getattr(result, "plan", None)
-    if plan_value is not None and hasattr(plan_value, "to_dict"):
-        outcome.plan = plan_value
-    state = None
+    outcome.artifact = artifact
+    outcome.build = {"status": "reused" if artifact.reused else "built"}
     try:
-        state = state_dict(render(dep, artifact, config))
-    except Exception:  # noqa: BLE001 - the apply succeeded; the offline plan is a nicety
-        state = None
-    rec = ledger.get(dep.name, dep.env) or LedgerRecord(dep.name, dep.env)
-    engine_recorded = len(rec.history) > history_len
-    if changed and not engine_recorded:
-        rec.record_success(
-            revision,
-            digest,
-            message=outcome.message,
-            artifact=artifact.to_dict(),
-            outputs=outcome.outputs,
-            platform=dep.platform,
-            spec_file=dep.spec.file,
-        )
-    # The pipeline's digest goes to lastAttemptedDigest; inputsDigest stays the engine's
-    # own (the local engine compares it to decide that a re-apply is a no-op).
-    rec.lastAttemptedDigest = digest
-    rec.failures = 0
-    rec.conditions = [
-        c for c in rec.conditions if not (c.get("type") == "Stalled" and c.get("status") != "True")
-    ]
-    if rec.stalled:
-        rec.conditions = [c for c in rec.conditions if c.get("type") != "Stalled"]
-    rec.suspended = {}
-    rec.destroyed = {}  # applied again after a destroy: live, the history goes on
-    rec.specFile = dep.spec.file
-    rec.platform = dep.platform
-    if state is not None:
-        rec.desiredState = state
-    if rec.to_dict() != before:
-        ledger.put(rec)
+        engine = engines.for_platform(dep.platform)
+        result = converge(dep, artifact, config, ledger, engine, revision, hold=hold)
+    except Exception as exc:  # noqa: BLE001 - recorded by converge; the others go on
+        outcome.message = error_message(exc)
+        outcome.smoke = exc.smoke if isinstance(exc, ApplyError) else None
+        return outcome
+    outcome.status = "applied" if result.changed or hold is not None else "unchanged"
+    outcome.outputs = dict(result.outputs)
+    outcome.message = result.message or ("applied" if result.changed else "unchanged")
+    outcome.smoke = result.smoke
+    outcome.plan = result.plan
     return outcome
 
 
-def _record_failure(dep, config, ledger, revision, digest, message, before) -> None:
-    """Record a failed attempt once, with the pipeline's digest and failure count.
+def converge(
+    dep: Deployment,
+    artifact: Artifact,
+    config: Config,
+    ledger: Ledger,
+    engine: Engine,
+    revision: str,
+    *,
+    hold: Hold | None = None,
+) -> ApplyResult:
+    """Let ``engine`` converge ``dep`` to ``artifact`` and record what it returned.
 
-    ``before`` is the record as it was before the engine ran (``None`` if there was
-    none). An engine that records failures itself (the local and Pulumi engines do, with
-    their own digests) is undone first, so each attempt is counted exactly once and the
-    consecutive-failure count follows the pipeline's inputs digest.
+    The engine gets the deployment's ledger record; its result goes to the status
+    writer: ``applied`` (the engine ran), ``unchanged`` (it found nothing to do), or,
+    with ``hold``, ``rolled_back``; with the rendered DesiredState for later offline
+    plans and the inputs digest (:func:`~reconciler.flow.digests.inputs_digest`).
+
+    Raises:
+        ApplyError | ModelopsError | Exception: the engine's error, after the failed
+            attempt was recorded (:func:`reconciler.state.status.failed`).
+        LedgerError: the deployment's record is corrupt.
     """
-    rec = ledger.get(dep.name, dep.env) or LedgerRecord(dep.name, dep.env)
-    if before is not None and len(rec.history) > len(before.history):
-        rec.history = rec.history[: len(before.history)]
-        rec.failures = before.failures
-        rec.lastAttemptedDigest = before.lastAttemptedDigest
-        rec.conditions = [c for c in before.conditions]
-    elif before is None and rec.history:  # the engine created the record for this attempt
-        rec = LedgerRecord(dep.name, dep.env)
-    rec.record_failure(
-        revision,
-        digest,
-        message,
+    digest = inputs_digest(dep, config)
+    record = ledger.get(dep.name, dep.env)
+    try:
+        result = engine.apply(dep, artifact, revision, record)
+    except Exception as exc:
+        _record_failure(ledger, dep, config, revision, digest, exc)
+        raise
+    stable = stable_image_of(record.desiredState if record is not None else None)
+    try:
+        state = state_dict(render(dep, artifact, config, stable_image=stable))
+    except Exception:  # noqa: BLE001 - the apply succeeded; the offline plan is a nicety
+        state = None
+    if hold is not None:
+        status.rolled_back(
+            ledger,
+            dep,
+            result,
+            revision=revision,
+            digest=digest,
+            artifact=artifact,
+            desired_state=state,
+            head_digest=hold.head_digest,
+            revert=hold.revert,
+        )
+    elif result.ran:
+        status.applied(
+            ledger,
+            dep,
+            result,
+            revision=revision,
+            digest=digest,
+            artifact=artifact,
+            desired_state=state,
+        )
+    else:
+        status.unchanged(ledger, dep, revision=revision, digest=digest, desired_state=state)
+    return result
+
+
+def _record_failure(
+    ledger: Ledger, dep: Deployment, config: Config, revision: str, digest: str, exc: Exception
+) -> str:
+    """Record a failed attempt (build or engine) once; returns its message."""
+    message = error_message(exc)
+    failure = exc if isinstance(exc, ApplyError) else ApplyError(message)
+    status.failed(
+        ledger,
+        dep,
+        revision=revision,
+        digest=digest,
+        message=message,
         stalled_after=config.stalled_after,
-        platform=dep.platform,
-        spec_file=dep.spec.file,
+        outputs=failure.outputs,
+        restore_failed=failure.restore_failed,
     )
-    ledger.put(rec)
+    return message

@@ -19,6 +19,8 @@ import pandas as pd
 
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.monitor.data import features_of, read_table
+from reconciler.runtime.frameworks import FrameworkError, load_model, predict
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, check_path
 from reconciler.spec.validate import URI_SCHEMES, file_sha256
@@ -117,9 +119,6 @@ def run_batch(
         reconciler.monitor.data.MonitorInputError: the input is missing, unreadable, lacks
             feature columns or has non-numeric ones.
     """
-    from reconciler.monitor.data import features_of, read_table
-    from reconciler.runtime.frameworks import FrameworkError, load_model, predict
-
     started = time.perf_counter()
     src = input or dep.get("spec.serving.batch.input")
     dst = output or dep.get("spec.serving.batch.output")

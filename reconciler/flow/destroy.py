@@ -14,7 +14,8 @@ from reconciler.flow.gates import (
     require_pulumi,
 )
 from reconciler.flow.run import Outcome, RunReport
-from reconciler.flow.stages import Engines
+from reconciler.flow.stages import Engines, error_message
+from reconciler.state import status
 from reconciler.state.ledger import Ledger, LedgerRecord
 from reconciler.state.lock import StateLock
 
@@ -38,7 +39,6 @@ def destroy(config: Config, env: str, names: list[str], *, lock_timeout_s: float
             ``env``, or already destroyed: the message says when and by whom); a cloud
             target without the ``pulumi`` CLI; the lock is held.
     """
-
     report = RunReport("destroy", env, g.head_revision(config.root), envs=[env])
     with StateLock(config.state_dir, timeout_s=lock_timeout_s):
         ledger = Ledger(config.state_dir)
@@ -78,33 +78,27 @@ def destroy_record(
 
     What was live is torn down by its engine (a record that was never applied has
     nothing live). The record is kept with its history and a ``destroy`` entry at
-    ``revision`` saying ``reason`` (:meth:`LedgerRecord.record_destroyed`), so
+    ``revision`` saying ``reason`` (:func:`reconciler.state.status.destroyed`), so
     ``modelops history`` still shows what was live and when. A teardown that fails
     leaves the record live and adds a failed ``destroy`` entry; the outcome is
     ``failed`` with the engine's message; otherwise ``destroyed``, message
     ``destroyed (<reason>)``.
     """
     outcome = Outcome(record.key, record.name, record.environment, record.platform, "failed")
-    name, env = record.name, record.environment
     try:
         if record.lastAppliedRevision or record.outputs:
-            if record.platform == "local":
-                engines.for_platform("local").destroy(name, env, revision, reason)
-            else:
-                engines.for_platform(record.platform).destroy_record(record)
-        rec = ledger.get(name, env) or record
-        if not rec.destroyed:  # the local engine marks its own records
-            rec.record_destroyed(revision, reason)
-            ledger.put(rec)
+            engines.for_platform(record.platform).destroy(record)
+        status.destroyed(ledger, record, revision=revision, reason=reason)
         outcome.status, outcome.message = "destroyed", f"destroyed ({reason})"
     except Exception as exc:  # noqa: BLE001 - one failure does not stop the others
-        outcome.message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        outcome.message = error_message(exc)
         try:
-            rec = ledger.get(name, env)
-            if rec is not None and not rec.destroyed:
-                rec.add_history("destroy", revision, "failed", outcome.message[:2000])
-                ledger.put(rec)
+            status.destroy_failed(ledger, record, revision=revision, message=outcome.message)
         except Exception as ledger_exc:  # noqa: BLE001 - reported with the teardown error
-            why = getattr(ledger_exc, "message", None) or f"{type(ledger_exc).__name__}"
+            why = (
+                ledger_exc.message
+                if isinstance(ledger_exc, ModelopsError) and ledger_exc.message
+                else type(ledger_exc).__name__
+            )
             outcome.message += f" (the failed destroy could not be recorded: {why})"
     return outcome

@@ -34,7 +34,6 @@ def inputs_digest(dep: Deployment, config: Config) -> str:
     anything is built so that a failed build still has a digest. Equal digest ⇒ the
     spec and its inputs did not change (used for stalled detection and rollback holds).
     """
-
     files = {}
     for rel in sorted(spec_dependencies({"spec": dep.data.get("spec", {})})):
         files[rel] = file_digest(config.repo_path(rel))

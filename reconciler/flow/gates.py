@@ -39,7 +39,6 @@ def envs_of(config: Config, env: str | None) -> list[str]:
 
 def policy_gate(config: Config, deployments: list[Deployment], report: RunReport) -> bool:
     """Run the policy check; True when the deployments may proceed."""
-
     if not deployments:
         return True
     report.policy = check_policies(config, deployments)
@@ -107,7 +106,6 @@ def check_dirty(
             message lists them, the untracked ones separately. With ``allow_dirty`` the
             revision gets ``-dirty`` and a note lists them instead.
     """
-
     repo = g.open_repo(config.root)
     if repo is None or g.head_commit(repo) is None:
         return
@@ -166,7 +164,6 @@ def check_dirty(
 
 def mass_delete_guard(report, changes, base_rev, envs, config: Config, allow: bool) -> None:
     """Block a change that deletes more than ``config.max_delete_share`` of an env."""
-
     deleted = changes.deleted
     if not deleted:
         return

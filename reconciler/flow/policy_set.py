@@ -31,7 +31,6 @@ def policy_set_touched(config: Config, changes, base_rev, notes: list[str]):
     repository cannot be read from Git: then ``None`` too, and a line in ``notes``
     says so.
     """
-
     head_paths = policy_set_paths(config)
     base_paths = policy_set_paths(config, base_rev)
     if head_paths is None or base_paths is None:
@@ -50,7 +49,6 @@ def policy_set_touched(config: Config, changes, base_rev, notes: list[str]):
 
 def policy_set_files(base_rev, paths) -> list[str]:
     """Root-relative files of the base's policy set (``*.rego``, waivers, organisation)."""
-
     out = [paths.organization, posixpath.join(paths.policies, WAIVERS_FILE)]
     pre = base_rev.pre
     for full in g.list_files(base_rev.commit, pre + paths.policies):
@@ -62,7 +60,6 @@ def policy_set_files(base_rev, paths) -> list[str]:
 
 def policy_set_diff(config: Config, head_cfg: Config, base_cfg: Config, changes, paths):
     """The :class:`~reconciler.gitops.changes.PolicySetDiff` of a plan (base vs head)."""
-
     base_paths, head_paths = paths
     return diff_policy_sets(
         base_cfg.root, base_paths, head_cfg.root, head_paths, config.environments, changes.files

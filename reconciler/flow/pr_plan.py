@@ -19,7 +19,6 @@ from reconciler.core.diagnostics import (
 )
 from reconciler.core.yaml import YamlLoadError
 from reconciler.engine.plan import diff
-from reconciler.engine.render import render
 from reconciler.flow.digests import model_info
 from reconciler.flow.gates import (
     mass_delete_guard,
@@ -37,6 +36,7 @@ from reconciler.flow.stages import (
     build_artifact,
     rebased,
     render_failed,
+    render_live,
     render_plan,
     smoke_test,
     state_dict,
@@ -143,8 +143,7 @@ def plan_changes(
                 if change is not None and change.status == "unchanged":
                     # --all: same spec bytes, same inputs, no shared input changed, so the
                     # base renders exactly as the head does; render once.
-
-                    rendered = render(dep, artifact, head_cfg)
+                    rendered = render_live(dep, artifact, head_cfg)
                     plan_value = diff(rendered.to_dict(), rendered, dep.key)
                     outcome.model["old"] = outcome.model["new"]
                 else:
@@ -233,7 +232,6 @@ def _revision_roots(config: Config, changes, head: str | None, base_paths: list[
 
 def _base_deployments(base_cfg: Config, paths: list[str], envs: list[str]) -> dict:
     """``{(name, env): Deployment}`` of the specs at the merge base (best effort)."""
-
     out = {}
     for rel in paths:
         path = base_cfg.root / rel
@@ -279,7 +277,6 @@ def spec_diff(
         covers (:func:`~reconciler.gitops.changes.touches_build`) and ``decided_by`` says
         why.
     """
-
     if old is None:
         return {}
     fields = field_changes(old.data, dep.data)

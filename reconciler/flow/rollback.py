@@ -14,7 +14,7 @@ from reconciler.core.diagnostics import (
     ModelopsError,
 )
 from reconciler.core.yaml import YamlLoadError
-from reconciler.flow.apply import apply_one
+from reconciler.flow.apply import Hold, apply_one
 from reconciler.flow.digests import inputs_digest
 from reconciler.flow.gates import (
     envs_of,
@@ -58,7 +58,6 @@ def rollback(
         ModelopsError: (exit 2) not a Git repository; ``to`` does not exist; no spec
             named ``name`` at ``to``, or it has no overlay for ``env``; the lock is held.
     """
-
     envs_of(config, env)
     repo = g.require_repo(config.root, "rollback")
     commit = g.resolve_revision(repo, to)
@@ -108,27 +107,8 @@ def rollback(
         report.revert = _commits_to_revert(repo, config, commit, spec_path, deps)
         head_digest = _head_digest(config, name, env)
         with StateLock(config.state_dir, timeout_s=lock_timeout_s):
-            rec = ledger.get(name, env)
-            before_len = len(rec.history) if rec else 0
-            outcome = apply_one(dep, rev_cfg, ledger, Engines(rev_cfg), commit.hexsha)
-            rec = ledger.get(name, env)
-            if rec is not None and outcome.status in ("applied", "unchanged"):
-                if len(rec.history) > before_len and rec.history[-1].get("action") == "apply":
-                    rec.history[-1]["action"] = "rollback"
-                elif len(rec.history) == before_len:
-                    rec.add_history("rollback", commit.hexsha, "succeeded", outcome.message)
-                rec.set_condition(
-                    "Ready", "True", "RollbackSucceeded", f"rolled back to {commit.hexsha[:12]}"
-                )
-                rec.suspended = {
-                    "reason": "rollback",
-                    "revision": commit.hexsha,
-                    "headDigest": head_digest,
-                    "since": rec.history[-1]["time"] if rec.history else "",
-                    "revert": report.revert,
-                }
-                ledger.put(rec)
-                outcome.status = "applied"
+            hold = Hold(head_digest, report.revert)
+            outcome = apply_one(dep, rev_cfg, ledger, Engines(rev_cfg), commit.hexsha, hold=hold)
             report.outcomes.append(outcome)
     report.offline = False
     return report

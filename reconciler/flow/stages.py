@@ -18,18 +18,25 @@ from reconciler.core.diagnostics import (
     Diagnostic,
     ModelopsError,
 )
-from reconciler.engine.local import LocalEngine
-from reconciler.engine.plan import diff
-from reconciler.engine.pulumi_engine import PulumiEngine
-from reconciler.engine.render import render
+from reconciler.engine.base import Engine
+from reconciler.engine.engines import engine_factory
+from reconciler.engine.plan import Plan, diff
+from reconciler.engine.render import DesiredState, render, stable_image_of
 from reconciler.flow.run import Outcome, RunReport
 from reconciler.spec.model import Deployment
+from reconciler.state.ledger import Ledger
 
 
-def state_dict(state) -> dict | None:
-    if state is None:
-        return None
-    return state.to_dict() if hasattr(state, "to_dict") else dict(state)
+def error_message(exc: BaseException) -> str:
+    """One line for a failure: a :class:`ModelopsError`'s message, else ``Type: text``."""
+    if isinstance(exc, ModelopsError) and exc.message:
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
+def state_dict(state: DesiredState | None) -> dict | None:
+    """The JSON form of a rendered DesiredState (``None`` stays ``None``)."""
+    return state.to_dict() if state is not None else None
 
 
 def rebased(config: Config, root: Path, *, keep_policies: bool = False) -> Config:
@@ -52,10 +59,38 @@ def rebased(config: Config, root: Path, *, keep_policies: bool = False) -> Confi
     )
 
 
-def render_plan(dep: Deployment | None, old_state: dict | None, config: Config, artifact=None):
-    """(plan, rendered DesiredState or None) of ``dep`` against ``old_state`` (a dict)."""
+def live_stable_image(config: Config, name: str, env: str) -> str | None:
+    """The image the stable track of ``name`` × ``env`` runs, from its ledger record.
 
-    rendered = render(dep, artifact, config) if dep is not None else None
+    Raises:
+        LedgerError: the record is corrupt or from a newer modelops.
+    """
+    record = Ledger(config.state_dir).get(name, env)
+    return stable_image_of(record.desiredState if record is not None else None)
+
+
+def render_live(dep: Deployment, artifact: Artifact | None, config: Config) -> DesiredState:
+    """Render ``dep`` as ``apply`` would: with the stable image its ledger record names.
+
+    Raises:
+        RenderError | ModelopsError | LedgerError: as :func:`~reconciler.engine.render.render`
+            and :func:`live_stable_image`.
+    """
+    stable = live_stable_image(config, dep.name, dep.env)
+    return render(dep, artifact, config, stable_image=stable)
+
+
+def render_plan(
+    dep: Deployment | None,
+    old_state: dict | None,
+    config: Config,
+    artifact: Artifact | None = None,
+) -> tuple[Plan, DesiredState | None]:
+    """(plan, rendered DesiredState or None) of ``dep`` against ``old_state`` (a dict).
+
+    ``dep`` is rendered as ``apply`` would (:func:`render_live`).
+    """
+    rendered = render_live(dep, artifact, config) if dep is not None else None
     key = dep.key if dep is not None else (old_state or {}).get("deployment", "")
     return diff(old_state or None, rendered, key), rendered
 
@@ -117,18 +152,23 @@ def render_failed(report: RunReport, outcome: Outcome, dep: Deployment, exc: Mod
 
 
 class Engines:
-    """Engines created on first use: local, and Pulumi for every other platform."""
+    """The engines of one run, created on first use (one per engine class).
+
+    Args:
+        config: repository configuration, given to each engine.
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._local = None
-        self._pulumi = None
+        self._made: dict = {}
 
-    def for_platform(self, platform: str):
-        if platform == "local":
-            if self._local is None:
-                self._local = LocalEngine(self.config)
-            return self._local
-        if self._pulumi is None:
-            self._pulumi = PulumiEngine(self.config)
-        return self._pulumi
+    def for_platform(self, platform: str) -> Engine:
+        """The engine that converges ``platform`` (:data:`~reconciler.engine.engines.ENGINES`).
+
+        Raises:
+            ModelopsError: (exit 2) a platform no engine converges.
+        """
+        factory = engine_factory(platform)
+        if factory not in self._made:
+            self._made[factory] = factory(self.config)
+        return self._made[factory]

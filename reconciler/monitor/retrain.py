@@ -61,6 +61,7 @@ from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, spec_path
+from reconciler.state import status
 from reconciler.state.ledger import Ledger, LedgerRecord
 
 DEFAULT_TIMEOUT_S = 3600
@@ -229,10 +230,6 @@ def _last_completed(dep: Deployment, config: Config) -> dict | None:
 
 
 def _record(dep: Deployment, config: Config, result: RetrainResult) -> None:
-    ledger = Ledger(config.state_dir)
-    record = ledger.get(dep.name, dep.env) or LedgerRecord(
-        name=dep.name, environment=dep.env, platform=dep.platform, specFile=dep.spec.file
-    )
     extra = {
         k: v
         for k, v in result.to_dict().items()
@@ -250,15 +247,14 @@ def _record(dep: Deployment, config: Config, result: RetrainResult) -> None:
         )
         and v not in ("", None)
     }
-    record.add_history(
-        "retrain", record.lastAppliedRevision, result.status, result.message, **extra
+    entry = status.retraining_result(
+        Ledger(config.state_dir), dep, result.status, result.message, **extra
     )
-    ledger.put(record)
     if result.status in COMPLETED:
         last = _last_file(dep, config)
         last.parent.mkdir(parents=True, exist_ok=True)
         tmp = last.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record.history[-1], indent=2) + "\n")
+        tmp.write_text(json.dumps(entry, indent=2) + "\n")
         os.replace(tmp, last)
 
 

@@ -24,8 +24,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from reconciler.core.clock import now_iso
 from reconciler.core.diagnostics import ModelopsError
-from reconciler.state.ledger import actor, now_iso
+from reconciler.state.ledger import actor
 
 LOCK_FILE = "lock"
 #: Seconds between two attempts while waiting for a lock.
