@@ -69,20 +69,13 @@ def policy_set_diff(config: Config, head_cfg: Config, base_cfg: Config, changes,
 def plan_policies(report: RunReport, head_cfg: Config, base_cfg: Config, deployments, paths):
     """Police the planned deployments; with the base's policy set when the PR changes it.
 
-    A pull request's own policy change has not been reviewed yet, so it may not approve
-    its own specs (the practice of Atlantis and Conftest: policies from the base
-    branch). When :attr:`RunReport.policy_changes` says the pull request changes what is
-    enforced (a policy, its metadata, a waiver, an organisation setting), the
-    deployments are checked against the policies, waivers and organisation settings as
-    they are at the merge base (written out by :func:`_revision_roots`): that is
-    :attr:`RunReport.policy`. They are also checked against the pull request's own set,
-    which ``apply`` uses after the merge (:attr:`RunReport.policy_head`); either
-    blocking blocks. Waiver-file findings of the base's ``waivers.yaml`` (unused,
-    expired, unknown scope) are left out when the pull request changes that file: its
-    head version is the one checked. Where the two sets disagree is recorded in
-    ``policy_changes.effects``. Both checks fail closed: a base policy that does not
-    compile or load blocks, also in the pull request that repairs it (merge such a fix
-    after the security review, with the repository's override).
+    When :attr:`RunReport.policy_changes` says the pull request changes what is enforced,
+    :attr:`RunReport.policy` is the check against the policies, waivers and organisation
+    settings at the merge base and :attr:`RunReport.policy_head` the check against the
+    pull request's own set; either blocking blocks (why: ``docs/flow.md``, "Policies at
+    the merge base"). Findings about the base's ``waivers.yaml`` are left out when the
+    pull request changes that file; where the two sets disagree goes to
+    ``policy_changes.effects``. Otherwise the head's set is checked, as ``apply`` does.
 
     Args:
         report: the plan; ``policy``, ``policy_head``, ``notes`` and

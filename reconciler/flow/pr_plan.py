@@ -34,6 +34,7 @@ from reconciler.flow.run import Outcome, RunReport, sort_report
 from reconciler.flow.stages import (
     build_and_smoke,
     build_artifact,
+    error_message,
     rebased,
     render_failed,
     render_live,
@@ -314,7 +315,7 @@ def spec_diff(
         models = {old.get("spec.model.uri"), dep.get("spec.model.uri")}
         if any(f in models for f in out["files"]):
             keys.add("model_file")
-        why = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        why = error_message(exc)
         out.update(
             rebuild=bool(keys),
             build_inputs=sorted(keys),

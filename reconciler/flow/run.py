@@ -86,9 +86,9 @@ class Outcome:
     def to_dict(self) -> dict:
         """JSON-ready mapping; a value that is not there is ``{}``."""
         out = copy.deepcopy(dict(self.__dict__))
-        for name in ("artifact", "plan", "smoke"):
-            value = getattr(self, name)
-            out[name] = value.to_dict() if value is not None else {}
+        out["artifact"] = self.artifact.to_dict() if self.artifact is not None else {}
+        out["plan"] = self.plan.to_dict() if self.plan is not None else {}
+        out["smoke"] = self.smoke.to_dict() if self.smoke is not None else {}
         return out
 
 

@@ -1,25 +1,9 @@
-"""The ledger: what is live, per deployment × environment.
+"""The ledger: what is live, per deployment × environment (``docs/state.md``).
 
-One JSON file per deployment × environment under ``<state_dir>/ledger/<name>-<env>.json``,
-written atomically (temp file in the same directory, fsync, rename), so a crash never
-leaves a half-written record. Field names follow Flux's status conventions:
-``lastAppliedRevision``, ``lastAttemptedRevision`` and conditions ``Ready``,
-``Reconciling``, ``Stalled`` with a reason and a message.
-
-A record that is not valid JSON, or that was written by a newer modelops
-(``schemaVersion`` above :data:`SCHEMA_VERSION`), is reported with
-:class:`LedgerError` and never overwritten silently.
-
-Destroying a deployment keeps its record and history, the audit trail of what was
-live and when (:meth:`LedgerRecord.record_destroyed`): the history gets a ``destroy``
-entry, the record's ``destroyed`` field says when, by whom and at which revision, and
-everything live (revisions, artifact, outputs, DesiredState, conditions) is cleared.
-:meth:`Ledger.all` leaves destroyed records out (so ``status``, orphan detection and
-``--prune`` see only what is live); :meth:`Ledger.get` still returns them, so
-``modelops history`` shows them and a later apply continues the same history (an
-``apply`` or ``rollback`` entry clears ``destroyed``). The ``destroyed`` field is
-additive: a modelops without it ignores the field and reads such a record as one that
-was never applied, so the schema version stays 1.
+One JSON file per record under ``<state_dir>/ledger/<name>-<env>.json``, written
+atomically; Flux's status field names. A corrupt record, or one from a newer modelops,
+raises :class:`LedgerError` and is never overwritten. Destroyed records keep their
+history (:meth:`LedgerRecord.record_destroyed`). Only ``reconciler.state.status`` writes.
 """
 
 from __future__ import annotations
