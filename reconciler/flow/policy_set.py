@@ -80,7 +80,7 @@ def plan_policies(report: RunReport, head_cfg: Config, base_cfg: Config, deploym
     Args:
         report: the plan; ``policy``, ``policy_head``, ``notes`` and
             ``policy_changes.effects`` are set.
-        head_cfg, base_cfg: the two revisions on disk (:func:`_revision_roots`).
+        head_cfg, base_cfg: the two revisions on disk (``pr_plan._revision_roots``).
         deployments: the valid deployments at the head.
         paths: ``(base, head)`` :class:`~reconciler.gitops.changes.PolicySetPaths`, or
             ``None`` when the change does not touch the policy set.

@@ -8,8 +8,6 @@ deleted since the base are planned for deletion.
 from __future__ import annotations
 
 import contextlib
-import tempfile
-from pathlib import Path
 
 from reconciler.build.bento import build_inputs
 from reconciler.core import git as g
@@ -17,7 +15,6 @@ from reconciler.core.config import Config
 from reconciler.core.diagnostics import (
     ModelopsError,
 )
-from reconciler.core.yaml import YamlLoadError
 from reconciler.engine.plan import diff
 from reconciler.flow.digests import model_info
 from reconciler.flow.gates import (
@@ -35,7 +32,6 @@ from reconciler.flow.stages import (
     build_and_smoke,
     build_artifact,
     error_message,
-    rebased,
     render_failed,
     render_live,
     render_plan,
@@ -51,10 +47,9 @@ from reconciler.gitops.changes import (
     spec_dependencies,
     touches_build,
 )
-from reconciler.spec.loader import load_spec
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_files
-from reconciler.spec.resolve import resolve
+from reconciler.spec.source import SpecSource, revision_source
 from reconciler.state.ledger import Ledger
 
 
@@ -110,8 +105,7 @@ def plan_changes(
         deployments = [d for d in loaded.deployments if d.spec.file not in bad]
         report.diagnostics.sort(key=lambda d: (d.position.file, d.position.line, d.position.col))
         by_path = {s.path: s for s in planned}
-        old_deps = _base_deployments(
-            base_cfg,
+        old_deps = SpecSource(base_cfg, changes.base).deployments(
             [s.old_path for s in changes.specs if s.old_path and s.status != "unchanged"],
             envs,
         )
@@ -210,8 +204,7 @@ def _revision_roots(config: Config, changes, head: str | None, base_paths: list[
     are written out (the changed specs and their inputs).
     """
     repo = g.require_repo(config.root, "--base")
-    pre = g.prefix(repo, config.root)
-    with tempfile.TemporaryDirectory(prefix="modelops-revs-") as tmp:
+    with contextlib.ExitStack() as stack:
         head_cfg = config
         if changes.head:
             current = g.head_commit(repo)
@@ -220,33 +213,10 @@ def _revision_roots(config: Config, changes, head: str | None, base_paths: list[
                 or current.hexsha != changes.head
                 or g.dirty_paths(repo, config.root)
             ):
-                dest = Path(tmp) / "head"
-                commit = repo.commit(changes.head)
-                g.export_tree(repo, commit, dest, [pre] if pre else None)
-                head_cfg = rebased(config, dest / pre if pre else dest)
-        base_dest = Path(tmp) / "base"
-        base_root = base_dest / pre if pre else base_dest
-        g.export_tree(repo, repo.commit(changes.base), base_dest, [pre + p for p in base_paths])
-        base_cfg = rebased(config, base_root)
-        yield head_cfg, base_cfg
-
-
-def _base_deployments(base_cfg: Config, paths: list[str], envs: list[str]) -> dict:
-    """``{(name, env): Deployment}`` of the specs at the merge base (best effort)."""
-    out = {}
-    for rel in paths:
-        path = base_cfg.root / rel
-        if not path.is_file():
-            continue
-        try:
-            spec = load_spec(path, base_cfg.root)
-        except YamlLoadError:
-            continue
-        for env in envs:
-            dep, _diags = resolve(spec, env, base_cfg)
-            if dep is not None:
-                out[(dep.name, env)] = dep
-    return out
+                at_head = revision_source(config, repo, repo.commit(changes.head))
+                head_cfg = stack.enter_context(at_head).config
+        at_base = revision_source(config, repo, repo.commit(changes.base), base_paths)
+        yield head_cfg, stack.enter_context(at_base).config
 
 
 def spec_diff(

@@ -5,15 +5,11 @@ The deployment is then held (``suspended``) until its spec or inputs change in G
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from reconciler.core import git as g
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import (
     ModelopsError,
 )
-from reconciler.core.yaml import YamlLoadError
 from reconciler.flow.apply import Hold, apply_one
 from reconciler.flow.digests import inputs_digest
 from reconciler.flow.gates import (
@@ -24,7 +20,6 @@ from reconciler.flow.gates import (
 from reconciler.flow.run import RunReport
 from reconciler.flow.stages import (
     Engines,
-    rebased,
 )
 from reconciler.gitops.changes import (
     RevisionFiles,
@@ -32,11 +27,8 @@ from reconciler.gitops.changes import (
     spec_dependencies,
     spec_name,
 )
-from reconciler.spec.loader import load_spec
-from reconciler.spec.model import Spec
 from reconciler.spec.repo import load_all
-from reconciler.spec.resolve import resolve
-from reconciler.spec.validate import spec_diagnostics
+from reconciler.spec.source import revision_source
 from reconciler.state.ledger import Ledger
 from reconciler.state.lock import StateLock
 
@@ -81,18 +73,9 @@ def rollback(
             f"`git log --oneline -- {specs_rel}` shows where it existed"
         )
     deps = sorted(spec_dependencies(data))
-    with tempfile.TemporaryDirectory(prefix="modelops-rollback-") as tmp:
-        pre = g.prefix(repo, config.root)
-        g.export_tree(repo, commit, Path(tmp), [pre + p for p in [spec_path, *deps]])
-        rev_cfg = rebased(config, Path(tmp) / pre if pre else Path(tmp), keep_policies=True)
-        try:
-            spec: Spec = load_spec(rev_cfg.root / spec_path, rev_cfg.root)
-        except YamlLoadError as exc:
-            report.diagnostics.append(exc.diagnostic)
-            return report
-
-        report.diagnostics.extend(spec_diagnostics(spec, rev_cfg))
-        dep, diags = resolve(spec, env, rev_cfg) if not report.spec_errors else (None, [])
+    with revision_source(config, repo, commit, [spec_path, *deps], keep_policies=True) as source:
+        rev_cfg = source.config
+        dep, diags = source.deployment(spec_path, env)
         report.diagnostics.extend(diags)
         if report.spec_errors:
             return report

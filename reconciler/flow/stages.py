@@ -6,9 +6,6 @@ recorded on its :class:`~reconciler.flow.run.Outcome` instead of raised.
 
 from __future__ import annotations
 
-from dataclasses import replace
-from pathlib import Path
-
 from reconciler.build.artifact import Artifact
 from reconciler.build.bento import build
 from reconciler.build.serve import start_server, stop_server
@@ -37,26 +34,6 @@ def error_message(exc: BaseException) -> str:
 def state_dict(state: DesiredState | None) -> dict | None:
     """The JSON form of a rendered DesiredState (``None`` stays ``None``)."""
     return state.to_dict() if state is not None else None
-
-
-def rebased(config: Config, root: Path, *, keep_policies: bool = False) -> Config:
-    """``config`` with its repository paths moved under ``root`` (same state directory)."""
-
-    def move(path: Path | None) -> Path | None:
-        if path is None:
-            return None
-        try:
-            return root / Path(path).resolve().relative_to(config.root)
-        except ValueError:
-            return path
-
-    return replace(
-        config,
-        root=root,
-        specs_dir=move(config.specs_dir),
-        policies_dir=config.policies_dir if keep_policies else move(config.policies_dir),
-        organization=config.organization if keep_policies else move(config.organization),
-    )
 
 
 def live_stable_image(config: Config, name: str, env: str) -> str | None:
