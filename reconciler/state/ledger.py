@@ -198,7 +198,7 @@ class LedgerRecord:
 
         ``lastGoodRevision`` becomes the previous ``lastAppliedRevision`` when that one
         differs (the revision to go back to); failures reset to 0; ``Ready`` is True and
-        ``Stalled`` is removed.
+        ``Stalled`` is removed. ``extra`` goes into the history entry (``smoke``...).
         """
         if self.lastAppliedRevision and self.lastAppliedRevision != revision:
             self.lastGoodRevision = self.lastAppliedRevision
