@@ -29,14 +29,14 @@ class PastTheDirtyCheck(Exception):
 def no_pulumi_past_dirty_check(monkeypatch):
     """FAKE for the Pulumi CLI check (the CLI and a cluster cannot run here).
 
-    ``_require_pulumi`` is the step right after the dirty-tree check in ``apply``; the
+    ``pulumi_gate`` is the step right after the dirty-tree check in ``apply``; the
     fake stops the run there, so reaching it means the tree was accepted as clean.
     """
 
     def fake_require_pulumi(platforms, env):
         raise PastTheDirtyCheck(env)
 
-    monkeypatch.setattr(apply_flow, "require_pulumi", fake_require_pulumi)
+    monkeypatch.setattr(apply_flow, "pulumi_gate", fake_require_pulumi)
 
 
 def _untrack(repo, *paths: str) -> None:

@@ -299,7 +299,7 @@ def test_failed_teardown_keeps_the_record_live_and_records_the_attempt(tmp_path,
         def destroy(self, record):
             raise ModelopsError(f"{record.key}: destroy failed: stack is locked", 3)
 
-    monkeypatch.setattr(destroy_flow, "require_pulumi", lambda platforms, env: None)
+    monkeypatch.setattr(destroy_flow, "pulumi_gate", lambda platforms, env: None)
     monkeypatch.setattr(Engines, "for_platform", lambda self, p: FailingTeardown())
     report = destroy_flow.destroy(config, "prod", ["fraud-detector"])
     assert [o.status for o in report.outcomes] == ["failed"] and report.exit_code == 3
@@ -377,7 +377,7 @@ class FakePulumiEngine:
 def test_engine_failures_are_counted_once_and_stall(tmp_path, monkeypatch):
     repo = example_repo(tmp_path)
     config = load_config(repo.root)
-    monkeypatch.setattr(apply_flow, "require_pulumi", lambda platforms, env: None)
+    monkeypatch.setattr(apply_flow, "pulumi_gate", lambda platforms, env: None)
     monkeypatch.setattr(Engines, "for_platform", lambda self, platform: FakePulumiEngine(config))
     ledger = Ledger(config.state_dir)
     for i in range(1, 4):

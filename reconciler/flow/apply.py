@@ -22,7 +22,7 @@ from reconciler.flow.gates import (
     orphans,
     policy_gate,
     prune_plan,
-    require_pulumi,
+    pulumi_gate,
 )
 from reconciler.flow.run import Outcome, RunReport, sort_report
 from reconciler.flow.stages import (
@@ -109,7 +109,7 @@ def apply(
         if report.blocked:
             return report
         check_dirty(config, deployments, allow_dirty, report)
-        require_pulumi({d.key: d.platform for d in deployments}, env)
+        pulumi_gate({d.key: d.platform for d in deployments}, env)
         destroy_list = prune_plan(
             config, env, candidates, prune, allow_destroy_protected, allow_mass_delete, report
         )

@@ -11,7 +11,7 @@ from reconciler.core.diagnostics import (
     ModelopsError,
 )
 from reconciler.flow.gates import (
-    require_pulumi,
+    pulumi_gate,
 )
 from reconciler.flow.run import Outcome, RunReport
 from reconciler.flow.stages import Engines, error_message
@@ -58,7 +58,7 @@ def destroy(config: Config, env: str, names: list[str], *, lock_timeout_s: float
                 )
                 + "; `modelops status` lists what is deployed"
             )
-        require_pulumi({r.key: r.platform for r in chosen}, env)
+        pulumi_gate({r.key: r.platform for r in chosen}, env)
         engines = Engines(config)
         for record in chosen:
             outcome = destroy_record(record, engines, ledger, report.revision, "modelops destroy")

@@ -28,6 +28,11 @@ from reconciler.state.ledger import Ledger
 
 
 def envs_of(config: Config, env: str | None) -> list[str]:
+    """The environments a run covers: ``env``, or every configured one when ``None``.
+
+    Raises:
+        ModelopsError: (exit 2) an environment the configuration does not name.
+    """
     if env is None:
         return list(config.environments)
     if env not in config.environments:
@@ -72,12 +77,11 @@ def protected_note(config: Config, env: str) -> str:
     return ""
 
 
-def require_pulumi(platforms: dict[str, str], env: str) -> None:
+def pulumi_gate(platforms: dict[str, str], env: str) -> None:
     """Raise before anything is applied when a cloud target needs the missing CLI."""
     cloud = {k: p for k, p in platforms.items() if p != "local"}
     if not cloud:
         return
-
     if not pulumi_available():
         raise ModelopsError(
             f"apply needs the Pulumi CLI for {', '.join(sorted(cloud))} (platforms: "
@@ -238,5 +242,5 @@ def prune_plan(config, env, candidates, prune, allow_protected, allow_mass, repo
             f"{', '.join(r.key for r in candidates[:10])}. Nothing was applied or destroyed. "
             "If this is intended, run again with --allow-mass-delete."
         )
-    require_pulumi({r.key: r.platform for r in candidates}, env)
+    pulumi_gate({r.key: r.platform for r in candidates}, env)
     return candidates

@@ -89,7 +89,6 @@ def plan_policies(report: RunReport, head_cfg: Config, base_cfg: Config, deploym
     if diff is None or not diff.changes_enforcement:
         policy_gate(head_cfg, deployments, report)
         return
-
     base_paths, _head_paths = paths
     base_policy_cfg = replace(
         head_cfg,

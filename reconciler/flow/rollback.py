@@ -15,7 +15,7 @@ from reconciler.flow.digests import inputs_digest
 from reconciler.flow.gates import (
     envs_of,
     policy_gate,
-    require_pulumi,
+    pulumi_gate,
 )
 from reconciler.flow.run import RunReport
 from reconciler.flow.stages import (
@@ -86,7 +86,7 @@ def rollback(
             )
         if not policy_gate(rev_cfg, [dep], report):
             return report
-        require_pulumi({dep.key: dep.platform}, env)
+        pulumi_gate({dep.key: dep.platform}, env)
         report.revert = _commits_to_revert(repo, config, commit, spec_path, deps)
         head_digest = _head_digest(config, name, env)
         with StateLock(config.state_dir, timeout_s=lock_timeout_s):
