@@ -72,6 +72,7 @@ def orphans(config: Config, envs: list[str], live: set[str], targets: list[str] 
 
 
 def protected_note(config: Config, env: str) -> str:
+    """`` (environment X is protected: ...)`` for a protected environment, else ``""``."""
     if env in config.protected_environments:
         return f" (environment {env} is protected: also --allow-destroy-protected)"
     return ""

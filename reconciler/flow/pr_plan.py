@@ -63,7 +63,18 @@ def plan_changes(
     all_specs: bool,
     allow_mass_delete: bool,
 ) -> RunReport:
+    """The plan of a pull request: ``plan(..., base=...)`` (see :func:`reconciler.flow.plan.plan`).
 
+    Only the specs changed or affected since the merge base (every spec with
+    ``all_specs``) are planned, each rendered at the base and at the head and diffed;
+    specs deleted since the base are planned for deletion (``delete`` outcomes), and the
+    mass-delete guard applies unless ``allow_mass_delete``. Builds (and smoke tests) run
+    only when ``build`` and the gates pass.
+
+    Raises:
+        ModelopsError: (exit 2) not a Git repository, a revision that does not exist or is
+            missing from a shallow clone; corrupt ledger.
+    """
     changes = detect_changes(config, base, head, all_specs=all_specs)
     repo = g.require_repo(config.root, "--base")
     revision = changes.head or g.head_revision(config.root) or "working tree"

@@ -214,6 +214,7 @@ class RunReport:
 
 
 def sort_report(report: RunReport) -> None:
+    """Sort the outcomes by key, keeping each plan next to its outcome."""
     pairs = sorted(zip(report.outcomes, report.plans, strict=False), key=lambda p: p[0].key)
     if len(pairs) == len(report.outcomes):
         report.outcomes = [p[0] for p in pairs]

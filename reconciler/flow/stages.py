@@ -25,7 +25,7 @@ from reconciler.state.ledger import Ledger
 
 
 def error_message(exc: BaseException) -> str:
-    """One line for a failure: a :class:`ModelopsError`'s message, else ``Type: text``."""
+    """The text of a failure: a :class:`ModelopsError`'s message, else ``Type: text``."""
     if isinstance(exc, ModelopsError) and exc.message:
         return exc.message
     return f"{type(exc).__name__}: {exc}"
