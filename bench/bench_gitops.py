@@ -86,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from reconciler.core.config import load_config
-    from reconciler.flow import pipeline
+    from reconciler.flow.plan import plan
 
     with tempfile.TemporaryDirectory(prefix="bench-gitops-") as tmp:
         root = Path(tmp) / "repo"
@@ -97,10 +97,10 @@ def main() -> None:
         print(f"repository: {args.specs} specs, built and committed in {built_s:.1f} s")
         config = load_config(root)
 
-        pr, cold_s, cold_cpu = timed(lambda: pipeline.plan(config, "prod", base=base))
+        pr, cold_s, cold_cpu = timed(lambda: plan(config, "prod", base=base))
         assert len(pr.outcomes) == 1 and pr.exit_code == 0, pr.to_dict()
         assert pr.plans[0].summary() == "0 to create, 1 to update, 0 to replace, 0 to delete"
-        _, pr_s, pr_cpu = timed(lambda: pipeline.plan(config, "prod", base=base))
+        _, pr_s, pr_cpu = timed(lambda: plan(config, "prod", base=base))
 
         exe = PROJECT / ".venv" / "bin" / "modelops"
         argv = [str(exe), "plan", "--base", base, "--env", "prod", "--format", "markdown"]
@@ -109,9 +109,7 @@ def main() -> None:
         )
         assert cli.returncode == 0, cli.stderr
 
-        full, all_s, all_cpu = timed(
-            lambda: pipeline.plan(config, "prod", base=base, all_specs=True)
-        )
+        full, all_s, all_cpu = timed(lambda: plan(config, "prod", base=base, all_specs=True))
         assert len(full.outcomes) == args.specs and full.exit_code == 0
         assert sum(not p.empty for p in full.plans) == 1
 

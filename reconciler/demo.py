@@ -22,7 +22,6 @@ Exits non-zero when a step that must succeed fails; the servers are stopped in e
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,8 +32,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.rule import Rule
+
+from reconciler.core.digests import file_sha256
+from reconciler.monitor.traffic import send_traffic, shifted
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console(highlight=False, soft_wrap=True)
@@ -74,17 +78,13 @@ def modelops(*args: str, cwd: Path = ROOT, expect: tuple[int, ...] = (0,)) -> st
     return run([*MODELOPS, *args], cwd=cwd, expect=expect)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def train_and_check() -> None:
     """Train both models into the state dir and compare digests with the committed files."""
     out = ROOT / ".modelops" / "demo" / "train"
     run([sys.executable, "examples/train.py", "all", "--out", str(out)])
     for model in ("fraud", "diabetes"):
-        fresh = _sha256(out / model / "model.joblib")
-        committed = _sha256(ROOT / "examples" / model / "model.joblib")
+        fresh = file_sha256(out / model / "model.joblib")
+        committed = file_sha256(ROOT / "examples" / model / "model.joblib")
         verdict = "matches" if fresh == committed else "DIFFERS from"
         console.print(f"{model}: trained digest {fresh[:12]}… {verdict} the committed model")
 
@@ -125,13 +125,10 @@ def labelled_recent_data(clone: Path) -> Path:
     holdout is pointed at the shifted holdout, so the candidate and the live model are
     judged on data like today's traffic, and no holdout row is ever trained on.
     """
-    import pandas as pd
-    from sklearn.model_selection import train_test_split
-
-    from reconciler.monitor.traffic import shifted
+    from sklearn.model_selection import train_test_split  # heavy: only this step needs it
 
     sys.path.insert(0, str(ROOT / "examples"))
-    from train import SEED, bundled
+    from train import SEED, bundled  # the example's training script, on sys.path only now
 
     full = bundled("fraud")
     train_rows, _ = train_test_split(
@@ -157,17 +154,12 @@ def labelled_recent_data(clone: Path) -> Path:
 
 def _traffic(rows, copies: int = 6, seed: int = 3):
     """``copies`` passes over ``rows`` in a fixed random order (a stand-in for live traffic)."""
-    import numpy as np
-
     stacked = np.tile(rows, (copies, 1))
     return stacked[np.random.default_rng(seed).permutation(len(stacked))]
 
 
 def monitoring_loop(clone: Path) -> None:
     """Shifted traffic → drift → retraining branch; unshifted traffic → no drift."""
-    import pandas as pd
-
-    from reconciler.monitor.traffic import send_traffic, shifted
 
     record = json.loads((ROOT / ".modelops" / "ledger" / "fraud-detector-staging.json").read_text())
     url = record["outputs"]["url"]

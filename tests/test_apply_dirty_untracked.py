@@ -14,7 +14,9 @@ from test_gitops_support import example_repo, invoke
 
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import ModelopsError
-from reconciler.flow import pipeline
+from reconciler.flow import apply as apply_flow
+from reconciler.flow.gates import check_dirty
+from reconciler.flow.run import RunReport
 from reconciler.spec.repo import load_all
 from reconciler.state.ledger import Ledger
 
@@ -27,14 +29,14 @@ class PastTheDirtyCheck(Exception):
 def no_pulumi_past_dirty_check(monkeypatch):
     """FAKE for the Pulumi CLI check (the CLI and a cluster cannot run here).
 
-    ``_require_pulumi`` is the step right after the dirty-tree check in ``apply``; the
+    ``pulumi_gate`` is the step right after the dirty-tree check in ``apply``; the
     fake stops the run there, so reaching it means the tree was accepted as clean.
     """
 
     def fake_require_pulumi(platforms, env):
         raise PastTheDirtyCheck(env)
 
-    monkeypatch.setattr(pipeline, "_require_pulumi", fake_require_pulumi)
+    monkeypatch.setattr(apply_flow, "pulumi_gate", fake_require_pulumi)
 
 
 def _untrack(repo, *paths: str) -> None:
@@ -79,7 +81,7 @@ def test_changed_and_untracked_are_listed_apart(tmp_path):
     spec = repo.root / "specs/fraud-detector.yaml"
     spec.write_text(spec.read_text().replace("min_replicas: 3}", "min_replicas: 4}"))
     with pytest.raises(ModelopsError) as info:
-        pipeline.apply(load_config(repo.root), "prod", allow_dirty=False)
+        apply_flow.apply(load_config(repo.root), "prod", allow_dirty=False)
     assert (
         "(changed: specs/fraud-detector.yaml; untracked (never committed): modelops.yaml)"
         in info.value.message
@@ -100,7 +102,7 @@ def test_other_untracked_files_do_not_count(tmp_path, no_pulumi_past_dirty_check
     status = repo.git.git.status("--short", "--untracked-files=all")
     assert "?? notes.txt" in status and "?? .modelops/capture/x.yaml" in status
     with pytest.raises(PastTheDirtyCheck):
-        pipeline.apply(config, "prod", allow_dirty=False)
+        apply_flow.apply(config, "prod", allow_dirty=False)
 
 
 def test_allow_dirty_records_untracked_files(tmp_path):
@@ -109,8 +111,8 @@ def test_allow_dirty_records_untracked_files(tmp_path):
     config = load_config(repo.root)
     deployments = load_all(config, None, "prod").deployments
     head = repo.git.head.commit.hexsha
-    report = pipeline.RunReport("apply", "prod", head)
-    pipeline._check_dirty(config, deployments, True, report)
+    report = RunReport("apply", "prod", head)
+    check_dirty(config, deployments, True, report)
     assert report.revision == f"{head}-dirty"
     assert report.notes == [
         "applied with uncommitted changes: untracked (never committed): examples/fraud/request.json"

@@ -1,10 +1,11 @@
 """LocalEngine: apply / no-op / restart / failed smoke / crash / destroy, for real.
 
 Real parts only: a spec repository in a temp dir, a real Bento build, real ``bentoml
-serve`` processes, the real ledger. The example spec's load test is shrunk (40 requests at
-concurrency 2), its SLO and batching latency widened, so that these tests check the
-engine's behaviour and not this machine's speed (the SLO check is tested in
-``test_smoke.py``).
+serve`` processes, the real ledger (written by the status writer from what the engine
+returns, as ``modelops apply`` does: :func:`converge`). The example spec's load test is
+shrunk (40 requests at concurrency 2), its SLO and batching latency widened, so that these
+tests check the engine's behaviour and not this machine's speed (the SLO check is tested
+in ``test_smoke.py``).
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ import pytest
 from support.serving import model_never_loads
 from test_serve import make_repo, servers_under  # same directory (pytest rootdir)
 
-from reconciler.build.serve import ServeError, free_port
+from reconciler.build.bento import build as build_bento
+from reconciler.build.serve import free_port
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import EXIT_APPLY_FAILED
-from reconciler.engine.local import LocalEngine, inputs_digest
+from reconciler.engine.base import ApplyError
+from reconciler.engine.local import LocalEngine, engine_digest
+from reconciler.flow import apply as apply_flow
 from reconciler.spec.repo import load_all
-from reconciler.state.ledger import Ledger
+from reconciler.state import status
+from reconciler.state.ledger import Ledger, LedgerRecord
 
 SPEC = "specs/fraud-detector.yaml"
 SLO_LINE = "slo: {p99_latency_ms: 200}"
@@ -65,9 +70,12 @@ def repo(tmp_path):
 
 
 def build(config, dep):
-    from reconciler.build.bento import build as build_bento
-
     return build_bento(dep, config)
+
+
+def converge(engine, ledger, dep, artifact, revision):
+    """The engine converges; the status writer records its result (``modelops apply``)."""
+    return apply_flow.converge(dep, artifact, engine.config, ledger, engine, revision)
 
 
 def server_ids(config) -> set[str]:
@@ -89,7 +97,7 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
     artifact = build(config, dep)
 
     # 1. first apply: a live server, smoke-tested, recorded
-    first = engine.apply(dep, artifact, "rev1")
+    first = converge(engine, ledger, dep, artifact, "rev1")
     assert first.changed
     out = first.outputs
     assert out["url"] == f"http://127.0.0.1:{out['port']}"
@@ -103,7 +111,7 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
     assert rec.lastAppliedRevision == rec.lastAttemptedRevision == "rev1"
     assert rec.artifact["bento_tag"] == artifact.bento_tag
     assert rec.outputs["pid"] == out["pid"]
-    assert rec.inputsDigest == inputs_digest(dep, artifact)
+    assert rec.inputsDigest == engine_digest(dep, artifact)
     assert rec.condition("Ready")["status"] == "True"
     assert rec.history[-1]["result"] == "succeeded"
     assert engine.health(rec) == "Healthy"
@@ -112,7 +120,7 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
 
     # 2. re-apply unchanged: a no-op that says so, ledger file untouched
     before = ledger.path("fraud-detector", "staging").read_bytes()
-    again = engine.apply(dep, build(config, dep), "rev1")
+    again = converge(engine, ledger, dep, build(config, dep), "rev1")
     assert not again.changed
     assert again.message.startswith("unchanged:")
     assert again.outputs["pid"] == out["pid"]
@@ -129,8 +137,8 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
         + "          expect: {status: 200, values: [7, 7]}\n",
     )
     bad = deployment(config)
-    with pytest.raises(ServeError) as err:
-        engine.apply(bad, build(config, bad), "rev2")
+    with pytest.raises(ApplyError) as err:
+        converge(engine, ledger, bad, build(config, bad), "rev2")
     assert err.value.exit_code == EXIT_APPLY_FAILED
     assert "smoke test of fraud-detector-staging" in err.value.message
     assert "predictions[0]: expected 7" in err.value.message
@@ -141,8 +149,8 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
     assert rec.outputs == out
     assert rec.failures == 1
     assert rec.history[-1]["result"] == "failed"
-    assert rec.condition("Ready")["status"] == "True"
-    assert engine.health(rec) == "Healthy"
+    assert rec.condition("Ready")["reason"] == "ApplyFailed"  # the attempt failed ...
+    assert engine.health(rec) == "Healthy"  # ... and the old server still serves
     assert server_ids(config) == {out["server_id"]}  # nothing of the new server is left
 
     # 4. a changed deployment restarts: new server first, then the old one is stopped
@@ -150,7 +158,7 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
     path = root / SPEC
     path.write_text(path.read_text().replace("values: [7, 7]", "shape: [2]"))
     good = deployment(config)
-    changed = engine.apply(good, build(config, good), "rev3")
+    changed = converge(engine, ledger, good, build(config, good), "rev3")
     assert changed.changed
     assert changed.outputs["pid"] != out["pid"]
     assert not psutil.pid_exists(out["pid"]) or psutil.Process(out["pid"]).status() == "zombie"
@@ -165,7 +173,7 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
     os.kill(changed.outputs["pid"], signal.SIGKILL)
     time.sleep(0.3)
     assert engine.health(rec) == f"NotRunning: process {changed.outputs['pid']} exited"
-    revived = engine.apply(good, build(config, good), "rev3")
+    revived = converge(engine, ledger, good, build(config, good), "rev3")
     assert revived.changed
     assert "not healthy (NotRunning: process" in revived.message
     assert revived.outputs["pid"] != changed.outputs["pid"]
@@ -173,9 +181,10 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
     rec = ledger.get("fraud-detector", "staging")
     assert engine.health(rec) == "Healthy"
 
-    # 6. destroy stops it and marks the record destroyed; the history stays
+    # 6. destroy stops it and the record is marked destroyed; the history stays
     n = len(rec.history)
-    assert engine.destroy("fraud-detector", "staging", "rev4", "modelops destroy") is True
+    assert engine.destroy(rec) is True
+    status.destroyed(ledger, rec, revision="rev4", reason="modelops destroy")
     gone = ledger.get("fraud-detector", "staging")
     assert gone.destroyed["revision"] == "rev4" and gone.destroyed["lastAppliedRevision"] == "rev3"
     assert gone.outputs == {} and gone.lastAppliedRevision == "" and ledger.all() == []
@@ -183,7 +192,7 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
     assert gone.history[-1]["message"].startswith("destroyed (modelops destroy); was live at rev3")
     assert engine.health(gone) == "NotRunning: process ? exited"
     assert not servers_under(config.state_dir)
-    assert engine.destroy("fraud-detector", "staging") is False  # already destroyed
+    assert engine.destroy(gone) is False  # already destroyed
 
 
 @pytest.mark.slow
@@ -195,7 +204,7 @@ def test_port_taken_fails_with_exit_3_and_records_nothing(repo):
         edit(root, "target: {platform: local}", f"target: {{platform: local, port: {port}}}")
         dep = deployment(config)
         assert dep.get("spec.target.port") == port
-        with pytest.raises(ServeError) as err:
+        with pytest.raises(ApplyError) as err:
             LocalEngine(config).apply(dep, build(config, dep), "rev1")
     assert err.value.exit_code == 3
     assert f"port {port} on 127.0.0.1 is already in use" in err.value.message
@@ -209,7 +218,7 @@ def test_not_ready_in_time_stops_the_server_and_records_nothing(repo):
     _, config = repo
     dep = deployment(config)
     artifact = build(config, dep)
-    with model_never_loads(config, artifact), pytest.raises(ServeError) as err:
+    with model_never_loads(config, artifact), pytest.raises(ApplyError) as err:
         LocalEngine(config, ready_timeout_s=1).apply(dep, artifact, "rev1")
     assert err.value.exit_code == 3
     assert "did not become ready (GET /readyz) within 1 s; it was stopped" in err.value.message
@@ -218,14 +227,12 @@ def test_not_ready_in_time_stops_the_server_and_records_nothing(repo):
 
 
 def test_health_of_a_record_without_a_server(tmp_path):
-    from reconciler.state.ledger import LedgerRecord
-
     config = load_config(make_repo(tmp_path / "repo"))
     engine = LocalEngine(config)
     assert engine.health(LedgerRecord("x", "dev")) == "NotRunning: process ? exited"
     rec = LedgerRecord("x", "dev", outputs={"pid": 999_999_999, "url": "http://127.0.0.1:9"})
     assert engine.health(rec) == "NotRunning: process 999999999 exited"
-    assert engine.destroy("x", "dev") is False
+    assert engine.destroy(LedgerRecord("x", "dev")) is False
 
 
 @pytest.mark.slow
@@ -237,7 +244,7 @@ def test_pinned_port_change_that_fails_brings_the_old_server_back(repo):
     engine = LocalEngine(config)
     ledger = Ledger(config.state_dir)
     dep = deployment(config)
-    first = engine.apply(dep, build(config, dep), "rev1")
+    first = converge(engine, ledger, dep, build(config, dep), "rev1")
     assert first.outputs["port"] == port
     edit(
         root,
@@ -248,8 +255,8 @@ def test_pinned_port_change_that_fails_brings_the_old_server_back(repo):
         + "          expect: {status: 418}\n",
     )
     bad = deployment(config)
-    with pytest.raises(ServeError) as err:
-        engine.apply(bad, build(config, bad), "rev2")
+    with pytest.raises(ApplyError) as err:
+        converge(engine, ledger, bad, build(config, bad), "rev2")
     assert "expected HTTP 418, got 200" in err.value.message
     rec = ledger.get("fraud-detector", "staging")
     assert rec.lastAppliedRevision == "rev1"
@@ -258,4 +265,4 @@ def test_pinned_port_change_that_fails_brings_the_old_server_back(repo):
     assert rec.outputs["bento_tag"] == first.outputs["bento_tag"]
     assert engine.health(rec) == "Healthy"
     assert server_ids(config) == {rec.outputs["server_id"]}
-    assert engine.destroy("fraud-detector", "staging")
+    assert engine.destroy(rec)

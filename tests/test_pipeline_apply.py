@@ -13,7 +13,11 @@ from test_gitops_support import example_repo, invoke
 
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import ModelopsError
-from reconciler.flow import pipeline
+from reconciler.flow import apply as apply_flow
+from reconciler.flow import destroy as destroy_flow
+from reconciler.flow.plan import plan
+from reconciler.flow.rollback import rollback
+from reconciler.flow.stages import Engines
 from reconciler.state.ledger import Ledger, LedgerRecord
 
 
@@ -36,7 +40,7 @@ def apply_repo(tmp_path):
     yield repo
     config = load_config(repo.root)
     if any(r.environment == "staging" for r in Ledger(config.state_dir).all()):
-        pipeline.destroy(config, "staging", [])
+        destroy_flow.destroy(config, "staging", [])
 
 
 @pytest.mark.slow
@@ -62,7 +66,7 @@ def test_partial_failure_then_no_op_then_stalled(apply_repo, capsys):
 
     # the same revision again: nothing changes for the live one
     before = ledger.path("fraud-detector", "staging").read_bytes()
-    report = pipeline.apply(config, "staging")
+    report = apply_flow.apply(config, "staging")
     assert {o.key: o.status for o in report.outcomes} == {
         "broken-scorer-staging": "failed",
         "fraud-detector-staging": "unchanged",
@@ -71,10 +75,10 @@ def test_partial_failure_then_no_op_then_stalled(apply_repo, capsys):
     assert ledger.get("broken-scorer", "staging").failures == 2
 
     # the third failure with the same inputs stalls it; the fourth run does not retry it
-    pipeline.apply(config, "staging")
+    apply_flow.apply(config, "staging")
     bad = ledger.get("broken-scorer", "staging")
     assert bad.stalled and bad.failures == config.stalled_after
-    report = pipeline.apply(config, "staging")
+    report = apply_flow.apply(config, "staging")
     stalled = next(o for o in report.outcomes if o.name == "broken-scorer")
     assert stalled.status == "stalled" and "consecutive failed applies" in stalled.message
     assert report.exit_code == 3
@@ -88,7 +92,7 @@ def test_partial_failure_then_no_op_then_stalled(apply_repo, capsys):
     # a change to one of its inputs lifts the stall: it is tried again (and fails again)
     repo.write("examples/broken/model.joblib", b"still not a model, but different")
     repo.commit("another broken model")
-    report = pipeline.apply(config, "staging")
+    report = apply_flow.apply(config, "staging")
     retried = next(o for o in report.outcomes if o.name == "broken-scorer")
     assert retried.status == "failed"
     bad = ledger.get("broken-scorer", "staging")
@@ -109,7 +113,7 @@ def test_rollback_reapplies_the_old_spec_and_holds_it(tmp_path, capsys):
         path = repo.root / "specs/fraud-detector.yaml"
         path.write_text(path.read_text().replace("max_latency_ms: 500", "max_latency_ms: 600"))
         c2 = repo.commit("batching: 600 ms")
-        report = pipeline.apply(config, "staging")
+        report = apply_flow.apply(config, "staging")
         assert [o.status for o in report.outcomes] == ["applied"], report.outcomes[0].message
         rec = ledger.get("fraud-detector", "staging")
         assert rec.lastAppliedRevision == c2
@@ -128,7 +132,7 @@ def test_rollback_reapplies_the_old_spec_and_holds_it(tmp_path, capsys):
         assert [c["sha"] for c in rec.suspended["revert"]] == [c2]
 
         # the next apply (Git still at c2) leaves the rolled-back deployment alone
-        report = pipeline.apply(config, "staging")
+        report = apply_flow.apply(config, "staging")
         assert [o.status for o in report.outcomes] == ["held"] and report.exit_code == 0
         assert ledger.get("fraud-detector", "staging").lastAppliedRevision == c1
         code, out, _ = invoke(capsys, repo.root, "history", "fraud-detector", "--env", "staging")
@@ -136,19 +140,19 @@ def test_rollback_reapplies_the_old_spec_and_holds_it(tmp_path, capsys):
 
         # reverting in Git makes Git and the ledger agree: nothing to do, hold lifted
         repo.git.git.revert("--no-edit", c2)
-        report = pipeline.apply(config, "staging")
+        report = apply_flow.apply(config, "staging")
         assert [o.status for o in report.outcomes] == ["unchanged"]
         assert ledger.get("fraud-detector", "staging").suspended == {}
     finally:
-        pipeline.destroy(config, "staging", [])
+        destroy_flow.destroy(config, "staging", [])
 
 
 def test_rollback_to_a_revision_without_the_spec(tmp_path):
     repo = example_repo(tmp_path)
     with pytest.raises(ModelopsError, match="no spec named 'nobody'"):
-        pipeline.rollback(load_config(repo.root), "nobody", "staging", "HEAD")
+        rollback(load_config(repo.root), "nobody", "staging", "HEAD")
     with pytest.raises(ModelopsError, match="does not exist"):
-        pipeline.rollback(load_config(repo.root), "fraud-detector", "staging", "deadbeef")
+        rollback(load_config(repo.root), "fraud-detector", "staging", "deadbeef")
 
 
 def test_dirty_tree_on_apply_is_refused(tmp_path, capsys):
@@ -177,22 +181,22 @@ def test_prune_protected_and_mass_delete_guards(tmp_path, capsys):
     _orphan(config, "p", "prod")
     ledger = Ledger(config.state_dir)
 
-    report = pipeline.apply(config, "dev")
+    report = apply_flow.apply(config, "dev")
     assert {o.status for o in report.outcomes} == {"orphaned"} and report.exit_code == 0
     assert len(ledger.all()) == 4
 
     with pytest.raises(ModelopsError, match="would destroy 3 of 3 deployment"):
-        pipeline.apply(config, "dev", prune=True)
+        apply_flow.apply(config, "dev", prune=True)
     assert len(ledger.all()) == 4
 
     code, out, err = invoke(capsys, repo.root, "apply", "--env", "prod", "--prune")
     assert code == 0 and "protected" in out and "--allow-destroy-protected" in out
     assert ledger.get("p", "prod") is not None
 
-    report = pipeline.apply(config, "dev", prune=True, allow_mass_delete=True)
+    report = apply_flow.apply(config, "dev", prune=True, allow_mass_delete=True)
     assert {o.status for o in report.outcomes} == {"destroyed"}
     assert [r.key for r in ledger.all()] == ["p-prod"]
-    report = pipeline.apply(
+    report = apply_flow.apply(
         config, "prod", prune=True, allow_destroy_protected=True, allow_mass_delete=True
     )
     assert [o.status for o in report.outcomes] == ["destroyed"] and ledger.all() == []
@@ -203,7 +207,7 @@ def test_prune_protected_and_mass_delete_guards(tmp_path, capsys):
         assert r.destroyed and r.history[-1]["action"] == "destroy"
         assert r.history[-1]["message"] == "destroyed (spec deleted, --prune); never applied"
     # and are not orphans any more
-    assert pipeline.apply(config, "dev").outcomes == []
+    assert apply_flow.apply(config, "dev").outcomes == []
 
 
 def test_apply_base_only_touches_changed_specs_and_lists_deleted_ones(tmp_path):
@@ -218,9 +222,9 @@ def test_apply_base_only_touches_changed_specs_and_lists_deleted_ones(tmp_path):
     mid = repo.commit("gone spec")
     repo.rm("specs/gone.yaml")
     repo.commit("delete gone")
-    report = pipeline.apply(config, "dev", base=mid)
+    report = apply_flow.apply(config, "dev", base=mid)
     assert [(o.key, o.status) for o in report.outcomes] == [("gone-dev", "orphaned")]
-    report = pipeline.apply(config, "dev", base=mid, prune=True)
+    report = apply_flow.apply(config, "dev", base=mid, prune=True)
     assert [(o.key, o.status) for o in report.outcomes] == [("gone-dev", "destroyed")]
     assert [r.key for r in Ledger(config.state_dir).all()] == ["kept-dev"]
     gone = Ledger(config.state_dir).get("gone", "dev")
@@ -231,8 +235,8 @@ def test_apply_base_only_touches_changed_specs_and_lists_deleted_ones(tmp_path):
     assert gone.history[-1]["revision"] == report.revision
     assert gone.destroyed["lastAppliedRevision"] == "0" * 40
     # the same change again: the destroyed record is neither orphaned nor destroyed twice
-    assert pipeline.apply(config, "dev", base=mid, prune=True).outcomes == []
-    assert pipeline.apply(config, "dev", base=base).outcomes == []
+    assert apply_flow.apply(config, "dev", base=mid, prune=True).outcomes == []
+    assert apply_flow.apply(config, "dev", base=base).outcomes == []
 
 
 def test_destroy_keeps_the_history_status_hides_it_history_shows_it(tmp_path, capsys):
@@ -278,7 +282,7 @@ def test_destroy_keeps_the_history_status_hides_it_history_shows_it(tmp_path, ca
     assert code == 2 and "already destroyed" in err and rec.destroyed["actor"] in err
     assert ledger.path("fraud-detector", "staging").read_bytes() == before
     # "everything in staging" finds nothing live
-    assert pipeline.destroy(config, "staging", []).outcomes == []
+    assert destroy_flow.destroy(config, "staging", []).outcomes == []
 
 
 def test_failed_teardown_keeps_the_record_live_and_records_the_attempt(tmp_path, monkeypatch):
@@ -292,12 +296,12 @@ def test_failed_teardown_keeps_the_record_live_and_records_the_attempt(tmp_path,
     class FailingTeardown:
         """Stands in for the Pulumi engine (no `pulumi` CLI here); its destroy fails."""
 
-        def destroy_record(self, record):
+        def destroy(self, record):
             raise ModelopsError(f"{record.key}: destroy failed: stack is locked", 3)
 
-    monkeypatch.setattr(pipeline, "_require_pulumi", lambda platforms, env: None)
-    monkeypatch.setattr(pipeline._Engines, "for_platform", lambda self, p: FailingTeardown())
-    report = pipeline.destroy(config, "prod", ["fraud-detector"])
+    monkeypatch.setattr(destroy_flow, "pulumi_gate", lambda platforms, env: None)
+    monkeypatch.setattr(Engines, "for_platform", lambda self, p: FailingTeardown())
+    report = destroy_flow.destroy(config, "prod", ["fraud-detector"])
     assert [o.status for o in report.outcomes] == ["failed"] and report.exit_code == 3
     assert "stack is locked" in report.outcomes[0].message
     back = ledger.get("fraud-detector", "prod")
@@ -317,7 +321,7 @@ def test_apply_destroy_apply_continues_the_history(tmp_path, capsys):
     ledger = Ledger(config.state_dir)
     rev = repo.git.head.commit.hexsha
     try:
-        report = pipeline.apply(config, "staging")
+        report = apply_flow.apply(config, "staging")
         assert [o.status for o in report.outcomes] == ["applied"], report.outcomes[0].message
         first = ledger.get("fraud-detector", "staging")
         pid = first.outputs["pid"]
@@ -331,10 +335,10 @@ def test_apply_destroy_apply_continues_the_history(tmp_path, capsys):
         code, out, _ = invoke(capsys, repo.root, "status", "--env", "staging", "-f", "json")
         assert json.loads(out) == []
         # the offline plan sees nothing live: it would create the deployment again
-        plan = pipeline.plan(config, "staging")
-        assert plan.outcomes[0].status == "planned"
+        planned = plan(config, "staging")
+        assert planned.outcomes[0].status == "planned"
 
-        report = pipeline.apply(config, "staging")
+        report = apply_flow.apply(config, "staging")
         assert [o.status for o in report.outcomes] == ["applied"], report.outcomes[0].message
         assert "first apply since it was destroyed" in report.outcomes[0].message
         again = ledger.get("fraud-detector", "staging")
@@ -352,43 +356,37 @@ def test_apply_destroy_apply_continues_the_history(tmp_path, capsys):
         )
         assert [e["action"] for e in json.loads(out)["history"]] == ["apply", "destroy", "apply"]
     finally:
-        pipeline.destroy(config, "staging", [])
+        destroy_flow.destroy(config, "staging", [])
 
 
 class FakePulumiEngine:
     """Stands in for the Pulumi engine (no `pulumi` CLI here): like the real one, it
-    records each failure in the ledger itself, with its own digest, then raises exit 3."""
+    writes no ledger and raises exit 3 when the update fails."""
 
     calls = 0
 
     def __init__(self, config) -> None:
-        self.ledger = Ledger(config.state_dir)
+        self.config = config
 
-    def apply(self, dep, artifact, revision):
+    def apply(self, dep, artifact, revision, record=None):
         FakePulumiEngine.calls += 1
-        rec = self.ledger.get(dep.name, dep.env) or LedgerRecord(dep.name, dep.env)
-        message = f"{dep.key}: update failed: AccessDenied"
-        rec.record_failure(revision, f"engine-digest-{self.calls}", message)
-        self.ledger.put(rec)
-        raise ModelopsError(message, 3)
+        raise ModelopsError(f"{dep.key}: update failed: AccessDenied", 3)
 
 
 @pytest.mark.slow
-def test_engine_that_records_failures_is_counted_once_and_stalls(tmp_path, monkeypatch):
+def test_engine_failures_are_counted_once_and_stall(tmp_path, monkeypatch):
     repo = example_repo(tmp_path)
     config = load_config(repo.root)
-    monkeypatch.setattr(pipeline, "_require_pulumi", lambda platforms, env: None)
-    monkeypatch.setattr(
-        pipeline._Engines, "for_platform", lambda self, platform: FakePulumiEngine(config)
-    )
+    monkeypatch.setattr(apply_flow, "pulumi_gate", lambda platforms, env: None)
+    monkeypatch.setattr(Engines, "for_platform", lambda self, platform: FakePulumiEngine(config))
     ledger = Ledger(config.state_dir)
     for i in range(1, 4):
-        report = pipeline.apply(config, "prod")
+        report = apply_flow.apply(config, "prod")
         assert [o.status for o in report.outcomes] == ["failed"] and report.exit_code == 3
         rec = ledger.get("fraud-detector", "prod")
         assert rec.failures == i and len(rec.history) == i
     assert rec.stalled and "AccessDenied" in rec.stalled_reason
     calls = FakePulumiEngine.calls
-    report = pipeline.apply(config, "prod")
+    report = apply_flow.apply(config, "prod")
     assert [o.status for o in report.outcomes] == ["stalled"]
     assert FakePulumiEngine.calls == calls  # not retried

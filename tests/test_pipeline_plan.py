@@ -8,7 +8,7 @@ import pytest
 from test_gitops_support import example_repo, invoke
 
 from reconciler.core.config import load_config
-from reconciler.flow import pipeline
+from reconciler.flow.plan import plan
 from reconciler.report.pr_comment import MARKER, render_pr_comment
 
 
@@ -61,7 +61,7 @@ def test_head_other_than_checkout_is_read_from_git(repo):
     _edit(repo, "specs/fraud-detector.yaml", "min_replicas: 3}", "min_replicas: 5}")
     head = repo.commit("5 replicas")
     repo.git.git.checkout("-q", base)  # the working tree is at base now
-    report = pipeline.plan(load_config(repo.root), "prod", base=base, head=head)
+    report = plan(load_config(repo.root), "prod", base=base, head=head)
     assert report.plans[0].changes[0].fields == [("spec.minReplicas", 3, 5)]
 
 
@@ -69,7 +69,7 @@ def test_change_only_to_a_model_file_is_planned_and_digest_mismatch_blocks(repo)
     base = repo.git.head.commit.hexsha
     (repo.root / "examples/fraud/model.joblib").write_bytes(b"not the pinned model")
     head = repo.commit("swap the model file only")
-    report = pipeline.plan(load_config(repo.root), "prod", base=base, head=head)
+    report = plan(load_config(repo.root), "prod", base=base, head=head)
     (change,) = report.changes.specs
     assert change.status == "affected" and "examples/fraud/model.joblib" in change.reasons[0]
     assert report.exit_code == 1
@@ -82,7 +82,7 @@ def test_change_only_to_a_policy_file_replans_every_spec(repo):
     path = repo.root / "policies/waivers.yaml"
     path.write_text(path.read_text() + "\n# reviewed\n")
     head = repo.commit("touch waivers")
-    report = pipeline.plan(load_config(repo.root), None, base=base, head=head)
+    report = plan(load_config(repo.root), None, base=base, head=head)
     assert [s.status for s in report.changes.specs] == ["affected"]
     assert sorted(o.key for o in report.outcomes) == [
         "fraud-detector-prod",
@@ -95,7 +95,7 @@ def test_policy_failure_blocks_and_comes_first(repo):
     base = repo.git.head.commit.hexsha
     _edit(repo, "specs/fraud-detector.yaml", "public: false", "public: true")
     head = repo.commit("expose it")
-    report = pipeline.plan(load_config(repo.root), "prod", base=base, head=head)
+    report = plan(load_config(repo.root), "prod", base=base, head=head)
     assert report.exit_code == 1 and report.policy.blocking
     md = render_pr_comment(report)
     assert "blocked: do not merge" in md
@@ -109,7 +109,7 @@ def test_deleting_every_spec_is_a_guarded_mass_delete(repo):
     repo.rm("specs/fraud-detector.yaml")
     head = repo.commit("delete everything")
     config = load_config(repo.root)
-    report = pipeline.plan(config, None, base=base, head=head)
+    report = plan(config, None, base=base, head=head)
     assert sorted((o.key, o.status) for o in report.outcomes) == [
         ("fraud-detector-prod", "delete"),
         ("fraud-detector-staging", "delete"),
@@ -117,8 +117,8 @@ def test_deleting_every_spec_is_a_guarded_mass_delete(repo):
     assert report.exit_code == 1 and "max_delete_share" in report.guards[0]
     prod = next(o for o in report.outcomes if o.env == "prod")
     assert "protected" in prod.message and "--prune" in prod.message
-    assert prod.plan["counts"]["delete"] > 0
-    allowed = pipeline.plan(config, None, base=base, head=head, allow_mass_delete=True)
+    assert prod.plan.counts()["delete"] > 0
+    allowed = plan(config, None, base=base, head=head, allow_mass_delete=True)
     assert allowed.exit_code == 0 and any("allowed" in n for n in allowed.notes)
 
 
@@ -127,7 +127,7 @@ def test_duplicate_name_in_a_pull_request_blocks(repo):
     text = (repo.root / "specs/fraud-detector.yaml").read_text()
     repo.write("specs/copy.yaml", text)
     head = repo.commit("copy")
-    report = pipeline.plan(load_config(repo.root), "prod", base=base, head=head)
+    report = plan(load_config(repo.root), "prod", base=base, head=head)
     assert report.exit_code == 1
     (dup,) = [d for d in report.spec_errors if d.code == "duplicate-name"]
     assert dup.position.file == "specs/copy.yaml" and dup.position.line == 5
@@ -153,7 +153,7 @@ def test_comment_stays_under_the_limit_and_says_what_was_cut(repo):
     base = repo.git.head.commit.hexsha
     _edit(repo, "specs/fraud-detector.yaml", "max_replicas: 10", "max_replicas: 12")
     head = repo.commit("more replicas everywhere")
-    report = pipeline.plan(load_config(repo.root), None, base=base, head=head)
+    report = plan(load_config(repo.root), None, base=base, head=head)
     full = render_pr_comment(report)
     assert len(report.outcomes) == 2
     small = render_pr_comment(report, limit=len(full) - 200)
@@ -180,10 +180,10 @@ def test_plan_with_build_compares_built_tags_on_both_sides(repo):
     base = repo.git.head.commit.hexsha
     _edit(repo, "specs/fraud-detector.yaml", "min_replicas: 3}", "min_replicas: 4}")
     head = repo.commit("prod: 4 replicas")
-    report = pipeline.plan(load_config(repo.root), "prod", base=base, head=head, build=True)
+    report = plan(load_config(repo.root), "prod", base=base, head=head, build=True)
     (outcome,) = report.outcomes
     assert outcome.build["status"] in ("built", "reused")
-    assert outcome.artifact["bento_tag"].startswith("fraud-detector:")
+    assert outcome.artifact.bento_tag.startswith("fraud-detector:")
     # the base was built too, so the only change is the one line (no tag noise)
     assert [c.name for c in report.plans[0].changes] == ["fraud-detector"]
     assert report.plans[0].changes[0].fields == [("spec.minReplicas", 3, 4)]
@@ -195,7 +195,7 @@ def test_rename_and_edit_in_one_commit_plans_an_update_not_create_and_delete(rep
     repo.rm("specs/fraud-detector.yaml")
     repo.write("specs/payments/fraud.yaml", text.replace("min_replicas: 3}", "min_replicas: 4}"))
     head = repo.commit("move and edit")
-    report = pipeline.plan(load_config(repo.root), "prod", base=base, head=head)
+    report = plan(load_config(repo.root), "prod", base=base, head=head)
     (outcome,) = report.outcomes
     assert outcome.status == "planned" and outcome.change["status"] == "renamed"
     assert outcome.change["old_path"] == "specs/fraud-detector.yaml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reconciler.core.diagnostics import Diagnostic, Position
 from reconciler.engine.plan import Change, Plan
-from reconciler.flow.pipeline import Outcome, RunReport
+from reconciler.flow.run import Outcome, RunReport
 from reconciler.report.pr_comment import GITHUB_COMMENT_LIMIT, MARKER, render_pr_comment
 
 
@@ -27,7 +27,7 @@ def _report(n: int, fields_per_plan: int = 40) -> RunReport:
                 "kubernetes",
                 "planned",
                 plan.summary(),
-                plan=plan.to_dict(),
+                plan=plan,
                 change={"status": "modified", "path": f"specs/svc-{i:04d}.yaml", "reasons": []},
                 model={
                     "old": {"framework": "sklearn", "uri": "m.joblib", "sha256": "1" * 64},

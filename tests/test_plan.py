@@ -21,6 +21,7 @@ from reconciler.engine.plan import (
     replace_paths,
 )
 from reconciler.engine.render import render
+from reconciler.flow.stages import render_live
 from reconciler.spec.repo import load_all
 from reconciler.state.ledger import Ledger, LedgerError, LedgerRecord
 
@@ -194,7 +195,7 @@ def test_corrupt_ledger_is_reported_and_left_untouched(spec_repo):
     path = ledger.path(dep.name, dep.env)
     path.write_text("{not json")
     with pytest.raises(LedgerError, match="corrupt"):
-        render(dep, None, config)
+        render_live(dep, None, config)
     assert path.read_text() == "{not json"
 
 
@@ -208,5 +209,5 @@ def test_ledger_from_a_newer_modelops_is_reported(spec_repo):
     data["schemaVersion"] = 99
     path.write_text(json.dumps(data))
     with pytest.raises(LedgerError, match="newer"):
-        render(dep, None, config)
+        render_live(dep, None, config)
     assert json.loads(path.read_text())["schemaVersion"] == 99

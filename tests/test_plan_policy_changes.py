@@ -17,7 +17,7 @@ from test_gitops_support import example_repo, invoke, replace_in_file
 from test_pr_comment_escaping import HOSTILE, TEAM, _assert_safe, _visible_text
 
 from reconciler.core.config import load_config
-from reconciler.flow import pipeline
+from reconciler.flow.plan import plan
 from reconciler.report import escape
 from reconciler.report.pr_comment import MARKER, render_pr_comment
 
@@ -45,7 +45,7 @@ def _waiver(policy: str, reason: str = "agreed with payments", approver: str = "
 
 
 def _plan(repo, base, head, env="prod"):
-    return pipeline.plan(load_config(repo.root), env, base=base, head=head)
+    return plan(load_config(repo.root), env, base=base, head=head)
 
 
 def test_a_pr_loosening_policies_is_checked_against_the_base_policies(repo, capsys):
@@ -244,7 +244,7 @@ def test_added_and_removed_policies_and_a_moved_policy_directory(repo):
     repo.write("weak/only.rego", (repo.root / NON_ROOT).read_text())
     repo.write("modelops.yaml", "state_dir: .modelops\npolicies: weak\n")
     head2 = repo.commit("policies elsewhere")
-    report = pipeline.plan(load_config(repo.root), "prod", base=head, head=head2)
+    report = plan(load_config(repo.root), "prod", base=head, head=head2)
     diff = report.policy_changes
     assert diff.paths["base"]["policies"] == "policies" and diff.paths["head"]["policies"] == "weak"
     assert diff.evaluated_at_base and len(diff.removed) > 20

@@ -19,7 +19,8 @@ from test_gitops_support import example_repo, invoke, replace_in_file
 
 from reconciler.build.bento import build_digest, build_inputs
 from reconciler.core.config import load_config
-from reconciler.flow import pipeline
+from reconciler.flow.plan import plan
+from reconciler.flow.pr_plan import spec_diff
 from reconciler.report.pr_comment import render_pr_comment
 
 SPEC = "specs/fraud-detector.yaml"
@@ -44,7 +45,7 @@ def _serving_change(repo) -> tuple[str, str]:
 
 def test_serving_only_change_shows_the_fields_and_a_new_bento(repo, capsys):
     base, head = _serving_change(repo)
-    report = pipeline.plan(load_config(repo.root), "prod", base=base, head=head)
+    report = plan(load_config(repo.root), "prod", base=base, head=head)
     (outcome,) = report.outcomes
     assert report.plans[0].empty  # offline, the image tag is derived: no resource change
     spec = outcome.spec_diff
@@ -92,7 +93,7 @@ def test_the_new_bento_verdict_agrees_with_the_build_digest(repo):
     _edit(repo, "autoscaling: {min_replicas: 3}", "autoscaling: {min_replicas: 4}")
     head = repo.commit("slo, smoke load and replicas: the service itself is the same")
     config = load_config(repo.root)
-    report = pipeline.plan(config, "prod", base=base, head=head)
+    report = plan(config, "prod", base=base, head=head)
     (outcome,) = report.outcomes
     paths = [f["path"] for f in outcome.spec_diff["fields"]]
     assert paths == [
@@ -119,7 +120,7 @@ def test_the_new_bento_verdict_agrees_with_the_build_digest(repo):
     head2 = repo.commit("workers")
     moved = next(d for d in load_all(config, None, "prod").deployments)
     assert build_digest(build_inputs(moved, config)) != build_digest(build_inputs(head_dep, config))
-    (outcome,) = pipeline.plan(config, "prod", base=head, head=head2).outcomes
+    (outcome,) = plan(config, "prod", base=head, head=head2).outcomes
     assert outcome.spec_diff["rebuild"] is True
 
 
@@ -128,11 +129,11 @@ def test_fields_are_those_of_the_environment_planned(repo):
     _edit(repo, "    prod:\n      target:", "    prod:\n      serving: {workers: 4}\n      target:")
     head = repo.commit("4 workers in prod only")
     config = load_config(repo.root)
-    prod = pipeline.plan(config, "prod", base=base, head=head)
+    prod = plan(config, "prod", base=base, head=head)
     (outcome,) = prod.outcomes
     assert outcome.spec_diff["fields"] == [{"path": "spec.serving.workers", "old": 2, "new": 4}]
     assert outcome.spec_diff["rebuild"] is True
-    staging = pipeline.plan(config, "staging", base=base, head=head)
+    staging = plan(config, "staging", base=base, head=head)
     (outcome,) = staging.outcomes
     assert outcome.spec_diff["fields"] == [] and outcome.spec_diff["rebuild"] is False
     md = render_pr_comment(staging)
@@ -160,21 +161,21 @@ def test_without_build_inputs_the_verdict_comes_from_the_spec_fields(repo, tmp_p
         return Deployment(spec=dep.spec, env=dep.env, data=data)
 
     old = old_with(("spec", "serving", "workers"), 1)
-    diff = pipeline._spec_diff(old, dep, base_cfg, config, set())
+    diff = spec_diff(old, dep, base_cfg, config, set())
     assert diff["fields"] == [{"path": "spec.serving.workers", "old": 1, "new": 2}]
     assert diff["rebuild"] is True and diff["build_inputs"] == ["serving"]
     assert diff["decided_by"].startswith("spec fields (the build inputs could not be computed")
     assert "model file" in diff["decided_by"]
 
     old = old_with(("spec", "serving", "slo"), {"p99_latency_ms": 1})
-    diff = pipeline._spec_diff(old, dep, base_cfg, config, set())
+    diff = spec_diff(old, dep, base_cfg, config, set())
     assert (
         diff["rebuild"] is False and diff["fields"][0]["path"] == "spec.serving.slo.p99_latency_ms"
     )
 
     old = old_with(("spec", "target", "namespace"), "other")
     model = dep.get("spec.model.uri")
-    diff = pipeline._spec_diff(old, dep, base_cfg, config, {model})
+    diff = spec_diff(old, dep, base_cfg, config, {model})
     assert diff["files"] == [model] and diff["build_inputs"] == ["model_file"]
     assert diff["rebuild"] is True
 

@@ -25,11 +25,12 @@ import pytest
 from markdown_it import MarkdownIt
 from test_gitops_support import example_repo, replace_in_file
 
+from reconciler.build.smoke import SmokeResult
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import Diagnostic, Position
 from reconciler.engine.plan import Change, Plan
-from reconciler.flow import pipeline
-from reconciler.flow.pipeline import Outcome, RunReport
+from reconciler.flow.plan import plan
+from reconciler.flow.run import Outcome, RunReport
 from reconciler.policy.check import check_policies
 from reconciler.report import escape, render_policy_report
 from reconciler.report.pr_comment import MARKER, render_pr_comment
@@ -125,7 +126,7 @@ def test_hostile_values_in_plan_fields_model_rows_and_waivers(repo):
     base = repo.commit("waiver, reviewed on main")
     (root / SPEC).write_text(spec_edits)
     head = repo.commit("hostile values")
-    report = pipeline.plan(load_config(root), "prod", base=base, head=head)
+    report = plan(load_config(root), "prod", base=base, head=head)
     assert report.exit_code == 0, [str(d) for d in report.diagnostics]
     md = render_pr_comment(report)
     assert md.startswith(MARKER) and md.count(MARKER) == 1
@@ -160,7 +161,7 @@ def test_hostile_value_quoted_by_a_policy_message_and_a_spec_error(repo):
     base = repo.git.head.commit.hexsha
     _edit(repo.root, "registry: registry.example.com/ml", f"registry: 'evil.example.org/{HOSTILE}'")
     head = repo.commit("registry")
-    report = pipeline.plan(load_config(repo.root), "prod", base=base, head=head)
+    report = plan(load_config(repo.root), "prod", base=base, head=head)
     assert report.exit_code == 1 and report.policy.blocking
     md = render_pr_comment(report)
     tokens = _assert_safe(md, details=md.count("<details><summary>"))
@@ -173,7 +174,7 @@ def test_hostile_value_quoted_by_a_policy_message_and_a_spec_error(repo):
     # a schema error quotes the value too (a label must match a pattern)
     _edit(repo.root, "cost-center: cc-1234", f"cost-center: '{HOSTILE}'")
     head2 = repo.commit("label")
-    report = pipeline.plan(load_config(repo.root), "prod", base=head, head=head2)
+    report = plan(load_config(repo.root), "prod", base=head, head=head2)
     assert report.exit_code == 1 and report.spec_errors
     md = render_pr_comment(report)
     tokens = _assert_safe(md, details=0)
@@ -194,14 +195,14 @@ def _hand_report() -> RunReport:
             "kubernetes",
             "planned",
             f"message {HOSTILE}",
-            plan=plan.to_dict(),
+            plan=plan,
             change={"status": "modified", "path": f"specs/`{HOSTILE}`.yaml", "reasons": [HOSTILE]},
             model={
                 "old": {"framework": "sklearn", "uri": "a`|`b.joblib", "sha256": "1" * 64},
                 "new": {"framework": HOSTILE, "uri": f"``` {HOSTILE} |", "sha256": "2" * 64},
             },
             build={"status": "failed", "message": f"build error {HOSTILE}"},
-            smoke={"passed": False, "failures": [f"smoke {HOSTILE}", TEAM]},
+            smoke=SmokeResult("svc-prod", "", failures=[f"smoke {HOSTILE}", TEAM]),
         )
     )
     report.diagnostics.append(

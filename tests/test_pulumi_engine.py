@@ -25,7 +25,9 @@ from reconciler.engine.events import PlanCollector, parse_property_path
 from reconciler.engine.plan import diff
 from reconciler.engine.pulumi_engine import PulumiEngine, is_transient, pulumi_available
 from reconciler.engine.render import render
+from reconciler.flow import apply as apply_flow
 from reconciler.spec.repo import load_all
+from reconciler.state.ledger import Ledger, LedgerRecord
 
 
 def urn(type_: str, name: str) -> str:
@@ -211,7 +213,7 @@ def test_apply_without_the_cli_names_it_and_how_to_install(spec_repo, monkeypatc
     engine = PulumiEngine(config)
     for action in (
         lambda: engine.apply(dep, artifact, "abc123"),
-        lambda: engine.destroy(dep),
+        lambda: engine.destroy(LedgerRecord(dep.name, dep.env)),
         lambda: engine.preview(dep, artifact),
     ):
         with pytest.raises(ModelopsError) as err:
@@ -308,7 +310,7 @@ def test_automation_api_round_trip(spec_repo, monkeypatch):
     assert first.changed and first.outputs["service"] == "fraud-detector"
     second = engine.apply(dep, artifact, "rev1")
     assert not second.changed and second.plan.empty
-    engine.destroy(dep)
+    engine.destroy(LedgerRecord(dep.name, dep.env))
 
 
 class FakeStack:
@@ -354,8 +356,6 @@ class FakeStack:
 
 
 def test_apply_records_outputs_revision_and_desired_state(spec_repo, monkeypatch):
-    from reconciler.state.ledger import Ledger
-
     dep, config = dep_of(spec_repo, "diabetes-progression")
     artifact = Artifact(
         "diabetes-progression:1",
@@ -364,14 +364,16 @@ def test_apply_records_outputs_revision_and_desired_state(spec_repo, monkeypatch
     )
     state = render(dep, artifact, config)
     fake = FakeStack(state)
-    monkeypatch.setattr(PulumiEngine, "stack", lambda self, dep, artifact=None: fake)
-    result = PulumiEngine(config, progress=lambda line: None).apply(dep, artifact, "rev1")
+    monkeypatch.setattr(PulumiEngine, "stack", lambda self, dep, artifact=None, record=None: fake)
+    engine = PulumiEngine(config, progress=lambda line: None)
+    ledger = Ledger(config.state_dir)
+    result = apply_flow.converge(dep, artifact, config, ledger, engine, "rev1")
     assert fake.calls == ["refresh", "preview", "up"]
     assert result.changed and result.summary == {"create": 13}
     assert result.plan.summary() == "13 to create, 0 to update, 0 to replace, 0 to delete"
     assert result.outputs["endpoint_name"] == "diabetes-progression-prod"
     assert result.outputs["token"] == "[secret]"
-    record = Ledger(config.state_dir).get(dep.name, dep.env)
+    record = ledger.get(dep.name, dep.env)
     assert record.lastAppliedRevision == "rev1" and record.platform == "aws-sagemaker"
     assert record.outputs["url"] == state.outputs["url"]
     assert record.desiredState == state.to_dict()
@@ -381,13 +383,12 @@ def test_apply_records_outputs_revision_and_desired_state(spec_repo, monkeypatch
 
 
 def test_failed_apply_is_recorded_as_a_failure(spec_repo, monkeypatch):
-    from reconciler.state.ledger import Ledger
-
     dep, config = dep_of(spec_repo, "diabetes-progression")
     fake = FakeStack(render(dep, None, config), fail="error: AccessDenied: sagemaker:CreateModel")
-    monkeypatch.setattr(PulumiEngine, "stack", lambda self, dep, artifact=None: fake)
+    monkeypatch.setattr(PulumiEngine, "stack", lambda self, dep, artifact=None, record=None: fake)
+    engine = PulumiEngine(config, progress=lambda line: None)
     with pytest.raises(ModelopsError) as err:
-        PulumiEngine(config, progress=lambda line: None).apply(dep, None, "rev2")
+        apply_flow.converge(dep, None, config, Ledger(config.state_dir), engine, "rev2")
     assert err.value.exit_code == 3 and "AccessDenied" in err.value.message
     record = Ledger(config.state_dir).get(dep.name, dep.env)
     assert record.lastAppliedRevision == "" and record.lastAttemptedRevision == "rev2"

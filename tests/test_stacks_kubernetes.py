@@ -15,6 +15,7 @@ import yaml
 from reconciler.build.artifact import Artifact
 from reconciler.core.config import load_config
 from reconciler.engine.render import RenderError, render
+from reconciler.flow.stages import render_live
 from reconciler.spec.repo import load_all
 from reconciler.state.ledger import Ledger, LedgerRecord
 from stacks.kubernetes import replica_split
@@ -226,7 +227,7 @@ def test_canary_splits_replicas_between_stable_and_canary(spec_repo):
     artifact = Artifact(
         "fraud-detector:new", "d" * 64, "registry.example.com/ml/fraud-detector:new"
     )
-    state = render(dep, artifact, config)
+    state = render_live(dep, artifact, config)
     validate_all(state)
     deploys = {m["metadata"]["name"]: m for m in by_kind(state, "Deployment")}
     stable, canary = deploys["fraud-detector"], deploys["fraud-detector-canary"]
@@ -251,7 +252,7 @@ def test_canary_at_100_percent_promotes_the_new_image(spec_repo):
     artifact = Artifact(
         "fraud-detector:new", "d" * 64, "registry.example.com/ml/fraud-detector:new"
     )
-    state = render(dep, artifact, config)
+    state = render_live(dep, artifact, config)
     (deploy,) = by_kind(state, "Deployment")
     assert deploy["spec"]["template"]["spec"]["containers"][0]["image"] == artifact.image
     assert state.outputs["stable_image"] == artifact.image

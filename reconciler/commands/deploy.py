@@ -11,7 +11,10 @@ from rich.table import Table
 
 from reconciler.cli import EnvOption, TargetsArg, app, console, err_console, get_config
 from reconciler.core.diagnostics import ModelopsError
-from reconciler.flow import pipeline
+from reconciler.flow import apply as apply_flow
+from reconciler.flow import destroy as destroy_flow
+from reconciler.flow import plan as plan_flow
+from reconciler.flow.run import RunReport
 from reconciler.state.ledger import Ledger
 
 PlanFormat = Annotated[
@@ -27,7 +30,7 @@ LockTimeout = Annotated[
 ]
 
 
-def _annotate(report: pipeline.RunReport) -> None:
+def _annotate(report: RunReport) -> None:
     """Inside GitHub Actions, also emit findings as workflow annotations (on stderr)."""
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return
@@ -44,14 +47,14 @@ def _annotate(report: pipeline.RunReport) -> None:
         err_console.print(out.rstrip(), markup=False)
 
 
-def _print_findings(report: pipeline.RunReport) -> None:
+def _print_findings(report: RunReport) -> None:
     """Findings, then what blocks (``apply``: the same as a plan's, without a second
     policy set)."""
     _print_plan_findings(report)
     _print_plan_blockers(report)
 
 
-def _print_plan_findings(report: pipeline.RunReport) -> None:
+def _print_plan_findings(report: RunReport) -> None:
     """Spec findings (stderr) and policy findings (stdout), before the plan."""
     for diag in report.diagnostics:
         err_console.print(str(diag), markup=False)
@@ -70,7 +73,7 @@ def _print_plan_findings(report: pipeline.RunReport) -> None:
         console.print(render_policy_report("text", head).rstrip(), markup=False)
 
 
-def _print_plan_blockers(report: pipeline.RunReport) -> None:
+def _print_plan_blockers(report: RunReport) -> None:
     """What blocks the plan, after it (stderr): guards, spec errors, policy failures."""
     for guard in report.guards:
         err_console.print(f"error: {guard}", markup=False)
@@ -88,7 +91,7 @@ def _print_plan_blockers(report: pipeline.RunReport) -> None:
         )
 
 
-def _print_policy_changes(report: pipeline.RunReport) -> None:
+def _print_policy_changes(report: RunReport) -> None:
     from reconciler.report.pr_comment import plain_line, policy_change_blocks
 
     blocks = policy_change_blocks(report)
@@ -113,7 +116,7 @@ def _print_policy_changes(report: pipeline.RunReport) -> None:
             console.print(f"    - {plain_line(line)}", markup=False)
 
 
-def _emit_plan(report: pipeline.RunReport, fmt: str) -> None:
+def _emit_plan(report: RunReport, fmt: str) -> None:
     """Print the plan in ``fmt`` (text, json, markdown).
 
     Every format shows the whole plan even when something blocks (a guard, a spec error,
@@ -203,9 +206,9 @@ def _emit_plan(report: pipeline.RunReport, fmt: str) -> None:
             console.print(f"  policy (this change's policy set): {mine}", markup=False)
         if outcome.status != "delete":
             build = outcome.build.get("message") or "not run (--build)"
-            if outcome.smoke:
-                ok = "passed" if outcome.smoke.get("passed") else "FAILED"
-                smoke = f"{ok} {'; '.join(outcome.smoke.get('failures', []))}".strip()
+            if outcome.smoke is not None:
+                ok = "passed" if outcome.smoke.passed else "FAILED"
+                smoke = f"{ok} {'; '.join(outcome.smoke.failures)}".strip()
             else:
                 smoke = outcome.build.get("smoke") or "not run (--smoke)"
             console.print(f"  build: {build}; smoke: {smoke}", markup=False)
@@ -274,7 +277,7 @@ def plan_cmd(
         raise ModelopsError("--head needs --base (the revision to compare with)")
     if all_specs and not base:
         raise ModelopsError("--all needs --base (without --base every spec is planned anyway)")
-    report = pipeline.plan(
+    report = plan_flow.plan(
         get_config(),
         env,
         None if base else targets,
@@ -289,7 +292,7 @@ def plan_cmd(
     raise typer.Exit(report.exit_code)
 
 
-def _outcome_table(report: pipeline.RunReport) -> Table:
+def _outcome_table(report: RunReport) -> Table:
     table = Table(title=f"{report.action} --env {report.env}", title_justify="left")
     for col in ("deployment", "platform", "status", "detail"):
         table.add_column(col, overflow="fold")
@@ -347,7 +350,7 @@ def apply_cmd(
     """
     if base and targets:
         raise ModelopsError("give either --base or spec targets, not both")
-    report = pipeline.apply(
+    report = apply_flow.apply(
         get_config(),
         env,
         targets,
@@ -405,7 +408,7 @@ def destroy_cmd(
             f"{env} is a protected environment (protected_environments in modelops.yaml); "
             "destroying there also needs --allow-destroy-protected"
         )
-    report = pipeline.destroy(config, env, list(names or []), lock_timeout_s=lock_timeout)
+    report = destroy_flow.destroy(config, env, list(names or []), lock_timeout_s=lock_timeout)
     console.print(_outcome_table(report))
     raise typer.Exit(report.exit_code)
 

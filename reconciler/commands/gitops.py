@@ -12,7 +12,7 @@ from rich.text import Text
 
 from reconciler.cli import EnvOption, app, console, err_console, get_config
 from reconciler.core.diagnostics import ModelopsError
-from reconciler.flow import pipeline
+from reconciler.flow.rollback import rollback
 from reconciler.state.ledger import Ledger
 
 
@@ -105,7 +105,7 @@ def rollback_cmd(
                 f"(`modelops history {name} --env {env}` lists past revisions)"
             )
         to = record.lastGoodRevision.removesuffix("-dirty")
-    report = pipeline.rollback(config, name, env, to, lock_timeout_s=lock_timeout)
+    report = rollback(config, name, env, to, lock_timeout_s=lock_timeout)
     if fmt == "json":
         console.print(json.dumps(report.to_dict(), indent=2), markup=False)
         raise typer.Exit(report.exit_code)

@@ -81,7 +81,8 @@ def render_cmd(
     Exit 1 when a spec is invalid or cannot be rendered (nothing is written then),
     2 on usage errors.
     """
-    from reconciler.engine.render import RenderError, render
+    from reconciler.engine.render import RenderError
+    from reconciler.flow.stages import render_live
 
     if fmt not in RENDER_FORMATS:
         raise ModelopsError(f"unknown format {fmt!r}; valid formats: {', '.join(RENDER_FORMATS)}")
@@ -99,7 +100,7 @@ def render_cmd(
     states, failures = [], []
     for dep in result.deployments:
         try:
-            states.append(render(dep, None, config))
+            states.append(render_live(dep, None, config))
         except RenderError as exc:
             failures.extend(exc.diagnostics)
     if failures:

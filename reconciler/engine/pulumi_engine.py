@@ -7,8 +7,8 @@
   passphrase provider on self-managed backends: ``PULUMI_CONFIG_PASSPHRASE`` (or
   ``PULUMI_CONFIG_PASSPHRASE_FILE``) must be set.
 * ``apply`` = refresh, preview, up. Engine events drive a progress display and become
-  the same :class:`~reconciler.engine.plan.Plan` as the offline plan. Outputs go into the
-  ledger with the applied revision and the DesiredState (for later offline plans).
+  the same :class:`~reconciler.engine.plan.Plan` as the offline plan. The outputs are
+  returned (:class:`~reconciler.engine.base.ApplyResult`); the engine writes no ledger.
 * A stack locked by another update is reported as such, naming the stack; transient
   failures (throttling, timeouts, 5xx from the cloud) are retried with exponential
   backoff; ``destroy`` is explicit.
@@ -19,21 +19,20 @@ a message that names it and says how to install it; ``render`` and ``plan`` work
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import EXIT_APPLY_FAILED, EXIT_USAGE, ModelopsError
+from reconciler.core.digests import json_sha256
+from reconciler.engine.base import ApplyResult, LiveRecord
 from reconciler.engine.events import PlanCollector
 from reconciler.engine.plan import Plan
-from reconciler.engine.render import program_for, render, stable_image_of
+from reconciler.engine.render import program_for, stable_image_of
 from reconciler.spec.model import Deployment
-from reconciler.state.ledger import Ledger, LedgerRecord
 from stacks.common import image_ref
 
 PROJECT = "modelops"
@@ -86,21 +85,18 @@ def default_progress() -> Callable[[str], None] | None:
     CI is recognised by the ``CI`` environment variable that GitHub Actions and most CI
     systems set.
     """
-    import sys
-
     if os.environ.get("CI") or not sys.stderr.isatty():
         return None
-    from rich.console import Console
+    from rich.console import Console  # only on a terminal: keeps CI runs from loading rich
 
     console = Console(stderr=True, highlight=False)
     return lambda line: console.print(f"  {line}", markup=False)
 
 
-def inputs_digest(dep: Deployment, image: dict) -> str:
+def engine_digest(dep: Deployment, image: dict) -> str:
     """SHA-256 hex of what determines a stack: engine version, resolved spec, image."""
     doc = {"engine": ENGINE_VERSION, "deployment": dep.data, "env": dep.env, "image": image}
-    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return json_sha256(doc)
 
 
 def is_transient(message: str) -> bool:
@@ -108,29 +104,8 @@ def is_transient(message: str) -> bool:
     return any(t.lower() in message.lower() for t in TRANSIENT)
 
 
-@dataclass
-class ApplyResult:
-    """What one Pulumi apply did.
-
-    Attributes:
-        outputs: stack outputs (plain values; secrets as ``[secret]``).
-        plan: the changes the engine reported during ``up`` (same structure as offline).
-        changed: False when the update changed nothing.
-        message: one sentence for humans.
-        summary: Pulumi's resource change counts (``{"create": 3, "same": 2}``).
-        attempts: how many ``up`` attempts it took (retries of transient failures).
-    """
-
-    outputs: dict = field(default_factory=dict)
-    plan: Plan | None = None
-    changed: bool = True
-    message: str = ""
-    summary: dict = field(default_factory=dict)
-    attempts: int = 1
-
-
 class PulumiEngine:
-    """Drives the Automation API for cloud and cluster deployments.
+    """Drives the Automation API for cloud and cluster deployments (an :class:`Engine`).
 
     Args:
         config: repository configuration (backend URL, state directory).
@@ -154,7 +129,6 @@ class PulumiEngine:
         self.retries = max(1, retries)
         self.backoff_s = backoff_s
         self.sleep = sleep
-        self.ledger = Ledger(config.state_dir)
 
     # -- workspace -------------------------------------------------------------------------
 
@@ -175,19 +149,22 @@ class PulumiEngine:
             os.makedirs(backend[len("file://") :], exist_ok=True)
         return env
 
-    def stack(self, dep: Deployment, artifact=None):
+    def stack(self, dep: Deployment, artifact=None, record: LiveRecord | None = None):
         """The ``<name>-<env>`` stack with the deployment's inline program (created if new).
+
+        ``record`` (the deployment's last ledger record) gives the image the stable track
+        runs (canary rollouts).
 
         Raises:
             ModelopsError: (exit 2) no ``pulumi`` CLI, no passphrase, platform without a
                 program.
         """
         require_pulumi("this operation", dep.key)
-        from pulumi import automation as auto
+        from pulumi import automation as auto  # heavy: the Pulumi SDK, only when a stack runs
 
         program = program_for(dep.platform)
         image = image_ref(dep, artifact)
-        stable = stable_image_of(dep, self.config)
+        stable = stable_image_of(record.desiredState if record is not None else None)
         if stable == image.ref:
             stable = None  # as the renderer does: the stable track already runs this image
         env = self._env()
@@ -216,7 +193,7 @@ class PulumiEngine:
 
     def _run(self, what: str, dep_key: str, fn):
         """Run ``fn`` with retries for transient errors; map lock conflicts and failures."""
-        from pulumi import automation as auto
+        from pulumi import automation as auto  # heavy: the Pulumi SDK, only when a stack runs
 
         delay = self.backoff_s
         for attempt in range(1, self.retries + 1):
@@ -247,62 +224,46 @@ class PulumiEngine:
 
     # -- operations ------------------------------------------------------------------------
 
-    def preview(self, dep: Deployment, artifact=None) -> Plan:
+    def preview(self, dep: Deployment, artifact=None, record: LiveRecord | None = None) -> Plan:
         """What ``up`` would change, computed by the engine against the live stack.
 
         Raises:
             ModelopsError: exit 2 without the CLI; exit 3 when the preview fails or the
                 stack is locked.
         """
-        stack = self.stack(dep, artifact)
+        stack = self.stack(dep, artifact, record)
         image = image_ref(dep, artifact).to_dict()
         collector = PlanCollector(dep.key, dep.platform, image, self.progress)
         self._run("preview", dep.key, lambda: stack.preview(on_event=collector, color="never"))
         return collector.plan()
 
-    def apply(self, dep: Deployment, artifact, revision: str) -> ApplyResult:
-        """Converge one deployment: refresh, preview, then up; record the result.
+    def apply(
+        self, dep: Deployment, artifact, revision: str, record: LiveRecord | None = None
+    ) -> ApplyResult:
+        """Converge one deployment: refresh, preview, then up.
 
         Args:
             dep: the resolved deployment (a cloud or cluster platform).
             artifact: the built Bento (image reference), or ``None``.
             revision: the Git revision being applied.
+            record: the deployment's last ledger record (the stable image of a canary).
 
         Returns:
-            :class:`ApplyResult`; the ledger record gets the outputs, the revision, the
-            DesiredState and a history entry.
+            :class:`ApplyResult` with the outputs, the plan and the engine's digest.
 
         Raises:
             ModelopsError: exit 2 without the CLI or passphrase; exit 3 when the update
-                fails (recorded as a failure in the ledger) or the stack is locked.
-            LedgerError: the ledger record is corrupt.
+                fails or the stack is locked.
         """
-        record = self.ledger.get(dep.name, dep.env) or LedgerRecord(
-            name=dep.name, environment=dep.env
-        )
         image = image_ref(dep, artifact).to_dict()
-        digest = inputs_digest(dep, image)
-        try:
-            stack = self.stack(dep, artifact)
-            self._run("refresh", dep.key, lambda: stack.refresh(color="never"))
-            preview = PlanCollector(dep.key, dep.platform, image, None)
-            self._run("preview", dep.key, lambda: stack.preview(on_event=preview, color="never"))
-            collector = PlanCollector(dep.key, dep.platform, image, self.progress)
-            result, attempts = self._run(
-                "up", dep.key, lambda: stack.up(on_event=collector, color="never")
-            )
-        except ModelopsError as exc:
-            if exc.exit_code == EXIT_APPLY_FAILED:
-                record.record_failure(
-                    revision,
-                    digest,
-                    exc.message,
-                    stalled_after=self.config.stalled_after,
-                    platform=dep.platform,
-                    spec_file=dep.spec.file,
-                )
-                self.ledger.put(record)
-            raise
+        stack = self.stack(dep, artifact, record)
+        self._run("refresh", dep.key, lambda: stack.refresh(color="never"))
+        preview = PlanCollector(dep.key, dep.platform, image, None)
+        self._run("preview", dep.key, lambda: stack.preview(on_event=preview, color="never"))
+        collector = PlanCollector(dep.key, dep.platform, image, self.progress)
+        result, attempts = self._run(
+            "up", dep.key, lambda: stack.up(on_event=collector, color="never")
+        )
         outputs = {
             k: ("[secret]" if v.secret else v.value) for k, v in (result.outputs or {}).items()
         }
@@ -312,44 +273,31 @@ class PulumiEngine:
         }
         plan = collector.plan()
         changed = any(v for k, v in summary.items() if k != "same") if summary else not plan.empty
-        state = render(dep, artifact, self.config)
         message = f"{dep.key}: {plan.summary()} ({'applied' if changed else 'unchanged'})"
-        record.record_success(
-            revision,
-            digest,
-            message=message,
-            artifact=artifact.to_dict() if artifact is not None else {},
-            outputs=outputs,
-            desired_state=state.to_dict(),
-            platform=dep.platform,
-            spec_file=dep.spec.file,
+        return ApplyResult(
+            changed,
+            outputs,
+            message,
+            engine_digest(dep, image),
+            plan=plan,
+            summary=summary,
+            attempts=attempts,
         )
-        self.ledger.put(record)
-        return ApplyResult(outputs, plan, changed, message, summary, attempts)
 
-    def destroy(self, dep: Deployment) -> None:
-        """Destroy every resource of the deployment's stack and remove the stack.
-
-        The ledger record is left to the caller.
-
-        Raises:
-            ModelopsError: exit 2 without the CLI; exit 3 on failure or a locked stack.
-        """
-        stack = self.stack(dep)
-        self._run("destroy", dep.key, lambda: stack.destroy(color="never"))
-        stack.workspace.remove_stack(dep.key)
-
-    def destroy_record(self, record: LedgerRecord) -> None:
-        """Destroy the stack of a ledger record whose spec may be gone.
+    def destroy(self, record: LiveRecord) -> bool:
+        """Destroy the stack of a ledger record (its spec may be gone) and remove the stack.
 
         Uses an empty program, so the engine deletes everything the stack holds.
+
+        Returns:
+            True.
 
         Raises:
             ModelopsError: exit 2 without the CLI; exit 3 on failure or a locked stack.
         """
         key = record.key
         require_pulumi("destroy", key)
-        from pulumi import automation as auto
+        from pulumi import automation as auto  # heavy: the Pulumi SDK, only to destroy
 
         env = self._env()
         opts = auto.LocalWorkspaceOptions(
@@ -365,6 +313,7 @@ class PulumiEngine:
         )
         self._run("destroy", key, lambda: stack.destroy(color="never"))
         stack.workspace.remove_stack(key)
+        return True
 
 
 def _tail(text: str, lines: int = 8) -> str:

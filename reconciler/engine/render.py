@@ -312,23 +312,19 @@ def _diagnostic(dep: Deployment, path: str, message: str) -> Diagnostic:
     return Diagnostic(dep.locate(path), path, f"{message} [env {dep.env}]", code="render")
 
 
-def stable_image_of(dep: Deployment, config) -> str | None:
-    """The image the stable track ran at the last apply of ``dep`` (from the ledger).
+def stable_image_of(desired_state: dict | None) -> str | None:
+    """The image the stable track ran, from the DesiredState recorded at the last apply.
 
-    Returns ``None`` without a config, without a ledger record, or when the recorded
-    DesiredState has no ``stable_image`` output.
+    Args:
+        desired_state: the ledger record's ``desiredState`` (JSON form), or ``None``.
 
-    Raises:
-        LedgerError: the ledger record is corrupt or from a newer modelops.
+    Returns:
+        ``None`` without a recorded DesiredState or when it has no ``stable_image``
+        output.
     """
-    if config is None:
+    if not desired_state:
         return None
-    from reconciler.state.ledger import Ledger  # TODO(merge): helper A removes this read
-
-    record = Ledger(config.state_dir).get(dep.name, dep.env)
-    if record is None or not record.desiredState:
-        return None
-    outputs = record.desiredState.get("outputs") or {}
+    outputs = desired_state.get("outputs") or {}
     image = outputs.get("stable_image")
     return image if isinstance(image, str) and image else None
 
@@ -459,16 +455,24 @@ def _cache_put(key: str, data: dict, config) -> None:
         pass  # a read-only state directory only costs speed
 
 
-def render(dep: Deployment, artifact=None, config=None, *, cache: bool = True) -> DesiredState:
+def render(
+    dep: Deployment,
+    artifact=None,
+    config=None,
+    *,
+    stable_image: str | None = None,
+    cache: bool = True,
+) -> DesiredState:
     """Render the DesiredState of one deployment × environment, offline.
 
     Args:
         dep: a valid resolved deployment (``load_all`` only returns valid ones).
         artifact: the built :class:`~reconciler.build.artifact.Artifact`, or ``None``:
             the image is then ``<registry>/<name>:unbuilt`` and marked not built.
-        config: repository configuration; when given, the ledger is read for the image
-            the stable track runs (canary rollouts on Kubernetes), and renders are cached
-            on disk under ``<state_dir>/cache/render/``.
+        config: repository configuration; when given, renders are cached on disk under
+            ``<state_dir>/cache/render/``.
+        stable_image: the image the stable track runs (canary rollouts on Kubernetes:
+            :func:`stable_image_of` the deployment's ledger record), ``None`` for none.
         cache: use the render cache (in memory, and on disk with a config). A render is
             a pure function of the resolved deployment, the image, the stable image and
             the code of the renderer, its stack program and the Pulumi SDKs; the cache
@@ -482,7 +486,6 @@ def render(dep: Deployment, artifact=None, config=None, *, cache: bool = True) -
     Raises:
         RenderError: (exit 1) the spec asks for something the stack cannot render, or
             the program declared two resources with the same type and name.
-        LedgerError: the deployment's ledger record is corrupt or from a newer version.
         ModelopsError: (exit 2) unknown platform.
     """
     image = image_ref(dep, artifact)
@@ -490,7 +493,7 @@ def render(dep: Deployment, artifact=None, config=None, *, cache: bool = True) -
         return _render_local(dep, image)
     if dep.platform not in PROGRAMS:
         program_for(dep.platform)  # raises the error that lists the platforms
-    stable = stable_image_of(dep, config)
+    stable = stable_image
     if stable == image.ref:
         stable = None  # the stable track already runs this image: same as a first rollout
     key = render_key(dep, image, stable, PROGRAMS[dep.platform]) if cache else ""

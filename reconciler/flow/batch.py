@@ -20,6 +20,8 @@ import pandas as pd
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.core.digests import file_sha256
+from reconciler.monitor.data import features_of, read_table
+from reconciler.runtime.frameworks import FrameworkError, load_model, predict
 from reconciler.runtime.uris import URI_SCHEMES
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, check_path
@@ -118,9 +120,6 @@ def run_batch(
         reconciler.monitor.data.MonitorInputError: the input is missing, unreadable, lacks
             feature columns or has non-numeric ones.
     """
-    from reconciler.monitor.data import features_of, read_table
-    from reconciler.runtime.frameworks import FrameworkError, load_model, predict
-
     started = time.perf_counter()
     src = input or dep.get("spec.serving.batch.input")
     dst = output or dep.get("spec.serving.batch.output")

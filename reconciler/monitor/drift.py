@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from reconciler.core.clock import now_iso
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.core.digests import file_sha256
@@ -37,7 +38,8 @@ from reconciler.monitor.data import (
 from reconciler.runtime import frameworks
 from reconciler.runtime.uris import URI_SCHEMES
 from reconciler.spec.model import Deployment
-from reconciler.state.ledger import Ledger, LedgerRecord, now_iso
+from reconciler.state import status
+from reconciler.state.ledger import Ledger
 
 DEFAULT_SAMPLE_SIZE = 50_000
 """Rows per side above which the drift job samples (``spec.monitoring.drift.sample_size``)."""
@@ -174,15 +176,7 @@ def _output_dir(dep: Deployment, config: Config, capture_dir: Path | None) -> Pa
 
 def _record(dep: Deployment, config: Config, drift: dict, result: str, message: str) -> None:
     """Store the run in the ledger: ``drift`` field and a ``monitor`` history entry."""
-    ledger = Ledger(config.state_dir)
-    record = ledger.get(dep.name, dep.env) or LedgerRecord(
-        name=dep.name, environment=dep.env, platform=dep.platform, specFile=dep.spec.file
-    )
-    if result == "failed" and record.drift and record.drift.get("status") != "failed":
-        drift = {**drift, "previous": record.drift}
-    record.drift = drift
-    record.add_history("monitor", record.lastAppliedRevision, result, message)
-    ledger.put(record)
+    status.drift_result(Ledger(config.state_dir), dep, drift, result, message)
 
 
 def record_failure(dep: Deployment, config: Config, message: str) -> None:

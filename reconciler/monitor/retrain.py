@@ -28,6 +28,7 @@ from reconciler.monitor.reason import check_reason
 from reconciler.monitor.scoring import TARGET_COLUMN, find_model, load_candidate, score
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, spec_path
+from reconciler.state import status
 from reconciler.state.ledger import Ledger, LedgerRecord
 
 DEFAULT_TIMEOUT_S = 3600
@@ -128,10 +129,6 @@ def _last_completed(dep: Deployment, config: Config) -> dict | None:
 
 
 def _record(dep: Deployment, config: Config, result: RetrainResult) -> None:
-    ledger = Ledger(config.state_dir)
-    record = ledger.get(dep.name, dep.env) or LedgerRecord(
-        name=dep.name, environment=dep.env, platform=dep.platform, specFile=dep.spec.file
-    )
     extra = {
         k: v
         for k, v in result.to_dict().items()
@@ -149,15 +146,14 @@ def _record(dep: Deployment, config: Config, result: RetrainResult) -> None:
         )
         and v not in ("", None)
     }
-    record.add_history(
-        "retrain", record.lastAppliedRevision, result.status, result.message, **extra
+    entry = status.retraining_result(
+        Ledger(config.state_dir), dep, result.status, result.message, **extra
     )
-    ledger.put(record)
     if result.status in COMPLETED:
         last = _last_file(dep, config)
         last.parent.mkdir(parents=True, exist_ok=True)
         tmp = last.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record.history[-1], indent=2) + "\n")
+        tmp.write_text(json.dumps(entry, indent=2) + "\n")
         os.replace(tmp, last)
 
 

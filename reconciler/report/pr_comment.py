@@ -73,15 +73,15 @@ def _plan_text(outcome, plan) -> str:
             return render_plan_text([plan]).rstrip()
         except ImportError:
             pass
-    if outcome.plan:
-        return json.dumps(outcome.plan, indent=2, sort_keys=True)
+    if outcome.plan is not None:
+        return json.dumps(outcome.plan.to_dict(), indent=2, sort_keys=True)
     return ""
 
 
 def _plan_summary(outcome, plan) -> str:
     if plan is not None and hasattr(plan, "summary"):
         return plan.summary()
-    return outcome.plan.get("summary", "") if isinstance(outcome.plan, dict) else ""
+    return outcome.plan.summary() if outcome.plan is not None else ""
 
 
 def _policy_results(report, key: str) -> list:
@@ -151,11 +151,11 @@ def _deployment_status(outcome, results) -> tuple[int, str]:
     """(sort rank, badge): blocked first, then deletions, then changes, then no-ops."""
     if any(r.blocking for r in results) or outcome.build.get("status") == "failed":
         return 0, "❌ blocked"
-    if outcome.smoke and outcome.smoke.get("passed") is False:
+    if outcome.smoke is not None and not outcome.smoke.passed:
         return 0, "❌ smoke failed"
     if outcome.status == "delete":
         return 1, "🗑️ delete"
-    plan = outcome.plan if isinstance(outcome.plan, dict) else {}
+    plan = outcome.plan.to_dict() if outcome.plan is not None else {}
     empty = bool(plan.get("empty")) or plan.get("summary", "") == "no changes"
     spec = getattr(outcome, "spec_diff", None) or {}
     if spec.get("rebuild"):
@@ -245,7 +245,7 @@ def _section(report, outcome, plan, *, details: bool = True) -> str:
     build_text = build.get("message") or build.get("status") or "not run"
     if build.get("status") == "failed":
         build_text = f"❌ failed: {build.get('message', '')}"
-    smoke = outcome.smoke or {}
+    smoke = outcome.smoke.to_dict() if outcome.smoke is not None else {}
     if smoke:
         if smoke.get("passed"):
             load = smoke.get("load") or {}
@@ -616,10 +616,10 @@ def _policy_changes_md(report) -> list[str]:
 
 
 def render_pr_comment(report, limit: int = DEFAULT_LIMIT) -> str:
-    """The pull-request comment for a plan :class:`~reconciler.flow.pipeline.RunReport`.
+    """The pull-request comment for a plan :class:`~reconciler.flow.run.RunReport`.
 
     Args:
-        report: the plan run (``pipeline.plan(..., base=...)`` or a full plan).
+        report: the plan run (``flow.plan.plan(..., base=...)`` or a full plan).
         limit: maximum length in characters (default: GitHub's 65,536 minus a margin).
 
     Returns:

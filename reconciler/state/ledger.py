@@ -1,25 +1,9 @@
-"""The ledger: what is live, per deployment × environment.
+"""The ledger: what is live, per deployment × environment (``docs/state.md``).
 
-One JSON file per deployment × environment under ``<state_dir>/ledger/<name>-<env>.json``,
-written atomically (temp file in the same directory, fsync, rename), so a crash never
-leaves a half-written record. Field names follow Flux's status conventions:
-``lastAppliedRevision``, ``lastAttemptedRevision`` and conditions ``Ready``,
-``Reconciling``, ``Stalled`` with a reason and a message.
-
-A record that is not valid JSON, or that was written by a newer modelops
-(``schemaVersion`` above :data:`SCHEMA_VERSION`), is reported with
-:class:`LedgerError` and never overwritten silently.
-
-Destroying a deployment keeps its record and history, the audit trail of what was
-live and when (:meth:`LedgerRecord.record_destroyed`): the history gets a ``destroy``
-entry, the record's ``destroyed`` field says when, by whom and at which revision, and
-everything live (revisions, artifact, outputs, DesiredState, conditions) is cleared.
-:meth:`Ledger.all` leaves destroyed records out (so ``status``, orphan detection and
-``--prune`` see only what is live); :meth:`Ledger.get` still returns them, so
-``modelops history`` shows them and a later apply continues the same history (an
-``apply`` or ``rollback`` entry clears ``destroyed``). The ``destroyed`` field is
-additive: a modelops without it ignores the field and reads such a record as one that
-was never applied, so the schema version stays 1.
+One JSON file per record under ``<state_dir>/ledger/<name>-<env>.json``, written
+atomically; Flux's status field names. A corrupt record, or one from a newer modelops,
+raises :class:`LedgerError` and is never overwritten. Destroyed records keep their
+history (:meth:`LedgerRecord.record_destroyed`). Only ``reconciler.state.status`` writes.
 """
 
 from __future__ import annotations
@@ -30,26 +14,34 @@ import os
 import socket
 import tempfile
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.core.clock import now_iso
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.state.reasons import (
+    APPLY,
+    APPLY_FAILED,
+    APPLY_SUCCEEDED,
+    DESTROY,
+    FAILED,
+    READY,
+    RETRIES_EXHAUSTED,
+    ROLLBACK,
+    ROLLBACK_SUCCEEDED,
+    STALLED,
+    SUCCEEDED,
+)
 
 SCHEMA_VERSION = 1
 HISTORY_LIMIT = 100
 #: History actions that make a destroyed deployment managed again (they clear
 #: ``LedgerRecord.destroyed``); ``monitor`` and ``retrain`` entries do not.
-REVIVING_ACTIONS = ("apply", "rollback")
+REVIVING_ACTIONS = (APPLY, ROLLBACK)
 
 
 class LedgerError(ModelopsError):
     """A ledger file that cannot be trusted (corrupt, or from a newer version); exit 2."""
-
-
-def now_iso() -> str:
-    """The current UTC time as ISO 8601 with seconds (``2026-11-29T07:37:30Z``)."""
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def actor() -> str:
@@ -179,13 +171,13 @@ class LedgerRecord:
     @property
     def stalled(self) -> bool:
         """True when the ``Stalled`` condition is ``True``."""
-        cond = self.condition("Stalled")
+        cond = self.condition(STALLED)
         return bool(cond and cond.get("status") == "True")
 
     @property
     def stalled_reason(self) -> str:
         """The ``Stalled`` condition's message when stalled, else ``""``."""
-        cond = self.condition("Stalled")
+        cond = self.condition(STALLED)
         return cond.get("message", "") if cond and cond.get("status") == "True" else ""
 
     def record_success(
@@ -193,7 +185,7 @@ class LedgerRecord:
         revision: str,
         digest: str,
         *,
-        action: str = "apply",
+        action: str = APPLY,
         message: str = "",
         artifact: dict | None = None,
         outputs: dict | None = None,
@@ -206,7 +198,7 @@ class LedgerRecord:
 
         ``lastGoodRevision`` becomes the previous ``lastAppliedRevision`` when that one
         differs (the revision to go back to); failures reset to 0; ``Ready`` is True and
-        ``Stalled`` is removed.
+        ``Stalled`` is removed. ``extra`` goes into the history entry (``smoke``...).
         """
         if self.lastAppliedRevision and self.lastAppliedRevision != revision:
             self.lastGoodRevision = self.lastAppliedRevision
@@ -225,11 +217,16 @@ class LedgerRecord:
         if desired_state is not None:
             self.desiredState = desired_state
         self.failures = 0
-        reason = "RollbackSucceeded" if action == "rollback" else "ApplySucceeded"
-        self.set_condition("Ready", "True", reason, message or f"{action} of {revision} succeeded")
-        self.conditions = [c for c in self.conditions if c.get("type") != "Stalled"]
+        reason = ROLLBACK_SUCCEEDED if action == ROLLBACK else APPLY_SUCCEEDED
+        self.set_condition(READY, "True", reason, message or f"{action} of {revision} succeeded")
+        self.conditions = [c for c in self.conditions if c.get("type") != STALLED]
         self.add_history(
-            action, revision, "succeeded", message, artifact=(artifact or {}).get("bento_tag", "")
+            action,
+            revision,
+            SUCCEEDED,
+            message,
+            artifact=(artifact or {}).get("bento_tag", ""),
+            **extra,
         )
 
     def record_failure(
@@ -239,7 +236,7 @@ class LedgerRecord:
         message: str,
         *,
         stalled_after: int = 3,
-        action: str = "apply",
+        action: str = APPLY,
         platform: str = "",
         spec_file: str = "",
     ) -> None:
@@ -257,18 +254,18 @@ class LedgerRecord:
             self.platform = platform
         if spec_file:
             self.specFile = spec_file
-        self.set_condition("Ready", "False", "ApplyFailed", message)
+        self.set_condition(READY, "False", APPLY_FAILED, message)
         if self.failures < stalled_after:  # a new digest starts again: no longer stalled
-            self.conditions = [c for c in self.conditions if c.get("type") != "Stalled"]
+            self.conditions = [c for c in self.conditions if c.get("type") != STALLED]
         else:
             self.set_condition(
-                "Stalled",
+                STALLED,
                 "True",
-                "RetriesExhausted",
+                RETRIES_EXHAUSTED,
                 f"{self.failures} consecutive failed applies with the same inputs; last: "
                 f"{message}. Change the spec or one of its inputs to retry.",
             )
-        self.add_history(action, revision, "failed", message)
+        self.add_history(action, revision, FAILED, message)
 
     def record_destroyed(self, revision: str, reason: str = "") -> None:
         """Record that the deployment was torn down, keeping the record and its history.
@@ -293,7 +290,7 @@ class LedgerRecord:
         live = f"was live at {was[:12]}" + (f" ({tag})" if tag else "") if was else "never applied"
         message = f"destroyed ({reason}); {live}" if reason else f"destroyed; {live}"
         self.add_history(
-            "destroy", revision, "succeeded", message, artifact=tag, lastAppliedRevision=was
+            DESTROY, revision, SUCCEEDED, message, artifact=tag, lastAppliedRevision=was
         )
         entry = self.history[-1]
         self.destroyed = {

@@ -1,16 +1,9 @@
-"""The state-directory lock: two ``apply`` runs never interleave.
+"""The state-directory lock: two ``apply`` runs never interleave (``docs/state.md``).
 
-The lock is the file ``<state_dir>/lock``, created atomically with the holder's details
-already in it (written to a temp file, then ``os.link``-ed to the lock path, which fails
-if the lock exists: the same create-exclusive scheme as Terraform's local state lock and
-Pulumi's file backend lock, and it works on any POSIX file system, shared ones included).
-
-The file says who holds it: host, pid, the process's start time (so a recycled pid is
-not mistaken for the holder), the user, the command and when it started. A second run
-waits, polling, up to its time-out, then fails naming the holder. A lock whose holder
-is on this host and no longer running is *stale*: the run fails at once saying so, and
-``modelops unlock`` removes it. modelops never breaks a lock by itself: the process that
-died may have left a half-finished apply that a person should look at first.
+``<state_dir>/lock`` is created atomically (``os.link``) with the holder's host, pid,
+process start time, user, command and start time in it. A second run waits up to its
+time-out, then fails naming the holder; a stale lock is reported, and only
+``modelops unlock`` removes it.
 """
 
 from __future__ import annotations
@@ -24,8 +17,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from reconciler.core.clock import now_iso
 from reconciler.core.diagnostics import ModelopsError
-from reconciler.state.ledger import actor, now_iso
+from reconciler.state.ledger import actor
 
 LOCK_FILE = "lock"
 #: Seconds between two attempts while waiting for a lock.

@@ -1,0 +1,275 @@
+"""``modelops apply``: validate, police, then build and apply each deployment.
+
+One failing deployment does not stop the others (exit 3 names each failure); the run
+holds the state lock. Ledger bookkeeping: ``docs/state.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reconciler.build.artifact import Artifact
+from reconciler.core import git as g
+from reconciler.core.config import Config
+from reconciler.engine.base import ApplyError, ApplyResult, Engine
+from reconciler.engine.render import render, stable_image_of
+from reconciler.flow.destroy import PRUNED, destroy_record
+from reconciler.flow.digests import inputs_digest
+from reconciler.flow.gates import (
+    check_dirty,
+    envs_of,
+    gate,
+    orphans,
+    policy_gate,
+    prune_plan,
+    pulumi_gate,
+)
+from reconciler.flow.run import Outcome, RunReport, sort_report
+from reconciler.flow.stages import (
+    Engines,
+    build_artifact,
+    error_message,
+    state_dict,
+)
+from reconciler.gitops.changes import detect_changes
+from reconciler.spec.model import Deployment
+from reconciler.spec.repo import load_files
+from reconciler.state import status
+from reconciler.state.ledger import Ledger
+from reconciler.state.lock import StateLock
+
+
+def apply(
+    config: Config,
+    env: str,
+    targets: list[str] | None = None,
+    *,
+    base: str | None = None,
+    prune: bool = False,
+    allow_destroy_protected: bool = False,
+    allow_mass_delete: bool = False,
+    allow_dirty: bool = True,
+    lock_timeout_s: float = 60.0,
+) -> RunReport:
+    """Converge ``env``: validate, police, then build and apply each deployment.
+
+    Local targets go to the local engine (``bentoml serve`` on loopback); every other
+    target goes to the Pulumi Automation API engine, which needs the ``pulumi`` CLI.
+    The whole run holds the state-directory lock (:class:`~reconciler.state.lock.StateLock`).
+
+    Args:
+        config: repository configuration.
+        env: the environment.
+        targets: spec files/dirs/names; ``None`` = every spec with an overlay for ``env``.
+        base: only the specs changed or affected since this revision (apply on merge);
+            specs deleted since then are the deletion candidates.
+        prune: destroy deployments whose spec is gone (otherwise they are ``orphaned``).
+        allow_destroy_protected: with ``prune``, also in a protected environment.
+        allow_mass_delete: with ``prune``, allow deleting more than
+            ``config.max_delete_share`` of the environment's deployments.
+        allow_dirty: apply uncommitted changes, recording ``<sha>-dirty``; when False,
+            uncommitted changes to specs, policies or model files stop the run.
+        lock_timeout_s: seconds to wait for another apply holding the lock.
+
+    Returns:
+        A :class:`RunReport`; ``exit_code`` is 1 when the gates blocked (nothing was
+        built), 3 when at least one deployment failed or is stalled (the others were
+        still applied).
+
+    Raises:
+        ModelopsError: (exit 2) a cloud target without the ``pulumi`` CLI; unknown
+            environment or target; corrupt ledger; dirty tree (see ``allow_dirty``); a
+            mass delete without ``allow_mass_delete``; the lock is held. Raised before
+            anything is applied.
+    """
+    envs = envs_of(config, env)
+    report = RunReport("apply", env, g.head_revision(config.root).removesuffix("-dirty"), envs=envs)
+    with StateLock(config.state_dir, timeout_s=lock_timeout_s):
+        if base is not None:
+            changes = detect_changes(config, base, None)
+            report.changes, report.base = changes, changes.base
+            report.diagnostics.extend(changes.diagnostics)
+            files = [config.root / s.path for s in changes.planned]
+            loaded = load_files(config, files, envs)
+            report.diagnostics.extend(loaded.diagnostics)
+            deployments = [] if loaded.errors else loaded.deployments
+            if deployments and not policy_gate(config, deployments, report):
+                deployments = []
+            gone = {s.name for s in changes.deleted}
+            candidates = [
+                r for r in Ledger(config.state_dir).all() if r.environment == env and r.name in gone
+            ]
+        else:
+            deployments = gate(config, targets, env, report)
+            candidates = []
+            if not report.blocked:
+                candidates = orphans(config, envs, {d.key for d in deployments}, targets)
+        if report.blocked:
+            return report
+        check_dirty(config, deployments, allow_dirty, report)
+        pulumi_gate({d.key: d.platform for d in deployments}, env)
+        destroy_list = prune_plan(
+            config, env, candidates, prune, allow_destroy_protected, allow_mass_delete, report
+        )
+        engines = Engines(config)
+        ledger = Ledger(config.state_dir)
+        for dep in deployments:
+            report.outcomes.append(apply_one(dep, config, ledger, engines, report.revision))
+        for record in destroy_list:
+            report.outcomes.append(destroy_record(record, engines, ledger, report.revision, PRUNED))
+    sort_report(report)
+    report.offline = False
+    return report
+
+
+@dataclass
+class Hold:
+    """A rollback's hold on the deployment it re-applies (see :func:`apply_one`).
+
+    Attributes:
+        head_digest: the inputs digest of the spec at head; ``apply`` leaves the
+            deployment alone while the head still has it.
+        revert: the commits to revert in Git (``{"sha", "summary"}``).
+    """
+
+    head_digest: str
+    revert: list[dict] = field(default_factory=list)
+
+
+def apply_one(
+    dep: Deployment,
+    config: Config,
+    ledger: Ledger,
+    engines: Engines,
+    revision: str,
+    *,
+    hold: Hold | None = None,
+) -> Outcome:
+    """Build and apply one deployment and record it; never raises for its own failure.
+
+    A deployment held by a rollback (same inputs digest as when it was rolled back) is
+    ``held``, a stalled one with the same digest ``stalled``: neither is built. The
+    engine's result goes to the status writer: ``applied`` (the engine ran),
+    ``unchanged`` (it found nothing to do) or ``failed``. With ``hold`` (a rollback)
+    the success is recorded as a rollback that holds the deployment, and the outcome
+    is ``applied``.
+
+    Raises:
+        LedgerError: the deployment's record is corrupt.
+    """
+    outcome = Outcome(dep.key, dep.name, dep.env, dep.platform, "failed", revision=revision)
+    digest = inputs_digest(dep, config)
+    record = ledger.get(dep.name, dep.env)
+    if record is not None and record.suspended:
+        if record.suspended.get("headDigest") == digest:
+            outcome.status = "held"
+            outcome.message = (
+                f"rolled back to {record.suspended.get('revision', '')[:12]}; left alone until "
+                "its spec or inputs change in Git (revert: "
+                f"{', '.join(c['sha'][:12] for c in record.suspended.get('revert', [])) or '-'})"
+            )
+            return outcome
+    if record is not None and record.stalled and record.lastAttemptedDigest == digest:
+        outcome.status = "stalled"
+        outcome.message = f"stalled, not retried: {record.stalled_reason}"
+        return outcome
+    try:
+        artifact = build_artifact(dep, config, revision)
+    except Exception as exc:  # noqa: BLE001 - one failing deployment does not stop the others
+        outcome.message = _record_failure(ledger, dep, config, revision, digest, exc)
+        return outcome
+    outcome.artifact = artifact
+    outcome.build = {"status": "reused" if artifact.reused else "built"}
+    try:
+        engine = engines.for_platform(dep.platform)
+        result = converge(dep, artifact, config, ledger, engine, revision, hold=hold)
+    except Exception as exc:  # noqa: BLE001 - recorded by converge; the others go on
+        outcome.message = error_message(exc)
+        outcome.smoke = exc.smoke if isinstance(exc, ApplyError) else None
+        return outcome
+    outcome.status = "applied" if result.changed or hold is not None else "unchanged"
+    outcome.outputs = dict(result.outputs)
+    outcome.message = result.message or ("applied" if result.changed else "unchanged")
+    outcome.smoke = result.smoke
+    outcome.plan = result.plan
+    return outcome
+
+
+def converge(
+    dep: Deployment,
+    artifact: Artifact,
+    config: Config,
+    ledger: Ledger,
+    engine: Engine,
+    revision: str,
+    *,
+    hold: Hold | None = None,
+) -> ApplyResult:
+    """Let ``engine`` converge ``dep`` to ``artifact`` and record what it returned.
+
+    The engine gets the deployment's ledger record; its result goes to the status
+    writer: ``applied`` (the engine ran), ``unchanged`` (it found nothing to do), or,
+    with ``hold``, ``rolled_back``; with the rendered DesiredState for later offline
+    plans and the inputs digest (:func:`~reconciler.flow.digests.inputs_digest`).
+
+    Raises:
+        ApplyError | ModelopsError | Exception: the engine's error, after the failed
+            attempt was recorded (:func:`reconciler.state.status.failed`).
+        LedgerError: the deployment's record is corrupt.
+    """
+    digest = inputs_digest(dep, config)
+    record = ledger.get(dep.name, dep.env)
+    try:
+        result = engine.apply(dep, artifact, revision, record)
+    except Exception as exc:
+        _record_failure(ledger, dep, config, revision, digest, exc)
+        raise
+    stable = stable_image_of(record.desiredState if record is not None else None)
+    try:
+        state = state_dict(render(dep, artifact, config, stable_image=stable))
+    except Exception:  # noqa: BLE001 - the apply succeeded; the offline plan is a nicety
+        state = None
+    if hold is not None:
+        status.rolled_back(
+            ledger,
+            dep,
+            result,
+            revision=revision,
+            digest=digest,
+            artifact=artifact,
+            desired_state=state,
+            head_digest=hold.head_digest,
+            revert=hold.revert,
+        )
+    elif result.ran:
+        status.applied(
+            ledger,
+            dep,
+            result,
+            revision=revision,
+            digest=digest,
+            artifact=artifact,
+            desired_state=state,
+        )
+    else:
+        status.unchanged(ledger, dep, revision=revision, digest=digest, desired_state=state)
+    return result
+
+
+def _record_failure(
+    ledger: Ledger, dep: Deployment, config: Config, revision: str, digest: str, exc: Exception
+) -> str:
+    """Record a failed attempt (build or engine) once; returns its message."""
+    message = error_message(exc)
+    failure = exc if isinstance(exc, ApplyError) else ApplyError(message)
+    status.failed(
+        ledger,
+        dep,
+        revision=revision,
+        digest=digest,
+        message=message,
+        stalled_after=config.stalled_after,
+        outputs=failure.outputs,
+        restore_failed=failure.restore_failed,
+    )
+    return message

@@ -1,0 +1,244 @@
+"""The gates of a run, all fail closed (``docs/flow.md``).
+
+Spec errors and blocking policies stop a run before anything is built; a dirty tree, a
+missing ``pulumi`` CLI, a protected environment and a mass delete stop ``apply`` before
+anything is changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.core import git as g
+from reconciler.core.config import Config
+from reconciler.core.diagnostics import (
+    EXIT_USAGE,
+    ModelopsError,
+)
+from reconciler.engine.pulumi_engine import pulumi_available
+from reconciler.flow.run import Outcome, RunReport
+from reconciler.gitops.changes import quick_load, spec_dependencies
+from reconciler.policy.check import check_policies
+from reconciler.spec.model import Deployment
+from reconciler.spec.repo import SPEC_SUFFIXES, load_all
+from reconciler.state.ledger import Ledger
+
+
+def envs_of(config: Config, env: str | None) -> list[str]:
+    """The environments a run covers: ``env``, or every configured one when ``None``.
+
+    Raises:
+        ModelopsError: (exit 2) an environment the configuration does not name.
+    """
+    if env is None:
+        return list(config.environments)
+    if env not in config.environments:
+        raise ModelopsError(
+            f"unknown environment {env!r}; known environments: {', '.join(config.environments)}"
+        )
+    return [env]
+
+
+def policy_gate(config: Config, deployments: list[Deployment], report: RunReport) -> bool:
+    """Run the policy check; True when the deployments may proceed."""
+    if not deployments:
+        return True
+    report.policy = check_policies(config, deployments)
+    return not report.policy.blocking
+
+
+def gate(config: Config, targets: list[str] | None, env: str | None, report: RunReport):
+    """Load, validate and police; returns the deployments that may proceed."""
+    loaded = load_all(config, targets, env)
+    report.diagnostics = loaded.diagnostics
+    if loaded.errors:
+        return []
+    deployments = [d for d in loaded.deployments if d.env in report.envs]
+    if not policy_gate(config, deployments, report):
+        return []
+    return deployments
+
+
+def orphans(config: Config, envs: list[str], live: set[str], targets: list[str] | None):
+    """Ledger records in ``envs`` whose spec no longer exists (only on full runs)."""
+    if targets:
+        return []
+    return [
+        r for r in Ledger(config.state_dir).all() if r.environment in envs and r.key not in live
+    ]
+
+
+def protected_note(config: Config, env: str) -> str:
+    """`` (environment X is protected: ...)`` for a protected environment, else ``""``."""
+    if env in config.protected_environments:
+        return f" (environment {env} is protected: also --allow-destroy-protected)"
+    return ""
+
+
+def pulumi_gate(platforms: dict[str, str], env: str) -> None:
+    """Raise before anything is applied when a cloud target needs the missing CLI."""
+    cloud = {k: p for k, p in platforms.items() if p != "local"}
+    if not cloud:
+        return
+    if not pulumi_available():
+        raise ModelopsError(
+            f"apply needs the Pulumi CLI for {', '.join(sorted(cloud))} (platforms: "
+            f"{', '.join(sorted(set(cloud.values())))}), and `pulumi` is not on PATH. "
+            "Install it (https://www.pulumi.com/docs/install/), or run `modelops plan "
+            f"--env {env}` for an offline plan.",
+            EXIT_USAGE,
+        )
+
+
+def check_dirty(
+    config: Config, deployments: list[Deployment], allow_dirty: bool, report: RunReport
+) -> None:
+    """Refuse to apply uncommitted changes to what this run deploys.
+
+    Relevant: what apply reads: the spec files (``*.yaml``/``*.yml``) under the specs
+    directory, every file under the policies directory, ``modelops.yaml``, the
+    organisation settings file, and every file the deployments' specs name (model files,
+    smoke requests), whether modified, staged, deleted or untracked (never committed:
+    ``git status`` ``??``, minus what ``.gitignore`` excludes). Other uncommitted files (a
+    README, notes) and anything under the state directory (``.modelops/``: ledger, lock,
+    BentoML home) do not matter to what is deployed.
+
+    Raises:
+        ModelopsError: (exit 2) relevant uncommitted files and not ``allow_dirty``; the
+            message lists them, the untracked ones separately. With ``allow_dirty`` the
+            revision gets ``-dirty`` and a note lists them instead.
+    """
+    repo = g.open_repo(config.root)
+    if repo is None or g.head_commit(repo) is None:
+        return
+
+    def under(directory: Path) -> str:  # "" for the root itself, else "<rel>/"
+        rel = config.rel(directory).rstrip("/")
+        return "" if rel == "." else rel + "/"
+
+    specs, policies = under(config.specs_dir), under(config.policies_dir)
+    state = under(config.state_dir)
+    inputs = {"modelops.yaml"}
+    if config.organization is not None:
+        inputs.add(config.rel(config.organization))
+    for dep in deployments:
+        inputs |= spec_dependencies(dep.spec.data)
+    dirty = g.dirty_paths(repo, config.root, [specs, policies, *sorted(inputs)])
+    relevant = [
+        p
+        for p in dirty
+        if (
+            p in inputs
+            or p.startswith(policies)
+            or (p.startswith(specs) and p.endswith(SPEC_SUFFIXES))
+        )
+        and not (state and p.startswith(state))
+    ]
+    if not relevant:
+        return
+    pre = g.prefix(repo, config.root)
+    tracked = {path for path, _stage in repo.index.entries}
+    untracked = [p for p in relevant if pre + p not in tracked]
+    changed = [p for p in relevant if pre + p in tracked]
+
+    def listed(paths: list[str]) -> str:
+        return ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
+
+    shown = "; ".join(
+        part
+        for part in (
+            f"changed: {listed(changed)}" if changed else "",
+            f"untracked (never committed): {listed(untracked)}" if untracked else "",
+        )
+        if part
+    )
+    if not allow_dirty:
+        raise ModelopsError(
+            f"the working tree has uncommitted changes that apply would deploy ({shown}); "
+            "the ledger records Git revisions, so commit them first (git add, git commit; "
+            "or pass --allow-dirty to record the revision as <sha>-dirty). Nothing was "
+            "applied."
+        )
+    if report.revision and not report.revision.endswith("-dirty"):
+        report.revision += "-dirty"
+    report.notes.append(f"applied with uncommitted changes: {shown}")
+
+
+def mass_delete_guard(report, changes, base_rev, envs, config: Config, allow: bool) -> None:
+    """Block a change that deletes more than ``config.max_delete_share`` of an env."""
+    deleted = changes.deleted
+    if not deleted:
+        return
+    specs_rel = config.rel(config.specs_dir).rstrip("/") + "/"
+    per_env_total = dict.fromkeys(envs, 0)
+    for path in base_rev.spec_files(specs_rel):
+        data = quick_load(base_rev.read(path)) or {}
+        overlays = (data.get("spec") or {}).get("environments") or {}
+        for env in envs:
+            if isinstance(overlays, dict) and env in overlays:
+                per_env_total[env] += 1
+    for env in envs:
+        gone = 0
+        for s in deleted:
+            data = quick_load(base_rev.read(s.old_path)) or {}
+            overlays = (data.get("spec") or {}).get("environments") or {}
+            gone += isinstance(overlays, dict) and env in overlays
+        total = per_env_total[env]
+        if total and gone / total > config.max_delete_share:
+            msg = (
+                f"this change deletes {gone} of {total} deployment(s) in {env} "
+                f"({gone / total:.0%}, above max_delete_share {config.max_delete_share:.0%}); "
+                "`modelops apply` will refuse to prune them without --allow-mass-delete"
+            )
+            if allow:
+                report.notes.append(msg + " (allowed by --allow-mass-delete)")
+            else:
+                report.guards.append(msg)
+
+
+def prune_plan(config, env, candidates, prune, allow_protected, allow_mass, report):
+    """Decide which orphaned records to destroy; the others become ``orphaned`` outcomes."""
+    if not candidates:
+        return []
+
+    def orphaned(message_for) -> list:
+        """Record every candidate as ``orphaned`` with ``message_for(record)``."""
+        for r in candidates:
+            report.outcomes.append(
+                Outcome(
+                    r.key,
+                    r.name,
+                    r.environment,
+                    r.platform,
+                    "orphaned",
+                    message_for(r),
+                    revision=r.lastAppliedRevision,
+                )
+            )
+        return []
+
+    if not prune:
+        return orphaned(
+            lambda r: (
+                "spec deleted; destroyed only by `modelops apply --prune`"
+                + protected_note(config, r.environment)
+            )
+        )
+    if env in config.protected_environments and not allow_protected:
+        return orphaned(
+            lambda r: (
+                f"spec deleted, but {env} is a protected environment: destroying it "
+                "needs --prune --allow-destroy-protected"
+            )
+        )
+    total = len([r for r in Ledger(config.state_dir).all() if r.environment == env])
+    share = len(candidates) / total if total else 0.0
+    if share > config.max_delete_share and not allow_mass:
+        raise ModelopsError(
+            f"--prune would destroy {len(candidates)} of {total} deployment(s) in {env} "
+            f"({share:.0%}, above max_delete_share {config.max_delete_share:.0%}): "
+            f"{', '.join(r.key for r in candidates[:10])}. Nothing was applied or destroyed. "
+            "If this is intended, run again with --allow-mass-delete."
+        )
+    pulumi_gate({r.key: r.platform for r in candidates}, env)
+    return candidates

@@ -1,0 +1,108 @@
+"""``modelops plan``: what ``apply`` would change, without changing anything."""
+
+from __future__ import annotations
+
+from reconciler.core import git as g
+from reconciler.core.config import Config
+from reconciler.core.diagnostics import (
+    ModelopsError,
+)
+from reconciler.flow.digests import model_info
+from reconciler.flow.gates import (
+    envs_of,
+    gate,
+    orphans,
+    protected_note,
+)
+from reconciler.flow.pr_plan import plan_changes
+from reconciler.flow.run import Outcome, RunReport, sort_report
+from reconciler.flow.stages import (
+    build_and_smoke,
+    render_failed,
+    render_plan,
+)
+from reconciler.state.ledger import Ledger
+
+
+def plan(
+    config: Config,
+    env: str | None,
+    targets: list[str] | None = None,
+    *,
+    build: bool = False,
+    smoke: bool = False,
+    base: str | None = None,
+    head: str | None = None,
+    all_specs: bool = False,
+    allow_mass_delete: bool = False,
+) -> RunReport:
+    """Compute what ``apply`` would change, without changing anything.
+
+    Args:
+        config: repository configuration.
+        env: environment to plan; ``None`` plans every environment of the configuration.
+        targets: spec files/dirs/names; ``None`` = every spec (ignored with ``base``).
+        build: also build the Bentos (so the plan carries real image tags and the build
+            result); default off, in which case image references are derived.
+        smoke: also serve each built Bento locally and run its smoke and SLO check
+            (implies ``build``).
+        base: Git revision to compare with (a pull request's base). Only specs changed or
+            affected since the merge base are planned, each against its own state at the
+            merge base; deleted specs are planned for deletion.
+        head: the head revision (default: the working tree).
+        all_specs: with ``base``, plan every spec, changed or not.
+        allow_mass_delete: with ``base``, do not block a change that deletes more than
+            ``config.max_delete_share`` of an environment's deployments.
+
+    Returns:
+        A :class:`RunReport`. Without ``base``, each deployment's rendered DesiredState
+        is diffed against the last applied one in the ledger, and ledger records whose
+        spec is gone are reported as ``orphaned``.
+
+    Raises:
+        ModelopsError: (exit 2) unknown environment or target; a revision that does not
+            exist or is missing from a shallow clone; corrupt ledger.
+    """
+    build = build or smoke
+    envs = envs_of(config, env)
+    if base is not None:
+        return plan_changes(config, envs, base, head, build, smoke, all_specs, allow_mass_delete)
+    report = RunReport("plan", env or "all", g.head_revision(config.root), envs=envs)
+    deployments = gate(config, targets, env, report)
+    ledger = Ledger(config.state_dir)
+    for dep in deployments:
+        outcome = Outcome(dep.key, dep.name, dep.env, dep.platform, "planned")
+        outcome.revision = report.revision
+        artifact = build_and_smoke(outcome, dep, config, report.revision, smoke) if build else None
+        record = ledger.get(dep.name, dep.env)
+        outcome.model = {"old": None, "new": model_info(dep, config)}
+        try:
+            change, _ = render_plan(dep, record.desiredState if record else None, config, artifact)
+        except ModelopsError as exc:
+            render_failed(report, outcome, dep, exc)
+            report.outcomes.append(outcome)
+            continue
+        report.plans.append(change)
+        outcome.message = change.summary()
+        outcome.plan = change
+        report.outcomes.append(outcome)
+    if not report.blocked:
+        live = {d.key for d in deployments}
+        for record in orphans(config, envs, live, targets):
+            change, _ = render_plan(None, record.desiredState, config)
+            report.plans.append(change)
+            report.outcomes.append(
+                Outcome(
+                    record.key,
+                    record.name,
+                    record.environment,
+                    record.platform,
+                    "orphaned",
+                    "spec deleted; destroyed only by `modelops apply --prune`"
+                    + protected_note(config, record.environment),
+                    plan=change,
+                )
+            )
+    sort_report(report)
+    report.notes.append("infrastructure plan: rendered under Pulumi mocks, diffed with the ledger")
+    return report

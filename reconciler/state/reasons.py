@@ -1,0 +1,30 @@
+"""Condition types, condition reasons and history actions of ledger records, as constants.
+
+Flux's status conventions (``docs/state.md``): a condition has a type, a status
+(``True``/``False``/``Unknown``), a CamelCase reason and a message.
+"""
+
+from __future__ import annotations
+
+# -- condition types ----------------------------------------------------------------------
+READY = "Ready"
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+
+# -- condition reasons --------------------------------------------------------------------
+APPLY_SUCCEEDED = "ApplySucceeded"
+APPLY_FAILED = "ApplyFailed"
+ROLLBACK_SUCCEEDED = "RollbackSucceeded"
+RESTORE_FAILED = "RestoreFailed"
+RETRIES_EXHAUSTED = "RetriesExhausted"
+
+# -- history actions ----------------------------------------------------------------------
+APPLY = "apply"
+ROLLBACK = "rollback"
+DESTROY = "destroy"
+MONITOR = "monitor"
+RETRAIN = "retrain"
+
+# -- history results ----------------------------------------------------------------------
+SUCCEEDED = "succeeded"
+FAILED = "failed"

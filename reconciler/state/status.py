@@ -1,0 +1,267 @@
+"""The one status writer: every change to a ledger record goes through these functions.
+
+Engines and jobs return values (:class:`~reconciler.engine.base.ApplyResult`, a drift
+summary, a retraining result); the flow and the jobs hand them to a function here, which
+writes the record once, with the right history entry (``docs/state.md``). A stalled
+deployment is marked by :func:`failed` (after ``config.stalled_after`` failures with the
+same inputs), a held one by :func:`rolled_back`.
+"""
+
+from __future__ import annotations
+
+from reconciler.build.artifact import Artifact
+from reconciler.engine.base import ApplyResult
+from reconciler.spec.model import Deployment
+from reconciler.state.ledger import Ledger, LedgerRecord
+from reconciler.state.reasons import (
+    APPLY,
+    DESTROY,
+    FAILED,
+    MONITOR,
+    READY,
+    RESTORE_FAILED,
+    RETRAIN,
+    ROLLBACK,
+    ROLLBACK_SUCCEEDED,
+    STALLED,
+    SUCCEEDED,
+)
+
+
+def _record_of(ledger: Ledger, dep: Deployment) -> LedgerRecord:
+    return ledger.get(dep.name, dep.env) or LedgerRecord(dep.name, dep.env)
+
+
+def _live_again(rec: LedgerRecord, dep: Deployment, digest: str, state: dict | None) -> None:
+    """What every successful apply (changed or not) records besides its history entry.
+
+    ``lastAttemptedDigest`` is the flow's inputs digest (stalled detection, rollback
+    holds); ``inputsDigest`` stays the engine's own (the local engine compares it to
+    decide that a re-apply is a no-op).
+    """
+    rec.lastAttemptedDigest = digest
+    rec.failures = 0
+    rec.conditions = [c for c in rec.conditions if c.get("type") != STALLED]
+    rec.suspended = {}
+    rec.destroyed = {}  # applied again after a destroy: live, the history goes on
+    rec.specFile = dep.spec.file
+    rec.platform = dep.platform
+    if state is not None:
+        rec.desiredState = state
+
+
+def _success(
+    rec: LedgerRecord,
+    dep: Deployment,
+    result: ApplyResult,
+    revision: str,
+    artifact: Artifact,
+    action: str,
+) -> None:
+    rec.record_success(
+        revision,
+        result.engine_digest,
+        action=action,
+        message=result.message,
+        artifact=artifact.to_dict(),
+        outputs=dict(result.outputs),
+        platform=dep.platform,
+        spec_file=dep.spec.file,
+        **({"smoke": result.smoke.to_dict()} if result.smoke is not None else {}),
+    )
+
+
+def applied(
+    ledger: Ledger,
+    dep: Deployment,
+    result: ApplyResult,
+    *,
+    revision: str,
+    digest: str,
+    artifact: Artifact,
+    desired_state: dict | None,
+) -> None:
+    """Record an apply that ran (``result.ran``): what is live now, and an ``apply`` entry.
+
+    Args:
+        ledger: the ledger.
+        dep: the deployment.
+        result: what the engine returned.
+        revision: the Git revision applied.
+        digest: the flow's inputs digest (:func:`reconciler.flow.digests.inputs_digest`).
+        artifact: the Bento applied.
+        desired_state: the rendered DesiredState (JSON form) for later offline plans;
+            ``None`` keeps the recorded one.
+    """
+    rec = _record_of(ledger, dep)
+    _success(rec, dep, result, revision, artifact, APPLY)
+    _live_again(rec, dep, digest, desired_state)
+    ledger.put(rec)
+
+
+def unchanged(
+    ledger: Ledger,
+    dep: Deployment,
+    *,
+    revision: str,
+    digest: str,
+    desired_state: dict | None,
+) -> None:
+    """Record an apply the engine found nothing to do for (``result.ran`` False).
+
+    No history entry; the applied revision moves to ``revision``. The file is rewritten
+    only when something in it changes.
+    """
+    rec = _record_of(ledger, dep)
+    before = rec.to_dict()
+    _unchanged(rec, dep, revision, digest, desired_state)
+    if rec.to_dict() != before:
+        ledger.put(rec)
+
+
+def _unchanged(rec, dep, revision: str, digest: str, desired_state: dict | None) -> None:
+    if revision and rec.lastAppliedRevision != revision:
+        rec.lastAppliedRevision = revision
+        rec.lastAttemptedRevision = revision
+    _live_again(rec, dep, digest, desired_state)
+
+
+def failed(
+    ledger: Ledger,
+    dep: Deployment,
+    *,
+    revision: str,
+    digest: str,
+    message: str,
+    stalled_after: int,
+    outputs: dict | None = None,
+    restore_failed: str = "",
+) -> None:
+    """Record a failed apply attempt once; what was applied before stays recorded.
+
+    Consecutive failures with the same ``digest`` are counted; at ``stalled_after`` the
+    record is ``Stalled`` (:meth:`LedgerRecord.record_failure`) and later applies skip it
+    until the digest changes.
+
+    Args:
+        outputs: the previous server's new outputs when it had to make way for the new
+            one and was started again (:class:`~reconciler.engine.base.ApplyError`).
+        restore_failed: why that previous server could not start again; ``Ready`` is
+            then ``False`` with reason ``RestoreFailed``.
+    """
+    rec = _record_of(ledger, dep)
+    if outputs is not None:
+        rec.outputs = outputs
+    rec.record_failure(
+        revision,
+        digest,
+        message,
+        stalled_after=stalled_after,
+        platform=dep.platform,
+        spec_file=dep.spec.file,
+    )
+    if restore_failed:
+        rec.set_condition(
+            READY, "False", RESTORE_FAILED, f"previous server could not restart: {restore_failed}"
+        )
+    ledger.put(rec)
+
+
+def rolled_back(
+    ledger: Ledger,
+    dep: Deployment,
+    result: ApplyResult,
+    *,
+    revision: str,
+    digest: str,
+    artifact: Artifact,
+    desired_state: dict | None,
+    head_digest: str,
+    revert: list[dict],
+) -> None:
+    """Record a rollback to ``revision`` (a ``rollback`` entry) and hold the deployment.
+
+    ``suspended`` becomes ``{"reason": "rollback", "revision", "headDigest", "since",
+    "revert"}``: ``apply`` leaves the deployment alone while the spec at head still has
+    inputs digest ``head_digest``. ``Ready`` is True with reason ``RollbackSucceeded``.
+    """
+    rec = _record_of(ledger, dep)
+    if result.ran:
+        _success(rec, dep, result, revision, artifact, ROLLBACK)
+        _live_again(rec, dep, digest, desired_state)
+    else:
+        _unchanged(rec, dep, revision, digest, desired_state)
+        rec.add_history(ROLLBACK, revision, SUCCEEDED, result.message)
+    rec.set_condition(READY, "True", ROLLBACK_SUCCEEDED, f"rolled back to {revision[:12]}")
+    rec.suspended = {
+        "reason": "rollback",
+        "revision": revision,
+        "headDigest": head_digest,
+        "since": rec.history[-1]["time"] if rec.history else "",
+        "revert": revert,
+    }
+    ledger.put(rec)
+
+
+def destroyed(ledger: Ledger, record: LedgerRecord, *, revision: str, reason: str) -> None:
+    """Mark a torn-down deployment destroyed, keeping its record and history.
+
+    (:meth:`LedgerRecord.record_destroyed`: a ``destroy`` entry at ``revision`` saying
+    ``reason``.) A record that is already destroyed is left as it is.
+    """
+    rec = ledger.get(record.name, record.environment) or record
+    if not rec.destroyed:
+        rec.record_destroyed(revision, reason)
+        ledger.put(rec)
+
+
+def destroy_failed(ledger: Ledger, record: LedgerRecord, *, revision: str, message: str) -> None:
+    """Add a failed ``destroy`` entry; the record stays live.
+
+    Raises:
+        LedgerError: the record is corrupt (the caller reports it with the teardown).
+    """
+    rec = ledger.get(record.name, record.environment)
+    if rec is not None and not rec.destroyed:
+        rec.add_history(DESTROY, revision, FAILED, message[:2000])
+        ledger.put(rec)
+
+
+def _job_record(ledger: Ledger, dep: Deployment) -> LedgerRecord:
+    return ledger.get(dep.name, dep.env) or LedgerRecord(
+        name=dep.name, environment=dep.env, platform=dep.platform, specFile=dep.spec.file
+    )
+
+
+def drift_result(ledger: Ledger, dep: Deployment, drift: dict, result: str, message: str) -> None:
+    """Record a drift run: the record's ``drift`` field and a ``monitor`` history entry.
+
+    Args:
+        drift: the run's summary (``{"status", ...}``); a failed run keeps the last
+            successful one under ``previous``.
+        result: the history result (``ok``, ``drifted``, ``failed``...).
+        message: one line for the history.
+    """
+    record = _job_record(ledger, dep)
+    if result == FAILED and record.drift and record.drift.get("status") != FAILED:
+        drift = {**drift, "previous": record.drift}
+    record.drift = drift
+    record.add_history(MONITOR, record.lastAppliedRevision, result, message)
+    ledger.put(record)
+
+
+def retraining_result(
+    ledger: Ledger, dep: Deployment, result: str, message: str, **extra: object
+) -> dict:
+    """Record a retraining run as a ``retrain`` history entry; returns that entry.
+
+    Args:
+        result: the run's status (``proposed``, ``rejected``, ``unchanged``, ``skipped``,
+            ``failed``).
+        message: one line for the history.
+        extra: more fields of the entry (``reason``, ``metric``, ``branch``...).
+    """
+    record = _job_record(ledger, dep)
+    record.add_history(RETRAIN, record.lastAppliedRevision, result, message, **extra)
+    ledger.put(record)
+    return record.history[-1]
