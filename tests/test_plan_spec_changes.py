@@ -20,7 +20,7 @@ from test_gitops_support import example_repo, invoke, replace_in_file
 from reconciler.build.bento import build_digest, build_inputs
 from reconciler.core.config import load_config
 from reconciler.flow import pipeline
-from reconciler.report.pr_comment import render_pr_comment
+from reconciler.report.plan_markdown import write as render_pr_comment
 
 SPEC = "specs/fraud-detector.yaml"
 

@@ -15,11 +15,21 @@ from typing import Annotated
 
 import typer
 
-from reconciler.cli import EnvOption, TargetsArg, app, console, err_console, get_config
+from reconciler.build.bento import BuildError, build, gc_bentos
+from reconciler.commands.options import (
+    EnvOption,
+    TargetsArg,
+    console,
+    err_console,
+    get_config,
+    progress,
+)
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
+from reconciler.core.git import head_revision
+from reconciler.policy import check_policies
+from reconciler.spec.repo import load_all
 
 
-@app.command("build")
 def build_cmd(
     env: EnvOption,
     targets: TargetsArg = None,
@@ -41,12 +51,11 @@ def build_cmd(
     ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
 ) -> None:
-    """Build (or reuse) the Bento of every deployment in ENV; print the build report."""
-    from reconciler.build.bento import BuildError, build, gc_bentos
-    from reconciler.core.git import head_revision
-    from reconciler.policy import check_policies
-    from reconciler.spec.repo import load_all
+    """Build (or reuse) the Bento of every deployment in ENV; print the build report.
 
+    Exit 0 when every build succeeded; 1 on a spec error or a blocking policy result
+    (nothing is built); 2 when a build failed (the others still run).
+    """
     if fmt not in ("text", "json"):
         raise ModelopsError(f"unknown format {fmt!r}; valid formats: text, json")
     config = get_config()
@@ -69,12 +78,7 @@ def build_cmd(
         started = time.perf_counter()
         row: dict = {"deployment": dep.key}
         # a spinner on a terminal only; CI logs get the one result line per deployment
-        status = (
-            console.status(f"building {dep.key}...")
-            if text and console.is_terminal
-            else contextlib.nullcontext()
-        )
-        with status:
+        with progress(f"building {dep.key}...") if text else contextlib.nullcontext():
             try:
                 artifact = build(dep, config, revision=revision, image=image)
             except BuildError as exc:

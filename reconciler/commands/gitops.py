@@ -1,4 +1,9 @@
-"""``modelops history``, ``rollback``, ``unlock`` and ``init``."""
+"""``modelops history``, ``rollback``, ``unlock`` and ``init``.
+
+Exit codes: ``history``, ``unlock`` and ``init`` 0; ``rollback`` 0, 1 when current
+policies block it (nothing applied), 3 when the re-apply failed. All: 2 for usage or
+configuration errors (nothing recorded, lock held).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from reconciler.cli import EnvOption, app, console, err_console, get_config
+from reconciler.commands.options import EnvOption, console, err, err_console, get_config, out
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.flow import pipeline
+from reconciler.gitops.scaffold import init_repository
+from reconciler.report import render_policy_report, run
 from reconciler.state.ledger import Ledger
+from reconciler.state.lock import break_lock
 
 
-@app.command("history")
 def history_cmd(
     name: Annotated[str, typer.Argument(help="Deployment name (metadata.name).")],
     env: EnvOption,
@@ -78,7 +85,6 @@ def history_cmd(
     )
 
 
-@app.command("rollback")
 def rollback_cmd(
     name: Annotated[str, typer.Argument(help="Deployment name (metadata.name).")],
     env: EnvOption,
@@ -112,49 +118,24 @@ def rollback_cmd(
     for diag in report.diagnostics:
         err_console.print(str(diag), markup=False)
     if report.policy is not None and report.policy.blocking:
-        from reconciler.report import render_policy_report
-
         console.print(render_policy_report("text", report.policy).rstrip(), markup=False)
         err_console.print("rollback blocked by current policies: nothing applied", markup=False)
-    for o in report.outcomes:
-        console.print(f"{o.key}: {o.status}: {o.message}", markup=False)
-    if report.outcomes and not report.failures:
-        rev = report.revision[:12]
-        if report.revert:
-            shas = " ".join(c["sha"][:12] for c in reversed(report.revert))
-            console.print(
-                f"\nRolled back {name} in {env} to {rev}. Git still describes the newer "
-                "version: so that the next merge does not undo this rollback, revert in Git:",
-                markup=False,
-            )
-            for c in report.revert:
-                console.print(f"  {c['sha'][:12]}  {c['summary']}", markup=False)
-            console.print(f"\n  git revert {shas}", markup=False)
-            console.print(
-                "\nUntil then, `modelops apply` leaves this deployment alone (status: held).",
-                markup=False,
-            )
-        else:
-            console.print(
-                f"\nRolled back {name} in {env} to {rev}; Git at HEAD already matches it, "
-                "nothing to revert.",
-                markup=False,
-            )
-    for o in report.failures:
-        err_console.print(f"error: {o.key}: {o.message}", markup=False)
+    out(run.rollback(report, name, env))
+    err(run.failures(report))
     raise typer.Exit(report.exit_code)
 
 
-@app.command("unlock")
 def unlock_cmd(
     force: Annotated[
         bool,
         typer.Option("--force", help="Also remove a lock whose holder may still be running."),
     ] = False,
 ) -> None:
-    """Remove the state-directory lock left by a killed run (after checking its holder)."""
-    from reconciler.state.lock import break_lock
+    """Remove the state-directory lock left by a killed run (after checking its holder).
 
+    Exit 0 (also when nothing was locked); 2 when the holder may still be running
+    (``--force`` removes it anyway).
+    """
     config = get_config()
     holder = break_lock(config.state_dir, force=force)
     if holder is None:
@@ -163,7 +144,6 @@ def unlock_cmd(
         console.print(f"removed the lock held by {holder.describe()}", markup=False)
 
 
-@app.command("init")
 def init_cmd(
     directory: Annotated[Path, typer.Argument(help="Where to create the spec repository.")] = Path(
         "."
@@ -179,8 +159,6 @@ def init_cmd(
 ) -> None:
     """Scaffold a spec repository: config, specs/, policy library, workflows, CODEOWNERS,
     and `git init` when the directory is not in a Git repository yet."""
-    from reconciler.gitops.scaffold import init_repository
-
     result = init_repository(directory, security_team, platform_team)
     for rel in result.written:
         console.print(f"  wrote {rel}", markup=False)

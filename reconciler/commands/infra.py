@@ -16,8 +16,9 @@ from typing import Annotated
 import typer
 import yaml
 
-from reconciler.cli import EnvOption, TargetsArg, app, console, err_console, get_config
+from reconciler.commands.options import EnvOption, TargetsArg, console, err_console, get_config
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, ModelopsError
+from reconciler.engine.render import RenderError, render
 from reconciler.report.findings import render_diagnostics
 from reconciler.spec.repo import load_all
 
@@ -64,7 +65,6 @@ def write_state(state, out: Path, fmt: str) -> list[Path]:
     return written
 
 
-@app.command("render")
 def render_cmd(
     env: EnvOption,
     targets: TargetsArg = None,
@@ -81,8 +81,6 @@ def render_cmd(
     Exit 1 when a spec is invalid or cannot be rendered (nothing is written then),
     2 on usage errors.
     """
-    from reconciler.engine.render import RenderError, render
-
     if fmt not in RENDER_FORMATS:
         raise ModelopsError(f"unknown format {fmt!r}; valid formats: {', '.join(RENDER_FORMATS)}")
     config = get_config()

@@ -14,9 +14,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from reconciler.cli import EnvOption, app, console, err_console, get_config
+from reconciler.commands.options import EnvOption, console, err_console, get_config, progress
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
-from reconciler.monitor.retrain import MAX_REASON_CHARS, check_reason
+from reconciler.monitor.drift import format_table, preload_evidently, run_drift
+from reconciler.monitor.retrain import MAX_REASON_CHARS, check_reason, run_retraining
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_all
 
@@ -24,7 +25,6 @@ monitor_app = typer.Typer(
     help="Monitoring: Evidently drift of captured traffic against the reference data.",
     no_args_is_help=True,
 )
-app.add_typer(monitor_app, name="monitor")
 
 NameArg = Annotated[str, typer.Argument(help="Deployment (spec) name or spec file.")]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format: text or json.")]
@@ -46,13 +46,6 @@ def _deployment(name: str, env: str) -> Deployment:
     if len(deps) > 1:
         raise ModelopsError(f"{name} matches {len(deps)} deployments; name one spec")
     return deps[0]
-
-
-def _progress(message: str):
-    """A spinner on a terminal; nothing in CI or when output is piped."""
-    import contextlib
-
-    return console.status(message) if console.is_terminal else contextlib.nullcontext()
 
 
 def _check_format(fmt: str) -> None:
@@ -82,9 +75,11 @@ def monitor_run(
     ] = True,
     fmt: FormatOpt = "text",
 ) -> None:
-    """Run the drift job once; exit 1 on drift (and retrain if the spec says so)."""
-    from reconciler.monitor.drift import preload_evidently, run_drift
+    """Run the drift job once; exit 1 on drift (and retrain if the spec says so).
 
+    Exit 0 without drift (or monitoring disabled); 2 on bad input or when the
+    retraining that drift started failed (the drift result is still printed).
+    """
     _check_format(fmt)
     preload_evidently()  # overlaps loading the specs and the data
     config = get_config()
@@ -92,7 +87,7 @@ def monitor_run(
     if dep.get("spec.monitoring.enabled", True) is False:
         console.print(f"{dep.key}: monitoring is disabled (spec.monitoring.enabled: false)")
         raise typer.Exit(EXIT_OK)
-    with _progress(f"drift {dep.key}: reading data, computing drift (Evidently)"):
+    with progress(f"drift {dep.key}: reading data, computing drift (Evidently)"):
         result = run_drift(
             dep,
             config,
@@ -121,8 +116,6 @@ def monitor_run(
 
 def _print_drift(result, config) -> None:
     """The drift table, notes, verdict and report paths (text format)."""
-    from reconciler.monitor.drift import format_table
-
     key = f"{result.name}-{result.env}"
     table = Table(title=f"drift {key} ({result.source})")
     for col in ("feature", "test", "score", "threshold", "result"):
@@ -145,10 +138,8 @@ def _print_drift(result, config) -> None:
 
 
 def _retrain(dep, *, reason, training_data, force, fmt) -> dict:
-    from reconciler.monitor.retrain import run_retraining
-
     config = get_config()
-    with _progress(f"retrain {dep.key}: running the retraining command"):
+    with progress(f"retrain {dep.key}: running the retraining command"):
         res = run_retraining(dep, config, reason=reason, training_data=training_data, force=force)
     if fmt == "text":
         console.print(f"retrain {dep.key}: {res.status}: {res.message}", markup=False)
@@ -161,7 +152,6 @@ def _retrain(dep, *, reason, training_data, force, fmt) -> dict:
     return res.to_dict()
 
 
-@app.command("retrain")
 def retrain_cmd(
     name: NameArg,
     env: EnvOption,
@@ -180,7 +170,11 @@ def retrain_cmd(
     force: Annotated[bool, typer.Option("--force", help="Ignore the cooldown.")] = False,
     fmt: FormatOpt = "text",
 ) -> None:
-    """Run the spec's retraining command; propose a better model on a new Git branch."""
+    """Run the spec's retraining command; propose a better model on a new Git branch.
+
+    Exit 0 when proposed, rejected, unchanged or skipped (cooldown); 2 when the run
+    failed (or for usage errors).
+    """
     _check_format(fmt)
     reason = check_reason(reason)  # exit 2 before the specs are loaded or anything runs
     dep = _deployment(name, env)

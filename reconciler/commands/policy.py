@@ -8,14 +8,19 @@ from typing import Annotated
 
 import typer
 
-from reconciler.cli import FORMAT_HELP, TargetsArg, app, console, err_console, get_config
+from reconciler.commands.options import FORMAT_HELP, TargetsArg, console, err_console, get_config
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, ModelopsError
+from reconciler.policy import check_policies, load_library
+from reconciler.policy.testing import run_policy_tests
+from reconciler.report import render_policy_report
+from reconciler.report.findings import writer_for
+from reconciler.report.matrix import MATRIX_WRITERS, render_policy_matrix
+from reconciler.spec.repo import load_all
 
 policy_app = typer.Typer(
     help="Check deployments against the Rego policy library; test and review the policies.",
     no_args_is_help=True,
 )
-app.add_typer(policy_app, name="policy")
 
 EnvFilter = Annotated[
     str | None, typer.Option("--env", "-e", help="Check only this environment (default: all).")
@@ -38,9 +43,6 @@ def _emit(text: str, output: Path | None) -> None:
 
 
 def _check(targets, env, timeout):
-    from reconciler.policy import check_policies
-    from reconciler.spec.repo import load_all
-
     config = get_config()
     loaded = load_all(config, targets, env)
     report = check_policies(config, loaded.deployments, timeout_s=timeout)
@@ -64,9 +66,6 @@ def check(
     Advisory and waived findings are reported and do not block. Invalid specs, broken
     policies and bad waivers block (the check fails closed).
     """
-    from reconciler.report import render_policy_report
-    from reconciler.report.findings import writer_for
-
     writer_for(fmt)  # unknown format: exit 2 before any work
     report = _check(targets, env, timeout)
     _emit(render_policy_report(fmt, report), output)
@@ -84,9 +83,6 @@ def test(
     silent, when a policy does not compile (reported once, at its file and line), when
     the library has problems, or when no case ran.
     """
-    from reconciler.policy import load_library
-    from reconciler.policy.testing import run_policy_tests
-
     if fmt not in ("text", "json"):
         raise ModelopsError(f"unknown format {fmt!r} for policy test; valid: text, json")
     config = get_config()
@@ -135,8 +131,6 @@ def report_cmd(
     Cells: pass, FAIL, ADVISORY, WAIVED, ERROR, or - (disabled there); below it, the
     waivers that expire within 30 days and any library or waiver problems.
     """
-    from reconciler.report.matrix import MATRIX_WRITERS, render_policy_matrix
-
     if fmt not in MATRIX_WRITERS:
         raise ModelopsError(
             f"unknown format {fmt!r} for policy report; valid: {', '.join(MATRIX_WRITERS)}"

@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from reconciler.cli import EnvOption, app, console, err_console, get_config
+from reconciler.build.bento import build
+from reconciler.build.serve import start_server, stop_server
+from reconciler.build.smoke import describe_case, run_smoke
+from reconciler.commands.options import EnvOption, console, err_console, get_config
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
 from reconciler.spec.repo import load_all
 
 
-@app.command("smoke")
 def smoke_cmd(
     name: Annotated[str, typer.Argument(help="Deployment name (metadata.name) or spec file.")],
     env: EnvOption,
@@ -48,10 +50,6 @@ def smoke_cmd(
     check failed (findings); 2 for a bad spec name or usage; 3 when the server could not
     start. The server is always stopped at the end.
     """
-    from reconciler.build.bento import build
-    from reconciler.build.serve import start_server, stop_server
-    from reconciler.build.smoke import run_smoke
-
     if fmt not in ("text", "json"):
         raise ModelopsError(f"--format {fmt!r}: smoke supports text or json", EXIT_USAGE)
     config = get_config()
@@ -98,8 +96,6 @@ def smoke_cmd(
 def _print_text(smoke) -> None:
     """Print one deployment's smoke cases (each once, with its reasons when it failed),
     the load-test table, the failures that belong to no case, and the summary line."""
-    from reconciler.build.smoke import describe_case
-
     for case in smoke.cases:
         mark = "ok" if case["ok"] else "FAIL"
         console.print(f"  {mark:4} {describe_case(case)}", markup=False)

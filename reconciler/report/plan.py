@@ -1,0 +1,34 @@
+"""The table from format name to plan writer, and the entry point that uses it.
+
+One module per format (``plan_text``, ``plan_json``, ``plan_markdown``: the PR comment),
+each with ``write(report) -> str`` taking a plan run report, as the findings writers
+(:mod:`reconciler.report.findings`) take a finding set.
+"""
+
+from __future__ import annotations
+
+from reconciler.core.diagnostics import ModelopsError
+from reconciler.report import plan_json, plan_markdown, plan_text
+
+PLAN_WRITERS = {
+    "text": plan_text.write,
+    "json": plan_json.write,
+    "markdown": plan_markdown.write,
+}
+
+
+def plan_writer_for(fmt: str):
+    """The plan writer for ``fmt``.
+
+    Raises:
+        ModelopsError: (exit 2) unknown format; the message lists the valid ones.
+    """
+    writer = PLAN_WRITERS.get(fmt)
+    if writer is None:
+        raise ModelopsError(f"unknown format {fmt!r}; valid formats: {', '.join(PLAN_WRITERS)}")
+    return writer
+
+
+def render_plan(fmt: str, report) -> str:
+    """Render a plan run report as ``fmt`` (see :func:`plan_writer_for` for errors)."""
+    return plan_writer_for(fmt)(report)
