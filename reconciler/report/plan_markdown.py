@@ -1,36 +1,10 @@
 """The plan as the one pull-request comment: ``modelops plan --format markdown``.
 
-A reviewer reads it top to bottom:
-
-1. a title line saying whether the change may merge (``❌ blocked``, ``⚠️ needs
-   security review`` when it changes the policy set, else ``✅ ready to merge``), and
-   what was compared, including which policy set the specs were checked against;
-2. a summary line (deployments, infrastructure totals, spec changes and new Bentos,
-   policy totals, builds);
-3. everything that blocks the merge: spec errors, safety guards, policy failures and
-   policy errors (with the base's policy set and, when the change modifies it, with the
-   change's own), failed builds and smoke tests;
-4. "Policy changes", whenever the change touches the policy set: policies added and
-   removed, enforcement / severity / waivable changes (per environment), Rego source
-   changed, organisation settings (key: old → new), waivers added, removed and changed,
-   and where the two policy sets judge the planned deployments differently;
-5. per deployment × environment, blocked ones first: the model change (framework, uri,
-   digest old → new), the resolved-spec fields that changed (old → new) and whether
-   they make a new Bento, the infrastructure plan (create, update, replace, delete with
-   the changed fields, collapsed in ``<details>`` when long), the policy result
-   (failures first, then advisory and waived), the build and smoke result.
-
-GitHub rejects comments over 65,536 characters (:data:`GITHUB_COMMENT_LIMIT`). The
-comment is kept under :data:`DEFAULT_LIMIT` by first dropping the collapsed plan details
-of the sections that do not fit, then whole sections, and it says what it cut and where
-to get the full plan (``--format json``).
-
-Every value that comes from a spec, a plan, a policy message, a waiver or a build or
-smoke error is escaped where it is inserted (:mod:`reconciler.report.escape`): running
-text is HTML-escaped (``& < >``), its Markdown punctuation backslash-escaped and its
-@mentions neutralised with a zero-width joiner after the ``@``; inline code and the
-plan's code fence use a backtick run longer than any run in the value. A hostile value
-cannot add HTML, close a ``<details>`` block or a code span, or notify anyone.
+Top to bottom: verdict and what was compared, a summary line, what blocks the merge,
+the policy changes, then one section per deployment (blocked first). The comment stays
+under :data:`DEFAULT_LIMIT` (GitHub rejects more than 65,536 characters) and every
+untrusted value is escaped where it is inserted (:mod:`reconciler.report.escape`).
+The reading order, the cutting rules and the escaping are in ``docs/report.md``.
 """
 
 from __future__ import annotations
