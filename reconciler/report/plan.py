@@ -7,8 +7,8 @@ each with ``write(report) -> str`` taking a plan run report, as the findings wri
 
 from __future__ import annotations
 
-from reconciler.core.diagnostics import ModelopsError
 from reconciler.report import plan_json, plan_markdown, plan_text
+from reconciler.report.findings import pick_writer
 
 PLAN_WRITERS = {
     "text": plan_text.write,
@@ -23,10 +23,7 @@ def plan_writer_for(fmt: str):
     Raises:
         ModelopsError: (exit 2) unknown format; the message lists the valid ones.
     """
-    writer = PLAN_WRITERS.get(fmt)
-    if writer is None:
-        raise ModelopsError(f"unknown format {fmt!r}; valid formats: {', '.join(PLAN_WRITERS)}")
-    return writer
+    return pick_writer(PLAN_WRITERS, fmt)
 
 
 def render_plan(fmt: str, report) -> str:
