@@ -12,7 +12,6 @@ import os
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from reconciler.commands.options import (
     EnvOption,
@@ -26,7 +25,7 @@ from reconciler.commands.options import (
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.engine.local import LocalEngine
 from reconciler.flow import pipeline
-from reconciler.report import plan_text, run
+from reconciler.report import ledger, plan_text, run
 from reconciler.report.plan import plan_writer_for
 from reconciler.state.ledger import Ledger
 from reconciler.state.lock import read_lock
@@ -241,42 +240,10 @@ def status_cmd(
         else:
             ready = record.condition("Ready") or {}
             health = f"Ready={ready.get('status', 'Unknown')} {ready.get('reason', '')}".strip()
-        drift = record.drift or {}
-        stalled = record.stalled_reason or ("no" if not record.stalled else "yes")
-        if record.suspended:
-            stalled = f"held: rolled back to {record.suspended.get('revision', '')[:12]}"
-        rows.append(
-            {
-                "deployment": record.key,
-                "platform": record.platform,
-                "revision": (record.lastAppliedRevision or "-")[:12],
-                "health": health,
-                "stalled": stalled,
-                "failures": record.failures,
-                "drift": drift.get("status") or ("drifted" if drift.get("drifted") else "ok")
-                if drift
-                else "-",
-                "url": record.outputs.get("url", ""),
-            }
-        )
+        rows.append(ledger.status_row(record, health))
     holder = read_lock(config.state_dir)
     if fmt == "json":
         console.print(json.dumps(rows, indent=2), markup=False)
         return
-    table = Table(title="modelops status", title_justify="left")
-    cols = ("deployment", "platform", "revision", "health", "stalled", "drift", "url")
-    for col in cols:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*(str(row[c]) for c in cols))
-    console.print(table if rows else "no deployments recorded")
-    if destroyed:
-        console.print(
-            f"destroyed (not live; history kept, see `modelops history NAME --env ENV`): "
-            f"{', '.join(destroyed)}",
-            markup=False,
-        )
-    if holder is not None:
-        alive = holder.alive()
-        state = "stale: run `modelops unlock`" if alive is False else "an apply is running"
-        console.print(f"state directory locked by {holder.describe()} ({state})", markup=False)
+    console.print(ledger.status_table(rows) if rows else "no deployments recorded")
+    out(ledger.status_footer(destroyed, holder))

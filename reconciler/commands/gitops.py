@@ -12,14 +12,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from reconciler.commands.options import EnvOption, console, err, err_console, get_config, out
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.flow import pipeline
 from reconciler.gitops.scaffold import init_repository
-from reconciler.report import render_policy_report, run
+from reconciler.report import ledger, render_policy_report, run
 from reconciler.state.ledger import Ledger
 from reconciler.state.lock import break_lock
 
@@ -42,47 +40,10 @@ def history_cmd(
         )
     entries = list(reversed(record.history))[:limit]
     if fmt == "json":
-        data = {
-            "deployment": record.key,
-            "lastAppliedRevision": record.lastAppliedRevision,
-            "lastGoodRevision": record.lastGoodRevision,
-            "stalled": record.stalled,
-            "suspended": record.suspended,
-            "destroyed": record.destroyed,
-            "history": entries,
-        }
-        console.print(json.dumps(data, indent=2), markup=False)
+        console.print(json.dumps(ledger.history_data(record, entries), indent=2), markup=False)
         return
-    table = Table(title=f"history of {record.key}", title_justify="left")
-    for col in ("time", "action", "revision", "result", "actor", "detail"):
-        table.add_column(col, overflow="fold")
-    for e in entries:
-        style = {"failed": "red", "succeeded": "green"}.get(e.get("result", ""), "")
-        result = f"[{style}]{e.get('result', '')}[/]" if style else e.get("result", "")
-        detail = (e.get("message") or "").splitlines()[0][:160] if e.get("message") else ""
-        table.add_row(  # values from the ledger are text, never Rich markup
-            Text(str(e.get("time", ""))),
-            Text(str(e.get("action", ""))),
-            Text((e.get("revision") or "-")[:12]),
-            result,
-            Text(str(e.get("actor", ""))),
-            Text(detail),
-        )
-    console.print(table)
-    if record.destroyed:
-        gone = record.destroyed
-        console.print(
-            f"DESTROYED at {gone.get('time', '?')} by {gone.get('actor', '?')} "
-            f"(was live at {(gone.get('lastAppliedRevision') or '-')[:12]}); not live now",
-            markup=False,
-        )
-        return
-    console.print(
-        f"applied: {record.lastAppliedRevision[:12] or '-'}  last good: "
-        f"{record.lastGoodRevision[:12] or '-'}"
-        + ("  STALLED: " + record.stalled_reason if record.stalled else ""),
-        markup=False,
-    )
+    console.print(ledger.history_table(record, entries))
+    out(ledger.history_footer(record))
 
 
 def rollback_cmd(
