@@ -35,13 +35,13 @@ PlanFormat = Annotated[
 ]
 
 
-def _annotate(report: pipeline.RunReport) -> None:
+def _annotate(report) -> None:
     """Inside GitHub Actions, also emit findings as workflow annotations (on stderr)."""
     if os.environ.get("GITHUB_ACTIONS") == "true":
         err(run.annotations(report))
 
 
-def _findings(report: pipeline.RunReport) -> None:
+def _findings(report) -> None:
     """Spec findings (stderr), policy findings (stdout), then what blocks (stderr)."""
     err(plan_text.spec_findings(report))
     out(plan_text.policy_findings(report))
