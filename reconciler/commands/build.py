@@ -20,13 +20,16 @@ from reconciler.commands.options import (
     EnvOption,
     TargetsArg,
     console,
+    err,
     err_console,
     get_config,
+    out,
     progress,
 )
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
 from reconciler.core.git import head_revision
 from reconciler.policy import check_policies
+from reconciler.report import build_text
 from reconciler.spec.repo import load_all
 
 
@@ -90,47 +93,16 @@ def build_cmd(
         row["seconds"] = round(time.perf_counter() - started, 2)
         rows.append(row)
         if text:
-            _print_row(row)
+            out(build_text.row_text(row))
+            err(build_text.row_failure(row))
     removed: list[str] = []
     if gc_keep is not None:
         current = [r["artifact"]["bento_tag"] for r in rows if r.get("artifact")]
         removed = gc_bentos(config, gc_keep, protect=current)
     failed = [r for r in rows if r["status"] == "failed"]
     if fmt == "json":
-        out = {"env": env, "revision": revision, "builds": rows, "gc_removed": removed}
-        console.print(json.dumps(out, indent=2), markup=False)
+        doc = {"env": env, "revision": revision, "builds": rows, "gc_removed": removed}
+        console.print(json.dumps(doc, indent=2), markup=False)
     else:
-        _print_summary(rows, removed, env)
+        out(build_text.summary(rows, removed, env))
     raise typer.Exit(EXIT_USAGE if failed else EXIT_OK)
-
-
-def _print_row(row: dict) -> None:
-    """The result line of one deployment's build (plus the image note when relevant)."""
-    art = row.get("artifact") or {}
-    if row["status"] == "failed":
-        err_console.print(
-            f"{row['deployment']}: failed ({row['seconds']} s): {row['error']}", markup=False
-        )
-        return
-    image = f"{art['image']} ({'built' if art.get('image_built') else 'not built'})"
-    console.print(
-        f"{row['deployment']}: {row['status']} {art['bento_tag']} "
-        f"({row['seconds']} s); image {image}",
-        markup=False,
-    )
-    note = art.get("image_note", "")
-    if note and not note.endswith("without --image)"):
-        console.print(f"  {note}", markup=False)
-
-
-def _print_summary(rows: list[dict], removed: list[str], env: str) -> None:
-    """Counts of built, reused and failed builds, and what GC removed."""
-    built = sum(r["status"] == "built" for r in rows)
-    reused = sum(r["status"] == "reused" for r in rows)
-    failed = sum(r["status"] == "failed" for r in rows)
-    console.print(
-        f"build --env {env}: {built} built, {reused} reused (unchanged inputs), {failed} failed",
-        markup=False,
-    )
-    if removed:
-        console.print(f"garbage-collected {len(removed)} Bento(s): {', '.join(removed)}")

@@ -12,12 +12,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from reconciler.commands.options import EnvOption, console, err_console, get_config, progress
+from reconciler.commands.options import (
+    EnvOption,
+    console,
+    err_console,
+    get_config,
+    out,
+    progress,
+)
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
-from reconciler.monitor.drift import format_table, preload_evidently, run_drift
+from reconciler.monitor.drift import preload_evidently, run_drift
 from reconciler.monitor.retrain import MAX_REASON_CHARS, check_reason, run_retraining
+from reconciler.report import drift_text
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_all
 
@@ -96,45 +103,23 @@ def monitor_run(
             seed=seed,
         )
     if fmt == "text":
-        _print_drift(result, config)
-    out = result.to_dict()
+        console.print(drift_text.drift_table(result))
+        out(drift_text.drift_summary(result, config))
+    doc = result.to_dict()
     code = EXIT_FINDINGS if result.drifted else EXIT_OK
     if result.drifted and retrain and dep.get("spec.monitoring.on_drift") == "retrain":
         try:
-            out["retraining"] = _retrain(
+            doc["retraining"] = _retrain(
                 dep, reason="drift", training_data=None, force=False, fmt=fmt
             )
         except ModelopsError as exc:  # the drift result stands; the failure is recorded
             failed = getattr(exc, "result", None)
-            out["retraining"] = failed.to_dict() if failed else {"status": "failed"}
+            doc["retraining"] = failed.to_dict() if failed else {"status": "failed"}
             err_console.print(f"error: retraining failed: {exc.message}", markup=False)
             code = EXIT_USAGE
     if fmt == "json":
-        console.print(json.dumps(out, indent=2), markup=False)
+        console.print(json.dumps(doc, indent=2), markup=False)
     raise typer.Exit(code)
-
-
-def _print_drift(result, config) -> None:
-    """The drift table, notes, verdict and report paths (text format)."""
-    key = f"{result.name}-{result.env}"
-    table = Table(title=f"drift {key} ({result.source})")
-    for col in ("feature", "test", "score", "threshold", "result"):
-        table.add_column(col)
-    for row in format_table(result):
-        table.add_row(*row, style="red" if row[-1] == "DRIFT" else None)
-    console.print(table)
-    for note in result.notes:
-        console.print(f"note: {note}", markup=False)
-    verdict = "DRIFT" if result.drifted else "no drift"
-    console.print(
-        f"{key}: {verdict}: {len(result.drifted_features)}/{len(result.features)} "
-        f"features drifted (share {result.share_drifted:.2f}, threshold "
-        f"{result.threshold:.2f}); {result.rows_used['current']} current vs "
-        f"{result.rows_used['reference']} reference rows; {result.seconds:.1f} s",
-        markup=False,
-    )
-    console.print(f"report: {config.rel(result.report_html)}", markup=False)
-    console.print(f"summary: {config.rel(result.summary_json)}", markup=False)
 
 
 def _retrain(dep, *, reason, training_data, force, fmt) -> dict:
@@ -142,13 +127,7 @@ def _retrain(dep, *, reason, training_data, force, fmt) -> dict:
     with progress(f"retrain {dep.key}: running the retraining command"):
         res = run_retraining(dep, config, reason=reason, training_data=training_data, force=force)
     if fmt == "text":
-        console.print(f"retrain {dep.key}: {res.status}: {res.message}", markup=False)
-        if res.branch:
-            console.print(f"branch: {res.branch}\ncommit: {res.commit}", markup=False)
-        if res.report:
-            console.print(f"candidate report: {config.rel(res.report)}", markup=False)
-        if res.log:
-            console.print(f"log: {config.rel(res.log)}", markup=False)
+        out(drift_text.retraining(dep.key, res, config))
     return res.to_dict()
 
 
@@ -179,7 +158,7 @@ def retrain_cmd(
     reason = check_reason(reason)  # exit 2 before the specs are loaded or anything runs
     dep = _deployment(name, env)
     try:
-        out = _retrain(dep, reason=reason, training_data=training_data, force=force, fmt=fmt)
+        doc = _retrain(dep, reason=reason, training_data=training_data, force=force, fmt=fmt)
     except ModelopsError as exc:
         if fmt == "json":
             result = getattr(exc, "result", None)
@@ -188,5 +167,5 @@ def retrain_cmd(
             )
         raise
     if fmt == "json":
-        console.print(json.dumps(out, indent=2), markup=False)
+        console.print(json.dumps(doc, indent=2), markup=False)
     raise typer.Exit(EXIT_OK)

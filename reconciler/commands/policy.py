@@ -8,11 +8,18 @@ from typing import Annotated
 
 import typer
 
-from reconciler.commands.options import FORMAT_HELP, TargetsArg, console, err_console, get_config
+from reconciler.commands.options import (
+    FORMAT_HELP,
+    TargetsArg,
+    console,
+    err_console,
+    get_config,
+    out,
+)
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, ModelopsError
 from reconciler.policy import check_policies, load_library
 from reconciler.policy.testing import run_policy_tests
-from reconciler.report import render_policy_report
+from reconciler.report import policy_tests_text, render_policy_report
 from reconciler.report.findings import writer_for
 from reconciler.report.matrix import MATRIX_WRITERS, render_policy_matrix
 from reconciler.spec.repo import load_all
@@ -93,26 +100,7 @@ def test(
     else:
         for d in run.diagnostics:
             err_console.print(str(d), markup=False)
-        proven = sum(1 for v in run.coverage.values() if v["fires"] and v["passes"])
-        if run.not_compiled:
-            # Cases cannot pass while a policy does not compile; say how many agree on
-            # the policies that do, so the summary does not read as 0 of N.
-            agree = sum(not c.errors and c.agrees_on_compiled for c in run.cases)
-            console.print(
-                f"{len(run.not_compiled)} policy(ies) do not compile "
-                f"({', '.join(sorted(run.not_compiled))}), so no case could check them; "
-                f"{agree}/{len(run.cases)} case(s) agree on the "
-                f"{len(run.coverage) - len(run.not_compiled)} policies that compile; "
-                f"{proven}/{len(run.coverage)} policies proven to fire and to pass: FAILED",
-                markup=False,
-            )
-        else:
-            passed = sum(c.passed for c in run.cases)
-            console.print(
-                f"{passed}/{len(run.cases)} case(s) passed; {proven}/{len(run.coverage)} "
-                f"policies proven to fire and to pass: {'ok' if run.ok else 'FAILED'}",
-                markup=False,
-            )
+        out(policy_tests_text.summary(run))
     raise typer.Exit(EXIT_OK if run.ok else EXIT_FINDINGS)
 
 
