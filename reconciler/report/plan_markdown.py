@@ -223,6 +223,33 @@ def _section(report, outcome: dict, plan, *, details: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _policy_blockers(policy, lib_suffix: str, suffix: str, seen=None) -> list[str]:
+    """The library and waiver problems and the blocking results of one policy report,
+    except those the report ``seen`` already listed (the same position and message; the
+    same policy, deployment and message)."""
+    problems = hits = set()
+    if seen is not None:
+        problems = {
+            (str(d.position), d.message)
+            for d in [*seen.library_diagnostics, *seen.waiver_diagnostics]
+        }
+        hits = {(r.policy_id, r.deployment, r.message) for r in seen.results if r.blocking}
+    out = []
+    for d in [*policy.library_diagnostics, *policy.waiver_diagnostics]:
+        if (str(d.position), d.message) not in problems:
+            out.append(
+                f"- ❌ policy library{lib_suffix}: {md_code(d.position)} {escape.text(d.message)}"
+            )
+    for r in policy.results:
+        if r.blocking and (r.policy_id, r.deployment, r.message) not in hits:
+            where = f"{r.position.file}:{r.position.line}"
+            out.append(
+                f"- ❌ {md_code(r.policy_id)} on {md_code(r.deployment)}{suffix}: "
+                f"{escape.text(r.message)} ({md_code(where)})"
+            )
+    return out
+
+
 def _blocking(report) -> list[str]:
     out = []
     for d in report.spec_errors:
@@ -230,43 +257,11 @@ def _blocking(report) -> list[str]:
     for guard in report.guards:
         out.append(f"- ❌ {escape.text(guard)}")
     if report.policy is not None:
-        problems = list(report.policy.library_diagnostics) + list(report.policy.waiver_diagnostics)
-        for d in problems:
-            out.append(f"- ❌ policy library: {md_code(d.position)} {escape.text(d.message)}")
         base_set = " with the merge base's policy set" if at_base(report) else ""
-        for r in report.policy.results:
-            if r.blocking:
-                where = f"{r.position.file}:{r.position.line}"
-                out.append(
-                    f"- ❌ {md_code(r.policy_id)} on {md_code(r.deployment)}{base_set}: "
-                    f"{escape.text(r.message)} ({md_code(where)})"
-                )
-    head = getattr(report, "policy_head", None)
-    if head is not None:
+        out += _policy_blockers(report.policy, "", base_set)
+    if report.policy_head is not None:
         mine = " with this change's policy set (what `apply` uses after the merge)"
-        seen = set()
-        if report.policy is not None:
-            seen = {
-                (str(d.position), d.message)
-                for d in [*report.policy.library_diagnostics, *report.policy.waiver_diagnostics]
-            }
-        for d in [*head.library_diagnostics, *head.waiver_diagnostics]:
-            if (str(d.position), d.message) not in seen:
-                out.append(
-                    f"- ❌ policy library{mine}: {md_code(d.position)} {escape.text(d.message)}"
-                )
-        base_hits = set()
-        if report.policy is not None:
-            base_hits = {
-                (r.policy_id, r.deployment, r.message) for r in report.policy.results if r.blocking
-            }
-        for r in head.results:
-            if r.blocking and (r.policy_id, r.deployment, r.message) not in base_hits:
-                where = f"{r.position.file}:{r.position.line}"
-                out.append(
-                    f"- ❌ {md_code(r.policy_id)} on {md_code(r.deployment)}{mine}: "
-                    f"{escape.text(r.message)} ({md_code(where)})"
-                )
+        out += _policy_blockers(report.policy_head, mine, mine, seen=report.policy)
     for o in report.build_failures:
         what = "build" if o.to_dict()["build"].get("status") == "failed" else "smoke test"
         out.append(f"- ❌ {what} of {md_code(o.key)} failed")
