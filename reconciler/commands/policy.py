@@ -21,7 +21,7 @@ from reconciler.policy import check_policies, load_library
 from reconciler.policy.testing import run_policy_tests
 from reconciler.report import policy_tests_text, render_policy_report
 from reconciler.report.findings import writer_for
-from reconciler.report.matrix import MATRIX_WRITERS, render_policy_matrix
+from reconciler.report.matrix import matrix_writer_for
 from reconciler.spec.repo import load_all
 
 policy_app = typer.Typer(
@@ -119,9 +119,6 @@ def report_cmd(
     Cells: pass, FAIL, ADVISORY, WAIVED, ERROR, or - (disabled there); below it, the
     waivers that expire within 30 days and any library or waiver problems.
     """
-    if fmt not in MATRIX_WRITERS:
-        raise ModelopsError(
-            f"unknown format {fmt!r} for policy report; valid: {', '.join(MATRIX_WRITERS)}"
-        )
+    write = matrix_writer_for(fmt)  # unknown format: exit 2 before any work
     report = _check(targets, env, timeout)
-    _emit(render_policy_matrix(fmt, report), output)
+    _emit(write(report), output)

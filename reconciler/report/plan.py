@@ -1,4 +1,4 @@
-"""The table from format name to plan writer, and the entry point that uses it.
+"""The table from format name to plan writer, and the lookup that uses it.
 
 One module per format (``plan_text``, ``plan_json``, ``plan_markdown``: the PR comment),
 each with ``write(report) -> str`` taking a plan run report, as the findings writers
@@ -24,8 +24,3 @@ def plan_writer_for(fmt: str):
         ModelopsError: (exit 2) unknown format; the message lists the valid ones.
     """
     return pick_writer(PLAN_WRITERS, fmt)
-
-
-def render_plan(fmt: str, report) -> str:
-    """Render a plan run report as ``fmt`` (see :func:`plan_writer_for` for errors)."""
-    return plan_writer_for(fmt)(report)
