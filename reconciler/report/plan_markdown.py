@@ -293,10 +293,10 @@ def _policy_changes_md(report) -> list[str]:
 
 
 def write(report, limit: int = DEFAULT_LIMIT) -> str:
-    """The pull-request comment for a plan :class:`~reconciler.flow.pipeline.RunReport`.
+    """The pull-request comment for a plan run report (``RunReport`` of :mod:`reconciler.flow`).
 
     Args:
-        report: the plan run (``pipeline.plan(..., base=...)`` or a full plan).
+        report: the plan run (a ``--base`` plan or a full plan).
         limit: maximum length in characters (default: GitHub's 65,536 minus a margin).
 
     Returns:

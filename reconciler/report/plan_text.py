@@ -138,8 +138,9 @@ def write(report) -> str:
     """The plan of a run as text (stdout): policy findings, what was compared, the policy
     changes, each deployment's plan, a summary line with the verdict, and the notes.
 
-    ``report`` is a plan :class:`~reconciler.flow.pipeline.RunReport`. Every deployment
-    is shown even when something blocks; what blocks is :func:`blockers` (stderr).
+    ``report`` is a plan run report (``RunReport`` of :mod:`reconciler.flow`). Every
+    deployment is shown even when something blocks; what blocks is :func:`blockers`
+    (stderr).
     """
     outcomes = [o.to_dict() for o in report.outcomes]
     lines = []
