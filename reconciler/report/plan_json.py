@@ -9,9 +9,7 @@ def data(report) -> dict:
     """The same data as the PR comment: the run (``report.to_dict()``) plus
     ``"plans"``, each plan's ``to_dict()`` (``None`` where none was computed)."""
     doc = report.to_dict()
-    doc["plans"] = [
-        p.to_dict() if p is not None and hasattr(p, "to_dict") else None for p in report.plans
-    ]
+    doc["plans"] = [p.to_dict() if p is not None else None for p in report.plans]
     return doc
 
 

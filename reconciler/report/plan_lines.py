@@ -48,25 +48,16 @@ def counts_text(counts: dict) -> str:
 
 def plan_totals(report) -> str:
     """``"0 to create, 1 to update, 0 to replace, 0 to delete"`` over every plan of a run;
-    ``""`` when no plan has counts."""
+    ``""`` when no plan was computed."""
     keys = ("create", "update", "replace", "delete")
-    totals = dict.fromkeys(keys, 0)
-    found = False
-    for plan in report.plans:
-        counts = None
-        if plan is not None and hasattr(plan, "counts"):
-            try:
-                counts = plan.counts()
-            except TypeError:
-                counts = None
-        if counts is None and plan is not None and hasattr(plan, "to_dict"):
-            counts = plan.to_dict().get("counts") or plan.to_dict().get("summary_counts")
-        if isinstance(counts, dict):
-            found = True
-            for k in keys:
-                totals[k] += int(counts.get(k, 0) or 0)
-    if not found:
+    plans = [plan for plan in report.plans if plan is not None]
+    if not plans:
         return ""
+    totals = dict.fromkeys(keys, 0)
+    for plan in plans:
+        counts = plan.counts()
+        for k in keys:
+            totals[k] += int(counts.get(k, 0) or 0)
     return ", ".join(f"{totals[k]} to {k}" for k in keys)
 
 
@@ -82,7 +73,7 @@ def policy_summary(report, key: str | None = None, *, own: bool = False) -> str:
 
     Returns e.g. ``"1 failing, 2 waived, 24 passed"``; ``""`` when no policy ran.
     """
-    policy = getattr(report, "policy_head", None) if own else report.policy
+    policy = report.policy_head if own else report.policy
     if policy is None:
         return ""
     if key is None:
@@ -94,8 +85,8 @@ def policy_summary(report, key: str | None = None, *, own: bool = False) -> str:
 def at_base(report) -> bool:
     """True when the plan checked the specs against the merge base's policy set (the
     change modifies the policy set)."""
-    diff = getattr(report, "policy_changes", None)
-    return bool(diff is not None and getattr(diff, "evaluated_at_base", False))
+    diff = report.policy_changes
+    return bool(diff is not None and diff.evaluated_at_base)
 
 
 def _lit(value: str) -> tuple[str, str]:
@@ -230,7 +221,7 @@ def policy_change_blocks(report) -> list[tuple[str, list[list]]]:
     ``[]`` when the plan did not touch the policy set. Headings are fixed text; lines are
     structured (:func:`plain_line`, or Markdown through the escaping helpers).
     """
-    diff = getattr(report, "policy_changes", None)
+    diff = report.policy_changes
     if diff is None or diff.empty:
         return []
     blocks: list[tuple[str, list[list]]] = []

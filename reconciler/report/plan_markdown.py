@@ -49,7 +49,7 @@ def _plan_text(outcome: dict, plan) -> str:
 
 
 def _plan_summary(outcome: dict, plan) -> str:
-    if plan is not None and hasattr(plan, "summary"):
+    if plan is not None:
         return plan.summary()
     return outcome["plan"].get("summary", "") if isinstance(outcome["plan"], dict) else ""
 
@@ -63,7 +63,7 @@ def _policy_results(report, key: str) -> list:
 
 def _own_blocking(report, key: str) -> list:
     """Blocking results of deployment ``key`` with the change's own policy set (if checked)."""
-    head = getattr(report, "policy_head", None)
+    head = report.policy_head
     if head is None:
         return []
     return [r for r in head.results if r.deployment == key and r.blocking]
@@ -170,7 +170,7 @@ def _section(report, outcome: dict, plan, *, details: bool = True) -> str:
     base_set = at_base(report)
     label = "**Policy** (base policy set):" if base_set else "**Policy:**"
     counts = counts_text(policy_counts(results))
-    head = getattr(report, "policy_head", None)
+    head = report.policy_head
     if base_set and head is not None:
         mine = [r for r in head.results if r.deployment == outcome["key"]]
         counts += f" · with this change's policy set: {counts_text(policy_counts(mine))}"
@@ -307,7 +307,7 @@ def write(report, limit: int = DEFAULT_LIMIT) -> str:
     """
     blocked = report.exit_code != 0
     verdict = "❌ blocked: do not merge" if blocked else "✅ ready to merge"
-    if not blocked and getattr(report, "needs_security_review", False):
+    if not blocked and report.needs_security_review:
         verdict = "⚠️ needs security review: this change modifies the policy set"
     envs = escape.text(", ".join(report.envs) if report.envs else report.env)
     head = [MARKER, f"## modelops plan — {verdict}", ""]
