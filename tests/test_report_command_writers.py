@@ -7,7 +7,10 @@ test_pr_comment_escaping); these cover the lines ``build``, ``status``, ``histor
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from rich.console import Console
 
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import ModelopsError, Position
@@ -119,3 +122,13 @@ def test_retraining_outcome(tmp_path):
         f"branch: modelops/retrain-1\ncommit: {'c' * 40}\n"
         "candidate report: runs/candidate.json\n"
     )
+
+
+def test_status_table_shows_ledger_values_as_text_not_markup():
+    """A failure message is text: "[red]" stays visible, a stray "[/x]" cannot crash."""
+    rec = LedgerRecord("fraud-detector", "prod", platform="kubernetes")
+    rec.record_success("a" * 40, "d1")
+    rec.record_failure("b" * 40, "d2", "[Errno 2] [red]quota[/red] [/x]", stalled_after=1)
+    console = Console(file=io.StringIO(), width=400, highlight=False)
+    console.print(ledger.status_table([ledger.status_row(rec, "Ready=False ApplyFailed")]))
+    assert "[Errno 2] [red]quota[/red] [/x]" in console.file.getvalue()

@@ -39,8 +39,8 @@ def status_table(rows: list[dict]) -> Table:
     table = Table(title="modelops status", title_justify="left")
     for col in STATUS_COLUMNS:
         table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*(str(row[c]) for c in STATUS_COLUMNS))
+    for row in rows:  # values from the ledger are text, never Rich markup
+        table.add_row(*(Text(str(row[c])) for c in STATUS_COLUMNS))
     return table
 
 

@@ -8,6 +8,7 @@ of a run has its own writers (:mod:`reconciler.report.plan`).
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 
 from reconciler.report.findings import render_diagnostics
 
@@ -35,7 +36,8 @@ def annotations(report) -> str:
 
 
 def outcome_table(report) -> Table:
-    """One row per outcome: deployment, platform, status (coloured), detail (+ URL)."""
+    """One row per outcome: deployment, platform, status (coloured), detail (+ URL); the
+    values are shown as text, never read as Rich markup."""
     table = Table(title=f"{report.action} --env {report.env}", title_justify="left")
     for col in ("deployment", "platform", "status", "detail"):
         table.add_column(col, overflow="fold")
@@ -43,8 +45,9 @@ def outcome_table(report) -> Table:
         detail = o.message
         if o.outputs.get("url"):
             detail = f"{detail} ({o.outputs['url']})"
-        style = _STATUS_STYLE.get(o.status, "")
-        table.add_row(o.key, o.platform, f"[{style}]{o.status}[/]" if style else o.status, detail)
+        # engine messages are text, never Rich markup ("[Errno 2]", a stray "[/x]")
+        status = Text(o.status, style=_STATUS_STYLE.get(o.status, ""))
+        table.add_row(Text(o.key), Text(o.platform), status, Text(detail))
     return table
 
 
