@@ -8,6 +8,7 @@ used, the report paths; and the outcome of a retraining run.
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 
 from reconciler.monitor.drift import format_table
 
@@ -17,8 +18,8 @@ def drift_table(result) -> Table:
     table = Table(title=f"drift {result.name}-{result.env} ({result.source})")
     for col in ("feature", "test", "score", "threshold", "result"):
         table.add_column(col)
-    for row in format_table(result):
-        table.add_row(*row, style="red" if row[-1] == "DRIFT" else None)
+    for row in format_table(result):  # feature names come from the data: text, not markup
+        table.add_row(*(Text(str(c)) for c in row), style="red" if row[-1] == "DRIFT" else None)
     return table
 
 
