@@ -1,10 +1,11 @@
-"""The ``modelops`` command.
+"""The ``modelops`` command: the Typer app, its global options, and the entry point.
 
-Command groups live in :mod:`reconciler.commands`; each module adds its commands to
-:data:`app`. Global options (``--root``, ``--state-dir``) are read by :func:`get_config`.
-Exit codes follow ``shared/DESIGN.md``: 0 clean, 1 findings, 2 usage or configuration
-error, 3 apply failed. No command ends with a traceback: :class:`ModelopsError` prints
-its message; anything unexpected prints one line (``MODELOPS_DEBUG=1`` shows the trace).
+The commands live in :mod:`reconciler.commands` (one module per group of verbs, shared
+options in :mod:`reconciler.commands.options`); this module registers them on
+:data:`app`. Exit codes follow ``docs/commands.md``: 0 clean, 1 findings, 2 usage or
+configuration error, 3 apply failed. No command ends with a traceback:
+:class:`ModelopsError` prints its message; anything unexpected prints one line
+(``MODELOPS_DEBUG=1`` shows the trace).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Annotated
 
 import git
 import typer
-from rich.console import Console
 
-from reconciler.core.config import Config, load_config
+from reconciler.commands import batch, build, deploy, gitops, infra, monitor, policy, serve, spec
+from reconciler.commands.options import err_console, set_global_options
 from reconciler.core.diagnostics import EXIT_USAGE, ModelopsError
 
 app = typer.Typer(
@@ -28,18 +29,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-_state: dict = {"root": None, "state_dir": None, "config": None}
-
-FORMAT_HELP = "Output format: text, json, markdown, sarif, junit or github."
-
-EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, staging, prod...).")]
-TargetsArg = Annotated[
-    list[str] | None,
-    typer.Argument(help="Spec files, directories or spec names; default: every spec."),
-]
 
 
 @app.callback()
@@ -55,29 +44,27 @@ def _global(
     ] = None,
 ) -> None:
     """Declarative GitOps for ML model deployments."""
-    _state["root"] = root
-    _state["state_dir"] = state_dir
-    _state["config"] = None
+    set_global_options(root, state_dir)
 
 
-def get_config() -> Config:
-    """The configuration for this invocation (read once per process)."""
-    if _state["config"] is None:
-        root = _state["root"]
-        if root is not None and not Path(root).is_dir():
-            raise ModelopsError(f"--root {root}: no such directory")
-        _state["config"] = load_config(root, _state["state_dir"])
-    return _state["config"]
-
-
-def _load_commands() -> None:
-    import importlib
-    import pkgutil
-
-    import reconciler.commands as pkg
-
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-        importlib.import_module(f"{pkg.__name__}.{info.name}")
+# In the order `modelops --help` lists them (the groups come last).
+app.command("batch")(batch.batch_cmd)
+app.command("build")(build.build_cmd)
+app.command("plan")(deploy.plan_cmd)
+app.command("apply")(deploy.apply_cmd)
+app.command("destroy")(deploy.destroy_cmd)
+app.command("status")(deploy.status_cmd)
+app.command("history")(gitops.history_cmd)
+app.command("rollback")(gitops.rollback_cmd)
+app.command("unlock")(gitops.unlock_cmd)
+app.command("init")(gitops.init_cmd)
+app.command("render")(infra.render_cmd)
+app.add_typer(monitor.monitor_app, name="monitor")
+app.command("retrain")(monitor.retrain_cmd)
+app.add_typer(policy.policy_app, name="policy")
+app.command("smoke")(serve.smoke_cmd)
+app.command("validate")(spec.validate)
+app.command("schema")(spec.schema_cmd)
 
 
 def _quiet_loop_finalizers(unraisable) -> None:
@@ -99,7 +86,6 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script; exits with the command's exit code."""
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
     sys.unraisablehook = _quiet_loop_finalizers
-    _load_commands()
     try:
         app(args=argv, standalone_mode=True)
     except ModelopsError as exc:

@@ -190,11 +190,11 @@ def test_gc_keeps_newest_and_ledger_records(spec_repo):
 
 
 def test_modelops_build_command(spec_repo, monkeypatch):
-    from reconciler.cli import _load_commands, _state, app
+    from reconciler.cli import app
+    from reconciler.commands.options import set_global_options
 
-    _load_commands()
     monkeypatch.chdir(spec_repo)
-    _state.update(root=None, state_dir=None, config=None)
+    set_global_options(None, None)
     runner = CliRunner()
     result = runner.invoke(app, ["build", "--env", "staging", "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -212,7 +212,7 @@ def test_modelops_build_command(spec_repo, monkeypatch):
     assert "examples/diabetes/model.joblib" in text.output
 
     edit_spec(spec_repo, "diabetes-progression", lambda d: d["spec"]["model"].pop("sha256"))
-    _state.update(config=None)
+    set_global_options(None, None)
     failed = runner.invoke(app, ["build", "--env", "staging"])
     assert failed.exit_code == 2, failed.output  # the build failed; the other one still ran
     assert "diabetes-progression-staging: failed" in failed.output

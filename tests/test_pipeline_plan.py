@@ -9,7 +9,8 @@ from test_gitops_support import example_repo, invoke
 
 from reconciler.core.config import load_config
 from reconciler.flow.plan import plan
-from reconciler.report.pr_comment import MARKER, render_pr_comment
+from reconciler.report.plan_markdown import MARKER
+from reconciler.report.plan_markdown import write as render_pr_comment
 
 
 @pytest.fixture

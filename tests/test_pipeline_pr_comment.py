@@ -5,7 +5,8 @@ from __future__ import annotations
 from reconciler.core.diagnostics import Diagnostic, Position
 from reconciler.engine.plan import Change, Plan
 from reconciler.flow.run import Outcome, RunReport
-from reconciler.report.pr_comment import GITHUB_COMMENT_LIMIT, MARKER, render_pr_comment
+from reconciler.report.plan_markdown import GITHUB_COMMENT_LIMIT, MARKER
+from reconciler.report.plan_markdown import write as render_pr_comment
 
 
 def _report(n: int, fields_per_plan: int = 40) -> RunReport:

@@ -19,7 +19,8 @@ from test_pr_comment_escaping import HOSTILE, TEAM, _assert_safe, _visible_text
 from reconciler.core.config import load_config
 from reconciler.flow.plan import plan
 from reconciler.report import escape
-from reconciler.report.pr_comment import MARKER, render_pr_comment
+from reconciler.report.plan_markdown import MARKER
+from reconciler.report.plan_markdown import write as render_pr_comment
 
 SPEC = "specs/fraud-detector.yaml"
 ORG = "policies/organization.yaml"

@@ -21,7 +21,7 @@ from reconciler.build.bento import build_digest, build_inputs
 from reconciler.core.config import load_config
 from reconciler.flow.plan import plan
 from reconciler.flow.pr_plan import spec_diff
-from reconciler.report.pr_comment import render_pr_comment
+from reconciler.report.plan_markdown import write as render_pr_comment
 
 SPEC = "specs/fraud-detector.yaml"
 

@@ -32,8 +32,7 @@ from reconciler.engine.plan import Change, Plan
 from reconciler.flow.plan import plan
 from reconciler.flow.run import Outcome, RunReport
 from reconciler.policy.check import check_policies
-from reconciler.report import escape, render_policy_report
-from reconciler.report.pr_comment import MARKER, render_pr_comment
+from reconciler.report import escape, plan_markdown, render_policy_report
 from reconciler.spec.repo import load_all
 
 TEAM = "@org/security-team"
@@ -128,8 +127,8 @@ def test_hostile_values_in_plan_fields_model_rows_and_waivers(repo):
     head = repo.commit("hostile values")
     report = plan(load_config(root), "prod", base=base, head=head)
     assert report.exit_code == 0, [str(d) for d in report.diagnostics]
-    md = render_pr_comment(report)
-    assert md.startswith(MARKER) and md.count(MARKER) == 1
+    md = plan_markdown.write(report)
+    assert md.startswith(plan_markdown.MARKER) and md.count(plan_markdown.MARKER) == 1
     tokens = _assert_safe(md, details=1)
 
     # the version, with its backticks, is one intact code span in the model table
@@ -163,7 +162,7 @@ def test_hostile_value_quoted_by_a_policy_message_and_a_spec_error(repo):
     head = repo.commit("registry")
     report = plan(load_config(repo.root), "prod", base=base, head=head)
     assert report.exit_code == 1 and report.policy.blocking
-    md = render_pr_comment(report)
+    md = plan_markdown.write(report)
     tokens = _assert_safe(md, details=md.count("<details><summary>"))
     blocking = md[md.index("### Blocking the merge") :].split("\n\n")[1]
     assert "is not from an allowed registry" in blocking
@@ -176,7 +175,7 @@ def test_hostile_value_quoted_by_a_policy_message_and_a_spec_error(repo):
     head2 = repo.commit("label")
     report = plan(load_config(repo.root), "prod", base=head, head=head2)
     assert report.exit_code == 1 and report.spec_errors
-    md = render_pr_comment(report)
+    md = plan_markdown.write(report)
     tokens = _assert_safe(md, details=0)
     assert HOSTILE in _visible_text(tokens).replace(escape.ZWJ, "")
 
@@ -214,7 +213,7 @@ def _hand_report() -> RunReport:
 
 
 def test_hand_built_report_with_hostile_build_smoke_guard_and_note_text():
-    md = render_pr_comment(_hand_report())
+    md = plan_markdown.write(_hand_report())
     tokens = _assert_safe(md, details=1)
     codes = [t.content for t in tokens if t.type == "code_inline"]
     # code spans hold values with backticks and pipes intact (table cells included)

@@ -30,7 +30,6 @@ runner = CliRunner()
 
 
 def run_cli(root: Path, *args: str):
-    cli._load_commands()
     return runner.invoke(cli.app, ["--root", str(root), *args])
 
 

@@ -92,7 +92,6 @@ def test_kubernetes_annotation_and_files_never_carry_a_literal_secret(spec_repo,
     }
 
     out = tmp_path / "rendered"
-    cli._load_commands()
     result = CliRunner().invoke(
         cli.app, ["--root", str(spec_repo), "render", "--env", "prod", "--out", str(out)]
     )

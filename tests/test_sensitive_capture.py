@@ -58,7 +58,6 @@ def test_sensitive_field_check_through_the_cli(spec_repo):
         FRAUD_FIELDS,
         "    sensitive_fields:\n      - worst_area\n      - card_number\n",
     )
-    cli._load_commands()
     proc = CliRunner().invoke(cli.app, ["--root", str(spec_repo), "validate", "fraud-detector"])
     assert proc.exit_code == 1
     lines = spec_repo.joinpath("specs", "fraud-detector.yaml").read_text().splitlines()

@@ -1,1 +1,1 @@
-"""CLI command groups. Each module adds its commands to :data:`reconciler.cli.app` on import."""
+"""The CLI commands, one module per group of verbs; :mod:`reconciler.cli` registers them."""

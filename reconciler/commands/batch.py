@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from reconciler.cli import EnvOption, app, console, get_config
+from reconciler.commands.options import EnvOption, console, get_config
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.flow.batch import run_batch
 from reconciler.spec.repo import load_all
 
 
-@app.command("batch")
 def batch_cmd(
     name: Annotated[str, typer.Argument(help="Spec name (metadata.name) or file.")],
     env: EnvOption,
@@ -20,9 +20,11 @@ def batch_cmd(
     output: Annotated[str | None, typer.Option("--output", help="Where to write.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
 ) -> None:
-    """Score a file with the deployment's model (what the batch CronJob runs)."""
-    from reconciler.flow.batch import run_batch
+    """Score a file with the deployment's model (what the batch CronJob runs).
 
+    Exit 0 when the file was scored; 1 when the spec is invalid; 2 for usage errors (no
+    overlay for ENV, unreadable input).
+    """
     config = get_config()
     result = load_all(config, [name], env)
     if result.errors:

@@ -15,11 +15,27 @@ from typing import Annotated
 
 import typer
 
-from reconciler.cli import EnvOption, TargetsArg, app, console, err_console, get_config
+from reconciler.build.artifact import BuildError
+from reconciler.build.bento import build
+from reconciler.build.store import gc_bentos
+from reconciler.commands.options import (
+    EnvOption,
+    TargetsArg,
+    console,
+    err,
+    err_console,
+    get_config,
+    out,
+    progress,
+)
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
+from reconciler.core.git import head_revision
+from reconciler.policy.check import check_policies
+from reconciler.report import build_text
+from reconciler.spec.repo import load_all
+from reconciler.state.ledger import Ledger
 
 
-@app.command("build")
 def build_cmd(
     env: EnvOption,
     targets: TargetsArg = None,
@@ -41,15 +57,11 @@ def build_cmd(
     ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
 ) -> None:
-    """Build (or reuse) the Bento of every deployment in ENV; print the build report."""
-    from reconciler.build.artifact import BuildError
-    from reconciler.build.bento import build
-    from reconciler.build.store import gc_bentos
-    from reconciler.core.git import head_revision
-    from reconciler.policy.check import check_policies
-    from reconciler.spec.repo import load_all
-    from reconciler.state.ledger import Ledger
+    """Build (or reuse) the Bento of every deployment in ENV; print the build report.
 
+    Exit 0 when every build succeeded; 1 on a spec error or a blocking policy result
+    (nothing is built); 2 when a build failed (the others still run).
+    """
     if fmt not in ("text", "json"):
         raise ModelopsError(f"unknown format {fmt!r}; valid formats: text, json")
     config = get_config()
@@ -72,12 +84,7 @@ def build_cmd(
         started = time.perf_counter()
         row: dict = {"deployment": dep.key}
         # a spinner on a terminal only; CI logs get the one result line per deployment
-        status = (
-            console.status(f"building {dep.key}...")
-            if text and console.is_terminal
-            else contextlib.nullcontext()
-        )
-        with status:
+        with progress(f"building {dep.key}...") if text else contextlib.nullcontext():
             try:
                 artifact = build(dep, config, revision=revision, image=image)
             except BuildError as exc:
@@ -89,7 +96,8 @@ def build_cmd(
         row["seconds"] = round(time.perf_counter() - started, 2)
         rows.append(row)
         if text:
-            _print_row(row)
+            out(build_text.row_text(row))
+            err(build_text.row_failure(row))
     removed: list[str] = []
     if gc_keep is not None:
         current = [r["artifact"]["bento_tag"] for r in rows if r.get("artifact")]
@@ -98,40 +106,8 @@ def build_cmd(
         )
     failed = [r for r in rows if r["status"] == "failed"]
     if fmt == "json":
-        out = {"env": env, "revision": revision, "builds": rows, "gc_removed": removed}
-        console.print(json.dumps(out, indent=2), markup=False)
+        doc = {"env": env, "revision": revision, "builds": rows, "gc_removed": removed}
+        console.print(json.dumps(doc, indent=2), markup=False)
     else:
-        _print_summary(rows, removed, env)
+        out(build_text.summary(rows, removed, env))
     raise typer.Exit(EXIT_USAGE if failed else EXIT_OK)
-
-
-def _print_row(row: dict) -> None:
-    """The result line of one deployment's build (plus the image note when relevant)."""
-    art = row.get("artifact") or {}
-    if row["status"] == "failed":
-        err_console.print(
-            f"{row['deployment']}: failed ({row['seconds']} s): {row['error']}", markup=False
-        )
-        return
-    image = f"{art['image']} ({'built' if art.get('image_built') else 'not built'})"
-    console.print(
-        f"{row['deployment']}: {row['status']} {art['bento_tag']} "
-        f"({row['seconds']} s); image {image}",
-        markup=False,
-    )
-    note = art.get("image_note", "")
-    if note and not note.endswith("without --image)"):
-        console.print(f"  {note}", markup=False)
-
-
-def _print_summary(rows: list[dict], removed: list[str], env: str) -> None:
-    """Counts of built, reused and failed builds, and what GC removed."""
-    built = sum(r["status"] == "built" for r in rows)
-    reused = sum(r["status"] == "reused" for r in rows)
-    failed = sum(r["status"] == "failed" for r in rows)
-    console.print(
-        f"build --env {env}: {built} built, {reused} reused (unchanged inputs), {failed} failed",
-        markup=False,
-    )
-    if removed:
-        console.print(f"garbage-collected {len(removed)} Bento(s): {', '.join(removed)}")

@@ -1,4 +1,9 @@
-"""``modelops history``, ``rollback``, ``unlock`` and ``init``."""
+"""``modelops history``, ``rollback``, ``unlock`` and ``init``.
+
+Exit codes: ``history``, ``unlock`` and ``init`` 0; ``rollback`` 0, 1 when current
+policies block it (nothing applied), 3 when the re-apply failed. All: 2 for usage or
+configuration errors (nothing recorded, lock held).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from reconciler.cli import EnvOption, app, console, err_console, get_config
+from reconciler.commands.options import EnvOption, console, err, err_console, get_config, out
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.flow.rollback import rollback
+from reconciler.gitops.scaffold import init_repository
+from reconciler.report import ledger, render_policy_report, run
 from reconciler.state.ledger import Ledger
+from reconciler.state.lock import break_lock
 
 
-@app.command("history")
 def history_cmd(
     name: Annotated[str, typer.Argument(help="Deployment name (metadata.name).")],
     env: EnvOption,
@@ -35,50 +40,12 @@ def history_cmd(
         )
     entries = list(reversed(record.history))[:limit]
     if fmt == "json":
-        data = {
-            "deployment": record.key,
-            "lastAppliedRevision": record.lastAppliedRevision,
-            "lastGoodRevision": record.lastGoodRevision,
-            "stalled": record.stalled,
-            "suspended": record.suspended,
-            "destroyed": record.destroyed,
-            "history": entries,
-        }
-        console.print(json.dumps(data, indent=2), markup=False)
+        console.print(json.dumps(ledger.history_data(record, entries), indent=2), markup=False)
         return
-    table = Table(title=f"history of {record.key}", title_justify="left")
-    for col in ("time", "action", "revision", "result", "actor", "detail"):
-        table.add_column(col, overflow="fold")
-    for e in entries:
-        style = {"failed": "red", "succeeded": "green"}.get(e.get("result", ""), "")
-        result = f"[{style}]{e.get('result', '')}[/]" if style else e.get("result", "")
-        detail = (e.get("message") or "").splitlines()[0][:160] if e.get("message") else ""
-        table.add_row(  # values from the ledger are text, never Rich markup
-            Text(str(e.get("time", ""))),
-            Text(str(e.get("action", ""))),
-            Text((e.get("revision") or "-")[:12]),
-            result,
-            Text(str(e.get("actor", ""))),
-            Text(detail),
-        )
-    console.print(table)
-    if record.destroyed:
-        gone = record.destroyed
-        console.print(
-            f"DESTROYED at {gone.get('time', '?')} by {gone.get('actor', '?')} "
-            f"(was live at {(gone.get('lastAppliedRevision') or '-')[:12]}); not live now",
-            markup=False,
-        )
-        return
-    console.print(
-        f"applied: {record.lastAppliedRevision[:12] or '-'}  last good: "
-        f"{record.lastGoodRevision[:12] or '-'}"
-        + ("  STALLED: " + record.stalled_reason if record.stalled else ""),
-        markup=False,
-    )
+    console.print(ledger.history_table(record, entries))
+    out(ledger.history_footer(record))
 
 
-@app.command("rollback")
 def rollback_cmd(
     name: Annotated[str, typer.Argument(help="Deployment name (metadata.name).")],
     env: EnvOption,
@@ -112,49 +79,24 @@ def rollback_cmd(
     for diag in report.diagnostics:
         err_console.print(str(diag), markup=False)
     if report.policy is not None and report.policy.blocking:
-        from reconciler.report import render_policy_report
-
         console.print(render_policy_report("text", report.policy).rstrip(), markup=False)
         err_console.print("rollback blocked by current policies: nothing applied", markup=False)
-    for o in report.outcomes:
-        console.print(f"{o.key}: {o.status}: {o.message}", markup=False)
-    if report.outcomes and not report.failures:
-        rev = report.revision[:12]
-        if report.revert:
-            shas = " ".join(c["sha"][:12] for c in reversed(report.revert))
-            console.print(
-                f"\nRolled back {name} in {env} to {rev}. Git still describes the newer "
-                "version: so that the next merge does not undo this rollback, revert in Git:",
-                markup=False,
-            )
-            for c in report.revert:
-                console.print(f"  {c['sha'][:12]}  {c['summary']}", markup=False)
-            console.print(f"\n  git revert {shas}", markup=False)
-            console.print(
-                "\nUntil then, `modelops apply` leaves this deployment alone (status: held).",
-                markup=False,
-            )
-        else:
-            console.print(
-                f"\nRolled back {name} in {env} to {rev}; Git at HEAD already matches it, "
-                "nothing to revert.",
-                markup=False,
-            )
-    for o in report.failures:
-        err_console.print(f"error: {o.key}: {o.message}", markup=False)
+    out(run.rollback(report, name, env))
+    err(run.failures(report))
     raise typer.Exit(report.exit_code)
 
 
-@app.command("unlock")
 def unlock_cmd(
     force: Annotated[
         bool,
         typer.Option("--force", help="Also remove a lock whose holder may still be running."),
     ] = False,
 ) -> None:
-    """Remove the state-directory lock left by a killed run (after checking its holder)."""
-    from reconciler.state.lock import break_lock
+    """Remove the state-directory lock left by a killed run (after checking its holder).
 
+    Exit 0 (also when nothing was locked); 2 when the holder may still be running
+    (``--force`` removes it anyway).
+    """
     config = get_config()
     holder = break_lock(config.state_dir, force=force)
     if holder is None:
@@ -163,7 +105,6 @@ def unlock_cmd(
         console.print(f"removed the lock held by {holder.describe()}", markup=False)
 
 
-@app.command("init")
 def init_cmd(
     directory: Annotated[Path, typer.Argument(help="Where to create the spec repository.")] = Path(
         "."
@@ -179,8 +120,6 @@ def init_cmd(
 ) -> None:
     """Scaffold a spec repository: config, specs/, policy library, workflows, CODEOWNERS,
     and `git init` when the directory is not in a Git repository yet."""
-    from reconciler.gitops.scaffold import init_repository
-
     result = init_repository(directory, security_team, platform_team)
     for rel in result.written:
         console.print(f"  wrote {rel}", markup=False)

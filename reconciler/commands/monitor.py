@@ -12,11 +12,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from reconciler.cli import EnvOption, app, console, err_console, get_config
+from reconciler.commands.options import (
+    EnvOption,
+    console,
+    err_console,
+    get_config,
+    out,
+    progress,
+)
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
+from reconciler.monitor.drift import preload_evidently, run_drift
 from reconciler.monitor.reason import MAX_REASON_CHARS, check_reason
+from reconciler.monitor.retrain import run_retraining
+from reconciler.report import drift_text
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_all
 
@@ -24,7 +33,6 @@ monitor_app = typer.Typer(
     help="Monitoring: Evidently drift of captured traffic against the reference data.",
     no_args_is_help=True,
 )
-app.add_typer(monitor_app, name="monitor")
 
 NameArg = Annotated[str, typer.Argument(help="Deployment (spec) name or spec file.")]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format: text or json.")]
@@ -46,13 +54,6 @@ def _deployment(name: str, env: str) -> Deployment:
     if len(deps) > 1:
         raise ModelopsError(f"{name} matches {len(deps)} deployments; name one spec")
     return deps[0]
-
-
-def _progress(message: str):
-    """A spinner on a terminal; nothing in CI or when output is piped."""
-    import contextlib
-
-    return console.status(message) if console.is_terminal else contextlib.nullcontext()
 
 
 def _check_format(fmt: str) -> None:
@@ -82,9 +83,11 @@ def monitor_run(
     ] = True,
     fmt: FormatOpt = "text",
 ) -> None:
-    """Run the drift job once; exit 1 on drift (and retrain if the spec says so)."""
-    from reconciler.monitor.drift import preload_evidently, run_drift
+    """Run the drift job once; exit 1 on drift (and retrain if the spec says so).
 
+    Exit 0 without drift (or monitoring disabled); 2 on bad input or when the
+    retraining that drift started failed (the drift result is still printed).
+    """
     _check_format(fmt)
     preload_evidently()  # overlaps loading the specs and the data
     config = get_config()
@@ -92,7 +95,7 @@ def monitor_run(
     if dep.get("spec.monitoring.enabled", True) is False:
         console.print(f"{dep.key}: monitoring is disabled (spec.monitoring.enabled: false)")
         raise typer.Exit(EXIT_OK)
-    with _progress(f"drift {dep.key}: reading data, computing drift (Evidently)"):
+    with progress(f"drift {dep.key}: reading data, computing drift (Evidently)"):
         result = run_drift(
             dep,
             config,
@@ -101,67 +104,34 @@ def monitor_run(
             seed=seed,
         )
     if fmt == "text":
-        _print_drift(result, config)
-    out = result.to_dict()
+        console.print(drift_text.drift_table(result))
+        out(drift_text.drift_summary(result, config))
+    doc = result.to_dict()
     code = EXIT_FINDINGS if result.drifted else EXIT_OK
     if result.drifted and retrain and dep.get("spec.monitoring.on_drift") == "retrain":
         try:
-            out["retraining"] = _retrain(
+            doc["retraining"] = _retrain(
                 dep, reason="drift", training_data=None, force=False, fmt=fmt
             )
         except ModelopsError as exc:  # the drift result stands; the failure is recorded
             failed = getattr(exc, "result", None)
-            out["retraining"] = failed.to_dict() if failed else {"status": "failed"}
+            doc["retraining"] = failed.to_dict() if failed else {"status": "failed"}
             err_console.print(f"error: retraining failed: {exc.message}", markup=False)
             code = EXIT_USAGE
     if fmt == "json":
-        console.print(json.dumps(out, indent=2), markup=False)
+        console.print(json.dumps(doc, indent=2), markup=False)
     raise typer.Exit(code)
 
 
-def _print_drift(result, config) -> None:
-    """The drift table, notes, verdict and report paths (text format)."""
-    from reconciler.monitor.drift import format_table
-
-    key = f"{result.name}-{result.env}"
-    table = Table(title=f"drift {key} ({result.source})")
-    for col in ("feature", "test", "score", "threshold", "result"):
-        table.add_column(col)
-    for row in format_table(result):
-        table.add_row(*row, style="red" if row[-1] == "DRIFT" else None)
-    console.print(table)
-    for note in result.notes:
-        console.print(f"note: {note}", markup=False)
-    verdict = "DRIFT" if result.drifted else "no drift"
-    console.print(
-        f"{key}: {verdict}: {len(result.drifted_features)}/{len(result.features)} "
-        f"features drifted (share {result.share_drifted:.2f}, threshold "
-        f"{result.threshold:.2f}); {result.rows_used['current']} current vs "
-        f"{result.rows_used['reference']} reference rows; {result.seconds:.1f} s",
-        markup=False,
-    )
-    console.print(f"report: {config.rel(result.report_html)}", markup=False)
-    console.print(f"summary: {config.rel(result.summary_json)}", markup=False)
-
-
 def _retrain(dep, *, reason, training_data, force, fmt) -> dict:
-    from reconciler.monitor.retrain import run_retraining
-
     config = get_config()
-    with _progress(f"retrain {dep.key}: running the retraining command"):
+    with progress(f"retrain {dep.key}: running the retraining command"):
         res = run_retraining(dep, config, reason=reason, training_data=training_data, force=force)
     if fmt == "text":
-        console.print(f"retrain {dep.key}: {res.status}: {res.message}", markup=False)
-        if res.branch:
-            console.print(f"branch: {res.branch}\ncommit: {res.commit}", markup=False)
-        if res.report:
-            console.print(f"candidate report: {config.rel(res.report)}", markup=False)
-        if res.log:
-            console.print(f"log: {config.rel(res.log)}", markup=False)
+        out(drift_text.retraining(dep.key, res, config))
     return res.to_dict()
 
 
-@app.command("retrain")
 def retrain_cmd(
     name: NameArg,
     env: EnvOption,
@@ -180,12 +150,16 @@ def retrain_cmd(
     force: Annotated[bool, typer.Option("--force", help="Ignore the cooldown.")] = False,
     fmt: FormatOpt = "text",
 ) -> None:
-    """Run the spec's retraining command; propose a better model on a new Git branch."""
+    """Run the spec's retraining command; propose a better model on a new Git branch.
+
+    Exit 0 when proposed, rejected, unchanged or skipped (cooldown); 2 when the run
+    failed (or for usage errors).
+    """
     _check_format(fmt)
     reason = check_reason(reason)  # exit 2 before the specs are loaded or anything runs
     dep = _deployment(name, env)
     try:
-        out = _retrain(dep, reason=reason, training_data=training_data, force=force, fmt=fmt)
+        doc = _retrain(dep, reason=reason, training_data=training_data, force=force, fmt=fmt)
     except ModelopsError as exc:
         if fmt == "json":
             result = getattr(exc, "result", None)
@@ -194,5 +168,5 @@ def retrain_cmd(
             )
         raise
     if fmt == "json":
-        console.print(json.dumps(out, indent=2), markup=False)
+        console.print(json.dumps(doc, indent=2), markup=False)
     raise typer.Exit(EXIT_OK)

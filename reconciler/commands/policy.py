@@ -8,14 +8,27 @@ from typing import Annotated
 
 import typer
 
-from reconciler.cli import FORMAT_HELP, TargetsArg, app, console, err_console, get_config
+from reconciler.commands.options import (
+    FORMAT_HELP,
+    TargetsArg,
+    console,
+    err_console,
+    get_config,
+    out,
+)
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, ModelopsError
+from reconciler.policy.check import check_policies
+from reconciler.policy.library import load_library
+from reconciler.policy.testing import run_policy_tests
+from reconciler.report import policy_tests_text, render_policy_report
+from reconciler.report.findings import writer_for
+from reconciler.report.matrix import matrix_writer_for
+from reconciler.spec.repo import load_all
 
 policy_app = typer.Typer(
     help="Check deployments against the Rego policy library; test and review the policies.",
     no_args_is_help=True,
 )
-app.add_typer(policy_app, name="policy")
 
 EnvFilter = Annotated[
     str | None, typer.Option("--env", "-e", help="Check only this environment (default: all).")
@@ -38,9 +51,6 @@ def _emit(text: str, output: Path | None) -> None:
 
 
 def _check(targets, env, timeout):
-    from reconciler.policy.check import check_policies
-    from reconciler.spec.repo import load_all
-
     config = get_config()
     loaded = load_all(config, targets, env)
     report = check_policies(config, loaded.deployments, timeout_s=timeout)
@@ -64,9 +74,6 @@ def check(
     Advisory and waived findings are reported and do not block. Invalid specs, broken
     policies and bad waivers block (the check fails closed).
     """
-    from reconciler.report import render_policy_report
-    from reconciler.report.findings import writer_for
-
     writer_for(fmt)  # unknown format: exit 2 before any work
     report = _check(targets, env, timeout)
     _emit(render_policy_report(fmt, report), output)
@@ -84,9 +91,6 @@ def test(
     silent, when a policy does not compile (reported once, at its file and line), when
     the library has problems, or when no case ran.
     """
-    from reconciler.policy.library import load_library
-    from reconciler.policy.testing import run_policy_tests
-
     if fmt not in ("text", "json"):
         raise ModelopsError(f"unknown format {fmt!r} for policy test; valid: text, json")
     config = get_config()
@@ -97,26 +101,7 @@ def test(
     else:
         for d in run.diagnostics:
             err_console.print(str(d), markup=False)
-        proven = sum(1 for v in run.coverage.values() if v["fires"] and v["passes"])
-        if run.not_compiled:
-            # Cases cannot pass while a policy does not compile; say how many agree on
-            # the policies that do, so the summary does not read as 0 of N.
-            agree = sum(not c.errors and c.agrees_on_compiled for c in run.cases)
-            console.print(
-                f"{len(run.not_compiled)} policy(ies) do not compile "
-                f"({', '.join(sorted(run.not_compiled))}), so no case could check them; "
-                f"{agree}/{len(run.cases)} case(s) agree on the "
-                f"{len(run.coverage) - len(run.not_compiled)} policies that compile; "
-                f"{proven}/{len(run.coverage)} policies proven to fire and to pass: FAILED",
-                markup=False,
-            )
-        else:
-            passed = sum(c.passed for c in run.cases)
-            console.print(
-                f"{passed}/{len(run.cases)} case(s) passed; {proven}/{len(run.coverage)} "
-                f"policies proven to fire and to pass: {'ok' if run.ok else 'FAILED'}",
-                markup=False,
-            )
+        out(policy_tests_text.summary(run))
     raise typer.Exit(EXIT_OK if run.ok else EXIT_FINDINGS)
 
 
@@ -135,11 +120,6 @@ def report_cmd(
     Cells: pass, FAIL, ADVISORY, WAIVED, ERROR, or - (disabled there); below it, the
     waivers that expire within 30 days and any library or waiver problems.
     """
-    from reconciler.report.matrix import MATRIX_WRITERS, render_policy_matrix
-
-    if fmt not in MATRIX_WRITERS:
-        raise ModelopsError(
-            f"unknown format {fmt!r} for policy report; valid: {', '.join(MATRIX_WRITERS)}"
-        )
+    write = matrix_writer_for(fmt)  # unknown format: exit 2 before any work
     report = _check(targets, env, timeout)
-    _emit(render_policy_matrix(fmt, report), output)
+    _emit(write(report), output)

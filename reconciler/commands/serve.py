@@ -6,14 +6,16 @@ import json
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from reconciler.cli import EnvOption, app, console, err_console, get_config
+from reconciler.build.bento import build
+from reconciler.build.serve import start_server, stop_server
+from reconciler.build.smoke import run_smoke
+from reconciler.commands.options import EnvOption, console, err_console, get_config, out
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
+from reconciler.report import smoke_text
 from reconciler.spec.repo import load_all
 
 
-@app.command("smoke")
 def smoke_cmd(
     name: Annotated[str, typer.Argument(help="Deployment name (metadata.name) or spec file.")],
     env: EnvOption,
@@ -48,10 +50,6 @@ def smoke_cmd(
     check failed (findings); 2 for a bad spec name or usage; 3 when the server could not
     start. The server is always stopped at the end.
     """
-    from reconciler.build.bento import build
-    from reconciler.build.serve import start_server, stop_server
-    from reconciler.build.smoke import run_smoke
-
     if fmt not in ("text", "json"):
         raise ModelopsError(f"--format {fmt!r}: smoke supports text or json", EXIT_USAGE)
     config = get_config()
@@ -89,38 +87,11 @@ def smoke_cmd(
         failed = failed or not smoke.passed
         outputs.append({**smoke.to_dict(), "bento_tag": artifact.bento_tag})
         if fmt == "text":
-            _print_text(smoke)
+            out(smoke_text.cases(smoke))
+            table = smoke_text.load_table(smoke)
+            if table is not None:
+                console.print(table)
+            out(smoke_text.summary(smoke))
     if fmt == "json":
         console.print(json.dumps(outputs, indent=2), markup=False)
     raise typer.Exit(EXIT_FINDINGS if failed else EXIT_OK)
-
-
-def _print_text(smoke) -> None:
-    """Print one deployment's smoke cases (each once, with its reasons when it failed),
-    the load-test table, the failures that belong to no case, and the summary line."""
-    from reconciler.build.smoke import describe_case
-
-    for case in smoke.cases:
-        mark = "ok" if case["ok"] else "FAIL"
-        console.print(f"  {mark:4} {describe_case(case)}", markup=False)
-    if smoke.load:
-        ld = smoke.load
-        table = Table(title=f"{smoke.deployment}: load test", title_justify="left")
-        for col in ("requests", "clients", "errors", "p50 ms", "p95 ms", "p99 ms", "req/s"):
-            table.add_column(col, justify="right")
-        table.add_column("SLO p99 ms", justify="right")
-        slo = "-" if smoke.slo_p99_ms is None else f"{smoke.slo_p99_ms:g}"
-        table.add_row(
-            str(ld["completed"]),
-            str(ld["concurrency"]),
-            str(ld["errors"]),
-            f"{ld['p50_ms']:.1f}",
-            f"{ld['p95_ms']:.1f}",
-            f"{ld['p99_ms']:.1f}",
-            f"{ld['throughput_rps']:.0f}",
-            slo,
-        )
-        console.print(table)
-    for failure in smoke.other_failures:
-        console.print(f"  FAIL {failure}", markup=False)
-    console.print(smoke.summary(), markup=False)

@@ -7,14 +7,13 @@ from typing import Annotated
 
 import typer
 
-from reconciler.cli import FORMAT_HELP, TargetsArg, app, console, get_config
+from reconciler.commands.options import FORMAT_HELP, TargetsArg, console, get_config
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, ModelopsError
 from reconciler.report.findings import render_diagnostics
 from reconciler.spec.repo import load_all
 from reconciler.spec.validate import schema
 
 
-@app.command()
 def validate(
     targets: TargetsArg = None,
     env: Annotated[
@@ -22,7 +21,11 @@ def validate(
     ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help=FORMAT_HELP)] = "text",
 ) -> None:
-    """Check specs against the schema and the semantic rules; exit 1 on any error."""
+    """Check specs against the schema and the semantic rules; exit 1 on any error.
+
+    Exit 0 when no spec has an error (warnings are printed); 2 for usage errors (no
+    specs directory, unknown format).
+    """
     config = get_config()
     if not targets and not config.specs_dir.is_dir():
         raise ModelopsError(
@@ -43,7 +46,6 @@ def validate(
     raise typer.Exit(EXIT_FINDINGS if result.errors else EXIT_OK)
 
 
-@app.command("schema")
 def schema_cmd() -> None:
     """Print the ModelDeployment JSON Schema (for editors: yaml-language-server)."""
     console.print(json.dumps(schema(), indent=2), markup=False)

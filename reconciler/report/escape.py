@@ -1,32 +1,12 @@
 """Make untrusted text safe to insert into GitHub-flavoured Markdown.
 
-Spec values, policy messages (which quote spec values), plan field values, build and
-smoke errors and waiver fields reach the pull-request comment. Inserted raw, a value
-like ``</details>`` or ``<img src=x onerror=...>`` injects HTML or breaks the comment's
-structure, a backtick closes a code span early, and ``@org/security-team`` pings a team.
-Every such value goes through one of three functions here, chosen by where it lands:
-
-- :func:`text` for running text (also table cells and list items);
-- :func:`code` for an inline code span;
-- :func:`fence` for a fenced code block.
-
-Rules, from the CommonMark 0.31.2 spec with GitHub's GFM 0.29 extensions (sections cited
-per function) and GitHub's mention filter (``@name`` or ``@org/team`` preceded by the
-start of the text or a character other than ``[A-Za-z0-9_]``):
-
-- HTML is never let through as markup: in running text ``&``, ``<`` and ``>`` become
-  ``&amp;``, ``&lt;``, ``&gt;`` (they render as themselves). In code spans and fences
-  HTML is not interpreted, so they are left as they are (entities would show literally).
-- @mentions in running text get a zero-width joiner (U+200D) after the ``@``: it renders
-  the same, GitHub does not treat it as a mention (a login starts with ``[A-Za-z0-9]``),
-  and nobody is notified. An ``@`` after a word character, as in ``sec@example.com``, is
-  not a mention and is left alone. Code spans and fences are not scanned for mentions by
-  GitHub, so values there are left as they are.
-- A code span or fence uses a backtick run one longer than the longest run in the value,
-  so no backtick in the value can close it.
-- Running text and code spans are one line: every whitespace run that contains a line
-  break (``\\n``, ``\\r``, U+2028...) becomes one space, so a value cannot start a block
-  of its own (a heading, a list, an HTML block such as ``</details>`` on its own line).
+Every spec value, policy message, plan field value, build or smoke error and waiver
+field that reaches a comment goes through one of three functions, chosen by where it
+lands: :func:`text` for running text (also table cells and list items), :func:`code`
+for an inline code span, :func:`fence` for a fenced code block. No value can add HTML,
+close a code span or a ``<details>`` block, start a block of its own, or notify anyone.
+The rules (CommonMark 0.31.2, GFM 0.29, GitHub's mention filter) are in
+``docs/report.md``.
 """
 
 from __future__ import annotations

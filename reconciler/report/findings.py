@@ -21,16 +21,21 @@ WRITERS = {
 }
 
 
-def writer_for(fmt: str):
-    """The writer for ``fmt``.
+def pick_writer(writers: dict, fmt: str):
+    """``writers[fmt]`` from a table of format name to writer.
 
     Raises:
         ModelopsError: (exit 2) unknown format; the message lists the valid ones.
     """
-    writer = WRITERS.get(fmt)
+    writer = writers.get(fmt)
     if writer is None:
-        raise ModelopsError(f"unknown format {fmt!r}; valid formats: {', '.join(WRITERS)}")
+        raise ModelopsError(f"unknown format {fmt!r}; valid formats: {', '.join(writers)}")
     return writer
+
+
+def writer_for(fmt: str):
+    """The findings writer for ``fmt`` (see :func:`pick_writer` for errors)."""
+    return pick_writer(WRITERS, fmt)
 
 
 def render(fmt: str, findings: FindingSet) -> str:

@@ -116,8 +116,8 @@ def _json(report) -> str:
 MATRIX_WRITERS = {"text": _text, "markdown": _markdown, "json": _json}
 
 
-def render_policy_matrix(fmt: str, report) -> str:
-    """Render the review matrix as ``text``, ``markdown`` or ``json``.
+def matrix_writer_for(fmt: str):
+    """The review-matrix writer for ``fmt`` (``text``, ``markdown`` or ``json``).
 
     Raises:
         ModelopsError: (exit 2) another format; the message lists the valid ones.
@@ -127,4 +127,4 @@ def render_policy_matrix(fmt: str, report) -> str:
         raise ModelopsError(
             f"unknown format {fmt!r} for policy report; valid: {', '.join(MATRIX_WRITERS)}"
         )
-    return writer(report)
+    return writer

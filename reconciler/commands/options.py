@@ -1,0 +1,79 @@
+"""What every command shares: the two consoles, the global options and the options that
+several commands take (``--env``, spec targets, ``--format`` help, ``--lock-timeout``).
+
+The global options (``--root``, ``--state-dir``) are set by :func:`set_global_options`
+(the app's callback in :mod:`reconciler.cli`) and read through :func:`get_config`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from reconciler.core.config import Config, load_config
+from reconciler.core.diagnostics import ModelopsError
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+_state: dict = {"root": None, "state_dir": None, "config": None}
+
+FORMAT_HELP = "Output format: text, json, markdown, sarif, junit or github."
+
+EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, staging, prod...).")]
+TargetsArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Spec files, directories or spec names; default: every spec."),
+]
+LockTimeout = Annotated[
+    float,
+    typer.Option(
+        "--lock-timeout",
+        min=0,
+        help="Seconds to wait when another run holds the state-directory lock.",
+    ),
+]
+
+
+def set_global_options(root: Path | None, state_dir: Path | None) -> None:
+    """Record ``--root`` and ``--state-dir`` for :func:`get_config` (forgets the config read
+    by an earlier invocation in the same process)."""
+    _state["root"] = root
+    _state["state_dir"] = state_dir
+    _state["config"] = None
+
+
+def get_config() -> Config:
+    """The configuration for this invocation (read once per process).
+
+    Raises:
+        ModelopsError: (exit 2) ``--root`` is not a directory, or ``modelops.yaml`` is
+            invalid (:func:`~reconciler.core.config.load_config`).
+    """
+    if _state["config"] is None:
+        root = _state["root"]
+        if root is not None and not Path(root).is_dir():
+            raise ModelopsError(f"--root {root}: no such directory")
+        _state["config"] = load_config(root, _state["state_dir"])
+    return _state["config"]
+
+
+def out(text: str) -> None:
+    """Print a writer's text on stdout as it is (nothing when empty)."""
+    if text:
+        console.print(text, markup=False, end="")
+
+
+def err(text: str) -> None:
+    """Print a writer's text on stderr as it is (nothing when empty)."""
+    if text:
+        err_console.print(text, markup=False, end="")
+
+
+def progress(message: str):
+    """A spinner showing ``message`` on a terminal; nothing in CI or when output is piped."""
+    return console.status(message) if console.is_terminal else contextlib.nullcontext()

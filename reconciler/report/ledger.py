@@ -1,0 +1,108 @@
+"""Writers for what the ledger holds: ``modelops status`` and ``modelops history``.
+
+Tables are Rich tables (sized by the console that prints them); ledger values are
+shown as text, never read as Rich markup.
+"""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+STATUS_COLUMNS = ("deployment", "platform", "revision", "health", "stalled", "drift", "url")
+HISTORY_COLUMNS = ("time", "action", "revision", "result", "actor", "detail")
+
+
+def status_row(record, health: str) -> dict:
+    """One live ledger record as a ``status`` row: the :data:`STATUS_COLUMNS` plus
+    ``failures`` (``--format json`` prints the rows as they are)."""
+    drift = record.drift or {}
+    stalled = record.stalled_reason or ("no" if not record.stalled else "yes")
+    if record.suspended:
+        stalled = f"held: rolled back to {record.suspended.get('revision', '')[:12]}"
+    return {
+        "deployment": record.key,
+        "platform": record.platform,
+        "revision": (record.lastAppliedRevision or "-")[:12],
+        "health": health,
+        "stalled": stalled,
+        "failures": record.failures,
+        "drift": drift.get("status") or ("drifted" if drift.get("drifted") else "ok")
+        if drift
+        else "-",
+        "url": record.outputs.get("url", ""),
+    }
+
+
+def status_table(rows: list[dict]) -> Table:
+    """The ``status`` rows as a table titled ``modelops status``."""
+    table = Table(title="modelops status", title_justify="left")
+    for col in STATUS_COLUMNS:
+        table.add_column(col, overflow="fold")
+    for row in rows:  # values from the ledger are text, never Rich markup
+        table.add_row(*(Text(str(row[c])) for c in STATUS_COLUMNS))
+    return table
+
+
+def status_footer(destroyed: list[str], holder) -> str:
+    """The destroyed deployments (one line) and who holds the state lock, if anyone."""
+    lines = []
+    if destroyed:
+        lines.append(
+            f"destroyed (not live; history kept, see `modelops history NAME --env ENV`): "
+            f"{', '.join(destroyed)}"
+        )
+    if holder is not None:
+        alive = holder.alive()
+        state = "stale: run `modelops unlock`" if alive is False else "an apply is running"
+        lines.append(f"state directory locked by {holder.describe()} ({state})")
+    return "".join(line + "\n" for line in lines)
+
+
+def history_data(record, entries: list[dict]) -> dict:
+    """``history --format json``: the record's revisions and state, and ``entries``."""
+    return {
+        "deployment": record.key,
+        "lastAppliedRevision": record.lastAppliedRevision,
+        "lastGoodRevision": record.lastGoodRevision,
+        "stalled": record.stalled,
+        "suspended": record.suspended,
+        "destroyed": record.destroyed,
+        "history": entries,
+    }
+
+
+def history_table(record, entries: list[dict]) -> Table:
+    """``entries`` (newest first) as a table; results coloured, the rest plain text."""
+    table = Table(title=f"history of {record.key}", title_justify="left")
+    for col in HISTORY_COLUMNS:
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        style = {"failed": "red", "succeeded": "green"}.get(e.get("result", ""), "")
+        result = f"[{style}]{e.get('result', '')}[/]" if style else e.get("result", "")
+        detail = (e.get("message") or "").splitlines()[0][:160] if e.get("message") else ""
+        table.add_row(  # values from the ledger are text, never Rich markup
+            Text(str(e.get("time", ""))),
+            Text(str(e.get("action", ""))),
+            Text((e.get("revision") or "-")[:12]),
+            result,
+            Text(str(e.get("actor", ""))),
+            Text(detail),
+        )
+    return table
+
+
+def history_footer(record) -> str:
+    """When the deployment was destroyed, or its applied and last good revisions."""
+    if record.destroyed:
+        gone = record.destroyed
+        return (
+            f"DESTROYED at {gone.get('time', '?')} by {gone.get('actor', '?')} "
+            f"(was live at {(gone.get('lastAppliedRevision') or '-')[:12]}); not live now\n"
+        )
+    return (
+        f"applied: {record.lastAppliedRevision[:12] or '-'}  last good: "
+        f"{record.lastGoodRevision[:12] or '-'}"
+        + ("  STALLED: " + record.stalled_reason if record.stalled else "")
+        + "\n"
+    )

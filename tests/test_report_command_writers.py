@@ -1,0 +1,134 @@
+"""The text writers of the commands other than plan: exact lines from real stage values.
+
+The plan writers are checked through real plans (test_pipeline_plan, test_plan_*,
+test_pr_comment_escaping); these cover the lines ``build``, ``status``, ``history``,
+``policy test`` and ``retrain`` print, and the lookup from format name to plan writer.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from reconciler.core.config import load_config
+from reconciler.core.diagnostics import ModelopsError, Position
+from reconciler.monitor.retrain import RetrainResult
+from reconciler.policy import testing as policy_testing
+from reconciler.report import (
+    build_text,
+    drift_text,
+    ledger,
+    plan_json,
+    plan_markdown,
+    plan_text,
+    policy_tests_text,
+)
+from reconciler.report.plan import PLAN_WRITERS, plan_writer_for
+from reconciler.state.ledger import LedgerRecord
+
+
+def test_one_table_from_format_name_to_plan_writer():
+    assert PLAN_WRITERS == {
+        "text": plan_text.write,
+        "json": plan_json.write,
+        "markdown": plan_markdown.write,
+    }
+    assert plan_writer_for("markdown") is plan_markdown.write
+    with pytest.raises(ModelopsError) as info:
+        plan_writer_for("xml")
+    assert info.value.message == "unknown format 'xml'; valid formats: text, json, markdown"
+    assert info.value.exit_code == 2
+
+
+def test_build_rows_and_summary():
+    built = {
+        "deployment": "fraud-detector-staging",
+        "status": "built",
+        "seconds": 1.5,
+        "artifact": {
+            "bento_tag": "fraud-detector-staging:abc",
+            "image": "registry.example.com/ml/fraud-detector:abc",
+            "image_built": False,
+            "image_note": "docker is not running",
+        },
+    }
+    failed = {"deployment": "d-staging", "status": "failed", "seconds": 0.2, "error": "no file"}
+    assert build_text.row_text(built) == (
+        "fraud-detector-staging: built fraud-detector-staging:abc (1.5 s); image "
+        "registry.example.com/ml/fraud-detector:abc (not built)\n  docker is not running\n"
+    )
+    built["artifact"]["image_note"] = "not built (without --image)"
+    assert build_text.row_text(built).count("\n") == 1  # the usual note is left out
+    assert build_text.row_failure(built) == ""
+    assert build_text.row_text(failed) == ""
+    assert build_text.row_failure(failed) == "d-staging: failed (0.2 s): no file\n"
+    assert build_text.summary([built, failed], ["old:1"], "staging") == (
+        "build --env staging: 1 built, 0 reused (unchanged inputs), 1 failed\n"
+        "garbage-collected 1 Bento(s): old:1\n"
+    )
+
+
+def test_status_row_and_history_footer_from_a_real_ledger_record():
+    rec = LedgerRecord("fraud-detector", "prod", platform="kubernetes")
+    rec.record_success("a" * 40, "d1", outputs={"url": "https://ml.example.com"})
+    rec.drift = {"drifted": True}
+    row = ledger.status_row(rec, "Ready=True ApplySucceeded")
+    assert row == {
+        "deployment": "fraud-detector-prod",
+        "platform": "kubernetes",
+        "revision": "a" * 12,
+        "health": "Ready=True ApplySucceeded",
+        "stalled": "no",
+        "failures": 0,
+        "drift": "drifted",
+        "url": "https://ml.example.com",
+    }
+    assert ledger.history_footer(rec) == f"applied: {'a' * 12}  last good: -\n"
+    assert ledger.status_footer([], None) == ""
+    assert ledger.status_footer(["x-prod"], None) == (
+        "destroyed (not live; history kept, see `modelops history NAME --env ENV`): x-prod\n"
+    )
+
+
+def test_policy_test_summary():
+    case = policy_testing.CaseResult("compliant", Position("policies/tests/a.yaml", 3, 1), [], [])
+    run = policy_testing.TestRun(cases=[case], coverage={"MDL-001": {"fires": 1, "passes": 1}})
+    assert policy_tests_text.summary(run) == (
+        "1/1 case(s) passed; 1/1 policies proven to fire and to pass: ok\n"
+    )
+    run.not_compiled = {"MDL-001": "line 1 col 1: bad"}
+    case.not_compiled = ["MDL-001"]
+    assert policy_tests_text.summary(run) == (
+        "1 policy(ies) do not compile (MDL-001), so no case could check them; 1/1 case(s) "
+        "agree on the 0 policies that compile; 1/1 policies proven to fire and to pass: FAILED\n"
+    )
+
+
+def test_retraining_outcome(tmp_path):
+    config = load_config(tmp_path)
+    res = RetrainResult(
+        "fraud-detector",
+        "prod",
+        "proposed",
+        message="roc_auc 0.97 > 0.95",
+        branch="modelops/retrain-1",
+        commit="c" * 40,
+        report=str(tmp_path / "runs" / "candidate.json"),
+    )
+    assert drift_text.retraining("fraud-detector-prod", res, config) == (
+        "retrain fraud-detector-prod: proposed: roc_auc 0.97 > 0.95\n"
+        f"branch: modelops/retrain-1\ncommit: {'c' * 40}\n"
+        "candidate report: runs/candidate.json\n"
+    )
+
+
+def test_status_table_shows_ledger_values_as_text_not_markup():
+    """A failure message is text: "[red]" stays visible, a stray "[/x]" cannot crash."""
+    rec = LedgerRecord("fraud-detector", "prod", platform="kubernetes")
+    rec.record_success("a" * 40, "d1")
+    rec.record_failure("b" * 40, "d2", "[Errno 2] [red]quota[/red] [/x]", stalled_after=1)
+    console = Console(file=io.StringIO(), width=400, highlight=False)
+    console.print(ledger.status_table([ledger.status_row(rec, "Ready=False ApplyFailed")]))
+    assert "[Errno 2] [red]quota[/red] [/x]" in console.file.getvalue()
