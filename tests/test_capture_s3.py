@@ -22,20 +22,12 @@ import httpx
 import pytest
 import yaml
 from moto import mock_aws
+from support.waiting import HANG_GUARD_S, wait_for
 
 from reconciler.runtime.capture import CaptureShipper, CaptureWriter
 from reconciler.runtime.uris import parse_s3_uri
 
 BUCKET = "capture-bucket"
-HANG_GUARD_S = 120  # waits below end when the awaited thing happens; this is only a guard
-
-
-def wait_for(condition, what: str) -> None:
-    """Poll ``condition()`` until it is true; fail after :data:`HANG_GUARD_S`."""
-    deadline = time.monotonic() + HANG_GUARD_S
-    while not condition():
-        assert time.monotonic() < deadline, f"still waiting for {what}"
-        time.sleep(0.02)
 
 
 @pytest.fixture
