@@ -22,6 +22,7 @@ import httpx
 import pytest
 import yaml
 from moto import mock_aws
+from support.waiting import HANG_GUARD_S, wait_for
 
 from reconciler.runtime.capture import CaptureShipper, CaptureWriter
 from reconciler.runtime.uris import parse_s3_uri
@@ -66,14 +67,15 @@ def test_closed_files_reach_s3_in_the_layout_the_monitoring_job_reads(fake_s3, t
         "prod",
         sample_rate=1.0,
         flush_interval_s=0.05,
-        max_file_age_s=0.3,
+        max_file_age_s=1.0,  # far longer than the writer needs for 3 queued records
         on_close=shipper.ship,
     )
     records(3, writer)
-    time.sleep(0.8)  # idle past max_file_age_s: the first file is closed and shipped
+    # idle past max_file_age_s: the first file is closed and shipped (waited for, not slept)
+    wait_for(lambda: shipper.shipped == 1, "the first file to be closed and shipped")
     records(2, writer, start=3)
-    writer.close()
-    shipper.close()
+    writer.close(timeout_s=HANG_GUARD_S)
+    shipper.close(timeout_s=HANG_GUARD_S)
 
     stored = objects(fake_s3, "team/capture/fraud-detector/prod/")
     assert len(stored) == 2, sorted(stored)
@@ -93,16 +95,14 @@ def test_a_failed_upload_keeps_the_file_and_is_retried(fake_s3, tmp_path):
     shipper = CaptureShipper(spool, f"s3://{BUCKET}", retry_s=60, client=fake_s3)
     writer = CaptureWriter(spool, "d", "staging", sample_rate=1.0, on_close=shipper.ship)
     records(1, writer)
-    writer.close()  # closes the file: the upload fails, the bucket does not exist yet
-    deadline = time.monotonic() + 5
-    while shipper.errors == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    writer.close(timeout_s=HANG_GUARD_S)  # closes the file: the upload fails, no bucket yet
+    wait_for(lambda: shipper.errors > 0, "the failed upload")
     assert shipper.errors >= 1 and "NoSuchBucket" in shipper.last_error
     assert f"s3://{BUCKET}/d/staging/" in shipper.last_error
     assert len(list(spool.rglob("capture-*.jsonl"))) == 1  # kept for the retry
 
     fake_s3.create_bucket(Bucket=BUCKET)
-    shipper.close()  # retries what failed before stopping
+    shipper.close(timeout_s=HANG_GUARD_S)  # retries what failed before stopping
     assert shipper.shipped == 1
     assert len(objects(fake_s3, "d/staging/")) == 1
     assert not list(spool.rglob("capture-*"))
@@ -118,7 +118,7 @@ def test_files_left_by_a_dead_process_are_shipped_at_start(fake_s3, tmp_path):
     (day / f"capture-{gone.pid}-1.jsonl").write_text('{"request_id": "old"}\n')
     (day / f"capture-{os.getpid()}-9.jsonl").write_text('{"request_id": "mine"}\n')
     shipper = CaptureShipper(spool, f"s3://{BUCKET}/p", client=fake_s3)
-    shipper.close()
+    shipper.close(timeout_s=HANG_GUARD_S)
     assert list(objects(fake_s3)) == [f"p/d/prod/2026-11-28/capture-{gone.pid}-1.jsonl"]
     assert (day / f"capture-{os.getpid()}-9.jsonl").exists()  # a live writer's file stays
 
@@ -189,7 +189,7 @@ def test_served_bento_uploads_captured_traffic_to_s3(spec_repo, monkeypatch):
             for _ in range(5):
                 resp = httpx.post(handle.url + "/predict", json={"instances": [row]}, timeout=30)
                 assert resp.status_code == 200
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + HANG_GUARD_S
             stored: dict = {}
             while time.monotonic() < deadline:
                 listing = client.list_objects_v2(Bucket=BUCKET, Prefix="captured/")
@@ -232,9 +232,9 @@ def _capture_to(spool: Path, shipper, frame, when) -> int:
         ts = when - timedelta(minutes=1) - timedelta(seconds=len(rows) - start)
         chunk = rows[start : start + 8].tolist()
         writer.submit(f"r{i}", "1.0.0", 2.5, chunk, [0] * len(chunk), timestamp=ts)
-    writer.close()
+    writer.close(timeout_s=HANG_GUARD_S)
     if shipper:
-        shipper.close()
+        shipper.close(timeout_s=HANG_GUARD_S)
     return -(-len(rows) // 8)
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 from support.serving import model_never_loads
+from support.waiting import wait_exited
 from test_serve import make_repo, servers_under  # same directory (pytest rootdir)
 
 from reconciler.build.bento import build as build_bento
@@ -171,7 +171,7 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
     # 5. a crashed server (kill -9 of the manager) is noticed by health(), and the next
     #    apply of the same inputs starts it again (and stops the orphaned workers)
     os.kill(changed.outputs["pid"], signal.SIGKILL)
-    time.sleep(0.3)
+    wait_exited(changed.outputs["pid"])  # the kill took effect (not a fixed sleep)
     assert engine.health(rec) == f"NotRunning: process {changed.outputs['pid']} exited"
     revived = converge(engine, ledger, good, build(config, good), "rev3")
     assert revived.changed

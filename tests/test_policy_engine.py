@@ -7,13 +7,11 @@ Each test builds a real spec repository in a temp dir (``spec_repo``) and runs
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import threading
 import time
 from pathlib import Path
 
 import pytest
+from support.rego_faults import GUARD_S, UNREACHABLE_S, worker_fault
 
 from reconciler.core.config import load_config
 from reconciler.policy.check import check_policies
@@ -23,7 +21,9 @@ from reconciler.policy.worker import EngineFailure, PolicyModule, RegoWorker
 from reconciler.spec.repo import load_all
 
 TODAY = dt.date(2026, 11, 29)
-# A rule that takes seconds under regopy (builds a 5M-element array).
+# A rule that takes seconds under regopy (builds a 5M-element array). The tests never
+# wait for it: worker_fault hangs or crashes the worker it is sent to, so the outcome
+# does not depend on how fast the machine is.
 SLOW = (
     'deny contains {"msg": "slow", "path": ""} if '
     "{ count([y | some y in numbers.range(1, 5000000)]) > 0 }"
@@ -196,12 +196,14 @@ def test_slow_policy_times_out_and_the_rest_still_runs(spec_repo):
         },
     )
     start = time.monotonic()
-    report = check(spec_repo, env="prod", timeout_s=0.5)
-    assert time.monotonic() - start < 15
+    with worker_fault("TST-002", "hang"):  # no evaluation of TST-002 ever ends
+        report = check(spec_repo, env="prod", timeout_s=UNREACHABLE_S)
+    assert time.monotonic() - start < GUARD_S  # hang guard: the engine gave up by itself
     assert report.blocking
     slow_results = [r for r in report.results if r.policy_id == "TST-002"]
     assert len(slow_results) == 3 and {r.status for r in slow_results} == {"error"}
-    assert "timed out after 0.5 s while evaluating TST-002 on" in slow_results[0].message
+    timed_out = f"timed out after {UNREACHABLE_S:g} s while evaluating TST-002 on"
+    assert timed_out in slow_results[0].message
     assert "not evaluated" in slow_results[1].message  # quarantined for the rest of the run
     assert {r.status for r in report.results if r.policy_id == "TST-001"} == {"pass"}
 
@@ -211,29 +213,13 @@ def test_worker_crash_is_reported_as_a_crash_of_that_policy(spec_repo):
     lib_dir = spec_repo / "policies"
     only_policies(spec_repo, {"slow.rego": policy_file("TST-009", "slow", slow)})
     lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
-    engine = PolicyEngine(lib.usable, lib.data, timeout_s=30)
-    done = threading.Event()
-
-    def killer():
-        # a real SIGSEGV in the worker, as a rego-cpp crash would deliver
-        seen: dict[int, float] = {}
-        while not done.is_set():
-            w = engine._worker
-            if w is not None and w.alive:
-                pid = w._proc.pid
-                seen.setdefault(pid, time.monotonic())
-                if time.monotonic() - seen[pid] > 0.4:
-                    os.kill(pid, signal.SIGSEGV)
-                    seen[pid] = float("inf")
-            time.sleep(0.02)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    try:
+    # a real SIGSEGV in every worker sent TST-009, as a rego-cpp crash would deliver
+    with (
+        worker_fault("TST-009", "crash") as crashed,
+        PolicyEngine(lib.usable, lib.data, timeout_s=30) as engine,
+    ):
         out = engine.evaluate({"environment": "prod"}, "demo-prod")
-    finally:
-        done.set()
-        engine.close()
+    assert len(crashed) == 2  # the query of every policy, then TST-009 alone
     assert out["TST-009"] == (
         "error",
         "policy engine crashed while evaluating TST-009 on demo-prod",
@@ -262,42 +248,6 @@ def test_value_that_breaks_regopy_is_an_error_not_a_pass(spec_repo):
     assert again["MDL-010"] == ("ok", [])
 
 
-def busy_worker_killer(engine: PolicyEngine, busy_s: float = 0.5):
-    """Send SIGSEGV, as a rego-cpp crash would, to any worker of ``engine`` that has been
-    on the CPU for ``busy_s`` without a pause (idle workers wait on their pipe). Returns
-    a function that stops it."""
-    done = threading.Event()
-
-    def cpu(pid: int) -> float:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return -1.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def watch():
-        busy: dict[int, float] = {}
-        last: dict[int, float] = {}
-        while not done.is_set():
-            now = time.monotonic()
-            workers = [engine._worker, *engine._extra]
-            for w in [w for w in workers if w is not None and w.alive]:
-                pid = w._proc.pid
-                used = cpu(pid)
-                if pid in last and used - last[pid] >= 0.05:  # on the CPU this tick
-                    busy.setdefault(pid, now)
-                    if now - busy[pid] >= busy_s:
-                        os.kill(pid, signal.SIGSEGV)
-                        busy.pop(pid)
-                else:
-                    busy.pop(pid, None)
-                last[pid] = used
-            time.sleep(0.1)
-
-    threading.Thread(target=watch, daemon=True).start()
-    return done.set
-
-
 def test_worker_reports_crash_as_engine_failure():
     mod = PolicyModule(
         "TST-001",
@@ -305,10 +255,10 @@ def test_worker_reports_crash_as_engine_failure():
         "package t\ndeny contains 1 if { count([y | some y in numbers.range(1, 5000000)]) > 0 }\n",
         "t",
     )
-    worker = RegoWorker([mod], {}, timeout_s=30)
-    threading.Timer(0.3, lambda: os.kill(worker._proc.pid, signal.SIGKILL)).start()
-    with pytest.raises(EngineFailure) as info:
-        worker.evaluate_one("TST-001", {})
+    with worker_fault("TST-001", "crash"):  # killed by a signal while it evaluates
+        worker = RegoWorker([mod], {}, timeout_s=30)
+        with pytest.raises(EngineFailure) as info:
+            worker.evaluate_one("TST-001", {})
     assert info.value.kind == "crash" and info.value.detail == "evaluating TST-001"
     assert not worker.alive
 
@@ -355,6 +305,11 @@ def test_evaluate_many_over_two_workers_matches_one_at_a_time(spec_repo):
     assert sum(bool(m["MDL-001"][1]) for m in many) > 0
 
 
+def hangs(doc) -> bool:
+    """Whether a policy input is one on which SLOW_WHEN_HANG spins (``hang: true``)."""
+    return isinstance(doc, dict) and doc.get("hang") is True
+
+
 def test_evaluate_many_attributes_a_crash_and_a_hang_inside_a_chunk(spec_repo):
     """In one run a worker crashes (a real SIGSEGV) while it evaluates one input of 40;
     in another one input hangs a policy. The culprit input gets the crash or time-out of
@@ -372,12 +327,11 @@ def test_evaluate_many_attributes_a_crash_and_a_hang_inside_a_chunk(spec_repo):
     )
     lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
     items = [({"environment": "prod", "hang": i == 17, "n": i}, f"d{i}") for i in range(40)]
-    with PolicyEngine(lib.usable, lib.data, workers=2, timeout_s=30) as engine:
-        stop = busy_worker_killer(engine)  # d17 keeps a worker busy: it is killed
-        try:
-            many = engine.evaluate_many(items)
-        finally:
-            stop()
+    with (
+        worker_fault("TST-002", "crash", when=hangs),  # d17 crashes the worker it is sent to
+        PolicyEngine(lib.usable, lib.data, workers=2, timeout_s=30) as engine,
+    ):
+        many = engine.evaluate_many(items)
     assert many[17]["TST-002"] == (
         "error",
         "policy engine crashed while evaluating TST-002 on d17",
@@ -390,11 +344,15 @@ def test_evaluate_many_attributes_a_crash_and_a_hang_inside_a_chunk(spec_repo):
 
     docs = [({"environment": "prod", "hang": i == 25}, f"d{i}") for i in range(40)]
     start = time.monotonic()
-    with PolicyEngine(lib.usable, lib.data, workers=2, timeout_s=0.5) as engine:
+    with (
+        worker_fault("TST-002", "hang", when=hangs),  # d25 never ends
+        PolicyEngine(lib.usable, lib.data, workers=2, timeout_s=UNREACHABLE_S) as engine,
+    ):
         many = engine.evaluate_many(docs)
-    assert time.monotonic() - start < 20
+    assert time.monotonic() - start < GUARD_S  # hang guard: the engine gave up by itself
     assert many[25]["TST-002"][0] == "error"
-    assert "timed out after 0.5 s while evaluating TST-002 on d25" in many[25]["TST-002"][1]
+    timed_out = f"timed out after {UNREACHABLE_S:g} s while evaluating TST-002 on d25"
+    assert timed_out in many[25]["TST-002"][1]
     assert many[0] == {"TST-001": ("ok", []), "TST-002": ("ok", [])}
     assert all(m["TST-001"] == ("ok", []) for m in many)
 

@@ -173,7 +173,8 @@ json_like = st.recursive(
 some_paths = st.lists(st.lists(st.sampled_from("abc"), min_size=1, max_size=3).map(tuple))
 
 
-@settings(max_examples=300, deadline=None)
+# deadline=None and no too_slow health check: a loaded machine must not fail a test
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(a=st.dictionaries(keys, json_like), b=json_like, paths=some_paths)
 def test_equal_keys_mean_equal_projections(a, b, paths):
     """What decides reuse (the keys) and what the worker sees (the projection) agree:
@@ -245,7 +246,9 @@ def put(doc: dict, path: tuple, value) -> dict:
 
 
 @settings(
-    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     edits=st.lists(

@@ -15,6 +15,7 @@ import json
 
 import pytest
 import regopy
+from support.rego_faults import UNREACHABLE_S, worker_fault
 from test_policy_reads import custom
 
 from reconciler.policy.engine import PolicyEngine
@@ -241,7 +242,16 @@ def test_every_worker_timing_out_leaves_inputs_without_an_outcome():
     )
     docs = [{"spec": {"x": 3 if i >= 4 else 0, "n": i}} for i in range(40)]
     items = [(doc, f"d{i}") for i, doc in enumerate(docs)]
-    with PolicyEngine([slow], DATA, workers=2, timeout_s=0.5) as engine:
+
+    def spins(doc) -> bool:
+        return isinstance(doc, dict) and (doc.get("spec") or {}).get("x") == 3
+
+    # The spinning evaluations never end (the worker is stopped), so both workers time
+    # out whatever the machine's speed; the time-out itself is one no answer can reach.
+    with (
+        worker_fault("TST-001", "hang", when=spins),
+        PolicyEngine([slow], DATA, workers=2, timeout_s=UNREACHABLE_S) as engine,
+    ):
         many = engine.evaluate_many(items)
     missing = [i for i, outcome in enumerate(many) if outcome is None]
     assert missing == []

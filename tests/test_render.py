@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import kubernetes_validate
@@ -63,6 +66,44 @@ def test_render_is_deterministic(spec_repo):
     for dep in deployments:
         first = render(dep, None, config, cache=False).to_dict()
         assert render(dep, None, config, cache=False).to_dict() == first
+
+
+AFTER_ASYNCIO_RUN = """
+import asyncio, json, sys
+from pathlib import Path
+from reconciler.core.config import load_config
+from reconciler.engine.render import render
+from reconciler.spec.repo import load_all
+asyncio.run(asyncio.sleep(0))  # leaves no current event loop
+config = load_config(Path(sys.argv[1]))
+dep = next(d for d in load_all(config, None, None).deployments if d.platform == "kubernetes")
+print(json.dumps(render(dep, None, config, cache=False).to_dict()))
+"""
+
+
+def test_render_needs_no_event_loop_from_the_caller(spec_repo):
+    """Pulumi's mocks need a current asyncio loop for the first render of a process;
+    ``asyncio.run`` leaves none set, and a thread other than the main one has none. A
+    render works after both and renders the same state (it once failed with "There is no
+    current event loop" when a test using ``asyncio.run`` ran first in the process)."""
+    deployments, config = all_deployments(spec_repo)
+    dep = next(d for d in deployments if d.platform == "kubernetes")
+    first = render(dep, None, config, cache=False).to_dict()
+    proc = subprocess.run(
+        [sys.executable, "-c", AFTER_ASYNCIO_RUN, str(spec_repo)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == json.loads(json.dumps(first))
+    in_thread: list[dict] = []
+    thread = threading.Thread(
+        target=lambda: in_thread.append(render(dep, None, config, cache=False).to_dict())
+    )
+    thread.start()
+    thread.join(300)
+    assert in_thread == [first]
 
 
 def test_render_cache_hits_and_misses(spec_repo, monkeypatch):

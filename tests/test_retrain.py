@@ -132,7 +132,7 @@ def test_identical_model_is_not_proposed_and_starts_the_cooldown(tmp_path: Path)
             r"exited with code 3; last lines of .*train.log:\n  boom",
         ),
         (
-            '["python", "-c", "import time; time.sleep(60)"]',
+            '["python", "-c", "import time; time.sleep(3600)"]',  # killed at the time-out
             1,
             r"timed out after 1 s \(spec.retraining.timeout_s\)",
         ),

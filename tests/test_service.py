@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from support.waiting import wait_for
 
 from reconciler.build.bento import build
 from reconciler.core.config import load_config
@@ -193,6 +194,11 @@ def test_no_route_bypasses_predict(served):
     assert post(url, FRAUD_REQUEST).status_code == 200
 
 
+# The bugs these tests guard against held a request for 60 s before answering; a bound
+# of half that tells "at once" from the hang on a machine however loaded.
+HUNG_S = 60
+
+
 def server_log(root: Path) -> Path:
     return root / ".modelops" / "logs" / "fraud-detector.log"
 
@@ -206,7 +212,7 @@ def test_huge_integers_are_a_400_at_once(served):
     body = '{"instances": [[' + huge + "".join(f", {v}" for v in ROW[1:]) + "]]}"
     started = time.perf_counter()
     resp = post(url, body, headers={"X-Request-ID": "huge-int"})
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < HUNG_S / 2  # answered, not after the hang
     assert_bad(resp, "instances[0][0]", "integer of 5000 digits", "at most 4300 digits")
     assert resp.headers["x-request-id"] == "huge-int"
     nested = post(url, '{"instances": [' + json.dumps(ROW) + '], "x": {"y": [-' + huge + "]}}")
@@ -288,7 +294,7 @@ def test_unexpected_exception_is_an_immediate_json_500(served):
     for name in ("after_model", "while_parsing"):
         case = out[name]
         assert case["status"] == 500, case
-        assert case["seconds"] < 5, case
+        assert case["seconds"] < HUNG_S / 2, case  # answered, not after the hang
         assert case["body"]["status"] == 500 and "internal error" in case["body"]["error"]
         assert "secret" not in json.dumps(case["body"]), case
         assert case["request_id"] and case["request_id"] in case["body"]["error"]
@@ -307,17 +313,18 @@ def test_capture_records_written_off_path_with_hashed_field(served):
     rid = "req-capture-test"
     assert post(url, {"instances": [row]}, headers={"X-Request-ID": rid}).status_code == 200
     base = root / "capture-out" / "fraud-detector" / "staging"
-    record = None
-    for _ in range(50):  # the writer thread flushes within ~1 s
+    found: list = []
+
+    def captured() -> bool:  # the writer thread flushes within ~1 s
         for path in sorted(base.glob("*/capture-*.jsonl")):
             for line in path.read_text().splitlines():
                 rec = json.loads(line)
                 if rec["request_id"] == rid:
-                    record = rec
-        if record:
-            break
-        time.sleep(0.1)
-    assert record is not None, f"no capture record under {base}"
+                    found[:] = [path, rec]
+        return bool(found)
+
+    wait_for(captured, f"a capture record under {base}")
+    path, record = found
     assert path.parent.name == time.strftime("%Y-%m-%d", time.gmtime())
     assert set(record) == {
         "timestamp",

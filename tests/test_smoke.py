@@ -15,9 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from support.ports import refused_port
 from test_serve import make_repo, servers_under  # same directory (pytest rootdir)
 
-from reconciler.build.serve import free_port, start_server, stop_server
+from reconciler.build.serve import start_server, stop_server
 from reconciler.build.smoke import (
     SmokeResult,
     _compare,
@@ -144,7 +145,8 @@ def test_missing_request_file_fails_with_file_line_and_field(tmp_path):
     config, dep = set_smoke(root, {"requests": [{"request": "examples/fraud/gone.json"}]})
     # validation reports a missing file; run_smoke must not crash when it goes afterwards
     (root / "examples/fraud/gone.json").unlink()
-    result = run_smoke(dep, config, f"http://127.0.0.1:{free_port()}")
+    with refused_port() as port:
+        result = run_smoke(dep, config, f"http://127.0.0.1:{port}")
     assert not result.passed
     assert not result.load
     (msg,) = result.failures
@@ -160,7 +162,8 @@ def test_missing_request_file_fails_with_file_line_and_field(tmp_path):
 def test_unreachable_server_is_a_failure_not_a_crash(tmp_path):
     root = make_repo(tmp_path / "repo")
     config, dep = set_smoke(root, {"request": "examples/fraud/request.json"})
-    result = run_smoke(dep, config, f"http://127.0.0.1:{free_port()}")
+    with refused_port() as port:  # nothing answers, not even another test's server
+        result = run_smoke(dep, config, f"http://127.0.0.1:{port}")
     assert not result.passed
     assert "POST /predict with examples/fraud/request.json failed" in result.failures[0]
 

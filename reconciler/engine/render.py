@@ -8,6 +8,7 @@ by :func:`render_key`. Normalisation rules and measurements: ``docs/engine.md``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import functools
@@ -253,6 +254,7 @@ class _Recorder:
 
 _LOCK = threading.Lock()
 _MOCKS_CLASS: type | None = None
+_LOOP: asyncio.AbstractEventLoop | None = None
 
 
 def _mocks_class() -> type:
@@ -289,6 +291,23 @@ def _without_source_positions():
         yield
     finally:
         sdk_resource._get_stack_trace = original
+
+
+@contextlib.contextmanager
+def _render_loop():
+    """Make the renderer's own event loop the thread's current loop for one render.
+
+    Pulumi's mocks create futures with ``asyncio.Future()``, which needs a current loop
+    in the calling thread: there is none after ``asyncio.run`` (it leaves none set) nor
+    in a thread other than the main one. Pulumi keeps state between renders (the root
+    stack resource) whose futures belong to the loop they were made on, so every render
+    uses the same loop, made once; it stays the thread's current loop afterwards.
+    """
+    global _LOOP
+    if _LOOP is None:
+        _LOOP = asyncio.new_event_loop()
+    asyncio.set_event_loop(_LOOP)
+    yield
 
 
 @contextlib.contextmanager
@@ -510,7 +529,7 @@ def render(
 def _render_pulumi(dep: Deployment, image: ImageRef, stable: str | None, program) -> DesiredState:
     import pulumi  # heavy (about 1 s): only when a render misses the cache
 
-    with _LOCK, _without_source_positions(), _gc_paused():
+    with _LOCK, _render_loop(), _without_source_positions(), _gc_paused():
         mocks = _mocks_class()()
         pulumi.runtime.set_mocks(mocks, project="modelops", stack=dep.key, preview=True)
         outputs: dict = {}
