@@ -22,6 +22,7 @@ from test_monitor_support import (
     write_lines,
 )
 
+from reconciler.flow.monitor import monitor_run
 from reconciler.monitor.data import MonitorInputError
 from reconciler.monitor.drift import run_drift
 from reconciler.monitor.traffic import shifted
@@ -35,7 +36,7 @@ def test_shifted_capture_is_detected_and_recorded(tmp_path: Path) -> None:
     config, dep = deployment(root)
     requests = capture(root, shifted(reference(), seed=1))
 
-    result = run_drift(dep, config, now=NOW)
+    result = monitor_run(dep, config, now=NOW)
 
     assert result.drifted
     assert result.requests == requests and result.rows["current"] == len(reference())
@@ -82,7 +83,7 @@ def test_unshifted_holdout_parquet_capture_passes(tmp_path: Path) -> None:
         )
     writer.close()
 
-    result = run_drift(dep, config, now=NOW)
+    result = monitor_run(dep, config, now=NOW)
 
     assert not result.drifted, result.drifted_features
     assert result.share_drifted < 0.3
@@ -95,7 +96,7 @@ def test_unshifted_holdout_parquet_capture_passes(tmp_path: Path) -> None:
 def _fails(root: Path, match: str, **kwargs) -> None:
     config, dep = deployment(root)
     with pytest.raises(MonitorInputError, match=match):
-        run_drift(dep, config, now=NOW, **kwargs)
+        monitor_run(dep, config, now=NOW, **kwargs)
     rec = Ledger(config.state_dir).get("fraud-detector", "staging")
     assert rec.drift["status"] == "failed"
     assert rec.history[-1]["action"] == "monitor" and rec.history[-1]["result"] == "failed"
@@ -228,3 +229,5 @@ def test_hashed_sensitive_feature_is_left_out(tmp_path: Path) -> None:
     # the (unredacted) reference rows
     assert result.prediction_drift is not None and result.prediction_drift["name"] == "prediction"
     assert not any(n.startswith("prediction drift skipped") for n in result.notes)
+    # the job returns its result; only the flow (monitor_run) records it
+    assert Ledger(config.state_dir).get("fraud-detector", "staging") is None

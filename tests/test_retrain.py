@@ -11,6 +11,7 @@ import git
 import pytest
 from test_monitor_support import PROJECT, deployment, make_repo, set_line
 
+from reconciler.flow.monitor import retrain
 from reconciler.monitor.retrain import RetrainError, run_retraining
 from reconciler.monitor.specedit import edit_scalars
 from reconciler.spec.loader import load_spec
@@ -55,7 +56,7 @@ def test_better_candidate_is_committed_on_a_new_branch(tmp_path: Path) -> None:
     config, dep = deployment(root)
     data = _training_data(tmp_path, frac=1.0, random_state=1)
 
-    res = run_retraining(dep, config, reason="drift", training_data=data)
+    res = retrain(dep, config, reason="drift", training_data=data)
 
     assert res.status == "proposed", res.message
     assert res.candidate_score >= res.live_score
@@ -86,7 +87,7 @@ def test_better_candidate_is_committed_on_a_new_branch(tmp_path: Path) -> None:
     assert "fraud: sha256 " + res.sha256 in Path(res.log).read_text()  # output captured
 
     # cooldown: a second run within spec.retraining.cooldown_hours (24) is skipped
-    again = run_retraining(dep, config, training_data=data)
+    again = retrain(dep, config, training_data=data)
     assert again.status == "skipped" and "cooldown" in again.message
     assert len([h for h in repo.heads if h.name.startswith("modelops/")]) == 1
 
@@ -98,6 +99,8 @@ def test_worse_candidate_is_rejected_without_a_branch(tmp_path: Path) -> None:
     assert res.status == "rejected"
     assert res.candidate_score < res.live_score
     assert [h.name for h in git.Repo(root).heads] == ["main"]
+    # the job returns its result; only the flow (retrain) records it
+    assert Ledger(config.state_dir).get("fraud-detector", "staging") is None
 
 
 def test_identical_model_is_not_proposed_and_starts_the_cooldown(tmp_path: Path) -> None:
@@ -107,7 +110,7 @@ def test_identical_model_is_not_proposed_and_starts_the_cooldown(tmp_path: Path)
     )
     root = make_repo(tmp_path, _command(copy))
     config, dep = deployment(root)
-    res = run_retraining(dep, config)
+    res = retrain(dep, config)
     assert res.status == "unchanged" and res.sha256 == LIVE_SHA
     assert [h.name for h in git.Repo(root).heads] == ["main"]
 
@@ -120,7 +123,7 @@ def test_identical_model_is_not_proposed_and_starts_the_cooldown(tmp_path: Path)
     assert not any(
         h["action"] == "retrain" for h in ledger.get("fraud-detector", "staging").history
     )
-    assert run_retraining(dep, config).status == "skipped"
+    assert retrain(dep, config).status == "skipped"
 
 
 @pytest.mark.parametrize(
@@ -148,7 +151,7 @@ def test_command_failures_record_a_failed_run_and_commit_nothing(
     head = git.Repo(root).head.commit.hexsha
     config, dep = deployment(root)
     with pytest.raises(RetrainError, match=message) as info:
-        run_retraining(dep, config)
+        retrain(dep, config)
     assert info.value.result.status == "failed"
     last = Ledger(config.state_dir).get("fraud-detector", "staging").history[-1]
     assert last["action"] == "retrain" and last["result"] == "failed"
@@ -156,7 +159,7 @@ def test_command_failures_record_a_failed_run_and_commit_nothing(
     assert [h.name for h in repo.heads] == ["main"] and repo.head.commit.hexsha == head
     # a failed run does not start the cooldown
     with pytest.raises(RetrainError):
-        run_retraining(dep, config)
+        retrain(dep, config)
 
 
 def test_missing_holdout_is_a_clear_failure(tmp_path: Path) -> None:

@@ -22,9 +22,9 @@ from reconciler.commands.options import (
     progress,
 )
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
-from reconciler.monitor.drift import preload_evidently, run_drift
+from reconciler.flow import monitor as monitor_flow
+from reconciler.monitor.drift import preload_evidently
 from reconciler.monitor.reason import MAX_REASON_CHARS, check_reason
-from reconciler.monitor.retrain import run_retraining
 from reconciler.report import drift_text
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_all
@@ -96,7 +96,7 @@ def monitor_run(
         console.print(f"{dep.key}: monitoring is disabled (spec.monitoring.enabled: false)")
         raise typer.Exit(EXIT_OK)
     with progress(f"drift {dep.key}: reading data, computing drift (Evidently)"):
-        result = run_drift(
+        result = monitor_flow.monitor_run(
             dep,
             config,
             current=str(current) if current is not None else None,
@@ -126,7 +126,9 @@ def monitor_run(
 def _retrain(dep, *, reason, training_data, force, fmt) -> dict:
     config = get_config()
     with progress(f"retrain {dep.key}: running the retraining command"):
-        res = run_retraining(dep, config, reason=reason, training_data=training_data, force=force)
+        res = monitor_flow.retrain(
+            dep, config, reason=reason, training_data=training_data, force=force
+        )
     if fmt == "text":
         out(drift_text.retraining(dep.key, res, config))
     return res.to_dict()

@@ -2,8 +2,9 @@
 
 One ``ValueDrift`` per signature feature plus one on the predictions; the dataset
 drifted when the share of drifted features reaches ``spec.monitoring.drift.threshold``.
-Outputs: an HTML report and ``summary.json`` per run, and the ledger's ``drift`` field.
-Why these metrics, sampling and the measurements: ``docs/monitor.md``.
+Outputs: an HTML report and ``summary.json`` per run; the job writes nothing to the
+ledger (``reconciler.flow.monitor`` records the result). Why these metrics, sampling
+and the measurements: ``docs/monitor.md``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import pyarrow.parquet as pq
 
 from reconciler.core.clock import now_iso
 from reconciler.core.config import Config
-from reconciler.core.diagnostics import ModelopsError
 from reconciler.core.digests import file_sha256
 from reconciler.monitor.data import (
     Features,
@@ -38,8 +38,6 @@ from reconciler.monitor.data import (
 from reconciler.runtime import frameworks
 from reconciler.runtime.uris import URI_SCHEMES
 from reconciler.spec.model import Deployment
-from reconciler.state import status
-from reconciler.state.ledger import Ledger
 
 DEFAULT_SAMPLE_SIZE = 50_000
 """Rows per side above which the drift job samples (``spec.monitoring.drift.sample_size``)."""
@@ -105,6 +103,17 @@ class DriftResult:
         out["status"] = "drifted" if self.drifted else "ok"
         out["drifted_features"] = self.drifted_features
         return out
+
+    @property
+    def history_message(self) -> str:
+        """One line for the ledger history: drifted/compared features, share, threshold."""
+        drifted = sum(f["drifted"] for f in self.features)
+        share = drifted / len(self.features)
+        names = ", ".join(self.drifted_features[:5]) or "none"
+        return (
+            f"{drifted}/{len(self.features)} features drifted "
+            f"(share {share:.2f}, threshold {self.threshold:.2f}): {names}"
+        )
 
 
 def preload_evidently() -> threading.Thread:
@@ -174,18 +183,6 @@ def _output_dir(dep: Deployment, config: Config, capture_dir: Path | None) -> Pa
     return base / "drift" / stamp if capture_dir is not None else base / stamp
 
 
-def _record(dep: Deployment, config: Config, drift: dict, result: str, message: str) -> None:
-    """Store the run in the ledger: ``drift`` field and a ``monitor`` history entry."""
-    status.drift_result(Ledger(config.state_dir), dep, drift, result, message)
-
-
-def record_failure(dep: Deployment, config: Config, message: str) -> None:
-    """Record a failed drift run (``drift.status = failed`` and a history entry)."""
-    _record(
-        dep, config, {"status": "failed", "message": message, "time": now_iso()}, "failed", message
-    )
-
-
 def run_drift(
     dep: Deployment,
     config: Config,
@@ -209,21 +206,17 @@ def run_drift(
         now: the end of the capture window (default: now, UTC).
 
     Returns:
-        A :class:`DriftResult`; also written to the ledger, as ``summary.json`` and as an
-        Evidently HTML report.
+        A :class:`DriftResult`, also written as ``summary.json`` and as an Evidently HTML
+        report; nothing is written to the ledger (:func:`reconciler.flow.monitor.monitor_run`
+        records it).
 
     Raises:
         MonitorInputError: (exit 2) missing/unreadable reference data, capture with
-            missing columns or wrong types, an empty window; the failed run is recorded
-            in the ledger first.
+            missing columns or wrong types, an empty window.
     """
     started = time.perf_counter()
     importer = preload_evidently()
-    try:
-        return _run(dep, config, current, sample_size, seed, now, importer, started)
-    except ModelopsError as exc:
-        record_failure(dep, config, exc.message)
-        raise
+    return _run(dep, config, current, sample_size, seed, now, importer, started)
 
 
 def _run(dep, config, current, sample_size, seed, now, importer, started) -> DriftResult:
@@ -404,15 +397,6 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
         time=now_iso(),
     )
     Path(result.summary_json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    summary = result.to_dict()
-    summary["report_html"] = config.rel(result.report_html)
-    summary["summary_json"] = config.rel(result.summary_json)
-    drifted_names = ", ".join(result.drifted_features[:5]) or "none"
-    message = (
-        f"{sum(f['drifted'] for f in features)}/{len(features)} features drifted "
-        f"(share {share:.2f}, threshold {share_threshold:.2f}): {drifted_names}"
-    )
-    _record(dep, config, summary, summary["status"], message)
     return result
 
 

@@ -3,14 +3,15 @@
 :func:`run_retraining` checks the cooldown, runs ``spec.retraining.command``
 (:mod:`~reconciler.monitor.command`), scores the candidate against the live model on
 the holdout (:mod:`~reconciler.monitor.scoring`) and, when not worse, commits it on a
-new branch (:mod:`~reconciler.monitor.proposal`); every run is recorded in the ledger
-history. The steps, the command's environment and the rationale: ``docs/monitor.md``.
+new branch (:mod:`~reconciler.monitor.proposal`). It returns the run (or raises it, as
+:class:`RetrainError`) and writes nothing to the ledger: ``reconciler.flow.monitor``
+reads the last retraining for the cooldown and records every run. The steps, the
+command's environment and the rationale: ``docs/monitor.md``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -28,14 +29,13 @@ from reconciler.monitor.reason import check_reason
 from reconciler.monitor.scoring import TARGET_COLUMN, find_model, load_candidate, score
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, spec_path
-from reconciler.state import status
-from reconciler.state.ledger import Ledger, LedgerRecord
 
 DEFAULT_TIMEOUT_S = 3600
 """Time-out of the retraining command when ``spec.retraining.timeout_s`` is unset (s)."""
 DEFAULT_COOLDOWN_HOURS = 24.0
 """Minimum interval between completed retrainings when ``cooldown_hours`` is unset (h)."""
 COMPLETED = ("proposed", "rejected", "unchanged")
+"""The statuses of a completed run: the ones that start the cooldown."""
 
 
 @dataclass
@@ -83,78 +83,19 @@ class RetrainResult:
 
 
 class RetrainError(ModelopsError):
-    """A failed retraining run (exit 2); ``result`` holds the recorded failed run."""
+    """A failed retraining run (exit 2); ``result`` holds the failed run (to record)."""
 
     def __init__(self, message: str, result: RetrainResult) -> None:
         super().__init__(message)
         self.result = result
 
 
-def _parse_time(value: str) -> datetime | None:
+def parse_time(value: str) -> datetime | None:
+    """An ISO 8601 time of a ledger entry (``...Z`` or with an offset), or ``None``."""
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except (ValueError, AttributeError):
         return None
-
-
-def last_retraining(record: LedgerRecord | None) -> dict | None:
-    """The newest completed retraining entry of a ledger record's history, or ``None``."""
-    if record is None:
-        return None
-    for entry in reversed(record.history):
-        if entry.get("action") == "retrain" and entry.get("result") in COMPLETED:
-            return entry
-    return None
-
-
-def _last_file(dep: Deployment, config: Config) -> Path:
-    """``<state_dir>/retrain/<name>-<env>/last-completed.json``: the newest completed run.
-
-    Kept beside the ledger because the ledger's history is capped (100 entries), which an
-    hourly drift job fills in four days, shorter than a weekly cooldown.
-    """
-    return config.state_dir / "retrain" / dep.key / "last-completed.json"
-
-
-def _last_completed(dep: Deployment, config: Config) -> dict | None:
-    """The newest completed retraining: from the ledger history or ``last-completed.json``."""
-    found = [last_retraining(Ledger(config.state_dir).get(dep.name, dep.env))]
-    try:
-        found.append(json.loads(_last_file(dep, config).read_text()))
-    except (OSError, ValueError):
-        pass
-    dated = [(_parse_time(e.get("time", "")), e) for e in found if isinstance(e, dict)]
-    dated = [(t, e) for t, e in dated if t is not None]
-    return max(dated, key=lambda te: te[0])[1] if dated else None
-
-
-def _record(dep: Deployment, config: Config, result: RetrainResult) -> None:
-    extra = {
-        k: v
-        for k, v in result.to_dict().items()
-        if k
-        in (
-            "reason",
-            "metric",
-            "candidate_score",
-            "live_score",
-            "branch",
-            "commit",
-            "sha256",
-            "model_uri",
-            "log",
-        )
-        and v not in ("", None)
-    }
-    entry = status.retraining_result(
-        Ledger(config.state_dir), dep, result.status, result.message, **extra
-    )
-    if result.status in COMPLETED:
-        last = _last_file(dep, config)
-        last.parent.mkdir(parents=True, exist_ok=True)
-        tmp = last.with_suffix(".tmp")
-        tmp.write_text(json.dumps(entry, indent=2) + "\n")
-        os.replace(tmp, last)
 
 
 def run_retraining(
@@ -166,6 +107,7 @@ def run_retraining(
     training_data: str | None = None,
     force: bool = False,
     now: datetime | None = None,
+    last: dict | None = None,
 ) -> RetrainResult:
     """Retrain one deployment's model and propose it on a new Git branch when not worse.
 
@@ -178,27 +120,29 @@ def run_retraining(
         training_data: a Parquet/CSV path passed as ``MODELOPS_TRAINING_DATA``.
         force: ignore the cooldown.
         now: the current time (for the cooldown; default now, UTC).
+        last: the newest completed retraining (a ``retrain`` history entry: ``time``,
+            ``result``...), read by the flow; ``None`` means no cooldown applies.
 
     Returns:
         A :class:`RetrainResult` (``proposed``, ``rejected``, ``unchanged`` or
-        ``skipped``), also recorded in the ledger history (action ``retrain``).
+        ``skipped``); nothing is written to the ledger
+        (:func:`reconciler.flow.monitor.retrain` records it).
 
     Raises:
         ModelopsError: (exit 2) a ``reason`` that :func:`check_reason` refuses; nothing is
-            run or recorded.
+            run.
         RetrainError: (exit 2) no command or holdout, not a Git repository, the command
             fails, hangs past its time-out or produces no model, the holdout or a model
-            cannot be read, the edited spec does not validate; recorded as ``failed``;
-            nothing is committed.
+            cannot be read, the edited spec does not validate; ``result`` is the
+            ``failed`` run; nothing is committed.
     """
-    reason = check_reason(reason)  # before anything is recorded
+    reason = check_reason(reason)  # before anything runs
     started = time.perf_counter()
     now = (now or datetime.now(UTC)).astimezone(UTC)
     result = RetrainResult(name=dep.name, env=dep.env, status="failed", reason=reason)
     try:
         cooldown = float(dep.get("spec.retraining.cooldown_hours", DEFAULT_COOLDOWN_HOURS))
-        last = _last_completed(dep, config)
-        when = _parse_time(last.get("time", "")) if last else None
+        when = parse_time(last.get("time", "")) if last else None
         if not force and when and now - when < timedelta(hours=cooldown):
             result.status = "skipped"
             result.message = (
@@ -206,17 +150,14 @@ def run_retraining(
                 f"than spec.retraining.cooldown_hours ({cooldown:g} h) ago; next allowed "
                 f"after {(when + timedelta(hours=cooldown)).isoformat()} (or use --force)"
             )
-            _record(dep, config, result)
             return result
         _retrain(dep, config, result, reason, repo, training_data, now)
     except ModelopsError as exc:
         result.status = "failed"
         result.message = exc.message
         result.seconds = round(time.perf_counter() - started, 3)
-        _record(dep, config, result)
         raise RetrainError(exc.message, result) from None
     result.seconds = round(time.perf_counter() - started, 3)
-    _record(dep, config, result)
     return result
 
 

@@ -1,7 +1,7 @@
 """The one status writer: every change to a ledger record goes through these functions.
 
 Engines and jobs return values (:class:`~reconciler.engine.base.ApplyResult`, a drift
-summary, a retraining result); the flow and the jobs hand them to a function here, which
+summary, a retraining result); the flow hands them to a function here, which
 writes the record once, with the right history entry (``docs/state.md``). A stalled
 deployment is marked by :func:`failed` (after ``config.stalled_after`` failures with the
 same inputs), a held one by :func:`rolled_back`.
