@@ -3,16 +3,14 @@
 The jobs (:mod:`reconciler.monitor.drift`, :mod:`reconciler.monitor.retrain`) return
 their result, or raise their failure, and write nothing to the ledger; these functions
 hand it to the one status writer (:mod:`reconciler.state.status`). For retraining they
-also read the last completed run (the cooldown) and keep ``last-completed.json``.
+also read the last completed run (the cooldown) and pass it to the job.
 Who records what: ``docs/state.md``; the jobs: ``docs/monitor.md``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
-from pathlib import Path
 
 import pandas as pd
 
@@ -101,7 +99,7 @@ def retrain(
     The job gets the newest completed retraining (:func:`last_completed`) for its
     cooldown. Every run, skipped and failed ones included, becomes a ``retrain`` history
     entry; a completed one (``proposed``, ``rejected``, ``unchanged``) is also written to
-    ``last-completed.json`` (:func:`last_file`). Arguments as ``run_retraining``.
+    ``last-completed.json`` (by the writer). Arguments as ``run_retraining``.
 
     Returns:
         The job's :class:`RetrainResult` (``proposed``, ``rejected``, ``unchanged`` or
@@ -142,20 +140,12 @@ def last_retraining(record: LedgerRecord | None) -> dict | None:
     return None
 
 
-def last_file(dep: Deployment, config: Config) -> Path:
-    """``<state_dir>/retrain/<name>-<env>/last-completed.json``: the newest completed run.
-
-    Kept beside the ledger because the ledger's history is capped (100 entries), which an
-    hourly drift job fills in four days, shorter than a weekly cooldown.
-    """
-    return config.state_dir / "retrain" / dep.key / "last-completed.json"
-
-
 def last_completed(dep: Deployment, config: Config) -> dict | None:
     """The newest completed retraining: from the ledger history or ``last-completed.json``."""
-    found = [last_retraining(Ledger(config.state_dir).get(dep.name, dep.env))]
+    ledger = Ledger(config.state_dir)
+    found = [last_retraining(ledger.get(dep.name, dep.env))]
     try:
-        found.append(json.loads(last_file(dep, config).read_text()))
+        found.append(json.loads(ledger.last_retraining_path(dep.name, dep.env).read_text()))
     except (OSError, ValueError):
         pass
     dated = [(parse_time(e.get("time", "")), e) for e in found if isinstance(e, dict)]
@@ -164,16 +154,15 @@ def last_completed(dep: Deployment, config: Config) -> dict | None:
 
 
 def _record_retraining(dep: Deployment, config: Config, result: RetrainResult) -> None:
-    """A ``retrain`` history entry; a completed run also replaces ``last-completed.json``."""
+    """A ``retrain`` history entry (a completed run also counts for the cooldown)."""
     extra = {
         k: v for k, v in result.to_dict().items() if k in RETRAIN_FIELDS and v not in ("", None)
     }
-    entry = status.retraining_result(
-        Ledger(config.state_dir), dep, result.status, result.message, **extra
+    status.retraining_result(
+        Ledger(config.state_dir),
+        dep,
+        result.status,
+        result.message,
+        completed=result.status in COMPLETED,
+        **extra,
     )
-    if result.status in COMPLETED:
-        last = last_file(dep, config)
-        last.parent.mkdir(parents=True, exist_ok=True)
-        tmp = last.with_suffix(".tmp")
-        tmp.write_text(json.dumps(entry, indent=2) + "\n")
-        os.replace(tmp, last)

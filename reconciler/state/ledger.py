@@ -333,6 +333,32 @@ class LedgerRecord:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def write_json_atomically(target: Path, doc: dict) -> None:
+    """Write ``doc`` as JSON to ``target``: temp file in the same directory, fsync, rename,
+    fsync of the directory. A crash leaves the old file or the new one, never half of one.
+
+    Raises:
+        OSError: the directory cannot be created or written (the temp file is removed).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class Ledger:
     """The set of ledger records under ``<state_dir>/ledger``.
 
@@ -376,25 +402,15 @@ class Ledger:
         return LedgerRecord.from_dict(data, str(path))
 
     def put(self, record: LedgerRecord) -> None:
-        """Write a record atomically: temp file in the same directory, fsync, rename."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        target = self.path(record.name, record.environment)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=self.dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(record.to_dict(), fh, indent=2, sort_keys=True)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-            dir_fd = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write a record atomically (:func:`write_json_atomically`)."""
+        write_json_atomically(self.path(record.name, record.environment), record.to_dict())
+
+    def last_retraining_path(self, name: str, env: str) -> Path:
+        """``<state_dir>/retrain/<name>-<env>/last-completed.json``: the newest completed
+        retraining run, kept beside the ledger because a record's history is capped (100
+        entries), which an hourly drift job fills in four days, shorter than a weekly
+        cooldown."""
+        return self.dir.parent / "retrain" / f"{name}-{env}" / "last-completed.json"
 
     def delete(self, name: str, env: str) -> bool:
         """Remove a record and its history; returns whether one existed.

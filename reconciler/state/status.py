@@ -12,7 +12,7 @@ from __future__ import annotations
 from reconciler.build.artifact import Artifact
 from reconciler.engine.base import ApplyResult
 from reconciler.spec.model import Deployment
-from reconciler.state.ledger import Ledger, LedgerRecord
+from reconciler.state.ledger import Ledger, LedgerRecord, write_json_atomically
 from reconciler.state.reasons import (
     APPLY,
     DESTROY,
@@ -251,7 +251,13 @@ def drift_result(ledger: Ledger, dep: Deployment, drift: dict, result: str, mess
 
 
 def retraining_result(
-    ledger: Ledger, dep: Deployment, result: str, message: str, **extra: object
+    ledger: Ledger,
+    dep: Deployment,
+    result: str,
+    message: str,
+    *,
+    completed: bool = False,
+    **extra: object,
 ) -> dict:
     """Record a retraining run as a ``retrain`` history entry; returns that entry.
 
@@ -259,9 +265,14 @@ def retraining_result(
         result: the run's status (``proposed``, ``rejected``, ``unchanged``, ``skipped``,
             ``failed``).
         message: one line for the history.
+        completed: the run completed (it counts for the cooldown): the entry also replaces
+            :meth:`Ledger.last_retraining_path`, which outlives the capped history.
         extra: more fields of the entry (``reason``, ``metric``, ``branch``...).
     """
     record = _job_record(ledger, dep)
     record.add_history(RETRAIN, record.lastAppliedRevision, result, message, **extra)
     ledger.put(record)
-    return record.history[-1]
+    entry = record.history[-1]
+    if completed:
+        write_json_atomically(ledger.last_retraining_path(dep.name, dep.env), entry)
+    return entry
