@@ -1,14 +1,16 @@
-"""Shared fixtures: a real spec repository in a temp dir, built from the bundled examples."""
+"""Shared fixtures: real spec repositories in temp dirs, built from the bundled examples.
+
+The builder is :func:`support.repo.make_repo`; the CLI helpers are in ``support.cli``;
+the served Bento shared by the read-only HTTP tests is in ``support.serving``.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-
-PROJECT = Path(__file__).resolve().parents[1]
+from support.repo import Repo, make_repo, relax
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
@@ -19,11 +21,11 @@ def spec_repo(tmp_path: Path) -> Path:
 
     Tests edit files here freely; the state directory is ``<repo>/.modelops``.
     """
-    root = tmp_path / "repo"
-    root.mkdir()
-    for name in ("specs", "examples", "policies"):
-        src = PROJECT / name
-        if src.exists():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "modelops.yaml").write_text("state_dir: .modelops\n")
-    return root
+    return make_repo(tmp_path / "repo").root
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Repo:
+    """A real Git repository: the fraud-detector spec (load test and SLO relaxed, see
+    :data:`support.repo.RELAXED`), examples/ and policies/, committed on ``main``."""
+    return make_repo(tmp_path / "repo", specs=["fraud-detector"], edit=relax, git=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import joblib
 import pytest
 import yaml
-from typer.testing import CliRunner
+from support.cli import invoke
 
 from reconciler.build import bento as bento_mod
 from reconciler.build.bento import (
@@ -194,31 +194,25 @@ def test_gc_keeps_newest_and_ledger_records(spec_repo):
 
 
 def test_modelops_build_command(spec_repo, monkeypatch):
-    from reconciler.cli import _load_commands, _state, app
-
-    _load_commands()
-    monkeypatch.chdir(spec_repo)
-    _state.update(root=None, state_dir=None, config=None)
-    runner = CliRunner()
-    result = runner.invoke(app, ["build", "--env", "staging", "--format", "json"])
-    assert result.exit_code == 0, result.output
+    monkeypatch.chdir(spec_repo)  # no --root: the repository is found from the cwd
+    result = invoke(None, "build", "--env", "staging", "--format", "json")
+    assert result.returncode == 0, result.output
     report = json.loads(result.stdout)
     statuses = {b["deployment"]: b["status"] for b in report["builds"]}
     assert statuses == {"diabetes-progression-staging": "built", "fraud-detector-staging": "built"}
-    again = runner.invoke(app, ["build", "--env", "staging", "--format", "json"])
+    again = invoke(None, "build", "--env", "staging", "--format", "json")
     assert {b["status"] for b in json.loads(again.stdout)["builds"]} == {"reused"}
 
     (spec_repo / "examples/diabetes/model.joblib").write_bytes(b"garbage")
-    bad = runner.invoke(app, ["build", "fraud-detector", "--env", "staging"])
-    assert bad.exit_code == 0, bad.output  # only the named target is built
-    text = runner.invoke(app, ["build", "diabetes-progression", "--env", "staging", "--image"])
-    assert text.exit_code == 1  # validation catches the digest mismatch before any build
+    bad = invoke(None, "build", "fraud-detector", "--env", "staging")
+    assert bad.returncode == 0, bad.output  # only the named target is built
+    text = invoke(None, "build", "diabetes-progression", "--env", "staging", "--image")
+    assert text.returncode == 1  # validation catches the digest mismatch before any build
     assert "examples/diabetes/model.joblib" in text.output
 
     edit_spec(spec_repo, "diabetes-progression", lambda d: d["spec"]["model"].pop("sha256"))
-    _state.update(config=None)
-    failed = runner.invoke(app, ["build", "--env", "staging"])
-    assert failed.exit_code == 2, failed.output  # the build failed; the other one still ran
+    failed = invoke(None, "build", "--env", "staging")
+    assert failed.returncode == 2, failed.output  # the build failed; the other one still ran
     assert "diabetes-progression-staging: failed" in failed.output
     assert "examples/diabetes/model.joblib: cannot be loaded as a sklearn model" in failed.output
     assert "fraud-detector-staging: reused" in failed.output

@@ -7,7 +7,6 @@ test no process of the test's BentoML home may be left running.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +17,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from support.serving import model_never_loads
+from support.repo import make_repo
+from support.serving import model_never_loads, servers_under
 
 from reconciler.build.artifact import Artifact
 from reconciler.build.serve import (
@@ -36,39 +36,13 @@ from reconciler.core.config import load_config
 from reconciler.core.diagnostics import EXIT_APPLY_FAILED
 from reconciler.spec.repo import load_all
 
-PROJECT = Path(__file__).resolve().parents[1]
-
-
-def make_repo(root: Path) -> Path:
-    """A spec repository in ``root`` with the project's specs and examples."""
-    root.mkdir(parents=True, exist_ok=True)
-    for name in ("specs", "examples"):
-        shutil.copytree(PROJECT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "modelops.yaml").write_text("state_dir: .modelops\n")
-    return root
-
-
-def servers_under(state_dir: Path) -> list[psutil.Process]:
-    """Live processes whose BENTOML_HOME is inside ``state_dir`` (ours, for this test)."""
-    home = str(state_dir / "bentoml")
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            if proc.environ().get("BENTOML_HOME") == home and proc.pid != os.getpid():
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
-            continue
-    return found
-
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """(config, deployment, artifact): the fraud-detector staging Bento, built for real."""
     from reconciler.build.bento import build
 
-    root = make_repo(tmp_path_factory.mktemp("serve") / "repo")
+    root = make_repo(tmp_path_factory.mktemp("serve") / "repo", policies=False).root
     config = load_config(root)
     dep = next(d for d in load_all(config, ["fraud-detector"], "staging").deployments)
     artifact = build(dep, config)
@@ -198,7 +172,7 @@ def test_stop_server_refuses_a_pid_that_is_not_a_bentoml_server():
 
 
 def test_start_server_without_a_tag_is_an_error(tmp_path):
-    config = load_config(make_repo(tmp_path / "repo"))
+    config = load_config(make_repo(tmp_path / "repo", policies=False).root)
     with pytest.raises(ServeError, match="has no bento tag"):
         start_server(Artifact(bento_tag="", digest=""), config)
     with pytest.raises(ServeError, match="not a TCP port"):

@@ -8,14 +8,14 @@ answers them all. The pure helpers are tested without a server.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from test_serve import make_repo, servers_under  # same directory (pytest rootdir)
+from support.cli import run_cli
+from support.repo import make_repo
+from support.serving import servers_under
 
 from reconciler.build.serve import free_port, start_server, stop_server
 from reconciler.build.smoke import (
@@ -140,7 +140,7 @@ def test_read_request_file_accepts_a_refusal_case_and_reports_bad_bytes(tmp_path
 
 
 def test_missing_request_file_fails_with_file_line_and_field(tmp_path):
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", policies=False).root
     (root / "examples/fraud/gone.json").write_text(json.dumps(BODY))
     config, dep = set_smoke(root, {"requests": [{"request": "examples/fraud/gone.json"}]})
     # validation reports a missing file; run_smoke must not crash when it goes afterwards
@@ -159,7 +159,7 @@ def test_missing_request_file_fails_with_file_line_and_field(tmp_path):
 
 
 def test_unreachable_server_is_a_failure_not_a_crash(tmp_path):
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", policies=False).root
     config, dep = set_smoke(root, {"request": "examples/fraud/request.json"})
     result = run_smoke(dep, config, f"http://127.0.0.1:{free_port()}")
     assert not result.passed
@@ -174,7 +174,7 @@ def served(tmp_path_factory):
     """(root, server handle) of the fraud Bento (built with max_latency_ms 2000)."""
     from reconciler.build.bento import build
 
-    root = make_repo(tmp_path_factory.mktemp("smoke") / "repo")
+    root = make_repo(tmp_path_factory.mktemp("smoke") / "repo", policies=False).root
     (root / "examples/fraud/bad_request.json").write_text('{"instances": [[1, 2, 3]]}')
     (root / "examples/fraud/two.json").write_text(json.dumps(BODY))
     config, dep = set_smoke(root, {"request": "examples/fraud/request.json"})
@@ -283,17 +283,8 @@ def test_slo_miss_fails_and_names_the_spec_line(served):
 # -- the command ------------------------------------------------------------------------
 
 
-def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_cli_smoke_unknown_deployment_is_a_usage_error(tmp_path):
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", policies=False).root
     proc = run_cli(root, "smoke", "no-such-model", "--env", "staging")
     assert proc.returncode == 2, proc.stderr
     assert "no-such-model" in proc.stderr
@@ -302,7 +293,7 @@ def test_cli_smoke_unknown_deployment_is_a_usage_error(tmp_path):
 
 @pytest.mark.slow
 def test_cli_smoke_text_reports_each_case_once_and_counts_them(tmp_path):
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", policies=False).root
     (root / "examples/fraud/bad_request.json").write_text('{"instances": [[1, 2, 3]]}')
     (root / "examples/fraud/two.json").write_text(json.dumps(BODY))
     cases = [
@@ -331,7 +322,7 @@ def test_cli_smoke_text_reports_each_case_once_and_counts_them(tmp_path):
 
 @pytest.mark.slow
 def test_cli_smoke_reports_slo_miss_with_exit_1_and_stops_the_server(tmp_path):
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", policies=False).root
     set_smoke(root, {"request": "examples/fraud/request.json"}, slo_ms=0.001)
     args = ("smoke", "fraud-detector", "--env", "staging", "-n", "10", "-c", "2")
     proc = run_cli(root, *args, "--format", "json")

@@ -3,33 +3,25 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
-
-def run(root, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+from support.cli import run_cli
 
 
 def test_destroy_in_a_protected_environment_needs_the_flag(spec_repo):
-    proc = run(spec_repo, "destroy", "--env", "prod", "fraud-detector")
+    proc = run_cli(spec_repo, "destroy", "--env", "prod", "fraud-detector")
     assert proc.returncode == 2
     assert "prod is a protected environment" in proc.stderr
     assert "--allow-destroy-protected" in proc.stderr
-    proc = run(spec_repo, "destroy", "--env", "prdo", "fraud-detector")
+    proc = run_cli(spec_repo, "destroy", "--env", "prdo", "fraud-detector")
     assert proc.returncode == 2 and "unknown environment 'prdo'" in proc.stderr
 
 
 def test_bad_paths_and_formats_are_usage_errors(spec_repo):
     (spec_repo / "afile").write_text("x")
-    proc = run(spec_repo, "render", "--env", "prod", "--out", str(spec_repo / "afile"))
+    proc = run_cli(spec_repo, "render", "--env", "prod", "--out", str(spec_repo / "afile"))
     assert proc.returncode == 2
     assert "error: Not a directory" in proc.stderr and "internal error" not in proc.stderr
-    proc = run(spec_repo, "status", "--format", "xml")
+    proc = run_cli(spec_repo, "status", "--format", "xml")
     assert proc.returncode == 2 and "unknown format 'xml'" in proc.stderr
 
 
@@ -38,7 +30,7 @@ def test_unknown_commit_is_a_clean_git_error(spec_repo):
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "specs"], check=True)
-    proc = run(spec_repo, "plan", "--env", "prod", "--base", "0" * 40)
+    proc = run_cli(spec_repo, "plan", "--env", "prod", "--base", "0" * 40)
     assert proc.returncode == 2
     assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
     assert "0000000000" in proc.stderr

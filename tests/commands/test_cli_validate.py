@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-
-def run(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from support.cli import run_cli
 
 
 def test_clean_examples_exit_0(spec_repo):
-    proc = run(spec_repo, "validate")
+    proc = run_cli(spec_repo, "validate")
     assert proc.returncode == 0, proc.stderr
     assert "3 spec(s), 6 deployment(s) checked: ok" in proc.stdout
 
@@ -26,7 +15,7 @@ def test_each_bad_input_is_one_line_with_file_line_field(spec_repo):
     specs = spec_repo / "specs"
     (specs / "broken-syntax.yaml").write_text("apiVersion: modelops/v1alpha1\nkind: [\n")
     (specs / "dup.yaml").write_text("apiVersion: a\napiVersion: b\n")
-    proc = run(spec_repo, "validate")
+    proc = run_cli(spec_repo, "validate")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("specs/")]
@@ -35,33 +24,33 @@ def test_each_bad_input_is_one_line_with_file_line_field(spec_repo):
 
 
 def test_paths_and_names_select_specs(spec_repo):
-    proc = run(spec_repo, "validate", "fraud-detector")
+    proc = run_cli(spec_repo, "validate", "fraud-detector")
     assert proc.returncode == 0
     assert "1 spec(s), 2 deployment(s)" in proc.stdout
-    proc = run(spec_repo, "validate", "no-such-spec")
+    proc = run_cli(spec_repo, "validate", "no-such-spec")
     assert proc.returncode == 2
     assert "no spec file or spec named no-such-spec" in proc.stderr
 
 
 def test_json_and_github_formats(spec_repo):
     (spec_repo / "specs" / "bad.yaml").write_text("kind: ModelDeployment\n")
-    proc = run(spec_repo, "validate", "--format", "github", "specs/bad.yaml")
+    proc = run_cli(spec_repo, "validate", "--format", "github", "specs/bad.yaml")
     assert proc.returncode == 1
     assert proc.stdout.startswith("::error file=specs/bad.yaml,line=1,col=1")
-    proc = run(spec_repo, "validate", "--format", "nope")
+    proc = run_cli(spec_repo, "validate", "--format", "nope")
     assert proc.returncode == 2
 
 
 def test_unknown_environment_is_a_usage_error(spec_repo):
-    proc = run(spec_repo, "validate", "--env", "qa")
+    proc = run_cli(spec_repo, "validate", "--env", "qa")
     assert proc.returncode == 2
     assert "unknown environment 'qa'" in proc.stderr
 
 
 def test_missing_root_or_specs_directory_is_a_usage_error(tmp_path):
-    proc = run(tmp_path / "nope", "validate")
+    proc = run_cli(tmp_path / "nope", "validate")
     assert proc.returncode == 2
     assert "no such directory" in proc.stderr
-    proc = run(tmp_path, "validate")
+    proc = run_cli(tmp_path, "validate")
     assert proc.returncode == 2
     assert "no specs directory specs/" in proc.stderr

@@ -6,43 +6,30 @@ the real policies and a real Bento build; the port is held by a socket this test
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
-import sys
 
 import pytest
-from test_serve import PROJECT, make_repo, servers_under  # same directory (pytest rootdir)
+from support.cli import run_cli
+from support.repo import make_repo, replace_in_file
+from support.serving import servers_under
 
 from reconciler.state.ledger import Ledger
 
 
 @pytest.mark.slow
 def test_apply_with_port_taken_exits_3_and_records_nothing(tmp_path):
-    root = make_repo(tmp_path / "repo")
-    shutil.copytree(PROJECT / "policies", root / "policies")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        spec = root / "specs/fraud-detector.yaml"
-        spec.write_text(
-            spec.read_text().replace(
-                "target: {platform: local}", f"target: {{platform: local, port: {port}}}", 1
-            )
+        repo = make_repo(tmp_path / "repo", git=True)
+        root = repo.root
+        replace_in_file(
+            root / "specs/fraud-detector.yaml",
+            "target: {platform: local}",
+            f"target: {{platform: local, port: {port}}}",
         )
-        for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "specs"]):
-            subprocess.run(
-                ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-                cwd=root,
-                check=True,
-            )
-        proc = subprocess.run(
-            [sys.executable, "-m", "reconciler", "--root", str(root)]
-            + ["apply", "--env", "staging", "fraud-detector"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        repo.commit("specs")
+        proc = run_cli(root, "apply", "--env", "staging", "fraud-detector")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 3, out
     assert "Traceback" not in out

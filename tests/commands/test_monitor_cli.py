@@ -7,10 +7,9 @@ from pathlib import Path
 
 import git
 import pandas as pd
-import pytest
-from test_monitor_support import make_repo, reference, set_line
+from support.cli import invoke
+from support.monitor import fraud_repo, reference, set_line
 
-from reconciler.cli import main
 from reconciler.monitor.traffic import shifted
 from reconciler.state.ledger import Ledger
 
@@ -20,22 +19,13 @@ COPY_LIVE = (
 )
 
 
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
-
-
-def test_drift_exits_1_and_triggers_retraining(tmp_path: Path, capsys) -> None:
-    root = make_repo(tmp_path, lambda t: set_line(t, "command:", COPY_LIVE))
+def test_drift_exits_1_and_triggers_retraining(tmp_path: Path) -> None:
+    root = fraud_repo(tmp_path, lambda t: set_line(t, "command:", COPY_LIVE))
     current = root / "current.csv"
     big = shifted(pd.concat([reference()] * 3, ignore_index=True), seed=2)
     big.to_csv(current, index=False)
-    code, out, err = _run(
-        capsys,
-        "--root",
-        str(root),
+    code, out, err = invoke(
+        root,
         "monitor",
         "run",
         "fraud-detector",
@@ -67,14 +57,12 @@ def test_drift_exits_1_and_triggers_retraining(tmp_path: Path, capsys) -> None:
     assert [h["action"] for h in record.history] == ["monitor", "retrain"]
 
 
-def test_no_drift_exits_0_with_a_table(tmp_path: Path, capsys) -> None:
-    root = make_repo(tmp_path)
+def test_no_drift_exits_0_with_a_table(tmp_path: Path) -> None:
+    root = fraud_repo(tmp_path)
     current = root / "current.parquet"
     reference().to_parquet(current)
-    code, out, err = _run(
-        capsys,
-        "--root",
-        str(root),
+    code, out, err = invoke(
+        root,
         "monitor",
         "run",
         "fraud-detector",
@@ -88,23 +76,19 @@ def test_no_drift_exits_0_with_a_table(tmp_path: Path, capsys) -> None:
     assert "mean_radius" in out and "report: .modelops/drift/" in out
 
 
-def test_bad_input_exits_2_without_traceback(tmp_path: Path, capsys) -> None:
-    root = make_repo(tmp_path)
-    code, out, err = _run(
-        capsys, "--root", str(root), "monitor", "run", "fraud-detector", "--env", "staging"
-    )
+def test_bad_input_exits_2_without_traceback(tmp_path: Path) -> None:
+    root = fraud_repo(tmp_path)
+    code, out, err = invoke(root, "monitor", "run", "fraud-detector", "--env", "staging")
     assert code == 2
     assert "error: specs/fraud-detector.yaml:" in err and "empty window" in err
     assert "Traceback" not in err + out
 
 
-def test_retrain_failure_exits_2(tmp_path: Path, capsys) -> None:
-    root = make_repo(
+def test_retrain_failure_exits_2(tmp_path: Path) -> None:
+    root = fraud_repo(
         tmp_path, lambda t: set_line(t, "command:", 'command: ["python", "-c", "pass"]')
     )
-    code, out, err = _run(
-        capsys, "--root", str(root), "retrain", "fraud-detector", "--env", "staging"
-    )
+    code, out, err = invoke(root, "retrain", "fraud-detector", "--env", "staging")
     assert code == 2
     assert "error: the retraining command produced no model" in err
     assert [h.name for h in git.Repo(root).heads] == ["main"]

@@ -3,49 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-
-class Result:
-    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def cli(root: Path, *args: str) -> Result:
-    """Run the console entry point in-process (``reconciler.cli.main``), as the script does."""
-    import contextlib
-    import io
-
-    from reconciler.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(["--root", str(root), *args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return Result(code, out.getvalue(), err.getvalue())
-
-
-def script(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run the real console script in a subprocess (exit codes as a shell sees them)."""
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from support.cli import invoke, run_cli
+from support.repo import replace_in_file
 
 
 def test_examples_pass_exit_0_and_sarif_file(spec_repo):
-    proc = cli(spec_repo, "policy", "check")
+    proc = invoke(spec_repo, "policy", "check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "6 deployment(s)" in proc.stdout and ": passed" in proc.stdout
     out = spec_repo / "policy.sarif"
-    proc = cli(spec_repo, "policy", "check", "--env", "prod", "-f", "sarif", "-o", str(out))
+    proc = invoke(spec_repo, "policy", "check", "--env", "prod", "-f", "sarif", "-o", str(out))
     assert proc.returncode == 0
     assert json.loads(out.read_text())["runs"][0]["results"] == []
 
@@ -55,7 +23,7 @@ def test_blocking_finding_exits_1_with_annotation(spec_repo):
     path.write_text(
         path.read_text().replace("    prod: {}\n", "    prod:\n      exposure: {public: true}\n")
     )
-    proc = cli(spec_repo, "policy", "check", "diabetes-progression", "-f", "github")
+    proc = invoke(spec_repo, "policy", "check", "diabetes-progression", "-f", "github")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     line = next(ln for ln in proc.stdout.splitlines() if "MDL-001" in ln)
     lineno = path.read_text().splitlines().index("      exposure: {public: true}") + 1
@@ -64,18 +32,18 @@ def test_blocking_finding_exits_1_with_annotation(spec_repo):
 
 
 def test_usage_errors_exit_2(spec_repo):
-    proc = script(spec_repo, "policy", "check", "-f", "yaml")
+    proc = run_cli(spec_repo, "policy", "check", "-f", "yaml")
     assert proc.returncode == 2 and "valid formats" in proc.stderr
-    proc = cli(spec_repo, "policy", "check", "--env", "moon")
+    proc = invoke(spec_repo, "policy", "check", "--env", "moon")
     assert proc.returncode == 2 and "unknown environment" in proc.stderr
-    proc = cli(spec_repo, "policy", "check", "no-such-spec")
+    proc = invoke(spec_repo, "policy", "check", "no-such-spec")
     assert proc.returncode == 2
 
 
 def test_invalid_spec_and_broken_policy_block(spec_repo):
     (spec_repo / "specs" / "bad.yaml").write_text("apiVersion: modelops/v1alpha1\nkind: [\n")
     (spec_repo / "policies" / "broken.rego").write_text("package modelops.broken\n")
-    proc = cli(spec_repo, "policy", "check", "-f", "json")
+    proc = invoke(spec_repo, "policy", "check", "-f", "json")
     assert proc.returncode == 1
     doc = json.loads(proc.stdout)
     assert doc["spec_problems"][0]["file"] == "specs/bad.yaml"
@@ -98,24 +66,22 @@ def test_report_matrix_and_expiring_waivers(spec_repo):
         "    reason: canary controller next sprint\n    approver: sec@example.com\n"
         f"    ticket: SEC-9\n    expires: {soon}\n"
     )
-    proc = cli(spec_repo, "policy", "report", "--env", "prod")
+    proc = invoke(spec_repo, "policy", "report", "--env", "prod")
     assert proc.returncode == 0, proc.stderr
     row = next(ln for ln in proc.stdout.splitlines() if ln.startswith("MDL-011"))
     assert "WAIVED" in row and "pass" in row
     assert "Waivers expiring within 30 days" in proc.stdout
     assert f"MDL-011 on fraud-detector (prod): expires {soon}" in proc.stdout
-    md = cli(spec_repo, "policy", "report", "--env", "prod", "-f", "markdown").stdout
+    md = invoke(spec_repo, "policy", "report", "--env", "prod", "-f", "markdown").stdout
     assert "| `MDL-011` Progressive rollout in production | low | " in md
-    assert cli(spec_repo, "policy", "report", "-f", "sarif").returncode == 2
+    assert invoke(spec_repo, "policy", "report", "-f", "sarif").returncode == 2
 
 
 def test_report_lists_specs_it_could_not_check_apart_from_library_problems(spec_repo):
-    from test_gitops_support import replace_in_file
-
     replace_in_file(
         spec_repo / "specs" / "fraud-detector.yaml", "cost-center: cc-1234", "cost-center: 1234"
     )
-    proc = cli(spec_repo, "policy", "report", "--env", "prod")
+    proc = invoke(spec_repo, "policy", "report", "--env", "prod")
     out = proc.stdout
     assert "Specs that could not be checked (not in the matrix): 1" in out, out
     assert "specs/fraud-detector.yaml" in out.split("could not be checked")[1]
@@ -127,13 +93,13 @@ def test_a_policy_that_does_not_compile_is_one_line_not_one_per_deployment(spec_
     once ("... and N more"); JSON keeps one result per deployment, and the counts too."""
     rego = spec_repo / "policies" / "public_tls.rego"
     rego.write_text(rego.read_text().replace("tls != true", "tls != = true"))
-    text = cli(spec_repo, "policy", "check", "--env", "prod").stdout
+    text = invoke(spec_repo, "policy", "check", "--env", "prod").stdout
     lines = [ln for ln in text.splitlines() if "[MDL-023]" in ln and "does not compile" in ln]
     assert len(lines) == 2, text  # the policy file, and the deployments once
     assert any("and 2 more)" in ln for ln in lines), lines
     assert "4 error(s)" in text.splitlines()[-1]  # the library problem + 3 deployments
-    github = cli(spec_repo, "policy", "check", "--env", "prod", "-f", "github").stdout
+    github = invoke(spec_repo, "policy", "check", "--env", "prod", "-f", "github").stdout
     assert sum("MDL-023" in ln and "does not compile" in ln for ln in github.splitlines()) == 2
-    doc = json.loads(cli(spec_repo, "policy", "check", "--env", "prod", "-f", "json").stdout)
+    doc = json.loads(invoke(spec_repo, "policy", "check", "--env", "prod", "-f", "json").stdout)
     errors = [r for r in doc["results"] if r["policy"] == "MDL-023" and r["status"] == "error"]
     assert len(errors) == 3

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from support.serving import model_never_loads
-from test_serve import make_repo, servers_under  # same directory (pytest rootdir)
+from support.repo import make_repo
+from support.serving import model_never_loads, servers_under
 
 from reconciler.build.serve import ServeError, free_port
 from reconciler.core.config import load_config
@@ -50,7 +50,7 @@ def deployment(config):
 
 @pytest.fixture
 def repo(tmp_path):
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", policies=False).root
     edit(root, LOAD_LINE, "load: {requests: 40, concurrency: 2}")
     edit(root, SLO_LINE, "slo: {p99_latency_ms: 5000}")
     # BentoML sheds (503) requests that wait longer than max_latency_ms; 20 ms is too
@@ -220,7 +220,7 @@ def test_not_ready_in_time_stops_the_server_and_records_nothing(repo):
 def test_health_of_a_record_without_a_server(tmp_path):
     from reconciler.state.ledger import LedgerRecord
 
-    config = load_config(make_repo(tmp_path / "repo"))
+    config = load_config(make_repo(tmp_path / "repo", policies=False).root)
     engine = LocalEngine(config)
     assert engine.health(LedgerRecord("x", "dev")) == "NotRunning: process ? exited"
     rec = LedgerRecord("x", "dev", outputs={"pid": 999_999_999, "url": "http://127.0.0.1:9"})

@@ -10,11 +10,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 import yaml
-from typer.testing import CliRunner
+from support.cli import invoke
 
-from reconciler import cli
 from reconciler.core.config import load_config
-from reconciler.core.diagnostics import ModelopsError
 from reconciler.engine import render as render_mod
 from reconciler.engine.render import (
     LOCAL_TYPE,
@@ -25,13 +23,6 @@ from reconciler.engine.render import (
     render,
 )
 from reconciler.spec.repo import load_all
-
-runner = CliRunner()
-
-
-def run_cli(root: Path, *args: str):
-    cli._load_commands()
-    return runner.invoke(cli.app, ["--root", str(root), *args])
 
 
 def all_deployments(root: Path):
@@ -155,8 +146,8 @@ def test_duplicate_resource_names_are_an_error(spec_repo, monkeypatch):
 
 def test_render_command_writes_state_and_manifests(spec_repo, tmp_path):
     out = tmp_path / "out"
-    result = run_cli(spec_repo, "render", "--env", "prod", "--out", str(out))
-    assert result.exit_code == 0, result.output
+    result = invoke(spec_repo, "render", "--env", "prod", "--out", str(out))
+    assert result.returncode == 0, result.output
     assert "rendered offline" in result.output
     dirs = sorted(p.name for p in out.iterdir())
     assert dirs == [
@@ -175,8 +166,8 @@ def test_render_command_writes_state_and_manifests(spec_repo, tmp_path):
 
 
 def test_render_command_yaml_to_stdout(spec_repo):
-    result = run_cli(spec_repo, "render", "--env", "staging", "--format", "yaml", "fraud-detector")
-    assert result.exit_code == 0, result.output
+    result = invoke(spec_repo, "render", "--env", "staging", "--format", "yaml", "fraud-detector")
+    assert result.returncode == 0, result.output
     docs = yaml.safe_load(result.stdout)
     assert docs[0]["deployment"] == "fraud-detector-staging"
 
@@ -224,8 +215,8 @@ def test_bad_values_fail_validation_before_render(spec_repo, tmp_path, name, cha
     assert diag.position.file == f"specs/{name}.yaml" and diag.position.line > 0
     assert not result.deployments
     out = tmp_path / "out"
-    cmd = run_cli(spec_repo, "render", "--env", "prod", "--out", str(out))
-    assert cmd.exit_code == 1
+    cmd = invoke(spec_repo, "render", "--env", "prod", "--out", str(out))
+    assert cmd.returncode == 1
     assert f"specs/{name}.yaml:{diag.position.line}" in cmd.output
     assert not out.exists()
 
@@ -233,14 +224,13 @@ def test_bad_values_fail_validation_before_render(spec_repo, tmp_path, name, cha
 def test_render_command_reports_unrenderable_deployments(spec_repo, tmp_path):
     _break(spec_repo, "fraud-detector", lambda d: d["spec"]["exposure"].update(public=True))
     out = tmp_path / "out"
-    cmd = run_cli(spec_repo, "render", "--env", "prod", "--out", str(out))
-    assert cmd.exit_code == 1
+    cmd = invoke(spec_repo, "render", "--env", "prod", "--out", str(out))
+    assert cmd.returncode == 1
     assert "specs/fraud-detector.yaml:" in cmd.output and "spec.exposure.public" in cmd.output
     assert not out.exists()
 
 
 def test_render_command_rejects_unknown_format(spec_repo):
-    cmd = run_cli(spec_repo, "render", "--env", "prod", "--format", "toml")
-    # CliRunner calls the Typer app directly; cli.main() turns this error into exit 2.
-    assert isinstance(cmd.exception, ModelopsError) and cmd.exception.exit_code == 2
-    assert "valid formats: json, yaml" in cmd.exception.message
+    cmd = invoke(spec_repo, "render", "--env", "prod", "--format", "toml")
+    assert cmd.returncode == 2
+    assert "error: " in cmd.stderr and "valid formats: json, yaml" in cmd.stderr

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_gitops_support import replace_in_file as _edit
-from typer.testing import CliRunner
+from support.cli import invoke
+from support.repo import PROJECT
+from support.repo import replace_in_file as _edit
 
-from reconciler import cli
 from reconciler.core.config import load_config
 from reconciler.engine.render import RenderError, render
 from reconciler.spec.repo import load_all
@@ -26,7 +26,6 @@ from stacks.common import (
     secret_source,
 )
 
-PROJECT = Path(__file__).resolve().parents[1]
 LEAK = "sk_live_51Hx9TOPSECRETvalue"
 FRAUD_REF = (
     "aws-secretsmanager:arn:aws:secretsmanager:eu-west-1:123456789012:secret:feature-store-token"
@@ -92,11 +91,8 @@ def test_kubernetes_annotation_and_files_never_carry_a_literal_secret(spec_repo,
     }
 
     out = tmp_path / "rendered"
-    cli._load_commands()
-    result = CliRunner().invoke(
-        cli.app, ["--root", str(spec_repo), "render", "--env", "prod", "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
+    result = invoke(spec_repo, "render", "--env", "prod", "--out", str(out))
+    assert result.returncode == 0, result.output
     assert LEAK not in result.output
     files = [p for p in out.rglob("*") if p.is_file()]
     assert files

@@ -10,7 +10,7 @@ the fraud example (platform kubernetes) is used, so nothing is deployed here.
 from __future__ import annotations
 
 import pytest
-from test_gitops_support import example_repo, invoke
+from support.cli import invoke
 
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import ModelopsError
@@ -52,11 +52,11 @@ def _untrack(repo, *paths: str) -> None:
         "examples/fraud/request.json",  # spec.serving.smoke.request
     ],
 )
-def test_untracked_file_that_apply_reads_is_dirty(tmp_path, capsys, path):
-    repo = example_repo(tmp_path)
+def test_untracked_file_that_apply_reads_is_dirty(git_repo, path):
+    repo = git_repo
     _untrack(repo, path)
     assert f"?? {path}" in repo.git.git.status("--short", "--untracked-files=all")
-    code, _, err = invoke(capsys, repo.root, "apply", "--env", "prod")
+    code, _, err = invoke(repo.root, "apply", "--env", "prod")
     assert code == 2, err
     assert "uncommitted changes that apply would deploy" in err
     assert f"untracked (never committed): {path}" in err
@@ -64,17 +64,17 @@ def test_untracked_file_that_apply_reads_is_dirty(tmp_path, capsys, path):
     assert Ledger(load_config(repo.root).state_dir).all() == []
 
 
-def test_new_untracked_spec_is_dirty(tmp_path, capsys):
-    repo = example_repo(tmp_path)
+def test_new_untracked_spec_is_dirty(git_repo):
+    repo = git_repo
     text = (repo.root / "specs/fraud-detector.yaml").read_text()
     repo.write("specs/fraud-copy.yaml", text.replace("name: fraud-detector", "name: fraud-copy"))
-    code, _, err = invoke(capsys, repo.root, "apply", "--env", "prod")
+    code, _, err = invoke(repo.root, "apply", "--env", "prod")
     assert code == 2, err
     assert "untracked (never committed): specs/fraud-copy.yaml" in err
 
 
-def test_changed_and_untracked_are_listed_apart(tmp_path):
-    repo = example_repo(tmp_path)
+def test_changed_and_untracked_are_listed_apart(git_repo):
+    repo = git_repo
     _untrack(repo, "modelops.yaml")
     spec = repo.root / "specs/fraud-detector.yaml"
     spec.write_text(spec.read_text().replace("min_replicas: 3}", "min_replicas: 4}"))
@@ -86,8 +86,8 @@ def test_changed_and_untracked_are_listed_apart(tmp_path):
     )
 
 
-def test_other_untracked_files_do_not_count(tmp_path, no_pulumi_past_dirty_check):
-    repo = example_repo(tmp_path)
+def test_other_untracked_files_do_not_count(git_repo, no_pulumi_past_dirty_check):
+    repo = git_repo
     # the state directory must not count even when .gitignore does not exclude it
     repo.write(".gitignore", "")
     repo.commit("no .gitignore entries")
@@ -103,8 +103,8 @@ def test_other_untracked_files_do_not_count(tmp_path, no_pulumi_past_dirty_check
         pipeline.apply(config, "prod", allow_dirty=False)
 
 
-def test_allow_dirty_records_untracked_files(tmp_path):
-    repo = example_repo(tmp_path)
+def test_allow_dirty_records_untracked_files(git_repo):
+    repo = git_repo
     _untrack(repo, "examples/fraud/request.json")
     config = load_config(repo.root)
     deployments = load_all(config, None, "prod").deployments

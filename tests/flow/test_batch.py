@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
-
-
-def run(root, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+from support.cli import run_cli
 
 
 def test_scores_holdout_with_the_real_model(spec_repo):
     out = spec_repo / "out" / "scores.parquet"
-    proc = run(
+    proc = run_cli(
         spec_repo, "batch", "fraud-detector", "--env", "prod",
         "--input", "examples/fraud/holdout.parquet", "--output", "out/scores.parquet",
     )  # fmt: skip
@@ -45,7 +34,7 @@ def test_scores_holdout_with_the_real_model(spec_repo):
     ],
 )
 def test_bad_input_is_a_clear_error(spec_repo, args, needle):
-    proc = run(spec_repo, "batch", "fraud-detector", "--env", "prod", *args)
+    proc = run_cli(spec_repo, "batch", "fraud-detector", "--env", "prod", *args)
     assert proc.returncode == 2
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -54,7 +43,7 @@ def test_bad_input_is_a_clear_error(spec_repo, args, needle):
 def test_tampered_model_is_not_loaded(spec_repo):
     model = spec_repo / "examples/fraud/model.joblib"
     model.write_bytes(model.read_bytes() + b"x")
-    proc = run(
+    proc = run_cli(
         spec_repo, "batch", "fraud-detector", "--env", "prod",
         "--input", "examples/fraud/holdout.parquet", "--output", "o.csv",
     )  # fmt: skip

@@ -9,7 +9,8 @@ import json
 
 import psutil
 import pytest
-from test_gitops_support import example_repo, invoke
+from support.cli import invoke
+from support.repo import make_repo
 
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import ModelopsError
@@ -29,8 +30,8 @@ def _broken_spec(repo) -> None:
 
 
 @pytest.fixture
-def apply_repo(tmp_path):
-    repo = example_repo(tmp_path)
+def apply_repo(git_repo):
+    repo = git_repo
     _broken_spec(repo)
     repo.commit("add a deployment whose model cannot load")
     yield repo
@@ -40,13 +41,13 @@ def apply_repo(tmp_path):
 
 
 @pytest.mark.slow
-def test_partial_failure_then_no_op_then_stalled(apply_repo, capsys):
+def test_partial_failure_then_no_op_then_stalled(apply_repo):
     repo = apply_repo
     config = load_config(repo.root)
     ledger = Ledger(config.state_dir)
     rev = repo.git.head.commit.hexsha
 
-    code, out, err = invoke(capsys, repo.root, "apply", "--env", "staging")
+    code, out, err = invoke(repo.root, "apply", "--env", "staging")
     assert code == 3, out + err
     assert "error: broken-scorer-staging:" in err and "model.joblib" in err
     assert "fraud-detector-staging" in out and "applied" in out, out + err
@@ -79,7 +80,7 @@ def test_partial_failure_then_no_op_then_stalled(apply_repo, capsys):
     assert stalled.status == "stalled" and "consecutive failed applies" in stalled.message
     assert report.exit_code == 3
     assert len(ledger.get("broken-scorer", "staging").history) == len(bad.history)
-    code, out, _ = invoke(capsys, repo.root, "status", "--env", "staging", "-f", "json")
+    code, out, _ = invoke(repo.root, "status", "--env", "staging", "-f", "json")
     rows = {r["deployment"]: r for r in json.loads(out)}
     assert "consecutive failed" in rows["broken-scorer-staging"]["stalled"]
     assert rows["fraud-detector-staging"]["health"] == "Healthy"
@@ -100,8 +101,8 @@ def test_partial_failure_then_no_op_then_stalled(apply_repo, capsys):
 
 
 @pytest.mark.slow
-def test_rollback_reapplies_the_old_spec_and_holds_it(tmp_path, capsys):
-    repo = example_repo(tmp_path)
+def test_rollback_reapplies_the_old_spec_and_holds_it(git_repo):
+    repo = git_repo
     config = load_config(repo.root)
     ledger = Ledger(config.state_dir)
     c1 = repo.git.head.commit.hexsha
@@ -116,7 +117,7 @@ def test_rollback_reapplies_the_old_spec_and_holds_it(tmp_path, capsys):
         tag_c2 = rec.artifact["bento_tag"]
 
         code, out, err = invoke(
-            capsys, repo.root, "rollback", "fraud-detector", "--env", "staging", "--to", c1
+            repo.root, "rollback", "fraud-detector", "--env", "staging", "--to", c1
         )
         assert code == 0, out + err
         assert f"git revert {c2[:12]}" in out and "batching: 600 ms" in out
@@ -131,7 +132,7 @@ def test_rollback_reapplies_the_old_spec_and_holds_it(tmp_path, capsys):
         report = pipeline.apply(config, "staging")
         assert [o.status for o in report.outcomes] == ["held"] and report.exit_code == 0
         assert ledger.get("fraud-detector", "staging").lastAppliedRevision == c1
-        code, out, _ = invoke(capsys, repo.root, "history", "fraud-detector", "--env", "staging")
+        code, out, _ = invoke(repo.root, "history", "fraud-detector", "--env", "staging")
         assert code == 0 and "rollback" in out and c1[:12] in out
 
         # reverting in Git makes Git and the ledger agree: nothing to do, hold lifted
@@ -143,19 +144,19 @@ def test_rollback_reapplies_the_old_spec_and_holds_it(tmp_path, capsys):
         pipeline.destroy(config, "staging", [])
 
 
-def test_rollback_to_a_revision_without_the_spec(tmp_path):
-    repo = example_repo(tmp_path)
+def test_rollback_to_a_revision_without_the_spec(git_repo):
+    repo = git_repo
     with pytest.raises(ModelopsError, match="no spec named 'nobody'"):
         pipeline.rollback(load_config(repo.root), "nobody", "staging", "HEAD")
     with pytest.raises(ModelopsError, match="does not exist"):
         pipeline.rollback(load_config(repo.root), "fraud-detector", "staging", "deadbeef")
 
 
-def test_dirty_tree_on_apply_is_refused(tmp_path, capsys):
-    repo = example_repo(tmp_path)
+def test_dirty_tree_on_apply_is_refused(git_repo):
+    repo = git_repo
     path = repo.root / "specs/fraud-detector.yaml"
     path.write_text(path.read_text().replace("min_replicas: 3}", "min_replicas: 4}"))
-    code, _, err = invoke(capsys, repo.root, "apply", "--env", "prod")
+    code, _, err = invoke(repo.root, "apply", "--env", "prod")
     assert code == 2
     assert "uncommitted changes" in err and "specs/fraud-detector.yaml" in err
     assert "Nothing was applied" in err
@@ -169,8 +170,9 @@ def _orphan(config, name: str, env: str, applied: bool = False) -> None:
     Ledger(config.state_dir).put(rec)
 
 
-def test_prune_protected_and_mass_delete_guards(tmp_path, capsys):
-    repo = example_repo(tmp_path, keep=())  # no specs at all: every record is an orphan
+def test_prune_protected_and_mass_delete_guards(tmp_path):
+    # no specs at all: every record is an orphan
+    repo = make_repo(tmp_path / "repo", specs=(), git=True)
     config = load_config(repo.root)
     for name in ("a", "b", "c"):
         _orphan(config, name, "dev")
@@ -185,7 +187,7 @@ def test_prune_protected_and_mass_delete_guards(tmp_path, capsys):
         pipeline.apply(config, "dev", prune=True)
     assert len(ledger.all()) == 4
 
-    code, out, err = invoke(capsys, repo.root, "apply", "--env", "prod", "--prune")
+    code, out, err = invoke(repo.root, "apply", "--env", "prod", "--prune")
     assert code == 0 and "protected" in out and "--allow-destroy-protected" in out
     assert ledger.get("p", "prod") is not None
 
@@ -207,7 +209,7 @@ def test_prune_protected_and_mass_delete_guards(tmp_path, capsys):
 
 
 def test_apply_base_only_touches_changed_specs_and_lists_deleted_ones(tmp_path):
-    repo = example_repo(tmp_path, keep=())
+    repo = make_repo(tmp_path / "repo", specs=(), git=True)
     config = load_config(repo.root)
     repo.write("notes.txt", "x\n")
     base = repo.commit("notes")
@@ -235,19 +237,19 @@ def test_apply_base_only_touches_changed_specs_and_lists_deleted_ones(tmp_path):
     assert pipeline.apply(config, "dev", base=base).outcomes == []
 
 
-def test_destroy_keeps_the_history_status_hides_it_history_shows_it(tmp_path, capsys):
+def test_destroy_keeps_the_history_status_hides_it_history_shows_it(git_repo):
     """`modelops destroy` on a real repository: the record stays, marked destroyed.
 
     The record is a local one whose server is gone (no pid), so no server is needed;
     test_apply_destroy_apply_continues_the_history does it with a real server.
     """
-    repo = example_repo(tmp_path)
+    repo = git_repo
     config = load_config(repo.root)
     ledger = Ledger(config.state_dir)
     _orphan(config, "fraud-detector", "staging", applied=True)
     head = repo.git.head.commit.hexsha
 
-    code, out, err = invoke(capsys, repo.root, "destroy", "--env", "staging", "fraud-detector")
+    code, out, err = invoke(repo.root, "destroy", "--env", "staging", "fraud-detector")
     assert code == 0, out + err
     assert "fraud-detector-staging" in out and "destroyed" in out
     rec = ledger.get("fraud-detector", "staging")
@@ -257,32 +259,30 @@ def test_destroy_keeps_the_history_status_hides_it_history_shows_it(tmp_path, ca
         ("destroy", head),
     ]
 
-    code, out, _ = invoke(capsys, repo.root, "status", "--env", "staging", "-f", "json")
+    code, out, _ = invoke(repo.root, "status", "--env", "staging", "-f", "json")
     assert code == 0 and json.loads(out) == []
-    code, out, _ = invoke(capsys, repo.root, "status")
+    code, out, _ = invoke(repo.root, "status")
     assert "no deployments recorded" in out and "destroyed" in out
     assert "fraud-detector-staging" in out
 
-    code, out, _ = invoke(capsys, repo.root, "history", "fraud-detector", "--env", "staging")
+    code, out, _ = invoke(repo.root, "history", "fraud-detector", "--env", "staging")
     assert code == 0 and "destroy" in out and "apply" in out and "DESTROYED at" in out
-    code, out, _ = invoke(
-        capsys, repo.root, "history", "fraud-detector", "--env", "staging", "-f", "json"
-    )
+    code, out, _ = invoke(repo.root, "history", "fraud-detector", "--env", "staging", "-f", "json")
     data = json.loads(out)
     assert [e["action"] for e in data["history"]] == ["destroy", "apply"]  # newest first
     assert data["destroyed"]["revision"] == head and data["lastAppliedRevision"] == ""
 
     # destroying it again says when it was destroyed, and changes nothing
     before = ledger.path("fraud-detector", "staging").read_bytes()
-    code, _, err = invoke(capsys, repo.root, "destroy", "--env", "staging", "fraud-detector")
+    code, _, err = invoke(repo.root, "destroy", "--env", "staging", "fraud-detector")
     assert code == 2 and "already destroyed" in err and rec.destroyed["actor"] in err
     assert ledger.path("fraud-detector", "staging").read_bytes() == before
     # "everything in staging" finds nothing live
     assert pipeline.destroy(config, "staging", []).outcomes == []
 
 
-def test_failed_teardown_keeps_the_record_live_and_records_the_attempt(tmp_path, monkeypatch):
-    repo = example_repo(tmp_path)
+def test_failed_teardown_keeps_the_record_live_and_records_the_attempt(git_repo, monkeypatch):
+    repo = git_repo
     config = load_config(repo.root)
     ledger = Ledger(config.state_dir)
     rec = LedgerRecord("fraud-detector", "prod", platform="kubernetes")
@@ -310,9 +310,9 @@ def test_failed_teardown_keeps_the_record_live_and_records_the_attempt(tmp_path,
 
 
 @pytest.mark.slow
-def test_apply_destroy_apply_continues_the_history(tmp_path, capsys):
+def test_apply_destroy_apply_continues_the_history(git_repo):
     """A real server: destroyed (stopped, history kept), then applied again."""
-    repo = example_repo(tmp_path)
+    repo = git_repo
     config = load_config(repo.root)
     ledger = Ledger(config.state_dir)
     rev = repo.git.head.commit.hexsha
@@ -322,13 +322,13 @@ def test_apply_destroy_apply_continues_the_history(tmp_path, capsys):
         first = ledger.get("fraud-detector", "staging")
         pid = first.outputs["pid"]
 
-        code, out, err = invoke(capsys, repo.root, "destroy", "--env", "staging", "--yes")
+        code, out, err = invoke(repo.root, "destroy", "--env", "staging", "--yes")
         assert code == 0, out + err
         rec = ledger.get("fraud-detector", "staging")
         assert rec.destroyed["lastAppliedRevision"] == rev and rec.outputs == {}
         assert rec.destroyed["artifact"] == first.artifact["bento_tag"]
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
-        code, out, _ = invoke(capsys, repo.root, "status", "--env", "staging", "-f", "json")
+        code, out, _ = invoke(repo.root, "status", "--env", "staging", "-f", "json")
         assert json.loads(out) == []
         # the offline plan sees nothing live: it would create the deployment again
         plan = pipeline.plan(config, "staging")
@@ -344,11 +344,11 @@ def test_apply_destroy_apply_continues_the_history(tmp_path, capsys):
             ("destroy", "succeeded"),
             ("apply", "succeeded"),
         ]
-        code, out, _ = invoke(capsys, repo.root, "status", "--env", "staging", "-f", "json")
+        code, out, _ = invoke(repo.root, "status", "--env", "staging", "-f", "json")
         (row,) = json.loads(out)
         assert row["deployment"] == "fraud-detector-staging" and row["health"] == "Healthy"
         code, out, _ = invoke(
-            capsys, repo.root, "history", "fraud-detector", "--env", "staging", "-f", "json"
+            repo.root, "history", "fraud-detector", "--env", "staging", "-f", "json"
         )
         assert [e["action"] for e in json.loads(out)["history"]] == ["apply", "destroy", "apply"]
     finally:
@@ -374,8 +374,8 @@ class FakePulumiEngine:
 
 
 @pytest.mark.slow
-def test_engine_that_records_failures_is_counted_once_and_stalls(tmp_path, monkeypatch):
-    repo = example_repo(tmp_path)
+def test_engine_that_records_failures_is_counted_once_and_stalls(git_repo, monkeypatch):
+    repo = git_repo
     config = load_config(repo.root)
     monkeypatch.setattr(pipeline, "_require_pulumi", lambda platforms, env: None)
     monkeypatch.setattr(

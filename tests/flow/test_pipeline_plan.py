@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_gitops_support import example_repo, invoke
+from support.cli import invoke
 
 from reconciler.core.config import load_config
 from reconciler.flow import pipeline
@@ -13,8 +13,8 @@ from reconciler.report.pr_comment import MARKER, render_pr_comment
 
 
 @pytest.fixture
-def repo(tmp_path):
-    return example_repo(tmp_path)
+def repo(git_repo):
+    return git_repo
 
 
 def _edit(repo, rel: str, old: str, new: str) -> None:
@@ -24,12 +24,12 @@ def _edit(repo, rel: str, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def test_one_line_change_plans_one_update_markdown_and_json(repo, capsys):
+def test_one_line_change_plans_one_update_markdown_and_json(repo):
     base = repo.git.head.commit.hexsha
     _edit(repo, "specs/fraud-detector.yaml", "min_replicas: 3}", "min_replicas: 4}")
     head = repo.commit("prod: 4 replicas")
     code, md, err = invoke(
-        capsys, repo.root, "plan", "--base", base, "--head", head, "--env", "prod", "-f", "markdown"
+        repo.root, "plan", "--base", base, "--head", head, "--env", "prod", "-f", "markdown"
     )
     assert code == 0, err
     assert md.startswith(MARKER) and "ready to merge" in md
@@ -39,7 +39,7 @@ def test_one_line_change_plans_one_update_markdown_and_json(repo, capsys):
     assert "**Policy:**" in md and "passed" in md
     assert "**Model:** unchanged" in md
     code, out, _ = invoke(
-        capsys, repo.root, "plan", "--base", base, "--head", head, "--env", "prod", "-f", "json"
+        repo.root, "plan", "--base", base, "--head", head, "--env", "prod", "-f", "json"
     )
     data = json.loads(out)
     (outcome,) = data["outcomes"]
@@ -50,9 +50,7 @@ def test_one_line_change_plans_one_update_markdown_and_json(repo, capsys):
     ]
     assert data["changes"]["base"] == base and data["exit_code"] == 0
     # text: the same plan for a terminal
-    code, out, _ = invoke(
-        capsys, repo.root, "plan", "--base", base, "--head", head, "--env", "prod"
-    )
+    code, out, _ = invoke(repo.root, "plan", "--base", base, "--head", head, "--env", "prod")
     assert code == 0 and "modified  specs/fraud-detector.yaml" in out and "3 → 4" in out
 
 
@@ -134,18 +132,16 @@ def test_duplicate_name_in_a_pull_request_blocks(repo):
     assert "specs/fraud-detector.yaml" in dup.message
 
 
-def test_nothing_affected(repo, capsys):
+def test_nothing_affected(repo):
     base = repo.git.head.commit.hexsha
     repo.write("README.md", "docs\n")
     head = repo.commit("docs only")
-    code, md, _ = invoke(
-        capsys, repo.root, "plan", "--base", base, "--head", head, "-f", "markdown"
-    )
+    code, md, _ = invoke(repo.root, "plan", "--base", base, "--head", head, "-f", "markdown")
     assert code == 0 and "No deployment is affected by this change." in md
 
 
-def test_bad_base_is_a_usage_error(repo, capsys):
-    code, _, err = invoke(capsys, repo.root, "plan", "--base", "nope", "--env", "prod")
+def test_bad_base_is_a_usage_error(repo):
+    code, _, err = invoke(repo.root, "plan", "--base", "nope", "--env", "prod")
     assert code == 2 and "revision 'nope' does not exist" in err and "Traceback" not in err
 
 
@@ -162,13 +158,13 @@ def test_comment_stays_under_the_limit_and_says_what_was_cut(repo):
     assert "`fraud-detector-" in small.split("Cut to stay under")[1]
 
 
-def test_findings_become_annotations_inside_github_actions(repo, capsys, monkeypatch):
+def test_findings_become_annotations_inside_github_actions(repo, monkeypatch):
     base = repo.git.head.commit.hexsha
     repo.write("specs/copy.yaml", (repo.root / "specs/fraud-detector.yaml").read_text())
     head = repo.commit("copy")
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     code, md, err = invoke(
-        capsys, repo.root, "plan", "--base", base, "--head", head, "--env", "prod", "-f", "markdown"
+        repo.root, "plan", "--base", base, "--head", head, "--env", "prod", "-f", "markdown"
     )
     assert code == 1 and md.startswith(MARKER)
     assert "::error file=specs/copy.yaml,line=5,col=" in err

@@ -13,8 +13,9 @@ import datetime as dt
 import json
 
 import pytest
-from test_gitops_support import example_repo, invoke, replace_in_file
-from test_pr_comment_escaping import HOSTILE, TEAM, _assert_safe, _visible_text
+from support.cli import invoke
+from support.markdown import HOSTILE, TEAM, assert_safe, visible_text
+from support.repo import replace_in_file
 
 from reconciler.core.config import load_config
 from reconciler.flow import pipeline
@@ -27,8 +28,8 @@ NON_ROOT = "policies/run_as_non_root.rego"
 
 
 @pytest.fixture
-def repo(tmp_path):
-    return example_repo(tmp_path)
+def repo(git_repo):
+    return git_repo
 
 
 def _edit(repo, rel: str, old: str, new: str) -> None:
@@ -48,7 +49,7 @@ def _plan(repo, base, head, env="prod"):
     return pipeline.plan(load_config(repo.root), env, base=base, head=head)
 
 
-def test_a_pr_loosening_policies_is_checked_against_the_base_policies(repo, capsys):
+def test_a_pr_loosening_policies_is_checked_against_the_base_policies(repo):
     """The trial's case: MDL-018 disabled, min_production_replicas 1, min_replicas 1."""
     base = repo.git.head.commit.hexsha
     _edit(repo, NON_ROOT, "enforcement: mandatory", "enforcement: disabled")
@@ -79,7 +80,7 @@ def test_a_pr_loosening_policies_is_checked_against_the_base_policies(repo, caps
     }
 
     code, md, _ = invoke(
-        capsys, repo.root, "plan", "--base", base, "--head", head, "--env", "prod", "-f", "markdown"
+        repo.root, "plan", "--base", base, "--head", head, "--env", "prod", "-f", "markdown"
     )
     assert code == 1 and md.startswith(MARKER)
     assert "ready to merge" not in md and "❌ blocked: do not merge" in md
@@ -96,9 +97,7 @@ def test_a_pr_loosening_policies_is_checked_against_the_base_policies(repo, caps
     assert "`MDL-010` on `fraud-detector-prod` with the merge base's policy set" in blocking
     assert "**Policy** (base policy set): 2 failing" in md
 
-    code, out, err = invoke(
-        capsys, repo.root, "plan", "--base", base, "--head", head, "--env", "prod"
-    )
+    code, out, err = invoke(repo.root, "plan", "--base", base, "--head", head, "--env", "prod")
     assert code == 1
     assert "Policy changes (needs security review" in out
     assert "MDL-018 (policies/run_as_non_root.rego): enforcement mandatory → disabled" in out
@@ -107,7 +106,7 @@ def test_a_pr_loosening_policies_is_checked_against_the_base_policies(repo, caps
     assert "blocking policy results" in err
 
     code, out, _ = invoke(
-        capsys, repo.root, "plan", "--base", base, "--head", head, "--env", "prod", "-f", "json"
+        repo.root, "plan", "--base", base, "--head", head, "--env", "prod", "-f", "json"
     )
     data = json.loads(out)
     assert code == 1 and data["needs_security_review"] is True and data["blocked"] is True
@@ -117,7 +116,7 @@ def test_a_pr_loosening_policies_is_checked_against_the_base_policies(repo, caps
     assert data["policy_with_pr_changes"]["summary"]["fail"] == 0
 
 
-def test_a_policy_change_alone_needs_security_review_and_is_not_ready_to_merge(repo, capsys):
+def test_a_policy_change_alone_needs_security_review_and_is_not_ready_to_merge(repo):
     base = repo.git.head.commit.hexsha
     rego = "policies/prod_monitoring.rego"
     _edit(repo, rego, "{staging: advisory, dev: disabled}", "{staging: disabled, dev: disabled}")
@@ -139,7 +138,7 @@ def test_a_policy_change_alone_needs_security_review_and_is_not_ready_to_merge(r
     assert "⚠️ needs security review: this change modifies the policy set" in md
     assert "enforcement in staging `advisory` → `disabled`" in md
     assert "**Rego source changed:**" in md and "- in `MDL-018`" in md
-    code, out, _ = invoke(capsys, repo.root, "plan", "--base", base, "--head", head)
+    code, out, _ = invoke(repo.root, "plan", "--base", base, "--head", head)
     assert code == 0
     assert "nothing blocks the merge; needs security review (policy changes)" in out
     assert "Rego source changed" in out
@@ -299,11 +298,11 @@ def test_hostile_values_in_the_policy_changes_section_are_escaped(repo):
     head = repo.commit("hostile policy changes")
     report = _plan(repo, base, head)
     md = render_pr_comment(report)
-    tokens = _assert_safe(md, details=md.count("<details><summary>"))
+    tokens = assert_safe(md, details=md.count("<details><summary>"))
     section = md[md.index("### 🔐 Policy changes") :]
     assert "**Organisation settings changed:**" in section and "**Waivers added:**" in section
     codes = [t.content for t in tokens if t.type == "code_inline"]
     assert HOSTILE in codes  # the setting's value, the waiver's reason, the old title: intact
-    text = _visible_text(tokens)
+    text = visible_text(tokens)
     assert f"@{escape.ZWJ}org/security-team" not in text  # the approver is in code
     assert TEAM in codes

@@ -15,7 +15,8 @@ import json
 from dataclasses import replace
 
 import pytest
-from test_gitops_support import example_repo, invoke, replace_in_file
+from support.cli import invoke
+from support.repo import replace_in_file
 
 from reconciler.build.bento import build_digest, build_inputs
 from reconciler.core.config import load_config
@@ -26,8 +27,8 @@ SPEC = "specs/fraud-detector.yaml"
 
 
 @pytest.fixture
-def repo(tmp_path):
-    return example_repo(tmp_path)
+def repo(git_repo):
+    return git_repo
 
 
 def _edit(repo, old: str, new: str, rel: str = SPEC) -> None:
@@ -42,7 +43,7 @@ def _serving_change(repo) -> tuple[str, str]:
     return base, repo.commit("more workers, access log, longer batching window")
 
 
-def test_serving_only_change_shows_the_fields_and_a_new_bento(repo, capsys):
+def test_serving_only_change_shows_the_fields_and_a_new_bento(repo):
     base, head = _serving_change(repo)
     report = pipeline.plan(load_config(repo.root), "prod", base=base, head=head)
     (outcome,) = report.outcomes
@@ -57,7 +58,7 @@ def test_serving_only_change_shows_the_fields_and_a_new_bento(repo, capsys):
     assert spec["decided_by"] == "build inputs"
 
     code, md, _ = invoke(
-        capsys, repo.root, "plan", "--base", base, "--head", head, "--env", "prod", "-f", "markdown"
+        repo.root, "plan", "--base", base, "--head", head, "--env", "prod", "-f", "markdown"
     )
     assert code == 0
     assert "no infrastructure change" not in md
@@ -68,9 +69,7 @@ def test_serving_only_change_shows_the_fields_and_a_new_bento(repo, capsys):
     assert "🔁 new Bento: the service will be rebuilt and rolled out" in md
     assert "spec changed: 1, new Bentos: 1" in md
 
-    code, out, _ = invoke(
-        capsys, repo.root, "plan", "--base", base, "--head", head, "--env", "prod"
-    )
+    code, out, _ = invoke(repo.root, "plan", "--base", base, "--head", head, "--env", "prod")
     assert code == 0
     assert "fraud-detector-prod: no changes" not in out
     assert "spec: spec.serving.workers: 2 → 8" in out
@@ -78,7 +77,7 @@ def test_serving_only_change_shows_the_fields_and_a_new_bento(repo, capsys):
     assert "new Bentos: 1" in out
 
     code, out, _ = invoke(
-        capsys, repo.root, "plan", "--base", base, "--head", head, "--env", "prod", "-f", "json"
+        repo.root, "plan", "--base", base, "--head", head, "--env", "prod", "-f", "json"
     )
     (data,) = json.loads(out)["outcomes"]
     assert data["spec_diff"]["rebuild"] is True and len(data["spec_diff"]["fields"]) == 3
@@ -179,26 +178,26 @@ def test_without_build_inputs_the_verdict_comes_from_the_spec_fields(repo, tmp_p
     assert diff["rebuild"] is True
 
 
-def test_text_plan_prints_the_plan_then_the_delete_guard(repo, capsys):
+def test_text_plan_prints_the_plan_then_the_delete_guard(repo):
     base = repo.git.head.commit.hexsha
     repo.rm(SPEC)
     head = repo.commit("delete the only spec")
     args = ("plan", "--base", base, "--head", head, "--env", "prod")
-    code, out, err = invoke(capsys, repo.root, *args)
+    code, out, err = invoke(repo.root, *args)
     assert code == 1
     assert out.count("- delete  kubernetes:") == 8
     assert "0 to create, 0 to update, 0 to replace, 8 to delete" in out
     assert "blocks the merge" in out
     assert "error: this change deletes 1 of 1 deployment(s) in prod" in err
-    code_md, md, _ = invoke(capsys, repo.root, *args, "-f", "markdown")
-    code_json, js, _ = invoke(capsys, repo.root, *args, "-f", "json")
+    code_md, md, _ = invoke(repo.root, *args, "-f", "markdown")
+    code_json, js, _ = invoke(repo.root, *args, "-f", "json")
     assert code_md == code_json == 1
     assert md.count("- delete  kubernetes:") == 8 and "max_delete_share" in md
     data = json.loads(js)
     assert data["outcomes"][0]["plan"]["counts"]["delete"] == 8
     assert "max_delete_share" in data["guards"][0]
     # allowed: the same plan, exit 0, the guard as a note
-    code, out, err = invoke(capsys, repo.root, *args, "--allow-mass-delete")
+    code, out, err = invoke(repo.root, *args, "--allow-mass-delete")
     assert code == 0 and out.count("- delete  kubernetes:") == 8 and "error:" not in err
 
 

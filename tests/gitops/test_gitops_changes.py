@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from test_gitops_support import small_repo, small_spec
+from support.repo import small_repo, small_spec
 
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import ModelopsError

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
-from test_gitops_support import invoke
+from support.cli import invoke
+from support.repo import PROJECT
 
 from reconciler.core.config import load_config
 from reconciler.gitops.scaffold import TEMPLATES
 
-PROJECT = Path(__file__).resolve().parents[1]
 
-
-def test_init_scaffolds_a_spec_repository(tmp_path, capsys):
+def test_init_scaffolds_a_spec_repository(tmp_path):
     dest = tmp_path / "new-repo"
-    code, out, err = invoke(capsys, tmp_path, "init", str(dest), "--security-team", "@acme/appsec")
+    code, out, err = invoke(tmp_path, "init", str(dest), "--security-team", "@acme/appsec")
     assert code == 0, err
     for rel in (
         "modelops.yaml",
@@ -35,13 +32,13 @@ def test_init_scaffolds_a_spec_repository(tmp_path, capsys):
     assert config.protected_environments == ["prod"] and config.max_delete_share == 0.5
     # a second run keeps what is there
     (dest / "modelops.yaml").write_text("stalled_after: 5\n")
-    code, out, _ = invoke(capsys, tmp_path, "init", str(dest))
+    code, out, _ = invoke(tmp_path, "init", str(dest))
     assert code == 0 and "kept  modelops.yaml" in out
     assert (dest / "modelops.yaml").read_text() == "stalled_after: 5\n"
 
 
-def test_init_rejects_a_bad_team(tmp_path, capsys):
-    code, _, err = invoke(capsys, tmp_path, "init", str(tmp_path / "x"), "--security-team", "sec")
+def test_init_rejects_a_bad_team(tmp_path):
+    code, _, err = invoke(tmp_path, "init", str(tmp_path / "x"), "--security-team", "sec")
     assert code == 2 and "@acme/security" in err
 
 
@@ -65,11 +62,11 @@ def test_workflows_are_valid_yaml_and_the_examples_match_the_templates():
     assert "make test" in yaml.safe_dump(test["jobs"]["test"]["steps"])
 
 
-def test_init_runs_git_init_and_uses_one_placeholder(tmp_path, capsys):
+def test_init_runs_git_init_and_uses_one_placeholder(tmp_path):
     import git
 
     dest = tmp_path / "fresh"
-    code, out, err = invoke(capsys, tmp_path, "init", str(dest))
+    code, out, err = invoke(tmp_path, "init", str(dest))
     assert code == 0, err
     repo = git.Repo(dest)
     assert repo.active_branch.name == "main" and not repo.head.is_valid()  # nothing committed
@@ -80,7 +77,6 @@ def test_init_runs_git_init_and_uses_one_placeholder(tmp_path, capsys):
     assert "replace YOUR-ORG in .github/CODEOWNERS" in out
 
     code, out, _ = invoke(
-        capsys,
         tmp_path,
         "init",
         str(dest / "sub"),

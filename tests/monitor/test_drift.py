@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_monitor_support import (
+from support.monitor import (
     NOW,
     capture,
     deployment,
+    fraud_repo,
     holdout_features,
-    make_repo,
     record,
     reference,
     set_line,
@@ -31,7 +31,7 @@ KS = "drift: {threshold: 0.3, method: ks}"
 
 
 def test_shifted_capture_is_detected_and_recorded(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = fraud_repo(tmp_path)
     config, dep = deployment(root)
     requests = capture(root, shifted(reference(), seed=1))
 
@@ -58,7 +58,7 @@ def test_shifted_capture_is_detected_and_recorded(tmp_path: Path) -> None:
 def test_unshifted_holdout_parquet_capture_passes(tmp_path: Path) -> None:
     # the real holdout rows (same distribution), captured as Parquet; KS accounts for the
     # small sample (PSI on 143 rows is noisy, see the report)
-    root = make_repo(
+    root = fraud_repo(
         tmp_path,
         lambda t: set_line(
             set_line(t, "drift:", KS), "capture:", "capture: {sink: cap, format: parquet}"
@@ -102,7 +102,7 @@ def _fails(root: Path, match: str, **kwargs) -> None:
 
 
 def test_missing_reference(tmp_path: Path) -> None:
-    root = make_repo(
+    root = fraud_repo(
         tmp_path,
         lambda t: t.replace(
             "reference: examples/fraud/reference.parquet", "reference: examples/fraud/nope.parquet"
@@ -116,27 +116,27 @@ def test_missing_reference(tmp_path: Path) -> None:
 
 
 def test_unreadable_reference(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = fraud_repo(tmp_path)
     (root / "examples" / "fraud" / "reference.parquet").write_bytes(b"not parquet at all")
     write_lines(root, [record([[0.0] * 30])])
     _fails(root, r"spec.monitoring.reference: cannot read reference data")
 
 
 def test_reference_missing_columns(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = fraud_repo(tmp_path)
     ref = reference().drop(columns=["mean_radius", "worst_symmetry"])
     ref.to_parquet(root / "examples" / "fraud" / "reference.parquet")
     _fails(root, r"lacks 2 feature column\(s\).*mean_radius, worst_symmetry")
 
 
 def test_capture_with_missing_columns(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = fraud_repo(tmp_path)
     write_lines(root, [record([[1.0] * 30]), record([[1.0] * 29])])
     _fails(root, r"capture-1-1.jsonl:2: inputs\[0\] has 29 values; the model signature .* 30")
 
 
 def test_capture_with_wrong_types(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = fraud_repo(tmp_path)
     row = [1.0] * 30
     row[3] = "large"
     write_lines(root, [record([[1.0] * 30]), record([[1.0] * 30]), record([row])])
@@ -144,25 +144,25 @@ def test_capture_with_wrong_types(tmp_path: Path) -> None:
 
 
 def test_capture_not_json(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = fraud_repo(tmp_path)
     write_lines(root, [record([[1.0] * 30]), "{broken"])
     _fails(root, r"capture-1-1.jsonl:2: not a JSON object")
 
 
 def test_empty_window_no_files(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = fraud_repo(tmp_path)
     _fails(root, r"spec.monitoring.capture.sink: empty window: no captured traffic")
 
 
 def test_empty_window_only_old_records(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = fraud_repo(tmp_path)
     old = NOW - pd.Timedelta(hours=30)
     write_lines(root, [record([[1.0] * 30], when=old)], day=NOW.strftime("%Y-%m-%d"))
     _fails(root, r"empty window: 1 capture file\(s\) .* but no request timestamped")
 
 
 def test_current_frame_missing_columns(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = fraud_repo(tmp_path)
     _fails(
         root,
         r"current data lacks feature column\(s\) mean_radius",
@@ -171,7 +171,7 @@ def test_current_frame_missing_columns(tmp_path: Path) -> None:
 
 
 def test_s3_reference_says_it_is_not_reachable(tmp_path: Path) -> None:
-    root = make_repo(
+    root = fraud_repo(
         tmp_path,
         lambda t: t.replace(
             "reference: examples/fraud/reference.parquet", "reference: s3://bucket/ref.parquet"
@@ -181,7 +181,7 @@ def test_s3_reference_says_it_is_not_reachable(tmp_path: Path) -> None:
 
 
 def test_chisquare_on_numeric_features_is_refused(tmp_path: Path) -> None:
-    root = make_repo(tmp_path, lambda t: set_line(t, "drift:", "drift: {method: chisquare}"))
+    root = fraud_repo(tmp_path, lambda t: set_line(t, "drift:", "drift: {method: chisquare}"))
     _fails(
         root,
         r"spec.monitoring.drift.method: chisquare applies to categorical features",
@@ -192,7 +192,7 @@ def test_chisquare_on_numeric_features_is_refused(tmp_path: Path) -> None:
 def test_hashed_sensitive_feature_is_left_out(tmp_path: Path) -> None:
     # the runtime hashes spec.data.sensitive_fields in the capture (redact: hash); those
     # columns cannot be compared and are excluded, with a note
-    root = make_repo(
+    root = fraud_repo(
         tmp_path,
         lambda t: re.sub(r"sensitive_fields: \[[^\]]*\]", "sensitive_fields: [mean_radius]", t),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from support.monitor import deployment, fraud_repo
 
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.monitor.schedule import next_runs, schedules
@@ -37,9 +38,7 @@ def test_invalid_expressions_are_rejected(expr: str) -> None:
 
 
 def test_schedules_of_a_deployment(tmp_path) -> None:
-    from test_monitor_support import deployment, make_repo
-
-    _, dep = deployment(make_repo(tmp_path), "prod")
+    _, dep = deployment(fraud_repo(tmp_path), "prod")
     out = schedules(dep)
     assert sorted(out) == ["monitor", "retrain"]
     assert all(len(v) == 3 and v == sorted(v) for v in out.values())

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from test_monitor_support import reference
+from support.monitor import reference
 
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.monitor.traffic import SCALE, SHIFT_SD, send_traffic, shifted

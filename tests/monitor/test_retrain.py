@@ -9,7 +9,7 @@ from pathlib import Path
 
 import git
 import pytest
-from test_monitor_support import PROJECT, deployment, make_repo, set_line
+from support.monitor import PROJECT, deployment, fraud_repo, set_line
 
 from reconciler.monitor.retrain import RetrainError, run_retraining
 from reconciler.monitor.specedit import edit_scalars
@@ -47,7 +47,7 @@ def _untouched(root: Path, head: str, dirty: str) -> git.Repo:
 
 
 def test_better_candidate_is_committed_on_a_new_branch(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = fraud_repo(tmp_path)
     repo = git.Repo(root)
     head = repo.head.commit.hexsha
     spec_file = root / "specs" / "fraud-detector.yaml"
@@ -92,7 +92,7 @@ def test_better_candidate_is_committed_on_a_new_branch(tmp_path: Path) -> None:
 
 
 def test_worse_candidate_is_rejected_without_a_branch(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = fraud_repo(tmp_path)
     config, dep = deployment(root)
     res = run_retraining(dep, config, training_data=_training_data(tmp_path, n=40, random_state=5))
     assert res.status == "rejected"
@@ -105,7 +105,7 @@ def test_identical_model_is_not_proposed_and_starts_the_cooldown(tmp_path: Path)
         '["python", "-c", "import os, shutil; shutil.copy(\'examples/fraud/model.joblib\', '
         "os.environ['MODELOPS_OUTPUT_DIR'])\"]"
     )
-    root = make_repo(tmp_path, _command(copy))
+    root = fraud_repo(tmp_path, _command(copy))
     config, dep = deployment(root)
     res = run_retraining(dep, config)
     assert res.status == "unchanged" and res.sha256 == LIVE_SHA
@@ -144,7 +144,7 @@ def test_identical_model_is_not_proposed_and_starts_the_cooldown(tmp_path: Path)
 def test_command_failures_record_a_failed_run_and_commit_nothing(
     tmp_path: Path, argv: str, timeout: int, message: str
 ) -> None:
-    root = make_repo(tmp_path, _command(argv, timeout))
+    root = fraud_repo(tmp_path, _command(argv, timeout))
     head = git.Repo(root).head.commit.hexsha
     config, dep = deployment(root)
     with pytest.raises(RetrainError, match=message) as info:
@@ -160,7 +160,7 @@ def test_command_failures_record_a_failed_run_and_commit_nothing(
 
 
 def test_missing_holdout_is_a_clear_failure(tmp_path: Path) -> None:
-    root = make_repo(
+    root = fraud_repo(
         tmp_path,
         lambda t: t.replace(
             "holdout: examples/fraud/holdout.parquet", "holdout: examples/fraud/gone.parquet"
@@ -172,7 +172,7 @@ def test_missing_holdout_is_a_clear_failure(tmp_path: Path) -> None:
 
 
 def test_not_a_git_repository(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = fraud_repo(tmp_path)
     import shutil
 
     shutil.rmtree(root / ".git")
@@ -217,7 +217,7 @@ def test_spec_edit_keeps_comments_and_handles_overlays_and_insertion() -> None:
 def test_tampered_live_model_is_not_loaded(tmp_path: Path) -> None:
     from reconciler.monitor.drift import load_live_model
 
-    root = make_repo(tmp_path)
+    root = fraud_repo(tmp_path)
     config, dep = deployment(root)
     model = root / "examples" / "fraud" / "model.joblib"
     assert load_live_model(dep, config)[0] is not None

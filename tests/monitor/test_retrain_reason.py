@@ -1,6 +1,6 @@
 """``modelops retrain --reason``: what is refused (exit 2, nothing run or recorded), what is kept.
 
-Real Git repository with the fraud example (tests/test_monitor_support.make_repo) and the
+Real Git repository with the fraud example (support.monitor.fraud_repo) and the
 real entry point, as in tests/test_monitor_cli.py.
 """
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import git
 import pytest
-from test_monitor_support import make_repo, set_line
+from support.cli import invoke
+from support.monitor import fraud_repo, set_line
 
-from reconciler.cli import main
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.monitor.retrain import MAX_REASON_CHARS, check_reason
 from reconciler.state.ledger import Ledger
@@ -23,13 +23,6 @@ COPY_LIVE = (
     "os.environ['MODELOPS_OUTPUT_DIR'])\"]"
 )
 ALLOWED = f"give one line of printable text, 1-{MAX_REASON_CHARS} characters"
-
-
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
 
 
 @pytest.mark.parametrize(
@@ -49,12 +42,10 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
         ("x" * (MAX_REASON_CHARS + 1), f"--reason: {MAX_REASON_CHARS + 1} characters is too long"),
     ],
 )
-def test_bad_reason_exits_2_before_anything_runs(tmp_path: Path, capsys, reason, needle) -> None:
-    root = make_repo(tmp_path, lambda t: set_line(t, "command:", COPY_LIVE))
-    code, out, err = _run(
-        capsys,
-        "--root",
-        str(root),
+def test_bad_reason_exits_2_before_anything_runs(tmp_path: Path, reason, needle) -> None:
+    root = fraud_repo(tmp_path, lambda t: set_line(t, "command:", COPY_LIVE))
+    code, out, err = invoke(
+        root,
         "retrain",
         "fraud-detector",
         "--env",
@@ -71,13 +62,11 @@ def test_bad_reason_exits_2_before_anything_runs(tmp_path: Path, capsys, reason,
     assert [h.name for h in git.Repo(root).heads] == ["main"]
 
 
-def test_free_text_reason_is_recorded_trimmed(tmp_path: Path, capsys) -> None:
-    root = make_repo(tmp_path, lambda t: set_line(t, "command:", COPY_LIVE))
+def test_free_text_reason_is_recorded_trimmed(tmp_path: Path) -> None:
+    root = fraud_repo(tmp_path, lambda t: set_line(t, "command:", COPY_LIVE))
     reason = "ticket ML-123: Überprüfung nach Rückfrage (5% more chargebacks)"
-    code, out, err = _run(
-        capsys,
-        "--root",
-        str(root),
+    code, out, err = invoke(
+        root,
         "retrain",
         "fraud-detector",
         "--env",

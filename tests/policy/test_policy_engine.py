@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.repo import replace_in_file
 
 from reconciler.core.config import load_config
 from reconciler.policy import check_policies, load_library
@@ -454,8 +455,6 @@ def test_refused_input_is_an_error_at_its_field_in_the_overlay(spec_repo):
     prod overlay; validate warns about it) is an error of each policy that reads it,
     placed at the value's line. (A NUL character is refused the same way, but validate
     already rejects a spec that holds one.)"""
-    from test_gitops_support import replace_in_file
-
     spec = spec_repo / "specs" / "fraud-detector.yaml"
     quoted = "        registry: '\"registry.example.com/ml\"'"
     replace_in_file(

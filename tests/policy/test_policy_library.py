@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
+
+from support.repo import PROJECT
 
 from reconciler.policy import load_library, parse_policy
-
-PROJECT = Path(__file__).resolve().parents[1]
 
 GOOD = """# METADATA
 # title: A title

@@ -3,33 +3,17 @@ format of ``modelops policy check`` (no JSON quoting of the list, no escaped quo
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-from pathlib import Path
 
 import pytest
-from test_gitops_support import replace_in_file as _edit
+from support.cli import invoke
+from support.repo import replace_in_file as _edit
 
 ALLOWED_REGISTRIES = (
     "registry.example.com/, 123456789012.dkr.ecr.eu-west-1.amazonaws.com/, "
     "123456789012.dkr.ecr.us-east-1.amazonaws.com/"
 )
 EU_REGIONS = "eu-west-1, eu-west-3, eu-central-1, eu-north-1"
-
-
-def cli(root: Path, *args: str) -> tuple[int, str]:
-    """The console entry point in-process; (exit code, stdout)."""
-    from reconciler.cli import main
-
-    out = io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        try:
-            main(["--root", str(root), *args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue()
 
 
 CASES = [
@@ -56,18 +40,18 @@ def test_listed_settings_are_plain_text_in_text_json_and_markdown(
     spec_repo, name, old, new, pid, message
 ):
     _edit(spec_repo / "specs" / f"{name}.yaml", old, new)
-    code, text = cli(spec_repo, "policy", "check", name, "--env", "prod")
+    code, text, _ = invoke(spec_repo, "policy", "check", name, "--env", "prod")
     assert code == 1
     line = next(ln for ln in text.splitlines() if f"[{pid}]" in ln)
     assert message in line, line
     assert '"' not in line and "\\" not in line
 
-    code, out = cli(spec_repo, "policy", "check", name, "--env", "prod", "-f", "json")
+    code, out, _ = invoke(spec_repo, "policy", "check", name, "--env", "prod", "-f", "json")
     assert code == 1
     messages = [f["message"] for f in json.loads(out)["findings"] if f["code"] == pid]
     assert messages == [message]
 
-    code, md = cli(spec_repo, "policy", "check", name, "--env", "prod", "-f", "markdown")
+    code, md, _ = invoke(spec_repo, "policy", "check", name, "--env", "prod", "-f", "markdown")
     assert code == 1
     row = next(ln for ln in md.splitlines() if f"`{pid}`" in ln and "fail" in ln)
     assert message in row, row

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import copy
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.repo import PROJECT
 
 from reconciler.core.config import load_config
 from reconciler.policy import load_library
@@ -24,7 +24,6 @@ from reconciler.spec.loader import load_spec
 from reconciler.spec.model import Spec
 from reconciler.spec.resolve import resolve
 
-PROJECT = Path(__file__).resolve().parents[1]
 ORG = yaml.safe_load((PROJECT / "policies" / "organization.yaml").read_text())["organization"]
 SETTINGS = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -9,21 +9,20 @@ paths that policies read and at paths that they do not.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.policy import custom
+from support.repo import PROJECT
 
 from reconciler.core.config import load_config
 from reconciler.policy import load_library
 from reconciler.policy.engine import PolicyEngine
-from reconciler.policy.library import parse_policy
 from reconciler.policy.reads import input_reads, minimal, path_value_key, project
 from reconciler.spec.loader import load_spec
 from reconciler.spec.resolve import resolve
 
-PROJECT = Path(__file__).resolve().parents[1]
 ROOTS = {"organization"}
 
 
@@ -269,23 +268,6 @@ def test_reused_answers_equal_evaluating_everything(engines, prod_doc, edits):
     assert got == want
     assert reusing.stats["reused"] > before["reused"]  # inputs repeat: reuse happened
     assert plain.stats["reused"] == 0
-
-
-def custom(pid: str, package: str, body: str):
-    """A policy with complete metadata in package ``modelops.<package>`` (shared by the
-    adversarial tests)."""
-    source = (
-        "# METADATA\n"
-        f"# title: Test policy {pid}\n"
-        "# custom:\n"
-        f"#   id: {pid}\n"
-        "#   severity: high\n"
-        "#   enforcement: mandatory\n"
-        f"package modelops.{package}\n\n{body}\n"
-    )
-    policy = parse_policy(source, f"policies/{package.replace('.', '_')}.rego")
-    assert not policy.problems, policy.problems
-    return policy
 
 
 def test_whole_input_and_cross_package_policies_see_every_difference():

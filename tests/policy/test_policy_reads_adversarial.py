@@ -15,7 +15,7 @@ import json
 
 import pytest
 import regopy
-from test_policy_reads import custom
+from support.policy import custom
 
 from reconciler.policy.engine import PolicyEngine
 from reconciler.policy.reads import input_reads

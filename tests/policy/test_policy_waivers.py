@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from support.repo import PROJECT
 
 from reconciler.core.config import load_config
 from reconciler.policy import check_policies
@@ -245,9 +246,8 @@ def test_shipped_waivers_file_passes():
     from reconciler.policy import load_library
     from reconciler.policy.waivers import load_waivers
 
-    project = Path(__file__).resolve().parents[1]
-    pol = project / "policies"
-    library = load_library(pol, pol / "organization.yaml", project)
+    pol = PROJECT / "policies"
+    library = load_library(pol, pol / "organization.yaml", PROJECT)
     known = {p.id: p.waivable for p in library.policies if p.id}
-    waivers = load_waivers(pol / "waivers.yaml", project, known, dt.date.today())
+    waivers = load_waivers(pol / "waivers.yaml", PROJECT, known, dt.date.today())
     assert waivers.diagnostics == []

@@ -19,11 +19,10 @@ and smoke errors that would otherwise need a real build.
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 import pytest
-from markdown_it import MarkdownIt
-from test_gitops_support import example_repo, replace_in_file
+from support.markdown import HOSTILE, MENTION, TEAM, assert_safe, parse, raw_html, visible_text
+from support.repo import replace_in_file
 
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import Diagnostic, Position
@@ -35,58 +34,7 @@ from reconciler.report import escape, render_policy_report
 from reconciler.report.pr_comment import MARKER, render_pr_comment
 from reconciler.spec.repo import load_all
 
-TEAM = "@org/security-team"
-#: Closes <details>, injects an image with a script, pings a team, and carries a backtick
-#: run longer than the comment's own ``` fence.
-HOSTILE = f"</details><img src=x onerror=alert(1)> {TEAM} ```` x"
-MENTION = re.compile(r"(?<![A-Za-z0-9_])@[A-Za-z0-9]")
 SPEC = "specs/fraud-detector.yaml"
-
-
-def _md() -> MarkdownIt:
-    return MarkdownIt("commonmark", {"html": True}).enable("table")
-
-
-def _walk(tokens):
-    for tok in tokens:
-        yield tok
-        if tok.children:
-            yield from _walk(tok.children)
-
-
-def _parse(markdown: str) -> list:
-    return list(_walk(_md().parse(markdown)))
-
-
-def _raw_html(tokens) -> list[str]:
-    """Every raw HTML fragment that reaches the output (blocks and inline tags)."""
-    return [t.content.strip() for t in tokens if t.type in ("html_block", "html_inline")]
-
-
-def _visible_text(tokens) -> str:
-    """Text GitHub scans for mentions: inline text outside code spans and fences."""
-    return "\n".join(t.content for t in tokens if t.type == "text")
-
-
-def _assert_safe(markdown: str, *, details: int) -> list:
-    """The structural checks shared by every test; returns the parsed tokens."""
-    tokens = _parse(markdown)
-    html = _md().render(markdown)
-    raw = _raw_html(tokens)
-    assert "<img" not in html and "onerror" not in "".join(raw)
-    opened = [h for h in raw if h.startswith("<details>")]
-    closed = [h for h in raw if h == "</details>"]
-    assert len(opened) == len(closed) == details, raw
-    assert html.count("<details>") == html.count("</details>") == details
-    for fragment in raw:  # only the comment's own tags
-        assert re.fullmatch(
-            r"<!-- modelops-plan -->|<details><summary>[\w ()]+</summary>|</details>"
-            r"|<sub>|</sub>",
-            fragment,
-        ), fragment
-    text = _visible_text(tokens)
-    assert not MENTION.search(text), [m.group() for m in MENTION.finditer(text)]
-    return tokens
 
 
 def _edit(root, old: str, new: str) -> None:
@@ -94,8 +42,8 @@ def _edit(root, old: str, new: str) -> None:
 
 
 @pytest.fixture
-def repo(tmp_path):
-    return example_repo(tmp_path)
+def repo(git_repo):
+    return git_repo
 
 
 def test_hostile_values_in_plan_fields_model_rows_and_waivers(repo):
@@ -129,7 +77,7 @@ def test_hostile_values_in_plan_fields_model_rows_and_waivers(repo):
     assert report.exit_code == 0, [str(d) for d in report.diagnostics]
     md = render_pr_comment(report)
     assert md.startswith(MARKER) and md.count(MARKER) == 1
-    tokens = _assert_safe(md, details=1)
+    tokens = assert_safe(md, details=1)
 
     # the version, with its backticks, is one intact code span in the model table
     version = f"1.0`0 {HOSTILE}"
@@ -152,7 +100,7 @@ def test_hostile_values_in_plan_fields_model_rows_and_waivers(repo):
     # the waiver's approver is shown, readable, but notifies nobody
     waived = next(ln for ln in md.splitlines() if "waived until" in ln)
     assert TEAM not in waived and TEAM in waived.replace(escape.ZWJ, "")
-    assert f"@{escape.ZWJ}org/security-team" in _visible_text(tokens)
+    assert f"@{escape.ZWJ}org/security-team" in visible_text(tokens)
 
 
 def test_hostile_value_quoted_by_a_policy_message_and_a_spec_error(repo):
@@ -163,11 +111,11 @@ def test_hostile_value_quoted_by_a_policy_message_and_a_spec_error(repo):
     report = pipeline.plan(load_config(repo.root), "prod", base=base, head=head)
     assert report.exit_code == 1 and report.policy.blocking
     md = render_pr_comment(report)
-    tokens = _assert_safe(md, details=md.count("<details><summary>"))
+    tokens = assert_safe(md, details=md.count("<details><summary>"))
     blocking = md[md.index("### Blocking the merge") :].split("\n\n")[1]
     assert "is not from an allowed registry" in blocking
     # rendered, the message reads as the value itself (entities and escapes undone)
-    text = _visible_text(tokens).replace(escape.ZWJ, "")
+    text = visible_text(tokens).replace(escape.ZWJ, "")
     assert f"evil.example.org/{HOSTILE}" in text
 
     # a schema error quotes the value too (a label must match a pattern)
@@ -176,8 +124,8 @@ def test_hostile_value_quoted_by_a_policy_message_and_a_spec_error(repo):
     report = pipeline.plan(load_config(repo.root), "prod", base=head, head=head2)
     assert report.exit_code == 1 and report.spec_errors
     md = render_pr_comment(report)
-    tokens = _assert_safe(md, details=0)
-    assert HOSTILE in _visible_text(tokens).replace(escape.ZWJ, "")
+    tokens = assert_safe(md, details=0)
+    assert HOSTILE in visible_text(tokens).replace(escape.ZWJ, "")
 
 
 def _hand_report() -> RunReport:
@@ -214,7 +162,7 @@ def _hand_report() -> RunReport:
 
 def test_hand_built_report_with_hostile_build_smoke_guard_and_note_text():
     md = render_pr_comment(_hand_report())
-    tokens = _assert_safe(md, details=1)
+    tokens = assert_safe(md, details=1)
     codes = [t.content for t in tokens if t.type == "code_inline"]
     # code spans hold values with backticks and pipes intact (table cells included)
     assert "a`|`b.joblib" in codes and f"``` {HOSTILE} |" in codes
@@ -225,16 +173,16 @@ def test_hand_built_report_with_hostile_build_smoke_guard_and_note_text():
     # the one fence is longer than the longest backtick run of the plan (4, in HOSTILE)
     (fence,) = [t for t in tokens if t.type == "fence"]
     assert fence.markup == "`" * 5 and fence.content.count(HOSTILE.split(" ")[0]) == 30
-    text = _visible_text(tokens).replace(escape.ZWJ, "")
+    text = visible_text(tokens).replace(escape.ZWJ, "")
     for shown in (f"build error {HOSTILE}", f"smoke {HOSTILE}", f"guard {HOSTILE}"):
         assert shown in text
     assert f"note {HOSTILE}" in text  # inside <sub>, still text, still escaped
     assert "<sub>note &lt;/details&gt;&lt;img" in md
 
 
-def test_policy_markdown_report_with_hostile_message_and_waiver(tmp_path):
+def test_policy_markdown_report_with_hostile_message_and_waiver(git_repo):
     """``policy check -f markdown``: the findings table and How-to-fix keep their shape."""
-    repo = example_repo(tmp_path)
+    repo = git_repo
     _edit(repo.root, "registry: registry.example.com/ml", f"registry: 'evil.example.org/{HOSTILE}'")
     _edit(
         repo.root,
@@ -254,11 +202,11 @@ def test_policy_markdown_report_with_hostile_message_and_waiver(tmp_path):
     report = check_policies(config, loaded.deployments, today=today)
     assert report.blocking
     md = render_policy_report("markdown", report)
-    tokens = _assert_safe(md, details=1)
+    tokens = assert_safe(md, details=1)
     rows = [t for t in tokens if t.type == "tr_open"]
     cells = [t for t in tokens if t.type in ("th_open", "td_open")]
     assert len(rows) >= 3 and len(cells) == 5 * len(rows)
-    text = _visible_text(tokens).replace(escape.ZWJ, "")
+    text = visible_text(tokens).replace(escape.ZWJ, "")
     assert f"registry evil.example.org/{HOSTILE} is not from an allowed registry" in text
     assert f"waived by {TEAM}" in text
     assert f"waived by @{escape.ZWJ}org/security-team" in md
@@ -283,21 +231,21 @@ def test_policy_markdown_report_with_hostile_message_and_waiver(tmp_path):
 def test_text_and_code_render_as_the_value_itself(value):
     """Round trip through a CommonMark renderer: what is shown is the value (one line)."""
     flat = escape.one_line(value)
-    tokens = _parse(escape.text(value))
-    assert not _raw_html(tokens)
+    tokens = parse(escape.text(value))
+    assert not raw_html(tokens)
     assert not any(t.type in ("link_open", "image", "code_inline", "em_open") for t in tokens)
     shown = "".join(t.content for t in tokens if t.type == "text")
     assert shown.replace(escape.ZWJ, "") == flat
     assert not MENTION.search(shown)
     if flat.strip():
-        tokens = _parse("x " + escape.code(value) + " y")
+        tokens = parse("x " + escape.code(value) + " y")
         (span,) = [t for t in tokens if t.type == "code_inline"]
         assert span.content == flat
-        tokens = _parse("| h |\n|---|\n| " + escape.code(value, table=True) + " |\n")
+        tokens = parse("| h |\n|---|\n| " + escape.code(value, table=True) + " |\n")
         (span,) = [t for t in tokens if t.type == "code_inline"]
         assert span.content == flat
     body = f"line 1\n{value}\n```\n````` tail"
-    (fence,) = [t for t in _parse(escape.fence(body, "diff")) if t.type == "fence"]
+    (fence,) = [t for t in parse(escape.fence(body, "diff")) if t.type == "fence"]
     # the parser normalises line endings (CommonMark §2.2); nothing else changes
     assert fence.content == body.replace("\r\n", "\n").replace("\r", "\n") + "\n"
 

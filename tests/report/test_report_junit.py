@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from test_report_model import TRICKY, sample_diagnostics, sample_report
+from support.report import TRICKY, sample_diagnostics, sample_report
 
 from reconciler.report import render_diagnostics, render_policy_report
 

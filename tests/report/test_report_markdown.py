@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_report_model import sample_diagnostics, sample_report
+from support.report import sample_diagnostics, sample_report
 
 from reconciler.report import render_diagnostics, render_policy_report
 

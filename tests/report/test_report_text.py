@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_report_model import sample_diagnostics, sample_report
+from support.report import sample_diagnostics, sample_report
 
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.report import render_diagnostics, render_policy_report

@@ -22,6 +22,7 @@ import httpx
 import pytest
 import yaml
 from moto import mock_aws
+from support.monitor import NOW, deployment, fraud_repo, reference
 
 from reconciler.runtime.capture import CaptureShipper, CaptureWriter, parse_s3_uri
 
@@ -207,9 +208,7 @@ def test_served_bento_uploads_captured_traffic_to_s3(spec_repo, monkeypatch):
 
 
 def _s3_sink_repo(tmp_path: Path, sink: str):
-    from test_monitor_support import deployment, make_repo
-
-    root = make_repo(
+    root = fraud_repo(
         tmp_path, lambda text: text.replace("sink: .modelops/capture", f"sink: {sink}")
     )
     return root, *deployment(root)
@@ -238,8 +237,6 @@ def _capture_to(spool: Path, shipper, frame, when) -> int:
 
 
 def test_drift_job_reads_the_capture_the_service_shipped_to_s3(fake_s3, tmp_path):
-    from test_monitor_support import NOW, reference
-
     from reconciler.monitor.drift import run_drift
     from reconciler.monitor.traffic import shifted
     from reconciler.runtime.capture import resolve_sink
@@ -261,8 +258,6 @@ def test_drift_job_reads_the_capture_the_service_shipped_to_s3(fake_s3, tmp_path
 
 
 def test_drift_job_falls_back_to_the_spool_when_s3_cannot_be_read(fake_s3, tmp_path):
-    from test_monitor_support import NOW, reference
-
     from reconciler.monitor.drift import run_drift
     from reconciler.runtime.capture import resolve_sink
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from support.repo import PROJECT, make_repo
 
 from reconciler.build.bento import build
 from reconciler.core.config import load_config
@@ -29,7 +30,6 @@ from reconciler.spec.repo import load_all
 
 pytestmark = pytest.mark.slow
 
-PROJECT = Path(__file__).resolve().parents[1]
 FRAUD_REQUEST = json.loads((PROJECT / "examples/fraud/request.json").read_text())
 ROW = FRAUD_REQUEST["instances"][0]
 
@@ -37,15 +37,9 @@ ROW = FRAUD_REQUEST["instances"][0]
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(base url, repo root, artifact) of the served fraud-detector staging Bento."""
-    import shutil
-
     from reconciler.build.serve import start_server, stop_server
 
-    root = tmp_path_factory.mktemp("svc") / "repo"
-    root.mkdir()
-    for name in ("specs", "examples"):
-        shutil.copytree(PROJECT / name, root / name)
-    (root / "modelops.yaml").write_text("state_dir: .modelops\n")
+    root = make_repo(tmp_path_factory.mktemp("svc") / "repo", policies=False).root
     spec_path = root / "specs/fraud-detector.yaml"
     doc = yaml.safe_load(spec_path.read_text())
     doc["spec"]["monitoring"]["capture"].update(

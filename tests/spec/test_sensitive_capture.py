@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_gitops_support import replace_in_file as _edit
+from support.cli import invoke
+from support.repo import replace_in_file as _edit
 
 from reconciler.core.config import load_config
 from reconciler.policy import check_policies
@@ -49,18 +50,13 @@ def test_sensitive_field_that_is_no_feature_is_an_error_at_the_entry(spec_repo):
 
 
 def test_sensitive_field_check_through_the_cli(spec_repo):
-    from typer.testing import CliRunner
-
-    from reconciler import cli
-
     _edit(
         spec_repo / "specs" / "fraud-detector.yaml",
         FRAUD_FIELDS,
         "    sensitive_fields:\n      - worst_area\n      - card_number\n",
     )
-    cli._load_commands()
-    proc = CliRunner().invoke(cli.app, ["--root", str(spec_repo), "validate", "fraud-detector"])
-    assert proc.exit_code == 1
+    proc = invoke(spec_repo, "validate", "fraud-detector")
+    assert proc.returncode == 1
     lines = spec_repo.joinpath("specs", "fraud-detector.yaml").read_text().splitlines()
     line = lines.index("      - card_number") + 1
     assert f"specs/fraud-detector.yaml:{line}:9: spec.data.sensitive_fields.1: 'card_number'" in (

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from support.cli import run_cli
 
 from reconciler.core.config import load_config
 from reconciler.spec.repo import load_all
@@ -256,16 +257,8 @@ def test_smoke_case_expecting_a_refusal_may_send_an_empty_batch(spec_repo):
 
 
 def test_cli_validate_names_the_spec_line_and_the_bad_smoke_file(spec_repo):
-    import subprocess
-    import sys
-
     (spec_repo / "examples" / "fraud" / "request.json").write_text('{"instances": [[1.0,}')
-    proc = subprocess.run(
-        [sys.executable, "-m", "reconciler", "--root", str(spec_repo), "validate"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_cli(spec_repo, "validate")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     line = _line_of(spec_repo / "specs" / "fraud-detector.yaml", "request: examples/fraud/")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_gitops_support import invoke
+from support.cli import invoke
 
 from reconciler.state.lock import LockError, StateLock, break_lock, read_lock
 
@@ -101,23 +101,23 @@ def test_release_never_removes_someone_elses_lock(tmp_path):
         proc.wait()
 
 
-def test_cli_apply_while_locked_and_unlock(tmp_path, capsys):
+def test_cli_apply_while_locked_and_unlock(tmp_path):
     root = tmp_path / "repo"
     (root / "specs").mkdir(parents=True)
     (root / "modelops.yaml").write_text("state_dir: .modelops\n")
     state = root / ".modelops"
     proc = _holder(state, 60)
     try:
-        code, _out, err = invoke(capsys, root, "apply", "--env", "dev", "--lock-timeout", "0")
+        code, _out, err = invoke(root, "apply", "--env", "dev", "--lock-timeout", "0")
         assert code == 2, err
         assert f"locked by pid {proc.pid}" in err and "Traceback" not in err
-        code, _out, err = invoke(capsys, root, "unlock")
+        code, _out, err = invoke(root, "unlock")
         assert code == 2 and "still running" in err
     finally:
         proc.kill()
         proc.wait()
-    code, out, _err = invoke(capsys, root, "status")
+    code, out, _err = invoke(root, "status")
     assert "stale: run `modelops unlock`" in out
-    code, out, _err = invoke(capsys, root, "unlock")
+    code, out, _err = invoke(root, "unlock")
     assert code == 0 and f"pid {proc.pid}" in out
-    assert invoke(capsys, root, "apply", "--env", "dev")[0] == 0
+    assert invoke(root, "apply", "--env", "dev").returncode == 0

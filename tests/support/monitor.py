@@ -4,43 +4,35 @@ and captured traffic written by the serving runtime's own capture writer (no tes
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import git
 import numpy as np
 import pandas as pd
 
 from reconciler.core.config import load_config
 from reconciler.runtime.capture import CaptureWriter
 from reconciler.spec.repo import load_all
+from support.repo import PROJECT, make_repo
 
-PROJECT = Path(__file__).resolve().parents[1]
 NOW = datetime.now(UTC).replace(microsecond=0)
 """The "now" of the tests (window end): the time the test session started."""
 
 
-def make_repo(tmp_path: Path, edit=None) -> Path:
-    """A committed Git repository holding the fraud-detector spec and example files.
+def fraud_repo(tmp_path: Path, edit=None) -> Path:
+    """A committed Git repository at ``tmp_path / "repo"``: the fraud-detector spec,
+    examples/fraud and examples/train.py, no policies.
 
     ``edit`` (text -> text) may change the spec before the first commit.
     """
-    root = tmp_path / "repo"
-    (root / "specs").mkdir(parents=True)
-    shutil.copytree(PROJECT / "examples" / "fraud", root / "examples" / "fraud")
-    shutil.copy(PROJECT / "examples" / "train.py", root / "examples" / "train.py")
-    text = (PROJECT / "specs" / "fraud-detector.yaml").read_text()
-    (root / "specs" / "fraud-detector.yaml").write_text(edit(text) if edit else text)
-    (root / "modelops.yaml").write_text("state_dir: .modelops\n")
-    (root / ".gitignore").write_text(".modelops/\n")
-    repo = git.Repo.init(root, initial_branch="main")
-    with repo.config_writer() as cw:
-        cw.set_value("user", "name", "Test User")
-        cw.set_value("user", "email", "test@example.com")
-    repo.index.add(["specs", "examples", "modelops.yaml", ".gitignore"])
-    repo.index.commit("initial")
-    return root
+    return make_repo(
+        tmp_path / "repo",
+        specs=["fraud-detector"],
+        examples=["fraud", "train.py"],
+        policies=False,
+        edit=edit,
+        git=True,
+    ).root
 
 
 def deployment(root: Path, env: str = "staging"):

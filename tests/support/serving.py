@@ -1,8 +1,10 @@
-"""Deterministic server states for tests that serve a real Bento.
+"""Servers of real Bentos in tests: finding them, and a server that never becomes ready.
 
-A test that needs a server which does not become ready must not rely on the machine being
-too slow to start one within a short timeout: on a quiet machine BentoML is ready in about
-a second. :func:`model_never_loads` makes readiness impossible instead.
+:func:`servers_under` lists the live processes of a state directory's BentoML home
+(what a test must leave behind: none). A test that needs a server which does not become
+ready must not rely on the machine being too slow to start one within a short timeout: on
+a quiet machine BentoML is ready in about a second. :func:`model_never_loads` makes
+readiness impossible instead.
 """
 
 from __future__ import annotations
@@ -14,8 +16,25 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
+
 from reconciler.build.artifact import Artifact
 from reconciler.core.config import Config
+
+
+def servers_under(state_dir: Path) -> list[psutil.Process]:
+    """Live processes whose BENTOML_HOME is inside ``state_dir`` (ours, for this test)."""
+    home = str(state_dir / "bentoml")
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get("BENTOML_HOME") == home and proc.pid != os.getpid():
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
+            continue
+    return found
 
 
 @contextlib.contextmanager
