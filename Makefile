@@ -5,12 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test test-fast lint format bench clean
 
-$(STAMP): pyproject.toml
+# constraints.txt is the tested set of every dependency (see docs/testing.md): the install
+# resolves exactly those versions, so CI runs what was tested.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,frameworks]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,frameworks]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -18,10 +20,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m reconciler.demo
 
+# The whole suite on every core (pytest-xdist); tests that share a built or served Bento
+# carry an xdist_group mark and run in one worker (--dist loadgroup).
+PYTEST_XDIST := -n auto --dist loadgroup
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_XDIST) --durations=15
+
+# Everything but the tests that build or serve a Bento (marked slow).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_XDIST)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
