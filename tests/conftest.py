@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.repo import Repo, make_repo, relax
+from support.serving import Served, serve_fraud, servers_under
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
@@ -29,3 +30,26 @@ def git_repo(tmp_path: Path) -> Repo:
     """A real Git repository: the fraud-detector spec (load test and SLO relaxed, see
     :data:`support.repo.RELAXED`), examples/ and policies/, committed on ``main``."""
     return make_repo(tmp_path / "repo", specs=["fraud-detector"], edit=relax, git=True)
+
+
+@pytest.fixture(scope="session")
+def served_fraud(tmp_path_factory) -> Served:
+    """The fraud-detector staging Bento, built and served once (per xdist worker) for the
+    tests that only send it requests (see :func:`support.serving.serve_fraud`).
+
+    Tests that kill a server, change its configuration or need another build start their
+    own. Every test using this fixture runs in one xdist worker (group ``served_fraud``),
+    so one server serves the whole run. No process of its state directory outlives it.
+    """
+    root = tmp_path_factory.mktemp("served") / "repo"
+    with serve_fraud(root) as served:
+        yield served
+    assert not servers_under(served.config.state_dir)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use ``served_fraud`` share one xdist worker (``--dist loadgroup``)."""
+    for item in items:
+        if "served_fraud" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("served_fraud"))

@@ -1,8 +1,8 @@
 """run_smoke and ``modelops smoke``: smoke cases, expectations, load test, SLO.
 
-The checks run against one real served Bento (module fixture); the deployments differ
-only in ``spec.serving.smoke``/``slo``, which do not change the Bento, so one server
-answers them all. The pure helpers are tested without a server.
+The checks run against one real served Bento (the session's shared ``served_fraud``); the
+deployments differ only in ``spec.serving.smoke``/``slo``, which do not change the
+Bento, so one server answers them all. The pure helpers are tested without a server.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from support.cli import run_cli
 from support.repo import make_repo
 from support.serving import servers_under
 
-from reconciler.build.serve import free_port, start_server, stop_server
+from reconciler.build.serve import free_port
 from reconciler.build.smoke import (
     RequestFileError,
     SmokeResult,
@@ -170,18 +170,20 @@ def test_unreachable_server_is_a_failure_not_a_crash(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """(root, server handle) of the fraud Bento (built with max_latency_ms 2000)."""
-    from reconciler.build.bento import build
-
+def smoke_repo(tmp_path_factory):
+    """A repository whose smoke cases the tests rewrite (with two more request files)."""
     root = make_repo(tmp_path_factory.mktemp("smoke") / "repo", policies=False).root
     (root / "examples/fraud/bad_request.json").write_text('{"instances": [[1, 2, 3]]}')
     (root / "examples/fraud/two.json").write_text(json.dumps(BODY))
-    config, dep = set_smoke(root, {"request": "examples/fraud/request.json"})
-    handle = start_server(build(dep, config), config, timeout_s=120)
-    yield root, handle
-    stop_server(handle)
-    assert not servers_under(config.state_dir)
+    return root
+
+
+@pytest.fixture
+def served(smoke_repo, served_fraud):
+    """(root, server) : the smoke repository, and the shared served fraud Bento
+    (``served_fraud`` in conftest.py; built with max_latency_ms 2000). Smoke and SLO do
+    not change the Bento, so this one server answers every deployment here."""
+    return smoke_repo, served_fraud
 
 
 @pytest.mark.slow

@@ -1,8 +1,9 @@
 """The generated service, served for real: ``bentoml serve`` of a freshly built Bento.
 
 One Bento (the fraud-detector example, staging) is built in a temp state directory with
-capture at sample rate 1.0 and a sensitive field, and served once for the module with
-``reconciler.build.serve.start_server``. Every bad request of issue 6 is sent to it and
+capture at sample rate 1.0 and a sensitive field, and served once for the test session
+with ``reconciler.build.serve.start_server`` (``served_fraud``, shared with the other
+read-only HTTP tests). Every bad request of issue 6 is sent to it and
 must get 400 (413 for size) with a message naming the field, and the server must keep
 serving afterwards. The one case that cannot be caused over HTTP, an unexpected exception
 inside the handler, is injected into the served Bento's own ``service.py`` imported in a
@@ -21,12 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
-from support.repo import PROJECT, make_repo
-
-from reconciler.build.bento import build
-from reconciler.core.config import load_config
-from reconciler.spec.repo import load_all
+from support.repo import PROJECT
 
 pytestmark = pytest.mark.slow
 
@@ -34,38 +30,12 @@ FRAUD_REQUEST = json.loads((PROJECT / "examples/fraud/request.json").read_text()
 ROW = FRAUD_REQUEST["instances"][0]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """(base url, repo root, artifact) of the served fraud-detector staging Bento."""
-    from reconciler.build.serve import start_server, stop_server
-
-    root = make_repo(tmp_path_factory.mktemp("svc") / "repo", policies=False).root
-    spec_path = root / "specs/fraud-detector.yaml"
-    doc = yaml.safe_load(spec_path.read_text())
-    doc["spec"]["monitoring"]["capture"].update(
-        sample_rate=1.0, sink="capture-out", redact="hash", format="jsonl"
-    )
-    doc["spec"]["data"]["sensitive_fields"] = ["mean_radius"]
-    spec_path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    config = load_config(root)
-    loaded = load_all(config, ["fraud-detector"], "staging")
-    assert not loaded.errors, loaded.errors
-    artifact = build(loaded.deployments[0], config, revision="rev-123")
-    old = {k: os.environ.get(k) for k in ("MODELOPS_REPO_ROOT", "MODELOPS_SPEC_REVISION")}
-    os.environ["MODELOPS_REPO_ROOT"] = str(root)
-    os.environ.pop("MODELOPS_SPEC_REVISION", None)
-    try:
-        handle = start_server(artifact, config, timeout_s=90)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    try:
-        yield handle.url, root, artifact
-    finally:
-        stop_server(handle)
+@pytest.fixture
+def served(served_fraud):
+    """(base url, repo root, artifact) of the shared served fraud-detector staging Bento
+    (``served_fraud`` in conftest.py: capture at 1.0 into capture-out, mean_radius
+    hashed, revision rev-123)."""
+    return served_fraud.url, served_fraud.root, served_fraud.artifact
 
 
 def post(url: str, body, path: str = "/predict", **kw) -> httpx.Response:
