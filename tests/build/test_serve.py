@@ -18,7 +18,7 @@ import httpx
 import psutil
 import pytest
 from support.repo import make_repo
-from support.serving import model_never_loads, servers_under
+from support.serving import model_never_loads, servers_under, settled
 
 from reconciler.build.artifact import Artifact
 from reconciler.build.serve import (
@@ -105,8 +105,8 @@ def test_serve_predict_health_and_stop(built, no_leftovers):
         # BentoML's workers run in sessions of their own: a kill -9 of the manager
         # orphans them, still answering on the port (why stop_server tracks a marker)
         os.kill(handle.pid, signal.SIGKILL)
-        time.sleep(0.5)
-        assert server_health(handle.pid, handle.url) == f"NotRunning: process {handle.pid} exited"
+        gone = f"NotRunning: process {handle.pid} exited"
+        assert settled(lambda: server_health(handle.pid, handle.url), gone) == gone
         assert any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
     finally:
         assert stop_server(handle, grace_s=15)

@@ -1,12 +1,14 @@
-"""``modelops validate`` through the real console script: output, exit codes, no tracebacks."""
+"""``modelops validate`` through the console script's entry point: output, exit codes, no
+tracebacks. One case runs it as a real process (``python -m reconciler``), the others in
+this process (``support.cli.invoke``: the same ``main``, exit code as a shell sees it)."""
 
 from __future__ import annotations
 
-from support.cli import run_cli
+from support.cli import invoke, run_cli
 
 
 def test_clean_examples_exit_0(spec_repo):
-    proc = run_cli(spec_repo, "validate")
+    proc = invoke(spec_repo, "validate")
     assert proc.returncode == 0, proc.stderr
     assert "3 spec(s), 6 deployment(s) checked: ok" in proc.stdout
 
@@ -24,33 +26,33 @@ def test_each_bad_input_is_one_line_with_file_line_field(spec_repo):
 
 
 def test_paths_and_names_select_specs(spec_repo):
-    proc = run_cli(spec_repo, "validate", "fraud-detector")
+    proc = invoke(spec_repo, "validate", "fraud-detector")
     assert proc.returncode == 0
     assert "1 spec(s), 2 deployment(s)" in proc.stdout
-    proc = run_cli(spec_repo, "validate", "no-such-spec")
+    proc = invoke(spec_repo, "validate", "no-such-spec")
     assert proc.returncode == 2
     assert "no spec file or spec named no-such-spec" in proc.stderr
 
 
 def test_json_and_github_formats(spec_repo):
     (spec_repo / "specs" / "bad.yaml").write_text("kind: ModelDeployment\n")
-    proc = run_cli(spec_repo, "validate", "--format", "github", "specs/bad.yaml")
+    proc = invoke(spec_repo, "validate", "--format", "github", "specs/bad.yaml")
     assert proc.returncode == 1
     assert proc.stdout.startswith("::error file=specs/bad.yaml,line=1,col=1")
-    proc = run_cli(spec_repo, "validate", "--format", "nope")
+    proc = invoke(spec_repo, "validate", "--format", "nope")
     assert proc.returncode == 2
 
 
 def test_unknown_environment_is_a_usage_error(spec_repo):
-    proc = run_cli(spec_repo, "validate", "--env", "qa")
+    proc = invoke(spec_repo, "validate", "--env", "qa")
     assert proc.returncode == 2
     assert "unknown environment 'qa'" in proc.stderr
 
 
 def test_missing_root_or_specs_directory_is_a_usage_error(tmp_path):
-    proc = run_cli(tmp_path / "nope", "validate")
+    proc = invoke(tmp_path / "nope", "validate")
     assert proc.returncode == 2
     assert "no such directory" in proc.stderr
-    proc = run_cli(tmp_path, "validate")
+    proc = invoke(tmp_path, "validate")
     assert proc.returncode == 2
     assert "no specs directory specs/" in proc.stderr

@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 from support.repo import make_repo
-from support.serving import model_never_loads, servers_under
+from support.serving import model_never_loads, servers_under, settled
 
 from reconciler.build.serve import ServeError, free_port
 from reconciler.core.config import load_config
@@ -163,8 +162,8 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
     # 5. a crashed server (kill -9 of the manager) is noticed by health(), and the next
     #    apply of the same inputs starts it again (and stops the orphaned workers)
     os.kill(changed.outputs["pid"], signal.SIGKILL)
-    time.sleep(0.3)
-    assert engine.health(rec) == f"NotRunning: process {changed.outputs['pid']} exited"
+    gone = f"NotRunning: process {changed.outputs['pid']} exited"
+    assert settled(lambda: engine.health(rec), gone) == gone
     revived = engine.apply(good, build(config, good), "rev3")
     assert revived.changed
     assert "not healthy (NotRunning: process" in revived.message

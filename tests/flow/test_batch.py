@@ -1,10 +1,14 @@
-"""``modelops batch`` on the real fraud model and its real holdout data."""
+"""``modelops batch`` on the real fraud model and its real holdout data.
+
+The scoring run is a real ``python -m reconciler`` process; the refusals call the same
+entry point in this process (``support.cli.invoke``).
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-from support.cli import run_cli
+from support.cli import invoke, run_cli
 
 
 def test_scores_holdout_with_the_real_model(spec_repo):
@@ -34,7 +38,7 @@ def test_scores_holdout_with_the_real_model(spec_repo):
     ],
 )
 def test_bad_input_is_a_clear_error(spec_repo, args, needle):
-    proc = run_cli(spec_repo, "batch", "fraud-detector", "--env", "prod", *args)
+    proc = invoke(spec_repo, "batch", "fraud-detector", "--env", "prod", *args)
     assert proc.returncode == 2
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -43,7 +47,7 @@ def test_bad_input_is_a_clear_error(spec_repo, args, needle):
 def test_tampered_model_is_not_loaded(spec_repo):
     model = spec_repo / "examples/fraud/model.joblib"
     model.write_bytes(model.read_bytes() + b"x")
-    proc = run_cli(
+    proc = invoke(
         spec_repo, "batch", "fraud-detector", "--env", "prod",
         "--input", "examples/fraud/holdout.parquet", "--output", "o.csv",
     )  # fmt: skip

@@ -212,27 +212,11 @@ def test_worker_crash_is_reported_as_a_crash_of_that_policy(spec_repo):
     only_policies(spec_repo, {"slow.rego": policy_file("TST-009", "slow", slow)})
     lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
     engine = PolicyEngine(lib.usable, lib.data, timeout_s=30)
-    done = threading.Event()
-
-    def killer():
-        # a real SIGSEGV in the worker, as a rego-cpp crash would deliver
-        seen: dict[int, float] = {}
-        while not done.is_set():
-            w = engine._worker
-            if w is not None and w.alive:
-                pid = w._proc.pid
-                seen.setdefault(pid, time.monotonic())
-                if time.monotonic() - seen[pid] > 0.4:
-                    os.kill(pid, signal.SIGSEGV)
-                    seen[pid] = float("inf")
-            time.sleep(0.02)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
+    stop = busy_worker_killer(lambda: [engine._worker])  # a real SIGSEGV in the worker
     try:
         out = engine.evaluate({"environment": "prod"}, "demo-prod")
     finally:
-        done.set()
+        stop()
         engine.close()
     assert out["TST-009"] == (
         "error",
@@ -262,37 +246,38 @@ def test_value_that_breaks_regopy_is_an_error_not_a_pass(spec_repo):
     assert again["MDL-010"] == ("ok", [])
 
 
-def busy_worker_killer(engine: PolicyEngine, busy_s: float = 0.5):
-    """Send SIGSEGV, as a rego-cpp crash would, to any worker of ``engine`` that has been
-    on the CPU for ``busy_s`` without a pause (idle workers wait on their pipe). Returns
-    a function that stops it."""
+def busy_worker_killer(workers, busy_cpu_s: float = 0.5, sig: int = signal.SIGSEGV):
+    """Send ``sig`` (SIGSEGV, as a rego-cpp crash would) to any worker in ``workers()``
+    that has used ``busy_cpu_s`` of CPU time since it was last seen waiting on its pipe
+    (an idle worker sleeps; starting one and answering a query take milliseconds of CPU).
+
+    The measure is CPU time, not wall time: a loaded machine only delays the kill, and a
+    fast one cannot finish the slow policy first (about 20 s of CPU here). Returns a
+    function that stops the watcher.
+    """
     done = threading.Event()
 
-    def cpu(pid: int) -> float:
+    def cpu_and_state(pid: int) -> tuple[float, str]:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            return -1.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return -1.0, "?"
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), fields[0]
 
     def watch():
-        busy: dict[int, float] = {}
-        last: dict[int, float] = {}
+        idle_cpu: dict[int, float] = {}  # CPU used when the worker was last seen waiting
         while not done.is_set():
-            now = time.monotonic()
-            workers = [engine._worker, *engine._extra]
-            for w in [w for w in workers if w is not None and w.alive]:
+            for w in [w for w in workers() if w is not None and w.alive]:
                 pid = w._proc.pid
-                used = cpu(pid)
-                if pid in last and used - last[pid] >= 0.05:  # on the CPU this tick
-                    busy.setdefault(pid, now)
-                    if now - busy[pid] >= busy_s:
-                        os.kill(pid, signal.SIGSEGV)
-                        busy.pop(pid)
-                else:
-                    busy.pop(pid, None)
-                last[pid] = used
-            time.sleep(0.1)
+                used, state = cpu_and_state(pid)
+                if used < 0:
+                    continue
+                if state != "R":  # sleeping on its pipe: not evaluating
+                    idle_cpu[pid] = used
+                elif used - idle_cpu.setdefault(pid, used) >= busy_cpu_s:
+                    os.kill(pid, sig)
+                    idle_cpu[pid] = float("inf")
+            time.sleep(0.02)
 
     threading.Thread(target=watch, daemon=True).start()
     return done.set
@@ -306,9 +291,12 @@ def test_worker_reports_crash_as_engine_failure():
         "t",
     )
     worker = RegoWorker([mod], {}, timeout_s=30)
-    threading.Timer(0.3, lambda: os.kill(worker._proc.pid, signal.SIGKILL)).start()
-    with pytest.raises(EngineFailure) as info:
-        worker.evaluate_one("TST-001", {})
+    stop = busy_worker_killer(lambda: [worker], busy_cpu_s=0.3, sig=signal.SIGKILL)
+    try:
+        with pytest.raises(EngineFailure) as info:
+            worker.evaluate_one("TST-001", {})
+    finally:
+        stop()
     assert info.value.kind == "crash" and info.value.detail == "evaluating TST-001"
     assert not worker.alive
 
@@ -373,7 +361,7 @@ def test_evaluate_many_attributes_a_crash_and_a_hang_inside_a_chunk(spec_repo):
     lib = load_library(lib_dir, lib_dir / "organization.yaml", spec_repo)
     items = [({"environment": "prod", "hang": i == 17, "n": i}, f"d{i}") for i in range(40)]
     with PolicyEngine(lib.usable, lib.data, workers=2, timeout_s=30) as engine:
-        stop = busy_worker_killer(engine)  # d17 keeps a worker busy: it is killed
+        stop = busy_worker_killer(lambda: [engine._worker, *engine._extra])  # d17: killed
         try:
             many = engine.evaluate_many(items)
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from support.cli import run_cli
+from support.cli import invoke, run_cli
 
 from reconciler.policy import load_library
 from reconciler.policy.testing import run_policy_tests
@@ -28,7 +28,7 @@ def test_shipped_cases_pass_and_prove_every_policy(spec_repo):
 def test_disagreeing_case_fails_with_its_line(spec_repo):
     path = spec_repo / "policies" / "tests" / "exposure.yaml"
     path.write_text(path.read_text().replace("expect: [MDL-001]\n", "expect: [MDL-002]\n", 1))
-    proc = run_cli(spec_repo, "policy", "test")
+    proc = invoke(spec_repo, "policy", "test")
     assert proc.returncode == 1
     assert (
         "policies/tests/exposure.yaml:2:5: public endpoint for pii data: expected to fire "
@@ -54,7 +54,7 @@ def test_zero_cases_fails(spec_repo):
     for f in (spec_repo / "policies" / "tests").glob("*.yaml"):
         if f.name != "bases.yaml":
             f.unlink()
-    proc = run_cli(spec_repo, "policy", "test")
+    proc = invoke(spec_repo, "policy", "test")
     assert proc.returncode == 1
     assert "zero policy test cases ran" in proc.stderr
 
@@ -83,7 +83,7 @@ def test_compile_error_is_reported_once_not_per_case(spec_repo):
         for n, ln in enumerate(text.splitlines())
         if ln.startswith('deny contains {"msg": msg, "path": concat(')
     )
-    proc = run_cli(spec_repo, "policy", "test")
+    proc = invoke(spec_repo, "policy", "test")
     assert proc.returncode == 1
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     compile_lines = [ln for ln in lines if "does not compile" in ln]
@@ -97,7 +97,7 @@ def test_compile_error_is_reported_once_not_per_case(spec_repo):
     assert "case(s) agree on the 26 policies that compile" in proc.stdout, proc.stdout
     assert " 0/" not in proc.stdout.split("agree")[0][-12:]
 
-    proc = run_cli(spec_repo, "policy", "test", "--format", "json")
+    proc = invoke(spec_repo, "policy", "test", "--format", "json")
     assert proc.returncode == 1
     doc = json.loads(proc.stdout)
     assert not doc["ok"] and list(doc["not_compiled"]) == ["MDL-005"]

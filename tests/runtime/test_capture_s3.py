@@ -70,7 +70,12 @@ def test_closed_files_reach_s3_in_the_layout_the_monitoring_job_reads(fake_s3, t
         on_close=shipper.ship,
     )
     records(3, writer)
-    time.sleep(0.8)  # idle past max_file_age_s: the first file is closed and shipped
+    # idle past max_file_age_s: the first file is closed and shipped (waited for, however
+    # long a loaded machine takes; a fixed sleep could end before the writer woke up)
+    deadline = time.monotonic() + 30
+    while shipper.shipped < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert shipper.shipped == 1
     records(2, writer, start=3)
     writer.close()
     shipper.close()

@@ -170,7 +170,7 @@ def test_huge_integers_are_a_400_at_once(served):
     body = '{"instances": [[' + huge + "".join(f", {v}" for v in ROW[1:]) + "]]}"
     started = time.perf_counter()
     resp = post(url, body, headers={"X-Request-ID": "huge-int"})
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 30  # the bug: 60 s; on a quiet machine: 0.1 s
     assert_bad(resp, "instances[0][0]", "integer of 5000 digits", "at most 4300 digits")
     assert resp.headers["x-request-id"] == "huge-int"
     nested = post(url, '{"instances": [' + json.dumps(ROW) + '], "x": {"y": [-' + huge + "]}}")
@@ -252,7 +252,7 @@ def test_unexpected_exception_is_an_immediate_json_500(served):
     for name in ("after_model", "while_parsing"):
         case = out[name]
         assert case["status"] == 500, case
-        assert case["seconds"] < 5, case
+        assert case["seconds"] < 30, case  # the bug: a 60 s wait
         assert case["body"]["status"] == 500 and "internal error" in case["body"]["error"]
         assert "secret" not in json.dumps(case["body"]), case
         assert case["request_id"] and case["request_id"] in case["body"]["error"]

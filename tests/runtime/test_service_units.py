@@ -222,7 +222,9 @@ def test_micro_batcher_batches_concurrent_requests_in_order():
         return batch[:, :1] * 2
 
     async def scenario():
-        b = MicroBatcher(fn, max_batch_size=8, max_latency_ms=50)
+        # a long max_latency_ms: a lone request that waited for it would take 5 s, one
+        # that does not takes ~10 ms, so no machine is too slow or too fast to tell them
+        b = MicroBatcher(fn, max_batch_size=8, max_latency_ms=5000)
         started = time.perf_counter()
         alone = await b.submit(np.array([[1.0, 0.0]]), arrived=False)
         lone_ms = (time.perf_counter() - started) * 1000
@@ -231,7 +233,7 @@ def test_micro_batcher_batches_concurrent_requests_in_order():
         return b, alone, lone_ms, reqs, outs
 
     b, alone, lone_ms, reqs, outs = asyncio.run(scenario())
-    assert alone.tolist() == [[2.0]] and lone_ms < 45  # a lone request does not wait 50 ms
+    assert alone.tolist() == [[2.0]] and lone_ms < 2500  # a lone request does not wait 5 s
     for req, out in zip(reqs, outs, strict=True):
         assert out.tolist() == (req[:, :1] * 2).tolist()
     assert max(calls) <= 8 and len(calls) < 1 + len(reqs)  # batches formed, capped at 8 rows

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,7 +22,11 @@ from reconciler.state.lock import StateLock
 state, hold_s = Path(sys.argv[1]), float(sys.argv[2])
 with StateLock(state, command="modelops apply --env test", timeout_s=0):
     print("locked", flush=True)
-    time.sleep(hold_s)
+    if hold_s < 0:
+        sys.stdin.readline()  # hold until told
+    else:
+        time.sleep(hold_s)
+    print(f"releasing {time.monotonic()}", flush=True)
 print("released", flush=True)
 """
 
@@ -29,6 +34,7 @@ print("released", flush=True)
 def _holder(state: Path, hold_s: float) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(state), str(hold_s)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -51,14 +57,21 @@ def test_second_process_fails_naming_the_holder(tmp_path):
 
 
 def test_second_process_waits_until_the_first_releases(tmp_path):
-    proc = _holder(tmp_path, 0.8)
+    """The second process gets the lock only after the first released it. The holder
+    releases when told (not after a sleep a slow machine could outlast) and says when
+    (CLOCK_MONOTONIC is one clock for every process on Linux)."""
+    proc = _holder(tmp_path, -1)
     try:
-        start = time.monotonic()
+        with pytest.raises(LockError):
+            StateLock(tmp_path, timeout_s=0).acquire()  # held: not free for the taking
+        release = threading.Timer(0.5, lambda: (proc.stdin.write("go\n"), proc.stdin.flush()))
+        release.start()
         with StateLock(tmp_path, timeout_s=20) as lock:
-            waited = time.monotonic() - start
+            acquired = time.monotonic()
             assert lock.info.pid == os.getpid()
             assert read_lock(tmp_path).pid == os.getpid()
-        assert waited > 0.3
+        released = float(proc.stdout.readline().split()[1])
+        assert released < acquired  # waited until the first one released
         assert read_lock(tmp_path) is None
     finally:
         proc.wait(timeout=20)

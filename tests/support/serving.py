@@ -15,9 +15,11 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 import yaml
@@ -28,6 +30,8 @@ from reconciler.build.serve import start_server, stop_server
 from reconciler.core.config import Config, load_config
 from reconciler.spec.repo import load_all
 from support.repo import make_repo
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,21 @@ def servers_under(state_dir: Path) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
             continue
     return found
+
+
+def settled(probe: Callable[[], T], expected: T, timeout_s: float = 30.0) -> T:
+    """``probe()`` once it returns ``expected``, or its last value after ``timeout_s``.
+
+    For states that follow an action after a delay the machine decides (a process killed
+    with SIGKILL is gone a moment later): the test waits for the state, not for a fixed
+    time that a slow machine could outlast.
+    """
+    deadline = time.monotonic() + timeout_s
+    value = probe()
+    while value != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = probe()
+    return value
 
 
 @contextlib.contextmanager
