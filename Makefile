@@ -8,11 +8,13 @@ export BENTOML_DO_NOT_TRACK := True
 .PHONY: install demo test test-fast lint format bench clean
 
 # constraints.txt is the tested set of every dependency (see docs/testing.md): the install
-# resolves exactly those versions, so CI runs what was tested.
+# resolves exactly those versions, so CI runs what was tested. --no-compile: byte-compiling
+# the ~37,000 modules of the dependencies took a minute of CPU; Python compiles the few
+# hundred it imports when it first imports them.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,frameworks]'
+	$(BIN)/pip install --quiet --no-compile -c constraints.txt -e '.[dev,frameworks]'
 	touch $(STAMP)
 
 install: $(STAMP)
