@@ -34,22 +34,14 @@ def git_repo(tmp_path: Path) -> Repo:
 
 @pytest.fixture(scope="session")
 def served_fraud(tmp_path_factory) -> Served:
-    """The fraud-detector staging Bento, built and served once (per xdist worker) for the
-    tests that only send it requests (see :func:`support.serving.serve_fraud`).
+    """The fraud-detector staging Bento, built and served once per test session (per
+    xdist worker) for the tests that only send it requests (see
+    :func:`support.serving.serve_fraud`).
 
     Tests that kill a server, change its configuration or need another build start their
-    own. Every test using this fixture runs in one xdist worker (group ``served_fraud``),
-    so one server serves the whole run. No process of its state directory outlives it.
+    own. No process of its state directory outlives it.
     """
     root = tmp_path_factory.mktemp("served") / "repo"
     with serve_fraud(root) as served:
         yield served
     assert not servers_under(served.config.state_dir)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that use ``served_fraud`` share one xdist worker (``--dist loadgroup``)."""
-    for item in items:
-        if "served_fraud" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("served_fraud"))
