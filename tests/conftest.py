@@ -6,6 +6,7 @@ the served Bento shared by the read-only HTTP tests is in ``support.serving``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -14,6 +15,24 @@ from support.repo import Repo, make_repo, relax
 from support.serving import Served, serve_fraud, servers_under
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+
+@pytest.fixture(autouse=True)
+def main_thread_event_loop():
+    """After each test the main thread has an event loop again, as in a fresh process.
+
+    ``asyncio.run`` (the batcher and traffic tests) ends with ``set_event_loop(None)``;
+    code that then asks for the current loop (Pulumi's mocks, under ``render``) raises
+    "There is no current event loop", which a ``modelops`` process never meets. Without
+    this, whether the render tests pass depended on which tests ran before them in the
+    same worker.
+    """
+    yield
+    policy = asyncio.get_event_loop_policy()
+    try:
+        policy.get_event_loop()
+    except RuntimeError:
+        policy.set_event_loop(policy.new_event_loop())
 
 
 @pytest.fixture
