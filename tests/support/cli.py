@@ -47,12 +47,15 @@ def invoke(root: Path | None, *args: str) -> CliResult:
     """
     argv = (["--root", str(root)] if root is not None else []) + list(args)
     runner = CliRunner()
+    hook = sys.unraisablehook  # main() installs its own for the rest of the process
     with runner.isolation() as (out, err, _):
         try:
             main(argv)
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            sys.unraisablehook = hook
         sys.stdout.flush()
         sys.stderr.flush()
         stdout, stderr = out.getvalue(), err.getvalue()
