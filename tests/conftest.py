@@ -1,14 +1,17 @@
-"""Shared fixtures: a real spec repository in a temp dir, built from the bundled examples."""
+"""Shared fixtures: real spec repositories in temp dirs, built from the bundled examples.
+
+The builder is :func:`support.repo.make_repo`; the CLI helpers are in ``support.cli``;
+the served Bento shared by the read-only HTTP tests is in ``support.serving``.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-
-PROJECT = Path(__file__).resolve().parents[1]
+from support.repo import Repo, make_repo, relax
+from support.serving import Served, serve_fraud, servers_under
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
@@ -19,11 +22,26 @@ def spec_repo(tmp_path: Path) -> Path:
 
     Tests edit files here freely; the state directory is ``<repo>/.modelops``.
     """
-    root = tmp_path / "repo"
-    root.mkdir()
-    for name in ("specs", "examples", "policies"):
-        src = PROJECT / name
-        if src.exists():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "modelops.yaml").write_text("state_dir: .modelops\n")
-    return root
+    return make_repo(tmp_path / "repo").root
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Repo:
+    """A real Git repository: the fraud-detector spec (load test and SLO relaxed, see
+    :data:`support.repo.RELAXED`), examples/ and policies/, committed on ``main``."""
+    return make_repo(tmp_path / "repo", specs=["fraud-detector"], edit=relax, git=True)
+
+
+@pytest.fixture(scope="session")
+def served_fraud(tmp_path_factory) -> Served:
+    """The fraud-detector staging Bento, built and served once per test session (per
+    xdist worker) for the tests that only send it requests (see
+    :func:`support.serving.serve_fraud`).
+
+    Tests that kill a server, change its configuration or need another build start their
+    own. No process of its state directory outlives it.
+    """
+    root = tmp_path_factory.mktemp("served") / "repo"
+    with serve_fraud(root) as served:
+        yield served
+    assert not servers_under(served.config.state_dir)

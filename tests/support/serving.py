@@ -1,8 +1,12 @@
-"""Deterministic server states for tests that serve a real Bento.
+"""Servers of real Bentos in tests: the shared one, finding them, one that never gets ready.
 
-A test that needs a server which does not become ready must not rely on the machine being
-too slow to start one within a short timeout: on a quiet machine BentoML is ready in about
-a second. :func:`model_never_loads` makes readiness impossible instead.
+:func:`serve_fraud` builds and serves the fraud-detector example for the read-only HTTP
+tests (the session fixture ``served_fraud`` in conftest.py: one build and one
+``bentoml serve`` per test session and xdist worker). :func:`servers_under` lists the
+live processes of a state directory's BentoML home (what a test must leave behind:
+none). A test that needs a server which does not become ready must not rely on the
+machine being too slow to start one within a short timeout: on a quiet machine BentoML
+is ready in about a second. :func:`model_never_loads` makes readiness impossible instead.
 """
 
 from __future__ import annotations
@@ -11,11 +15,106 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+import psutil
+import yaml
 
 from reconciler.build.artifact import Artifact
-from reconciler.core.config import Config
+from reconciler.build.bento import build
+from reconciler.build.serve import start_server, stop_server
+from reconciler.core.config import Config, load_config
+from reconciler.spec.repo import load_all
+from support.repo import make_repo
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Served:
+    """A served Bento: base URL, the repository it was built from, its config and artifact."""
+
+    url: str
+    root: Path
+    config: Config
+    artifact: Artifact
+
+
+@contextlib.contextmanager
+def serve_fraud(root: Path) -> Iterator[Served]:
+    """Build and serve the fraud-detector staging Bento from a copy of the examples at
+    ``root`` (no policies); the server is stopped on exit.
+
+    The spec is changed so that every read-only HTTP test can use this one server:
+    capture at sample rate 1.0 into ``<root>/capture-out`` (JSON Lines) with
+    ``mean_radius`` a sensitive field (hashed), and BentoML's batching wait at 2000 ms
+    (it sheds requests that wait longer than ``max_latency_ms``; 20 ms is too tight on a
+    loaded 2-core machine, and shedding is not what these tests check). The Bento is built
+    with revision ``rev-123``; ``MODELOPS_REPO_ROOT`` is the repository while it starts.
+    The server runs with one worker (``start_server``'s default).
+    """
+    make_repo(root, policies=False)
+    spec_path = root / "specs/fraud-detector.yaml"
+    doc = yaml.safe_load(spec_path.read_text())
+    doc["spec"]["monitoring"]["capture"].update(
+        sample_rate=1.0, sink="capture-out", redact="hash", format="jsonl"
+    )
+    doc["spec"]["data"]["sensitive_fields"] = ["mean_radius"]
+    doc["spec"]["serving"]["batching"]["max_latency_ms"] = 2000
+    spec_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    config = load_config(root)
+    loaded = load_all(config, ["fraud-detector"], "staging")
+    assert not loaded.errors, loaded.errors
+    artifact = build(loaded.deployments[0], config, revision="rev-123")
+    old = {k: os.environ.get(k) for k in ("MODELOPS_REPO_ROOT", "MODELOPS_SPEC_REVISION")}
+    os.environ["MODELOPS_REPO_ROOT"] = str(root)
+    os.environ.pop("MODELOPS_SPEC_REVISION", None)
+    try:
+        handle = start_server(artifact, config, timeout_s=90)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    try:
+        yield Served(handle.url, root, config, artifact)
+    finally:
+        stop_server(handle)
+
+
+def servers_under(state_dir: Path) -> list[psutil.Process]:
+    """Live processes whose BENTOML_HOME is inside ``state_dir`` (ours, for this test)."""
+    home = str(state_dir / "bentoml")
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get("BENTOML_HOME") == home and proc.pid != os.getpid():
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
+            continue
+    return found
+
+
+def settled(probe: Callable[[], T], expected: T, timeout_s: float = 30.0) -> T:
+    """``probe()`` once it returns ``expected``, or its last value after ``timeout_s``.
+
+    For states that follow an action after a delay the machine decides (a process killed
+    with SIGKILL is gone a moment later): the test waits for the state, not for a fixed
+    time that a slow machine could outlast.
+    """
+    deadline = time.monotonic() + timeout_s
+    value = probe()
+    while value != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = probe()
+    return value
 
 
 @contextlib.contextmanager

@@ -1,0 +1,39 @@
+"""Guards found by a new-user trial: protected environments, bad paths and revisions.
+
+The Git error runs as a real process; the others call the same entry point in this
+process (``support.cli.invoke``)."""
+
+from __future__ import annotations
+
+import subprocess
+
+from support.cli import invoke, run_cli
+
+
+def test_destroy_in_a_protected_environment_needs_the_flag(spec_repo):
+    proc = invoke(spec_repo, "destroy", "--env", "prod", "fraud-detector")
+    assert proc.returncode == 2
+    assert "prod is a protected environment" in proc.stderr
+    assert "--allow-destroy-protected" in proc.stderr
+    proc = invoke(spec_repo, "destroy", "--env", "prdo", "fraud-detector")
+    assert proc.returncode == 2 and "unknown environment 'prdo'" in proc.stderr
+
+
+def test_bad_paths_and_formats_are_usage_errors(spec_repo):
+    (spec_repo / "afile").write_text("x")
+    proc = invoke(spec_repo, "render", "--env", "prod", "--out", str(spec_repo / "afile"))
+    assert proc.returncode == 2
+    assert "error: Not a directory" in proc.stderr and "internal error" not in proc.stderr
+    proc = invoke(spec_repo, "status", "--format", "xml")
+    assert proc.returncode == 2 and "unknown format 'xml'" in proc.stderr
+
+
+def test_unknown_commit_is_a_clean_git_error(spec_repo):
+    git = ["git", "-C", str(spec_repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "specs"], check=True)
+    proc = run_cli(spec_repo, "plan", "--env", "prod", "--base", "0" * 40)
+    assert proc.returncode == 2
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "0000000000" in proc.stderr

@@ -1,0 +1,90 @@
+"""`modelops init` and the workflow files."""
+
+from __future__ import annotations
+
+import yaml
+from support.cli import invoke
+from support.repo import PROJECT
+
+from reconciler.core.config import load_config
+from reconciler.gitops.scaffold import TEMPLATES
+
+
+def test_init_scaffolds_a_spec_repository(tmp_path):
+    dest = tmp_path / "new-repo"
+    code, out, err = invoke(tmp_path, "init", str(dest), "--security-team", "@acme/appsec")
+    assert code == 0, err
+    for rel in (
+        "modelops.yaml",
+        "specs/README.md",
+        ".gitignore",
+        ".github/workflows/modelops-plan.yml",
+        ".github/workflows/modelops-apply.yml",
+        ".github/CODEOWNERS",
+        "policies/waivers.yaml",
+    ):
+        assert (dest / rel).is_file(), rel
+    assert list((dest / "policies").glob("*.rego")), "the policy library was copied"
+    owners = (dest / ".github/CODEOWNERS").read_text()
+    assert "/policies/                      @acme/appsec" in owners
+    assert "/policies/waivers.yaml          @acme/appsec" in owners
+    config = load_config(dest)
+    assert config.protected_environments == ["prod"] and config.max_delete_share == 0.5
+    # a second run keeps what is there
+    (dest / "modelops.yaml").write_text("stalled_after: 5\n")
+    code, out, _ = invoke(tmp_path, "init", str(dest))
+    assert code == 0 and "kept  modelops.yaml" in out
+    assert (dest / "modelops.yaml").read_text() == "stalled_after: 5\n"
+
+
+def test_init_rejects_a_bad_team(tmp_path):
+    code, _, err = invoke(tmp_path, "init", str(tmp_path / "x"), "--security-team", "sec")
+    assert code == 2 and "@acme/security" in err
+
+
+def test_workflows_are_valid_yaml_and_the_examples_match_the_templates():
+    for name in ("modelops-plan.yml", "modelops-apply.yml"):
+        template = (TEMPLATES / name).read_text()
+        assert (PROJECT / ".github/workflows/examples" / name).read_text() == template
+    plan = yaml.safe_load((TEMPLATES / "modelops-plan.yml").read_text())
+    # PyYAML reads the key `on` as True
+    triggers = plan[True]
+    assert "pull_request" in triggers and "pull_request_target" not in triggers
+    steps = plan["jobs"]["plan"]["steps"]
+    text = yaml.safe_dump(steps)
+    assert "fetch-depth: 0" in text and "upload-sarif" in text
+    assert "modelops plan --base" in text and "--format markdown" in text
+    apply = yaml.safe_load((TEMPLATES / "modelops-apply.yml").read_text())
+    assert apply[True]["push"]["branches"] == ["main"]
+    assert apply["concurrency"]["cancel-in-progress"] is False
+    assert "--prune" not in yaml.safe_dump(apply["jobs"]["prod"]["steps"])
+    test = yaml.safe_load((PROJECT / ".github/workflows/test.yml").read_text())
+    assert "make test" in yaml.safe_dump(test["jobs"]["test"]["steps"])
+
+
+def test_init_runs_git_init_and_uses_one_placeholder(tmp_path):
+    import git
+
+    dest = tmp_path / "fresh"
+    code, out, err = invoke(tmp_path, "init", str(dest))
+    assert code == 0, err
+    repo = git.Repo(dest)
+    assert repo.active_branch.name == "main" and not repo.head.is_valid()  # nothing committed
+    assert "ran   git init" in out
+    owners = (dest / ".github/CODEOWNERS").read_text()
+    assert "@YOUR-ORG/ml-platform" in owners and "@YOUR-ORG/security" in owners
+    assert "your-org" not in owners  # one spelling: a case-sensitive replace catches all
+    assert "replace YOUR-ORG in .github/CODEOWNERS" in out
+
+    code, out, _ = invoke(
+        tmp_path,
+        "init",
+        str(dest / "sub"),
+        "--security-team",
+        "@acme/appsec",
+        "--platform-team",
+        "@acme/ml",
+    )
+    assert code == 0 and "git init" not in out  # already inside a repository
+    owners = (dest / "sub/.github/CODEOWNERS").read_text()
+    assert "@acme/ml" in owners and "@acme/appsec" in owners

@@ -1,0 +1,285 @@
+"""Schema and semantic validation of the example specs and of broken copies of them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from support.cli import run_cli
+
+from reconciler.core.config import load_config
+from reconciler.spec.repo import load_all
+from reconciler.spec.resolve import deep_merge
+
+
+def _edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, count))
+
+
+def _line_of(path: Path, needle: str) -> int:
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if needle in line:
+            return number
+    raise AssertionError(needle)
+
+
+def test_examples_are_valid_and_resolve_every_environment(spec_repo):
+    result = load_all(load_config(spec_repo))
+    assert result.diagnostics == []
+    keys = sorted(d.key for d in result.deployments)
+    assert keys == [
+        "diabetes-progression-prod",
+        "diabetes-progression-staging",
+        "fraud-detector-prod",
+        "fraud-detector-staging",
+        "fraud-scorer-serverless-dev",
+        "fraud-scorer-serverless-prod",
+    ]
+    platforms = {d.platform for d in result.deployments}
+    assert platforms == {"local", "kubernetes", "aws-sagemaker", "aws-serverless"}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "needle"),
+    [
+        ("name: fraud-detector", "name: Fraud_Detector", "metadata.name", "DNS-1123"),
+        (
+            "max_batch_size: 64",
+            "max_batch_size: fast",
+            "spec.serving.batching.max_batch_size",
+            "expected integer, got str",
+        ),
+        ("access_log: false", 'access_log: "no"', "spec.serving.access_log", "boolean"),
+        ("workers: 2", "workers: 0", "spec.serving.workers", "at least 1"),
+        ("  serving:\n", "  servng: {}\n  serving:\n", "spec.servng", "unknown field 'servng'"),
+        ("cpu: 500m", "cpu: 2 cores", "spec.target.resources.requests.cpu", "CPU quantity"),
+        ("memory: 2Gi", "memory: -1Gi", "spec.target.resources.limits.memory", "memory quantity"),
+        ("platform: kubernetes", "platform: openshift", "spec.target.platform", "expected one of"),
+        ("public: false", 'public: "yes"', "spec.exposure.public", "expected boolean"),
+        (
+            "min_replicas: 2, max_replicas: 10",
+            "min_replicas: 2, max_replicas: 0",
+            "spec.target.autoscaling.max_replicas",
+            "at least 1",
+        ),
+    ],
+)
+def test_schema_errors_name_file_line_and_field(spec_repo, old, new, field, needle):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    _edit(path, old, new)
+    result = load_all(load_config(spec_repo))
+    errors = [d for d in result.errors if d.field == field]
+    assert errors, [str(d) for d in result.diagnostics]
+    diag = errors[0]
+    assert needle in diag.message
+    assert diag.position.file == "specs/fraud-detector.yaml"
+    assert diag.position.line == _line_of(path, new.strip().split("\n")[0].split(",")[0].strip())
+    assert re.match(r"^specs/fraud-detector\.yaml:\d+:\d+: " + re.escape(field) + ": ", str(diag))
+    assert not [d for d in result.deployments if d.name == "fraud-detector"]
+
+
+def test_missing_model_file(spec_repo):
+    (spec_repo / "examples" / "diabetes" / "model.joblib").unlink()
+    result = load_all(load_config(spec_repo))
+    diags = [d for d in result.errors if d.code == "model-missing"]
+    assert {d.position.file for d in diags} == {"specs/diabetes-progression.yaml"}
+    assert "model file 'examples/diabetes/model.joblib' not found" in diags[0].message
+    assert diags[0].field == "spec.model.uri"
+
+
+def test_digest_mismatch(spec_repo):
+    model = spec_repo / "examples" / "fraud" / "model.joblib"
+    model.write_bytes(model.read_bytes() + b"tampered")
+    result = load_all(load_config(spec_repo))
+    files = {d.position.file for d in result.errors if d.code == "model-digest"}
+    assert files == {"specs/fraud-detector.yaml", "specs/fraud-scorer-serverless.yaml"}
+    assert result.deployments and all(d.name == "diabetes-progression" for d in result.deployments)
+
+
+def test_unknown_environment_in_overlay(spec_repo):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    _edit(path, "    staging:\n", "    stagging:\n")
+    result = load_all(load_config(spec_repo))
+    [diag] = [d for d in result.errors if d.code == "environment"]
+    assert diag.field == "spec.environments.stagging"
+    assert diag.position.line == _line_of(path, "stagging:")
+    assert "known environments: dev, staging, prod" in diag.message
+
+
+def test_duplicate_names_across_files(spec_repo):
+    specs = spec_repo / "specs"
+    text = (specs / "fraud-detector.yaml").read_text()
+    (specs / "zz-copy.yaml").write_text(text)
+    result = load_all(load_config(spec_repo))
+    [diag] = [d for d in result.errors if d.code == "duplicate-name"]
+    assert diag.position.file == "specs/zz-copy.yaml"
+    assert "already used by specs/fraud-detector.yaml" in diag.message
+
+
+def test_overlay_values_are_validated_and_located_in_the_overlay(spec_repo):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    _edit(path, "autoscaling: {min_replicas: 3}", "autoscaling: {min_replicas: 30}")
+    result = load_all(load_config(spec_repo))
+    [diag] = [d for d in result.errors if d.field == "spec.target.autoscaling.min_replicas"]
+    assert "min_replicas 30 is above max_replicas 10" in diag.message
+    assert "[env prod]" in diag.message
+    assert diag.position.line == _line_of(path, "min_replicas: 30")
+    # the staging deployment of the same spec is still valid
+    assert any(d.key == "fraud-detector-staging" for d in result.deployments)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "needle"),
+    [
+        ('schedule: "0 * * * *"', 'schedule: "every hour"', "spec.monitoring.schedule", "cron"),
+        ("steps: [10, 50, 100]", "steps: [50, 10, 100]", "spec.target.rollout.steps", "ascending"),
+        (
+            "uri: examples/fraud/model.joblib",
+            "uri: ../../etc/passwd",
+            "spec.model.uri",
+            "leaves the repository",
+        ),
+        (
+            "request: examples/fraud/request.json",
+            "request: examples/fraud/nope.json",
+            "spec.serving.smoke.request",
+            "not found",
+        ),
+        ("cpu: 500m", "cpu: '4'", "spec.target.resources.requests.cpu", "above limit"),
+        (
+            "sink: .modelops/capture",
+            "sink: s3://My_Bucket/capture",
+            "spec.monitoring.capture.sink",
+            "is not a valid S3 URI",
+        ),
+    ],
+)
+def test_semantic_errors(spec_repo, old, new, field, needle):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    _edit(path, old, new)
+    result = load_all(load_config(spec_repo))
+    diags = [d for d in result.errors if d.field == field]
+    assert diags and needle in diags[0].message, [str(d) for d in result.diagnostics]
+
+
+def test_sagemaker_instance_type_checked(spec_repo):
+    path = spec_repo / "specs" / "diabetes-progression.yaml"
+    _edit(path, "instance_type: ml.m5.large", "instance_type: ml.m5.huge")
+    result = load_all(load_config(spec_repo))
+    [diag] = [d for d in result.errors if d.field == "spec.target.instance_type"]
+    assert "not a SageMaker real-time instance type" in diag.message
+
+
+def test_deep_merge_merges_mappings_and_replaces_lists():
+    base = {"a": {"x": 1, "y": [1, 2]}, "b": 1}
+    over = {"a": {"y": [3]}, "c": 2}
+    assert deep_merge(base, over) == {"a": {"x": 1, "y": [3]}, "b": 1, "c": 2}
+    assert base == {"a": {"x": 1, "y": [1, 2]}, "b": 1}
+
+
+def test_resolved_overlay_wins_and_origin_is_tracked(spec_repo):
+    result = load_all(load_config(spec_repo), env="prod")
+    dep = next(d for d in result.deployments if d.name == "fraud-detector")
+    assert dep.get("spec.target.autoscaling") == {
+        "min_replicas": 3,
+        "max_replicas": 10,
+        "target_cpu_utilization": 70,
+    }
+    assert dep.origin("spec.target.autoscaling.min_replicas") == "overlay"
+    assert dep.origin("spec.target.autoscaling.max_replicas") == "base"
+    assert "environments" not in dep.data["spec"]
+    assert dep.policy_input()["environment"] == "prod"
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_nan_and_infinity_are_errors(spec_repo, value):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    _edit(
+        path, "drift: {threshold: 0.3, method: psi}", f"drift: {{threshold: {value}, method: psi}}"
+    )
+    result = load_all(load_config(spec_repo))
+    diags = [d for d in result.errors if d.field == "spec.monitoring.drift.threshold"]
+    assert any("not a number a deployment can use" in d.message for d in diags)
+    assert not [d for d in result.deployments if d.name == "fraud-detector"]
+
+
+# -- smoke request files: what `modelops smoke` would send must be sendable ---------------
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ('{"instances": [[1.0, 2.0,', "is not valid JSON: line 1 column 26: Expecting value"),
+        ("", "is not valid JSON: line 1 column 1: Expecting value"),
+        ('{"rows": [[1.0]]}', 'has no "instances" (keys: rows); expected a JSON object'),
+        ("[[1.0, 2.0]]", "is a list; expected a JSON object"),
+        ('{"instances": []}', '"instances" is an empty list, so the case cannot expect HTTP 200'),
+    ],
+)
+def test_smoke_request_file_must_be_json_with_instances(spec_repo, content, needle):
+    (spec_repo / "examples" / "fraud" / "request.json").write_text(content)
+    result = load_all(load_config(spec_repo))
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    diags = [
+        d
+        for d in result.errors
+        if d.code == "smoke-request" and d.position.file == "specs/fraud-detector.yaml"
+    ]
+    [diag] = diags  # one finding for both environments of the spec
+    assert diag.message.endswith("[env staging, prod]")
+    assert diag.field == "spec.serving.smoke.request"
+    assert diag.position.line == _line_of(path, "request: examples/fraud/request.json")
+    assert diag.message.startswith("smoke request file examples/fraud/request.json")
+    assert needle in diag.message, diag.message
+    assert not [d for d in result.deployments if d.name == "fraud-detector"]
+
+
+def test_smoke_case_expecting_a_refusal_may_send_an_empty_batch(spec_repo):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    (spec_repo / "examples" / "fraud" / "empty.json").write_text('{"instances": []}')
+    _edit(
+        path,
+        "      request: examples/fraud/request.json\n",
+        "      requests:\n"
+        "        - request: examples/fraud/request.json\n"
+        "        - request: examples/fraud/empty.json\n"
+        "          expect: {status: 400}\n"
+        "        - request: examples/fraud/empty.json\n",
+    )
+    result = load_all(load_config(spec_repo), ["fraud-detector"])
+    diags = [d for d in result.errors if d.code == "smoke-request"]
+    assert {d.field for d in diags} == {"spec.serving.smoke.requests.2.request"}
+    lines = [i for i, ln in enumerate(path.read_text().splitlines(), 1) if "empty.json" in ln]
+    assert {d.position.line for d in diags} == {lines[1]}
+
+
+def test_cli_validate_names_the_spec_line_and_the_bad_smoke_file(spec_repo):
+    (spec_repo / "examples" / "fraud" / "request.json").write_text('{"instances": [[1.0,}')
+    proc = run_cli(spec_repo, "validate")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    line = _line_of(spec_repo / "specs" / "fraud-detector.yaml", "request: examples/fraud/")
+    want = (
+        f"specs/fraud-detector.yaml:{line}:7: spec.serving.smoke.request: smoke request file "
+        "examples/fraud/request.json is not valid JSON: line 1 column 21: Expecting value"
+    )
+    assert want in proc.stdout, proc.stdout
+
+
+def test_text_the_policy_engine_cannot_see_as_written(spec_repo):
+    """A NUL character is an error; a value wrapped in double quotes a warning: the
+    policy engine (rego-cpp) would cut the one short and read the other without quotes."""
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    _edit(path, "registry: registry.example.com/ml", 'registry: "registry.example.com/ml\\0x"')
+    _edit(path, "owner: payments-risk@example.com", "owner: '\"payments-risk@example.com\"'")
+    result = load_all(load_config(spec_repo))
+    text = [d for d in result.diagnostics if d.code == "text"]
+    assert [(d.field, d.severity) for d in text] == [
+        ("metadata.owner", "warning"),
+        ("spec.target.registry", "error"),
+    ]
+    assert text[1].position.line == _line_of(path, "registry.example.com/ml\\0x")
+    assert "NUL" in text[1].message and "double quotes" in text[0].message

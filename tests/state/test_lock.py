@@ -1,0 +1,157 @@
+"""The state-directory lock, with two real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from support.cli import invoke
+
+from reconciler.state.lock import LockError, StateLock, break_lock, read_lock
+
+# Holds the lock until it reads a line (or end of file) on stdin: never by a timer, so the
+# tests do not depend on how fast the machine is.
+HOLDER = """
+import sys
+from pathlib import Path
+from reconciler.state.lock import StateLock
+state = Path(sys.argv[1])
+with StateLock(state, command="modelops apply --env test", timeout_s=0):
+    print("locked", flush=True)
+    sys.stdin.readline()
+print("released", flush=True)
+"""
+HANG_GUARD_S = 120  # only reached when something is broken
+
+
+def _holder(state: Path) -> subprocess.Popen:
+    """A second process that holds the lock on ``state`` until :func:`_release`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(state)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def _release(proc: subprocess.Popen) -> None:
+    proc.stdin.write("release\n")
+    proc.stdin.flush()
+
+
+class WatchedLock(StateLock):
+    """A real :class:`StateLock` that also signals its first attempt refused while held."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.refused = threading.Event()
+
+    def _try(self) -> bool:
+        taken = super()._try()
+        if not taken:
+            self.refused.set()
+        return taken
+
+
+def test_second_process_fails_naming_the_holder(tmp_path):
+    proc = _holder(tmp_path)
+    try:
+        with pytest.raises(LockError) as err:
+            StateLock(tmp_path, timeout_s=0.3).acquire()
+        message = err.value.message
+        assert f"pid {proc.pid}" in message and "modelops apply --env test" in message
+        assert "since 20" in message and "host" in message
+        assert err.value.holder.pid == proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_second_process_waits_until_the_first_releases(tmp_path):
+    proc = _holder(tmp_path)
+    lock = WatchedLock(tmp_path, timeout_s=HANG_GUARD_S)
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(lock.acquire()), daemon=True)
+    try:
+        waiter.start()
+        # the waiter found the lock held and is waiting (the holder releases only when told)
+        assert lock.refused.wait(HANG_GUARD_S)
+        assert waiter.is_alive() and not got
+        assert read_lock(tmp_path).pid == proc.pid
+        _release(proc)
+        waiter.join(HANG_GUARD_S)
+        assert got, "the waiter did not get the lock after it was released"
+        assert lock.info.pid == os.getpid()
+        assert read_lock(tmp_path).pid == os.getpid()
+        lock.release()
+        assert read_lock(tmp_path) is None
+        assert proc.stdout.readline().strip() == "released"
+    finally:
+        proc.kill()
+        proc.wait(timeout=HANG_GUARD_S)
+
+
+def test_killed_holder_leaves_a_stale_lock_that_unlock_breaks(tmp_path):
+    proc = _holder(tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert read_lock(tmp_path).pid == proc.pid  # the lock file survived the kill
+    with pytest.raises(LockError, match="stale lock"):
+        StateLock(tmp_path, timeout_s=5).acquire()  # fails at once, no waiting
+    removed = break_lock(tmp_path)
+    assert removed.pid == proc.pid
+    with StateLock(tmp_path, timeout_s=0):
+        pass
+
+
+def test_unlock_refuses_a_live_holder_without_force(tmp_path):
+    proc = _holder(tmp_path)
+    try:
+        with pytest.raises(LockError, match="still running"):
+            break_lock(tmp_path)
+        assert break_lock(tmp_path, force=True).pid == proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_release_never_removes_someone_elses_lock(tmp_path):
+    lock = StateLock(tmp_path, timeout_s=0)
+    lock.acquire()
+    (tmp_path / "lock").unlink()  # e.g. `modelops unlock --force` by someone else
+    proc = _holder(tmp_path)
+    try:
+        lock.release()
+        assert read_lock(tmp_path).pid == proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_cli_apply_while_locked_and_unlock(tmp_path):
+    root = tmp_path / "repo"
+    (root / "specs").mkdir(parents=True)
+    (root / "modelops.yaml").write_text("state_dir: .modelops\n")
+    state = root / ".modelops"
+    proc = _holder(state)
+    try:
+        code, _out, err = invoke(root, "apply", "--env", "dev", "--lock-timeout", "0")
+        assert code == 2, err
+        assert f"locked by pid {proc.pid}" in err and "Traceback" not in err
+        code, _out, err = invoke(root, "unlock")
+        assert code == 2 and "still running" in err
+    finally:
+        proc.kill()
+        proc.wait()
+    code, out, _err = invoke(root, "status")
+    assert "stale: run `modelops unlock`" in out
+    code, out, _err = invoke(root, "unlock")
+    assert code == 0 and f"pid {proc.pid}" in out
+    assert invoke(root, "apply", "--env", "dev").returncode == 0
