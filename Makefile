@@ -29,7 +29,11 @@ demo: $(STAMP)
 # HTTP tests is started at most once per worker. (--dist loadgroup would put them all in one
 # worker, but with pytest 9.2 xdist 3.8 cannot set the group: it renames item._nodeid,
 # which pytest no longer reads.)
-PYTEST_XDIST := -n auto --dist loadfile
+# One worker more than there are cores: about half of the suite's wall time is spent
+# waiting (for `bentoml serve` to start, for a worker that must time out), which an extra
+# worker fills (measured: docs/testing.md).
+JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
+PYTEST_XDIST := -n $(JOBS) --dist loadfile
 
 test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST) --durations=15

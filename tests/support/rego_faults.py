@@ -26,7 +26,7 @@ from reconciler.policy.worker import RegoWorker
 
 #: A per-evaluation time-out that no evaluation which must succeed can plausibly reach
 #: (a compile or a query of the test policies takes milliseconds), even on a loaded machine.
-UNREACHABLE_S = 10.0
+UNREACHABLE_S = 5.0
 #: Seconds a stopped worker is left stopped before it is killed: only reached when the
 #: engine under test fails to time out (the test then fails on a crash, instead of hanging).
 GUARD_S = 300.0

@@ -26,7 +26,7 @@ import yaml
 
 from reconciler.build.artifact import Artifact
 from reconciler.build.bento import build
-from reconciler.build.serve import start_server, stop_server
+from reconciler.build.serve import MARKER_ENV, start_server, stop_server
 from reconciler.core.config import Config, load_config
 from reconciler.spec.repo import load_all
 from support.repo import make_repo
@@ -88,14 +88,22 @@ def serve_fraud(root: Path) -> Iterator[Served]:
 
 
 def servers_under(state_dir: Path) -> list[psutil.Process]:
-    """Live processes whose BENTOML_HOME is inside ``state_dir`` (ours, for this test)."""
+    """Live server processes of ``state_dir``: ``bentoml serve`` and its workers, started by
+    :func:`~reconciler.build.serve.start_server` (they carry its ``MODELOPS_SERVER_ID``
+    marker) with the BentoML home of ``state_dir``.
+
+    Other processes that inherited that BENTOML_HOME are not servers: a build sets it in
+    the test process while it runs, and GitPython's persistent ``git cat-file`` processes
+    started meanwhile keep it for the life of the process.
+    """
     home = str(state_dir / "bentoml")
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
+            if proc.status() == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
                 continue
-            if proc.environ().get("BENTOML_HOME") == home and proc.pid != os.getpid():
+            env = proc.environ()
+            if env.get("BENTOML_HOME") == home and env.get(MARKER_ENV):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
             continue
