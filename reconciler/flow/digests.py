@@ -9,7 +9,7 @@ from pathlib import Path
 
 from reconciler.core.config import Config
 from reconciler.core.digests import file_sha256, json_sha256
-from reconciler.gitops.changes import spec_dependencies
+from reconciler.spec.files import spec_dependencies
 from reconciler.spec.model import Deployment
 
 

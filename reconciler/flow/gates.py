@@ -17,8 +17,8 @@ from reconciler.core.diagnostics import (
 )
 from reconciler.engine.pulumi_engine import pulumi_available
 from reconciler.flow.run import Outcome, RunReport
-from reconciler.gitops.changes import quick_load, spec_dependencies
 from reconciler.policy.check import check_policies
+from reconciler.spec.files import quick_load, spec_dependencies
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import SPEC_SUFFIXES, load_all
 from reconciler.state.ledger import Ledger

@@ -38,14 +38,9 @@ from reconciler.flow.stages import (
     smoke_test,
     state_dict,
 )
-from reconciler.gitops.changes import (
-    RevisionFiles,
-    detect_changes,
-    name_conflicts,
-    quick_load,
-    spec_dependencies,
-)
+from reconciler.gitops.changes import RevisionFiles, detect_changes, name_conflicts
 from reconciler.gitops.fields import field_changes, touches_build
+from reconciler.spec.files import quick_load, spec_dependencies
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_files
 from reconciler.spec.source import SpecSource, revision_source

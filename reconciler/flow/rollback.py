@@ -21,7 +21,8 @@ from reconciler.flow.run import RunReport
 from reconciler.flow.stages import (
     Engines,
 )
-from reconciler.gitops.changes import RevisionFiles, quick_load, spec_dependencies, spec_name
+from reconciler.gitops.changes import RevisionFiles
+from reconciler.spec.files import quick_load, spec_dependencies, spec_name
 from reconciler.spec.repo import load_all
 from reconciler.spec.source import revision_source
 from reconciler.state.ledger import Ledger

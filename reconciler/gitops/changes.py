@@ -14,86 +14,16 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from reconciler.core import git as g
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import Diagnostic, ModelopsError, Position
-from reconciler.runtime.uris import repo_relative
+from reconciler.spec.files import quick_load, spec_dependencies, spec_name
 from reconciler.spec.repo import SPEC_SUFFIXES
 
 #: Repository paths (files, or directories ending in ``/``) that every spec depends on
 #: besides the policy library and the organisation settings: the service template,
 #: when a spec repository vendors modelops' build templates.
 DEFAULT_SHARED_INPUTS: tuple[str, ...] = ("reconciler/build/templates/",)
-
-_SMOKE_FIELDS = ("request",)
-
-
-def _section_deps(section: dict) -> set[str]:
-    out: set[str] = set()
-    if not isinstance(section, dict):
-        return out
-    model = section.get("model")
-    if isinstance(model, dict):
-        if p := repo_relative(model.get("uri")):
-            out.add(p)
-    serving = section.get("serving")
-    smoke = serving.get("smoke") if isinstance(serving, dict) else None
-    if isinstance(smoke, dict):
-        if p := repo_relative(smoke.get("request")):
-            out.add(p)
-        for item in smoke.get("requests") or []:
-            if isinstance(item, dict) and (p := repo_relative(item.get("request"))):
-                out.add(p)
-    return out
-
-
-def spec_dependencies(data: dict) -> set[str]:
-    """Repository files one spec depends on, besides itself and the shared inputs.
-
-    Args:
-        data: the spec document as parsed (plain dicts).
-
-    Returns:
-        Root-relative POSIX paths: the model file and smoke request files named in the
-        base ``spec`` and in every ``spec.environments.<env>`` overlay. URIs
-        (``s3://``, ``bentoml:``...) and paths leaving the repository are not files of
-        the repository and are left out (validation reports the latter).
-    """
-    if not isinstance(data, dict):
-        return set()
-    body = data.get("spec")
-    if not isinstance(body, dict):
-        return set()
-    deps = _section_deps(body)
-    envs = body.get("environments")
-    if isinstance(envs, dict):
-        for overlay in envs.values():
-            deps |= _section_deps(overlay or {})
-    return deps
-
-
-def quick_load(raw: bytes | None) -> dict | None:
-    """Parse a spec with PyYAML's C safe loader (no positions), or ``None`` if unreadable.
-
-    Used only to find names and dependencies fast; full validation with positions
-    happens later, in the load stage, for the specs that are planned.
-    """
-    if raw is None:
-        return None
-    try:
-        data = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (yaml.YAMLError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def spec_name(data: dict | None) -> str:
-    """``metadata.name`` of a quickly loaded spec, or ``""``."""
-    meta = data.get("metadata") if isinstance(data, dict) else None
-    name = meta.get("name") if isinstance(meta, dict) else None
-    return name if isinstance(name, str) else ""
 
 
 def shared_inputs(config: Config, extra: Iterable[str] = DEFAULT_SHARED_INPUTS) -> list[str]:

@@ -16,10 +16,11 @@ from pathlib import Path
 import yaml
 
 from reconciler.core.config import CONFIG_FILE, Config
-from reconciler.gitops.changes import FileChange, RevisionFiles, quick_load
+from reconciler.gitops.changes import FileChange, RevisionFiles
 from reconciler.gitops.fields import field_changes
 from reconciler.policy.library import load_library
 from reconciler.runtime.uris import repo_relative
+from reconciler.spec.files import quick_load
 
 WAIVERS_FILE = "waivers.yaml"
 

@@ -9,12 +9,8 @@ from support.repo import small_repo, small_spec
 
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import ModelopsError
-from reconciler.gitops.changes import (
-    RevisionFiles,
-    detect_changes,
-    name_conflicts,
-    spec_dependencies,
-)
+from reconciler.gitops.changes import RevisionFiles, detect_changes, name_conflicts
+from reconciler.spec.files import spec_dependencies
 
 
 def _by_status(changes) -> dict[str, list[str]]:
