@@ -13,9 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
@@ -25,6 +23,9 @@ from reconciler.runtime.frameworks import FrameworkError, load_model, predict
 from reconciler.runtime.uris import URI_SCHEMES
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, check_path
+
+if TYPE_CHECKING:  # annotations only
+    pass
 
 CHUNK_ROWS = 50_000  # rows per predict call: bounds memory (~6 MB of float32 at 30 features)
 
@@ -120,6 +121,9 @@ def run_batch(
         reconciler.monitor.data.MonitorInputError: the input is missing, unreadable, lacks
             feature columns or has non-numeric ones.
     """
+    import numpy as np  # heavy: loaded when this runs, not at every `modelops` start
+    import pandas as pd  # heavy: loaded when this runs, not at every `modelops` start
+
     started = time.perf_counter()
     src = input or dep.get("spec.serving.batch.input")
     dst = output or dep.get("spec.serving.batch.output")

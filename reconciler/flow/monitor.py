@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from reconciler.core.clock import now_iso
 from reconciler.core.config import Config
@@ -29,6 +28,9 @@ from reconciler.monitor.retrain import (
 from reconciler.spec.model import Deployment
 from reconciler.state import status
 from reconciler.state.ledger import Ledger, LedgerRecord
+
+if TYPE_CHECKING:  # annotations only
+    import pandas as pd
 
 RETRAIN_FIELDS = (
     "reason",

@@ -15,13 +15,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.json as pj
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
@@ -30,6 +24,10 @@ from reconciler.runtime.capture import resolve_sink
 from reconciler.runtime.uris import parse_s3_uri
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, spec_path
+
+if TYPE_CHECKING:  # annotations only
+    import numpy as np
+    import pandas as pd
 
 NUMERIC_DTYPES = ("float32", "float64", "int32", "int64")
 
@@ -103,6 +101,8 @@ def sample_indices(n: int, size: int, seed: int) -> np.ndarray:
 
     ``numpy.random.default_rng(seed).choice``: the same seed gives the same rows.
     """
+    import numpy as np  # heavy: loaded when this runs, not at every `modelops` start
+
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size=size, replace=False))
 
@@ -138,6 +138,9 @@ def read_table(
         MonitorInputError: missing or unreadable file, unknown format, missing columns,
             non-numeric columns, no rows.
     """
+    import pandas as pd  # heavy: loaded when this runs, not at every `modelops` start
+    import pyarrow.parquet as pq  # heavy: loaded when this runs, not at every `modelops` start
+
     if not path.is_file():
         raise MonitorInputError(
             f"{origin}: {what} {path} not found; expected a Parquet or CSV file"
@@ -196,6 +199,8 @@ def read_table(
 
 
 def _is_number(series: pd.Series) -> bool:
+    import pandas as pd  # heavy: loaded when this runs, not at every `modelops` start
+
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
@@ -321,6 +326,8 @@ def load_capture(
             is not JSON, lacks ``inputs``/``outputs``/``timestamp``, has rows of the wrong
             width (missing columns) or non-numeric values (wrong types).
     """
+    import numpy as np  # heavy: loaded when this runs, not at every `modelops` start
+
     end = (now or datetime.now(UTC)).astimezone(UTC)
     hours = dep.get("spec.monitoring.window_hours", 24)
     start = end - timedelta(hours=hours)
@@ -368,6 +375,11 @@ def load_capture(
 
 def _json_buffer_from_parquet(path: Path):
     """A JSON Lines buffer and a timestamp array from a Parquet capture file."""
+    import numpy as np  # heavy: loaded when this runs, not at every `modelops` start
+    import pyarrow as pa  # heavy: loaded when this runs, not at every `modelops` start
+    import pyarrow.compute as pc  # heavy: loaded when this runs, not at every `modelops` start
+    import pyarrow.parquet as pq  # heavy: loaded when this runs, not at every `modelops` start
+
     table = pq.read_table(path, columns=["timestamp", "inputs", "outputs"])
     ts = table["timestamp"]
     if not pa.types.is_string(ts.type) and not pa.types.is_large_string(ts.type):
@@ -384,6 +396,11 @@ def _json_buffer_from_parquet(path: Path):
 
 def _read_capture_file(path: Path, names: list[str], start, end, config: Config, fmt: str):
     """Rows, outputs and request count of one capture file inside [start, end]."""
+    import numpy as np  # heavy: loaded when this runs, not at every `modelops` start
+    import pyarrow as pa  # heavy: loaded when this runs, not at every `modelops` start
+    import pyarrow.compute as pc  # heavy: loaded when this runs, not at every `modelops` start
+    import pyarrow.json as pj  # heavy: loaded when this runs, not at every `modelops` start
+
     width = len(names)
     where = config.rel(path)
     schema = pa.schema(
@@ -456,6 +473,8 @@ def _read_capture_file(path: Path, names: list[str], start, end, config: Config,
 
 def _records(path: Path, fmt: str):
     """(line number, record dict or raw text) of a capture file, JSON Lines or Parquet."""
+    import pyarrow.parquet as pq  # heavy: loaded when this runs, not at every `modelops` start
+
     if fmt == "parquet":
         table = pq.read_table(path, columns=["timestamp", "inputs", "outputs"]).to_pylist()
         for i, rec in enumerate(table, 1):
@@ -474,6 +493,8 @@ def _records(path: Path, fmt: str):
 
 def _read_capture_python(path: Path, names: list[str], hashed: list[int], start, end, config, fmt):
     """Slow path for captures with hashed (string) features: those columns become NaN."""
+    import numpy as np  # heavy: loaded when this runs, not at every `modelops` start
+
     where = config.rel(path)
     xs, ys, n = [], [], 0
     for lineno, rec in _records(path, fmt):

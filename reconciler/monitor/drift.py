@@ -18,10 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from reconciler.core.clock import now_iso
 from reconciler.core.config import Config
@@ -38,6 +35,10 @@ from reconciler.monitor.data import (
 from reconciler.runtime import frameworks
 from reconciler.runtime.uris import URI_SCHEMES
 from reconciler.spec.model import Deployment
+
+if TYPE_CHECKING:  # annotations only
+    import numpy as np
+    import pandas as pd
 
 DEFAULT_SAMPLE_SIZE = 50_000
 """Rows per side above which the drift job samples (``spec.monitoring.drift.sample_size``)."""
@@ -171,6 +172,8 @@ def load_live_model(dep: Deployment, config: Config):
 
 def predict(dep: Deployment, model, frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     """Predictions ``(rows,)`` of ``model`` on ``frame[names]`` cast to the signature dtype."""
+    import numpy as np  # heavy: loaded when this runs, not at every `modelops` start
+
     dtype = dep.get("spec.model.signature.inputs.dtype", "float32")
     x = frame[names].to_numpy(dtype=np.dtype(dtype))
     framework = dep.get("spec.model.framework", "sklearn")
@@ -220,6 +223,8 @@ def run_drift(
 
 
 def _run(dep, config, current, sample_size, seed, now, importer, started) -> DriftResult:
+    import pandas as pd  # heavy: loaded when this runs, not at every `modelops` start
+
     feats = features_of(dep)
     names = feats.compared
     notes: list[str] = []
@@ -425,6 +430,9 @@ def _iso(value: datetime) -> str:
 
 
 def _has_column(path: Path, column: str) -> bool:
+    import pandas as pd  # heavy: loaded when this runs, not at every `modelops` start
+    import pyarrow.parquet as pq  # heavy: loaded when this runs, not at every `modelops` start
+
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             return column in pq.read_schema(path).names

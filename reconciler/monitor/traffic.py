@@ -7,12 +7,15 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import httpx
-import numpy as np
-import pandas as pd
 
 from reconciler.core.diagnostics import ModelopsError
+
+if TYPE_CHECKING:  # annotations only
+    import numpy as np
+    import pandas as pd
 
 SHIFT_SD = 1.5
 """Shift of the moved columns, in standard deviations of the reference column."""
@@ -43,6 +46,9 @@ def shifted(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     Raises:
         ValueError: ``frame`` has no rows.
     """
+    import numpy as np  # heavy: loaded when this runs, not at every `modelops` start
+    import pandas as pd  # heavy: loaded when this runs, not at every `modelops` start
+
     if frame.empty:
         raise ValueError("cannot shift an empty frame")
     rng = np.random.default_rng(seed)
@@ -74,6 +80,8 @@ def send_traffic(url: str, rows: np.ndarray, *, batch: int = 8, timeout_s: float
         ModelopsError: the endpoint is unreachable or answers with an error status
             (the message gives the status and the first 200 characters of the body).
     """
+    import numpy as np  # heavy: loaded when this runs, not at every `modelops` start
+
     rows = np.asarray(rows)
     if rows.ndim != 2:
         raise ModelopsError(f"send_traffic: rows must be a 2-D array, got shape {rows.shape}")
