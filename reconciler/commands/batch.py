@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from reconciler.commands.options import EnvOption, console, get_config
+from reconciler.commands.options import EnvOption, TextOrJson, console, get_config
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.flow.batch import run_batch
 from reconciler.spec.repo import load_all
@@ -18,7 +18,7 @@ def batch_cmd(
     env: EnvOption,
     input: Annotated[str | None, typer.Option("--input", help="Parquet/CSV to score.")] = None,
     output: Annotated[str | None, typer.Option("--output", help="Where to write.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    fmt: TextOrJson = "text",
 ) -> None:
     """Score a file with the deployment's model (what the batch CronJob runs).
 

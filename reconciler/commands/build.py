@@ -21,6 +21,7 @@ from reconciler.build.store import gc_bentos
 from reconciler.commands.options import (
     EnvOption,
     TargetsArg,
+    TextOrJson,
     console,
     err,
     err_console,
@@ -28,7 +29,7 @@ from reconciler.commands.options import (
     out,
     progress,
 )
-from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
+from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 from reconciler.core.git import head_revision
 from reconciler.policy.check import check_policies
 from reconciler.report import build_text
@@ -55,15 +56,13 @@ def build_cmd(
             "environment (Bentos in the ledger and those of this run are kept).",
         ),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    fmt: TextOrJson = "text",
 ) -> None:
     """Build (or reuse) the Bento of every deployment in ENV; print the build report.
 
     Exit 0 when every build succeeded; 1 on a spec error or a blocking policy result
     (nothing is built); 2 when a build failed (the others still run).
     """
-    if fmt not in ("text", "json"):
-        raise ModelopsError(f"unknown format {fmt!r}; valid formats: text, json")
     config = get_config()
     loaded = load_all(config, targets, env)
     for diag in loaded.diagnostics:

@@ -17,6 +17,7 @@ from reconciler.commands.options import (
     EnvOption,
     LockTimeout,
     TargetsArg,
+    TextOrJson,
     console,
     err,
     get_config,
@@ -116,7 +117,7 @@ def plan_cmd(
 def apply_cmd(
     env: EnvOption,
     targets: TargetsArg = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    fmt: TextOrJson = "text",
     base: Annotated[
         str | None,
         typer.Option("--base", help="Apply only what changed since this revision (on merge)."),
@@ -213,7 +214,7 @@ def destroy_cmd(
 
 def status_cmd(
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    fmt: TextOrJson = "text",
 ) -> None:
     """List every live deployment × environment in the ledger: revision, health, drift.
 
@@ -221,8 +222,6 @@ def status_cmd(
     history stays: `modelops history NAME --env ENV`).
     """
     config = get_config()
-    if fmt not in ("text", "json"):
-        raise ModelopsError(f"unknown format {fmt!r}; valid formats: text, json")
     if env is not None and env not in config.environments:
         raise ModelopsError(
             f"unknown environment {env!r}; known environments: {', '.join(config.environments)}"

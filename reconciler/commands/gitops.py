@@ -13,7 +13,15 @@ from typing import Annotated
 
 import typer
 
-from reconciler.commands.options import EnvOption, console, err, err_console, get_config, out
+from reconciler.commands.options import (
+    EnvOption,
+    TextOrJson,
+    console,
+    err,
+    err_console,
+    get_config,
+    out,
+)
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.flow.rollback import rollback
 from reconciler.gitops.scaffold import init_repository
@@ -26,7 +34,7 @@ def history_cmd(
     name: Annotated[str, typer.Argument(help="Deployment name (metadata.name).")],
     env: EnvOption,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Newest N entries.")] = 20,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    fmt: TextOrJson = "text",
 ) -> None:
     """Show past applies, rollbacks, destroys and failures of NAME in ENV (newest first).
 
@@ -56,7 +64,7 @@ def rollback_cmd(
     lock_timeout: Annotated[
         float, typer.Option("--lock-timeout", min=0, help="Seconds to wait for the lock.")
     ] = 60.0,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    fmt: TextOrJson = "text",
 ) -> None:
     """Re-apply NAME in ENV as its spec was at revision --to, and say what to revert in Git.
 

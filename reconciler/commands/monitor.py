@@ -15,6 +15,7 @@ import typer
 
 from reconciler.commands.options import (
     EnvOption,
+    TextOrJson,
     console,
     err_console,
     get_config,
@@ -35,7 +36,6 @@ monitor_app = typer.Typer(
 )
 
 NameArg = Annotated[str, typer.Argument(help="Deployment (spec) name or spec file.")]
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format: text or json.")]
 
 
 def _deployment(name: str, env: str) -> Deployment:
@@ -54,11 +54,6 @@ def _deployment(name: str, env: str) -> Deployment:
     if len(deps) > 1:
         raise ModelopsError(f"{name} matches {len(deps)} deployments; name one spec")
     return deps[0]
-
-
-def _check_format(fmt: str) -> None:
-    if fmt not in ("text", "json"):
-        raise ModelopsError(f"--format {fmt!r}: expected text or json")
 
 
 @monitor_app.command("run")
@@ -81,14 +76,13 @@ def monitor_run(
             help="On drift, retrain when spec.monitoring.on_drift is retrain.",
         ),
     ] = True,
-    fmt: FormatOpt = "text",
+    fmt: TextOrJson = "text",
 ) -> None:
     """Run the drift job once; exit 1 on drift (and retrain if the spec says so).
 
     Exit 0 without drift (or monitoring disabled); 2 on bad input or when the
     retraining that drift started failed (the drift result is still printed).
     """
-    _check_format(fmt)
     preload_evidently()  # overlaps loading the specs and the data
     config = get_config()
     dep = _deployment(name, env)
@@ -150,14 +144,13 @@ def retrain_cmd(
         typer.Option("--training-data", help="Parquet/CSV passed as MODELOPS_TRAINING_DATA."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Ignore the cooldown.")] = False,
-    fmt: FormatOpt = "text",
+    fmt: TextOrJson = "text",
 ) -> None:
     """Run the spec's retraining command; propose a better model on a new Git branch.
 
     Exit 0 when proposed, rejected, unchanged or skipped (cooldown); 2 when the run
     failed (or for usage errors).
     """
-    _check_format(fmt)
     reason = check_reason(reason)  # exit 2 before the specs are loaded or anything runs
     dep = _deployment(name, env)
     try:

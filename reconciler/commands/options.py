@@ -29,6 +29,23 @@ TargetsArg = Annotated[
     list[str] | None,
     typer.Argument(help="Spec files, directories or spec names; default: every spec."),
 ]
+TEXT_OR_JSON = ("text", "json")
+
+
+def check_text_or_json(fmt: str) -> str:
+    """The ``--format`` of a command that prints text or JSON.
+
+    Raises:
+        ModelopsError: (exit 2) any other value, before the command does any work.
+    """
+    if fmt not in TEXT_OR_JSON:
+        raise ModelopsError(f"unknown format {fmt!r}; valid formats: {', '.join(TEXT_OR_JSON)}")
+    return fmt
+
+
+TextOrJson = Annotated[
+    str, typer.Option("--format", "-f", help="text or json.", callback=check_text_or_json)
+]
 LockTimeout = Annotated[
     float,
     typer.Option(

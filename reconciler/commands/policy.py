@@ -11,6 +11,7 @@ import typer
 from reconciler.commands.options import (
     FORMAT_HELP,
     TargetsArg,
+    TextOrJson,
     console,
     err_console,
     get_config,
@@ -82,7 +83,7 @@ def check(
 
 @policy_app.command("test")
 def test(
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    fmt: TextOrJson = "text",
     timeout: TimeoutOption = 5.0,
 ) -> None:
     """Run the YAML fixture cases in policies/tests/; exit 1 if any disagrees.
@@ -91,8 +92,6 @@ def test(
     silent, when a policy does not compile (reported once, at its file and line), when
     the library has problems, or when no case ran.
     """
-    if fmt not in ("text", "json"):
-        raise ModelopsError(f"unknown format {fmt!r} for policy test; valid: text, json")
     config = get_config()
     library = load_library(config.policies_dir, config.organization, config.root)
     run = run_policy_tests(library, config.policies_dir / "tests", config.root, timeout)

@@ -10,7 +10,7 @@ import typer
 from reconciler.build.bento import build
 from reconciler.build.serve import start_server, stop_server
 from reconciler.build.smoke import run_smoke
-from reconciler.commands.options import EnvOption, console, err_console, get_config, out
+from reconciler.commands.options import EnvOption, TextOrJson, console, err_console, get_config, out
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
 from reconciler.report import smoke_text
 from reconciler.spec.repo import load_all
@@ -42,7 +42,7 @@ def smoke_cmd(
     timeout: Annotated[
         float, typer.Option("--timeout", min=1, help="Seconds to wait for the server (readyz).")
     ] = 60.0,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    fmt: TextOrJson = "text",
 ) -> None:
     """Build (or reuse) NAME's Bento, serve it on loopback, check smoke requests and the SLO.
 
@@ -50,8 +50,6 @@ def smoke_cmd(
     check failed (findings); 2 for a bad spec name or usage; 3 when the server could not
     start. The server is always stopped at the end.
     """
-    if fmt not in ("text", "json"):
-        raise ModelopsError(f"--format {fmt!r}: smoke supports text or json", EXIT_USAGE)
     config = get_config()
     result = load_all(config, [name], env)
     if result.errors:

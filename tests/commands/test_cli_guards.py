@@ -37,3 +37,26 @@ def test_unknown_commit_is_a_clean_git_error(spec_repo):
     assert proc.returncode == 2
     assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
     assert "0000000000" in proc.stderr
+
+
+TEXT_OR_JSON_COMMANDS = [
+    ("status",),
+    ("history", "fraud-detector", "--env", "staging"),
+    ("apply", "--env", "staging"),
+    ("build", "--env", "staging"),
+    ("batch", "fraud-detector", "--env", "staging"),
+    ("smoke", "fraud-detector", "--env", "staging"),
+    ("monitor", "run", "fraud-detector", "--env", "staging"),
+    ("retrain", "fraud-detector", "--env", "staging"),
+    ("policy", "test"),
+]
+
+
+def test_every_text_or_json_command_refuses_another_format_before_any_work(spec_repo):
+    """One option (``commands.options.TextOrJson``) checks them all: apply, history and
+    batch used to print text for ``--format xml`` and exit 0."""
+    for args in TEXT_OR_JSON_COMMANDS:
+        proc = invoke(spec_repo, *args, "--format", "xml")
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "unknown format 'xml'; valid formats: text, json" in proc.stderr, args
+    assert not (spec_repo / ".modelops" / "ledger").exists()  # nothing ran
