@@ -3,7 +3,7 @@
 Untracked files that apply reads (modelops.yaml, spec files, policy files, model and smoke
 files named by a spec) make the tree dirty; other untracked files (notes, a README next
 to the specs, the ``.modelops/`` state directory) do not. As in
-``test_pipeline_apply.test_dirty_tree_on_apply_is_refused``, the ``prod`` environment of
+``test_flow_apply.test_dirty_tree_on_apply_is_refused``, the ``prod`` environment of
 the fraud example (platform kubernetes) is used, so nothing is deployed here.
 """
 

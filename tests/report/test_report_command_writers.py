@@ -1,6 +1,6 @@
 """The text writers of the commands other than plan: exact lines from real stage values.
 
-The plan writers are checked through real plans (test_pipeline_plan, test_plan_*,
+The plan writers are checked through real plans (test_flow_plan, test_plan_*,
 test_pr_comment_escaping); these cover the lines ``build``, ``status``, ``history``,
 ``policy test`` and ``retrain`` print, and the lookup from format name to plan writer.
 """
