@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.core.diagnostics import ModelopsError
+from reconciler.core.diagnostics import Diagnostic, ModelopsError, Position
 from reconciler.core.yaml import YamlLoadError, load_yaml
 
 CONFIG_FILE = "modelops.yaml"
@@ -73,6 +73,43 @@ class Config:
         return candidate
 
 
+_PATH_KEYS = ("specs", "policies", "state_dir", "organization", "pulumi_backend")
+
+
+def _check_values(raw: dict, positions: dict) -> None:
+    """Refuse a setting of the wrong type or out of range, at its line in ``modelops.yaml``.
+
+    Paths are non-empty strings; ``max_delete_share`` is a share from 0 to 1 (the guard's
+    limit on deletes, ``docs/flow.md``); ``stalled_after`` a whole number of failed applies,
+    at least 1. A guard setting that compares wrongly (``"x"``, ``7``, ``-1``) must not
+    loosen the guard, so it is an error, not a default.
+
+    Raises:
+        ModelopsError: (exit 2) ``modelops.yaml:LINE:COL: KEY: ...`` saying what is valid.
+    """
+
+    def fail(key: str, message: str) -> None:
+        pos = positions.get((key,), Position(CONFIG_FILE, 1, 1))
+        raise ModelopsError(str(Diagnostic(pos, key, message, code="config")))
+
+    for key in _PATH_KEYS:
+        if key in raw and not (isinstance(raw[key], str) and raw[key].strip()):
+            fail(key, f"expected a non-empty path (a string), got {raw[key]!r}")
+    share = raw.get("max_delete_share", 0.5)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        fail(
+            "max_delete_share",
+            f"expected a share from 0 to 1 (0.5: at most half of an environment's "
+            f"deployments deleted at once), got {share!r}",
+        )
+    stalled = raw.get("stalled_after", 3)
+    if isinstance(stalled, bool) or not isinstance(stalled, int) or stalled < 1:
+        fail(
+            "stalled_after",
+            f"expected a whole number of consecutive failed applies, at least 1, got {stalled!r}",
+        )
+
+
 def find_root(start: Path | None = None) -> Path:
     """The nearest directory at or above ``start`` holding modelops.yaml or .git; else start."""
     here = Path(start or Path.cwd()).resolve()
@@ -97,10 +134,11 @@ def load_config(root: Path | None = None, state_dir: Path | str | None = None) -
 
     root = find_root(root)
     raw: dict = {}
+    positions: dict = {}
     path = root / CONFIG_FILE
     if path.is_file():
         try:
-            raw, _ = load_yaml(path.read_bytes(), CONFIG_FILE)
+            raw, positions = load_yaml(path.read_bytes(), CONFIG_FILE)
         except YamlLoadError as exc:
             raise ModelopsError(str(exc.diagnostic)) from None
         raw = raw or {}
@@ -117,6 +155,8 @@ def load_config(root: Path | None = None, state_dir: Path | str | None = None) -
             isinstance(raw[key], list) and all(isinstance(v, str) for v in raw[key])
         ):
             raise ModelopsError(f"{CONFIG_FILE}: {key}: expected a list of environment names")
+    if raw:
+        _check_values(raw, positions)
     state = state_dir or os.environ.get("MODELOPS_STATE_DIR") or raw.get("state_dir", ".modelops")
     state_path = (root / state).resolve()
     policies = (root / raw.get("policies", "policies")).resolve()

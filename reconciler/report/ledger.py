@@ -55,6 +55,8 @@ def status_footer(destroyed: list[str], holder) -> str:
     if holder is not None:
         alive = holder.alive()
         state = "stale: run `modelops unlock`" if alive is False else "an apply is running"
+        if holder.pid == 0:
+            state = "not a lock modelops can read: if no apply runs, `modelops unlock --force`"
         lines.append(f"state directory locked by {holder.describe()} ({state})")
     return "".join(line + "\n" for line in lines)
 

@@ -316,7 +316,8 @@ class LedgerRecord:
         """Build a record from its JSON mapping.
 
         Raises:
-            LedgerError: a newer ``schemaVersion`` or missing name/environment.
+            LedgerError: a newer ``schemaVersion``, missing name/environment, or a field of
+                the wrong JSON type (the message names the file and the field).
         """
         version = data.get("schemaVersion", 0)
         if not isinstance(version, int) or version > SCHEMA_VERSION:
@@ -330,7 +331,40 @@ class LedgerRecord:
             raise LedgerError(
                 f"{source}: ledger record lacks name or environment; file left untouched"
             )
-        return cls(**{k: v for k, v in data.items() if k in known})
+        fields = {k: v for k, v in data.items() if k in known}
+        for key, value in fields.items():
+            kind = _FIELD_TYPES[key]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise LedgerError(
+                    f"{source}: ledger record field {key!r} is of type {type(value).__name__}, "
+                    f"expected a {_TYPE_NAMES[kind]}; inspect it, then remove or restore the "
+                    "file. modelops did not overwrite it."
+                )
+        for key in ("conditions", "history"):
+            if not all(isinstance(item, dict) for item in fields.get(key, [])):
+                raise LedgerError(
+                    f"{source}: ledger record field {key!r} holds an entry that is not an "
+                    "object; inspect it, then remove or restore the file. modelops did not "
+                    "overwrite it."
+                )
+        # the local engine's process identity (Pulumi's outputs may carry floats)
+        for key in ("pid", "pgid", "port") if fields.get("platform") == "local" else ():
+            value = fields.get("outputs", {}).get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise LedgerError(
+                    f"{source}: ledger record field 'outputs.{key}' is {value!r}, expected a "
+                    "whole number; inspect it, then remove or restore the file. modelops did "
+                    "not overwrite it."
+                )
+        return cls(**fields)
+
+
+#: The JSON type of each field of a :class:`LedgerRecord`, checked when a record is read.
+_FIELD_TYPES: dict[str, type] = {
+    name: {"str": str, "dict": dict, "list": list, "int": int}[str(f.type)]
+    for name, f in LedgerRecord.__dataclass_fields__.items()
+}
+_TYPE_NAMES = {str: "string", dict: "JSON object", list: "JSON list", int: "whole number"}
 
 
 def write_json_atomically(target: Path, doc: dict) -> None:
@@ -387,11 +421,11 @@ class Ledger:
 
     def _read(self, path: Path) -> LedgerRecord | None:
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             return None
         try:
-            data = json.loads(text)
+            data = json.loads(raw.decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise LedgerError(
                 f"{path}: ledger record is corrupt ({exc}); inspect it, then remove or "

@@ -88,19 +88,28 @@ class LockInfo:
 def read_lock(state_dir: Path) -> LockInfo | None:
     """The current holder, or ``None`` when the state directory is not locked.
 
-    A lock file that cannot be parsed is reported as held by an unknown holder (pid 0)
-    rather than ignored.
+    A lock file that cannot be read as one (not UTF-8, not JSON, not a mapping, a field of
+    the wrong type) is reported as held by an unknown holder (pid 0) rather than ignored:
+    ``modelops unlock --force`` removes it.
     """
     path = Path(state_dir) / LOCK_FILE
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
+    unreadable = LockInfo("unknown", 0, "unknown", command=f"unreadable lock file {path}")
     try:
-        data = json.loads(text)
-        return LockInfo(**{k: data[k] for k in LockInfo.__dataclass_fields__ if k in data})
-    except (json.JSONDecodeError, TypeError, KeyError):
-        return LockInfo("unknown", 0, "unknown", command=f"unreadable lock file {path}")
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return unreadable
+    if not isinstance(data, dict):
+        return unreadable
+    fields = {k: data[k] for k in LockInfo.__dataclass_fields__ if k in data}
+    types_ok = isinstance(fields.get("pid"), int) and not isinstance(fields.get("pid"), bool)
+    types_ok = types_ok and all(isinstance(v, str) for k, v in fields.items() if k != "pid")
+    if not types_ok or not {"host", "pid", "started_at"} <= set(fields):
+        return unreadable
+    return LockInfo(**fields)
 
 
 class StateLock:
@@ -214,6 +223,8 @@ def break_lock(state_dir: Path, force: bool = False) -> LockInfo | None:
     alive = holder.alive()
     if alive is not False and not force:
         state = "is still running" if alive else "is on another host, so modelops cannot tell"
+        if holder.pid == 0:
+            state = "is not a lock modelops can read, so it cannot tell whether an apply runs"
         raise LockError(
             f"the lock is held by {holder.describe()}, which {state}; "
             "pass --force to remove it anyway",

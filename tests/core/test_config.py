@@ -44,6 +44,20 @@ def test_file_and_overrides(tmp_path, monkeypatch):
         ("environments: prod\n", "environments: expected a list"),
         ("- a\n", "expected a mapping"),
         ("a: [\n", "YAML syntax error"),
+        # a guard setting that compares wrongly must not loosen the guard
+        ("max_delete_share: x\n", "modelops.yaml:1:1: max_delete_share: expected a share from 0"),
+        ("max_delete_share: 7\n", "max_delete_share: expected a share from 0 to 1"),
+        ("max_delete_share: -1\n", "max_delete_share: expected a share from 0 to 1"),
+        ("max_delete_share: .nan\n", "max_delete_share: expected a share from 0 to 1"),
+        ("max_delete_share: true\n", "max_delete_share: expected a share from 0 to 1"),
+        ("stalled_after: x\n", "stalled_after: expected a whole number"),
+        ("stalled_after: -2\n", "stalled_after: expected a whole number"),
+        ("stalled_after: 2.5\n", "stalled_after: expected a whole number"),
+        ("specs: x\nstate_dir: 5\n", "modelops.yaml:2:1: state_dir: expected a non-empty path"),
+        ("state_dir: ''\n", "state_dir: expected a non-empty path"),
+        ("organization: {bogus: 1}\n", "organization: expected a non-empty path"),
+        ("policies: 5\n", "policies: expected a non-empty path"),
+        ("specs: [a]\n", "specs: expected a non-empty path"),
     ],
 )
 def test_bad_config(tmp_path, text, needle):

@@ -81,6 +81,39 @@ def test_corrupt_or_newer_records_are_reported_and_left_untouched(tmp_path):
         ledger.all()
 
 
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"outputs": [1, 2]}, "field 'outputs' is of type list, expected a JSON object"),
+        ({"conditions": 5}, "field 'conditions' is of type int, expected a JSON list"),
+        ({"conditions": [5]}, "field 'conditions' holds an entry that is not an object"),
+        ({"failures": "3"}, "field 'failures' is of type str, expected a whole number"),
+        ({"failures": True}, "field 'failures' is of type bool, expected a whole number"),
+        ({"drift": "x"}, "field 'drift' is of type str, expected a JSON object"),
+        ({"desiredState": 3}, "field 'desiredState' is of type int, expected a JSON object"),
+        ({"platform": "local", "outputs": {"pid": "abc"}}, "'outputs.pid' is 'abc'"),
+    ],
+)
+def test_a_record_with_a_field_of_the_wrong_type_is_an_error_naming_the_file(
+    tmp_path, fields, needle
+):
+    """status and apply used to end in "internal error" (AttributeError, TypeError,
+    ValueError) on such a record; now every reader gets a LedgerError (exit 2) that names
+    the file and the field, and the file is left as it was."""
+    ledger = Ledger(tmp_path)
+    ledger.dir.mkdir(parents=True)
+    path = ledger.path("a", "dev")
+    text = json.dumps({"name": "a", "environment": "dev", **fields})
+    path.write_text(text)
+    with pytest.raises(LedgerError) as info:
+        ledger.get("a", "dev")
+    assert str(path) in info.value.message and needle in info.value.message
+    assert info.value.exit_code == 2 and path.read_text() == text
+    path.write_bytes(b"\xff\xfe{}")  # not UTF-8: the same kind of error, not a crash
+    with pytest.raises(LedgerError, match="corrupt"):
+        ledger.all()
+
+
 def test_old_records_without_new_fields_still_load(tmp_path):
     ledger = Ledger(tmp_path)
     ledger.dir.mkdir(parents=True)

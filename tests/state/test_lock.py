@@ -155,3 +155,29 @@ def test_cli_apply_while_locked_and_unlock(tmp_path):
     code, out, _err = invoke(root, "unlock")
     assert code == 0 and f"pid {proc.pid}" in out
     assert invoke(root, "apply", "--env", "dev").returncode == 0
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\xff\xfe",
+        b"",
+        b"garbage",
+        b"[]",
+        b'{"pid": "x"}',
+        b'{"host": "h", "pid": true, "started_at": "t"}',
+    ],
+)
+def test_a_lock_file_modelops_cannot_read_is_held_by_unknown_and_unlock_force_removes_it(
+    tmp_path, content
+):
+    """A lock that is not UTF-8, not JSON or of the wrong shape is never a crash: it reads as
+    held by an unknown holder (pid 0), plain unlock says why it refuses, --force removes it."""
+    (tmp_path / "lock").write_bytes(content)
+    holder = read_lock(tmp_path)
+    assert holder is not None and holder.pid == 0 and "unreadable lock file" in holder.command
+    with pytest.raises(LockError) as info:
+        break_lock(tmp_path)
+    assert "not a lock modelops can read" in info.value.message
+    assert break_lock(tmp_path, force=True) == holder
+    assert not (tmp_path / "lock").exists()
