@@ -95,8 +95,8 @@ def train_and_check() -> None:
     out = ROOT / ".modelops" / "demo" / "train"
     run([sys.executable, "examples/train.py", "all", "--out", str(out)])
     for model in ("fraud", "diabetes"):
-        fresh_path, committed_path = out / model / "model.joblib", ROOT / "examples" / model
-        committed_path = committed_path / "model.joblib"
+        fresh_path = out / model / "model.joblib"
+        committed_path = ROOT / "examples" / model / "model.joblib"
         fresh, committed = file_sha256(fresh_path), file_sha256(committed_path)
         if fresh == committed:
             console.print(f"{model}: trained digest {fresh[:12]}… matches the committed model")

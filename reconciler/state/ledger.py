@@ -332,14 +332,13 @@ class LedgerRecord:
                 f"{source}: ledger record lacks name or environment; file left untouched"
             )
         fields = {k: v for k, v in data.items() if k in known}
-        for key, value in fields.items():
-            kind = _FIELD_TYPES[key]
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise LedgerError(
-                    f"{source}: ledger record field {key!r} is of type {type(value).__name__}, "
-                    f"expected a {_TYPE_NAMES[kind]}; inspect it, then remove or restore the "
-                    "file. modelops did not overwrite it."
-                )
+        if (wrong := wrong_json_type(cls, fields)) is not None:
+            key, expected = wrong
+            raise LedgerError(
+                f"{source}: ledger record field {key!r} is of type {type(fields[key]).__name__}, "
+                f"expected a {expected}; inspect it, then remove or restore the file. modelops "
+                "did not overwrite it."
+            )
         for key in ("conditions", "history"):
             if not all(isinstance(item, dict) for item in fields.get(key, [])):
                 raise LedgerError(
@@ -359,12 +358,29 @@ class LedgerRecord:
         return cls(**fields)
 
 
-#: The JSON type of each field of a :class:`LedgerRecord`, checked when a record is read.
-_FIELD_TYPES: dict[str, type] = {
-    name: {"str": str, "dict": dict, "list": list, "int": int}[str(f.type)]
-    for name, f in LedgerRecord.__dataclass_fields__.items()
+#: Field annotation of a state-file dataclass -> (the JSON value's Python type, its name).
+_JSON_TYPES: dict[str, tuple[type, str]] = {
+    "str": (str, "string"),
+    "dict": (dict, "JSON object"),
+    "list": (list, "JSON list"),
+    "int": (int, "whole number"),
 }
-_TYPE_NAMES = {str: "string", dict: "JSON object", list: "JSON list", int: "whole number"}
+
+
+def wrong_json_type(cls: type, fields: dict) -> tuple[str, str] | None:
+    """The first of ``fields`` whose JSON type is not the one dataclass ``cls`` declares.
+
+    For the state files (ledger records, the lock), whose dataclass fields are annotated
+    ``str``, ``int``, ``dict`` or ``list``; a bool is not a whole number.
+
+    Returns:
+        ``(field, expected type name)``, or ``None`` when every field has its type.
+    """
+    for key, value in fields.items():
+        kind, name = _JSON_TYPES[str(cls.__dataclass_fields__[key].type)]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return key, name
+    return None
 
 
 def write_json_atomically(target: Path, doc: dict) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from reconciler.core.clock import now_iso
 from reconciler.core.diagnostics import ModelopsError
-from reconciler.state.ledger import actor
+from reconciler.state.ledger import actor, wrong_json_type
 
 LOCK_FILE = "lock"
 #: Seconds between two attempts while waiting for a lock.
@@ -105,9 +105,7 @@ def read_lock(state_dir: Path) -> LockInfo | None:
     if not isinstance(data, dict):
         return unreadable
     fields = {k: data[k] for k in LockInfo.__dataclass_fields__ if k in data}
-    types_ok = isinstance(fields.get("pid"), int) and not isinstance(fields.get("pid"), bool)
-    types_ok = types_ok and all(isinstance(v, str) for k, v in fields.items() if k != "pid")
-    if not types_ok or not {"host", "pid", "started_at"} <= set(fields):
+    if wrong_json_type(LockInfo, fields) or not {"host", "pid", "started_at"} <= set(fields):
         return unreadable
     return LockInfo(**fields)
 
