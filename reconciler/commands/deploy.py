@@ -82,6 +82,14 @@ def plan_cmd(
         bool,
         typer.Option("--allow-mass-delete", help="Do not block a change deleting most specs."),
     ] = False,
+    allow_guard_change: Annotated[
+        bool,
+        typer.Option(
+            "--allow-guard-change",
+            help="With --base: a security reviewer approved loosening a guard setting "
+            "(max_delete_share, protected_environments) in modelops.yaml.",
+        ),
+    ] = False,
 ) -> None:
     """Show what `apply` would create, update, replace or delete (changes nothing).
 
@@ -104,6 +112,7 @@ def plan_cmd(
         head=head,
         all_specs=all_specs,
         allow_mass_delete=allow_mass_delete,
+        allow_guard_change=allow_guard_change,
     )
     _annotate(report)
     if fmt == "text":

@@ -110,6 +110,81 @@ def _check_values(raw: dict, positions: dict) -> None:
         )
 
 
+#: Settings that guard a change (``docs/flow.md``, "Guards from the merge base"): a pull
+#: request is planned under the stricter of the base's and its own values, and one that
+#: loosens them is blocked until reviewed.
+GUARD_SETTINGS = ("max_delete_share", "protected_environments")
+
+
+def _parse(data: bytes, name: str) -> tuple[dict, dict]:
+    """``(settings, positions)`` of a ``modelops.yaml``'s bytes, checked.
+
+    Raises:
+        ModelopsError: (exit 2) not valid YAML, not a mapping, unknown keys, values of
+            the wrong type or out of range (at their line).
+    """
+    try:
+        raw, positions = load_yaml(data, name)
+    except YamlLoadError as exc:
+        raise ModelopsError(str(exc.diagnostic)) from None
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ModelopsError(f"{name}: expected a mapping of settings")
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise ModelopsError(
+            f"{name}: unknown setting(s) {', '.join(unknown)}; "
+            f"valid settings: {', '.join(sorted(_KEYS))}"
+        )
+    for key in ("environments", "protected_environments"):
+        if key in raw and not (
+            isinstance(raw[key], list) and all(isinstance(v, str) for v in raw[key])
+        ):
+            raise ModelopsError(f"{name}: {key}: expected a list of environment names")
+    if raw:
+        _check_values(raw, positions)
+    return raw, positions
+
+
+def guard_settings(data: bytes | None, name: str = CONFIG_FILE) -> dict:
+    """The :data:`GUARD_SETTINGS` of one revision's ``modelops.yaml`` (``None``: no file).
+
+    Returns:
+        ``{"max_delete_share": float (0..1), "protected_environments": [env, ...]}``,
+        defaults for what the file does not set.
+
+    Raises:
+        ModelopsError: (exit 2) the file is invalid (see :func:`load_config`); ``name``
+            says which revision's file in the message.
+    """
+    raw = _parse(data, name)[0] if data is not None else {}
+    return {
+        "max_delete_share": float(raw.get("max_delete_share", 0.5)),
+        "protected_environments": list(raw.get("protected_environments", ["prod"])),
+    }
+
+
+def stricter_guards(a: dict, b: dict) -> dict:
+    """The stricter of two :func:`guard_settings`: the smaller delete share, every
+    protected environment of either (in order of first mention)."""
+    return {
+        "max_delete_share": min(a["max_delete_share"], b["max_delete_share"]),
+        "protected_environments": list(
+            dict.fromkeys([*a["protected_environments"], *b["protected_environments"]])
+        ),
+    }
+
+
+def loosened(base: dict, head: dict) -> list[str]:
+    """The :data:`GUARD_SETTINGS` that ``head`` makes less strict than ``base``."""
+    out = []
+    if head["max_delete_share"] > base["max_delete_share"]:
+        out.append("max_delete_share")
+    if set(base["protected_environments"]) - set(head["protected_environments"]):
+        out.append("protected_environments")
+    return out
+
+
 def find_root(start: Path | None = None) -> Path:
     """The nearest directory at or above ``start`` holding modelops.yaml or .git; else start."""
     here = Path(start or Path.cwd()).resolve()
@@ -137,26 +212,7 @@ def load_config(root: Path | None = None, state_dir: Path | str | None = None) -
     positions: dict = {}
     path = root / CONFIG_FILE
     if path.is_file():
-        try:
-            raw, positions = load_yaml(path.read_bytes(), CONFIG_FILE)
-        except YamlLoadError as exc:
-            raise ModelopsError(str(exc.diagnostic)) from None
-        raw = raw or {}
-        if not isinstance(raw, dict):
-            raise ModelopsError(f"{CONFIG_FILE}: expected a mapping of settings")
-        unknown = sorted(set(raw) - _KEYS)
-        if unknown:
-            raise ModelopsError(
-                f"{CONFIG_FILE}: unknown setting(s) {', '.join(unknown)}; "
-                f"valid settings: {', '.join(sorted(_KEYS))}"
-            )
-    for key in ("environments", "protected_environments"):
-        if key in raw and not (
-            isinstance(raw[key], list) and all(isinstance(v, str) for v in raw[key])
-        ):
-            raise ModelopsError(f"{CONFIG_FILE}: {key}: expected a list of environment names")
-    if raw:
-        _check_values(raw, positions)
+        raw, positions = _parse(path.read_bytes(), CONFIG_FILE)
     state = state_dir or os.environ.get("MODELOPS_STATE_DIR") or raw.get("state_dir", ".modelops")
     state_path = (root / state).resolve()
     policies = (root / raw.get("policies", "policies")).resolve()

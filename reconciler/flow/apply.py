@@ -19,6 +19,7 @@ from reconciler.flow.gates import (
     check_dirty,
     envs_of,
     gate,
+    guard_settings_gate,
     orphans,
     policy_gate,
     prune_plan,
@@ -31,7 +32,7 @@ from reconciler.flow.stages import (
     error_message,
     state_dict,
 )
-from reconciler.gitops.changes import detect_changes
+from reconciler.gitops.changes import RevisionFiles, detect_changes
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_files
 from reconciler.state import status
@@ -62,7 +63,9 @@ def apply(
         env: the environment.
         targets: spec files/dirs/names; ``None`` = every spec with an overlay for ``env``.
         base: only the specs changed or affected since this revision (apply on merge);
-            specs deleted since then are the deletion candidates.
+            specs deleted since then, and deployments whose ``env`` overlay was removed,
+            are the deletion candidates; the guard settings are the stricter of the
+            base's and the working tree's (:func:`~reconciler.flow.gates.guard_settings_gate`).
         prune: destroy deployments whose spec is gone (otherwise they are ``orphaned``).
         allow_destroy_protected: with ``prune``, also in a protected environment.
         allow_mass_delete: with ``prune``, allow deleting more than
@@ -95,7 +98,15 @@ def apply(
             deployments = [] if loaded.errors else loaded.deployments
             if deployments and not policy_gate(config, deployments, report):
                 deployments = []
-            gone = {s.name for s in changes.deleted}
+            repo = g.require_repo(config.root, "--base")
+            config = guard_settings_gate(
+                report,
+                config,
+                RevisionFiles(repo, config.root, repo.commit(changes.base)),
+                RevisionFiles(repo, config.root, None),
+                allow=True,  # merged: the pull request's plan was blocked until reviewed
+            )
+            gone = {s.name for s in changes.deleted} | {s.name for s in changes.removed(env)}
             candidates = [
                 r for r in Ledger(config.state_dir).all() if r.environment == env and r.name in gone
             ]

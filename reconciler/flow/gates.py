@@ -7,16 +7,25 @@ anything is changed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from reconciler.core import git as g
-from reconciler.core.config import Config
+from reconciler.core.config import (
+    CONFIG_FILE,
+    GUARD_SETTINGS,
+    Config,
+    guard_settings,
+    loosened,
+    stricter_guards,
+)
 from reconciler.core.diagnostics import (
     EXIT_USAGE,
     ModelopsError,
 )
 from reconciler.engine.pulumi_engine import pulumi_available
 from reconciler.flow.run import Outcome, RunReport
+from reconciler.gitops.changes import overlay_envs
 from reconciler.policy.check import check_policies
 from reconciler.spec.files import quick_load, spec_dependencies
 from reconciler.spec.model import Deployment
@@ -164,30 +173,90 @@ def check_dirty(
     report.notes.append(f"applied with uncommitted changes: {shown}")
 
 
+def guard_settings_gate(report, config: Config, base_rev, head_rev, allow: bool) -> Config:
+    """Plan a change under the stricter of the base's and the head's guard settings.
+
+    The settings that guard a change (:data:`~reconciler.core.config.GUARD_SETTINGS`:
+    ``max_delete_share``, ``protected_environments``) are read from ``modelops.yaml`` at
+    the merge base and at the head, as the policy set is: a pull request must not
+    switch off the guard that checks it. Every setting that differs is listed in
+    ``report.guard_changes`` (``{"setting", "base", "head", "loosens"}``; the plan
+    then needs a security review). One that the head loosens blocks (a line in
+    ``report.guards``) until reviewed: ``allow`` (``--allow-guard-change``, given once
+    a security reviewer approved) turns that into a note.
+
+    Args:
+        report: the run report (``guards``, ``notes``, ``guard_changes`` are added to).
+        config: the configuration read from the working tree.
+        base_rev, head_rev: :class:`~reconciler.gitops.changes.RevisionFiles` of the merge
+            base and of the head (working tree when its ``commit`` is ``None``).
+        allow: a reviewer approved loosening the guard settings.
+
+    Returns:
+        ``config`` with the stricter guard settings (the one to plan or apply with).
+
+    Raises:
+        ModelopsError: (exit 2) ``modelops.yaml`` at either revision is invalid.
+    """
+    base = guard_settings(base_rev.read(CONFIG_FILE), f"{CONFIG_FILE} (merge base)")
+    head = guard_settings(head_rev.read(CONFIG_FILE), CONFIG_FILE)
+    loose = loosened(base, head)
+    for key in GUARD_SETTINGS:
+        if base[key] != head[key]:
+            report.guard_changes.append(
+                {"setting": key, "base": base[key], "head": head[key], "loosens": key in loose}
+            )
+    strict = stricter_guards(base, head)
+    for key in loose:
+        msg = (
+            f"this change loosens the guard setting {key} in {CONFIG_FILE} "
+            f"({base[key]!r} at the merge base → {head[key]!r}): a change to a guard setting "
+            "needs a security reviewer's approval; until then it blocks (after review: "
+            f"--allow-guard-change). This plan used the stricter value {strict[key]!r}"
+        )
+        if allow:
+            report.notes.append(msg.split(": a change")[0] + " (allowed by --allow-guard-change)")
+        else:
+            report.guards.append(msg)
+    if base != head:
+        report.notes.append(
+            f"guard settings ({', '.join(GUARD_SETTINGS)}): the stricter of the merge base's "
+            f"and this change's: max_delete_share {strict['max_delete_share']:g}, protected "
+            f"environments {', '.join(strict['protected_environments']) or '-'}"
+        )
+    return replace(
+        config,
+        max_delete_share=strict["max_delete_share"],
+        protected_environments=strict["protected_environments"],
+    )
+
+
 def mass_delete_guard(report, changes, base_rev, envs, config: Config, allow: bool) -> None:
-    """Block a change that deletes more than ``config.max_delete_share`` of an env."""
-    deleted = changes.deleted
-    if not deleted:
+    """Block a change that deletes more than ``config.max_delete_share`` of an env.
+
+    A deployment is deleted when its spec is deleted (and had the env's overlay at the
+    base) or when its env overlay is removed from a spec that stays
+    (:meth:`~reconciler.gitops.changes.ChangeSet.removed`); both count. The total is
+    the number of specs with an overlay for the env at the merge base.
+    """
+    if not changes.deleted and not any(changes.removed(env) for env in envs):
         return
     specs_rel = config.rel(config.specs_dir).rstrip("/") + "/"
     per_env_total = dict.fromkeys(envs, 0)
     for path in base_rev.spec_files(specs_rel):
-        data = quick_load(base_rev.read(path)) or {}
-        overlays = (data.get("spec") or {}).get("environments") or {}
+        have = overlay_envs(quick_load(base_rev.read(path)))
         for env in envs:
-            if isinstance(overlays, dict) and env in overlays:
-                per_env_total[env] += 1
+            per_env_total[env] += env in have
     for env in envs:
-        gone = 0
-        for s in deleted:
-            data = quick_load(base_rev.read(s.old_path)) or {}
-            overlays = (data.get("spec") or {}).get("environments") or {}
-            gone += isinstance(overlays, dict) and env in overlays
+        gone = len(changes.removed(env))
+        for s in changes.deleted:
+            gone += env in overlay_envs(quick_load(base_rev.read(s.old_path)))
         total = per_env_total[env]
         if total and gone / total > config.max_delete_share:
             msg = (
                 f"this change deletes {gone} of {total} deployment(s) in {env} "
-                f"({gone / total:.0%}, above max_delete_share {config.max_delete_share:.0%}); "
+                f"({gone / total:.0%}, above max_delete_share {config.max_delete_share:.0%}; "
+                "deleted specs and removed environment overlays both count); "
                 "`modelops apply` will refuse to prune them without --allow-mass-delete"
             )
             if allow:
@@ -220,14 +289,14 @@ def prune_plan(config, env, candidates, prune, allow_protected, allow_mass, repo
     if not prune:
         return orphaned(
             lambda r: (
-                "spec deleted; destroyed only by `modelops apply --prune`"
-                + protected_note(config, r.environment)
+                "spec or its environment overlay removed; destroyed only by "
+                "`modelops apply --prune`" + protected_note(config, r.environment)
             )
         )
     if env in config.protected_environments and not allow_protected:
         return orphaned(
             lambda r: (
-                f"spec deleted, but {env} is a protected environment: destroying it "
+                f"spec or overlay removed, but {env} is a protected environment: destroying it "
                 "needs --prune --allow-destroy-protected"
             )
         )

@@ -35,6 +35,7 @@ def plan(
     head: str | None = None,
     all_specs: bool = False,
     allow_mass_delete: bool = False,
+    allow_guard_change: bool = False,
 ) -> RunReport:
     """Compute what ``apply`` would change, without changing anything.
 
@@ -53,6 +54,9 @@ def plan(
         all_specs: with ``base``, plan every spec, changed or not.
         allow_mass_delete: with ``base``, do not block a change that deletes more than
             ``config.max_delete_share`` of an environment's deployments.
+        allow_guard_change: with ``base``, a security reviewer approved loosening a
+            guard setting of ``modelops.yaml`` (otherwise it blocks; the stricter value
+            is used either way: :func:`reconciler.flow.gates.guard_settings_gate`).
 
     Returns:
         A :class:`RunReport`. Without ``base``, each deployment's rendered DesiredState
@@ -66,7 +70,17 @@ def plan(
     build = build or smoke
     envs = envs_of(config, env)
     if base is not None:
-        return plan_changes(config, envs, base, head, build, smoke, all_specs, allow_mass_delete)
+        return plan_changes(
+            config,
+            envs,
+            base,
+            head,
+            build,
+            smoke,
+            all_specs,
+            allow_mass_delete,
+            allow_guard_change=allow_guard_change,
+        )
     report = RunReport("plan", env or "all", g.head_revision(config.root), envs=envs)
     deployments = gate(config, targets, env, report)
     ledger = Ledger(config.state_dir)

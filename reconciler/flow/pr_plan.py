@@ -18,6 +18,7 @@ from reconciler.core.diagnostics import (
 from reconciler.engine.plan import diff
 from reconciler.flow.digests import model_info
 from reconciler.flow.gates import (
+    guard_settings_gate,
     mass_delete_guard,
     protected_note,
 )
@@ -56,13 +57,18 @@ def plan_changes(
     smoke: bool,
     all_specs: bool,
     allow_mass_delete: bool,
+    *,
+    allow_guard_change: bool = False,
 ) -> RunReport:
     """The plan of a pull request: ``plan(..., base=...)`` (see :func:`reconciler.flow.plan.plan`).
 
     Only the specs changed or affected since the merge base (every spec with
     ``all_specs``) are planned, each rendered at the base and at the head and diffed;
-    specs deleted since the base are planned for deletion (``delete`` outcomes), and the
-    mass-delete guard applies unless ``allow_mass_delete``. Builds (and smoke tests) run
+    specs deleted since the base, and deployments whose environment overlay was removed,
+    are planned for deletion (``delete`` outcomes), and the mass-delete guard applies
+    unless ``allow_mass_delete``. The guard settings are the stricter of the base's and
+    the head's, and loosening one blocks unless ``allow_guard_change``
+    (:func:`~reconciler.flow.gates.guard_settings_gate`). Builds (and smoke tests) run
     only when ``build`` and the gates pass.
 
     Raises:
@@ -82,6 +88,8 @@ def plan_changes(
     )
     report.diagnostics.extend(changes.diagnostics)
     base_rev = RevisionFiles(repo, config.root, repo.commit(changes.base))
+    head_files = RevisionFiles(repo, config.root, repo.commit(changes.head) if head else None)
+    config = guard_settings_gate(report, config, base_rev, head_files, allow_guard_change)
     base_paths: list[str] = []
     for s in changes.specs:
         if s.old_path and s.status != "unchanged":
@@ -190,6 +198,9 @@ def plan_changes(
             report.outcomes.append(outcome)
         for s in changes.deleted:
             _plan_deletion(report, s, old_deps, envs, config, base_cfg)
+        for env in envs:
+            for s in changes.removed(env):
+                _plan_deletion(report, s, old_deps, [env], config, base_cfg)
     sort_report(report)
     at_head = f"head {revision[:12]}" if changes.head else "the working tree"
     report.notes.append(
@@ -300,7 +311,8 @@ def spec_diff(
 
 
 def _plan_deletion(report, change, old_deps: dict, envs, config: Config, base_cfg: Config):
-    """Outcomes ``delete`` for every environment of a spec deleted since the base."""
+    """Outcomes ``delete`` for every environment in ``envs`` of a spec deleted since the
+    base, or whose overlay for the environment was removed (``change.removed_envs``)."""
     for env in envs:
         old = old_deps.get((change.name, env))
         if old is None:
@@ -313,13 +325,18 @@ def _plan_deletion(report, change, old_deps: dict, envs, config: Config, base_cf
         if record is not None and record.desiredState:
             state = record.desiredState
         plan_value, _ = render_plan(None, state, config) if state else (None, None)
+        what = (
+            f"spec {change.old_path} deleted"
+            if change.status == "deleted"
+            else f"environment overlay {env} removed from {change.path}"
+        )
         outcome = Outcome(
             old.key,
             old.name,
             env,
             old.platform,
             "delete",
-            f"spec {change.old_path} deleted: on merge, `modelops apply --prune` destroys it"
+            f"{what}: on merge, `modelops apply --prune` destroys it"
             + protected_note(config, env)
             + "; without --prune it is reported as orphaned",
             change=change.to_dict(),

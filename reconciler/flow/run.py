@@ -120,6 +120,9 @@ class RunReport:
             (the pull request changes what is enforced), the policy report with the pull
             request's own policy set, which ``apply`` uses after the merge; it blocks
             too. ``None`` otherwise.
+        guard_changes: for a ``--base`` run, the guard settings of ``modelops.yaml`` that
+            differ between the merge base and the head (``{"setting", "base", "head",
+            "loosens"}``, :func:`reconciler.flow.gates.guard_settings_gate`).
     """
 
     action: str
@@ -138,6 +141,7 @@ class RunReport:
     revert: list[dict] = field(default_factory=list)
     policy_changes: PolicySetDiff | None = None
     policy_head: PolicyReport | None = None
+    guard_changes: list[dict] = field(default_factory=list)
 
     @property
     def spec_errors(self) -> list[Diagnostic]:
@@ -161,11 +165,15 @@ class RunReport:
 
     @property
     def needs_security_review(self) -> bool:
-        """True when the pull request changes what the policy check enforces.
+        """True when the pull request changes what the policy check enforces, or a guard
+        setting of ``modelops.yaml`` (:attr:`guard_changes`).
 
-        Not blocking by itself: the plan says so, and never "ready to merge".
+        Not blocking by itself (a loosened guard setting blocks through :attr:`guards`):
+        the plan says so, and never "ready to merge".
         """
-        return bool(self.policy_changes is not None and self.policy_changes.changes_enforcement)
+        return bool(
+            self.policy_changes is not None and self.policy_changes.changes_enforcement
+        ) or bool(self.guard_changes)
 
     @property
     def failures(self) -> list[Outcome]:
@@ -205,6 +213,7 @@ class RunReport:
             "outcomes": [o.to_dict() for o in self.outcomes],
             "revert": list(self.revert),
             "needs_security_review": self.needs_security_review,
+            "guard_changes": list(self.guard_changes),
             "policy_changes": (
                 self.policy_changes.to_dict() if self.policy_changes is not None else None
             ),

@@ -72,6 +72,9 @@ class SpecChange:
         path: root-relative spec path at head (``""`` when deleted).
         old_path: root-relative spec path at base (``""`` when added).
         reasons: why it is planned, one short sentence each.
+        removed_envs: environments whose overlay (``spec.environments.<env>``) the base
+            has and the head does not: those deployments are deleted although the spec
+            file remains (planned as deletes, counted by the mass-delete guard).
     """
 
     name: str
@@ -79,6 +82,7 @@ class SpecChange:
     path: str = ""
     old_path: str = ""
     reasons: list[str] = field(default_factory=list)
+    removed_envs: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-ready mapping."""
@@ -116,6 +120,11 @@ class ChangeSet:
     def deleted(self) -> list[SpecChange]:
         """Specs deleted at head (their deployments are planned for deletion)."""
         return [s for s in self.specs if s.status == "deleted"]
+
+    def removed(self, env: str) -> list[SpecChange]:
+        """Specs whose ``env`` overlay was removed while the spec file stayed (the
+        deployment ``<name>-<env>`` is deleted; whole deleted specs: :attr:`deleted`)."""
+        return [s for s in self.specs if s.status != "deleted" and env in s.removed_envs]
 
     def to_dict(self) -> dict:
         """JSON-ready mapping."""
@@ -306,13 +315,23 @@ def detect_changes(
         status = "renamed" if moved else "modified"
         why = [f"spec renamed from {f.old_path}" if moved else "spec file changed"]
         result.append(
-            SpecChange(new_name, status, f.path, f.old_path, why + reasons_for(new_data, old_data))
+            _with_removals(
+                SpecChange(
+                    new_name, status, f.path, f.old_path, why + reasons_for(new_data, old_data)
+                ),
+                old_data,
+                new_data,
+            )
         )
     for name in sorted(set(added) & set(deleted)):  # Git saw delete + add: same deployment
         (path, data), (old_path, old_data) = added.pop(name), deleted.pop(name)
         why = [f"spec moved from {old_path} and edited"]
         result.append(
-            SpecChange(name, "renamed", path, old_path, why + reasons_for(data, old_data))
+            _with_removals(
+                SpecChange(name, "renamed", path, old_path, why + reasons_for(data, old_data)),
+                old_data,
+                data,
+            )
         )
     for name, (path, data) in added.items():
         result.append(SpecChange(name, "added", path, "", ["new spec", *reasons_for(data)]))
@@ -336,6 +355,30 @@ def detect_changes(
                     result.append(SpecChange(spec_name(data), "unchanged", path, path, []))
     changes.specs = sorted(result, key=lambda s: (s.path or s.old_path, s.status))
     return changes
+
+
+def overlay_envs(data: dict | None) -> list[str]:
+    """The environments a quick-loaded spec has overlays for (``spec.environments`` keys)."""
+    spec = (data or {}).get("spec") if isinstance(data, dict) else None
+    overlays = spec.get("environments") if isinstance(spec, dict) else None
+    return [str(k) for k in overlays] if isinstance(overlays, dict) else []
+
+
+def _with_removals(change: SpecChange, old_data: dict | None, new_data: dict | None):
+    """``change`` with :attr:`SpecChange.removed_envs` set and a reason per removal.
+
+    A head that cannot be read (``new_data`` ``None``) removes nothing here: it is an
+    invalid spec, reported by validation, and its deployments are not planned away.
+    """
+    if new_data is None:
+        return change
+    kept = set(overlay_envs(new_data))
+    change.removed_envs = [e for e in overlay_envs(old_data) if e not in kept]
+    change.reasons += [
+        f"environment overlay {e} removed: deployment {change.name}-{e} is deleted"
+        for e in change.removed_envs
+    ]
+    return change
 
 
 def _rename_warning(path: str, old_path: str, old_name: str, new_name: str) -> Diagnostic:

@@ -292,6 +292,29 @@ def _policy_changes_md(report) -> list[str]:
     return out
 
 
+def _guard_changes_md(report) -> list[str]:
+    """The guard settings of ``modelops.yaml`` this change modifies (for security review)."""
+    changes = report.guard_changes
+    if not changes:
+        return []
+    out = [
+        "### 🔐 Guard settings changed — needs security review",
+        "",
+        "This change modifies settings that guard changes; this plan used the stricter of "
+        "the merge base's and the change's values, and one that is loosened blocks until "
+        "a security reviewer approves it.",
+        "",
+    ]
+    for c in changes:
+        how = "loosened" if c["loosens"] else "tightened"
+        out.append(
+            f"- {md_code(c['setting'])}: {md_code(str(c['base']))} → "
+            f"{md_code(str(c['head']))} ({how})"
+        )
+    out.append("")
+    return out
+
+
 def write(report, limit: int = DEFAULT_LIMIT) -> str:
     """The pull-request comment for a plan run report (``RunReport`` of :mod:`reconciler.flow`).
 
@@ -309,6 +332,8 @@ def write(report, limit: int = DEFAULT_LIMIT) -> str:
     verdict = "❌ blocked: do not merge" if blocked else "✅ ready to merge"
     if not blocked and report.needs_security_review:
         verdict = "⚠️ needs security review: this change modifies the policy set"
+        if not report.policy_changes or not report.policy_changes.changes_enforcement:
+            verdict = "⚠️ needs security review: this change modifies a guard setting"
     envs = escape.text(", ".join(report.envs) if report.envs else report.env)
     head = [MARKER, f"## modelops plan — {verdict}", ""]
     if report.base:
@@ -374,6 +399,7 @@ def write(report, limit: int = DEFAULT_LIMIT) -> str:
         head += [f"- ⚠️ {md_code(d.position)} {escape.text(d.message)}" for d in warnings[:50]]
         head.append("")
     head += _policy_changes_md(report)
+    head += _guard_changes_md(report)
     if not outcomes and not blocking:
         head += ["No deployment is affected by this change.", ""]
     for note in report.notes:

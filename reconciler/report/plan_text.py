@@ -158,6 +158,12 @@ def write(report) -> str:
     elif outcomes or not report.blocked:
         lines.append(f"Plan for {', '.join(report.envs)} against the ledger:")
     lines += _policy_changes(report)
+    for c in report.guard_changes:
+        how = "loosened" if c["loosens"] else "tightened"
+        lines.append(
+            f"Guard setting changed (needs security review): {c['setting']}: "
+            f"{c['base']!r} → {c['head']!r} ({how})"
+        )
     if not outcomes and not report.blocked:
         lines.append("No deployment to plan.")
     for outcome, plan in zip(outcomes, report.plans, strict=False):
@@ -166,7 +172,8 @@ def write(report) -> str:
         if report.exit_code:
             verdict = "blocks the merge"
         elif report.needs_security_review:
-            verdict = "nothing blocks the merge; needs security review (policy changes)"
+            why = "policy changes" if report.policy_changes is not None else "guard settings"
+            verdict = f"nothing blocks the merge; needs security review ({why})"
         else:
             verdict = "nothing blocks the merge"
         policy = f"; policy: {policy_summary(report)}" if report.policy else ""
