@@ -3,7 +3,8 @@
 # description: >-
 #   Deployments on a cloud or cluster platform pull their image from a registry the
 #   organisation allows (data.organization.allowed_registries, prefix match); the
-#   registry must be named.
+#   registry must be named. Local and edge deployments run no image (an edge bundle is
+#   an ONNX file published to spec.edge.destination).
 # custom:
 #   id: MDL-005
 #   severity: high
@@ -13,6 +14,9 @@
 package modelops.allowed_registries
 
 platform := object.get(input, ["spec", "target", "platform"], "local")
+
+# Platforms that pull an image (not local: a bentoml process; not edge: a bundle).
+pulls_image if not platform in {"local", "edge"}
 
 # Read by full path, each field on its own (modelops reuses an answer for every deployment
 # with the same values; see policies/README.md). A null field counts as not set.
@@ -37,12 +41,12 @@ allowed(ref) if {
 }
 
 deny contains {"msg": "no registry: set spec.target.registry (or a pinned spec.target.image)", "path": "spec.target.registry"} if {
-	platform != "local"
+	pulls_image
 	count(images) == 0
 }
 
 deny contains {"msg": msg, "path": concat(".", ["spec.target", field])} if {
-	platform != "local"
+	pulls_image
 	some field, ref in images
 	not allowed(ref)
 	# concat, not sprintf: regopy passes a concat result to sprintf with its JSON quotes

@@ -2,7 +2,8 @@
 # title: Authentication required when exposed or in production
 # description: >-
 #   An endpoint that is public, or that serves a production environment on a managed
-#   platform, must require authentication (spec.exposure.auth: required).
+#   platform, must require authentication (spec.exposure.auth: required). An edge
+#   deployment serves no endpoint (the model runs on the device).
 # custom:
 #   id: MDL-002
 #   severity: high
@@ -21,7 +22,7 @@ exposed if object.get(input, ["spec", "exposure", "public"], false) != false
 
 exposed if {
 	input.environment in data.organization.production_environments
-	object.get(input, ["spec", "target", "platform"], "local") != "local"
+	not object.get(input, ["spec", "target", "platform"], "local") in {"local", "edge"}
 }
 
 deny contains {"msg": msg, "path": "spec.exposure.auth"} if {

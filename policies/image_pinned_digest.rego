@@ -3,7 +3,8 @@
 # description: >-
 #   An explicit spec.target.image must be pinned by digest (name@sha256:<64 hex>) so that
 #   what was reviewed is what runs; tags such as :latest can be moved. Images modelops
-#   builds itself are named after the content-addressed Bento tag.
+#   builds itself are named after the content-addressed Bento tag. Local and edge
+#   deployments run no image.
 # custom:
 #   id: MDL-006
 #   severity: medium
@@ -16,7 +17,7 @@ package modelops.image_pinned_digest
 image := object.get(input, ["spec", "target", "image"], null)
 
 deny contains {"msg": msg, "path": "spec.target.image"} if {
-	object.get(input, ["spec", "target", "platform"], "local") != "local"
+	not object.get(input, ["spec", "target", "platform"], "local") in {"local", "edge"}
 	image != null
 	not pinned(image)
 	msg := sprintf("image %v is not pinned by digest; use <name>@sha256:<64 hex digits>", [image])

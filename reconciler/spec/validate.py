@@ -25,6 +25,7 @@ from reconciler.core.digests import file_sha256
 from reconciler.core.document import PathKey, format_path, get_path
 from reconciler.policy.encoding import text_misread
 from reconciler.runtime.uris import URI_SCHEMES, parse_s3_uri
+from reconciler.spec.edge import edge_diagnostics
 from reconciler.spec.model import Deployment, Spec
 from reconciler.spec.smoke import RequestFileError, read_request_file
 
@@ -207,7 +208,8 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
     SageMaker instance types; signature names matching the feature dimension; requests
     not above limits (CPU and memory); an ``s3://`` capture sink being a valid S3 URI;
     ``spec.data.sensitive_fields`` naming signature features
-    (:func:`_sensitive_field_diagnostics`).
+    (:func:`_sensitive_field_diagnostics`); the edge rules of ``target.platform: edge``
+    (:func:`reconciler.spec.edge.edge_diagnostics`).
     """
     out: list[Diagnostic] = []
 
@@ -302,6 +304,7 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
                 f"{len(names)} names for a last dimension of {shape[-1]}",
             )
     out.extend(_sensitive_field_diagnostics(dep))
+    out.extend(edge_diagnostics(dep, config))
     for kind in ("cpu", "memory"):
         req = dep.get(f"spec.target.resources.requests.{kind}")
         lim = dep.get(f"spec.target.resources.limits.{kind}")
