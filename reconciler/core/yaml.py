@@ -5,11 +5,20 @@ once it has built Python objects. This reader composes the node graph with
 :class:`yaml.SafeLoader`, then builds the plain Python value itself, so that it can
 record the line and column of every node, reject duplicate keys and non-string keys,
 and stop alias bombs. Every YAML file modelops reads (specs, ``modelops.yaml``,
-waivers, organisation settings, policy fixtures) goes through :func:`load_yaml`.
+waivers, organisation settings, policy fixtures, policy ``# METADATA`` blocks, the
+waivers of a revision for the policy-set diff) goes through :func:`load_yaml`.
+
+PyYAML resolves plain scalars by YAML 1.1 rules, other readers (kubectl, Argo CD,
+ruamel, Go's yaml.v3) by the YAML 1.2 core schema. Where the two disagree (``0755``
+is 493 in 1.1 and 755 in 1.2; ``1:30`` is 90 or a string; ``no`` is false or a string;
+``7e3`` is a string or 7000.0) the value is refused with the way to write it, never
+silently read one way: see :func:`yaml12_conflict`.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +31,17 @@ from reconciler.core.document import PathKey, format_path
 # about 10x faster to parse; the pure-Python one otherwise.
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_NODES = 100_000  # a spec has hundreds of nodes; aliases must not expand past this
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+# The YAML 1.2 core schema's plain-scalar resolution (YAML 1.2.2, section 10.3.2).
+_CORE_NULL = re.compile(r"null|Null|NULL|~|")
+_CORE_BOOL = re.compile(r"true|True|TRUE|false|False|FALSE")
+_CORE_INT10 = re.compile(r"[-+]?[0-9]+")
+_CORE_INT8 = re.compile(r"0o[0-7]+")
+_CORE_INT16 = re.compile(r"0x[0-9a-fA-F]+")
+_CORE_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_CORE_INF = re.compile(r"[-+]?\.(inf|Inf|INF)")
+_CORE_NAN = re.compile(r"\.(nan|NaN|NAN)")
 
 
 class YamlLoadError(Exception):
@@ -106,6 +126,75 @@ def load_yaml(raw: bytes | str, file: str) -> tuple[Any, dict[PathKey, Position]
     return value, positions
 
 
+def yaml12_core_value(text: str) -> Any:
+    """A plain scalar's value under the YAML 1.2 core schema (``str`` when no rule matches)."""
+    if _CORE_NULL.fullmatch(text):
+        return None
+    if _CORE_BOOL.fullmatch(text):
+        return text.lower() == "true"
+    if _CORE_INT10.fullmatch(text):
+        return int(text)
+    if _CORE_INT8.fullmatch(text):
+        return int(text[2:], 8)
+    if _CORE_INT16.fullmatch(text):
+        return int(text[2:], 16)
+    if _CORE_FLOAT.fullmatch(text):
+        return float(text)
+    if _CORE_INF.fullmatch(text):
+        return -math.inf if text.startswith("-") else math.inf
+    if _CORE_NAN.fullmatch(text):
+        return math.nan
+    return text
+
+
+def _same(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    return a == b
+
+
+def _how_to_write(text: str, v11: Any, v12: Any) -> str:
+    if isinstance(v11, bool) or isinstance(v12, bool):
+        what = "true or false" if isinstance(v11, bool) else f"{v12!r}"
+        return f'write {what} for a boolean, or "{text}" (quoted) for the string'
+    options = []
+    for value in (v11, v12):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, float) and not math.isfinite(value):
+                continue
+            if repr(value) not in options:
+                options.append(repr(value))
+    numbers = " or ".join(options)
+    return f'write the number as {numbers} (plain decimal), or "{text}" (quoted) for the string'
+
+
+def yaml12_conflict(loader, node) -> str | None:
+    """Why a plain scalar reads differently under YAML 1.1 and 1.2, or ``None``.
+
+    Only implicitly typed plain scalars are checked (quoted values and explicit ``!!tags``
+    mean the same to every reader). Timestamps are left to PyYAML (the waiver file's
+    ``expires`` dates rely on them). Returns a sentence saying both readings and how to
+    write the value so that every reader agrees.
+    """
+    if node.style or node.tag == "tag:yaml.org,2002:timestamp":  # "" or None: plain
+        return None
+    if node.tag != loader.resolve(yaml.ScalarNode, node.value, (True, False)):
+        return None
+    try:
+        v11 = loader.construct_object(node, deep=True)
+    except (ValueError, TypeError, OverflowError):
+        return None  # reported by the caller with the constructor's reason
+    v12 = yaml12_core_value(node.value)
+    if _same(v11, v12):
+        return None
+    return (
+        f"value {node.value} is {v11!r} under YAML 1.1 (PyYAML) but {v12!r} under YAML 1.2 "
+        f"(kubectl, Argo CD); {_how_to_write(node.value, v11, v12)}"
+    )
+
+
 def _build(loader: yaml.SafeLoader, node, path: PathKey, positions, file: str, count) -> Any:
     count[0] += 1
     if count[0] > MAX_NODES:
@@ -120,9 +209,12 @@ def _build(loader: yaml.SafeLoader, node, path: PathKey, positions, file: str, c
             )
         )
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves '<<' merge keys
+        explicit = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
+        loader.flatten_mapping(node)  # resolves '<<' merge keys: merged entries come first
+        merged = len(node.value) - explicit
         result: dict = {}
-        for key_node, value_node in node.value:
+        from_merge: dict[str, bool] = {}  # key -> whether a merge brought it
+        for index, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
             key_pos = _mark_pos(file, key_node.start_mark)
             if not isinstance(key, str):
@@ -135,7 +227,9 @@ def _build(loader: yaml.SafeLoader, node, path: PathKey, positions, file: str, c
                         code="yaml",
                     )
                 )
-            if key in result:
+            # a key that a '<<' merge brought in may be overridden (by an explicit key, or
+            # by an earlier mapping of the merge list): valid YAML, the override wins
+            if key in result and not from_merge[key]:
                 first = positions.get((*path, key))
                 where = f" (first defined at line {first.line})" if first else ""
                 raise YamlLoadError(
@@ -149,6 +243,7 @@ def _build(loader: yaml.SafeLoader, node, path: PathKey, positions, file: str, c
                 )
             child = (*path, key)
             positions[child] = key_pos
+            from_merge[key] = index < merged
             result[key] = _build(loader, value_node, child, positions, file, count)
         return result
     if isinstance(node, yaml.SequenceNode):
@@ -158,6 +253,11 @@ def _build(loader: yaml.SafeLoader, node, path: PathKey, positions, file: str, c
             positions[child] = _mark_pos(file, item.start_mark)
             items.append(_build(loader, item, child, positions, file, count))
         return items
+    conflict = yaml12_conflict(loader, node)
+    if conflict:
+        raise YamlLoadError(
+            Diagnostic(_mark_pos(file, node.start_mark), format_path(path), conflict, code="yaml")
+        )
     try:
         return loader.construct_object(node, deep=True)
     except (ValueError, TypeError, OverflowError) as exc:

@@ -13,9 +13,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from reconciler.core.config import CONFIG_FILE, Config
+from reconciler.core.yaml import YamlLoadError, load_yaml
 from reconciler.gitops.changes import FileChange, RevisionFiles
 from reconciler.gitops.fields import field_changes
 from reconciler.policy.library import load_library
@@ -244,10 +243,12 @@ def read_waiver_entries(path: Path) -> tuple[list[dict], str]:
         raw = path.read_bytes()
     except OSError:
         return [], ""
+    if not raw.strip():
+        return [], ""
     try:
-        doc = yaml.safe_load(raw)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        return [], f"{path.name} is not valid YAML ({type(exc).__name__})"
+        doc, _ = load_yaml(raw, path.name)
+    except YamlLoadError as exc:  # the one reader: duplicate keys, alias bombs, YAML 1.1
+        return [], f"{path.name} is not valid YAML: {exc.diagnostic}"
     if doc is None:
         return [], ""
     if not isinstance(doc, dict) or not isinstance(doc.get("waivers") or [], list):

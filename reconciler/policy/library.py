@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from reconciler.core.diagnostics import Diagnostic, Position
 from reconciler.core.yaml import YamlLoadError, display_path, load_yaml
 from reconciler.policy.worker import PolicyModule
@@ -181,9 +179,22 @@ def parse_policy(source: str, file: str) -> Policy:
         )
         return policy
     try:
-        meta = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        problem(f"the METADATA block is not valid YAML: {exc}".replace("\n", " "))
+        # the one YAML reader: a duplicated key here could turn a mandatory policy advisory
+        meta = load_yaml(text, file)[0] if text.strip() else {}
+    except YamlLoadError as exc:
+        where = exc.diagnostic.position
+        # the block's line n is the file's line meta_line + n, after its "# " prefix
+        line = meta_line + where.line if where.line else meta_line
+        body_line = lines[line - 1] if 0 < line <= len(lines) else ""
+        prefix = len(body_line) - len(body_line.lstrip()) + (2 if "# " in body_line else 1)
+        policy.problems.append(
+            Diagnostic(
+                Position(file, line, (where.col or 1) + prefix),
+                exc.diagnostic.field,
+                f"the METADATA block: {exc.diagnostic.message}",
+                code="policy-metadata",
+            )
+        )
         return policy
     if not isinstance(meta, dict):
         problem("the METADATA block must be a YAML mapping (title, description, custom)")

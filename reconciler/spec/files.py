@@ -7,8 +7,7 @@ loading with positions and validation happens later, for the specs that are plan
 
 from __future__ import annotations
 
-import yaml
-
+from reconciler.core.yaml import YamlLoadError, load_yaml
 from reconciler.runtime.uris import repo_relative
 
 
@@ -57,16 +56,18 @@ def spec_dependencies(data: dict) -> set[str]:
 
 
 def quick_load(raw: bytes | None) -> dict | None:
-    """Parse a spec with PyYAML's C safe loader (no positions), or ``None`` if unreadable.
+    """Parse a spec with the one YAML reader, or ``None`` if unreadable.
 
-    Used only to find names and dependencies fast; full validation with positions
-    happens later, in the load stage, for the specs that are planned.
+    Used only to find names and dependencies; its diagnostics are dropped here because
+    full validation with positions happens later, in the load stage, for the specs that
+    are planned (an alias bomb or a duplicate key is refused here as well, so that a
+    revision's spec cannot expand in a diff).
     """
     if raw is None:
         return None
     try:
-        data = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (yaml.YAMLError, UnicodeDecodeError):
+        data, _ = load_yaml(raw, "<spec>")
+    except YamlLoadError:
         return None
     return data if isinstance(data, dict) else None
 

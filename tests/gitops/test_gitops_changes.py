@@ -10,6 +10,7 @@ from support.repo import small_repo, small_spec
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.gitops.changes import RevisionFiles, detect_changes, name_conflicts
+from reconciler.gitops.policyset import read_waiver_entries
 from reconciler.spec.files import spec_dependencies
 
 
@@ -120,7 +121,7 @@ def test_unrelated_file_affects_nothing_and_all_lists_everything(repo):
 
 def test_working_tree_includes_uncommitted_and_untracked_specs(repo):
     base = repo.git.head.commit.hexsha
-    repo.write("specs/alpha.yaml", small_spec("alpha", extra="  serving: {mode: batch}\n"))
+    repo.write("specs/alpha.yaml", small_spec("alpha", extra="  target: {platform: local}\n"))
     repo.write("specs/new.yaml", small_spec("newcomer"))
     changes = _detect(repo, base)  # head = working tree
     assert _by_status(changes) == {"added": ["newcomer"], "modified": ["alpha"]}
@@ -194,3 +195,16 @@ def test_spec_dependencies_from_base_and_overlays():
         "r.json",
         "r2.json",
     }
+
+
+def test_waivers_for_the_policy_set_diff_go_through_the_one_yaml_reader(tmp_path):
+    path = tmp_path / "waivers.yaml"
+    entry = "  - policy: MDL-001\n    deployment: a\n    expires: 2027-01-01\n"
+    path.write_text("waivers:\n" + entry + "    deployment: b\n", encoding="utf-8")
+    entries, problem = read_waiver_entries(path)
+    assert entries == [] and "duplicate key 'deployment'" in problem and ":5:5" in problem
+    path.write_text(
+        "base: &w {policy: MDL-001, deployment: a}\nwaivers:\n  - <<: *w\n    deployment: b\n"
+    )
+    entries, problem = read_waiver_entries(path)
+    assert problem == "" and entries[0]["deployment"] == "b"

@@ -92,3 +92,27 @@ def test_shipped_library_is_complete_and_portable():
         assert "deny contains" in p.source, p.id
         refs = [m for ln in code for m in re.findall(r"(?<![\w.])data\.\w+", ln)]
         assert set(refs) <= {"data.organization"}, (p.id, refs)
+
+
+def test_metadata_goes_through_the_one_yaml_reader():
+    # a second `enforcement` would silently turn the mandatory policy advisory
+    dup = GOOD.replace(
+        "#   enforcement: mandatory\n", "#   enforcement: mandatory\n#   enforcement: advisory\n"
+    )
+    p = parse_policy(dup, "policies/tst.rego")
+    assert len(p.problems) == 1 and not p.id
+    diag = p.problems[0]
+    assert "duplicate key 'enforcement'" in diag.message
+    assert (diag.position.line, diag.position.col) == (8, 5)  # the second key, in the .rego file
+    bomb = ["# METADATA", "# title: t", '# a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for i in range(1, 9):
+        prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
+        bomb.append(f"# {cur}: &{cur} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]")
+    p = parse_policy("\n".join([*bomb, "package modelops.tst", ""]), "policies/tst.rego")
+    assert "expands to more than" in p.problems[0].message
+    # a merge key with an explicit override is valid YAML, not a duplicate
+    merged = GOOD.replace(
+        "# custom:\n", "# base: &b {severity: low, id: TST-009}\n# custom:\n#   <<: *b\n"
+    )
+    p = parse_policy(merged, "policies/tst.rego")
+    assert not p.problems and (p.id, p.severity) == ("TST-001", "high")

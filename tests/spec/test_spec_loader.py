@@ -47,6 +47,70 @@ def test_duplicate_keys_nested_and_merge_keys(tmp_path):
     assert value["other"] == {"x": 1, "y": 2}
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # an explicit key overrides a merged one, before or after the '<<' (YAML merge spec)
+        (b"b: &b {x: 1, y: 3}\nc:\n  <<: *b\n  x: 2\n", {"x": 2, "y": 3}),
+        (b"b: &b {x: 1, y: 3}\nc:\n  x: 2\n  <<: *b\n", {"x": 2, "y": 3}),
+        # in a merge list the earlier mapping wins
+        (b"b: &b {x: 1}\nd: &d {x: 5, z: 6}\nc:\n  <<: [*b, *d]\n", {"x": 1, "z": 6}),
+    ],
+)
+def test_merge_key_override_is_not_a_duplicate(raw, expected):
+    value, _ = load_yaml(raw, "f.yaml")
+    assert value["c"] == expected
+
+
+def test_duplicate_after_a_merge_is_still_a_duplicate():
+    with pytest.raises(YamlLoadError, match="duplicate key 'x'"):
+        load_yaml(b"b: &b {x: 1}\nc:\n  <<: *b\n  x: 2\n  x: 3\n", "f.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("0755", "493 under YAML 1.1 (PyYAML) but 755 under YAML 1.2"),
+        ("08", "'08' under YAML 1.1"),
+        ("1:30", "90 under YAML 1.1"),
+        ("-1:30:00", "-5400 under YAML 1.1"),
+        ("1_000", "1000 under YAML 1.1"),
+        ("0b101", "5 under YAML 1.1"),
+        ("0o17", "15 under YAML 1.2"),
+        ("7e3", "7000.0 under YAML 1.2"),
+        ("1.5E3", "1500.0 under YAML 1.2"),
+        ("no", "False under YAML 1.1"),
+        ("On", "True under YAML 1.1"),
+    ],
+)
+def test_yaml_11_and_12_disagreements_are_refused_with_the_way_to_write_them(text, needle):
+    with pytest.raises(YamlLoadError) as info:
+        load_yaml(f"a:\n  port: {text}\n", "f.yaml")
+    diag = info.value.diagnostic
+    assert (diag.position.line, diag.position.col, diag.field) == (2, 9, "a.port")
+    assert needle in diag.message
+    assert f'"{text}" (quoted)' in diag.message
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("'0755'", "0755"),
+        ("!!str 0755", "0755"),
+        ("493", 493),
+        ("0x1f", 31),
+        ("-12", -12),
+        ("1.5", 1.5),
+        ("1.0e+3", 1000.0),
+        ("true", True),
+        ("~", None),
+        ('"no"', "no"),
+    ],
+)
+def test_values_both_yaml_versions_agree_on_are_read(text, value):
+    assert load_yaml(f"a: {text}\n", "f.yaml")[0] == {"a": value}
+
+
 @pytest.mark.parametrize(("raw", "kind"), [(b"- a\n- b\n", "a list"), (b"just text\n", "a str")])
 def test_document_must_be_a_mapping(tmp_path, raw, kind):
     path = tmp_path / "s.yaml"
