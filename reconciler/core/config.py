@@ -7,6 +7,7 @@ Every key is optional (``specs``, ``policies``, ``state_dir``, ``environments``,
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,15 @@ from reconciler.core.yaml import YamlLoadError, load_yaml
 
 CONFIG_FILE = "modelops.yaml"
 DEFAULT_ENVIRONMENTS = ["dev", "staging", "prod"]
+#: USD per hour of requested vCPU, GiB of memory and GPU on Kubernetes: OpenCost's
+#: defaults (its ``configs/default.json``: CPU 0.031611, RAM 0.004237, GPU 0.95).
+#: ``modelops.yaml`` ``kubernetes_rates`` overrides any of them; ``gpu_hour: null`` says
+#: no GPU rate is known (a GPU request is then an error, never priced at zero).
+DEFAULT_KUBERNETES_RATES: dict = {
+    "cpu_hour": 0.031611,
+    "memory_gib_hour": 0.004237,
+    "gpu_hour": 0.95,
+}
 _KEYS = {
     "specs",
     "policies",
@@ -26,6 +36,7 @@ _KEYS = {
     "organization",
     "max_delete_share",
     "stalled_after",
+    "kubernetes_rates",
 }
 
 
@@ -43,6 +54,9 @@ class Config:
         max_delete_share: the largest share (0..1) of deployments one run may delete
             without ``--allow-mass-delete``.
         stalled_after: consecutive failed applies after which a deployment is stalled.
+        kubernetes_rates: ``{"cpu_hour", "memory_gib_hour", "gpu_hour"}`` in USD
+            (:data:`DEFAULT_KUBERNETES_RATES` for what the file does not set; ``gpu_hour``
+            ``None``: no GPU rate), for cost estimates (``docs/cost.md``).
     """
 
     root: Path
@@ -55,6 +69,7 @@ class Config:
     organization: Path | None = None
     max_delete_share: float = 0.5
     stalled_after: int = 3
+    kubernetes_rates: dict = field(default_factory=lambda: dict(DEFAULT_KUBERNETES_RATES))
 
     def rel(self, path: Path | str) -> str:
         """``path`` relative to the root when inside it (for messages), else as given."""
@@ -108,6 +123,27 @@ def _check_values(raw: dict, positions: dict) -> None:
             "stalled_after",
             f"expected a whole number of consecutive failed applies, at least 1, got {stalled!r}",
         )
+    rates = raw.get("kubernetes_rates", {})
+    if not isinstance(rates, dict):
+        fail("kubernetes_rates", f"expected a mapping of {', '.join(DEFAULT_KUBERNETES_RATES)}")
+    for key, value in rates.items():
+        if key not in DEFAULT_KUBERNETES_RATES:
+            fail(
+                "kubernetes_rates",
+                f"unknown rate {key!r}; rates (USD per hour): "
+                f"{', '.join(DEFAULT_KUBERNETES_RATES)}",
+            )
+        if value is None and key == "gpu_hour":
+            continue  # no GPU rate known: a GPU request is then an error
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or value < 0:
+            pos = positions.get(("kubernetes_rates", key))
+            if pos is not None:
+                positions[("kubernetes_rates",)] = pos
+            fail(
+                "kubernetes_rates",
+                f"{key}: expected USD per hour, a finite number of at least 0, got {value!r}",
+            )
 
 
 #: Settings that guard a change (``docs/flow.md``, "Guards from the merge base"): a pull
@@ -232,4 +268,10 @@ def load_config(root: Path | None = None, state_dir: Path | str | None = None) -
         organization=org_path,
         max_delete_share=float(raw.get("max_delete_share", 0.5)),
         stalled_after=int(raw.get("stalled_after", 3)),
+        kubernetes_rates=_rates(raw.get("kubernetes_rates") or {}),
     )
+
+
+def _rates(given: dict) -> dict:
+    """The Kubernetes rates: ``given`` (checked by ``_check_values``) over the defaults."""
+    return {**DEFAULT_KUBERNETES_RATES, **given}
