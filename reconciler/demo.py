@@ -39,6 +39,7 @@ from rich.rule import Rule
 
 from reconciler.core.digests import file_sha256
 from reconciler.monitor.traffic import send_traffic, shifted
+from reconciler.runtime.capture import SYNTHETIC_HEADER
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console(highlight=False, soft_wrap=True)
@@ -124,7 +125,9 @@ def predict() -> None:
     url = record["outputs"]["url"].rstrip("/") + "/predict"
     body = (ROOT / "examples" / "fraud" / "request.json").read_bytes()
     console.print(f"[cyan]$ curl -s -X POST {url} -d @examples/fraud/request.json[/]")
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    # the demo's own request is synthetic: answered, never captured (docs/runtime.md)
+    headers = {"Content-Type": "application/json", SYNTHETIC_HEADER: "demo"}
+    request = urllib.request.Request(url, data=body, headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
         answer = json.loads(response.read())
     console.print(json.dumps(answer), markup=False)

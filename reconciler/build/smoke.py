@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from reconciler.core.config import Config
+from reconciler.runtime.capture import SYNTHETIC_HEADER
 from reconciler.spec.model import Deployment
 from reconciler.spec.smoke import RequestFileError, read_request_file
 
@@ -225,7 +226,7 @@ def _check_case(client: httpx.Client, url: str, case: _Case) -> dict:
     fails: list[str] = []
     start = time.perf_counter()
     try:
-        resp = client.post(url + PREDICT_PATH, json=case.body)
+        resp = client.post(url + PREDICT_PATH, json=case.body, headers={SYNTHETIC_HEADER: "smoke"})
     except httpx.HTTPError as exc:
         elapsed = (time.perf_counter() - start) * 1000
         return {
@@ -293,12 +294,21 @@ def percentiles_ms(latencies_ms: list[float]) -> dict:
     }
 
 
-def load_test(url: str, body: Any, *, requests: int, concurrency: int, warmup: int = 0) -> dict:
+def load_test(
+    url: str,
+    body: Any,
+    *,
+    requests: int,
+    concurrency: int,
+    warmup: int = 0,
+    kind: str = "load",
+) -> dict:
     """Send ``requests`` POSTs of ``body`` to ``url`` from ``concurrency`` threads.
 
     Each thread has its own keep-alive HTTP connection and sends requests back to back
     (closed loop) until the shared count is used up. ``warmup`` requests go first and
-    are not counted.
+    are not counted. Every request carries ``X-Modelops-Synthetic: <kind>``, so the
+    service does not capture it (``reconciler.runtime.capture.SYNTHETIC_HEADER``).
 
     Returns:
         ``requests``, ``concurrency``, ``warmup``, ``completed`` (2xx answers),
@@ -312,7 +322,7 @@ def load_test(url: str, body: Any, *, requests: int, concurrency: int, warmup: i
     latencies: list[float] = []
     errors: list[str] = []
     payload = json.dumps(body).encode()
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", SYNTHETIC_HEADER: kind}
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 
     def take() -> bool:

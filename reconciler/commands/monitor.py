@@ -102,7 +102,12 @@ def monitor_run(
         out(drift_text.drift_summary(result, config))
     doc = result.to_dict()
     code = EXIT_FINDINGS if result.drifted else EXIT_OK
-    if result.drifted and retrain and dep.get("spec.monitoring.on_drift") == "retrain":
+    if (
+        result.drifted
+        and retrain
+        and not result.what_if
+        and dep.get("spec.monitoring.on_drift") == "retrain"
+    ):
         try:
             doc["retraining"] = _retrain(
                 dep, reason="drift", training_data=None, force=False, fmt=fmt

@@ -60,7 +60,8 @@ def monitor_run(
     The ledger record gets the run's summary as its ``drift`` field (the report and
     summary paths relative to the repository) and a ``monitor`` history entry; a failed
     run records ``{"status": "failed", "message", "time"}`` (the last successful
-    summary kept under ``previous``).
+    summary kept under ``previous``). A what-if run (``current`` given) records
+    nothing, failed or not: it is not the live deployment's traffic.
 
     Returns:
         The job's :class:`DriftResult`.
@@ -74,9 +75,13 @@ def monitor_run(
             dep, config, current=current, sample_size=sample_size, seed=seed, now=now
         )
     except ModelopsError as exc:
+        if current is not None:
+            raise
         failure = {"status": "failed", "message": exc.message, "time": now_iso()}
         status.drift_result(Ledger(config.state_dir), dep, failure, "failed", exc.message)
         raise
+    if result.what_if:
+        return result
     summary = result.to_dict()
     summary["report_html"] = config.rel(result.report_html)
     summary["summary_json"] = config.rel(result.summary_json)

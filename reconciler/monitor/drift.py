@@ -32,6 +32,7 @@ from reconciler.monitor.data import (
     reference_path,
     sample_indices,
 )
+from reconciler.monitor.power import default_method, min_rows
 from reconciler.runtime import frameworks
 from reconciler.runtime.uris import URI_SCHEMES
 from reconciler.spec.model import Deployment
@@ -45,6 +46,10 @@ DEFAULT_SAMPLE_SIZE = 50_000
 DEFAULT_SHARE_THRESHOLD = 0.5
 """Share of drifted features at which the dataset counts as drifted (Evidently's default)."""
 PREDICTION = "prediction"
+INSUFFICIENT = "insufficient data"
+"""The verdict of a window too small for the test (never drift)."""
+TESTED, EMPTY, CONSTANT = "tested", "empty", "constant"
+"""A feature's ``status`` in :attr:`DriftResult.features`."""
 NUMERIC_ONLY_METHODS = {"ks", "wasserstein"}
 
 
@@ -57,9 +62,12 @@ class DriftResult:
         drifted: True when ``share_drifted >= threshold``.
         share_drifted: drifted features / features compared (0..1).
         threshold: the share threshold used (``spec.monitoring.drift.threshold``).
-        features: one ``{"name", "score", "test", "threshold", "drifted"}`` per feature,
-            in signature order; ``score`` is the method's statistic (PSI, distance) or
-            p-value (ks, chisquare), ``test`` the method's name.
+        features: one ``{"name", "score", "test", "threshold", "drifted", "status"}`` per
+            feature, in signature order; ``score`` is the method's statistic (PSI,
+            distance) or p-value (ks, chisquare), ``test`` the method's name; ``status``
+            is ``tested``, ``empty`` (no values on a side: ``side`` says which; not
+            tested, not counted) or ``constant`` (one and the same value on both sides:
+            not drifted, counted).
         prediction_drift: the same mapping for the predictions, or ``None`` (with a note)
             when it could not be computed.
         sampled: rows per side used when sampling happened, else ``None``.
@@ -72,6 +80,11 @@ class DriftResult:
         notes: remarks (sampling, redacted features, spool, prediction drift skipped).
         seconds: wall time of the run (s).
         time: when the run finished (ISO 8601 UTC).
+        verdict: ``drifted``, ``ok`` or ``insufficient data`` (the current window has
+            fewer rows than ``min_rows``: no test ran, never drift).
+        min_rows, min_rows_rule: the minimum current rows for the test and its rule
+            (:func:`reconciler.monitor.power.min_rows`).
+        what_if: the current data came from ``--current`` (nothing is recorded).
     """
 
     name: str
@@ -92,6 +105,10 @@ class DriftResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     time: str = ""
+    verdict: str = ""
+    min_rows: int = 0
+    min_rows_rule: str = ""
+    what_if: bool = False
 
     @property
     def drifted_features(self) -> list[str]:
@@ -101,19 +118,30 @@ class DriftResult:
     def to_dict(self) -> dict:
         """JSON-ready mapping of every field plus ``status`` (``drifted`` / ``ok``)."""
         out = asdict(self)
-        out["status"] = "drifted" if self.drifted else "ok"
+        out["status"] = self.verdict or ("drifted" if self.drifted else "ok")
         out["drifted_features"] = self.drifted_features
         return out
 
     @property
+    def insufficient(self) -> bool:
+        """True when the window was too small for the test (verdict ``insufficient data``)."""
+        return self.verdict == INSUFFICIENT
+
+    @property
     def history_message(self) -> str:
-        """One line for the ledger history: drifted/compared features, share, threshold."""
-        drifted = sum(f["drifted"] for f in self.features)
-        share = drifted / len(self.features)
+        """One line for the ledger history: drifted/compared features, share, threshold
+        (or the window's rows against the minimum when it was too small)."""
+        if self.insufficient:
+            return (
+                f"insufficient data: {self.rows_used['current']} current rows, the test "
+                f"needs at least {self.min_rows} ({self.min_rows_rule})"
+            )
+        tested = [f for f in self.features if f.get("status", TESTED) != EMPTY]
+        drifted = sum(f["drifted"] for f in tested)
         names = ", ".join(self.drifted_features[:5]) or "none"
         return (
-            f"{drifted}/{len(self.features)} features drifted "
-            f"(share {share:.2f}, threshold {self.threshold:.2f}): {names}"
+            f"{drifted}/{len(tested)} features drifted "
+            f"(share {self.share_drifted:.2f}, threshold {self.threshold:.2f}): {names}"
         )
 
 
@@ -303,12 +331,6 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
         if PREDICTION in cur.columns:
             cur_outputs = cur[PREDICTION].to_numpy()
         cur = cur[names].reset_index(drop=True)
-    empty = [n for n in names if cur[n].isna().all()]
-    if empty:
-        raise MonitorInputError(
-            f"current data ({source}): feature column(s) {', '.join(empty[:5])} have no values "
-            "(all missing); the capture may drop them (spec.monitoring.capture.redact)"
-        )
     n_reference = reference.attrs.get("rows_total", len(reference))
     ref_full = _sample(reference, size, seed + 1)
     ref = ref_full[names].reset_index(drop=True) if feats.redacted else ref_full
@@ -318,6 +340,65 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
             f"sampled {min(n_current, size)} of {n_current} current and "
             f"{min(n_reference, size)} of {n_reference} reference rows "
             f"(sample_size {size}, seed {seed})"
+        )
+    screened = screen_features(cur, ref, names)
+    for entry in screened.values():
+        notes.append(f"feature {entry['name']}: {entry['note']}")
+    tested = [n for n in names if n not in screened]
+    method = dep.get("spec.monitoring.drift.method")
+    if method == "chisquare" and not feats.categorical:
+        raise MonitorInputError(
+            f"{dep.locate('spec.monitoring.drift.method')}: spec.monitoring.drift.method: "
+            f"chisquare applies to categorical features, and this signature's features are "
+            f"{feats.dtype}; use psi, ks, wasserstein, jensenshannon or kl_div"
+        )
+    feature_threshold = dep.get("spec.monitoring.drift.feature_threshold")
+    share_threshold = float(dep.get("spec.monitoring.drift.threshold", DEFAULT_SHARE_THRESHOLD))
+    minimum = min_rows(
+        method or default_method(len(ref), feats.categorical),
+        feature_threshold,
+        len(ref),
+        categories=2 if feats.categorical else None,
+    )
+    base = dict(
+        name=dep.name,
+        env=dep.env,
+        threshold=share_threshold,
+        sampled=sampled,
+        rows={"current": n_current, "reference": n_reference},
+        rows_used={"current": len(cur), "reference": len(ref)},
+        requests=requests,
+        window=window,
+        source=source,
+        notes=notes,
+        min_rows=minimum.rows,
+        min_rows_rule=minimum.rule,
+        what_if=current is not None,
+    )
+    if len(cur) < minimum.rows or not tested:
+        if not tested:
+            notes.append("no feature has values on both sides: nothing to test")
+        else:
+            notes.append(
+                f"insufficient data: {len(cur)} current rows; the test needs at least "
+                f"{minimum.rows} ({minimum.rule}); no drift test ran"
+            )
+        features = [screened.get(n) or _untested(n) for n in names]
+        return _finish(
+            DriftResult(
+                drifted=False,
+                share_drifted=0.0,
+                features=features,
+                prediction_drift=None,
+                verdict=INSUFFICIENT,
+                **base,
+            ),
+            None,
+            dep,
+            config,
+            capture_dir,
+            started,
+            len(ref),
         )
 
     # prediction drift: captured outputs vs the live model on the reference rows
@@ -339,18 +420,10 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
     from evidently import DataDefinition, Dataset, Report  # heavy: about 5 s, preloaded
     from evidently.metrics import ValueDrift  # heavy: see preload_evidently
 
-    method = dep.get("spec.monitoring.drift.method")
-    if method == "chisquare" and not feats.categorical:
-        raise MonitorInputError(
-            f"{dep.locate('spec.monitoring.drift.method')}: spec.monitoring.drift.method: "
-            f"chisquare applies to categorical features, and this signature's features are "
-            f"{feats.dtype}; use psi, ks, wasserstein, jensenshannon or kl_div"
-        )
-    feature_threshold = dep.get("spec.monitoring.drift.feature_threshold")
-    share_threshold = float(dep.get("spec.monitoring.drift.threshold", DEFAULT_SHARE_THRESHOLD))
-    metrics = [ValueDrift(column=n, method=method, threshold=feature_threshold) for n in names]
-    numerical = [] if feats.categorical else list(names)
-    categorical = list(names) if feats.categorical else []
+    metrics = [ValueDrift(column=n, method=method, threshold=feature_threshold) for n in tested]
+    numerical = [] if feats.categorical else list(tested)
+    categorical = list(tested) if feats.categorical else []
+    cur, ref = cur[tested], ref[tested]
     if ref_pred is not None:
         cur = cur.assign(**{PREDICTION: cur_pred})
         ref = ref.assign(**{PREDICTION: ref_pred})
@@ -373,36 +446,94 @@ def _run(dep, config, current, sample_size, seed, now, importer, started) -> Dri
             f"Evidently could not compute drift for {dep.key}: {type(exc).__name__}: {exc}"
         ) from None
     per_column = _columns(snapshot.dict())
-    features = [per_column[n] for n in names]
-    prediction = per_column.get(PREDICTION)
-    share = sum(f["drifted"] for f in features) / len(features)
+    features = [screened.get(n) or per_column[n] for n in names]
+    counted = [f for f in features if f["status"] != EMPTY]
+    share = sum(f["drifted"] for f in counted) / len(counted)
+    result = DriftResult(
+        drifted=share >= share_threshold,
+        share_drifted=round(share, 4),
+        features=features,
+        prediction_drift=per_column.get(PREDICTION),
+        verdict="drifted" if share >= share_threshold else "ok",
+        **base,
+    )
+    return _finish(result, snapshot, dep, config, capture_dir, started, len(ref))
+
+
+def _finish(result, snapshot, dep, config, capture_dir, started, used_ref) -> DriftResult:
+    """Write the HTML report (Evidently's, or a page saying why no test ran) and
+    ``summary.json``; set the paths, the time and the seconds on ``result``."""
     out_dir = _output_dir(dep, config, capture_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     html = out_dir / "report.html"
-    snapshot.save_html(str(html))
-    _banner(html, dep, source, window, notes, n_current, n_reference, len(cur), len(ref))
-    result = DriftResult(
-        name=dep.name,
-        env=dep.env,
-        drifted=share >= share_threshold,
-        share_drifted=round(share, 4),
-        threshold=share_threshold,
-        features=features,
-        prediction_drift=prediction,
-        sampled=sampled,
-        rows={"current": n_current, "reference": n_reference},
-        rows_used={"current": len(cur), "reference": len(ref)},
-        requests=requests,
-        window=window,
-        source=source,
-        report_html=str(html),
-        summary_json=str(out_dir / "summary.json"),
-        notes=notes,
-        seconds=round(time.perf_counter() - started, 3),
-        time=now_iso(),
+    if snapshot is not None:
+        snapshot.save_html(str(html))
+    else:
+        html.write_text("<html><body></body></html>\n", encoding="utf-8")
+    _banner(
+        html,
+        dep,
+        result.source,
+        result.window,
+        [f"verdict: {result.verdict}", *result.notes],
+        result.rows["current"],
+        result.rows["reference"],
+        result.rows_used["current"],
+        used_ref,
     )
+    result.report_html = str(html)
+    result.summary_json = str(out_dir / "summary.json")
+    result.seconds = round(time.perf_counter() - started, 3)
+    result.time = now_iso()
     Path(result.summary_json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result
+
+
+def _untested(name: str) -> dict:
+    """A feature entry for a window too small to test."""
+    return {
+        "name": name,
+        "score": None,
+        "test": None,
+        "threshold": None,
+        "drifted": False,
+        "status": "untested",
+    }
+
+
+def screen_features(cur: pd.DataFrame, ref: pd.DataFrame, names: list[str]) -> dict[str, dict]:
+    """Features that are not tested: no values on a side, or one value on both.
+
+    Returns:
+        ``{name: feature entry}`` (the shape of :attr:`DriftResult.features`, with a
+        ``note``): ``empty`` (all missing in the current data, the reference or both;
+        ``side`` says which; not counted in the share) or ``constant`` (the same single
+        value on both sides; not drifted, counted). A column constant in the reference
+        but not in the current data is tested: that is a change.
+    """
+    out: dict[str, dict] = {}
+    for n in names:
+        c, r = cur[n].dropna(), ref[n].dropna()
+        entry = {"name": n, "score": None, "test": None, "threshold": None, "drifted": False}
+        if c.empty or r.empty:
+            side = (
+                "current and reference"
+                if c.empty and r.empty
+                else ("current" if c.empty else "reference")
+            )
+            out[n] = {
+                **entry,
+                "status": EMPTY,
+                "side": side,
+                "note": f"no values in the {side} data (all missing); not tested",
+            }
+        elif c.nunique() == 1 and r.nunique() == 1 and c.iloc[0] == r.iloc[0]:
+            out[n] = {
+                **entry,
+                "status": CONSTANT,
+                "note": f"constant ({r.iloc[0]!r}) in both; not drifted",
+            }
+    return out
 
 
 def _banner(html: Path, dep, source, window, notes, n_cur, n_ref, used_cur, used_ref) -> None:
@@ -461,8 +592,12 @@ def _columns(snapshot: dict) -> dict[str, dict]:
             "test": cfg.get("method"),
             "threshold": cfg.get("threshold"),
             "drifted": status.get(metric["id"]) == "FAIL",
+            "status": TESTED,
         }
     return out
+
+
+_RESULT = {EMPTY: "no values", CONSTANT: "constant", "untested": "not tested"}
 
 
 def format_table(result: DriftResult, limit: int = 40) -> list[list[str]]:
@@ -477,7 +612,7 @@ def format_table(result: DriftResult, limit: int = 40) -> list[list[str]]:
             str(f["test"]),
             "-" if f["score"] is None else f"{f['score']:.4g}",
             "-" if f["threshold"] is None else f"{f['threshold']:g}",
-            "DRIFT" if f["drifted"] else "ok",
+            "DRIFT" if f["drifted"] else _RESULT.get(f.get("status", TESTED), "ok"),
         ]
         for f in rows
     ]

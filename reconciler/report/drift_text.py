@@ -28,13 +28,21 @@ def drift_summary(result, config) -> str:
     and the paths of the HTML report and the JSON summary (relative to the repository)."""
     key = f"{result.name}-{result.env}"
     lines = [f"note: {note}" for note in result.notes]
-    verdict = "DRIFT" if result.drifted else "no drift"
-    lines.append(
-        f"{key}: {verdict}: {len(result.drifted_features)}/{len(result.features)} "
-        f"features drifted (share {result.share_drifted:.2f}, threshold "
-        f"{result.threshold:.2f}); {result.rows_used['current']} current vs "
-        f"{result.rows_used['reference']} reference rows; {result.seconds:.1f} s"
-    )
+    if result.insufficient:
+        lines.append(
+            f"{key}: INSUFFICIENT DATA: {result.rows_used['current']} current rows, the "
+            f"test needs at least {result.min_rows} ({result.min_rows_rule}); not drift"
+        )
+    else:
+        verdict = "DRIFT" if result.drifted else "no drift"
+        lines.append(
+            f"{key}: {verdict}: {len(result.drifted_features)}/{len(result.features)} "
+            f"features drifted (share {result.share_drifted:.2f}, threshold "
+            f"{result.threshold:.2f}); {result.rows_used['current']} current vs "
+            f"{result.rows_used['reference']} reference rows; {result.seconds:.1f} s"
+        )
+    if result.what_if:
+        lines.append(f"{key}: what-if run on --current data: the ledger is unchanged")
     lines.append(f"report: {config.rel(result.report_html)}")
     lines.append(f"summary: {config.rel(result.summary_json)}")
     return "".join(line + "\n" for line in lines)

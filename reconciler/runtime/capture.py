@@ -23,6 +23,11 @@ from typing import Any
 from .uris import parse_s3_uri
 
 _STOP = object()
+SYNTHETIC_HEADER = "X-Modelops-Synthetic"
+"""Request header that marks traffic modelops sends itself (value: its kind, e.g.
+``smoke``, ``load``, ``canary``, ``demo``). The service answers it but never captures it
+(only counts it: ``capture_stats.synthetic``), so drift, quality and KPI never see it."""
+SYNTHETIC_KINDS = ("smoke", "load", "canary", "demo")
 
 
 def redact_rows(rows: list, sensitive_idx: list[int], mode: str) -> list:
@@ -238,6 +243,7 @@ class CaptureWriter:
         self.written = 0
         self.errors = 0
         self.last_error = ""
+        self.synthetic: dict[str, int] = {}
         self._n = 0
         self._pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name="modelops-capture", daemon=True)
@@ -249,6 +255,14 @@ class CaptureWriter:
             self.sample_rate > 0 and random.random() < self.sample_rate
         )
 
+    def skip_synthetic(self, kind: str) -> None:
+        """Count one request marked with :data:`SYNTHETIC_HEADER` (never captured).
+
+        Unknown kinds are counted as ``other`` (the header is caller input: the counter
+        keys stay bounded)."""
+        key = kind if kind in SYNTHETIC_KINDS else "other"
+        self.synthetic[key] = self.synthetic.get(key, 0) + 1
+
     def submit(
         self,
         request_id: str,
@@ -257,15 +271,19 @@ class CaptureWriter:
         inputs: list,
         outputs: list,
         timestamp: _dt.datetime | None = None,
+        probabilities: list | None = None,
     ) -> bool:
         """Queue one record without blocking; False (and ``dropped`` + 1) if the queue is full.
 
-        ``inputs`` (rows) and ``outputs`` are kept by reference; redaction and encoding
-        happen on the writer thread.
+        ``inputs`` (rows), ``outputs`` (one prediction per row: the class label, or the
+        regression output) and ``probabilities`` (one list of class probabilities per
+        row, in the model's class order; ``None`` when the model has none) are kept by
+        reference; redaction and encoding happen on the writer thread.
         """
         ts = timestamp or _dt.datetime.now(_dt.UTC)
+        item = (ts, request_id, model_version, latency_ms, inputs, outputs, probabilities)
         try:
-            self.queue.put_nowait((ts, request_id, model_version, latency_ms, inputs, outputs))
+            self.queue.put_nowait(item)
             return True
         except queue.Full:
             self.dropped += 1
@@ -282,8 +300,8 @@ class CaptureWriter:
     # -- writer thread ---------------------------------------------------------------
 
     def _record(self, item: tuple) -> dict[str, Any]:
-        ts, request_id, version, latency_ms, inputs, outputs = item
-        return {
+        ts, request_id, version, latency_ms, inputs, outputs, probabilities = item
+        record = {
             "timestamp": ts.isoformat(),
             "request_id": request_id,
             "model_version": version,
@@ -291,6 +309,9 @@ class CaptureWriter:
             "inputs": redact_rows(inputs, self.sensitive_idx, self.redact),
             "outputs": outputs,
         }
+        if probabilities is not None:
+            record["probabilities"] = probabilities
+        return record
 
     def _new_path(self, day: str) -> Path:
         self._n += 1
@@ -395,6 +416,7 @@ class CaptureWriter:
             "latency_ms": [r["latency_ms"] for r in records],
             "inputs": [json.dumps(r["inputs"]) for r in records],
             "outputs": [json.dumps(r["outputs"]) for r in records],
+            "probabilities": [json.dumps(r.get("probabilities")) for r in records],
         }
         path = self._new_path(day)
         pq.write_table(pa.table(cols), path)

@@ -82,19 +82,25 @@ def _error(exc: request.BadRequest, request_id: str) -> JSONResponse:
     return JSONResponse(exc.to_dict(), status_code=exc.status, headers={"X-Request-ID": request_id})
 
 
-def _headers(req: Request) -> tuple[str | None, str | None]:
-    """``(Content-Length, X-Request-ID)`` from the raw ASGI headers, ``None`` when absent.
+_SYNTHETIC = capture.SYNTHETIC_HEADER.lower().encode("latin-1")
+
+
+def _headers(req: Request) -> tuple[str | None, str | None, str | None]:
+    """``(Content-Length, X-Request-ID, X-Modelops-Synthetic)`` from the raw ASGI headers,
+    ``None`` when absent.
 
     One pass over the header list: Starlette's ``Headers.get`` raises and catches a
     KeyError for every missing header, a measurable share of a /predict here.
     """
-    length = request_id = None
+    length = request_id = synthetic = None
     for key, value in req.scope["headers"]:
         if key == b"content-length":
             length = value.decode("latin-1")
         elif key == b"x-request-id":
             request_id = value.decode("latin-1")
-    return length, request_id
+        elif key == _SYNTHETIC:
+            synthetic = value.decode("latin-1").strip().lower()
+    return length, request_id, synthetic
 
 
 async def _read_body(req: Request, length: str | None) -> bytes:
@@ -145,10 +151,10 @@ async def predict(req: Request) -> JSONResponse:
     for a response that never starts and then answer a plain-text 500.
     """
     started = time.perf_counter()
-    length, request_id = _headers(req)
+    length, request_id, synthetic = _headers(req)
     request_id = request_id or uuid.uuid4().hex
     try:
-        return await _predict(req, started, length, request_id)
+        return await _predict(req, started, length, request_id, synthetic)
     except ClientDisconnect:  # the client went away mid-body: nobody reads the answer
         log.warning("client disconnected before sending the body (X-Request-ID %s)", request_id)
         err = request.BadRequest("body", "client disconnected before sending the whole body")
@@ -158,7 +164,7 @@ async def predict(req: Request) -> JSONResponse:
 
 
 async def _predict(
-    req: Request, started: float, length: str | None, request_id: str
+    req: Request, started: float, length: str | None, request_id: str, synthetic: str | None
 ) -> JSONResponse:
     """The work of :func:`predict`; exceptions other than BadRequest propagate."""
     svc = t.cast("ModelService", bentoml.get_current_service())
@@ -187,9 +193,18 @@ async def _predict(
     result = svc.decode(np.asarray(out))
     result["model_version"] = CONFIG["model_version"]
     writer = svc.capture
-    if writer is not None and writer.sampled():
+    if writer is not None and synthetic is not None:  # modelops's own traffic: counted only
+        writer.skip_synthetic(synthetic)
+    elif writer is not None and writer.sampled():
         latency_ms = (time.perf_counter() - started) * 1000.0
-        writer.submit(request_id, CONFIG["model_version"], latency_ms, rows, result["predictions"])
+        writer.submit(
+            request_id,
+            CONFIG["model_version"],
+            latency_ms,
+            rows,
+            result["predictions"],
+            probabilities=result.get("probabilities"),
+        )
     headers = {"X-Request-ID": request_id}
     if random.random() < 1.0 / REQUESTS_PER_CONNECTION:
         headers["Connection"] = "close"
@@ -244,6 +259,7 @@ async def metadata(req: Request) -> JSONResponse:
             "dropped": writer.dropped,
             "errors": writer.errors,
             "last_error": writer.last_error,
+            "synthetic": dict(writer.synthetic),
         }
         shipper = getattr(svc, "shipper", None)
         if shipper is not None:  # s3:// sink

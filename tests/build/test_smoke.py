@@ -193,8 +193,14 @@ def test_smoke_and_load_test_pass(served):
     config, dep = set_smoke(
         root, {"request": "examples/fraud/request.json", "load": {"requests": 30, "concurrency": 2}}
     )
+    before = httpx.get(f"{handle.url}/metadata", timeout=10).json()["capture_stats"]["synthetic"]
     result = run_smoke(dep, config, handle.url)
     assert result.passed, result.failures
+    # every request of the smoke case and of the load test (warm-up included) is marked
+    # synthetic: counted by the service, never captured
+    after = httpx.get(f"{handle.url}/metadata", timeout=10).json()["capture_stats"]["synthetic"]
+    assert after.get("smoke", 0) - before.get("smoke", 0) == 1
+    assert after.get("load", 0) - before.get("load", 0) == 30 + result.load["warmup"]
     (case,) = result.cases
     assert case["status"] == 200 and case["ok"]
     load = result.load

@@ -8,7 +8,7 @@ from pathlib import Path
 import git
 import pandas as pd
 from support.cli import invoke
-from support.monitor import fraud_repo, reference, set_line
+from support.monitor import capture, fraud_repo, reference, set_line
 
 from reconciler.monitor.traffic import shifted
 from reconciler.state.ledger import Ledger
@@ -20,10 +20,10 @@ COPY_LIVE = (
 
 
 def test_drift_exits_1_and_triggers_retraining(tmp_path: Path) -> None:
+    # the deployment's captured traffic (not --current: a what-if run records nothing)
     root = fraud_repo(tmp_path, lambda t: set_line(t, "command:", COPY_LIVE))
-    current = root / "current.csv"
     big = shifted(pd.concat([reference()] * 3, ignore_index=True), seed=2)
-    big.to_csv(current, index=False)
+    capture(root, big)
     code, out, err = invoke(
         root,
         "monitor",
@@ -31,12 +31,10 @@ def test_drift_exits_1_and_triggers_retraining(tmp_path: Path) -> None:
         "fraud-detector",
         "--env",
         "staging",
-        "--current",
-        str(current),
         "--format",
         "json",
         "--sample-size",
-        "300",
+        "400",
         "--seed",
         "7",
     )
@@ -45,11 +43,11 @@ def test_drift_exits_1_and_triggers_retraining(tmp_path: Path) -> None:
     assert data["status"] == "drifted" and data["drifted"] is True
     assert len(data["features"]) == 27  # 30 features, 3 of them hashed in the capture
     # sampled with a fixed seed, and the summary says so
-    assert data["sampled"] == 300 and data["rows"] == {"current": 1278, "reference": 426}
-    assert data["rows_used"] == {"current": 300, "reference": 300}
-    assert any("sampled 300 of 1278 current" in n for n in data["notes"])
+    assert data["sampled"] == 400 and data["rows"] == {"current": 1278, "reference": 426}
+    assert data["rows_used"] == {"current": 400, "reference": 400}
+    assert any("sampled 400 of 1278 current" in n for n in data["notes"])
     html = Path(data["report_html"]).read_text()
-    assert "sampled 300 of 1278 current" in html  # the HTML report says it sampled
+    assert "sampled 400 of 1278 current" in html  # the HTML report says it sampled
     # spec.monitoring.on_drift: retrain -> the retraining ran (the model came back identical)
     assert data["retraining"]["status"] == "unchanged"
     assert data["retraining"]["reason"] == "drift"

@@ -297,6 +297,7 @@ def test_capture_records_written_off_path_with_hashed_field(served):
         "latency_ms",
         "inputs",
         "outputs",
+        "probabilities",
     }
     assert record["timestamp"].endswith("+00:00")
     assert record["model_version"] == "1.0.0"
@@ -304,6 +305,9 @@ def test_capture_records_written_off_path_with_hashed_field(served):
     assert record["inputs"][0][0].startswith("sha256:")  # mean_radius is sensitive
     assert record["inputs"][0][1:] == ROW[1:]
     assert record["outputs"] in ([0], [1])
+    (proba,) = record["probabilities"]  # the classifier's class probabilities, class order
+    assert len(proba) == 2 and abs(sum(proba) - 1) < 1e-9
+    assert record["outputs"][0] == int(proba[1] > proba[0])
     meta = httpx.get(url + "/metadata", timeout=10).json()
     assert meta["capture_stats"]["written"] >= 1 and meta["capture_stats"]["errors"] == 0
     assert meta["batching_stats"]["rows"] >= meta["batching_stats"]["batches"] >= 1
@@ -322,3 +326,33 @@ def test_keep_alive_connections_are_rotated(served):
             closes += resp.headers.get("connection", "").lower() == "close"
     # P(no close in 400 responses at 1/32) is about 3e-6; P(more than 60) is smaller still
     assert 1 <= closes <= 60
+
+
+def test_synthetic_requests_are_answered_counted_and_never_captured(served):
+    """Requests marked ``X-Modelops-Synthetic`` (smoke, load test, canary, demo) are
+    answered but not captured. The capture writer is one FIFO thread, so once an
+    unmarked request sent after them is on disk, a captured marked one would be too."""
+    url, root, _ = served
+    before = httpx.get(url + "/metadata", timeout=10).json()["capture_stats"]["synthetic"]
+    for kind, rid in (("smoke", "syn-smoke"), ("load", "syn-load"), ("bogus", "syn-other")):
+        headers = {"X-Request-ID": rid, "X-Modelops-Synthetic": kind}
+        resp = post(url, {"instances": [ROW]}, headers=headers)
+        assert resp.status_code == 200 and resp.headers["X-Request-ID"] == rid
+    plain = post(url, {"instances": [ROW]})  # no X-Request-ID: one is made and returned
+    assert plain.status_code == 200
+    rid = plain.headers["X-Request-ID"]
+    assert len(rid) == 32
+    base = root / "capture-out" / "fraud-detector" / "staging"
+    seen: set = set()
+
+    def captured() -> bool:
+        seen.clear()
+        for path in base.glob("*/capture-*.jsonl"):
+            seen.update(json.loads(line)["request_id"] for line in path.read_text().splitlines())
+        return rid in seen
+
+    wait_for(captured, f"the unmarked request {rid} under {base}")
+    assert not seen & {"syn-smoke", "syn-load", "syn-other"}
+    after = httpx.get(url + "/metadata", timeout=10).json()["capture_stats"]["synthetic"]
+    for kind in ("smoke", "load", "other"):  # unknown kinds are counted as "other"
+        assert after.get(kind, 0) == before.get(kind, 0) + 1
