@@ -28,7 +28,14 @@ import yaml
 from reconciler.build.artifact import Artifact
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import EXIT_APPLY_FAILED, ModelopsError
-from reconciler.core.procs import STOP_GRACE_S, leads_group, signal_group, start_group
+from reconciler.core.procs import (
+    STOP_GRACE_S,
+    identity_mismatches,
+    identity_of,
+    leads_group,
+    signal_group,
+    start_group,
+)
 
 HOST = "127.0.0.1"
 MARKER_ENV = "MODELOPS_SERVER_ID"
@@ -63,6 +70,10 @@ class ServerHandle:
         log_path: file receiving the server's stdout and stderr (appended to).
         server_id: value of ``MODELOPS_SERVER_ID`` in every process of this server.
         bento_tag: the Bento being served.
+        started: the manager's start time (seconds since the epoch, psutil's
+            ``create_time``; 0.0 when it could not be read): with ``pid``, ``pgid``,
+            ``bento_tag`` and ``server_id`` the identity a later stop or health check
+            compares (:func:`identity_problems`).
     """
 
     pid: int
@@ -72,6 +83,7 @@ class ServerHandle:
     log_path: str
     server_id: str = ""
     bento_tag: str = ""
+    started: float = 0.0
 
     def to_dict(self) -> dict:
         """JSON-ready mapping of every field."""
@@ -214,6 +226,7 @@ def start_server(
         except OSError as exc:
             raise ServeError(f"cannot start `bentoml serve {tag}`: {exc}") from None
     _CHILDREN[proc.pid] = proc
+    ident = identity_of(proc.pid)
     handle = ServerHandle(
         pid=proc.pid,
         pgid=proc.pid,
@@ -222,6 +235,7 @@ def start_server(
         log_path=str(log_path),
         server_id=server_id,
         bento_tag=tag,
+        started=ident["started"] if ident else 0.0,
     )
 
     def fail(reason: str) -> ServeError:
@@ -324,10 +338,57 @@ def server_id_of(pid: int) -> str:
         return ""
 
 
-def server_processes(pid: int, server_id: str = "") -> list[psutil.Process]:
-    """The processes of one server: ``pid``, its descendants and every marked process."""
+def identity_problems(
+    pid: int, *, server_id: str = "", bento_tag: str = "", started: float = 0.0, pgid: int = 0
+) -> list[str]:
+    """What live process ``pid`` does not match of a recorded server's identity.
+
+    The identity: a ``bentoml serve`` process whose command line contains ``bento_tag``,
+    started at ``started``, leading process group ``pgid``, and carrying
+    ``MODELOPS_SERVER_ID=<server_id>``; a part recorded as empty or 0 is not compared
+    (records written before it was recorded).
+
+    Returns:
+        ``[]`` when everything recorded matches; otherwise one phrase per mismatch
+        (:func:`reconciler.core.procs.identity_mismatches`, plus the server id).
+    """
+    if not is_alive(pid):
+        return [f"process {pid} is not running"]
+    out = identity_mismatches(
+        pid, started=started, pgid=pgid, cmdline_has=[n for n in ("bentoml", bento_tag) if n]
+    )
+    if server_id:
+        found = server_id_of(pid)
+        if found != server_id:
+            out.append(
+                f"process {pid} carries server id {found or '(none)'!r}, recorded {server_id!r}"
+            )
+    return out
+
+
+def server_processes(
+    pid: int,
+    server_id: str = "",
+    *,
+    bento_tag: str = "",
+    started: float = 0.0,
+    pgid: int = 0,
+) -> list[psutil.Process]:
+    """The processes of one server: ``pid`` and its descendants when ``pid`` is still that
+    server (:func:`identity_problems` finds nothing), and every process marked with
+    ``server_id``. ``[]`` when ``pid`` carries ``server_id`` but another part of the
+    identity does not match (a contradiction: nothing may be signalled)."""
     procs: dict[int, psutil.Process] = {}
-    main = _proc(pid) if pid and is_bentoml_server(pid) else None
+    main = None
+    if pid and is_bentoml_server(pid):
+        problems = identity_problems(
+            pid, server_id=server_id, bento_tag=bento_tag, started=started, pgid=pgid
+        )
+        if problems and server_id and server_id_of(pid) == server_id:
+            # our server id, yet another start time, group or program: the record and the
+            # process contradict each other, so nothing is signalled (fail safe)
+            return []
+        main = None if problems else _proc(pid)
     if main is not None:
         procs[main.pid] = main
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
@@ -340,7 +401,13 @@ def server_processes(pid: int, server_id: str = "") -> list[psutil.Process]:
 
 
 def stop_server(
-    pid_or_handle: int | ServerHandle, *, server_id: str = "", grace_s: float = STOP_GRACE_S
+    pid_or_handle: int | ServerHandle,
+    *,
+    server_id: str = "",
+    bento_tag: str = "",
+    started: float = 0.0,
+    pgid: int = 0,
+    grace_s: float = STOP_GRACE_S,
 ) -> bool:
     """Stop a local server: SIGTERM its process group, wait, SIGKILL what is left.
 
@@ -350,6 +417,10 @@ def stop_server(
             process is not signalled (it may have been reused by another program).
         server_id: the server's ``MODELOPS_SERVER_ID`` (taken from the handle, or from the
             live process); with it, workers orphaned by a crashed manager are stopped too.
+        bento_tag, started, pgid: the rest of the recorded identity (from the handle, or
+            the ledger's outputs): ``pid`` is signalled only when every recorded part
+            matches (:func:`identity_problems`); a reused pid, even another server's, is
+            left alone.
         grace_s: seconds to wait after SIGTERM before SIGKILL (BentoML's graceful
             shutdown takes about 1-5 s here).
 
@@ -357,10 +428,12 @@ def stop_server(
         True when at least one process was signalled.
     """
     if isinstance(pid_or_handle, ServerHandle):
-        pid, server_id = pid_or_handle.pid, server_id or pid_or_handle.server_id
+        h = pid_or_handle
+        pid, server_id = h.pid, server_id or h.server_id
+        bento_tag, started, pgid = h.bento_tag, h.started, h.pgid
     else:
         pid = int(pid_or_handle)
-    procs = server_processes(pid, server_id)
+    procs = server_processes(pid, server_id, bento_tag=bento_tag, started=started, pgid=pgid)
     if not procs:
         _reap(pid)
         return False
@@ -390,14 +463,24 @@ def stop_server(
     return True
 
 
-def server_health(pid: int, url: str, *, server_id: str = "", timeout_s: float = 5.0) -> str:
+def server_health(
+    pid: int,
+    url: str,
+    *,
+    server_id: str = "",
+    bento_tag: str = "",
+    started: float = 0.0,
+    pgid: int = 0,
+    timeout_s: float = 5.0,
+) -> str:
     """Health of a local server: the process is alive and ``GET <url>/livez`` answers 200.
 
     Args:
         pid: the ``bentoml serve`` process id.
         url: its base URL.
-        server_id: when given, the live process must carry this ``MODELOPS_SERVER_ID``
-            (a reused pid running some other server does not count).
+        server_id, bento_tag, started, pgid: the recorded identity; a live process that
+            does not match every recorded part (a reused pid running some other server)
+            does not count, and the answer says what mismatched.
         timeout_s: seconds for the liveness probe.
 
     Returns:
@@ -408,8 +491,14 @@ def server_health(pid: int, url: str, *, server_id: str = "", timeout_s: float =
         if is_alive(pid):
             return f"NotRunning: process {pid} exited (the pid now belongs to another program)"
         return f"NotRunning: process {pid} exited"
-    if server_id and server_id_of(pid) != server_id:
-        return f"NotRunning: process {pid} exited (the pid now belongs to another server)"
+    problems = identity_problems(
+        pid, server_id=server_id, bento_tag=bento_tag, started=started, pgid=pgid
+    )
+    if problems:
+        return (
+            f"NotRunning: process {pid} exited (the pid now belongs to another server: "
+            f"{'; '.join(problems)})"
+        )
     try:
         resp = httpx.get(f"{url}/livez", timeout=timeout_s, trust_env=False)
     except httpx.HTTPError as exc:

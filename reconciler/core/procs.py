@@ -5,6 +5,11 @@ pgid is its pid), so whatever it starts (server workers, a training script's chi
 is signalled with it. :func:`stop_group` sends SIGTERM to the group, waits a grace
 period, then SIGKILLs what is left. Local serving (``reconciler.build.serve``) and
 retraining (``reconciler.monitor.retrain``) share it. POSIX only.
+
+A pid alone does not identify a process: it is reused once the process exits.
+:func:`identity_of` reads what does (pid, start time, process group, command line) and
+:func:`identity_mismatches` says which part of a recorded identity a live process does
+not match; a recorded process is signalled only when nothing mismatches.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
+
+import psutil
 
 STOP_GRACE_S = 10.0
 """Default seconds between SIGTERM and SIGKILL."""
@@ -130,3 +137,68 @@ def stop_group(
         return proc.wait(timeout=kill_wait_s)
     except subprocess.TimeoutExpired:
         return None
+
+
+#: Start times are compared to this many seconds (psutil derives them from clock ticks
+#: since boot: stable for a process, 0.01 s resolution).
+START_TIME_TOLERANCE_S = 0.05
+
+
+def identity_of(pid: int) -> dict | None:
+    """The identity of live process ``pid``, or ``None`` when it is gone (or a zombie).
+
+    Returns:
+        ``{"pid": int, "started": float (seconds since the epoch, psutil's
+        ``create_time``), "pgid": int, "cmdline": [str, ...]}``; ``cmdline`` is ``[]``
+        when it cannot be read (another user's process).
+    """
+    if pid <= 0:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        started = proc.create_time()
+        pgid = os.getpgid(pid)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError, PermissionError):
+        return None
+    try:
+        cmdline = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        cmdline = []
+    return {"pid": pid, "started": started, "pgid": pgid, "cmdline": cmdline}
+
+
+def identity_mismatches(
+    pid: int, *, started: float = 0.0, pgid: int = 0, cmdline_has: Sequence[str] = ()
+) -> list[str]:
+    """What a live process ``pid`` does not match of a recorded identity.
+
+    Args:
+        pid: the recorded pid.
+        started: the recorded start time (seconds since the epoch; 0: not recorded, not
+            compared).
+        pgid: the recorded process group (0: not compared).
+        cmdline_has: strings that must each be one of the command line's arguments or
+            inside one (e.g. the Bento tag).
+
+    Returns:
+        ``[]`` when the process runs and every recorded part matches; otherwise one short
+        phrase per mismatch (``"process 12 is not running"``, ``"start time ... (recorded
+        ...)"``, ``"process group ..."``, ``"command line lacks ..."``).
+    """
+    live = identity_of(pid)
+    if live is None:
+        return [f"process {pid} is not running"]
+    out = []
+    if started and abs(live["started"] - started) > START_TIME_TOLERANCE_S:
+        out.append(
+            f"process {pid} started at {live['started']:.2f}, recorded {started:.2f} "
+            "(the pid was reused)"
+        )
+    if pgid and live["pgid"] != pgid:
+        out.append(f"process {pid} is in process group {live['pgid']}, recorded {pgid}")
+    for needle in cmdline_has:
+        if needle and not any(needle in part for part in live["cmdline"]):
+            out.append(f"the command line of process {pid} does not contain {needle!r}")
+    return out

@@ -58,6 +58,24 @@ def engine_digest(dep: Deployment, artifact: Artifact) -> str:
     return json_sha256(doc)
 
 
+def identity(outputs: dict) -> dict:
+    """The recorded identity of a server from a ledger record's ``outputs``: keyword
+    arguments of :func:`~reconciler.build.serve.stop_server` and
+    :func:`~reconciler.build.serve.server_health` (``server_id``, ``bento_tag``,
+    ``started``: ``process_started``, ``pgid``); what was not recorded is empty or 0."""
+
+    def number(key: str) -> float:
+        value = outputs.get(key)
+        return float(value) if isinstance(value, int | float) and value > 0 else 0.0
+
+    return {
+        "server_id": str(outputs.get("server_id") or ""),
+        "bento_tag": str(outputs.get("bento_tag") or ""),
+        "started": number("process_started"),
+        "pgid": int(number("pgid")),
+    }
+
+
 class LocalEngine:
     """Runs local deployments as ``bentoml serve`` processes (an :class:`Engine`).
 
@@ -88,7 +106,7 @@ class LocalEngine:
         url = record.outputs.get("url", "")
         if not pid or not url:
             return f"NotRunning: process {pid or '?'} exited"
-        return server_health(pid, url, server_id=record.outputs.get("server_id", ""))
+        return server_health(pid, url, **identity(record.outputs))
 
     # -- apply ----------------------------------------------------------------------------
 
@@ -152,7 +170,7 @@ class LocalEngine:
         stopped_old_first = False
         if port is not None and old_pid and int(old.get("port") or 0) == port:
             # The spec pins the port the old server holds: it must go first.
-            stop_server(old_pid, server_id=old.get("server_id", ""), grace_s=self.stop_grace_s)
+            stop_server(old_pid, **identity(old), grace_s=self.stop_grace_s)
             stopped_old_first = True
 
         workers = dep.get("spec.serving.workers", 1)
@@ -186,7 +204,7 @@ class LocalEngine:
             )
 
         if old_pid and not stopped_old_first:
-            stop_server(old_pid, server_id=old.get("server_id", ""), grace_s=self.stop_grace_s)
+            stop_server(old_pid, **identity(old), grace_s=self.stop_grace_s)
         message = f"serving {artifact.bento_tag} at {handle.url} ({why}); {smoke.summary()}"
         return ApplyResult(True, self._outputs(handle), message, digest, smoke=smoke)
 
@@ -198,6 +216,7 @@ class LocalEngine:
             "pgid": handle.pgid,
             "bento_tag": handle.bento_tag,
             "server_id": handle.server_id,
+            "process_started": handle.started,
             "log": self.config.rel(handle.log_path),
             "started": now_iso(),
         }
@@ -268,7 +287,7 @@ class LocalEngine:
         server_id = record.outputs.get("server_id", "")
         if not (pid or server_id):
             return False
-        stop_server(pid, server_id=server_id, grace_s=self.stop_grace_s)
+        stop_server(pid, **identity(record.outputs), grace_s=self.stop_grace_s)
         return True
 
     def running(self, record: LiveRecord) -> bool:

@@ -9,7 +9,15 @@ import time
 
 import pytest
 
-from reconciler.core.procs import group_alive, leads_group, signal_group, start_group, stop_group
+from reconciler.core.procs import (
+    group_alive,
+    identity_mismatches,
+    identity_of,
+    leads_group,
+    signal_group,
+    start_group,
+    stop_group,
+)
 
 # The processes below never exit by themselves (they wait for a signal), so what ends
 # them is the signal under test, however slow the machine.
@@ -69,3 +77,24 @@ def test_stopping_a_group_that_is_gone_is_harmless():
 def test_a_missing_program_raises_oserror():
     with pytest.raises(OSError):
         start_group(["/nonexistent/modelops-no-such-program"])
+
+
+def test_identity_names_each_part_that_does_not_match():
+    proc = _started(STUBBORN)
+    try:
+        live = identity_of(proc.pid)
+        assert live["pid"] == proc.pid and live["pgid"] == proc.pid
+        assert any("signal.SIG_IGN" in part for part in live["cmdline"])
+        recorded = {"started": live["started"], "pgid": proc.pid}
+        assert identity_mismatches(proc.pid, **recorded, cmdline_has=["SIG_IGN"]) == []
+        # the same pid, as if reused: another start time, group and program
+        wrong = identity_mismatches(
+            proc.pid, started=live["started"] - 60, pgid=1, cmdline_has=["bentoml"]
+        )
+        assert len(wrong) == 3
+        assert "the pid was reused" in wrong[0] and "process group" in wrong[1]
+        assert "does not contain 'bentoml'" in wrong[2]
+    finally:
+        stop_group(proc, grace_s=0)
+    assert identity_of(proc.pid) is None
+    assert identity_mismatches(proc.pid) == [f"process {proc.pid} is not running"]
