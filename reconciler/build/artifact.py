@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from reconciler.core.diagnostics import ModelopsError
 
 
 @dataclass(frozen=True)
 class Artifact:
-    """A built Bento for one deployment.
+    """A built Bento for one deployment (or, for ``target.platform: edge``, an edge bundle).
 
     Attributes:
         bento_tag: BentoML tag ``<name>:<version>``; the version is derived from ``digest``.
@@ -24,6 +24,9 @@ class Artifact:
         model_tag: tag of the model in the BentoML model store (``<name>-model:<sha[:16]>``).
         framework: ``spec.model.framework`` the Bento serves with.
         image_note: what happened to the image (built, pushed, or why it was not built).
+        edge: for an edge bundle (``bento_tag`` empty, ``digest`` the tarball's SHA-256):
+            :meth:`reconciler.build.edge_bundle.EdgeBuild.summary` (bundle name, paths,
+            converter, quantization, size in bytes, p50/p99 in ms, parity); else ``{}``.
     """
 
     bento_tag: str
@@ -36,6 +39,7 @@ class Artifact:
     model_tag: str = ""
     framework: str = ""
     image_note: str = ""
+    edge: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready mapping (for the ledger and machine output)."""
