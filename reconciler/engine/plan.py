@@ -108,6 +108,9 @@ class Plan:
         offline: True when computed by the offline renderer, False from a Pulumi preview.
         image: the new state's image (``ref``, ``built``...), ``{}`` for deletes.
         unchanged: how many resources stay as they are.
+        schedules: the next run times (ISO 8601, UTC) of each schedule the new state
+            runs (``monitor``, ``retrain``, ``batch``), for the reviewer to see when a
+            cron expression fires; ``{}`` when none (or for deletes).
     """
 
     deployment: str
@@ -116,6 +119,7 @@ class Plan:
     offline: bool = True
     image: dict = field(default_factory=dict)
     unchanged: int = 0
+    schedules: dict[str, list[str]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """Number of changes per action (every action present, possibly 0)."""
@@ -147,6 +151,7 @@ class Plan:
             "counts": self.counts(),
             "unchanged": self.unchanged,
             "changes": [c.to_dict() for c in self.changes],
+            "schedules": {k: list(v) for k, v in self.schedules.items()},
         }
 
     @classmethod
@@ -159,6 +164,7 @@ class Plan:
             bool(data.get("offline", True)),
             dict(data.get("image") or {}),
             int(data.get("unchanged", 0)),
+            {str(k): list(v) for k, v in (data.get("schedules") or {}).items()},
         )
 
 
@@ -333,6 +339,13 @@ def _show(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _schedule_lines(plan: Plan) -> list[str]:
+    return [
+        f"  next runs ({kind}, UTC): {', '.join(t.replace('T', ' ')[:16] for t in times)}"
+        for kind, times in sorted(plan.schedules.items())
+    ]
+
+
 def render_plan_text(plans: list[Plan]) -> str:
     """Plans as terminal text: per deployment, one line per change and its fields.
 
@@ -343,6 +356,7 @@ def render_plan_text(plans: list[Plan]) -> str:
     for plan in plans:
         if plan.empty:
             lines.append(f"{plan.deployment}: {NO_CHANGES}")
+            lines += _schedule_lines(plan)
             continue
         where = f" ({plan.platform})" if plan.platform else ""
         lines.append(f"{plan.deployment}{where}:")
@@ -356,6 +370,7 @@ def render_plan_text(plans: list[Plan]) -> str:
                 mark = "  (forces replacement)" if path in c.replace_paths else ""
                 lines.append(f"      {path}: {_show(old)} → {_show(new)}{mark}")
         lines.append(f"  {plan.summary()}")
+        lines += _schedule_lines(plan)
     if len(plans) > 1:
         lines.append(f"total: {_total(plans)}")
     return "\n".join(lines) + "\n" if lines else f"{NO_CHANGES}\n"

@@ -20,6 +20,7 @@ from reconciler.engine.engines import engine_factory
 from reconciler.engine.plan import Plan, diff
 from reconciler.engine.render import DesiredState, render, stable_image_of
 from reconciler.flow.run import Outcome, RunReport
+from reconciler.monitor.schedule import schedules
 from reconciler.spec.model import Deployment
 from reconciler.state.ledger import Ledger
 
@@ -65,11 +66,19 @@ def render_plan(
 ) -> tuple[Plan, DesiredState | None]:
     """(plan, rendered DesiredState or None) of ``dep`` against ``old_state`` (a dict).
 
-    ``dep`` is rendered as ``apply`` would (:func:`render_live`).
+    ``dep`` is rendered as ``apply`` would (:func:`render_live`); the plan carries the
+    next three run times of each of its schedules (:func:`reconciler.monitor.schedule.schedules`).
     """
     rendered = render_live(dep, artifact, config) if dep is not None else None
     key = dep.key if dep is not None else (old_state or {}).get("deployment", "")
-    return diff(old_state or None, rendered, key), rendered
+    plan = diff(old_state or None, rendered, key)
+    if dep is not None:
+        try:
+            runs = schedules(dep)
+        except ModelopsError:
+            runs = {}  # an invalid schedule is a validate error, reported with its position
+        plan.schedules = {kind: [t.isoformat() for t in times] for kind, times in runs.items()}
+    return plan, rendered
 
 
 def build_artifact(dep: Deployment, config: Config, revision: str) -> Artifact:

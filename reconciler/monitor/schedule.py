@@ -5,11 +5,10 @@ Five-field cron expressions, read in UTC (croniter); see ``docs/monitor.md``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from croniter import croniter
+from datetime import datetime
 
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.spec import cron
 
 
 def next_runs(expr: str, n: int = 3, now: datetime | None = None) -> list[datetime]:
@@ -25,27 +24,28 @@ def next_runs(expr: str, n: int = 3, now: datetime | None = None) -> list[dateti
         ``n`` timezone-aware UTC datetimes, strictly after ``now``, ascending.
 
     Raises:
-        ModelopsError: (exit 2) not a valid five-field cron expression, or ``n < 1``.
+        ModelopsError: (exit 2) not a valid five-field cron expression, one that never
+            runs (:mod:`reconciler.spec.cron`), or ``n < 1``.
     """
     if n < 1:
         raise ModelopsError(f"next_runs: n must be at least 1, got {n}")
-    if not isinstance(expr, str) or len(expr.split()) != 5 or not croniter.is_valid(expr):
-        raise ModelopsError(
-            f"{expr!r} is not a valid 5-field cron expression "
-            "(minute hour day-of-month month day-of-week, e.g. '0 3 * * 0')"
-        )
-    start = now or datetime.now(UTC)
-    start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
-    it = croniter(expr, start)
-    return [it.get_next(datetime).astimezone(UTC) for _ in range(n)]
+    try:
+        return cron.next_runs(expr, n, now)
+    except cron.CronError as exc:
+        raise ModelopsError(f"{expr!r} is not a valid 5-field cron expression: {exc}") from None
 
 
 def schedules(dep) -> dict[str, list[datetime]]:
     """Next three runs of each schedule a deployment has (for the plan).
 
     Returns:
-        ``{"monitor": [...], "retrain": [...]}`` with only the schedules that are set
-        (and, for monitoring, not disabled by ``spec.monitoring.enabled: false``).
+        ``{"monitor": [...], "retrain": [...], "batch": [...]}`` with only the schedules
+        that are set (for monitoring, not disabled by ``spec.monitoring.enabled: false``;
+        for batch, in ``serving.mode: batch``).
+
+    Raises:
+        ModelopsError: a schedule that is invalid or never runs (validate reports those
+            first, with their position).
     """
     out = {}
     mon = dep.get("spec.monitoring.schedule")
@@ -54,4 +54,7 @@ def schedules(dep) -> dict[str, list[datetime]]:
     ret = dep.get("spec.retraining.schedule")
     if isinstance(ret, str):
         out["retrain"] = next_runs(ret)
+    batch = dep.get("spec.serving.batch.schedule")
+    if isinstance(batch, str) and dep.get("spec.serving.mode") == "batch":
+        out["batch"] = next_runs(batch)
     return out

@@ -15,7 +15,6 @@ import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from croniter import croniter
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
@@ -25,6 +24,7 @@ from reconciler.core.digests import file_sha256
 from reconciler.core.document import PathKey, format_path, get_path
 from reconciler.policy.encoding import text_misread
 from reconciler.runtime.uris import URI_SCHEMES, parse_s3_uri
+from reconciler.spec import cron
 from reconciler.spec.edge import edge_diagnostics
 from reconciler.spec.model import Deployment, Spec
 from reconciler.spec.smoke import RequestFileError, read_request_file
@@ -157,8 +157,39 @@ def schema_diagnostics(doc: dict, locate: Callable[[PathKey], Position]) -> list
     return out
 
 
-def _cron_ok(expr: str) -> bool:
-    return isinstance(expr, str) and len(expr.split()) == 5 and croniter.is_valid(expr)
+SCHEDULE_FIELDS = (
+    "spec.monitoring.schedule",
+    "spec.retraining.schedule",
+    "spec.serving.batch.schedule",
+)
+
+
+def schedule_diagnostics(dep: Deployment) -> list[Diagnostic]:
+    """Each schedule checked in the dialect of the target it is rendered for.
+
+    ``reconciler.spec.cron.check``: Kubernetes/local (day-of-week 0-6), EventBridge for
+    the AWS targets (not both day fields, no day-of-week step); a schedule that never
+    runs is an error, day-of-month with day-of-week (either-or) a warning.
+    """
+    platform = dep.get("spec.target.platform")
+    dialect = cron.DIALECTS.get(platform if isinstance(platform, str) else "", cron.KUBERNETES)
+    out = []
+    for field in SCHEDULE_FIELDS:
+        value = dep.get(field)
+        if value is None:
+            continue
+        for finding in cron.check(value, dialect):
+            where = f"{platform} target" if isinstance(platform, str) else "target"
+            out.append(
+                Diagnostic(
+                    dep.locate(field),
+                    field,
+                    f"{finding.message} ({where}) [env {dep.env}]",
+                    severity=finding.severity,
+                    code="cron",
+                )
+            )
+    return out
 
 
 def _sensitive_field_diagnostics(dep: Deployment) -> list[Diagnostic]:
@@ -265,18 +296,7 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
             parse_s3_uri(sink)
         except ValueError as exc:
             err("spec.monitoring.capture.sink", str(exc), "uri")
-    for field in (
-        "spec.monitoring.schedule",
-        "spec.retraining.schedule",
-        "spec.serving.batch.schedule",
-    ):
-        value = dep.get(field)
-        if value is not None and not _cron_ok(value):
-            err(
-                field,
-                f"{value!r} is not a valid 5-field cron expression (e.g. '0 3 * * 0')",
-                "cron",
-            )
+    out.extend(schedule_diagnostics(dep))
     lo = dep.get("spec.target.autoscaling.min_replicas")
     hi = dep.get("spec.target.autoscaling.max_replicas")
     if isinstance(lo, int) and isinstance(hi, int) and lo > hi:

@@ -211,3 +211,11 @@ def test_ledger_from_a_newer_modelops_is_reported(spec_repo):
     with pytest.raises(LedgerError, match="newer"):
         render_live(dep, None, config)
     assert json.loads(path.read_text())["schemaVersion"] == 99
+
+
+def test_plan_shows_the_next_runs_of_each_schedule():
+    plan = Plan("fraud-detector-prod", platform="kubernetes")
+    plan.schedules = {"monitor": ["2027-01-31T00:00:00+00:00", "2027-03-31T00:00:00+00:00"]}
+    text = render_plan_text([plan])
+    assert "next runs (monitor, UTC): 2027-01-31 00:00, 2027-03-31 00:00" in text
+    assert Plan.from_dict(plan.to_dict()).schedules == plan.schedules
