@@ -39,6 +39,8 @@ JOB_NAME_PREFIX_CHARS = 22
 MODEL_LATENCY_UNITS_PER_MS = 1000
 ALARM_PERIOD_S = 60
 ALARM_EVALUATION_PERIODS = 3
+# The throughput floor fires after 10 quiet minutes, as the PrometheusRule on kubernetes.
+THROUGHPUT_EVALUATION_PERIODS = 10
 SCHEDULER_TARGET = "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob"
 
 
@@ -288,12 +290,19 @@ def execution_role(dep: Deployment, name: str, image: ImageRef, key_arn, region:
 
 
 def alarms(dep: Deployment, endpoint_name: str, region: str, tags: dict, opts=None) -> list:
-    """CloudWatch alarms on the endpoint's variant; returns the alarm resources.
+    """CloudWatch alarms that roll a deployment back; returns the alarm resources.
 
     * ``<endpoint>-p99-latency``: p99 ``ModelLatency`` above ``serving.slo.p99_latency_ms``
       (threshold in microseconds = ms × 1000) for 3 of 3 one-minute periods; only when
       the spec has that SLO.
-    * ``<endpoint>-5xx``: ``Invocation5XXErrors`` sum above 0 in a one-minute period.
+    * ``<endpoint>-5xx-rate`` when the spec sets ``serving.slo.max_error_rate``: the share
+      ``Invocation5XXErrors / Invocations`` (metric math; 0 in a minute without requests)
+      above it for 3 of 3 one-minute periods.
+    * ``<endpoint>-5xx`` otherwise: ``Invocation5XXErrors`` sum above 0 in a one-minute
+      period.
+
+    The minimum-throughput alarm is :func:`throughput_alarm`: little traffic is no reason
+    to roll back.
     """
     dims = {"EndpointName": endpoint_name, "VariantName": VARIANT}
     out = []
@@ -321,26 +330,100 @@ def alarms(dep: Deployment, endpoint_name: str, region: str, tags: dict, opts=No
                 opts=opts,
             )
         )
-    out.append(
-        aws.cloudwatch.MetricAlarm(
-            f"{endpoint_name}-5xx",
-            name=f"{endpoint_name}-5xx",
-            alarm_description=f"5xx errors from {dep.key}",
-            namespace="AWS/SageMaker",
-            metric_name="Invocation5XXErrors",
-            statistic="Sum",
-            dimensions=dims,
-            period=ALARM_PERIOD_S,
-            evaluation_periods=1,
-            threshold=0,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            region=region,
-            tags=tags,
-            opts=opts,
+    max_error_rate = dep.get("spec.serving.slo.max_error_rate")
+    if max_error_rate is not None:
+
+        def metric(query_id: str, metric_name: str) -> dict:
+            return {
+                "id": query_id,
+                "metric": {
+                    "namespace": "AWS/SageMaker",
+                    "metric_name": metric_name,
+                    "dimensions": dims,
+                    "period": ALARM_PERIOD_S,
+                    "stat": "Sum",
+                },
+                "return_data": False,
+            }
+
+        out.append(
+            aws.cloudwatch.MetricAlarm(
+                f"{endpoint_name}-5xx-rate",
+                name=f"{endpoint_name}-5xx-rate",
+                alarm_description=(
+                    f"share of {dep.key}'s requests answered 5xx above its SLO of "
+                    f"{float(max_error_rate):.2%}"
+                ),
+                metric_queries=[
+                    metric("errors", "Invocation5XXErrors"),
+                    metric("invocations", "Invocations"),
+                    {
+                        "id": "error_rate",
+                        "expression": "IF(invocations > 0, errors / invocations, 0)",
+                        "label": "5xx share of requests",
+                        "return_data": True,
+                    },
+                ],
+                evaluation_periods=ALARM_EVALUATION_PERIODS,
+                threshold=float(max_error_rate),
+                comparison_operator="GreaterThanThreshold",
+                treat_missing_data="notBreaching",
+                region=region,
+                tags=tags,
+                opts=opts,
+            )
         )
-    )
+    else:
+        out.append(
+            aws.cloudwatch.MetricAlarm(
+                f"{endpoint_name}-5xx",
+                name=f"{endpoint_name}-5xx",
+                alarm_description=f"5xx errors from {dep.key}",
+                namespace="AWS/SageMaker",
+                metric_name="Invocation5XXErrors",
+                statistic="Sum",
+                dimensions=dims,
+                period=ALARM_PERIOD_S,
+                evaluation_periods=1,
+                threshold=0,
+                comparison_operator="GreaterThanThreshold",
+                treat_missing_data="notBreaching",
+                region=region,
+                tags=tags,
+                opts=opts,
+            )
+        )
     return out
+
+
+def throughput_alarm(dep: Deployment, endpoint_name: str, region: str, tags: dict, opts=None):
+    """``<endpoint>-min-throughput``: fewer ``Invocations`` per one-minute period than
+    ``serving.slo.min_throughput_rps`` × 60 for :data:`THROUGHPUT_EVALUATION_PERIODS`
+    periods; ``None`` when the spec sets no minimum.
+
+    SageMaker publishes no ``Invocations`` data point for a minute without requests, so
+    missing data counts as breaching (no traffic is below any minimum).
+    """
+    rps = dep.get("spec.serving.slo.min_throughput_rps")
+    if rps is None:
+        return None
+    return aws.cloudwatch.MetricAlarm(
+        f"{endpoint_name}-min-throughput",
+        name=f"{endpoint_name}-min-throughput",
+        alarm_description=f"{dep.key} served fewer than {float(rps):g} requests per second",
+        namespace="AWS/SageMaker",
+        metric_name="Invocations",
+        statistic="Sum",
+        dimensions={"EndpointName": endpoint_name, "VariantName": VARIANT},
+        period=ALARM_PERIOD_S,
+        evaluation_periods=THROUGHPUT_EVALUATION_PERIODS,
+        threshold=float(rps) * ALARM_PERIOD_S,
+        comparison_operator="LessThanThreshold",
+        treat_missing_data="breaching",
+        region=region,
+        tags=tags,
+        opts=opts,
+    )
 
 
 def schedules(

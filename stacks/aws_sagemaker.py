@@ -161,6 +161,7 @@ def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -
     )
     endpoint_name = k8s_name(name, "", 63)
     alarm_list = aws_common.alarms(dep, endpoint_name, region, tags)
+    aws_common.throughput_alarm(dep, endpoint_name, region, tags)
     endpoint = aws.sagemaker.Endpoint(
         endpoint_name,
         name=endpoint_name,

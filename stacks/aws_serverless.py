@@ -93,6 +93,7 @@ def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -
     )
     endpoint_name = k8s_name(name, "", 63)
     aws_common.alarms(dep, endpoint_name, region, tags)
+    aws_common.throughput_alarm(dep, endpoint_name, region, tags)
     aws.sagemaker.Endpoint(
         endpoint_name,
         name=endpoint_name,

@@ -20,6 +20,18 @@ PLACEHOLDER_TAG = "unbuilt"
 LIVENESS_PATH = "/livez"
 READINESS_PATH = "/readyz"
 DEFAULT_PORT = 3000  # `bentoml serve` default port
+# BentoML 1.4's request metrics on a server's /metrics (Prometheus text format), written by
+# bentoml/_internal/server/http/instruments.py (RunnerTrafficMetricsMiddleware) under the
+# namespace `api_server.metrics.namespace` (default "bentoml_service"). Labels: endpoint,
+# service_name, service_version, http_response_code, runner_name. /metrics itself is not
+# counted, but the health endpoints are (measured on a served Bento): the kubelet's probes
+# would otherwise count as traffic, so every SLO figure leaves HEALTH_PATHS out.
+METRICS_PATH = "/metrics"
+REQUEST_DURATION_METRIC = "bentoml_service_request_duration_seconds"  # histogram, seconds
+REQUEST_TOTAL_METRIC = "bentoml_service_request_total"  # counter
+STATUS_LABEL = "http_response_code"
+ENDPOINT_LABEL = "endpoint"
+HEALTH_PATHS = (LIVENESS_PATH, READINESS_PATH, "/healthz")
 # `bentoml containerize` images run as user bentoml, uid/gid 1034
 # (bentoml/_internal/container/generate.py: BENTO_UID_GID).
 BENTO_UID = 1034

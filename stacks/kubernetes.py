@@ -16,8 +16,14 @@ from reconciler.spec.model import Deployment
 from stacks.common import (
     BENTO_UID,
     DEFAULT_PORT,
+    ENDPOINT_LABEL,
+    HEALTH_PATHS,
     LIVENESS_PATH,
+    METRICS_PATH,
     READINESS_PATH,
+    REQUEST_DURATION_METRIC,
+    REQUEST_TOTAL_METRIC,
+    STATUS_LABEL,
     ImageRef,
     StackError,
     canary_weight,
@@ -34,6 +40,18 @@ from stacks.common import (
 RESTRICTED_DATA = frozenset({"pii", "phi", "pci"})
 CRONJOB_NAME_LIMIT = 52  # CronJob names: 52 characters (Job name suffix)
 INGRESS_CONTROLLER_NAMESPACE = "ingress-nginx"  # admitted by the NetworkPolicy when public
+# Prometheus, as the Prometheus Operator runs it: kube-prometheus installs it in the
+# namespace "monitoring", and the operator labels every Prometheus pod
+# app.kubernetes.io/name=prometheus. The NetworkPolicy admits those pods to the serving port.
+PROMETHEUS_NAMESPACE = "monitoring"
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
+PROMETHEUS_API = "monitoring.coreos.com/v1"
+SCRAPE_INTERVAL = "30s"
+# SLO alert rules: rates over 5 minutes (ten scrapes at 30 s), firing after the condition
+# held for 5 minutes (10 for the throughput floor, which a quiet minute should not trip).
+RULE_WINDOW = "5m"
+RULE_FOR = "5m"
+THROUGHPUT_RULE_FOR = "10m"
 
 
 def _ref(value: str) -> dict:
@@ -405,6 +423,29 @@ def _realtime(dep, image, stable_image, sa_name, port, meta, annotations, output
                 "ports": [{"protocol": "TCP", "port": port}],
             }
         )
+    rules = slo_rules(dep, ns, name)
+    if rules:
+        _service_monitor(ns, name, meta, selector)
+        k8s.apiextensions.CustomResource(
+            k8s_name(name, "slo"),
+            api_version=PROMETHEUS_API,
+            kind="PrometheusRule",
+            metadata=meta(k8s_name(name, "slo"), "monitoring"),
+            spec={"groups": [{"name": f"{name}.slo", "rules": rules}]},
+        )
+        ingress_rules.append(
+            {
+                "from": [
+                    {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS_NAMESPACE}
+                        },
+                        "podSelector": {"matchLabels": dict(PROMETHEUS_POD_LABELS)},
+                    }
+                ],
+                "ports": [{"protocol": "TCP", "port": port}],
+            }
+        )
     k8s.networking.v1.NetworkPolicy(
         name,
         metadata=meta(name, "serving"),
@@ -439,6 +480,113 @@ def _realtime(dep, image, stable_image, sa_name, port, meta, annotations, output
         outputs["public_url"] = f"{scheme}://{host}"
 
 
+def _service_monitor(ns: str, name: str, meta, selector: dict) -> None:
+    """A ServiceMonitor: Prometheus scrapes ``/metrics`` on the Service's ``http`` port of
+    every replica (stable and canary) every :data:`SCRAPE_INTERVAL`."""
+    k8s.apiextensions.CustomResource(
+        name,
+        api_version=PROMETHEUS_API,
+        kind="ServiceMonitor",
+        metadata=meta(name, "monitoring"),
+        spec={
+            "selector": {"matchLabels": dict(selector)},
+            "namespaceSelector": {"matchNames": [ns]},
+            "endpoints": [
+                {
+                    "port": "http",
+                    "path": METRICS_PATH,
+                    "interval": SCRAPE_INTERVAL,
+                    "scheme": "http",
+                }
+            ],
+        },
+    )
+
+
+def slo_rules(dep: Deployment, ns: str, service: str) -> list[dict]:
+    """Prometheus alerting rules for ``spec.serving.slo`` (``[]`` when it sets no target).
+
+    Over BentoML's request metrics of the pods behind ``service`` in ``ns`` (the
+    ``namespace`` and ``service`` labels the Prometheus Operator adds to every scraped
+    series), health checks left out (``endpoint`` not one of
+    :data:`stacks.common.HEALTH_PATHS`: the kubelet's probes are not traffic), each rate
+    over :data:`RULE_WINDOW`:
+
+    * ``ModelopsLatencySLO``: p99 of ``bentoml_service_request_duration_seconds`` (the
+      histogram's buckets, ``histogram_quantile``; seconds) above ``p99_latency_ms`` / 1000
+      for :data:`RULE_FOR`;
+    * ``ModelopsErrorRateSLO``: the share of requests answered 5xx above
+      ``max_error_rate`` (0-1) for :data:`RULE_FOR`; no requests → no alert;
+    * ``ModelopsThroughputSLO``: requests per second below ``min_throughput_rps`` for
+      :data:`THROUGHPUT_RULE_FOR`; no series at all counts as 0 req/s.
+
+    Labels: ``severity`` (critical for latency and errors, warning for throughput),
+    ``deployment``, ``environment``; annotations ``summary`` and ``description``.
+    """
+    slo = dep.get("spec.serving.slo") or {}
+    health = "|".join(HEALTH_PATHS)
+    match = f'namespace="{ns}",service="{service}",{ENDPOINT_LABEL}!~"{health}"'
+    total = f"sum(rate({REQUEST_TOTAL_METRIC}{{{match}}}[{RULE_WINDOW}]))"
+    labels = {"deployment": dep.name, "environment": dep.env}
+    rules = []
+    if slo.get("p99_latency_ms") is not None:
+        ms = float(slo["p99_latency_ms"])
+        rules.append(
+            {
+                "alert": "ModelopsLatencySLO",
+                "expr": (
+                    "histogram_quantile(0.99, sum by (le) (rate("
+                    f"{REQUEST_DURATION_METRIC}_bucket{{{match}}}[{RULE_WINDOW}]))) "
+                    f"> {ms / 1000:g}"
+                ),
+                "for": RULE_FOR,
+                "labels": {"severity": "critical", **labels},
+                "annotations": {
+                    "summary": f"{dep.key}: p99 latency above its SLO of {ms:g} ms",
+                    "description": "p99 request latency over "
+                    + RULE_WINDOW
+                    + " is {{ $value | humanizeDuration }}",
+                },
+            }
+        )
+    if slo.get("max_error_rate") is not None:
+        share = float(slo["max_error_rate"])
+        errors = (
+            f'sum(rate({REQUEST_TOTAL_METRIC}{{{match},{STATUS_LABEL}=~"5.."}}[{RULE_WINDOW}]))'
+        )
+        rules.append(
+            {
+                "alert": "ModelopsErrorRateSLO",
+                "expr": f"({errors} / {total}) > {share:g}",
+                "for": RULE_FOR,
+                "labels": {"severity": "critical", **labels},
+                "annotations": {
+                    "summary": f"{dep.key}: 5xx share above its SLO of {share:.2%}",
+                    "description": "share of requests answered 5xx over "
+                    + RULE_WINDOW
+                    + " is {{ $value | humanizePercentage }}",
+                },
+            }
+        )
+    if slo.get("min_throughput_rps") is not None:
+        rps = float(slo["min_throughput_rps"])
+        rules.append(
+            {
+                "alert": "ModelopsThroughputSLO",
+                "expr": f"({total} or vector(0)) < {rps:g}",
+                "for": THROUGHPUT_RULE_FOR,
+                "labels": {"severity": "warning", **labels},
+                "annotations": {
+                    "summary": f"{dep.key}: fewer than {rps:g} requests per second",
+                    "description": "requests per second over "
+                    + RULE_WINDOW
+                    + " is {{ $value | humanize }}",
+                },
+            }
+        )
+    return rules
+
+
 def _cronjob(dep, image, sa_name, kind, schedule, argv, meta, ns) -> None:
     res_name = k8s_name(dep.name, kind, CRONJOB_NAME_LIMIT)
     container = _container(dep, image.ref, kind, 0, args=argv)
@@ -467,4 +615,4 @@ def _cronjob(dep, image, sa_name, kind, schedule, argv, meta, ns) -> None:
     )
 
 
-__all__ = ["program", "replica_split", "secret_env", "secret_sources"]
+__all__ = ["program", "replica_split", "secret_env", "secret_sources", "slo_rules"]

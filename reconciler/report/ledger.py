@@ -9,13 +9,29 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-STATUS_COLUMNS = ("deployment", "platform", "revision", "health", "stalled", "drift", "url")
+from reconciler.engine.metrics import ServiceMetrics
+
+STATUS_COLUMNS = (
+    "deployment",
+    "platform",
+    "revision",
+    "health",
+    "service",
+    "stalled",
+    "drift",
+    "url",
+)
 HISTORY_COLUMNS = ("time", "action", "revision", "result", "actor", "detail")
 
 
-def status_row(record, health: str) -> dict:
+def status_row(record, health: str, service: ServiceMetrics | str | None = None) -> dict:
     """One live ledger record as a ``status`` row: the :data:`STATUS_COLUMNS` plus
-    ``failures`` (``--format json`` prints the rows as they are)."""
+    ``failures`` and ``service_metrics`` (``--format json`` prints the rows as they are).
+
+    ``service``: a local server's request figures since it started
+    (:class:`ServiceMetrics`: column ``service`` is its summary,
+    ``service_metrics`` its ``to_dict()``), a string saying why they could not be read,
+    or ``None`` (not a local server, or not running: ``-``)."""
     drift = record.drift or {}
     stalled = record.stalled_reason or ("no" if not record.stalled else "yes")
     if record.suspended:
@@ -30,6 +46,8 @@ def status_row(record, health: str) -> dict:
         "drift": drift.get("status") or ("drifted" if drift.get("drifted") else "ok")
         if drift
         else "-",
+        "service": service.summary() if isinstance(service, ServiceMetrics) else (service or "-"),
+        "service_metrics": service.to_dict() if isinstance(service, ServiceMetrics) else None,
         "url": record.outputs.get("url", ""),
     }
 

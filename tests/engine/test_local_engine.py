@@ -34,7 +34,7 @@ from reconciler.state import status
 from reconciler.state.ledger import Ledger, LedgerRecord
 
 SPEC = "specs/fraud-detector.yaml"
-SLO_LINE = "slo: {p99_latency_ms: 200}"
+SLO_LINE = "p99_latency_ms: 200}"
 LOAD_LINE = "load: {requests: 200, concurrency: 8}"
 BATCH_LINE = "batching: {enabled: true, max_batch_size: 64, max_latency_ms: 20}"
 SMOKE_REQUEST = "      request: examples/fraud/request.json\n"
@@ -57,7 +57,7 @@ def deployment(config):
 def repo(tmp_path):
     root = make_repo(tmp_path / "repo", policies=False).root
     edit(root, LOAD_LINE, "load: {requests: 40, concurrency: 2}")
-    edit(root, SLO_LINE, "slo: {p99_latency_ms: 5000}")
+    edit(root, SLO_LINE, "p99_latency_ms: 5000}")
     # BentoML sheds (503) requests that wait longer than max_latency_ms; 20 ms is too
     # tight for a loaded 2-core test machine, and shedding is not what these tests check.
     edit(root, BATCH_LINE, "batching: {enabled: true, max_batch_size: 64, max_latency_ms: 2000}")
@@ -154,7 +154,7 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
     assert server_ids(config) == {out["server_id"]}  # nothing of the new server is left
 
     # 4. a changed deployment restarts: new server first, then the old one is stopped
-    edit(root, "slo: {p99_latency_ms: 5000}", "slo: {p99_latency_ms: 4000}")
+    edit(root, "p99_latency_ms: 5000}", "p99_latency_ms: 4000}")
     path = root / SPEC
     path.write_text(path.read_text().replace("values: [7, 7]", "shape: [2]"))
     good = deployment(config)

@@ -44,7 +44,7 @@ def test_first_plan_creates_everything(spec_repo):
     dep, config = dep_of(spec_repo)
     plan = diff(None, render(dep, None, config), dep.key)
     assert {c.action for c in plan.changes} == {"create"}
-    assert plan.summary() == "8 to create, 0 to update, 0 to replace, 0 to delete"
+    assert plan.summary() == "10 to create, 0 to update, 0 to replace, 0 to delete"
     assert not plan.empty and plan.offline and plan.platform == "kubernetes"
 
 
@@ -53,7 +53,7 @@ def test_same_state_plans_no_changes(spec_repo):
     old = render(dep, None, config).to_dict()
     plan = diff(old, render(dep, None, config), dep.key)
     assert plan.empty and plan.summary() == "no changes"
-    assert plan.unchanged == 8
+    assert plan.unchanged == 10
     assert render_plan_text([plan]) == f"{dep.key}: no changes\n"
 
 
@@ -107,7 +107,7 @@ def test_delete_everything_when_new_is_none(spec_repo):
     dep, config = dep_of(spec_repo)
     old = render(dep, None, config).to_dict()
     plan = diff(old, None, dep.key)
-    assert plan.summary() == "0 to create, 0 to update, 0 to replace, 8 to delete"
+    assert plan.summary() == "0 to create, 0 to update, 0 to replace, 10 to delete"
     assert plan.platform == "kubernetes"
 
 
@@ -118,7 +118,7 @@ def test_platform_switch_deletes_local_and_creates_cluster_resources(spec_repo):
     plan = diff(old, render(prod, None, config), prod.key)
     deletes = [c for c in plan.changes if c.action == "delete"]
     assert [(c.type, c.name) for c in deletes] == [("modelops:local:BentoServer", "fraud-detector")]
-    assert plan.counts()["create"] == 8
+    assert plan.counts()["create"] == 10
 
 
 def test_local_bento_change_is_a_replace():

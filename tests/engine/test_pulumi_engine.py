@@ -98,7 +98,7 @@ def test_events_become_the_same_plan_entries_as_the_offline_plan(spec_repo):
         == offline.summary()
         == "0 to create, 1 to update, 0 to replace, 0 to delete"
     )
-    assert online.unchanged == 7 and not online.offline
+    assert online.unchanged == 9 and not online.offline
     assert lines == [f"~ update {hpa} fraud-detector"]
 
 

@@ -8,12 +8,12 @@ import sys
 import threading
 from pathlib import Path
 
-import kubernetes_validate
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 import yaml
 from support.cli import invoke
+from support.crds import assert_valid_manifest
 
 from reconciler.core.config import load_config
 from reconciler.engine import render as render_mod
@@ -46,7 +46,7 @@ def test_every_example_spec_and_environment_renders(spec_repo):
         keys = [(r.type, r.name) for r in state.resources]
         assert keys == sorted(keys) and len(set(keys)) == len(keys)
         for manifest in state.manifests():
-            kubernetes_validate.validate(manifest, "1.30", strict=True)
+            assert_valid_manifest(manifest)
         # JSON round trip is lossless.
         again = DesiredState.from_dict(json.loads(json.dumps(state.to_dict())))
         assert again.to_dict() == state.to_dict()
@@ -199,10 +199,10 @@ def test_render_command_writes_state_and_manifests(spec_repo, tmp_path):
     state = json.loads((out / "fraud-detector-prod" / "desired-state.json").read_text())
     assert state["platform"] == "kubernetes"
     files = sorted((out / "fraud-detector-prod" / "manifests").iterdir())
-    assert len(files) == len(state["resources"]) == 8
+    assert len(files) == len(state["resources"]) == 10
     assert files[0].name.startswith("01-") and "networkpolicy" in files[0].name
     for f in files:
-        kubernetes_validate.validate(yaml.safe_load(f.read_text()), "1.30", strict=True)
+        assert_valid_manifest(yaml.safe_load(f.read_text()))
     assert not (out / "diabetes-progression-prod" / "manifests").exists()
 
 

@@ -89,6 +89,13 @@ def test_partial_failure_then_no_op_then_stalled(apply_repo):
     assert "consecutive failed" in rows["broken-scorer-staging"]["stalled"]
     assert rows["fraud-detector-staging"]["health"] == "Healthy"
     assert rows["fraud-detector-staging"]["revision"] == rev[:12]
+    # The local server's /metrics since start: at least the apply's load test (20 requests
+    # in the relaxed spec), none answered 5xx; the broken one has no server to read.
+    service = rows["fraud-detector-staging"]["service_metrics"]
+    assert service["requests"] >= 20 and service["errors"] == 0, service
+    assert 0 < service["p50_ms"] <= service["p99_ms"] and service["request_rate"] > 0
+    assert rows["fraud-detector-staging"]["service"].endswith(f"({service['requests']} requests)")
+    assert rows["broken-scorer-staging"]["service"] == "-"
 
     # a change to one of its inputs lifts the stall: it is tried again (and fails again)
     repo.write("examples/broken/model.joblib", b"still not a model, but different")

@@ -166,7 +166,8 @@ def test_without_build_inputs_the_verdict_comes_from_the_spec_fields(repo, tmp_p
     assert diff["decided_by"].startswith("spec fields (the build inputs could not be computed")
     assert "model file" in diff["decided_by"]
 
-    old = old_with(("spec", "serving", "slo"), {"p99_latency_ms": 1})
+    slo = dict(dep.get("spec.serving.slo"), p99_latency_ms=1)
+    old = old_with(("spec", "serving", "slo"), slo)
     diff = spec_diff(old, dep, base_cfg, config, set())
     assert (
         diff["rebuild"] is False and diff["fields"][0]["path"] == "spec.serving.slo.p99_latency_ms"
@@ -186,20 +187,20 @@ def test_text_plan_prints_the_plan_then_the_delete_guard(repo):
     args = ("plan", "--base", base, "--head", head, "--env", "prod")
     code, out, err = invoke(repo.root, *args)
     assert code == 1
-    assert out.count("- delete  kubernetes:") == 8
-    assert "0 to create, 0 to update, 0 to replace, 8 to delete" in out
+    assert out.count("- delete  kubernetes:") == 10
+    assert "0 to create, 0 to update, 0 to replace, 10 to delete" in out
     assert "blocks the merge" in out
     assert "error: this change deletes 1 of 1 deployment(s) in prod" in err
     code_md, md, _ = invoke(repo.root, *args, "-f", "markdown")
     code_json, js, _ = invoke(repo.root, *args, "-f", "json")
     assert code_md == code_json == 1
-    assert md.count("- delete  kubernetes:") == 8 and "max_delete_share" in md
+    assert md.count("- delete  kubernetes:") == 10 and "max_delete_share" in md
     data = json.loads(js)
-    assert data["outcomes"][0]["plan"]["counts"]["delete"] == 8
+    assert data["outcomes"][0]["plan"]["counts"]["delete"] == 10
     assert "max_delete_share" in data["guards"][0]
     # allowed: the same plan, exit 0, the guard as a note
     code, out, err = invoke(repo.root, *args, "--allow-mass-delete")
-    assert code == 0 and out.count("- delete  kubernetes:") == 8 and "error:" not in err
+    assert code == 0 and out.count("- delete  kubernetes:") == 10 and "error:" not in err
 
 
 def test_field_changes_walks_mappings_and_lists_of_mappings():

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import ModelopsError, Position
+from reconciler.engine.metrics import ServiceMetrics
 from reconciler.monitor.retrain import RetrainResult
 from reconciler.policy import testing as policy_testing
 from reconciler.report import (
@@ -83,8 +84,17 @@ def test_status_row_and_history_footer_from_a_real_ledger_record():
         "stalled": "no",
         "failures": 0,
         "drift": "drifted",
+        "service": "-",
+        "service_metrics": None,
         "url": "https://ml.example.com",
     }
+    figures = ServiceMetrics(requests=200, errors=3, p50_ms=2.5, p99_ms=9.0, uptime_s=100.0)
+    row = ledger.status_row(rec, "Healthy", figures)
+    assert row["service"] == "p50 2.5 ms, p99 9 ms, 2 req/s, 1.5% 5xx (200 requests)"
+    assert row["service_metrics"]["error_rate"] == 0.015
+    unknown = ledger.status_row(rec, "Healthy", "unavailable: GET /metrics answered HTTP 404")
+    assert unknown["service"] == "unavailable: GET /metrics answered HTTP 404"
+    assert unknown["service_metrics"] is None
     assert ledger.history_footer(rec) == f"applied: {'a' * 12}  last good: -\n"
     assert ledger.status_footer([], None) == ""
     assert ledger.status_footer(["x-prod"], None) == (

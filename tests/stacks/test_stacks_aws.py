@@ -91,14 +91,58 @@ def test_alarm_thresholds_equal_the_slo_and_drive_rollback(spec_repo):
     # ModelLatency is in microseconds: 300 ms SLO → 300000.
     assert latency["threshold"] == 300 * 1000
     assert latency["extendedStatistic"] == "p99" and latency["metricName"] == "ModelLatency"
-    errors = one(state, "MetricAlarm", "diabetes-progression-prod-5xx")
-    assert errors["metricName"] == "Invocation5XXErrors" and errors["threshold"] == 0
+    # serving.slo.max_error_rate: 0.01 → the 5xx share of requests, by metric math.
+    errors = one(state, "MetricAlarm", "diabetes-progression-prod-5xx-rate")
+    assert errors["threshold"] == 0.01 and errors["comparisonOperator"] == "GreaterThanThreshold"
+    queries = {q["id"]: q for q in errors["metricQueries"]}
+    assert queries["errors"]["metric"]["metricName"] == "Invocation5XXErrors"
+    assert queries["invocations"]["metric"]["metricName"] == "Invocations"
+    for q in ("errors", "invocations"):
+        assert queries[q]["metric"]["stat"] == "Sum" and queries[q]["returnData"] is False
+        assert queries[q]["metric"]["dimensions"] == {
+            "EndpointName": "diabetes-progression-prod",
+            "VariantName": "AllTraffic",
+        }
+    assert queries["error_rate"]["expression"] == "IF(invocations > 0, errors / invocations, 0)"
+    assert queries["error_rate"]["returnData"] is True
     endpoint = one(state, "Endpoint")
     rollback = endpoint["deploymentConfig"]["autoRollbackConfiguration"]["alarms"]
     assert [a["alarmName"] for a in rollback] == [latency["name"], errors["name"]]
     routing = endpoint["deploymentConfig"]["blueGreenUpdatePolicy"]["trafficRoutingConfiguration"]
     assert routing["type"] == "CANARY"
     assert routing["canarySize"] == {"type": "CAPACITY_PERCENT", "value": 10}
+
+
+def test_without_max_error_rate_any_5xx_rolls_back(spec_repo):
+    edit_spec(
+        spec_repo,
+        "diabetes-progression",
+        lambda d: d["spec"]["serving"]["slo"].pop("max_error_rate"),
+    )
+    state = rendered(spec_repo, "diabetes-progression")
+    errors = one(state, "MetricAlarm", "diabetes-progression-prod-5xx")
+    assert errors["metricName"] == "Invocation5XXErrors" and errors["threshold"] == 0
+    assert not [r for r in state.of_kind("MetricAlarm") if r.name.endswith("-5xx-rate")]
+    rollback = one(state, "Endpoint")["deploymentConfig"]["autoRollbackConfiguration"]["alarms"]
+    assert "diabetes-progression-prod-5xx" in [a["alarmName"] for a in rollback]
+
+
+@pytest.mark.parametrize("name", ["diabetes-progression", "fraud-scorer-serverless"])
+def test_min_throughput_alarm_fires_on_too_few_invocations_and_never_rolls_back(spec_repo, name):
+    state = rendered(spec_repo, name)
+    assert not [r for r in state.of_kind("MetricAlarm") if r.name.endswith("-min-throughput")]
+    edit_spec(spec_repo, name, lambda d: d["spec"]["serving"]["slo"].update(min_throughput_rps=2.5))
+    state = rendered(spec_repo, name)
+    alarm = one(state, "MetricAlarm", f"{name}-prod-min-throughput")
+    assert alarm["metricName"] == "Invocations" and alarm["statistic"] == "Sum"
+    assert alarm["period"] == 60 and alarm["threshold"] == 2.5 * 60
+    assert alarm["comparisonOperator"] == "LessThanThreshold"
+    # No requests in a minute publish no data point: that is below any minimum.
+    assert alarm["treatMissingData"] == "breaching"
+    rollback = (
+        one(state, "Endpoint").get("deploymentConfig", {}).get("autoRollbackConfiguration", {})
+    )
+    assert alarm["name"] not in [a["alarmName"] for a in rollback.get("alarms", [])]
 
 
 def test_autoscaling_on_invocations_per_instance(spec_repo):

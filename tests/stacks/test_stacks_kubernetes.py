@@ -1,16 +1,20 @@
 """The Kubernetes stack, run for real under Pulumi's mocks through the offline renderer.
 
 Every manifest is checked against the Kubernetes 1.30 OpenAPI schemas with
-kubernetes-validate in strict mode (unknown fields fail).
+kubernetes-validate in strict mode (unknown fields fail), and every custom resource
+(PrometheusRule, ServiceMonitor) against its vendored CRD schema, as strictly
+(support.crds).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
-import kubernetes_validate
 import pytest
 import yaml
+from support.crds import assert_valid_manifest, crd_errors
 
 from reconciler.build.artifact import Artifact
 from reconciler.core.config import load_config
@@ -43,7 +47,7 @@ def by_kind(state, kind):
 
 def validate_all(state) -> None:
     for manifest in state.manifests():
-        kubernetes_validate.validate(manifest, "1.30", strict=True)
+        assert_valid_manifest(manifest)
 
 
 def test_prod_manifests_validate_and_have_the_expected_kinds(spec_repo):
@@ -58,8 +62,10 @@ def test_prod_manifests_validate_and_have_the_expected_kinds(spec_repo):
         "HorizontalPodAutoscaler",
         "NetworkPolicy",
         "PodDisruptionBudget",
+        "PrometheusRule",
         "Service",
         "ServiceAccount",
+        "ServiceMonitor",
     ]
     assert not state.image["built"] and state.image["ref"].endswith(":unbuilt")
 
@@ -117,9 +123,17 @@ def test_hpa_pdb_and_network_policy_follow_the_spec(spec_repo):
     (pdb,) = by_kind(state, "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1
     (netpol,) = by_kind(state, "NetworkPolicy")
-    (rule,) = netpol["spec"]["ingress"]
+    # The allowed namespaces, then Prometheus (the spec sets SLO alert targets).
+    rule, scrape = netpol["spec"]["ingress"]
     expr = rule["from"][0]["namespaceSelector"]["matchExpressions"][0]
     assert expr["values"] == ["payments"]
+    assert scrape["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        }
+    ]
+    assert scrape["ports"] == [{"protocol": "TCP", "port": 3000}]
     (svc,) = by_kind(state, "Service")
     assert svc["spec"]["type"] == "ClusterIP"
 
@@ -287,3 +301,92 @@ def test_blue_green_is_refused_on_kubernetes(spec_repo):
     with pytest.raises(RenderError) as err:
         render(dep, None, config)
     assert err.value.diagnostics[0].field == "spec.target.rollout.strategy"
+
+
+def test_slo_becomes_a_prometheus_rule_per_target_and_a_service_monitor(spec_repo):
+    edit_spec(
+        spec_repo,
+        "fraud-detector",
+        lambda d: d["spec"]["serving"].update(
+            slo={"p99_latency_ms": 250, "max_error_rate": 0.02, "min_throughput_rps": 5}
+        ),
+    )
+    dep, config = deployment(spec_repo)
+    state = render(dep, None, config)
+    validate_all(state)
+    (rule,) = by_kind(state, "PrometheusRule")
+    (group,) = rule["spec"]["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert sorted(alerts) == ["ModelopsErrorRateSLO", "ModelopsLatencySLO", "ModelopsThroughputSLO"]
+    series = '{namespace="ml",service="fraud-detector",endpoint!~"/livez|/readyz|/healthz"'
+    latency = alerts["ModelopsLatencySLO"]["expr"]
+    assert latency.startswith("histogram_quantile(0.99, sum by (le) (rate(")
+    assert f"bentoml_service_request_duration_seconds_bucket{series}}}[5m]" in latency
+    assert latency.endswith(") > 0.25")  # 250 ms in seconds, the histogram's unit
+    errors = alerts["ModelopsErrorRateSLO"]["expr"]
+    assert f'bentoml_service_request_total{series},http_response_code=~"5.."}}' in errors
+    assert errors.endswith(") > 0.02")
+    throughput = alerts["ModelopsThroughputSLO"]
+    assert throughput["expr"].endswith(" or vector(0)) < 5")
+    assert throughput["for"] == "10m" and throughput["labels"]["severity"] == "warning"
+    for r in group["rules"]:
+        assert r["labels"]["deployment"] == "fraud-detector"
+        assert r["labels"]["environment"] == "prod"
+
+    # The ServiceMonitor selects the Service by its own labels and scrapes its port.
+    (monitor,) = by_kind(state, "ServiceMonitor")
+    (svc,) = by_kind(state, "Service")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= svc["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ml"]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in [p["name"] for p in svc["spec"]["ports"]]
+    assert endpoint["path"] == "/metrics"
+
+
+def test_only_the_slo_targets_the_spec_sets_become_rules(spec_repo):
+    edit_spec(
+        spec_repo,
+        "fraud-detector",
+        lambda d: d["spec"]["serving"].update(slo={"max_error_rate": 0}),
+    )
+    dep, config = deployment(spec_repo)
+    (rule,) = by_kind(render(dep, None, config), "PrometheusRule")
+    assert [r["alert"] for r in rule["spec"]["groups"][0]["rules"]] == ["ModelopsErrorRateSLO"]
+
+
+def test_no_slo_no_monitoring_objects_and_no_scrape_rule(spec_repo):
+    edit_spec(spec_repo, "fraud-detector", lambda d: d["spec"]["serving"].pop("slo"))
+    dep, config = deployment(spec_repo)
+    state = render(dep, None, config)
+    assert not by_kind(state, "PrometheusRule") and not by_kind(state, "ServiceMonitor")
+    (netpol,) = by_kind(state, "NetworkPolicy")
+    assert len(netpol["spec"]["ingress"]) == 1  # the allowed namespaces only
+
+
+def test_the_crd_check_is_strict(spec_repo):
+    """The strict check fails on what an API server would prune or refuse."""
+    dep, config = deployment(spec_repo)
+    state = render(dep, None, config)
+    (rule,) = by_kind(state, "PrometheusRule")
+    assert crd_errors(rule) == []
+    rule["spec"]["groups"][0]["rules"][0]["fore"] = "5m"  # a misspelt field
+    rule["spec"]["groups"][0]["name"] = 3  # a wrong type
+    del rule["spec"]["groups"][0]["rules"][1]["expr"]  # a required field
+    errors = crd_errors(rule)
+    assert len(errors) == 3, errors
+    assert any("'fore' was unexpected" in e for e in errors)
+    (monitor,) = by_kind(state, "ServiceMonitor")
+    monitor["metadata"]["labelz"] = {}
+    assert crd_errors(monitor)
+
+
+def test_vendored_crd_schemas_match_their_sources():
+    """The files are the ones scripts/fetch_crds.py wrote (SOURCES.json digests)."""
+    crds = Path(__file__).parent.parent / "support" / "crds"
+    sources = json.loads((crds / "SOURCES.json").read_text())
+    assert {p["package"] for p in sources["packages"]} >= {"@kubernetes-models/prometheus-operator"}
+    on_disk = {p.name for p in crds.glob("*.json")} - {"SOURCES.json"}
+    assert on_disk == set(sources["files"])
+    for name, digest in sources["files"].items():
+        assert hashlib.sha256((crds / name).read_bytes()).hexdigest() == digest, name
