@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from reconciler.core.diagnostics import ModelopsError
 
@@ -44,6 +44,15 @@ class Artifact:
     def to_dict(self) -> dict:
         """JSON-ready mapping (for the ledger and machine output)."""
         return asdict(self)
+
+
+def artifact_of(data: dict | None) -> Artifact | None:
+    """The :class:`Artifact` a ledger record stored (:meth:`Artifact.to_dict`), or ``None``
+    when there is none or it has neither a Bento tag nor a digest (unknown keys are ignored)."""
+    if not isinstance(data, dict) or not (data.get("bento_tag") or data.get("digest")):
+        return None
+    known = {f.name for f in fields(Artifact)}
+    return Artifact(**{k: v for k, v in data.items() if k in known})
 
 
 class BuildError(ModelopsError):

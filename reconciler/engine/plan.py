@@ -13,7 +13,10 @@ preview (``reconciler.engine.events``), so PR comments look the same online and 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from reconciler.engine.render import DesiredState
@@ -203,7 +206,70 @@ def field_diff(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any
             else:
                 out.extend(field_diff(old[i], new[i], _join(prefix, i)))
         return out
-    return [] if old == new else [(prefix, old, new)]
+    if old == new or (_is_quantity_path(prefix) and same_quantity(old, new)):
+        return []
+    return [(prefix, old, new)]
+
+
+# Kubernetes resource quantities (k8s.io/apimachinery/pkg/api/resource: Quantity):
+# a decimal number with a binary (Ki..Ei), decimal SI (n, u, m, k, M..E) or exponent
+# suffix. Equal amounts written differently (1.5Gi and 1536Mi, 0.25 and 250m) are the
+# same quantity: the API server stores one canonical form, so it is never an update.
+_QUANTITY = re.compile(
+    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
+)
+_QUANTITY_SCALE = {
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
+}
+# the input keys that hold quantities: container resources (requests/limits), volume
+# sizes, and any key under a ``resources`` mapping (extended resources: nvidia.com/gpu)
+_QUANTITY_KEYS = ("cpu", "memory", "ephemeral-storage", "storage", "sizeLimit")
+
+
+def _is_quantity_path(path: str) -> bool:
+    last = re.split(r"[.\[]", path)[-1]
+    return last in _QUANTITY_KEYS or ".requests." in path or ".limits." in path
+
+
+def parse_quantity(value: Any) -> Decimal | None:
+    """A Kubernetes quantity (``"1.5Gi"``, ``"250m"``, ``2``, ``0.25``) as an exact
+    :class:`~decimal.Decimal` in base units (cores, bytes), or ``None`` when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value)) if math.isfinite(value) else None
+    if not isinstance(value, str):
+        return None
+    match = _QUANTITY.match(value.strip())
+    if not match:
+        return None
+    number, suffix = match.group(1), match.group(2) or ""
+    if suffix[:1] in ("e", "E") and len(suffix) > 1:
+        return Decimal(number) * (Decimal(10) ** int(suffix[1:]))
+    return Decimal(number) * _QUANTITY_SCALE[suffix]
+
+
+def same_quantity(old: Any, new: Any) -> bool:
+    """True when both are quantities of the same amount (``1536Mi`` == ``1.5Gi``)."""
+    a, b = parse_quantity(old), parse_quantity(new)
+    return a is not None and b is not None and a == b
 
 
 def _path_under(path: str, prefix: str) -> bool:

@@ -56,14 +56,26 @@ def policy_gate(config: Config, deployments: list[Deployment], report: RunReport
     return not report.policy.blocking
 
 
-def gate(config: Config, targets: list[str] | None, env: str | None, report: RunReport):
-    """Load, validate and police; returns the deployments that may proceed."""
+def gate(
+    config: Config,
+    targets: list[str] | None,
+    env: str | None,
+    report: RunReport,
+    *,
+    keep_blocked: bool = False,
+):
+    """Load, validate and police; returns the deployments that may proceed.
+
+    With ``keep_blocked`` (``plan``), deployments that a policy blocks are returned too
+    (``report.blocked`` says so), so that the plan still shows their infrastructure diff
+    beside the findings, marked blocked; spec errors still return ``[]``.
+    """
     loaded = load_all(config, targets, env)
     report.diagnostics = loaded.diagnostics
     if loaded.errors:
         return []
     deployments = [d for d in loaded.deployments if d.env in report.envs]
-    if not policy_gate(config, deployments, report):
+    if not policy_gate(config, deployments, report) and not keep_blocked:
         return []
     return deployments
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from reconciler.build.artifact import Artifact, artifact_of
 from reconciler.core import git as g
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import (
     ModelopsError,
 )
-from reconciler.flow.digests import model_info
+from reconciler.flow.digests import inputs_digest, model_info
 from reconciler.flow.gates import (
     envs_of,
     gate,
@@ -22,6 +23,45 @@ from reconciler.flow.stages import (
     render_plan,
 )
 from reconciler.state.ledger import Ledger
+
+
+def applied_unchanged(record, dep, config: Config) -> Artifact | None:
+    """The applied build of ``dep`` when nothing that determines it changed, else ``None``.
+
+    The flow's inputs digest (:func:`~reconciler.flow.digests.inputs_digest`) equal to
+    that of the last attempt, when that attempt succeeded (``lastAttemptedDigest``, no
+    failure since), means ``apply`` would reuse the applied Bento: the plan renders with
+    it, not with an ``unbuilt`` placeholder tag (which would show a replacement that
+    ``apply`` never makes).
+    """
+    if not _applied_as_is(record, dep, config):
+        return None
+    return artifact_of(record.artifact)
+
+
+def _applied_as_is(record, dep, config: Config) -> bool:
+    if record is None or not record.lastAppliedRevision or record.destroyed:
+        return False
+    if record.failures or not record.lastAttemptedDigest:
+        return False
+    return record.lastAttemptedDigest == inputs_digest(dep, config)
+
+
+def applied_model(record, dep, config: Config) -> dict | None:
+    """The model of the last successful apply as :func:`model_info` shapes it, or ``None``
+    when nothing is applied (then the plan calls the model new here)."""
+    if record is None or not record.lastAppliedRevision or record.destroyed:
+        return None
+    if _applied_as_is(record, dep, config):
+        return model_info(dep, config)
+    art = record.artifact or {}
+    new = model_info(dep, config) or {}
+    return {
+        "framework": art.get("framework") or new.get("framework", ""),
+        "uri": new.get("uri", ""),
+        "sha256": art.get("model_sha256") or "",
+        "version": new.get("version", ""),
+    }
 
 
 def plan(
@@ -82,14 +122,19 @@ def plan(
             allow_guard_change=allow_guard_change,
         )
     report = RunReport("plan", env or "all", g.head_revision(config.root), envs=envs)
-    deployments = gate(config, targets, env, report)
+    deployments = gate(config, targets, env, report, keep_blocked=True)
+    if report.blocked:
+        build = smoke = False  # a blocked plan shows the diff; nothing is built
     ledger = Ledger(config.state_dir)
     for dep in deployments:
         outcome = Outcome(dep.key, dep.name, dep.env, dep.platform, "planned")
         outcome.revision = report.revision
         artifact = build_and_smoke(outcome, dep, config, report.revision, smoke) if build else None
         record = ledger.get(dep.name, dep.env)
-        outcome.model = {"old": None, "new": model_info(dep, config)}
+        unchanged = applied_unchanged(record, dep, config)
+        if artifact is None and unchanged is not None:
+            artifact = unchanged  # the applied build is the one apply would reuse
+        outcome.model = {"old": applied_model(record, dep, config), "new": model_info(dep, config)}
         try:
             change, _ = render_plan(dep, record.desiredState if record else None, config, artifact)
         except ModelopsError as exc:
@@ -98,6 +143,9 @@ def plan(
             continue
         report.plans.append(change)
         outcome.message = change.summary()
+        if report.blocked:
+            outcome.status = "blocked"
+            outcome.message += " (blocked by policy: apply would not make these changes)"
         outcome.plan = change
         report.outcomes.append(outcome)
     if not report.blocked:

@@ -37,7 +37,8 @@ class Outcome:
             ``failed``, ``stalled`` (skipped: failed ``stalled_after`` times with the same
             inputs), ``held`` (skipped: rolled back, see ``modelops rollback``),
             ``destroyed``, ``orphaned`` (spec gone, not pruned), ``invalid`` (planned, but
-            it cannot be rendered: a finding) or ``skipped``.
+            it cannot be rendered: a finding), ``blocked`` (planned, shown with its diff,
+            but a policy blocks it) or ``skipped``.
         message: one line for humans.
         artifact: the build's :class:`Artifact` (``None`` when not built).
         plan: the infrastructure :class:`Plan` (``None`` when not computed).

@@ -114,6 +114,8 @@ def _deployment(report, outcome: dict, plan) -> list[str]:
         lines.append(f"{outcome['key']} ({outcome['platform']}): {outcome['message']}")
     if outcome["status"] in ("delete", "orphaned"):
         lines.append(f"  {outcome['message']}")
+    if outcome["status"] == "blocked":
+        lines.append("  BLOCKED by policy: apply would not make these changes")
     lines += [f"  spec: {plain_line(line)}" for line in spec_lines]
     lines += _model_lines(outcome["model"] or {})
     policy = policy_summary(report, outcome["key"])

@@ -19,6 +19,7 @@ from reconciler.engine.plan import (
     render_plan_markdown,
     render_plan_text,
     replace_paths,
+    same_quantity,
 )
 from reconciler.engine.render import render
 from reconciler.flow.stages import render_live
@@ -219,3 +220,44 @@ def test_plan_shows_the_next_runs_of_each_schedule():
     text = render_plan_text([plan])
     assert "next runs (monitor, UTC): 2027-01-31 00:00, 2027-03-31 00:00" in text
     assert Plan.from_dict(plan.to_dict()).schedules == plan.schedules
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "changed"),
+    [
+        ("requests: {cpu: 500m, memory: 1Gi}", "requests: {cpu: '0.5', memory: 1024Mi}", False),
+        ('limits: {cpu: "2", memory: 2Gi}', "limits: {cpu: 2000m, memory: 2048Mi}", False),
+        ('limits: {cpu: "2", memory: 2Gi}', 'limits: {cpu: "2", memory: 2G}', True),
+        ("requests: {cpu: 500m, memory: 1Gi}", "requests: {cpu: 250m, memory: 1Gi}", True),
+    ],
+)
+def test_equal_quantities_in_other_units_are_not_an_update(spec_repo, old, new, changed):
+    dep, config = dep_of(spec_repo)
+    before = render(dep, None, config).to_dict()
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    path.write_text(path.read_text().replace(old, new, 1))
+    dep, config = dep_of(spec_repo)
+    plan = diff(before, render(dep, None, config), dep.key)
+    assert plan.empty is not changed, render_plan_text([plan])
+    if changed:
+        assert {c.action for c in plan.changes} == {"update"}  # the Deployment and CronJobs
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("1.5Gi", "1536Mi", True),
+        ("0.25", "250m", True),
+        (0.25, "250m", True),
+        ("1e3", "1k", True),
+        ("1E3", "1000", True),
+        ("1Ki", "1024", True),
+        ("1k", "1Ki", False),
+        ("1M", "1Mi", False),
+        ("100m", "0.1", True),
+        ("abc", "abc1", False),
+        (True, 1, False),
+    ],
+)
+def test_quantity_equality_is_exact(a, b, same):
+    assert same_quantity(a, b) is same

@@ -74,6 +74,12 @@ def test_partial_failure_then_no_op_then_stalled(apply_repo):
     }
     assert ledger.path("fraud-detector", "staging").read_bytes() == before
     assert ledger.get("broken-scorer", "staging").failures == 2
+    # and the plan of the unchanged, applied deployment says so: no replacement to an
+    # 'unbuilt' tag, the live model not "new here"
+    planned = plan(config, "staging", ["fraud-detector"])
+    assert [p.summary() for p in planned.plans] == ["no changes"]
+    [outcome] = planned.outcomes
+    assert outcome.model["old"] == outcome.model["new"]
 
     # the third failure with the same inputs stalls it; the fourth run does not retry it
     apply_flow.apply(config, "staging")

@@ -198,3 +198,17 @@ def test_rename_and_edit_in_one_commit_plans_an_update_not_create_and_delete(rep
     assert outcome.change["old_path"] == "specs/fraud-detector.yaml"
     assert report.plans[0].summary() == "0 to create, 1 to update, 0 to replace, 0 to delete"
     assert report.exit_code == 0 and not report.guards
+
+
+def test_a_plan_blocked_by_policy_still_shows_the_diff_marked_blocked(repo):
+    _edit(repo, "specs/fraud-detector.yaml", "min_replicas: 3}", "min_replicas: 1}")
+    report = plan(load_config(repo.root), "prod")
+    assert report.exit_code == 1 and report.policy.blocking
+    [outcome] = report.outcomes
+    assert outcome.status == "blocked" and "blocked by policy" in outcome.message
+    assert outcome.plan.counts()["create"] == 7  # without the PodDisruptionBudget
+    code, out, err = invoke(repo.root, "plan", "--env", "prod")
+    assert code == 1
+    assert "+ create  kubernetes:apps/v1:Deployment fraud-detector" in out
+    assert "BLOCKED by policy: apply would not make these changes" in out
+    assert "nothing was built or applied" in err
