@@ -7,15 +7,17 @@ from collections.abc import Callable
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import EXIT_USAGE, ModelopsError
 from reconciler.engine.base import Engine
+from reconciler.engine.edge import EdgeEngine
 from reconciler.engine.local import LocalEngine
 from reconciler.engine.pulumi_engine import PulumiEngine
 from reconciler.engine.render import PROGRAMS
 
 #: platform -> engine factory (called with the repository configuration): ``local`` runs
-#: ``bentoml serve`` on loopback, every platform with a Pulumi program goes to the
-#: Automation API.
+#: ``bentoml serve`` on loopback, ``edge`` publishes the bundle for devices, every
+#: platform with a Pulumi program goes to the Automation API.
 ENGINES: dict[str, Callable[[Config], Engine]] = {
     "local": LocalEngine,
+    "edge": EdgeEngine,
     **dict.fromkeys(PROGRAMS, PulumiEngine),
 }
 

@@ -33,6 +33,7 @@ from stacks.common import ImageRef, StackError, image_ref
 
 SCHEMA_VERSION = 1
 LOCAL_TYPE = "modelops:local:BentoServer"
+EDGE_TYPE = "modelops:edge:Bundle"
 LOCAL_HOST = "127.0.0.1"  # local servers bind to loopback only (DESIGN.md, security model)
 PROGRAMS = {
     "kubernetes": "stacks.kubernetes",
@@ -382,6 +383,32 @@ def _render_local(dep: Deployment, image: ImageRef) -> DesiredState:
     )
 
 
+def _render_edge(dep: Deployment, artifact) -> DesiredState:
+    """One ``modelops:edge:Bundle`` resource: where the bundle goes, for which device, and
+    which bundle (file name, SHA-256, model size in bytes; ``[unknown]`` until built).
+
+    Latency is a measurement, not desired state: the plan shows it on the build line
+    (:func:`reconciler.flow.stages.edge_budget_text`), before -> after."""
+    built = dict(getattr(artifact, "edge", None) or {})
+    inputs = {
+        "destination": dep.get("spec.edge.destination", ""),
+        "layout": dep.get("spec.edge.layout", "bundle"),
+        "device": normalise(copy.deepcopy(dep.get("spec.target.device") or {})),
+        "quantization": dep.get("spec.edge.quantization", "none"),
+    }
+    for key in ("bundle", "sha256", "size_bytes"):
+        inputs[key] = built.get(key, UNKNOWN) if built else UNKNOWN
+    return DesiredState(
+        deployment=dep.key,
+        name=dep.name,
+        environment=dep.env,
+        platform="edge",
+        image={},
+        resources=[Resource(EDGE_TYPE, dep.name, normalise(inputs))],
+        outputs={},
+    )
+
+
 CACHE_ENTRIES = 512  # renders kept in memory (a DesiredState is a few KiB of JSON)
 DISK_CACHE_ENTRIES = 2000  # renders kept under <state_dir>/cache/render/
 _MEMORY: OrderedDict[str, str] = OrderedDict()  # key → DesiredState as JSON text
@@ -505,8 +532,12 @@ def render(
     Raises:
         RenderError: (exit 1) the spec asks for something the stack cannot render, or
             the program declared two resources with the same type and name.
+
+    ``edge`` renders without Pulumi: one :data:`EDGE_TYPE` resource (:func:`_render_edge`).
         ModelopsError: (exit 2) unknown platform.
     """
+    if dep.platform == "edge":
+        return _render_edge(dep, artifact)
     image = image_ref(dep, artifact)
     if dep.platform == "local":
         return _render_local(dep, image)

@@ -24,6 +24,7 @@ from reconciler.core.diagnostics import (
     ModelopsError,
 )
 from reconciler.engine.pulumi_engine import pulumi_available
+from reconciler.engine.render import PROGRAMS
 from reconciler.flow.run import Outcome, RunReport
 from reconciler.gitops.changes import overlay_envs
 from reconciler.policy.check import check_policies
@@ -97,8 +98,12 @@ def protected_note(config: Config, env: str) -> str:
 
 
 def pulumi_gate(platforms: dict[str, str], env: str) -> None:
-    """Raise before anything is applied when a cloud target needs the missing CLI."""
-    cloud = {k: p for k, p in platforms.items() if p != "local"}
+    """Raise before anything is applied when a cloud target needs the missing CLI.
+
+    Only platforms with a Pulumi program (:data:`~reconciler.engine.render.PROGRAMS`)
+    need it: ``local`` and ``edge`` have engines of their own.
+    """
+    cloud = {k: p for k, p in platforms.items() if p in PROGRAMS}
     if not cloud:
         return
     if not pulumi_available():

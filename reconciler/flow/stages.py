@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from reconciler.build.artifact import Artifact
 from reconciler.build.bento import build
+from reconciler.build.edge_bundle import build_edge, edge_artifact
 from reconciler.build.serve import start_server, stop_server
 from reconciler.build.smoke import SmokeResult, run_smoke
 from reconciler.core.config import Config
@@ -82,8 +83,51 @@ def render_plan(
 
 
 def build_artifact(dep: Deployment, config: Config, revision: str) -> Artifact:
-    """Build (or reuse) the Bento of ``dep`` (:func:`reconciler.build.bento.build`)."""
+    """Build (or reuse) the Bento of ``dep`` (:func:`reconciler.build.bento.build`); for
+    ``target.platform: edge`` the edge bundle instead
+    (:func:`reconciler.build.edge_bundle.build_edge`: export, parity, budget, bundle).
+
+    Raises:
+        BuildError: the build failed (an edge build's
+            :class:`~reconciler.build.edge_export.EdgeBuildError` lists every miss).
+    """
+    if dep.platform == "edge":
+        built = build_edge(dep, config, revision)
+        return edge_artifact(built, dep.get("spec.model.framework", ""))
     return build(dep, config, revision=revision)
+
+
+def _was(before: dict, key: str, unit: str, fmt: str = "{}") -> str:
+    value = before.get(key)
+    return f"{fmt.format(value)}{unit} -> " if value is not None else ""
+
+
+def edge_budget_text(dep: Deployment, before: dict, after: dict) -> str:
+    """The budget and parity of an edge build, before (the ledger's last applied bundle)
+    -> after (this build), with the spec's limits, for the plan's build line.
+
+    ``before`` and ``after`` are :meth:`~reconciler.build.edge_bundle.EdgeBuild.summary`
+    dicts (``before`` may be ``{}``): size in bytes, p50/p99 in ms.
+    """
+    limit_bytes = dep.get("spec.edge.max_bytes")
+    limit_ms = dep.get("spec.edge.max_p99_ms")
+    parts = [
+        f"size {_was(before, 'size_bytes', ' bytes')}{after.get('size_bytes')} bytes"
+        + (f" (max {limit_bytes})" if limit_bytes is not None else ""),
+        f"p99 {_was(before, 'p99_ms', ' ms', '{:.3f}')}{after.get('p99_ms', 0):.3f} ms"
+        + (f" (max {limit_ms})" if limit_ms is not None else "")
+        + f", p50 {after.get('p50_ms', 0):.3f} ms",
+    ]
+    agreement = after.get("label_agreement")
+    parity = (
+        f"parity on {after.get('parity_rows')} rows: "
+        f"max abs diff {after.get('max_abs_diff', 0):.2g}"
+    )
+    if agreement is not None:
+        parity += f", label agreement {agreement:.4f}"
+    parts.append(parity)
+    parts += list(after.get("notes") or [])
+    return "; ".join(parts)
 
 
 def smoke_test(dep: Deployment, config: Config, artifact: Artifact) -> SmokeResult:
@@ -119,9 +163,14 @@ def build_and_smoke(
     outcome.artifact = artifact
     outcome.build = {
         "status": "reused" if artifact.reused else "built",
-        "message": f"{'reused' if artifact.reused else 'built'} {artifact.bento_tag}",
+        "message": f"{'reused' if artifact.reused else 'built'} "
+        f"{artifact.bento_tag or artifact.edge.get('bundle', '')}",
     }
-    if smoke:
+    if artifact.edge:
+        record = Ledger(config.state_dir).get(dep.name, dep.env)
+        before = (record.artifact.get("edge") or {}) if record is not None else {}
+        outcome.build["message"] += f" ({edge_budget_text(dep, before, artifact.edge)})"
+    if smoke and dep.platform != "edge":  # an edge build's parity check is its smoke test
         outcome.smoke = smoke_test(dep, config, artifact)
     return artifact
 

@@ -26,12 +26,15 @@ HISTORY_COLUMNS = ("time", "action", "revision", "result", "actor", "detail")
 
 def status_row(record, health: str, service: ServiceMetrics | str | None = None) -> dict:
     """One live ledger record as a ``status`` row: the :data:`STATUS_COLUMNS` plus
-    ``failures`` and ``service_metrics`` (``--format json`` prints the rows as they are).
+    ``failures``, ``service_metrics`` and ``bundle`` (``--format json`` prints the rows
+    as they are).
 
     ``service``: a local server's request figures since it started
     (:class:`ServiceMetrics`: column ``service`` is its summary,
     ``service_metrics`` its ``to_dict()``), a string saying why they could not be read,
-    or ``None`` (not a local server, or not running: ``-``)."""
+    or ``None`` (not a local server, or not running: ``-``). For an edge deployment
+    ``url`` is where its bundle was published and ``bundle`` the bundle's file name
+    (``<name>-<digest12>.tar.gz``); ``""`` for other platforms."""
     drift = record.drift or {}
     stalled = record.stalled_reason or ("no" if not record.stalled else "yes")
     if record.suspended:
@@ -49,6 +52,7 @@ def status_row(record, health: str, service: ServiceMetrics | str | None = None)
         "service": service.summary() if isinstance(service, ServiceMetrics) else (service or "-"),
         "service_metrics": service.to_dict() if isinstance(service, ServiceMetrics) else None,
         "url": record.outputs.get("url", ""),
+        "bundle": record.outputs.get("bundle", ""),
     }
 
 

@@ -27,6 +27,10 @@ def _section_deps(section: dict) -> set[str]:
         for item in smoke.get("requests") or []:
             if isinstance(item, dict) and (p := repo_relative(item.get("request"))):
                 out.add(p)
+    edge = section.get("edge")
+    parity = edge.get("parity") if isinstance(edge, dict) else None
+    if isinstance(parity, dict) and (p := repo_relative(parity.get("data"))):
+        out.add(p)  # the edge build's parity data decides whether the bundle is built
     return out
 
 
@@ -37,7 +41,8 @@ def spec_dependencies(data: dict) -> set[str]:
         data: the spec document as parsed (plain dicts).
 
     Returns:
-        Root-relative POSIX paths: the model file and smoke request files named in the
+        Root-relative POSIX paths: the model file, smoke request files and edge parity
+        data (``spec.edge.parity.data``) named in the
         base ``spec`` and in every ``spec.environments.<env>`` overlay. URIs
         (``s3://``, ``bentoml:``...) and paths leaving the repository are not files of
         the repository and are left out (validation reports the latter).

@@ -87,6 +87,7 @@ def test_status_row_and_history_footer_from_a_real_ledger_record():
         "service": "-",
         "service_metrics": None,
         "url": "https://ml.example.com",
+        "bundle": "",  # an edge deployment's bundle file name; none here
     }
     figures = ServiceMetrics(requests=200, errors=3, p50_ms=2.5, p99_ms=9.0, uptime_s=100.0)
     row = ledger.status_row(rec, "Healthy", figures)

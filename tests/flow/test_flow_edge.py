@@ -1,0 +1,128 @@
+"""``target.platform: edge`` through plan, apply, status and destroy on real Git
+repositories: the real edge build (skl2onnx, ONNX Runtime) and the edge engine
+publishing to a repository directory, or to S3 served by moto's server on loopback (a
+fake named as such: S3 cannot be reached from here)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import boto3
+import pytest
+from support.cli import invoke
+from support.repo import make_repo
+
+from reconciler.core.config import load_config
+from reconciler.state.ledger import Ledger
+
+EDGE = "examples/edge/fraud-edge.yaml"
+DEST = "dist/edge-bundles/fraud-edge/staging"
+
+
+def _edge_repo(tmp_path, edits: dict[str, str] | None = None):
+    """A Git repository with the example edge spec in specs/ (latency budget relaxed to
+    1 s: these tests are about publishing, not speed) and no other spec."""
+    repo = make_repo(tmp_path / "repo", specs=(), examples=["fraud", "edge"], git=True)
+    text = (repo.root / EDGE).read_text().replace("max_p99_ms: 5", "max_p99_ms: 1000")
+    for old, new in (edits or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
+    repo.write("specs/fraud-edge.yaml", text)
+    repo.commit("an edge deployment")
+    return repo
+
+
+def test_apply_publishes_the_bundle_status_lists_it_reapply_is_a_no_op_destroy_removes_it(
+    tmp_path,
+):
+    repo = _edge_repo(tmp_path)
+    code, out, err = invoke(repo.root, "plan", "--env", "staging", "--build")
+    assert code == 0, out + err
+    assert "+ create  modelops:edge:Bundle fraud-edge" in out
+    assert "bytes (max 65536); p99 " in out and "parity on 206 rows" in out
+
+    code, out, err = invoke(repo.root, "apply", "--env", "staging")
+    assert code == 0, out + err
+    pointer = json.loads((repo.root / DEST / "current.json").read_text())
+    tarball = repo.root / DEST / pointer["bundle"]
+    assert hashlib.sha256(tarball.read_bytes()).hexdigest() == pointer["sha256"]
+    assert pointer["revision"] == repo.git.head.commit.hexsha
+    assert pointer["device"] == {"arch": "arm64", "os": "linux", "runtime": "onnxruntime"}
+    layout = repo.root / DEST / pointer["oci"]
+    assert (layout / "blobs/sha256" / pointer["sha256"]).read_bytes() == tarball.read_bytes()
+
+    record = Ledger(load_config(repo.root).state_dir).get("fraud-edge", "staging")
+    assert record.platform == "edge" and record.artifact["edge"]["bundle"] == pointer["bundle"]
+    code, out, _ = invoke(repo.root, "status", "--format", "json")
+    (row,) = json.loads(out)
+    assert row["bundle"] == pointer["bundle"]
+    assert row["url"] == f"{DEST}/{pointer['bundle']}"
+
+    # the same inputs again: the same bundle bytes, already published, nothing to do
+    code, out, err = invoke(repo.root, "apply", "--env", "staging")
+    assert code == 0 and "unchanged" in out, out + err
+
+    code, out, err = invoke(repo.root, "plan", "--env", "staging", "--build")
+    assert code == 0, out + err
+    assert "size 1" in out and " bytes -> " in out and " ms -> " in out  # before -> after
+
+    code, out, err = invoke(repo.root, "destroy", "--env", "staging", "fraud-edge")
+    assert code == 0, out + err
+    assert not (repo.root / DEST).exists()
+
+
+def test_a_failed_edge_build_publishes_nothing_and_is_recorded(tmp_path):
+    repo = _edge_repo(tmp_path, {"max_bytes: 65536": "max_bytes: 100"})
+    code, out, err = invoke(repo.root, "apply", "--env", "staging")
+    assert code == 3, out + err
+    assert "above spec.edge.max_bytes 100" in out + err
+    assert "nothing published" in out + err
+    assert not (repo.root / "dist").exists()
+    record = Ledger(load_config(repo.root).state_dir).get("fraud-edge", "staging")
+    assert record.failures == 1 and record.lastAppliedRevision == ""
+
+
+@pytest.fixture
+def fake_s3(monkeypatch):
+    """moto's S3 server on loopback (a fake named as such), reached through
+    ``AWS_ENDPOINT_URL`` by the engine's boto3 client."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+        }.items():
+            monkeypatch.setenv(key, value)
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket="fleet-bundles")
+        yield client
+    finally:
+        server.stop()
+
+
+def test_apply_publishes_to_s3(tmp_path, fake_s3):
+    repo = _edge_repo(
+        tmp_path,
+        {
+            "destination: dist/edge-bundles": "destination: s3://fleet-bundles/edge",
+            "layout: oci": "layout: bundle",
+        },
+    )
+    code, out, err = invoke(repo.root, "apply", "--env", "staging")
+    assert code == 0, out + err
+    prefix = "edge/fraud-edge/staging/"
+    body = fake_s3.get_object(Bucket="fleet-bundles", Key=prefix + "current.json")["Body"]
+    pointer = json.loads(body.read())
+    blob = fake_s3.get_object(Bucket="fleet-bundles", Key=prefix + pointer["bundle"])["Body"]
+    assert hashlib.sha256(blob.read()).hexdigest() == pointer["sha256"]
+    code, out, _ = invoke(repo.root, "status", "--format", "json")
+    (row,) = json.loads(out)
+    assert row["url"] == f"s3://fleet-bundles/{prefix}{pointer['bundle']}"
