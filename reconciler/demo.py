@@ -10,6 +10,8 @@ prints each one before it runs:
    locally on loopback → smoke test → record in the ledger;
 4. a real prediction from the live fraud endpoint, then ``modelops smoke`` (SLO check);
 5. ``modelops plan --env prod``: what production would get (rendered offline);
+   5b. ``modelops plan --env staging --build examples/edge/fraud-edge.yaml``: one edge
+   bundle (ONNX export, parity, size and latency budget; ``docs/edge.md``);
 6. a pull request in a throw-away clone: a one-line change between two commits and the
    plan ``modelops plan --base … --head …`` prints for it;
 7. the monitoring loop: shifted traffic → ``modelops monitor run`` detects drift →
@@ -44,6 +46,7 @@ from reconciler.runtime.capture import SYNTHETIC_HEADER
 ROOT = Path(__file__).resolve().parents[1]
 console = Console(highlight=False, soft_wrap=True)
 MODELOPS = [sys.executable, "-m", "reconciler"]
+EDGE_SPEC = "examples/edge/fraud-edge.yaml"
 
 
 class DemoError(Exception):
@@ -131,6 +134,20 @@ def predict() -> None:
     with urllib.request.urlopen(request, timeout=30) as response:
         answer = json.loads(response.read())
     console.print(json.dumps(answer), markup=False)
+
+
+def edge_bundle() -> None:
+    """Build the edge bundle of ``examples/edge/fraud-edge.yaml`` (``plan --build``: export,
+    parity, budget, bundle, nothing published) and show its manifest."""
+    modelops("plan", "--env", "staging", "--build", EDGE_SPEC)
+    bundles = sorted((ROOT / ".modelops" / "edge" / "fraud-edge-staging").glob("*.tar.gz"))
+    if not bundles:
+        raise DemoError("plan --build wrote no edge bundle")
+    newest = max(bundles, key=lambda p: p.stat().st_mtime)
+    manifest = json.loads((newest.with_suffix("").with_suffix("") / "manifest.json").read_text())
+    console.print(f"bundle {newest.relative_to(ROOT)} ({newest.stat().st_size} bytes):")
+    for key in ("converter", "quantization", "device", "files"):
+        console.print(f"  {key}: {json.dumps(manifest[key], sort_keys=True)}", markup=False)
 
 
 def make_pr_clone(workdir: Path) -> Path:
@@ -243,6 +260,8 @@ def main() -> int:
         modelops("smoke", "fraud-detector", "--env", "staging")
         step("5. What production would get: the prod plan, computed offline")
         modelops("plan", "--env", "prod")
+        step("5b. An edge bundle: the fraud model as ONNX, parity proven, size and latency budget")
+        edge_bundle()
         step("6. A pull request: plan for a one-line change between two commits")
         clone = make_pr_clone(workdir)
         modelops("plan", "--base", "HEAD~1", "--head", "HEAD", "--env", "prod", cwd=clone)
