@@ -26,12 +26,16 @@ from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, Mode
 from reconciler.flow import monitor as monitor_flow
 from reconciler.monitor.drift import preload_evidently
 from reconciler.monitor.reason import MAX_REASON_CHARS, check_reason
-from reconciler.report import drift_text
+from reconciler.report import drift_text, quality_text
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_all
 
 monitor_app = typer.Typer(
     help="Monitoring: Evidently drift of captured traffic against the reference data.",
+    no_args_is_help=True,
+)
+labels_app = typer.Typer(
+    help="Labels (outcomes) joined to captured predictions by the quality job.",
     no_args_is_help=True,
 )
 
@@ -78,10 +82,12 @@ def monitor_run(
     ] = True,
     fmt: TextOrJson = "text",
 ) -> None:
-    """Run the drift job once; exit 1 on drift (and retrain if the spec says so).
+    """Run the drift job (and, with spec.monitoring.labels, the quality job) once.
 
-    Exit 0 without drift (or monitoring disabled); 2 on bad input or when the
-    retraining that drift started failed (the drift result is still printed).
+    Exit 0 without drift or quality alert (also for insufficient data, or monitoring
+    disabled); 1 on drift or a quality alert (then retrain or roll back as the spec
+    says); 2 on bad input or when the action that followed failed (the results are still
+    printed). A what-if run (--current) records nothing and acts on nothing.
     """
     preload_evidently()  # overlaps loading the specs and the data
     config = get_config()
@@ -89,37 +95,101 @@ def monitor_run(
     if dep.get("spec.monitoring.enabled", True) is False:
         console.print(f"{dep.key}: monitoring is disabled (spec.monitoring.enabled: false)")
         raise typer.Exit(EXIT_OK)
-    with progress(f"drift {dep.key}: reading data, computing drift (Evidently)"):
-        result = monitor_flow.monitor_run(
-            dep,
-            config,
-            current=str(current) if current is not None else None,
-            sample_size=sample_size,
-            seed=seed,
-        )
-    if fmt == "text":
-        console.print(drift_text.drift_table(result))
-        out(drift_text.drift_summary(result, config))
-    doc = result.to_dict()
-    code = EXIT_FINDINGS if result.drifted else EXIT_OK
-    if (
-        result.drifted
-        and retrain
-        and not result.what_if
-        and dep.get("spec.monitoring.on_drift") == "retrain"
-    ):
-        try:
-            doc["retraining"] = _retrain(
-                dep, reason="drift", training_data=None, force=False, fmt=fmt
+    what_if = current is not None
+    labels = isinstance(dep.get("spec.monitoring.labels"), dict) and not what_if
+    doc: dict = {}
+    code = EXIT_OK
+    drift_error = None
+    try:
+        with progress(f"drift {dep.key}: reading data, computing drift (Evidently)"):
+            result = monitor_flow.monitor_run(
+                dep,
+                config,
+                current=str(current) if current is not None else None,
+                sample_size=sample_size,
+                seed=seed,
             )
-        except ModelopsError as exc:  # the drift result stands; the failure is recorded
-            failed = getattr(exc, "result", None)
-            doc["retraining"] = failed.to_dict() if failed else {"status": "failed"}
-            err_console.print(f"error: retraining failed: {exc.message}", markup=False)
-            code = EXIT_USAGE
+    except ModelopsError as exc:
+        if not labels:
+            raise
+        drift_error = exc  # the quality job still runs; exit 2 at the end
+        err_console.print(f"error: drift: {exc.message}", markup=False)
+        doc = {"status": "failed", "message": exc.message}
+        result = None
+    if result is not None:
+        if fmt == "text":
+            console.print(drift_text.drift_table(result))
+            out(drift_text.drift_summary(result, config))
+        doc = result.to_dict()
+        code = EXIT_FINDINGS if result.drifted else EXIT_OK
+        if (
+            result.drifted
+            and retrain
+            and not result.what_if
+            and dep.get("spec.monitoring.on_drift") == "retrain"
+        ):
+            try:
+                doc["retraining"] = _retrain(
+                    dep, reason="drift", training_data=None, force=False, fmt=fmt
+                )
+            except ModelopsError as exc:  # the drift result stands; the failure is recorded
+                failed = getattr(exc, "result", None)
+                doc["retraining"] = failed.to_dict() if failed else {"status": "failed"}
+                err_console.print(f"error: retraining failed: {exc.message}", markup=False)
+                code = EXIT_USAGE
+    if labels:
+        with progress(f"quality {dep.key}: joining labels, computing metrics"):
+            quality = monitor_flow.quality_run(dep, config, seed=seed)
+        if fmt == "text":
+            console.print(quality_text.quality_table(quality))
+            out(quality_text.quality_summary(quality, config))
+        doc["quality"] = quality.to_dict()
+        if quality.alerted:
+            code = max(code, EXIT_FINDINGS)
+            if retrain or quality.action == "rollback":
+                try:
+                    with progress(f"{dep.key}: quality alert: {quality.action}"):
+                        doc["quality"]["acted"] = monitor_flow.act_on_quality(dep, config, quality)
+                    if fmt == "text":
+                        out(quality_text.acted(dep.key, doc["quality"]["acted"]))
+                except ModelopsError as exc:
+                    failed = getattr(exc, "result", None)
+                    doc["quality"]["acted"] = failed.to_dict() if failed else {"status": "failed"}
+                    err_console.print(
+                        f"error: {quality.action} after the quality alert failed: {exc.message}",
+                        markup=False,
+                    )
+                    code = EXIT_USAGE
+    if drift_error is not None:
+        code = EXIT_USAGE
     if fmt == "json":
         console.print(json.dumps(doc, indent=2), markup=False)
     raise typer.Exit(code)
+
+
+@labels_app.command("ingest")
+def labels_ingest(
+    name: NameArg,
+    env: EnvOption,
+    file: Annotated[
+        Path, typer.Argument(help="CSV, Parquet, JSON Lines or SageMaker ground truth.")
+    ],
+    fmt: TextOrJson = "text",
+) -> None:
+    """Check a file of labels (outcomes) against the captured predictions and store it.
+
+    Exit 0 when every row was stored (duplicates of the same label count as stored), 1
+    when rows were rejected (each counted under its reason and kept in the rejected
+    file), 2 for usage errors, an unreadable file or missing columns.
+    """
+    config = get_config()
+    dep = _deployment(name, env)
+    result = monitor_flow.labels_ingest(dep, config, file)
+    if fmt == "json":
+        console.print(json.dumps(result.to_dict(), indent=2), markup=False)
+    else:
+        out(quality_text.ingest(result))
+    raise typer.Exit(EXIT_FINDINGS if result.rejected_total else EXIT_OK)
 
 
 def _retrain(dep, *, reason, training_data, force, fmt) -> dict:

@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING
 from reconciler.core.clock import now_iso
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.flow.rollback import rollback
 from reconciler.monitor.drift import DriftResult, run_drift
-from reconciler.monitor.reason import check_reason
+from reconciler.monitor.labels import IngestResult, ingest_labels
+from reconciler.monitor.quality import QualityResult, model_classes, run_quality
+from reconciler.monitor.reason import MAX_REASON_CHARS, check_reason
 from reconciler.monitor.retrain import (
     COMPLETED,
     RetrainError,
@@ -89,6 +92,106 @@ def monitor_run(
         Ledger(config.state_dir), dep, summary, summary["status"], result.history_message
     )
     return result
+
+
+def labels_ingest(
+    dep: Deployment, config: Config, file, *, now: datetime | None = None
+) -> IngestResult:
+    """Ingest one label file (:func:`reconciler.monitor.labels.ingest_labels`) and record it.
+
+    Every ingest, failed ones included, becomes a ``labels`` history entry with its
+    counts (accepted, rejected per reason, duplicates, late) and files.
+
+    Raises:
+        ModelopsError: (exit 2) labels not configured, unreadable file, missing columns;
+            recorded (``failed``) first.
+    """
+    ledger = Ledger(config.state_dir)
+    try:
+        result = ingest_labels(dep, config, file, classes=model_classes(dep, config), now=now)
+    except ModelopsError as exc:
+        status.labels_result(ledger, dep, "failed", exc.message[:2000])
+        raise
+    doc = result.to_dict()
+    extra = {
+        k: doc[k]
+        for k in (
+            "file",
+            "format",
+            "rows",
+            "accepted",
+            "duplicates",
+            "late",
+            "rejected",
+            "stored",
+            "rejected_file",
+        )
+        if doc[k] not in ("", None, {})
+    }
+    status.labels_result(ledger, dep, doc["status"], result.message, **extra)
+    return result
+
+
+def quality_run(
+    dep: Deployment, config: Config, *, now: datetime | None = None, seed: int = 0
+) -> QualityResult:
+    """Run the quality job once (:func:`reconciler.monitor.quality.run_quality`) and record it.
+
+    The ledger record gets the run's summary as its ``quality`` field and a ``quality``
+    history entry (shown by ``modelops status``); a failed run records
+    ``{"status": "failed", "message", "time"}``.
+
+    Raises:
+        ModelopsError: (exit 2) the job's failure, recorded first.
+    """
+    ledger = Ledger(config.state_dir)
+    try:
+        result = run_quality(dep, config, now=now, seed=seed)
+    except ModelopsError as exc:
+        failure = {"status": "failed", "message": exc.message, "time": now_iso()}
+        status.quality_result(ledger, dep, failure, "failed", exc.message[:2000])
+        raise
+    summary = result.to_dict()
+    summary["summary_json"] = config.rel(result.summary_json)
+    status.quality_result(ledger, dep, summary, result.verdict, result.message)
+    return result
+
+
+def act_on_quality(dep: Deployment, config: Config, result: QualityResult) -> dict:
+    """Do what ``spec.monitoring.quality.on_quality_drop`` says after a quality alert.
+
+    ``alert``: nothing more (the alert is recorded). ``retrain``: one retraining run
+    (:func:`retrain`) whose reason quotes the verdict (it goes into the proposal's commit
+    and the ledger). ``rollback``: re-apply the last good revision
+    (:func:`reconciler.flow.rollback.rollback`), recorded by the apply as usual.
+
+    Returns:
+        ``{"action", "status", ...}``: the retraining result's fields, or the
+        rollback's ``{"revision", "exit_code"}``.
+
+    Raises:
+        ModelopsError: rollback without a last good revision; the failed retraining.
+    """
+    action = result.action
+    if not result.alerted or action == "alert":
+        return {"action": action, "status": "none" if not result.alerted else "alerted"}
+    if action == "retrain":
+        reason = check_reason(f"quality: {result.message}"[:MAX_REASON_CHARS])
+        return {"action": action, **retrain(dep, config, reason=reason).to_dict()}
+    record = Ledger(config.state_dir).get(dep.name, dep.env)
+    if record is None or not record.lastGoodRevision:
+        raise ModelopsError(
+            f"{dep.key}: quality alert with on_quality_drop: rollback, but no last good "
+            "revision is recorded; roll back by hand with modelops rollback --to REV"
+        )
+    to = record.lastGoodRevision.removesuffix("-dirty")
+    report = rollback(config, dep.name, dep.env, to)
+    return {
+        "action": action,
+        "status": "rolled back" if report.exit_code == 0 else "failed",
+        "revision": to,
+        "exit_code": report.exit_code,
+    }
 
 
 def retrain(

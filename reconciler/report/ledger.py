@@ -19,6 +19,7 @@ STATUS_COLUMNS = (
     "service",
     "stalled",
     "drift",
+    "quality",
     "url",
 )
 HISTORY_COLUMNS = ("time", "action", "revision", "result", "actor", "detail")
@@ -51,9 +52,31 @@ def status_row(record, health: str, service: ServiceMetrics | str | None = None)
         else "-",
         "service": service.summary() if isinstance(service, ServiceMetrics) else (service or "-"),
         "service_metrics": service.to_dict() if isinstance(service, ServiceMetrics) else None,
+        "quality": _quality(record.quality or {}),
         "url": record.outputs.get("url", ""),
         "bundle": record.outputs.get("bundle", ""),
     }
+
+
+def _quality(quality: dict) -> str:
+    """The latest quality verdict with its watched metric: realized, estimated, kind."""
+    if not quality:
+        return "-"
+    verdict = str(quality.get("status", "-"))
+    metric = quality.get("metric")
+    value = ((quality.get("metrics") or {}).get(metric) or {}).get("value")
+    est = (quality.get("estimated_labelled") or {}).get(metric)
+    if est is None:
+        est = (quality.get("estimated") or {}).get(metric)
+    bits = []
+    if isinstance(value, int | float):
+        bits.append(f"{metric} {value:.3f}")
+    if isinstance(est, int | float):
+        bits.append(f"est. {est:.3f}")
+    kind = quality.get("drift_kind")
+    if kind and kind != "none":
+        bits.append(str(kind))
+    return f"{verdict} ({', '.join(bits)})" if bits else verdict
 
 
 def status_table(rows: list[dict]) -> Table:

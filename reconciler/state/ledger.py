@@ -93,6 +93,8 @@ class LedgerRecord:
         conditions: list of :class:`Condition` dicts.
         failures: consecutive failed applies (reset on success).
         drift: the last drift result from ``modelops monitor run`` (or ``{}``).
+        quality: the last quality result (labels joined to predictions, CBPE, KPI,
+            verdict) from ``modelops monitor run`` (or ``{}``).
         lastAttemptedDigest: inputs digest of the last apply attempt (successful or not);
             a stalled deployment is retried only when its digest differs from this one.
         suspended: ``{}``, or after ``modelops rollback``: ``{"reason": "rollback",
@@ -102,7 +104,8 @@ class LedgerRecord:
             inputs in Git lifts the suspension.
         history: newest last; at most :data:`HISTORY_LIMIT` entries of
             ``{"time", "actor", "action", "revision", "result", "message", "artifact"}``;
-            ``action`` is ``apply``, ``rollback``, ``destroy``, ``monitor`` or ``retrain``.
+            ``action`` is ``apply``, ``rollback``, ``destroy``, ``monitor``, ``quality``,
+            ``labels`` or ``retrain``.
         destroyed: ``{}`` while the deployment is managed; after a destroy
             (:meth:`record_destroyed`): ``{"time", "actor", "revision",
             "lastAppliedRevision", "artifact"}``: when and by whom, the Git revision
@@ -124,6 +127,7 @@ class LedgerRecord:
     conditions: list = field(default_factory=list)
     failures: int = 0
     drift: dict = field(default_factory=dict)
+    quality: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
     lastAttemptedDigest: str = ""  # noqa: N815
     suspended: dict = field(default_factory=dict)
@@ -303,7 +307,7 @@ class LedgerRecord:
         self.lastAppliedRevision = self.lastAttemptedRevision = self.lastGoodRevision = ""
         self.inputsDigest = self.lastAttemptedDigest = ""
         self.artifact, self.desiredState, self.outputs = {}, {}, {}
-        self.drift, self.suspended = {}, {}
+        self.drift, self.suspended, self.quality = {}, {}, {}
         self.conditions = []
         self.failures = 0
 

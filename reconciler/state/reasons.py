@@ -23,6 +23,8 @@ APPLY = "apply"
 ROLLBACK = "rollback"
 DESTROY = "destroy"
 MONITOR = "monitor"
+QUALITY = "quality"
+LABELS = "labels"
 RETRAIN = "retrain"
 
 # -- history results ----------------------------------------------------------------------

@@ -17,7 +17,9 @@ from reconciler.state.reasons import (
     APPLY,
     DESTROY,
     FAILED,
+    LABELS,
     MONITOR,
+    QUALITY,
     READY,
     RESTORE_FAILED,
     RETRAIN,
@@ -247,6 +249,34 @@ def drift_result(ledger: Ledger, dep: Deployment, drift: dict, result: str, mess
         drift = {**drift, "previous": record.drift}
     record.drift = drift
     record.add_history(MONITOR, record.lastAppliedRevision, result, message)
+    ledger.put(record)
+
+
+def quality_result(
+    ledger: Ledger, dep: Deployment, quality: dict, result: str, message: str
+) -> None:
+    """Record a quality run: the record's ``quality`` field and a ``quality`` history entry.
+
+    Args:
+        quality: the run's summary (``{"status", "metrics", "estimated", "kpi", ...}``);
+            a failed run keeps the last successful one under ``previous``.
+        result: the history result (``ok``, ``quality alert``, ``insufficient labels``,
+            ``inconclusive``, ``failed``).
+        message: one line for the history.
+    """
+    record = _job_record(ledger, dep)
+    if result == FAILED and record.quality and record.quality.get("status") != FAILED:
+        quality = {**quality, "previous": record.quality}
+    record.quality = quality
+    record.add_history(QUALITY, record.lastAppliedRevision, result, message)
+    ledger.put(record)
+
+
+def labels_result(ledger: Ledger, dep: Deployment, result: str, message: str, **extra) -> None:
+    """Record a ``labels ingest`` as a ``labels`` history entry (``result`` ``ok``,
+    ``rejected rows`` or ``failed``; ``extra``: counts and the stored files)."""
+    record = _job_record(ledger, dep)
+    record.add_history(LABELS, record.lastAppliedRevision, result, message, **extra)
     ledger.put(record)
 
 
