@@ -86,9 +86,19 @@ def test_status_row_and_history_footer_from_a_real_ledger_record():
         "drift": "drifted",
         "service": "-",
         "service_metrics": None,
+        "quality": "-",
         "url": "https://ml.example.com",
         "bundle": "",  # an edge deployment's bundle file name; none here
     }
+    rec.quality = {
+        "status": "quality alert",
+        "metric": "accuracy",
+        "metrics": {"accuracy": {"value": 0.71}},
+        "estimated_labelled": {"accuracy": 0.962},
+        "drift_kind": "concept drift",
+    }
+    row = ledger.status_row(rec, "Ready=True ApplySucceeded")
+    assert row["quality"] == "quality alert (accuracy 0.710, est. 0.962, concept drift)"
     figures = ServiceMetrics(requests=200, errors=3, p50_ms=2.5, p99_ms=9.0, uptime_s=100.0)
     row = ledger.status_row(rec, "Healthy", figures)
     assert row["service"] == "p50 2.5 ms, p99 9 ms, 2 req/s, 1.5% 5xx (200 requests)"
