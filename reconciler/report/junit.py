@@ -1,8 +1,9 @@
 """JUnit XML for CI dashboards: one test suite per deployment, one test case per rule.
 
 ``fail`` → ``<failure>``, ``error`` → ``<error>``, ``waived`` → ``<skipped>`` (with the
-waiver), ``warn`` → a passing case with the message in ``<system-out>``, ``pass`` →
-a passing case. Spec findings go in one suite named after the tool.
+waiver), ``warn`` (advisory) → ``<skipped message="advisory: ...">``, so that JUnit
+viewers (GitHub test reporters, Jenkins, GitLab) show it rather than count a green
+test, ``pass`` → a passing case. Spec findings go in one suite named after the tool.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def write(fs: FindingSet) -> str:
                     message=f"waived until {w.get('expires')} by {w.get('approver')}: {f.message}",
                 )
             elif f.status == "warn":
-                ET.SubElement(case, "system-out").text = f"advisory: {text}"
+                counts["skipped"] += 1
+                ET.SubElement(case, "skipped", message=f"advisory: {f.message}").text = text
         if not items:
             ET.SubElement(suite, "testcase", name="all checks", classname=name)
             counts["tests"] += 1
