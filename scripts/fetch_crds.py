@@ -32,6 +32,14 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "support" / "crds"
 # package → (version, ["<group>/<version>/<Kind>", ...])
 PACKAGES: dict[str, tuple[str, list[str]]] = {
+    "@kubernetes-models/argo-cd": ("2.5.0", ["argoproj.io/v1alpha1/Application"]),
+    "@kubernetes-models/flux-cd": (
+        "2.2.1",
+        [
+            "kustomize.toolkit.fluxcd.io/v1/Kustomization",
+            "source.toolkit.fluxcd.io/v1/GitRepository",
+        ],
+    ),
     "@kubernetes-models/prometheus-operator": (
         "1.6.3",
         ["monitoring.coreos.com/v1/PrometheusRule", "monitoring.coreos.com/v1/ServiceMonitor"],

@@ -1,13 +1,17 @@
 """``modelops render``: the DesiredState of each deployment, computed offline.
 
 Writes one DesiredState per deployment × environment (JSON or YAML) and, for
-Kubernetes targets, one plain manifest per resource, ready for ``kubectl apply -f`` or
-for an existing Argo CD or Flux setup. Only valid deployments are rendered: any spec
-diagnostic stops the command with exit 1 before anything is written.
+Kubernetes targets, one plain manifest per resource, ready for ``kubectl apply -f``;
+``--format kustomize|argocd|flux`` adds the objects that let Kustomize, Argo CD or Flux
+apply them (``reconciler.report.delivery``), and ``--commit BRANCH`` commits the rendered
+tree to an environment branch (``reconciler.gitops.rendered``). Only valid deployments
+are rendered: any spec diagnostic stops the command with exit 1 before anything is
+written; a branch that cannot take the tree stops it with exit 2, before rendering.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -15,8 +19,11 @@ import typer
 
 from reconciler.commands.options import EnvOption, TargetsArg, console, err_console, get_config
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, ModelopsError
+from reconciler.core.git import dirty_paths, open_repo, require_repo
 from reconciler.engine.render import RenderError
 from reconciler.flow.stages import render_live
+from reconciler.gitops.rendered import check_branch, commit_tree
+from reconciler.report.delivery import DELIVERY_FORMATS, Source, flux_url, write_delivery
 from reconciler.report.desired_state import RENDER_FORMATS, dump, write_state
 from reconciler.report.findings import render_diagnostics
 from reconciler.spec.repo import load_all
@@ -30,17 +37,83 @@ def render_cmd(
         typer.Option("--out", "-o", help="Directory to write into (default: print to stdout)."),
     ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="DesiredState format: json or yaml.")
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="json or yaml (the DesiredState files), or kustomize, argocd or flux (json "
+            "files plus a kustomization.yaml per deployment, and Argo CD Applications or Flux "
+            "objects); the last three need --out or --commit.",
+        ),
     ] = "json",
+    commit: Annotated[
+        str | None,
+        typer.Option(
+            "--commit",
+            metavar="BRANCH",
+            help="Commit the rendered tree of the whole environment as one commit on this "
+            "existing branch (the working tree stays as it is).",
+        ),
+    ] = None,
+    repo_url: Annotated[
+        str | None,
+        typer.Option(
+            "--repo-url",
+            help="Git URL Argo CD or Flux fetch the rendered tree from (default: the "
+            "repository's `origin` remote).",
+        ),
+    ] = None,
+    branch: Annotated[
+        str | None,
+        typer.Option(
+            "--branch",
+            help="Branch Argo CD or Flux track (default: the --commit branch).",
+        ),
+    ] = None,
+    repo_path: Annotated[
+        str,
+        typer.Option(
+            "--repo-path",
+            help="Directory of the rendered tree inside that branch (default: its root).",
+        ),
+    ] = "",
 ) -> None:
-    """Render each deployment's DesiredState offline (Pulumi mocks); manifests for Kubernetes.
+    """Render each deployment's DesiredState offline (Pulumi mocks); manifests for Kubernetes;
+    Kustomize, Argo CD or Flux objects around them; optionally commit it all to a branch.
 
     Exit 1 when a spec is invalid or cannot be rendered (nothing is written then),
-    2 on usage errors.
+    2 on usage errors (also: a --commit branch that does not exist, is checked out, or has
+    unrelated history; nothing is written then).
     """
-    if fmt not in RENDER_FORMATS:
-        raise ModelopsError(f"unknown format {fmt!r}; valid formats: {', '.join(RENDER_FORMATS)}")
+    formats = (*RENDER_FORMATS, *DELIVERY_FORMATS)
+    if fmt not in formats:
+        raise ModelopsError(f"unknown format {fmt!r}; valid formats: {', '.join(formats)}")
+    delivery = fmt in DELIVERY_FORMATS
+    if commit is not None and out is not None:
+        raise ModelopsError("--commit writes the rendered tree to a branch; leave out --out")
+    if commit is not None and targets:
+        raise ModelopsError(
+            "--commit renders the whole environment (a deployment left out would be deleted "
+            "from the branch); name no deployments"
+        )
+    if delivery and out is None and commit is None:
+        raise ModelopsError(f"--format {fmt} writes files: give --out DIR or --commit BRANCH")
     config = get_config()
+    source = None
+    if fmt in ("argocd", "flux"):
+        source = Source(
+            _repo_url(config.root, repo_url, fmt), _branch(branch, commit, fmt), repo_path, env
+        )
+    if commit is not None:
+        repo = require_repo(config.root, "render --commit")
+        check_branch(repo, commit)
+        dirty = dirty_paths(repo, config.root)
+        if dirty:
+            raise ModelopsError(
+                "render --commit records HEAD as the source of the rendered tree, and the "
+                f"working tree has uncommitted changes ({', '.join(dirty[:5])}"
+                f"{', ...' if len(dirty) > 5 else ''}); commit or stash them first"
+            )
     result = load_all(config, targets, env)
     if result.errors:
         err_console.print(
@@ -66,23 +139,79 @@ def render_cmd(
     if not states:
         err_console.print(f"no deployments for environment {env!r}", markup=False)
         raise typer.Exit(EXIT_OK)
-    if out is None:
+    state_fmt = "json" if delivery else fmt
+    if commit is not None:
+        with tempfile.TemporaryDirectory(prefix="modelops-tree-") as tmp:
+            _write_tree(states, Path(tmp), state_fmt, fmt, source)
+            message = f"modelops render --env {env} --format {fmt}: {len(states)} deployment(s)"
+            new = commit_tree(config.root, commit, Path(tmp), message)
+        if new is None:
+            console.print(f"{commit} already holds this render: nothing committed", markup=False)
+        else:
+            console.print(f"committed {new[:12]} to {commit}", markup=False)
+    elif out is None:
         data = [s.to_dict() for s in states]
         console.print(dump(data, fmt).rstrip(), markup=False)
     else:
-        out = out if out.is_absolute() else Path.cwd() / out
-        for state in states:
-            files = write_state(state, out, fmt)
-            manifests = len(files) - 1
-            extra = f" and {manifests} manifest(s)" if manifests else ""
-            console.print(
-                f"{state.deployment}: {len(state.resources)} resource(s) → "
-                f"{files[0].parent}{'/' if extra else ''}{extra}",
-                markup=False,
-            )
+        _write_tree(states, out if out.is_absolute() else Path.cwd() / out, state_fmt, fmt, source)
     err_console.print(
         "rendered offline under Pulumi mocks (no cloud or cluster contacted); images not "
         "built are tagged 'unbuilt'",
         markup=False,
     )
     raise typer.Exit(EXIT_OK)
+
+
+def _write_tree(states, out: Path, state_fmt: str, fmt: str, source: Source | None) -> None:
+    """The DesiredStates and manifests under ``out``, then the ``fmt`` objects; one line
+    per deployment."""
+    for state in states:
+        files = write_state(state, out, state_fmt)
+        manifests = len(files) - 1
+        extra = f" and {manifests} manifest(s)" if manifests else ""
+        console.print(
+            f"{state.deployment}: {len(state.resources)} resource(s) → "
+            f"{files[0].parent}{'/' if extra else ''}{extra}",
+            markup=False,
+        )
+    if fmt in DELIVERY_FORMATS:
+        files = write_delivery(states, out, fmt, source)
+        console.print(f"{fmt}: {len(files)} file(s) → {out}", markup=False)
+        others = [s.deployment for s in states if not s.manifests()]
+        if others:
+            console.print(
+                f"{fmt}: not for {', '.join(others)} (no Kubernetes manifests: applied by "
+                "`modelops apply`)",
+                markup=False,
+            )
+
+
+def _repo_url(root: Path, given: str | None, fmt: str) -> str:
+    """``--repo-url``, else the URL of the repository's ``origin`` remote; for Flux in the
+    form its GitRepository accepts (:func:`reconciler.report.delivery.flux_url`)."""
+    url = given
+    repo = open_repo(root)
+    if not url and repo is not None and "origin" in [r.name for r in repo.remotes]:
+        url = next(iter(repo.remotes.origin.urls), None)
+    if url and fmt == "flux":
+        try:
+            return flux_url(url)
+        except ValueError as exc:
+            raise ModelopsError(str(exc)) from None
+    if url:
+        return url
+    raise ModelopsError(
+        f"--format {fmt} needs the Git URL that {'Argo CD' if fmt == 'argocd' else 'Flux'} "
+        "fetches the rendered tree from: give --repo-url (the repository has no `origin` "
+        "remote to take it from)"
+    )
+
+
+def _branch(given: str | None, commit: str | None, fmt: str) -> str:
+    """``--branch``, else the ``--commit`` branch."""
+    if given or commit:
+        return str(given or commit)
+    raise ModelopsError(
+        f"--format {fmt} needs the branch {'Argo CD' if fmt == 'argocd' else 'Flux'} tracks: "
+        "give --branch BRANCH, or --commit BRANCH"
+    )

@@ -35,10 +35,13 @@ def write_state(state, out: Path, fmt: str) -> list[Path]:
 
     ``desired-state.json`` (or ``.yaml``), and for Kubernetes targets
     ``manifests/NN-<kind>-<name>.yaml``, one resource per file. Files of an earlier
-    render in ``manifests/`` are removed first, so a deleted resource does not linger.
+    render in ``manifests/`` (and its ``kustomization.yaml``, which
+    ``reconciler.report.delivery`` writes) are removed first, so a deleted resource does not
+    linger.
     """
     target = out / state.deployment
     target.mkdir(parents=True, exist_ok=True)
+    (target / "kustomization.yaml").unlink(missing_ok=True)
     written = []
     path = target / f"desired-state.{fmt}"
     path.write_text(dump(state.to_dict(), fmt), encoding="utf-8")
