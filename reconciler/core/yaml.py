@@ -274,6 +274,34 @@ def _build(loader: yaml.SafeLoader, node, path: PathKey, positions, file: str, c
         ) from None
 
 
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting strings that any YAML version reads as non-strings."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str):
+    # PyYAML quotes what YAML 1.1 would resolve (no, 0755, 1:30); YAML 1.2 readers
+    # (kubectl, Argo CD) also resolve 7e3, 0o17, 08, 1.5E3 to numbers: quote those too
+    if not isinstance(yaml12_core_value(data), str):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="'")
+    return dumper.represent_str(data)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(data: Any, *, sort_keys: bool = False) -> str:
+    """``data`` as block-style YAML that YAML 1.1 and 1.2 readers decode the same way.
+
+    Every string that looks like a number, boolean or null under either version
+    (``"7e3"``, ``"0x1f"``, ``".inf"``, ``"no"``, ``"0755"``) is quoted, so ``kubectl``,
+    Argo CD and PyYAML all read it back as the string it is. Used for every rendered
+    manifest and DesiredState written as YAML.
+    """
+    return yaml.dump(
+        data, Dumper=_Dumper, sort_keys=sort_keys, default_flow_style=False, allow_unicode=True
+    )
+
+
 def display_path(path: Path, root: Path | None) -> str:
     """Path relative to ``root`` when inside it, else as given (for diagnostics)."""
     if root is not None:

@@ -11,15 +11,17 @@ import json
 import re
 from pathlib import Path
 
-import yaml
+from reconciler.core.yaml import dump_yaml
 
 RENDER_FORMATS = ("json", "yaml")
 
 
 def dump(data, fmt: str) -> str:
-    """``data`` as YAML (keys in order, block style) or as JSON indented by 2."""
+    """``data`` as YAML (keys in order, block style; strings that YAML 1.1 or 1.2 would
+    read as numbers or booleans quoted: :func:`reconciler.core.yaml.dump_yaml`) or as
+    JSON indented by 2."""
     if fmt == "yaml":
-        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+        return dump_yaml(data)
     return json.dumps(data, indent=2) + "\n"
 
 
@@ -55,6 +57,6 @@ def write_state(state, out: Path, fmt: str) -> list[Path]:
         mdir.mkdir(exist_ok=True)
         for i, manifest in enumerate(manifests, start=1):
             mpath = mdir / manifest_filename(i, manifest)
-            mpath.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+            mpath.write_text(dump_yaml(manifest), encoding="utf-8")
             written.append(mpath)
     return written

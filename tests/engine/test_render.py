@@ -14,6 +14,7 @@ import pytest
 import yaml
 from support.cli import invoke
 from support.crds import assert_valid_manifest
+from support.yaml12 import read_yaml12
 
 from reconciler.core.config import load_config
 from reconciler.engine import render as render_mod
@@ -275,3 +276,26 @@ def test_render_command_rejects_unknown_format(spec_repo):
     cmd = invoke(spec_repo, "render", "--env", "prod", "--format", "toml")
     assert cmd.returncode == 2
     assert "error: " in cmd.stderr and "valid formats: json, yaml" in cmd.stderr
+
+
+NUMBER_LOOKING = ["7e3", "0x1f", "no", "0755", "1_000", "0o17", "08", "1.5E3", "true"]
+
+
+def test_number_looking_strings_are_quoted_in_every_rendered_manifest(spec_repo, tmp_path):
+    # label values (and so every resource's labels) that YAML 1.1 or 1.2 read as numbers,
+    # booleans or infinity, quoted in the spec as strings
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    labels = "".join(f'    l{i}: "{v}"\n' for i, v in enumerate(NUMBER_LOOKING))
+    path.write_text(path.read_text().replace("    cost-center: cc-1234\n", labels))
+    out = tmp_path / "out"
+    result = invoke(spec_repo, "render", "--env", "prod", "--format", "yaml", "--out", str(out))
+    assert result.returncode == 0, result.output
+    files = sorted((out / "fraud-detector-prod" / "manifests").iterdir())
+    assert files
+    want = {f"l{i}": v for i, v in enumerate(NUMBER_LOOKING)}
+    for f in [*files, out / "fraud-detector-prod" / "desired-state.yaml"]:
+        text = f.read_text()
+        as_kubectl_reads = read_yaml12(text)  # a YAML 1.2 reader, as kubectl and Argo CD
+        assert as_kubectl_reads == yaml.safe_load(text)  # and PyYAML (1.1) agree
+    deployment = read_yaml12(next(f for f in files if "-deployment-" in f.name).read_text())
+    assert {k: deployment["metadata"]["labels"][k] for k in want} == want

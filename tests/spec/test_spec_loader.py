@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import yaml
+from support.yaml12 import read_yaml12
 
-from reconciler.core.yaml import YamlLoadError, load_yaml
+from reconciler.core.yaml import YamlLoadError, dump_yaml, load_yaml
 from reconciler.spec.loader import load_spec
 
 
@@ -141,3 +143,15 @@ def test_alias_bomb_is_refused_quickly():
         lines.append(f"{cur}: &{cur} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]")
     with pytest.raises(YamlLoadError, match="expands to more than 100,000 nodes"):
         load_yaml("\n".join(lines).encode(), "bomb.yaml")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["7e3", "0x1f", ".inf", "-.Inf", ".NaN", "no", "On", "0755", "1:30", "1_000", "0o17", "08"]
+    + ["1.5E3", "true", "null", "~", "", "12", "ok", "x: y", "- a", "ü"],
+)
+def test_dump_yaml_quotes_what_any_yaml_version_reads_as_a_non_string(value):
+    text = dump_yaml({"a": value})
+    assert read_yaml12(text) == {"a": value}  # kubectl / Argo CD (YAML 1.2)
+    assert yaml.safe_load(text) == {"a": value}  # PyYAML (YAML 1.1)
+    assert load_yaml(text, "f.yaml")[0] == {"a": value}  # and the one reader

@@ -283,3 +283,13 @@ def test_text_the_policy_engine_cannot_see_as_written(spec_repo):
     ]
     assert text[1].position.line == _line_of(path, "registry.example.com/ml\\0x")
     assert "NUL" in text[1].message and "double quotes" in text[0].message
+
+
+@pytest.mark.parametrize("name", ["7fraud", "0-scorer", "-fraud", "fraud-", "a" * 64, "fraud.det"])
+def test_deployment_name_must_be_a_service_name(spec_repo, name):
+    # the name becomes a Kubernetes Service name: an RFC 1035 label (starts with a letter)
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    _edit(path, "name: fraud-detector", f"name: {name}")
+    result = load_all(load_config(spec_repo))
+    diags = [d for d in result.errors if d.field == "metadata.name"]
+    assert diags and diags[0].position.line == 5, [str(d) for d in result.diagnostics]
