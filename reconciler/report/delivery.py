@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from reconciler.core.yaml import dump_yaml
 
 DELIVERY_FORMATS = ("kustomize", "argocd", "flux")
 ARGOCD_NAMESPACE = "argocd"  # where Argo CD's install manifests put it
@@ -178,7 +178,7 @@ def flux_kustomization(state, source: Source) -> dict:
 
 def _write(path: Path, doc: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    path.write_text(dump_yaml(doc), encoding="utf-8")  # YAML 1.1 and 1.2 agree
     return path
 
 
