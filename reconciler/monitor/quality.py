@@ -355,12 +355,33 @@ def run_quality(
 def join(predictions, labels):
     """Inner join of predictions and labels by id (``row`` = the prediction's position).
 
+    Both id columns are factorized together (one hash pass over all ids) and the labels
+    are looked up by code: the same result as ``pandas.merge(..., how="inner")`` with
+    unique label ids (:func:`stored_labels` keeps one label per id), about twice as fast
+    on a million rows (``bench/bench_quality.py``).
+
     Returns:
-        ``(joined frame: id, prediction, label, timestamp, row; number of predictions)``.
+        ``(joined frame: the prediction columns, label, row; number of predictions)``.
     """
-    frame = predictions.assign(row=range(len(predictions)))
-    joined = frame.merge(labels[["id", "label"]], on="id", how="inner", validate="many_to_one")
-    return joined, len(frame)
+    import numpy as np  # heavy: loaded when this runs
+    import pandas as pd  # heavy: loaded when this runs
+
+    n = len(predictions)
+    if not n or not len(labels):
+        empty = predictions.iloc[:0].assign(label=pd.Series([], dtype="object"), row=[])
+        return empty, n
+    codes, _uniques = pd.factorize(
+        np.concatenate([predictions["id"].to_numpy(), labels["id"].to_numpy()])
+    )
+    pred_codes, label_codes = codes[:n], codes[n:]
+    slot = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
+    slot[label_codes] = np.arange(len(labels))
+    hit = slot[pred_codes]
+    rows = np.flatnonzero(hit >= 0)
+    joined = predictions.iloc[rows].reset_index(drop=True)
+    joined["label"] = labels["label"].to_numpy()[hit[rows]]
+    joined["row"] = rows
+    return joined, n
 
 
 def _judge(result: QualityResult, q: dict, kpi_spec: dict) -> None:
