@@ -677,6 +677,7 @@ _PRICED = {
     "MetricAlarm",
     "Key",
     "BentoServer",
+    "Bundle",
 }
 
 
@@ -734,8 +735,12 @@ def estimate(
         out.lines.append(CostLine("local BentoML server on this machine", "no cloud charge", 0, 0))
     elif state.platform == "kubernetes":
         _kubernetes(state, _Pricer(prices, rates or KubernetesRates()), out)
-    else:
+    elif state.platform.startswith("aws-"):
         _aws(state, prices, usage, out)
+    else:  # edge: a bundle published for devices; no cloud resource runs it
+        out.lines.append(
+            CostLine(f"{state.platform} target: runs outside the cloud", "no cloud charge", 0, 0)
+        )
     for r in state.resources:
         if r.kind not in _PRICED:
             out.unpriced[r.kind] = out.unpriced.get(r.kind, 0) + 1

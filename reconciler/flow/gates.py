@@ -49,11 +49,19 @@ def envs_of(config: Config, env: str | None) -> list[str]:
     return [env]
 
 
-def policy_gate(config: Config, deployments: list[Deployment], report: RunReport) -> bool:
-    """Run the policy check; True when the deployments may proceed."""
+def policy_gate(
+    config: Config,
+    deployments: list[Deployment],
+    report: RunReport,
+    extra: dict[str, dict] | None = None,
+) -> bool:
+    """Run the policy check; True when the deployments may proceed.
+
+    ``extra``: per deployment key, keys added to its policy input (the cost estimate).
+    """
     if not deployments:
         return True
-    report.policy = check_policies(config, deployments)
+    report.policy = check_policies(config, deployments, extra=extra)
     return not report.policy.blocking
 
 
@@ -64,19 +72,24 @@ def gate(
     report: RunReport,
     *,
     keep_blocked: bool = False,
+    prepare=None,
 ):
     """Load, validate and police; returns the deployments that may proceed.
 
     With ``keep_blocked`` (``plan``), deployments that a policy blocks are returned too
     (``report.blocked`` says so), so that the plan still shows their infrastructure diff
     beside the findings, marked blocked; spec errors still return ``[]``.
+    ``prepare``: called with the valid deployments before the policy check; returns the
+    keys to add to each one's policy input, by deployment key (the plan renders and
+    prices them there: ``input.cost``).
     """
     loaded = load_all(config, targets, env)
     report.diagnostics = loaded.diagnostics
     if loaded.errors:
         return []
     deployments = [d for d in loaded.deployments if d.env in report.envs]
-    if not policy_gate(config, deployments, report) and not keep_blocked:
+    extra = prepare(deployments) if prepare is not None and deployments else None
+    if not policy_gate(config, deployments, report, extra) and not keep_blocked:
         return []
     return deployments
 

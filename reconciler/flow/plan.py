@@ -8,6 +8,15 @@ from reconciler.core.config import Config
 from reconciler.core.diagnostics import (
     ModelopsError,
 )
+from reconciler.engine.plan import diff
+from reconciler.flow.costs import (
+    POLICY_INPUT_KEY,
+    Prepared,
+    cost_diagnostic,
+    deletion_cost,
+    policy_input,
+    prepare_one,
+)
 from reconciler.flow.digests import inputs_digest, model_info
 from reconciler.flow.gates import (
     envs_of,
@@ -101,7 +110,10 @@ def plan(
     Returns:
         A :class:`RunReport`. Without ``base``, each deployment's rendered DesiredState
         is diffed against the last applied one in the ledger, and ledger records whose
-        spec is gone are reported as ``orphaned``.
+        spec is gone are reported as ``orphaned``. Each outcome carries the monthly cost
+        estimate of the ledger's state and of the rendered one (``Outcome.cost``), which
+        the policies also see (``input.cost``); a cost that cannot be estimated is a
+        spec finding at the field it names.
 
     Raises:
         ModelopsError: (exit 2) unknown environment or target; a revision that does not
@@ -122,10 +134,26 @@ def plan(
             allow_guard_change=allow_guard_change,
         )
     report = RunReport("plan", env or "all", g.head_revision(config.root), envs=envs)
-    deployments = gate(config, targets, env, report, keep_blocked=True)
+    ledger = Ledger(config.state_dir)
+    prepared: dict[str, Prepared] = {}
+
+    def prepare(deployments: list) -> dict[str, dict]:
+        # Render each deployment once, before the policy check, so that its cost estimate
+        # is in the policy input; the plan below diffs the same DesiredState.
+        extra = {}
+        for dep in deployments:
+            record = ledger.get(dep.name, dep.env)
+            prepared[dep.key] = p = prepare_one(
+                dep, record.desiredState if record else None, config
+            )
+            if p.cost and p.cost_error is None:
+                extra[dep.key] = {POLICY_INPUT_KEY: policy_input(p.cost)}
+        return extra
+
+    deployments = gate(config, targets, env, report, keep_blocked=True, prepare=prepare)
+    cost_findings = []
     if report.blocked:
         build = smoke = False  # a blocked plan shows the diff; nothing is built
-    ledger = Ledger(config.state_dir)
     for dep in deployments:
         outcome = Outcome(dep.key, dep.name, dep.env, dep.platform, "planned")
         outcome.revision = report.revision
@@ -135,12 +163,23 @@ def plan(
         if artifact is None and unchanged is not None:
             artifact = unchanged  # the applied build is the one apply would reuse
         outcome.model = {"old": applied_model(record, dep, config), "new": model_info(dep, config)}
+        p = prepared.get(dep.key)
         try:
-            change, _ = render_plan(dep, record.desiredState if record else None, config, artifact)
+            old = record.desiredState if record else None
+            if artifact is None and p is not None:
+                if p.error is not None:
+                    raise p.error
+                change = diff(old, p.rendered, dep.key)
+            else:  # built: the image tag differs from the derived one (the cost does not)
+                change, _ = render_plan(dep, old, config, artifact)
         except ModelopsError as exc:
             render_failed(report, outcome, dep, exc)
             report.outcomes.append(outcome)
             continue
+        if p is not None:
+            outcome.cost = p.cost or {}
+            if p.cost_error is not None:
+                cost_findings.append(cost_diagnostic(dep, p.cost_error))
         report.plans.append(change)
         outcome.message = change.summary()
         if report.blocked:
@@ -148,6 +187,7 @@ def plan(
             outcome.message += " (blocked by policy: apply would not make these changes)"
         outcome.plan = change
         report.outcomes.append(outcome)
+    report.diagnostics.extend(cost_findings)  # after the loop: not a policy block
     if not report.blocked:
         live = {d.key for d in deployments}
         for record in orphans(config, envs, live, targets):
@@ -163,6 +203,7 @@ def plan(
                     "spec deleted; destroyed only by `modelops apply --prune`"
                     + protected_note(config, record.environment),
                     plan=change,
+                    cost=deletion_cost(record.desiredState, config),
                 )
             )
     sort_report(report)

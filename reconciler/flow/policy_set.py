@@ -62,7 +62,9 @@ def policy_set_diff(config: Config, head_cfg: Config, base_cfg: Config, changes,
     )
 
 
-def plan_policies(report: RunReport, head_cfg: Config, base_cfg: Config, deployments, paths):
+def plan_policies(
+    report: RunReport, head_cfg: Config, base_cfg: Config, deployments, paths, extra=None
+):
     """Police the planned deployments; with the base's policy set when the PR changes it.
 
     When :attr:`RunReport.policy_changes` says the pull request changes what is enforced,
@@ -80,10 +82,12 @@ def plan_policies(report: RunReport, head_cfg: Config, base_cfg: Config, deploym
         deployments: the valid deployments at the head.
         paths: ``(base, head)`` :class:`~reconciler.gitops.policyset.PolicySetPaths`, or
             ``None`` when the change does not touch the policy set.
+        extra: per deployment key, keys added to its policy input (``input.cost``), the
+            same for both policy sets.
     """
     diff = report.policy_changes
     if diff is None or not diff.changes_enforcement:
-        policy_gate(head_cfg, deployments, report)
+        policy_gate(head_cfg, deployments, report, extra)
         return
     base_paths, _head_paths = paths
     base_policy_cfg = replace(
@@ -100,8 +104,8 @@ def plan_policies(report: RunReport, head_cfg: Config, base_cfg: Config, deploym
         ", because this change modifies them (see the policy changes); the change's own "
         "policy set was checked too and applies after the merge"
     )
-    policy_gate(base_policy_cfg, deployments, report)
-    report.policy_head = check_policies(head_cfg, deployments)
+    policy_gate(base_policy_cfg, deployments, report, extra)
+    report.policy_head = check_policies(head_cfg, deployments, extra=extra)
     waivers = posixpath.join(base_paths.policies, WAIVERS_FILE)
     if waivers in diff.files and report.policy.waiver_diagnostics:
         report.policy.waiver_diagnostics = []

@@ -16,6 +16,14 @@ from reconciler.core.diagnostics import (
     ModelopsError,
 )
 from reconciler.engine.plan import diff
+from reconciler.flow.costs import (
+    POLICY_INPUT_KEY,
+    Prepared,
+    cost_diagnostic,
+    deletion_cost,
+    policy_input,
+    prepare_one,
+)
 from reconciler.flow.digests import model_info
 from reconciler.flow.gates import (
     guard_settings_gate,
@@ -126,7 +134,23 @@ def plan_changes(
         # Planning is read-only, so every valid deployment is rendered and policed even
         # when something blocks; only building (which loads untrusted model files) waits
         # for the gates to pass.
-        plan_policies(report, head_cfg, base_cfg, deployments, policy_paths)
+        # Each deployment is rendered at both revisions and priced once, here, so that the
+        # policies see the estimate (input.cost); the loop below diffs the same states.
+        prepared: dict[str, Prepared] = {}
+        extra: dict[str, dict] = {}
+        for dep in deployments:
+            change = by_path.get(dep.spec.file)
+            prepared[dep.key] = p = prepare_one(
+                dep,
+                None,
+                head_cfg,
+                old=old_deps.get((dep.name, dep.env)),
+                base_config=base_cfg,
+                same=change is not None and change.status == "unchanged",
+            )
+            if p.cost and p.cost_error is None:
+                extra[dep.key] = {POLICY_INPUT_KEY: policy_input(p.cost)}
+        plan_policies(report, head_cfg, base_cfg, deployments, policy_paths, extra)
         may_build = build and not report.blocked
         if build and not may_build:
             report.notes.append("builds and smoke tests not run: the gates blocked")
@@ -146,14 +170,30 @@ def plan_changes(
             else:
                 why = "the gates blocked" if build else "plan --build"
                 outcome.build = {"status": "not run", "message": f"not run ({why})"}
+            p = prepared[dep.key]
+            outcome.cost = p.cost or {}
+            if p.cost_error is not None:
+                report.diagnostics.append(cost_diagnostic(dep, p.cost_error))
             try:
                 old_state = None
                 if change is not None and change.status == "unchanged":
                     # --all: same spec bytes, same inputs, no shared input changed, so the
                     # base renders exactly as the head does; render once.
-                    rendered = render_live(dep, artifact, head_cfg)
+                    if artifact is None and p.error is not None:
+                        raise p.error
+                    rendered = p.rendered if artifact is None else None
+                    rendered = rendered or render_live(dep, artifact, head_cfg)
                     plan_value = diff(rendered.to_dict(), rendered, dep.key)
                     outcome.model["old"] = outcome.model["new"]
+                elif artifact is None:  # rendered and priced above, without a build
+                    if p.error is not None:
+                        raise p.error
+                    old_state = p.old_state
+                    if p.old_error is not None:
+                        report.notes.append(
+                            f"{dep.key}: the base revision does not render ({p.old_error})"
+                        )
+                    plan_value, rendered = diff(old_state, p.rendered, dep.key), p.rendered
                 else:
                     # Image tags must come from the same kind of source on both sides: the
                     # base is built too (cached by digest), or neither side uses a build.
@@ -342,6 +382,7 @@ def _plan_deletion(report, change, old_deps: dict, envs, config: Config, base_cf
             change=change.to_dict(),
             model={"old": model_info(old, base_cfg), "new": None},
             revision=report.revision,
+            cost=deletion_cost(state, config, old),
         )
         if plan_value is not None:
             outcome.plan = plan_value

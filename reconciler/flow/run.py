@@ -55,6 +55,8 @@ class Outcome:
             what changed in its resolved spec (:func:`spec_diff`): ``{"fields": [{"path",
             "old", "new"}], "files", "rebuild", "build_inputs", "decided_by"}``; ``{}``
             otherwise.
+        cost: for a plan, the monthly estimate before and after and the difference
+            (:func:`reconciler.flow.costs.cost_change`); ``{}`` when not estimated.
     """
 
     key: str
@@ -72,6 +74,7 @@ class Outcome:
     build: dict = field(default_factory=dict)
     revision: str = ""
     spec_diff: dict = field(default_factory=dict)
+    cost: dict = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:

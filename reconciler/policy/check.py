@@ -188,6 +188,7 @@ def evaluate_deployments(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     today: dt.date | None = None,
     reuse: bool = True,
+    extra: dict[str, dict] | None = None,
 ) -> PolicyReport:
     """Evaluate ``deployments`` against a loaded library (see :func:`check_policies`).
 
@@ -199,6 +200,8 @@ def evaluate_deployments(
         today: the date waivers are judged against (default: UTC today).
         reuse: reuse a policy's answer across deployments that agree on what it reads
             (:class:`~reconciler.policy.engine.PolicyEngine`); False for benchmarks.
+        extra: per deployment key, keys added to its ``input`` (the plan's cost estimate
+            as ``cost``: ``docs/cost.md``); they never replace a key of the spec.
     """
     report = PolicyReport(
         policies=list(library.policies),
@@ -223,8 +226,9 @@ def evaluate_deployments(
                     code="policy-compile",
                 )
             )
+        extra = extra or {}
         all_outcomes = engine.evaluate_many(
-            [(d.policy_input(fresh=False), d.key) for d in deployments]
+            [({**extra.get(d.key, {}), **d.policy_input(fresh=False)}, d.key) for d in deployments]
         )
         for dep, outcomes in zip(deployments, all_outcomes, strict=True):
             subject = _Subject(dep)
@@ -322,6 +326,7 @@ def check_policies(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     today: dt.date | None = None,
+    extra: dict[str, dict] | None = None,
 ) -> PolicyReport:
     """Check deployments against the repository's policy library and waivers.
 
@@ -331,6 +336,7 @@ def check_policies(
         deployments: ``list[Deployment]`` (resolved specs).
         timeout_s: time-out per evaluation in seconds (default 5 s).
         today: the date waivers are judged against (default: UTC today).
+        extra: per deployment key, keys added to its ``input`` (:func:`evaluate_deployments`).
 
     Returns:
         A :class:`PolicyReport`. ``report.blocking`` is true on any mandatory failure,
@@ -345,7 +351,7 @@ def check_policies(
     library = load_library(config.policies_dir, config.organization, config.root)
     known = {p.id: p.waivable for p in library.policies if p.id}
     waivers = load_waivers(config.policies_dir / "waivers.yaml", config.root, known, today)
-    report = evaluate_deployments(library, waivers, deployments, timeout_s, today)
+    report = evaluate_deployments(library, waivers, deployments, timeout_s, today, extra=extra)
     report.waiver_diagnostics.extend(
         unknown_scope_diagnostics(
             waivers,

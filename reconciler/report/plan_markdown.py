@@ -13,6 +13,7 @@ import json
 
 from reconciler.engine.plan import render_plan_text
 from reconciler.report import escape
+from reconciler.report.plan_cost import change_text, item_lines, totals_lines
 from reconciler.report.plan_lines import (
     at_base,
     counts_text,
@@ -154,11 +155,18 @@ def _section(report, outcome: dict, plan, *, details: bool = True) -> str:
         )
     else:
         lines.append(f"**Infrastructure:** {escape.text(summary)}")
+    cost = outcome.get("cost") or {}
+    if cost:
+        lines.append("")
+        lines.append(f"**Monthly cost:** {escape.text(change_text(cost))}")
     if outcome["status"] == "delete":
         lines.append(f"> {escape.text(outcome['message'])}")
     elif outcome["message"] and outcome["message"] != summary:
         lines.append(f"> {escape.text(outcome['message'])}")
     text = _plan_text(outcome, plan) if details and not quiet else ""
+    items = item_lines(cost) if text else []
+    if items:  # what the estimate priced, in the plan's block (untrusted names: fenced)
+        text += "\n\nmonthly cost, priced items:\n" + "\n".join(f"  {i}" for i in items)
     if text:
         n = text.count("\n") + 1
         block = [escape.fence(text, "diff")]
@@ -381,6 +389,9 @@ def write(report, limit: int = DEFAULT_LIMIT) -> str:
         parts.append(f"policy{where}: {counts_text(report.policy.counts())}")
     if at_base(report) and report.policy_head is not None:
         parts.append(f"with this change's policies: {counts_text(report.policy_head.counts())}")
+    costs = totals_lines(outcomes)
+    if costs:
+        parts.append("monthly cost: " + escape.text("; ".join(costs)))
     built = [o for o in outcomes if o["build"].get("status") in ("built", "reused")]
     if built or report.build_failures:
         parts.append(f"builds: {len(built)} ok, {len(report.build_failures)} failed")

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from reconciler.engine.plan import render_plan_text
+from reconciler.report import escape
 from reconciler.report.findings import render_policy_report
+from reconciler.report.plan_cost import change_text, item_lines, totals_lines
 from reconciler.report.plan_lines import (
     plain_line,
     plan_totals,
@@ -116,6 +118,9 @@ def _deployment(report, outcome: dict, plan) -> list[str]:
         lines.append(f"  {outcome['message']}")
     if outcome["status"] == "blocked":
         lines.append("  BLOCKED by policy: apply would not make these changes")
+    if outcome.get("cost"):
+        lines.append(f"  cost: {escape.one_line(change_text(outcome['cost']))}")
+        lines += [f"    - {escape.one_line(line)}" for line in item_lines(outcome["cost"])]
     lines += [f"  spec: {plain_line(line)}" for line in spec_lines]
     lines += _model_lines(outcome["model"] or {})
     policy = policy_summary(report, outcome["key"])
@@ -181,6 +186,10 @@ def write(report) -> str:
         policy = f"; policy: {policy_summary(report)}" if report.policy else ""
         if report.policy_head is not None:
             policy = f"; policy (base policy set): {policy_summary(report)}"
+        totals = totals_lines(outcomes)
+        if totals:
+            lines.append("\nMonthly cost estimate (730 h), per environment:")
+            lines += [f"  {escape.one_line(line)}" for line in totals]
         bentos = sum(1 for o in outcomes if (o["spec_diff"] or {}).get("rebuild"))
         rebuilt = f"; new Bentos: {bentos}" if bentos else ""
         lines.append(

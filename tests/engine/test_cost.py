@@ -30,6 +30,7 @@ from reconciler.engine.cost import (
 )
 from reconciler.engine.render import DesiredState, Resource, render
 from reconciler.spec.repo import load_all
+from reconciler.spec.validate import SAGEMAKER_INSTANCE_TYPES
 
 SNAPSHOT = json.loads(PRICES_FILE.read_text())
 
@@ -56,13 +57,14 @@ def _line(est, prefix: str):
     return found[0]
 
 
-def test_shipped_snapshot_is_well_formed_with_four_regions_fully_priced():
+def test_shipped_snapshot_prices_every_allowed_instance_type_in_four_regions():
     prices = load_prices()
     assert prices.publication_date == SNAPSHOT["publication_date"]
     assert len(prices.regions) >= 4
-    types = {t for r in prices.regions.values() for t in r["sagemaker_hosting"]}
     for region, sections in prices.regions.items():
-        assert set(sections["sagemaker_hosting"]) == types, region  # every type everywhere
+        # every type `validate` accepts for a real-time endpoint, in every region
+        assert set(sections["sagemaker_hosting"]) == SAGEMAKER_INSTANCE_TYPES, region
+        assert "ml.m5.large" in sections["sagemaker_processing"]  # the jobs' type
 
 
 @pytest.mark.parametrize("region", sorted(SNAPSHOT["regions"]))
@@ -86,14 +88,14 @@ def test_every_hosting_instance_type_priced_by_hand(states, region):
 
 def test_sagemaker_example_by_hand(states):
     est = estimate(states[0]["diabetes-progression-prod"])
-    # eu-west-1 ml.m5.large 0.128 USD/h: 2 instances (min) and 4 (max), 730 h.
-    assert _line(est, "SageMaker endpoint").expected == pytest.approx(186.88)
-    assert _line(est, "SageMaker endpoint").max == pytest.approx(373.76)
+    # eu-west-1 ml.m5.large 0.1277 USD/h: 2 instances (min) and 4 (max), 730 h.
+    assert _line(est, "SageMaker endpoint").expected == pytest.approx(186.442)
+    assert _line(est, "SageMaker endpoint").max == pytest.approx(372.884)
     # Two alarms at 0.10; the retrain job: once a month (cron(0 4 1 * ? *)), 600 s expected
-    # and 3600 s (MaxRuntimeInSeconds) at most on ml.m5.large Processing (0.128).
+    # and 3600 s (MaxRuntimeInSeconds) at most on ml.m5.large Processing (0.1277).
     retrain = _line(est, "SageMaker processing job diabetes-progression-prod-retrain")
-    assert retrain.expected == pytest.approx(0.128 * 600 / 3600)
-    assert retrain.max == pytest.approx(0.128)
+    assert retrain.expected == pytest.approx(0.1277 * 600 / 3600)
+    assert retrain.max == pytest.approx(0.1277)
     alarms = [line for line in est.lines if line.item.startswith("CloudWatch alarm")]
     assert [a.expected for a in alarms] == [0.1, 0.1]
     assert est.team == "clinical-ml" and est.prices_date == SNAPSHOT["publication_date"]
