@@ -18,7 +18,18 @@ from typing import Annotated
 import git
 import typer
 
-from reconciler.commands import batch, build, deploy, gitops, infra, monitor, policy, serve, spec
+from reconciler.commands import (
+    batch,
+    build,
+    cost,
+    deploy,
+    gitops,
+    infra,
+    monitor,
+    policy,
+    serve,
+    spec,
+)
 from reconciler.commands.options import err_console, set_global_options
 from reconciler.core.diagnostics import EXIT_USAGE, ModelopsError
 
@@ -50,6 +61,7 @@ def _global(
 # In the order `modelops --help` lists them (the groups come last).
 app.command("batch")(batch.batch_cmd)
 app.command("build")(build.build_cmd)
+app.command("cost")(cost.cost_cmd)
 app.command("plan")(deploy.plan_cmd)
 app.command("apply")(deploy.apply_cmd)
 app.command("destroy")(deploy.destroy_cmd)

@@ -25,6 +25,7 @@ from reconciler.engine.cost import (
 from reconciler.engine.render import DesiredState
 from reconciler.flow.stages import render_live, state_dict
 from reconciler.spec.model import Deployment
+from reconciler.state.ledger import Ledger
 
 #: The key of the estimate in the Rego ``input`` (policies/cost_*.rego, docs/cost.md).
 POLICY_INPUT_KEY = "cost"
@@ -224,3 +225,128 @@ def deletion_cost(old_state: dict | None, config: Config, old: Deployment | None
     except (CostError, ModelopsError) as exc:
         return cost_change(None, None, note=f"before: cannot estimate ({exc.message})")
     return cost_change(before, None)
+
+
+@dataclass
+class CostTable:
+    """``modelops cost --env ENV``: what is live (ledger) and what the specs say.
+
+    Attributes:
+        env: the environment.
+        rows: one per deployment, sorted by team then deployment: ``{"deployment",
+            "name", "team", "platform", "live", "specs", "difference"}``; ``live`` and
+            ``specs`` are ``{"expected", "max"}`` (USD/month) or ``None`` (not applied /
+            no spec); ``difference`` is specs minus live.
+        teams: ``{team: {"live", "specs", "difference", "deployments"}}``.
+        total: ``{"live", "specs", "difference", "deployments"}``.
+        prices_date: the price snapshot's publication date.
+        diagnostics: specs that could not be loaded, rendered or priced (exit 1).
+        notes: live records that could not be priced (named, with why).
+    """
+
+    env: str
+    rows: list[dict]
+    teams: dict[str, dict]
+    total: dict
+    prices_date: str
+    diagnostics: list[Diagnostic]
+    notes: list[str]
+
+    def to_dict(self) -> dict:
+        """JSON-ready mapping of the table (USD per month of 730 h)."""
+        return {
+            "environment": self.env,
+            "currency": CURRENCY,
+            "hours_per_month": HOURS_PER_MONTH,
+            "prices_date": self.prices_date,
+            "deployments": self.rows,
+            "teams": self.teams,
+            "total": self.total,
+            "diagnostics": [d.to_dict() for d in self.diagnostics],
+            "notes": list(self.notes),
+        }
+
+
+def _add(into: dict | None, est: dict | None) -> dict | None:
+    if est is None:
+        return into
+    into = into or dict(_ZERO)
+    return {k: round(into[k] + est[k], 2) for k in ("expected", "max")}
+
+
+def _sum_rows(rows: list[dict]) -> dict:
+    out = {"live": None, "specs": None, "deployments": len(rows)}
+    for row in rows:
+        out["live"] = _add(out["live"], row["live"])
+        out["specs"] = _add(out["specs"], row["specs"])
+    live, specs = out["live"] or _ZERO, out["specs"] or _ZERO
+    out["difference"] = {k: round(specs[k] - live[k], 2) for k in ("expected", "max")}
+    return out
+
+
+def cost_table(config: Config, env: str, deployments: list[Deployment], diagnostics) -> CostTable:
+    """Price what is live in ``env`` (its ledger records) and what ``deployments`` (the
+    valid specs resolved for ``env``) would deploy, by deployment and by team.
+
+    Args:
+        config: repository configuration (state directory, Kubernetes rates).
+        env: the environment.
+        deployments: the specs' deployments in ``env`` (``load_all`` output, valid ones).
+        diagnostics: the spec findings so far (extended with render and price failures).
+
+    Raises:
+        LedgerError: a corrupt ledger record.
+        PriceSnapshotError: the shipped snapshot is malformed.
+    """
+    diags = list(diagnostics)
+    notes: list[str] = []
+    by_key: dict[str, dict] = {}
+
+    def row(key: str, name: str, team: str, platform: str) -> dict:
+        return by_key.setdefault(
+            key,
+            {
+                "deployment": key,
+                "name": name,
+                "team": team,
+                "platform": platform,
+                "live": None,
+                "specs": None,
+            },
+        )
+
+    deps = {d.name: d for d in deployments if d.env == env}
+    for dep in deps.values():
+        try:
+            est = estimate_rendered(render_live(dep, None, config), dep, config)
+        except CostError as exc:
+            diags.append(cost_diagnostic(dep, exc))
+            continue
+        except ModelopsError as exc:
+            diags.extend(exc.diagnostics or [Diagnostic(dep.spec.locate(()), "", exc.message)])
+            continue
+        row(dep.key, dep.name, est.team, est.platform)["specs"] = {
+            "expected": round(est.expected, 2),
+            "max": round(est.max, 2),
+        }
+    for record in Ledger(config.state_dir).all():
+        if record.environment != env or not record.desiredState:
+            continue
+        try:
+            est = estimate_rendered(record.desiredState, deps.get(record.name), config)
+        except (CostError, ModelopsError) as exc:
+            notes.append(f"{record.key}: the live state cannot be priced ({exc.message})")
+            continue
+        r = row(record.key, record.name, est.team, est.platform)
+        r["team"] = r["team"] or est.team
+        r["live"] = {"expected": round(est.expected, 2), "max": round(est.max, 2)}
+    rows = sorted(by_key.values(), key=lambda r: (r["team"], r["deployment"]))
+    for r in rows:
+        live, specs = r["live"] or _ZERO, r["specs"] or _ZERO
+        r["difference"] = {k: round(specs[k] - live[k], 2) for k in ("expected", "max")}
+    teams = {}
+    for team in sorted({r["team"] for r in rows}):
+        teams[team] = _sum_rows([r for r in rows if r["team"] == team])
+    return CostTable(
+        env, rows, teams, _sum_rows(rows), load_prices().publication_date, diags, notes
+    )
