@@ -30,6 +30,7 @@ from reconciler.core.config import Config
 from reconciler.core.diagnostics import EXIT_APPLY_FAILED, ModelopsError
 from reconciler.core.procs import (
     STOP_GRACE_S,
+    fault_point,
     identity_mismatches,
     identity_of,
     leads_group,
@@ -39,6 +40,10 @@ from reconciler.core.procs import (
 
 HOST = "127.0.0.1"
 MARKER_ENV = "MODELOPS_SERVER_ID"
+STATE_ENV = "MODELOPS_SERVER_STATE"
+"""In every server process the engine starts: the state directory it was started from."""
+DEPLOYMENT_ENV = "MODELOPS_SERVER_DEPLOYMENT"
+"""In every server process the engine starts: its deployment (``<name>-<env>``)."""
 LOG_TAIL_LINES = 25
 _POLL_S = 0.2
 
@@ -143,7 +148,9 @@ def _service_name(artifact: Artifact) -> str | None:
     return None
 
 
-def _server_env(config: Config, server_id: str, artifact: Artifact, workers: int) -> dict:
+def _server_env(
+    config: Config, server_id: str, artifact: Artifact, workers: int, deployment: str = ""
+) -> dict:
     env = dict(os.environ)
     for key in ("BENTOML_PORT", "BENTOML_HOST", "BENTOML_CONFIG_OPTIONS"):
         env.pop(key, None)
@@ -152,6 +159,9 @@ def _server_env(config: Config, server_id: str, artifact: Artifact, workers: int
     env["PYTHONUNBUFFERED"] = "1"
     env["MODELOPS_REPO_ROOT"] = str(config.root)  # relative capture sinks resolve here
     env[MARKER_ENV] = server_id
+    if deployment:
+        env[STATE_ENV] = str(config.state_dir)
+        env[DEPLOYMENT_ENV] = deployment
     name = _service_name(artifact)
     if name:
         env["BENTOML_CONFIG_OVERRIDES"] = json.dumps({"services": {name: {"workers": workers}}})
@@ -166,6 +176,7 @@ def start_server(
     timeout_s: float = 60,
     workers: int = 1,
     log_name: str | None = None,
+    deployment: str = "",
 ) -> ServerHandle:
     """Start ``bentoml serve <artifact.bento_tag>`` on 127.0.0.1 and wait until it is ready.
 
@@ -180,6 +191,10 @@ def start_server(
         log_name: log file stem; default the Bento name. The log is
             ``<state_dir>/logs/<log_name>.log``, appended to (the local engine uses
             ``<name>-<env>``).
+        deployment: ``<name>-<env>`` when the server serves a deployment (the local
+            engine): every process of it then carries the state directory and the
+            deployment in its environment, so :func:`find_servers` finds it even when
+            no ledger record names it (an apply killed before it recorded the server).
 
     Returns:
         A :class:`ServerHandle` of the ready server.
@@ -221,10 +236,11 @@ def start_server(
                 argv,
                 stdout=log,
                 cwd=config.state_dir,
-                env=_server_env(config, server_id, artifact, workers),
+                env=_server_env(config, server_id, artifact, workers, deployment),
             )
         except OSError as exc:
             raise ServeError(f"cannot start `bentoml serve {tag}`: {exc}") from None
+    fault_point("start")
     _CHILDREN[proc.pid] = proc
     ident = identity_of(proc.pid)
     handle = ServerHandle(
@@ -324,6 +340,45 @@ def _marked(server_id: str) -> list[psutil.Process]:
                 continue
             if proc.environ().get(MARKER_ENV) == server_id:
                 found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
+
+
+def find_servers(state_dir, deployment: str = "") -> dict[str, dict]:
+    """Servers started by the local engine from ``state_dir``, found by scanning processes.
+
+    Every process carrying ``MODELOPS_SERVER_STATE=<state_dir>`` (and, when given,
+    ``MODELOPS_SERVER_DEPLOYMENT=<deployment>``) counts, recorded in the ledger or not.
+
+    Returns:
+        ``{server_id: {"server_id", "deployment", "pids": [int, ...], "manager": pid of
+        the ``bentoml serve`` process or 0 (workers left by a crashed manager)}}``.
+    """
+    want = str(state_dir)
+    found: dict[str, dict] = {}
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            env = proc.environ()
+            if env.get(STATE_ENV) != want or not env.get(MARKER_ENV):
+                continue
+            if deployment and env.get(DEPLOYMENT_ENV) != deployment:
+                continue
+            sid = env[MARKER_ENV]
+            entry = found.setdefault(
+                sid,
+                {
+                    "server_id": sid,
+                    "deployment": env.get(DEPLOYMENT_ENV, ""),
+                    "pids": [],
+                    "manager": 0,
+                },
+            )
+            entry["pids"].append(proc.pid)
+            if "serve" in proc.cmdline():
+                entry["manager"] = proc.pid
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
             continue
     return found

@@ -261,9 +261,22 @@ def status_cmd(
             health = local.health(record)
             if health == "Healthy":
                 service = _local_service(record)
+            strays = local.unrecorded(record.key, record)
+            if strays:
+                pids = ", ".join(str(s["manager"] or s["pids"][0]) for s in strays)
+                health += (
+                    f"; {len(strays)} unrecorded server(s) of this deployment running "
+                    f"(pid {pids}): the next apply or destroy stops them"
+                )
         else:
             ready = record.condition("Ready") or {}
             health = f"Ready={ready.get('status', 'Unknown')} {ready.get('reason', '')}".strip()
+        if record.pending:
+            p = record.pending
+            health += (
+                f"; {p.get('action', '?')} begun at {p.get('time', '?')} by "
+                f"{p.get('actor', '?')} did not finish (interrupted, unless it is running now)"
+            )
         rows.append(ledger.status_row(record, health, service))
     holder = read_lock(config.state_dir)
     if fmt == "json":

@@ -139,6 +139,22 @@ def stop_group(
         return None
 
 
+FAULT_ENV = "MODELOPS_FAULT_AT"
+"""Test-only hook: the stage at which :func:`fault_point` SIGKILLs the own process."""
+
+
+def fault_point(stage: str) -> None:
+    """SIGKILL this process when ``MODELOPS_FAULT_AT`` names ``stage`` (fault tests only).
+
+    The fault tests (``tests/faults/``) kill ``apply`` and ``destroy`` at each stage
+    (``build``, ``start``, ``smoke``, ``update``, ``record``, ``destroy``)
+    deterministically, never by timing. Unset (always, outside those tests) it does
+    nothing.
+    """
+    if os.environ.get(FAULT_ENV) == stage:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 #: Start times are compared to this many seconds (psutil derives them from clock ticks
 #: since boot: stable for a process, 0.01 s resolution).
 START_TIME_TOLERANCE_S = 0.05

@@ -28,6 +28,7 @@ from reconciler.build.artifact import Artifact
 from reconciler.build.serve import (
     ServeError,
     ServerHandle,
+    find_servers,
     is_alive,
     server_health,
     start_server,
@@ -37,6 +38,7 @@ from reconciler.build.smoke import run_smoke
 from reconciler.core.clock import now_iso
 from reconciler.core.config import Config
 from reconciler.core.digests import json_sha256
+from reconciler.core.procs import fault_point
 from reconciler.engine.base import ApplyError, ApplyResult, LiveRecord
 from reconciler.spec.model import Deployment
 
@@ -74,6 +76,13 @@ def identity(outputs: dict) -> dict:
         "started": number("process_started"),
         "pgid": int(number("pgid")),
     }
+
+
+def _swept_note(swept: list[dict]) -> str:
+    if not swept:
+        return ""
+    pids = ", ".join(str(s["manager"] or s["pids"][0]) for s in swept)
+    return f"; stopped {len(swept)} unrecorded server(s) left by an interrupted run (pid {pids})"
 
 
 class LocalEngine:
@@ -136,6 +145,7 @@ class LocalEngine:
                 old server, when it had to make way).
         """
         digest = engine_digest(dep, artifact)
+        swept = self.stop_unrecorded(dep.key, record)
         why = "first apply"
         if record is not None and record.destroyed:
             why = f"first apply since it was destroyed at {record.destroyed.get('time', '?')}"
@@ -150,7 +160,7 @@ class LocalEngine:
                     False,
                     dict(record.outputs),
                     f"unchanged: {artifact.bento_tag} already serving at "
-                    f"{record.outputs.get('url')}; nothing to do",
+                    f"{record.outputs.get('url')}; nothing to do{_swept_note(swept)}",
                     engine_digest=digest,
                     ran=False,
                 )
@@ -182,6 +192,7 @@ class LocalEngine:
                 timeout_s=self.ready_timeout_s,
                 workers=int(workers) if isinstance(workers, int) else 1,
                 log_name=dep.key,
+                deployment=dep.key,
             )
         except ServeError as exc:
             raise self._failed(dep, record, exc.message, stopped_old_first) from None
@@ -203,9 +214,14 @@ class LocalEngine:
                 smoke,
             )
 
+        fault_point("smoke")
         if old_pid and not stopped_old_first:
             stop_server(old_pid, **identity(old), grace_s=self.stop_grace_s)
-        message = f"serving {artifact.bento_tag} at {handle.url} ({why}); {smoke.summary()}"
+        fault_point("update")
+        message = (
+            f"serving {artifact.bento_tag} at {handle.url} ({why}); {smoke.summary()}"
+            + _swept_note(swept)
+        )
         return ApplyResult(True, self._outputs(handle), message, digest, smoke=smoke)
 
     def _outputs(self, handle: ServerHandle) -> dict:
@@ -267,6 +283,7 @@ class LocalEngine:
                 port=int(old.get("port") or 0) or None,
                 timeout_s=self.ready_timeout_s,
                 log_name=f"{record.name}-{record.environment}",
+                deployment=f"{record.name}-{record.environment}",
             )
         except ServeError as exc:
             return None, str(exc)
@@ -275,20 +292,39 @@ class LocalEngine:
     # -- destroy --------------------------------------------------------------------------
 
     def destroy(self, record: LiveRecord) -> bool:
-        """Stop the server ``record`` points to (and any orphaned workers).
+        """Stop the server ``record`` points to (and any orphaned workers), and every
+        server of the deployment started from this state directory that no record names
+        (:meth:`unrecorded`).
 
         Returns:
-            True when the record was live (it is not destroyed and names a server),
-            False when there was nothing to stop.
+            True when the record was live (it is not destroyed and names a server) or an
+            unrecorded server was stopped, False when there was nothing to stop.
         """
+        strays = self.stop_unrecorded(f"{record.name}-{record.environment}", record)
         if record.destroyed:
-            return False
+            return bool(strays)
         pid = int(record.outputs.get("pid") or 0)
         server_id = record.outputs.get("server_id", "")
         if not (pid or server_id):
-            return False
+            return bool(strays)
         stop_server(pid, **identity(record.outputs), grace_s=self.stop_grace_s)
         return True
+
+    def unrecorded(self, key: str, record: LiveRecord | None) -> list[dict]:
+        """Servers of deployment ``key`` started from this state directory that ``record``
+        does not name (left by an apply killed before it recorded them), from
+        :func:`~reconciler.build.serve.find_servers`."""
+        known = ""
+        if record is not None and not record.destroyed:
+            known = str(record.outputs.get("server_id") or "")
+        return [s for sid, s in find_servers(self.config.state_dir, key).items() if sid != known]
+
+    def stop_unrecorded(self, key: str, record: LiveRecord | None) -> list[dict]:
+        """Stop every server of :meth:`unrecorded`; returns the ones stopped."""
+        strays = self.unrecorded(key, record)
+        for s in strays:
+            stop_server(s["manager"], server_id=s["server_id"], grace_s=self.stop_grace_s)
+        return strays
 
     def running(self, record: LiveRecord) -> bool:
         """Whether the record's server process is alive (without probing HTTP)."""

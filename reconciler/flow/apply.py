@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from reconciler.build.artifact import Artifact
 from reconciler.core import git as g
 from reconciler.core.config import Config
+from reconciler.core.procs import fault_point
 from reconciler.engine.base import ApplyError, ApplyResult, Engine
 from reconciler.engine.render import render, stable_image_of
 from reconciler.flow.destroy import PRUNED, destroy_record
@@ -38,6 +39,7 @@ from reconciler.spec.repo import load_files
 from reconciler.state import status
 from reconciler.state.ledger import Ledger
 from reconciler.state.lock import StateLock
+from reconciler.state.reasons import APPLY
 
 
 def apply(
@@ -189,6 +191,7 @@ def apply_one(
     except Exception as exc:  # noqa: BLE001 - one failing deployment does not stop the others
         outcome.message = _record_failure(ledger, dep, config, revision, digest, exc)
         return outcome
+    fault_point("build")
     outcome.artifact = artifact
     outcome.build = {"status": "reused" if artifact.reused else "built"}
     try:
@@ -230,11 +233,22 @@ def converge(
     """
     digest = inputs_digest(dep, config)
     record = ledger.get(dep.name, dep.env)
+    # intent first: a run killed from here on leaves a pending record, and the next run
+    # stops the servers no record names (docs/state.md, "Intent before action")
+    status.pending(
+        ledger,
+        (dep.name, dep.env),
+        action=APPLY,
+        revision=revision,
+        artifact=artifact.bento_tag,
+        platform=dep.platform,
+    )
     try:
         result = engine.apply(dep, artifact, revision, record)
     except Exception as exc:
         _record_failure(ledger, dep, config, revision, digest, exc)
         raise
+    fault_point("record")
     stable = stable_image_of(record.desiredState if record is not None else None)
     try:
         state = state_dict(render(dep, artifact, config, stable_image=stable))

@@ -10,6 +10,7 @@ from reconciler.core.config import Config
 from reconciler.core.diagnostics import (
     ModelopsError,
 )
+from reconciler.core.procs import fault_point
 from reconciler.flow.gates import (
     pulumi_gate,
 )
@@ -18,6 +19,7 @@ from reconciler.flow.stages import Engines, error_message
 from reconciler.state import status
 from reconciler.state.ledger import Ledger, LedgerRecord
 from reconciler.state.lock import StateLock
+from reconciler.state.reasons import DESTROY
 
 #: Why ``apply --prune`` destroys a deployment (outcome and history message).
 PRUNED = "spec deleted, --prune"
@@ -86,8 +88,15 @@ def destroy_record(
     """
     outcome = Outcome(record.key, record.name, record.environment, record.platform, "failed")
     try:
-        if record.lastAppliedRevision or record.outputs:
+        live = record.lastAppliedRevision or record.outputs or record.pending
+        if live:
+            # intent, act, confirm: a run killed (or a ledger write failing) after this
+            # line leaves the record pending, never "Ready" with its servers stopped
+            status.pending(
+                ledger, (record.name, record.environment), action=DESTROY, revision=revision
+            )
             engines.for_platform(record.platform).destroy(record)
+            fault_point("destroy")
         status.destroyed(ledger, record, revision=revision, reason=reason)
         outcome.status, outcome.message = "destroyed", f"destroyed ({reason})"
     except Exception as exc:  # noqa: BLE001 - one failure does not stop the others

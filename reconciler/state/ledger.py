@@ -111,6 +111,12 @@ class LedgerRecord:
             "lastAppliedRevision", "artifact"}``: when and by whom, the Git revision
             modelops ran at, and what was live until then. Cleared by the next
             ``apply`` or ``rollback`` history entry (:data:`REVIVING_ACTIONS`).
+        pending: ``{}``, or an action begun and not yet confirmed: ``{"action": "apply" |
+            "destroy", "time", "actor", "revision", "artifact"}``, written (through
+            ``state/status.py``) before a server is started or stopped and cleared when
+            the outcome is recorded. A record still pending was interrupted (the
+            process was killed): the next run stops the deployment's servers that no
+            record names and records what it did (``docs/state.md``).
     """
 
     name: str
@@ -132,6 +138,7 @@ class LedgerRecord:
     lastAttemptedDigest: str = ""  # noqa: N815
     suspended: dict = field(default_factory=dict)
     destroyed: dict = field(default_factory=dict)
+    pending: dict = field(default_factory=dict)
     schemaVersion: int = SCHEMA_VERSION  # noqa: N815
 
     @property

@@ -10,9 +10,10 @@ same inputs), a held one by :func:`rolled_back`.
 from __future__ import annotations
 
 from reconciler.build.artifact import Artifact
+from reconciler.core.clock import now_iso
 from reconciler.engine.base import ApplyResult
 from reconciler.spec.model import Deployment
-from reconciler.state.ledger import Ledger, LedgerRecord, write_json_atomically
+from reconciler.state.ledger import Ledger, LedgerRecord, actor, write_json_atomically
 from reconciler.state.reasons import (
     APPLY,
     DESTROY,
@@ -98,6 +99,7 @@ def applied(
     rec = _record_of(ledger, dep)
     _success(rec, dep, result, revision, artifact, APPLY)
     _live_again(rec, dep, digest, desired_state)
+    _settled(rec)
     ledger.put(rec)
 
 
@@ -117,6 +119,7 @@ def unchanged(
     rec = _record_of(ledger, dep)
     before = rec.to_dict()
     _unchanged(rec, dep, revision, digest, desired_state)
+    _settled(rec)
     if rec.to_dict() != before:
         ledger.put(rec)
 
@@ -166,6 +169,7 @@ def failed(
         rec.set_condition(
             READY, "False", RESTORE_FAILED, f"previous server could not restart: {restore_failed}"
         )
+    _settled(rec)
     ledger.put(rec)
 
 
@@ -202,7 +206,56 @@ def rolled_back(
         "since": rec.history[-1]["time"] if rec.history else "",
         "revert": revert,
     }
+    _settled(rec)
     ledger.put(rec)
+
+
+def pending(
+    ledger: Ledger,
+    key: tuple[str, str],
+    *,
+    action: str,
+    revision: str,
+    artifact: str = "",
+    platform: str = "",
+) -> dict:
+    """Record an action about to start (intent first): ``record.pending``.
+
+    Written before the engine starts or stops a server, so a run killed in between
+    leaves a visible trace: ``status`` shows it, and the next run stops the
+    deployment's unrecorded servers and records the outcome, which clears it.
+
+    Args:
+        key: ``(name, environment)``; a record is created when there is none.
+        action: ``apply`` or ``destroy``.
+        revision: the Git revision the run is at.
+        artifact: the Bento tag being started (``""`` for a destroy).
+        platform: the deployment's platform, kept on a record created here.
+
+    Returns:
+        The previous ``pending`` value (``{}`` when the last run finished).
+
+    Raises:
+        LedgerError: the record is corrupt, or the state directory cannot be written
+            (nothing was started or stopped).
+    """
+    name, env = key
+    rec = ledger.get(name, env) or LedgerRecord(name, env)
+    before = dict(rec.pending)
+    rec.platform = rec.platform or platform
+    rec.pending = {
+        "action": action,
+        "time": now_iso(),
+        "actor": actor(),
+        "revision": revision,
+        "artifact": artifact,
+    }
+    ledger.put(rec)
+    return before
+
+
+def _settled(rec: LedgerRecord) -> None:
+    rec.pending = {}
 
 
 def destroyed(ledger: Ledger, record: LedgerRecord, *, revision: str, reason: str) -> None:
@@ -212,8 +265,10 @@ def destroyed(ledger: Ledger, record: LedgerRecord, *, revision: str, reason: st
     ``reason``.) A record that is already destroyed is left as it is.
     """
     rec = ledger.get(record.name, record.environment) or record
-    if not rec.destroyed:
-        rec.record_destroyed(revision, reason)
+    if not rec.destroyed or rec.pending:
+        if not rec.destroyed:
+            rec.record_destroyed(revision, reason)
+        _settled(rec)
         ledger.put(rec)
 
 
@@ -226,6 +281,7 @@ def destroy_failed(ledger: Ledger, record: LedgerRecord, *, revision: str, messa
     rec = ledger.get(record.name, record.environment)
     if rec is not None and not rec.destroyed:
         rec.add_history(DESTROY, revision, FAILED, message[:2000])
+        _settled(rec)
         ledger.put(rec)
 
 

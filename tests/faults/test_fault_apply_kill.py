@@ -1,0 +1,61 @@
+"""Fault: ``apply`` killed at each stage (build, start, smoke, record) (issue 16, item 5).
+
+One real spec repository, one real Bento and real ``bentoml serve`` processes. The runs
+are chained so each recovery is also the next fault: every run after a kill must first
+stop the server the killed one left unrecorded, and the last, clean run leaves exactly
+one server, the one its ledger record names. The kills are the test-only hook
+``MODELOPS_FAULT_AT`` (deterministic); ``update`` and ``destroy`` are in
+test_fault_update_destroy.py (so xdist runs the two files side by side).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from support.cli import invoke
+from support.faults import Tally, run
+from support.repo import make_repo, relax
+
+from reconciler.build.serve import find_servers
+from reconciler.core.config import load_config
+from reconciler.state.ledger import Ledger
+
+pytestmark = pytest.mark.slow
+KEY = "fraud-detector-staging"
+
+
+def test_apply_killed_at_each_stage_converges_to_one_recorded_server(tmp_path):
+    repo = make_repo(tmp_path / "repo", specs=["fraud-detector"], edit=relax, git=True)
+    state = load_config(repo.root).state_dir
+    tally = Tally()
+    apply = ("apply", "--env", "staging")
+
+    tally.kill(repo.root, "build", *apply)
+    assert find_servers(state, KEY) == {}  # killed before anything started
+
+    tally.kill(repo.root, "start", *apply)
+    # intent first: the record says an apply began, before the server started
+    rec = Ledger(state).get("fraud-detector", "staging")
+    assert rec.pending["action"] == "apply" and not rec.outputs
+    (left,) = find_servers(state, KEY)  # the server the killed run left, unrecorded
+    (row,) = json.loads(invoke(repo.root, "status", "--env", "staging", "-f", "json").stdout)
+    assert "1 unrecorded server(s) of this deployment running" in row["health"]
+    assert "apply begun at" in row["health"] and "did not finish" in row["health"]
+
+    tally.kill(repo.root, "smoke", *apply)
+    servers = find_servers(state, KEY)
+    assert left not in servers and len(servers) == 1  # swept, then a new one killed
+
+    tally.kill(repo.root, "record", *apply)
+    assert len(find_servers(state, KEY)) == 1
+
+    tally.clean("apply after the kills", run(repo.root, *apply))
+    tally.converged("apply after the kills", state, KEY, 1)
+    (row,) = json.loads(invoke(repo.root, "status", "--env", "staging", "-f", "json").stdout)
+    assert row["health"] == "Healthy"
+
+    tally.clean("destroy", run(repo.root, "destroy", "--env", "staging", "fraud-detector"))
+    assert find_servers(state, KEY) == {}
+    tally.report("apply killed at build/start/smoke/record")
+    assert tally.problems == []
