@@ -45,6 +45,7 @@ from reconciler.build.edge_parity import (
 )
 from reconciler.core.config import Config
 from reconciler.core.digests import file_sha256
+from reconciler.core.git import last_change_revision
 from reconciler.runtime import frameworks
 from reconciler.spec.edge import parity_data_field
 from reconciler.spec.model import Deployment
@@ -310,7 +311,8 @@ def _model_file(dep: Deployment, config: Config) -> tuple[Path, str]:
     return checked.local, uri
 
 
-def _parity_rows(dep: Deployment, config: Config, width: int, dtype: str) -> np.ndarray:
+def _parity_rows(dep: Deployment, config: Config, width: int, dtype: str) -> tuple[np.ndarray, str]:
+    """The parity rows and the root-relative file they came from."""
     field_ = parity_data_field(dep)
     if field_ is None:
         raise EdgeBuildError(
@@ -326,7 +328,7 @@ def _parity_rows(dep: Deployment, config: Config, width: int, dtype: str) -> np.
         error=EdgeBuildError,
     )
     names = dep.get("spec.model.signature.inputs.names")
-    return read_parity_rows(
+    rows = read_parity_rows(
         checked.local,
         f"{dep.locate(field_)}: {field_}",
         width=width,
@@ -334,6 +336,7 @@ def _parity_rows(dep: Deployment, config: Config, width: int, dtype: str) -> np.
         names=names if isinstance(names, list) and names else None,
         max_rows=int(dep.get("spec.edge.parity.max_rows", DEFAULT_MAX_ROWS)),
     )
+    return rows, str(dep.get(field_))
 
 
 def _task(framework: str, model, task: str) -> str:
@@ -350,7 +353,10 @@ def build_edge(dep: Deployment, config: Config, revision: str = "") -> EdgeBuild
     Args:
         dep: a valid ``target.platform: edge`` deployment.
         config: repository configuration (root, state directory).
-        revision: the Git revision of the spec (recorded in the manifest).
+        revision: the Git revision being built; the manifest records the spec revision:
+            the newest commit that changed the spec file, the model or the parity data
+            (:func:`~reconciler.core.git.last_change_revision`), so that an unrelated
+            commit gives the same bundle; ``revision`` outside a Git repository.
 
     Returns:
         An :class:`EdgeBuild`.
@@ -374,7 +380,7 @@ def build_edge(dep: Deployment, config: Config, revision: str = "") -> EdgeBuild
     task = _task(framework, original, raw_task)
     source = path.read_bytes() if framework == "onnx" else original
     exported = export(framework, source, width=width, dtype=dtype, task=task, display=display)
-    rows = _parity_rows(dep, config, width, dtype)
+    rows, parity_file = _parity_rows(dep, config, width, dtype)
     exported = quantize(exported, dep.get("spec.edge.quantization", "none"), rows)
     parity = check_parity(
         framework,
@@ -394,6 +400,8 @@ def build_edge(dep: Deployment, config: Config, revision: str = "") -> EdgeBuild
         max_p99_ms=dep.get("spec.edge.max_p99_ms"),
     )
     failures = [*parity.failures, *budget.failures]
+    inputs = [dep.spec.file, display] + ([parity_file] if parity_file else [])
+    spec_revision = last_change_revision(config.root, inputs) or revision
     if failures:
         raise EdgeBuildError(
             f"{dep.spec.file}: edge build of {dep.key} failed, nothing published: "
@@ -403,7 +411,7 @@ def build_edge(dep: Deployment, config: Config, revision: str = "") -> EdgeBuild
         "format": BUNDLE_FORMAT,
         "deployment": dep.name,
         "environment": dep.env,
-        "revision": revision,
+        "revision": spec_revision,
         "spec_file": dep.spec.file,
         "model": {
             "framework": framework,
@@ -436,6 +444,30 @@ def build_edge(dep: Deployment, config: Config, revision: str = "") -> EdgeBuild
     if dep.get("spec.edge.layout") == "oci":
         oci = write_oci_layout(out / f"{name}.oci", tarball, manifest, f"{dep.name}:{content[:12]}")
     return EdgeBuild(folder, tarball, sha, oci, manifest, parity, budget, exported)
+
+
+#: The parts of a resolved spec an edge bundle is built from (besides the files).
+EDGE_BUILD_FIELDS = ("metadata.name", "spec.model", "spec.target.device", "spec.edge")
+#: ``spec.edge`` fields that say where the bundle goes, not what is in it.
+EDGE_PUBLISH_FIELDS = ("destination", "layout")
+
+
+def edge_build_inputs(dep: Deployment, config: Config) -> dict:
+    """What an edge bundle is built from, for the PR plan's "is there a new bundle?":
+    ``deployment``, ``model``, ``device``, ``edge`` (without where it is published) and
+    the SHA-256 of the model file and the parity data (``"missing"`` when unreadable)."""
+    edge = {k: v for k, v in (dep.get("spec.edge") or {}).items() if k not in EDGE_PUBLISH_FIELDS}
+    files = {}
+    for key, field_ in (("model_file", "spec.model.uri"), ("parity_data", parity_data_field(dep))):
+        path = config.repo_path(dep.get(field_)) if field_ and dep.get(field_) else None
+        files[key] = file_sha256(path) if path is not None and path.is_file() else "missing"
+    return {
+        "deployment": dep.name,
+        "model": dep.get("spec.model"),
+        "device": dep.get("spec.target.device"),
+        "edge": edge,
+        **files,
+    }
 
 
 def edge_artifact(build: EdgeBuild, framework: str) -> Artifact:

@@ -12,6 +12,8 @@ figures: ``docs/edge.md``.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -273,9 +275,13 @@ def quantize(exported: Export, mode: str, calibration: np.ndarray | None = None)
     """
     if mode in (None, "", "none"):
         return exported
+    if _only_ml_operators(exported.onnx):
+        # ONNX Runtime's quantizer has nothing to work on and refuses a graph without an
+        # ai.onnx operator ("Failed to find proper ai.onnx domain"): the same no-op
+        return _unchanged(exported, mode)
     from onnxruntime import quantization as q  # heavy: only when quantization is asked
 
-    with tempfile.TemporaryDirectory(prefix="modelops-quant-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="modelops-quant-") as tmp, _quiet_root_logger():
         src, dst = Path(tmp) / "model.onnx", Path(tmp) / "model.int8.onnx"
         src.write_bytes(exported.onnx)
         try:
@@ -302,22 +308,54 @@ def quantize(exported: Export, mode: str, calibration: np.ndarray | None = None)
         data = dst.read_bytes()
     ops = _operators(data)
     if not QUANTIZED_OPS & set(ops):
-        kept = ", ".join(exported.operators)
-        note = (
-            f"{mode} int8 quantization left the graph unchanged: its operators ({kept}) have "
-            "no int8 form (tree and linear operators of ai.onnx.ml cannot be quantized); "
-            "the unquantized model is shipped"
-        )
-        return Export(
-            exported.onnx,
-            exported.converter,
-            exported.operators,
-            "none",
-            [*exported.notes, note],
-            exported.unquantized_bytes,
-        )
+        return _unchanged(exported, mode)
     note = f"{mode} int8 quantization: {exported.unquantized_bytes} -> {len(data)} bytes"
     return Export(data, exported.converter, ops, mode, [*exported.notes, note], len(exported.onnx))
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """Hold back the quantizer's advice on the root logger ("Please consider to run
+    pre-processing before quantization"): it is for image models, and it would be
+    printed in the middle of plan and apply output."""
+    root = logging.getLogger()
+    advice = _DropQuantizerAdvice()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
+
+
+class _DropQuantizerAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+def _only_ml_operators(onnx_bytes: bytes) -> bool:
+    """True when every node of the graph is an ``ai.onnx.ml`` operator."""
+    import onnx  # heavy: only for an edge export
+
+    nodes = onnx.load_from_string(onnx_bytes).graph.node
+    return all(node.domain == "ai.onnx.ml" for node in nodes)
+
+
+def _unchanged(exported: Export, mode: str) -> Export:
+    """``exported`` as it was, with the note that ``mode`` quantization changed nothing."""
+    kept = ", ".join(exported.operators)
+    note = (
+        f"{mode} int8 quantization left the graph unchanged: its operators ({kept}) have "
+        "no int8 form (tree and linear operators of ai.onnx.ml cannot be quantized); "
+        "the unquantized model is shipped"
+    )
+    return Export(
+        exported.onnx,
+        exported.converter,
+        exported.operators,
+        "none",
+        [*exported.notes, note],
+        exported.unquantized_bytes,
+    )
 
 
 class _Calibration:

@@ -31,6 +31,7 @@ from reconciler.commands.options import (
 )
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 from reconciler.core.git import head_revision
+from reconciler.flow.stages import build_artifact
 from reconciler.policy.check import check_policies
 from reconciler.report import build_text
 from reconciler.spec.repo import load_all
@@ -85,7 +86,10 @@ def build_cmd(
         # a spinner on a terminal only; CI logs get the one result line per deployment
         with progress(f"building {dep.key}...") if text else contextlib.nullcontext():
             try:
-                artifact = build(dep, config, revision=revision, image=image)
+                if dep.platform == "edge":  # an edge bundle, not a Bento (docs/edge.md)
+                    artifact = build_artifact(dep, config, revision)
+                else:
+                    artifact = build(dep, config, revision=revision, image=image)
             except BuildError as exc:
                 row.update(status="failed", error=exc.message)
             else:
@@ -99,7 +103,9 @@ def build_cmd(
             err(build_text.row_failure(row))
     removed: list[str] = []
     if gc_keep is not None:
-        current = [r["artifact"]["bento_tag"] for r in rows if r.get("artifact")]
+        current = [
+            r["artifact"]["bento_tag"] for r in rows if r.get("artifact", {}).get("bento_tag")
+        ]
         removed = gc_bentos(
             config, gc_keep, protect=[*current, *Ledger(config.state_dir).bento_tags()]
         )

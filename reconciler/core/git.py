@@ -99,6 +99,32 @@ def head_revision(root: Path) -> str:
     return f"{commit.hexsha}-dirty" if repo.is_dirty(untracked_files=False) else commit.hexsha
 
 
+def last_change_revision(root: Path, paths: list[str]) -> str:
+    """The SHA of the newest commit (from HEAD) that changed any of ``paths``.
+
+    Args:
+        root: the spec repository root.
+        paths: root-relative paths (a spec file and the files it names).
+
+    Returns:
+        The full SHA, with ``-dirty`` when one of ``paths`` has uncommitted changes;
+        ``""`` outside a repository, before the first commit, or when no commit touched
+        them.
+    """
+    repo = open_repo(root)
+    if repo is None or head_commit(repo) is None:
+        return ""
+    pre = prefix(repo, root)
+    try:
+        commits = list(repo.iter_commits("HEAD", paths=[pre + p for p in paths], max_count=1))
+    except (git.GitCommandError, ValueError):
+        return ""
+    if not commits:
+        return ""
+    dirty = set(dirty_paths(repo, root)) & set(paths)
+    return f"{commits[0].hexsha}-dirty" if dirty else commits[0].hexsha
+
+
 def dirty_paths(repo: git.Repo, root: Path, untracked_under: list[str] = ()) -> list[str]:
     """Uncommitted changes that a run would pick up from the working tree.
 

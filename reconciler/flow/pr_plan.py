@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 
 from reconciler.build.bento import build_inputs
+from reconciler.build.edge_bundle import edge_build_inputs
 from reconciler.core import git as g
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import (
@@ -40,6 +41,7 @@ from reconciler.flow.run import Outcome, RunReport, sort_report
 from reconciler.flow.stages import (
     build_and_smoke,
     build_artifact,
+    edge_budget_text,
     error_message,
     render_failed,
     render_live,
@@ -214,7 +216,11 @@ def plan_changes(
                             )
                     plan_value, rendered = render_plan(dep, old_state, head_cfg, artifact)
                     built = outcome.artifact
-                    if smoke and built is not None:
+                    if built is not None and built.edge and old_artifact is not None:
+                        # the budget before -> after: the base's bundle against the head's
+                        budget = edge_budget_text(dep, old_artifact.edge, built.edge)
+                        outcome.build["message"] = f"built {built.edge['bundle']} ({budget})"
+                    if smoke and built is not None and not built.edge:
                         same = old_artifact is not None and (
                             old_artifact.bento_tag == built.bento_tag
                         )
@@ -293,8 +299,11 @@ def spec_diff(
 
     Returns:
         ``{"fields": [{"path", "old", "new"}], "files": [...], "rebuild": bool,
-        "build_inputs": [...], "decided_by": str}``: the resolved-spec fields that differ
-        (overlay merged, for ``dep.env``; :func:`~reconciler.gitops.fields.field_changes`),
+        "build_inputs": [...], "decided_by": str}`` (plus ``"artifact": "edge bundle"``
+        for an edge deployment, whose inputs are
+        :func:`reconciler.build.edge_bundle.edge_build_inputs`): the resolved-spec fields
+        that differ (overlay merged, for ``dep.env``;
+        :func:`~reconciler.gitops.fields.field_changes`),
         the changed files the spec names (model, smoke requests), and whether the Bento's
         build digest changes, i.e. whether ``apply`` builds a new Bento and rolls it out.
         That is decided by comparing :func:`reconciler.build.bento.build_inputs` at both
@@ -320,7 +329,12 @@ def spec_diff(
     if not fields and not out["files"]:
         return out
     try:
-        before, after = build_inputs(old, base_cfg), build_inputs(dep, head_cfg)
+        if "edge" in (old.platform, dep.platform):  # an edge bundle, not a Bento
+            out["artifact"] = "edge bundle"
+            before = edge_build_inputs(old, base_cfg)
+            after = edge_build_inputs(dep, head_cfg)
+        else:
+            before, after = build_inputs(old, base_cfg), build_inputs(dep, head_cfg)
         keys = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         out.update(rebuild=bool(keys), build_inputs=keys, decided_by="build inputs")
     except Exception as exc:  # noqa: BLE001 - the cause is reported elsewhere; decide from fields

@@ -13,6 +13,14 @@ def row_text(row: dict) -> str:
     if row["status"] == "failed":
         return ""
     art = row.get("artifact") or {}
+    edge = art.get("edge")
+    if edge:  # an edge bundle (docs/edge.md): no Bento, no image
+        text = (
+            f"{row['deployment']}: {row['status']} edge bundle {edge['bundle']} "
+            f"({row['seconds']} s); model.onnx {edge['size_bytes']} bytes, p99 "
+            f"{edge['p99_ms']} ms, parity max abs diff {edge['max_abs_diff']:.2g}\n"
+        )
+        return text + "".join(f"  {note}\n" for note in edge.get("notes") or [])
     image = f"{art['image']} ({'built' if art.get('image_built') else 'not built'})"
     text = (
         f"{row['deployment']}: {row['status']} {art['bento_tag']} "

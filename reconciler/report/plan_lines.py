@@ -143,7 +143,8 @@ def spec_diff_lines(spec: dict) -> list[list]:
     "files", "rebuild", "build_inputs", "decided_by"}``, or empty). One line per
     changed field (``path: old → new``), one for the changed files the spec names, then
     (always last) the Bento verdict: a new Bento is built and rolled out when the change
-    touches what the build digest covers, else the Bento stays.
+    touches what the build digest covers, else the Bento stays (for an edge deployment,
+    ``spec["artifact"] == "edge bundle"``, the same verdict about its bundle).
     """
     spec = spec or {}
     fields, files = spec.get("fields") or [], spec.get("files") or []
@@ -159,7 +160,12 @@ def spec_diff_lines(spec: dict) -> list[list]:
     inputs = ", ".join(_INPUT_LABELS.get(k, k) for k in spec.get("build_inputs") or [])
     how = spec.get("decided_by") or ""
     why = [_lit(f" (changed build inputs: {inputs}"), *_how(how), _lit(")")] if inputs else []
-    if spec.get("rebuild"):
+    if spec.get("artifact") == "edge bundle":
+        if spec.get("rebuild"):
+            lines.append([_lit("🔁 new edge bundle: it will be rebuilt and published"), *why])
+        else:
+            lines.append([_lit("edge bundle unchanged: no build input changed"), *_how(how, True)])
+    elif spec.get("rebuild"):
         lines.append([_lit("🔁 new Bento: the service will be rebuilt and rolled out"), *why])
     else:
         lines.append([_lit("Bento unchanged: no build input changed"), *_how(how, True)])

@@ -110,6 +110,8 @@ def _deployment_status(outcome: dict, results) -> tuple[int, str]:
     plan = outcome["plan"] if isinstance(outcome["plan"], dict) else {}
     empty = bool(plan.get("empty")) or plan.get("summary", "") == "no changes"
     spec = outcome["spec_diff"] or {}
+    if spec.get("rebuild") and spec.get("artifact") == "edge bundle":
+        return 2, "✏️ change · 🔁 new edge bundle" if not empty else "🔁 new edge bundle"
     if spec.get("rebuild"):
         return 2, "✏️ change · 🔁 new Bento" if not empty else "🔁 new Bento (rebuild and rollout)"
     if not empty:

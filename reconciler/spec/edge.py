@@ -67,7 +67,7 @@ def edge_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
     directory or ``s3://bucket/prefix``; the OCI layout only for a directory) and
     ``spec.target.device`` are present; the framework has an ONNX converter and the
     signature is ``[-1, N]`` of a dtype the converter can declare (:data:`EXPORT_DTYPES`);
-    the model is a repository file or ``bentoml:<tag>``; parity data is named
+    the model is a repository file; parity data is named
     (:data:`PARITY_DATA_FIELDS`) and is a file in the repository; target fields of a
     server (:data:`SERVER_TARGET_FIELDS`) are reported as unused (warning). On another
     platform, ``spec.target.device`` is reported as unused (warning).
@@ -118,10 +118,10 @@ def edge_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
             f"{', '.join(EXPORT_DTYPES)}",
         )
     uri = dep.get("spec.model.uri")
-    if isinstance(uri, str) and uri.startswith(URI_SCHEMES) and not uri.startswith("bentoml:"):
+    if isinstance(uri, str) and uri.startswith(URI_SCHEMES):
         add(
             "spec.model.uri",
-            f"{uri!r}: the edge build reads a repository model file or bentoml:<tag>",
+            f"{uri!r}: the edge build reads a model file in the repository (a path)",
         )
     _signature(dep, framework, add)
     _parity_data(dep, config, add)

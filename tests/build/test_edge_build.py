@@ -201,6 +201,19 @@ def test_mlp_quantizes_to_a_smaller_model_within_loose_parity_and_fails_strict_p
     assert quant.budget.size_bytes * 2.5 < plain.budget.size_bytes  # int8 weights: ~3x
     assert quant.parity.passed
     assert quant.parity.max_abs_diff > plain.parity.max_abs_diff
+    static = _build(
+        spec_repo,
+        _own_model(
+            spec_repo,
+            "mlp-edge-static",
+            "sklearn",
+            model,
+            "model.joblib",
+            {**loose, "quantization: dynamic": "quantization: static"},
+        ),
+    )
+    assert static.export.quantization == "static" and "QuantizeLinear" in static.export.operators
+    assert static.budget.size_bytes * 2 < plain.budget.size_bytes and static.parity.passed
     # the same lossy conversion under a strict threshold: a failed build, rows named
     strict = _own_model(
         spec_repo,

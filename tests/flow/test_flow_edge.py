@@ -37,10 +37,9 @@ def test_apply_publishes_the_bundle_status_lists_it_reapply_is_a_no_op_destroy_r
     tmp_path,
 ):
     repo = _edge_repo(tmp_path)
-    code, out, err = invoke(repo.root, "plan", "--env", "staging", "--build")
+    code, out, err = invoke(repo.root, "plan", "--env", "staging")
     assert code == 0, out + err
     assert "+ create  modelops:edge:Bundle fraud-edge" in out
-    assert "bytes (max 65536); p99 " in out and "parity on 206 rows" in out
 
     code, out, err = invoke(repo.root, "apply", "--env", "staging")
     assert code == 0, out + err
@@ -59,13 +58,20 @@ def test_apply_publishes_the_bundle_status_lists_it_reapply_is_a_no_op_destroy_r
     assert row["bundle"] == pointer["bundle"]
     assert row["url"] == f"{DEST}/{pointer['bundle']}"
 
-    # the same inputs again: the same bundle bytes, already published, nothing to do
+    # a commit that touches none of its inputs: the same bundle bytes (its manifest names
+    # the spec revision, the last commit that changed the spec, model or parity data),
+    # already published: nothing to do
+    repo.write("README.md", "notes\n")
+    repo.commit("unrelated")
     code, out, err = invoke(repo.root, "apply", "--env", "staging")
     assert code == 0 and "unchanged" in out, out + err
 
+    # the plan's build line: the budget of the bundle in the ledger -> this build's
     code, out, err = invoke(repo.root, "plan", "--env", "staging", "--build")
     assert code == 0, out + err
-    assert "size 1" in out and " bytes -> " in out and " ms -> " in out  # before -> after
+    assert "no changes" in out  # the same bundle: nothing to publish
+    assert "size 1035 bytes -> 1035 bytes (max 65536); p99 " in out and " ms -> " in out
+    assert "parity on 206 rows" in out
 
     code, out, err = invoke(repo.root, "destroy", "--env", "staging", "fraud-edge")
     assert code == 0, out + err
@@ -126,3 +132,23 @@ def test_apply_publishes_to_s3(tmp_path, fake_s3):
     code, out, _ = invoke(repo.root, "status", "--format", "json")
     (row,) = json.loads(out)
     assert row["url"] == f"s3://fleet-bundles/{prefix}{pointer['bundle']}"
+
+
+def test_pr_plan_shows_the_budget_base_to_head_and_build_builds_the_bundle(tmp_path):
+    repo = _edge_repo(tmp_path)
+    spec = repo.root / "specs/fraud-edge.yaml"
+    spec.write_text(spec.read_text().replace("quantization: none", "quantization: dynamic"))
+    repo.commit("ask for int8 quantization")
+    code, out, err = invoke(
+        repo.root, "plan", "--base", "HEAD~1", "--head", "HEAD", "--env", "staging", "--build"
+    )
+    assert code == 0, out + err
+    # both sides were built: the build line compares the base's bundle with the head's
+    assert "size 1035 bytes -> 1035 bytes (max 65536); p99 " in out, out
+    assert " ms -> " in out
+    assert "dynamic int8 quantization left the graph unchanged" in out
+
+    code, out, err = invoke(repo.root, "build", "--env", "staging")
+    assert code == 0, out + err
+    assert "fraud-edge-staging: built edge bundle fraud-edge-" in out
+    assert "model.onnx 1035 bytes" in out

@@ -41,6 +41,13 @@ def test_example_edge_spec_is_valid(spec_repo):
             "edge bundles are built from sklearn, xgboost, lightgbm, onnx",
         ),
         (
+            "uri: examples/fraud/model.joblib",
+            "uri: bentoml:fraud-model:latest",
+            "uri:",
+            "spec.model.uri",
+            "reads a model file in the repository",
+        ),
+        (
             "shape: [-1, 30]",
             "shape: [-1, 30, 2]",
             "shape:",
