@@ -240,7 +240,8 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
     not above limits (CPU and memory); an ``s3://`` capture sink being a valid S3 URI;
     ``spec.data.sensitive_fields`` naming signature features
     (:func:`_sensitive_field_diagnostics`); the edge rules of ``target.platform: edge``
-    (:func:`reconciler.spec.edge.edge_diagnostics`).
+    (:func:`reconciler.spec.edge.edge_diagnostics`); warnings: more workers than CPUs,
+    SLO alert targets in batch mode (no server, so no alert rule).
     """
     out: list[Diagnostic] = []
 
@@ -358,6 +359,21 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
                     code="workers",
                 )
             )
+    slo = dep.get("spec.serving.slo")
+    alerting = sorted(k for k in ("max_error_rate", "min_throughput_rps") if k in (slo or {}))
+    if dep.get("spec.serving.mode") == "batch" and alerting:
+        # Alert rules watch a server's requests; a batch job serves none (stacks/kubernetes.py).
+        out.append(
+            Diagnostic(
+                dep.locate(f"spec.serving.slo.{alerting[0]}"),
+                f"spec.serving.slo.{alerting[0]}",
+                f"serving.mode batch runs no server, so no alert rule is rendered for "
+                f"serving.slo {', '.join(alerting)}; remove them or serve in realtime mode "
+                f"[env {dep.env}]",
+                severity="warning",
+                code="slo-unused",
+            )
+        )
     return out
 
 

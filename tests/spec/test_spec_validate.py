@@ -54,6 +54,13 @@ def test_examples_are_valid_and_resolve_every_environment(spec_repo):
         ),
         ("access_log: false", 'access_log: "no"', "spec.serving.access_log", "boolean"),
         ("workers: 2", "workers: 0", "spec.serving.workers", "at least 1"),
+        ("max_error_rate: 0.01", "max_error_rate: 5", "spec.serving.slo.max_error_rate", "1"),
+        (
+            "min_throughput_rps: 1",
+            "min_throughput_rps: 0",
+            "spec.serving.slo.min_throughput_rps",
+            "0",
+        ),
         ("  serving:\n", "  servng: {}\n  serving:\n", "spec.servng", "unknown field 'servng'"),
         ("cpu: 500m", "cpu: 2 cores", "spec.target.resources.requests.cpu", "CPU quantity"),
         ("memory: 2Gi", "memory: -1Gi", "spec.target.resources.limits.memory", "memory quantity"),
@@ -293,3 +300,14 @@ def test_deployment_name_must_be_a_service_name(spec_repo, name):
     result = load_all(load_config(spec_repo))
     diags = [d for d in result.errors if d.field == "metadata.name"]
     assert diags and diags[0].position.line == 5, [str(d) for d in result.diagnostics]
+
+
+def test_slo_alert_targets_in_batch_mode_are_a_warning(spec_repo):
+    path = spec_repo / "specs/fraud-detector.yaml"
+    _edit(path, "mode: realtime", "mode: batch\n    batch: {schedule: '0 2 * * *'}")
+    result = load_all(load_config(spec_repo), ["fraud-detector"], "prod")
+    assert not result.errors, [str(d) for d in result.errors]
+    (warning,) = [d for d in result.diagnostics if d.code == "slo-unused"]
+    assert warning.severity == "warning" and warning.field == "spec.serving.slo.max_error_rate"
+    assert "max_error_rate, min_throughput_rps" in warning.message
+    assert warning.position.line == _line_of(path, "max_error_rate")
