@@ -32,6 +32,7 @@ from reconciler.core.document import PathKey, format_path
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_NODES = 100_000  # a spec has hundreds of nodes; aliases must not expand past this
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 # The YAML 1.2 core schema's plain-scalar resolution (YAML 1.2.2, section 10.3.2).
 _CORE_NULL = re.compile(r"null|Null|NULL|~|")
@@ -107,6 +108,7 @@ def load_yaml(raw: bytes | str, file: str) -> tuple[Any, dict[PathKey, Position]
                 )
             )
         positions[()] = _mark_pos(file, node.start_mark)
+        _check_expansion(node, file)
         value = _build(loader, node, (), positions, file, [0])
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -195,6 +197,68 @@ def yaml12_conflict(loader, node) -> str | None:
     )
 
 
+def _children(node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _expanded_sizes(root) -> dict[int, int]:
+    """Node count of each node's subtree with aliases expanded, by ``id(node)``; each
+    distinct node is visited once (aliases share nodes), so a bomb costs what it weighs
+    in bytes, not what it would expand to."""
+    sizes: dict[int, int] = {}
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if done:
+            sizes[id(node)] = 1 + sum(sizes.get(id(c), 1) for c in children)
+            continue
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes
+
+
+def _check_expansion(root, file: str) -> None:
+    """Refuse, before building anything, a document that expands past :data:`MAX_NODES`.
+
+    Raises:
+        YamlLoadError: at the node where most of the expansion comes from (an alias of
+            aliases), with its path.
+    """
+    sizes = _expanded_sizes(root)
+    if sizes.get(id(root), 1) <= MAX_NODES:
+        return
+    node, path = root, ()
+    while True:
+        if isinstance(node, yaml.MappingNode):
+            options = [
+                (k.value if isinstance(k, yaml.ScalarNode) else "?", v) for k, v in node.value
+            ]
+        elif isinstance(node, yaml.SequenceNode):
+            options = list(enumerate(node.value))
+        else:
+            break
+        key, child = max(options, key=lambda kv: sizes.get(id(kv[1]), 1))
+        if sizes.get(id(child), 1) * 2 <= sizes.get(id(node), 1):
+            break  # no single child holds most of it: the expansion is here
+        node, path = child, (*path, key)
+    raise YamlLoadError(
+        Diagnostic(
+            _mark_pos(file, node.start_mark),
+            format_path(path),
+            f"document expands to more than {MAX_NODES:,} nodes (nested YAML aliases?); "
+            "write the values out instead of aliasing aliases",
+            code="yaml",
+        )
+    )
+
+
 def _build(loader: yaml.SafeLoader, node, path: PathKey, positions, file: str, count) -> Any:
     count[0] += 1
     if count[0] > MAX_NODES:
@@ -205,6 +269,17 @@ def _build(loader: yaml.SafeLoader, node, path: PathKey, positions, file: str, c
                 format_path(path),
                 f"document expands to more than {MAX_NODES:,} nodes (nested YAML aliases?); "
                 "write the values out instead of aliasing aliases",
+                code="yaml",
+            )
+        )
+    if isinstance(node, yaml.CollectionNode) and node.tag not in _COLLECTION_TAGS:
+        # PyYAML's safe constructor refuses unknown tags on scalars; on a mapping or a
+        # list this builder would silently drop it (e.g. !!python/object/apply)
+        raise YamlLoadError(
+            Diagnostic(
+                _mark_pos(file, node.start_mark),
+                format_path(path),
+                f"tag {node.tag!r} is not allowed; write a plain mapping or list",
                 code="yaml",
             )
         )

@@ -191,7 +191,13 @@ def parse_policy(source: str, file: str) -> Policy:
             Diagnostic(
                 Position(file, line, (where.col or 1) + prefix),
                 exc.diagnostic.field,
-                f"the METADATA block: {exc.diagnostic.message}",
+                "the METADATA block: "
+                # "first defined at line n" counts block lines: make it the file's line
+                + re.sub(
+                    r"at line (\d+)",
+                    lambda m: f"at line {meta_line + int(m.group(1))}",
+                    exc.diagnostic.message,
+                ),
                 code="policy-metadata",
             )
         )

@@ -104,6 +104,7 @@ def test_metadata_goes_through_the_one_yaml_reader():
     diag = p.problems[0]
     assert "duplicate key 'enforcement'" in diag.message
     assert (diag.position.line, diag.position.col) == (8, 5)  # the second key, in the .rego file
+    assert "first defined at line 7" in diag.message
     bomb = ["# METADATA", "# title: t", '# a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
     for i in range(1, 9):
         prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
