@@ -139,7 +139,12 @@ def monitor_run(
                 code = EXIT_USAGE
     if labels:
         with progress(f"quality {dep.key}: joining labels, computing metrics"):
-            quality = monitor_flow.quality_run(dep, config, seed=seed)
+            quality = monitor_flow.quality_run(
+                dep,
+                config,
+                seed=seed,
+                report_html=result.report_html if result is not None else None,
+            )
         if fmt == "text":
             console.print(quality_text.quality_table(quality))
             out(quality_text.quality_summary(quality, config))

@@ -133,26 +133,33 @@ def labels_ingest(
 
 
 def quality_run(
-    dep: Deployment, config: Config, *, now: datetime | None = None, seed: int = 0
+    dep: Deployment,
+    config: Config,
+    *,
+    now: datetime | None = None,
+    seed: int = 0,
+    report_html: str | None = None,
 ) -> QualityResult:
     """Run the quality job once (:func:`reconciler.monitor.quality.run_quality`) and record it.
 
     The ledger record gets the run's summary as its ``quality`` field and a ``quality``
     history entry (shown by ``modelops status``); a failed run records
-    ``{"status": "failed", "message", "time"}``.
+    ``{"status": "failed", "message", "time"}``. ``report_html``: the drift run's report,
+    which gets the quality section (one HTML file for drift, quality and KPI).
 
     Raises:
         ModelopsError: (exit 2) the job's failure, recorded first.
     """
     ledger = Ledger(config.state_dir)
     try:
-        result = run_quality(dep, config, now=now, seed=seed)
+        result = run_quality(dep, config, now=now, seed=seed, report_html=report_html)
     except ModelopsError as exc:
         failure = {"status": "failed", "message": exc.message, "time": now_iso()}
         status.quality_result(ledger, dep, failure, "failed", exc.message[:2000])
         raise
     summary = result.to_dict()
     summary["summary_json"] = config.rel(result.summary_json)
+    summary["report_html"] = config.rel(result.report_html)
     status.quality_result(ledger, dep, summary, result.verdict, result.message)
     return result
 

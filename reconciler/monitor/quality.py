@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.core.clock import now_iso
 from reconciler.core.config import Config
@@ -26,6 +29,9 @@ from reconciler.monitor.labels import label_settings, load_predictions, stored_l
 from reconciler.runtime import frameworks
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, spec_path
+
+if TYPE_CHECKING:  # annotations only
+    import pandas as pd
 
 MIN_LABELS = 30
 """Joined rows below which no verdict is given (``insufficient labels``): the normal
@@ -86,6 +92,7 @@ class QualityResult:
     action: str = "alert"
     notes: list = field(default_factory=list)
     summary_json: str = ""
+    report_html: str = ""
     time: str = ""
 
     @property
@@ -202,6 +209,7 @@ def run_quality(
     now: datetime | None = None,
     out_dir: Path | None = None,
     seed: int = 0,
+    report_html: str | Path | None = None,
 ) -> QualityResult:
     """Join labels to the window's predictions and judge the model's quality.
 
@@ -211,6 +219,11 @@ def run_quality(
         out_dir: where ``quality.json`` goes (default
             ``<state_dir>/quality/<name>-<env>/<time>/``).
         seed: bootstrap seed.
+        report_html: the drift run's HTML report: the quality section (the table, the
+            KPI, the verdict, and Evidently's classification or regression preset on the
+            joined rows against the holdout) is added to it, so one file holds drift,
+            quality and KPI. Without it the section is written to ``report.html`` beside
+            ``quality.json``.
 
     Returns:
         A :class:`QualityResult` (nothing recorded: the flow records it).
@@ -277,6 +290,7 @@ def run_quality(
         )
     ref = _reference(dep, config, model, classes, notes) if model is not None else None
     proba = preds.proba
+    frames: dict = {}  # Evidently's data: joined rows and the holdout, as frames
     if task == "classification":
         k = len(classes)
         index = {c: i for i, c in enumerate(classes)}
@@ -309,6 +323,10 @@ def run_quality(
                 )
             jp = proba[joined["row"].to_numpy()][ok] if has_proba else None
             y, yhat = y[ok], yhat[ok]
+            frames["current"] = _class_frame(y, yhat, jp, classes)
+            frames["positive"] = classes[-1] if k == 2 else None
+            if ref is not None:
+                frames["reference"] = _class_frame(ref[0], ref[1], ref[2], classes)
             if len(y):
                 result.metrics, kpi = mx.classification_metrics(
                     y, yhat, jp, k, confusion_values=cvals, seed=seed
@@ -330,6 +348,9 @@ def run_quality(
             y = pd.to_numeric(joined["label"], errors="coerce").to_numpy(dtype=np.float64)
             yhat = pd.to_numeric(joined["prediction"], errors="coerce").to_numpy(dtype=np.float64)
             ok = np.isfinite(y) & np.isfinite(yhat)
+            frames["current"] = pd.DataFrame({"target": y[ok], "prediction": yhat[ok]})
+            if ref is not None:
+                frames["reference"] = pd.DataFrame({"target": ref[0], "prediction": ref[1]})
             result.metrics, kpi = mx.regression_metrics(y[ok], yhat[ok], cost_per_unit_error=cost)
             if kpi is not None:
                 result.kpi.update(kpi)
@@ -347,9 +368,125 @@ def run_quality(
     base = out_dir or config.state_dir / "quality" / dep.key / end.strftime("%Y%m%dT%H%M%S%fZ")
     base.mkdir(parents=True, exist_ok=True)
     result.time = now_iso()
+    html = Path(report_html) if report_html else base / "report.html"
+    write_section(html, result, evidently_html(task, frames, result.notes))
+    result.report_html = str(html)
     result.summary_json = str(base / "quality.json")
     Path(result.summary_json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result
+
+
+def _class_frame(y, yhat, proba, classes) -> pd.DataFrame:
+    """Evidently's classification columns: ``target``, ``prediction`` (class names) and,
+    for binary models, ``proba`` (the positive class's probability)."""
+    import pandas as pd  # heavy: loaded when this runs
+
+    names = list(classes)
+    frame = pd.DataFrame({"target": [names[i] for i in y], "prediction": [names[i] for i in yhat]})
+    if proba is not None and len(names) == 2:
+        frame["proba"] = proba[:, 1]
+    return frame
+
+
+def evidently_html(task: str, frames: dict, notes: list[str]) -> str:
+    """Evidently's classification (or regression) preset on the joined rows, against the
+    holdout, as an HTML document; ``""`` (with a note) without labelled rows or when
+    Evidently fails on the data."""
+    cur, ref = frames.get("current"), frames.get("reference")
+    if cur is None or cur.empty or ref is None or ref.empty:
+        return ""
+    from evidently import (  # heavy: about 5 s; preloaded by monitor run
+        BinaryClassification,
+        DataDefinition,
+        Dataset,
+        MulticlassClassification,
+        Regression,
+        Report,
+    )
+    from evidently.presets import ClassificationPreset, RegressionPreset  # heavy: as above
+
+    if task == "classification":
+        binary = "proba" in cur.columns
+        cls = (
+            BinaryClassification(
+                target="target",
+                prediction_labels="prediction",
+                prediction_probas="proba",
+                pos_label=frames.get("positive"),
+            )
+            if binary
+            else MulticlassClassification(target="target", prediction_labels="prediction")
+        )
+        definition = DataDefinition(
+            classification=[cls],
+            categorical_columns=["target", "prediction"],
+            numerical_columns=["proba"] if binary else [],
+        )
+        preset = ClassificationPreset()
+    else:
+        definition = DataDefinition(
+            regression=[Regression(target="target", prediction="prediction")],
+            numerical_columns=["target", "prediction"],
+        )
+        preset = RegressionPreset()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            snapshot = Report([preset]).run(
+                Dataset.from_pandas(cur, data_definition=definition),
+                Dataset.from_pandas(ref, data_definition=definition),
+            )
+            return snapshot.get_html_str(as_iframe=False)
+    except Exception as exc:  # noqa: BLE001 - the figures stand without Evidently's view
+        notes.append(f"Evidently's quality preset failed: {type(exc).__name__}: {exc}")
+        return ""
+
+
+def write_section(html: Path, result: QualityResult, evidently: str) -> None:
+    """Add the quality section (verdict, table, KPI, Evidently's preset in an inline
+    frame) before ``</body>`` of ``html``, or write a page with it."""
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
+        for row in format_rows(result)
+    )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("metric", "realized", "95% interval", "estimated (CBPE)", "reference", "change")
+    )
+    lines = [
+        f"verdict: {result.verdict}; drift kind: {result.drift_kind}",
+        f"{result.labelled}/{result.predictions} predictions labelled (join rate "
+        f"{result.join_rate:.2%}; pending {result.pending:.2%}, overdue {result.overdue:.2%}); "
+        f"window {result.window.get('start')} to {result.window.get('end')}",
+    ]
+    if result.kpi.get("value") is not None:
+        k = result.kpi
+        lines.append(
+            f"KPI {k['name']}: {k['value']:.4f} {k.get('unit', '')} per prediction "
+            f"[{k['low']:.4f}, {k['high']:.4f}]"
+            + (f"; change {k['change']:+.4f} vs reference" if "change" in k else "")
+        )
+    lines += [f"ALERT: {a}" for a in result.alerts] + [f"note: {n}" for n in result.notes]
+    frame = (
+        f'<iframe title="Evidently quality report" style="width:100%;height:1800px;border:0" '
+        f'srcdoc="{escape(evidently, quote=True)}"></iframe>'
+        if evidently
+        else ""
+    )
+    block = (
+        '<section id="modelops-quality" style="font-family:sans-serif;padding:8px 16px;'
+        'border-top:2px solid #e0c068">'
+        f"<h2>Model quality and KPI: {escape(result.name)}-{escape(result.env)}</h2>"
+        + "".join(f"<div>{escape(line)}</div>" for line in lines)
+        + f'<table border="1" cellpadding="4"><tr>{head}</tr>{rows}</table>'
+        + frame
+        + "</section>"
+    )
+    text = html.read_text(encoding="utf-8") if html.is_file() else "<html><body></body></html>"
+    at = text.rfind("</body>")
+    at = at if at >= 0 else len(text)
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text(text[:at] + block + text[at:], encoding="utf-8")
 
 
 def join(predictions, labels):

@@ -42,6 +42,7 @@ def quality_summary(result, config) -> str:
         f"{result.join_rate:.2%}; {result.pending:.2%} still within max_delay, "
         f"{result.overdue:.2%} overdue); drift kind: {result.drift_kind}"
     )
+    lines.append(f"report: {config.rel(result.report_html)}")
     lines.append(f"summary: {config.rel(result.summary_json)}")
     return "".join(line + "\n" for line in lines)
 

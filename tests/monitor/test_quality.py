@@ -202,6 +202,13 @@ def test_concept_shift_is_caught_by_labels_missed_by_drift_and_acted_on(
     assert acted["action"] == "retrain" and acted["status"] == "proposed", acted
     assert acted["branch"].startswith("modelops/retrain/fraud-detector-")
     assert acted["reason"].startswith("quality: quality alert: 566/569 predictions labelled")
+    # one HTML report: Evidently's drift report, then the quality section with
+    # Evidently's classification preset on the joined rows
+    assert q["report_html"] == doc["report_html"]
+    html = Path(doc["report_html"]).read_text()
+    assert html.index("modelops drift report") < html.index('id="modelops-quality"')
+    assert "verdict: quality alert; drift kind: concept drift" in html
+    assert "KPI loss:" in html and 'title="Evidently quality report"' in html
     record = Ledger(config.state_dir).get("fraud-detector", "staging")
     assert record.quality["status"] == ALERT
     actions = [h["action"] for h in record.history]
