@@ -1,18 +1,14 @@
-"""Service health from a server's /metrics: the quantile estimate, the parser, and a real
-served Bento (the session's shared ``served_fraud``) counting the requests a test sends.
+"""Service health from a server's /metrics: the quantile estimate and the parser.
 
-The real server also proves the metric and label names that the Kubernetes
-PrometheusRule alerts on (stacks.common) are the ones BentoML exports.
+A real served Bento counting the requests a test sends, with the metric and label names
+the Kubernetes PrometheusRule alerts on, is checked in tests/runtime/test_service.py
+(``test_metrics_count_what_was_sent``, on the session's shared server); ``status`` over
+a real local server in tests/flow/test_flow_apply.py.
 """
 
 from __future__ import annotations
 
-import json
-
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from support.repo import PROJECT
 
 from reconciler.build.serve import free_port
 from reconciler.engine.metrics import (
@@ -23,14 +19,12 @@ from reconciler.engine.metrics import (
     read_metrics,
 )
 from stacks.common import (
-    ENDPOINT_LABEL,
     REQUEST_DURATION_METRIC,
     REQUEST_TOTAL_METRIC,
     STATUS_LABEL,
 )
 
 INF = float("inf")
-ROW = json.loads((PROJECT / "examples/fraud/request.json").read_text())["instances"][0]
 
 
 def test_bucket_quantile_interpolates_within_a_bucket_as_promql():
@@ -103,30 +97,3 @@ def test_a_server_that_does_not_answer_is_unavailable(free_port_url):
 @pytest.fixture
 def free_port_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
-
-
-@pytest.mark.slow
-def test_a_real_server_counts_what_was_sent(served_fraud):
-    url = served_fraud.url
-    text = httpx.get(f"{url}/metrics", timeout=30).text
-    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
-    names = {s.name for s in samples}
-    # The names and the label the PrometheusRule relies on are BentoML's.
-    assert {REQUEST_TOTAL_METRIC, f"{REQUEST_DURATION_METRIC}_bucket"} <= names
-    totals = [s for s in samples if s.name == REQUEST_TOTAL_METRIC]
-    assert all({STATUS_LABEL, ENDPOINT_LABEL} <= s.labels.keys() for s in totals)
-
-    before = read_metrics(url)
-    with httpx.Client(base_url=url, timeout=30) as client:
-        for _ in range(12):
-            assert client.post("/predict", json={"instances": [ROW]}).status_code == 200
-        for _ in range(3):  # a row of the wrong width: 400, counted, not a 5xx
-            assert client.post("/predict", json={"instances": [ROW[:3]]}).status_code == 400
-        for _ in range(4):  # health checks and /metrics are not requests of the service
-            for path in ("/livez", "/readyz", "/healthz", "/metrics"):
-                assert client.get(path).status_code == 200
-    after = read_metrics(url, uptime_s=60.0)
-    assert after.requests - before.requests == 15
-    assert after.errors == before.errors
-    assert 0 < after.p50_ms <= after.p99_ms
-    assert after.request_rate == pytest.approx(after.requests / 60.0)

@@ -22,8 +22,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support.repo import PROJECT
 from support.waiting import wait_for
+
+from reconciler.engine.metrics import read_metrics
+from stacks.common import (
+    ENDPOINT_LABEL,
+    REQUEST_DURATION_METRIC,
+    REQUEST_TOTAL_METRIC,
+    STATUS_LABEL,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -356,3 +365,31 @@ def test_synthetic_requests_are_answered_counted_and_never_captured(served):
     after = httpx.get(url + "/metadata", timeout=10).json()["capture_stats"]["synthetic"]
     for kind in ("smoke", "load", "other"):  # unknown kinds are counted as "other"
         assert after.get(kind, 0) == before.get(kind, 0) + 1
+
+
+def test_metrics_count_what_was_sent(served):
+    """/metrics counts the service's requests (not health checks) under the names and
+    labels the PrometheusRule and `status` read (stacks.common)."""
+    url, _, _ = served
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    names = {s.name for s in samples}
+    # The names and the label the PrometheusRule relies on are BentoML's.
+    assert {REQUEST_TOTAL_METRIC, f"{REQUEST_DURATION_METRIC}_bucket"} <= names
+    totals = [s for s in samples if s.name == REQUEST_TOTAL_METRIC]
+    assert all({STATUS_LABEL, ENDPOINT_LABEL} <= s.labels.keys() for s in totals)
+
+    before = read_metrics(url)
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for _ in range(12):
+            assert client.post("/predict", json={"instances": [ROW]}).status_code == 200
+        for _ in range(3):  # a row of the wrong width: 400, counted, not a 5xx
+            assert client.post("/predict", json={"instances": [ROW[:3]]}).status_code == 400
+        for _ in range(4):  # health checks and /metrics are not requests of the service
+            for path in ("/livez", "/readyz", "/healthz", "/metrics"):
+                assert client.get(path).status_code == 200
+    after = read_metrics(url, uptime_s=60.0)
+    assert after.requests - before.requests == 15
+    assert after.errors == before.errors
+    assert 0 < after.p50_ms <= after.p99_ms
+    assert after.request_rate == pytest.approx(after.requests / 60.0)
