@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -157,6 +158,60 @@ def schema_diagnostics(doc: dict, locate: Callable[[PathKey], Position]) -> list
     return out
 
 
+# a URI scheme (RFC 3986: letter, then letters, digits, + - .), then ':' and more: not
+# a repository path (a Windows drive letter C:\ is one letter and is left to the path rules)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+AWS_PLATFORMS = ("aws-sagemaker", "aws-serverless")
+# frameworks whose retraining candidates ``modelops retrain`` can score against the live
+# model (reconciler/monitor/retrain.py: scikit-learn scorers)
+RETRAIN_FRAMEWORKS = ("sklearn",)
+
+
+def build_rule_diagnostics(dep: Deployment) -> list[Diagnostic]:
+    """What build, apply or retrain would refuse, known from the spec alone.
+
+    - ``spec.model.uri`` with a scheme the build cannot fetch (it fetches
+      :data:`~reconciler.runtime.uris.URI_SCHEMES` and repository paths);
+    - an AWS target capturing to a sink that is not ``s3://`` (the SageMaker data
+      capture and the serverless capture write to S3 only: ``stacks/aws_common.py``);
+    - a ``retraining`` section on a framework whose candidates cannot be scored yet.
+    """
+    out = []
+
+    def err(path: str, message: str, code: str) -> None:
+        out.append(Diagnostic(dep.locate(path), path, f"{message} [env {dep.env}]", code=code))
+
+    uri = dep.get("spec.model.uri")
+    if isinstance(uri, str) and not uri.startswith(URI_SCHEMES) and _SCHEME.match(uri):
+        scheme = uri.split(":", 1)[0]
+        err(
+            "spec.model.uri",
+            f"{scheme}: is not a scheme the build can fetch; use a repository path or one of "
+            f"{', '.join(URI_SCHEMES)}",
+            "uri",
+        )
+    sink = dep.get("spec.monitoring.capture.sink")
+    capture_on = dep.get("spec.monitoring.capture.enabled", True) is not False
+    if dep.platform in AWS_PLATFORMS and capture_on and isinstance(sink, str) and sink:
+        if not sink.startswith("s3://"):
+            err(
+                "spec.monitoring.capture.sink",
+                f"{sink!r} is not an S3 URI; {dep.platform} captures to s3://<bucket>/<prefix> "
+                "only (a repository directory works for local and Kubernetes targets)",
+                "capture-sink",
+            )
+    framework = dep.get("spec.model.framework", "sklearn")
+    if isinstance(dep.get("spec.retraining"), dict) and framework not in RETRAIN_FRAMEWORKS:
+        err(
+            "spec.retraining",
+            f"retraining scores candidates with scikit-learn scorers, so it supports framework "
+            f"{', '.join(RETRAIN_FRAMEWORKS)} only, not {framework!r}; remove the retraining "
+            "section or retrain outside modelops",
+            "retraining",
+        )
+    return out
+
+
 SCHEDULE_FIELDS = (
     "spec.monitoring.schedule",
     "spec.retraining.schedule",
@@ -249,7 +304,7 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
         out.append(Diagnostic(dep.locate(path), path, f"{message} [env {dep.env}]", code=code))
 
     uri = dep.get("spec.model.uri")
-    if isinstance(uri, str) and not uri.startswith(URI_SCHEMES):
+    if isinstance(uri, str) and not uri.startswith(URI_SCHEMES) and not _SCHEME.match(uri):
         model_path = config.repo_path(uri)
         if model_path is None:
             err("spec.model.uri", f"{uri!r} leaves the repository; use a path inside it", "path")
@@ -298,6 +353,7 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
         except ValueError as exc:
             err("spec.monitoring.capture.sink", str(exc), "uri")
     out.extend(schedule_diagnostics(dep))
+    out.extend(build_rule_diagnostics(dep))
     lo = dep.get("spec.target.autoscaling.min_replicas")
     hi = dep.get("spec.target.autoscaling.max_replicas")
     if isinstance(lo, int) and isinstance(hi, int) and lo > hi:

@@ -311,3 +311,45 @@ def test_slo_alert_targets_in_batch_mode_are_a_warning(spec_repo):
     assert warning.severity == "warning" and warning.field == "spec.serving.slo.max_error_rate"
     assert "max_error_rate, min_throughput_rps" in warning.message
     assert warning.position.line == _line_of(path, "max_error_rate")
+
+
+@pytest.mark.parametrize(
+    ("spec", "old", "new", "field", "needle", "envs"),
+    [
+        # an AWS target captures to S3 only (the diabetes spec: SageMaker in prod)
+        (
+            "diabetes-progression",
+            "sink: s3://clinical-ml-capture/diabetes",
+            "sink: .modelops/capture",
+            "spec.monitoring.capture.sink",
+            "aws-sagemaker captures to s3://",
+            {"prod"},
+        ),
+        (
+            "fraud-detector",
+            "uri: examples/fraud/model.joblib",
+            "uri: ftp://models.example.com/fraud.joblib",
+            "spec.model.uri",
+            "ftp: is not a scheme the build can fetch",
+            {"prod", "staging"},
+        ),
+        (
+            "fraud-detector",
+            "framework: sklearn",
+            "framework: xgboost",
+            "spec.retraining",
+            "supports framework sklearn only, not 'xgboost'",
+            {"prod", "staging"},
+        ),
+    ],
+)
+def test_what_build_apply_or_retrain_refuse_fails_validate(
+    spec_repo, spec, old, new, field, needle, envs
+):
+    _edit(spec_repo / "specs" / f"{spec}.yaml", old, new)
+    result = load_all(load_config(spec_repo), [spec])
+    diags = [d for d in result.errors if d.field == field and needle in d.message]
+    # the same finding in several environments is one diagnostic naming them all
+    found = {e for d in diags for e in d.message.rsplit("[env ", 1)[1].rstrip("]").split(", ")}
+    assert found == envs, [str(d) for d in result.diagnostics]
+    assert all(d.position.line > 0 for d in diags)
