@@ -51,18 +51,39 @@ def is_shallow(repo: git.Repo) -> bool:
     return (Path(repo.git_dir) / "shallow").exists()
 
 
+def _has_object(repo: git.Repo, hexsha: str) -> bool:
+    """Whether the object database holds ``hexsha`` (loose or packed: ``git cat-file -e``)."""
+    try:
+        repo.git.cat_file("-e", hexsha)
+    except git.GitCommandError:
+        return False
+    return True
+
+
 def resolve_revision(repo: git.Repo, rev: str) -> git.Commit:
     """The commit named by ``rev`` (SHA, branch, tag, ``HEAD~1``, ``origin/main``...).
 
     Raises:
-        ModelopsError: (exit 2) the revision does not exist; when the clone is shallow the
+        ModelopsError: (exit 2) the revision does not exist, or names a commit the clone
+            does not hold (``HEAD~1`` in a shallow clone); when the clone is shallow the
             message says so and how to fetch the history (a shallow clone is the usual
             reason a PR's base is missing in CI).
     """
     try:
-        return repo.commit(rev)
-    except (git.BadName, git.BadObject, ValueError, git.GitCommandError):
-        pass
+        commit = repo.commit(rev)
+    except (git.BadName, git.BadObject, ValueError, IndexError, git.GitCommandError):
+        commit = None
+    if commit is not None and (not is_shallow(repo) or _has_object(repo, commit.hexsha)):
+        return commit
+    if commit is not None and is_shallow(repo):
+        # "HEAD~1" resolves through the parent SHA written in HEAD's commit object, even
+        # when this shallow clone does not hold that parent
+        raise ModelopsError(
+            f"revision {rev!r} names commit {commit.hexsha[:12]}, which this clone does not "
+            "hold: it is shallow, and a relative revision needs the history behind it. "
+            "Fetch more history first (`git fetch --deepen=50` or `git fetch --unshallow`, "
+            "or `fetch-depth: 0` in actions/checkout), then run again."
+        )
     if is_shallow(repo):
         raise ModelopsError(
             f"revision {rev!r} is not in this clone, which is shallow: it holds only the "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from support.cli import invoke
 from support.repo import small_repo, small_spec
 
 from reconciler.core.config import load_config
@@ -158,6 +159,15 @@ def test_shallow_clone_lacking_the_base_says_so(repo, tmp_path):
     with pytest.raises(ModelopsError) as err:
         detect_changes(load_config(clone), old)
     assert "shallow" in err.value.message and "fetch-depth: 0" in err.value.message
+    # a relative base resolves through HEAD's parent SHA, which the clone does not hold
+    for relative in ("HEAD~1", "HEAD^"):
+        with pytest.raises(ModelopsError) as err:
+            detect_changes(load_config(clone), relative)
+        message = err.value.message
+        assert f"revision {relative!r} names commit {old[:12]}" in message
+        assert "shallow" in message and "git fetch --deepen" in message
+    code, _, stderr = invoke(clone, "plan", "--base", "HEAD~1")
+    assert code == 2 and "git fetch --deepen" in stderr and "internal error" not in stderr
 
 
 def test_not_a_git_repository(tmp_path):
