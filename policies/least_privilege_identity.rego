@@ -3,7 +3,8 @@
 # description: >-
 #   The workload identity has only what serving needs: on Kubernetes no cluster-admin
 #   binding and no automounted API token; on AWS no IAM role whose name marks broad
-#   privileges (data.organization.privileged_role_patterns).
+#   privileges (data.organization.privileged_role_patterns, matched case-insensitively
+#   as IAM matches role names).
 # custom:
 #   id: MDL-021
 #   severity: high
@@ -37,5 +38,7 @@ broad(role) if not is_string(role)
 broad(role) if {
 	is_string(role)
 	some pattern in data.organization.privileged_role_patterns
-	regex.match(pattern, role)
+	# IAM role names are case-insensitive (AWS refuses "Admin" beside "admin"), so is this
+	# match: both lowercased (regopy has no (?i)); patterns avoid \S, \W, \D classes
+	regex.match(lower(pattern), lower(role))
 }

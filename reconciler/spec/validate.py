@@ -67,8 +67,30 @@ def _validator() -> Draft202012Validator:
     checker = Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
     )
-    strict = validators.extend(Draft202012Validator, type_checker=checker)
+    strict = validators.extend(
+        Draft202012Validator, {"pattern": _whole_value_pattern}, type_checker=checker
+    )
     return strict(schema())
+
+
+@functools.lru_cache(maxsize=256)
+def _anchored(pattern: str) -> re.Pattern:
+    r"""``pattern`` compiled so that a final ``$`` means the end of the value.
+
+    Python's ``$`` also matches before a trailing newline, so ``^[a-z]+$`` accepted
+    ``"name\n"``; JSON Schema's patterns are ECMA-262 regexes, where it does not. A final
+    unescaped ``$`` becomes ``\Z``.
+    """
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _whole_value_pattern(validator, pattern: str, instance, schema: dict):
+    """The ``pattern`` keyword, with ``$`` anchoring at the end of the value
+    (:func:`_anchored`); otherwise as jsonschema's own (a search, strings only)."""
+    if validator.is_type(instance, "string") and not _anchored(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
 def _describe(error: ValidationError) -> tuple[PathKey, str]:
