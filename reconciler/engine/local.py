@@ -324,6 +324,13 @@ class LocalEngine:
         strays = self.unrecorded(key, record)
         for s in strays:
             stop_server(s["manager"], server_id=s["server_id"], grace_s=self.stop_grace_s)
+            # a server killed while it started may have spawned a worker (its own process
+            # group) after the scan: look again until none carries the id (the manager is
+            # gone, so nothing spawns any more)
+            for _ in range(3):
+                if s["server_id"] not in find_servers(self.config.state_dir, key):
+                    break
+                stop_server(0, server_id=s["server_id"], grace_s=self.stop_grace_s)
         return strays
 
     def running(self, record: LiveRecord) -> bool:
