@@ -14,6 +14,7 @@ from reconciler.core.config import Config
 from reconciler.core.procs import fault_point
 from reconciler.engine.base import ApplyError, ApplyResult, Engine
 from reconciler.engine.render import render, stable_image_of
+from reconciler.flow.costs import policy_costs
 from reconciler.flow.destroy import PRUNED, destroy_record
 from reconciler.flow.digests import inputs_digest
 from reconciler.flow.gates import (
@@ -98,7 +99,8 @@ def apply(
             loaded = load_files(config, files, envs)
             report.diagnostics.extend(loaded.diagnostics)
             deployments = [] if loaded.errors else loaded.deployments
-            if deployments and not policy_gate(config, deployments, report):
+            costs = policy_costs(deployments, config, report) if deployments else None
+            if deployments and not policy_gate(config, deployments, report, costs):
                 deployments = []
             repo = g.require_repo(config.root, "--base")
             config = guard_settings_gate(
@@ -113,7 +115,13 @@ def apply(
                 r for r in Ledger(config.state_dir).all() if r.environment == env and r.name in gone
             ]
         else:
-            deployments = gate(config, targets, env, report)
+            deployments = gate(
+                config,
+                targets,
+                env,
+                report,
+                prepare=lambda deps: policy_costs(deps, config, report),
+            )
             candidates = []
             if not report.blocked:
                 candidates = orphans(config, envs, {d.key for d in deployments}, targets)

@@ -350,3 +350,25 @@ def cost_table(config: Config, env: str, deployments: list[Deployment], diagnost
     return CostTable(
         env, rows, teams, _sum_rows(rows), load_prices().publication_date, diags, notes
     )
+
+
+def policy_costs(deployments: list[Deployment], config: Config, report) -> dict[str, dict]:
+    """``input.cost`` for ``apply``: each deployment rendered and priced against its ledger
+    record (what is live), by deployment key, for :func:`~reconciler.flow.gates.gate`.
+
+    A head that cannot be priced is a spec finding added to ``report.diagnostics`` (it
+    blocks, as in the plan); a render failure is left to apply's own render.
+
+    Raises:
+        LedgerError: a corrupt ledger record.
+    """
+    ledger = Ledger(config.state_dir)
+    extra: dict[str, dict] = {}
+    for dep in deployments:
+        record = ledger.get(dep.name, dep.env)
+        p = prepare_one(dep, record.desiredState if record else None, config)
+        if p.cost_error is not None:
+            report.diagnostics.append(cost_diagnostic(dep, p.cost_error))
+        elif p.cost:
+            extra[dep.key] = {POLICY_INPUT_KEY: policy_input(p.cost)}
+    return extra

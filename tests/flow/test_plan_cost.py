@@ -148,3 +148,15 @@ def test_a_region_without_prices_is_a_finding_at_its_line(git_repo):
     assert (cost[0].position.file, cost[0].position.line) == ("specs/sm.yaml", line)
     assert "eu-north-1" in cost[0].message and "eu-west-1" in cost[0].message
     assert "not estimated" in render_text(report)
+
+
+def test_apply_is_policed_on_the_estimate_too(git_repo):
+    # What the PR plan blocks, apply refuses on main too (before the Pulumi CLI is needed).
+    _org_limits(
+        git_repo,
+        "    payments-risk: {max_gpus: 1, max_replicas: 20, max_monthly_usd: 100}",
+    )
+    git_repo.commit("a 100 USD ceiling")
+    result = invoke(git_repo.root, "apply", "--env", "prod")
+    assert result.returncode == 1, result.output
+    assert "MDL-040" in result.output and "may spend at most 100 USD/month" in result.output
