@@ -6,6 +6,7 @@ holds the state lock. Ledger bookkeeping: ``docs/state.md``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from reconciler.build.artifact import Artifact
@@ -34,6 +35,7 @@ from reconciler.flow.stages import (
     error_message,
     state_dict,
 )
+from reconciler.flow.transient import is_transient, with_retries
 from reconciler.gitops.changes import RevisionFiles, detect_changes
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_files
@@ -217,6 +219,11 @@ def apply_one(
     return outcome
 
 
+def _sleep(seconds: float) -> None:
+    """The wait between retries of a transient failure (a seam for tests)."""
+    time.sleep(seconds)
+
+
 def converge(
     dep: Deployment,
     artifact: Artifact,
@@ -252,7 +259,9 @@ def converge(
         platform=dep.platform,
     )
     try:
-        result = engine.apply(dep, artifact, revision, record)
+        # throttling, a dropped connection, a stack locked by another update: retried
+        # with backoff here, and recorded as transient (not counted) if it persists
+        result = with_retries(lambda: engine.apply(dep, artifact, revision, record), sleep=_sleep)
     except Exception as exc:
         _record_failure(ledger, dep, config, revision, digest, exc)
         raise
@@ -304,5 +313,6 @@ def _record_failure(
         stalled_after=config.stalled_after,
         outputs=failure.outputs,
         restore_failed=failure.restore_failed,
+        transient=is_transient(exc),
     )
     return message

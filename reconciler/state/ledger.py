@@ -31,6 +31,7 @@ from reconciler.state.reasons import (
     ROLLBACK_SUCCEEDED,
     STALLED,
     SUCCEEDED,
+    TRANSIENT_FAILURE,
 )
 
 SCHEMA_VERSION = 1
@@ -250,6 +251,7 @@ class LedgerRecord:
         action: str = APPLY,
         platform: str = "",
         spec_file: str = "",
+        transient: bool = False,
     ) -> None:
         """Record a failed apply; what was applied before stays recorded as applied.
 
@@ -257,7 +259,18 @@ class LedgerRecord:
         starts the count again at 1 (the spec or an input changed). At
         ``stalled_after`` failures the ``Stalled`` condition becomes True with the cause
         (``config.stalled_after``, Flux's notion of a reconciliation that gave up).
+
+        A ``transient`` failure (throttling, network, another update holding the stack:
+        :mod:`reconciler.flow.transient`) is recorded with reason ``TransientFailure``
+        and changes neither the count nor ``Stalled``: the next run retries it.
         """
+        if transient:
+            self.lastAttemptedRevision = revision
+            self.set_condition(
+                READY, "False", TRANSIENT_FAILURE, f"{message} (transient: retried next run)"
+            )
+            self.add_history(action, revision, FAILED, f"transient: {message}")
+            return
         self.failures = self.failures + 1 if self.lastAttemptedDigest == digest else 1
         self.lastAttemptedRevision = revision
         self.lastAttemptedDigest = digest

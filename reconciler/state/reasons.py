@@ -17,6 +17,9 @@ APPLY_FAILED = "ApplyFailed"
 ROLLBACK_SUCCEEDED = "RollbackSucceeded"
 RESTORE_FAILED = "RestoreFailed"
 RETRIES_EXHAUSTED = "RetriesExhausted"
+# throttling, a dropped connection, a stack locked by another update: not the spec's
+# fault, so it never counts toward Stalled (reconciler/flow/transient.py)
+TRANSIENT_FAILURE = "TransientFailure"
 
 # -- history actions ----------------------------------------------------------------------
 APPLY = "apply"

@@ -141,6 +141,7 @@ def failed(
     stalled_after: int,
     outputs: dict | None = None,
     restore_failed: str = "",
+    transient: bool = False,
 ) -> None:
     """Record a failed apply attempt once; what was applied before stays recorded.
 
@@ -153,6 +154,8 @@ def failed(
             one and was started again (:class:`~reconciler.engine.base.ApplyError`).
         restore_failed: why that previous server could not start again; ``Ready`` is
             then ``False`` with reason ``RestoreFailed``.
+        transient: the failure is not the spec's fault (``flow/transient.py``): reason
+            ``TransientFailure``, not counted toward ``Stalled``.
     """
     rec = _record_of(ledger, dep)
     if outputs is not None:
@@ -164,6 +167,7 @@ def failed(
         stalled_after=stalled_after,
         platform=dep.platform,
         spec_file=dep.spec.file,
+        transient=transient,
     )
     if restore_failed:
         rec.set_condition(
