@@ -63,6 +63,14 @@ def smoke_cmd(
             "specs, and a spec needs spec.environments.<env> to be deployed there",
             EXIT_USAGE,
         )
+    edge = [d.key for d in deps if d.platform == "edge"]
+    if edge:
+        raise ModelopsError(
+            f"{', '.join(edge)}: an edge deployment has no server to smoke-test; its build "
+            "proves parity with the original model and checks the size and latency budget "
+            f"instead: `modelops plan --env {env} --build {name}` (docs/edge.md)",
+            EXIT_USAGE,
+        )
     failed = False
     outputs = []
     for dep in deps:

@@ -87,6 +87,9 @@ def test_a_failed_edge_build_publishes_nothing_and_is_recorded(tmp_path):
     assert not (repo.root / "dist").exists()
     record = Ledger(load_config(repo.root).state_dir).get("fraud-edge", "staging")
     assert record.failures == 1 and record.lastAppliedRevision == ""
+    # no server to smoke-test: said so, pointing at the build's parity and budget checks
+    code, out, err = invoke(repo.root, "smoke", "fraud-edge", "--env", "staging")
+    assert code == 2 and "an edge deployment has no server to smoke-test" in err
 
 
 @pytest.fixture
