@@ -253,7 +253,7 @@ def _passthrough(data: bytes, width: int, display: str) -> Export:
     dims = inputs[0].type.tensor_type.shape.dim
     last = dims[-1].dim_value if dims else 0
     if len(dims) != 2 or (last and last != width):
-        shape = [d.dim_value or d.dim_param or "?" for d in dims]
+        shape = [d.dim_value or -1 for d in dims]
         raise EdgeBuildError(
             f"{display}: the ONNX model's input {inputs[0].name!r} has shape {shape}; the "
             f"spec's signature is [-1, {width}]"

@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from reconciler.build.edge_bundle import build_edge
-from reconciler.build.edge_export import EdgeBuildError
+from reconciler.build.edge_export import EdgeBuildError, export
 from reconciler.core.config import load_config
 from reconciler.runtime import frameworks
 from reconciler.spec.repo import load_files
@@ -273,3 +273,30 @@ def test_unmeetable_budget_fails_the_build_naming_both_limits(spec_repo):
     assert "bytes, above spec.edge.max_bytes 100" in message
     assert "above spec.edge.max_p99_ms 1e-06" in message
     assert not (spec_repo / "dist").exists()
+
+
+def test_an_onnx_model_passes_through_and_a_wrong_input_width_is_refused(spec_repo):
+    original = frameworks.load_model("sklearn", spec_repo / "examples/fraud/model.joblib")
+    onnx_bytes = export(
+        "sklearn", original, width=30, dtype="float32", task="classification", display="x"
+    ).onnx
+    spec = _own_model(spec_repo, "onnx-edge", "onnx", onnx_bytes, "model.onnx")
+    built = _build(spec_repo, spec)
+    assert built.export.converter == "passthrough"
+    assert (built.bundle_dir / "model.onnx").read_bytes() == onnx_bytes
+    assert built.parity.passed and built.parity.max_abs_diff == 0.0
+
+    narrow = export(
+        "sklearn",
+        make_pipeline(StandardScaler(), NearestCentroid()).fit(np.eye(4), [0, 1, 0, 1])[0],
+        width=4,
+        dtype="float32",
+        task="regression",
+        display="x",
+    ).onnx
+    spec = _own_model(spec_repo, "onnx-edge-narrow", "onnx", narrow, "model.onnx")
+    with pytest.raises(
+        EdgeBuildError,
+        match=r"input 'input' has shape \[-1, 4\]; the spec's signature is \[-1, 30\]",
+    ):
+        _build(spec_repo, spec)
