@@ -63,7 +63,9 @@ def resolve_sink(sink: str, root: str | os.PathLike | None = None) -> tuple[Path
     ``<root>/.modelops/capture-spool``.
 
     Raises:
-        ValueError: a malformed ``s3://`` URI (see :func:`parse_s3_uri`).
+        ValueError: a malformed ``s3://`` URI (see :func:`parse_s3_uri`); a local sink
+            that is absolute or resolves outside ``root`` (``..``, a symbolic link): the
+            runtime checks again what validate checked, before anything is written.
     """
     base = Path(root or os.environ.get("MODELOPS_REPO_ROOT") or os.getcwd())
     if sink.startswith("s3:"):
@@ -71,7 +73,13 @@ def resolve_sink(sink: str, root: str | os.PathLike | None = None) -> tuple[Path
         spool = Path(os.environ.get("MODELOPS_CAPTURE_SPOOL") or base / ".modelops/capture-spool")
         return (spool / bucket / key if key else spool / bucket), True
     path = Path(sink)
-    return (path if path.is_absolute() else base / path), False
+    inside = base.resolve()
+    if path.is_absolute() or not (base / path).resolve().is_relative_to(inside):
+        raise ValueError(
+            f"capture sink {sink!r} leaves the repository {inside} (absolute, '..' or a "
+            "symbolic link); nothing is captured there"
+        )
+    return base / path, False
 
 
 _CAPTURE_FILE = re.compile(r"^capture-(\d+)-\d+\.(jsonl|parquet)$")
@@ -210,6 +218,9 @@ class CaptureWriter:
             when idle; None keeps it open until ``max_records`` or the day boundary.
         on_close: called with the path of every file once it is complete (closed JSON
             Lines file, written Parquet file), e.g. :meth:`CaptureShipper.ship`.
+        confine: when given, every directory a capture file is created in must resolve
+            inside it (checked before each new file: a symbolic link swapped in after
+            the server started is refused, counted in ``errors``, nothing written).
     """
 
     def __init__(
@@ -227,8 +238,10 @@ class CaptureWriter:
         parquet_flush_s: float = 60.0,
         max_file_age_s: float | None = None,
         on_close: Callable[[Path], None] | None = None,
+        confine: str | os.PathLike | None = None,
     ) -> None:
         self.base = Path(directory) / deployment / env
+        self.confine = Path(confine).resolve() if confine is not None else None
         self.sample_rate = float(sample_rate)
         self.fmt = fmt
         self.redact = redact
@@ -313,11 +326,21 @@ class CaptureWriter:
             record["probabilities"] = probabilities
         return record
 
+    def _confined(self, directory: Path) -> None:
+        """Raise ``PermissionError`` when ``directory`` resolves outside ``confine``."""
+        if self.confine is not None and not directory.resolve().is_relative_to(self.confine):
+            raise PermissionError(
+                f"capture directory {directory} resolves to {directory.resolve()}, outside "
+                f"the sink {self.confine}; record not written"
+            )
+
     def _new_path(self, day: str) -> Path:
         self._n += 1
         ext = "parquet" if self.fmt == "parquet" else "jsonl"
         directory = self.base / day
+        self._confined(directory)  # before mkdir: nothing is created outside either
         directory.mkdir(parents=True, exist_ok=True)
+        self._confined(directory)
         return directory / f"capture-{self._pid}-{self._n}.{ext}"
 
     def _run(self) -> None:

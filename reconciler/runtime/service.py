@@ -356,6 +356,7 @@ class ModelService:
                 sensitive_idx=[i for i, n in enumerate(names) if n in sensitive],
                 max_file_age_s=S3_FILE_AGE_S if spooled else None,
                 on_close=self.shipper.ship if self.shipper is not None else None,
+                confine=directory,
             )
         # Everything loaded so far (BentoML, the framework, the model) lives as long as
         # the worker: move it out of the collector's generations so that full collections

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.core.config import Config
-from reconciler.core.diagnostics import ModelopsError
+from reconciler.core.diagnostics import Diagnostic, ModelopsError
 from reconciler.runtime.uris import S3_FORM, S3Uri, parse_s3_uri, s3_uri_problem
 from reconciler.spec.model import Deployment
 
@@ -165,3 +165,45 @@ def spec_path(
     if value is None:
         value = dep.get(field)
     return check_path(value, config.root, f"{dep.locate(field)}: {field}", **options)
+
+
+#: The spec fields that name a path (besides ``spec.model.uri`` and the smoke requests,
+#: checked with their contents by validate): each must stay inside the repository, symbolic
+#: links resolved. ``s3://`` URIs are checked where they are read.
+PATH_FIELDS = (
+    "spec.monitoring.capture.sink",
+    "spec.monitoring.reference",
+    "spec.monitoring.labels.sink",
+    "spec.retraining.holdout",
+    "spec.serving.batch.input",
+    "spec.serving.batch.output",
+)
+
+
+def path_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
+    """Every path field of ``dep`` (:data:`PATH_FIELDS`) confined to the repository.
+
+    A value that is absolute, climbs out with ``..``, resolves outside through a symbolic
+    link (also one created after the file was written: the link is followed now), or
+    cannot be resolved (a symbolic link loop) is an error at the field's
+    ``file:line:col`` (overlay-aware), code ``path``. Whether the file exists is left to
+    the stage that reads it (capture sinks and batch outputs are written later). The
+    runtime checks a capture sink again before it writes
+    (:func:`reconciler.runtime.capture.resolve_sink`).
+
+    Returns:
+        One :class:`Diagnostic` per refused field (``[]`` when all stay inside).
+    """
+    out = []
+    for field in PATH_FIELDS:
+        value = dep.get(field)
+        if not isinstance(value, str) or not value or value[:3].lower() == "s3:":
+            continue
+        try:
+            check_path(value, config.root, field, s3=True)
+        except SpecPathError as exc:
+            message = exc.message.removeprefix(f"{field}: ")
+            out.append(
+                Diagnostic(dep.locate(field), field, f"{message} [env {dep.env}]", code="path")
+            )
+    return out

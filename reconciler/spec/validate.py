@@ -28,6 +28,7 @@ from reconciler.runtime.uris import URI_SCHEMES, parse_s3_uri
 from reconciler.spec import cron
 from reconciler.spec.edge import edge_diagnostics
 from reconciler.spec.model import Deployment, Spec
+from reconciler.spec.paths import path_diagnostics
 from reconciler.spec.smoke import RequestFileError, read_request_file
 
 SCHEMA_PATH = Path(__file__).with_name("modeldeployment.schema.json")
@@ -404,6 +405,7 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
             )
     out.extend(_sensitive_field_diagnostics(dep))
     out.extend(edge_diagnostics(dep, config))
+    out.extend(path_diagnostics(dep, config))
     for kind in ("cpu", "memory"):
         req = dep.get(f"spec.target.resources.requests.{kind}")
         lim = dep.get(f"spec.target.resources.limits.{kind}")
