@@ -255,7 +255,7 @@ def converge(
         (dep.name, dep.env),
         action=APPLY,
         revision=revision,
-        artifact=artifact.bento_tag,
+        artifact=artifact.bento_tag if artifact is not None else "",
         platform=dep.platform,
     )
     try:
