@@ -17,6 +17,11 @@ prints each one before it runs:
 7. the monitoring loop: shifted traffic → ``modelops monitor run`` detects drift →
    ``modelops retrain`` proposes a new model on a Git branch (in the clone); unshifted
    traffic → no drift;
+   7b. a concept shift (inputs unchanged, outcomes flipped for a segment): labels arrive
+   late (``modelops labels ingest``, CSV then SageMaker ground truth); ``monitor run``
+   finds no data drift, a label-free estimate that stays high and a realized accuracy
+   that falls: a quality alert (``status`` shows it), and retraining on the labelled
+   data proposes a branch whose reason quotes the verdict;
 8. ``modelops destroy --env staging`` so that nothing is left running.
 
 Exits non-zero when a step that must succeed fails; the servers are stopped in every case.
@@ -40,6 +45,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 from reconciler.core.digests import file_sha256
+from reconciler.monitor.labels import prediction_ids
 from reconciler.monitor.traffic import send_traffic, shifted
 from reconciler.runtime.capture import SYNTHETIC_HEADER
 
@@ -215,7 +221,9 @@ def monitoring_loop(clone: Path) -> None:
     reference = pd.read_parquet(ROOT / "examples" / "fraud" / "reference.parquet")
     capture = ROOT / ".modelops" / "capture" / "fraud-detector" / "staging"
     shutil.rmtree(capture, ignore_errors=True)
-    rows = _traffic(shifted(reference, seed=7).to_numpy(dtype="float32"))
+    # 20 passes: the runtime captures 10% of requests, and the drift test needs at least
+    # its minimum window (PSI: 322 rows against this reference; docs/monitor.md)
+    rows = _traffic(shifted(reference, seed=7).to_numpy(dtype="float32"), copies=20)
     sent = send_traffic(url, rows)
     console.print(f"sent {sent} requests of deliberately shifted traffic to {url}")
     time.sleep(1.5)  # capture is written off the request path
@@ -234,11 +242,138 @@ def monitoring_loop(clone: Path) -> None:
     run(["git", "-C", str(clone), "log", "--oneline", "-3", branches[-1]])
     run(["git", "-C", str(clone), "diff", "HEAD", branches[-1], "--", "specs"])
     shutil.rmtree(capture, ignore_errors=True)
-    rows = _traffic(reference.to_numpy(dtype="float32"))
+    rows = _traffic(reference.to_numpy(dtype="float32"), copies=20)
     sent = send_traffic(url, rows)
     console.print(f"sent {sent} requests of unshifted traffic (a new capture window)")
     time.sleep(1.5)
     modelops("monitor", "run", "fraud-detector", "--env", "staging", "--no-retrain")
+
+
+QUALITY_SPEC = (
+    "    labels: {sink: .modelops/labels, id_field: request_id, label_field: outcome, "
+    "max_delay: 2d}\n"
+    "    quality: {min_accuracy: 0.85, max_drop: 0.05, on_quality_drop: alert}\n"
+    "    kpi: {name: fraud_loss, unit: USD, confusion_values: {tp: 0, fp: -5, fn: -250, tn: 0}, "
+    "min: -10}\n"
+)
+"""The monitoring sections the concept-shift step adds to the clone's spec."""
+
+
+def _captured_ids(capture: Path) -> list[tuple[str, int]]:
+    """``(request id, rows)`` of every captured request (the runtime samples 10%)."""
+    found = []
+    for path in sorted(capture.glob("*/capture-*.jsonl")):
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            found.append((rec["request_id"], len(rec["outputs"])))
+    return found
+
+
+def concept_shift_loop(clone: Path, workdir: Path) -> None:
+    """Outcomes change while inputs do not: drift misses it, labels (late) catch it.
+
+    Real requests (the bundled rows, with X-Request-IDs) go to the live endpoint; the
+    outcomes flip for the largest 40% of tumours (a concept shift). The clone's spec gets
+    monitoring.labels/quality/kpi; the outcomes of the captured predictions arrive in two
+    pieces (CSV, then SageMaker ground truth); ``monitor run`` finds no data drift, an
+    estimate (CBPE) that stays high, a realized accuracy that falls: a quality alert,
+    recorded and shown by ``status``; retraining on the labelled recent data proposes a
+    branch whose reason quotes the verdict.
+    """
+    from sklearn.model_selection import train_test_split  # heavy: only this step needs it
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    from train import SEED, bundled  # the example's training script, on sys.path only now
+
+    record = json.loads((ROOT / ".modelops" / "ledger" / "fraud-detector-staging.json").read_text())
+    url = record["outputs"]["url"]
+    capture = ROOT / ".modelops" / "capture" / "fraud-detector" / "staging"
+    shutil.rmtree(capture, ignore_errors=True)
+    full = bundled("fraud")
+    cut = full["mean_radius"].quantile(0.6)
+    outcome = np.where(full["mean_radius"] > cut, 1 - full["target"], full["target"])
+    order = np.random.default_rng(5).permutation(np.tile(np.arange(len(full)), 10))
+    rows = full.drop(columns="target").to_numpy(dtype="float32")[order]
+    sent = send_traffic(url, rows, id_prefix="demo-q")
+    console.print(
+        f"sent {sent} requests ({len(rows)} rows, unchanged inputs) with X-Request-IDs; "
+        "their outcomes flip for mean_radius above its 60th percentile (concept shift)"
+    )
+    time.sleep(1.5)  # capture is written off the request path
+    ids, truth = [], []
+    for rid, n in _captured_ids(capture):
+        start = int(rid.rsplit("-", 1)[1]) * 8
+        ids += prediction_ids(rid, n)
+        truth += [int(outcome[order[start + i]]) for i in range(n)]
+    console.print(f"the runtime captured {len(ids)} predictions (sample_rate 0.1)")
+    target = clone / ".modelops" / "capture" / "fraud-detector" / "staging"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(capture, target)  # the clone's jobs read its own capture directory
+    spec = clone / "specs" / "fraud-detector.yaml"
+    text = spec.read_text().replace(
+        "    on_drift: retrain\n", "    on_drift: alert\n" + QUALITY_SPEC
+    )
+    text = text.replace(
+        "holdout: examples/fraud/recent-holdout.parquet", "holdout: examples/fraud/holdout.parquet"
+    )
+    spec.write_text(text)
+    git = ["git", "-C", str(clone), "-c", "user.name=Demo", "-c", "user.email=demo@example.com"]
+    run([*git, "commit", "--quiet", "-am", "fraud-detector: labels, quality floors and KPI"])
+    labels = pd.DataFrame({"request_id": ids, "outcome": truth})
+    early = workdir / "labels-day1.csv"
+    labels.iloc[: int(len(labels) * 0.7)].to_csv(early, index=False)
+    modelops("labels", "ingest", "fraud-detector", "--env", "staging", str(early), cwd=clone)
+    modelops(
+        "monitor", "run", "fraud-detector", "--env", "staging", "--no-retrain",
+        cwd=clone, expect=(1,),
+    )  # fmt: skip
+    late = workdir / "ground-truth-day2.jsonl"
+    late.write_text(
+        "".join(
+            json.dumps(
+                {"groundTruthData": {"data": str(v), "encoding": "CSV"},
+                 "eventMetadata": {"eventId": i}, "eventVersion": "0"}
+            ) + "\n"
+            for i, v in zip(labels["request_id"][int(len(labels) * 0.7):],
+                            labels["outcome"][int(len(labels) * 0.7):], strict=True)
+        )
+    )  # fmt: skip
+    modelops("labels", "ingest", "fraud-detector", "--env", "staging", str(late), cwd=clone)
+    modelops(
+        "monitor", "run", "fraud-detector", "--env", "staging", "--no-retrain",
+        cwd=clone, expect=(1,),
+    )  # fmt: skip
+    modelops("status", "--env", "staging", cwd=clone)
+    quality = json.loads(
+        (clone / ".modelops" / "ledger" / "fraud-detector-staging.json").read_text()
+    )
+    verdict = next(h for h in reversed(quality["history"]) if h["action"] == "quality")
+    # labelled data from after the shift: train on it, judge on a holdout of it
+    relabelled = full.assign(target=outcome)
+    train_rows, holdout = train_test_split(relabelled, test_size=0.25, random_state=SEED)
+    data = clone / "examples" / "fraud"
+    train_rows.to_parquet(data / "concept-training.parquet", index=False)
+    holdout.to_parquet(data / "concept-holdout.parquet", index=False)
+    spec.write_text(
+        spec.read_text().replace(
+            "holdout: examples/fraud/holdout.parquet",
+            "holdout: examples/fraud/concept-holdout.parquet",
+        )
+    )
+    run(["git", "-C", str(clone), "add", "-A"])
+    run([*git, "commit", "--quiet", "-m", "fraud: labelled traffic from after the concept shift"])
+    reason = f"quality alert: {verdict['message']}"[:500]
+    modelops(
+        "retrain", "fraud-detector", "--env", "staging", "--force", "--reason", reason,
+        "--training-data", "examples/fraud/concept-training.parquet", cwd=clone,
+    )  # fmt: skip
+    branches = run(
+        ["git", "-C", str(clone), "for-each-ref", "--format=%(refname:short)",
+         "refs/heads/modelops/retrain"]
+    ).split()  # fmt: skip
+    if len(branches) < 2:
+        raise DemoError("the quality alert's retraining proposed no branch")
+    run(["git", "-C", str(clone), "log", "-1", "--format=%B", branches[-1]])
 
 
 def main() -> int:
@@ -267,6 +402,8 @@ def main() -> int:
         modelops("plan", "--base", "HEAD~1", "--head", "HEAD", "--env", "prod", cwd=clone)
         step("7. Monitoring: drift on shifted traffic, retraining proposed through Git")
         monitoring_loop(clone)
+        step("7b. Model quality: a concept shift that data drift misses, caught by late labels")
+        concept_shift_loop(clone, workdir)
     except DemoError as exc:
         console.print(f"[red]demo failed: {exc}[/]")
         code = 1

@@ -63,7 +63,14 @@ def shifted(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return out
 
 
-def send_traffic(url: str, rows: np.ndarray, *, batch: int = 8, timeout_s: float = 10.0) -> int:
+def send_traffic(
+    url: str,
+    rows: np.ndarray,
+    *,
+    batch: int = 8,
+    timeout_s: float = 10.0,
+    id_prefix: str | None = None,
+) -> int:
     """Send ``rows`` to a live endpoint as real requests of ``batch`` rows each.
 
     Args:
@@ -72,6 +79,9 @@ def send_traffic(url: str, rows: np.ndarray, *, batch: int = 8, timeout_s: float
         rows: ``(n, features)`` array of feature rows in signature order.
         batch: rows per request (``{"instances": [...]}``).
         timeout_s: per-request time-out (s).
+        id_prefix: when given, request ``n`` (from 0) carries ``X-Request-ID:
+            <id_prefix>-<n>``, so labels can later be joined to its predictions
+            (``<id>/<row>``: :func:`reconciler.monitor.labels.prediction_ids`).
 
     Returns:
         The number of requests answered with HTTP 200.
@@ -91,7 +101,8 @@ def send_traffic(url: str, rows: np.ndarray, *, batch: int = 8, timeout_s: float
         for start in range(0, len(rows), max(1, batch)):
             chunk = rows[start : start + batch].tolist()
             try:
-                response = client.post(endpoint, json={"instances": chunk})
+                headers = {"X-Request-ID": f"{id_prefix}-{sent}"} if id_prefix else None
+                response = client.post(endpoint, json={"instances": chunk}, headers=headers)
             except httpx.HTTPError as exc:
                 raise ModelopsError(f"cannot reach {endpoint}: {exc}") from None
             if response.status_code != 200:
