@@ -2,8 +2,9 @@
 day; and read back the predictions and labels of a window for the quality job.
 
 Where labels live: ``spec.monitoring.labels.sink`` (a repository directory; the schema
-refuses ``s3://`` for now, so ``validate`` says so), under ``<sink>/<name>/<env>/<YYYY-MM-DD>/`` (the day
-the labels were ingested, UTC), one Parquet file per ingest with columns ``id``,
+refuses ``s3://`` for now, so ``validate`` says so), under
+``<sink>/<name>/<env>/<YYYY-MM-DD>/`` (the day the labels were ingested, UTC), one
+Parquet file per ingest with columns ``id``,
 ``label`` (text: the class as the model names it, or the regression target) and
 ``received_at``.
 
