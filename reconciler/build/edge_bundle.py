@@ -11,7 +11,8 @@
    ``model.onnx``, ``parity.json`` and ``manifest.json`` (signature, device, converter
    and runtime versions, spec revision, the SHA-256 of every other file), built so
    that the same inputs give the same bytes; with ``spec.edge.layout: oci`` also an OCI
-   image layout directory (:func:`write_oci_layout`).
+   image layout directory (:func:`write_oci_layout`). The newest :data:`KEEP_BUNDLES`
+   bundles of a deployment are kept (:func:`prune_bundles`).
 
 A missed parity threshold or budget raises :class:`EdgeBuildError` listing every miss;
 nothing is written to the destination by the build (apply publishes). Rationale,
@@ -57,6 +58,7 @@ LATENCY_WARMUP = 30
 MEDIA_BUNDLE = "application/vnd.modelops.edge.bundle.v1.tar+gzip"
 MEDIA_CONFIG = "application/vnd.modelops.edge.manifest.v1+json"
 ARTIFACT_TYPE = "application/vnd.modelops.edge.bundle.v1"
+KEEP_BUNDLES = 5  # bundles kept per deployment under <state_dir>/edge/ (newest first)
 
 
 @dataclass
@@ -443,7 +445,22 @@ def build_edge(dep: Deployment, config: Config, revision: str = "") -> EdgeBuild
     oci = None
     if dep.get("spec.edge.layout") == "oci":
         oci = write_oci_layout(out / f"{name}.oci", tarball, manifest, f"{dep.name}:{content[:12]}")
+    prune_bundles(out, keep=KEEP_BUNDLES, current=name)
     return EdgeBuild(folder, tarball, sha, oci, manifest, parity, budget, exported)
+
+
+def prune_bundles(out: Path, *, keep: int, current: str) -> list[str]:
+    """Remove all but the ``keep`` newest bundles (tarball, directory, OCI layout) in
+    ``out``; ``current`` is never removed. Returns the names removed. A published bundle
+    lives on at its destination; a rollback builds its bundle again."""
+    tarballs = sorted(out.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    names = [t.name.removesuffix(".tar.gz") for t in tarballs]
+    old = [n for n in names if n != current][max(keep - 1, 0) :]
+    for name in old:
+        (out / f"{name}.tar.gz").unlink(missing_ok=True)
+        for folder in (out / name, out / f"{name}.oci"):
+            shutil.rmtree(folder, ignore_errors=True)
+    return old
 
 
 #: The parts of a resolved spec an edge bundle is built from (besides the files).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from reconciler.build.edge_bundle import build_edge
+from reconciler.build.edge_bundle import build_edge, prune_bundles
 from reconciler.build.edge_export import EdgeBuildError, export
 from reconciler.core.config import load_config
 from reconciler.runtime import frameworks
@@ -300,3 +301,16 @@ def test_an_onnx_model_passes_through_and_a_wrong_input_width_is_refused(spec_re
         match=r"input 'input' has shape \[-1, 4\]; the spec's signature is \[-1, 30\]",
     ):
         _build(spec_repo, spec)
+
+
+def test_old_bundles_are_pruned_keeping_the_newest_and_the_current(tmp_path):
+    for i in range(7):
+        (tmp_path / f"b{i}.tar.gz").write_bytes(b"x")
+        (tmp_path / f"b{i}").mkdir()
+        (tmp_path / f"b{i}.oci").mkdir()
+        os.utime(tmp_path / f"b{i}.tar.gz", (1000 + i, 1000 + i))
+    removed = prune_bundles(tmp_path, keep=3, current="b0")  # b0: oldest, but just built
+    assert sorted(removed) == ["b1", "b2", "b3", "b4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"b{i}{suffix}" for i in (0, 5, 6) for suffix in ("", ".tar.gz", ".oci")
+    )
