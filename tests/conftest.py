@@ -7,6 +7,7 @@ the served Bento shared by the read-only HTTP tests is in ``support.serving``.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,11 @@ from support.repo import Repo, make_repo, relax
 from support.serving import Served, serve_fraud, servers_under
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+# validate's model-load verdicts (reconciler/spec/modelcheck.py), cached by file digest in
+# one temp directory per test run: the xdist controller sets it before it starts the
+# workers, which inherit it (writes are atomic renames), so each example model is loaded
+# once per run rather than once per test
+os.environ.setdefault("MODELOPS_CACHE_DIR", tempfile.mkdtemp(prefix="modelops-cache-"))
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from reconciler.core.digests import file_sha256
 from reconciler.core.document import PathKey, format_path, get_path
 from reconciler.policy.encoding import text_misread
 from reconciler.runtime.uris import URI_SCHEMES, parse_s3_uri
-from reconciler.spec import cron
+from reconciler.spec import cron, modelcheck
 from reconciler.spec.edge import edge_diagnostics
 from reconciler.spec.model import Deployment, Spec
 from reconciler.spec.paths import path_diagnostics
@@ -235,6 +235,48 @@ def build_rule_diagnostics(dep: Deployment) -> list[Diagnostic]:
     return out
 
 
+def model_load_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
+    """Whether the build's loader can read the repository model file (``spec/modelcheck.py``).
+
+    Only for a file that exists inside the repository (a missing one is reported above).
+    A scikit-learn model (a pickle: loading runs code) is loaded only when
+    ``spec.model.sha256`` is given and matches; the other frameworks' native files are
+    loaded in a child process with a time-out. Verdicts are cached by file digest.
+    """
+    uri = dep.get("spec.model.uri")
+    framework = dep.get("spec.model.framework", "sklearn")
+    if not isinstance(uri, str) or uri.startswith(URI_SCHEMES) or _SCHEME.match(uri):
+        return []
+    if framework not in modelcheck.frameworks.PACKAGES:
+        return []
+    path = config.repo_path(uri)
+    if path is None or not path.is_file():
+        return []
+    digest = file_sha256(path)
+    want = dep.get("spec.model.sha256")
+    if framework == "sklearn" and want != digest:
+        return []  # never unpickle a file the spec does not pin (a mismatch is reported)
+    task = dep.get("spec.model.task", "")
+    problem = modelcheck.load_problem(
+        framework,
+        path,
+        digest,
+        task if isinstance(task, str) else "",
+        config.state_dir,
+        root=config.root,
+    )
+    if not problem:
+        return []
+    return [
+        Diagnostic(
+            dep.locate("spec.model.uri"),
+            "spec.model.uri",
+            f"{uri} {problem} [env {dep.env}]",
+            code="model-load",
+        )
+    ]
+
+
 SCHEDULE_FIELDS = (
     "spec.monitoring.schedule",
     "spec.retraining.schedule",
@@ -377,6 +419,7 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
             err("spec.monitoring.capture.sink", str(exc), "uri")
     out.extend(schedule_diagnostics(dep))
     out.extend(build_rule_diagnostics(dep))
+    out.extend(model_load_diagnostics(dep, config))
     lo = dep.get("spec.target.autoscaling.min_replicas")
     hi = dep.get("spec.target.autoscaling.max_replicas")
     if isinstance(lo, int) and isinstance(hi, int) and lo > hi:

@@ -48,4 +48,15 @@ def cases() -> list[Case]:
         )
         for v in FRAMEWORKS
     ]
+    out += [
+        Case(
+            name=f"model-pickle-for-{v}",
+            klass="model-load",
+            files={FRAUD: edit(FRAUD, "framework: sklearn", f"framework: {v}")},
+            argv=VALIDATE_FRAUD,
+            exit=1,
+            contains=("spec.model.uri", "is a Python pickle", "save_model("),
+        )
+        for v in ("lightgbm", "xgboost")
+    ]
     return out

@@ -75,7 +75,6 @@ def test_hostile_corpus(tmp_path, monkeypatch, record_property):
     monkeypatch.chdir(root)  # the cases' paths are relative to the repository
     # build the Typer command once (main() calls app(...), which rebuilds it each time)
     monkeypatch.setattr(cli, "app", typer.main.get_command(cli.app))
-    monkeypatch.setenv("MODELOPS_CACHE_DIR", str(tmp_path / "cache"))
     previous = signal.signal(signal.SIGALRM, _alarm)
     outcomes: Counter = Counter()
     per_class: Counter = Counter()
