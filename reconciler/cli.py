@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
 import git
 import typer
+import typer.rich_utils
 
 from reconciler.commands import (
     batch,
@@ -25,12 +27,13 @@ from reconciler.commands import (
     deploy,
     gitops,
     infra,
+    logs,
     monitor,
     policy,
     serve,
     spec,
 )
-from reconciler.commands.options import err_console, set_global_options
+from reconciler.commands.options import console, err_console, help_width, set_global_options
 from reconciler.core.diagnostics import EXIT_USAGE, ModelopsError
 
 app = typer.Typer(
@@ -38,8 +41,34 @@ app = typer.Typer(
     help="Declarative GitOps for ML model deployments: validate, police, build, plan, apply.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
 )
+
+#: Distribution names this package has been published under, newest first. A candidate
+#: counts only when its ``modelops`` console script is ours (PyPI's ``modelops`` is an
+#: unrelated package).
+DISTRIBUTIONS = ("modelops-gitops", "modelops")
+ENTRY_POINT = "reconciler.cli:main"
+
+
+def version() -> str:
+    """``<distribution> <version>`` of the installed distribution whose ``modelops``
+    console script is :data:`ENTRY_POINT` (``importlib.metadata``); ``modelops (version
+    unknown: not installed)`` when it runs from a source tree without an install."""
+    for name in DISTRIBUTIONS:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        if any(ep.value == ENTRY_POINT for ep in dist.entry_points):
+            return f"{dist.metadata['Name']} {dist.version}"
+    return "modelops (version unknown: not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(version(), markup=False)
+        raise typer.Exit()
 
 
 @app.callback()
@@ -53,6 +82,15 @@ def _global(
             "--state-dir", help="State directory (default .modelops/, or MODELOPS_STATE_DIR)."
         ),
     ] = None,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the distribution name and version, then exit.",
+        ),
+    ] = False,
 ) -> None:
     """Declarative GitOps for ML model deployments."""
     set_global_options(root, state_dir)
@@ -70,6 +108,7 @@ app.command("history")(gitops.history_cmd)
 app.command("rollback")(gitops.rollback_cmd)
 app.command("unlock")(gitops.unlock_cmd)
 app.command("init")(gitops.init_cmd)
+app.command("logs")(logs.logs_cmd)
 app.command("render")(infra.render_cmd)
 app.add_typer(monitor.monitor_app, name="monitor")
 app.add_typer(monitor.labels_app, name="labels")
@@ -98,6 +137,8 @@ def _quiet_loop_finalizers(unraisable) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script; exits with the command's exit code."""
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    if not os.environ.get("TERMINAL_WIDTH"):  # Typer's own override wins
+        typer.rich_utils.MAX_WIDTH = help_width(sys.stdout)
     sys.unraisablehook = _quiet_loop_finalizers
     try:
         app(args=argv, standalone_mode=True)

@@ -8,6 +8,8 @@ The global options (``--root``, ``--state-dir``) are set by :func:`set_global_op
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -17,8 +19,39 @@ from rich.console import Console
 from reconciler.core.config import Config, load_config
 from reconciler.core.diagnostics import ModelopsError
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+#: Columns of output that goes to a file, a pipe or a CI log when ``COLUMNS`` is unset:
+#: wide, so tables keep whole words (Rich would otherwise assume 80 columns).
+WIDE_COLUMNS = 200
+#: The narrowest ``--help`` is printed: every option name of every command fits whole
+#: at this width (tests/commands/test_cli_basics.py checks each command's help).
+MIN_HELP_COLUMNS = 100
+
+
+def output_width(stream) -> int | None:
+    """Columns for a console writing to ``stream``: ``None`` (Rich's own choice: the
+    terminal's width, or ``COLUMNS`` when set) on a terminal or when ``COLUMNS`` is
+    set; :data:`WIDE_COLUMNS` otherwise (CI logs, pipes, files)."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return None
+    try:
+        is_tty = stream.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        is_tty = False
+    return None if is_tty else WIDE_COLUMNS
+
+
+def help_width(stream) -> int:
+    """Columns for ``--help``: the terminal's (or ``COLUMNS``) width, at least
+    :data:`MIN_HELP_COLUMNS`, so no option name is cut; :data:`WIDE_COLUMNS` when the
+    help goes to a pipe or a file without ``COLUMNS``."""
+    width = output_width(stream)
+    if width is None:
+        width = Console(file=stream).width
+    return max(width, MIN_HELP_COLUMNS)
+
+
+console = Console(highlight=False, soft_wrap=True, width=output_width(sys.stdout))
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=output_width(sys.stderr))
 
 _state: dict = {"root": None, "state_dir": None, "config": None}
 

@@ -6,15 +6,21 @@ shown as text, never read as Rich markup.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from rich.table import Table
 from rich.text import Text
 
 from reconciler.engine.metrics import ServiceMetrics
+from reconciler.state.ledger import REVIVING_ACTIONS
+from reconciler.state.reasons import SUCCEEDED
 
 STATUS_COLUMNS = (
     "deployment",
     "platform",
     "revision",
+    "model",
+    "applied",
     "health",
     "service",
     "stalled",
@@ -25,10 +31,22 @@ STATUS_COLUMNS = (
 HISTORY_COLUMNS = ("time", "action", "revision", "result", "actor", "detail")
 
 
-def status_row(record, health: str, service: ServiceMetrics | str | None = None) -> dict:
+def status_row(
+    record,
+    health: str,
+    service: ServiceMetrics | str | None = None,
+    now: datetime | None = None,
+) -> dict:
     """One live ledger record as a ``status`` row: the :data:`STATUS_COLUMNS` plus
-    ``failures``, ``service_metrics`` and ``bundle`` (``--format json`` prints the rows
-    as they are).
+    ``failures``, ``service_metrics``, ``bundle``, ``model_sha256``, ``bento_tag``,
+    ``applied_at`` (ISO 8601 UTC or ``""``) and ``age_s`` (seconds since then, or
+    ``None``) (``--format json`` prints the rows as they are).
+
+    ``model``: the model version the server reports when the spec names none, the first
+    12 hex digits of the applied model file's SHA-256 (``-`` when nothing was applied).
+    ``applied``: the time of the last successful ``apply`` or ``rollback`` in the
+    record's history and its age against ``now`` (default: the current UTC time), e.g.
+    ``2026-12-06T20:01:07Z (3h 12m ago)``.
 
     ``service``: a local server's request figures since it started
     (:class:`ServiceMetrics`: column ``service`` is its summary,
@@ -37,6 +55,9 @@ def status_row(record, health: str, service: ServiceMetrics | str | None = None)
     ``url`` is where its bundle was published and ``bundle`` the bundle's file name
     (``<name>-<digest12>.tar.gz``); ``""`` for other platforms."""
     drift = record.drift or {}
+    artifact = record.artifact or {}
+    applied_at = last_applied_time(record)
+    age_s = _age_s(applied_at, now)
     stalled = record.stalled_reason or ("no" if not record.stalled else "yes")
     if record.suspended:
         stalled = f"held: rolled back to {record.suspended.get('revision', '')[:12]}"
@@ -44,6 +65,8 @@ def status_row(record, health: str, service: ServiceMetrics | str | None = None)
         "deployment": record.key,
         "platform": record.platform,
         "revision": (record.lastAppliedRevision or "-")[:12],
+        "model": (artifact.get("model_sha256") or "-")[:12],
+        "applied": f"{applied_at} ({age_text(age_s)} ago)" if age_s is not None else "-",
         "health": health,
         "stalled": stalled,
         "failures": record.failures,
@@ -55,7 +78,44 @@ def status_row(record, health: str, service: ServiceMetrics | str | None = None)
         "quality": _quality(record.quality or {}),
         "url": record.outputs.get("url", ""),
         "bundle": record.outputs.get("bundle", ""),
+        "model_sha256": artifact.get("model_sha256", ""),
+        "bento_tag": artifact.get("bento_tag", ""),
+        "applied_at": applied_at,
+        "age_s": age_s,
     }
+
+
+def last_applied_time(record) -> str:
+    """The ``time`` of the newest succeeded ``apply`` or ``rollback`` history entry of
+    ``record`` (ISO 8601 UTC as the ledger wrote it), or ``""`` when there is none."""
+    for entry in reversed(record.history or []):
+        if entry.get("action") in REVIVING_ACTIONS and entry.get("result") == SUCCEEDED:
+            return str(entry.get("time") or "")
+    return ""
+
+
+def _age_s(when: str, now: datetime | None) -> int | None:
+    """Whole seconds from ISO 8601 ``when`` to ``now`` (UTC); ``None`` when unreadable."""
+    try:
+        then = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    return max(0, int(((now or datetime.now(UTC)) - then).total_seconds()))
+
+
+def age_text(seconds: int) -> str:
+    """``seconds`` as the two largest units: ``45s``, ``12m 5s``, ``3h 12m``, ``2d 4h``."""
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    for i, (unit, size) in enumerate(units):
+        if seconds >= size or unit == "s":
+            text = f"{seconds // size}{unit}"
+            if unit != "s":
+                small, small_size = units[i + 1]
+                text += f" {seconds % size // small_size}{small}"
+            return text
+    raise AssertionError("unreachable: the unit 's' always matches")
 
 
 def _quality(quality: dict) -> str:

@@ -80,6 +80,8 @@ def test_status_row_and_history_footer_from_a_real_ledger_record():
         "deployment": "fraud-detector-prod",
         "platform": "kubernetes",
         "revision": "a" * 12,
+        "model": "-",  # no artifact recorded
+        "applied": row["applied"],  # the current time: checked below
         "health": "Ready=True ApplySucceeded",
         "stalled": "no",
         "failures": 0,
@@ -89,7 +91,12 @@ def test_status_row_and_history_footer_from_a_real_ledger_record():
         "quality": "-",
         "url": "https://ml.example.com",
         "bundle": "",  # an edge deployment's bundle file name; none here
+        "model_sha256": "",
+        "bento_tag": "",
+        "applied_at": rec.history[-1]["time"],
+        "age_s": row["age_s"],
     }
+    assert row["applied"].startswith(rec.history[-1]["time"] + " (")
     rec.quality = {
         "status": "quality alert",
         "metric": "accuracy",
