@@ -79,8 +79,12 @@ class Config:
             return str(path)
 
     def repo_path(self, value: str) -> Path | None:
-        """Resolve a repository-relative path from a spec; ``None`` if it leaves the root."""
-        candidate = (self.root / value).resolve()
+        """Resolve a repository-relative path from a spec; ``None`` if it leaves the root
+        or cannot be resolved (a symbolic link loop, a NUL character)."""
+        try:
+            candidate = (self.root / value).resolve()
+        except (OSError, RuntimeError, ValueError):
+            return None
         try:
             candidate.relative_to(self.root)
         except ValueError:

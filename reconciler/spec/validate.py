@@ -372,7 +372,12 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
     if isinstance(uri, str) and not uri.startswith(URI_SCHEMES) and not _SCHEME.match(uri):
         model_path = config.repo_path(uri)
         if model_path is None:
-            err("spec.model.uri", f"{uri!r} leaves the repository; use a path inside it", "path")
+            err(
+                "spec.model.uri",
+                f"{uri!r} leaves the repository or cannot be resolved (a symbolic link loop); "
+                "use a path inside it",
+                "path",
+            )
         elif not model_path.is_file():
             err(
                 "spec.model.uri",

@@ -8,6 +8,7 @@ history (:meth:`LedgerRecord.record_destroyed`). Only ``reconciler.state.status`
 
 from __future__ import annotations
 
+import errno
 import getpass
 import json
 import os
@@ -43,6 +44,32 @@ REVIVING_ACTIONS = (APPLY, ROLLBACK)
 
 class LedgerError(ModelopsError):
     """A ledger file that cannot be trusted (corrupt, or from a newer version); exit 2."""
+
+
+_WRITE_PROBLEMS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+class StateWriteError(ModelopsError):
+    """The state directory cannot be written (full, read-only, no permission); exit 2.
+
+    The message names the directory and what to do; the file being written is left as
+    it was (the temp file is removed).
+    """
+
+    def __init__(self, directory: Path, exc: OSError) -> None:
+        why = _WRITE_PROBLEMS.get(exc.errno or 0, exc.strerror or str(exc))
+        super().__init__(
+            f"cannot write the state directory {directory}: {why}. Free space or make it "
+            "writable (or point --state-dir / MODELOPS_STATE_DIR elsewhere); the file being "
+            "written was left as it was"
+        )
+        self.errno = exc.errno
 
 
 def actor() -> str:
@@ -412,8 +439,17 @@ def write_json_atomically(target: Path, doc: dict) -> None:
     fsync of the directory. A crash leaves the old file or the new one, never half of one.
 
     Raises:
-        OSError: the directory cannot be created or written (the temp file is removed).
+        StateWriteError: (exit 2) the directory cannot be created or written (full,
+            read-only, no permission): named in the message; the temp file is removed and
+            ``target`` left as it was.
     """
+    try:
+        _write_json(target, doc)
+    except OSError as exc:
+        raise StateWriteError(target.parent, exc) from None
+
+
+def _write_json(target: Path, doc: dict) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from reconciler.core.clock import now_iso
 from reconciler.core.diagnostics import ModelopsError
-from reconciler.state.ledger import actor, wrong_json_type
+from reconciler.state.ledger import StateWriteError, actor, wrong_json_type
 
 LOCK_FILE = "lock"
 #: Seconds between two attempts while waiting for a lock.
@@ -140,6 +140,12 @@ class StateLock:
             actor(),
             _proc_start(os.getpid()),
         )
+        try:
+            return self._write(info)
+        except OSError as exc:
+            raise StateWriteError(self.state_dir, exc) from None
+
+    def _write(self, info: LockInfo) -> bool:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".lock.", dir=self.state_dir)
         try:
