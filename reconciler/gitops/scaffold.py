@@ -33,10 +33,21 @@ gives the JSON Schema for your editor; `modelops validate` checks them.
 GITIGNORE = ".modelops/\n"
 
 
+#: Where the policy library is in an installed wheel (``setup.py`` copies ``policies/``
+#: there at build time).
+PACKAGED_LIBRARY = Path(__file__).resolve().parents[1] / "library" / "policies"
+#: Where it is in a source checkout (and so in an editable install).
+CHECKOUT_LIBRARY = Path(__file__).resolve().parents[2] / "policies"
+
+
 def policy_library() -> Path | None:
-    """The policy library shipped with modelops (``policies/`` next to the package)."""
-    candidate = Path(__file__).resolve().parents[2] / "policies"
-    return candidate if candidate.is_dir() else None
+    """The policy library shipped with modelops: the wheel's copy
+    (:data:`PACKAGED_LIBRARY`), else the checkout's ``policies/``
+    (:data:`CHECKOUT_LIBRARY`); ``None`` when neither exists (a broken install)."""
+    for candidate in (PACKAGED_LIBRARY, CHECKOUT_LIBRARY):
+        if candidate.is_dir():
+            return candidate
+    return None
 
 
 @dataclass
@@ -84,8 +95,9 @@ def init_repository(
     library = policy_library()
     if library is None:
         raise ModelopsError(
-            "the policy library (policies/) is not next to the installed modelops package; "
-            "install modelops from a source checkout"
+            f"the policy library is missing from the installed modelops package (looked in "
+            f"{PACKAGED_LIBRARY} and {CHECKOUT_LIBRARY}); reinstall it: "
+            "pip install --force-reinstall modelops-gitops"
         )
     result = InitResult(dest.resolve())
     dest.mkdir(parents=True, exist_ok=True)
