@@ -61,9 +61,10 @@ def test_too_few_rows_is_insufficient_data_never_drift(tmp_path: Path) -> None:
     assert rec.history[-1]["result"] == INSUFFICIENT
     assert "54 current rows, the test needs at least 322" in rec.history[-1]["message"]
 
-    # a what-if run on other data changes nothing in the ledger
-    what_if = monitor_run(dep, config, current=shifted(reference(), seed=4), now=NOW)
-    assert what_if.what_if and what_if.verdict == "drifted"
+    # a what-if run on other data changes nothing in the ledger (a small one: no
+    # Evidently run needed to show it)
+    what_if = monitor_run(dep, config, current=shifted(reference(), seed=4).iloc[:100], now=NOW)
+    assert what_if.what_if and what_if.verdict == INSUFFICIENT
     again = Ledger(config.state_dir).get("fraud-detector", "staging")
     assert again.drift == rec.drift and len(again.history) == len(rec.history)
 
