@@ -718,9 +718,8 @@ def estimate(
 
     Raises:
         CostError: (exit 1) a region or instance type not in the snapshot, GPUs without
-            a rate, a negative or non-numeric usage figure, a schedule it cannot read.
-        ValueError: a resource quantity that is not a Kubernetes quantity (the renderer
-            only writes valid ones).
+            a rate, a negative or non-numeric usage figure, a schedule it cannot read, or
+            a resource of a shape it cannot read (a hand-edited recorded state).
     """
     prices = prices or load_prices()
     out = Estimate(
@@ -731,6 +730,21 @@ def estimate(
         team if team is not None else team_of(state),
         prices_date=prices.publication_date,
     )
+    try:
+        _price(state, prices, rates, usage, out)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        # A recorded state edited by hand, or a shape this code does not know: say so.
+        raise CostError(
+            "spec.target",
+            f"cannot price the resources of {state.deployment}: {type(exc).__name__}: {exc}",
+        ) from None
+    for r in state.resources:
+        if r.kind not in _PRICED:
+            out.unpriced[r.kind] = out.unpriced.get(r.kind, 0) + 1
+    return out
+
+
+def _price(state, prices, rates, usage, out: Estimate) -> None:
     if state.platform == "local":
         out.lines.append(CostLine("local BentoML server on this machine", "no cloud charge", 0, 0))
     elif state.platform == "kubernetes":
@@ -741,7 +755,3 @@ def estimate(
         out.lines.append(
             CostLine(f"{state.platform} target: runs outside the cloud", "no cloud charge", 0, 0)
         )
-    for r in state.resources:
-        if r.kind not in _PRICED:
-            out.unpriced[r.kind] = out.unpriced.get(r.kind, 0) + 1
-    return out

@@ -47,7 +47,12 @@ def estimate_rendered(
     if state is None:
         return None
     if isinstance(state, dict):
-        state = DesiredState.from_dict(state)
+        try:
+            state = DesiredState.from_dict(state)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CostError(
+                "spec.target", f"the recorded state cannot be read ({type(exc).__name__}: {exc})"
+            ) from None
     usage = dep.get("spec.cost.usage") if dep is not None else None
     team = dep.get("metadata.team") if dep is not None else None
     return estimate(state, load_prices(), KubernetesRates.from_config(config), usage, team)

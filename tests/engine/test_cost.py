@@ -264,3 +264,15 @@ def test_a_limit_stands_in_for_a_missing_request():
     # A missing request is the limit (Kubernetes defaults it): 1 vCPU × 2 replicas.
     assert est.expected == est.max == pytest.approx(0.031611 * 2 * HOURS_PER_MONTH)
     assert est.team == "t"
+
+
+def test_a_state_of_an_unknown_shape_is_a_cost_error_not_a_traceback(states):
+    # A ledger record edited by hand: a replica count that is not a number.
+    state = _with(
+        states[0]["fraud-detector-prod"],
+        "HorizontalPodAutoscaler",
+        lambda i: i["spec"].update(minReplicas="many"),
+    )
+    with pytest.raises(CostError) as err:
+        estimate(state)
+    assert "fraud-detector-prod" in err.value.message and "many" in err.value.message
