@@ -226,11 +226,13 @@ def start_server(
     (config.state_dir / "bentoml").mkdir(parents=True, exist_ok=True)
     server_id = f"{stem}-{uuid.uuid4().hex[:12]}"
     argv = [sys.executable, "-m", "bentoml", "serve", tag, "--host", HOST, "--port", str(port)]
-    with open(log_path, "ab") as log:
+    with open(log_path, "ab", buffering=0) as log:  # unbuffered: nothing left to flush
         start_offset = log.tell()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        log.write(f"=== modelops {stamp}: {' '.join(argv[1:])} ({server_id})\n".encode())
-        log.flush()
+        # the header is a convenience: a full disk must not stop the server from starting
+        # (its log writes fail too; serving and health do not depend on them)
+        with contextlib.suppress(OSError):
+            log.write(f"=== modelops {stamp}: {' '.join(argv[1:])} ({server_id})\n".encode())
         try:
             proc = start_group(
                 argv,

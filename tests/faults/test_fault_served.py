@@ -1,4 +1,5 @@
-"""Fault: a recorded pid now belongs to another deployment's server (issue 16, item 4).
+"""Faults around a served Bento: a recorded pid that now belongs to another deployment's
+server (issue 16, item 4), and a server whose log device is full (item 7).
 
 The shared served Bento (``served_fraud``: one real ``bentoml serve`` per worker) plays
 the other deployment's server; a ledger record of a deployment ``victim-staging`` names
@@ -12,7 +13,7 @@ import httpx
 import pytest
 from support.serving import servers_under
 
-from reconciler.build.serve import server_id_of
+from reconciler.build.serve import server_id_of, start_server, stop_server
 from reconciler.core.procs import identity_of
 from reconciler.engine.local import LocalEngine
 from reconciler.state.ledger import LedgerRecord
@@ -84,3 +85,35 @@ def test_the_matching_identity_is_healthy(served_fraud):
         }
     )
     assert LocalEngine(served_fraud.config).health(record) == "Healthy"
+
+
+def test_a_full_log_device_does_not_stop_the_server_or_its_health(served_fraud):
+    """The server log on a device with no space left (``/dev/full``: every write fails
+    with ENOSPC): the server still starts, /livez and /predict still answer, and the
+    engine's health check says Healthy (it reads no log)."""
+    config, artifact = served_fraud.config, served_fraud.artifact
+    log = config.state_dir / "logs" / "full-disk.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    log.symlink_to("/dev/full")
+    handle = start_server(artifact, config, log_name="full-disk", timeout_s=120)
+    try:
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            codes = {client.get(f"{handle.url}/livez").status_code for _ in range(20)}
+            body = {"instances": [[0.0] * 30]}
+            predicted = client.post(f"{handle.url}/predict", json=body).status_code
+        assert codes == {200} and predicted == 200
+        record = _record(
+            {
+                "pid": handle.pid,
+                "pgid": handle.pgid,
+                "url": handle.url,
+                "server_id": handle.server_id,
+                "bento_tag": handle.bento_tag,
+                "process_started": handle.started,
+            }
+        )
+        assert LocalEngine(config).health(record) == "Healthy"
+    finally:
+        stop_server(handle)
+        log.unlink(missing_ok=True)
