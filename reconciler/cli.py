@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
@@ -35,6 +34,7 @@ from reconciler.commands import (
 )
 from reconciler.commands.options import console, err_console, help_width, set_global_options
 from reconciler.core.diagnostics import EXIT_USAGE, ModelopsError
+from reconciler.core.version import installed
 
 app = typer.Typer(
     name="modelops",
@@ -44,25 +44,13 @@ app = typer.Typer(
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
 )
 
-#: Distribution names this package has been published under, newest first. A candidate
-#: counts only when its ``modelops`` console script is ours (PyPI's ``modelops`` is an
-#: unrelated package).
-DISTRIBUTIONS = ("modelops-gitops", "modelops")
-ENTRY_POINT = "reconciler.cli:main"
-
 
 def version() -> str:
-    """``<distribution> <version>`` of the installed distribution whose ``modelops``
-    console script is :data:`ENTRY_POINT` (``importlib.metadata``); ``modelops (version
-    unknown: not installed)`` when it runs from a source tree without an install."""
-    for name in DISTRIBUTIONS:
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue
-        if any(ep.value == ENTRY_POINT for ep in dist.entry_points):
-            return f"{dist.metadata['Name']} {dist.version}"
-    return "modelops (version unknown: not installed)"
+    """``<distribution> <version>`` of the installed modelops
+    (:func:`reconciler.core.version.installed`); ``modelops (version unknown: not
+    installed)`` when it runs from a source tree without an install."""
+    found = installed()
+    return f"{found[0]} {found[1]}" if found else "modelops (version unknown: not installed)"
 
 
 def _print_version(value: bool) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import git
 
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.core.version import installed
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: (template file, destination path in the new repository)
@@ -31,6 +32,17 @@ One ModelDeployment per file (`*.yaml`). `modelops schema > modeldeployment.sche
 gives the JSON Schema for your editor; `modelops validate` checks them.
 """
 GITIGNORE = ".modelops/\n"
+#: In the workflow templates: the modelops version the action installs (and its tag).
+VERSION_PLACEHOLDER = "@MODELOPS_VERSION@"
+#: The version written when modelops runs from a source tree without an install.
+FALLBACK_VERSION = "0.1.0"
+
+
+def workflow_version() -> str:
+    """The version the written workflows install: the installed modelops-gitops's, so
+    CI runs what ``init`` ran with (:data:`FALLBACK_VERSION` from a bare source tree)."""
+    found = installed()
+    return found[1] if found else FALLBACK_VERSION
 
 
 #: Where the policy library is in an installed wheel (``setup.py`` copies ``policies/``
@@ -116,6 +128,7 @@ def init_repository(
         if template == "CODEOWNERS":
             text = text.replace("@SECURITY-TEAM", security_team)
             text = text.replace("@PLATFORM-TEAM", platform_team)
+        text = text.replace(VERSION_PLACEHOLDER, workflow_version())
         write(rel, text)
     write("specs/README.md", SPECS_README)
     write(".gitignore", GITIGNORE)

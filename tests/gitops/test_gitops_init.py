@@ -7,7 +7,7 @@ from support.cli import invoke
 from support.repo import PROJECT
 
 from reconciler.core.config import load_config
-from reconciler.gitops.scaffold import TEMPLATES
+from reconciler.gitops.scaffold import TEMPLATES, VERSION_PLACEHOLDER, workflow_version
 
 
 def test_init_scaffolds_a_spec_repository(tmp_path):
@@ -50,16 +50,67 @@ def test_workflows_are_valid_yaml_and_the_examples_match_the_templates():
     # PyYAML reads the key `on` as True
     triggers = plan[True]
     assert "pull_request" in triggers and "pull_request_target" not in triggers
-    steps = plan["jobs"]["plan"]["steps"]
+    assert plan["permissions"] == {}  # every job asks for its own
+    job = plan["jobs"]["plan"]
+    assert job["runs-on"] == "ubuntu-latest"
+    assert job["permissions"] == {
+        "contents": "read",
+        "pull-requests": "write",
+        "security-events": "write",
+        "actions": "read",  # SARIF upload in private repositories
+    }
+    steps = job["steps"]
     text = yaml.safe_dump(steps)
-    assert "fetch-depth: 0" in text and "upload-sarif" in text
-    assert "modelops plan --base" in text and "--format markdown" in text
+    assert "fetch-depth: 0" in text and "sarif: modelops-policy.sarif" in text
+    assert "plan --base origin/" in text and "--format markdown" in text
+    assert "comment: modelops-plan.md" in text
+    assert "id-token" not in yaml.safe_dump(plan)  # no cloud credentials for a PR
     apply = yaml.safe_load((TEMPLATES / "modelops-apply.yml").read_text())
     assert apply[True]["push"]["branches"] == ["main"]
     assert apply["concurrency"]["cancel-in-progress"] is False
     assert "--prune" not in yaml.safe_dump(apply["jobs"]["prod"]["steps"])
+    for name, job in apply["jobs"].items():
+        assert job["runs-on"] == "ubuntu-latest", name
+        assert job["permissions"] == {"contents": "read", "id-token": "write"}, name
+        uses = [s["uses"] for s in job["steps"] if "uses" in s]
+        # the OIDC token is used: the AWS role is assumed before modelops runs
+        aws = uses.index("aws-actions/configure-aws-credentials@v4")
+        assert aws < next(i for i, u in enumerate(uses) if u.startswith("YOUR-ORG/modelops@"))
     test = yaml.safe_load((PROJECT / ".github/workflows/test.yml").read_text())
     assert "make test" in yaml.safe_dump(test["jobs"]["test"]["steps"])
+
+
+def test_the_workflows_init_writes_use_the_action_at_the_installed_version(tmp_path):
+    code, _, err = invoke(tmp_path, "init", str(tmp_path / "repo"))
+    assert code == 0, err
+    version = workflow_version()
+    for name in ("modelops-plan.yml", "modelops-apply.yml"):
+        text = (tmp_path / "repo" / ".github" / "workflows" / name).read_text()
+        assert VERSION_PLACEHOLDER not in text
+        flow = yaml.safe_load(text)
+        uses = [s.get("uses", "") for job in flow["jobs"].values() for s in job["steps"]]
+        ours = [s for job in flow["jobs"].values() for s in job["steps"] if "with" in s]
+        ours = [s for s in ours if s.get("uses", "").startswith("YOUR-ORG/modelops@")]
+        assert ours and all(s["uses"] == f"YOUR-ORG/modelops@v{version}" for s in ours)
+        assert all(s["with"]["version"] == version for s in ours)
+        majors = {u.split("@")[0]: u.split("@")[1] for u in uses if u and "YOUR-ORG" not in u}
+        assert majors.get("actions/checkout") == "v4"
+
+
+def test_the_action_installs_the_version_with_extras_and_reports_sarif_and_the_comment():
+    action = yaml.safe_load((PROJECT / "action.yml").read_text())
+    assert action["runs"]["using"] == "composite"
+    assert {"version", "extras", "command", "sarif", "comment"} <= set(action["inputs"])
+    assert action["inputs"]["extras"]["default"] == "frameworks"
+    steps = action["runs"]["steps"]
+    uses = [s.get("uses", "") for s in steps]
+    assert "actions/setup-python@v5" in uses and "actions/cache@v4" in uses
+    assert "github/codeql-action/upload-sarif@v3" in uses
+    assert "actions/github-script@v7" in uses
+    install = next(s for s in steps if s.get("name") == "Install modelops")
+    assert "modelops-gitops" in install["run"] and "${{" not in install["run"]  # inputs via env
+    for step in steps:  # no input reaches a shell script except through the environment
+        assert "${{ inputs." not in step.get("run", ""), step.get("name")
 
 
 def test_init_runs_git_init_and_uses_one_placeholder(tmp_path):
