@@ -257,13 +257,20 @@ def test_non_ecr_registry_is_reported_with_its_line(spec_repo):
 
 
 def test_capture_sink_must_be_s3_on_aws(spec_repo):
+    config = load_config(spec_repo)
+    dep = load_all(config, ["diabetes-progression"], "prod").deployments[0]
     edit_spec(
         spec_repo,
         "diabetes-progression",
         lambda d: d["spec"]["monitoring"]["capture"].update(sink="captures/local"),
     )
+    # validate refuses it first, at the field (reconciler/spec/validate.py) ...
+    errors = load_all(config, ["diabetes-progression"], "prod").errors
+    assert [d.field for d in errors] == ["spec.monitoring.capture.sink"]
+    # ... and the stack still refuses a deployment that did not go through validate
+    dep.data["spec"]["monitoring"]["capture"]["sink"] = "captures/local"
     with pytest.raises(RenderError) as err:
-        rendered(spec_repo, "diabetes-progression")
+        render(dep, None, config, cache=False)
     assert err.value.diagnostics[0].field == "spec.monitoring.capture.sink"
 
 
