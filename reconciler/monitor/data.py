@@ -286,7 +286,7 @@ def capture_dir(dep: Deployment, config: Config) -> tuple[Path, list[str]]:
     return base / dep.name / dep.env, notes
 
 
-def _s3_capture_files(
+def s3_capture_files(
     dep: Deployment, config: Config, sink: str, days: list[str], ext: str, spooled: list[Path]
 ) -> tuple[list[Path], list[str]]:
     """Capture files of an ``s3://`` sink: those on S3 (downloaded into
@@ -338,7 +338,7 @@ def load_capture(
     files = [f for d in days for f in sorted((directory / d).glob(f"capture-*.{ext}"))]
     sink = dep.get("spec.monitoring.capture.sink")
     if sink.startswith("s3://"):
-        files, s3_notes = _s3_capture_files(dep, config, sink, days, ext, files)
+        files, s3_notes = s3_capture_files(dep, config, sink, days, ext, files)
         notes.extend(s3_notes)
     span = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
     if not files:

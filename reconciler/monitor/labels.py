@@ -30,7 +30,12 @@ from typing import TYPE_CHECKING
 
 from reconciler.core.clock import now_iso
 from reconciler.core.config import Config
-from reconciler.monitor.data import MonitorInputError, capture_dir, field_origin
+from reconciler.monitor.data import (
+    MonitorInputError,
+    capture_dir,
+    field_origin,
+    s3_capture_files,
+)
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import spec_path
 
@@ -125,12 +130,15 @@ class Predictions:
             array, rows × classes, or ``None`` when the capture has no probabilities).
         files: capture files read.
         synthetic_skipped: records marked synthetic in the capture (not counted).
+        notes: remarks on where the files came from (an ``s3://`` sink: downloaded, or
+            only the local spool when S3 could not be read).
     """
 
     frame: pd.DataFrame
     proba: object
     files: list[Path] = field(default_factory=list)
     synthetic_skipped: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 def prediction_ids(request_id: str, rows: int) -> list[str]:
@@ -150,7 +158,8 @@ def _text(value) -> str:
 def load_predictions(
     dep: Deployment, config: Config, start: datetime, end: datetime
 ) -> Predictions:
-    """Every captured prediction timestamped in ``[start, end]`` (JSON Lines or Parquet).
+    """Every captured prediction timestamped in ``[start, end]`` (JSON Lines or Parquet;
+    an ``s3://`` sink is downloaded into the capture cache as for the drift job).
 
     Records with a ``synthetic`` field are skipped and counted (the service does not
     capture marked traffic; older captures might hold it).
@@ -166,7 +175,13 @@ def load_predictions(
     while day <= end.date():
         days.append(day.isoformat())
         day += timedelta(days=1)
-    files = [f for d in days for f in sorted((directory / d).glob("capture-*.*"))]
+    fmt = dep.get("spec.monitoring.capture.format", "jsonl")
+    ext = "parquet" if fmt == "parquet" else "jsonl"
+    files = [f for d in days for f in sorted((directory / d).glob(f"capture-*.{ext}"))]
+    sink = dep.get("spec.monitoring.capture.sink")
+    notes: list[str] = []
+    if isinstance(sink, str) and sink.startswith("s3://"):  # as the drift job reads it
+        files, notes = s3_capture_files(dep, config, sink, days, ext, files)
     ids: list[str] = []
     stamps: list[datetime] = []
     preds: list[str] = []
@@ -209,7 +224,7 @@ def load_predictions(
         width = {len(p) for p in probas}
         if len(width) == 1:
             proba = np.asarray(probas, dtype=np.float64)
-    return Predictions(frame, proba, files, skipped)
+    return Predictions(frame, proba, files, skipped, notes)
 
 
 def _capture_records(path: Path, config: Config):

@@ -277,6 +277,7 @@ def run_quality(
         action=str(q.get("on_quality_drop", "alert")),
         notes=notes,
     )
+    notes.extend(preds.notes)
     if preds.synthetic_skipped:
         notes.append(f"{preds.synthetic_skipped} synthetic capture record(s) not counted")
     if not n_pred:
