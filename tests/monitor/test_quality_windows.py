@@ -1,18 +1,25 @@
 """The quality job's bad windows, on real capture files (the runtime's CaptureWriter) and
 real label files: an empty window and a window whose labels are all overdue give a
 clear verdict and a recorded result, never a crash; labels that arrive after
-``max_delay`` are stored and counted as late."""
+``max_delay`` are stored and counted as late; a regressor gets MAE, RMSE, R² and its KPI."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
 
+import joblib
+import numpy as np
 import pandas as pd
+import pytest
 from support.monitor import NOW, capture, deployment, fraud_repo, reference
+from support.repo import make_repo
 
+from reconciler.core.config import load_config
 from reconciler.flow.monitor import labels_ingest, quality_run
 from reconciler.monitor.quality import INSUFFICIENT
+from reconciler.runtime.capture import CaptureWriter
+from reconciler.spec.repo import load_all
 from reconciler.state.ledger import Ledger
 
 LABELS = "    labels: {sink: labels, max_delay: 2d}\n    quality: {min_accuracy: 0.8}\n"
@@ -57,3 +64,54 @@ def test_every_label_overdue_then_late_labels_are_counted(tmp_path: Path) -> Non
     history = Ledger(config.state_dir).get("fraud-detector", "staging").history
     assert [h["action"] for h in history] == ["quality", "labels", "quality"]
     assert "64 late" in history[1]["message"]
+
+
+REGRESSION = (
+    "    capture: {enabled: true, sample_rate: 1.0, sink: .modelops/capture, format: parquet}\n"
+    "    labels: {sink: labels, label_field: progression, max_delay: 30d}\n"
+    "    quality: {max_mae: 80, max_drop: 0.1, metric: r2}\n"
+    "    kpi: {name: cost, unit: EUR, cost_per_unit_error: -0.5}\n"
+)
+
+
+def test_regressor_quality_mae_rmse_r2_and_kpi(tmp_path: Path) -> None:
+    """The diabetes regressor: captured (Parquet) predictions of the live model on the
+    holdout rows, the true progression as labels; realized equals the reference."""
+
+    def edit(text: str) -> str:
+        lines = [ln for ln in text.splitlines(keepends=True) if "    capture: {" not in ln]
+        return "".join(lines).replace("    on_drift: alert\n", "    on_drift: alert\n" + REGRESSION)
+
+    root = make_repo(
+        tmp_path / "repo", specs=["diabetes-progression"], examples=["diabetes"],
+        policies=False, edit=edit,
+    ).root  # fmt: skip
+    config = load_config(root)
+    dep = load_all(config, ["diabetes-progression"], "staging").deployments[0]
+    holdout = pd.read_parquet(root / "examples/diabetes/holdout.parquet")
+    x = holdout.drop(columns="target").to_numpy(dtype=np.float32)
+    pred = joblib.load(root / "examples/diabetes/model.joblib").predict(x)
+    writer = CaptureWriter(
+        root / ".modelops/capture", "diabetes-progression", "staging", 1.0, fmt="parquet"
+    )
+    for i in range(len(x)):
+        writer.submit(f"d{i}", "1", 1.0, [x[i].tolist()], [float(pred[i])],
+                      timestamp=NOW - timedelta(hours=1))  # fmt: skip
+    writer.close()
+    labels = pd.DataFrame({"request_id": [f"d{i}" for i in range(len(x))],
+                           "progression": holdout["target"].astype(str)})  # fmt: skip
+    labels.loc[0, "progression"] = "high"  # wrong type: rejected, counted
+    labels.to_csv(root / "outcomes.csv", index=False)
+
+    ingested = labels_ingest(dep, config, root / "outcomes.csv", now=NOW)
+    assert ingested.rejected == {"wrong_type": 1} and ingested.accepted == len(x) - 1
+
+    result = quality_run(dep, config, now=NOW)
+
+    assert result.task == "regression" and result.labelled == len(x) - 1
+    assert set(result.metrics) == {"mae", "rmse", "r2"}
+    for name, m in result.metrics.items():
+        assert m["low"] <= m["value"] <= m["high"], name
+        assert abs(m["value"] - result.reference[name]) < 0.05 * abs(result.reference[name])
+    assert result.kpi["value"] == pytest.approx(-0.5 * result.metrics["mae"]["value"], abs=1e-4)
+    assert result.verdict == "ok" and result.drift_kind == "none"
