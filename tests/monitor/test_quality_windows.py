@@ -12,6 +12,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from support.cli import invoke
 from support.monitor import NOW, capture, deployment, fraud_repo, reference
 from support.repo import make_repo
 
@@ -115,3 +116,16 @@ def test_regressor_quality_mae_rmse_r2_and_kpi(tmp_path: Path) -> None:
         assert abs(m["value"] - result.reference[name]) < 0.05 * abs(result.reference[name])
     assert result.kpi["value"] == pytest.approx(-0.5 * result.metrics["mae"]["value"], abs=1e-4)
     assert result.verdict == "ok" and result.drift_kind == "none"
+
+
+def test_label_file_without_the_columns_is_exit_2_named_and_recorded(tmp_path: Path) -> None:
+    root = _repo(tmp_path)
+    pd.DataFrame({"id": ["a"], "y": [1]}).to_csv(root / "wrong.csv", index=False)
+    code, out, err = invoke(
+        root, "labels", "ingest", "fraud-detector", "--env", "staging", str(root / "wrong.csv")
+    )
+    assert code == 2, out + err
+    assert "missing column(s) request_id, label" in err and "the file has: id, y" in err
+    config, _ = deployment(root)
+    entry = Ledger(config.state_dir).get("fraud-detector", "staging").history[-1]
+    assert (entry["action"], entry["result"]) == ("labels", "failed")
