@@ -14,7 +14,7 @@ import json
 
 import pytest
 from support.cli import invoke
-from support.faults import Tally, run
+from support.faults import Tally
 from support.repo import make_repo, relax
 
 from reconciler.build.serve import find_servers
@@ -50,12 +50,12 @@ def test_apply_killed_at_each_stage_converges_to_one_recorded_server(tmp_path):
     tally.kill(repo.root, "record", *apply)
     assert len(find_servers(state, KEY)) == 1
 
-    tally.clean("apply after the kills", run(repo.root, *apply))
+    tally.clean("apply after the kills", invoke(repo.root, *apply))
     tally.converged("apply after the kills", state, KEY, 1)
     (row,) = json.loads(invoke(repo.root, "status", "--env", "staging", "-f", "json").stdout)
     assert row["health"] == "Healthy"
 
-    tally.clean("destroy", run(repo.root, "destroy", "--env", "staging", "fraud-detector"))
+    tally.clean("destroy", invoke(repo.root, "destroy", "--env", "staging", "fraud-detector"))
     assert find_servers(state, KEY) == {}
     tally.report("apply killed at build/start/smoke/record")
     assert tally.problems == []

@@ -15,7 +15,7 @@ import json
 
 import pytest
 from support.cli import invoke
-from support.faults import Tally, run
+from support.faults import Tally
 from support.repo import make_repo, relax, replace_in_file
 
 from reconciler.build.serve import find_servers
@@ -33,7 +33,7 @@ def test_update_and_destroy_killed_midway_converge(tmp_path):
     tally = Tally()
     apply = ("apply", "--env", "staging")
 
-    tally.clean("first apply", run(repo.root, *apply))
+    tally.clean("first apply", invoke(repo.root, *apply))
     n = tally.converged("first apply", state, KEY, 1)
     first = ledger.get("fraud-detector", "staging").outputs["server_id"]
 
@@ -43,7 +43,7 @@ def test_update_and_destroy_killed_midway_converge(tmp_path):
     (left,) = find_servers(state, KEY)  # the old one stopped, the new one unrecorded
     assert left != first and ledger.get("fraud-detector", "staging").pending
 
-    tally.clean("apply after the update kill", run(repo.root, *apply))
+    tally.clean("apply after the update kill", invoke(repo.root, *apply))
     n = tally.converged("apply after the update kill", state, KEY, n)
     assert left not in find_servers(state, KEY)
 
@@ -54,7 +54,7 @@ def test_update_and_destroy_killed_midway_converge(tmp_path):
     (row,) = json.loads(invoke(repo.root, "status", "--env", "staging", "-f", "json").stdout)
     assert "destroy begun" in row["health"] and "did not finish" in row["health"]
 
-    tally.clean("destroy again", run(repo.root, "destroy", "--env", "staging", "fraud-detector"))
+    tally.clean("destroy again", invoke(repo.root, "destroy", "--env", "staging", "fraud-detector"))
     rec = ledger.get("fraud-detector", "staging")
     assert rec.destroyed and not rec.pending and len(rec.history) >= n
     assert find_servers(state, KEY) == {}
