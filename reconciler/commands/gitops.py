@@ -125,10 +125,18 @@ def init_cmd(
         str,
         typer.Option("--platform-team", help="GitHub team owning the rest in CODEOWNERS."),
     ] = "@YOUR-ORG/ml-platform",
+    example: Annotated[
+        bool,
+        typer.Option(
+            "--example/--no-example",
+            help="Write the example deployment (training script, model, spec, request).",
+        ),
+    ] = True,
 ) -> None:
     """Scaffold a spec repository: config, specs/, policy library, workflows, CODEOWNERS,
-    and `git init` when the directory is not in a Git repository yet."""
-    result = init_repository(directory, security_team, platform_team)
+    an example deployment (examples/iris/, specs/iris-classifier.yaml) and `git init`
+    when the directory is not in a Git repository yet."""
+    result = init_repository(directory, security_team, platform_team, example=example)
     for rel in result.written:
         console.print(f"  wrote {rel}", markup=False)
     for rel in result.kept:
@@ -142,7 +150,8 @@ def init_cmd(
     ]
     hint = f"; replace YOUR-ORG in {', '.join(sorted(set(left)))}" if left else ""
     console.print(
-        f"{len(result.written)} file(s) written in {result.root}. Next: add a spec under "
-        f"specs/, `modelops validate`, `modelops plan`{hint}.",
+        f"{len(result.written)} file(s) written in {result.root}. Next: `modelops validate`, "
+        "`modelops policy check`, `modelops apply --env dev`, `modelops plan --env prod` "
+        f"(the example in specs/ and examples/; README.md says more){hint}.",
         markup=False,
     )

@@ -9,7 +9,10 @@ Existing files are never overwritten; they are reported as kept.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +55,22 @@ PACKAGED_LIBRARY = Path(__file__).resolve().parents[1] / "library" / "policies"
 CHECKOUT_LIBRARY = Path(__file__).resolve().parents[2] / "policies"
 
 
+#: The example deployment: (template under templates/example/, destination).
+EXAMPLE_TRAINER = ("train.py", "examples/iris/train.py")
+EXAMPLE_SPEC = ("iris-classifier.yaml", "specs/iris-classifier.yaml")
+EXAMPLE_README = ("README.md", "README.md")
+#: What the example's training script writes beside itself (``examples/iris/``).
+EXAMPLE_OUTPUTS = (
+    "model.joblib",
+    "model.json",
+    "reference.parquet",
+    "holdout.parquet",
+    "request.json",
+)
+#: Seconds the example's training may take (it takes about 2 s of CPU).
+EXAMPLE_TRAIN_TIMEOUT_S = 300
+
+
 def policy_library() -> Path | None:
     """The policy library shipped with modelops: the wheel's copy
     (:data:`PACKAGED_LIBRARY`), else the checkout's ``policies/``
@@ -80,6 +99,7 @@ def init_repository(
     dest: Path,
     security_team: str = DEFAULT_SECURITY_TEAM,
     platform_team: str = DEFAULT_PLATFORM_TEAM,
+    example: bool = True,
 ) -> InitResult:
     """Scaffold a spec repository at ``dest`` (created if missing), ``git init`` it when it
     is not inside a Git work tree yet (branch ``main``; nothing is committed).
@@ -89,6 +109,10 @@ def init_repository(
         security_team: the GitHub team (``@org/team``) that owns ``policies/`` and
             ``waivers.yaml`` in CODEOWNERS.
         platform_team: the GitHub team that owns everything else in CODEOWNERS.
+        example: also write the example deployment: ``examples/iris/train.py``, run
+            once with this Python to write the model and its files beside it, and
+            ``specs/iris-classifier.yaml`` pinning the model's SHA-256 (dev on the local
+            target, prod on Kubernetes).
 
     Returns:
         An :class:`InitResult`.
@@ -96,7 +120,7 @@ def init_repository(
     Raises:
         ModelopsError: (exit 2) ``security_team`` is not ``@org/team`` or ``@user``; the
             policy library cannot be found next to the installed package; ``dest`` is a
-            file.
+            file; the example's training script failed (its stderr is in the message).
     """
     for option, team in (("--security-team", security_team), ("--platform-team", platform_team)):
         if not team.startswith("@") or " " in team or len(team) < 2:
@@ -142,8 +166,38 @@ def init_repository(
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target)
             result.written.append(rel)
+    if example:
+        _write_example(dest, result, write)
     result.git_initialised = _git_init(dest)
     return result
+
+
+def _write_example(dest: Path, result: InitResult, write) -> None:
+    """The example deployment: trainer, its outputs (by running it), and the spec."""
+    template, rel = EXAMPLE_TRAINER
+    write(rel, (TEMPLATES / "example" / template).read_text(encoding="utf-8"))
+    out = (dest / rel).parent
+    if not (out / "model.joblib").exists():
+        proc = subprocess.run(
+            [sys.executable, str(dest / rel), "--out", str(out)],
+            cwd=dest,
+            capture_output=True,
+            text=True,
+            timeout=EXAMPLE_TRAIN_TIMEOUT_S,
+        )
+        if proc.returncode != 0:
+            raise ModelopsError(
+                f"the example's training ({rel}) failed (exit {proc.returncode}): "
+                f"{proc.stderr.strip()[-2000:]}; `modelops init --no-example` skips the example"
+            )
+        outputs = [f"{out.relative_to(dest).as_posix()}/{name}" for name in EXAMPLE_OUTPUTS]
+        result.written.extend(outputs)
+    digest = hashlib.sha256((out / "model.joblib").read_bytes()).hexdigest()
+    template, rel = EXAMPLE_SPEC
+    text = (TEMPLATES / "example" / template).read_text(encoding="utf-8")
+    write(rel, text.replace("@MODEL_SHA256@", digest))
+    template, rel = EXAMPLE_README
+    write(rel, (TEMPLATES / "example" / template).read_text(encoding="utf-8"))
 
 
 def _git_init(dest: Path) -> bool:

@@ -12,7 +12,9 @@ from reconciler.gitops.scaffold import TEMPLATES, VERSION_PLACEHOLDER, workflow_
 
 def test_init_scaffolds_a_spec_repository(tmp_path):
     dest = tmp_path / "new-repo"
-    code, out, err = invoke(tmp_path, "init", str(dest), "--security-team", "@acme/appsec")
+    code, out, err = invoke(
+        tmp_path, "init", str(dest), "--security-team", "@acme/appsec", "--no-example"
+    )
     assert code == 0, err
     for rel in (
         "modelops.yaml",
@@ -32,7 +34,7 @@ def test_init_scaffolds_a_spec_repository(tmp_path):
     assert config.protected_environments == ["prod"] and config.max_delete_share == 0.5
     # a second run keeps what is there
     (dest / "modelops.yaml").write_text("stalled_after: 5\n")
-    code, out, _ = invoke(tmp_path, "init", str(dest))
+    code, out, _ = invoke(tmp_path, "init", str(dest), "--no-example")
     assert code == 0 and "kept  modelops.yaml" in out
     assert (dest / "modelops.yaml").read_text() == "stalled_after: 5\n"
 
@@ -81,7 +83,7 @@ def test_workflows_are_valid_yaml_and_the_examples_match_the_templates():
 
 
 def test_the_workflows_init_writes_use_the_action_at_the_installed_version(tmp_path):
-    code, _, err = invoke(tmp_path, "init", str(tmp_path / "repo"))
+    code, _, err = invoke(tmp_path, "init", str(tmp_path / "repo"), "--no-example")
     assert code == 0, err
     version = workflow_version()
     for name in ("modelops-plan.yml", "modelops-apply.yml"):
@@ -117,7 +119,7 @@ def test_init_runs_git_init_and_uses_one_placeholder(tmp_path):
     import git
 
     dest = tmp_path / "fresh"
-    code, out, err = invoke(tmp_path, "init", str(dest))
+    code, out, err = invoke(tmp_path, "init", str(dest), "--no-example")
     assert code == 0, err
     repo = git.Repo(dest)
     assert repo.active_branch.name == "main" and not repo.head.is_valid()  # nothing committed
@@ -135,6 +137,7 @@ def test_init_runs_git_init_and_uses_one_placeholder(tmp_path):
         "@acme/appsec",
         "--platform-team",
         "@acme/ml",
+        "--no-example",
     )
     assert code == 0 and "git init" not in out  # already inside a repository
     owners = (dest / "sub/.github/CODEOWNERS").read_text()

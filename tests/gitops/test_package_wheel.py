@@ -93,7 +93,7 @@ def test_init_from_the_installed_wheel_copies_the_policy_library(wheel, tmp_path
         check=True,
     )
     assert Path(where.stdout.strip()).is_relative_to(site)  # not the checkout
-    proc = modelops("init", "demo", cwd=tmp_path)
+    proc = modelops("init", "demo", "--no-example", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     demo = tmp_path / "demo"
     assert (demo / "policies" / "organization.yaml").is_file()
