@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import sys
 import tempfile
@@ -22,8 +23,23 @@ from reconciler.core.diagnostics import ModelopsError
 from reconciler.state.ledger import StateWriteError, actor, wrong_json_type
 
 LOCK_FILE = "lock"
-#: Seconds between two attempts while waiting for a lock.
+#: Seconds before the second attempt while waiting for a held lock; each later wait doubles
+#: (exponential backoff, capped at MAX_POLL_S) and is jittered down by up to half, so runs
+#: that queue behind one holder do not retry in step (AWS's "exponential backoff and
+#: jitter"; the same shape Terraform's S3 backend uses while its lock is held).
 POLL_S = 0.2
+#: The longest wait between two attempts, in seconds.
+MAX_POLL_S = 5.0
+
+
+def backoff_s(attempt: int, rand: random.Random | None = None) -> float:
+    """Seconds to wait after the ``attempt``-th refused attempt (0-based).
+
+    ``POLL_S * 2**attempt`` capped at :data:`MAX_POLL_S`, times a jitter factor in
+    [0.5, 1.0) drawn from ``rand`` (the module's generator when None).
+    """
+    base = min(MAX_POLL_S, POLL_S * (2 ** min(attempt, 16)))
+    return base * (0.5 + 0.5 * (rand or random).random())
 
 
 class LockError(ModelopsError):
@@ -163,8 +179,17 @@ class StateLock:
         return True
 
     def acquire(self) -> LockInfo:
-        """Take the lock, waiting up to ``timeout_s``; returns this holder's info."""
+        """Take the lock, waiting up to ``timeout_s``; returns this holder's info.
+
+        While another live run holds it, attempts are retried with exponential backoff and
+        jitter (:func:`backoff_s`) until the deadline; a lock held by another run is a
+        transient condition and never recorded against a deployment.
+
+        Raises:
+            LockError: the holder is gone (a stale lock), or still holds it at the deadline.
+        """
         deadline = time.monotonic() + self.timeout_s
+        attempt = 0
         while True:
             if self._try():
                 return self.info
@@ -187,7 +212,8 @@ class StateLock:
                     "--lock-timeout.",
                     holder,
                 )
-            time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(backoff_s(attempt), max(0.0, deadline - time.monotonic())))
+            attempt += 1
 
     def release(self) -> None:
         """Remove the lock if this process still holds it (never someone else's)."""

@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 from support.cli import invoke
 
-from reconciler.state.lock import LockError, StateLock, break_lock, read_lock
+from reconciler.state import lock as lock_module
+from reconciler.state.lock import (
+    MAX_POLL_S,
+    POLL_S,
+    LockError,
+    StateLock,
+    backoff_s,
+    break_lock,
+    read_lock,
+)
 
 # Holds the lock until it reads a line (or end of file) on stdin: never by a timer, so the
 # tests do not depend on how fast the machine is.
@@ -69,6 +78,50 @@ def test_second_process_fails_naming_the_holder(tmp_path):
         assert f"pid {proc.pid}" in message and "modelops apply --env test" in message
         assert "since 20" in message and "host" in message
         assert err.value.holder.pid == proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_backoff_doubles_up_to_the_cap_with_jitter_below_the_base():
+    class Fixed:
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+        def random(self) -> float:
+            return self.value
+
+    top = [backoff_s(n, Fixed(0.999999)) for n in range(12)]
+    low = [backoff_s(n, Fixed(0.0)) for n in range(12)]
+    assert top[0] == pytest.approx(POLL_S, rel=1e-5)
+    assert top[1] == pytest.approx(2 * POLL_S, rel=1e-5)
+    assert top[-1] == pytest.approx(MAX_POLL_S, rel=1e-5)
+    assert all(b >= a for a, b in zip(top, top[1:], strict=False))
+    assert all(lo == pytest.approx(t / 2, rel=1e-5) for lo, t in zip(low, top, strict=True))
+
+
+def test_a_held_lock_is_retried_with_backoff_until_the_deadline(tmp_path, monkeypatch):
+    # a real holder process; the waiter's clock is virtual so the test never sleeps
+    proc = _holder(tmp_path)
+    clock = [0.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock[0] += seconds
+
+    monkeypatch.setattr(lock_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(lock_module.time, "sleep", sleep)
+    try:
+        with pytest.raises(LockError) as err:
+            StateLock(tmp_path, timeout_s=30).acquire()
+        assert "after waiting 30 s" in err.value.message
+        assert err.value.holder.pid == proc.pid
+        # growing waits (backoff), never above the cap, ending exactly at the deadline
+        assert len(waits) >= 5
+        assert waits[3] > waits[0]
+        assert max(waits) <= MAX_POLL_S
+        assert sum(waits) == pytest.approx(30)
     finally:
         proc.kill()
         proc.wait()
