@@ -23,6 +23,10 @@ PACKAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "pytorch": ("torch", ("torch",)),
 }
 
+#: The modelops-gitops extra that installs each framework's package (pytorch: none; torch
+#: is installed on its own, CPU or GPU build as the team needs).
+EXTRAS: dict[str, str] = {"xgboost": "frameworks", "lightgbm": "frameworks", "onnx": "frameworks"}
+
 #: file name the model gets inside the BentoML model store, by framework
 MODEL_FILES: dict[str, str] = {
     "sklearn": "model.joblib",
@@ -58,9 +62,15 @@ def distribution(framework: str) -> tuple[str, str]:
             return dist, importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
+    extra = EXTRAS.get(framework)
+    how = (
+        f"install modelops' {extra!r} extra: pip install 'modelops-gitops[{extra}]'"
+        if extra
+        else f"pip install {dists[0]}"
+    )
     raise FrameworkError(
         f"framework {framework!r} needs the Python package {dists[0]!r}, which is not "
-        f"installed (pip install {dists[0]}, or `pip install modelops[frameworks]`)"
+        f"installed; {how}"
     )
 
 

@@ -4,7 +4,7 @@ Each framework's model is trained on scikit-learn's breast-cancer data (30 featu
 fraud example's signature), written with :func:`frameworks.save_model`, read back with
 :func:`frameworks.load_model`, and must predict what the in-memory model predicts. Then a
 real Bento is built for it from the fraud-detector spec. Frameworks whose package is not
-installed are skipped with the reason (``pip install modelops[frameworks]``).
+installed are skipped with the reason (``pip install modelops-gitops[frameworks]``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from reconciler.spec.repo import load_all
 def needs(module: str):
     return pytest.mark.skipif(
         importlib.util.find_spec(module) is None,
-        reason=f"{module} is not installed (pip install modelops[frameworks])",
+        reason=f"{module} is not installed (pip install modelops-gitops[frameworks])",
     )
 
 
@@ -141,7 +141,7 @@ def test_real_bento_for_framework(framework, filename, data, spec_repo):
 @pytest.mark.slow
 @pytest.mark.skipif(
     importlib.util.find_spec("skl2onnx") is None or importlib.util.find_spec("onnxruntime") is None,
-    reason="onnxruntime/skl2onnx not installed (pip install modelops[frameworks])",
+    reason="onnxruntime/skl2onnx not installed (pip install modelops-gitops[frameworks])",
 )
 def test_served_onnx_bento_predicts_like_the_model(data, spec_repo):
     import httpx

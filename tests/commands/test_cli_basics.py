@@ -20,6 +20,7 @@ from reconciler.cli import app, version
 from reconciler.commands import logs
 from reconciler.commands.options import MIN_HELP_COLUMNS, WIDE_COLUMNS, help_width
 from reconciler.core.config import load_config
+from reconciler.runtime import frameworks
 from reconciler.state.ledger import Ledger, LedgerRecord
 
 
@@ -150,3 +151,22 @@ def test_follow_prints_appended_lines_and_rereads_a_truncated_file(tmp_path):
         written.append(logs.tail_bytes(fh, 1))
         logs.follow(fh, written.append, stop, poll_s=0)
     assert b"".join(written) == b"old 2\nnew 3\nfresh\n"
+
+
+def test_a_missing_framework_package_names_the_extra_and_the_command(monkeypatch):
+    real = metadata.version
+
+    def version(dist: str) -> str:  # as if lightgbm and torch were not installed
+        if dist in ("lightgbm", "torch"):
+            raise metadata.PackageNotFoundError(dist)
+        return real(dist)
+
+    monkeypatch.setattr(frameworks.importlib.metadata, "version", version)
+    with pytest.raises(frameworks.FrameworkError) as exc:
+        frameworks.distribution("lightgbm")
+    assert "install modelops' 'frameworks' extra: pip install 'modelops-gitops[frameworks]'" in (
+        str(exc.value)
+    )
+    with pytest.raises(frameworks.FrameworkError) as exc:
+        frameworks.distribution("pytorch")
+    assert str(exc.value).endswith("; pip install torch")
