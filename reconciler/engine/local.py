@@ -319,6 +319,17 @@ class LocalEngine:
             known = str(record.outputs.get("server_id") or "")
         return [s for sid, s in find_servers(self.config.state_dir, key).items() if sid != known]
 
+    def without_record(self, env: str, records: list) -> dict[str, list[dict]]:
+        """Servers of ``env`` started from this state directory that no live record in
+        ``records`` names: ``{deployment key: [server, ...]}``
+        (:func:`~reconciler.build.serve.find_servers`)."""
+        named = {str(r.outputs.get("server_id") or "") for r in records if not r.destroyed}
+        out: dict[str, list[dict]] = {}
+        for sid, server in find_servers(self.config.state_dir).items():
+            if server["deployment"].endswith(f"-{env}") and sid not in named:
+                out.setdefault(server["deployment"], []).append(server)
+        return out
+
     def stop_unrecorded(self, key: str, record: LiveRecord | None) -> list[dict]:
         """Stop every server of :meth:`unrecorded`; returns the ones stopped."""
         strays = self.unrecorded(key, record)

@@ -11,6 +11,7 @@ from reconciler.core.diagnostics import (
     ModelopsError,
 )
 from reconciler.core.procs import fault_point
+from reconciler.engine.local import LocalEngine
 from reconciler.flow.gates import (
     pulumi_gate,
 )
@@ -46,7 +47,9 @@ def destroy(config: Config, env: str, names: list[str], *, lock_timeout_s: float
         ledger = Ledger(config.state_dir)
         records = [r for r in ledger.all(include_destroyed=True) if r.environment == env]
         chosen = [r for r in records if not r.destroyed and (not names or r.name in names)]
-        missing = sorted(set(names) - {r.name for r in chosen})
+        engines = Engines(config)
+        swept = _unrecorded_servers(report, LocalEngine(config), env, names, records, chosen)
+        missing = sorted(set(names) - {r.name for r in chosen} - swept)
         if missing:
             gone = {r.name: r.destroyed for r in records if r.destroyed}
             raise ModelopsError(
@@ -61,7 +64,6 @@ def destroy(config: Config, env: str, names: list[str], *, lock_timeout_s: float
                 + "; `modelops status` lists what is deployed"
             )
         pulumi_gate({r.key: r.platform for r in chosen}, env)
-        engines = Engines(config)
         for record in chosen:
             outcome = destroy_record(record, engines, ledger, report.revision, "modelops destroy")
             if outcome.status == "destroyed":
@@ -71,6 +73,34 @@ def destroy(config: Config, env: str, names: list[str], *, lock_timeout_s: float
             report.outcomes.append(outcome)
     report.offline = False
     return report
+
+
+def _unrecorded_servers(report, local: LocalEngine, env, names, records, chosen) -> set[str]:
+    """Stop the local servers of ``env`` (of ``names``, or all) that no live record names
+    and whose deployment is not being destroyed anyway: left by a run killed before it
+    recorded them, or after its record was marked destroyed. One ``destroyed`` outcome
+    per deployment; returns the names swept."""
+    busy = {r.name for r in chosen}
+    swept = set()
+    for key, servers in sorted(local.without_record(env, records).items()):
+        name = key[: -len(env) - 1]
+        if name in busy or (names and name not in names):
+            continue
+        servers = local.stop_unrecorded(key, None) or servers
+        pids = ", ".join(str(s["manager"] or s["pids"][0]) for s in servers)
+        report.outcomes.append(
+            Outcome(
+                key,
+                name,
+                env,
+                "local",
+                "destroyed",
+                f"stopped {len(servers)} server(s) no ledger record names (pid {pids}), "
+                "left by an interrupted run",
+            )
+        )
+        swept.add(name)
+    return swept
 
 
 def destroy_record(

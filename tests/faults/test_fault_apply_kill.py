@@ -19,6 +19,7 @@ from support.repo import make_repo, relax
 
 from reconciler.build.serve import find_servers
 from reconciler.core.config import load_config
+from reconciler.flow.destroy import destroy
 from reconciler.state.ledger import Ledger
 
 pytestmark = pytest.mark.slow
@@ -42,6 +43,16 @@ def test_apply_killed_at_each_stage_converges_to_one_recorded_server(tmp_path):
     (row,) = json.loads(invoke(repo.root, "status", "--env", "staging", "-f", "json").stdout)
     assert "1 unrecorded server(s) of this deployment running" in row["health"]
     assert "apply begun at" in row["health"] and "did not finish" in row["health"]
+
+    # without any record (the ledger file lost): destroy still finds the server by its
+    # state-directory marker and stops it
+    ledger_file = Ledger(state).path("fraud-detector", "staging")
+    saved = ledger_file.read_bytes()
+    ledger_file.unlink()
+    (outcome,) = destroy(load_config(repo.root), "staging", ["fraud-detector"]).outcomes
+    assert outcome.status == "destroyed" and "no ledger record names" in outcome.message
+    assert find_servers(state, KEY) == {}
+    ledger_file.write_bytes(saved)
 
     tally.kill(repo.root, "smoke", *apply)
     servers = find_servers(state, KEY)
