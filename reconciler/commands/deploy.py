@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -230,6 +231,20 @@ def _local_service(record):
         return f"unavailable: {exc}"
 
 
+def _model_version(record) -> str:
+    """The model version the record's Bento serves: ``model_version`` of
+    ``<bento_path>/src/modelops.json`` (written by the build); ``""`` when that Bento is
+    not on this machine or the file is unreadable."""
+    bento_path = (record.artifact or {}).get("bento_path")
+    if not bento_path:
+        return ""
+    try:
+        config = json.loads((Path(bento_path) / "src" / "modelops.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(config.get("model_version") or "") if isinstance(config, dict) else ""
+
+
 def status_cmd(
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
     fmt: TextOrJson = "text",
@@ -277,7 +292,9 @@ def status_cmd(
                 f"; {p.get('action', '?')} begun at {p.get('time', '?')} by "
                 f"{p.get('actor', '?')} did not finish (interrupted, unless it is running now)"
             )
-        rows.append(ledger.status_row(record, health, service))
+        rows.append(
+            ledger.status_row(record, health, service, model_version=_model_version(record))
+        )
     holder = read_lock(config.state_dir)
     if fmt == "json":
         console.print(json.dumps(rows, indent=2), markup=False)

@@ -36,14 +36,17 @@ def status_row(
     health: str,
     service: ServiceMetrics | str | None = None,
     now: datetime | None = None,
+    model_version: str = "",
 ) -> dict:
     """One live ledger record as a ``status`` row: the :data:`STATUS_COLUMNS` plus
     ``failures``, ``service_metrics``, ``bundle``, ``model_sha256``, ``bento_tag``,
     ``applied_at`` (ISO 8601 UTC or ``""``) and ``age_s`` (seconds since then, or
     ``None``) (``--format json`` prints the rows as they are).
 
-    ``model``: the model version the server reports when the spec names none, the first
-    12 hex digits of the applied model file's SHA-256 (``-`` when nothing was applied).
+    ``model``: ``model_version``, the version the applied Bento serves (the spec's
+    ``model.version``, else the first 12 hex digits of the model file's SHA-256), when the
+    caller could read it; else those 12 hex digits from the record (``-`` when nothing
+    was applied).
     ``applied``: the time of the last successful ``apply`` or ``rollback`` in the
     record's history and its age against ``now`` (default: the current UTC time), e.g.
     ``2026-12-06T20:01:07Z (3h 12m ago)``.
@@ -65,7 +68,7 @@ def status_row(
         "deployment": record.key,
         "platform": record.platform,
         "revision": (record.lastAppliedRevision or "-")[:12],
-        "model": (artifact.get("model_sha256") or "-")[:12],
+        "model": model_version or (artifact.get("model_sha256") or "-")[:12],
         "applied": f"{applied_at} ({age_text(age_s)} ago)" if age_s is not None else "-",
         "health": health,
         "stalled": stalled,

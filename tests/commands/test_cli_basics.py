@@ -8,6 +8,7 @@ the log files are real files written the way the local engine's server writes th
 from __future__ import annotations
 
 import io
+import json
 import re
 from importlib import metadata
 
@@ -170,3 +171,23 @@ def test_a_missing_framework_package_names_the_extra_and_the_command(monkeypatch
     with pytest.raises(frameworks.FrameworkError) as exc:
         frameworks.distribution("pytorch")
     assert str(exc.value).endswith("; pip install torch")
+
+
+def test_status_shows_the_model_version_the_applied_bento_serves(spec_repo, tmp_path):
+    """The version comes from the built Bento's modelops.json (a directory written here
+    in the build's layout); without it, the model file's digest prefix."""
+    config = load_config(spec_repo)
+    bento = tmp_path / "bento"
+    (bento / "src").mkdir(parents=True)
+    (bento / "src" / "modelops.json").write_text('{"model_version": "2.3.1"}')
+    rec = LedgerRecord("fraud-detector", "prod", platform="kubernetes")
+    artifact = {"bento_tag": "fraud-detector:1", "model_sha256": "ab" * 32}
+    rec.record_success("a" * 40, "d", artifact={**artifact, "bento_path": str(bento)})
+    Ledger(config.state_dir).put(rec)
+    code, out, err = invoke(spec_repo, "status", "--format", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert row["model"] == "2.3.1" and row["applied_at"] == rec.history[-1]["time"]
+    (bento / "src" / "modelops.json").unlink()
+    code, out, _ = invoke(spec_repo, "status", "--format", "json")
+    assert json.loads(out)[0]["model"] == "ab" * 6
