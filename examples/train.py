@@ -11,7 +11,8 @@ For each model the output directory receives:
 
 * ``model.joblib``: the fitted scikit-learn pipeline;
 * ``model.json``: framework, task, input signature (shape, dtype, feature names),
-  SHA-256 of ``model.joblib`` and holdout metrics;
+  SHA-256 of ``model.joblib``, holdout metrics, and the scikit-learn, numpy and joblib
+  versions that wrote it (a pickle's bytes depend on them);
 * ``reference.parquet``: the training features (the drift reference);
 * ``holdout.parquet``: held-out features plus the ``target`` column;
 * ``request.json``: a sample request ``{"instances": [[...], ...]}`` of two rows.
@@ -39,6 +40,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
+import sklearn
 from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, r2_score, roc_auc_score
@@ -118,6 +120,11 @@ def train(model: str, out: Path, data: pd.DataFrame | None = None) -> dict:
         },
         "metrics": metrics,
         "rows": {"train": len(x_train), "holdout": len(x_test)},
+        "libraries": {
+            "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+            "joblib": joblib.__version__,
+        },
     }
     (out / "model.json").write_text(json.dumps(info, indent=2) + "\n")
     return info

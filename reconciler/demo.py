@@ -121,10 +121,14 @@ def train_and_check() -> None:
             raise DemoError(
                 f"{model}: the trained model predicts differently from the committed one"
             )
+        made_with = json.loads((committed_path.parent / "model.json").read_text()).get(
+            "libraries", {}
+        )
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(made_with.items())) or "unrecorded"
         console.print(
             f"{model}: trained model predicts as the committed one on all {len(x)} rows "
             f"(digest {fresh[:12]}… vs {committed[:12]}…: the pickle's bytes depend on the "
-            "scikit-learn/numpy/joblib versions)"
+            f"scikit-learn/numpy/joblib versions; the committed one was made with {versions})"
         )
 
 

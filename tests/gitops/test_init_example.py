@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import runpy
 import subprocess
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -99,3 +100,13 @@ def test_the_training_script_follows_the_retraining_contract(
     data.write_text("a,b\n1,2\n")
     assert main([]) == 1
     assert "lacks column(s) sepal_length" in capsys.readouterr().err
+
+
+def test_the_bundled_example_models_record_their_digest_and_library_versions():
+    """examples/<model>/model.json names the bytes it describes and the versions that
+    wrote them (the demo compares a retrained model by predictions, not by bytes)."""
+    root = Path(__file__).resolve().parents[2] / "examples"
+    for model in ("fraud", "diabetes"):
+        info = json.loads((root / model / "model.json").read_text())
+        assert info["sha256"] == file_sha256(root / model / "model.joblib")
+        assert set(info["libraries"]) == {"scikit-learn", "numpy", "joblib"}
