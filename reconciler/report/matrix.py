@@ -69,12 +69,16 @@ def _footer(report, esc) -> list[str]:
                 f"{w.approver}{', ' + w.ticket if w.ticket else ''}: {w.reason}"
             )
         )
-    if report.spec_diagnostics:
+    errors = [d for d in report.spec_diagnostics if d.severity == "error"]
+    warnings = [d for d in report.spec_diagnostics if d.severity != "error"]
+    if errors:
         out.append("")
-        out.append(
-            f"Specs that could not be checked (not in the matrix): {len(report.spec_diagnostics)}"
-        )
-        out += [esc(f"- {d}") for d in report.spec_diagnostics]
+        out.append(f"Specs that could not be checked (not in the matrix): {len(errors)}")
+        out += [esc(f"- {d}") for d in errors]
+    if warnings:
+        out.append("")
+        out.append(f"Spec warnings (checked; they do not block): {len(warnings)}")
+        out += [esc(f"- {d}") for d in warnings]
     problems = [*report.library_diagnostics, *report.waiver_diagnostics]
     if problems:
         out.append("")

@@ -185,8 +185,10 @@ def from_diagnostics(diags: list[Diagnostic], tool: str) -> FindingSet:
 def from_policy_report(report, tool: str = "modelops-policy") -> FindingSet:
     """A :class:`~reconciler.policy.PolicyReport` as findings.
 
-    Library and waiver problems become ``error`` findings (rule ids ``policy-library``,
-    ``policy-metadata``, ``policy-compile``, ``waiver``); every result becomes one finding.
+    Library and waiver problems and spec errors become ``error`` findings (rule ids
+    ``policy-library``, ``policy-metadata``, ``policy-compile``, ``waiver``, or the
+    diagnostic's code); spec warnings become ``warn`` (advisory) findings, as ``validate``
+    reports them; every result becomes one finding.
     """
     fs = FindingSet(tool=tool, title="modelops policy check", extra=report.to_dict())
     for p in report.policies:
@@ -204,14 +206,23 @@ def from_policy_report(report, tool: str = "modelops-policy") -> FindingSet:
             )
     problems = [*report.spec_diagnostics, *report.library_diagnostics, *report.waiver_diagnostics]
     for d in problems:
+        # a spec warning (validate's severity "warning") is advisory here as in validate:
+        # it neither blocks nor shows as an error in any writer (SARIF note, GitHub warning)
+        error = d.severity == "error"
         fs.rules.setdefault(
-            d.code, Rule(id=d.code, title=d.code, severity="high", security_severity="7.0")
+            d.code,
+            Rule(
+                id=d.code,
+                title=d.code,
+                severity="high" if error else "low",
+                security_severity="7.0" if error else "2.0",
+            ),
         )
         fs.findings.append(
             Finding(
                 rule_id=d.code,
                 message=d.message,
-                status="error",
+                status="error" if error else "warn",
                 file=d.position.file,
                 line=d.position.line,
                 col=d.position.col,

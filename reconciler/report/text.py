@@ -38,8 +38,15 @@ def write(fs: FindingSet) -> str:
         c = fs.counts()
         verdict = "BLOCKED" if fs.blocking else "passed"
         lines.append(
-            f"{len(fs.extra.get('deployments', []))} deployment(s), {len(fs.rules)} rule(s): "
+            f"{len(fs.extra.get('deployments', []))} deployment(s), {_policy_count(fs)} rule(s): "
             f"{c['fail']} failed, {c['error']} error(s), {c['warn']} advisory, "
             f"{c['waived']} waived, {c['pass']} passed: {verdict}"
         )
     return "".join(line + "\n" for line in lines)
+
+
+def _policy_count(fs: FindingSet) -> int:
+    """The number of policies checked: the policy library's rules, not the synthetic rules
+    of spec, library or waiver problems (``fs.extra["policies"]`` when the set has it)."""
+    policies = fs.extra.get("policies")
+    return len(policies) if isinstance(policies, list) else len(fs.rules)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -96,3 +97,25 @@ def test_prod_monitoring_with_a_never_firing_schedule_does_not_pass(spec_repo):
     code, out, err = invoke(spec_repo, "policy", "check", "--env", "prod")
     assert code == 1 and "never runs" in out + err
     assert "Traceback" not in out + err
+
+
+def test_a_spec_warning_is_advisory_in_every_policy_check_format(spec_repo):
+    # day-of-month and day-of-week together is a validate warning ("either"), not an error:
+    # policy check passes (exit 0) and no writer shows it as an error or as blocking
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    _edit(path, 'schedule: "0 3 * * 0"', 'schedule: "0 3 1 * 1"')
+    code, out, err = invoke(spec_repo, "validate")
+    assert code == 0 and "warning" in out + err
+    code, out, err = invoke(spec_repo, "policy", "check", "--env", "prod")
+    assert code == 0, out + err
+    assert "BLOCKED" not in out and "ERROR" not in out and "WARN [cron]" in out
+    code, out, _ = invoke(spec_repo, "policy", "check", "--env", "prod", "--format", "json")
+    report = json.loads(out)
+    assert code == 0 and report["blocking"] is False
+    code, out, _ = invoke(spec_repo, "policy", "check", "--env", "prod", "--format", "sarif")
+    levels = {r["ruleId"]: r["level"] for r in json.loads(out)["runs"][0]["results"]}
+    assert code == 0 and "error" not in {lvl for rid, lvl in levels.items() if "cron" in rid}
+    code, out, _ = invoke(spec_repo, "policy", "check", "--env", "prod", "--format", "github")
+    assert code == 0 and not any(
+        line.startswith("::error") and "cron" in line for line in out.splitlines()
+    )
