@@ -99,13 +99,7 @@ def _describe(error: ValidationError) -> tuple[PathKey, str]:
     path = tuple(error.absolute_path)
     validator = error.validator
     if validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = (
-            sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
-        )
-        field = extra[0] if extra else "?"
-        valid = ", ".join(allowed) if allowed else "none"
-        return (*path, field), f"unknown field {field!r}; valid fields here: {valid}"
+        return _unknown_fields(error)[0]
     if validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return path, f"missing required field {missing!r}"
@@ -147,6 +141,22 @@ def _describe(error: ValidationError) -> tuple[PathKey, str]:
     return path, error.message
 
 
+def _unknown_fields(error: ValidationError) -> list[tuple[PathKey, str]]:
+    """One (path, message) per unknown key of an ``additionalProperties`` error.
+
+    jsonschema raises one error for a mapping with several unknown keys; each is reported
+    at its own line, so one edit fixes them all.
+    """
+    path = tuple(error.absolute_path)
+    allowed = sorted(error.schema.get("properties", {}))
+    extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+    valid = ", ".join(allowed) if allowed else "none"
+    return [
+        ((*path, field), f"unknown field {field!r}; valid fields here: {valid}")
+        for field in extra or ["?"]
+    ]
+
+
 def _leaves(error: ValidationError) -> list[ValidationError]:
     """The errors to report for one schema error.
 
@@ -175,8 +185,13 @@ def schema_diagnostics(doc: dict, locate: Callable[[PathKey], Position]) -> list
     out = []
     for error in _validator().iter_errors(doc):
         for leaf in _leaves(error):
-            path, message = _describe(leaf)
-            out.append(Diagnostic(locate(path), format_path(path), message, code="schema"))
+            described = (
+                _unknown_fields(leaf)
+                if leaf.validator == "additionalProperties"
+                else [_describe(leaf)]
+            )
+            for path, message in described:
+                out.append(Diagnostic(locate(path), format_path(path), message, code="schema"))
     out.sort(key=lambda d: (d.position.line, d.position.col, d.field))
     return out
 

@@ -88,6 +88,16 @@ def test_schema_errors_name_file_line_and_field(spec_repo, old, new, field, need
     assert not [d for d in result.deployments if d.name == "fraud-detector"]
 
 
+def test_every_unknown_field_of_a_mapping_is_reported_at_its_own_line(spec_repo):
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    _edit(path, "  serving:\n", "  serving:\n    foo: 1\n    bar: 2\n")
+    result = load_all(load_config(spec_repo))
+    unknown = {d.field: d for d in result.errors if "unknown field" in d.message}
+    assert set(unknown) == {"spec.serving.foo", "spec.serving.bar"}, [str(d) for d in result.errors]
+    assert unknown["spec.serving.foo"].position.line == _line_of(path, "foo: 1")
+    assert unknown["spec.serving.bar"].position.line == _line_of(path, "bar: 2")
+
+
 def test_missing_model_file(spec_repo):
     (spec_repo / "examples" / "diabetes" / "model.joblib").unlink()
     result = load_all(load_config(spec_repo))
