@@ -148,13 +148,44 @@ def _service_name(artifact: Artifact) -> str | None:
     return None
 
 
+#: Parts of the shared BentoML home a server's own home links to (the Bento and model
+#: stores and the environments built for them); everything else is the server's own.
+_SHARED_HOME_PARTS = ("bentos", "models", "envs")
+
+
+def server_home(config: Config, stem: str) -> Path:
+    """The BentoML home of the server(s) of ``stem`` (a deployment ``<name>-<env>`` or a
+    Bento name): ``<state_dir>/servers/<stem>/bentoml``, linking the shared stores.
+
+    BentoML derives its Prometheus multiprocess directory from ``BENTOML_HOME`` and empties
+    it when a server starts (``bentoml.serving.ensure_prometheus_dir``), so servers sharing
+    one home wiped and mixed each other's metrics: ``/metrics`` and ``status`` showed
+    another deployment's latency. Each stem gets its own home; the Bento store itself
+    (``bentos``, ``models``, ``envs``) stays the shared one under ``<state_dir>/bentoml``.
+    """
+    shared = config.state_dir / "bentoml"
+    home = config.state_dir / "servers" / stem / "bentoml"
+    home.mkdir(parents=True, exist_ok=True)
+    for part in _SHARED_HOME_PARTS:
+        (shared / part).mkdir(parents=True, exist_ok=True)
+        link = home / part
+        if not link.is_symlink() and not link.exists():
+            link.symlink_to(shared / part, target_is_directory=True)
+    return home
+
+
 def _server_env(
-    config: Config, server_id: str, artifact: Artifact, workers: int, deployment: str = ""
+    config: Config,
+    server_id: str,
+    artifact: Artifact,
+    workers: int,
+    deployment: str = "",
+    home: Path | None = None,
 ) -> dict:
     env = dict(os.environ)
     for key in ("BENTOML_PORT", "BENTOML_HOST", "BENTOML_CONFIG_OPTIONS"):
         env.pop(key, None)
-    env["BENTOML_HOME"] = str(config.state_dir / "bentoml")
+    env["BENTOML_HOME"] = str(home or config.state_dir / "bentoml")
     env["BENTOML_DO_NOT_TRACK"] = "True"
     env["PYTHONUNBUFFERED"] = "1"
     env["MODELOPS_REPO_ROOT"] = str(config.root)  # relative capture sinks resolve here
@@ -238,7 +269,9 @@ def start_server(
                 argv,
                 stdout=log,
                 cwd=config.state_dir,
-                env=_server_env(config, server_id, artifact, workers, deployment),
+                env=_server_env(
+                    config, server_id, artifact, workers, deployment, server_home(config, stem)
+                ),
             )
         except OSError as exc:
             raise ServeError(f"cannot start `bentoml serve {tag}`: {exc}") from None

@@ -35,6 +35,7 @@ from reconciler.build.serve import (
 )
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import EXIT_APPLY_FAILED
+from reconciler.engine.metrics import read_metrics
 from reconciler.spec.repo import load_all
 
 
@@ -99,9 +100,12 @@ def test_serve_predict_health_and_stop(built, no_leftovers):
         assert resp.status_code == 200, resp.text
         assert len(resp.json()["predictions"]) == 2
         assert server_health(handle.pid, handle.url) == "Healthy"
-        # BENTOML_HOME is the state directory's, never ~/bentoml
+        # BENTOML_HOME is the server's own under the state directory, never ~/bentoml,
+        # and it shares the state directory's Bento store
         env = psutil.Process(handle.pid).environ()
-        assert env["BENTOML_HOME"] == str(config.state_dir / "bentoml")
+        home = Path(env["BENTOML_HOME"])
+        assert home.is_relative_to(config.state_dir / "servers")
+        assert (home / "bentos").resolve() == (config.state_dir / "bentoml" / "bentos").resolve()
         assert env["BENTOML_DO_NOT_TRACK"] == "True"
         # BentoML's workers run in sessions of their own: a kill -9 of the manager
         # orphans them, still answering on the port (why stop_server tracks a marker)
@@ -178,3 +182,25 @@ def test_start_server_without_a_tag_is_an_error(tmp_path):
         start_server(Artifact(bento_tag="", digest=""), config)
     with pytest.raises(ServeError, match="not a TCP port"):
         start_server(Artifact(bento_tag="x:y", digest=""), config, port=70000)
+
+
+@pytest.mark.slow
+def test_two_servers_of_one_state_directory_keep_their_own_metrics(built, no_leftovers):
+    # BentoML empties its Prometheus multiprocess directory when a server starts and every
+    # server of one BENTOML_HOME aggregates it: with a shared home the second start wiped
+    # the first server's counts and both answered /metrics with the same figures
+    config, _dep, artifact = built
+    first = start_server(artifact, config, timeout_s=120, log_name="first-staging")
+    second = None
+    try:
+        body = {"instances": [[1.0] * 30]}
+        for _ in range(3):
+            assert httpx.post(f"{first.url}/predict", json=body, timeout=30).status_code == 200
+        second = start_server(artifact, config, timeout_s=120, log_name="second-staging")
+        assert httpx.post(f"{second.url}/predict", json=body, timeout=30).status_code == 200
+        assert read_metrics(first.url).requests == 3
+        assert read_metrics(second.url).requests == 1
+    finally:
+        if second is not None:
+            stop_server(second)
+        stop_server(first)

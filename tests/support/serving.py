@@ -90,20 +90,22 @@ def serve_fraud(root: Path) -> Iterator[Served]:
 def servers_under(state_dir: Path) -> list[psutil.Process]:
     """Live server processes of ``state_dir``: ``bentoml serve`` and its workers, started by
     :func:`~reconciler.build.serve.start_server` (they carry its ``MODELOPS_SERVER_ID``
-    marker) with the BentoML home of ``state_dir``.
+    marker) with a BentoML home of ``state_dir`` (the shared one, or a server's own under
+    ``<state_dir>/servers/``: :func:`~reconciler.build.serve.server_home`).
 
     Other processes that inherited that BENTOML_HOME are not servers: a build sets it in
     the test process while it runs, and GitPython's persistent ``git cat-file`` processes
     started meanwhile keep it for the life of the process.
     """
-    home = str(state_dir / "bentoml")
+    homes = (str(state_dir / "bentoml"), str(state_dir / "servers") + os.sep)
     found = []
     for proc in psutil.process_iter():
         try:
             if proc.status() == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
                 continue
             env = proc.environ()
-            if env.get("BENTOML_HOME") == home and env.get(MARKER_ENV):
+            home = env.get("BENTOML_HOME", "")
+            if (home == homes[0] or home.startswith(homes[1])) and env.get(MARKER_ENV):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
             continue
