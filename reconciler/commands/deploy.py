@@ -245,6 +245,19 @@ def _model_version(record) -> str:
     return str(config.get("model_version") or "") if isinstance(config, dict) else ""
 
 
+def _never_applied(record) -> bool:
+    """No apply was ever attempted for ``record`` (no conditions, outputs, artifact or
+    pending action): it holds only the history of monitoring or labels jobs."""
+    return not (
+        record.conditions
+        or record.outputs
+        or record.artifact
+        or record.pending
+        or record.lastAttemptedRevision
+        or record.lastAppliedRevision
+    )
+
+
 def status_cmd(
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
     fmt: TextOrJson = "text",
@@ -270,7 +283,11 @@ def status_cmd(
             destroyed.append(record.key)
             continue
         service = None
-        if record.platform == "local":
+        if _never_applied(record):
+            # a monitor run or a labels ingest records its job for a deployment that was
+            # never applied: listed (its history is real), never shown as a server
+            health = "NotDeployed: never applied in this environment (only job history)"
+        elif record.platform == "local":
             if local is None:
                 local = LocalEngine(config)
             health = local.health(record)
