@@ -1,12 +1,13 @@
 """Delayed labels: read a label file, check it against the captured predictions, store it by
 day; and read back the predictions and labels of a window for the quality job.
 
-Where labels live: ``spec.monitoring.labels.sink`` (a repository directory; the schema
-refuses ``s3://`` for now, so ``validate`` says so), under
+Where labels live: ``spec.monitoring.labels.sink`` (a repository directory or an
+``s3://bucket/prefix``), under
 ``<sink>/<name>/<env>/<YYYY-MM-DD>/`` (the day the labels were ingested, UTC), one
 Parquet file per ingest with columns ``id``,
 ``label`` (text: the class as the model names it, or the regression target) and
-``received_at``.
+``received_at``. On S3 each file is one PutObject (visible whole or not at all); reads
+download the sink's label files into ``<state_dir>/labels-cache/<bucket>/<key>/<name>/<env>``.
 
 A prediction's id is the request's ``X-Request-ID`` (``request_id`` in the capture) for
 a one-row request, and ``<request_id>/<row>`` (row from 0) for the rows of a
@@ -19,6 +20,7 @@ checks and the SageMaker ground-truth shape: ``docs/monitor.md`` ("Labels").
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -36,6 +38,7 @@ from reconciler.monitor.data import (
     field_origin,
     s3_capture_files,
 )
+from reconciler.monitor.s3 import fetch_objects, put_objects
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import spec_path
 
@@ -77,43 +80,57 @@ class LabelSettings:
     """``spec.monitoring.labels`` with its defaults.
 
     Attributes:
-        directory: ``<sink>/<name>/<env>`` (local).
+        directory: ``<sink>/<name>/<env>`` (local), or for an ``s3://`` sink the local
+            cache of its label files.
         id_field, label_field: the columns read from a label file.
         max_delay: how long a label may arrive after its prediction.
+        uri: ``s3://<bucket>/<prefix>/<name>/<env>`` for an ``s3://`` sink, else ``""``.
     """
 
     directory: Path
     id_field: str
     label_field: str
     max_delay: timedelta
+    uri: str = ""
 
 
 def label_settings(dep: Deployment, config: Config) -> LabelSettings:
     """Read ``spec.monitoring.labels``.
 
     Raises:
-        MonitorInputError: not set, an ``s3://`` sink, or a sink outside the repository.
+        MonitorInputError: not set, an invalid ``s3://`` URI, another URI scheme, or a
+            sink outside the repository.
     """
     section = dep.get("spec.monitoring.labels")
     if not isinstance(section, dict) or not section.get("sink"):
         raise MonitorInputError(
             f"{field_origin(dep, 'spec.monitoring')}.labels: not set; give "
-            "spec.monitoring.labels {sink: <repository directory>, id_field, label_field, "
-            "max_delay}"
+            "spec.monitoring.labels {sink: <repository directory or s3://bucket/prefix>, "
+            "id_field, label_field, max_delay}"
         )
     sink = str(section["sink"])
-    field_ = "spec.monitoring.labels.sink"
-    if sink.startswith("s3:"):
-        raise MonitorInputError(
-            f"{field_origin(dep, field_)}: {sink}: s3:// label sinks are not supported yet; "
-            "use a repository directory"
-        )
-    checked = spec_path(dep, config, field_, sink, s3=False, error=MonitorInputError)
+    checked = spec_path(
+        dep, config, "spec.monitoring.labels.sink", sink, s3=True, error=MonitorInputError
+    )
+    uri, directory = "", checked.local
+    if checked.s3 is not None:
+        bucket, key = checked.s3
+        uri = f"s3://{bucket}/{key + '/' if key else ''}{dep.name}/{dep.env}"
+        directory = config.state_dir / "labels-cache" / bucket / key
     return LabelSettings(
-        directory=checked.local / dep.name / dep.env,
+        directory=directory / dep.name / dep.env,
         id_field=str(section.get("id_field") or DEFAULT_ID_FIELD),
         label_field=str(section.get("label_field") or DEFAULT_LABEL_FIELD),
         max_delay=parse_delay(section.get("max_delay") or DEFAULT_MAX_DELAY),
+        uri=uri,
+    )
+
+
+def _s3_failure(settings: LabelSettings, what: str, exc: Exception) -> MonitorInputError:
+    """A failed S3 call on the label sink, naming the URI (exit 2)."""
+    return MonitorInputError(
+        f"{settings.uri}/: labels cannot be {what}: {type(exc).__name__}: {exc}; check the "
+        "bucket exists and the AWS credentials may list, read and write below this prefix"
     )
 
 
@@ -273,7 +290,8 @@ class IngestResult:
             ``"<where>: <reason>: <detail>"`` lines per reason.
         late: accepted labels that arrived more than ``max_delay`` after their prediction.
         stored: the Parquet file written (or ``""``); rejected_file: the JSON Lines file
-            of rejected rows with their reasons (or ``""``).
+            of rejected rows with their reasons (or ``""``); both are ``s3://`` URIs on an
+            ``s3://`` sink.
         time: ISO 8601 UTC.
     """
 
@@ -427,12 +445,24 @@ def _none(value):
 def stored_labels(settings: LabelSettings, days: list[str] | None = None) -> pd.DataFrame:
     """Labels stored so far (``id``, ``label``, ``received_at``), optionally only those
     ingested on ``days``; the first stored label of an id wins (later equal ones are not
-    stored, conflicting ones are rejected at ingest)."""
+    stored, conflicting ones are rejected at ingest). An ``s3://`` sink's label files are
+    downloaded first (only those listed now are read).
+
+    Raises:
+        MonitorInputError: the ``s3://`` sink cannot be listed or read (naming the URI).
+    """
     import pandas as pd  # heavy: loaded when this runs, not at every `modelops` start
 
     base = settings.directory
-    dirs = [base / d for d in days] if days else sorted(p for p in base.glob("*") if p.is_dir())
-    files = [f for d in dirs for f in sorted(d.glob("labels-*.parquet"))]
+    if settings.uri:
+        try:
+            listed = fetch_objects(settings.uri, "labels-", ".parquet", base)
+        except Exception as exc:  # noqa: BLE001 - botocore raises many kinds; all are named
+            raise _s3_failure(settings, "read", exc) from None
+        files = [f for f in listed if not days or f.parent.name in days]
+    else:
+        dirs = [base / d for d in days] if days else sorted(p for p in base.glob("*") if p.is_dir())
+        files = [f for d in dirs for f in sorted(d.glob("labels-*.parquet"))]
     if not files:
         return pd.DataFrame({"id": [], "label": [], "received_at": []}, dtype="object")
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
@@ -487,11 +517,13 @@ def ingest_labels(
     Returns:
         An :class:`IngestResult`; the labels are written to
         ``<sink>/<name>/<env>/<day>/labels-<time>.parquet`` and the rejected rows to
-        ``rejected-<time>.jsonl`` beside it. Nothing goes to the ledger (the flow records
-        the result).
+        ``rejected-<time>.jsonl`` beside it (on an ``s3://`` sink: objects with those
+        keys). Nothing goes to the ledger (the flow records the result).
 
     Raises:
-        MonitorInputError: labels not configured, an unreadable file, missing columns.
+        MonitorInputError: labels not configured, an unreadable file, missing columns; an
+            ``s3://`` sink that cannot be listed, read or written (no bucket, access
+            denied), naming the URI, with nothing written.
     """
     import pandas as pd  # heavy: loaded when this runs, not at every `modelops` start
 
@@ -572,8 +604,9 @@ def ingest_labels(
                 )
             continue
         seen[rid] = (label, where)
-    day_dir = settings.directory / now.strftime("%Y-%m-%d")
+    day = now.strftime("%Y-%m-%d")
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+    out: dict[str, bytes] = {}
     if seen:
         frame = pd.DataFrame(
             {
@@ -582,20 +615,48 @@ def ingest_labels(
                 "received_at": [now.isoformat()] * len(seen),
             }
         )
-        day_dir.mkdir(parents=True, exist_ok=True)
-        path = day_dir / f"labels-{stamp}.parquet"
-        frame.to_parquet(path, index=False)
-        result.stored = config.rel(path)
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        out[f"{day}/labels-{stamp}.parquet"] = buffer.getvalue()
         result.late = sum(1 for rid in seen if now - when[rid] > settings.max_delay)
     if rejected:
-        day_dir.mkdir(parents=True, exist_ok=True)
-        path = day_dir / f"rejected-{stamp}.jsonl"
-        path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rejected))
-        result.rejected_file = config.rel(path)
+        text = "".join(json.dumps(r, default=str) + "\n" for r in rejected)
+        out[f"{day}/rejected-{stamp}.jsonl"] = text.encode()
+    written = _store(settings, config, out)
+    for rel, where in written.items():
+        if rel.endswith(".parquet"):
+            result.stored = where
+        else:
+            result.rejected_file = where
     result.accepted = len(seen)
     result.rejected = dict(counts)
     result.time = now_iso()
     return result
+
+
+def _store(settings: LabelSettings, config: Config, files: dict[str, bytes]) -> dict[str, str]:
+    """Write ``{<day>/<file>: body}`` below the sink; return ``{rel: where}`` (a
+    repository-relative path, or the ``s3://`` URI). Local files are written beside and
+    renamed into place; S3 objects land whole (:func:`reconciler.monitor.s3.put_objects`).
+
+    Raises:
+        MonitorInputError: the ``s3://`` sink refused a write (nothing is left behind).
+    """
+    if settings.uri:
+        try:
+            uris = put_objects(settings.uri, files)
+        except Exception as exc:  # noqa: BLE001 - botocore raises many kinds; all are named
+            raise _s3_failure(settings, "written", exc) from None
+        return dict(zip(files, uris, strict=True))
+    written = {}
+    for rel, body in files.items():
+        path = settings.directory / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(path.name + ".part")
+        part.write_bytes(body)
+        part.replace(path)
+        written[rel] = config.rel(path)
+    return written
 
 
 __all__ = [

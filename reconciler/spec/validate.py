@@ -372,7 +372,7 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
     ``reconciler.spec.smoke.read_request_file``); cron expressions;
     ``min_replicas <= max_replicas``; canary steps ascending and ending at 100;
     SageMaker instance types; signature names matching the feature dimension; requests
-    not above limits (CPU and memory); an ``s3://`` capture sink being a valid S3 URI;
+    not above limits (CPU and memory); an ``s3://`` capture or label sink being a valid S3 URI;
     ``spec.data.sensitive_fields`` naming signature features
     (:func:`_sensitive_field_diagnostics`); the edge rules of ``target.platform: edge``
     (:func:`reconciler.spec.edge.edge_diagnostics`); warnings: more workers than CPUs,
@@ -431,12 +431,13 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
                 read_request_file(resolved, value, status if isinstance(status, int) else 200)
             except RequestFileError as exc:
                 err(field, str(exc), "smoke-request")
-    sink = dep.get("spec.monitoring.capture.sink")
-    if isinstance(sink, str) and sink.startswith("s3:"):
-        try:
-            parse_s3_uri(sink)
-        except ValueError as exc:
-            err("spec.monitoring.capture.sink", str(exc), "uri")
+    for field in ("spec.monitoring.capture.sink", "spec.monitoring.labels.sink"):
+        sink = dep.get(field)
+        if isinstance(sink, str) and sink[:3].lower() == "s3:":
+            try:
+                parse_s3_uri(sink)
+            except ValueError as exc:
+                err(field, str(exc), "uri")
     out.extend(schedule_diagnostics(dep))
     out.extend(build_rule_diagnostics(dep))
     out.extend(model_load_diagnostics(dep, config))
