@@ -174,6 +174,7 @@ def init_repository(
 
 def _write_example(dest: Path, result: InitResult, write) -> None:
     """The example deployment: trainer, its outputs (by running it), and the spec."""
+    dest = dest.resolve()  # the trainer runs with cwd=dest: a relative path would not do
     template, rel = EXAMPLE_TRAINER
     write(rel, (TEMPLATES / "example" / template).read_text(encoding="utf-8"))
     out = (dest / rel).parent

@@ -32,7 +32,9 @@ def _commit(repo) -> None:
 def initialised(tmp_path_factory):
     """``modelops init demo`` once for this module: (repository, init's stdout)."""
     tmp = tmp_path_factory.mktemp("init")
-    code, out, err = invoke(tmp, "init", str(tmp / "demo"))
+    with pytest.MonkeyPatch.context() as mp:  # `modelops init demo` as the README says
+        mp.chdir(tmp)
+        code, out, err = invoke(None, "init", "demo")
     assert code == 0, err
     return tmp / "demo", out
 
