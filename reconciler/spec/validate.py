@@ -9,6 +9,7 @@ replica ranges, canary steps and SageMaker instance types.
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import math
@@ -292,6 +293,87 @@ def model_load_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
     ]
 
 
+#: Data files whose rows the monitoring and retraining jobs read by the signature's
+#: feature columns (reconciler/monitor/data.py ``read_table``; retrain's holdout also has
+#: ``target``).
+DATA_FIELDS = ("spec.monitoring.reference", "spec.retraining.holdout")
+
+
+def signature_feature_names(dep: Deployment) -> list[str] | None:
+    """The feature columns the jobs read: ``signature.inputs.names``, else ``f0..f<n-1>``
+    from a fixed last dimension of ``signature.inputs.shape``; None when neither is given
+    (the same rule as ``reconciler.monitor.data.features_of``)."""
+    names = dep.get("spec.model.signature.inputs.names")
+    if isinstance(names, list) and names:
+        return [str(n) for n in names]
+    shape = dep.get("spec.model.signature.inputs.shape")
+    if isinstance(shape, list) and shape and isinstance(shape[-1], int) and shape[-1] > 0:
+        return [f"f{i}" for i in range(shape[-1])]
+    return None
+
+
+def _table_columns(path: Path) -> list[str] | None:
+    """The column names of a Parquet file (its footer only) or a CSV file (its header);
+    None for another suffix or a file that cannot be read (reported where it is used)."""
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq  # heavy: only when a spec names a Parquet file
+
+            return list(pq.read_schema(path).names)
+        if path.suffix == ".csv":
+            with path.open(newline="", encoding="utf-8") as fh:
+                return next(csv.reader(fh), [])
+    except Exception:  # noqa: BLE001 - OSError, a bad CSV, pyarrow's errors for a bad footer
+        return None
+    return None
+
+
+def data_column_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
+    """A reference or holdout file that lacks feature columns of the signature: every
+    scheduled monitoring run (or retraining) would fail on it, so validate says so.
+
+    Only for repository files that exist (missing ones are reported elsewhere); the
+    columns are read from the Parquet footer or the CSV header, never the rows.
+    """
+    features = signature_feature_names(dep)
+    if not features:
+        return []
+    out = []
+    for field in DATA_FIELDS:
+        value = dep.get(field)
+        if not isinstance(value, str) or _SCHEME.match(value):
+            continue
+        path = config.repo_path(value)
+        if path is None or not path.is_file():
+            continue
+        columns = _table_columns(path)
+        if columns is None:
+            continue
+        missing = [f for f in features if f not in set(columns)]
+        if not missing:
+            continue
+        shown = ", ".join(missing[:5]) + (
+            f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+        )
+        named = dep.get("spec.model.signature.inputs.names")
+        hint = (
+            "give spec.model.signature.inputs.names the file's feature columns "
+            f"(it has: {', '.join(columns[:5])}{', ...' if len(columns) > 5 else ''})"
+            if not named
+            else "make the file's columns the signature's feature names"
+        )
+        out.append(
+            Diagnostic(
+                dep.locate(field),
+                field,
+                f"{value} lacks {len(missing)} feature column(s) of the model signature: "
+                f"{shown}; {hint} [env {dep.env}]",
+                code="data-columns",
+            )
+        )
+    return out
+
+
 SCHEDULE_FIELDS = (
     "spec.monitoring.schedule",
     "spec.retraining.schedule",
@@ -441,6 +523,7 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
     out.extend(schedule_diagnostics(dep))
     out.extend(build_rule_diagnostics(dep))
     out.extend(model_load_diagnostics(dep, config))
+    out.extend(data_column_diagnostics(dep, config))
     lo = dep.get("spec.target.autoscaling.min_replicas")
     hi = dep.get("spec.target.autoscaling.max_replicas")
     if isinstance(lo, int) and isinstance(hi, int) and lo > hi:

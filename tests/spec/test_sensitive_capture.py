@@ -73,7 +73,9 @@ def test_without_signature_names_sensitive_fields_are_not_matched(spec_repo):
     spec.write_text(text[:start] + text[end:])
     _edit(spec, FRAUD_FIELDS, "    sensitive_fields: [card_number]\n")
     result = load_all(load_config(spec_repo), ["fraud-detector"], None)
-    assert [str(d) for d in result.diagnostics] == []
+    # (the reference data's columns no longer match the positional signature: that is
+    # validate's data-columns error, not a sensitive-fields one)
+    assert [str(d) for d in result.diagnostics if d.code != "data-columns"] == []
 
 
 def test_hashed_capture_of_pii_without_sensitive_fields_violates_mdl016(spec_repo):

@@ -98,6 +98,21 @@ def test_every_unknown_field_of_a_mapping_is_reported_at_its_own_line(spec_repo)
     assert unknown["spec.serving.bar"].position.line == _line_of(path, "bar: 2")
 
 
+def test_reference_data_without_the_signature_columns_fails_validate(spec_repo):
+    # every scheduled monitoring run would fail on it: known from the repository
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    lines = [ln for ln in path.read_text().splitlines(keepends=True) if "names: [" not in ln]
+    path.write_text("".join(lines))
+    result = load_all(load_config(spec_repo))
+    (diag,) = [d for d in result.errors if d.code == "data-columns" and "fraud-detector" in str(d)][
+        :1
+    ]
+    assert diag.field == "spec.monitoring.reference"
+    assert diag.position.line == _line_of(path, "reference:")
+    assert "lacks 30 feature column(s)" in diag.message and "f0, f1" in diag.message
+    assert "mean_radius" in diag.message  # what the file has: the fix
+
+
 def test_missing_model_file(spec_repo):
     (spec_repo / "examples" / "diabetes" / "model.joblib").unlink()
     result = load_all(load_config(spec_repo))
