@@ -123,6 +123,7 @@ def test_real_bento_for_framework(framework, filename, data, spec_repo):
     doc = yaml.safe_load(spec_path.read_text())
     doc["spec"]["model"].update(framework=framework, uri=f"examples/fraud/{filename}")
     doc["spec"]["model"].pop("sha256")
+    doc["spec"].pop("retraining")  # candidates are scored for scikit-learn only (validate)
     spec_path.write_text(yaml.safe_dump(doc, sort_keys=False))
     config = load_config(spec_repo)
     loaded = load_all(config, ["fraud-detector"], "staging")
@@ -154,6 +155,7 @@ def test_served_onnx_bento_predicts_like_the_model(data, spec_repo):
     doc = yaml.safe_load(spec_path.read_text())
     doc["spec"]["model"].update(framework="onnx", uri="examples/fraud/model.onnx")
     doc["spec"]["model"].pop("sha256")
+    doc["spec"].pop("retraining")  # candidates are scored for scikit-learn only (validate)
     doc["spec"]["monitoring"]["capture"]["enabled"] = False
     spec_path.write_text(yaml.safe_dump(doc, sort_keys=False))
     config = load_config(spec_repo)

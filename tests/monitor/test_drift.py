@@ -128,9 +128,15 @@ def test_unreadable_reference(tmp_path: Path) -> None:
 
 def test_reference_missing_columns(tmp_path: Path) -> None:
     root = fraud_repo(tmp_path)
+    config, dep = deployment(root)
+    # changed after validate (validate refuses it: tests/spec/test_spec_validate.py); the
+    # job still says which columns are missing and records the failure
     ref = reference().drop(columns=["mean_radius", "worst_symmetry"])
     ref.to_parquet(root / "examples" / "fraud" / "reference.parquet")
-    _fails(root, r"lacks 2 feature column\(s\).*mean_radius, worst_symmetry")
+    with pytest.raises(MonitorInputError, match=r"lacks 2 feature column\(s\).*mean_radius, wor"):
+        monitor_run(dep, config, now=NOW)
+    rec = Ledger(config.state_dir).get("fraud-detector", "staging")
+    assert rec.drift["status"] == "failed" and rec.history[-1]["result"] == "failed"
 
 
 def test_capture_with_missing_columns(tmp_path: Path) -> None:
