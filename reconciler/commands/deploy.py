@@ -33,6 +33,8 @@ from reconciler.flow import plan as plan_flow
 from reconciler.flow.run import RunReport
 from reconciler.report import ledger, plan_text, run
 from reconciler.report.plan import plan_writer_for
+from reconciler.spec.loader import load_spec
+from reconciler.spec.repo import discover
 from reconciler.state.ledger import Ledger
 from reconciler.state.lock import read_lock
 
@@ -258,6 +260,20 @@ def _never_applied(record) -> bool:
     )
 
 
+def _declared_keys(config) -> set[str] | None:
+    """``<name>-<env>`` of every deployment the specs in the tree declare (spec files
+    parsed only: no validation); None when a spec file cannot be parsed (then nothing
+    can be called removed from Git)."""
+    keys: set[str] = set()
+    for path in discover(config):
+        try:
+            spec = load_spec(path, config.root)
+        except Exception:  # noqa: BLE001 - unparsable: validate reports it; status must not guess
+            return None
+        keys.update(f"{spec.name}-{env}" for env in spec.environments)
+    return keys
+
+
 def status_cmd(
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
     fmt: TextOrJson = "text",
@@ -276,6 +292,7 @@ def status_cmd(
     local = None
     rows = []
     destroyed = []
+    declared = _declared_keys(config)
     for record in Ledger(config.state_dir).all(include_destroyed=True):
         if env and record.environment != env:
             continue
@@ -303,6 +320,14 @@ def status_cmd(
         else:
             ready = record.condition("Ready") or {}
             health = f"Ready={ready.get('status', 'Unknown')} {ready.get('reason', '')}".strip()
+        if declared is not None and record.key not in declared:
+            # its spec was deleted or its environment overlay removed: still live until
+            # pruned (the same orphans apply reports)
+            health += (
+                "; orphaned: no spec in the tree declares it (spec deleted or environment "
+                f"overlay removed); `modelops apply --env {record.environment} --prune` "
+                "destroys it"
+            )
         if record.pending:
             p = record.pending
             health += (

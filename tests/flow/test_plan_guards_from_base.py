@@ -130,6 +130,12 @@ def test_apply_base_prunes_a_removed_overlay_and_keeps_the_base_guard(repo):
     orphaned = [o.key for o in report.outcomes if o.status == "orphaned"]
     assert orphaned == ["diabetes-progression-staging"]
     assert report.guard_changes[0]["setting"] == "max_delete_share"
+    # status says which live deployment is orphaned, and how to prune it
+    code, out, _ = invoke(repo.root, "status", "--env", "staging", "--format", "json")
+    health = {row["deployment"]: row["health"] for row in json.loads(out)}
+    assert code == 0 and "orphaned" in health["diabetes-progression-staging"]
+    assert "--prune" in health["diabetes-progression-staging"]
+    assert "orphaned" not in health["fraud-detector-staging"]
     # 1 of 2 is above the base's 0.4: the merged 1.0 does not loosen the merge step
     with pytest.raises(ModelopsError, match="above max_delete_share 40%"):
         apply_flow.apply(load_config(repo.root), "staging", base=base, prune=True)
