@@ -58,6 +58,7 @@ def repo(tmp_path):
     root = make_repo(tmp_path / "repo", policies=False).root
     edit(root, LOAD_LINE, "load: {requests: 40, concurrency: 2}")
     edit(root, SLO_LINE, "p99_latency_ms: 5000}")
+    edit(root, "workers: 2\n", "workers: 1\n")  # a worker costs a BentoML import + model load
     # BentoML sheds (503) requests that wait longer than max_latency_ms; 20 ms is too
     # tight for a loaded 2-core test machine, and shedding is not what these tests check.
     edit(root, BATCH_LINE, "batching: {enabled: true, max_batch_size: 64, max_latency_ms: 2000}")

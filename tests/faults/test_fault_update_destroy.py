@@ -37,8 +37,8 @@ def test_update_and_destroy_killed_midway_converge(tmp_path):
     n = tally.converged("first apply", state, KEY, 1)
     first = ledger.get("fraud-detector", "staging").outputs["server_id"]
 
-    replace_in_file(repo.root / "specs/fraud-detector.yaml", "workers: 2", "workers: 1")
-    repo.commit("one worker")
+    replace_in_file(repo.root / "specs/fraud-detector.yaml", "workers: 1", "workers: 2")
+    repo.commit("two workers")
     tally.kill(repo.root, "update", *apply)
     (left,) = find_servers(state, KEY)  # the old one stopped, the new one unrecorded
     assert left != first and ledger.get("fraud-detector", "staging").pending
