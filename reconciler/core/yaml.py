@@ -248,7 +248,12 @@ def _check_expansion(root, file: str) -> None:
         if sizes.get(id(child), 1) * 2 <= sizes.get(id(node), 1):
             break  # no single child holds most of it: the expansion is here
         node, path = child, (*path, key)
-    raise YamlLoadError(
+    raise _too_many_nodes(file, node, path)
+
+
+def _too_many_nodes(file: str, node, path: PathKey) -> YamlLoadError:
+    """The error for a document that expands past :data:`MAX_NODES`, at ``node``."""
+    return YamlLoadError(
         Diagnostic(
             _mark_pos(file, node.start_mark),
             format_path(path),
@@ -263,15 +268,7 @@ def _build(loader: yaml.SafeLoader, node, path: PathKey, positions, file: str, c
     count[0] += 1
     if count[0] > MAX_NODES:
         # aliases of aliases ("billion laughs") would expand without bound
-        raise YamlLoadError(
-            Diagnostic(
-                _mark_pos(file, node.start_mark),
-                format_path(path),
-                f"document expands to more than {MAX_NODES:,} nodes (nested YAML aliases?); "
-                "write the values out instead of aliasing aliases",
-                code="yaml",
-            )
-        )
+        raise _too_many_nodes(file, node, path)
     if isinstance(node, yaml.CollectionNode) and node.tag not in _COLLECTION_TAGS:
         # PyYAML's safe constructor refuses unknown tags on scalars; on a mapping or a
         # list this builder would silently drop it (e.g. !!python/object/apply)

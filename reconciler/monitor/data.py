@@ -24,6 +24,7 @@ from reconciler.runtime.capture import resolve_sink
 from reconciler.runtime.uris import parse_s3_uri
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import S3_UNREACHABLE, spec_path
+from reconciler.spec.validate import signature_feature_names
 
 if TYPE_CHECKING:  # annotations only
     import numpy as np
@@ -75,18 +76,14 @@ def features_of(dep: Deployment) -> Features:
     Raises:
         MonitorInputError: no signature, or neither ``names`` nor a fixed last dimension.
     """
-    names = dep.get("spec.model.signature.inputs.names")
-    shape = dep.get("spec.model.signature.inputs.shape")
+    names = signature_feature_names(dep)
     dtype = dep.get("spec.model.signature.inputs.dtype", "float32")
-    if not (isinstance(names, list) and names):
-        if isinstance(shape, list) and shape and isinstance(shape[-1], int) and shape[-1] > 0:
-            names = [f"f{i}" for i in range(shape[-1])]
-        else:
-            raise MonitorInputError(
-                f"{field_origin(dep, 'spec.model.signature.inputs')}: drift needs the feature "
-                "list; give signature.inputs.names or a fixed last dimension in "
-                "signature.inputs.shape"
-            )
+    if names is None:
+        raise MonitorInputError(
+            f"{field_origin(dep, 'spec.model.signature.inputs')}: drift needs the feature "
+            "list; give signature.inputs.names or a fixed last dimension in "
+            "signature.inputs.shape"
+        )
     redact = dep.get("spec.monitoring.capture.redact", "none")
     sensitive = dep.get("spec.data.sensitive_fields", []) or []
     redacted = [n for n in names if n in sensitive] if redact in ("drop", "hash") else []

@@ -302,7 +302,7 @@ DATA_FIELDS = ("spec.monitoring.reference", "spec.retraining.holdout")
 def signature_feature_names(dep: Deployment) -> list[str] | None:
     """The feature columns the jobs read: ``signature.inputs.names``, else ``f0..f<n-1>``
     from a fixed last dimension of ``signature.inputs.shape``; None when neither is given
-    (the same rule as ``reconciler.monitor.data.features_of``)."""
+    (the monitoring jobs read features by this: ``reconciler.monitor.data.features_of``)."""
     names = dep.get("spec.model.signature.inputs.names")
     if isinstance(names, list) and names:
         return [str(n) for n in names]
