@@ -30,6 +30,7 @@ from reconciler.spec import cron, modelcheck
 from reconciler.spec.edge import edge_diagnostics
 from reconciler.spec.model import Deployment, Spec
 from reconciler.spec.paths import path_diagnostics
+from reconciler.spec.rollout import rollout_diagnostics
 from reconciler.spec.smoke import RequestFileError, read_request_file
 
 SCHEMA_PATH = Path(__file__).with_name("modeldeployment.schema.json")
@@ -452,7 +453,8 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
     Covers: model file present, inside the repo, and matching ``model.sha256``; smoke
     request files present and sendable (a JSON object with ``instances``,
     ``reconciler.spec.smoke.read_request_file``); cron expressions;
-    ``min_replicas <= max_replicas``; canary steps ascending and ending at 100;
+    ``min_replicas <= max_replicas``; canary steps ascending and ending at 100; the
+    rollout rules (:func:`reconciler.spec.rollout.rollout_diagnostics`);
     SageMaker instance types; signature names matching the feature dimension; requests
     not above limits (CPU and memory); an ``s3://`` capture or label sink being a valid S3 URI;
     ``spec.data.sensitive_fields`` naming signature features
@@ -535,6 +537,7 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
         step = dep.get("spec.target.rollout.step")
         if isinstance(step, int) and step >= len(steps):
             err("spec.target.rollout.step", f"step {step} is past the last of {len(steps)} steps")
+    out.extend(rollout_diagnostics(dep))
     itype = dep.get("spec.target.instance_type")
     if isinstance(itype, str) and itype not in SAGEMAKER_INSTANCE_TYPES:
         err(

@@ -1,0 +1,219 @@
+"""What ``spec.target.rollout`` must say, checked at validate time.
+
+A rollout is carried out by the target: on Kubernetes by Argo Rollouts (a ``Rollout`` and
+an ``AnalysisTemplate`` whose Prometheus queries read the served model's metrics), on
+SageMaker by the endpoint's deployment guardrails (CloudWatch alarms, shadow variants),
+locally by the weighted router. Each target can measure only some signals and run only
+some strategies; a spec that asks for more would be accepted here and then silently not
+enforced, so every such request is an error at its own file:line:col, naming what would
+be valid (rationale: ``docs/rollout.md``).
+"""
+
+from __future__ import annotations
+
+from reconciler.core.diagnostics import Diagnostic
+from reconciler.spec.model import Deployment
+
+ROLLOUT = "spec.target.rollout"
+ANALYSIS = f"{ROLLOUT}.analysis"
+METRICS = f"{ANALYSIS}.metrics"
+
+#: Targets that can copy live traffic to a second version and capture its answers:
+#: SageMaker shadow variants (``ShadowProductionVariants``). Kubernetes would need a
+#: service mesh (Argo Rollouts mirrors only through one), which modelops does not render.
+SHADOW_TARGETS = ("aws-sagemaker",)
+
+#: Targets that can hold a weighted A/B split for the duration of an experiment: an Argo
+#: Rollout paused at 50 percent until the verdict promotes or aborts it.
+EXPERIMENT_TARGETS = ("kubernetes",)
+
+#: Analysis metric -> the targets that can measure it during a canary. Kubernetes: Argo
+#: Rollouts queries Prometheus (BentoML's request metrics, the service's model-signal
+#: gauges); local: the router reads both servers; SageMaker: CloudWatch alarms on the
+#: endpoint's 5xx and latency metrics and the quality metric the service emits
+#: (agreement needs the stable version's answer to the same request, which a SageMaker
+#: canary variant never sees).
+METRIC_TARGETS: dict[str, tuple[str, ...]] = {
+    "error_rate": ("kubernetes", "local", "aws-sagemaker"),
+    "p99_latency_ms": ("kubernetes", "local", "aws-sagemaker"),
+    "agreement": ("kubernetes", "local"),
+    "estimated_quality": ("kubernetes", "local", "aws-sagemaker"),
+}
+
+#: Metrics that compare predicted labels: classifiers only.
+CLASSIFIER_METRICS = ("agreement", "estimated_quality")
+
+#: ``experiment.primary_metric`` -> where its baseline defaults from.
+BASELINE_FIELDS = {
+    "error_rate": "spec.serving.slo.max_error_rate",
+    "accuracy": "spec.monitoring.quality.min_accuracy",
+}
+
+
+def rollout_diagnostics(dep: Deployment) -> list[Diagnostic]:
+    """The rollout rules of one resolved deployment.
+
+    Checks: ``analysis`` only with ``strategy: canary`` on a target that runs a canary
+    analysis, ``pause_seconds >= interval_seconds``, each metric one the target can
+    measure (and the model can give: agreement and the quality estimate need a
+    classifier, the estimate also ``monitoring.reference``; ``p99_latency_ms: from_slo``
+    needs ``serving.slo.p99_latency_ms``); ``shadow`` only on :data:`SHADOW_TARGETS`,
+    ``experiment`` only on :data:`EXPERIMENT_TARGETS` with a primary metric, a minimum
+    detectable effect and a baseline (given or defaulted, :data:`BASELINE_FIELDS`);
+    warnings: ``shadow:``/``experiment:`` settings without their strategy, canary
+    ``steps`` with a strategy that has none (an overlay may switch the strategy for one
+    environment: the base's settings are then unused, not wrong).
+
+    Returns:
+        Diagnostics (code ``rollout``), each at the offending field with what would be valid.
+    """
+    rollout = dep.get(ROLLOUT)
+    if not isinstance(rollout, dict):
+        return []
+    out: list[Diagnostic] = []
+
+    def err(path: str, message: str, severity: str = "error") -> None:
+        out.append(
+            Diagnostic(
+                dep.locate(path), path, f"{message} [env {dep.env}]", severity, code="rollout"
+            )
+        )
+
+    strategy = rollout.get("strategy")
+    platform = dep.platform
+    for section, wanted in (("shadow", "shadow"), ("experiment", "experiment")):
+        if section in rollout and strategy != wanted:
+            err(
+                f"{ROLLOUT}.{section}",
+                f"rollout.{section} applies only to strategy: {wanted} (strategy is "
+                f"{strategy!r}), so it is not used here; set strategy: {wanted} or remove "
+                f"rollout.{section}",
+                "warning",
+            )
+    if strategy in ("shadow", "experiment") and "steps" in rollout:
+        err(
+            f"{ROLLOUT}.steps",
+            f"strategy {strategy} has no traffic steps (steps are canary weights); "
+            "they are not used; remove steps or use strategy: canary",
+            "warning",
+        )
+    if strategy == "shadow" and platform not in SHADOW_TARGETS:
+        err(
+            f"{ROLLOUT}.strategy",
+            f"a shadow rollout needs a target that can mirror traffic; {platform} cannot "
+            f"(without a service mesh); targets that can: {', '.join(SHADOW_TARGETS)}",
+        )
+    if strategy == "experiment":
+        _experiment(dep, rollout, err)
+    if "analysis" in rollout:
+        _analysis(dep, rollout, err)
+    return out
+
+
+def _experiment(dep: Deployment, rollout: dict, err) -> None:
+    platform = dep.platform
+    if platform not in EXPERIMENT_TARGETS:
+        err(
+            f"{ROLLOUT}.strategy",
+            f"an experiment needs a target that holds an A/B split until the verdict; "
+            f"{platform} cannot; targets that can: {', '.join(EXPERIMENT_TARGETS)}",
+        )
+    experiment = rollout.get("experiment")
+    where = f"{ROLLOUT}.experiment" if isinstance(experiment, dict) else f"{ROLLOUT}.strategy"
+    experiment = experiment if isinstance(experiment, dict) else {}
+    metric = experiment.get("primary_metric")
+    if metric is None:
+        err(
+            where,
+            "an experiment needs rollout.experiment.primary_metric (accuracy or error_rate), "
+            "the per-request outcome the verdict compares",
+        )
+    if "minimum_detectable_effect" not in experiment:
+        err(
+            where,
+            "an experiment needs rollout.experiment.minimum_detectable_effect (e.g. 0.01: one "
+            "percentage point), from which its sample size is computed before it starts",
+        )
+    if metric == "accuracy":
+        if dep.get("spec.monitoring.labels") is None:
+            err(
+                f"{ROLLOUT}.experiment.primary_metric",
+                "primary_metric accuracy compares predictions with labels, and this "
+                "deployment receives none; set monitoring.labels or use error_rate",
+            )
+        if dep.get("spec.model.task") == "regression":
+            err(
+                f"{ROLLOUT}.experiment.primary_metric",
+                "primary_metric accuracy needs a classifier (model.task is regression); "
+                "use error_rate",
+            )
+    if metric in BASELINE_FIELDS and "baseline" not in experiment:
+        if not isinstance(dep.get(BASELINE_FIELDS[metric]), int | float):
+            err(
+                f"{ROLLOUT}.experiment.primary_metric",
+                f"the sample size needs the stable version's {metric}: set "
+                f"rollout.experiment.baseline (a share between 0 and 1) or "
+                f"{BASELINE_FIELDS[metric].removeprefix('spec.')}",
+            )
+
+
+def _analysis(dep: Deployment, rollout: dict, err) -> None:
+    analysis = rollout.get("analysis")
+    if not isinstance(analysis, dict):
+        return
+    strategy = rollout.get("strategy")
+    platform = dep.platform
+    if strategy != "canary":
+        err(
+            ANALYSIS,
+            f"rollout.analysis gates the steps of a canary; strategy {strategy!r} has none: "
+            "set strategy: canary or remove analysis",
+        )
+        return
+    if dep.get("spec.serving.mode") == "batch":
+        err(
+            ANALYSIS,
+            "serving.mode batch serves no traffic to analyse; remove analysis or serve realtime",
+        )
+        return
+    interval = analysis.get("interval_seconds")
+    pause = analysis.get("pause_seconds")
+    if isinstance(interval, int) and isinstance(pause, int) and pause < interval:
+        err(
+            f"{ANALYSIS}.pause_seconds",
+            f"pause_seconds {pause} is shorter than interval_seconds {interval}, so a step "
+            f"would end before its first check; give at least {interval}",
+        )
+    metrics = analysis.get("metrics")
+    if not isinstance(metrics, dict):
+        return
+    classifier = dep.get("spec.model.task") != "regression"
+    for name, value in metrics.items():
+        path = f"{METRICS}.{name}"
+        targets = METRIC_TARGETS.get(name, ())
+        if platform not in targets:
+            err(
+                path,
+                f"metric {name} cannot be measured on a {platform} target; targets that can: "
+                f"{', '.join(targets)}",
+            )
+            continue
+        if name in CLASSIFIER_METRICS and not classifier:
+            err(
+                path,
+                f"metric {name} compares predicted labels and this model is a regressor "
+                "(model.task: regression); use error_rate or p99_latency_ms",
+            )
+            continue
+        if name == "estimated_quality" and not dep.get("spec.monitoring.reference"):
+            err(
+                path,
+                "metric estimated_quality is calibrated on reference data and "
+                "monitoring.reference is not set; set it or remove the metric",
+            )
+        if value == "from_slo" and dep.get("spec.serving.slo.p99_latency_ms") is None:
+            err(
+                path,
+                "p99_latency_ms: from_slo reads serving.slo.p99_latency_ms, which is not set; "
+                "set it or give a number of ms",
+            )
