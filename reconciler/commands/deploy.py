@@ -31,6 +31,7 @@ from reconciler.flow import apply as apply_flow
 from reconciler.flow import destroy as destroy_flow
 from reconciler.flow import plan as plan_flow
 from reconciler.flow.run import RunReport
+from reconciler.gitops.review import load_reviews
 from reconciler.report import ledger, plan_text, run
 from reconciler.report.plan import plan_writer_for
 from reconciler.spec.loader import load_spec
@@ -91,9 +92,19 @@ def plan_cmd(
         typer.Option(
             "--allow-guard-change",
             help="With --base: a security reviewer approved loosening a guard setting "
-            "(max_delete_share, protected_environments) in modelops.yaml.",
+            "(max_delete_share, protected_environments, stalled_after, guard_reviewers) "
+            "in modelops.yaml.",
         ),
     ] = False,
+    reviews: Annotated[
+        Path | None,
+        typer.Option(
+            "--reviews",
+            help="With --base: the pull request's reviews (GitHub's JSON list); an "
+            "approval of the planned commit by one of guard_reviewers approves a guard "
+            "change.",
+        ),
+    ] = None,
 ) -> None:
     """Show what `apply` would create, update, replace or delete (changes nothing).
 
@@ -106,6 +117,9 @@ def plan_cmd(
         raise ModelopsError("--head needs --base (the revision to compare with)")
     if all_specs and not base:
         raise ModelopsError("--all needs --base (without --base every spec is planned anyway)")
+    if reviews is not None and not base:
+        raise ModelopsError("--reviews needs --base (reviews approve a pull request's change)")
+    pr_reviews = load_reviews(reviews) if reviews is not None else None
     report = plan_flow.plan(
         get_config(),
         env,
@@ -117,6 +131,7 @@ def plan_cmd(
         all_specs=all_specs,
         allow_mass_delete=allow_mass_delete,
         allow_guard_change=allow_guard_change,
+        reviews=pr_reviews,
     )
     _annotate(report)
     if fmt == "text":

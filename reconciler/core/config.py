@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,7 @@ _KEYS = {
     "organization",
     "max_delete_share",
     "stalled_after",
+    "guard_reviewers",
     "kubernetes_rates",
 }
 
@@ -54,6 +57,8 @@ class Config:
         max_delete_share: the largest share (0..1) of deployments one run may delete
             without ``--allow-mass-delete``.
         stalled_after: consecutive failed applies after which a deployment is stalled.
+        guard_reviewers: GitHub logins whose approving review of a pull request approves
+            loosening a guard setting (``docs/flow.md``, "Approving a guard change").
         kubernetes_rates: ``{"cpu_hour", "memory_gib_hour", "gpu_hour"}`` in USD
             (:data:`DEFAULT_KUBERNETES_RATES` for what the file does not set; ``gpu_hour``
             ``None``: no GPU rate), for cost estimates (``docs/cost.md``).
@@ -69,6 +74,7 @@ class Config:
     organization: Path | None = None
     max_delete_share: float = 0.5
     stalled_after: int = 3
+    guard_reviewers: list[str] = field(default_factory=list)
     kubernetes_rates: dict = field(default_factory=lambda: dict(DEFAULT_KUBERNETES_RATES))
 
     def rel(self, path: Path | str) -> str:
@@ -93,6 +99,8 @@ class Config:
 
 
 _PATH_KEYS = ("specs", "policies", "state_dir", "organization", "pulumi_backend")
+#: A GitHub login (``alice``, ``octo-cat``): letters, digits, single hyphens inside.
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
 
 
 def _check_values(raw: dict, positions: dict) -> None:
@@ -127,6 +135,15 @@ def _check_values(raw: dict, positions: dict) -> None:
             "stalled_after",
             f"expected a whole number of consecutive failed applies, at least 1, got {stalled!r}",
         )
+    reviewers = raw.get("guard_reviewers", [])
+    if not isinstance(reviewers, list) or not all(
+        isinstance(r, str) and _LOGIN.fullmatch(r) for r in reviewers
+    ):
+        fail(
+            "guard_reviewers",
+            f"expected a list of GitHub logins (letters, digits and inner hyphens, "
+            f"e.g. [alice, octo-cat]), got {reviewers!r}",
+        )
     rates = raw.get("kubernetes_rates", {})
     if not isinstance(rates, dict):
         fail("kubernetes_rates", f"expected a mapping of {', '.join(DEFAULT_KUBERNETES_RATES)}")
@@ -150,10 +167,76 @@ def _check_values(raw: dict, positions: dict) -> None:
             )
 
 
-#: Settings that guard a change (``docs/flow.md``, "Guards from the merge base"): a pull
-#: request is planned under the stricter of the base's and its own values, and one that
-#: loosens them is blocked until reviewed.
-GUARD_SETTINGS = ("max_delete_share", "protected_environments")
+@dataclass(frozen=True)
+class GuardSetting:
+    """A ``modelops.yaml`` setting that guards a change (``docs/flow.md``, "Guards from
+    the merge base").
+
+    Attributes:
+        key: the setting's name in ``modelops.yaml`` (and the :class:`Config` field).
+        default: its value when the file does not set it.
+        stricter: ``(a, b) -> value``: the stricter of two values.
+        loosens: ``(base, head) -> bool``: ``head`` is less strict than ``base``.
+        meaning: what the setting guards, for messages and docs.
+    """
+
+    key: str
+    default: object
+    stricter: Callable[[object, object], object]
+    loosens: Callable[[object, object], bool]
+    meaning: str
+
+
+def _union(a: list[str], b: list[str]) -> list[str]:
+    """Every name of either, in order of first mention."""
+    return list(dict.fromkeys([*a, *b]))
+
+
+def _folded(names: list[str]) -> set[str]:
+    """GitHub logins compared as GitHub does: case-insensitively."""
+    return {n.casefold() for n in names}
+
+
+#: The settings that guard a change, one row each: a pull request is planned (and merged
+#: by ``apply --base``) under the stricter of the merge base's and its own values, each
+#: one it changes is listed for security review, and one it loosens blocks until an
+#: approved review (``docs/flow.md``). ``stalled_after``: a lower count stops retrying a
+#: failing apply sooner. ``guard_reviewers``: a reviewer the head adds cannot approve the
+#: change that adds them (only those of both revisions approve). Not here, because they
+#: are not repository settings: the lock time-out (``--lock-timeout``, code default) and
+#: the longest waiver (``policy/waivers.py: MAX_WAIVER_DAYS``); the policy set and the
+#: organisation settings are read from the merge base as a whole (``flow/policy_set.py``).
+GUARDS: tuple[GuardSetting, ...] = (
+    GuardSetting(
+        "max_delete_share",
+        0.5,
+        min,
+        lambda base, head: head > base,
+        "the largest share of an environment's deployments one change may delete",
+    ),
+    GuardSetting(
+        "protected_environments",
+        ["prod"],
+        _union,
+        lambda base, head: bool(set(base) - set(head)),
+        "environments where destroying needs --allow-destroy-protected",
+    ),
+    GuardSetting(
+        "stalled_after",
+        3,
+        min,
+        lambda base, head: head > base,
+        "consecutive failed applies before a deployment is stalled (no more retries)",
+    ),
+    GuardSetting(
+        "guard_reviewers",
+        [],
+        lambda a, b: [r for r in a if r.casefold() in _folded(b)],
+        lambda base, head: bool(_folded(head) - _folded(base)),
+        "who may approve loosening a guard setting by an approving pull-request review",
+    ),
+)
+GUARD_SETTINGS = tuple(g.key for g in GUARDS)
 
 
 def _parse(data: bytes, name: str) -> tuple[dict, dict]:
@@ -187,42 +270,34 @@ def _parse(data: bytes, name: str) -> tuple[dict, dict]:
 
 
 def guard_settings(data: bytes | None, name: str = CONFIG_FILE) -> dict:
-    """The :data:`GUARD_SETTINGS` of one revision's ``modelops.yaml`` (``None``: no file).
+    """The :data:`GUARDS` of one revision's ``modelops.yaml`` (``None``: no file).
 
     Returns:
-        ``{"max_delete_share": float (0..1), "protected_environments": [env, ...]}``,
-        defaults for what the file does not set.
+        ``{key: value}`` for every :data:`GUARD_SETTINGS` key (``max_delete_share``
+        float 0..1, ``protected_environments`` and ``guard_reviewers`` lists of names,
+        ``stalled_after`` int >= 1), defaults for what the file does not set.
 
     Raises:
         ModelopsError: (exit 2) the file is invalid (see :func:`load_config`); ``name``
             says which revision's file in the message.
     """
     raw = _parse(data, name)[0] if data is not None else {}
-    return {
-        "max_delete_share": float(raw.get("max_delete_share", 0.5)),
-        "protected_environments": list(raw.get("protected_environments", ["prod"])),
-    }
+    out = {}
+    for guard in GUARDS:
+        value = raw.get(guard.key, guard.default)
+        out[guard.key] = list(value) if isinstance(value, list) else value
+    out["max_delete_share"] = float(out["max_delete_share"])
+    return out
 
 
 def stricter_guards(a: dict, b: dict) -> dict:
-    """The stricter of two :func:`guard_settings`: the smaller delete share, every
-    protected environment of either (in order of first mention)."""
-    return {
-        "max_delete_share": min(a["max_delete_share"], b["max_delete_share"]),
-        "protected_environments": list(
-            dict.fromkeys([*a["protected_environments"], *b["protected_environments"]])
-        ),
-    }
+    """The stricter of two :func:`guard_settings`, setting by setting (:data:`GUARDS`)."""
+    return {g.key: g.stricter(a[g.key], b[g.key]) for g in GUARDS}
 
 
 def loosened(base: dict, head: dict) -> list[str]:
     """The :data:`GUARD_SETTINGS` that ``head`` makes less strict than ``base``."""
-    out = []
-    if head["max_delete_share"] > base["max_delete_share"]:
-        out.append("max_delete_share")
-    if set(base["protected_environments"]) - set(head["protected_environments"]):
-        out.append("protected_environments")
-    return out
+    return [g.key for g in GUARDS if g.loosens(base[g.key], head[g.key])]
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -272,6 +347,7 @@ def load_config(root: Path | None = None, state_dir: Path | str | None = None) -
         organization=org_path,
         max_delete_share=float(raw.get("max_delete_share", 0.5)),
         stalled_after=int(raw.get("stalled_after", 3)),
+        guard_reviewers=list(raw.get("guard_reviewers", [])),
         kubernetes_rates=_rates(raw.get("kubernetes_rates") or {}),
     )
 

@@ -27,6 +27,7 @@ from reconciler.engine.pulumi_engine import pulumi_available
 from reconciler.engine.render import PROGRAMS
 from reconciler.flow.run import Outcome, RunReport
 from reconciler.gitops.changes import overlay_envs
+from reconciler.gitops.review import Review, guard_approval
 from reconciler.policy.check import check_policies
 from reconciler.spec.files import quick_load, spec_dependencies
 from reconciler.spec.model import Deployment
@@ -203,17 +204,36 @@ def check_dirty(
     report.notes.append(f"applied with uncommitted changes: {shown}")
 
 
-def guard_settings_gate(report, config: Config, base_rev, head_rev, allow: bool) -> Config:
+def _planned_commits(head_rev) -> set[str]:
+    """The commit(s) a plan is of, for review approvals: the head (the working tree's
+    ``HEAD``), and for a merge commit (GitHub's ``refs/pull/N/merge``, which
+    ``actions/checkout`` checks out) its second parent, the pull request's head."""
+    commit = head_rev.commit
+    if commit is None:
+        commit = g.head_commit(head_rev.repo)
+    if commit is None:
+        return set()
+    commits = {commit.hexsha}
+    if len(commit.parents) == 2:
+        commits.add(commit.parents[1].hexsha)
+    return commits
+
+
+def guard_settings_gate(
+    report, config: Config, base_rev, head_rev, allow: bool, reviews: list[Review] | None = None
+) -> Config:
     """Plan a change under the stricter of the base's and the head's guard settings.
 
-    The settings that guard a change (:data:`~reconciler.core.config.GUARD_SETTINGS`:
-    ``max_delete_share``, ``protected_environments``) are read from ``modelops.yaml`` at
-    the merge base and at the head, as the policy set is: a pull request must not
-    switch off the guard that checks it. Every setting that differs is listed in
-    ``report.guard_changes`` (``{"setting", "base", "head", "loosens"}``; the plan
-    then needs a security review). One that the head loosens blocks (a line in
-    ``report.guards``) until reviewed: ``allow`` (``--allow-guard-change``, given once
-    a security reviewer approved) turns that into a note.
+    The settings that guard a change (:data:`~reconciler.core.config.GUARDS`, one table:
+    ``max_delete_share``, ``protected_environments``, ``stalled_after``,
+    ``guard_reviewers``) are read from ``modelops.yaml`` at the merge base and at the
+    head, as the policy set is: a pull request must not switch off the guard that checks
+    it. Every setting that differs is listed in ``report.guard_changes`` (``{"setting",
+    "base", "head", "loosens"}``; the plan then needs a security review). One that the
+    head loosens blocks (a line in ``report.guards``) until approved: by ``allow``
+    (``--allow-guard-change``), or by ``reviews`` when one of the stricter
+    ``guard_reviewers`` approved the planned commit
+    (:func:`~reconciler.gitops.review.guard_approval`); then it is a note.
 
     Args:
         report: the run report (``guards``, ``notes``, ``guard_changes`` are added to).
@@ -221,6 +241,7 @@ def guard_settings_gate(report, config: Config, base_rev, head_rev, allow: bool)
         base_rev, head_rev: :class:`~reconciler.gitops.changes.RevisionFiles` of the merge
             base and of the head (working tree when its ``commit`` is ``None``).
         allow: a reviewer approved loosening the guard settings.
+        reviews: the pull request's reviews (``plan --reviews``); ``None``: not given.
 
     Returns:
         ``config`` with the stricter guard settings (the one to plan or apply with).
@@ -237,28 +258,38 @@ def guard_settings_gate(report, config: Config, base_rev, head_rev, allow: bool)
                 {"setting": key, "base": base[key], "head": head[key], "loosens": key in loose}
             )
     strict = stricter_guards(base, head)
+    approval = None
+    if loose and not allow and reviews is not None:
+        approval = guard_approval(reviews, strict["guard_reviewers"], _planned_commits(head_rev))
     for key in loose:
-        msg = (
+        what = (
             f"this change loosens the guard setting {key} in {CONFIG_FILE} "
-            f"({base[key]!r} at the merge base → {head[key]!r}): a change to a guard setting "
-            "needs a security reviewer's approval; until then it blocks (after review: "
-            f"--allow-guard-change). This plan used the stricter value {strict[key]!r}"
+            f"({base[key]!r} at the merge base → {head[key]!r})"
         )
         if allow:
-            report.notes.append(msg.split(": a change")[0] + " (allowed by --allow-guard-change)")
+            report.notes.append(f"{what} (allowed by --allow-guard-change)")
+        elif approval is not None and approval.approved:
+            report.notes.append(f"{what} ({approval.reason}, a guard reviewer)")
         else:
-            report.guards.append(msg)
+            why = approval.reason if approval is not None else "no reviews were given"
+            report.guards.append(
+                f"{what}: a change to a guard setting needs an approving review by one of "
+                f"guard_reviewers; until then it blocks ({why}; or --allow-guard-change "
+                f"after review). This plan used the stricter value {strict[key]!r}"
+            )
     if base != head:
+        shown = "; ".join(f"{key} {_shown(strict[key])}" for key in GUARD_SETTINGS)
         report.notes.append(
-            f"guard settings ({', '.join(GUARD_SETTINGS)}): the stricter of the merge base's "
-            f"and this change's: max_delete_share {strict['max_delete_share']:g}, protected "
-            f"environments {', '.join(strict['protected_environments']) or '-'}"
+            f"guard settings: the stricter of the merge base's and this change's: {shown}"
         )
-    return replace(
-        config,
-        max_delete_share=strict["max_delete_share"],
-        protected_environments=strict["protected_environments"],
-    )
+    return replace(config, **strict)
+
+
+def _shown(value) -> str:
+    """A guard setting's value in a note (``-`` for an empty list)."""
+    if isinstance(value, list):
+        return ", ".join(value) or "-"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def mass_delete_guard(report, changes, base_rev, envs, config: Config, allow: bool) -> None:

@@ -31,6 +31,7 @@ from reconciler.flow.stages import (
     render_failed,
     render_plan,
 )
+from reconciler.gitops.review import Review
 from reconciler.state.ledger import Ledger
 
 
@@ -85,6 +86,7 @@ def plan(
     all_specs: bool = False,
     allow_mass_delete: bool = False,
     allow_guard_change: bool = False,
+    reviews: list[Review] | None = None,
 ) -> RunReport:
     """Compute what ``apply`` would change, without changing anything.
 
@@ -106,6 +108,8 @@ def plan(
         allow_guard_change: with ``base``, a security reviewer approved loosening a
             guard setting of ``modelops.yaml`` (otherwise it blocks; the stricter value
             is used either way: :func:`reconciler.flow.gates.guard_settings_gate`).
+        reviews: with ``base``, the pull request's reviews (``--reviews``): an approval
+            of the planned commit by one of ``guard_reviewers`` approves it too.
 
     Returns:
         A :class:`RunReport`. Without ``base``, each deployment's rendered DesiredState
@@ -132,6 +136,7 @@ def plan(
             all_specs,
             allow_mass_delete,
             allow_guard_change=allow_guard_change,
+            reviews=reviews,
         )
     report = RunReport("plan", env or "all", g.head_revision(config.root), envs=envs)
     ledger = Ledger(config.state_dir)

@@ -51,6 +51,7 @@ from reconciler.flow.stages import (
 )
 from reconciler.gitops.changes import RevisionFiles, detect_changes, name_conflicts
 from reconciler.gitops.fields import field_changes, touches_build
+from reconciler.gitops.review import Review
 from reconciler.spec.files import quick_load, spec_dependencies
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_files
@@ -69,6 +70,7 @@ def plan_changes(
     allow_mass_delete: bool,
     *,
     allow_guard_change: bool = False,
+    reviews: list[Review] | None = None,
 ) -> RunReport:
     """The plan of a pull request: ``plan(..., base=...)`` (see :func:`reconciler.flow.plan.plan`).
 
@@ -77,7 +79,8 @@ def plan_changes(
     specs deleted since the base, and deployments whose environment overlay was removed,
     are planned for deletion (``delete`` outcomes), and the mass-delete guard applies
     unless ``allow_mass_delete``. The guard settings are the stricter of the base's and
-    the head's, and loosening one blocks unless ``allow_guard_change``
+    the head's, and loosening one blocks unless ``allow_guard_change`` or one of the
+    guard reviewers approved it in ``reviews``
     (:func:`~reconciler.flow.gates.guard_settings_gate`). Builds (and smoke tests) run
     only when ``build`` and the gates pass.
 
@@ -99,7 +102,7 @@ def plan_changes(
     report.diagnostics.extend(changes.diagnostics)
     base_rev = RevisionFiles(repo, config.root, repo.commit(changes.base))
     head_files = RevisionFiles(repo, config.root, repo.commit(changes.head) if head else None)
-    config = guard_settings_gate(report, config, base_rev, head_files, allow_guard_change)
+    config = guard_settings_gate(report, config, base_rev, head_files, allow_guard_change, reviews)
     base_paths: list[str] = []
     for s in changes.specs:
         if s.old_path and s.status != "unchanged":

@@ -53,6 +53,8 @@ def test_file_and_overrides(tmp_path, monkeypatch):
         ("stalled_after: x\n", "stalled_after: expected a whole number"),
         ("stalled_after: -2\n", "stalled_after: expected a whole number"),
         ("stalled_after: 2.5\n", "stalled_after: expected a whole number"),
+        ("guard_reviewers: alice\n", "guard_reviewers: expected a list of GitHub logins"),
+        ("guard_reviewers: ['al ice']\n", "guard_reviewers: expected a list of GitHub logins"),
         ("specs: x\nstate_dir: 5\n", "modelops.yaml:2:1: state_dir: expected a non-empty path"),
         ("state_dir: ''\n", "state_dir: expected a non-empty path"),
         ("organization: {bogus: 1}\n", "organization: expected a non-empty path"),

@@ -146,3 +146,55 @@ def test_apply_base_prunes_a_removed_overlay_and_keeps_the_base_guard(repo):
     assert destroyed == ["diabetes-progression-staging"]
     assert ledger.get("diabetes-progression", "staging").destroyed
     assert not ledger.get("fraud-detector", "staging").destroyed
+
+
+def _reviews(tmp_path, login: str, commit: str) -> str:
+    """A reviews file as the action writes it: GitHub's list of pull-request reviews."""
+    path = tmp_path / f"reviews-{login}-{commit[:7]}.json"
+    review = {"user": {"login": login}, "state": "APPROVED", "commit_id": commit}
+    path.write_text(json.dumps([{**review, "submitted_at": "2026-01-01T00:00:00Z"}]))
+    return str(path)
+
+
+def test_a_guard_reviewers_approval_of_the_pr_head_unblocks_a_loosened_guard(repo, tmp_path):
+    """GitHub plans refs/pull/N/merge (base + the PR's head): an approval of the PR's head
+    by a guard reviewer of the merge base approves; a stale one, or one by a reviewer the
+    PR itself adds, does not. stalled_after is a guard setting like max_delete_share."""
+    repo.write("modelops.yaml", "state_dir: .modelops\nguard_reviewers: [alice]\n")
+    base = repo.commit("alice reviews guard changes")
+    repo.git.git.checkout("-b", "pr")
+    repo.write(
+        "modelops.yaml", "state_dir: .modelops\nguard_reviewers: [alice]\nstalled_after: 9\n"
+    )
+    first = repo.commit("retry failing applies longer")
+    repo.write(
+        "modelops.yaml",
+        "state_dir: .modelops\nguard_reviewers: [alice, mallory]\nstalled_after: 50\n",
+    )
+    pr_head = repo.commit("and longer, and mallory reviews too")
+    repo.git.git.checkout(base)
+    repo.git.git.merge("--no-ff", "-m", "Merge pr into main", "pr")
+    merge = repo.git.head.commit.hexsha
+
+    report = plan(load_config(repo.root), "prod", base=base, head=merge)
+    loosened = {c["setting"] for c in report.guard_changes if c["loosens"]}
+    assert loosened == {"stalled_after", "guard_reviewers"} and report.exit_code == 1
+    assert all("no reviews were given" in g for g in report.guards)
+
+    def guards_with(login, commit):
+        code, out, err = invoke(
+            repo.root,
+            *("plan", "--base", base, "--head", merge, "--env", "prod", "-f", "json"),
+            *("--reviews", _reviews(tmp_path, login, commit)),
+        )
+        return code, json.loads(out)
+
+    code, js = guards_with("Alice", pr_head)  # logins compare as on GitHub
+    assert code == 0 and js["guards"] == []
+    assert any("approved by Alice" in n for n in js["notes"])
+    # the stricter of both revisions is what the run uses: the base's stalled_after
+    assert any("stalled_after 3" in n for n in js["notes"])
+    code, js = guards_with("alice", first)
+    assert code == 1 and all("of an earlier commit" in g for g in js["guards"])
+    code, js = guards_with("mallory", pr_head)  # added by this very change
+    assert code == 1 and all("needs an approving review" in g for g in js["guards"])

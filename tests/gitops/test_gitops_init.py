@@ -30,6 +30,7 @@ def test_init_scaffolds_a_spec_repository(tmp_path):
     owners = (dest / ".github/CODEOWNERS").read_text()
     assert "/policies/                      @acme/appsec" in owners
     assert "/policies/waivers.yaml          @acme/appsec" in owners
+    assert "/modelops.yaml                  @acme/appsec" in owners  # the guard settings
     config = load_config(dest)
     assert config.protected_environments == ["prod"] and config.max_delete_share == 0.5
     # a second run keeps what is there
@@ -52,6 +53,8 @@ def test_workflows_are_valid_yaml_and_the_examples_match_the_templates():
     # PyYAML reads the key `on` as True
     triggers = plan[True]
     assert "pull_request" in triggers and "pull_request_target" not in triggers
+    # a guard reviewer's review runs the plan again, which passes the reviews on
+    assert triggers["pull_request_review"] == {"types": ["submitted", "dismissed"]}
     assert plan["permissions"] == {}  # every job asks for its own
     job = plan["jobs"]["plan"]
     assert job["runs-on"] == "ubuntu-latest"
@@ -66,6 +69,7 @@ def test_workflows_are_valid_yaml_and_the_examples_match_the_templates():
     assert "fetch-depth: 0" in text and "sarif: modelops-policy.sarif" in text
     assert "plan --base origin/" in text and "--format markdown" in text
     assert "comment: modelops-plan.md" in text
+    assert "guard-reviews: 'true'" in text
     assert "id-token" not in yaml.safe_dump(plan)  # no cloud credentials for a PR
     apply = yaml.safe_load((TEMPLATES / "modelops-apply.yml").read_text())
     assert apply[True]["push"]["branches"] == ["main"]
@@ -102,7 +106,9 @@ def test_the_workflows_init_writes_use_the_action_at_the_installed_version(tmp_p
 def test_the_action_installs_the_version_with_extras_and_reports_sarif_and_the_comment():
     action = yaml.safe_load((PROJECT / "action.yml").read_text())
     assert action["runs"]["using"] == "composite"
-    assert {"version", "extras", "command", "sarif", "comment"} <= set(action["inputs"])
+    assert {"version", "extras", "command", "sarif", "comment", "guard-reviews"} <= set(
+        action["inputs"]
+    )
     assert action["inputs"]["extras"]["default"] == "frameworks"
     steps = action["runs"]["steps"]
     uses = [s.get("uses", "") for s in steps]
