@@ -12,6 +12,7 @@ import json
 import os
 import random
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -101,13 +102,85 @@ class LockInfo:
         return True
 
 
+class LockPathError(ModelopsError):
+    """The state directory or its lock path is not what modelops creates there (a lock path
+    that is a directory, a symbolic link, a FIFO, a socket or a device; a state directory
+    that is a file); exit 2. Nothing is read from it, written or removed."""
+
+
+def _kind(mode: int) -> str:
+    """What a file of ``mode`` (from ``lstat``) is, for a message."""
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISREG, "a file"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"  # pragma: no cover - every kind POSIX has is above
+
+
+def check_lock_path(state_dir: Path) -> None:
+    """Refuse a state directory, or a lock path in it, that modelops did not create.
+
+    The lock is a regular file ``<state_dir>/lock`` that :class:`StateLock` creates and
+    removes; anything else there (a directory, a symbolic link even to a lock file, a
+    FIFO, whose read would block) would be read or replaced wrongly, so it stops the run
+    with what would be valid, touching nothing. Checked with ``lstat`` (no link followed,
+    nothing opened).
+
+    Raises:
+        LockPathError: (exit 2) naming the path, what it is, and what to do.
+    """
+    state_dir = Path(state_dir)
+    try:
+        mode = os.stat(state_dir).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return  # created on the first lock
+    except OSError as exc:
+        raise StateWriteError(state_dir, exc) from None
+    if not stat.S_ISDIR(mode):
+        raise LockPathError(
+            f"the state directory {state_dir} is {_kind(mode)}, not a directory; "
+            "point --state-dir / MODELOPS_STATE_DIR / state_dir in modelops.yaml at a "
+            "directory (created when missing). Nothing was touched"
+        )
+    path = state_dir / LOCK_FILE
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StateWriteError(state_dir, exc) from None
+    if stat.S_ISREG(mode):
+        return
+    what = _kind(mode)
+    if stat.S_ISLNK(mode):
+        what += f" (to {os.readlink(path)})"
+    raise LockPathError(
+        f"the lock path {path} is {what}, not a lock file: the lock is a regular file "
+        "modelops creates and removes itself (holding the host, pid and command of the run "
+        "that holds it). Nothing was touched; move it out of the state directory (e.g. "
+        f"mv {path} {path}.bak) and run again"
+    )
+
+
 def read_lock(state_dir: Path) -> LockInfo | None:
     """The current holder, or ``None`` when the state directory is not locked.
 
     A lock file that cannot be read as one (not UTF-8, not JSON, not a mapping, a field of
     the wrong type) is reported as held by an unknown holder (pid 0) rather than ignored:
     ``modelops unlock --force`` removes it.
+
+    Raises:
+        LockPathError: (exit 2) the lock path is not a regular file
+            (:func:`check_lock_path`).
     """
+    check_lock_path(state_dir)
     path = Path(state_dir) / LOCK_FILE
     try:
         raw = path.read_bytes()
@@ -187,7 +260,10 @@ class StateLock:
 
         Raises:
             LockError: the holder is gone (a stale lock), or still holds it at the deadline.
+            LockPathError: (exit 2) the lock path or state directory is not what modelops
+                creates (:func:`check_lock_path`); checked first, nothing touched.
         """
+        check_lock_path(self.state_dir)
         deadline = time.monotonic() + self.timeout_s
         attempt = 0
         while True:
@@ -246,6 +322,8 @@ def break_lock(state_dir: Path, force: bool = False) -> LockInfo | None:
 
     Raises:
         LockError: the holder is alive (or on another host) and ``force`` is not set.
+        LockPathError: (exit 2) the lock path is not a regular file (even with ``force``:
+            modelops removes only what it created).
     """
     holder = read_lock(state_dir)
     if holder is None:

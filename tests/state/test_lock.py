@@ -234,3 +234,47 @@ def test_a_lock_file_modelops_cannot_read_is_held_by_unknown_and_unlock_force_re
     assert "not a lock modelops can read" in info.value.message
     assert break_lock(tmp_path, force=True) == holder
     assert not (tmp_path / "lock").exists()
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _symlink(path: Path) -> None:
+    (path.parent / "elsewhere").write_text('{"host": "h", "pid": 1, "started_at": "t"}')
+    path.symlink_to(path.parent / "elsewhere")
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (lambda p: p.mkdir(), "is a directory"),
+        (_fifo, "is a FIFO"),  # a read would block for ever
+        (_symlink, "is a symbolic link (to "),
+        (lambda p: p.symlink_to(p.parent / "missing"), "is a symbolic link"),
+    ],
+)
+def test_a_lock_path_that_is_not_a_file_stops_every_command_touching_nothing(tmp_path, make, kind):
+    """apply, status, unlock and unlock --force: exit 2 naming the path, what it is and
+    what would be valid; the path is left as it was (was: 'Is a directory', a blocked read,
+    or a lock taken through the link)."""
+    root = tmp_path / "repo"
+    (root / "specs").mkdir(parents=True)
+    (root / "modelops.yaml").write_text("state_dir: .modelops\n")
+    (root / ".modelops").mkdir()
+    lock = root / ".modelops" / "lock"
+    make(lock)
+    before = sorted(p.name for p in lock.parent.iterdir()), os.lstat(lock).st_mode
+    for args in (("apply", "--env", "dev"), ("status",), ("unlock",), ("unlock", "--force")):
+        code, _out, err = invoke(root, *args)
+        assert code == 2, (args, err)
+        assert f"the lock path {lock} {kind}" in err and "not a lock file" in err, err
+        assert "regular file" in err and "Traceback" not in err
+        assert (sorted(p.name for p in lock.parent.iterdir()), os.lstat(lock).st_mode) == before
+
+
+def test_a_state_directory_that_is_a_file_is_refused_untouched(tmp_path):
+    (tmp_path / "state").write_text("not a directory")
+    with pytest.raises(lock_module.LockPathError, match="state directory .* is a file, not a directory"):
+        StateLock(tmp_path / "state", timeout_s=0).acquire()
+    assert (tmp_path / "state").read_text() == "not a directory"
