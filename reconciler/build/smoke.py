@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from reconciler.core.config import Config
+from reconciler.core.progress import step
 from reconciler.runtime.capture import SYNTHETIC_HEADER
 from reconciler.spec.model import Deployment
 from reconciler.spec.smoke import RequestFileError, read_request_file
@@ -405,7 +406,10 @@ def run_smoke(
     url = url.rstrip("/")
     result = SmokeResult(dep.key, url)
     cases, other = _cases(dep, config)
-    with httpx.Client(timeout=REQUEST_TIMEOUT_S, trust_env=False) as client:
+    with (
+        step("smoke", dep.key, f"{len(cases)} case(s)"),
+        httpx.Client(timeout=REQUEST_TIMEOUT_S, trust_env=False) as client,
+    ):
         for case in cases:
             outcome = _not_sent(case) if case.problem else _check_case(client, url, case)
             result.cases.append(outcome)
@@ -433,9 +437,14 @@ def run_smoke(
     )
     if body is None:
         return result
-    result.load = load_test(
-        url + PREDICT_PATH, body, requests=int(n), concurrency=int(c), warmup=min(2 * int(c), 32)
-    )
+    with step("load test", dep.key, f"{n} requests, {c} clients"):
+        result.load = load_test(
+            url + PREDICT_PATH,
+            body,
+            requests=int(n),
+            concurrency=int(c),
+            warmup=min(2 * int(c), 32),
+        )
     if result.load["errors"]:
         result.failures.append(
             f"load test: {result.load['errors']} of {n} request(s) failed "

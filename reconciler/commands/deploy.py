@@ -23,6 +23,7 @@ from reconciler.commands.options import (
     err,
     get_config,
     out,
+    showing_progress,
 )
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.engine.local import LocalEngine
@@ -120,19 +121,20 @@ def plan_cmd(
     if reviews is not None and not base:
         raise ModelopsError("--reviews needs --base (reviews approve a pull request's change)")
     pr_reviews = load_reviews(reviews) if reviews is not None else None
-    report = plan_flow.plan(
-        get_config(),
-        env,
-        None if base else targets,
-        build=build,
-        smoke=smoke,
-        base=base,
-        head=head,
-        all_specs=all_specs,
-        allow_mass_delete=allow_mass_delete,
-        allow_guard_change=allow_guard_change,
-        reviews=pr_reviews,
-    )
+    with showing_progress():  # --build / --smoke: on a terminal only
+        report = plan_flow.plan(
+            get_config(),
+            env,
+            None if base else targets,
+            build=build,
+            smoke=smoke,
+            base=base,
+            head=head,
+            all_specs=all_specs,
+            allow_mass_delete=allow_mass_delete,
+            allow_guard_change=allow_guard_change,
+            reviews=pr_reviews,
+        )
     _annotate(report)
     if fmt == "text":
         err(plan_text.spec_findings(report))
@@ -179,17 +181,18 @@ def apply_cmd(
     """
     if base and targets:
         raise ModelopsError("give either --base or spec targets, not both")
-    report = apply_flow.apply(
-        get_config(),
-        env,
-        targets,
-        base=base,
-        prune=prune,
-        allow_destroy_protected=allow_destroy_protected,
-        allow_mass_delete=allow_mass_delete,
-        allow_dirty=allow_dirty,
-        lock_timeout_s=lock_timeout,
-    )
+    with showing_progress():  # build, start, smoke, load test: on a terminal only
+        report = apply_flow.apply(
+            get_config(),
+            env,
+            targets,
+            base=base,
+            prune=prune,
+            allow_destroy_protected=allow_destroy_protected,
+            allow_mass_delete=allow_mass_delete,
+            allow_dirty=allow_dirty,
+            lock_timeout_s=lock_timeout,
+        )
     _annotate(report)
     if fmt == "json":
         console.print(json.dumps(report.to_dict(), indent=2), markup=False)

@@ -21,6 +21,7 @@ from reconciler.commands.options import (
     err_console,
     get_config,
     out,
+    showing_progress,
 )
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.flow.rollback import rollback
@@ -80,7 +81,8 @@ def rollback_cmd(
                 f"(`modelops history {name} --env {env}` lists past revisions)"
             )
         to = record.lastGoodRevision.removesuffix("-dirty")
-    report = rollback(config, name, env, to, lock_timeout_s=lock_timeout)
+    with showing_progress():
+        report = rollback(config, name, env, to, lock_timeout_s=lock_timeout)
     if fmt == "json":
         console.print(json.dumps(report.to_dict(), indent=2), markup=False)
         raise typer.Exit(report.exit_code)

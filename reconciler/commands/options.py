@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,8 @@ from rich.console import Console
 
 from reconciler.core.config import Config, load_config
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.core.progress import step
+from reconciler.report.progress import rendering
 
 #: Columns of output that goes to a file, a pipe or a CI log when ``COLUMNS`` is unset:
 #: wide, so tables keep whole words (Rich would otherwise assume 80 columns).
@@ -124,6 +127,16 @@ def err(text: str) -> None:
         err_console.print(text, markup=False, end="")
 
 
-def progress(message: str):
-    """A spinner showing ``message`` on a terminal; nothing in CI or when output is piped."""
-    return console.status(message) if console.is_terminal else contextlib.nullcontext()
+@contextlib.contextmanager
+def progress(message: str) -> Iterator[None]:
+    """A spinner showing ``message`` with its elapsed time on a terminal; nothing in CI or
+    when output is piped. The block's own progress events (build, start, smoke...) are
+    shown too: the one progress reporter (:func:`showing_progress`)."""
+    with showing_progress(), step(message):
+        yield
+
+
+def showing_progress():
+    """Render the progress events (:mod:`reconciler.core.progress`) of the block on stderr
+    when stderr is a terminal (:func:`reconciler.report.progress.rendering`)."""
+    return rendering(err_console)

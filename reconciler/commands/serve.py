@@ -10,8 +10,17 @@ import typer
 from reconciler.build.bento import build
 from reconciler.build.serve import start_server, stop_server
 from reconciler.build.smoke import run_smoke
-from reconciler.commands.options import EnvOption, TextOrJson, console, err_console, get_config, out
+from reconciler.commands.options import (
+    EnvOption,
+    TextOrJson,
+    console,
+    err_console,
+    get_config,
+    out,
+    showing_progress,
+)
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ModelopsError
+from reconciler.core.progress import step
 from reconciler.report import smoke_text
 from reconciler.spec.repo import load_all
 
@@ -74,22 +83,27 @@ def smoke_cmd(
     failed = False
     outputs = []
     for dep in deps:
-        artifact = build(dep, config)  # BuildError (exit 2) names the file
-        if fmt == "text":
-            reuse = "reused" if artifact.reused else "built"
-            console.print(f"{dep.key}: {reuse} {artifact.bento_tag}; starting server…")
-        workers = dep.get("spec.serving.workers", 1)
-        handle = start_server(
-            artifact,
-            config,
-            timeout_s=timeout,
-            workers=workers if isinstance(workers, int) else 1,
-            log_name=f"{dep.key}-smoke",
-        )
-        try:
-            smoke = run_smoke(dep, config, handle.url, requests=requests, concurrency=concurrency)
-        finally:
-            stop_server(handle)
+        with showing_progress():  # build, start, smoke, load test: on a terminal only
+            with step("build", dep.key):
+                artifact = build(dep, config)  # BuildError (exit 2) names the file
+            if fmt == "text":
+                reuse = "reused" if artifact.reused else "built"
+                console.print(f"{dep.key}: {reuse} {artifact.bento_tag}; starting server…")
+            workers = dep.get("spec.serving.workers", 1)
+            with step("start", dep.key, f"{artifact.bento_tag} (bentoml serve)"):
+                handle = start_server(
+                    artifact,
+                    config,
+                    timeout_s=timeout,
+                    workers=workers if isinstance(workers, int) else 1,
+                    log_name=f"{dep.key}-smoke",
+                )
+            try:
+                smoke = run_smoke(
+                    dep, config, handle.url, requests=requests, concurrency=concurrency
+                )
+            finally:
+                stop_server(handle)
         failed = failed or not smoke.passed
         outputs.append({**smoke.to_dict(), "bento_tag": artifact.bento_tag})
         if fmt == "text":

@@ -39,6 +39,7 @@ from reconciler.core.clock import now_iso
 from reconciler.core.config import Config
 from reconciler.core.digests import json_sha256
 from reconciler.core.procs import fault_point
+from reconciler.core.progress import step
 from reconciler.engine.base import ApplyError, ApplyResult, LiveRecord
 from reconciler.spec.model import Deployment
 
@@ -185,15 +186,16 @@ class LocalEngine:
 
         workers = dep.get("spec.serving.workers", 1)
         try:
-            handle = start_server(
-                artifact,
-                self.config,
-                port=port,
-                timeout_s=self.ready_timeout_s,
-                workers=int(workers) if isinstance(workers, int) else 1,
-                log_name=dep.key,
-                deployment=dep.key,
-            )
+            with step("start", dep.key, f"{artifact.bento_tag} (bentoml serve)"):
+                handle = start_server(
+                    artifact,
+                    self.config,
+                    port=port,
+                    timeout_s=self.ready_timeout_s,
+                    workers=int(workers) if isinstance(workers, int) else 1,
+                    log_name=dep.key,
+                    deployment=dep.key,
+                )
         except ServeError as exc:
             raise self._failed(dep, record, exc.message, stopped_old_first) from None
 

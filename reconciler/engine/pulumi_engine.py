@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable
 
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import EXIT_APPLY_FAILED, EXIT_USAGE, ModelopsError
 from reconciler.core.digests import json_sha256
+from reconciler.core.progress import note
 from reconciler.engine.base import ApplyResult, LiveRecord
 from reconciler.engine.events import PlanCollector
 from reconciler.engine.plan import Plan
@@ -79,18 +79,11 @@ def require_pulumi(action: str, what: str) -> None:
         )
 
 
-def default_progress() -> Callable[[str], None] | None:
-    """Progress lines on stderr when it is a terminal; ``None`` (quiet) in CI or a pipe.
-
-    CI is recognised by the ``CI`` environment variable that GitHub Actions and most CI
-    systems set.
-    """
-    if os.environ.get("CI") or not sys.stderr.isatty():
-        return None
-    from rich.console import Console  # only on a terminal: keeps CI runs from loading rich
-
-    console = Console(stderr=True, highlight=False)
-    return lambda line: console.print(f"  {line}", markup=False)
+def default_progress() -> Callable[[str], None]:
+    """Progress lines as notes of the one progress reporter
+    (:func:`reconciler.core.progress.note`): the command renders them on a terminal and
+    drops them in CI or a pipe (``reconciler.report.progress``)."""
+    return note
 
 
 def engine_digest(dep: Deployment, image: dict) -> str:
@@ -110,7 +103,8 @@ class PulumiEngine:
     Args:
         config: repository configuration (backend URL, state directory).
         progress: called with one line per engine step; default
-            :func:`default_progress` (stderr on a terminal, quiet in CI).
+            :func:`default_progress` (the progress reporter: shown on a terminal, quiet
+            in CI).
         retries: attempts for operations that fail transiently (default 3).
         backoff_s: first backoff in seconds, doubled after each failed attempt.
         sleep: the sleep function (tests pass a recorder).

@@ -13,6 +13,7 @@ from reconciler.build.artifact import Artifact
 from reconciler.core import git as g
 from reconciler.core.config import Config
 from reconciler.core.procs import fault_point
+from reconciler.core.progress import step
 from reconciler.engine.base import ApplyError, ApplyResult, Engine
 from reconciler.engine.render import render, stable_image_of
 from reconciler.flow.costs import policy_costs
@@ -197,7 +198,8 @@ def apply_one(
         outcome.message = f"stalled, not retried: {record.stalled_reason}"
         return outcome
     try:
-        artifact = build_artifact(dep, config, revision)
+        with step("build", dep.key):
+            artifact = build_artifact(dep, config, revision)
     except Exception as exc:  # noqa: BLE001 - one failing deployment does not stop the others
         outcome.message = _record_failure(ledger, dep, config, revision, digest, exc)
         return outcome
@@ -261,7 +263,10 @@ def converge(
     try:
         # throttling, a dropped connection, a stack locked by another update: retried
         # with backoff here, and recorded as transient (not counted) if it persists
-        result = with_retries(lambda: engine.apply(dep, artifact, revision, record), sleep=_sleep)
+        with step("apply", dep.key, f"({dep.platform})"):
+            result = with_retries(
+                lambda: engine.apply(dep, artifact, revision, record), sleep=_sleep
+            )
     except Exception as exc:
         _record_failure(ledger, dep, config, revision, digest, exc)
         raise

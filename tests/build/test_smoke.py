@@ -7,12 +7,14 @@ Bento, so one server answers them all. The pure helpers are tested without a ser
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from rich.console import Console
 from support.cli import run_cli
 from support.ports import refused_port
 from support.repo import make_repo
@@ -27,6 +29,7 @@ from reconciler.build.smoke import (
     run_smoke,
 )
 from reconciler.core.config import load_config
+from reconciler.report.progress import rendering
 from reconciler.spec.repo import load_all
 from reconciler.spec.smoke import RequestFileError, read_request_file
 
@@ -213,6 +216,25 @@ def test_smoke_and_load_test_pass(served):
     quick = run_smoke(dep, config, handle.url, requests=5, concurrency=1)
     assert (quick.load["requests"], quick.load["concurrency"]) == (5, 1)
     assert run_smoke(dep, config, handle.url, requests=0).load == {}
+
+
+@pytest.mark.slow
+def test_smoke_and_load_test_are_shown_as_steps_on_a_terminal_only(served):
+    root, handle = served
+    config, dep = set_smoke(
+        root, {"request": "examples/fraud/request.json", "load": {"requests": 5, "concurrency": 1}}
+    )
+    tty = io.StringIO()
+    with rendering(Console(file=tty, force_terminal=True, width=100, color_system=None)):
+        assert run_smoke(dep, config, handle.url).passed
+    text = tty.getvalue()
+    assert "✓ fraud-detector-staging: smoke (" in text
+    assert "✓ fraud-detector-staging: load test (" in text
+    assert text.index(": smoke (") < text.index(": load test (")
+    ci = io.StringIO()  # not a terminal: the same run prints nothing
+    with rendering(Console(file=ci, width=100)):
+        assert run_smoke(dep, config, handle.url).passed
+    assert ci.getvalue() == ""
 
 
 @pytest.mark.slow

@@ -33,6 +33,9 @@ def test_apply_with_port_taken_exits_3_and_records_nothing(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 3, out
     assert "Traceback" not in out
+    # not a terminal (CI): the build and start steps draw nothing (no spinner, no step
+    # lines, no escape codes)
+    assert "\x1b[" not in out and "✓" not in out and "✗" not in out
     assert f"port {port} on 127.0.0.1 is already in use" in " ".join(out.split())
     # nothing applied: the pipeline may record the failed attempt, never an applied state
     record = Ledger(root / ".modelops").get("fraud-detector", "staging")
