@@ -106,9 +106,7 @@ def build_cmd(
         current = [
             r["artifact"]["bento_tag"] for r in rows if r.get("artifact", {}).get("bento_tag")
         ]
-        removed = gc_bentos(
-            config, gc_keep, protect=[*current, *Ledger(config.state_dir).bento_tags()]
-        )
+        removed = gc_bentos(config, gc_keep, protect=[*current, *Ledger.of(config).bento_tags()])
     failed = [r for r in rows if r["status"] == "failed"]
     if fmt == "json":
         doc = {"env": env, "revision": revision, "builds": rows, "gc_removed": removed}

@@ -37,6 +37,7 @@ from reconciler.report import ledger, plan_text, run
 from reconciler.report.plan import plan_writer_for
 from reconciler.spec.loader import load_spec
 from reconciler.spec.repo import discover
+from reconciler.state.backend import open_backend
 from reconciler.state.ledger import Ledger
 from reconciler.state.lock import read_lock
 
@@ -311,7 +312,7 @@ def status_cmd(
     rows = []
     destroyed = []
     declared = _declared_keys(config)
-    for record in Ledger(config.state_dir).all(include_destroyed=True):
+    for record in Ledger.of(config).all(include_destroyed=True):
         if env and record.environment != env:
             continue
         if record.destroyed:
@@ -355,7 +356,7 @@ def status_cmd(
         rows.append(
             ledger.status_row(record, health, service, model_version=_model_version(record))
         )
-    holder = read_lock(config.state_dir)
+    holder = read_lock(open_backend(config))
     if fmt == "json":
         console.print(json.dumps(rows, indent=2), markup=False)
         return

@@ -27,6 +27,7 @@ from reconciler.core.diagnostics import ModelopsError
 from reconciler.flow.rollback import rollback
 from reconciler.gitops.scaffold import init_repository
 from reconciler.report import ledger, render_policy_report, run
+from reconciler.state.backend import open_backend
 from reconciler.state.ledger import Ledger
 from reconciler.state.lock import break_lock
 
@@ -42,7 +43,7 @@ def history_cmd(
     A destroyed deployment keeps its history; the last line says when it was destroyed.
     """
     config = get_config()
-    record = Ledger(config.state_dir).get(name, env)
+    record = Ledger.of(config).get(name, env)
     if record is None:
         raise ModelopsError(
             f"nothing recorded for {name} in {env}; `modelops status` lists what is deployed"
@@ -74,7 +75,7 @@ def rollback_cmd(
     """
     config = get_config()
     if to is None:
-        record = Ledger(config.state_dir).get(name, env)
+        record = Ledger.of(config).get(name, env)
         if record is None or not record.lastGoodRevision:
             raise ModelopsError(
                 f"no last good revision recorded for {name} in {env}; give --to REV "
@@ -108,9 +109,10 @@ def unlock_cmd(
     (``--force`` removes it anyway).
     """
     config = get_config()
-    holder = break_lock(config.state_dir, force=force)
+    holder = break_lock(open_backend(config), force=force)
     if holder is None:
-        console.print(f"{config.rel(config.state_dir)} is not locked", markup=False)
+        where = config.state_url or config.rel(config.state_dir)
+        console.print(f"{where} is not locked", markup=False)
     else:
         console.print(f"removed the lock held by {holder.describe()}", markup=False)
 

@@ -133,7 +133,7 @@ def logs_cmd(
     aws command that shows their logs (modelops keeps no copy).
     """
     config = get_config()
-    record = Ledger(config.state_dir).get(name, env)
+    record = Ledger.of(config).get(name, env)
     if record is None:
         raise ModelopsError(
             f"no deployment {name!r} recorded in environment {env!r}; "

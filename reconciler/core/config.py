@@ -1,8 +1,9 @@
 """Repository configuration: ``modelops.yaml`` at the spec repository's root.
 
-Every key is optional (``specs``, ``policies``, ``state_dir``, ``environments``,
-``protected_environments``, ``pulumi_backend``, ``organization``...); ``--state-dir`` or
-``MODELOPS_STATE_DIR`` override ``state_dir``. Defaults and details: ``docs/core.md``.
+Every key is optional (``specs``, ``policies``, ``state_dir``, ``state_url``,
+``environments``, ``protected_environments``, ``pulumi_backend``, ``organization``...);
+``--state-dir`` or ``MODELOPS_STATE_DIR`` override ``state_dir``, ``MODELOPS_STATE_URL``
+overrides ``state_url``. Defaults and details: ``docs/core.md``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from reconciler.core.diagnostics import Diagnostic, ModelopsError, Position
 from reconciler.core.yaml import YamlLoadError, load_yaml
+from reconciler.runtime.uris import S3_FORM, s3_uri_problem
 
 CONFIG_FILE = "modelops.yaml"
 DEFAULT_ENVIRONMENTS = ["dev", "staging", "prod"]
@@ -40,6 +42,7 @@ _KEYS = {
     "stalled_after",
     "guard_reviewers",
     "kubernetes_rates",
+    "state_url",
 }
 
 
@@ -62,6 +65,9 @@ class Config:
         kubernetes_rates: ``{"cpu_hour", "memory_gib_hour", "gpu_hour"}`` in USD
             (:data:`DEFAULT_KUBERNETES_RATES` for what the file does not set; ``gpu_hour``
             ``None``: no GPU rate), for cost estimates (``docs/cost.md``).
+        state_url: ``s3://bucket/prefix`` holding the ledger and the lock (shared state
+            for CI runners thrown away after each job), or ``""``: the state directory.
+            The state directory still holds the caches, the BentoML home and logs.
     """
 
     root: Path
@@ -76,6 +82,7 @@ class Config:
     stalled_after: int = 3
     guard_reviewers: list[str] = field(default_factory=list)
     kubernetes_rates: dict = field(default_factory=lambda: dict(DEFAULT_KUBERNETES_RATES))
+    state_url: str = ""
 
     def rel(self, path: Path | str) -> str:
         """``path`` relative to the root when inside it (for messages), else as given."""
@@ -98,9 +105,12 @@ class Config:
         return candidate
 
 
-_PATH_KEYS = ("specs", "policies", "state_dir", "organization", "pulumi_backend")
 #: A GitHub login (``alice``, ``octo-cat``): letters, digits, single hyphens inside.
 _LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
+
+
+_PATH_KEYS = ("specs", "policies", "state_dir", "organization", "pulumi_backend", "state_url")
+STATE_URL_ENV = "MODELOPS_STATE_URL"
 
 
 def _check_values(raw: dict, positions: dict) -> None:
@@ -122,6 +132,8 @@ def _check_values(raw: dict, positions: dict) -> None:
     for key in _PATH_KEYS:
         if key in raw and not (isinstance(raw[key], str) and raw[key].strip()):
             fail(key, f"expected a non-empty path (a string), got {raw[key]!r}")
+    if "state_url" in raw and (problem := state_url_problem(raw["state_url"])):
+        fail("state_url", problem)
     share = raw.get("max_delete_share", 0.5)
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
         fail(
@@ -239,6 +251,18 @@ GUARDS: tuple[GuardSetting, ...] = (
 GUARD_SETTINGS = tuple(g.key for g in GUARDS)
 
 
+def state_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot hold the shared state, or None: it must be ``s3://bucket/prefix``
+    (the only shared store; a local directory is ``state_dir``)."""
+    if not url.startswith("s3://"):
+        return (
+            f"expected s3://<bucket>/<prefix> (shared state on S3), got {url!r}; a local "
+            "directory is state_dir"
+        )
+    problem = s3_uri_problem(url)
+    return f"{url!r} is not a valid S3 URI: {problem}; expected {S3_FORM}" if problem else None
+
+
 def _parse(data: bytes, name: str) -> tuple[dict, dict]:
     """``(settings, positions)`` of a ``modelops.yaml``'s bytes, checked.
 
@@ -333,7 +357,12 @@ def load_config(root: Path | None = None, state_dir: Path | str | None = None) -
     policies = (root / raw.get("policies", "policies")).resolve()
     org = raw.get("organization")
     org_path = (root / org).resolve() if org else policies / "organization.yaml"
+    state_url = os.environ.get(STATE_URL_ENV) or raw.get("state_url", "")
+    if os.environ.get(STATE_URL_ENV) and (problem := state_url_problem(state_url)):
+        raise ModelopsError(f"{STATE_URL_ENV}: {problem}")
     backend = os.environ.get("PULUMI_BACKEND_URL") or raw.get("pulumi_backend") or ""
+    if not backend and state_url:  # Pulumi's own S3 backend, beside the shared state
+        backend = f"{state_url.rstrip('/')}/pulumi"
     if not backend:
         backend = f"file://{state_path / 'pulumi'}"
     return Config(
@@ -349,6 +378,7 @@ def load_config(root: Path | None = None, state_dir: Path | str | None = None) -
         stalled_after=int(raw.get("stalled_after", 3)),
         guard_reviewers=list(raw.get("guard_reviewers", [])),
         kubernetes_rates=_rates(raw.get("kubernetes_rates") or {}),
+        state_url=state_url.rstrip("/"),
     )
 
 

@@ -93,7 +93,7 @@ def apply(
     """
     envs = envs_of(config, env)
     report = RunReport("apply", env, g.head_revision(config.root).removesuffix("-dirty"), envs=envs)
-    with StateLock(config.state_dir, timeout_s=lock_timeout_s):
+    with StateLock.of(config, timeout_s=lock_timeout_s):
         if base is not None:
             changes = detect_changes(config, base, None)
             report.changes, report.base = changes, changes.base
@@ -115,7 +115,7 @@ def apply(
             )
             gone = {s.name for s in changes.deleted} | {s.name for s in changes.removed(env)}
             candidates = [
-                r for r in Ledger(config.state_dir).all() if r.environment == env and r.name in gone
+                r for r in Ledger.of(config).all() if r.environment == env and r.name in gone
             ]
         else:
             deployments = gate(
@@ -136,7 +136,7 @@ def apply(
             config, env, candidates, prune, allow_destroy_protected, allow_mass_delete, report
         )
         engines = Engines(config)
-        ledger = Ledger(config.state_dir)
+        ledger = Ledger.of(config)
         for dep in deployments:
             report.outcomes.append(apply_one(dep, config, ledger, engines, report.revision))
         for record in destroy_list:

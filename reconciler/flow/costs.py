@@ -334,7 +334,7 @@ def cost_table(config: Config, env: str, deployments: list[Deployment], diagnost
             "expected": round(est.expected, 2),
             "max": round(est.max, 2),
         }
-    for record in Ledger(config.state_dir).all():
+    for record in Ledger.of(config).all():
         if record.environment != env or not record.desiredState:
             continue
         try:
@@ -367,7 +367,7 @@ def policy_costs(deployments: list[Deployment], config: Config, report) -> dict[
     Raises:
         LedgerError: a corrupt ledger record.
     """
-    ledger = Ledger(config.state_dir)
+    ledger = Ledger.of(config)
     extra: dict[str, dict] = {}
     for dep in deployments:
         record = ledger.get(dep.name, dep.env)

@@ -43,8 +43,8 @@ def destroy(config: Config, env: str, names: list[str], *, lock_timeout_s: float
             target without the ``pulumi`` CLI; the lock is held.
     """
     report = RunReport("destroy", env, g.head_revision(config.root), envs=[env])
-    with StateLock(config.state_dir, timeout_s=lock_timeout_s):
-        ledger = Ledger(config.state_dir)
+    with StateLock.of(config, timeout_s=lock_timeout_s):
+        ledger = Ledger.of(config)
         records = [r for r in ledger.all(include_destroyed=True) if r.environment == env]
         chosen = [r for r in records if not r.destroyed and (not names or r.name in names)]
         engines = Engines(config)

@@ -99,9 +99,7 @@ def orphans(config: Config, envs: list[str], live: set[str], targets: list[str] 
     """Ledger records in ``envs`` whose spec no longer exists (only on full runs)."""
     if targets:
         return []
-    return [
-        r for r in Ledger(config.state_dir).all() if r.environment in envs and r.key not in live
-    ]
+    return [r for r in Ledger.of(config).all() if r.environment in envs and r.key not in live]
 
 
 def protected_note(config: Config, env: str) -> str:
@@ -361,7 +359,7 @@ def prune_plan(config, env, candidates, prune, allow_protected, allow_mass, repo
                 "needs --prune --allow-destroy-protected"
             )
         )
-    total = len([r for r in Ledger(config.state_dir).all() if r.environment == env])
+    total = len([r for r in Ledger.of(config).all() if r.environment == env])
     share = len(candidates) / total if total else 0.0
     if share > config.max_delete_share and not allow_mass:
         raise ModelopsError(

@@ -9,7 +9,6 @@ Who records what: ``docs/state.md``; the jobs: ``docs/monitor.md``.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -81,16 +80,14 @@ def monitor_run(
         if current is not None:
             raise
         failure = {"status": "failed", "message": exc.message, "time": now_iso()}
-        status.drift_result(Ledger(config.state_dir), dep, failure, "failed", exc.message)
+        status.drift_result(Ledger.of(config), dep, failure, "failed", exc.message)
         raise
     if result.what_if:
         return result
     summary = result.to_dict()
     summary["report_html"] = config.rel(result.report_html)
     summary["summary_json"] = config.rel(result.summary_json)
-    status.drift_result(
-        Ledger(config.state_dir), dep, summary, summary["status"], result.history_message
-    )
+    status.drift_result(Ledger.of(config), dep, summary, summary["status"], result.history_message)
     return result
 
 
@@ -106,7 +103,7 @@ def labels_ingest(
         ModelopsError: (exit 2) labels not configured, unreadable file, missing columns;
             recorded (``failed``) first.
     """
-    ledger = Ledger(config.state_dir)
+    ledger = Ledger.of(config)
     try:
         result = ingest_labels(dep, config, file, classes=model_classes(dep, config), now=now)
     except ModelopsError as exc:
@@ -150,7 +147,7 @@ def quality_run(
     Raises:
         ModelopsError: (exit 2) the job's failure, recorded first.
     """
-    ledger = Ledger(config.state_dir)
+    ledger = Ledger.of(config)
     try:
         result = run_quality(dep, config, now=now, seed=seed, report_html=report_html)
     except ModelopsError as exc:
@@ -185,7 +182,7 @@ def act_on_quality(dep: Deployment, config: Config, result: QualityResult) -> di
     if action == "retrain":
         reason = check_reason(f"quality: {result.message}"[:MAX_REASON_CHARS])
         return {"action": action, **retrain(dep, config, reason=reason).to_dict()}
-    record = Ledger(config.state_dir).get(dep.name, dep.env)
+    record = Ledger.of(config).get(dep.name, dep.env)
     if record is None or not record.lastGoodRevision:
         raise ModelopsError(
             f"{dep.key}: quality alert with on_quality_drop: rollback, but no last good "
@@ -259,12 +256,11 @@ def last_retraining(record: LedgerRecord | None) -> dict | None:
 
 def last_completed(dep: Deployment, config: Config) -> dict | None:
     """The newest completed retraining: from the ledger history or ``last-completed.json``."""
-    ledger = Ledger(config.state_dir)
-    found = [last_retraining(ledger.get(dep.name, dep.env))]
-    try:
-        found.append(json.loads(ledger.last_retraining_path(dep.name, dep.env).read_text()))
-    except (OSError, ValueError):
-        pass
+    ledger = Ledger.of(config)
+    found = [
+        last_retraining(ledger.get(dep.name, dep.env)),
+        ledger.last_retraining(dep.name, dep.env),
+    ]
     dated = [(parse_time(e.get("time", "")), e) for e in found if isinstance(e, dict)]
     dated = [(t, e) for t, e in dated if t is not None]
     return max(dated, key=lambda te: te[0])[1] if dated else None
@@ -276,7 +272,7 @@ def _record_retraining(dep: Deployment, config: Config, result: RetrainResult) -
         k: v for k, v in result.to_dict().items() if k in RETRAIN_FIELDS and v not in ("", None)
     }
     status.retraining_result(
-        Ledger(config.state_dir),
+        Ledger.of(config),
         dep,
         result.status,
         result.message,

@@ -139,7 +139,7 @@ def plan(
             reviews=reviews,
         )
     report = RunReport("plan", env or "all", g.head_revision(config.root), envs=envs)
-    ledger = Ledger(config.state_dir)
+    ledger = Ledger.of(config)
     prepared: dict[str, Prepared] = {}
 
     def prepare(deployments: list) -> dict[str, dict]:

@@ -159,7 +159,7 @@ def plan_changes(
         may_build = build and not report.blocked
         if build and not may_build:
             report.notes.append("builds and smoke tests not run: the gates blocked")
-        ledger = Ledger(config.state_dir)
+        ledger = Ledger.of(config)
         for dep in deployments:
             change = by_path.get(dep.spec.file)
             old = old_deps.get((dep.name, dep.env))
@@ -378,7 +378,7 @@ def _plan_deletion(report, change, old_deps: dict, envs, config: Config, base_cf
             state = state_dict(render_plan(old, None, base_cfg)[1])
         except ModelopsError:
             state = None
-        record = Ledger(config.state_dir).get(change.name, env)
+        record = Ledger.of(config).get(change.name, env)
         if record is not None and record.desiredState:
             state = record.desiredState
         plan_value, _ = render_plan(None, state, config) if state else (None, None)

@@ -50,7 +50,7 @@ def rollback(
     repo = g.require_repo(config.root, "rollback")
     commit = g.resolve_revision(repo, to)
     report = RunReport("rollback", env, commit.hexsha, envs=[env])
-    ledger = Ledger(config.state_dir)
+    ledger = Ledger.of(config)
     record = ledger.get(name, env)
     at = RevisionFiles(repo, config.root, commit)
     specs_rel = config.rel(config.specs_dir).rstrip("/") + "/"
@@ -85,7 +85,7 @@ def rollback(
         pulumi_gate({dep.key: dep.platform}, env)
         report.revert = _commits_to_revert(repo, config, commit, spec_path, deps)
         head_digest = _head_digest(config, name, env)
-        with StateLock(config.state_dir, timeout_s=lock_timeout_s):
+        with StateLock.of(config, timeout_s=lock_timeout_s):
             hold = Hold(head_digest, report.revert)
             outcome = apply_one(dep, rev_cfg, ledger, Engines(rev_cfg), commit.hexsha, hold=hold)
             report.outcomes.append(outcome)

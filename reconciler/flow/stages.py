@@ -44,7 +44,7 @@ def live_stable_image(config: Config, name: str, env: str) -> str | None:
     Raises:
         LedgerError: the record is corrupt or from a newer modelops.
     """
-    record = Ledger(config.state_dir).get(name, env)
+    record = Ledger.of(config).get(name, env)
     return stable_image_of(record.desiredState if record is not None else None)
 
 
@@ -167,7 +167,7 @@ def build_and_smoke(
         f"{artifact.bento_tag or artifact.edge.get('bundle', '')}",
     }
     if artifact.edge:
-        record = Ledger(config.state_dir).get(dep.name, dep.env)
+        record = Ledger.of(config).get(dep.name, dep.env)
         before = (record.artifact.get("edge") or {}) if record is not None else {}
         outcome.build["message"] += f" ({edge_budget_text(dep, before, artifact.edge)})"
     if smoke and dep.platform != "edge":  # an edge build's parity check is its smoke test

@@ -8,18 +8,25 @@ history (:meth:`LedgerRecord.record_destroyed`). Only ``reconciler.state.status`
 
 from __future__ import annotations
 
-import errno
 import getpass
 import json
 import os
 import socket
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reconciler.core.clock import now_iso
+from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.state.backend import (
+    ABSENT,
+    LocalBackend,
+    StateBackend,
+    StateWriteError,
+    open_backend,
+    replace_atomically,
+)
 from reconciler.state.reasons import (
     APPLY,
     APPLY_FAILED,
@@ -44,32 +51,6 @@ REVIVING_ACTIONS = (APPLY, ROLLBACK)
 
 class LedgerError(ModelopsError):
     """A ledger file that cannot be trusted (corrupt, or from a newer version); exit 2."""
-
-
-_WRITE_PROBLEMS = {
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "the disk quota is exceeded",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-}
-
-
-class StateWriteError(ModelopsError):
-    """The state directory cannot be written (full, read-only, no permission); exit 2.
-
-    The message names the directory and what to do; the file being written is left as
-    it was (the temp file is removed).
-    """
-
-    def __init__(self, directory: Path, exc: OSError) -> None:
-        why = _WRITE_PROBLEMS.get(exc.errno or 0, exc.strerror or str(exc))
-        super().__init__(
-            f"cannot write the state directory {directory}: {why}. Free space or make it "
-            "writable (or point --state-dir / MODELOPS_STATE_DIR elsewhere); the file being "
-            "written was left as it was"
-        )
-        self.errno = exc.errno
 
 
 def actor() -> str:
@@ -444,44 +425,59 @@ def write_json_atomically(target: Path, doc: dict) -> None:
             ``target`` left as it was.
     """
     try:
-        _write_json(target, doc)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        replace_atomically(target, json_bytes(doc))
     except OSError as exc:
         raise StateWriteError(target.parent, exc) from None
 
 
-def _write_json(target: Path, doc: dict) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def json_bytes(doc: dict) -> bytes:
+    """The stored form of a state document: indented, sorted keys, a final newline."""
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
 class Ledger:
-    """The set of ledger records under ``<state_dir>/ledger``.
+    """The set of ledger records, one document ``ledger/<name>-<env>.json`` each, in the
+    state directory or the shared ``s3://`` state (:mod:`reconciler.state.backend`).
+
+    A record written after it was read by this ``Ledger`` is written conditionally on the
+    version read (S3 ``If-Match``; ``If-None-Match: *`` when there was none): when another
+    writer changed it meanwhile, :meth:`put` raises
+    :class:`~reconciler.state.backend.StateConflict` and writes nothing. A record never
+    read here is written as it is.
 
     Args:
-        state_dir: the state directory (created on first write).
+        state_dir: the state directory (created on first write; the default backend).
+        backend: where the records are (default: ``LocalBackend(state_dir)``).
     """
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, backend: StateBackend | None = None) -> None:
         self.dir = Path(state_dir) / "ledger"
+        self.backend = backend or LocalBackend(Path(state_dir))
+        self._seen: dict[str, str] = {}  # key -> version tag read (ABSENT: none was there)
+
+    @classmethod
+    def of(cls, config: Config) -> Ledger:
+        """The ledger of a repository: ``config.state_url`` when set, else its state
+        directory.
+
+        Raises:
+            ModelopsError: (exit 2) ``state_url`` is not a valid ``s3://`` URI.
+        """
+        return cls(config.state_dir, open_backend(config))
+
+    @staticmethod
+    def key(name: str, env: str) -> str:
+        """The backend key of one record."""
+        return f"ledger/{name}-{env}.json"
 
     def path(self, name: str, env: str) -> Path:
-        """The file of one record."""
+        """The file of one record in the state directory (local backend)."""
         return self.dir / f"{name}-{env}.json"
+
+    def where(self, name: str, env: str) -> str:
+        """Where one record is, for messages (a path or an ``s3://`` URI)."""
+        return self.backend.describe(self.key(name, env))
 
     def get(self, name: str, env: str) -> LedgerRecord | None:
         """The record of ``name`` × ``env``, or ``None`` when none was written.
@@ -492,35 +488,54 @@ class Ledger:
 
         Raises:
             LedgerError: the file is corrupt or from a newer version.
+            StateStoreError: the shared state cannot be read.
         """
-        return self._read(self.path(name, env))
+        return self._read(self.key(name, env))
 
-    def _read(self, path: Path) -> LedgerRecord | None:
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+    def _read(self, key: str) -> LedgerRecord | None:
+        stored = self.backend.read(key)
+        self._seen[key] = stored.etag if stored is not None else ABSENT
+        if stored is None:
             return None
+        where = self.backend.describe(key)
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = json.loads(stored.data.decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise LedgerError(
-                f"{path}: ledger record is corrupt ({exc}); inspect it, then remove or "
+                f"{where}: ledger record is corrupt ({exc}); inspect it, then remove or "
                 "restore it. modelops did not overwrite it."
             ) from None
         if not isinstance(data, dict):
-            raise LedgerError(f"{path}: ledger record is not a JSON object; file left untouched")
-        return LedgerRecord.from_dict(data, str(path))
+            raise LedgerError(f"{where}: ledger record is not a JSON object; file left untouched")
+        return LedgerRecord.from_dict(data, where)
 
     def put(self, record: LedgerRecord) -> None:
-        """Write a record atomically (:func:`write_json_atomically`)."""
-        write_json_atomically(self.path(record.name, record.environment), record.to_dict())
+        """Write a record atomically; conditionally when this ledger read it (see above).
 
-    def last_retraining_path(self, name: str, env: str) -> Path:
-        """``<state_dir>/retrain/<name>-<env>/last-completed.json``: the newest completed
-        retraining run, kept beside the ledger because a record's history is capped (100
-        entries), which an hourly drift job fills in four days, shorter than a weekly
-        cooldown."""
-        return self.dir.parent / "retrain" / f"{name}-{env}" / "last-completed.json"
+        Raises:
+            StateConflict: another writer changed the record since it was read here;
+                nothing was written (read it again and redo the change).
+            StateWriteError | StateStoreError: (exit 2) the state cannot be written.
+        """
+        key = self.key(record.name, record.environment)
+        etag = self.backend.write(key, json_bytes(record.to_dict()), expect=self._seen.get(key))
+        self._seen[key] = etag
+
+    def last_retraining(self, name: str, env: str) -> dict | None:
+        """The newest completed retraining run (``retrain/<name>-<env>/last-completed.json``),
+        or ``None`` when none was recorded or it cannot be read as a JSON object. Kept
+        beside the ledger because a record's history is capped (100 entries), which an
+        hourly drift job fills in four days, shorter than a weekly cooldown."""
+        stored = self.backend.read(f"retrain/{name}-{env}/last-completed.json")
+        try:
+            entry = json.loads(stored.data.decode("utf-8")) if stored else None
+        except (UnicodeDecodeError, ValueError):
+            return None
+        return entry if isinstance(entry, dict) else None
+
+    def put_last_retraining(self, name: str, env: str, entry: dict) -> None:
+        """Replace the newest completed retraining run (see :meth:`last_retraining`)."""
+        self.backend.write(f"retrain/{name}-{env}/last-completed.json", json_bytes(entry))
 
     def delete(self, name: str, env: str) -> bool:
         """Remove a record and its history; returns whether one existed.
@@ -528,11 +543,8 @@ class Ledger:
         ``modelops destroy`` does not use this: it keeps the history
         (:meth:`LedgerRecord.record_destroyed`).
         """
-        try:
-            self.path(name, env).unlink()
-            return True
-        except FileNotFoundError:
-            return False
+        self._seen.pop(self.key(name, env), None)
+        return self.backend.delete(self.key(name, env))
 
     def all(self, *, include_destroyed: bool = False) -> list[LedgerRecord]:
         """Every managed record, sorted by name then environment.
@@ -543,10 +555,10 @@ class Ledger:
 
         Raises:
             LedgerError: any record is corrupt or from a newer version.
+            StateStoreError: the shared state cannot be listed or read.
         """
-        if not self.dir.is_dir():
-            return []
-        records = [r for p in sorted(self.dir.glob("*.json")) if (r := self._read(p))]
+        keys = [k for k in self.backend.keys("ledger/") if k.endswith(".json")]
+        records = [r for k in keys if (r := self._read(k))]
         if not include_destroyed:
             records = [r for r in records if not r.destroyed]
         return sorted(records, key=lambda r: (r.name, r.environment))

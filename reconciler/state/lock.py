@@ -1,9 +1,11 @@
-"""The state-directory lock: two ``apply`` runs never interleave (``docs/state.md``).
+"""The state lock: two ``apply`` runs never interleave (``docs/state.md``).
 
-``<state_dir>/lock`` is created atomically (``os.link``) with the holder's host, pid,
-process start time, user, command and start time in it. A second run waits up to its
-time-out, then fails naming the holder; a stale lock is reported, and only
-``modelops unlock`` removes it.
+The key ``lock`` of the state backend (:mod:`reconciler.state.backend`) is created only
+if absent, with the holder's host, pid, process start time, user, command and start time
+in it: ``<state_dir>/lock`` by ``os.link`` locally, ``s3://bucket/prefix/lock`` with
+``If-None-Match: *`` on shared state. A second run waits up to its time-out, then fails
+naming the holder; a stale lock is reported, and only ``modelops unlock`` removes it
+(on S3 conditionally on the ETag read, so it never removes a lock taken meanwhile).
 """
 
 from __future__ import annotations
@@ -14,14 +16,22 @@ import random
 import socket
 import stat
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from reconciler.core.clock import now_iso
+from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
-from reconciler.state.ledger import StateWriteError, actor, wrong_json_type
+from reconciler.state.backend import (
+    ABSENT,
+    LocalBackend,
+    StateBackend,
+    StateConflict,
+    StateWriteError,
+    open_backend,
+)
+from reconciler.state.ledger import actor, wrong_json_type
 
 LOCK_FILE = "lock"
 #: Seconds before the second attempt while waiting for a held lock; each later wait doubles
@@ -169,8 +179,21 @@ def check_lock_path(state_dir: Path) -> None:
     )
 
 
-def read_lock(state_dir: Path) -> LockInfo | None:
-    """The current holder, or ``None`` when the state directory is not locked.
+def _backend(state: Path | StateBackend) -> StateBackend:
+    return LocalBackend(Path(state)) if isinstance(state, str | os.PathLike) else state
+
+
+def _where(backend: StateBackend) -> str:
+    """``the state directory DIR`` or ``the shared state s3://...``, for messages."""
+    kind = "state directory" if isinstance(backend, LocalBackend) else "shared state"
+    return f"the {kind} {backend.location}"
+
+
+def read_lock(state: Path | StateBackend) -> LockInfo | None:
+    """The current holder, or ``None`` when the state is not locked.
+
+    Args:
+        state: the state directory, or a state backend (shared ``s3://`` state).
 
     A lock file that cannot be read as one (not UTF-8, not JSON, not a mapping, a field of
     the wrong type) is reported as held by an unknown holder (pid 0) rather than ignored:
@@ -180,45 +203,68 @@ def read_lock(state_dir: Path) -> LockInfo | None:
         LockPathError: (exit 2) the lock path is not a regular file
             (:func:`check_lock_path`).
     """
-    check_lock_path(state_dir)
-    path = Path(state_dir) / LOCK_FILE
+    return _read_lock(_backend(state))[0]
+
+
+def _read_lock(backend: StateBackend) -> tuple[LockInfo | None, str]:
+    """``(holder, version tag)``; ``(None, "")`` when not locked."""
+    if isinstance(backend, LocalBackend):
+        check_lock_path(backend.root)
+    stored = backend.read(LOCK_FILE)
+    if stored is None:
+        return None, ""
+    where = backend.describe(LOCK_FILE)
+    unreadable = LockInfo("unknown", 0, "unknown", command=f"unreadable lock file {where}")
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    unreadable = LockInfo("unknown", 0, "unknown", command=f"unreadable lock file {path}")
-    try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(stored.data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        return unreadable
+        return unreadable, stored.etag
     if not isinstance(data, dict):
-        return unreadable
+        return unreadable, stored.etag
     fields = {k: data[k] for k in LockInfo.__dataclass_fields__ if k in data}
     if wrong_json_type(LockInfo, fields) or not {"host", "pid", "started_at"} <= set(fields):
-        return unreadable
-    return LockInfo(**fields)
+        return unreadable, stored.etag
+    return LockInfo(**fields), stored.etag
 
 
 class StateLock:
-    """Exclusive lock on a state directory, as a context manager.
+    """Exclusive lock on the state (a directory, or shared ``s3://`` state), as a context
+    manager.
 
     Args:
-        state_dir: the state directory (created if missing).
+        state_dir: the state directory (created if missing); the lock's place unless
+            ``backend`` is given.
         command: what this process runs, recorded for whoever waits.
         timeout_s: seconds to wait for a held lock before failing; 0 fails at once.
+        backend: where the lock is (default: ``LocalBackend(state_dir)``).
 
     Raises (on ``__enter__``/:meth:`acquire`):
         LockError: the lock is still held after ``timeout_s`` (the message names the
             holder: host, pid, start time, command), or it is stale (its holder on this
             host is gone; the message says to run ``modelops unlock``).
+        StateWriteError | StateStoreError: the state cannot be written (exit 2).
     """
 
-    def __init__(self, state_dir: Path, command: str = "", timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        command: str = "",
+        timeout_s: float = 60.0,
+        backend: StateBackend | None = None,
+    ) -> None:
         self.state_dir = Path(state_dir)
+        self.backend = backend or LocalBackend(self.state_dir)
         self.path = self.state_dir / LOCK_FILE
         self.command = command or " ".join(["modelops", *sys.argv[1:]])
         self.timeout_s = timeout_s
         self.info: LockInfo | None = None
+        self.etag = ""
+
+    @classmethod
+    def of(cls, config: Config, command: str = "", timeout_s: float = 60.0) -> StateLock:
+        """The lock of a repository's state: ``config.state_url`` when set, else its state
+        directory."""
+        return cls(config.state_dir, command, timeout_s, open_backend(config))
 
     def _try(self) -> bool:
         info = LockInfo(
@@ -229,25 +275,15 @@ class StateLock:
             actor(),
             _proc_start(os.getpid()),
         )
-        try:
-            return self._write(info)
-        except OSError as exc:
-            raise StateWriteError(self.state_dir, exc) from None
+        return self._write(info)
 
     def _write(self, info: LockInfo) -> bool:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".lock.", dir=self.state_dir)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(asdict(info), fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.link(tmp, self.path)
-            except FileExistsError:
-                return False
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+            self.etag = self.backend.write(
+                LOCK_FILE, json.dumps(asdict(info)).encode("utf-8"), expect=ABSENT
+            )
+        except StateConflict:
+            return False
         self.info = info
         return True
 
@@ -266,15 +302,16 @@ class StateLock:
         check_lock_path(self.state_dir)
         deadline = time.monotonic() + self.timeout_s
         attempt = 0
+        where = _where(self.backend)
         while True:
             if self._try():
                 return self.info
-            holder = read_lock(self.state_dir)
+            holder = read_lock(self.backend)
             if holder is None:
                 continue  # released between our attempt and the read: try again now
             if holder.alive() is False:
                 raise LockError(
-                    f"the state directory {self.state_dir} is locked by a process that is "
+                    f"{where} is locked by a process that is "
                     f"gone ({holder.describe()}): a stale lock, probably from a killed run. "
                     "Check `modelops status` for a half-finished apply, then run "
                     "`modelops unlock`.",
@@ -283,7 +320,7 @@ class StateLock:
             if time.monotonic() >= deadline:
                 waited = f" after waiting {self.timeout_s:g} s" if self.timeout_s else ""
                 raise LockError(
-                    f"the state directory {self.state_dir} is locked by {holder.describe()}"
+                    f"{where} is locked by {holder.describe()}"
                     f"{waited}; another apply is running. Wait for it, or raise "
                     "--lock-timeout.",
                     holder,
@@ -292,16 +329,20 @@ class StateLock:
             attempt += 1
 
     def release(self) -> None:
-        """Remove the lock if this process still holds it (never someone else's)."""
+        """Remove the lock if this process still holds it (never someone else's: on
+        shared state the delete is conditional on the version this process wrote)."""
         if self.info is None:
             return
-        current = read_lock(self.state_dir)
+        current, etag = _read_lock(self.backend)
         if current is not None and (current.pid, current.host, current.started_at) == (
             self.info.pid,
             self.info.host,
             self.info.started_at,
         ):
-            self.path.unlink(missing_ok=True)
+            try:
+                self.backend.delete(LOCK_FILE, expect=etag)
+            except StateConflict:
+                pass  # taken over meanwhile (unlock --force, then another run): not ours
         self.info = None
 
     def __enter__(self) -> StateLock:
@@ -312,20 +353,22 @@ class StateLock:
         self.release()
 
 
-def break_lock(state_dir: Path, force: bool = False) -> LockInfo | None:
+def break_lock(state: Path | StateBackend, force: bool = False) -> LockInfo | None:
     """Remove the lock (``modelops unlock``); returns the holder that was removed.
 
     Args:
-        state_dir: the state directory.
+        state: the state directory, or a state backend (shared ``s3://`` state).
         force: also remove a lock whose holder is still running on this host, or whose
             liveness cannot be checked (another host).
 
     Raises:
-        LockError: the holder is alive (or on another host) and ``force`` is not set.
+        LockError: the holder is alive (or on another host) and ``force`` is not set, or
+            the lock changed while it was being removed (another run took it).
         LockPathError: (exit 2) the lock path is not a regular file (even with ``force``:
             modelops removes only what it created).
     """
-    holder = read_lock(state_dir)
+    backend = _backend(state)
+    holder, etag = _read_lock(backend)
     if holder is None:
         return None
     alive = holder.alive()
@@ -338,5 +381,13 @@ def break_lock(state_dir: Path, force: bool = False) -> LockInfo | None:
             "pass --force to remove it anyway",
             holder,
         )
-    (Path(state_dir) / LOCK_FILE).unlink(missing_ok=True)
+    try:
+        backend.delete(LOCK_FILE, expect=etag)
+    except StateConflict:
+        raise LockError(
+            f"the lock {backend.describe(LOCK_FILE)} changed while it was being removed "
+            f"(it was {holder.describe()}); another run took it. Nothing was removed: run "
+            "`modelops unlock` again to see who holds it now.",
+            read_lock(backend),
+        ) from None
     return holder

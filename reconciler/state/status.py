@@ -5,15 +5,25 @@ summary, a retraining result); the flow hands them to a function here, which
 writes the record once, with the right history entry (``docs/state.md``). A stalled
 deployment is marked by :func:`failed` (after ``config.stalled_after`` failures with the
 same inputs), a held one by :func:`rolled_back`.
+
+Every write is a read, a change and a conditional write (:meth:`Ledger.put`): when another
+writer changed the record in between (a monitor job beside an apply, two runners on shared
+``s3://`` state: an ETag mismatch), the function reads the record again and redoes its
+change, up to :data:`CONFLICT_RETRIES` times; nothing is ever overwritten unseen.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TypeVar
 
 from reconciler.build.artifact import Artifact
 from reconciler.core.clock import now_iso
 from reconciler.engine.base import ApplyResult
 from reconciler.spec.model import Deployment
-from reconciler.state.ledger import Ledger, LedgerRecord, actor, write_json_atomically
+from reconciler.state.backend import StateConflict
+from reconciler.state.ledger import Ledger, LedgerRecord, actor
 from reconciler.state.reasons import (
     APPLY,
     DESTROY,
@@ -29,6 +39,42 @@ from reconciler.state.reasons import (
     STALLED,
     SUCCEEDED,
 )
+
+#: How many times a status write reads the record again after a conflicting write (each
+#: retry is another writer's completed write in between, so five in a row means a writer
+#: that never stops, not contention).
+CONFLICT_RETRIES = 5
+
+_F = TypeVar("_F", bound=Callable)
+
+
+def _merging(fn: _F) -> _F:
+    """Run a status function again (it reads the record afresh) when its write conflicts.
+
+    Raises:
+        ModelopsError: (exit 2) still conflicting after :data:`CONFLICT_RETRIES` retries:
+            the message names the record; nothing was overwritten.
+    """
+
+    @functools.wraps(fn)
+    def run(ledger: Ledger, *args, **kwargs):
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                return fn(ledger, *args, **kwargs)
+            except StateConflict:
+                continue
+        try:
+            return fn(ledger, *args, **kwargs)
+        except StateConflict as exc:
+            raise StateConflict(
+                f"{ledger.backend.describe(exc.key)} was changed by another writer each of "
+                f"{CONFLICT_RETRIES + 1} times this run recorded its {fn.__name__} result "
+                "(ETag mismatch); nothing was overwritten. Find the other writer (a second "
+                "runner on the same state?) and run the command again.",
+                exc.key,
+            ) from None
+
+    return run  # type: ignore[return-value]
 
 
 def _record_of(ledger: Ledger, dep: Deployment) -> LedgerRecord:
@@ -74,6 +120,7 @@ def _success(
     )
 
 
+@_merging
 def applied(
     ledger: Ledger,
     dep: Deployment,
@@ -103,6 +150,7 @@ def applied(
     ledger.put(rec)
 
 
+@_merging
 def unchanged(
     ledger: Ledger,
     dep: Deployment,
@@ -131,6 +179,7 @@ def _unchanged(rec, dep, revision: str, digest: str, desired_state: dict | None)
     _live_again(rec, dep, digest, desired_state)
 
 
+@_merging
 def failed(
     ledger: Ledger,
     dep: Deployment,
@@ -177,6 +226,7 @@ def failed(
     ledger.put(rec)
 
 
+@_merging
 def rolled_back(
     ledger: Ledger,
     dep: Deployment,
@@ -214,6 +264,7 @@ def rolled_back(
     ledger.put(rec)
 
 
+@_merging
 def pending(
     ledger: Ledger,
     key: tuple[str, str],
@@ -262,6 +313,7 @@ def _settled(rec: LedgerRecord) -> None:
     rec.pending = {}
 
 
+@_merging
 def destroyed(ledger: Ledger, record: LedgerRecord, *, revision: str, reason: str) -> None:
     """Mark a torn-down deployment destroyed, keeping its record and history.
 
@@ -276,6 +328,7 @@ def destroyed(ledger: Ledger, record: LedgerRecord, *, revision: str, reason: st
         ledger.put(rec)
 
 
+@_merging
 def destroy_failed(ledger: Ledger, record: LedgerRecord, *, revision: str, message: str) -> None:
     """Add a failed ``destroy`` entry; the record stays live.
 
@@ -295,6 +348,7 @@ def _job_record(ledger: Ledger, dep: Deployment) -> LedgerRecord:
     )
 
 
+@_merging
 def drift_result(ledger: Ledger, dep: Deployment, drift: dict, result: str, message: str) -> None:
     """Record a drift run: the record's ``drift`` field and a ``monitor`` history entry.
 
@@ -312,6 +366,7 @@ def drift_result(ledger: Ledger, dep: Deployment, drift: dict, result: str, mess
     ledger.put(record)
 
 
+@_merging
 def quality_result(
     ledger: Ledger, dep: Deployment, quality: dict, result: str, message: str
 ) -> None:
@@ -332,6 +387,7 @@ def quality_result(
     ledger.put(record)
 
 
+@_merging
 def labels_result(ledger: Ledger, dep: Deployment, result: str, message: str, **extra) -> None:
     """Record a ``labels ingest`` as a ``labels`` history entry (``result`` ``ok``,
     ``rejected rows`` or ``failed``; ``extra``: counts and the stored files)."""
@@ -340,6 +396,7 @@ def labels_result(ledger: Ledger, dep: Deployment, result: str, message: str, **
     ledger.put(record)
 
 
+@_merging
 def retraining_result(
     ledger: Ledger,
     dep: Deployment,
@@ -356,7 +413,7 @@ def retraining_result(
             ``failed``).
         message: one line for the history.
         completed: the run completed (it counts for the cooldown): the entry also replaces
-            :meth:`Ledger.last_retraining_path`, which outlives the capped history.
+            :meth:`Ledger.last_retraining`, which outlives the capped history.
         extra: more fields of the entry (``reason``, ``metric``, ``branch``...).
     """
     record = _job_record(ledger, dep)
@@ -364,5 +421,5 @@ def retraining_result(
     ledger.put(record)
     entry = record.history[-1]
     if completed:
-        write_json_atomically(ledger.last_retraining_path(dep.name, dep.env), entry)
+        ledger.put_last_retraining(dep.name, dep.env, entry)
     return entry
