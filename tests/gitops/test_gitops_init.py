@@ -82,6 +82,10 @@ def test_workflows_are_valid_yaml_and_the_examples_match_the_templates():
         # the OIDC token is used: the AWS role is assumed before modelops runs
         aws = uses.index("aws-actions/configure-aws-credentials@v4")
         assert aws < next(i for i, u in enumerate(uses) if u.startswith("YOUR-ORG/modelops@"))
+        # hosted runners keep nothing: the ledger and the lock are the shared S3 state
+        assert apply["env"]["MODELOPS_STATE_URL"] == "${{ vars.MODELOPS_STATE_URL }}"
+        (check,) = [s for s in job["steps"] if s.get("name", "").startswith("Shared state")]
+        assert "MODELOPS_STATE_URL" in check["run"] and "exit 1" in check["run"], name
     test = yaml.safe_load((PROJECT / ".github/workflows/test.yml").read_text())
     assert "make test" in yaml.safe_dump(test["jobs"]["test"]["steps"])
 
