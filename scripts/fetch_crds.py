@@ -33,6 +33,11 @@ OUT = ROOT / "tests" / "support" / "crds"
 # package → (version, ["<group>/<version>/<Kind>", ...])
 PACKAGES: dict[str, tuple[str, list[str]]] = {
     "@kubernetes-models/argo-cd": ("2.5.0", ["argoproj.io/v1alpha1/Application"]),
+    # the last release with schema literals (2.0.0 ships compiled validators only)
+    "@kubernetes-models/argo-rollouts": (
+        "0.3.2",
+        ["argoproj.io/v1alpha1/Rollout", "argoproj.io/v1alpha1/AnalysisTemplate"],
+    ),
     "@kubernetes-models/flux-cd": (
         "2.2.1",
         [

@@ -36,6 +36,16 @@ from stacks.common import (
     runtime_env,
     secret_source,
 )
+from stacks.rollouts import (
+    HASH_LABEL,
+    MESH_NOTE,
+    ROLLOUTS_API,
+    STABLE_URL_ENV,
+    argo_managed,
+    rollout_spec,
+    template_name,
+    template_spec,
+)
 
 RESTRICTED_DATA = frozenset({"pii", "phi", "pci"})
 CRONJOB_NAME_LIMIT = 52  # CronJob names: 52 characters (Job name suffix)
@@ -297,10 +307,15 @@ def _realtime(dep, image, stable_image, sa_name, port, meta, annotations, output
     auto = dep.get("spec.target.autoscaling")
     min_r = int((auto or {}).get("min_replicas", 1))
     max_r = int((auto or {}).get("max_replicas", max(min_r, 1)))
-    weight = canary_weight(dep)
+    # A canary with analysis, or an experiment: Argo Rollouts walks the steps in the
+    # cluster (stacks/rollouts.py); otherwise each step is a commit (replica split below).
+    argo = argo_managed(dep)
+    weight = 100 if argo else canary_weight(dep)
     canary = weight < 100 and stable_image is not None and stable_image != image.ref
     outputs["canary_weight"] = weight if canary else 100
     outputs["stable_image"] = stable_image if canary else image.ref
+    if argo:
+        outputs["rollout_note"] = MESH_NOTE
     if canary:
         stable_n, canary_n = replica_split(max(min_r, 2), weight)
     else:
@@ -311,9 +326,15 @@ def _realtime(dep, image, stable_image, sa_name, port, meta, annotations, output
         "app.kubernetes.io/instance": label_value(dep.key),
     }
 
-    def deployment(res_name: str, track: str, img: str, replicas: int | None) -> None:
+    def deployment(res_name: str, track: str, img: str, replicas: int | None) -> dict:
         labels = {**meta(res_name, "serving")["labels"], "modelops.dev/track": track}
         match = {**selector, "modelops.dev/track": track}
+        container = _container(dep, img, "server", port)
+        if argo and "agreement" in (dep.get("spec.target.rollout.analysis.metrics") or {}):
+            # the new version's pods compare a sample of their answers with the stable
+            # pods' (runtime/signals.py); Argo Rollouts points this Service at them
+            stable_url = f"http://{k8s_name(name, 'stable')}.{ns}.svc.cluster.local/predict"
+            container["env"].append({"name": STABLE_URL_ENV, "value": stable_url})
         spec = {
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": match},
@@ -324,7 +345,7 @@ def _realtime(dep, image, stable_image, sa_name, port, meta, annotations, output
             "template": {
                 "metadata": {"labels": labels, "annotations": dict(annotations)},
                 "spec": {
-                    **_pod_spec(dep, sa_name, _container(dep, img, "server", port)),
+                    **_pod_spec(dep, sa_name, container),
                     "terminationGracePeriodSeconds": 30,
                     # Spread replicas over zones and nodes where the cluster allows it.
                     "topologySpreadConstraints": [
@@ -344,9 +365,54 @@ def _realtime(dep, image, stable_image, sa_name, port, meta, annotations, output
         m = meta(res_name, "serving", dict(annotations))
         m["labels"]["modelops.dev/track"] = track
         k8s.apps.v1.Deployment(res_name, metadata=m, spec=spec)
+        return match
 
-    # With an HPA the stable Deployment leaves `replicas` to the autoscaler.
-    deployment(name, "stable", stable_image if canary else image.ref, None if auto else stable_n)
+    if argo:
+        # The Deployment holds the pod template at zero replicas; the Rollout runs the pods
+        # (workloadRef), with the stable and canary Services Argo Rollouts narrows to each
+        # ReplicaSet. With an HPA the Rollout leaves `replicas` to the autoscaler.
+        match = deployment(name, "rollout", image.ref, 0)
+        for track in ("stable", "canary"):
+            svc_meta = meta(k8s_name(name, track), "serving")
+            svc_meta["labels"]["modelops.dev/track"] = track
+            k8s.core.v1.Service(
+                k8s_name(name, track),
+                metadata=svc_meta,
+                spec={
+                    "type": "ClusterIP",
+                    "selector": dict(match),
+                    "ports": [
+                        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+                    ],
+                },
+            )
+        analysed = bool(dep.get("spec.target.rollout.analysis.metrics"))
+        k8s.apiextensions.CustomResource(
+            name,
+            api_version=ROLLOUTS_API,
+            kind="Rollout",
+            metadata=meta(name, "serving"),
+            spec=rollout_spec(
+                dep,
+                match,
+                k8s_name(name, "stable"),
+                k8s_name(name, "canary"),
+                None if auto else stable_n,
+                analysed,
+            ),
+        )
+        if analysed:
+            k8s.apiextensions.CustomResource(
+                template_name(dep),
+                api_version=ROLLOUTS_API,
+                kind="AnalysisTemplate",
+                metadata=meta(template_name(dep), "monitoring"),
+                spec=template_spec(dep, ns, name),
+            )
+    else:
+        # With an HPA the stable Deployment leaves `replicas` to the autoscaler.
+        stable_track = stable_image if canary else image.ref
+        deployment(name, "stable", stable_track, None if auto else stable_n)
     if canary:
         deployment(k8s_name(name, "canary"), "canary", image.ref, canary_n)
 
@@ -368,7 +434,11 @@ def _realtime(dep, image, stable_image, sa_name, port, meta, annotations, output
             name,
             metadata=meta(name, "serving"),
             spec={
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "scaleTargetRef": (
+                    {"apiVersion": ROLLOUTS_API, "kind": "Rollout", "name": name}
+                    if argo
+                    else {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+                ),
                 "minReplicas": hpa_min,
                 "maxReplicas": max(hpa_min, max_r - canary_n),
                 "metrics": [
@@ -424,8 +494,10 @@ def _realtime(dep, image, stable_image, sa_name, port, meta, annotations, output
             }
         )
     rules = slo_rules(dep, ns, name)
+    analysed = argo and bool(dep.get("spec.target.rollout.analysis.metrics"))
+    if rules or analysed:
+        _service_monitor(ns, name, meta, selector, argo)
     if rules:
-        _service_monitor(ns, name, meta, selector)
         k8s.apiextensions.CustomResource(
             k8s_name(name, "slo"),
             api_version=PROMETHEUS_API,
@@ -433,6 +505,7 @@ def _realtime(dep, image, stable_image, sa_name, port, meta, annotations, output
             metadata=meta(k8s_name(name, "slo"), "monitoring"),
             spec={"groups": [{"name": f"{name}.slo", "rules": rules}]},
         )
+    if rules or analysed:
         ingress_rules.append(
             {
                 "from": [
@@ -443,6 +516,14 @@ def _realtime(dep, image, stable_image, sa_name, port, meta, annotations, output
                         "podSelector": {"matchLabels": dict(PROMETHEUS_POD_LABELS)},
                     }
                 ],
+                "ports": [{"protocol": "TCP", "port": port}],
+            }
+        )
+    if argo and "agreement" in (dep.get("spec.target.rollout.analysis.metrics") or {}):
+        # the new version's pods send their comparison copies to the stable pods
+        ingress_rules.append(
+            {
+                "from": [{"podSelector": {"matchLabels": dict(selector)}}],
                 "ports": [{"protocol": "TCP", "port": port}],
             }
         )
@@ -480,17 +561,30 @@ def _realtime(dep, image, stable_image, sa_name, port, meta, annotations, output
         outputs["public_url"] = f"{scheme}://{host}"
 
 
-def _service_monitor(ns: str, name: str, meta, selector: dict) -> None:
+def _service_monitor(ns: str, name: str, meta, selector: dict, argo: bool = False) -> None:
     """A ServiceMonitor: Prometheus scrapes ``/metrics`` on the Service's ``http`` port of
-    every replica (stable and canary) every :data:`SCRAPE_INTERVAL`."""
+    every replica (stable and canary) every :data:`SCRAPE_INTERVAL`.
+
+    Under Argo Rollouts only the main Service is selected (the stable and canary Services
+    carry ``modelops.dev/track`` and cover the same pods) and each series gets the pod's
+    ``rollouts-pod-template-hash``, which the analysis queries select the new pods by.
+    """
+    spec: dict = {
+        "selector": {"matchLabels": dict(selector)},
+        "namespaceSelector": {"matchNames": [ns]},
+    }
+    if argo:
+        spec["selector"]["matchExpressions"] = [
+            {"key": "modelops.dev/track", "operator": "DoesNotExist"}
+        ]
+        spec["podTargetLabels"] = [HASH_LABEL]
     k8s.apiextensions.CustomResource(
         name,
         api_version=PROMETHEUS_API,
         kind="ServiceMonitor",
         metadata=meta(name, "monitoring"),
         spec={
-            "selector": {"matchLabels": dict(selector)},
-            "namespaceSelector": {"matchNames": [ns]},
+            **spec,
             "endpoints": [
                 {
                     "port": "http",

@@ -114,6 +114,9 @@ class Plan:
         schedules: the next run times (ISO 8601, UTC) of each schedule the new state
             runs (``monitor``, ``retrain``, ``batch``), for the reviewer to see when a
             cron expression fires; ``{}`` when none (or for deletes).
+        notes: what the reviewer should know about how the new state is carried out
+            (the stack's ``rollout_note`` output: e.g. Argo Rollouts weighting traffic
+            by replica counts without a service mesh).
     """
 
     deployment: str
@@ -123,6 +126,7 @@ class Plan:
     image: dict = field(default_factory=dict)
     unchanged: int = 0
     schedules: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """Number of changes per action (every action present, possibly 0)."""
@@ -155,6 +159,7 @@ class Plan:
             "unchanged": self.unchanged,
             "changes": [c.to_dict() for c in self.changes],
             "schedules": {k: list(v) for k, v in self.schedules.items()},
+            "notes": list(self.notes),
         }
 
     @classmethod
@@ -168,6 +173,7 @@ class Plan:
             dict(data.get("image") or {}),
             int(data.get("unchanged", 0)),
             {str(k): list(v) for k, v in (data.get("schedules") or {}).items()},
+            [str(n) for n in data.get("notes") or []],
         )
 
 
@@ -341,7 +347,9 @@ def diff(old: dict | None, new, deployment_key: str) -> Plan:
     else:
         platform, image = (old or {}).get("platform", ""), {}
     changes.sort(key=lambda c: (c.type, c.name))
-    return Plan(deployment_key, changes, platform, True, image, unchanged)
+    note = (new.outputs or {}).get("rollout_note") if new is not None else None
+    notes = [note] if isinstance(note, str) and note else []
+    return Plan(deployment_key, changes, platform, True, image, unchanged, notes=notes)
 
 
 AFTER_REPLACEMENT = "[known after replacement]"
@@ -430,6 +438,7 @@ def render_plan_text(plans: list[Plan]) -> str:
             lines.append(
                 f"  note: image {plan.image.get('ref', '')} is not built (placeholder tag)"
             )
+        lines += [f"  note: {note}" for note in plan.notes]
         for c in plan.changes:
             lines.append(f"  {SYMBOLS[c.action]} {c.action:<7} {c.type} {c.name}")
             for path, old, new in c.fields:

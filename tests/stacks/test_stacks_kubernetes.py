@@ -387,6 +387,7 @@ def test_vendored_crd_schemas_match_their_sources():
     sources = json.loads((crds / "SOURCES.json").read_text())
     assert {p["package"] for p in sources["packages"]} == {
         "@kubernetes-models/argo-cd",
+        "@kubernetes-models/argo-rollouts",
         "@kubernetes-models/flux-cd",
         "@kubernetes-models/prometheus-operator",
     }
