@@ -11,7 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from reconciler.spec.model import Deployment
-from stacks import aws_common
+from stacks import aws_common, aws_guardrails
 from stacks.common import ImageRef, StackError, aws_tags, k8s_name, reject_fields, runtime_env
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
@@ -30,14 +30,17 @@ def deployment_config(dep: Deployment, alarm_names: list) -> dict:
 
     canary with steps ``[s0, …, 100]``: LINEAR with step ``s0`` when all increments are
     equal, else CANARY of ``s0`` percent; both wait ``wait_minutes`` (default 10) between
-    steps. blue-green or no rollout: ALL_AT_ONCE. rolling: a rolling update of 50 %
+    steps (``analysis.pause_seconds`` when the rollout has an analysis). blue-green, shadow
+    or no rollout: ALL_AT_ONCE. rolling: a rolling update of 50 %
     batches. Every mode rolls back automatically when an alarm fires.
 
     Raises:
         StackError: a first canary step above 50 percent.
     """
     rollout = dep.get("spec.target.rollout") or {}
-    wait_s = int(rollout.get("wait_minutes", DEFAULT_WAIT_MINUTES)) * 60
+    wait_s = aws_guardrails.wait_seconds(
+        dep, int(rollout.get("wait_minutes", DEFAULT_WAIT_MINUTES)) * 60
+    )
     rollback = {"alarms": [{"alarm_name": n} for n in alarm_names]}
     strategy = rollout.get("strategy")
     if strategy == "rolling":
@@ -93,11 +96,15 @@ def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -
     Args:
         dep: resolved deployment with ``spec.target.platform: aws-sagemaker``.
         image: the model image (must be in Amazon ECR).
-        stable_image: unused (SageMaker's blue/green keeps the old fleet itself).
+        stable_image: the image the production variant ran at the last apply; used only
+            by ``strategy: shadow``, where it keeps serving while the new image runs as
+            the shadow variant (SageMaker's blue/green keeps the old fleet itself).
 
     Returns:
         Stack outputs: ``endpoint_name``, ``region``, ``url`` (the runtime invocation URL),
-        ``image``, ``schedules``.
+        ``image``, ``stable_image`` (the production variant's image), ``schedules``; with a
+        shadow, ``shadow_image`` and ``shadow_sample_percent``; ``rollout_note`` when a
+        shadow has nothing to shadow yet.
 
     Raises:
         StackError: no region, non-ECR image, capture sink not on S3, serving mode not
@@ -127,24 +134,53 @@ def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -
     env.pop("MODELOPS_CAPTURE_SINK", None)
     env.pop("MODELOPS_CAPTURE_SAMPLE_RATE", None)
     env.update(aws_common.secret_env(dep))
-    model = aws.sagemaker.Model(
-        f"{name}-model",
-        execution_role_arn=role.arn,
-        primary_container={"image": image.ref, "mode": "SingleModel", "environment": env},
-        region=region,
-        tags=tags,
-    )
+    endpoint_name = k8s_name(name, "", 63)
+    outputs: dict = {}
+    shadow = dep.get("spec.target.rollout.strategy") == "shadow"
+    production_image = image.ref
+    if shadow and stable_image and stable_image != image.ref:
+        production_image = stable_image  # the new image answers nothing: it is the shadow
+    elif shadow:
+        outputs["rollout_note"] = (
+            "shadow: no earlier version runs on this endpoint to shadow, so the new version "
+            "serves all traffic; the next version will run as its shadow"
+        )
+    quality = "estimated_quality" in (dep.get("spec.target.rollout.analysis.metrics") or {})
+
+    def model_of(res_name: str, ref: str, variant_name: str):
+        environment = dict(env)
+        if quality or shadow:
+            environment.update(aws_guardrails.signals_env(endpoint_name, variant_name))
+        return aws.sagemaker.Model(
+            res_name,
+            execution_role_arn=role.arn,
+            primary_container={"image": ref, "mode": "SingleModel", "environment": environment},
+            region=region,
+            tags=tags,
+        )
+
+    model = model_of(f"{name}-model", production_image, aws_common.VARIANT)
     auto = dep.get("spec.target.autoscaling") or {}
     min_n = max(int(auto.get("min_replicas", 1)), 1)
     max_n = max(int(auto.get("max_replicas", min_n)), min_n)
+    instance_type = dep.get("spec.target.instance_type") or DEFAULT_INSTANCE_TYPE
     variant = {
         "variant_name": aws_common.VARIANT,
         "model_name": model.name,
         "initial_instance_count": min_n,
-        "instance_type": dep.get("spec.target.instance_type") or DEFAULT_INSTANCE_TYPE,
+        "instance_type": instance_type,
         "initial_variant_weight": 1,
     }
     config_args: dict = {"production_variants": [variant], "kms_key_arn": key_arn}
+    if production_image != image.ref:
+        shadow_model = model_of(f"{name}-shadow-model", image.ref, aws_guardrails.SHADOW_VARIANT)
+        config_args["shadow_production_variants"] = [
+            aws_guardrails.shadow_variant(dep, shadow_model.name, instance_type, min_n)
+        ]
+        outputs["shadow_image"] = image.ref
+        outputs["shadow_sample_percent"] = float(
+            dep.get("spec.target.rollout.shadow.sample_percent", 100)
+        )
     sink = aws_common.capture_sink(dep)
     if sink:
         rate = float(dep.get("spec.monitoring.capture.sample_rate", 1.0))
@@ -159,8 +195,8 @@ def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -
     endpoint_config = aws.sagemaker.EndpointConfiguration(
         f"{name}-config", region=region, tags=tags, **config_args
     )
-    endpoint_name = k8s_name(name, "", 63)
     alarm_list = aws_common.alarms(dep, endpoint_name, region, tags)
+    alarm_list += aws_guardrails.analysis_alarms(dep, endpoint_name, region, tags)
     aws_common.throughput_alarm(dep, endpoint_name, region, tags)
     endpoint = aws.sagemaker.Endpoint(
         endpoint_name,
@@ -212,5 +248,7 @@ def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -
             f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{endpoint_name}/invocations"
         ),
         "image": image.ref,
+        "stable_image": production_image,
         "schedules": jobs,
+        **outputs,
     }
