@@ -1,7 +1,8 @@
 """Parse and validate a prediction request against the spec's input signature.
 
 Shipped in every Bento; standard library and numpy only. Accepts ``{"instances":
-[[...], ...]}`` or one row; every failure is a :class:`BadRequest` naming the field.
+[[...], ...]}`` or one row (``"instance"``); a row is a list of values or an object keyed
+by the signature's feature names; every failure is a :class:`BadRequest` naming the field.
 Accepted bodies in detail: ``docs/runtime.md``.
 """
 
@@ -126,6 +127,7 @@ class Signature:
         self.dtype = str(inputs.get("dtype", "float32"))
         self.np_dtype = _NUMPY[self.dtype]
         self.names: list[str] = list(inputs.get("names") or [])
+        self._name_set = frozenset(self.names)
         self.allow_nan = bool(inputs.get("allow_nan", False))
         self.max_rows = max_rows
 
@@ -142,9 +144,15 @@ class Signature:
     def rows(self, doc: Any) -> list[list]:
         """The request's rows (list of lists) after checking the envelope and the shape.
 
+        A row is a list of values in the signature's order, or an object keyed by the
+        signature's feature ``names`` (turned into that list: the keys' order does not
+        matter).
+
         Raises:
             BadRequest: not an object, no ``instances``/``instance``, empty batch, a row
-                that is not a list or has the wrong number of values.
+                that is not a list or has the wrong number of values, an object row when
+                the signature names no features, or one whose keys are not exactly the
+                feature names (the missing and unknown ones are named).
         """
         if not isinstance(doc, dict):
             raise BadRequest(
@@ -161,12 +169,14 @@ class Signature:
                 f'missing; expected "instances": [[...], ...] or "instance": [...] '
                 f"(keys sent: {keys})",
             )
-        if not isinstance(value, list):
+        if not isinstance(value, list | dict):
             raise BadRequest(key, f"expected a list of rows, got {_kind(value)}")
         if not value:
             raise BadRequest(key, "empty batch; expected at least one row")
         width = self.width
-        if key == "instance" or not isinstance(value[0], list):
+        if isinstance(value, dict):  # one row keyed by name (as "instances": [1, 2, 3])
+            rows = [self._by_name(key, value)]
+        elif key == "instance" or not isinstance(value[0], list | dict):
             rows = [value]  # a single instance
             if width is not None and len(value) != width:
                 raise BadRequest(
@@ -177,9 +187,12 @@ class Signature:
         if len(rows) > self.max_rows:
             raise BadRequest(key, f"{len(rows)} rows; at most {self.max_rows} per request")
         for r, row in enumerate(rows):
-            if not isinstance(row, list):
+            if type(row) is dict:
+                row = rows[r] = self._by_name(f"instances[{r}]", row)
+            elif not isinstance(row, list):
+                keyed = ", or an object keyed by feature name" if self.names else ""
                 raise BadRequest(
-                    f"instances[{r}]", f"expected a row (list of values), got {_kind(row)}"
+                    f"instances[{r}]", f"expected a row (a list of values{keyed}), got {_kind(row)}"
                 )
             if width is not None and len(row) != width:
                 raise BadRequest(
@@ -192,6 +205,39 @@ class Signature:
                     f"expected {len(rows[0])} values like instances[0], got {len(row)}",
                 )
         return rows
+
+    def _by_name(self, field: str, row: dict) -> list:
+        """The values of an object row in the order of the signature's ``names``.
+
+        Raises:
+            BadRequest: the signature names no features, or the object lacks some of
+                them or has others (each listed, with the valid names).
+        """
+        names = self.names
+        if not names:
+            raise BadRequest(
+                field,
+                "an object row needs feature names, and this model's signature "
+                "(spec.model.signature.inputs.names) has none; send the row as a list of "
+                "values",
+            )
+        if len(row) == len(names):
+            try:
+                return [row[n] for n in names]
+            except KeyError:
+                pass  # some name is missing: reported below with the unknown ones
+        missing = [n for n in names if n not in row]
+        unknown = [str(k) for k in row if k not in self._name_set]
+        parts = []
+        if missing:
+            parts.append(f"missing feature(s) {', '.join(missing)}")
+        if unknown:
+            parts.append(f"unknown feature(s) {', '.join(unknown)}")
+        raise BadRequest(
+            field,
+            f"{'; '.join(parts)}; expected an object with exactly the signature's "
+            f"{len(names)} feature names: {', '.join(names)}",
+        )
 
     def array(self, rows: list[list]) -> np.ndarray:
         """The rows as a 2-D array of the signature's dtype, every value checked.
@@ -288,3 +334,135 @@ def _kind(v: Any) -> str:
     if isinstance(v, dict):
         return "an object"
     return type(v).__name__
+
+
+_JSON_TYPE = {
+    "float32": {"type": "number", "format": "float"},
+    "float64": {"type": "number", "format": "double"},
+    "int32": {"type": "integer", "format": "int32"},
+    "int64": {"type": "integer", "format": "int64"},
+    "bool": {"type": "boolean"},
+}
+
+
+def openapi(signature: Signature, max_rows: int | None = None) -> dict:
+    """The OpenAPI 3.0 ``paths`` and ``components.schemas`` of the prediction routes
+    (``POST /predict``, ``POST /invocations``) for ``signature``, for the service's
+    ``/docs.json`` (merged into BentoML's own document).
+
+    A row is described both ways the service accepts it: an array of the signature's
+    width and dtype (values in the order of ``names``) and, when the signature names its
+    features, an object with exactly those keys. The example request uses the object
+    form when names exist.
+
+    Returns:
+        ``{"paths": {...}, "schemas": {...}}``; the schemas are ``ModelopsRowArray``,
+        ``ModelopsRowObject`` (with names only), ``ModelopsRow``,
+        ``ModelopsPredictRequest``, ``ModelopsPredictResponse``, ``ModelopsError``.
+    """
+    value = dict(_JSON_TYPE[signature.dtype])
+    if signature.allow_nan and signature.dtype.startswith("float"):
+        value["nullable"] = True  # null is read as NaN
+    order = f" in this order: {', '.join(signature.names)}" if signature.names else ""
+    row_array: dict = {
+        "type": "array",
+        "items": value,
+        "description": f"one row: the feature values{order}",
+    }
+    if signature.width is not None:
+        row_array["minItems"] = row_array["maxItems"] = signature.width
+    ref = "#/components/schemas/"
+    schemas: dict = {"ModelopsRowArray": row_array}
+    if signature.names:
+        schemas["ModelopsRowObject"] = {
+            "type": "object",
+            "description": "one row: an object keyed by every feature name (no others)",
+            "properties": {name: dict(value) for name in signature.names},
+            "required": list(signature.names),
+            "additionalProperties": False,
+        }
+        schemas["ModelopsRow"] = {
+            "oneOf": [{"$ref": ref + "ModelopsRowArray"}, {"$ref": ref + "ModelopsRowObject"}]
+        }
+        zero = False if signature.dtype == "bool" else 0
+        example_row: Any = {name: zero for name in signature.names}
+    else:
+        schemas["ModelopsRow"] = {"$ref": ref + "ModelopsRowArray"}
+        example_row = [False if signature.dtype == "bool" else 0] * (signature.width or 1)
+    schemas["ModelopsPredictRequest"] = {
+        "type": "object",
+        "description": 'rows under "instances", or one row under "instance"',
+        "properties": {
+            "instances": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max_rows or signature.max_rows,
+                "items": {"$ref": ref + "ModelopsRow"},
+            },
+            "instance": {"$ref": ref + "ModelopsRow"},
+        },
+        "example": {"instances": [example_row]},
+    }
+    schemas["ModelopsPredictResponse"] = {
+        "type": "object",
+        "properties": {
+            "predictions": {"type": "array", "items": {}, "description": "one per row"},
+            "probabilities": {
+                "type": "array",
+                "items": {"type": "array", "items": {"type": "number"}},
+                "description": "per row, one per class (classifiers that have them)",
+            },
+            "model_version": {"type": "string"},
+        },
+        "required": ["predictions", "model_version"],
+    }
+    schemas["ModelopsError"] = {
+        "type": "object",
+        "properties": {
+            "error": {"type": "string", "description": "what is wrong and what is valid"},
+            "field": {"type": "string", "description": "e.g. instances[0][3] or body"},
+            "status": {"type": "integer"},
+        },
+    }
+
+    def answer(description: str, schema: str) -> dict:
+        return {
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": ref + schema}}},
+        }
+
+    def operation(summary: str, op_id: str) -> dict:
+        return {
+            "post": {
+                "tags": ["Service APIs"],
+                "summary": summary,
+                "operationId": op_id,
+                "parameters": [
+                    {
+                        "name": "X-Request-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "echoed back; kept with captured requests",
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": ref + "ModelopsPredictRequest"}}
+                    },
+                },
+                "responses": {
+                    "200": answer("predictions for every row", "ModelopsPredictResponse"),
+                    "400": answer("the request does not match the signature", "ModelopsError"),
+                    "413": answer("the body is over the size limit", "ModelopsError"),
+                    "500": answer("the model failed", "ModelopsError"),
+                },
+            }
+        }
+
+    paths = {
+        "/predict": operation("Predict", "predict"),
+        "/invocations": operation("Predict (SageMaker's route)", "invocations"),
+    }
+    return {"paths": paths, "schemas": schemas}

@@ -2,14 +2,16 @@
 
 This fixed source plus ``modelops.json`` beside it; imports only ``modelops_runtime``.
 Routes: ``POST /predict``, ``POST /invocations`` and ``GET /ping`` (SageMaker),
-``GET /metadata``, and BentoML's probes. Contract (bodies, errors, batching, capture):
-``docs/runtime.md``.
+``GET /metadata``, ``GET /docs`` and ``GET /`` (the OpenAPI page, its assets under
+``/static_content``) and ``GET /docs.json`` (its document), and BentoML's probes.
+Contract (bodies, errors, batching, capture): ``docs/runtime.md``.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
+import html
 import json
 import logging
 import os
@@ -39,8 +41,9 @@ except ModuleNotFoundError as exc:  # imported as reconciler.runtime.service
     ) from exc
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route, Router
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Mount, Route, Router
+from starlette.staticfiles import StaticFiles
 
 HERE = Path(__file__).resolve().parent
 CONFIG: dict = json.loads((HERE / "modelops.json").read_text(encoding="utf-8"))
@@ -59,6 +62,10 @@ REQUESTS_PER_CONNECTION = 32
 # s3:// capture sinks: a JSON Lines file is closed and uploaded once it is this old
 # (seconds), so the monitoring job sees records within about a minute at any traffic.
 S3_FILE_AGE_S = float(os.environ.get("MODELOPS_CAPTURE_FILE_AGE_S", "60"))
+# A lone request is answered on the event loop while the model's calls average at most
+# this many ms (modelops_runtime.batching.INLINE_MAX_MS); 0 turns that off (every request
+# goes through the batch loop's thread, as bench/bench_serving.py --inline-max-ms 0 does).
+INLINE_MAX_MS = float(os.environ.get("MODELOPS_INLINE_MAX_MS", batching.INLINE_MAX_MS))
 # BentoML's server logging sends this (through the root logger, WARNING and up) to the
 # server's stdout, which is the server log.
 log = logging.getLogger("modelops.service")
@@ -251,6 +258,8 @@ async def metadata(req: Request) -> JSONResponse:
             "batches": batcher.batches,
             "rows": batcher.rows,
             "mean_batch_rows": round(batcher.rows / batcher.batches, 2) if batcher.batches else 0,
+            "inline_calls": batcher.inline_calls,
+            "model_call_ms": round(batcher.call_ms, 3),
         }
     writer = getattr(svc, "capture", None)
     if writer is not None:
@@ -269,6 +278,110 @@ async def metadata(req: Request) -> JSONResponse:
     return JSONResponse(info)
 
 
+# GET /docs (and /): the Swagger UI page over the assets BentoML ships
+# (bentoml/_internal/server/static_content), reading /docs.json. BentoML 1.4 would serve
+# its own page at / and the assets at /static_content, but the routes below are mounted at
+# / ahead of those and shadow them (a mounted Router matches every path), so the service
+# serves all three itself. BentoML's page also loads Google Tag Manager; this one loads
+# nothing from elsewhere.
+DOCS_HTML = """<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="UTF-8">
+    <title>{title}</title>
+    <link rel="stylesheet" type="text/css" href="./static_content/swagger-ui.css" />
+    <link rel="stylesheet" type="text/css" href="./static_content/index.css" />
+  </head>
+  <body>
+    <div id="swagger-ui"></div>
+    <script src="./static_content/swagger-ui-bundle.js" charset="UTF-8"></script>
+    <script src="./static_content/swagger-ui-standalone-preset.js" charset="UTF-8"></script>
+    <script src="./static_content/swagger-initializer.js" charset="UTF-8"></script>
+  </body>
+</html>
+"""
+_OPENAPI: dict = {}
+
+
+async def docs(req: Request) -> HTMLResponse:
+    """``GET /docs``: the OpenAPI (Swagger UI) page of this service."""
+    return HTMLResponse(DOCS_HTML.format(title=html.escape(f"{CONFIG['deployment']} - modelops")))
+
+
+def _as_openapi30(node: t.Any) -> t.Any:
+    """``node`` with JSON Schema's ``anyOf: [..., {"type": "null"}]`` (what pydantic 2
+    writes for an optional field, as in BentoML's ``TaskStatusResponse``) turned into
+    OpenAPI 3.0's ``nullable: true``: BentoML declares its document 3.0.2, where
+    ``"type": "null"`` is invalid."""
+    if isinstance(node, list):
+        return [_as_openapi30(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _as_openapi30(v) for k, v in node.items()}
+    options = out.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        del out["anyOf"]
+        if len(rest) == 1 and isinstance(rest[0], dict) and "$ref" not in rest[0]:
+            out.update(rest[0])
+        elif rest:
+            out["anyOf"] = rest
+        out["nullable"] = True
+    return out
+
+
+def openapi_document() -> dict:
+    """BentoML's OpenAPI document of this service (its probes and metrics) with the
+    routes BentoML cannot see in a bare Router: ``/predict`` and ``/invocations`` with
+    the request schema of the signature (rows as arrays or as objects keyed by feature
+    name, :func:`modelops_runtime.request.openapi`), ``/metadata`` and ``/ping``.
+    Built once per worker."""
+    if not _OPENAPI:
+        try:
+            doc = _as_openapi30(ModelService.openapi_spec.asdict())
+        except Exception:  # noqa: BLE001 - BentoML's part is best effort; ours is complete
+            log.exception("BentoML's OpenAPI document could not be built; serving ours alone")
+            doc = {"openapi": "3.0.2", "info": {"title": CONFIG["service_name"]}, "paths": {}}
+        ours = request.openapi(SIGNATURE)
+        doc.setdefault("info", {})["title"] = CONFIG["deployment"]
+        doc["info"].pop("contact", None)  # BentoML's team, not this service's owner
+        doc["info"]["version"] = str(CONFIG["model_version"])
+        doc["info"]["description"] = (
+            f"{CONFIG['deployment']} ({CONFIG['env']}), {CONFIG['framework']} model "
+            f"{CONFIG['model_version']}, served by modelops from Bento {CONFIG['bento_tag']}."
+        )
+        doc.setdefault("paths", {}).update(ours["paths"])
+        for path, summary in (("/metadata", "What is served"), ("/ping", "Model loaded")):
+            doc["paths"][path] = {
+                "get": {
+                    "tags": ["Service APIs"],
+                    "summary": summary,
+                    "responses": {"200": {"description": "OK"}},
+                }
+            }
+        doc.setdefault("components", {}).setdefault("schemas", {}).update(ours["schemas"])
+        _OPENAPI.update(doc)
+    return _OPENAPI
+
+
+async def docs_json(req: Request) -> JSONResponse:
+    """``GET /docs.json``: :func:`openapi_document`."""
+    return JSONResponse(openapi_document())
+
+
+def _swagger_assets() -> list:
+    """``/static_content``: BentoML's Swagger UI assets, when its package has them."""
+    try:
+        from bentoml._internal import server as bentoml_server  # internal API: its assets
+
+        directory = Path(bentoml_server.__file__).parent / "static_content"
+    except Exception:  # noqa: BLE001 - moved in another BentoML: /docs.json still works
+        return []
+    if not (directory / "swagger-ui-bundle.js").is_file():
+        return []
+    return [Mount("/static_content", app=StaticFiles(directory=directory), name="swagger")]
+
+
 # A bare Router, not a Starlette application: BentoML's own app around it already
 # handles errors and exceptions, and a second middleware stack cost CPU per request.
 routes = Router(
@@ -277,6 +390,10 @@ routes = Router(
         Route("/invocations", predict, methods=["POST"]),
         Route("/ping", ping, methods=["GET"]),
         Route("/metadata", metadata, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+        Route("/docs.json", docs_json, methods=["GET"]),
+        Route("/", docs, methods=["GET"]),
+        *_swagger_assets(),
     ]
 )
 
@@ -335,7 +452,11 @@ class ModelService:
         self.batcher = None
         if BATCHING["enabled"]:
             self.batcher = batching.MicroBatcher(
-                self._infer_in_thread, BATCHING["max_batch_size"], BATCHING["max_latency_ms"]
+                self._infer_in_thread,
+                BATCHING["max_batch_size"],
+                BATCHING["max_latency_ms"],
+                inline=self.infer if INLINE_MAX_MS > 0 else None,  # lone: no thread hop
+                inline_max_ms=INLINE_MAX_MS,
             )
         self.capture = None
         self.shipper = None

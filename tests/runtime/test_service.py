@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from openapi_schema_validator import OAS30Validator
+from openapi_spec_validator import validate as validate_spec
 from prometheus_client.parser import text_string_to_metric_families
 from support.repo import PROJECT
 from support.waiting import wait_for
@@ -74,6 +76,62 @@ def test_predict_batch_single_and_instance(served):
     single = post(url, {"instances": ROW}).json()
     inst = post(url, {"instance": ROW}, path="/invocations").json()
     assert single["predictions"] == inst["predictions"] == data["predictions"][:1]
+
+
+def test_rows_as_objects_keyed_by_feature_name(served):
+    """Rows keyed by the signature's names (any key order) answer as the same rows given
+    as arrays; missing and unknown names are a 400 naming them and the valid names."""
+    url, _, _ = served
+    names = httpx.get(url + "/metadata", timeout=10).json()["signature"]["inputs"]["names"]
+    assert len(names) == 30
+    rows = FRAUD_REQUEST["instances"][:3]
+    keyed = [dict(reversed(list(zip(names, row, strict=True)))) for row in rows]
+    as_arrays = post(url, {"instances": rows}).json()
+    as_objects = post(url, {"instances": keyed})
+    assert as_objects.status_code == 200, as_objects.text
+    assert as_objects.json()["predictions"] == as_arrays["predictions"]
+    assert as_objects.json()["probabilities"] == as_arrays["probabilities"]
+    one = post(url, {"instance": keyed[0]}, path="/invocations").json()
+    assert one["predictions"] == as_arrays["predictions"][:1]
+    mixed = post(url, {"instances": [rows[0], keyed[1]]}).json()
+    assert mixed["predictions"] == as_arrays["predictions"][:2]
+    wrong = {k: v for k, v in keyed[0].items() if k != "worst_area"} | {"worst_areaa": 1.0}
+    resp = post(url, {"instances": [keyed[0], wrong]})
+    assert_bad(
+        resp, "instances[1]", "missing feature(s) worst_area", "unknown feature(s) worst_areaa"
+    )
+    assert "mean_radius, mean_texture" in resp.json()["error"]  # the valid names, in order
+    bad_value = dict(keyed[0], mean_area="abc")
+    assert_bad(post(url, {"instance": bad_value}), "instances[0][3] (mean_area)", "string 'abc'")
+
+
+def test_openapi_page_and_document(served):
+    """GET /docs is the Swagger UI page of BentoML's assets; /docs.json is a valid OpenAPI
+    document whose request schema accepts both row forms and refuses a wrong name."""
+    url, _, _ = served
+    page = httpx.get(url + "/docs", timeout=10)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "swagger-ui-bundle.js" in page.text and "googletagmanager" not in page.text
+    assert httpx.get(url + "/", timeout=10).text == page.text  # BentoML's index page too
+    for asset in ("swagger-ui-bundle.js", "swagger-initializer.js", "swagger-ui.css"):
+        assert httpx.get(f"{url}/static_content/{asset}", timeout=10).status_code == 200
+    doc = httpx.get(url + "/docs.json", timeout=10).json()
+    validate_spec(doc)  # OpenAPI 3.0 document, offline
+    assert {"/predict", "/invocations", "/metadata", "/livez", "/readyz"} <= set(doc["paths"])
+    body = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    schemas = doc["components"]["schemas"]
+    request_schema = {**schemas[body["schema"]["$ref"].rsplit("/", 1)[1]], "components": doc[
+        "components"]}  # fmt: skip
+    check = OAS30Validator(request_schema).is_valid
+    names = schemas["ModelopsRowObject"]["required"]
+    assert len(names) == 30
+    keyed = dict(zip(names, ROW, strict=True))
+    assert check({"instances": [ROW]}) and check({"instances": [keyed]})
+    assert check({"instance": keyed}) and check(schemas["ModelopsPredictRequest"]["example"])
+    assert not check({"instances": [dict(keyed, extra=1.0)]})
+    assert not check({"instances": [ROW[:29]]})
+    example = post(url, schemas["ModelopsPredictRequest"]["example"])
+    assert example.status_code == 200, example.text  # "Try it out" works as shown
 
 
 def test_metadata_and_sagemaker_ping(served):

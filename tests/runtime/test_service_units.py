@@ -11,10 +11,11 @@ import time
 
 import numpy as np
 import pytest
+from openapi_schema_validator import OAS30Validator
 from support.waiting import HANG_GUARD_S, wait_for
 
 from reconciler.runtime import capture
-from reconciler.runtime.request import BadRequest, Signature, parse_json
+from reconciler.runtime.request import BadRequest, Signature, openapi, parse_json
 
 SIG = {"shape": [-1, 3], "dtype": "float32", "names": ["a", "b", "c"]}
 INT = {"shape": [-1, 2], "dtype": "int32"}
@@ -72,6 +73,68 @@ def test_bad_values_name_the_field(sig, doc, field, text):
     assert err.field == field and err.status == 400
     assert text in err.message, err.message
     assert err.to_dict()["field"] == field
+
+
+def test_rows_as_objects_keyed_by_feature_name():
+    s = Signature(SIG)
+    arr = s.parse({"instances": [{"c": 3, "a": 1, "b": 2}, [4, 5, 6]]})
+    assert arr.tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    assert s.parse({"instance": {"b": 2, "c": 3, "a": 1}}).tolist() == [[1.0, 2.0, 3.0]]
+    assert s.parse({"instances": {"a": 1, "b": 2, "c": 3}}).tolist() == [[1.0, 2.0, 3.0]]
+
+
+@pytest.mark.parametrize(
+    ("doc", "field", "texts"),
+    [
+        ({"instances": [{"a": 1, "b": 2}]}, "instances[0]", ["missing feature(s) c"]),
+        (
+            {"instances": [[1, 2, 3], {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}]},
+            "instances[1]",
+            ["unknown feature(s) d, e", "exactly the signature's 3 feature names: a, b, c"],
+        ),
+        (
+            {"instance": {"a": 1, "b": 2, "x": 3}},
+            "instance",
+            ["missing feature(s) c; unknown feature(s) x"],
+        ),
+        ({"instances": [{"a": 1, "b": "2", "c": 3}]}, "instances[0][1] (b)", ["string '2'"]),
+    ],
+)
+def test_object_rows_name_missing_and_unknown_features(doc, field, texts):
+    err = bad(SIG, doc)
+    assert err.field == field and err.status == 400
+    for text in texts:
+        assert text in err.message, err.message
+
+
+def test_object_rows_need_a_signature_with_names():
+    err = bad(INT, {"instances": [{"a": 1, "b": 2}]})
+    assert err.field == "instances[0]" and "has none; send the row as a list" in err.message
+    assert "object keyed" not in bad(INT, {"instances": [[1, 2], 3]}).message
+    assert "object keyed by feature name" in bad(SIG, {"instances": [[1, 2, 3], 3]}).message
+
+
+def test_openapi_schema_describes_both_row_forms():
+    doc = openapi(Signature({**SIG, "allow_nan": True}))
+    schemas = doc["schemas"]
+    check = OAS30Validator(
+        {**schemas["ModelopsPredictRequest"], "components": {"schemas": schemas}}
+    )
+    assert check.is_valid({"instances": [[1, None, 3], {"a": 1, "b": 2, "c": 3}]})
+    assert check.is_valid(schemas["ModelopsPredictRequest"]["example"])
+    assert not check.is_valid({"instances": [{"a": 1, "b": 2}]})
+    assert not check.is_valid({"instances": [[1, 2]]})
+    assert schemas["ModelopsRowArray"]["items"] == {
+        "type": "number",
+        "format": "float",
+        "nullable": True,
+    }
+    assert "a, b, c" in schemas["ModelopsRowArray"]["description"]
+    assert set(doc["paths"]) == {"/predict", "/invocations"}
+    unnamed = openapi(Signature(INT))["schemas"]
+    assert "ModelopsRowObject" not in unnamed
+    assert unnamed["ModelopsPredictRequest"]["example"] == {"instances": [[0, 0]]}
+    assert unnamed["ModelopsRowArray"]["items"] == {"type": "integer", "format": "int32"}
 
 
 def test_allow_nan_accepts_nan_and_null():
@@ -244,6 +307,83 @@ def test_micro_batcher_batches_concurrent_requests_in_order():
         assert out.tolist() == (req[:, :1] * 2).tolist()
     assert max(calls) <= 8 and len(calls) < 1 + len(reqs)  # batches formed, capped at 8 rows
     assert b.rows == 1 + sum(len(r) for r in reqs)
+
+
+def test_micro_batcher_answers_a_lone_request_inline_and_batches_concurrent_ones():
+    import asyncio
+
+    from reconciler.runtime.batching import MicroBatcher
+
+    threaded: list[int] = []
+    inline: list[int] = []
+
+    async def fn(batch: np.ndarray) -> np.ndarray:
+        threaded.append(len(batch))
+        await asyncio.sleep(0.01)
+        return batch[:, :1] * 2
+
+    def call(batch: np.ndarray) -> np.ndarray:
+        inline.append(len(batch))
+        if (batch < 0).any():
+            raise ValueError("negative input")
+        return batch[:, :1] * 2
+
+    async def scenario():
+        # any model speed may go inline here (the speed bound: the next test)
+        b = MicroBatcher(fn, 8, NEVER_MS, inline=call, inline_max_ms=NEVER_MS)
+        # one after another (a single client): each request is alone, answered inline
+        lone = [await b.submit(np.array([[float(i), 0.0]]), arrived=False) for i in range(3)]
+        # a request being parsed meanwhile (arrive() called): this one waits to batch
+        b.arrive()
+        waiting = asyncio.ensure_future(b.submit(np.array([[7.0, 0.0]]), arrived=False))
+        await asyncio.sleep(0)
+        parsed = b.submit(np.array([[8.0, 0.0]]))
+        pair = await asyncio.gather(waiting, parsed)
+        # twenty at once (concurrent clients): they see each other and form batches
+        reqs = [np.array([[float(i), 0.0]] * (1 + i % 2)) for i in range(20)]
+        outs = await asyncio.gather(*(b.submit(r, arrived=False) for r in reqs))
+        with pytest.raises(ValueError, match="negative"):
+            await b.submit(np.array([[-1.0, 0.0]]), arrived=False)
+        return b, lone, pair, reqs, outs
+
+    b, lone, pair, reqs, outs = asyncio.run(scenario())
+    assert [o.tolist() for o in lone] == [[[0.0]], [[2.0]], [[4.0]]]
+    assert [o.tolist() for o in pair] == [[[14.0]], [[16.0]]]
+    for req, out in zip(reqs, outs, strict=True):
+        assert out.tolist() == (req[:, :1] * 2).tolist()
+    assert inline == [1, 1, 1, 1]  # the three lone ones and the failing one
+    assert b.inline_calls == 3  # a failed call is not counted
+    assert threaded[0] == 2  # the waiting request went with the one being parsed
+    assert sum(threaded) == 2 + sum(len(r) for r in reqs) and max(threaded) <= 8
+    assert len(threaded) < 1 + len(reqs)  # batches formed
+    assert b.rows == 3 + 2 + sum(len(r) for r in reqs)
+
+
+def test_micro_batcher_keeps_a_slow_model_off_the_event_loop():
+    import asyncio
+
+    from reconciler.runtime.batching import MicroBatcher
+
+    threaded: list[int] = []
+
+    async def fn(batch: np.ndarray) -> np.ndarray:
+        threaded.append(len(batch))
+        return batch
+
+    def slow(batch: np.ndarray) -> np.ndarray:
+        time.sleep(0.005)  # at least 5 ms: over the 1 ms allowed inline below
+        return batch
+
+    async def scenario():
+        b = MicroBatcher(fn, 8, NEVER_MS, inline=slow, inline_max_ms=1.0)
+        for _ in range(3):
+            await b.submit(np.array([[1.0]]), arrived=False)
+        return b
+
+    b = asyncio.run(scenario())
+    # the first call is inline (no estimate yet) and takes >= 5 ms; the estimate then
+    # stays over 1 ms, so the next ones go through the batch loop's call
+    assert b.inline_calls == 1 and threaded == [1, 1] and b.call_ms > 1.0
 
 
 def test_micro_batcher_waits_for_arriving_requests_and_propagates_errors():
