@@ -32,7 +32,14 @@ from reconciler.commands import (
     serve,
     spec,
 )
-from reconciler.commands.options import console, err_console, help_width, set_global_options
+from reconciler.commands.options import (
+    HelpCommand,
+    HelpGroup,
+    console,
+    err_console,
+    help_width,
+    set_global_options,
+)
 from reconciler.core.diagnostics import EXIT_USAGE, ModelopsError
 from reconciler.core.version import installed
 
@@ -42,6 +49,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
+    cls=HelpGroup,
 )
 
 
@@ -85,26 +93,26 @@ def _global(
 
 
 # In the order `modelops --help` lists them (the groups come last).
-app.command("batch")(batch.batch_cmd)
-app.command("build")(build.build_cmd)
-app.command("cost")(cost.cost_cmd)
-app.command("plan")(deploy.plan_cmd)
-app.command("apply")(deploy.apply_cmd)
-app.command("destroy")(deploy.destroy_cmd)
-app.command("status")(deploy.status_cmd)
-app.command("history")(gitops.history_cmd)
-app.command("rollback")(gitops.rollback_cmd)
-app.command("unlock")(gitops.unlock_cmd)
-app.command("init")(gitops.init_cmd)
-app.command("logs")(logs.logs_cmd)
-app.command("render")(infra.render_cmd)
+app.command("batch", cls=HelpCommand)(batch.batch_cmd)
+app.command("build", cls=HelpCommand)(build.build_cmd)
+app.command("cost", cls=HelpCommand)(cost.cost_cmd)
+app.command("plan", cls=HelpCommand)(deploy.plan_cmd)
+app.command("apply", cls=HelpCommand)(deploy.apply_cmd)
+app.command("destroy", cls=HelpCommand)(deploy.destroy_cmd)
+app.command("status", cls=HelpCommand)(deploy.status_cmd)
+app.command("history", cls=HelpCommand)(gitops.history_cmd)
+app.command("rollback", cls=HelpCommand)(gitops.rollback_cmd)
+app.command("unlock", cls=HelpCommand)(gitops.unlock_cmd)
+app.command("init", cls=HelpCommand)(gitops.init_cmd)
+app.command("logs", cls=HelpCommand)(logs.logs_cmd)
+app.command("render", cls=HelpCommand)(infra.render_cmd)
 app.add_typer(monitor.monitor_app, name="monitor")
 app.add_typer(monitor.labels_app, name="labels")
-app.command("retrain")(monitor.retrain_cmd)
+app.command("retrain", cls=HelpCommand)(monitor.retrain_cmd)
 app.add_typer(policy.policy_app, name="policy")
-app.command("smoke")(serve.smoke_cmd)
-app.command("validate")(spec.validate)
-app.command("schema")(spec.schema_cmd)
+app.command("smoke", cls=HelpCommand)(serve.smoke_cmd)
+app.command("validate", cls=HelpCommand)(spec.validate)
+app.command("schema", cls=HelpCommand)(spec.schema_cmd)
 
 
 def _quiet_loop_finalizers(unraisable) -> None:

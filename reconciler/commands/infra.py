@@ -23,7 +23,13 @@ from reconciler.core.git import dirty_paths, open_repo, require_repo
 from reconciler.engine.render import RenderError
 from reconciler.flow.stages import render_live
 from reconciler.gitops.rendered import check_branch, commit_tree
-from reconciler.report.delivery import DELIVERY_FORMATS, Source, flux_url, write_delivery
+from reconciler.report.delivery import (
+    DELIVERY_FORMATS,
+    Source,
+    argocd_url,
+    flux_url,
+    write_delivery,
+)
 from reconciler.report.desired_state import RENDER_FORMATS, dump, write_state
 from reconciler.report.findings import render_diagnostics
 from reconciler.spec.repo import load_all
@@ -96,14 +102,8 @@ def render_cmd(
             "--commit renders the whole environment (a deployment left out would be deleted "
             "from the branch); name no deployments"
         )
-    if delivery and out is None and commit is None:
-        raise ModelopsError(f"--format {fmt} writes files: give --out DIR or --commit BRANCH")
     config = get_config()
-    source = None
-    if fmt in ("argocd", "flux"):
-        source = Source(
-            _repo_url(config.root, repo_url, fmt), _branch(branch, commit, fmt), repo_path, env
-        )
+    source = _source(config.root, fmt, out, commit, repo_url, branch, repo_path, env)
     if commit is not None:
         repo = require_repo(config.root, "render --commit")
         check_branch(repo, commit)
@@ -186,32 +186,41 @@ def _write_tree(states, out: Path, state_fmt: str, fmt: str, source: Source | No
             )
 
 
-def _repo_url(root: Path, given: str | None, fmt: str) -> str:
-    """``--repo-url``, else the URL of the repository's ``origin`` remote; for Flux in the
-    form its GitRepository accepts (:func:`reconciler.report.delivery.flux_url`)."""
-    url = given
+def _source(root, fmt, out, commit, repo_url, branch, repo_path, env) -> Source | None:
+    """Where Argo CD or Flux fetch the tree from (``None`` for other formats), after
+    checking every option the format needs at once.
+
+    Raises:
+        ModelopsError: (exit 2) every missing or unusable option in one message: no
+            ``--out``/``--commit`` for a format that writes files; for ``argocd``/``flux``
+            no branch (``--branch`` or ``--commit``), no URL (``--repo-url`` or an
+            ``origin`` remote), or a URL the cluster cannot clone (a local path).
+    """
+    problems = []
+    if fmt in DELIVERY_FORMATS and out is None and commit is None:
+        problems.append("--out DIR or --commit BRANCH (where the files are written)")
+    if fmt not in ("argocd", "flux"):
+        if problems:
+            raise ModelopsError(f"--format {fmt} writes files: give {problems[0]}")
+        return None
+    tool = "Argo CD" if fmt == "argocd" else "Flux"
+    if not (branch or commit):
+        problems.append(f"--branch BRANCH or --commit BRANCH (the branch {tool} tracks)")
+    url, origin = repo_url, False
     repo = open_repo(root)
     if not url and repo is not None and "origin" in [r.name for r in repo.remotes]:
-        url = next(iter(repo.remotes.origin.urls), None)
-    if url and fmt == "flux":
+        url, origin = next(iter(repo.remotes.origin.urls), None), True
+    if not url:
+        problems.append(
+            f"--repo-url URL (the Git URL {tool} fetches the rendered tree from; the "
+            "repository has no `origin` remote to take it from)"
+        )
+    else:
         try:
-            return flux_url(url)
+            url = flux_url(url) if fmt == "flux" else argocd_url(url)
         except ValueError as exc:
-            raise ModelopsError(str(exc)) from None
-    if url:
-        return url
-    raise ModelopsError(
-        f"--format {fmt} needs the Git URL that {'Argo CD' if fmt == 'argocd' else 'Flux'} "
-        "fetches the rendered tree from: give --repo-url (the repository has no `origin` "
-        "remote to take it from)"
-    )
-
-
-def _branch(given: str | None, commit: str | None, fmt: str) -> str:
-    """``--branch``, else the ``--commit`` branch."""
-    if given or commit:
-        return str(given or commit)
-    raise ModelopsError(
-        f"--format {fmt} needs the branch {'Argo CD' if fmt == 'argocd' else 'Flux'} tracks: "
-        "give --branch BRANCH, or --commit BRANCH"
-    )
+            where = "the `origin` remote's URL: " if origin else ""
+            problems.append(f"--repo-url URL ({where}{exc})")
+    if problems:
+        raise ModelopsError(f"--format {fmt} needs: " + "; ".join(problems))
+    return Source(url, str(branch or commit), repo_path, env)

@@ -15,6 +15,8 @@ import typer
 
 from reconciler.commands.options import (
     EnvOption,
+    HelpCommand,
+    HelpGroup,
     TextOrJson,
     console,
     err_console,
@@ -33,10 +35,12 @@ from reconciler.spec.repo import load_all
 monitor_app = typer.Typer(
     help="Monitoring: Evidently drift of captured traffic against the reference data.",
     no_args_is_help=True,
+    cls=HelpGroup,
 )
 labels_app = typer.Typer(
     help="Labels (outcomes) joined to captured predictions by the quality job.",
     no_args_is_help=True,
+    cls=HelpGroup,
 )
 
 NameArg = Annotated[str, typer.Argument(help="Deployment (spec) name or spec file.")]
@@ -60,7 +64,7 @@ def _deployment(name: str, env: str) -> Deployment:
     return deps[0]
 
 
-@monitor_app.command("run")
+@monitor_app.command("run", cls=HelpCommand)
 def monitor_run(
     name: NameArg,
     env: EnvOption,
@@ -172,7 +176,7 @@ def monitor_run(
     raise typer.Exit(code)
 
 
-@labels_app.command("ingest")
+@labels_app.command("ingest", cls=HelpCommand)
 def labels_ingest(
     name: NameArg,
     env: EnvOption,

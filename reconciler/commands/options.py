@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
 
 from reconciler.core.config import Config, load_config
 from reconciler.core.diagnostics import ModelopsError
@@ -140,3 +141,32 @@ def showing_progress():
     """Render the progress events (:mod:`reconciler.core.progress`) of the block on stderr
     when stderr is a terminal (:func:`reconciler.report.progress.rendering`)."""
     return rendering(err_console)
+
+
+class _FlagsWithoutType:
+    """Help that shows no value type for a flag: Typer's rich help prints ``<bool>``
+    beside ``--build`` (its plain help does not), as if the flag took a value. While the
+    help is formatted, each flag's metavar is empty (Typer prints the metavar instead of
+    the type when one is set); afterwards it is as before."""
+
+    def format_help(self, ctx, formatter) -> None:
+        flags = [
+            p
+            for p in self.get_params(ctx)
+            if getattr(p, "is_flag", False) and getattr(p, "metavar", "") is None
+        ]
+        for param in flags:
+            param.metavar = ""
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            for param in flags:
+                param.metavar = None
+
+
+class HelpCommand(_FlagsWithoutType, TyperCommand):
+    """Every command's class (``app.command(..., cls=HelpCommand)``): flags without a type."""
+
+
+class HelpGroup(_FlagsWithoutType, TyperGroup):
+    """Every group's class (``typer.Typer(cls=HelpGroup)``): flags without a type."""

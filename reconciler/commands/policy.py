@@ -10,6 +10,8 @@ import typer
 
 from reconciler.commands.options import (
     FORMAT_HELP,
+    HelpCommand,
+    HelpGroup,
     TargetsArg,
     TextOrJson,
     console,
@@ -29,6 +31,7 @@ from reconciler.spec.repo import load_all
 policy_app = typer.Typer(
     help="Check deployments against the Rego policy library; test and review the policies.",
     no_args_is_help=True,
+    cls=HelpGroup,
 )
 
 EnvFilter = Annotated[
@@ -60,7 +63,7 @@ def _check(targets, env, timeout):
     return report
 
 
-@policy_app.command("check")
+@policy_app.command("check", cls=HelpCommand)
 def check(
     targets: TargetsArg = None,
     env: EnvFilter = None,
@@ -81,7 +84,7 @@ def check(
     raise typer.Exit(EXIT_FINDINGS if report.blocking else EXIT_OK)
 
 
-@policy_app.command("test")
+@policy_app.command("test", cls=HelpCommand)
 def test(
     fmt: TextOrJson = "text",
     timeout: TimeoutOption = 5.0,
@@ -104,7 +107,7 @@ def test(
     raise typer.Exit(EXIT_OK if run.ok else EXIT_FINDINGS)
 
 
-@policy_app.command("report")
+@policy_app.command("report", cls=HelpCommand)
 def report_cmd(
     targets: TargetsArg = None,
     env: EnvFilter = None,

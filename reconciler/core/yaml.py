@@ -57,6 +57,28 @@ def _mark_pos(file: str, mark) -> Position:
     return Position(file, mark.line + 1, mark.column + 1) if mark else Position(file, 0, 0)
 
 
+def _indent_tab(text: str, mark, file: str = "") -> Position | None:
+    """Where a tab is at the syntax error, or in the indentation of the line it points at
+    (or of the line before, for an error found at the start of the next token), else
+    ``None``.
+
+    PyYAML reports such a tab as "found character that cannot start any token" or as a
+    mapping error some lines on; YAML forbids tabs in indentation (YAML 1.2, 6.1).
+    """
+    if mark is None:
+        return None
+    lines = text.splitlines()
+    if 0 <= mark.line < len(lines) and lines[mark.line][mark.column : mark.column + 1] == "\t":
+        return Position(file, mark.line + 1, mark.column + 1)  # e.g. after "- " or "? "
+    for index in (mark.line, mark.line - 1):
+        if 0 <= index < len(lines):
+            line = lines[index]
+            indent = line[: len(line) - len(line.lstrip(" \t"))]
+            if "\t" in indent:
+                return Position(file, index + 1, indent.index("\t") + 1)
+    return None
+
+
 def _decode(raw: bytes, file: str) -> str:
     try:
         return raw.decode("utf-8")
@@ -112,6 +134,17 @@ def load_yaml(raw: bytes | str, file: str) -> tuple[Any, dict[PathKey, Position]
         value = _build(loader, node, (), positions, file, [0])
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        tab = _indent_tab(text, mark, file)
+        if tab is not None:
+            raise YamlLoadError(
+                Diagnostic(
+                    tab,
+                    "",
+                    "a tab character in the indentation: YAML forbids tabs for "
+                    "indentation; use spaces",
+                    code="yaml",
+                )
+            ) from None
         problem = exc.problem or "invalid YAML"
         context = f" ({exc.context})" if exc.context else ""
         raise YamlLoadError(

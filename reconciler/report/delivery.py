@@ -60,6 +60,24 @@ def flux_url(url: str) -> str:
     )
 
 
+def argocd_url(url: str) -> str:
+    """``url`` if Argo CD can clone it: http(s), ssh or the scp-like
+    ``git@github.com:acme/specs.git`` (Argo CD's repository URL forms).
+
+    Raises:
+        ValueError: a local path, ``file://`` or any other scheme, with why (a path of
+            this machine means nothing to the cluster's repo server).
+    """
+    scp = _SCP_LIKE.match(url)
+    if _FLUX_URL.match(url) or (scp and "/" not in scp.group("host")):
+        return url
+    raise ValueError(
+        f"Argo CD clones Git over http(s) or ssh, and {url!r} is neither (a local path or "
+        "file:// URL means nothing to the cluster's repo server); give the URL the cluster "
+        "can clone (--repo-url https://... or git@host:org/repo.git)"
+    )
+
+
 @dataclass(frozen=True)
 class Source:
     """Where Argo CD or Flux fetch the rendered tree from.

@@ -74,14 +74,30 @@ class CronError(ValueError):
     """A schedule that no target can parse; the message says what would be valid."""
 
 
+class SundaySevenError(CronError):
+    """Day-of-week 7: Sunday in Vixie cron, but outside the 0-6 that specs are written in
+    (:func:`check` says which target refuses it: :data:`SUNDAY_SEVEN`)."""
+
+
+#: target.platform -> why day-of-week 7 is refused there (the message names the target
+#: the spec uses, not Kubernetes for every one).
+SUNDAY_SEVEN = {
+    "kubernetes": "the Kubernetes CronJob controller (robfig/cron) refuses 7",
+    "local": "the local target's schedules are read by modelops as day-of-week 0-6, "
+    "Sunday 0, as GitHub Actions' schedule reads them",
+    "edge": "the edge target's jobs run on the CI's Unix cron schedule, day-of-week 0-6",
+    "aws-sagemaker": "modelops renders day-of-week 0-6 as EventBridge's 1-7 (SUN=1), so a "
+    "7 would mean Saturday there",
+    "aws-serverless": "modelops renders day-of-week 0-6 as EventBridge's 1-7 (SUN=1), so a "
+    "7 would mean Saturday there",
+}
+
+
 def _value(token: str, field: _Field) -> int:
     if token.isdigit():
         number = int(token)
         if field.name == "day-of-week" and number == 7:
-            raise CronError(
-                "day-of-week 7 is refused by the Kubernetes CronJob controller; "
-                "write 0 (or SUN) for Sunday"
-            )
+            raise SundaySevenError("day-of-week 7 is out of range 0-6; write 0 (or SUN) for Sunday")
         if not field.lo <= number <= field.hi:
             raise CronError(f"{field.name} {number} is out of range {field.lo}-{field.hi}")
         return number
@@ -161,8 +177,14 @@ def fires(expr: str) -> bool:
     return any(day <= calendar.monthrange(2024, m)[1] for m in months for day in days)
 
 
-def check(expr: str, dialect: str) -> list[CronFinding]:
+def check(expr: str, dialect: str, platform: str | None = None) -> list[CronFinding]:
     """Every finding for one schedule in one dialect (``kubernetes`` or ``eventbridge``).
+
+    Args:
+        expr: the five-field expression.
+        dialect: :data:`KUBERNETES` or :data:`EVENTBRIDGE` (:data:`DIALECTS`).
+        platform: the spec's ``target.platform``, named in messages that depend on it
+            (day-of-week 7: :data:`SUNDAY_SEVEN`); ``None``: by the dialect.
 
     Returns:
         Findings, errors first; empty when the target accepts the schedule and it
@@ -170,6 +192,16 @@ def check(expr: str, dialect: str) -> list[CronFinding]:
     """
     try:
         minute, hour, dom, month, dow = parse(expr)
+    except SundaySevenError:
+        target = platform if platform in SUNDAY_SEVEN else dialect
+        why = SUNDAY_SEVEN.get(target) or SUNDAY_SEVEN["aws-sagemaker"]
+        return [
+            CronFinding(
+                "error",
+                f"day-of-week 7 is refused for the {target} target: {why}; "
+                "write 0 (or SUN) for Sunday",
+            )
+        ]
     except CronError as exc:
         return [CronFinding("error", str(exc))]
     out: list[CronFinding] = []

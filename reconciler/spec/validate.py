@@ -396,7 +396,7 @@ def schedule_diagnostics(dep: Deployment) -> list[Diagnostic]:
         value = dep.get(field)
         if value is None:
             continue
-        for finding in cron.check(value, dialect):
+        for finding in cron.check(value, dialect, platform if isinstance(platform, str) else None):
             where = f"{platform} target" if isinstance(platform, str) else "target"
             out.append(
                 Diagnostic(

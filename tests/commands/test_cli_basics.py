@@ -39,6 +39,7 @@ def test_version_names_the_installed_distribution():
 def test_shell_completion_is_offered():
     code, out, _ = invoke(None, "--help")
     assert code == 0 and "--install-completion" in out and "--show-completion" in out
+    assert "<bool>" not in out and "--version" in out  # flags show no value type
     code, out, _ = invoke(None, "--show-completion", "bash")
     assert code == 0
     assert "_MODELOPS_COMPLETE" in out or "complete" in out
@@ -63,6 +64,7 @@ def test_no_help_cuts_an_option_name_on_an_80_column_terminal(monkeypatch):
         code, out, _ = invoke(None, *path, "--help")
         assert code == 0, path
         assert "…" not in out, (path, out)
+        assert "<bool>" not in out, (path, out)  # a flag takes no value
         for option in _long_options(cmd):
             assert re.search(rf"{re.escape(option)}\b", out), (path, option)
             checked += 1

@@ -106,6 +106,14 @@ def test_repo_path_and_stale_objects(repo, tmp_path):
 def test_formats_that_write_files_need_a_destination_and_a_source(repo, tmp_path):
     code, _, err = invoke(repo.root, "render", "--env", "prod", "-f", "kustomize")
     assert code == 2 and "--out DIR or --commit BRANCH" in err
+    # every option Argo CD needs is named at once; a local-path origin is no repoURL
+    origin = repo.git.remotes.origin.url
+    repo.git.remotes.origin.set_url(str(tmp_path / "specs.git"))
+    code, _, err = invoke(repo.root, "render", "--env", "prod", "-f", "argocd")
+    assert code == 2 and "--format argocd needs: --out DIR or --commit BRANCH" in err
+    assert "--branch BRANCH or --commit BRANCH" in err and "`origin` remote's URL" in err
+    assert "Argo CD clones Git over http(s) or ssh" in err
+    repo.git.remotes.origin.set_url(origin)
     out = tmp_path / "out"
     code, _, err = invoke(repo.root, "render", "--env", "prod", "-f", "flux", "-o", str(out))
     assert code == 2 and "--branch" in err

@@ -17,10 +17,25 @@ K8S, EB = cron.KUBERNETES, cron.EVENTBRIDGE
 
 
 @pytest.mark.parametrize(
+    ("platform", "needle", "absent"),
+    [
+        ("local", "refused for the local target: the local target's", "Kubernetes"),
+        ("kubernetes", "for the kubernetes target: the Kubernetes CronJob controller", "AWS"),
+        ("aws-sagemaker", "for the aws-sagemaker target: modelops renders", "Kubernetes"),
+        ("edge", "for the edge target: the edge target's jobs", "Kubernetes"),
+    ],
+)
+def test_day_of_week_seven_names_the_target_the_spec_uses(platform, needle, absent):
+    (finding,) = cron.check("0 3 * * 0,7", cron.DIALECTS[platform], platform)
+    assert needle in finding.message and absent not in finding.message
+    assert "write 0 (or SUN) for Sunday" in finding.message
+
+
+@pytest.mark.parametrize(
     ("expr", "dialect", "severity", "needle"),
     [
         ("0 3 * * 7", K8S, "error", "write 0 (or SUN) for Sunday"),
-        ("0 3 * * 5-7", K8S, "error", "day-of-week 7 is refused"),
+        ("0 3 * * 5-7", K8S, "error", "refused for the kubernetes target: the Kubernetes"),
         ("61 * * * *", K8S, "error", "minute 61 is out of range 0-59"),
         ("0 24 * * *", EB, "error", "hour 24 is out of range 0-23"),
         ("0 3 0 * *", K8S, "error", "day-of-month 0 is out of range 1-31"),

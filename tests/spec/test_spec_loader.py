@@ -30,6 +30,10 @@ def test_positions_point_at_keys_and_items():
         (b"yes: 1\n", 1, "read as a bool"),
         (b"a: 1\n---\nb: 2\n", 2, "YAML syntax error"),
         (b"a:\n  expires: 2027-02-30\n", 2, "cannot be read as timestamp"),
+        # a tab is named, at its column, with what to write instead
+        (b"a:\n\tb: 1\n", 2, "YAML forbids tabs for indentation; use spaces"),
+        (b"a:\n  b: 1\n  \tc: 2\n", 3, "a tab character in the indentation"),
+        (b"a:\n  - 1\n  -\t2\n", 3, "YAML forbids tabs for indentation"),
     ],
 )
 def test_bad_yaml_gives_one_positioned_diagnostic(raw, line, needle):
@@ -40,6 +44,9 @@ def test_bad_yaml_gives_one_positioned_diagnostic(raw, line, needle):
     assert diag.position.line == line
     assert needle in diag.message
     assert str(diag).startswith(f"bad.yaml:{line}:")
+    if b"\t" in raw:
+        column = raw.splitlines()[line - 1].index(b"\t") + 1
+        assert str(diag).startswith(f"bad.yaml:{line}:{column}: a tab character")
 
 
 def test_duplicate_keys_nested_and_merge_keys(tmp_path):
