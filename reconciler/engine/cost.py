@@ -31,6 +31,7 @@ from pathlib import Path
 from reconciler.core.config import DEFAULT_KUBERNETES_RATES
 from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_USAGE, ModelopsError
 from reconciler.engine.render import DesiredState
+from reconciler.spec import cron
 from reconciler.spec.validate import parse_quantity
 
 #: Hours in the month every estimate covers (365 × 24 / 12 = 730, as AWS and Infracost use).
@@ -317,98 +318,16 @@ class Estimate:
 
 # -- schedules -----------------------------------------------------------------------------
 
-_MONTHS = {m: i for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split(), 1)}
-_DAYS = {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split())}
-_MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-_RATE_UNITS = {"minute": 1 / 60, "hour": 1, "day": 24}
-# Share of months that have day-of-month d (a 400-year Gregorian cycle: 97 leap Februaries).
-_DAY_SHARE = {29: (11 + 97 / 400) / 12, 30: 11 / 12, 31: 7 / 12}
-
-
-def _values(part: str, lo: int, hi: int, names: dict[str, int]) -> set[int] | None:
-    """The values a cron field allows; ``None`` for every value (``*``, ``?``).
-
-    Raises:
-        ValueError: not a cron field.
-    """
-    if part in ("*", "?"):
-        return None
-    out: set[int] = set()
-    for item in part.split(","):
-        rng, _, step = item.partition("/")
-        if rng in ("*", "?"):
-            a, b = lo, hi
-        elif "-" in rng:
-            x, y = rng.split("-", 1)
-            a, b = names.get(x.upper(), None), names.get(y.upper(), None)
-            a = int(x) if a is None else a
-            b = int(y) if b is None else b
-        else:
-            a = names.get(rng.upper())
-            a = int(rng) if a is None else a
-            b = hi if step else a
-        inc = int(step) if step else 1
-        if inc < 1 or a < lo or b > hi or a > b:
-            raise ValueError(f"cron field {part!r} out of range {lo}-{hi}")
-        out.update(range(a, b + 1, inc))
-    return out
-
 
 def runs_per_month(expression: str) -> float:
-    """How many times a schedule fires in an average month of :data:`HOURS_PER_MONTH` hours.
-
-    Accepts five-field cron (Kubernetes CronJob, with ``@hourly``-style macros) and
-    EventBridge Scheduler's ``cron(m h dom mon dow year)``, ``rate(N unit)`` and
-    ``at(...)`` (once: 0 per month). Days of the month past the 28th count as the share
-    of months that have them; a schedule restricting both day of month and day of week
-    fires on either (cron's rule), with the two treated as independent; months count
-    equally. Exact for hourly, daily, weekly and first-of-month schedules.
+    """How many times a schedule fires in a month of :data:`HOURS_PER_MONTH` hours: the
+    one schedule reader, :func:`reconciler.spec.cron.runs_per_month` (Unix cron, Kubernetes
+    macros, EventBridge ``cron()``/``rate()``/``at()``).
 
     Raises:
         ValueError: an expression it cannot read.
     """
-    text = expression.strip()
-    if text.startswith("at("):
-        return 0.0
-    if text.startswith("rate(") and text.endswith(")"):
-        n, unit = text[5:-1].split()
-        hours = int(n) * _RATE_UNITS[unit.rstrip("s")]
-        return HOURS_PER_MONTH / hours
-    aws = text.startswith("cron(") and text.endswith(")")
-    fields = (text[5:-1] if aws else _MACROS.get(text, text)).split()
-    if len(fields) != (6 if aws else 5):
-        raise ValueError(f"not a cron expression: {expression!r}")
-    minute, hour, dom, month, dow = fields[:5]
-    mins = _values(minute, 0, 59, {})
-    hours = _values(hour, 0, 23, {})
-    per_day = (60 if mins is None else len(mins)) * (24 if hours is None else len(hours))
-    days = _values(dom, 1, 31, {})
-    if aws:  # EventBridge: 1-7 = SUN-SAT, L/# forms read as one day a week
-        dow_set = _values(
-            re.sub(r"[L#].*", "", dow) or "?", 1, 7, {k: v + 1 for k, v in _DAYS.items()}
-        )
-    else:
-        dow_set = _values(dow, 0, 7, _DAYS)
-        dow_set = None if dow_set is None else {d % 7 for d in dow_set}
-    months = _values(month, 1, 12, _MONTHS)
-    dom_share = None if days is None else sum(_DAY_SHARE.get(d, 1.0) for d in days) / DAYS_PER_MONTH
-    dow_share = None if dow_set is None else len(dow_set) / 7
-    if dom_share is None and dow_share is None:
-        day_share = 1.0
-    elif dom_share is None or dow_share is None:
-        day_share = dom_share if dom_share is not None else dow_share
-    else:
-        day_share = dom_share + dow_share - dom_share * dow_share
-    month_share = 1.0 if months is None else len(months) / 12
-    return per_day * DAYS_PER_MONTH * day_share * month_share
+    return cron.runs_per_month(expression, HOURS_PER_MONTH)
 
 
 # -- the estimate --------------------------------------------------------------------------

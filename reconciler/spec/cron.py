@@ -242,6 +242,97 @@ def check(expr: str, dialect: str, platform: str | None = None) -> list[CronFind
     return out
 
 
+#: Kubernetes CronJob's macros (robfig/cron), as five fields.
+MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+#: EventBridge ``rate(N unit)`` units, in hours.
+_RATE_HOURS = {"minute": 1 / 60, "hour": 1.0, "day": 24.0}
+# Share of months that have day-of-month d (a 400-year Gregorian cycle: 97 leap Februaries).
+_DAY_SHARE = {29: (11 + 97 / 400) / 12, 30: 11 / 12, 31: 7 / 12}
+_EB_SUFFIX = re.compile(r"^(?P<day>[0-9A-Za-z]+)(?:L|#[1-5])$")
+
+
+def eventbridge_fields(expr: str) -> str:
+    """The five Unix cron fields of an EventBridge ``cron(min hour dom month dow year)``
+    expression (the inverse of ``stacks/common.py: to_aws_cron``), for counting runs.
+
+    ``?`` becomes ``*``; day-of-week 1-7 (SUN=1) becomes SUN-SAT; the year is dropped.
+    Forms with no Unix equivalent are read as one day: day-of-month ``L`` (last day) as
+    the 1st, ``15W`` (nearest weekday) as the 15th, day-of-week ``6L`` (last Friday) and
+    ``MON#2`` (second Monday) as that weekday every week (so a count of those is an upper
+    bound, about 4.3 times too high). AWS "Cron expressions reference".
+
+    Raises:
+        CronError: not ``cron(`` with six fields ``)``, or a field it cannot read.
+    """
+    text = expr.strip()
+    if not (text.startswith("cron(") and text.endswith(")")):
+        raise CronError(f"{expr!r} is not an EventBridge cron(...) expression")
+    fields = text[5:-1].split()
+    if len(fields) != 6:
+        raise CronError(f"{expr!r} has {len(fields)} field(s) in cron(...); EventBridge has 6")
+    minute, hour, dom, month, dow, _year = fields
+    dom = "*" if dom == "?" else dom
+    if dom == "L" or re.fullmatch(r"[0-9]+W", dom):
+        dom = "1" if dom == "L" else dom[:-1]
+    if dow == "?":
+        dow = "*"
+    else:
+        suffix = _EB_SUFFIX.match(dow)
+        dow = suffix.group("day") if suffix else dow
+        dow = re.sub(r"[1-7]", lambda m: _DAYS[int(m.group()) - 1], dow)
+    return f"{minute} {hour} {dom} {month} {dow}"
+
+
+def runs_per_month(expr: str, hours_per_month: float) -> float:
+    """How many times a schedule fires in an average month of ``hours_per_month`` hours.
+
+    The one reader of every schedule form a target runs: five-field Unix cron (what specs
+    write; Kubernetes CronJob's ``@hourly``-style :data:`MACROS` too), and EventBridge
+    Scheduler's ``cron(...)`` (:func:`eventbridge_fields`), ``rate(N unit)`` and
+    ``at(...)`` (once: 0 per month). Fields are read by the same parser as validate's
+    (:func:`parse`). Days of the month past the 28th count as the share of months that
+    have them; a day-of-month and a day-of-week both restricted fire on either (cron's
+    rule: neither starts with ``*``), with the two treated as independent; months count
+    equally. Exact for hourly, daily, weekly and first-of-month schedules.
+
+    Raises:
+        CronError: (a ``ValueError``) an expression it cannot read.
+    """
+    text = expr.strip() if isinstance(expr, str) else expr
+    if isinstance(text, str) and text.startswith("at(") and text.endswith(")"):
+        return 0.0
+    if isinstance(text, str) and text.startswith("rate(") and text.endswith(")"):
+        parts = text[5:-1].split()
+        unit = parts[1].rstrip("s") if len(parts) == 2 else ""
+        if not (parts and parts[0].isdigit() and int(parts[0]) > 0 and unit in _RATE_HOURS):
+            raise CronError(f"{expr!r}: expected rate(N minutes|hours|days) with N >= 1")
+        return hours_per_month / (int(parts[0]) * _RATE_HOURS[unit])
+    if isinstance(text, str) and text.startswith("cron("):
+        text = eventbridge_fields(text)
+    minute, hour, dom, month, dow = parse(MACROS.get(text, text))
+    per_day = len(_parse_field(minute, _FIELDS[0])) * len(_parse_field(hour, _FIELDS[1]))
+    days_per_month = hours_per_month / 24
+    days = _parse_field(dom, _FIELDS[2])
+    dom_share = (
+        1.0 if len(days) == 31 else sum(_DAY_SHARE.get(d, 1.0) for d in days) / days_per_month
+    )
+    dow_share = len(_parse_field(dow, _FIELDS[4])) / 7
+    if _restricted(dom) and _restricted(dow):
+        day_share = dom_share + dow_share - dom_share * dow_share
+    else:
+        day_share = dom_share * dow_share
+    month_share = len(_parse_field(month, _FIELDS[3])) / 12
+    return per_day * days_per_month * day_share * month_share
+
+
 def next_runs(expr: str, n: int = 3, now: datetime | None = None) -> list[datetime]:
     """The next ``n`` UTC run times of a valid five-field expression after ``now``.
 

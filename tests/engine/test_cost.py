@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 
 import pytest
 from support.repo import make_repo
@@ -187,10 +188,34 @@ def test_local_is_a_stated_zero_and_unpriced_kinds_are_counted(states):
         ("cron(30 */6 * * ? *)", 4 * 730 / 24),
         ("rate(2 hours)", 365),
         ("at(2030-01-01T00:00:00)", 0),
+        # EventBridge numbers weekdays from SUN=1: cron(... ? * 1 *) is the Unix '* * 0'
+        ("cron(0 3 ? * 1 *)", 730 / 24 / 7),
+        ("cron(0 3 ? * 2-6 *)", 730 / 24 * 5 / 7),
+        ("cron(0 3 L * ? *)", 1),  # the last day: once a month
+        ("cron(0 3 ? * MON#2 *)", 730 / 24 / 7),  # read as every Monday: an upper bound
+        # a field starting with '*' is no restriction for cron's either-or rule: both apply
+        ("0 0 * * MON", 730 / 24 / 7),
+        ("0 0 1 * MON", 1 + 730 / 24 / 7 - 1 / 7),  # both restricted: either
     ],
 )
 def test_runs_per_month(expr, runs):
     assert runs_per_month(expr) == pytest.approx(runs)
+
+
+@pytest.mark.parametrize(
+    ("expr", "needle"),
+    [
+        ("0 3 * * 7", "day-of-week 7"),  # validate's parser, validate's message
+        ("0 3 * *", "has 4 field(s)"),
+        ("cron(0 3 * * ?)", "EventBridge has 6"),
+        ("rate(0 hours)", "rate(N minutes|hours|days)"),
+        ("rate(2 weeks)", "rate(N minutes|hours|days)"),
+        ("cron(0 3 ? * 9 *)", "day-of-week 9 is out of range 0-6"),
+    ],
+)
+def test_runs_per_month_refuses_what_the_spec_parser_refuses(expr, needle):
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        runs_per_month(expr)
 
 
 @pytest.mark.parametrize(
