@@ -247,7 +247,8 @@ def destroy_cmd(
 def _local_service(record):
     """A healthy local server's request figures since start, or why they are unknown."""
     try:
-        return server_metrics(int(record.outputs.get("pid") or 0), record.outputs.get("url", ""))
+        url = record.outputs.get("backend_url") or record.outputs.get("url", "")
+        return server_metrics(int(record.outputs.get("pid") or 0), url)
     except MetricsUnavailable as exc:
         return f"unavailable: {exc}"
 

@@ -6,16 +6,19 @@ Reconcile step for one deployment × environment (Flux-style, see ``shared/DESIG
    artifact's digest and tag. When the ledger already records the same bento tag and
    digest, and that server is healthy (process alive and ``/livez`` answers), apply is a
    no-op and says so.
-2. Otherwise a new server starts (``bentoml serve`` via :func:`start_server`), on
-   ``spec.target.port`` when the spec gives one, else on a free port, with
-   ``spec.serving.workers`` workers (default 1). It is smoke-tested and load-tested
-   against the SLO (:func:`run_smoke`). Only when that passed is the old server stopped
-   and the new one returned (:class:`~reconciler.engine.base.ApplyResult`). When
-   ``spec.target.port`` is the port the old server holds, the old server has to be
-   stopped first; if the new one then fails, the old Bento is started again on that port.
-3. On failure (port taken, not ready in time, smoke or SLO failed) the new server is
-   stopped and :class:`~reconciler.engine.base.ApplyError` (exit 3) is raised, saying
-   whether the old server was started again.
+2. Otherwise a new server starts (``bentoml serve`` via :func:`start_server`) on a free
+   ephemeral port, with ``spec.serving.workers`` workers (default 1), and is smoke-tested
+   and load-tested against the SLO (:func:`run_smoke`) on its own port.
+3. The deployment's *router* (``reconciler.runtime.router``, controlled through
+   :mod:`reconciler.engine.routing`) owns its stable port: ``spec.target.port`` when the
+   spec gives one, else the port recorded by the last apply, else a free one chosen on the
+   first apply and kept from then on. The router is switched to the new server (and
+   confirms the switch); the old server is stopped once no request is in flight on it
+   (drained), so a re-apply drops no request. The first apply starts the router; a port
+   held by anything else fails with the holder and how to choose another port.
+4. On failure (not ready in time, smoke or SLO failed, router port taken) the new server
+   is stopped and :class:`~reconciler.engine.base.ApplyError` (exit 3) is raised; the old
+   server and router were never touched.
 
 The engine reads the record it is given and writes no ledger: the status writer
 (``reconciler.state.status``) records what it returns. Server logs go to
@@ -29,7 +32,9 @@ from reconciler.build.serve import (
     ServeError,
     ServerHandle,
     find_servers,
+    free_port,
     is_alive,
+    port_is_free,
     server_health,
     start_server,
     stop_server,
@@ -41,9 +46,23 @@ from reconciler.core.digests import json_sha256
 from reconciler.core.procs import fault_point
 from reconciler.core.progress import step
 from reconciler.engine.base import ApplyError, ApplyResult, LiveRecord
+from reconciler.engine.routing import (
+    RouterError,
+    RouterHandle,
+    find_routers,
+    port_taken_message,
+    router_health,
+    set_backends,
+    start_router,
+    stop_found,
+    stop_router,
+    wait_drained,
+)
 from reconciler.spec.model import Deployment
 
-ENGINE_VERSION = "local/v1"
+ENGINE_VERSION = "local/v2"  # v2: behind the router, on a stable port
+STABLE = "stable"
+"""The router's name for the backend serving the applied Bento."""
 
 
 def engine_digest(dep: Deployment, artifact: Artifact) -> str:
@@ -79,6 +98,16 @@ def identity(outputs: dict) -> dict:
     }
 
 
+def _named(outputs: dict) -> set[str]:
+    """The server and router ids a record's ``outputs`` name."""
+    ids = {str(outputs.get("server_id") or "")}
+    router = outputs.get("router")
+    if isinstance(router, dict):
+        ids.add(str(router.get("router_id") or ""))
+    ids.discard("")
+    return ids
+
+
 def _swept_note(swept: list[dict]) -> str:
     if not swept:
         return ""
@@ -93,14 +122,22 @@ class LocalEngine:
         config: repository configuration (state directory: BentoML home, logs).
         ready_timeout_s: seconds a new server has to answer ``/readyz`` (default 60).
         stop_grace_s: seconds between SIGTERM and SIGKILL when stopping a server.
+        drain_timeout_s: seconds a replaced server has to finish the requests in flight
+            on it after the router switched away (then it is stopped anyway).
     """
 
     def __init__(
-        self, config: Config, *, ready_timeout_s: float = 60.0, stop_grace_s: float = 10.0
+        self,
+        config: Config,
+        *,
+        ready_timeout_s: float = 60.0,
+        stop_grace_s: float = 10.0,
+        drain_timeout_s: float = 30.0,
     ) -> None:
         self.config = config
         self.ready_timeout_s = ready_timeout_s
         self.stop_grace_s = stop_grace_s
+        self.drain_timeout_s = drain_timeout_s
 
     # -- health ---------------------------------------------------------------------------
 
@@ -113,10 +150,17 @@ class LocalEngine:
             ``"NotRunning: process <pid> exited"`` (also when the record has no pid).
         """
         pid = int(record.outputs.get("pid") or 0)
-        url = record.outputs.get("url", "")
+        url = record.outputs.get("backend_url") or record.outputs.get("url", "")
         if not pid or not url:
             return f"NotRunning: process {pid or '?'} exited"
-        return server_health(pid, url, **identity(record.outputs))
+        health = server_health(pid, url, **identity(record.outputs))
+        if health != "Healthy" or not record.outputs.get("router"):
+            return health
+        routed = router_health(RouterHandle.from_dict(record.outputs.get("router")))
+        if routed != "Healthy":
+            port = record.outputs.get("port", "?")
+            return f"Unhealthy: the server runs, but not its router on port {port} ({routed})"
+        return health
 
     # -- apply ----------------------------------------------------------------------------
 
@@ -174,31 +218,24 @@ class LocalEngine:
             else:
                 why = "inputs changed"
 
-        port = dep.get("spec.target.port")
-        port = int(port) if isinstance(port, int) else None
-        old = dict(record.outputs) if record is not None else {}
-        old_pid = int(old.get("pid") or 0)
-        stopped_old_first = False
-        if port is not None and old_pid and int(old.get("port") or 0) == port:
-            # The spec pins the port the old server holds: it must go first.
-            stop_server(old_pid, **identity(old), grace_s=self.stop_grace_s)
-            stopped_old_first = True
+        old = dict(record.outputs) if record is not None and not record.destroyed else {}
+        port = self._stable_port(dep, old)
+        old_router = self._live_router(old)
+        if old_router is not None and old_router.port != port:
+            old_router_to_stop, old_router = old_router, None
+        else:
+            old_router_to_stop = None
+        # a record of the engine before the router (the server itself on the pinned port)
+        legacy_on_port = bool(old and not old.get("router") and int(old.get("port") or 0) == port)
+        if (
+            port is not None
+            and old_router is None
+            and not legacy_on_port
+            and not port_is_free(port)
+        ):
+            raise self._failed(dep, record, port_taken_message(port, dep.key))
 
-        workers = dep.get("spec.serving.workers", 1)
-        try:
-            with step("start", dep.key, f"{artifact.bento_tag} (bentoml serve)"):
-                handle = start_server(
-                    artifact,
-                    self.config,
-                    port=port,
-                    timeout_s=self.ready_timeout_s,
-                    workers=int(workers) if isinstance(workers, int) else 1,
-                    log_name=dep.key,
-                    deployment=dep.key,
-                )
-        except ServeError as exc:
-            raise self._failed(dep, record, exc.message, stopped_old_first) from None
-
+        handle = self._start(dep, artifact, record)
         try:
             smoke = run_smoke(dep, self.config, handle.url)
         except BaseException:
@@ -212,24 +249,91 @@ class LocalEngine:
                 record,
                 f"smoke test of {dep.key} ({artifact.bento_tag}) failed:\n{detail}\n"
                 f"The new server was stopped; server log: {self.config.rel(handle.log_path)}",
-                stopped_old_first,
                 smoke,
             )
-
         fault_point("smoke")
-        if old_pid and not stopped_old_first:
-            stop_server(old_pid, **identity(old), grace_s=self.stop_grace_s)
+
+        backends = [{"name": STABLE, "url": handle.url, "weight": 100}]
+        try:
+            if old_router is not None:
+                set_backends(old_router, backends)
+                router = old_router
+            else:
+                if legacy_on_port:
+                    self._stop_backend(old)  # it holds the port the router takes
+                router = start_router(
+                    self.config, dep.key, port if port is not None else free_port(), backends
+                )
+        except RouterError as exc:
+            stop_server(handle, grace_s=self.stop_grace_s)
+            raise self._failed(dep, record, exc.message, smoke) from None
         fault_point("update")
+        drained = ""
+        if old:
+            left = wait_drained(router, str(old.get("backend_url") or ""), self.drain_timeout_s)
+            if left:
+                drained = f"; {left} request(s) still in flight on the old server after "
+                drained += f"{self.drain_timeout_s:g} s were cut"
+            self._stop_backend(old)
+        if old_router_to_stop is not None:
+            stop_router(old_router_to_stop, grace_s=self.stop_grace_s)
         message = (
-            f"serving {artifact.bento_tag} at {handle.url} ({why}); {smoke.summary()}"
+            f"serving {artifact.bento_tag} at {router.url} ({why}); {smoke.summary()}"
+            + drained
             + _swept_note(swept)
         )
-        return ApplyResult(True, self._outputs(handle), message, digest, smoke=smoke)
+        return ApplyResult(True, self._outputs(handle, router), message, digest, smoke=smoke)
 
-    def _outputs(self, handle: ServerHandle) -> dict:
+    def _stable_port(self, dep: Deployment, old: dict) -> int | None:
+        """The deployment's stable port: ``spec.target.port``, else the port its last
+        apply recorded (kept across applies), else ``None`` (a free one is chosen)."""
+        port = dep.get("spec.target.port")
+        if isinstance(port, int):
+            return port
+        recorded = int(old.get("port") or 0) if isinstance(old.get("port"), int) else 0
+        return recorded or None
+
+    def _live_router(self, old: dict) -> RouterHandle | None:
+        """The recorded router when it still runs and answers (else ``None``)."""
+        handle = RouterHandle.from_dict(old.get("router"))
+        if handle is not None and router_health(handle) == "Healthy":
+            return handle
+        return None
+
+    def _start(self, dep: Deployment, artifact: Artifact, record: LiveRecord | None):
+        """Start the new server on a free port (the router keeps the stable one)."""
+        workers = dep.get("spec.serving.workers", 1)
+        try:
+            with step("start", dep.key, f"{artifact.bento_tag} (bentoml serve)"):
+                return start_server(
+                    artifact,
+                    self.config,
+                    port=None,
+                    timeout_s=self.ready_timeout_s,
+                    workers=int(workers) if isinstance(workers, int) else 1,
+                    log_name=dep.key,
+                    deployment=dep.key,
+                )
+        except ServeError as exc:
+            raise self._failed(dep, record, exc.message) from None
+
+    def _stop_backend(self, outputs: dict) -> None:
+        """Stop the server a record's ``outputs`` name (identity-checked)."""
+        pid = int(outputs.get("pid") or 0)
+        if pid or outputs.get("server_id"):
+            stop_server(pid, **identity(outputs), grace_s=self.stop_grace_s)
+
+    def _outputs(self, handle: ServerHandle, router: RouterHandle) -> dict:
+        """The ledger's ``outputs``: the stable ``url``/``port`` (the router's), the
+        serving server's identity (``pid``, ``pgid``, ``server_id``, ``bento_tag``,
+        ``process_started``) and its own ``backend_url``/``backend_port``, and the
+        router's identity (``router``: :class:`RouterHandle` fields)."""
         return {
-            "url": handle.url,
-            "port": handle.port,
+            "url": router.url,
+            "port": router.port,
+            "backend_url": handle.url,
+            "backend_port": handle.port,
+            "router": router.to_dict(),
             "pid": handle.pid,
             "pgid": handle.pgid,
             "bento_tag": handle.bento_tag,
@@ -240,63 +344,22 @@ class LocalEngine:
         }
 
     def _failed(
-        self,
-        dep: Deployment,
-        record: LiveRecord | None,
-        reason: str,
-        stopped_old_first: bool,
-        smoke=None,
+        self, dep: Deployment, record: LiveRecord | None, reason: str, smoke=None
     ) -> ApplyError:
-        """The error of a failed apply, after starting the old server again if it made way."""
+        """The error of a failed apply; the previous server and router were not touched."""
         kept = (
             f"{dep.key} stays at revision {record.lastAppliedRevision or '(none)'}"
             if record is not None
             else f"nothing was recorded for {dep.key}"
         )
-        outputs, restore_failed = self._restore(record, stopped_old_first)
-        return ApplyError(
-            f"apply of {dep.key} failed: {reason}\n(ledger: {kept})",
-            smoke=smoke,
-            outputs=outputs,
-            restore_failed=restore_failed,
-        )
-
-    def _restore(
-        self, record: LiveRecord | None, stopped_old_first: bool
-    ) -> tuple[dict | None, str]:
-        """Start the previously applied Bento again when it had to make way for the new one.
-
-        Returns:
-            ``(outputs, "")`` of the restarted server, ``(None, why)`` when it could not
-            start, ``(None, "")`` when nothing had to be restarted.
-        """
-        if record is None or not stopped_old_first:
-            return None, ""
-        old = record.outputs
-        artifact = Artifact(
-            bento_tag=record.artifact.get("bento_tag", ""),
-            digest=record.artifact.get("digest", ""),
-            bento_path=record.artifact.get("bento_path", ""),
-        )
-        try:
-            handle = start_server(
-                artifact,
-                self.config,
-                port=int(old.get("port") or 0) or None,
-                timeout_s=self.ready_timeout_s,
-                log_name=f"{record.name}-{record.environment}",
-                deployment=f"{record.name}-{record.environment}",
-            )
-        except ServeError as exc:
-            return None, str(exc)
-        return self._outputs(handle), ""
+        return ApplyError(f"apply of {dep.key} failed: {reason}\n(ledger: {kept})", smoke=smoke)
 
     # -- destroy --------------------------------------------------------------------------
 
     def destroy(self, record: LiveRecord) -> bool:
-        """Stop the server ``record`` points to (and any orphaned workers), and every
-        server of the deployment started from this state directory that no record names
-        (:meth:`unrecorded`).
+        """Stop the router and the server ``record`` points to (and any orphaned
+        workers), and every server or router of the deployment started from this state
+        directory that no record names (:meth:`unrecorded`).
 
         Returns:
             True when the record was live (it is not destroyed and names a server) or an
@@ -305,37 +368,60 @@ class LocalEngine:
         strays = self.stop_unrecorded(f"{record.name}-{record.environment}", record)
         if record.destroyed:
             return bool(strays)
+        router = RouterHandle.from_dict(record.outputs.get("router"))
+        if router is not None:
+            stop_router(router, grace_s=self.stop_grace_s)
         pid = int(record.outputs.get("pid") or 0)
         server_id = record.outputs.get("server_id", "")
         if not (pid or server_id):
-            return bool(strays)
+            return bool(strays) or router is not None
         stop_server(pid, **identity(record.outputs), grace_s=self.stop_grace_s)
         return True
 
     def unrecorded(self, key: str, record: LiveRecord | None) -> list[dict]:
-        """Servers of deployment ``key`` started from this state directory that ``record``
-        does not name (left by an apply killed before it recorded them), from
-        :func:`~reconciler.build.serve.find_servers`."""
-        known = ""
-        if record is not None and not record.destroyed:
-            known = str(record.outputs.get("server_id") or "")
-        return [s for sid, s in find_servers(self.config.state_dir, key).items() if sid != known]
+        """Servers and routers of deployment ``key`` started from this state directory
+        that ``record`` does not name (left by an apply killed before it recorded them),
+        from :func:`~reconciler.build.serve.find_servers` and
+        :func:`~reconciler.engine.routing.find_routers` (a router as ``{"server_id":
+        router id, "deployment", "pids": [pid], "manager": pid, "router": True}``)."""
+        known = _named(record.outputs) if record is not None and not record.destroyed else set()
+        return [s for sid, s in self._processes(key).items() if sid not in known]
+
+    def _processes(self, key: str = "") -> dict[str, dict]:
+        found = find_servers(self.config.state_dir, key)
+        for rid, router in find_routers(self.config.state_dir, key).items():
+            found[rid] = {
+                "server_id": rid,
+                "deployment": router["deployment"],
+                "pids": [router["pid"]],
+                "manager": router["pid"],
+                "router": True,
+            }
+        return found
 
     def without_record(self, env: str, records: list) -> dict[str, list[dict]]:
-        """Servers of ``env`` started from this state directory that no live record in
-        ``records`` names: ``{deployment key: [server, ...]}``
-        (:func:`~reconciler.build.serve.find_servers`)."""
-        named = {str(r.outputs.get("server_id") or "") for r in records if not r.destroyed}
+        """Servers and routers of ``env`` started from this state directory that no live
+        record in ``records`` names: ``{deployment key: [server, ...]}`` (as
+        :meth:`unrecorded`)."""
+        named: set[str] = set()
+        for r in records:
+            if not r.destroyed:
+                named |= _named(r.outputs)
         out: dict[str, list[dict]] = {}
-        for sid, server in find_servers(self.config.state_dir).items():
+        for sid, server in self._processes().items():
             if server["deployment"].endswith(f"-{env}") and sid not in named:
                 out.setdefault(server["deployment"], []).append(server)
         return out
 
     def stop_unrecorded(self, key: str, record: LiveRecord | None) -> list[dict]:
-        """Stop every server of :meth:`unrecorded`; returns the ones stopped."""
+        """Stop every server and router of :meth:`unrecorded`; returns the ones stopped."""
         strays = self.unrecorded(key, record)
         for s in strays:
+            if s.get("router"):
+                stop_found(
+                    {"router_id": s["server_id"], "pid": s["manager"]}, grace_s=self.stop_grace_s
+                )
+                continue
             stop_server(s["manager"], server_id=s["server_id"], grace_s=self.stop_grace_s)
             # a server killed while it started may have spawned a worker (its own process
             # group) after the scan: look again until none carries the id (the manager is

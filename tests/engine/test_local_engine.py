@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -28,6 +30,7 @@ from reconciler.core.config import load_config
 from reconciler.core.diagnostics import EXIT_APPLY_FAILED
 from reconciler.engine.base import ApplyError
 from reconciler.engine.local import LocalEngine, engine_digest
+from reconciler.engine.routing import port_taken_message
 from reconciler.flow import apply as apply_flow
 from reconciler.spec.repo import load_all
 from reconciler.state import status
@@ -80,13 +83,47 @@ def converge(engine, ledger, dep, artifact, revision):
 
 
 def server_ids(config) -> set[str]:
+    """Ids of the live Bento servers of the state directory (routers not counted)."""
     ids = set()
     for proc in servers_under(config.state_dir):
         try:
             ids.add(proc.environ().get("MODELOPS_SERVER_ID", ""))
         except psutil.NoSuchProcess:
             continue
-    return ids
+    return ids - {""}
+
+
+class SteadyClient:
+    """One client sending ``/predict`` to a URL in a loop, in a thread, counting answers.
+
+    It runs until :meth:`stop`, which lets it send ``after`` more requests first (so
+    requests are sent after the event the test waited for, whatever the machine's
+    speed). Every request that raised or did not answer 200 is a failure.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url, self.ok, self.failures = url, 0, []
+        self._stop_at: int | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=60, trust_env=False) as client:
+            while self._stop_at is None or self.ok < self._stop_at:
+                try:
+                    resp = client.post(f"{self.url}/predict", json={"instances": [[1.0] * 30]})
+                    if resp.status_code == 200:
+                        self.ok += 1
+                    else:
+                        self.failures.append(f"HTTP {resp.status_code}: {resp.text[:200]}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                time.sleep(0.005)  # a steady client, not a load test
+
+    def stop(self, after: int = 5) -> None:
+        self._stop_at = self.ok + after
+        self._thread.join(timeout=120)
+        assert not self._thread.is_alive(), "the client hung"
 
 
 @pytest.mark.slow
@@ -154,13 +191,21 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
     assert engine.health(rec) == "Healthy"  # ... and the old server still serves
     assert server_ids(config) == {out["server_id"]}  # nothing of the new server is left
 
-    # 4. a changed deployment restarts: new server first, then the old one is stopped
+    # 4. a changed deployment restarts: new server first, then the router switches to it
+    #    and the old one is drained and stopped; the URL stays, and a steady client
+    #    through it sees no failed request (it runs until the swap is recorded)
     edit(root, "p99_latency_ms: 5000}", "p99_latency_ms: 4000}")
     path = root / SPEC
     path.write_text(path.read_text().replace("values: [7, 7]", "shape: [2]"))
     good = deployment(config)
+    client = SteadyClient(out["url"])
     changed = converge(engine, ledger, good, build(config, good), "rev3")
+    client.stop(after=5)
+    assert client.failures == [] and client.ok >= 5
     assert changed.changed
+    assert changed.outputs["url"] == out["url"] and changed.outputs["port"] == out["port"]
+    assert changed.outputs["router"] == out["router"]  # the same router, switched
+    assert changed.outputs["backend_port"] != out["backend_port"]
     assert changed.outputs["pid"] != out["pid"]
     assert not psutil.pid_exists(out["pid"]) or psutil.Process(out["pid"]).status() == "zombie"
     rec = ledger.get("fraud-detector", "staging")
@@ -237,8 +282,9 @@ def test_health_of_a_record_without_a_server(tmp_path):
 
 
 @pytest.mark.slow
-def test_pinned_port_change_that_fails_brings_the_old_server_back(repo):
-    """spec.target.port held by the running server: it makes way, and returns on failure."""
+def test_pinned_port_is_kept_and_a_failed_change_leaves_the_old_server_serving(repo):
+    """spec.target.port is the router's: a change that fails its smoke test never touched
+    the old server, which still answers on the pinned port."""
     root, config = repo
     port = free_port()
     edit(root, "target: {platform: local}", f"target: {{platform: local, port: {port}}}")
@@ -246,7 +292,7 @@ def test_pinned_port_change_that_fails_brings_the_old_server_back(repo):
     ledger = Ledger(config.state_dir)
     dep = deployment(config)
     first = converge(engine, ledger, dep, build(config, dep), "rev1")
-    assert first.outputs["port"] == port
+    assert first.outputs["port"] == port and first.outputs["backend_port"] != port
     edit(
         root,
         SMOKE_REQUEST,
@@ -261,9 +307,20 @@ def test_pinned_port_change_that_fails_brings_the_old_server_back(repo):
     assert "expected HTTP 418, got 200" in err.value.message
     rec = ledger.get("fraud-detector", "staging")
     assert rec.lastAppliedRevision == "rev1"
-    assert rec.outputs["port"] == port
-    assert rec.outputs["pid"] != first.outputs["pid"]  # the old Bento, started again
-    assert rec.outputs["bento_tag"] == first.outputs["bento_tag"]
+    assert rec.outputs == first.outputs  # untouched: same server, same router
     assert engine.health(rec) == "Healthy"
+    resp = httpx.post(f"http://127.0.0.1:{port}/predict", json={"instances": [[1.0] * 30]})
+    assert resp.status_code == 200
     assert server_ids(config) == {rec.outputs["server_id"]}
     assert engine.destroy(rec)
+    assert not servers_under(config.state_dir)
+
+
+def test_a_taken_port_names_its_holder_and_how_to_choose_another():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        message = port_taken_message(port, "fraud-detector-staging")
+    assert message.startswith(f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()} (")
+    assert "spec.target.port" in message and "ss -ltnp" in message

@@ -26,8 +26,9 @@ import yaml
 
 from reconciler.build.artifact import Artifact
 from reconciler.build.bento import build
-from reconciler.build.serve import MARKER_ENV, start_server, stop_server
+from reconciler.build.serve import MARKER_ENV, STATE_ENV, start_server, stop_server
 from reconciler.core.config import Config, load_config
+from reconciler.runtime.router import ROUTER_ID_ENV
 from reconciler.spec.repo import load_all
 from support.repo import make_repo
 
@@ -96,6 +97,9 @@ def servers_under(state_dir: Path) -> list[psutil.Process]:
     Other processes that inherited that BENTOML_HOME are not servers: a build sets it in
     the test process while it runs, and GitPython's persistent ``git cat-file`` processes
     started meanwhile keep it for the life of the process.
+
+    The local engine's routers (``reconciler.runtime.router``, carrying
+    ``MODELOPS_ROUTER_ID`` and the state directory) count too: a test leaves none behind.
     """
     homes = (str(state_dir / "bentoml"), str(state_dir / "servers") + os.sep)
     found = []
@@ -106,6 +110,8 @@ def servers_under(state_dir: Path) -> list[psutil.Process]:
             env = proc.environ()
             home = env.get("BENTOML_HOME", "")
             if (home == homes[0] or home.startswith(homes[1])) and env.get(MARKER_ENV):
+                found.append(proc)
+            elif env.get(ROUTER_ID_ENV) and env.get(STATE_ENV) == str(state_dir):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
             continue
