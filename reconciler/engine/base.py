@@ -57,6 +57,8 @@ class ApplyResult:
         plan: the changes the Pulumi engine reported during ``up`` (``None`` for local).
         summary: Pulumi's resource change counts (``{"create": 3, "same": 2}``).
         attempts: how many ``up`` attempts it took (retries of transient failures).
+        rollout: the local canary's checks and verdict
+            (:meth:`reconciler.engine.canary.Rollout.to_dict`; ``None`` without one).
     """
 
     changed: bool
@@ -68,6 +70,7 @@ class ApplyResult:
     plan: Plan | None = None
     summary: dict = field(default_factory=dict)
     attempts: int = 1
+    rollout: dict | None = None
 
 
 class ApplyError(ModelopsError):
@@ -80,6 +83,7 @@ class ApplyError(ModelopsError):
             outputs (``None`` otherwise).
         restore_failed: why the previous server could not be started again (``""``
             when it was not stopped, or came back).
+        rollout: an aborted local canary's checks and verdict (``None`` otherwise).
     """
 
     def __init__(
@@ -89,11 +93,13 @@ class ApplyError(ModelopsError):
         smoke: SmokeResult | None = None,
         outputs: dict | None = None,
         restore_failed: str = "",
+        rollout: dict | None = None,
     ) -> None:
         super().__init__(message, exit_code=EXIT_APPLY_FAILED)
         self.smoke = smoke
         self.outputs = outputs
         self.restore_failed = restore_failed
+        self.rollout = rollout
 
 
 class Engine(Protocol):

@@ -27,6 +27,8 @@ The engine reads the record it is given and writes no ledger: the status writer
 
 from __future__ import annotations
 
+import contextlib
+
 from reconciler.build.artifact import Artifact
 from reconciler.build.serve import (
     ServeError,
@@ -46,6 +48,7 @@ from reconciler.core.digests import json_sha256
 from reconciler.core.procs import fault_point
 from reconciler.core.progress import step
 from reconciler.engine.base import ApplyError, ApplyResult, LiveRecord
+from reconciler.engine.canary import ABORTED, PROMOTED, STABLE, Analysis, Rollout, run_canary
 from reconciler.engine.routing import (
     RouterError,
     RouterHandle,
@@ -59,10 +62,9 @@ from reconciler.engine.routing import (
     wait_drained,
 )
 from reconciler.spec.model import Deployment
+from reconciler.spec.smoke import RequestFileError, read_request_file
 
 ENGINE_VERSION = "local/v2"  # v2: behind the router, on a stable port
-STABLE = "stable"
-"""The router's name for the backend serving the applied Bento."""
 
 
 def engine_digest(dep: Deployment, artifact: Artifact) -> str:
@@ -96,6 +98,18 @@ def identity(outputs: dict) -> dict:
         "started": number("process_started"),
         "pgid": int(number("pgid")),
     }
+
+
+def _probe_body(dep: Deployment, config: Config) -> dict | None:
+    """The body of the smoke request (``spec.serving.smoke.request``) for the canary's
+    probe; ``None`` when there is none or it cannot be read (no probe then)."""
+    name = dep.get("spec.serving.smoke.request")
+    if not isinstance(name, str):
+        return None
+    try:
+        return read_request_file(config.root / name, name)
+    except RequestFileError:
+        return None
 
 
 def _named(outputs: dict) -> set[str]:
@@ -235,7 +249,20 @@ class LocalEngine:
         ):
             raise self._failed(dep, record, port_taken_message(port, dep.key))
 
-        handle = self._start(dep, artifact, record)
+        # a canary needs a stable version to compare with: a live router and server
+        analysis = Analysis.of(dep)
+        if analysis is not None and (
+            old_router is None or not old.get("backend_url") or self.health(record) != "Healthy"
+        ):
+            analysis = None  # nothing live to compare with: the first apply goes straight
+        try:
+            handle = self._start(dep, artifact, record)
+        except ApplyError as exc:
+            if analysis is None:
+                raise
+            raise self._aborted(
+                dep, record, f"its server did not start: {exc.message}", Rollout()
+            ) from None
         try:
             smoke = run_smoke(dep, self.config, handle.url)
         except BaseException:
@@ -244,18 +271,24 @@ class LocalEngine:
         if not smoke.passed:
             stop_server(handle, grace_s=self.stop_grace_s)
             detail = "\n".join(f"  - {f}" for f in smoke.failures)
-            raise self._failed(
-                dep,
-                record,
+            reason = (
                 f"smoke test of {dep.key} ({artifact.bento_tag}) failed:\n{detail}\n"
-                f"The new server was stopped; server log: {self.config.rel(handle.log_path)}",
-                smoke,
+                f"The new server was stopped; server log: {self.config.rel(handle.log_path)}"
             )
+            if analysis is not None:
+                raise self._aborted(dep, record, reason, Rollout(), smoke)
+            raise self._failed(dep, record, reason, smoke)
         fault_point("smoke")
+
+        rollout = None
+        if analysis is not None and old_router is not None:
+            rollout = self._canary(dep, record, old_router, old, handle, analysis, smoke)
 
         backends = [{"name": STABLE, "url": handle.url, "weight": 100}]
         try:
-            if old_router is not None:
+            if rollout is not None:
+                router = old_router  # the canary walk ended on the new server
+            elif old_router is not None:
                 set_backends(old_router, backends)
                 router = old_router
             else:
@@ -267,7 +300,6 @@ class LocalEngine:
         except RouterError as exc:
             stop_server(handle, grace_s=self.stop_grace_s)
             raise self._failed(dep, record, exc.message, smoke) from None
-        fault_point("update")
         drained = ""
         if old:
             left = wait_drained(router, str(old.get("backend_url") or ""), self.drain_timeout_s)
@@ -275,14 +307,70 @@ class LocalEngine:
                 drained = f"; {left} request(s) still in flight on the old server after "
                 drained += f"{self.drain_timeout_s:g} s were cut"
             self._stop_backend(old)
+        fault_point("update")
         if old_router_to_stop is not None:
             stop_router(old_router_to_stop, grace_s=self.stop_grace_s)
         message = (
             f"serving {artifact.bento_tag} at {router.url} ({why}); {smoke.summary()}"
+            + (f"; canary promoted: {rollout.reason}" if rollout is not None else "")
             + drained
             + _swept_note(swept)
         )
-        return ApplyResult(True, self._outputs(handle, router), message, digest, smoke=smoke)
+        outputs = self._outputs(handle, router)
+        return ApplyResult(
+            True,
+            outputs,
+            message,
+            digest,
+            smoke=smoke,
+            rollout=rollout.to_dict() if rollout is not None else None,
+        )
+
+    def _canary(
+        self,
+        dep: Deployment,
+        record: LiveRecord | None,
+        router: RouterHandle,
+        old: dict,
+        handle: ServerHandle,
+        analysis: Analysis,
+        smoke,
+    ) -> Rollout:
+        """Walk the canary steps (:func:`~reconciler.engine.canary.run_canary`); returns
+        the promoted rollout, or stops the canary server and raises the abort."""
+        try:
+            rollout = run_canary(
+                router,
+                str(old["backend_url"]),
+                handle.url,
+                analysis,
+                probe_body=_probe_body(dep, self.config),
+            )
+        except (RouterError, OSError) as exc:
+            rollout = Rollout(verdict=ABORTED, reason=f"the router failed: {exc}")
+            with contextlib.suppress(RouterError, OSError):
+                set_backends(router, [{"name": STABLE, "url": old["backend_url"], "weight": 100}])
+        if rollout.verdict == PROMOTED:
+            return rollout
+        left = wait_drained(router, handle.url, self.drain_timeout_s)
+        stop_server(handle, grace_s=self.stop_grace_s)
+        note = f" ({left} request(s) still in flight on it were cut)" if left else ""
+        raise self._aborted(dep, record, rollout.reason + note, rollout, smoke)
+
+    def _aborted(
+        self, dep: Deployment, record: LiveRecord | None, reason: str, rollout: Rollout, smoke=None
+    ) -> ApplyError:
+        """The error of an aborted canary: the stable version serves all traffic."""
+        rollout.verdict, rollout.reason = ABORTED, rollout.reason or reason
+        error = self._failed(
+            dep,
+            record,
+            f"canary aborted: {reason}; traffic stays on the stable version "
+            f"({(record.outputs if record else {}).get('bento_tag', '?')})",
+            smoke,
+        )
+        error.rollout = rollout.to_dict()
+        return error
 
     def _stable_port(self, dep: Deployment, old: dict) -> int | None:
         """The deployment's stable port: ``spec.target.port``, else the port its last

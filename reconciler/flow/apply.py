@@ -319,5 +319,6 @@ def _record_failure(
         outputs=failure.outputs,
         restore_failed=failure.restore_failed,
         transient=is_transient(exc),
+        rollout=failure.rollout,
     )
     return message

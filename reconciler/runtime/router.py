@@ -43,7 +43,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import random
 import signal
@@ -340,22 +339,6 @@ def _failed(answer: tuple[int, list, bytes] | None) -> bool:
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
-
-
-def percentile_ms(buckets: dict[str, int], q: float) -> float:
-    """The upper bound (ms) of the histogram bucket holding quantile ``q`` (0..1) of
-    ``buckets`` (``latency_buckets_ms`` or a difference of two readings); ``inf`` when
-    it falls in the unbounded bucket, 0.0 when the histogram is empty."""
-    total = sum(buckets.values())
-    if total <= 0:
-        return 0.0
-    rank = math.ceil(q * total)
-    seen = 0
-    for bound, count in buckets.items():
-        seen += count
-        if seen >= rank:
-            return math.inf if bound == "inf" else float(bound)
-    return math.inf
 
 
 def build_app(router: Router) -> web.Application:

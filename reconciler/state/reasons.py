@@ -29,7 +29,11 @@ MONITOR = "monitor"
 QUALITY = "quality"
 LABELS = "labels"
 RETRAIN = "retrain"
+CANARY = "canary"  # a local canary's step (its checks) or its verdict
 
 # -- history results ----------------------------------------------------------------------
 SUCCEEDED = "succeeded"
 FAILED = "failed"
+# a canary's verdict (history result of its last ``canary`` entry)
+PROMOTED = "promoted"
+ABORTED = "aborted"

@@ -25,11 +25,14 @@ from reconciler.spec.model import Deployment
 from reconciler.state.backend import StateConflict
 from reconciler.state.ledger import Ledger, LedgerRecord, actor
 from reconciler.state.reasons import (
+    ABORTED,
     APPLY,
+    CANARY,
     DESTROY,
     FAILED,
     LABELS,
     MONITOR,
+    PROMOTED,
     QUALITY,
     READY,
     RESTORE_FAILED,
@@ -99,6 +102,40 @@ def _live_again(rec: LedgerRecord, dep: Deployment, digest: str, state: dict | N
         rec.desiredState = state
 
 
+def _rollout(rec: LedgerRecord, revision: str, rollout: dict | None) -> None:
+    """History of a local canary: one ``canary`` entry per step walked (its checks), then
+    one with the verdict (``promoted`` | ``aborted``); the verdict is also kept in
+    ``outputs.rollout`` (``{"verdict", "reason", "steps", "time"}``) for ``status``."""
+    if not rollout:
+        return
+    checks = rollout.get("checks") or []
+    for weight in rollout.get("steps") or []:
+        mine = [c for c in checks if c.get("weight") == weight]
+        if not mine:
+            continue
+        failed = [c for c in mine if c.get("result") == FAILED]
+        rec.add_history(
+            CANARY,
+            revision,
+            FAILED if failed else SUCCEEDED,
+            f"step {weight}%: {len(mine) - len(failed)} of {len(mine)} check(s) passed"
+            + (f"; {'; '.join(failed[-1].get('failed') or [])}" if failed else ""),
+            weight=weight,
+            checks=mine,
+        )
+    verdict = PROMOTED if rollout.get("verdict") == PROMOTED else ABORTED
+    rec.add_history(CANARY, revision, verdict, str(rollout.get("reason", ""))[:2000])
+    rec.outputs = {
+        **rec.outputs,
+        "rollout": {
+            "verdict": verdict,
+            "reason": str(rollout.get("reason", ""))[:500],
+            "steps": list(rollout.get("steps") or []),
+            "time": rec.history[-1]["time"],
+        },
+    }
+
+
 def _success(
     rec: LedgerRecord,
     dep: Deployment,
@@ -145,6 +182,7 @@ def applied(
     """
     rec = _record_of(ledger, dep)
     _success(rec, dep, result, revision, artifact, APPLY)
+    _rollout(rec, revision, result.rollout)
     _live_again(rec, dep, digest, desired_state)
     _settled(rec)
     ledger.put(rec)
@@ -191,6 +229,7 @@ def failed(
     outputs: dict | None = None,
     restore_failed: str = "",
     transient: bool = False,
+    rollout: dict | None = None,
 ) -> None:
     """Record a failed apply attempt once; what was applied before stays recorded.
 
@@ -205,10 +244,13 @@ def failed(
             then ``False`` with reason ``RestoreFailed``.
         transient: the failure is not the spec's fault (``flow/transient.py``): reason
             ``TransientFailure``, not counted toward ``Stalled``.
+        rollout: an aborted local canary (its steps and verdict are recorded first, as
+            ``canary`` entries; the stable version's outputs keep the verdict).
     """
     rec = _record_of(ledger, dep)
     if outputs is not None:
         rec.outputs = outputs
+    _rollout(rec, revision, rollout)
     rec.record_failure(
         revision,
         digest,

@@ -13,15 +13,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 from support.repo import make_repo
-from support.serving import model_never_loads, servers_under
+from support.serving import SteadyClient, model_never_loads, server_ids, servers_under
 from support.waiting import wait_exited
 
 from reconciler.build.bento import build as build_bento
@@ -80,50 +78,6 @@ def build(config, dep):
 def converge(engine, ledger, dep, artifact, revision):
     """The engine converges; the status writer records its result (``modelops apply``)."""
     return apply_flow.converge(dep, artifact, engine.config, ledger, engine, revision)
-
-
-def server_ids(config) -> set[str]:
-    """Ids of the live Bento servers of the state directory (routers not counted)."""
-    ids = set()
-    for proc in servers_under(config.state_dir):
-        try:
-            ids.add(proc.environ().get("MODELOPS_SERVER_ID", ""))
-        except psutil.NoSuchProcess:
-            continue
-    return ids - {""}
-
-
-class SteadyClient:
-    """One client sending ``/predict`` to a URL in a loop, in a thread, counting answers.
-
-    It runs until :meth:`stop`, which lets it send ``after`` more requests first (so
-    requests are sent after the event the test waited for, whatever the machine's
-    speed). Every request that raised or did not answer 200 is a failure.
-    """
-
-    def __init__(self, url: str) -> None:
-        self.url, self.ok, self.failures = url, 0, []
-        self._stop_at: int | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=60, trust_env=False) as client:
-            while self._stop_at is None or self.ok < self._stop_at:
-                try:
-                    resp = client.post(f"{self.url}/predict", json={"instances": [[1.0] * 30]})
-                    if resp.status_code == 200:
-                        self.ok += 1
-                    else:
-                        self.failures.append(f"HTTP {resp.status_code}: {resp.text[:200]}")
-                except httpx.HTTPError as exc:
-                    self.failures.append(f"{type(exc).__name__}: {exc}")
-                time.sleep(0.005)  # a steady client, not a load test
-
-    def stop(self, after: int = 5) -> None:
-        self._stop_at = self.ok + after
-        self._thread.join(timeout=120)
-        assert not self._thread.is_alive(), "the client hung"
 
 
 @pytest.mark.slow

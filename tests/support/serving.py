@@ -15,12 +15,14 @@ import contextlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import psutil
 import yaml
 
@@ -164,3 +166,47 @@ def model_never_loads(config: Config, artifact: Artifact) -> Iterator[list[Path]
         for path, keep in saved:
             path.unlink(missing_ok=True)
             shutil.move(keep, path)
+
+
+def server_ids(config) -> set[str]:
+    """Ids of the live Bento servers of the state directory (routers not counted)."""
+    ids = set()
+    for proc in servers_under(config.state_dir):
+        try:
+            ids.add(proc.environ().get("MODELOPS_SERVER_ID", ""))
+        except psutil.NoSuchProcess:
+            continue
+    return ids - {""}
+
+
+class SteadyClient:
+    """One client sending ``/predict`` to a URL in a loop, in a thread, counting answers.
+
+    It runs until :meth:`stop`, which lets it send ``after`` more requests first (so
+    requests are sent after the event the test waited for, whatever the machine's
+    speed). Every request that raised or did not answer 200 is a failure.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url, self.ok, self.failures = url, 0, []
+        self._stop_at: int | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=60, trust_env=False) as client:
+            while self._stop_at is None or self.ok < self._stop_at:
+                try:
+                    resp = client.post(f"{self.url}/predict", json={"instances": [[1.0] * 30]})
+                    if resp.status_code == 200:
+                        self.ok += 1
+                    else:
+                        self.failures.append(f"HTTP {resp.status_code}: {resp.text[:200]}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                time.sleep(0.005)  # a steady client, not a load test
+
+    def stop(self, after: int = 5) -> None:
+        self._stop_at = self.ok + after
+        self._thread.join(timeout=120)
+        assert not self._thread.is_alive(), "the client hung"
