@@ -9,6 +9,9 @@ prints each one before it runs:
 3. ``modelops apply --env staging``: validate → police → build the Bentos → serve them
    locally on loopback → smoke test → record in the ledger;
 4. a real prediction from the live fraud endpoint, then ``modelops smoke`` (SLO check);
+   4b. a local canary in a throw-away clone: a new model version runs beside the stable
+   one behind the router on the stable port, is judged at each step (error rate, p99,
+   agreement with the stable version) and promoted; ``modelops history`` shows the steps;
 5. ``modelops plan --env prod``: what production would get (rendered offline);
    5b. ``modelops plan --env staging --build examples/edge/fraud-edge.yaml``: one edge
    bundle (ONNX export, parity, size and latency budget; ``docs/edge.md``);
@@ -172,6 +175,43 @@ def make_pr_clone(workdir: Path) -> Path:
     git = ["git", "-C", str(clone), "-c", "user.name=Demo", "-c", "user.email=demo@example.com"]
     run([*git, "commit", "--quiet", "-am", "fraud-detector: 4 replicas minimum in prod"])
     run(["git", "-C", str(clone), "diff", "HEAD~1", "--stat"])
+    return clone
+
+
+CANARY_ROLLOUT = (
+    "rollout: {strategy: canary, steps: [50, 100], analysis: {interval_seconds: 1, "
+    "pause_seconds: 2, failure_limit: 1, metrics: {error_rate: 0.01, "
+    "p99_latency_ms: from_slo, agreement: 0.95}}}"
+)
+"""The rollout the canary step gives the clone's fraud-detector (short intervals: the
+demo stays quick; a real one checks every 30 s or more)."""
+
+
+def canary_rollout(workdir: Path) -> Path:
+    """A clone whose fraud-detector has a canary analysis: apply it (the stable version),
+    commit a new model version, apply again: the new Bento runs beside the stable one
+    behind the router, is judged at each step and promoted. Returns the clone (its
+    servers are stopped by :func:`main`)."""
+    clone = workdir / "canary-repo"
+    run(["git", "clone", "--quiet", str(ROOT), str(clone)], show=f"git clone . {clone}")
+    git = ["git", "-C", str(clone), "-c", "user.name=Demo", "-c", "user.email=demo@example.com"]
+    spec = clone / "specs" / "fraud-detector.yaml"
+    text = spec.read_text()
+    spec.write_text(
+        text.replace("rollout: {strategy: canary, steps: [10, 50, 100], step: 0}", CANARY_ROLLOUT)
+    )
+    run([*git, "commit", "--quiet", "-am", "fraud-detector: canary analysis"])
+    modelops("apply", "--env", "staging", "fraud-detector", cwd=clone)
+    spec.write_text(spec.read_text().replace('version: "1.0.0"', 'version: "1.0.1"', 1))
+    run([*git, "commit", "--quiet", "-am", "fraud-detector: model version 1.0.1"])
+    modelops("apply", "--env", "staging", "fraud-detector", cwd=clone)
+    record = json.loads(
+        (clone / ".modelops" / "ledger" / "fraud-detector-staging.json").read_text()
+    )
+    verdict = record.get("outputs", {}).get("rollout", {})
+    if verdict.get("verdict") != "promoted":
+        raise DemoError(f"the canary was not promoted: {verdict or 'no rollout recorded'}")
+    modelops("history", "fraud-detector", "--env", "staging", cwd=clone)
     return clone
 
 
@@ -393,6 +433,8 @@ def main() -> int:
         step("4. A real prediction from the live endpoint, and the SLO check")
         predict()
         modelops("smoke", "fraud-detector", "--env", "staging")
+        step("4b. A canary: a new version beside the stable one, judged at each step, promoted")
+        canary_rollout(workdir)
         step("5. What production would get: the prod plan, computed offline")
         modelops("plan", "--env", "prod")
         step("5b. An edge bundle: the fraud model as ONNX, parity proven, size and latency budget")
@@ -409,11 +451,14 @@ def main() -> int:
         code = 1
     finally:
         step("8. Clean up: stop the local servers")
-        try:
-            modelops("destroy", "--env", "staging", "--yes")
-        except DemoError as exc:
-            console.print(f"[red]{exc}[/]")
-            code = code or 1
+        for where in (ROOT, workdir / "canary-repo"):
+            if not (where / ".modelops").is_dir():
+                continue
+            try:
+                modelops("destroy", "--env", "staging", "--yes", cwd=where)
+            except DemoError as exc:
+                console.print(f"[red]{exc}[/]")
+                code = code or 1
         shutil.rmtree(workdir, ignore_errors=True)
     console.print(f"\ndemo finished in {time.perf_counter() - started:.0f} s (exit {code})")
     return code

@@ -330,6 +330,12 @@ def status_cmd(
             health = local.health(record)
             if health == "Healthy":
                 service = _local_service(record)
+            canary = record.outputs.get("rollout")
+            if isinstance(canary, dict) and canary.get("verdict"):
+                health += (
+                    f"; last canary {canary['verdict']} at {canary.get('time', '?')}: "
+                    f"{canary.get('reason', '')}"
+                )
             strays = local.unrecorded(record.key, record)
             if strays:
                 pids = ", ".join(str(s["manager"] or s["pids"][0]) for s in strays)

@@ -188,7 +188,12 @@ def history_table(record, entries: list[dict]) -> Table:
     for col in HISTORY_COLUMNS:
         table.add_column(col, overflow="fold")
     for e in entries:
-        style = {"failed": "red", "succeeded": "green"}.get(e.get("result", ""), "")
+        style = {
+            "failed": "red",
+            "aborted": "red",
+            "succeeded": "green",
+            "promoted": "green",
+        }.get(e.get("result", ""), "")
         result = f"[{style}]{e.get('result', '')}[/]" if style else e.get("result", "")
         detail = (e.get("message") or "").splitlines()[0][:160] if e.get("message") else ""
         table.add_row(  # values from the ledger are text, never Rich markup
