@@ -339,13 +339,14 @@ class LocalEngine:
         """Walk the canary steps (:func:`~reconciler.engine.canary.run_canary`); returns
         the promoted rollout, or stops the canary server and raises the abort."""
         try:
-            rollout = run_canary(
-                router,
-                str(old["backend_url"]),
-                handle.url,
-                analysis,
-                probe_body=_probe_body(dep, self.config),
-            )
+            with step("canary", dep.key, f"steps {', '.join(map(str, analysis.steps))} %"):
+                rollout = run_canary(
+                    router,
+                    str(old["backend_url"]),
+                    handle.url,
+                    analysis,
+                    probe_body=_probe_body(dep, self.config),
+                )
         except (RouterError, OSError) as exc:
             rollout = Rollout(verdict=ABORTED, reason=f"the router failed: {exc}")
             with contextlib.suppress(RouterError, OSError):
