@@ -29,6 +29,7 @@ from reconciler.commands import (
     logs,
     monitor,
     policy,
+    reconcile,
     serve,
     spec,
 )
@@ -98,6 +99,7 @@ app.command("build", cls=HelpCommand)(build.build_cmd)
 app.command("cost", cls=HelpCommand)(cost.cost_cmd)
 app.command("plan", cls=HelpCommand)(deploy.plan_cmd)
 app.command("apply", cls=HelpCommand)(deploy.apply_cmd)
+app.command("reconcile", cls=HelpCommand)(reconcile.reconcile_cmd)
 app.command("destroy", cls=HelpCommand)(deploy.destroy_cmd)
 app.command("status", cls=HelpCommand)(deploy.status_cmd)
 app.command("history", cls=HelpCommand)(gitops.history_cmd)

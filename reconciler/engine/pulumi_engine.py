@@ -199,7 +199,7 @@ class PulumiEngine:
                     f"for it to finish; if it crashed, `pulumi cancel --stack {dep_key}` "
                     f"releases the lock. Engine said: {_tail(str(exc))}",
                     EXIT_APPLY_FAILED,
-                ) from None
+                ) from exc  # the cause marks it transient (flow/transient.py): never Stalled
             except auto.CommandError as exc:
                 text = str(exc)
                 if attempt < self.retries and is_transient(text):
@@ -278,6 +278,54 @@ class PulumiEngine:
             attempts=attempts,
         )
 
+    def existing_stack(self, key: str, action: str):
+        """The recorded stack ``key`` with an empty program (its spec may be gone): what
+        ``destroy`` and ``drift`` operate on, neither of which runs the program.
+
+        Raises:
+            ModelopsError: exit 2 without the CLI or passphrase; exit 3 when the stack
+                cannot be selected.
+        """
+        require_pulumi(action, key)
+        from pulumi import automation as auto  # heavy: the Pulumi SDK, only when a stack runs
+
+        env = self._env()
+        opts = auto.LocalWorkspaceOptions(
+            env_vars=env,
+            project_settings=auto.ProjectSettings(
+                name=PROJECT,
+                runtime="python",
+                backend=auto.ProjectBackend(url=env["PULUMI_BACKEND_URL"]),
+            ),
+        )
+        return auto.select_stack(
+            stack_name=key, project_name=PROJECT, program=lambda: None, opts=opts
+        )
+
+    def drift(self, record: LiveRecord) -> dict[str, int]:
+        """What a refresh of the recorded stack would change: the resources whose live
+        state no longer matches the stack's state (changed or deleted outside Pulumi).
+
+        A preview of the refresh (``pulumi refresh --preview-only``): nothing is written.
+
+        Returns:
+            ``{operation: resource count}`` for every operation other than ``same``
+            (``{"update": 1, "delete": 1}``); ``{}`` when the live resources match.
+
+        Raises:
+            ModelopsError: exit 2 without the CLI or passphrase; exit 3 when the refresh
+                preview fails or the stack is locked (transient: ``flow/transient.py``).
+        """
+        key = record.key
+        stack = self.existing_stack(key, "the drift check")
+        result, _ = self._run("refresh", key, lambda: stack.preview_refresh(color="never"))
+        changes = getattr(result, "change_summary", None) or {}
+        return {
+            getattr(op, "value", str(op)): int(n)
+            for op, n in changes.items()
+            if getattr(op, "value", str(op)) != "same" and n
+        }
+
     def destroy(self, record: LiveRecord) -> bool:
         """Destroy the stack of a ledger record (its spec may be gone) and remove the stack.
 
@@ -290,21 +338,7 @@ class PulumiEngine:
             ModelopsError: exit 2 without the CLI; exit 3 on failure or a locked stack.
         """
         key = record.key
-        require_pulumi("destroy", key)
-        from pulumi import automation as auto  # heavy: the Pulumi SDK, only to destroy
-
-        env = self._env()
-        opts = auto.LocalWorkspaceOptions(
-            env_vars=env,
-            project_settings=auto.ProjectSettings(
-                name=PROJECT,
-                runtime="python",
-                backend=auto.ProjectBackend(url=env["PULUMI_BACKEND_URL"]),
-            ),
-        )
-        stack = auto.select_stack(
-            stack_name=key, project_name=PROJECT, program=lambda: None, opts=opts
-        )
+        stack = self.existing_stack(key, "destroy")
         self._run("destroy", key, lambda: stack.destroy(color="never"))
         stack.workspace.remove_stack(key)
         return True

@@ -29,6 +29,7 @@ from reconciler.flow.gates import (
     prune_plan,
     pulumi_gate,
 )
+from reconciler.flow.heal import check_live, heal_files, mark_healed
 from reconciler.flow.run import Outcome, RunReport, sort_report
 from reconciler.flow.stages import (
     Engines,
@@ -68,10 +69,15 @@ def apply(
         config: repository configuration.
         env: the environment.
         targets: spec files/dirs/names; ``None`` = every spec with an overlay for ``env``.
-        base: only the specs changed or affected since this revision (apply on merge);
-            specs deleted since then, and deployments whose ``env`` overlay was removed,
-            are the deletion candidates; the guard settings are the stricter of the
-            base's and the working tree's (:func:`~reconciler.flow.gates.guard_settings_gate`).
+        base: only the specs changed or affected since this revision (apply on merge),
+            and every other deployment of ``env`` whose live state no longer matches its
+            ledger record (self-heal: :func:`~reconciler.flow.heal.check_live`; its
+            outcome's ``change`` has status ``diverged`` and the reason); specs deleted
+            since then, and deployments whose ``env`` overlay was removed, are the
+            deletion candidates; the guard settings are the stricter of the base's and
+            the working tree's (:func:`~reconciler.flow.gates.guard_settings_gate`).
+            Without ``base`` every deployment is converged anyway (the local engine
+            restarts a server that is not healthy, the Pulumi engine refreshes first).
         prune: destroy deployments whose spec is gone (otherwise they are ``orphaned``).
         allow_destroy_protected: with ``prune``, also in a protected environment.
         allow_mass_delete: with ``prune``, allow deleting more than
@@ -93,12 +99,27 @@ def apply(
     """
     envs = envs_of(config, env)
     report = RunReport("apply", env, g.head_revision(config.root).removesuffix("-dirty"), envs=envs)
+    healing: dict[str, str] = {}
     with StateLock.of(config, timeout_s=lock_timeout_s):
+        engines = Engines(config)
+        ledger = Ledger.of(config)
         if base is not None:
             changes = detect_changes(config, base, None)
             report.changes, report.base = changes, changes.base
             report.diagnostics.extend(changes.diagnostics)
             files = [config.root / s.path for s in changes.planned]
+            gone = {s.name for s in changes.deleted} | {s.name for s in changes.removed(env)}
+            # self-heal: every other deployment whose live state left its record
+            check = check_live(
+                config,
+                env,
+                ledger,
+                engines,
+                skip={f"{n}-{env}" for n in gone | {s.name for s in changes.planned}},
+            )
+            heal, healing = heal_files(config, env, check)
+            report.notes.extend(check.notes)
+            files += [f for f in heal if f not in files]
             loaded = load_files(config, files, envs)
             report.diagnostics.extend(loaded.diagnostics)
             deployments = [] if loaded.errors else loaded.deployments
@@ -113,7 +134,6 @@ def apply(
                 RevisionFiles(repo, config.root, None),
                 allow=True,  # merged: the pull request's plan was blocked until reviewed
             )
-            gone = {s.name for s in changes.deleted} | {s.name for s in changes.removed(env)}
             candidates = [
                 r for r in Ledger.of(config).all() if r.environment == env and r.name in gone
             ]
@@ -135,10 +155,11 @@ def apply(
         destroy_list = prune_plan(
             config, env, candidates, prune, allow_destroy_protected, allow_mass_delete, report
         )
-        engines = Engines(config)
-        ledger = Ledger.of(config)
         for dep in deployments:
-            report.outcomes.append(apply_one(dep, config, ledger, engines, report.revision))
+            outcome = apply_one(dep, config, ledger, engines, report.revision)
+            if dep.key in healing:
+                mark_healed(outcome, healing[dep.key], dep.spec.file)
+            report.outcomes.append(outcome)
         for record in destroy_list:
             report.outcomes.append(destroy_record(record, engines, ledger, report.revision, PRUNED))
     sort_report(report)

@@ -27,6 +27,7 @@ FILES = (
     ("modelops.yaml", "modelops.yaml"),
     ("modelops-plan.yml", ".github/workflows/modelops-plan.yml"),
     ("modelops-apply.yml", ".github/workflows/modelops-apply.yml"),
+    ("modelops-reconcile.yml", ".github/workflows/modelops-reconcile.yml"),
     ("CODEOWNERS", ".github/CODEOWNERS"),
 )
 SPECS_README = """# Specs

@@ -272,6 +272,10 @@ class LedgerRecord:
         :mod:`reconciler.flow.transient`) is recorded with reason ``TransientFailure``
         and changes neither the count nor ``Stalled``: the next run retries it.
         """
+        if platform and not self.platform:
+            self.platform = platform
+        if spec_file:
+            self.specFile = spec_file
         if transient:
             self.lastAttemptedRevision = revision
             self.set_condition(
@@ -282,10 +286,6 @@ class LedgerRecord:
         self.failures = self.failures + 1 if self.lastAttemptedDigest == digest else 1
         self.lastAttemptedRevision = revision
         self.lastAttemptedDigest = digest
-        if platform and not self.platform:
-            self.platform = platform
-        if spec_file:
-            self.specFile = spec_file
         self.set_condition(READY, "False", APPLY_FAILED, message)
         if self.failures < stalled_after:  # a new digest starts again: no longer stalled
             self.conditions = [c for c in self.conditions if c.get("type") != STALLED]

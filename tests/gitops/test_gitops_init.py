@@ -22,6 +22,7 @@ def test_init_scaffolds_a_spec_repository(tmp_path):
         ".gitignore",
         ".github/workflows/modelops-plan.yml",
         ".github/workflows/modelops-apply.yml",
+        ".github/workflows/modelops-reconcile.yml",
         ".github/CODEOWNERS",
         "policies/waivers.yaml",
     ):
@@ -46,7 +47,7 @@ def test_init_rejects_a_bad_team(tmp_path):
 
 
 def test_workflows_are_valid_yaml_and_the_examples_match_the_templates():
-    for name in ("modelops-plan.yml", "modelops-apply.yml"):
+    for name in ("modelops-plan.yml", "modelops-apply.yml", "modelops-reconcile.yml"):
         template = (TEMPLATES / name).read_text()
         assert (PROJECT / ".github/workflows/examples" / name).read_text() == template
     plan = yaml.safe_load((TEMPLATES / "modelops-plan.yml").read_text())
@@ -86,6 +87,14 @@ def test_workflows_are_valid_yaml_and_the_examples_match_the_templates():
         assert apply["env"]["MODELOPS_STATE_URL"] == "${{ vars.MODELOPS_STATE_URL }}"
         (check,) = [s for s in job["steps"] if s.get("name", "").startswith("Shared state")]
         assert "MODELOPS_STATE_URL" in check["run"] and "exit 1" in check["run"], name
+    heal = yaml.safe_load((TEMPLATES / "modelops-reconcile.yml").read_text())
+    assert heal[True]["schedule"][0]["cron"] and heal["concurrency"]["cancel-in-progress"] is False
+    assert heal["concurrency"]["group"] != apply["concurrency"]["group"]  # never replaces one
+    for env, job in heal["jobs"].items():
+        assert job["permissions"] == {"contents": "read", "id-token": "write"}, env
+        (ours,) = [s for s in job["steps"] if s.get("uses", "").startswith("YOUR-ORG/modelops@")]
+        assert ours["with"]["command"].startswith(f"reconcile --env {env} --once")
+        assert any(s.get("name", "").startswith("Shared state") for s in job["steps"]), env
     test = yaml.safe_load((PROJECT / ".github/workflows/test.yml").read_text())
     assert "make test" in yaml.safe_dump(test["jobs"]["test"]["steps"])
 
@@ -94,7 +103,7 @@ def test_the_workflows_init_writes_use_the_action_at_the_installed_version(tmp_p
     code, _, err = invoke(tmp_path, "init", str(tmp_path / "repo"), "--no-example")
     assert code == 0, err
     version = workflow_version()
-    for name in ("modelops-plan.yml", "modelops-apply.yml"):
+    for name in ("modelops-plan.yml", "modelops-apply.yml", "modelops-reconcile.yml"):
         text = (tmp_path / "repo" / ".github" / "workflows" / name).read_text()
         assert VERSION_PLACEHOLDER not in text
         flow = yaml.safe_load(text)

@@ -1,0 +1,249 @@
+"""The self-heal check: which deployments' live state no longer matches their ledger record.
+
+Git says what should run; the ledger says what modelops last made run. A deployment can
+leave that state without any change in Git: its local server was killed, someone edited
+a cloud resource by hand, an apply was interrupted, or its last apply failed for a
+reason that was not the spec's (a throttled API, a stack locked by another run). A
+``--base`` apply only looks at what changed in Git, so nothing would converge those
+again. :func:`check_live` finds them, per ledger record of one environment, in this
+order (the first that applies is the reason):
+
+1. ``pending``: an apply or destroy was begun and never recorded (the run was killed);
+2. ``Ready`` is ``False`` with reason ``TransientFailure`` (``flow/transient.py``): the
+   last attempt failed for a reason that was not the spec's, so it is tried again;
+3. ``local``: the recorded server is not ``Healthy``
+   (:meth:`~reconciler.engine.local.LocalEngine.health`: process identity checked with
+   ``core/procs.py``, then ``GET /livez``), or servers of the deployment that no record
+   names are running;
+4. Pulumi platforms: a preview of a refresh of the stack shows changes
+   (:meth:`~reconciler.engine.pulumi_engine.PulumiEngine.drift`); without the ``pulumi``
+   CLI this check cannot run and the report says so.
+
+Records that are destroyed, held by a rollback, stalled (they wait for a spec change),
+never applied or never successfully applied (nothing live to drift) are not checked;
+``edge`` bundles have no live process to check. The check returns values; the flow
+re-converges what it found with the same ``apply_one`` an apply uses (``flow/apply.py``,
+``flow/reconcile.py``). Rationale and measurements: ``docs/flow.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.core.config import Config
+from reconciler.core.diagnostics import ModelopsError
+from reconciler.engine.local import LocalEngine
+from reconciler.engine.pulumi_engine import PulumiEngine, pulumi_available
+from reconciler.engine.render import PROGRAMS
+from reconciler.flow.run import Outcome
+from reconciler.flow.stages import Engines, error_message
+from reconciler.gitops.changes import overlay_envs
+from reconciler.spec.files import quick_load, spec_name
+from reconciler.spec.repo import discover
+from reconciler.state.ledger import Ledger, LedgerRecord
+from reconciler.state.reasons import READY, TRANSIENT_FAILURE
+
+#: ``Outcome.change["status"]`` of a deployment in a run because its live state diverged.
+DIVERGED = "diverged"
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """One deployment whose live state no longer matches its ledger record.
+
+    Attributes:
+        record: its ledger record.
+        reason: why, one phrase (``"NotRunning: process 123 exited"``).
+    """
+
+    record: LedgerRecord
+    reason: str
+
+    @property
+    def key(self) -> str:
+        """``<name>-<env>``."""
+        return self.record.key
+
+
+@dataclass
+class LiveCheck:
+    """What one self-heal check of an environment found.
+
+    Attributes:
+        checked: ledger records whose live state was checked.
+        diverged: the deployments to converge again, sorted by key.
+        notes: lines for humans: checks that could not run, divergences that cannot be
+            healed (the spec is gone: an orphan, which ``apply --prune`` destroys).
+    """
+
+    checked: int = 0
+    diverged: list[Divergence] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _applied(record: LedgerRecord) -> bool:
+    """Something was applied (and so can drift): a successful apply or recorded outputs."""
+    return bool(record.lastAppliedRevision or record.outputs)
+
+
+def _recorded_reason(record: LedgerRecord) -> str:
+    """Why the record itself says it needs another attempt (``""``: it does not)."""
+    if record.pending:
+        p = record.pending
+        return (
+            f"{p.get('action', '?')} begun at {p.get('time', '?')} by {p.get('actor', '?')} "
+            "did not finish"
+        )
+    ready = record.condition(READY) or {}
+    if ready.get("status") == "False" and ready.get("reason") == TRANSIENT_FAILURE:
+        return f"its last apply failed transiently: {ready.get('message', '')}"
+    return ""
+
+
+def check_live(
+    config: Config,
+    env: str,
+    ledger: Ledger,
+    engines: Engines,
+    *,
+    skip: frozenset[str] | set[str] = frozenset(),
+) -> LiveCheck:
+    """Check every live ledger record of ``env`` against what runs (see the module doc).
+
+    Args:
+        config: repository configuration.
+        env: the environment.
+        ledger: the ledger (read only: nothing is written here).
+        engines: the run's engines (the local engine's health check, the Pulumi engine's
+            refresh preview).
+        skip: deployment keys not to check (a ``--base`` apply converges them anyway).
+
+    Returns:
+        A :class:`LiveCheck`. A check that fails for one deployment (a refresh preview
+        that errs) becomes a note, never an exception.
+
+    Raises:
+        LedgerError: a record is corrupt.
+    """
+    out = LiveCheck()
+    records = [r for r in ledger.all() if r.environment == env]
+    candidates = [
+        r
+        for r in records
+        if r.key not in skip
+        and not r.suspended
+        and not r.stalled
+        and (_applied(r) or r.pending or r.condition(READY))
+    ]
+    local: LocalEngine | None = None
+    strays: dict[str, list[dict]] = {}
+    unchecked: list[str] = []
+    for record in candidates:
+        reason = _recorded_reason(record)
+        if not reason and not _applied(record):
+            continue  # never successfully applied: nothing live that could drift
+        out.checked += 1
+        if not reason and record.platform == "local":
+            if local is None:
+                engine = engines.for_platform("local")
+                local = engine if isinstance(engine, LocalEngine) else LocalEngine(config)
+                strays = local.without_record(env, records)
+            health = local.health(record)
+            if health != "Healthy":
+                reason = health
+            elif strays.get(record.key):
+                reason = (
+                    f"{len(strays[record.key])} server(s) of the deployment that no record "
+                    "names are running"
+                )
+        elif not reason and record.platform in PROGRAMS:
+            if not pulumi_available():
+                unchecked.append(record.key)
+                continue
+            engine = engines.for_platform(record.platform)
+            if not isinstance(engine, PulumiEngine):
+                continue
+            try:
+                drift = engine.drift(record)
+            except ModelopsError as exc:
+                out.notes.append(f"{record.key}: drift check failed: {error_message(exc)}")
+                continue
+            if drift:
+                counts = ", ".join(f"{n} {op}" for op, n in sorted(drift.items()))
+                reason = f"a refresh of stack {record.key} shows drift ({counts})"
+        if reason:
+            out.diverged.append(Divergence(record, reason))
+    if unchecked:
+        out.notes.append(
+            f"drift of {len(unchecked)} stack(s) not checked ({', '.join(unchecked)}): the "
+            "`pulumi` CLI is not on PATH"
+        )
+    out.diverged.sort(key=lambda d: d.key)
+    return out
+
+
+def heal_files(config: Config, env: str, check: LiveCheck) -> tuple[list[Path], dict[str, str]]:
+    """The spec files to load for the divergences of ``check``, and the reason per key.
+
+    A divergence whose spec file is gone, no longer has that name, or no longer declares
+    ``env`` is not healed: a note says so (it is an orphan; ``apply --prune`` destroys
+    it).
+
+    Returns:
+        ``(files, {deployment key: reason})``.
+    """
+    files: list[Path] = []
+    reasons: dict[str, str] = {}
+    by_name: dict[str, Path] | None = None
+    for d in check.diverged:
+        rec = d.record
+        path = config.root / rec.specFile if rec.specFile else None
+        if path is None or not path.is_file():
+            # a record that never recorded its file, or a spec moved since: by name
+            if by_name is None:
+                by_name = _spec_files_by_name(config)
+            path = by_name.get(rec.name)
+        data = _quick(path)
+        if data is None or spec_name(data) != rec.name or env not in overlay_envs(data):
+            check.notes.append(
+                f"{d.key} diverged ({d.reason}) but no spec in the tree declares it "
+                f"(orphaned: `modelops apply --env {env} --prune` destroys it)"
+            )
+            continue
+        if path not in files:
+            files.append(path)
+        reasons[d.key] = d.reason
+    return files, reasons
+
+
+def _quick(path: Path | None) -> dict | None:
+    """The quickly loaded spec at ``path`` (``None``: no path, unreadable or invalid)."""
+    if path is None:
+        return None
+    try:
+        return quick_load(path.read_bytes())
+    except OSError:
+        return None
+
+
+def _spec_files_by_name(config: Config) -> dict[str, Path]:
+    """``{metadata.name: spec file}`` of every spec in the tree (quick loads)."""
+    out: dict[str, Path] = {}
+    for path in discover(config):
+        name = spec_name(_quick(path))
+        if name:
+            out.setdefault(name, path)
+    return out
+
+
+def mark_healed(outcome: Outcome, reason: str, path: str) -> None:
+    """Say on ``outcome`` that it is in the run because its live state diverged
+    (``outcome.change``: status ``diverged``, the spec ``path``, the reason)."""
+    outcome.change = {
+        "status": DIVERGED,
+        "path": path,
+        "old_path": "",
+        "reasons": [f"live state diverged from the ledger record: {reason}"],
+    }
+    outcome.message = f"live state diverged ({reason}); {outcome.message}"

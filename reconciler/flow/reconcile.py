@@ -1,0 +1,162 @@
+"""``modelops reconcile``: the self-heal pass alone, once or on an interval.
+
+One pass holds the state lock, checks every live deployment of the environment against
+its ledger record (:func:`reconciler.flow.heal.check_live`) and converges the ones that
+diverged from the spec at the working tree's revision, through the same gates and
+:func:`~reconciler.flow.apply.apply_one` as ``apply`` (validate and police the specs it
+loads, refuse uncommitted changes, need the ``pulumi`` CLI for a cloud target). A
+deployment whose live state matches is not touched, not built and not policed: a pass
+with nothing to do reads the ledger and checks processes or stacks, nothing more.
+
+:func:`reconcile_loop` repeats passes every ``interval_s`` seconds until SIGTERM or
+SIGINT, which stop it between passes (a pass in progress finishes and is reported).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from reconciler.core import git as g
+from reconciler.core.config import Config
+from reconciler.flow.apply import apply_one
+from reconciler.flow.costs import policy_costs
+from reconciler.flow.gates import check_dirty, envs_of, policy_gate, pulumi_gate
+from reconciler.flow.heal import check_live, heal_files, mark_healed
+from reconciler.flow.run import RunReport, sort_report
+from reconciler.flow.stages import Engines
+from reconciler.spec.repo import load_files
+from reconciler.state.ledger import Ledger
+from reconciler.state.lock import StateLock
+
+
+def reconcile(
+    config: Config, env: str, *, allow_dirty: bool = False, lock_timeout_s: float = 60.0
+) -> RunReport:
+    """One self-heal pass over ``env`` (see the module doc).
+
+    Args:
+        config: repository configuration.
+        env: the environment.
+        allow_dirty: converge with uncommitted changes to what is deployed (recorded as
+            ``<sha>-dirty``); when False they stop the pass (exit 2).
+        lock_timeout_s: seconds to wait for another run holding the state lock.
+
+    Returns:
+        A :class:`RunReport` with action ``reconcile``: one outcome per diverged
+        deployment (``change["status"] == "diverged"`` with the reason), ``notes`` with
+        how many were checked and what could not be; ``exit_code`` 1 when a spec or
+        policy blocks (nothing converged), 3 when a deployment failed to converge.
+
+    Raises:
+        ModelopsError: (exit 2) unknown environment; the lock is held; a diverged cloud
+            deployment without the ``pulumi`` CLI; uncommitted changes (see
+            ``allow_dirty``). Raised before anything is converged.
+        LedgerError: a record is corrupt.
+    """
+    envs = envs_of(config, env)
+    report = RunReport("reconcile", env, g.head_revision(config.root).removesuffix("-dirty"))
+    report.envs = envs
+    with StateLock.of(config, timeout_s=lock_timeout_s):
+        engines = Engines(config)
+        ledger = Ledger.of(config)
+        check = check_live(config, env, ledger, engines)
+        files, reasons = heal_files(config, env, check)
+        report.notes.append(
+            f"{check.checked} deployment(s) of {env} checked, {len(check.diverged)} diverged "
+            "from the ledger"
+        )
+        report.notes.extend(check.notes)
+        if not files:
+            return report
+        loaded = load_files(config, files, envs)
+        report.diagnostics.extend(loaded.diagnostics)
+        deployments = [d for d in loaded.deployments if d.key in reasons]
+        if loaded.errors:
+            deployments = []
+        if deployments:
+            costs = policy_costs(deployments, config, report)
+            if not policy_gate(config, deployments, report, costs):
+                deployments = []
+        if report.blocked:
+            return report
+        check_dirty(config, deployments, allow_dirty, report)
+        pulumi_gate({d.key: d.platform for d in deployments}, env)
+        for dep in deployments:
+            outcome = apply_one(dep, config, ledger, engines, report.revision)
+            mark_healed(outcome, reasons[dep.key], dep.spec.file)
+            report.outcomes.append(outcome)
+    sort_report(report)
+    report.offline = False
+    return report
+
+
+class StopFlag:
+    """Set by SIGTERM or SIGINT while installed (:meth:`installed`); a loop checks it
+    between passes and sleeps on it, so a signal ends the wait at once."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signal = 0
+
+    def set(self, signum: int = 0) -> None:
+        """Ask the loop to stop (``signum``: the signal that asked, 0 for none)."""
+        self.signal = signum
+        self._event.set()
+
+    @property
+    def is_set(self) -> bool:
+        """Whether a stop was asked for."""
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True when a stop was asked for meanwhile."""
+        return self._event.wait(max(0.0, seconds))
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Route SIGTERM and SIGINT to :meth:`set` while in the ``with`` block; the
+        previous handlers are restored after it (main thread only)."""
+        previous = {
+            sig: signal.signal(sig, lambda signum, frame: self.set(signum))
+            for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def reconcile_loop(
+    run_pass: Callable[[], RunReport],
+    on_report: Callable[[RunReport], None],
+    *,
+    interval_s: float,
+    stop: StopFlag,
+    on_error: Callable[[Exception], None] | None = None,
+) -> int:
+    """Run ``run_pass`` every ``interval_s`` seconds until ``stop`` is set; returns the
+    number of passes run.
+
+    Each report goes to ``on_report``. A pass that raises (the lock held by another
+    run, a configuration error) goes to ``on_error`` and the loop goes on at the next
+    interval; without ``on_error`` it is raised. The interval counts from the start of
+    a pass: a pass longer than the interval is followed at once by the next.
+    """
+    passes = 0
+    while not stop.is_set:
+        started = time.monotonic()
+        try:
+            on_report(run_pass())
+        except Exception as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+        passes += 1
+        if stop.wait(interval_s - (time.monotonic() - started)):
+            break
+    return passes

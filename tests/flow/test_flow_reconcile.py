@@ -1,0 +1,261 @@
+"""Self-heal: `apply --base` and `modelops reconcile` converge what left its ledger record.
+
+A killed local server (a real `bentoml serve`, killed for real) is started again by
+`apply --base` with nothing changed in Git and by `reconcile`; a stack whose refresh
+shows drift, and lock conflicts, go through the real Pulumi engine code against a *fake
+stack* (the Pulumi CLI and a cluster cannot run here) that raises the SDK's own errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from datetime import datetime
+
+import pytest
+from pulumi.automation import ConcurrentUpdateError, OutputValue, UpdateSummary, UpResult
+from pulumi.automation._cmd import CommandResult
+from support.cli import invoke
+from support.repo import make_repo, relax_one_worker
+
+from reconciler.core.config import load_config
+from reconciler.core.diagnostics import ModelopsError
+from reconciler.core.procs import signal_group
+from reconciler.engine.pulumi_engine import PulumiEngine
+from reconciler.flow import apply as apply_flow
+from reconciler.flow import destroy as destroy_flow
+from reconciler.flow import heal as heal_flow
+from reconciler.flow import reconcile as reconcile_flow
+from reconciler.flow.heal import DIVERGED, check_live
+from reconciler.flow.run import RunReport
+from reconciler.flow.stages import Engines
+from reconciler.spec.repo import load_all
+from reconciler.state.ledger import Ledger, LedgerRecord
+from reconciler.state.reasons import READY, TRANSIENT_FAILURE
+
+#: What the Pulumi CLI says on a self-managed (S3) backend when stale lock files of
+#: crashed runs are left besides the live one: one line per lock after the error.
+MANY_LOCKS = (
+    "error: the stack is currently locked by 12 lock(s). Either wait for the other "
+    "process(es) to end or delete the lock file with `pulumi cancel`.\n"
+    + "".join(
+        f"  s3://state/.pulumi/locks/organization/modelops/fraud-detector-prod/{i:04d}.json: "
+        f"created by runner@ci-{i} (pid {1000 + i}) at 2026-12-06T2{i % 10}:00:00Z\n"
+        for i in range(12)
+    )
+)
+
+
+class FakeStack:
+    """A fake of the Automation API stack (no Pulumi CLI here): while ``locked`` every
+    operation raises the SDK's ConcurrentUpdateError with the CLI's text; otherwise
+    ``up`` creates resources and ``preview_refresh`` reports ``drift``."""
+
+    def __init__(self, drift=None):
+        self.locked = False
+        self.drift = drift or {}
+        self.calls: list[str] = []
+
+    def _op(self, name):
+        self.calls.append(name)
+        if self.locked:
+            raise ConcurrentUpdateError(CommandResult("", MANY_LOCKS, 255))
+
+    def refresh(self, **kwargs):
+        self._op("refresh")
+
+    def preview(self, **kwargs):
+        self._op("preview")
+
+    def preview_refresh(self, **kwargs):
+        self._op("preview_refresh")
+        return type("PreviewResult", (), {"change_summary": dict(self.drift)})()
+
+    def up(self, on_event=None, **kwargs):
+        self._op("up")
+        n = 8  # the kubernetes program's resources
+        summary = UpdateSummary(
+            "update", datetime.now(), "", {}, {}, "succeeded", resource_changes={"create": n}
+        )
+        return UpResult("", "", summary, {"url": OutputValue("http://svc", False)})
+
+
+@pytest.mark.slow
+def test_lock_conflicts_never_stall_and_the_next_base_apply_retries(git_repo, monkeypatch):
+    """Many lock conflicts (the lock text beyond the error's last lines) are transient:
+    never Stalled, and an `apply --base` with nothing changed in Git retries the
+    deployment (before, three conflicts stalled it and later applies skipped it)."""
+    repo = git_repo
+    config = load_config(repo.root)
+    fake = FakeStack()
+    fake.locked = True
+    monkeypatch.setattr(apply_flow, "pulumi_gate", lambda platforms, env: None)
+    monkeypatch.setattr(apply_flow, "_sleep", lambda s: None)
+    monkeypatch.setattr(PulumiEngine, "stack", lambda self, dep, artifact=None, record=None: fake)
+    ledger = Ledger(config.state_dir)
+    (dep,) = load_all(config, ["fraud-detector"], "prod").deployments
+    engine = Engines(config).for_platform(dep.platform)
+    assert isinstance(engine, PulumiEngine)  # the real engine code, on a fake stack
+    for _ in range(config.stalled_after + 1):
+        with pytest.raises(ModelopsError, match="locked by another update"):
+            apply_flow.converge(dep, None, config, ledger, engine, "rev1")
+    assert fake.calls == ["refresh"] * 3 * (config.stalled_after + 1)  # retried each time
+    rec = ledger.get("fraud-detector", "prod")
+    assert not rec.stalled and rec.failures == 0
+    assert rec.condition(READY)["reason"] == TRANSIENT_FAILURE
+    # nothing changed in Git: only the self-heal check puts it in the run
+    head = repo.git.head.commit.hexsha
+    fake.locked = False
+    fake.calls.clear()
+    healed = apply_flow.apply(config, "prod", base=head)
+    assert len(healed.outcomes) == 1, (healed.notes, healed.to_dict()["diagnostics"], rec.to_dict())
+    (outcome,) = healed.outcomes
+    assert outcome.status == "applied", outcome.message
+    assert outcome.change["status"] == DIVERGED
+    assert "failed transiently" in outcome.change["reasons"][0]
+    assert fake.calls == ["refresh", "preview", "up"]
+    assert ledger.get("fraud-detector", "prod").condition(READY)["status"] == "True"
+    # in sync now: the next --base apply has nothing to do
+    assert apply_flow.apply(config, "prod", base=head).outcomes == []
+
+
+def test_refresh_drift_of_a_stack_is_found_and_a_check_failure_is_a_note(spec_repo, monkeypatch):
+    config = load_config(spec_repo)
+    ledger = Ledger(config.state_dir)
+    for name in ("a", "b", "c"):
+        rec = LedgerRecord(name, "prod", platform="kubernetes", lastAppliedRevision="r1")
+        rec.set_condition(READY, "True", "ApplySucceeded", "applied")
+        ledger.put(rec)
+    stacks = {
+        "a-prod": FakeStack(drift={"same": 7}),
+        "b-prod": FakeStack(drift={"same": 5, "update": 1, "delete": 1}),
+        "c-prod": FakeStack(),
+    }
+    stacks["c-prod"].locked = True
+    monkeypatch.setattr(heal_flow, "pulumi_available", lambda: True)
+    monkeypatch.setattr(PulumiEngine, "existing_stack", lambda self, key, action: stacks[key])
+    check = check_live(config, "prod", ledger, Engines(config))
+    assert check.checked == 3
+    assert [(d.key, d.reason) for d in check.diverged] == [
+        ("b-prod", "a refresh of stack b-prod shows drift (1 delete, 1 update)")
+    ]
+    assert len(check.notes) == 1 and "c-prod: drift check failed" in check.notes[0]
+    assert all(s.calls == ["preview_refresh"] for s in stacks.values())
+    # without the CLI the check cannot run, and says so
+    monkeypatch.setattr(heal_flow, "pulumi_available", lambda: False)
+    check = check_live(config, "prod", ledger, Engines(config))
+    assert check.diverged == [] and "drift of 3 stack(s) not checked" in check.notes[0]
+
+
+def test_records_that_cannot_drift_are_not_checked(spec_repo):
+    config = load_config(spec_repo)
+    ledger = Ledger(config.state_dir)
+    never = LedgerRecord("never", "staging", platform="local")  # only job history
+    never.add_history("monitor", "", "ok")
+    ledger.put(never)
+    failed_first = LedgerRecord("failed", "staging", platform="local")
+    failed_first.record_failure("r1", "d1", "model does not load")  # nothing live
+    ledger.put(failed_first)
+    stalled = LedgerRecord("stalled", "staging", platform="local", lastAppliedRevision="r0")
+    for _ in range(3):
+        stalled.record_failure("r1", "d1", "model does not load")
+    ledger.put(stalled)
+    held = LedgerRecord("held", "staging", platform="local", lastAppliedRevision="r0")
+    held.suspended = {"reason": "rollback", "headDigest": "x"}
+    ledger.put(held)
+    pending = LedgerRecord("pending", "staging", platform="local")
+    pending.pending = {"action": "apply", "time": "t", "actor": "ci"}
+    ledger.put(pending)
+    check = check_live(config, "staging", ledger, Engines(config))
+    assert [(d.key, d.reason) for d in check.diverged] == [
+        ("pending-staging", "apply begun at t by ci did not finish")
+    ]
+    assert check.checked == 1
+
+
+def test_the_loop_stops_between_passes_on_sigterm():
+    stop = reconcile_flow.StopFlag()
+    seen: list[str] = []
+
+    def run_pass():
+        seen.append("pass")
+        if len(seen) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives during the pass
+        if len(seen) == 1:
+            raise ModelopsError("the state lock is held by another run")
+        return RunReport("reconcile", "staging")
+
+    errors: list[str] = []
+    with stop.installed():
+        passes = reconcile_flow.reconcile_loop(
+            run_pass,
+            lambda report: seen.append("report"),
+            interval_s=0,
+            stop=stop,
+            on_error=lambda exc: errors.append(exc.message),
+        )
+    assert passes == 2 and seen == ["pass", "pass", "report"]  # the pass finished
+    assert stop.signal == signal.SIGTERM and errors == ["the state lock is held by another run"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_reconcile_usage_errors(git_repo):
+    code, _, err = invoke(
+        git_repo.root, "reconcile", "--env", "staging", "--once", "--interval", "5"
+    )
+    assert code == 2 and "either --once or --interval" in err
+    code, _, err = invoke(git_repo.root, "reconcile", "--env", "nowhere")
+    assert code == 2 and "unknown environment 'nowhere'" in err
+    code, out, _ = invoke(git_repo.root, "reconcile", "--env", "staging", "-f", "json")
+    assert code == 0 and json.loads(out)["outcomes"] == []
+    assert "0 deployment(s) of staging checked" in json.loads(out)["notes"][0]
+
+
+def _kill(record) -> None:
+    """SIGKILL the recorded server's process group, as an OOM killer or a crash would
+    (and reap the manager: this process started it)."""
+    assert signal_group(int(record.outputs["pgid"]), signal.SIGKILL)
+    try:
+        os.waitpid(int(record.outputs["pid"]), 0)
+    except ChildProcessError:
+        pass
+
+
+@pytest.mark.slow
+def test_a_killed_local_server_is_healed_by_apply_base_and_by_reconcile(tmp_path):
+    repo = make_repo(tmp_path / "repo", specs=["fraud-detector"], edit=relax_one_worker, git=True)
+    config = load_config(repo.root)
+    ledger = Ledger(config.state_dir)
+    head = repo.git.head.commit.hexsha
+    try:
+        code, out, err = invoke(repo.root, "apply", "--env", "staging")
+        assert code == 0, out + err
+        first = ledger.get("fraud-detector", "staging")
+        _kill(first)
+        code, out, _ = invoke(repo.root, "status", "--env", "staging", "-f", "json")
+        assert json.loads(out)[0]["health"].startswith("NotRunning")
+
+        code, out, err = invoke(repo.root, "apply", "--env", "staging", "--base", head)
+        assert code == 0, out + err
+        assert "live state diverged (NotRunning" in out
+        second = ledger.get("fraud-detector", "staging")
+        assert second.outputs["pid"] != first.outputs["pid"]
+        assert second.lastAppliedRevision == head
+        _kill(second)
+
+        code, out, err = invoke(repo.root, "reconcile", "--env", "staging", "-f", "json")
+        assert code == 0, out + err
+        doc = json.loads(out)
+        (outcome,) = doc["outcomes"]
+        assert outcome["status"] == "applied" and outcome["change"]["status"] == DIVERGED
+        assert "NotRunning" in outcome["change"]["reasons"][0]
+        third = ledger.get("fraud-detector", "staging")
+        code, out, _ = invoke(repo.root, "status", "--env", "staging", "-f", "json")
+        assert json.loads(out)[0]["health"] == "Healthy"
+        # in sync: the next pass checks it and touches nothing
+        code, out, _ = invoke(repo.root, "reconcile", "--env", "staging", "--once")
+        assert code == 0 and "1 deployment(s) of staging checked, 0 diverged" in out
+        assert ledger.get("fraud-detector", "staging").outputs == third.outputs
+    finally:
+        destroy_flow.destroy(config, "staging", [])
