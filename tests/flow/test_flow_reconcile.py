@@ -236,9 +236,13 @@ def test_a_killed_local_server_is_healed_by_apply_base_and_by_reconcile(tmp_path
         code, out, _ = invoke(repo.root, "status", "--env", "staging", "-f", "json")
         assert json.loads(out)[0]["health"].startswith("NotRunning")
 
-        code, out, err = invoke(repo.root, "apply", "--env", "staging", "--base", head)
+        code, out, err = invoke(
+            repo.root, "apply", "--env", "staging", "--base", head, "-f", "json"
+        )
         assert code == 0, out + err
-        assert "live state diverged (NotRunning" in out
+        (outcome,) = json.loads(out)["outcomes"]
+        assert outcome["status"] == "applied" and outcome["change"]["status"] == DIVERGED
+        assert outcome["message"].startswith("live state diverged (NotRunning")
         second = ledger.get("fraud-detector", "staging")
         assert second.outputs["pid"] != first.outputs["pid"]
         assert second.lastAppliedRevision == head
