@@ -467,3 +467,40 @@ def test_micro_batcher_deadline_and_full_batch_do_not_wait_for_stragglers():
     assert 50 <= waited_ms < NEVER_MS
     assert [p.tolist() for p in pair] == [[[2.0]], [[3.0]]]
     assert calls[-1] == 2 and full_ms < NEVER_MS  # full: left without waiting
+
+
+def test_one_predict_proba_call_answers_like_predict_for_argmax_classifiers():
+    """For the classifiers whose predict is the argmax of predict_proba, the service calls
+    the model once: the predictions equal the model's own predict on real data (iris:
+    three classes, and two as string labels)."""
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from reconciler.runtime import frameworks
+
+    class Mine(LogisticRegression):  # a subclass may redefine predict: not assumed
+        pass
+
+    data = load_iris()
+    x, y = data.data.astype(np.float32), data.target
+    two = np.where(y == 2, "virginica", "other")  # binary, string labels
+    models = [
+        make_pipeline(StandardScaler(), LogisticRegression()),
+        RandomForestClassifier(n_estimators=5, random_state=0),
+        GaussianNB(),
+    ]
+    for model in models:
+        for target in (y, two):
+            model.fit(x, target)
+            assert frameworks._argmax_classifier(model), model
+            preds, proba = frameworks.predict("sklearn", model, x, "classification")
+            assert preds.tolist() == model.predict(x).tolist(), model
+            assert np.allclose(proba, model.predict_proba(x))
+    assert not frameworks._argmax_classifier(SVC(probability=True))
+    assert not frameworks._argmax_classifier(make_pipeline(StandardScaler(), SVC()))
+    assert not frameworks._argmax_classifier(Mine())
