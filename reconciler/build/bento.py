@@ -38,6 +38,7 @@ RUNTIME_FILES: dict[str, Path] = {
     "modelops_runtime/request.py": RUNTIME_DIR / "request.py",
     "modelops_runtime/batching.py": RUNTIME_DIR / "batching.py",
     "modelops_runtime/uris.py": RUNTIME_DIR / "uris.py",
+    "modelops_runtime/signals.py": RUNTIME_DIR / "signals.py",
 }
 SERVICE_CLASS = "ModelService"
 VERSION_LEN = 16

@@ -33,7 +33,7 @@ import bentoml  # after the OpenTelemetry default above
 import numpy as np
 
 try:
-    from modelops_runtime import batching, capture, frameworks, request
+    from modelops_runtime import batching, capture, frameworks, request, signals
 except ModuleNotFoundError as exc:  # imported as reconciler.runtime.service
     raise ImportError(
         "service_template.py is the source of the generated BentoML service: it runs only "
@@ -199,6 +199,7 @@ async def _predict(
         return JSONResponse(body, 500, headers={"X-Request-ID": request_id})
     result = svc.decode(np.asarray(out))
     result["model_version"] = CONFIG["model_version"]
+    svc.signals.observe(result, body, synthetic is not None)  # rollout analysis signals
     writer = svc.capture
     if writer is not None and synthetic is not None:  # modelops's own traffic: counted only
         writer.skip_synthetic(synthetic)
@@ -458,6 +459,8 @@ class ModelService:
                 inline=self.infer if INLINE_MAX_MS > 0 else None,  # lone: no thread hop
                 inline_max_ms=INLINE_MAX_MS,
             )
+        # estimated quality and agreement with the stable version on /metrics
+        self.signals = signals.Signals()
         self.capture = None
         self.shipper = None
         cap = CONFIG.get("capture")
