@@ -53,8 +53,9 @@ BASELINE_FIELDS = {
 def rollout_diagnostics(dep: Deployment) -> list[Diagnostic]:
     """The rollout rules of one resolved deployment.
 
-    Checks: ``analysis`` only with ``strategy: canary`` on a target that runs a canary
-    analysis, ``pause_seconds >= interval_seconds``, each metric one the target can
+    Checks: ``analysis`` only with ``strategy: canary`` (metrics the target can measure
+    per interval) or ``shadow`` (metrics the shadow report computes:
+    :func:`_shadow_analysis`), ``pause_seconds >= interval_seconds``, each metric one the target can
     measure (and the model can give: agreement and the quality estimate need a
     classifier, the estimate also ``monitoring.reference``; ``p99_latency_ms: from_slo``
     needs ``serving.slo.p99_latency_ms``); ``shadow`` only on :data:`SHADOW_TARGETS`,
@@ -163,12 +164,15 @@ def _analysis(dep: Deployment, rollout: dict, err) -> None:
         return
     strategy = rollout.get("strategy")
     platform = dep.platform
-    if strategy != "canary":
+    if strategy not in ("canary", "shadow"):
         err(
             ANALYSIS,
-            f"rollout.analysis gates the steps of a canary; strategy {strategy!r} has none: "
-            "set strategy: canary or remove analysis",
+            f"rollout.analysis gates the steps of a canary (or judges a shadow); strategy "
+            f"{strategy!r} has neither: set strategy: canary or shadow, or remove analysis",
         )
+        return
+    if strategy == "shadow":
+        _shadow_analysis(dep, analysis, err)
         return
     if dep.get("spec.serving.mode") == "batch":
         err(
@@ -217,3 +221,32 @@ def _analysis(dep: Deployment, rollout: dict, err) -> None:
                 "p99_latency_ms: from_slo reads serving.slo.p99_latency_ms, which is not set; "
                 "set it or give a number of ms",
             )
+
+
+def _shadow_analysis(dep: Deployment, analysis: dict, err) -> None:
+    """A shadow is judged by its report (``reconciler.monitor.shadow``) on captured pairs:
+    agreement, the shadow's p99 latency and its quality estimate; a shadow's errors
+    never reach a client, and nothing is checked per interval."""
+    for key in ("interval_seconds", "pause_seconds", "failure_limit"):
+        if key in analysis:
+            err(
+                f"{ANALYSIS}.{key}",
+                f"a shadow has no steps to pause or checks to count, so {key} is not used; "
+                "remove it",
+                "warning",
+            )
+    metrics = analysis.get("metrics")
+    classifier = dep.get("spec.model.task") != "regression"
+    for name, value in (metrics or {}).items():
+        path = f"{METRICS}.{name}"
+        if name == "error_rate":
+            err(
+                path,
+                "the shadow report compares the answers both versions gave to the same "
+                "requests, and a shadow's errors reach no client; judge it by agreement, "
+                "p99_latency_ms or estimated_quality",
+            )
+        elif name in CLASSIFIER_METRICS and not classifier:
+            err(path, f"metric {name} compares predicted labels and this model is a regressor")
+        elif value == "from_slo" and dep.get("spec.serving.slo.p99_latency_ms") is None:
+            err(path, "p99_latency_ms: from_slo reads serving.slo.p99_latency_ms, which is not set")

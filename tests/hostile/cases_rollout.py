@@ -228,6 +228,17 @@ def cases() -> list[Case]:
             (f"{FRAUD}:{line + 1}:", "cannot", "targets that can: aws-sagemaker"),
         ),
         (
+            "shadow-judged-by-error-rate",
+            {
+                DIABETES: _diabetes(
+                    _block(strategy="shadow", steps=None, analysis=(30, 60, [("error_rate", 0.01)]))
+                )
+            },
+            VALIDATE_DIABETES,
+            1,
+            (f"{DIABETES}:{DIABETES_LINE + 7}:", "reach no client", "agreement"),
+        ),
+        (
             "shadow-sample-zero",
             {
                 DIABETES: _diabetes(
