@@ -138,6 +138,8 @@ class LocalEngine:
         stop_grace_s: seconds between SIGTERM and SIGKILL when stopping a server.
         drain_timeout_s: seconds a replaced server has to finish the requests in flight
             on it after the router switched away (then it is stopped anyway).
+        immediate: switch to the new server at once even when the spec asks for a canary
+            analysis (a rollback: ``reconciler.flow.rollback``).
     """
 
     def __init__(
@@ -147,8 +149,10 @@ class LocalEngine:
         ready_timeout_s: float = 60.0,
         stop_grace_s: float = 10.0,
         drain_timeout_s: float = 30.0,
+        immediate: bool = False,
     ) -> None:
         self.config = config
+        self.immediate = immediate
         self.ready_timeout_s = ready_timeout_s
         self.stop_grace_s = stop_grace_s
         self.drain_timeout_s = drain_timeout_s
@@ -250,7 +254,7 @@ class LocalEngine:
             raise self._failed(dep, record, port_taken_message(port, dep.key))
 
         # a canary needs a stable version to compare with: a live router and server
-        analysis = Analysis.of(dep)
+        analysis = None if self.immediate else Analysis.of(dep)
         if analysis is not None and (
             old_router is None or not old.get("backend_url") or self.health(record) != "Healthy"
         ):

@@ -87,7 +87,9 @@ def rollback(
         head_digest = _head_digest(config, name, env)
         with StateLock.of(config, timeout_s=lock_timeout_s):
             hold = Hold(head_digest, report.revert)
-            outcome = apply_one(dep, rev_cfg, ledger, Engines(rev_cfg), commit.hexsha, hold=hold)
+            outcome = apply_one(
+                dep, rev_cfg, ledger, Engines(rev_cfg, immediate=True), commit.hexsha, hold=hold
+            )
             report.outcomes.append(outcome)
     report.offline = False
     return report

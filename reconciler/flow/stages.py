@@ -18,6 +18,7 @@ from reconciler.core.diagnostics import (
 )
 from reconciler.engine.base import Engine
 from reconciler.engine.engines import engine_factory
+from reconciler.engine.local import LocalEngine
 from reconciler.engine.plan import Plan, diff
 from reconciler.engine.render import DesiredState, render, stable_image_of
 from reconciler.flow.run import Outcome, RunReport
@@ -191,10 +192,14 @@ class Engines:
 
     Args:
         config: repository configuration, given to each engine.
+        immediate: a rollback: the local engine switches to the applied version at once
+            (no canary walk: the version rolled back to is the known-good one, and a
+            canary judged against the bad live version could be refused).
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, immediate: bool = False) -> None:
         self.config = config
+        self.immediate = immediate
         self._made: dict = {}
 
     def for_platform(self, platform: str) -> Engine:
@@ -205,5 +210,8 @@ class Engines:
         """
         factory = engine_factory(platform)
         if factory not in self._made:
-            self._made[factory] = factory(self.config)
+            engine = factory(self.config)
+            if self.immediate and isinstance(engine, LocalEngine):
+                engine.immediate = True
+            self._made[factory] = engine
         return self._made[factory]

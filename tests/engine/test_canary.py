@@ -32,6 +32,7 @@ from reconciler.engine.canary import (
     run_canary,
     window,
 )
+from reconciler.flow.stages import Engines
 
 BUCKETS = ("1", "2", "5", "10", "20", "50", "100", "200", "inf")
 
@@ -227,3 +228,12 @@ def test_a_good_canary_is_promoted_after_every_step(router):
     assert rollout.steps == [50, 100] and {c["result"] for c in rollout.checks} == {PASSED}
     status = routing.read_status(handle.url)
     assert [b["url"] for b in status["backends"].values()] == [canary_url]
+
+
+def test_a_rollback_switches_at_once_without_a_canary_walk(tmp_path):
+    """The version a rollback returns to is the known-good one: judged as a canary
+    against the bad live version it could be refused, so the rollback's local engine
+    skips the walk (reconciler.flow.rollback uses Engines(..., immediate=True))."""
+    config = load_config(make_repo(tmp_path / "repo", specs=(), examples=(), policies=False).root)
+    assert Engines(config, immediate=True).for_platform("local").immediate is True
+    assert Engines(config).for_platform("local").immediate is False
