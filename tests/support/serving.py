@@ -204,7 +204,7 @@ class SteadyClient:
                         self.failures.append(f"HTTP {resp.status_code}: {resp.text[:200]}")
                 except httpx.HTTPError as exc:
                     self.failures.append(f"{type(exc).__name__}: {exc}")
-                time.sleep(0.005)  # a steady client, not a load test
+                time.sleep(0.02)  # a steady client, not a load test
 
     def stop(self, after: int = 5) -> None:
         self._stop_at = self.ok + after
