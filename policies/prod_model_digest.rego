@@ -2,7 +2,9 @@
 # title: Model digest pinned in production
 # description: >-
 #   A production deployment pins its model file by SHA-256 (spec.model.sha256), so that
-#   the model loaded (a pickle runs code when loaded) is the one that was reviewed.
+#   the model loaded (a pickle runs code when loaded) is the one that was reviewed. This
+#   holds for every source: a repository path, an s3:// object (which can be overwritten)
+#   and an MLflow alias (which can be moved) alike; the build refuses other bytes.
 # custom:
 #   id: MDL-013
 #   severity: critical

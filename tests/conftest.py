@@ -14,6 +14,9 @@ import pytest
 from support.repo import Repo, make_repo, relax
 from support.serving import Served, serve_fraud, servers_under
 
+# fixtures of every test: fake_s3 (moto, a fake), mlflow_registry (real)
+pytest_plugins = ("support.s3", "support.registry")
+
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 # validate's model-load verdicts (reconciler/spec/modelcheck.py), cached by file digest in
 # one temp directory per test run: the xdist controller sets it before it starts the

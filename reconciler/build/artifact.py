@@ -27,6 +27,10 @@ class Artifact:
         edge: for an edge bundle (``bento_tag`` empty, ``digest`` the tarball's SHA-256):
             :meth:`reconciler.build.edge_bundle.EdgeBuild.summary` (bundle name, paths,
             converter, quantization, size in bytes, p50/p99 in ms, parity); else ``{}``.
+        model_source: where the model came from
+            (:meth:`reconciler.build.fetch.ModelSource.to_dict`: ``uri``, ``kind``,
+            ``resolved`` (``models:/<name>/<version>`` for an MLflow alias), ``version``,
+            ``sha256``); ``{}`` for an edge bundle or a record written before.
     """
 
     bento_tag: str
@@ -40,6 +44,7 @@ class Artifact:
     framework: str = ""
     image_note: str = ""
     edge: dict = field(default_factory=dict)
+    model_source: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready mapping (for the ledger and machine output)."""

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.build.artifact import Artifact, BuildError
+from reconciler.build.fetch import ModelSource, resolve_model
 from reconciler.build.image import containerize, image_reference
-from reconciler.build.store import bento_exists, bentoml_env, import_model, store_model_file
+from reconciler.build.store import bento_exists, bentoml_env, import_model
 from reconciler.core.config import Config
-from reconciler.core.digests import file_sha256, json_sha256
+from reconciler.core.digests import json_sha256
 from reconciler.runtime import frameworks
-from reconciler.runtime.uris import bentoml_tag
 from reconciler.spec.model import Deployment
-from reconciler.spec.paths import spec_path
 
 RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime"
 #: files that make up the generated service: destination in the build context -> source
@@ -58,42 +57,6 @@ def template_digest() -> str:
     return h.hexdigest()
 
 
-def _model_path(dep: Deployment, config: Config) -> tuple[Path, str]:
-    """The model file of ``spec.model.uri`` and how to name it in messages.
-
-    A repository path, or ``bentoml:<tag>`` (a model in this repository's BentoML store).
-
-    Raises:
-        BuildError: missing uri, unsupported scheme (s3://, MLflow), path leaving the
-            repository, file missing (:func:`reconciler.spec.paths.spec_path`).
-    """
-    uri = dep.get("spec.model.uri")
-    field = "spec.model.uri"
-    pos = dep.locate(field)
-    if not isinstance(uri, str) or not uri:
-        raise BuildError(f"{pos}: {field}: missing; expected a repository path to the model file")
-    if bentoml_tag(uri) is not None:
-        path = store_model_file(dep, config, uri)
-        return path, f"{uri} ({path.name})"
-    if uri.startswith("models:/"):
-        raise BuildError(
-            f"{pos}: {field}: MLflow model URIs are not supported by the build yet ({uri!r}); "
-            "use a repository path to the model file or bentoml:<tag>"
-        )
-    checked = spec_path(
-        dep,
-        config,
-        field,
-        uri,
-        s3="S3 model URIs are not supported by the build yet",
-        must_exist=True,
-        what="model file",
-        valid="a repository path to the model file, or bentoml:<tag>",
-        error=BuildError,
-    )
-    return checked.local, uri
-
-
 def _batching(dep: Deployment) -> dict:
     raw = dep.get("spec.serving.batching") or {}
     mode = dep.get("spec.serving.mode", "realtime")
@@ -120,22 +83,23 @@ def _capture(dep: Deployment) -> dict | None:
     }
 
 
-def build_inputs(dep: Deployment, config: Config) -> dict:
+def build_inputs(dep: Deployment, config: Config, source: ModelSource | None = None) -> dict:
     """Everything the Bento is made from, as a JSON-ready mapping (the digest's input).
 
+    Args:
+        source: the resolved model (:func:`reconciler.build.fetch.resolve_model`); resolved
+            here when not given. The digest covers the model's bytes (its SHA-256), not
+            where they came from: the same bytes from another MLflow version are the same
+            Bento.
+
     Raises:
-        BuildError: the model file is missing, leaves the repository, does not match
-            ``spec.model.sha256``, or its framework is not installed.
+        BuildError: the model file is missing, leaves the repository, cannot be fetched,
+            does not match ``spec.model.sha256`` (:class:`~reconciler.build.fetch.FetchError`),
+            or its framework is not installed.
     """
-    path, uri = _model_path(dep, config)
-    model_sha = file_sha256(path)
-    want = dep.get("spec.model.sha256")
-    if want and want != model_sha:
-        raise BuildError(
-            f"{dep.locate('spec.model.sha256')}: spec.model.sha256: model file {uri} has "
-            f"sha256 {model_sha}, the spec says {want}; refusing to load it "
-            "(update the digest only if the new model file is intended)"
-        )
+    source = source or resolve_model(dep, config)
+    path, model_sha = source.path, source.sha256
+    uri = source.uri if source.kind == "path" else f"{source.uri} ({path.name})"
     framework = dep.get("spec.model.framework", "sklearn")
     try:
         dist, fw_version = frameworks.distribution(framework)
@@ -292,13 +256,14 @@ def build(dep: Deployment, config: Config, *, revision: str = "", image: bool = 
             cannot be loaded or does not accept the signature, framework not installed,
             BentoML build failure; the message names the file (and spec line).
     """
-    inputs = build_inputs(dep, config)
+    source = resolve_model(dep, config)
+    inputs = build_inputs(dep, config, source)
     digest = build_digest(inputs)
     version = digest[:VERSION_LEN]
     tag = f"{dep.name}:{version}"
     model_tag = f"{dep.name}-model:{inputs['model_file']['sha256'][:VERSION_LEN]}"
     cfg = _service_config(dep, inputs, digest, model_tag)
-    model_path, uri = _model_path(dep, config)
+    model_path, uri = source.path, inputs["model_file"]["uri"]
     with bentoml_env(config) as bentoml:
         from bentoml.exceptions import BentoMLException, NotFound  # heavy: bentoml
 
@@ -340,6 +305,7 @@ def build(dep: Deployment, config: Config, *, revision: str = "", image: bool = 
             model_sha256=inputs["model_file"]["sha256"],
             model_tag=model_tag,
             framework=cfg["framework"],
+            model_source=source.to_dict(),
         )
         if image:
             artifact = containerize(bentoml, artifact)

@@ -31,6 +31,7 @@ from reconciler.flow.gates import (
 )
 from reconciler.flow.heal import check_live, heal_files, mark_healed
 from reconciler.flow.run import Outcome, RunReport, sort_report
+from reconciler.flow.sources import check_planned_model
 from reconciler.flow.stages import (
     Engines,
     build_artifact,
@@ -220,6 +221,7 @@ def apply_one(
         return outcome
     try:
         with step("build", dep.key):
+            check_planned_model(dep, config, ledger)  # a remote model only as the plan showed
             artifact = build_artifact(dep, config, revision)
     except Exception as exc:  # noqa: BLE001 - one failing deployment does not stop the others
         outcome.message = _record_failure(ledger, dep, config, revision, digest, exc)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reconciler.build.fetch import FetchError, is_remote, resolve_model
 from reconciler.core.config import Config
 from reconciler.core.digests import file_sha256, json_sha256
 from reconciler.spec.files import spec_dependencies
@@ -35,18 +36,43 @@ def inputs_digest(dep: Deployment, config: Config) -> str:
     for rel in sorted(spec_dependencies({"spec": dep.data.get("spec", {})})):
         files[rel] = file_digest(config.repo_path(rel))
     doc = {"deployment": dep.data, "environment": dep.env, "files": files}
+    if is_remote(dep.get("spec.model.uri")):
+        doc["model"] = {k: v for k, v in remote_model(dep, config).items() if k != "error"}
     return json_sha256(doc)
+
+
+def remote_model(dep: Deployment, config: Config) -> dict:
+    """``{"resolved", "version", "sha256"}`` of a remote model (an MLflow alias resolved to
+    its version now; the bytes fetched into the cache once), or ``{"resolved": "",
+    "version": "", "sha256": "", "error": why}`` when it cannot be resolved."""
+    try:
+        source = resolve_model(dep, config)
+    except FetchError as exc:
+        return {"resolved": "", "version": "", "sha256": "", "error": exc.message}
+    return {"resolved": source.resolved, "version": source.version, "sha256": source.sha256}
 
 
 def model_info(dep: Deployment | None, config: Config | None) -> dict | None:
     """``{"framework", "uri", "sha256", "version"}`` of a deployment's model, or None.
 
     ``sha256`` is the spec's digest when it gives one, else the file's (repository
-    paths), else ``""``.
+    paths), else ``""``. A remote model (``s3://``, ``models:/``) also has ``resolved``
+    (``models:/<name>/<version>`` for an MLflow alias, resolved now) and ``sha256`` is
+    that of the fetched bytes (:func:`remote_model`; ``""`` and ``resolved`` saying why
+    when it cannot be resolved).
     """
     if dep is None:
         return None
     uri = dep.get("spec.model.uri", "")
+    if config is not None and is_remote(uri):
+        remote = remote_model(dep, config)
+        return {
+            "framework": dep.get("spec.model.framework", ""),
+            "uri": uri,
+            "sha256": remote["sha256"],
+            "version": str(dep.get("spec.model.version", "") or ""),
+            "resolved": remote["resolved"] or f"unresolved: {remote.get('error', '')}",
+        }
     digest = dep.get("spec.model.sha256") or ""
     if not digest and config is not None and isinstance(uri, str):
         path = config.repo_path(uri)

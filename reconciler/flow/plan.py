@@ -26,6 +26,7 @@ from reconciler.flow.gates import (
 )
 from reconciler.flow.pr_plan import plan_changes
 from reconciler.flow.run import Outcome, RunReport, sort_report
+from reconciler.flow.sources import pin_remote_models
 from reconciler.flow.stages import (
     build_and_smoke,
     render_failed,
@@ -66,12 +67,16 @@ def applied_model(record, dep, config: Config) -> dict | None:
         return model_info(dep, config)
     art = record.artifact or {}
     new = model_info(dep, config) or {}
-    return {
+    out = {
         "framework": art.get("framework") or new.get("framework", ""),
         "uri": new.get("uri", ""),
         "sha256": art.get("model_sha256") or "",
         "version": new.get("version", ""),
     }
+    source = art.get("model_source") or {}
+    if "resolved" in new:  # a remote model: what was resolved when it was applied
+        out["resolved"] = source.get("resolved", "") if source.get("uri") == out["uri"] else ""
+    return out
 
 
 def plan(
@@ -156,6 +161,8 @@ def plan(
         return extra
 
     deployments = gate(config, targets, env, report, keep_blocked=True, prepare=prepare)
+    # the remote models this plan shows are the ones apply may deploy (flow/sources.py)
+    report.notes.extend(pin_remote_models(deployments, config, ledger, report.revision))
     cost_findings = []
     if report.blocked:
         build = smoke = False  # a blocked plan shows the diff; nothing is built

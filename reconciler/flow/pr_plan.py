@@ -38,6 +38,7 @@ from reconciler.flow.policy_set import (
     policy_set_touched,
 )
 from reconciler.flow.run import Outcome, RunReport, sort_report
+from reconciler.flow.sources import as_applied, pin_remote_models
 from reconciler.flow.stages import (
     build_and_smoke,
     build_artifact,
@@ -160,13 +161,18 @@ def plan_changes(
         if build and not may_build:
             report.notes.append("builds and smoke tests not run: the gates blocked")
         ledger = Ledger.of(config)
+        # the remote models this plan shows are the ones apply may deploy (flow/sources.py)
+        report.notes.extend(pin_remote_models(deployments, head_cfg, ledger, revision))
         for dep in deployments:
             change = by_path.get(dep.spec.file)
             old = old_deps.get((dep.name, dep.env))
             outcome = Outcome(dep.key, dep.name, dep.env, dep.platform, "planned")
             outcome.revision = revision
             outcome.change = change.to_dict() if change else {}
-            outcome.model = {"old": model_info(old, base_cfg), "new": model_info(dep, head_cfg)}
+            outcome.model = {
+                "old": as_applied(model_info(old, base_cfg), ledger.get(dep.name, dep.env)),
+                "new": model_info(dep, head_cfg),
+            }
             if change is None or change.status != "unchanged":
                 outcome.spec_diff = spec_diff(old, dep, base_cfg, head_cfg, changed_files)
             artifact = None
@@ -189,7 +195,8 @@ def plan_changes(
                     rendered = p.rendered if artifact is None else None
                     rendered = rendered or render_live(dep, artifact, head_cfg)
                     plan_value = diff(rendered.to_dict(), rendered, dep.key)
-                    outcome.model["old"] = outcome.model["new"]
+                    if "resolved" not in (outcome.model["new"] or {}):  # not remote
+                        outcome.model["old"] = outcome.model["new"]
                 elif artifact is None:  # rendered and priced above, without a build
                     if p.error is not None:
                         raise p.error

@@ -77,15 +77,21 @@ def _model_rows(model: dict) -> list[str]:
     if old and new and old == new:
         return [
             f"**Model:** unchanged ({escape.text(new.get('framework', ''))} "
-            f"{md_code(new.get('uri'))}, digest {md_code(_short(new.get('sha256', '')))})"
+            f"{md_code(new.get('uri'))}"
+            + (f" = {md_code(new['resolved'])}" if new.get("resolved") else "")
+            + f", digest {md_code(_short(new.get('sha256', '')))})"
         ]
     rows = ["| model | before | after |", "|---|---|---|"]
+    remote = "resolved" in (old or {}) or "resolved" in (new or {})
     for field, label in (
         ("framework", "framework"),
         ("uri", "uri"),
+        ("resolved", "resolved"),
         ("sha256", "digest"),
         ("version", "version"),
     ):
+        if field == "resolved" and not remote:
+            continue  # a repository path or a BentoML tag: nothing is resolved
         a = (old or {}).get(field, "") if old else None
         b = (new or {}).get(field, "") if new else None
         if field == "sha256":

@@ -89,16 +89,21 @@ def _policy_changes(report) -> list[str]:
 def _model_lines(model: dict) -> list[str]:
     old, new = model.get("old"), model.get("new")
     if old and new and old == new:
-        return [f"  model: unchanged ({new['framework']} {new['uri']} {new['sha256'][:12]})"]
+        pinned = f" = {new['resolved']}" if new.get("resolved") else ""
+        return [
+            f"  model: unchanged ({new['framework']} {new['uri']}{pinned} {new['sha256'][:12]})"
+        ]
     if new and not old:
-        return [f"  model: {new['framework']} {new['uri']} {new['sha256'][:12]} (new here)"]
+        pinned = f" = {new['resolved']}" if new.get("resolved") else ""
+        return [f"  model: {new['framework']} {new['uri']}{pinned} {new['sha256'][:12]} (new here)"]
     if old and not new:
         return [f"  model: {old['framework']} {old['uri']} (removed)"]
     lines = []
     if old or new:
-        for k in ("framework", "uri", "sha256", "version"):
-            a = str((old or {}).get(k, "") or "-")[:24]
-            b = str((new or {}).get(k, "") or "-")[:24]
+        for k in ("framework", "uri", "resolved", "sha256", "version"):
+            width = 80 if k == "resolved" else 24  # resolved: models:/<name>/<version>
+            a = str((old or {}).get(k, "") or "-")[:width]
+            b = str((new or {}).get(k, "") or "-")[:width]
             if a != b:
                 lines.append(f"  model {k}: {a} -> {b}")
     return lines

@@ -24,6 +24,7 @@ from reconciler.core.config import Config
 from reconciler.core.diagnostics import Diagnostic, Position
 from reconciler.core.digests import file_sha256
 from reconciler.core.document import PathKey, format_path, get_path
+from reconciler.core.modeluri import MLFLOW_FORM, is_mlflow_uri, mlflow_uri_problem
 from reconciler.policy.encoding import text_misread
 from reconciler.runtime.uris import URI_SCHEMES, parse_s3_uri
 from reconciler.spec import cron, modelcheck
@@ -207,6 +208,31 @@ AWS_PLATFORMS = ("aws-sagemaker", "aws-serverless")
 RETRAIN_FRAMEWORKS = ("sklearn",)
 
 
+#: the model sources the build fetches (reconciler/build/fetch.py), as messages name them
+MODEL_SOURCES = "a repository path, bentoml:<tag>, s3://bucket/key or " + MLFLOW_FORM
+
+
+def model_source_problem(uri: str) -> str | None:
+    """Why the build cannot fetch the model URI ``uri`` (a sentence), or ``None`` for a
+    repository path (checked elsewhere) and a well-formed ``bentoml:``, ``s3://`` or
+    ``models:/`` URI."""
+    if uri.startswith("bentoml:"):
+        return None if uri[len("bentoml:") :].strip() else "bentoml: names no model tag"
+    if uri.startswith("s3://"):
+        try:
+            _bucket, key = parse_s3_uri(uri)
+        except ValueError as exc:
+            return str(exc)
+        return None if key else f"{uri!r} names a bucket, not the model object"
+    if is_mlflow_uri(uri):
+        problem = mlflow_uri_problem(uri)
+        return f"{uri!r}: {problem}; expected {MLFLOW_FORM}" if problem else None
+    if uri.startswith(URI_SCHEMES):
+        scheme = uri.split(":", 1)[0]
+        return f"{scheme}: model URIs are not fetched by the build; use {MODEL_SOURCES}"
+    return None
+
+
 def build_rule_diagnostics(dep: Deployment) -> list[Diagnostic]:
     """What build, apply or retrain would refuse, known from the spec alone.
 
@@ -230,6 +256,8 @@ def build_rule_diagnostics(dep: Deployment) -> list[Diagnostic]:
             f"{', '.join(URI_SCHEMES)}",
             "uri",
         )
+    elif isinstance(uri, str) and (problem := model_source_problem(uri)):
+        err("spec.model.uri", problem, "uri")
     sink = dep.get("spec.monitoring.capture.sink")
     capture_on = dep.get("spec.monitoring.capture.enabled", True) is not False
     if dep.platform in AWS_PLATFORMS and capture_on and isinstance(sink, str) and sink:

@@ -537,6 +537,24 @@ class Ledger:
         """Replace the newest completed retraining run (see :meth:`last_retraining`)."""
         self.backend.write(f"retrain/{name}-{env}/last-completed.json", json_bytes(entry))
 
+    def pin(self, name: str, env: str) -> dict | None:
+        """The model pin of ``name`` × ``env`` (``pins/<name>-<env>.json``: the remote model
+        the last ``plan`` showed, ``{"uri", "kind", "resolved", "version", "sha256",
+        "revision", "time"}``), which ``apply`` deploys and nothing else; ``None`` when no
+        plan pinned one or it cannot be read as a JSON object (a pin only narrows what
+        apply may deploy)."""
+        stored = self.backend.read(f"pins/{name}-{env}.json")
+        try:
+            data = json.loads(stored.data.decode("utf-8")) if stored else None
+        except (UnicodeDecodeError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def put_pin(self, name: str, env: str, pin: dict) -> None:
+        """Replace the model pin of ``name`` × ``env`` (see :meth:`pin`); written by
+        ``reconciler.state.status.model_planned`` only."""
+        self.backend.write(f"pins/{name}-{env}.json", json_bytes(pin))
+
     def delete(self, name: str, env: str) -> bool:
         """Remove a record and its history; returns whether one existed.
 

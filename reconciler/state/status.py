@@ -22,7 +22,7 @@ from reconciler.build.artifact import Artifact
 from reconciler.core.clock import now_iso
 from reconciler.engine.base import ApplyResult
 from reconciler.spec.model import Deployment
-from reconciler.state.backend import StateConflict
+from reconciler.state.backend import StateConflict, StateStoreError, StateWriteError
 from reconciler.state.ledger import Ledger, LedgerRecord, actor
 from reconciler.state.reasons import (
     ABORTED,
@@ -465,3 +465,24 @@ def retraining_result(
     if completed:
         ledger.put_last_retraining(dep.name, dep.env, entry)
     return entry
+
+
+def model_planned(ledger: Ledger, dep: Deployment, source: dict, *, revision: str) -> bool:
+    """Pin the remote model a plan showed for ``dep`` (:meth:`Ledger.put_pin`).
+
+    Args:
+        source: :meth:`reconciler.build.fetch.ModelSource.to_dict` (``uri``, ``kind``,
+            ``resolved``, ``version``, ``sha256``).
+        revision: the Git revision planned.
+
+    Returns:
+        whether the pin was written (``False``: the state is not writable here, e.g. a
+        pull request's job without write access to it; apply then deploys what it
+        resolves).
+    """
+    pin = {**source, "revision": revision, "time": now_iso()}
+    try:
+        ledger.put_pin(dep.name, dep.env, pin)
+    except (StateWriteError, StateStoreError):
+        return False
+    return True

@@ -9,8 +9,6 @@ import hashlib
 import json
 import re
 
-import boto3
-import pytest
 from support.cli import invoke
 from support.repo import make_repo
 
@@ -94,32 +92,8 @@ def test_a_failed_edge_build_publishes_nothing_and_is_recorded(tmp_path):
     assert code == 2 and "an edge deployment has no server to smoke-test" in err
 
 
-@pytest.fixture
-def fake_s3(monkeypatch):
-    """moto's S3 server on loopback (a fake named as such), reached through
-    ``AWS_ENDPOINT_URL`` by the engine's boto3 client."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        for key, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
-        }.items():
-            monkeypatch.setenv(key, value)
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        client.create_bucket(Bucket="fleet-bundles")
-        yield client
-    finally:
-        server.stop()
-
-
 def test_apply_publishes_to_s3(tmp_path, fake_s3):
+    fake_s3.create_bucket(Bucket="fleet-bundles")
     repo = _edge_repo(
         tmp_path,
         {

@@ -14,8 +14,6 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-import boto3
-import httpx
 import pandas as pd
 import pytest
 from support.cli import invoke
@@ -28,29 +26,6 @@ from reconciler.state.ledger import Ledger
 
 BUCKET = "label-bucket"
 SINK = f"s3://{BUCKET}/outcomes"
-
-
-@pytest.fixture
-def fake_s3(monkeypatch):
-    """moto's S3 server on loopback (a fake named as such) with dummy credentials."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        httpx.post(f"{endpoint}/moto-api/reset").raise_for_status()  # no bucket of a prior test
-        for key, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
-        }.items():
-            monkeypatch.setenv(key, value)
-        yield boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    finally:
-        server.stop()
 
 
 def _repo(tmp_path: Path, sink: str = SINK) -> Path:

@@ -12,10 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -27,6 +25,10 @@ FAKE_CREDENTIALS = {
 @contextmanager
 def moto_server() -> Iterator[str]:
     """A running fake S3 server; yields its endpoint URL (``http://127.0.0.1:PORT``)."""
+    # imported here: this module is a plugin of every test session (tests/conftest.py),
+    # and moto's server (Flask, its backends) costs about a second to import
+    from moto.server import ThreadedMotoServer
+
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
     try:
@@ -42,7 +44,24 @@ def use_fake_s3(endpoint: str, monkeypatch: pytest.MonkeyPatch, *buckets: str):
     httpx.post(f"{endpoint}/moto-api/reset").raise_for_status()
     for key, value in {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}.items():
         monkeypatch.setenv(key, value)
+    import boto3  # heavy (botocore's service models): only tests that use the fake
+
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     for bucket in buckets:
         client.create_bucket(Bucket=bucket)
     return client
+
+
+@pytest.fixture(scope="session")
+def fake_s3_endpoint() -> Iterator[str]:
+    """One fake S3 server (moto, on loopback) per test session (per xdist worker)."""
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def fake_s3(fake_s3_endpoint: str, monkeypatch: pytest.MonkeyPatch):
+    """The fake S3 (moto), empty, with boto3 pointed at it (:func:`use_fake_s3`); a
+    client of it. Registered for every test by ``pytest_plugins`` in
+    ``tests/conftest.py``; a module may shadow it (tests/state/test_shared_state.py)."""
+    return use_fake_s3(fake_s3_endpoint, monkeypatch)
