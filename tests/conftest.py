@@ -14,8 +14,8 @@ import pytest
 from support.repo import Repo, make_repo, relax
 from support.serving import Served, serve_fraud, servers_under
 
-# fixtures of every test: fake_s3 (moto, a fake), mlflow_registry (real)
-pytest_plugins = ("support.s3", "support.registry")
+# fixtures of every test: fake_s3 (moto, a fake), fake_github (a fake), mlflow_registry (real)
+pytest_plugins = ("support.s3", "support.fake_github", "support.registry")
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 # validate's model-load verdicts (reconciler/spec/modelcheck.py), cached by file digest in

@@ -201,11 +201,17 @@ def labels_ingest(
     raise typer.Exit(EXIT_FINDINGS if result.rejected_total else EXIT_OK)
 
 
-def _retrain(dep, *, reason, training_data, force, fmt) -> dict:
+def _retrain(dep, *, reason, training_data, force, fmt, base=False, remote=None) -> dict:
     config = get_config()
     with progress(f"retrain {dep.key}: running the retraining command"):
         res = monitor_flow.retrain(
-            dep, config, reason=reason, training_data=training_data, force=force
+            dep,
+            config,
+            reason=reason,
+            training_data=training_data,
+            force=force,
+            base=base,
+            remote=remote,
         )
     if fmt == "text":
         out(drift_text.retraining(dep.key, res, config))
@@ -228,9 +234,26 @@ def retrain_cmd(
         typer.Option("--training-data", help="Parquet/CSV passed as MODELOPS_TRAINING_DATA."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Ignore the cooldown.")] = False,
+    base: Annotated[
+        bool,
+        typer.Option(
+            "--base",
+            help="Propose the model in the base spec.model (every environment) instead of "
+            "the overlay of --env.",
+        ),
+    ] = False,
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            "--remote",
+            help="Git remote to push the proposal to (default: origin when there is one). "
+            "With GITHUB_TOKEN a pull request is opened (GITHUB_REPOSITORY, GITHUB_API_URL); "
+            "without, the compare URL is printed.",
+        ),
+    ] = None,
     fmt: TextOrJson = "text",
 ) -> None:
-    """Run the spec's retraining command; propose a better model on a new Git branch.
+    """Run the spec's retraining command; propose a better model as a pull request.
 
     Exit 0 when proposed, rejected, unchanged or skipped (cooldown); 2 when the run
     failed (or for usage errors).
@@ -238,7 +261,15 @@ def retrain_cmd(
     reason = check_reason(reason)  # exit 2 before the specs are loaded or anything runs
     dep = _deployment(name, env)
     try:
-        doc = _retrain(dep, reason=reason, training_data=training_data, force=force, fmt=fmt)
+        doc = _retrain(
+            dep,
+            reason=reason,
+            training_data=training_data,
+            force=force,
+            fmt=fmt,
+            base=base,
+            remote=remote,
+        )
     except ModelopsError as exc:
         if fmt == "json":
             result = getattr(exc, "result", None)

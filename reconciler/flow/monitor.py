@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING
 from reconciler.core.clock import now_iso
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.flow.propose import deliver
 from reconciler.flow.rollback import rollback
 from reconciler.monitor.drift import DriftResult, run_drift
 from reconciler.monitor.labels import IngestResult, ingest_labels
+from reconciler.monitor.proposal import proposal_repo
 from reconciler.monitor.quality import QualityResult, model_classes, run_quality
 from reconciler.monitor.reason import MAX_REASON_CHARS, check_reason
 from reconciler.monitor.retrain import (
@@ -43,6 +45,11 @@ RETRAIN_FIELDS = (
     "commit",
     "sha256",
     "model_uri",
+    "model_version",
+    "published",
+    "edited",
+    "remote",
+    "pull_request",
     "log",
 )
 """The fields of a :class:`RetrainResult` a ``retrain`` history entry keeps (when set)."""
@@ -207,13 +214,17 @@ def retrain(
     training_data: str | None = None,
     force: bool = False,
     now: datetime | None = None,
+    base: bool = False,
+    remote: str | None = None,
 ) -> RetrainResult:
-    """Run retraining once (:func:`reconciler.monitor.retrain.run_retraining`) and record it.
+    """Run retraining once (:func:`reconciler.monitor.retrain.run_retraining`), deliver a
+    proposal (:func:`reconciler.flow.propose.deliver`: push, pull request) and record it.
 
     The job gets the newest completed retraining (:func:`last_completed`) for its
     cooldown. Every run, skipped and failed ones included, becomes a ``retrain`` history
     entry; a completed one (``proposed``, ``rejected``, ``unchanged``) is also written to
-    ``last-completed.json`` (by the writer). Arguments as ``run_retraining``.
+    ``last-completed.json`` (by the writer). Arguments as ``run_retraining``; ``remote``
+    as ``deliver`` (default ``origin`` when there is one).
 
     Returns:
         The job's :class:`RetrainResult` (``proposed``, ``rejected``, ``unchanged`` or
@@ -222,7 +233,8 @@ def retrain(
     Raises:
         ModelopsError: (exit 2) a ``reason`` that :func:`check_reason` refuses; nothing is
             read, run or recorded.
-        RetrainError: (exit 2) the failed run, recorded (``failed``) first.
+        RetrainError: (exit 2) the failed run, recorded (``failed``) first; a push or a
+            pull request that failed is a failed run too, with its branches deleted.
     """
     reason = check_reason(reason)  # before anything is read or recorded
     last = last_completed(dep, config)
@@ -236,12 +248,31 @@ def retrain(
             force=force,
             now=now,
             last=last,
+            base=base,
         )
+        if result.status == "proposed":
+            _deliver(dep, config, repo, result, remote)
     except RetrainError as exc:
         _record_retraining(dep, config, exc.result)
         raise
     _record_retraining(dep, config, result)
     return result
+
+
+def _deliver(dep, config, repo, result: RetrainResult, remote: str | None) -> None:
+    """Push the proposal and open its pull request; a failure fails the run.
+
+    Raises:
+        RetrainError: the push or the forge failed (the branches are deleted by then).
+    """
+    record = Ledger.of(config).get(dep.name, dep.env)
+    try:
+        deliver(proposal_repo(config, repo), dep, result, record, remote=remote)
+    except ModelopsError as exc:
+        result.status = "failed"
+        result.message = exc.message
+        result.branch = result.commit = ""  # deleted: the history names no branch
+        raise RetrainError(exc.message, result) from None
 
 
 def last_retraining(record: LedgerRecord | None) -> dict | None:

@@ -20,6 +20,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler.build.fetch import FetchError, is_remote, resolve_model
 from reconciler.core.clock import now_iso
 from reconciler.core.config import Config
 from reconciler.core.digests import file_sha256
@@ -179,18 +180,25 @@ def load_live_model(dep: Deployment, config: Config):
 
     Returns:
         ``(model, "")`` or ``(None, reason)``; a pickled model runs code when loaded, so
-        it is loaded only from a repository path whose SHA-256 equals
-        ``spec.model.sha256`` (when the spec gives one).
+        it is loaded only when its SHA-256 equals ``spec.model.sha256`` (when the spec
+        gives one): a repository path, or an ``s3://`` / ``models:/`` model fetched into
+        the cache (:func:`reconciler.build.fetch.resolve_model`).
     """
     uri = dep.get("spec.model.uri")
-    if not isinstance(uri, str) or uri.startswith(URI_SCHEMES):
+    if is_remote(uri):  # fetched into the cache, its digest checked against the spec's
+        try:
+            path = resolve_model(dep, config).path
+        except FetchError as exc:
+            return None, exc.message
+    elif not isinstance(uri, str) or uri.startswith(URI_SCHEMES):
         return None, f"model {uri} is not a repository file; cannot load it here"
-    path = config.repo_path(uri)
-    if path is None or not path.is_file():
-        return None, f"model file {uri} not found"
-    want = dep.get("spec.model.sha256")
-    if isinstance(want, str) and file_sha256(path) != want:
-        return None, f"model file {uri} does not match spec.model.sha256; not loaded"
+    else:
+        path = config.repo_path(uri)
+        if path is None or not path.is_file():
+            return None, f"model file {uri} not found"
+        want = dep.get("spec.model.sha256")
+        if isinstance(want, str) and file_sha256(path) != want:
+            return None, f"model file {uri} does not match spec.model.sha256; not loaded"
     framework = dep.get("spec.model.framework", "sklearn")
     try:
         return frameworks.load_model(framework, path, dep.get("spec.model.task", "")), ""

@@ -20,7 +20,8 @@ from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.core.git import open_repo
 from reconciler.monitor.data import field_origin
-from reconciler.monitor.specedit import edit_scalars
+from reconciler.monitor.publish import Published
+from reconciler.monitor.specedit import set_entries
 from reconciler.runtime.uris import URI_SCHEMES
 from reconciler.spec.model import Deployment
 from reconciler.spec.paths import spec_path
@@ -34,12 +35,19 @@ class Proposal:
     Attributes:
         branch: ``modelops/retrain/<name>-<UTC time>`` (``-2``, ``-3``... if taken).
         commit: the commit SHA the branch points at.
-        model_uri: the proposed model's path, relative to the config root.
+        model_uri: the proposed ``spec.model.uri``: the model file's path relative to
+            the config root (committed on the branch), or the published reference
+            (``s3://...``, ``models:/<name>/<version>``; nothing binary committed).
+        version: the proposed ``spec.model.version`` (:func:`bump_version`).
+        edited: the mapping the proposal wrote ``uri``, ``sha256`` and ``version`` into
+            (``spec.environments.<env>.model``, or ``spec.model`` with ``base``).
     """
 
     branch: str
     commit: str
     model_uri: str
+    version: str = ""
+    edited: str = ""
 
 
 def proposal_repo(config: Config, repo: git.Repo | None) -> git.Repo:
@@ -79,24 +87,30 @@ def _new_model_path(dep: Deployment, config: Config, sha: str) -> str:
         return (Path(out) / filename).as_posix()
     if uri.startswith(URI_SCHEMES):
         raise ModelopsError(
-            f"{field_origin(dep, 'spec.model.uri')}: {uri} is not a repository path; set "
+            f"{field_origin(dep, 'spec.model.uri')}: {uri} is not a repository path nor a "
+            "model store modelops publishes to (s3://, models:/); set "
             "spec.retraining.output to the directory where proposed models go"
         )
     return (Path(uri).parent / filename).as_posix()
 
 
-def _edit_paths(dep: Deployment) -> tuple[tuple, tuple]:
-    """Where ``uri`` and ``sha256`` are written for this environment (base or overlay)."""
-    base = ("spec", "model")
-    over = ("spec", "environments", dep.env, "model")
-    uri_path = (*over, "uri") if (*over, "uri") in dep.spec.positions else (*base, "uri")
-    if (*over, "sha256") in dep.spec.positions:
-        sha_path = (*over, "sha256")
-    elif (*base, "sha256") in dep.spec.positions and uri_path[:-1] == base:
-        sha_path = (*base, "sha256")
-    else:
-        sha_path = (*uri_path[:-1], "sha256")
-    return uri_path, sha_path
+def bump_version(version: object) -> str:
+    """The next ``spec.model.version``: the last number in it plus one (``1.0.0`` →
+    ``1.0.1``, ``7`` → ``8``, ``v2`` → ``v3``); ``1`` when there is none; ``.1`` appended
+    when it ends in no number (``2024-rc`` → ``2024-rc.1``)."""
+    if not isinstance(version, str) or not version.strip():
+        return "1"
+    m = re.search(r"(\d+)(\D*)$", version)
+    if m is None or m.group(2):
+        return f"{version}.1"
+    return f"{version[: m.start(1)]}{int(m.group(1)) + 1}"
+
+
+def edit_mapping(dep: Deployment, base: bool) -> tuple:
+    """Where the proposal writes the model: this environment's overlay
+    (``spec.environments.<env>.model``, so that other environments keep their model) or,
+    with ``base``, the base ``spec.model``."""
+    return ("spec", "model") if base else ("spec", "environments", dep.env, "model")
 
 
 def _repo_state(repo) -> tuple:
@@ -116,12 +130,19 @@ def propose(
     compare: str,
     stamp: str,
     argv: list[str],
+    published: Published | None = None,
+    base: bool = False,
 ) -> Proposal:
-    """Commit ``candidate_file`` and the spec edit on a new branch ``modelops/retrain/...``.
+    """Commit the spec edit (and the model file, unless published) on a new branch
+    ``modelops/retrain/...``.
 
-    The model is copied next to the live one as ``<stem>-<sha256[:12]><suffix>`` (or into
-    ``spec.retraining.output``) and ``uri``/``sha256`` are replaced where the spec text
-    writes them (base spec or this environment's overlay, :func:`edit_scalars`). The
+    With ``published`` (the candidate is in the spec's model store:
+    :func:`reconciler.monitor.publish.publish_candidate`) only the reference changes;
+    otherwise the model is copied next to the live one as
+    ``<stem>-<sha256[:12]><suffix>`` (or into ``spec.retraining.output``) and committed.
+    ``uri``, ``sha256`` and the bumped ``version`` (:func:`bump_version`) are written
+    into this environment's overlay, or the base ``spec.model`` with ``base``
+    (:func:`edit_mapping`, :func:`~reconciler.monitor.specedit.set_entries`). The
     edited repository is validated with the normal loader in the worktree before the
     commit; the commit message carries ``reason``, ``compare`` (the metric line), the
     digest, ``argv`` and the edited fields. ``stamp`` is the run's UTC time
@@ -156,7 +177,9 @@ def propose(
             "first, the proposal branch starts from HEAD"
         ) from None
     before = _repo_state(repo)
-    model_rel = _new_model_path(dep, config, sha256)
+    model_rel = published.uri if published else _new_model_path(dep, config, sha256)
+    version = bump_version(dep.get("spec.model.version"))
+    mapping = edit_mapping(dep, base)
     branch = f"modelops/retrain/{dep.name}-{stamp}"
     n = 1
     while branch in repo.heads:
@@ -166,15 +189,14 @@ def propose(
     try:
         repo.git.worktree("add", "--detach", str(wt), head.hexsha)
         wt_root = wt / root_rel
-        target = wt_root / model_rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(candidate_file, target)
+        if published is None:
+            target = wt_root / model_rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(candidate_file, target)
         spec_file = wt / spec_rel
         text = spec_file.read_text(encoding="utf-8")
-        uri_path, sha_path = _edit_paths(dep)
-        edited = edit_scalars(
-            text, dep.spec.file, {uri_path: model_rel, sha_path: sha256}, {sha_path}
-        )
+        values = {"uri": model_rel, "sha256": sha256, "version": version}
+        edited = set_entries(text, dep.spec.file, mapping, values, {"sha256", "version"})
         spec_file.write_text(edited, encoding="utf-8")
         wt_config = dataclasses.replace(
             config,
@@ -190,18 +212,20 @@ def propose(
                 + "\n  ".join(str(d) for d in errors[:5])
             )
         new = next((d for d in loaded.deployments if d.name == dep.name), None)
-        if (
-            new is None
-            or new.get("spec.model.uri") != model_rel
-            or (new.get("spec.model.sha256") != sha256)
-        ):
+        if new is None or (
+            new.get("spec.model.uri"),
+            new.get("spec.model.sha256"),
+            new.get("spec.model.version"),
+        ) != (model_rel, sha256, version):
             raise ModelopsError(
                 f"{dep.spec.file}: after the edit, {dep.env} does not resolve to the new model "
                 f"{model_rel}; nothing committed"
             )
         wt_repo = git.Repo(wt)
-        model_in_repo = (root_rel / model_rel).as_posix()
-        wt_repo.index.add([spec_rel, model_in_repo])
+        added = [spec_rel]
+        if published is None:
+            added.append((root_rel / model_rel).as_posix())
+        wt_repo.index.add(added)
         reader = repo.config_reader()
         name = reader.get_value("user", "name", "modelops")
         email = reader.get_value("user", "email", "modelops@localhost")
@@ -212,7 +236,8 @@ def propose(
             f"Metric {compare}\n"
             f"Model sha256: {sha256}\n"
             f"Command: {json.dumps(argv)}\n"
-            f"Spec fields: {'.'.join(uri_path)}, {'.'.join(sha_path)}\n"
+            f"Spec fields: {'.'.join(mapping)}.uri, .sha256, .version ({version})\n"
+            + (f"Published: {published.store} {published.uri}\n" if published else "")
         )
         commit = wt_repo.index.commit(message, author=actor, committer=actor)
         repo.create_head(branch, commit.hexsha)
@@ -228,4 +253,10 @@ def propose(
             f"{repo_root}: the checkout changed while proposing (HEAD/branch/status before "
             f"{before[:2]}, after {after[:2]}); inspect it"
         )
-    return Proposal(branch=branch, commit=commit.hexsha, model_uri=model_rel)
+    return Proposal(
+        branch=branch,
+        commit=commit.hexsha,
+        model_uri=model_rel,
+        version=version,
+        edited=".".join(mapping),
+    )

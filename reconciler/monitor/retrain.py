@@ -2,11 +2,14 @@
 
 :func:`run_retraining` checks the cooldown, runs ``spec.retraining.command``
 (:mod:`~reconciler.monitor.command`), scores the candidate against the live model on
-the holdout (:mod:`~reconciler.monitor.scoring`) and, when not worse, commits it on a
-new branch (:mod:`~reconciler.monitor.proposal`). It returns the run (or raises it, as
-:class:`RetrainError`) and writes nothing to the ledger: ``reconciler.flow.monitor``
-reads the last retraining for the cooldown and records every run. The steps, the
-command's environment and the rationale: ``docs/monitor.md``.
+the holdout (:mod:`~reconciler.monitor.scoring`) and, when it improves on it by at least
+``spec.retraining.min_improvement``, publishes it to the spec's model store
+(:mod:`~reconciler.monitor.publish`) and commits the spec edit on a new branch
+(:mod:`~reconciler.monitor.proposal`); the flow pushes it and opens the pull request.
+It returns the run (or raises it, as :class:`RetrainError`) and writes nothing to the
+ledger: ``reconciler.flow.monitor`` reads the last retraining for the cooldown and
+records every run. The steps, the command's environment and the rationale:
+``docs/monitor.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from reconciler.build.fetch import is_remote, resolve_model
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.core.digests import file_sha256
@@ -25,6 +29,7 @@ from reconciler.monitor.command import command_env, run_command
 from reconciler.monitor.data import features_of, field_origin, read_table
 from reconciler.monitor.drift import load_live_model
 from reconciler.monitor.proposal import proposal_repo, propose
+from reconciler.monitor.publish import publish_candidate
 from reconciler.monitor.reason import check_reason
 from reconciler.monitor.scoring import TARGET_COLUMN, find_model, load_candidate, score
 from reconciler.spec.model import Deployment
@@ -34,6 +39,10 @@ DEFAULT_TIMEOUT_S = 3600
 """Time-out of the retraining command when ``spec.retraining.timeout_s`` is unset (s)."""
 DEFAULT_COOLDOWN_HOURS = 24.0
 """Minimum interval between completed retrainings when ``cooldown_hours`` is unset (h)."""
+DEFAULT_MIN_IMPROVEMENT = 0.001
+"""Improvement of the metric a candidate needs when ``spec.retraining.min_improvement`` is
+unset (in the metric's units; every metric here is higher-is-better). Above zero: a
+candidate that only ties the live model is not proposed (issue 14)."""
 COMPLETED = ("proposed", "rejected", "unchanged")
 """The statuses of a completed run: the ones that start the cooldown."""
 
@@ -51,9 +60,15 @@ class RetrainResult:
         message: one sentence for humans.
         metric: the metric used; candidate_score / live_score: its values on the holdout.
         holdout_rows: rows of the holdout set.
-        model_uri: repository path of the proposed model ('' unless proposed).
+        model_uri: the proposed ``spec.model.uri`` ('' unless proposed): a repository path,
+            or the published reference (``s3://...``, ``models:/<name>/<version>``).
         sha256: SHA-256 of the candidate model file ('' if none).
+        model_version: the proposed ``spec.model.version`` ('' unless proposed).
+        published: where the candidate was uploaded or registered ('' when committed).
+        edited: the spec mapping the proposal edits (``spec.environments.<env>.model``).
         branch, commit: the proposal branch and its commit SHA ('' unless proposed).
+        remote: the Git remote the branch was pushed to ('' when not pushed).
+        pull_request: the pull request's URL, or the compare URL to open one ('').
         run_dir: the run directory; log: the command's output; report: candidate.json.
         seconds: wall time of the run (s); command_seconds: of the command alone (s).
     """
@@ -69,8 +84,13 @@ class RetrainResult:
     holdout_rows: int = 0
     model_uri: str = ""
     sha256: str = ""
+    model_version: str = ""
+    published: str = ""
+    edited: str = ""
     branch: str = ""
     commit: str = ""
+    remote: str = ""
+    pull_request: str = ""
     run_dir: str = ""
     log: str = ""
     report: str = ""
@@ -108,8 +128,9 @@ def run_retraining(
     force: bool = False,
     now: datetime | None = None,
     last: dict | None = None,
+    base: bool = False,
 ) -> RetrainResult:
-    """Retrain one deployment's model and propose it on a new Git branch when not worse.
+    """Retrain one deployment's model and propose it on a new Git branch when better.
 
     Args:
         dep: the resolved deployment (``spec.retraining``, ``spec.model``).
@@ -122,6 +143,8 @@ def run_retraining(
         now: the current time (for the cooldown; default now, UTC).
         last: the newest completed retraining (a ``retrain`` history entry: ``time``,
             ``result``...), read by the flow; ``None`` means no cooldown applies.
+        base: propose the model in the base ``spec.model`` (every environment) instead
+            of this environment's overlay.
 
     Returns:
         A :class:`RetrainResult` (``proposed``, ``rejected``, ``unchanged`` or
@@ -151,7 +174,7 @@ def run_retraining(
                 f"after {(when + timedelta(hours=cooldown)).isoformat()} (or use --force)"
             )
             return result
-        _retrain(dep, config, result, reason, repo, training_data, now)
+        _retrain(dep, config, result, reason, repo, training_data, now, base)
     except ModelopsError as exc:
         result.status = "failed"
         result.message = exc.message
@@ -161,7 +184,7 @@ def run_retraining(
     return result
 
 
-def _retrain(dep, config, result, reason, repo, training_data, now) -> None:
+def _retrain(dep, config, result, reason, repo, training_data, now, base) -> None:
     argv = dep.get("spec.retraining.command")
     if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
         raise ModelopsError(
@@ -227,7 +250,9 @@ def _retrain(dep, config, result, reason, repo, training_data, now) -> None:
     timeout_s = int(dep.get("spec.retraining.timeout_s", DEFAULT_TIMEOUT_S))
     result.command_seconds = round(run_command(argv, config.root, env, timeout_s, log), 3)
 
-    candidate_file = find_model(output, Path(uri).name, log)
+    # the live model's file name gives the suffix the candidate must have
+    remote = resolve_model(dep, config) if is_remote(uri) else None
+    candidate_file = find_model(output, remote.path.name if remote else Path(uri).name, log)
     result.sha256 = file_sha256(candidate_file)
     candidate = load_candidate(candidate_file)
     x = holdout[feats.names].to_numpy(dtype="float32")
@@ -235,13 +260,20 @@ def _retrain(dep, config, result, reason, repo, training_data, now) -> None:
     result.holdout_rows = len(holdout)
     result.candidate_score = round(score(candidate, x, y, metric, "candidate"), 6)
     result.live_score = round(score(live, x, y, metric, "live"), 6)
-    live_sha = dep.get("spec.model.sha256") or file_sha256(
-        spec_path(dep, config, "spec.model.uri", must_exist=True, what="model file").local
-    )
-    better = result.candidate_score >= result.live_score
+    if remote is not None:  # loaded above from the cache: the digest of the fetched bytes
+        live_sha = remote.sha256
+    else:
+        live_sha = dep.get("spec.model.sha256") or file_sha256(
+            spec_path(dep, config, "spec.model.uri", must_exist=True, what="model file").local
+        )
+    needed = float(dep.get("spec.retraining.min_improvement", DEFAULT_MIN_IMPROVEMENT))
+    gain = round(result.candidate_score - result.live_score, 6)
+    better = gain > 0 and gain >= needed
     compare = (
         f"{metric} on {holdout_value} ({len(holdout)} rows): candidate "
-        f"{result.candidate_score:.6g} {'>=' if better else '<'} live {result.live_score:.6g}"
+        f"{result.candidate_score:.6g} vs live {result.live_score:.6g}, improvement "
+        f"{gain:+.6g} ({'meets' if better else 'below'} the required > 0 and >= {needed:g}, "
+        "spec.retraining.min_improvement)"
     )
     promote = better and result.sha256 != live_sha
     if result.sha256 == live_sha:
@@ -272,6 +304,9 @@ def _retrain(dep, config, result, reason, repo, training_data, now) -> None:
     Path(result.report).write_text(json.dumps(report, indent=2) + "\n")
     if not promote:
         return
+    published = publish_candidate(dep, candidate_file, result.sha256)
+    if published is not None:
+        result.published = published.uri
     proposal = propose(
         dep,
         config,
@@ -282,7 +317,11 @@ def _retrain(dep, config, result, reason, repo, training_data, now) -> None:
         compare=compare,
         stamp=stamp,
         argv=argv,
+        published=published,
+        base=base,
     )
+    result.model_version = proposal.version
+    result.edited = proposal.edited
     result.branch = proposal.branch
     result.commit = proposal.commit
     result.model_uri = proposal.model_uri

@@ -108,3 +108,85 @@ def edit_scalars(
     for start, end, new in sorted(spans, key=lambda s: s[0], reverse=True):
         out = out[:start] + new + out[end:]
     return out
+
+
+def _flow_mapping(values: dict[str, str], quoted: set[str]) -> str:
+    items = ", ".join(f"{k}: {_render(v, None, k in quoted)}" for k, v in values.items())
+    return "{" + items + "}"
+
+
+def set_entries(
+    text: str,
+    file: str,
+    mapping: PathKey,
+    values: dict[str, str],
+    quoted: set[str] | None = None,
+) -> str:
+    """Return ``text`` with the string ``values`` set in the mapping at ``mapping``.
+
+    Keys already there are replaced in place (:func:`edit_scalars`); missing keys are
+    added at the end of the mapping (a flow mapping ``{a: 1}`` gets ``, key: value``, a
+    block mapping a line at its keys' indentation). A missing mapping is added to its
+    parent as a flow mapping (``model: {uri: ..., sha256: "..."}``); a parent that is
+    null (``staging:``) or empty (``staging: {}``) becomes that mapping. Everything
+    outside the edited spans stays byte-identical.
+
+    Args:
+        quoted: keys whose value is always written double-quoted (digests, versions).
+
+    Raises:
+        ModelopsError: the mapping's parent is missing or not a mapping, or an existing
+            value is not a scalar.
+    """
+    quoted = quoted or set()
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    _key, node, _parent = _node_at(root, mapping)
+    if node is None:  # add the whole mapping to its parent
+        _pk, parent, _pp = _node_at(root, mapping[:-1])
+        null = isinstance(parent, yaml.ScalarNode) and parent.tag.endswith(":null")
+        if not (isinstance(parent, yaml.MappingNode) or null):
+            raise ModelopsError(f"{file}: {format_path(mapping[:-1])}: mapping not found")
+        return _append_entry(text, file, mapping[:-1], mapping[-1], _flow_mapping(values, quoted))
+    if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
+        new = _flow_mapping(values, quoted)
+        if node.start_mark.index == node.end_mark.index:  # `staging:` with nothing after it
+            return text[: node.start_mark.index] + " " + new + text[node.end_mark.index :]
+        return text[: node.start_mark.index] + new + text[node.end_mark.index :]
+    if not isinstance(node, yaml.MappingNode):
+        raise ModelopsError(f"{file}: {format_path(mapping)}: expected a mapping")
+    present = {k.value for k, _v in node.value if isinstance(k, yaml.ScalarNode)}
+    here = {(*mapping, k): v for k, v in values.items() if k in present}
+    if here:
+        text = edit_scalars(text, file, here, {(*mapping, k) for k in quoted})
+    for key, value in values.items():
+        if key not in present:
+            text = _append_entry(text, file, mapping, key, _render(value, None, key in quoted))
+    return text
+
+
+def _append_entry(text: str, file: str, mapping: PathKey, key: str, rendered: str) -> str:
+    """Add ``key: rendered`` as the last entry of the mapping at ``mapping``."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    _k, node, _p = _node_at(root, mapping)
+    if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
+        new = "{" + f"{key}: {rendered}" + "}"
+        pad = " " if node.start_mark.index == node.end_mark.index else ""
+        return text[: node.start_mark.index] + pad + new + text[node.end_mark.index :]
+    if not isinstance(node, yaml.MappingNode):
+        raise ModelopsError(f"{file}: {format_path(mapping)}: expected a mapping")
+    if node.flow_style:
+        close = node.end_mark.index - 1  # the closing brace
+        assert text[close] == "}", (file, mapping)
+        sep = ", " if node.value else ""
+        return text[:close] + f"{sep}{key}: {rendered}" + text[close:]
+    last_key, last_value = node.value[-1]
+    indent = " " * last_key.start_mark.column
+    end = last_value.end_mark.index
+    start = end
+    while start > 0 and text[start - 1] in " \t":
+        start -= 1
+    if start > 0 and text[start - 1] == "\n":  # a nested block ends where the next begins
+        return text[:start] + f"{indent}{key}: {rendered}\n" + text[start:]
+    eol = text.find("\n", end)
+    eol = len(text) if eol < 0 else eol
+    return text[:eol] + f"\n{indent}{key}: {rendered}" + text[eol:]

@@ -54,6 +54,10 @@ def retraining(key: str, res, config) -> str:
     lines = [f"retrain {key}: {res.status}: {res.message}"]
     if res.branch:
         lines.append(f"branch: {res.branch}\ncommit: {res.commit}")
+    if getattr(res, "published", ""):
+        lines.append(f"published: {res.published}")
+    if getattr(res, "pull_request", ""):
+        lines.append(f"pull request: {res.pull_request}")
     if res.report:
         lines.append(f"candidate report: {config.rel(res.report)}")
     if res.log:
