@@ -64,6 +64,11 @@ class FetchError(BuildError):
     """
 
 
+class SourceUnreachable(FetchError, ConnectionError):
+    """The registry or S3 did not answer: transient (``reconciler.flow.transient`` treats a
+    ``ConnectionError`` so): apply retries it and does not count it toward Stalled."""
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """One deployment's model, resolved to immutable bytes on this machine.
@@ -221,6 +226,10 @@ def _staging(cache: Path):
 # --- S3 ----------------------------------------------------------------------------------
 
 
+#: boto3 exception class names of an S3 endpoint that does not answer (transient)
+_UNREACHABLE = frozenset({"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"})
+
+
 def _s3_problem(uri: str, exc: Exception) -> str:
     """One sentence for a boto3 error on ``uri``."""
     code = ""
@@ -236,7 +245,7 @@ def _s3_problem(uri: str, exc: Exception) -> str:
         return f"{uri}: access denied (the credentials need s3:GetObject on it)"
     if name in ("NoCredentialsError", "PartialCredentialsError"):
         return f"{uri}: no AWS credentials (set them up for boto3, e.g. AWS_PROFILE)"
-    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
+    if name in _UNREACHABLE:
         return f"{uri}: S3 is unreachable ({exc})"
     return f"{uri} could not be read: {name}: {exc}"
 
@@ -276,7 +285,8 @@ def _s3(uri: str, pos: str, cache: Path, want: str) -> ModelSource:
     except FetchError:
         raise
     except Exception as exc:  # noqa: BLE001 - botocore raises many kinds; each is named
-        raise FetchError(f"{pos}: {FIELD}: {_s3_problem(uri, exc)}") from None
+        kind = SourceUnreachable if type(exc).__name__ in _UNREACHABLE else FetchError
+        raise kind(f"{pos}: {FIELD}: {_s3_problem(uri, exc)}") from None
     return ModelSource(uri, "s3", uri, shown, sha, path, fetched=True)
 
 
@@ -341,7 +351,9 @@ def _mlflow(uri: str, pos: str, cache: Path, want: str) -> ModelSource:
     except FetchError:
         raise
     except Exception as exc:  # noqa: BLE001 - MLflow, requests and SQLAlchemy errors alike
-        raise FetchError(f"{pos}: {FIELD}: {_mlflow_problem(registry, uri, exc)}") from None
+        problem = _mlflow_problem(registry, uri, exc)
+        kind = FetchError if ": not in the MLflow registry" in problem else SourceUnreachable
+        raise kind(f"{pos}: {FIELD}: {problem}") from None
     version = str(mv.version)
     resolved = f"{MLFLOW_PREFIX}{ref_uri.name}/{version}"
     ref = {"mlflow": registry, "name": ref_uri.name, "version": version, "source": mv.source}

@@ -25,6 +25,7 @@ from reconciler.build import fetch
 from reconciler.build.fetch import FetchError, resolve_model
 from reconciler.core.config import load_config
 from reconciler.core.digests import file_sha256
+from reconciler.flow.transient import is_transient
 from reconciler.spec.repo import load_all
 from reconciler.state.ledger import Ledger
 
@@ -109,6 +110,8 @@ def test_registry_errors_name_the_uri(tmp_path, registry, monkeypatch):
     with pytest.raises(FetchError) as unreachable:
         resolve_model(dep, config)
     assert f"the MLflow registry {down} did not answer" in unreachable.value.message
+    assert is_transient(unreachable.value)  # apply retries it; it never counts toward Stalled
+    assert not is_transient(missing.value)
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     with pytest.raises(FetchError) as unset:
