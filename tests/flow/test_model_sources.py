@@ -6,7 +6,10 @@ loader, the fetcher and its cache, the CLI, a Git repository, the Bento build an
 (``support.s3``). End to end: ``plan`` shows and pins the version and digest an
 alias resolves to, ``apply`` serves exactly that; after the alias moves, ``apply``
 refuses (exit 3, recorded, the old server untouched) and the next plan shows the move.
-One file, so that one worker creates the registry (its migrations take seconds).
+Also the retraining of a registry model (issue 14 item 2): registered as a new version
+and proposed as a pull request against a loopback GitHub API (``support.fake_github``, a
+FAKE) from a real bare ``origin``. One file, so that one worker creates the registry
+(its migrations take seconds).
 """
 
 from __future__ import annotations
@@ -15,17 +18,21 @@ import json
 import socket
 from pathlib import Path
 
+import git
 import httpx
 import joblib
 import pytest
+import yaml
 from support.cli import invoke
 from support.repo import make_repo, relax, relax_one_worker, replace_in_file
+from support.retrain import SPEC, store_repo, training_data, weak_live_model, with_origin
 
 from reconciler.build import fetch
 from reconciler.build.fetch import FetchError, resolve_model
 from reconciler.core.config import load_config
 from reconciler.core.digests import file_sha256
 from reconciler.flow.transient import is_transient
+from reconciler.monitor.publish import EXPERIMENT
 from reconciler.spec.repo import load_all
 from reconciler.state.ledger import Ledger
 
@@ -240,3 +247,59 @@ def test_alias_pinned_by_plan_served_by_apply_and_a_move_is_refused_then_shown(
         assert ledger.pin("fraud-detector", "staging")["sha256"] == new_sha
     finally:
         invoke(repo.root, "destroy", "--env", "staging", "--yes")
+
+
+def test_mlflow_candidate_registered_and_proposed_as_a_pull_request(
+    tmp_path, mlflow_registry, fake_github, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_registry.uri)
+    monkeypatch.setenv("MODELOPS_CACHE_DIR", str(tmp_path / "cache"))
+    if mlflow_registry.client.get_experiment_by_name(EXPERIMENT) is None:
+        artifacts = mlflow_registry.root.parent / "artifacts"
+        mlflow_registry.client.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
+    live = weak_live_model(tmp_path)
+    v1 = mlflow_registry.register("fraud-retrain", live)
+    mlflow_registry.alias("fraud-retrain", "champion", v1)
+    root = store_repo(tmp_path, "models:/fraud-retrain@champion")
+    bare = with_origin(tmp_path, root)
+    head = git.Repo(root).head.commit.hexsha
+
+    code, out, err = invoke(
+        root, "retrain", "fraud-detector", "--env", "staging",
+        "--training-data", training_data(tmp_path), "--format", "json",
+    )  # fmt: skip
+    assert code == 0, out + err
+    res = json.loads(out)
+    assert res["status"] == "proposed", res["message"]
+    assert res["candidate_score"] > res["live_score"]
+    v2 = str(int(v1) + 1)
+    assert res["published"] == res["model_uri"] == f"models:/fraud-retrain/{v2}"
+    assert res["model_version"] == "1.0.1"  # bumped from the base's 1.0.0
+    # registered: the new version's files are the candidate's bytes
+    mv = mlflow_registry.client.get_model_version("fraud-retrain", v2)
+    assert mv.tags["sha256"] == res["sha256"]
+
+    # pushed: the branch is on the bare remote, and changes only the spec (no binary)
+    commit = bare.commit(res["branch"])
+    assert commit.hexsha == res["commit"] and commit.parents[0].hexsha == head
+    assert sorted(commit.stats.files) == [SPEC]
+    new = yaml.safe_load((commit.tree / SPEC).data_stream.read())
+    old = yaml.safe_load((commit.parents[0].tree / SPEC).data_stream.read())
+    assert new["spec"]["model"] == old["spec"]["model"]  # the base is untouched
+    assert new["spec"]["environments"]["staging"]["model"] == {
+        "uri": f"models:/fraud-retrain/{v2}",
+        "sha256": res["sha256"],
+        "version": "1.0.1",
+    }
+    assert "model" not in new["spec"]["environments"]["prod"]  # prod keeps its model
+
+    # the pull request, through the fake GitHub API
+    posts = [r for r in fake_github.requests if r["method"] == "POST"]
+    assert len(posts) == 1 and posts[0]["path"] == "/repos/acme/specs/pulls"
+    body = posts[0]["body"]
+    assert (body["head"], body["base"]) == (res["branch"], "main")
+    assert "### Monitoring verdicts" in body["body"] and res["sha256"] in body["body"]
+    assert '"decision": "promote"' in body["body"]
+    assert res["pull_request"] == "https://github.example/acme/specs/pull/1"
+    entry = Ledger(root / ".modelops").get("fraud-detector", "staging").history[-1]
+    assert entry["pull_request"] == res["pull_request"] and entry["published"] == res["published"]
