@@ -41,8 +41,10 @@ demo: $(STAMP)
 # One worker more than there are cores: about half of the suite's wall time is spent
 # waiting (for `bentoml serve` to start, for a worker that must time out), which an extra
 # worker fills (measured: docs/testing.md).
+# --no-loadscope-reorder: files go out in collection order, the slow ones first
+# (tests/conftest.py), rather than xdist's most-tests-first.
 JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
-PYTEST_XDIST := -n $(JOBS) --dist loadfile
+PYTEST_XDIST := -n $(JOBS) --dist loadfile --no-loadscope-reorder
 
 test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST) --durations=15

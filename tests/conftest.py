@@ -54,3 +54,16 @@ def served_fraud(tmp_path_factory) -> Served:
     with serve_fraud(root) as served:
         yield served
     assert not servers_under(served.config.state_dir)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Files with a ``slow`` test first, the rest after, each file's tests kept together.
+
+    ``make test`` runs xdist with ``--dist loadfile --no-loadscope-reorder``, which hands
+    files to the workers in this order: the long files (Bento builds, real servers, the
+    fault chains) start while every worker is free, and the short ones fill the end, so
+    no worker is left alone with a long file while the others idle (xdist's default order,
+    most tests first, put the one-test fault files last).
+    """
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)

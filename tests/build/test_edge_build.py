@@ -24,6 +24,8 @@ from reconciler.core.config import load_config
 from reconciler.runtime import frameworks
 from reconciler.spec.repo import load_files
 
+pytestmark = pytest.mark.slow  # ONNX exports and edge bundle builds
+
 EDGE_SPEC = "examples/edge/fraud-edge.yaml"
 DIABETES_NAMES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 

@@ -15,6 +15,8 @@ from support.repo import make_repo
 from reconciler.core.config import load_config
 from reconciler.state.ledger import Ledger
 
+pytestmark = pytest.mark.slow  # ONNX exports and edge bundle builds
+
 EDGE = "examples/edge/fraud-edge.yaml"
 DEST = "dist/edge-bundles/fraud-edge/staging"
 
