@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 
+import pytest
 from support.cli import invoke
 from support.repo import make_repo
 
