@@ -38,10 +38,10 @@ from stacks.common import (
 )
 from stacks.rollouts import (
     HASH_LABEL,
-    MESH_NOTE,
     ROLLOUTS_API,
     STABLE_URL_ENV,
     argo_managed,
+    rollout_note,
     rollout_spec,
     template_name,
     template_spec,
@@ -315,7 +315,7 @@ def _realtime(dep, image, stable_image, sa_name, port, meta, annotations, output
     outputs["canary_weight"] = weight if canary else 100
     outputs["stable_image"] = stable_image if canary else image.ref
     if argo:
-        outputs["rollout_note"] = MESH_NOTE
+        outputs["rollout_note"] = rollout_note(dep)
     if canary:
         stable_n, canary_n = replica_split(max(min_r, 2), weight)
     else:

@@ -12,6 +12,7 @@ Rationale and the query forms: ``docs/rollout.md``.
 
 from __future__ import annotations
 
+from reconciler.spec.experiment import design_of
 from reconciler.spec.model import Deployment
 from stacks.common import (
     ENDPOINT_LABEL,
@@ -48,6 +49,13 @@ MESH_NOTE = (
     "Argo Rollouts without a service mesh: traffic weights are approximated by replica "
     "counts of the stable and new ReplicaSets"
 )
+
+
+def rollout_note(dep: Deployment) -> str:
+    """What the plan says about an Argo-managed rollout: :data:`MESH_NOTE`, and for an
+    experiment its sample size (:func:`reconciler.spec.experiment.design_of`)."""
+    design = design_of(dep)
+    return MESH_NOTE + (f"; {design.note()}" if design is not None else "")
 
 
 def argo_managed(dep: Deployment) -> bool:
@@ -222,6 +230,7 @@ __all__ = [
     "ROLLOUTS_API",
     "analysis_metrics",
     "argo_managed",
+    "rollout_note",
     "rollout_spec",
     "steps",
     "template_name",

@@ -12,6 +12,7 @@ be valid (rationale: ``docs/rollout.md``).
 from __future__ import annotations
 
 from reconciler.core.diagnostics import Diagnostic
+from reconciler.spec.experiment import BASELINE_FIELDS, MAX_SAMPLE, design_of
 from reconciler.spec.model import Deployment
 
 ROLLOUT = "spec.target.rollout"
@@ -42,12 +43,6 @@ METRIC_TARGETS: dict[str, tuple[str, ...]] = {
 
 #: Metrics that compare predicted labels: classifiers only.
 CLASSIFIER_METRICS = ("agreement", "estimated_quality")
-
-#: ``experiment.primary_metric`` -> where its baseline defaults from.
-BASELINE_FIELDS = {
-    "error_rate": "spec.serving.slo.max_error_rate",
-    "accuracy": "spec.monitoring.quality.min_accuracy",
-}
 
 
 def rollout_diagnostics(dep: Deployment) -> list[Diagnostic]:
@@ -156,6 +151,13 @@ def _experiment(dep: Deployment, rollout: dict, err) -> None:
                 f"rollout.experiment.baseline (a share between 0 and 1) or "
                 f"{BASELINE_FIELDS[metric].removeprefix('spec.')}",
             )
+    design = design_of(dep)
+    if design is not None and design.sample_size >= MAX_SAMPLE:
+        err(
+            f"{ROLLOUT}.experiment.minimum_detectable_effect",
+            f"an effect of {design.mde:g} on a baseline of {design.baseline:g} needs more "
+            f"than {MAX_SAMPLE:,} requests per arm; give a larger minimum_detectable_effect",
+        )
 
 
 def _analysis(dep: Deployment, rollout: dict, err) -> None:

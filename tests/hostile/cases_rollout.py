@@ -197,6 +197,24 @@ def cases() -> list[Case]:
             ("monitoring.labels", "use error_rate"),
         ),
         (
+            "experiment-effect-too-small",
+            {
+                FRAUD: _fraud(
+                    _block(
+                        strategy="experiment",
+                        steps=None,
+                        extra=[
+                            "      experiment: {primary_metric: error_rate, "
+                            "minimum_detectable_effect: 0.0000001}"
+                        ],
+                    )
+                )
+            },
+            VALIDATE_FRAUD,
+            1,
+            ("experiment.minimum_detectable_effect", "requests per arm", "prod]"),
+        ),
+        (
             "experiment-on-local",
             {
                 FRAUD: _fraud(

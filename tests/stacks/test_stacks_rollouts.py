@@ -21,6 +21,7 @@ from support.repo import make_repo
 from reconciler.core.config import load_config
 from reconciler.engine.plan import diff, render_plan_text
 from reconciler.engine.render import render
+from reconciler.spec.experiment import sample_size
 from reconciler.spec.repo import load_all
 from stacks.common import REQUEST_DURATION_METRIC, REQUEST_TOTAL_METRIC
 from stacks.rollouts import HASH_LABEL, MESH_NOTE, STABLE_URL_ENV
@@ -156,3 +157,6 @@ def test_an_experiment_holds_a_50_50_split_until_promoted(spec_repo):
     assert rollout["spec"]["strategy"]["canary"]["steps"] == [{"setWeight": 50}, {"pause": {}}]
     assert "analysis" not in rollout["spec"]["strategy"]["canary"]
     assert not by_kind(state, "AnalysisTemplate")
+    # the plan shows the sample size fixed before the start (baseline: slo max_error_rate)
+    planned = sample_size(0.01, 0.005)
+    assert f"{planned:,} requests per arm" in state.outputs["rollout_note"]
