@@ -337,12 +337,16 @@ def status_cmd(
                     f"{canary.get('reason', '')}"
                 )
             strays = local.unrecorded(record.key, record)
-            if strays:
-                pids = ", ".join(str(s["manager"] or s["pids"][0]) for s in strays)
-                health += (
-                    f"; {len(strays)} unrecorded server(s) of this deployment running "
-                    f"(pid {pids}): the next apply or destroy stops them"
-                )
+            for kind, group in (
+                ("server", [s for s in strays if not s.get("router")]),
+                ("router", [s for s in strays if s.get("router")]),
+            ):
+                if group:
+                    pids = ", ".join(str(s["manager"] or s["pids"][0]) for s in group)
+                    health += (
+                        f"; {len(group)} unrecorded {kind}(s) of this deployment running "
+                        f"(pid {pids}): the next apply or destroy stops them"
+                    )
         else:
             ready = record.condition("Ready") or {}
             health = f"Ready={ready.get('status', 'Unknown')} {ready.get('reason', '')}".strip()

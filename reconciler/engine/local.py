@@ -305,6 +305,9 @@ class LocalEngine:
             stop_server(handle, grace_s=self.stop_grace_s)
             raise self._failed(dep, record, exc.message, smoke) from None
         drained = ""
+        if old_router_to_stop is not None:
+            # the port changed: the old router answers its in-flight requests as it stops
+            stop_router(old_router_to_stop, grace_s=self.stop_grace_s)
         if old:
             left = wait_drained(router, str(old.get("backend_url") or ""), self.drain_timeout_s)
             if left:
@@ -312,8 +315,6 @@ class LocalEngine:
                 drained += f"{self.drain_timeout_s:g} s were cut"
             self._stop_backend(old)
         fault_point("update")
-        if old_router_to_stop is not None:
-            stop_router(old_router_to_stop, grace_s=self.stop_grace_s)
         message = (
             f"serving {artifact.bento_tag} at {router.url} ({why}); {smoke.summary()}"
             + (f"; canary promoted: {rollout.reason}" if rollout is not None else "")

@@ -12,9 +12,11 @@ ledger's history (written by the status writer, as ``modelops apply`` does).
 from __future__ import annotations
 
 import hashlib
+import json
 
 import joblib
 import pytest
+from support.cli import invoke
 from support.repo import make_repo
 from support.serving import SteadyClient, model_never_loads, server_ids, servers_under
 
@@ -107,6 +109,8 @@ def test_canary_aborts_a_flipped_model_and_a_dead_server_and_promotes_a_good_one
         assert canary_entries[-2]["weight"] == 50 and canary_entries[-2]["checks"]
         assert engine.health(rec) == "Healthy"
         assert server_ids(config) == {stable["server_id"]}  # the canary was stopped
+        (row,) = json.loads(invoke(root, "status", "--env", "staging", "-f", "json").stdout)
+        assert row["health"].startswith("Healthy; last canary aborted at ")
 
         # 3. back to the good model, but its server never becomes ready: aborted, stable
         #    untouched
