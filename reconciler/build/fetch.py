@@ -53,6 +53,10 @@ MLFLOW_METADATA = frozenset(
     }
 )
 FIELD = "spec.model.uri"
+NO_MLFLOW = (
+    "models:/ URIs need the MLflow client, which is not installed: "
+    "pip install 'modelops-gitops[registry]'"
+)
 
 
 class FetchError(BuildError):
@@ -350,6 +354,8 @@ def _mlflow(uri: str, pos: str, cache: Path, want: str) -> ModelSource:
         mv = _registry_version(registry, ref_uri)
     except FetchError:
         raise
+    except ImportError:
+        raise FetchError(f"{pos}: {FIELD}: {uri}: {NO_MLFLOW}") from None
     except Exception as exc:  # noqa: BLE001 - MLflow, requests and SQLAlchemy errors alike
         problem = _mlflow_problem(registry, uri, exc)
         kind = FetchError if ": not in the MLflow registry" in problem else SourceUnreachable

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from reconciler.build.fetch import registry_uri
+from reconciler.build.fetch import NO_MLFLOW, registry_uri
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.core.modeluri import MLFLOW_PREFIX, parse_mlflow_uri
 from reconciler.runtime.uris import parse_s3_uri
@@ -147,6 +147,8 @@ def _to_mlflow(dep: Deployment, uri: str, candidate: Path, sha256: str) -> Publi
             tags={"sha256": sha256, "modelops.deployment": dep.name},
             description=f"retrained by modelops for {dep.name} ({dep.env})",
         )
+    except ImportError:
+        raise PublishError(f"{uri}: {NO_MLFLOW}; nothing was proposed") from None
     except Exception as exc:  # noqa: BLE001 - MLflow, HTTP and database errors alike
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PublishError(

@@ -119,6 +119,13 @@ def test_registry_errors_name_the_uri(tmp_path, registry, monkeypatch):
     assert f"the MLflow registry {down} did not answer" in unreachable.value.message
     assert is_transient(unreachable.value)  # apply retries it; it never counts toward Stalled
     assert not is_transient(missing.value)
+    # the commands: plan stops with exit 2, apply records a transient failure (exit 3)
+    code, out, err = invoke(repo.root, "plan", "--env", "staging")
+    assert code == 2 and f"models:/fraud-b@nobody: the MLflow registry {down}" in out + err
+    code, out, err = invoke(repo.root, "apply", "--env", "staging")
+    assert code == 3 and "did not answer" in out + err
+    record = Ledger(config.state_dir).get("fraud-detector", "staging")
+    assert record.failures == 0 and record.history[-1]["message"].startswith("transient: ")
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     with pytest.raises(FetchError) as unset:
