@@ -17,6 +17,7 @@ from reconciler.runtime.uris import S3Uri, parse_s3_uri
 from reconciler.spec.model import Deployment
 from stacks.common import (
     ImageRef,
+    JobContext,
     StackError,
     is_secret_reference,
     job_commands,
@@ -426,10 +427,32 @@ def throughput_alarm(dep: Deployment, endpoint_name: str, region: str, tags: dic
     )
 
 
+def _context_env(context: JobContext | None) -> dict[str, str]:
+    """The scheduled job's environment from its :class:`JobContext` (set values only)."""
+    if context is None:
+        return {}
+    env = {
+        "MODELOPS_STATE_URL": context.state_url,
+        "MODELOPS_SPEC_REPOSITORY": context.repository,
+    }
+    return {k: v for k, v in env.items() if v}
+
+
 def schedules(
-    dep: Deployment, name: str, image: ImageRef, role, key_arn, region: str, tags: dict
+    dep: Deployment,
+    name: str,
+    image: ImageRef,
+    role,
+    key_arn,
+    region: str,
+    tags: dict,
+    context: JobContext | None = None,
 ) -> dict:
     """EventBridge Scheduler schedules for the monitor and retrain jobs.
+
+    ``context`` (the shared state URL, the spec repository) becomes the job's environment
+    (``MODELOPS_STATE_URL``, ``MODELOPS_SPEC_REPOSITORY``); credentials come from the
+    execution role, never values.
 
     Each fires on the spec's cron (converted to EventBridge's six-field form, UTC) and
     starts a SageMaker Processing job in the model image whose entrypoint is the
@@ -531,6 +554,7 @@ def schedules(
                     "Environment": {
                         "MODELOPS_DEPLOYMENT": dep.name,
                         "MODELOPS_ENVIRONMENT": dep.env,
+                        **_context_env(context),
                     },
                 },
                 sort_keys=True,

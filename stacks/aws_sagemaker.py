@@ -12,7 +12,15 @@ import pulumi_aws as aws
 
 from reconciler.spec.model import Deployment
 from stacks import aws_common, aws_guardrails
-from stacks.common import ImageRef, StackError, aws_tags, k8s_name, reject_fields, runtime_env
+from stacks.common import (
+    ImageRef,
+    JobContext,
+    StackError,
+    aws_tags,
+    k8s_name,
+    reject_fields,
+    runtime_env,
+)
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 DEFAULT_WAIT_MINUTES = 10
@@ -90,7 +98,12 @@ def deployment_config(dep: Deployment, alarm_names: list) -> dict:
     }
 
 
-def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -> dict:
+def program(
+    dep: Deployment,
+    image: ImageRef,
+    stable_image: str | None = None,
+    job_context: JobContext | None = None,
+) -> dict:
     """Declare the SageMaker real-time resources of ``dep`` (see the module docstring).
 
     Args:
@@ -240,7 +253,7 @@ def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -
             region=region,
             opts=pulumi.ResourceOptions(depends_on=[target]),
         )
-    jobs = aws_common.schedules(dep, name, image, role, key_arn, region, tags)
+    jobs = aws_common.schedules(dep, name, image, role, key_arn, region, tags, job_context)
     return {
         "endpoint_name": endpoint_name,
         "region": region,

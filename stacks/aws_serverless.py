@@ -12,13 +12,26 @@ import pulumi_aws as aws
 
 from reconciler.spec.model import Deployment
 from stacks import aws_common
-from stacks.common import ImageRef, StackError, aws_tags, k8s_name, reject_fields, runtime_env
+from stacks.common import (
+    ImageRef,
+    JobContext,
+    StackError,
+    aws_tags,
+    k8s_name,
+    reject_fields,
+    runtime_env,
+)
 
 DEFAULT_MEMORY_MB = 2048
 DEFAULT_MAX_CONCURRENCY = 20
 
 
-def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -> dict:
+def program(
+    dep: Deployment,
+    image: ImageRef,
+    stable_image: str | None = None,
+    job_context: JobContext | None = None,
+) -> dict:
     """Declare the SageMaker Serverless resources of ``dep`` (see the module docstring).
 
     Args:
@@ -101,7 +114,7 @@ def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -
         region=region,
         tags=tags,
     )
-    jobs = aws_common.schedules(dep, name, image, role, key_arn, region, tags)
+    jobs = aws_common.schedules(dep, name, image, role, key_arn, region, tags, job_context)
     return {
         "endpoint_name": endpoint_name,
         "region": region,

@@ -243,6 +243,45 @@ def job_commands(dep: Deployment) -> dict[str, tuple[str, list[str]]]:
     return jobs
 
 
+#: The image of the Kubernetes jobs' checkout init container: Alpine's git, pinned (a
+#: shell and git, nothing else). ``modelops.yaml`` ``jobs.git_image`` overrides it.
+DEFAULT_GIT_IMAGE = "alpine/git:2.47.2"
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a scheduled job needs beyond the spec to run where it is rendered.
+
+    Attributes:
+        repository: the spec repository's clone URL (``https://…`` or ``git@…``), without
+            credentials; ``""`` when unknown (the job then gets no checkout, and
+            ``validate`` warns).
+        credentials: ``k8s:<secret>/<key>`` holding a token (HTTPS URLs) or a deploy key
+            (SSH URLs), or ``""`` for a public repository. Only the reference is rendered.
+        state_url: the shared state (``s3://bucket/prefix``) the job reads and records in.
+        git_image: the checkout init container's image.
+    """
+
+    repository: str = ""
+    credentials: str = ""
+    state_url: str = ""
+    git_image: str = DEFAULT_GIT_IMAGE
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON form (part of the render cache key)."""
+        return {
+            "repository": self.repository,
+            "credentials": self.credentials,
+            "state_url": self.state_url,
+            "git_image": self.git_image,
+        }
+
+    @property
+    def ssh(self) -> bool:
+        """Whether the repository is reached over SSH (a deploy key, not a token)."""
+        return self.repository.startswith(("git@", "ssh://"))
+
+
 def runtime_env(dep: Deployment, image: ImageRef) -> dict[str, str]:
     """Plain (non-secret) environment variables for the serving container.
 

@@ -25,6 +25,7 @@ from stacks.common import (
     REQUEST_TOTAL_METRIC,
     STATUS_LABEL,
     ImageRef,
+    JobContext,
     StackError,
     canary_weight,
     is_secret_reference,
@@ -62,6 +63,55 @@ SCRAPE_INTERVAL = "30s"
 RULE_WINDOW = "5m"
 RULE_FOR = "5m"
 THROUGHPUT_RULE_FOR = "10m"
+# Scheduled jobs (CronJobs for monitoring, retraining, batch): the deadline of one run when
+# the spec gives none (retraining.timeout_s), and how late a missed start may still run.
+JOB_DEADLINE_S = 3600
+JOB_STARTING_DEADLINE_S = 300
+# A job container's requests and limits when spec.target.resources gives none: the
+# monitoring job (Evidently on 100k rows took 4 s and well under 1 GiB here, DESIGN.md).
+JOB_RESOURCES = {
+    "requests": {"cpu": "250m", "memory": "512Mi"},
+    "limits": {"cpu": "1", "memory": "2Gi"},
+}
+# The checkout init container: git only.
+CHECKOUT_RESOURCES = {
+    "requests": {"cpu": "50m", "memory": "64Mi"},
+    "limits": {"cpu": "500m", "memory": "256Mi"},
+}
+WORKSPACE = "/workspace"  # the emptyDir the checkout is written to (read-only for the job)
+CHECKOUT_DIR = f"{WORKSPACE}/repo"
+GIT_SECRET_DIR = "/etc/modelops-git"  # the deploy key (SSH URLs), mounted read-only
+# The applied-revision init container (the model image, which holds modelops): reads the
+# deployment's lastAppliedRevision from the shared state into the workspace.
+REVISION_FILE = f"{WORKSPACE}/REVISION"
+REVISION_RESOURCES = {
+    "requests": {"cpu": "50m", "memory": "128Mi"},
+    "limits": {"cpu": "500m", "memory": "512Mi"},
+}
+# The checkout init container's script: fixed text, every value comes from its environment
+# (no spec or configuration value is ever put into shell text). A shallow fetch of one
+# revision (``git clone --depth 1`` of a commit, which `clone --revision` does only from
+# git 2.49): init, add the remote, fetch that revision at depth 1, check it out detached.
+# The revision is the one the applied-revision init container wrote, else (no shared
+# state) the remote's default branch. A token goes in an HTTP Authorization header
+# (GitHub's x-access-token form); a deploy key through GIT_SSH_COMMAND with the secret's
+# known_hosts (no trust on first use).
+CHECKOUT_SCRIPT = """set -eu
+export HOME="$MODELOPS_WORKSPACE/.home"
+mkdir -p "$HOME"
+revision=HEAD
+if [ -f "$MODELOPS_WORKSPACE/REVISION" ]; then revision=$(cat "$MODELOPS_WORKSPACE/REVISION"); fi
+git init -q "$MODELOPS_WORKSPACE/repo"
+cd "$MODELOPS_WORKSPACE/repo"
+git remote add origin "$MODELOPS_SPEC_REPOSITORY"
+if [ -n "${MODELOPS_GIT_TOKEN:-}" ]; then
+  auth=$(printf 'x-access-token:%s' "$MODELOPS_GIT_TOKEN" | base64 | tr -d '\\n')
+  set -- -c "http.extraHeader=Authorization: Basic $auth"
+fi
+git "$@" fetch -q --depth 1 origin "$revision"
+git checkout -q --detach FETCH_HEAD
+rm -rf "$HOME"
+"""
 
 
 def _ref(value: str) -> dict:
@@ -213,7 +263,12 @@ def replica_split(total: int, weight: int) -> tuple[int, int]:
     return stable, canary
 
 
-def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -> dict:
+def program(
+    dep: Deployment,
+    image: ImageRef,
+    stable_image: str | None = None,
+    jobs: JobContext | None = None,
+) -> dict:
     """Declare the Kubernetes resources of ``dep`` (see the module docstring).
 
     Args:
@@ -221,6 +276,9 @@ def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -
         image: the image to roll out.
         stable_image: the image the stable Deployment ran at the last apply (``None`` on
             the first rollout); used only during a canary rollout.
+        jobs: what the scheduled jobs need to run in the cluster (the spec repository,
+            revision, Git credentials reference, shared state URL); ``None``: the jobs get
+            no checkout (:func:`_cronjob`).
 
     Returns:
         Stack outputs: ``namespace``, ``service``, ``url`` (cluster-internal), ``image``,
@@ -292,12 +350,12 @@ def program(dep: Deployment, image: ImageRef, stable_image: str | None = None) -
         for key in ("input", "output"):
             if batch.get(key):
                 argv += [f"--{key}", str(batch[key])]
-        _cronjob(dep, image, sa_name, "batch", batch["schedule"], argv, meta, ns)
+        _cronjob(dep, image, sa_name, "batch", batch["schedule"], argv, meta, ns, jobs)
     else:
         _realtime(dep, image, stable_image, sa_name, port, meta, annotations, outputs)
 
     for kind, (schedule, argv) in sorted(job_commands(dep).items()):
-        _cronjob(dep, image, sa_name, kind, schedule, argv, meta, ns)
+        _cronjob(dep, image, sa_name, kind, schedule, argv, meta, ns, jobs)
     return outputs
 
 
@@ -681,19 +739,124 @@ def slo_rules(dep: Deployment, ns: str, service: str) -> list[dict]:
     return rules
 
 
-def _cronjob(dep, image, sa_name, kind, schedule, argv, meta, ns) -> None:
+def _applied_revision(dep: Deployment, image: str, container: dict) -> dict:
+    """The init container that writes the deployment's applied revision (its ledger
+    record in the shared state) to :data:`REVISION_FILE`, in the model image with the job
+    container's environment and credentials (the service account)."""
+    return {
+        "name": "applied-revision",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": [
+            "python",
+            "-m",
+            "reconciler.state.applied",
+            dep.name,
+            dep.env,
+            REVISION_FILE,
+        ],
+        "env": container["env"],
+        "resources": REVISION_RESOURCES,
+        "securityContext": container["securityContext"],
+        "workingDir": "/tmp",
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "workspace", "mountPath": WORKSPACE},
+        ],
+    }
+
+
+def _checkout(jobs: JobContext) -> tuple[dict, list[dict]]:
+    """The init container that checks the spec repository out at the applied revision into
+    the workspace emptyDir, and the volumes it needs besides the workspace.
+
+    Credentials are references only: a token (HTTPS) as an env ``secretKeyRef``, a deploy
+    key (SSH) as the secret mounted read-only (mode 0400) with its ``known_hosts``.
+    """
+    env = [
+        {"name": "MODELOPS_WORKSPACE", "value": WORKSPACE},
+        {"name": "MODELOPS_SPEC_REPOSITORY", "value": jobs.repository},
+    ]
+    mounts = [{"name": "workspace", "mountPath": WORKSPACE}]
+    volumes: list[dict] = []
+    if jobs.credentials:
+        ref = _ref(jobs.credentials)
+        if jobs.ssh:
+            volumes.append(
+                {
+                    "name": "git-credentials",
+                    "secret": {
+                        "secretName": ref["name"],
+                        "defaultMode": 0o400,
+                        "items": [
+                            {"key": ref["key"], "path": "key"},
+                            {"key": "known_hosts", "path": "known_hosts"},
+                        ],
+                    },
+                }
+            )
+            mounts.append(
+                {"name": "git-credentials", "mountPath": GIT_SECRET_DIR, "readOnly": True}
+            )
+            ssh = (
+                f"ssh -i {GIT_SECRET_DIR}/key -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes "
+                f"-o UserKnownHostsFile={GIT_SECRET_DIR}/known_hosts"
+            )
+            env.append({"name": "GIT_SSH_COMMAND", "value": ssh})
+        else:
+            env.append({"name": "MODELOPS_GIT_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    return {
+        "name": "checkout",
+        "image": jobs.git_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", CHECKOUT_SCRIPT],
+        "env": env,
+        "resources": CHECKOUT_RESOURCES,
+        "volumeMounts": mounts,
+    }, volumes
+
+
+def _cronjob(dep, image, sa_name, kind, schedule, argv, meta, ns, jobs=None) -> None:
+    """A CronJob running ``argv`` in the model image on ``schedule`` (UTC).
+
+    Runs never overlap (``concurrencyPolicy: Forbid``); a start missed by more than
+    :data:`JOB_STARTING_DEADLINE_S` is skipped; a run is stopped after
+    ``retraining.timeout_s`` (retrain) or :data:`JOB_DEADLINE_S`. The container keeps a
+    read-only root filesystem (writes go to the ``/tmp`` emptyDir: state caches, BentoML
+    home) and has requests and limits (:data:`JOB_RESOURCES` when the spec sets none).
+    Credentials come from the service account (IRSA's role annotation on EKS) and secret
+    references, never literal values. With ``jobs.repository``, init containers read the
+    deployment's applied revision from the shared state ``jobs.state_url`` (where the job
+    also records) and check the spec repository out at it into a ``/workspace``
+    emptyDir, mounted read-only as the job's working directory.
+    """
     res_name = k8s_name(dep.name, kind, CRONJOB_NAME_LIMIT)
     container = _container(dep, image.ref, kind, 0, args=argv)
+    if "limits" not in container.get("resources", {}):
+        container["resources"] = {**JOB_RESOURCES, **container.get("resources", {})}
+    pod = _pod_spec(dep, sa_name, container, restart="Never")
+    if jobs is not None and jobs.state_url:
+        container["env"].append({"name": "MODELOPS_STATE_URL", "value": jobs.state_url})
+    container["env"].sort(key=lambda e: e["name"])
+    if jobs is not None and jobs.repository:
+        init, volumes = _checkout(jobs)
+        init["securityContext"] = container["securityContext"]
+        first = [_applied_revision(dep, image.ref, container)] if jobs.state_url else []
+        pod["initContainers"] = [*first, init]
+        pod["volumes"] += [{"name": "workspace", "emptyDir": {"sizeLimit": "1Gi"}}, *volumes]
+        container["workingDir"] = CHECKOUT_DIR
+        container["volumeMounts"].append(
+            {"name": "workspace", "mountPath": WORKSPACE, "readOnly": True}
+        )
+    timeout = dep.get("spec.retraining.timeout_s") if kind == "retrain" else None
     job_spec: dict = {
         "backoffLimit": 2,
+        "activeDeadlineSeconds": int(timeout or JOB_DEADLINE_S),
         "template": {
             "metadata": {"labels": meta(res_name, kind)["labels"]},
-            "spec": _pod_spec(dep, sa_name, container, restart="Never"),
+            "spec": pod,
         },
     }
-    timeout = dep.get("spec.retraining.timeout_s") if kind == "retrain" else None
-    if timeout:
-        job_spec["activeDeadlineSeconds"] = int(timeout)
     k8s.batch.v1.CronJob(
         res_name,
         metadata=meta(res_name, kind),
@@ -701,7 +864,7 @@ def _cronjob(dep, image, sa_name, kind, schedule, argv, meta, ns) -> None:
             "schedule": schedule,
             "timeZone": "Etc/UTC",
             "concurrencyPolicy": "Forbid",
-            "startingDeadlineSeconds": 300,
+            "startingDeadlineSeconds": JOB_STARTING_DEADLINE_S,
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 3,
             "jobTemplate": {"spec": job_spec},

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from reconciler.core.diagnostics import Diagnostic, ModelopsError, Position
 from reconciler.core.yaml import YamlLoadError, load_yaml
@@ -43,7 +44,11 @@ _KEYS = {
     "guard_reviewers",
     "kubernetes_rates",
     "state_url",
+    "jobs",
 }
+#: ``jobs`` settings: how the scheduled jobs rendered for a cluster reach the spec
+#: repository (``docs/engine.md``, "Jobs that run where they are rendered").
+JOB_KEYS = ("repository", "credentials", "git_image")
 
 
 @dataclass
@@ -65,6 +70,10 @@ class Config:
         kubernetes_rates: ``{"cpu_hour", "memory_gib_hour", "gpu_hour"}`` in USD
             (:data:`DEFAULT_KUBERNETES_RATES` for what the file does not set; ``gpu_hour``
             ``None``: no GPU rate), for cost estimates (``docs/cost.md``).
+        jobs: ``{"repository", "credentials", "git_image"}`` (strings, each optional):
+            the spec repository's clone URL the in-cluster jobs check out, a
+            ``k8s:<secret>/<key>`` reference to its token or deploy key, the checkout
+            image.
         state_url: ``s3://bucket/prefix`` holding the ledger and the lock (shared state
             for CI runners thrown away after each job), or ``""``: the state directory.
             The state directory still holds the caches, the BentoML home and logs.
@@ -83,6 +92,7 @@ class Config:
     guard_reviewers: list[str] = field(default_factory=list)
     kubernetes_rates: dict = field(default_factory=lambda: dict(DEFAULT_KUBERNETES_RATES))
     state_url: str = ""
+    jobs: dict = field(default_factory=dict)
 
     def rel(self, path: Path | str) -> str:
         """``path`` relative to the root when inside it (for messages), else as given."""
@@ -111,6 +121,7 @@ _LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
 
 _PATH_KEYS = ("specs", "policies", "state_dir", "organization", "pulumi_backend", "state_url")
 STATE_URL_ENV = "MODELOPS_STATE_URL"
+_K8S_SECRET = re.compile(r"k8s:[a-z0-9]([-a-z0-9]*[a-z0-9])?/[A-Za-z0-9_.-]+")
 
 
 def _check_values(raw: dict, positions: dict) -> None:
@@ -134,6 +145,21 @@ def _check_values(raw: dict, positions: dict) -> None:
             fail(key, f"expected a non-empty path (a string), got {raw[key]!r}")
     if "state_url" in raw and (problem := state_url_problem(raw["state_url"])):
         fail("state_url", problem)
+    jobs = raw.get("jobs", {})
+    if not isinstance(jobs, dict) or set(jobs) - set(JOB_KEYS):
+        fail("jobs", f"expected a mapping of {', '.join(JOB_KEYS)}, got {jobs!r}")
+    for key, value in jobs.items():
+        if not (isinstance(value, str) and value.strip()):
+            fail("jobs", f"{key}: expected a non-empty string, got {value!r}")
+    creds = jobs.get("credentials", "")
+    if creds and not _K8S_SECRET.fullmatch(creds):
+        fail(
+            "jobs",
+            "credentials: expected a Kubernetes secret reference k8s:<secret>/<key> (the "
+            "secret holding the token or deploy key; never the value itself)",
+        )
+    if urlsplit(jobs.get("repository", "")).password:
+        fail("jobs", "repository: a URL with a password or token in it; use jobs.credentials")
     share = raw.get("max_delete_share", 0.5)
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
         fail(
@@ -379,6 +405,7 @@ def load_config(root: Path | None = None, state_dir: Path | str | None = None) -
         guard_reviewers=list(raw.get("guard_reviewers", [])),
         kubernetes_rates=_rates(raw.get("kubernetes_rates") or {}),
         state_url=state_url.rstrip("/"),
+        jobs=dict(raw.get("jobs") or {}),
     )
 
 

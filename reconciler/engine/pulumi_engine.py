@@ -31,7 +31,7 @@ from reconciler.core.progress import note
 from reconciler.engine.base import ApplyResult, LiveRecord
 from reconciler.engine.events import PlanCollector
 from reconciler.engine.plan import Plan
-from reconciler.engine.render import program_for, stable_image_of
+from reconciler.engine.render import has_jobs, job_context, program_for, stable_image_of
 from reconciler.spec.model import Deployment
 from stacks.common import image_ref
 
@@ -143,7 +143,12 @@ class PulumiEngine:
             os.makedirs(backend[len("file://") :], exist_ok=True)
         return env
 
-    def stack(self, dep: Deployment, artifact=None, record: LiveRecord | None = None):
+    def stack(
+        self,
+        dep: Deployment,
+        artifact=None,
+        record: LiveRecord | None = None,
+    ):
         """The ``<name>-<env>`` stack with the deployment's inline program (created if new).
 
         ``record`` (the deployment's last ledger record) gives the image the stable track
@@ -173,10 +178,13 @@ class PulumiEngine:
             if not env["PULUMI_BACKEND_URL"].startswith("http")
             else None,
         )
+        jobs = job_context(self.config) if has_jobs(dep) else None
         stack = auto.create_or_select_stack(
             stack_name=dep.key,
             project_name=PROJECT,
-            program=lambda: program(dep, image, stable),
+            program=lambda: program(
+                *((dep, image, stable) if jobs is None else (dep, image, stable, jobs))
+            ),
             opts=opts,
         )
         region = dep.get("spec.target.region")

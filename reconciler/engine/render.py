@@ -25,11 +25,20 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from reconciler.core.diagnostics import EXIT_FINDINGS, Diagnostic, ModelopsError
 from reconciler.core.digests import json_sha256
+from reconciler.core.git import open_repo
 from reconciler.spec.model import Deployment
-from stacks.common import ImageRef, StackError, image_ref
+from stacks.common import (
+    DEFAULT_GIT_IMAGE,
+    ImageRef,
+    JobContext,
+    StackError,
+    image_ref,
+    job_commands,
+)
 
 SCHEMA_VERSION = 1
 LOCAL_TYPE = "modelops:local:BentoServer"
@@ -432,11 +441,57 @@ def _code_digest(module: str) -> str:
     return digest.hexdigest()
 
 
-def render_key(dep: Deployment, image: ImageRef, stable: str | None, module: str) -> str:
+def has_jobs(dep: Deployment) -> bool:
+    """Whether ``dep`` renders scheduled jobs (monitoring, retraining, batch)."""
+    return bool(job_commands(dep)) or dep.get("spec.serving.mode") == "batch"
+
+
+def spec_repository(root: Path) -> str:
+    """The spec repository's clone URL for in-cluster jobs, without credentials.
+
+    ``$GITHUB_SERVER_URL/$GITHUB_REPOSITORY.git`` in GitHub Actions, else the Git remote
+    ``origin`` of ``root`` (user and password removed), else ``""``.
+    """
+    if os.environ.get("GITHUB_SERVER_URL") and os.environ.get("GITHUB_REPOSITORY"):
+        return f"{os.environ['GITHUB_SERVER_URL']}/{os.environ['GITHUB_REPOSITORY']}.git"
+    repo = open_repo(root)
+    if repo is None or "origin" not in [r.name for r in repo.remotes]:
+        return ""
+    url = repo.remotes.origin.url
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and (parts.username or parts.password):
+        host = parts.hostname or ""
+        url = urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
+    return url
+
+
+def job_context(config) -> JobContext:
+    """What the scheduled jobs of this repository need in the cluster: ``jobs`` of
+    ``modelops.yaml`` (the repository defaulting to :func:`spec_repository`) and the
+    shared state URL. No revision: a job reads the revision to check out from its
+    deployment's ledger record when it starts (``stacks/kubernetes.py``), so a commit
+    that does not change a deployment does not change its manifests."""
+    jobs = getattr(config, "jobs", None) or {}
+    return JobContext(
+        repository=jobs.get("repository") or spec_repository(config.root),
+        credentials=jobs.get("credentials", ""),
+        state_url=getattr(config, "state_url", ""),
+        git_image=jobs.get("git_image", DEFAULT_GIT_IMAGE),
+    )
+
+
+def render_key(
+    dep: Deployment,
+    image: ImageRef,
+    stable: str | None,
+    module: str,
+    jobs: JobContext | None = None,
+) -> str:
     """The cache key of a render: SHA-256 hex of everything the result depends on.
 
     The resolved deployment document, environment and key, the image, the stable
-    image, the program (``<module>.program``) and :func:`_code_digest` of its module.
+    image, the jobs' context, the program (``<module>.program``) and :func:`_code_digest`
+    of its module.
     Computing it does not import the module, so a warm plan never loads Pulumi.
     """
     doc = {
@@ -446,6 +501,7 @@ def render_key(dep: Deployment, image: ImageRef, stable: str | None, module: str
         "key": dep.key,
         "image": image.to_dict(),
         "stable": stable,
+        "jobs": jobs.to_dict() if jobs is not None else None,
         "program": f"{module}.program",
         "code": _code_digest(module),
     }
@@ -546,18 +602,24 @@ def render(
     stable = stable_image
     if stable == image.ref:
         stable = None  # the stable track already runs this image: same as a first rollout
-    key = render_key(dep, image, stable, PROGRAMS[dep.platform]) if cache else ""
+    jobs = job_context(config) if config is not None and has_jobs(dep) else None
+    key = render_key(dep, image, stable, PROGRAMS[dep.platform], jobs) if cache else ""
     if key:
         hit = _cache_get(key, config)
         if hit is not None:
             return DesiredState.from_dict(hit)
-    state = _render_pulumi(dep, image, stable, program_for(dep.platform))
+    state = _render_pulumi(dep, image, stable, program_for(dep.platform), jobs)
     if key:
         _cache_put(key, state.to_dict(), config)
+        # the value a cache hit returns (its keys sorted): a render written out (render
+        # --out, --commit) is the same bytes whether it was cached or not
+        return DesiredState.from_dict(json.loads(_MEMORY[key]))
     return state
 
 
-def _render_pulumi(dep: Deployment, image: ImageRef, stable: str | None, program) -> DesiredState:
+def _render_pulumi(
+    dep: Deployment, image: ImageRef, stable: str | None, program, jobs: JobContext | None = None
+) -> DesiredState:
     import pulumi  # heavy (about 1 s): only when a render misses the cache
 
     with _LOCK, _render_loop(), _without_source_positions(), _gc_paused():
@@ -573,7 +635,8 @@ def _render_pulumi(dep: Deployment, image: ImageRef, stable: str | None, program
                 outputs[key] = SECRET if await out.is_secret() else known
 
         def run():
-            return collect(program(dep, image, stable))
+            args = (dep, image, stable) if jobs is None else (dep, image, stable, jobs)
+            return collect(program(*args))
 
         try:
             pulumi.runtime.test(run)()

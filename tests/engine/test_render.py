@@ -155,7 +155,7 @@ def test_secret_inputs_under_mocks_are_shown_as_secret(spec_repo, monkeypatch):
     deployments, config = all_deployments(spec_repo)
     dep = next(d for d in deployments if d.platform == "kubernetes")
 
-    def program(dep, image, stable_image=None):
+    def program(dep, image, stable_image=None, jobs=None):
         k8s.core.v1.ConfigMap(
             "c",
             metadata={"name": "c", "namespace": "ml"},
@@ -175,7 +175,7 @@ def test_duplicate_resource_names_are_an_error(spec_repo, monkeypatch):
     deployments, config = all_deployments(spec_repo)
     dep = next(d for d in deployments if d.platform == "kubernetes")
 
-    def program(dep, image, stable_image=None):
+    def program(dep, image, stable_image=None, jobs=None):
         for _ in range(2):
             k8s.core.v1.ServiceAccount("same", metadata={"name": "same", "namespace": "ml"})
         return {}
