@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from support.cli import invoke
-from support.s3 import moto_server, use_fake_s3
+from support.s3 import use_fake_s3
 
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import ModelopsError
@@ -52,17 +52,11 @@ print("released", flush=True)
 """
 
 
-@pytest.fixture(scope="module")
-def endpoint():
-    """One fake S3 server (moto, on loopback) for this module; each test empties it."""
-    with moto_server() as url:
-        yield url
-
-
 @pytest.fixture
-def fake_s3(endpoint, monkeypatch):
-    """The fake S3 (moto), empty but for the state bucket; boto3 pointed at it."""
-    return use_fake_s3(endpoint, monkeypatch, BUCKET)
+def fake_s3(fake_s3_endpoint, monkeypatch):
+    """The session's fake S3 (moto, on loopback), empty but for the state bucket; boto3
+    pointed at it."""
+    return use_fake_s3(fake_s3_endpoint, monkeypatch, BUCKET)
 
 
 def _holder(tmp_path: Path) -> subprocess.Popen:
