@@ -260,10 +260,10 @@ class LocalEngine:
         ):
             analysis = None  # nothing live to compare with: the first apply goes straight
         try:
-            handle = self._start(dep, artifact, record)
-        except ApplyError as exc:
+            handle = self._start(dep, artifact)
+        except ServeError as exc:
             if analysis is None:
-                raise
+                raise self._failed(dep, record, exc.message) from None
             raise self._aborted(
                 dep, record, f"its server did not start: {exc.message}", Rollout()
             ) from None
@@ -394,22 +394,23 @@ class LocalEngine:
             return handle
         return None
 
-    def _start(self, dep: Deployment, artifact: Artifact, record: LiveRecord | None):
-        """Start the new server on a free port (the router keeps the stable one)."""
+    def _start(self, dep: Deployment, artifact: Artifact) -> ServerHandle:
+        """Start the new server on a free port (the router keeps the stable one).
+
+        Raises:
+            ServeError: it exited or was not ready in time (nothing of it is left).
+        """
         workers = dep.get("spec.serving.workers", 1)
-        try:
-            with step("start", dep.key, f"{artifact.bento_tag} (bentoml serve)"):
-                return start_server(
-                    artifact,
-                    self.config,
-                    port=None,
-                    timeout_s=self.ready_timeout_s,
-                    workers=int(workers) if isinstance(workers, int) else 1,
-                    log_name=dep.key,
-                    deployment=dep.key,
-                )
-        except ServeError as exc:
-            raise self._failed(dep, record, exc.message) from None
+        with step("start", dep.key, f"{artifact.bento_tag} (bentoml serve)"):
+            return start_server(
+                artifact,
+                self.config,
+                port=None,
+                timeout_s=self.ready_timeout_s,
+                workers=int(workers) if isinstance(workers, int) else 1,
+                log_name=dep.key,
+                deployment=dep.key,
+            )
 
     def _stop_backend(self, outputs: dict) -> None:
         """Stop the server a record's ``outputs`` name (identity-checked)."""

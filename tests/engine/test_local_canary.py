@@ -131,6 +131,8 @@ def test_canary_aborts_a_flipped_model_and_a_dead_server_and_promotes_a_good_one
                 dep, artifact, config, ledger, LocalEngine(config, ready_timeout_s=2), "rev3"
             )
         assert "canary aborted: its server did not start" in err.value.message
+        assert "did not become ready (GET /readyz) within 2 s" in err.value.message
+        assert err.value.message.count("apply of") == 1
         rec = ledger.get("fraud-detector", "staging")
         assert rec.outputs["pid"] == stable["pid"] and engine.health(rec) == "Healthy"
 
