@@ -73,7 +73,7 @@ def test_two_to_six_replicas_in_the_pr_comment(git_repo):
 
 def test_a_change_without_resource_changes_shows_no_cost_change(git_repo):
     base = git_repo.git.head.commit.hexsha
-    replace_in_file(git_repo.root / SPEC, "workers: 2", "workers: 4")  # in the Bento only
+    replace_in_file(git_repo.root / SPEC, "workers: 1", "workers: 4")  # in the Bento only
     head = git_repo.commit("more workers")
     report = plan(load_config(git_repo.root), "prod", base=base, head=head)
     (outcome,) = report.outcomes

@@ -38,7 +38,7 @@ def _edit(repo, old: str, new: str, rel: str = SPEC) -> None:
 
 def _serving_change(repo) -> tuple[str, str]:
     base = repo.git.head.commit.hexsha
-    _edit(repo, "workers: 2", "workers: 8")
+    _edit(repo, "workers: 1", "workers: 8")
     _edit(repo, "access_log: false", "access_log: true")
     _edit(repo, "max_latency_ms: 500}", "max_latency_ms: 90}")  # 500: the RELAXED example
     return base, repo.commit("more workers, access log, longer batching window")
@@ -53,7 +53,7 @@ def test_serving_only_change_shows_the_fields_and_a_new_bento(repo):
     assert spec["fields"] == [
         {"path": "spec.serving.access_log", "old": False, "new": True},
         {"path": "spec.serving.batching.max_latency_ms", "old": 500, "new": 90},
-        {"path": "spec.serving.workers", "old": 2, "new": 8},
+        {"path": "spec.serving.workers", "old": 1, "new": 8},
     ]
     assert spec["rebuild"] is True and spec["build_inputs"] == ["serving"]
     assert spec["decided_by"] == "build inputs"
@@ -64,7 +64,7 @@ def test_serving_only_change_shows_the_fields_and_a_new_bento(repo):
     assert code == 0
     assert "no infrastructure change" not in md
     assert "### `fraud-detector` · prod · kubernetes — 🔁 new Bento (rebuild and rollout)" in md
-    assert "- `spec.serving.workers`: `2` → `8`" in md
+    assert "- `spec.serving.workers`: `1` → `8`" in md
     assert "- `spec.serving.access_log`: `false` → `true`" in md
     assert "- `spec.serving.batching.max_latency_ms`: `500` → `90`" in md
     assert "🔁 new Bento: the service will be rebuilt and rolled out" in md
@@ -73,7 +73,7 @@ def test_serving_only_change_shows_the_fields_and_a_new_bento(repo):
     code, out, _ = invoke(repo.root, "plan", "--base", base, "--head", head, "--env", "prod")
     assert code == 0
     assert "fraud-detector-prod: no changes" not in out
-    assert "spec: spec.serving.workers: 2 → 8" in out
+    assert "spec: spec.serving.workers: 1 → 8" in out
     assert "new Bento: the service will be rebuilt and rolled out" in out
     assert "new Bentos: 1" in out
 
@@ -115,7 +115,7 @@ def test_the_new_bento_verdict_agrees_with_the_build_digest(repo):
     )
     assert same
     repo.git.git.checkout("-q", "main")
-    _edit(repo, "workers: 2", "workers: 3")
+    _edit(repo, "workers: 1", "workers: 3")
     head2 = repo.commit("workers")
     moved = next(d for d in load_all(config, None, "prod").deployments)
     assert build_digest(build_inputs(moved, config)) != build_digest(build_inputs(head_dep, config))
@@ -130,7 +130,7 @@ def test_fields_are_those_of_the_environment_planned(repo):
     config = load_config(repo.root)
     prod = plan(config, "prod", base=base, head=head)
     (outcome,) = prod.outcomes
-    assert outcome.spec_diff["fields"] == [{"path": "spec.serving.workers", "old": 2, "new": 4}]
+    assert outcome.spec_diff["fields"] == [{"path": "spec.serving.workers", "old": 1, "new": 4}]
     assert outcome.spec_diff["rebuild"] is True
     staging = plan(config, "staging", base=base, head=head)
     (outcome,) = staging.outcomes
@@ -159,9 +159,9 @@ def test_without_build_inputs_the_verdict_comes_from_the_spec_fields(repo, tmp_p
         node[path[-1]] = value
         return Deployment(spec=dep.spec, env=dep.env, data=data)
 
-    old = old_with(("spec", "serving", "workers"), 1)
+    old = old_with(("spec", "serving", "workers"), 3)
     diff = spec_diff(old, dep, base_cfg, config, set())
-    assert diff["fields"] == [{"path": "spec.serving.workers", "old": 1, "new": 2}]
+    assert diff["fields"] == [{"path": "spec.serving.workers", "old": 3, "new": 1}]
     assert diff["rebuild"] is True and diff["build_inputs"] == ["serving"]
     assert diff["decided_by"].startswith("spec fields (the build inputs could not be computed")
     assert "model file" in diff["decided_by"]
