@@ -364,6 +364,13 @@ def status_cmd(
                 f"; {p.get('action', '?')} begun at {p.get('time', '?')} by "
                 f"{p.get('actor', '?')} did not finish (interrupted, unless it is running now)"
             )
+            canary = p.get("canary")
+            if isinstance(canary, dict):
+                health += (
+                    f"; canary at {canary.get('weight', '?')}%: check {canary.get('checks', '?')}"
+                    f" {canary.get('result', '?')} at {canary.get('time', '?')}"
+                    + (f" ({'; '.join(canary['failed'])})" if canary.get("failed") else "")
+                )
         rows.append(
             ledger.status_row(record, health, service, model_version=_model_version(record))
         )

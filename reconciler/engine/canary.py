@@ -263,11 +263,13 @@ def run_canary(
     *,
     probe_body: dict | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    on_check: Callable[[dict], None] | None = None,
 ) -> Rollout:
     """Walk ``analysis.steps`` with ``canary_url`` beside ``stable_url`` behind ``router``.
 
     On return the router sends every request to the canary (``promoted``) or to the stable
-    version (``aborted``); stopping the server that lost is the caller's.
+    version (``aborted``); stopping the server that lost is the caller's. ``on_check``
+    gets each check as it is made (the flow records it: ``status.canary_progress``).
 
     Raises:
         RouterError: the router could not be switched (the caller aborts: the stable
@@ -299,6 +301,8 @@ def run_canary(
                 before = after
                 check.update(step=index, weight=weight)
                 rollout.checks.append(check)
+                if on_check is not None:
+                    on_check(check)
                 if check["result"] == FAILED:
                     failures += 1
                     if failures > analysis.failure_limit:

@@ -28,6 +28,8 @@ The engine reads the record it is given and writes no ledger: the status writer
 from __future__ import annotations
 
 import contextlib
+import functools
+from collections.abc import Callable
 
 from reconciler.build.artifact import Artifact
 from reconciler.build.serve import (
@@ -140,6 +142,9 @@ class LocalEngine:
             on it after the router switched away (then it is stopped anyway).
         immediate: switch to the new server at once even when the spec asks for a canary
             analysis (a rollback: ``reconciler.flow.rollback``).
+
+    Attribute ``on_canary_check`` (``(deployment, check) -> None``, default none): called
+    with each canary check as it is made; the flow points it at the status writer.
     """
 
     def __init__(
@@ -153,6 +158,7 @@ class LocalEngine:
     ) -> None:
         self.config = config
         self.immediate = immediate
+        self.on_canary_check: Callable[[Deployment, dict], None] | None = None
         self.ready_timeout_s = ready_timeout_s
         self.stop_grace_s = stop_grace_s
         self.drain_timeout_s = drain_timeout_s
@@ -351,6 +357,11 @@ class LocalEngine:
                     handle.url,
                     analysis,
                     probe_body=_probe_body(dep, self.config),
+                    on_check=(
+                        None
+                        if self.on_canary_check is None
+                        else functools.partial(self.on_canary_check, dep)
+                    ),
                 )
         except (RouterError, OSError) as exc:
             rollout = Rollout(verdict=ABORTED, reason=f"the router failed: {exc}")

@@ -15,6 +15,7 @@ from reconciler.core.config import Config
 from reconciler.core.procs import fault_point
 from reconciler.core.progress import step
 from reconciler.engine.base import ApplyError, ApplyResult, Engine
+from reconciler.engine.local import LocalEngine
 from reconciler.engine.render import render, stable_image_of
 from reconciler.flow.costs import policy_costs
 from reconciler.flow.destroy import PRUNED, destroy_record
@@ -283,6 +284,10 @@ def converge(
         artifact=artifact.bento_tag if artifact is not None else "",
         platform=dep.platform,
     )
+    if isinstance(engine, LocalEngine):  # a canary's checks are recorded as they are made
+        engine.on_canary_check = lambda d, check: status.canary_progress(
+            ledger, (d.name, d.env), check
+        )
     try:
         # throttling, a dropped connection, a stack locked by another update: retried
         # with backoff here, and recorded as transient (not counted) if it persists

@@ -351,6 +351,32 @@ def pending(
     return before
 
 
+@_merging
+def canary_progress(ledger: Ledger, key: tuple[str, str], check: dict) -> None:
+    """Record a local canary's latest check while it runs: ``pending.canary`` (``step``,
+    ``weight``, ``result``, ``failed``, ``time``, and ``checks``: how many so far), so
+    ``status`` shows a canary in progress; the apply's outcome (:func:`applied`,
+    :func:`failed`) clears it and records every step. Nothing is written when no apply
+    is pending (the record was settled meanwhile)."""
+    name, env = key
+    rec = ledger.get(name, env)
+    if rec is None or not rec.pending:
+        return
+    done = int((rec.pending.get("canary") or {}).get("checks", 0)) + 1
+    rec.pending = {
+        **rec.pending,
+        "canary": {
+            "step": check.get("step"),
+            "weight": check.get("weight"),
+            "result": check.get("result"),
+            "failed": list(check.get("failed") or []),
+            "time": now_iso(),
+            "checks": done,
+        },
+    }
+    ledger.put(rec)
+
+
 def _settled(rec: LedgerRecord) -> None:
     rec.pending = {}
 

@@ -214,6 +214,7 @@ def test_a_bad_canary_is_aborted_within_two_intervals_and_no_client_request_fail
 def test_a_good_canary_is_promoted_after_every_step(router):
     handle, stable_url = router
     canary, canary_url = stub()
+    seen = []
     try:
         rollout = run_canary(
             handle,
@@ -221,11 +222,13 @@ def test_a_good_canary_is_promoted_after_every_step(router):
             canary_url,
             Analysis(**ANALYSIS, error_rate=0.01, agreement=0.9),
             probe_body={"instances": [[1]]},  # no user traffic: the probe feeds the checks
+            on_check=seen.append,  # the flow records each check as it is made
         )
     finally:
         canary.shutdown()
     assert rollout.verdict == PROMOTED, rollout
     assert rollout.steps == [50, 100] and {c["result"] for c in rollout.checks} == {PASSED}
+    assert seen == rollout.checks
     status = routing.read_status(handle.url)
     assert [b["url"] for b in status["backends"].values()] == [canary_url]
 

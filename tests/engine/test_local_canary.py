@@ -103,7 +103,7 @@ def test_canary_aborts_a_flipped_model_and_a_dead_server_and_promotes_a_good_one
         assert rollout["verdict"] == "aborted" and len(rollout["checks"]) <= 2
         rec = ledger.get("fraud-detector", "staging")
         assert rec.outputs["pid"] == stable["pid"] and rec.lastAppliedRevision == "rev1"
-        assert rec.outputs["rollout"]["verdict"] == "aborted"
+        assert rec.outputs["rollout"]["verdict"] == "aborted" and rec.pending == {}
         canary_entries = [h for h in rec.history if h["action"] == "canary"]
         assert canary_entries[-1]["result"] == "aborted"
         assert canary_entries[-2]["weight"] == 50 and canary_entries[-2]["checks"]

@@ -150,3 +150,35 @@ def test_destroyed_and_destroy_failed_and_jobs(tmp_path):
     entry = status.retraining_result(ledger, dep, "proposed", "better", branch="b")
     assert entry == ledger.get("fraud", "staging").history[-1]
     assert entry["action"] == "retrain" and entry["branch"] == "b"
+
+
+def test_canary_progress_while_it_runs_then_steps_and_verdict_on_the_outcome(tmp_path):
+    ledger, dep = Ledger(tmp_path), _dep()
+    status.canary_progress(ledger, ("fraud", "staging"), {"result": "passed"})
+    assert ledger.get("fraud", "staging") is None  # no apply pending: nothing written
+    status.pending(ledger, ("fraud", "staging"), action="apply", revision="r1", artifact="a")
+    check = {"step": 0, "weight": 50, "result": "failed", "failed": ["agreement 0.1 < 0.9"]}
+    status.canary_progress(ledger, ("fraud", "staging"), {**check, "result": "passed"})
+    status.canary_progress(ledger, ("fraud", "staging"), check)
+    progress = ledger.get("fraud", "staging").pending["canary"]
+    assert progress["checks"] == 2 and progress["result"] == "failed"
+    assert progress["weight"] == 50 and progress["failed"] == ["agreement 0.1 < 0.9"]
+
+    rollout = {
+        "verdict": "aborted",
+        "reason": "check 2 at 50% failed",
+        "steps": [50],
+        "checks": [{**check, "result": "passed", "failed": []}, check],
+    }
+    status.failed(
+        ledger, dep, revision="r1", digest="d", message="canary aborted", stalled_after=3,
+        rollout=rollout,
+    )  # fmt: skip
+    rec = ledger.get("fraud", "staging")
+    assert rec.pending == {}
+    step, verdict, apply = rec.history[-3:]
+    assert step["action"] == "canary" and step["result"] == "failed" and step["weight"] == 50
+    assert step["message"] == "step 50%: 1 of 2 check(s) passed; agreement 0.1 < 0.9"
+    assert verdict["result"] == "aborted" and verdict["message"] == "check 2 at 50% failed"
+    assert apply["action"] == "apply" and apply["result"] == "failed"
+    assert rec.outputs["rollout"]["verdict"] == "aborted"
