@@ -38,7 +38,7 @@ from reconciler.flow.policy_set import (
     policy_set_touched,
 )
 from reconciler.flow.run import Outcome, RunReport, sort_report
-from reconciler.flow.sources import as_applied, pin_remote_models
+from reconciler.flow.sources import as_applied, moved_models, pin_remote_models
 from reconciler.flow.stages import (
     build_and_smoke,
     build_artifact,
@@ -103,6 +103,8 @@ def plan_changes(
     report.diagnostics.extend(changes.diagnostics)
     base_rev = RevisionFiles(repo, config.root, repo.commit(changes.base))
     head_files = RevisionFiles(repo, config.root, repo.commit(changes.head) if head else None)
+    if head is None:  # the working tree: a moved alias of a spec the change does not touch
+        report.notes.extend(moved_models(config, changes, envs, head_files, Ledger.of(config)))
     config = guard_settings_gate(report, config, base_rev, head_files, allow_guard_change, reviews)
     base_paths: list[str] = []
     for s in changes.specs:

@@ -11,10 +11,15 @@ Rationale: ``docs/build.md`` ("Model sources").
 
 from __future__ import annotations
 
-from reconciler.build.fetch import ModelSource, is_remote, resolve_model
+import re
+
+from reconciler.build.fetch import FetchError, ModelSource, is_remote, resolve_model
 from reconciler.core.config import Config
 from reconciler.engine.base import ApplyError
+from reconciler.gitops.changes import ChangeSet, RevisionFiles, SpecChange
+from reconciler.spec.files import quick_load, spec_name
 from reconciler.spec.model import Deployment
+from reconciler.spec.source import SpecSource
 from reconciler.state import status
 from reconciler.state.ledger import Ledger
 
@@ -99,3 +104,78 @@ def as_applied(info: dict | None, record) -> dict | None:
     if source.get("uri") != info.get("uri") or not source.get("sha256"):
         return info
     return {**info, "resolved": source.get("resolved", ""), "sha256": source["sha256"]}
+
+
+#: a spec's text that may name a remote model (checked before parsing it)
+_REMOTE_URI = re.compile(rb"uri:\s*['\"]?(models:/|s3://)")
+
+
+def _remote_uris(data: dict | None) -> bool:
+    """Whether a quick-loaded spec names a remote model in its base or an overlay."""
+    spec = (data or {}).get("spec") if isinstance(data, dict) else None
+    if not isinstance(spec, dict):
+        return False
+    sections = [spec, *((spec.get("environments") or {}).values())]
+    for section in sections:
+        model = section.get("model") if isinstance(section, dict) else None
+        if isinstance(model, dict) and is_remote(model.get("uri")):
+            return True
+    return False
+
+
+def moved_models(
+    config: Config, changes: ChangeSet, envs: list[str], head: RevisionFiles, ledger: Ledger
+) -> list[str]:
+    """Add to ``changes`` the specs a pull request does not touch whose remote model moved.
+
+    An MLflow alias (or an overwritten ``s3://`` object) can move without any change in
+    Git; a plan against the base shows it as a change to review: every spec at head
+    (the working tree) not planned for its own change whose resolved model differs from
+    the one its ledger record says was applied becomes ``affected`` (an ``unchanged``
+    one of ``--all`` too). A source that cannot be resolved now is left out, with a note.
+
+    Returns:
+        notes for the report (sources that could not be resolved).
+    """
+    notes: list[str] = []
+    planned = {s.path: s for s in changes.specs if s.path}
+    source = SpecSource(config)
+    specs_rel = config.rel(config.specs_dir).rstrip("/") + "/"
+    for path in head.spec_files(specs_rel):
+        change = planned.get(path)
+        if change is not None and change.status != "unchanged":
+            continue
+        raw = head.read(path)
+        if not raw or not _REMOTE_URI.search(raw):  # most specs: no YAML parse at all
+            continue
+        data = quick_load(raw)
+        if not _remote_uris(data):
+            continue
+        reasons = []
+        for env in envs:
+            dep, _diags = source.deployment(path, env)
+            if dep is None or not is_remote(dep.get("spec.model.uri")):
+                continue
+            record = ledger.get(dep.name, env)
+            applied = ((record.artifact or {}).get("model_source") or {}) if record else {}
+            if not applied or applied.get("uri") != dep.get("spec.model.uri"):
+                continue
+            try:
+                now = resolve_model(dep, config)
+            except FetchError as exc:
+                notes.append(f"{dep.key}: the model's move could not be checked: {exc.message}")
+                continue
+            if (now.resolved, now.sha256) != (applied.get("resolved"), applied.get("sha256")):
+                reasons.append(
+                    f"{env}: model {now.uri} now resolves to {now.resolved} (sha256 "
+                    f"{now.sha256[:12]}); applied: {applied.get('resolved')} "
+                    f"(sha256 {str(applied.get('sha256'))[:12]})"
+                )
+        if not reasons:
+            continue
+        if change is not None:
+            change.status, change.reasons = "affected", reasons
+        else:
+            changes.specs.append(SpecChange(spec_name(data), "affected", path, path, reasons))
+    changes.specs.sort(key=lambda s: (s.path or s.old_path, s.status))
+    return notes

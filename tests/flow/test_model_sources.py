@@ -247,6 +247,11 @@ def test_alias_pinned_by_plan_served_by_apply_and_a_move_is_refused_then_shown(
         assert record.failures == 1 and record.artifact["model_sha256"] == old_sha
         assert httpx.get(f"{url}/metadata", timeout=30).json()["model"]["sha256"] == old_sha
 
+        # a pull request that does not touch the spec still shows the move
+        code, out, err = invoke(repo.root, "plan", "--env", "staging", "--base", "HEAD")
+        assert code == 0, out + err
+        assert f"model resolved: models:/fraud-flow/{v1} -> models:/fraud-flow/{v2}" in out
+        assert f"now resolves to models:/fraud-flow/{v2}" in out  # why it is planned
         code, out, err = invoke(repo.root, "plan", "--env", "staging")
         assert code == 0, out + err
         assert f"model resolved: models:/fraud-flow/{v1} -> models:/fraud-flow/{v2}" in out
