@@ -18,6 +18,7 @@ from reconciler.core.diagnostics import ModelopsError
 from reconciler.flow.propose import deliver
 from reconciler.flow.rollback import rollback
 from reconciler.monitor.drift import DriftResult, run_drift
+from reconciler.monitor.experiment import run_experiment
 from reconciler.monitor.labels import IngestResult, ingest_labels
 from reconciler.monitor.proposal import proposal_repo
 from reconciler.monitor.quality import QualityResult, model_classes, run_quality
@@ -147,7 +148,9 @@ def quality_run(
     """Run the quality job once (:func:`reconciler.monitor.quality.run_quality`) and record it.
 
     The ledger record gets the run's summary as its ``quality`` field and a ``quality``
-    history entry (shown by ``modelops status``); a failed run records
+    history entry (shown by ``modelops status``), with the A/B verdict of an accuracy
+    experiment under ``experiment`` (:func:`reconciler.monitor.experiment.run_experiment`,
+    continued from the previous run's); a failed run records
     ``{"status": "failed", "message", "time"}``. ``report_html``: the drift run's report,
     which gets the quality section (one HTML file for drift, quality and KPI).
 
@@ -164,7 +167,17 @@ def quality_run(
     summary = result.to_dict()
     summary["summary_json"] = config.rel(result.summary_json)
     summary["report_html"] = config.rel(result.report_html)
-    status.quality_result(ledger, dep, summary, result.verdict, result.message)
+    message = result.message
+    record = ledger.get(dep.name, dep.env)
+    previous = ((record.quality if record else None) or {}).get("experiment")
+    try:
+        experiment = run_experiment(dep, config, previous, now)
+    except ModelopsError as exc:
+        experiment = {"verdict": "failed", "message": exc.message[:2000]}
+    if experiment is not None:
+        summary["experiment"] = experiment
+        message += f"; experiment {experiment.get('summary') or experiment['verdict']}"
+    status.quality_result(ledger, dep, summary, result.verdict, message)
     return result
 
 

@@ -34,17 +34,23 @@ the power, within simulation error.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from reconciler.core.config import Config
+from reconciler.monitor.labels import label_settings, load_predictions, stored_labels
+from reconciler.monitor.quality import join
 from reconciler.spec.experiment import (
     DEFAULT_ALPHA,
     DEFAULT_POWER,
     HIGHER_IS_BETTER,
+    design_of,
     half_width,
     likelihood_ratio,
     sample_size,
 )
+from reconciler.spec.model import Deployment
 
 WINNER = "winner"
 LOSER = "loser"
@@ -186,3 +192,88 @@ def simulate(
     x_b = np.cumsum(rng.binomial(steps, p_b, size=(experiments, len(looks))), axis=1)
     ratio, _, _ = likelihood_ratio(looks, x_a, looks, x_b, mde**2)
     return (ratio >= 1.0 / alpha).any(axis=1)
+
+
+def accuracy_counts(dep: Deployment, config: Config, since: datetime, end: datetime) -> dict:
+    """``{model_version: (labelled predictions, correct ones)}`` of the captured predictions
+    timestamped in ``[since, end]`` joined with the stored labels by prediction id (the
+    quality job's join, ``reconciler.monitor.quality.join``).
+
+    Raises:
+        MonitorInputError: labels not configured, unreadable capture.
+    """
+    preds = load_predictions(dep, config, since, end)
+    joined, _ = join(preds.frame, stored_labels(label_settings(dep, config)))
+    out: dict[str, tuple[int, int]] = {}
+    if not len(joined):
+        return out
+    correct = (joined["prediction"].astype(str) == joined["label"].astype(str)).to_numpy()
+    versions = joined["model_version"].astype(str).to_numpy()
+    for version in sorted(set(versions.tolist())):
+        mine = versions == version
+        out[version] = (int(mine.sum()), int(correct[mine].sum()))
+    return out
+
+
+def run_experiment(
+    dep: Deployment, config: Config, previous: dict | None, now: datetime | None = None
+) -> dict | None:
+    """One look at ``dep``'s experiment (primary metric ``accuracy``), for the quality job.
+
+    B is the spec's ``model.version``; A the other captured version with the most labelled
+    predictions. The experiment's data start at ``previous["started"]`` when the previous
+    look was of the same B (else at the start of this look's window,
+    ``monitoring.window_hours`` back), so every look counts everything since the start,
+    and the p-value stays the smallest of all looks (``best_ratio``).
+
+    Returns:
+        ``None`` when ``dep`` runs no accuracy experiment; else the :class:`Verdict`'s
+        fields plus ``version_a``, ``version_b``, ``started`` (ISO 8601 UTC),
+        ``best_ratio`` and ``summary``; ``verdict`` is ``running`` with a ``note`` while
+        one of the versions has no labelled prediction.
+    """
+    design = design_of(dep)
+    if design is None or design.metric != "accuracy":
+        return None
+    end = (now or datetime.now(UTC)).astimezone(UTC)
+    version_b = str(dep.get("spec.model.version", ""))
+    same = bool(previous) and previous.get("version_b") == version_b
+    if same and previous.get("started"):
+        started = datetime.fromisoformat(str(previous["started"]))
+    else:
+        started = end - timedelta(hours=int(dep.get("spec.monitoring.window_hours", 24)))
+    counts = accuracy_counts(dep, config, started, end)
+    others = sorted((n, v) for v, (n, _) in counts.items() if v != version_b)
+    head = {"version_b": version_b, "started": started.isoformat(), "metric": design.metric}
+    if version_b not in counts or not others:
+        seen = ", ".join(sorted(counts)) or "none"
+        return {
+            **head,
+            "verdict": RUNNING,
+            "sample_size": design.sample_size,
+            "note": f"labelled predictions of both versions needed; versions seen: {seen}",
+            "best_ratio": float(previous.get("best_ratio", 0.0)) if same else 0.0,
+        }
+    version_a = others[-1][1]
+    (n_a, x_a), (n_b, x_b) = counts[version_a], counts[version_b]
+    best = float(previous.get("best_ratio", 0.0)) if same else 0.0
+    verdict = judge(
+        design.metric,
+        n_a,
+        x_a,
+        n_b,
+        x_b,
+        baseline=design.baseline,
+        mde=design.mde,
+        alpha=design.alpha,
+        power=design.power,
+        best_ratio=best,
+    )
+    ratio, _, _ = likelihood_ratio(n_a, x_a, n_b, x_b, design.mde**2)
+    return {
+        **head,
+        **verdict.to_dict(),
+        "version_a": version_a,
+        "best_ratio": max(best, float(ratio)),
+        "summary": verdict.summary(),
+    }

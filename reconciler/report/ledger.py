@@ -122,7 +122,8 @@ def age_text(seconds: int) -> str:
 
 
 def _quality(quality: dict) -> str:
-    """The latest quality verdict with its watched metric: realized, estimated, kind."""
+    """The latest quality verdict with its watched metric: realized, estimated, kind; and
+    an A/B experiment's verdict line when the quality job judged one."""
     if not quality:
         return "-"
     verdict = str(quality.get("status", "-"))
@@ -139,7 +140,11 @@ def _quality(quality: dict) -> str:
     kind = quality.get("drift_kind")
     if kind and kind != "none":
         bits.append(str(kind))
-    return f"{verdict} ({', '.join(bits)})" if bits else verdict
+    text = f"{verdict} ({', '.join(bits)})" if bits else verdict
+    experiment = quality.get("experiment") or {}
+    if experiment:
+        text += f"; A/B {experiment.get('summary') or experiment.get('verdict', '-')}"
+    return text
 
 
 def status_table(rows: list[dict]) -> Table:

@@ -143,6 +143,14 @@ def _experiment(dep: Deployment, rollout: dict, err) -> None:
                 "primary_metric accuracy needs a classifier (model.task is regression); "
                 "use error_rate",
             )
+    if metric == "error_rate":
+        err(
+            f"{ROLLOUT}.experiment.primary_metric",
+            "the split and the sample size are rendered, but the quality job judges only "
+            "accuracy experiments (captured answers hold no 5xx): read the per-version 5xx "
+            "counts from the target's request metrics for the verdict",
+            "warning",
+        )
     if metric in BASELINE_FIELDS and "baseline" not in experiment:
         if not isinstance(dep.get(BASELINE_FIELDS[metric]), int | float):
             err(

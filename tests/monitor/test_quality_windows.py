@@ -18,7 +18,9 @@ from support.repo import make_repo
 
 from reconciler.core.config import load_config
 from reconciler.flow.monitor import labels_ingest, quality_run
+from reconciler.monitor.experiment import WINNER
 from reconciler.monitor.quality import INSUFFICIENT
+from reconciler.report.ledger import status_row
 from reconciler.runtime.capture import CaptureWriter
 from reconciler.spec.repo import load_all
 from reconciler.state.ledger import Ledger
@@ -129,3 +131,84 @@ def test_label_file_without_the_columns_is_exit_2_named_and_recorded(tmp_path: P
     config, _ = deployment(root)
     entry = Ledger(config.state_dir).get("fraud-detector", "staging").history[-1]
     assert (entry["action"], entry["result"]) == ("labels", "failed")
+
+
+# -- an A/B experiment judged by the quality job (issue 19 item 5) ---------------------
+
+EXPERIMENT = (
+    "    prod:\n"
+    "      target:\n"
+    "        autoscaling: {min_replicas: 3}\n"
+    "        rollout: {strategy: experiment, experiment: {primary_metric: accuracy,"
+    " minimum_detectable_effect: 0.1, baseline: 0.8}}\n"
+)
+
+
+def _experiment_edit(text: str) -> str:
+    text = text.replace("    on_drift: retrain\n", LABELS)
+    text = text.replace('    version: "1.0.0"', '    version: "1.1.0"')
+    old = "    prod:\n      target:\n        autoscaling: {min_replicas: 3}\n"
+    assert old in text
+    return text.replace(old, EXPERIMENT)
+
+
+def _traffic(root: Path, n: int, accuracy: dict, offset: int, rng) -> pd.DataFrame:
+    """``n`` one-row requests per version, captured for prod; labels where each version is
+    right with its ``accuracy``. Returns the label file's rows."""
+    writer = CaptureWriter(root / ".modelops" / "capture", "fraud-detector", "prod", 1.0)
+    rows = reference().to_numpy(dtype=np.float64)
+    ids, labels = [], []
+    for version, share in accuracy.items():
+        for i in range(n):
+            rid = f"{version}-{offset + i}"
+            truth = int(rng.integers(0, 2))
+            predicted = truth if rng.random() < share else 1 - truth
+            when = NOW - timedelta(minutes=30) + timedelta(seconds=i)
+            writer.submit(
+                rid, version, 2.0, [rows[i % len(rows)].tolist()], [predicted], timestamp=when
+            )
+            ids.append(rid)
+            labels.append(truth)
+    writer.close()
+    return pd.DataFrame({"request_id": ids, "label": labels})
+
+
+def test_a_better_new_version_is_the_winner_in_status(tmp_path):
+    root = fraud_repo(tmp_path, _experiment_edit)
+    config, dep = deployment(root, env="prod")
+    rng = np.random.default_rng(7)
+    labels = _traffic(root, 600, {"1.0.0": 0.75, "1.1.0": 0.95}, 0, rng)
+    labels.to_parquet(root / "labels.parquet")
+    labels_ingest(dep, config, root / "labels.parquet", now=NOW)
+
+    quality_run(dep, config, now=NOW)
+
+    record = Ledger(config.state_dir).get("fraud-detector", "prod")
+    experiment = record.quality["experiment"]
+    assert experiment["verdict"] == WINNER
+    assert (experiment["version_a"], experiment["version_b"]) == ("1.0.0", "1.1.0")
+    assert experiment["n_a"] == experiment["n_b"] == 600
+    assert experiment["effect"] > 0 and experiment["interval"][0] > 0
+    assert experiment["p_value"] <= 0.05
+    assert "experiment winner: accuracy" in record.history[-1]["message"]
+    assert "A/B winner: accuracy" in status_row(record, "n/a")["quality"]
+
+
+def test_the_next_look_continues_from_the_start_and_keeps_the_smallest_p_value(tmp_path):
+    root = fraud_repo(tmp_path, _experiment_edit)
+    config, dep = deployment(root, env="prod")
+    labels = _traffic(root, 100, {"1.0.0": 0.8, "1.1.0": 0.8}, 0, np.random.default_rng(8))
+    early = labels["request_id"].str.split("-").str[1].astype(int) < 50
+    labels[early].to_parquet(root / "a.parquet")  # the first labels to arrive
+    labels_ingest(dep, config, root / "a.parquet", now=NOW)
+    quality_run(dep, config, now=NOW)
+    first = Ledger(config.state_dir).get("fraud-detector", "prod").quality["experiment"]
+    assert first["verdict"] == "running" and first["n_b"] == 50
+
+    labels[~early].to_parquet(root / "b.parquet")
+    labels_ingest(dep, config, root / "b.parquet", now=NOW + timedelta(minutes=1))
+    quality_run(dep, config, now=NOW + timedelta(minutes=5))
+    second = Ledger(config.state_dir).get("fraud-detector", "prod").quality["experiment"]
+    assert second["started"] == first["started"]
+    assert second["n_a"] == second["n_b"] == 100  # everything since the start
+    assert second["p_value"] <= first["p_value"] and second["best_ratio"] >= first["best_ratio"]
