@@ -8,7 +8,8 @@ from pathlib import Path
 
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import Diagnostic, ModelopsError
-from reconciler.core.yaml import YamlLoadError
+from reconciler.core.yaml import YamlLoadError, display_path
+from reconciler.spec.cache import LoadCache
 from reconciler.spec.loader import load_spec
 from reconciler.spec.model import Deployment, Spec
 from reconciler.spec.resolve import resolve
@@ -145,25 +146,51 @@ def load_files(config: Config, files: list[Path], envs: list[str] | None = None)
         repository; the PR plan uses the fast ``gitops.changes.name_conflicts``).
     """
     result = LoadResult()
+    cache = LoadCache(config, envs)
     for path in files:
         try:
-            spec = load_spec(path, config.root)
+            raw = Path(path).read_bytes()
+        except OSError:
+            raw = None  # load_spec reports it
+        file = display_path(path, config.root)
+        hit = cache.get(raw, file) if raw is not None else None
+        if hit is not None:
+            spec, diagnostics, deployments = hit
+            result.specs.append(spec)
+            result.diagnostics.extend(diagnostics)
+            result.deployments.extend(deployments)
+            continue
+        try:
+            spec = load_spec(path, config.root, raw)
         except YamlLoadError as exc:
             result.diagnostics.append(exc.diagnostic)
             continue
         result.specs.append(spec)
-        base = spec_diagnostics(spec, config)
-        result.diagnostics.extend(base)
-        if _has_error(base):
-            continue
-        for name in spec.environments if envs is None else envs:
-            dep, diags = resolve(spec, name, config)
-            result.diagnostics.extend(diags)
-            if dep is not None and not _has_error(diags):  # warnings do not block
-                result.deployments.append(dep)
+        diagnostics, deployments = _validate_and_resolve(spec, config, envs)
+        result.diagnostics.extend(diagnostics)
+        result.deployments.extend(deployments)
+        if raw is not None:
+            cache.put(raw, file, spec.data, (spec, diagnostics, deployments))
     _drop_duplicate_names(result, result.specs)
     _finish(result)
     return result
+
+
+def _validate_and_resolve(
+    spec: Spec, config: Config, envs: list[str] | None
+) -> tuple[list[Diagnostic], list[Deployment]]:
+    """The diagnostics of ``spec`` and its deployments for ``envs`` (each spec's own
+    environments when ``None``) that have no error."""
+    diagnostics = spec_diagnostics(spec, config)
+    deployments: list[Deployment] = []
+    if _has_error(diagnostics):
+        return diagnostics, deployments
+    for name in spec.environments if envs is None else envs:
+        dep, diags = resolve(spec, name, config)
+        diagnostics = diagnostics + diags
+        if dep is not None and not _has_error(diags):  # warnings do not block
+            deployments.append(dep)
+    return diagnostics, deployments
 
 
 def _has_error(diags: list[Diagnostic]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 from reconciler.core.config import load_config
@@ -48,6 +49,8 @@ def test_a_pinned_file_the_loader_cannot_read_fails_validate_and_is_cached(
     assert len(cached) == 1  # both environments: one load, then the cached verdict
     # the verdict is keyed by the file's digest: a cached verdict is what is reported
     cached[0].write_text('{"problem": "cached verdict"}')
+    # (without the spec load cache above it, which would reuse the whole result)
+    shutil.rmtree(load_config(spec_repo).state_dir / "cache" / "load")
     assert "cached verdict" in _load_errors(spec_repo)[0].message
 
 
