@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler.build.fetch import FetchError, resolve_model
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.core.digests import file_sha256
@@ -116,8 +117,10 @@ def run_batch(
         A :class:`BatchResult`.
 
     Raises:
-        BatchError: no input/output, s3:// locations (no credentials here), a model that
-            is not a repository file, a digest mismatch, or a model that fails to load.
+        BatchError: no input/output, s3:// input or output locations (the data is read
+            and written here), a model that cannot be fetched
+            (:func:`reconciler.build.fetch.resolve_model`: S3, MLflow, the BentoML store),
+            a digest mismatch, or a model that fails to load.
         reconciler.monitor.data.MonitorInputError: the input is missing, unreadable, lacks
             feature columns or has non-numeric ones.
     """
@@ -147,11 +150,15 @@ def run_batch(
     if out_path.suffix.lower() not in (".parquet", ".csv"):
         raise BatchError(f"output {dst}: expected a .parquet or .csv file name")
     uri = dep.get("spec.model.uri", "")
-    if uri.startswith(URI_SCHEMES):
-        raise BatchError(
-            f"{dep.locate('spec.model.uri')}: spec.model.uri: {uri} is not a file here"
+    if uri.startswith(URI_SCHEMES):  # S3, an MLflow registry, the BentoML store: fetched once
+        try:
+            model_path = resolve_model(dep, config).path  # digest checked against the spec
+        except FetchError as exc:
+            raise BatchError(exc.message) from None
+    else:
+        model_path = _local_path(
+            config, dep, uri, "spec.model.uri", must_exist=True, what="model file"
         )
-    model_path = _local_path(config, dep, uri, "spec.model.uri", must_exist=True, what="model file")
     want = dep.get("spec.model.sha256")
     if want and model_path.is_file() and file_sha256(model_path) != want:
         raise BatchError(f"{model_path}: digest does not match spec.model.sha256; not loading it")
