@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -153,6 +157,54 @@ def _service_name(artifact: Artifact) -> str | None:
 _SHARED_HOME_PARTS = ("bentos", "models", "envs")
 
 
+#: RAM-backed file systems for the servers' Prometheus multiprocess files, first that is
+#: a writable directory wins (else the temp directory).
+METRICS_ROOTS = (Path("/dev/shm"), Path("/run/shm"))
+
+
+def metrics_dir(home: Path) -> Path:
+    """The Prometheus multiprocess directory of the servers of BentoML home ``home``, off
+    the state directory, emptied; ``<home>/prometheus_multiproc_dir`` links to it.
+
+    Every worker of a BentoML server keeps its request metrics (health probes included)
+    in memory-mapped files there, created per worker process and grown as label sets
+    appear. On a full state disk a new page of such a file cannot be allocated: the
+    worker is killed (SIGBUS) at its next request, and every restarted worker again, so
+    ``/livez`` and ``/predict`` failed while ``/metrics`` answered (measured on a filled
+    tmpfs, ``docs/build.md``). Prometheus' client recommends a tmpfs for the directory;
+    this is one (``/dev/shm``), named after ``home`` and owned by this user (mode 0700; a
+    directory someone else made there is refused: a :class:`ServeError`). BentoML empties
+    the directory at start but cannot through a link, so it is emptied here.
+    """
+    root = next(
+        (r for r in METRICS_ROOTS if r.is_dir() and os.access(r, os.W_OK | os.X_OK)),
+        Path(tempfile.gettempdir()),
+    )
+    digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
+    target = root / f"modelops-metrics-{os.getuid()}-{digest}"
+    with contextlib.suppress(FileExistsError):
+        target.mkdir(mode=0o700)
+    info = os.lstat(target)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise ServeError(
+            f"{target} (the servers' metrics directory) is not a directory of this user; "
+            "remove it and start again"
+        )
+    for entry in target.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    link = home / "prometheus_multiproc_dir"
+    if not (link.is_symlink() and Path(os.readlink(link)) == target):
+        if link.is_dir() and not link.is_symlink():
+            shutil.rmtree(link)
+        else:
+            link.unlink(missing_ok=True)
+        link.symlink_to(target, target_is_directory=True)
+    return target
+
+
 def server_home(config: Config, stem: str) -> Path:
     """The BentoML home of the server(s) of ``stem`` (a deployment ``<name>-<env>`` or a
     Bento name): ``<state_dir>/servers/<stem>/bentoml``, linking the shared stores.
@@ -162,6 +214,7 @@ def server_home(config: Config, stem: str) -> Path:
     one home wiped and mixed each other's metrics: ``/metrics`` and ``status`` showed
     another deployment's latency. Each stem gets its own home; the Bento store itself
     (``bentos``, ``models``, ``envs``) stays the shared one under ``<state_dir>/bentoml``.
+    The metrics files themselves live in RAM, not on the state disk (:func:`metrics_dir`).
     """
     shared = config.state_dir / "bentoml"
     home = config.state_dir / "servers" / stem / "bentoml"
@@ -171,6 +224,7 @@ def server_home(config: Config, stem: str) -> Path:
         link = home / part
         if not link.is_symlink() and not link.exists():
             link.symlink_to(shared / part, target_is_directory=True)
+    metrics_dir(home)
     return home
 
 

@@ -1,5 +1,5 @@
 """Faults around a served Bento: a recorded pid that now belongs to another deployment's
-server (issue 16, item 4), and a server whose log device is full (item 7).
+server (issue 16, item 4), and a server whose state disk and log device are full (item 7).
 
 The shared served Bento (``served_fraud``: one real ``bentoml serve`` per worker) plays
 the other deployment's server; a ledger record of a deployment ``victim-staging`` names
@@ -9,8 +9,11 @@ the health check must leave it alone and say what did not match.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import httpx
 import pytest
+from support.faults import fill, tmpfs
 from support.serving import servers_under
 
 from reconciler.build.serve import server_id_of, start_server, stop_server
@@ -87,33 +90,52 @@ def test_the_matching_identity_is_healthy(served_fraud):
     assert LocalEngine(served_fraud.config).health(record) == "Healthy"
 
 
-def test_a_full_log_device_does_not_stop_the_server_or_its_health(served_fraud):
-    """The server log on a device with no space left (``/dev/full``: every write fails
-    with ENOSPC): the server still starts, /livez and /predict still answer, and the
-    engine's health check says Healthy (it reads no log)."""
+def test_a_full_state_disk_does_not_stop_the_server_or_its_health(served_fraud, tmp_path):
+    """The state directory on a real small tmpfs, filled up once the server runs (every
+    new block fails with ENOSPC), and the server log on ``/dev/full``: the health
+    endpoints (/livez, /readyz, /healthz), /predict and the engine's health check keep
+    answering and no worker is restarted. Before the metrics directory left the state
+    disk (``build/serve.py: metrics_dir``), the worker died at its next request and in
+    every restart, so /livez and /predict failed while /metrics answered. Without the
+    privilege to mount, the state directory is a plain one and only the log is full."""
     config, artifact = served_fraud.config, served_fraud.artifact
-    log = config.state_dir / "logs" / "full-disk.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.unlink(missing_ok=True)
-    log.symlink_to("/dev/full")
-    handle = start_server(artifact, config, log_name="full-disk", timeout_s=120)
-    try:
-        with httpx.Client(timeout=30, trust_env=False) as client:
-            codes = {client.get(f"{handle.url}/livez").status_code for _ in range(20)}
-            body = {"instances": [[0.0] * 30]}
-            predicted = client.post(f"{handle.url}/predict", json=body).status_code
-        assert codes == {200} and predicted == 200
-        record = _record(
-            {
-                "pid": handle.pid,
-                "pgid": handle.pgid,
-                "url": handle.url,
-                "server_id": handle.server_id,
-                "bento_tag": handle.bento_tag,
-                "process_started": handle.started,
-            }
-        )
-        assert LocalEngine(config).health(record) == "Healthy"
-    finally:
-        stop_server(handle)
-        log.unlink(missing_ok=True)
+    with tmpfs(tmp_path / "state", "size=4m") as why_not:
+        state = tmp_path / "state"
+        for part in ("bentos", "models", "envs"):  # the Bento store stays where it was built
+            (state / "bentoml").mkdir(exist_ok=True)
+            (state / "bentoml" / part).symlink_to(config.state_dir / "bentoml" / part)
+        (state / "logs").mkdir()
+        (state / "logs" / "full-disk.log").symlink_to("/dev/full")
+        full = replace(config, state_dir=state)
+        handle = start_server(artifact, full, log_name="full-disk", timeout_s=120)
+        try:
+            workers = {p.pid for p in servers_under(state)}
+            if not why_not:
+                fill(state)
+            with httpx.Client(timeout=30, trust_env=False) as client:
+                codes = {
+                    client.get(f"{handle.url}{path}").status_code
+                    for _ in range(5)
+                    for path in ("/livez", "/readyz", "/healthz")
+                }
+                body = {"instances": [[0.0] * 30]}
+                predicted = {
+                    client.post(f"{handle.url}/predict", json=body).status_code for _ in range(3)
+                }
+            assert codes == {200} and predicted == {200}
+            record = _record(
+                {
+                    "pid": handle.pid,
+                    "pgid": handle.pgid,
+                    "url": handle.url,
+                    "server_id": handle.server_id,
+                    "bento_tag": handle.bento_tag,
+                    "process_started": handle.started,
+                }
+            )
+            assert LocalEngine(full).health(record) == "Healthy"
+            assert {p.pid for p in servers_under(state)} == workers  # none restarted
+            metrics = (state / "servers/full-disk/bentoml/prometheus_multiproc_dir").resolve()
+            assert not metrics.is_relative_to(state)  # the metrics are not on the state disk
+        finally:
+            stop_server(handle)

@@ -9,13 +9,11 @@ the directory, exit 2, and leave the files as they were.
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 from support.cli import invoke
-from support.faults import Tally
+from support.faults import Tally, fill, tmpfs
 from support.repo import make_repo
 
 from reconciler.state.ledger import Ledger, LedgerRecord, StateWriteError
@@ -23,24 +21,10 @@ from reconciler.state.ledger import Ledger, LedgerRecord, StateWriteError
 
 @contextlib.contextmanager
 def _tmpfs(where: Path, *options: str):
-    where.mkdir(parents=True)
-    opts = ",".join(("size=64k", *options))
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], check=False, capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
-    try:
+    with tmpfs(where, *options) as why_not:
+        if why_not:
+            pytest.skip(why_not)
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def _fill(directory: Path) -> None:
-    with contextlib.suppress(OSError), open(directory / f"fill-{uuid.uuid4().hex}", "wb") as fh:
-        while True:
-            fh.write(b"\0" * 4096)
-            fh.flush()
 
 
 def test_full_and_read_only_state_dirs_are_clear_errors(tmp_path, monkeypatch):
@@ -51,7 +35,7 @@ def test_full_and_read_only_state_dirs_are_clear_errors(tmp_path, monkeypatch):
         ledger = Ledger(state)
         ledger.put(LedgerRecord("fraud-detector", "staging", platform="local"))
         before = ledger.path("fraud-detector", "staging").read_bytes()
-        _fill(full)
+        fill(full)
         changed = LedgerRecord("fraud-detector", "staging", platform="local", failures=1)
         tally.cases += 1
         with pytest.raises(StateWriteError, match="no space left on the device") as exc:

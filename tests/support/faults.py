@@ -8,10 +8,13 @@ timer. :class:`Tally` keeps the figures the issue asks for and prints them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +22,39 @@ from reconciler.build.serve import find_servers
 from reconciler.core.procs import FAULT_ENV
 from reconciler.state.ledger import Ledger
 from support.cli import invoke
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, *options: str) -> Iterator[str]:
+    """Mount a small real tmpfs at ``where`` (created; ``size=64k`` unless ``options`` give
+    one) for the block; yields ``""`` when mounted, else why it could not be (no
+    privilege to mount, e.g. an unprivileged container; ``where`` is then a plain
+    directory). Unmounted afterwards."""
+    where.mkdir(parents=True)
+    opts = ",".join(("size=64k", *options) if not any("size=" in o for o in options) else options)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], check=False, capture_output=True
+    )
+    if done.returncode != 0:
+        yield f"cannot mount a tmpfs here ({done.stderr.decode().strip()})"
+        return
+    try:
+        yield ""
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(directory: Path) -> None:
+    """Write zeros under ``directory`` until its file system has no space left (ENOSPC);
+    a second file takes what a 4 KiB write could not."""
+    for size in (4096, 64):
+        with (
+            contextlib.suppress(OSError),
+            open(directory / f"fill-{uuid.uuid4().hex}", "wb") as fh,
+        ):
+            while True:
+                fh.write(b"\0" * size)
+                fh.flush()
 
 
 def run(root: Path, *args: str, fault: str = "") -> subprocess.CompletedProcess:
