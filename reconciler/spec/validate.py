@@ -26,6 +26,7 @@ from reconciler.core.digests import file_sha256
 from reconciler.core.document import PathKey, format_path, get_path
 from reconciler.core.modeluri import MLFLOW_FORM, is_mlflow_uri, mlflow_uri_problem
 from reconciler.policy.encoding import text_misread
+from reconciler.runtime import request
 from reconciler.runtime.uris import URI_SCHEMES, parse_s3_uri
 from reconciler.spec import cron, modelcheck
 from reconciler.spec.edge import edge_diagnostics
@@ -539,10 +540,30 @@ def semantic_diagnostics(dep: Deployment, config: Config) -> list[Diagnostic]:
         elif field != "spec.retraining.output":
             # the body modelops smoke sends: the same rule as run_smoke
             status = dep.get(field.rsplit(".", 1)[0] + ".expect.status", 200)
+            status = status if isinstance(status, int) else 200
             try:
-                read_request_file(resolved, value, status if isinstance(status, int) else 200)
+                body = read_request_file(resolved, value, status)
             except RequestFileError as exc:
                 err(field, str(exc), "smoke-request")
+            else:
+                inputs = dep.get("spec.model.signature.inputs")
+                if 200 <= status < 300 and isinstance(inputs, dict):
+                    # the service's own parser (rows as arrays or keyed by feature name):
+                    # a body it would refuse with a 400 fails smoke at every apply
+                    try:
+                        signature = request.Signature(inputs)
+                    except (KeyError, TypeError, ValueError):
+                        signature = None  # an invalid signature: the schema reports it
+                    try:
+                        if signature is not None:
+                            signature.parse(body)
+                    except request.BadRequest as exc:
+                        err(
+                            field,
+                            f"smoke request file {value}: the service would refuse it "
+                            f"(HTTP 400): {exc}; the case expects HTTP {status}",
+                            "smoke-request",
+                        )
     for field in ("spec.monitoring.capture.sink", "spec.monitoring.labels.sink"):
         sink = dep.get(field)
         if isinstance(sink, str) and sink[:3].lower() == "s3:":

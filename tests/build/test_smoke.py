@@ -254,7 +254,9 @@ def test_expectations_status_shape_values_tolerance(served):
     cases = [
         {"request": "examples/fraud/two.json", "expect": {"values": wrong}},
         {"request": "examples/fraud/two.json", "expect": {"shape": [3]}},
-        {"request": "examples/fraud/bad_request.json"},  # default expectation: HTTP 200
+        # a body the service refuses cannot expect 200 (validate says so): a refusal
+        # expected of a valid body fails on the status instead
+        {"request": "examples/fraud/request.json", "expect": {"status": 400}},
     ]
     config, dep = set_smoke(root, {"requests": cases})
     result = run_smoke(dep, config, handle.url)
@@ -263,7 +265,7 @@ def test_expectations_status_shape_values_tolerance(served):
     f_values, f_shape, f_status = result.failures
     assert f_values == f"examples/fraud/two.json: predictions[1]: expected 7, got {actual[1]!r}"
     assert f_shape == "examples/fraud/two.json: predictions have shape [2], expected [3]"
-    assert f_status.startswith("examples/fraud/bad_request.json: expected HTTP 200, got 400")
+    assert f_status.startswith("examples/fraud/request.json: expected HTTP 400, got 200")
 
 
 @pytest.mark.slow
@@ -330,7 +332,7 @@ def test_cli_smoke_text_reports_each_case_once_and_counts_them(tmp_path):
     cases = [
         {"request": "examples/fraud/request.json"},
         {"request": "examples/fraud/two.json", "expect": {"values": [7, 7]}},
-        {"request": "examples/fraud/bad_request.json"},  # expects 200, gets 400
+        {"request": "examples/fraud/request.json", "expect": {"status": 400}},  # gets 200
         {"request": "examples/fraud/bad_request.json", "expect": {"status": 400}},
     ]
     set_smoke(root, {"requests": cases})
@@ -342,11 +344,11 @@ def test_cli_smoke_text_reports_each_case_once_and_counts_them(tmp_path):
     assert case_lines[0].startswith("ok   examples/fraud/request.json: HTTP 200 in ")
     assert case_lines[1].startswith("FAIL examples/fraud/two.json: HTTP 200 in ")
     assert "predictions[0]: expected 7" in case_lines[1]
-    assert case_lines[2].startswith("FAIL examples/fraud/bad_request.json: HTTP 400 in ")
-    assert "expected HTTP 200, got 400" in case_lines[2]
+    assert case_lines[2].startswith("FAIL examples/fraud/request.json: HTTP 200 in ")
+    assert "expected HTTP 400, got 200" in case_lines[2]
     assert case_lines[3].startswith("ok   examples/fraud/bad_request.json: HTTP 400 in ")
     assert out.count("predictions[0]: expected 7") == 1  # once, with its case
-    assert out.count("expected HTTP 200, got 400") == 1
+    assert out.count("expected HTTP 400, got 200") == 1
     assert out.strip().splitlines()[-1] == "smoke FAILED: 4 case(s), 2 failed"
     assert not servers_under(root / ".modelops")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -267,6 +268,37 @@ def test_smoke_request_file_must_be_json_with_instances(spec_repo, content, need
     assert diag.message.startswith("smoke request file examples/fraud/request.json")
     assert needle in diag.message, diag.message
     assert not [d for d in result.deployments if d.name == "fraud-detector"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "needle"),
+    [
+        ("[[1.0, 2.0]]", "instances[0]: expected 30 values (shape [-1, 30]), got 2"),
+        ('[{"mean_radius": 1.0}]', "instances[0]: missing feature(s) mean_texture"),
+        ('[[1.0, "x"' + ", 1.0" * 28 + "]]", "instances[0][1] (mean_texture): expected a number"),
+    ],
+)
+def test_smoke_request_the_service_would_refuse_is_an_error(spec_repo, rows, needle):
+    """The service's own parser checks a 2xx case's body: rows as arrays or objects."""
+    (spec_repo / "examples" / "fraud" / "request.json").write_text(f'{{"instances": {rows}}}')
+    result = load_all(load_config(spec_repo), ["fraud-detector"])
+    [diag] = [d for d in result.errors if d.code == "smoke-request"]
+    assert diag.field == "spec.serving.smoke.request"
+    assert "the service would refuse it (HTTP 400)" in diag.message
+    assert needle in diag.message, diag.message
+
+
+def test_smoke_request_with_rows_keyed_by_feature_name_is_valid(spec_repo):
+    doc = json.loads((spec_repo / "examples" / "fraud" / "request.json").read_text())
+    names = (
+        load_all(load_config(spec_repo), ["fraud-detector"])
+        .deployments[0]
+        .get("spec.model.signature.inputs.names")
+    )
+    keyed = [dict(zip(names, row, strict=True)) for row in doc["instances"]]
+    (spec_repo / "examples" / "fraud" / "request.json").write_text(json.dumps({"instances": keyed}))
+    result = load_all(load_config(spec_repo), ["fraud-detector"])
+    assert not [d for d in result.errors if d.code == "smoke-request"]
 
 
 def test_smoke_case_expecting_a_refusal_may_send_an_empty_batch(spec_repo):
