@@ -527,6 +527,8 @@ class LocalEngine:
                 stop_found(
                     {"router_id": s["server_id"], "pid": s["manager"]}, grace_s=self.stop_grace_s
                 )
+                table = self.config.state_dir / "routers" / f"{s['server_id']}.json"
+                table.unlink(missing_ok=True)
                 continue
             stop_server(s["manager"], server_id=s["server_id"], grace_s=self.stop_grace_s)
             # a server killed while it started may have spawned a worker (its own process

@@ -28,7 +28,7 @@ from reconciler.core.config import load_config
 from reconciler.core.diagnostics import EXIT_APPLY_FAILED
 from reconciler.engine.base import ApplyError
 from reconciler.engine.local import LocalEngine, engine_digest
-from reconciler.engine.routing import port_taken_message
+from reconciler.engine.routing import find_routers, port_taken_message, start_router, stop_router
 from reconciler.flow import apply as apply_flow
 from reconciler.spec.repo import load_all
 from reconciler.state import status
@@ -278,3 +278,19 @@ def test_a_taken_port_names_its_holder_and_how_to_choose_another():
         message = port_taken_message(port, "fraud-detector-staging")
     assert message.startswith(f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()} (")
     assert "spec.target.port" in message and "ss -ltnp" in message
+
+
+def test_an_unrecorded_router_is_found_and_stopped_with_its_table(tmp_path):
+    """A router that no record names (an apply killed after it started it) is listed with
+    the deployment's unrecorded processes and stopped by the next apply or destroy."""
+    config = load_config(make_repo(tmp_path / "repo", specs=(), examples=(), policies=False).root)
+    engine = LocalEngine(config, stop_grace_s=5)
+    handle = start_router(config, "x-dev", free_port(), [])
+    try:
+        (stray,) = engine.unrecorded("x-dev", None)
+        assert stray["router"] and stray["manager"] == handle.pid
+        assert list(engine.without_record("dev", [])) == ["x-dev"]
+        assert engine.stop_unrecorded("x-dev", None) == [stray]
+        assert find_routers(config.state_dir) == {} and not Path(handle.table).exists()
+    finally:
+        stop_router(handle, grace_s=1)
