@@ -25,7 +25,7 @@ from reconciler.flow.gates import (
     protected_note,
 )
 from reconciler.flow.pr_plan import plan_changes
-from reconciler.flow.run import Outcome, RunReport, sort_report
+from reconciler.flow.run import Outcome, RunReport, experiment_of, sort_report
 from reconciler.flow.sources import pin_remote_models
 from reconciler.flow.stages import (
     build_and_smoke,
@@ -175,6 +175,7 @@ def plan(
         if artifact is None and unchanged is not None:
             artifact = unchanged  # the applied build is the one apply would reuse
         outcome.model = {"old": applied_model(record, dep, config), "new": model_info(dep, config)}
+        outcome.experiment = experiment_of(dep, record)
         p = prepared.get(dep.key)
         try:
             old = record.desiredState if record else None

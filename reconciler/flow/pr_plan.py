@@ -37,7 +37,7 @@ from reconciler.flow.policy_set import (
     policy_set_files,
     policy_set_touched,
 )
-from reconciler.flow.run import Outcome, RunReport, sort_report
+from reconciler.flow.run import Outcome, RunReport, experiment_of, sort_report
 from reconciler.flow.sources import as_applied, moved_models, pin_remote_models
 from reconciler.flow.stages import (
     build_and_smoke,
@@ -175,6 +175,7 @@ def plan_changes(
                 "old": as_applied(model_info(old, base_cfg), ledger.get(dep.name, dep.env)),
                 "new": model_info(dep, head_cfg),
             }
+            outcome.experiment = experiment_of(dep, ledger.get(dep.name, dep.env))
             if change is None or change.status != "unchanged":
                 outcome.spec_diff = spec_diff(old, dep, base_cfg, head_cfg, changed_files)
             artifact = None

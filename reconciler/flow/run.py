@@ -57,6 +57,9 @@ class Outcome:
             otherwise.
         cost: for a plan, the monthly estimate before and after and the difference
             (:func:`reconciler.flow.costs.cost_change`); ``{}`` when not estimated.
+        experiment: for a plan of a deployment running an A/B experiment, the last verdict
+            the quality job recorded (the ledger's ``quality.experiment``:
+            ``reconciler.monitor.experiment.run_experiment``); ``{}`` otherwise.
     """
 
     key: str
@@ -75,6 +78,7 @@ class Outcome:
     revision: str = ""
     spec_diff: dict = field(default_factory=dict)
     cost: dict = field(default_factory=dict)
+    experiment: dict = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -235,3 +239,11 @@ def sort_report(report: RunReport) -> None:
         report.plans = [p[1] for p in pairs]
     else:
         report.outcomes.sort(key=lambda o: o.key)
+
+
+def experiment_of(dep, record) -> dict:
+    """The last A/B verdict recorded for ``dep`` (``record``: its ledger record or ``None``)
+    while its spec runs an experiment; ``{}`` otherwise."""
+    if record is None or dep.get("spec.target.rollout.strategy") != "experiment":
+        return {}
+    return dict((record.quality or {}).get("experiment") or {})

@@ -167,6 +167,11 @@ def _section(report, outcome: dict, plan, *, details: bool = True) -> str:
     if cost:
         lines.append("")
         lines.append(f"**Monthly cost:** {escape.text(change_text(cost))}")
+    experiment = outcome.get("experiment") or {}
+    if experiment:
+        lines.append("")
+        verdict = experiment.get("summary") or experiment.get("verdict", "")
+        lines.append(f"**A/B experiment (last verdict):** {escape.text(str(verdict))}")
     if outcome["status"] == "delete":
         lines.append(f"> {escape.text(outcome['message'])}")
     elif outcome["message"] and outcome["message"] != summary:

@@ -127,6 +127,10 @@ def _deployment(report, outcome: dict, plan) -> list[str]:
         lines.append(f"  cost: {escape.one_line(change_text(outcome['cost']))}")
         lines += [f"    - {escape.one_line(line)}" for line in item_lines(outcome["cost"])]
     lines += [f"  spec: {plain_line(line)}" for line in spec_lines]
+    experiment = outcome.get("experiment") or {}
+    if experiment:
+        verdict = experiment.get("summary") or experiment.get("verdict", "")
+        lines.append(f"  A/B experiment (last verdict): {escape.one_line(str(verdict))}")
     lines += _model_lines(outcome["model"] or {})
     policy = policy_summary(report, outcome["key"])
     if policy:

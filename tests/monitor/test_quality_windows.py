@@ -18,6 +18,7 @@ from support.repo import make_repo
 
 from reconciler.core.config import load_config
 from reconciler.flow.monitor import labels_ingest, quality_run
+from reconciler.flow.run import experiment_of
 from reconciler.monitor.experiment import WINNER
 from reconciler.monitor.quality import INSUFFICIENT
 from reconciler.report.ledger import status_row
@@ -192,6 +193,7 @@ def test_a_better_new_version_is_the_winner_in_status(tmp_path):
     assert experiment["p_value"] <= 0.05
     assert "experiment winner: accuracy" in record.history[-1]["message"]
     assert "A/B winner: accuracy" in status_row(record, "n/a")["quality"]
+    assert experiment_of(dep, record) == experiment  # what the plan and PR comment show
 
 
 def test_the_next_look_continues_from_the_start_and_keeps_the_smallest_p_value(tmp_path):
