@@ -239,7 +239,8 @@ def destroy_cmd(
             f"{env} is a protected environment (protected_environments in modelops.yaml); "
             "destroying there also needs --allow-destroy-protected"
         )
-    report = destroy_flow.destroy(config, env, list(names or []), lock_timeout_s=lock_timeout)
+    with showing_progress():  # stopping servers, Pulumi destroy: on a terminal only
+        report = destroy_flow.destroy(config, env, list(names or []), lock_timeout_s=lock_timeout)
     console.print(run.outcome_table(report))
     raise typer.Exit(report.exit_code)
 

@@ -11,6 +11,7 @@ from reconciler.core.diagnostics import (
     ModelopsError,
 )
 from reconciler.core.procs import fault_point
+from reconciler.core.progress import step
 from reconciler.engine.local import LocalEngine
 from reconciler.flow.gates import (
     pulumi_gate,
@@ -125,7 +126,8 @@ def destroy_record(
             status.pending(
                 ledger, (record.name, record.environment), action=DESTROY, revision=revision
             )
-            engines.for_platform(record.platform).destroy(record)
+            with step("destroy", record.key, f"({record.platform})"):
+                engines.for_platform(record.platform).destroy(record)
             fault_point("destroy")
         status.destroyed(ledger, record, revision=revision, reason=reason)
         outcome.status, outcome.message = "destroyed", f"destroyed ({reason})"

@@ -16,6 +16,7 @@ from reconciler.core.diagnostics import (
     Diagnostic,
     ModelopsError,
 )
+from reconciler.core.progress import step
 from reconciler.engine.base import Engine
 from reconciler.engine.engines import engine_factory
 from reconciler.engine.local import LocalEngine
@@ -138,7 +139,8 @@ def smoke_test(dep: Deployment, config: Config, artifact: Artifact) -> SmokeResu
     :class:`SmokeResult` with that one failure and no cases; never raises.
     """
     try:
-        handle = start_server(artifact, config, log_name=f"{dep.key}-plan-smoke")
+        with step("start", dep.key, f"{artifact.bento_tag} (bentoml serve)"):
+            handle = start_server(artifact, config, log_name=f"{dep.key}-plan-smoke")
         try:
             return run_smoke(dep, config, handle.url)
         finally:
@@ -157,7 +159,8 @@ def build_and_smoke(
     build failed.
     """
     try:
-        artifact = build_artifact(dep, config, revision)
+        with step("build", dep.key):
+            artifact = build_artifact(dep, config, revision)
     except Exception as exc:  # noqa: BLE001 - reported per deployment, the plan goes on
         outcome.build = {"status": "failed", "message": getattr(exc, "message", str(exc))}
         return None
