@@ -110,6 +110,15 @@ class RetrainError(ModelopsError):
         self.result = result
 
 
+def improves(candidate: float, live: float, needed: float) -> tuple[bool, float]:
+    """Whether a candidate scoring ``candidate`` is proposed over a live model scoring
+    ``live`` (metric units, higher is better), and its gain (rounded to 6 decimals, as
+    the scores are): the gain must be above zero (a tie is never proposed) and at least
+    ``needed`` (``spec.retraining.min_improvement``)."""
+    gain = round(candidate - live, 6)
+    return gain > 0 and gain >= needed, gain
+
+
 def parse_time(value: str) -> datetime | None:
     """An ISO 8601 time of a ledger entry (``...Z`` or with an offset), or ``None``."""
     try:
@@ -267,8 +276,7 @@ def _retrain(dep, config, result, reason, repo, training_data, now, base) -> Non
             spec_path(dep, config, "spec.model.uri", must_exist=True, what="model file").local
         )
     needed = float(dep.get("spec.retraining.min_improvement", DEFAULT_MIN_IMPROVEMENT))
-    gain = round(result.candidate_score - result.live_score, 6)
-    better = gain > 0 and gain >= needed
+    better, gain = improves(result.candidate_score, result.live_score, needed)
     compare = (
         f"{metric} on {holdout_value} ({len(holdout)} rows): candidate "
         f"{result.candidate_score:.6g} vs live {result.live_score:.6g}, improvement "
