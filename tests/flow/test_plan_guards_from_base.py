@@ -8,11 +8,14 @@ records whose server is gone).
 
 from __future__ import annotations
 
+import contextlib
 import json
 
+import psutil
 import pytest
 from support.cli import invoke
 from support.repo import make_repo, replace_in_file
+from support.serving import servers_under
 
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import ModelopsError
@@ -26,7 +29,13 @@ SPECS = ("diabetes-progression", "fraud-detector", "fraud-scorer-serverless")
 
 @pytest.fixture
 def repo(tmp_path):
-    return make_repo(tmp_path / "repo", specs=SPECS, git=True)
+    """The repository; the servers and routers an apply in a test started are stopped
+    after it (the prune test applies fraud-detector and keeps it live)."""
+    repo = make_repo(tmp_path / "repo", specs=SPECS, git=True)
+    yield repo
+    for proc in servers_under(load_config(repo.root).state_dir):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
 
 
 def _drop_prod_overlay(repo, name: str) -> None:
