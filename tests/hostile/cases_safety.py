@@ -50,6 +50,9 @@ ROLE = "instance_type: ml.m5.large"
 ROLES = ["role/administratoraccess", "role/ADMINISTRATORACCESS", "role/Admin/x", "role/poweruser"]
 BAD_GUARDS = ["max_delete_share: 7", 'max_delete_share: "0.5"', "max_delete_share: -1"]
 BAD_GUARDS += ["max_delete_share: yes", "protected_environments: prod"]
+# every row of the guard table (core/config.GUARDS): a value that would compare wrongly
+BAD_GUARDS += ["stalled_after: 0", "stalled_after: 1.5", "guard_reviewers: alice"]
+BAD_GUARDS += ["guard_reviewers: ['-alice']", "guard_reviewers: [{login: a}]"]
 
 
 def cases() -> list[Case]:

@@ -116,7 +116,14 @@ def _shapes() -> list[Case]:
             "UTF-8",
         ),
         "latin1": (spec.replace("30 features", "30 caractéristiques").encode("latin-1"), "UTF-8"),
-        "tab-indent": (spec.replace("  name: fraud-detector", "\tname: fraud-detector"), "YAML"),
+        "tab-indent": (
+            spec.replace("  name: fraud-detector", "\tname: fraud-detector"),
+            "YAML forbids tabs for indentation; use spaces",
+        ),
+        "tab-after-dash": (
+            spec.replace("    - name: FEATURE_STORE_TOKEN", "    -\tname: FEATURE_STORE_TOKEN", 1),
+            "YAML forbids tabs for indentation",
+        ),
         "two-documents": (spec + "---\napiVersion: modelops/v1alpha1\n", "YAML"),
         "empty": ("", "empty"),
         "only-comment": ("# nothing here\n", "empty"),
