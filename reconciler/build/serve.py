@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -607,6 +608,14 @@ def stop_server(
     return True
 
 
+@functools.cache
+def _probe_client() -> httpx.Client:
+    """One HTTP client for the liveness probes of a process: ``httpx.get`` builds a client
+    (and its TLS context) per call, about 30 ms of CPU, which a self-heal pass over many
+    local deployments paid once per deployment (``bench/bench_gitops.py``)."""
+    return httpx.Client(trust_env=False)
+
+
 def server_health(
     pid: int,
     url: str,
@@ -644,7 +653,7 @@ def server_health(
             f"{'; '.join(problems)})"
         )
     try:
-        resp = httpx.get(f"{url}/livez", timeout=timeout_s, trust_env=False)
+        resp = _probe_client().get(f"{url}/livez", timeout=timeout_s)
     except httpx.HTTPError as exc:
         return f"Unhealthy: GET {url}/livez failed ({type(exc).__name__}: {exc})"
     if resp.status_code != 200:
