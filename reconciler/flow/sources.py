@@ -63,6 +63,14 @@ def pin_remote_models(
     return notes
 
 
+class PlanOutdated(ApplyError):
+    """The remote model moved since the plan (exit 3). Not the spec's fault, so it is
+    recorded as transient and never counts toward Stalled: running ``plan`` again (which
+    pins the new model) is the remedy, and a stalled record would keep skipping it."""
+
+    transient = True
+
+
 def check_planned_model(dep: Deployment, config: Config, ledger: Ledger) -> None:
     """Refuse to deploy a remote model other than the one the last plan pinned.
 
@@ -71,7 +79,7 @@ def check_planned_model(dep: Deployment, config: Config, ledger: Ledger) -> None
 
     Raises:
         FetchError: the source cannot be resolved or fetched now.
-        ApplyError: (exit 3) the alias moved, or the object changed, since the plan.
+        PlanOutdated: (exit 3) the alias moved, or the object changed, since the plan.
     """
     uri = dep.get("spec.model.uri")
     pin = ledger.pin(dep.name, dep.env)
@@ -80,7 +88,7 @@ def check_planned_model(dep: Deployment, config: Config, ledger: Ledger) -> None
     source = resolve_model(dep, config)
     if (source.resolved, source.sha256) == (pin.get("resolved"), pin.get("sha256")):
         return
-    raise ApplyError(
+    raise PlanOutdated(
         f"{dep.locate('spec.model.uri')}: spec.model.uri: {uri} moved since the plan: the "
         f"plan showed {pin.get('resolved')} (sha256 {str(pin.get('sha256'))[:12]}), it is now "
         f"{source.resolved} (sha256 {source.sha256[:12]}); nothing was deployed. Run "

@@ -48,7 +48,9 @@ def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` is a failure that is not the spec's fault (see the module doc).
 
     Connection errors and time-outs of the socket layer (``ConnectionError``,
-    ``TimeoutError``) and the SDK classes in ``_TRANSIENT_TYPES`` are transient, as is
+    ``TimeoutError``), an error whose class sets ``transient = True`` (a remote model
+    that moved since the plan: ``reconciler.flow.sources.PlanOutdated``) and the SDK
+    classes in ``_TRANSIENT_TYPES`` are transient, as is
     any error whose message (or its explicit ``raise ... from`` cause's) carries a
     throttling or unavailability code. An implicit context is not followed: an engine's
     verdict raised while handling a refused connection (a model server that never came
@@ -57,6 +59,8 @@ def is_transient(exc: BaseException) -> bool:
     seen = 0
     while exc is not None and seen < 5:
         if isinstance(exc, (ConnectionError, TimeoutError)):
+            return True
+        if getattr(exc, "transient", False) is True:  # an error that says so itself
             return True
         if type(exc).__name__ in _TRANSIENT_TYPES:
             return True
