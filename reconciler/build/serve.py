@@ -175,16 +175,20 @@ def metrics_dir(home: Path) -> Path:
     tmpfs, ``docs/build.md``). Prometheus' client recommends a tmpfs for the directory;
     this is one (``/dev/shm``), named after ``home`` and owned by this user (mode 0700; a
     directory someone else made there is refused: a :class:`ServeError`). BentoML empties
-    the directory at start but cannot through a link, so it is emptied here.
+    the directory at start but cannot through a link, so it is emptied here; those of
+    homes that are gone are removed (:func:`prune_metrics_dirs`).
     """
     root = next(
         (r for r in METRICS_ROOTS if r.is_dir() and os.access(r, os.W_OK | os.X_OK)),
         Path(tempfile.gettempdir()),
     )
+    prune_metrics_dirs(root)
     digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
     target = root / f"modelops-metrics-{os.getuid()}-{digest}"
     with contextlib.suppress(FileExistsError):
         target.mkdir(mode=0o700)
+    # beside it (BentoML would take a file inside for metrics left over and move away)
+    target.with_name(target.name + ".home").write_text(str(home.resolve()), encoding="utf-8")
     info = os.lstat(target)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
         raise ServeError(
@@ -204,6 +208,21 @@ def metrics_dir(home: Path) -> Path:
             link.unlink(missing_ok=True)
         link.symlink_to(target, target_is_directory=True)
     return target
+
+
+def prune_metrics_dirs(root: Path) -> None:
+    """Remove this user's metrics directories under ``root`` whose BentoML home is gone
+    (a removed state directory, a test's temporary one): the ``.home`` file beside each
+    names its home. Best-effort: a directory that cannot be removed stays."""
+    for marker in root.glob(f"modelops-metrics-{os.getuid()}-*.home"):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if Path(marker.read_text(encoding="utf-8")).exists():
+                continue
+            target = marker.with_name(marker.name.removesuffix(".home"))
+            info = os.lstat(target)
+            if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+                shutil.rmtree(target)
+            marker.unlink()
 
 
 def server_home(config: Config, stem: str) -> Path:

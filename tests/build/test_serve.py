@@ -7,6 +7,7 @@ test no process of the test's BentoML home may be left running.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +28,9 @@ from reconciler.build.serve import (
     free_port,
     is_bentoml_server,
     log_tail,
+    metrics_dir,
     port_is_free,
+    prune_metrics_dirs,
     server_health,
     server_processes,
     start_server,
@@ -204,3 +207,23 @@ def test_two_servers_of_one_state_directory_keep_their_own_metrics(built, no_lef
         if second is not None:
             stop_server(second)
         stop_server(first)
+
+
+def test_the_metrics_directory_is_off_the_state_disk_and_pruned_with_its_home(tmp_path):
+    """build/serve.metrics_dir: the Prometheus multiprocess files of a server home live in
+    RAM (tests/faults/test_fault_served.py shows why: a full state disk), emptied at each
+    start, and removed once their home is gone."""
+    homes = [tmp_path / name / "bentoml" for name in ("a", "b")]
+    for home in homes:
+        home.mkdir(parents=True)
+    first = metrics_dir(homes[0])
+    assert not first.is_relative_to(tmp_path)
+    assert (homes[0] / "prometheus_multiproc_dir").resolve() == first
+    (first / "counter_123.db").write_bytes(b"left over")
+    assert metrics_dir(homes[0]) == first and not any(first.iterdir())  # emptied
+    shutil.rmtree(tmp_path / "a")
+    second = metrics_dir(homes[1])
+    assert second != first and not first.exists()  # the home went: so did its metrics
+    shutil.rmtree(tmp_path / "b")
+    prune_metrics_dirs(second.parent)
+    assert not second.exists()
