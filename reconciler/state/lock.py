@@ -299,7 +299,8 @@ class StateLock:
             LockPathError: (exit 2) the lock path or state directory is not what modelops
                 creates (:func:`check_lock_path`); checked first, nothing touched.
         """
-        check_lock_path(self.state_dir)
+        if isinstance(self.backend, LocalBackend):  # s3:// state has no local lock path
+            check_lock_path(self.backend.root)
         deadline = time.monotonic() + self.timeout_s
         attempt = 0
         where = _where(self.backend)
