@@ -395,6 +395,12 @@ def _rename_warning(path: str, old_path: str, old_name: str, new_name: str) -> D
     )
 
 
+#: Up to this many names, :func:`name_conflicts` searches each file's bytes for them and
+#: parses only the candidates; beyond it (a full plan of every spec) the searches cost
+#: more than reading each file's name (``quick_load`` keeps parsed specs by digest).
+NAME_SEARCH_LIMIT = 16
+
+
 def name_conflicts(
     new: RevisionFiles,
     specs_rel: str,
@@ -405,7 +411,8 @@ def name_conflicts(
 
     Only the names being planned are checked, by a byte search for each name in every
     spec file followed by a parse of the candidates, so a pull request touching one spec
-    of a thousand does not parse the other 999.
+    of a thousand does not parse the other 999 (beyond :data:`NAME_SEARCH_LIMIT` names,
+    each file's name is read instead).
 
     Args:
         new: the head revision's files.
@@ -421,13 +428,13 @@ def name_conflicts(
     wanted = {n.encode(): n for n in names if n}
     if not wanted:
         return out
+    search = len(wanted) <= NAME_SEARCH_LIMIT
     for path in new.spec_files(specs_rel):
         raw = new.read(path) or b""
-        hits = [n for b, n in wanted.items() if b in raw and names[n] != path]
-        if not hits:
+        if search and not any(b in raw and names[n] != path for b, n in wanted.items()):
             continue
         other = spec_name(quick_load(raw))
-        if other in hits:
+        if other and other in names and names[other] != path:
             out.append(
                 Diagnostic(
                     (positions or {}).get(other, Position(names[other])),

@@ -10,6 +10,7 @@ from support.repo import small_repo, small_spec
 
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.gitops import changes as changes_mod
 from reconciler.gitops.changes import RevisionFiles, detect_changes, name_conflicts
 from reconciler.gitops.policyset import read_waiver_entries
 from reconciler.spec.files import spec_dependencies
@@ -176,7 +177,9 @@ def test_not_a_git_repository(tmp_path):
         detect_changes(load_config(tmp_path), "HEAD")
 
 
-def test_two_specs_with_the_same_name(repo):
+@pytest.mark.parametrize("limit", [16, 0])  # byte search first; each file's name (full plan)
+def test_two_specs_with_the_same_name(repo, limit, monkeypatch):
+    monkeypatch.setattr(changes_mod, "NAME_SEARCH_LIMIT", limit)
     repo.write("specs/alpha-copy.yaml", small_spec("alpha"))
     head = RevisionFiles(repo.git, repo.root, None)
     found = name_conflicts(head, "specs/", {"alpha": "specs/alpha-copy.yaml"})
