@@ -222,8 +222,9 @@ def _analysis(dep: Deployment, rollout: dict, err) -> None:
         if name == "estimated_quality" and not dep.get("spec.monitoring.reference"):
             err(
                 path,
-                "metric estimated_quality is calibrated on reference data and "
-                "monitoring.reference is not set; set it or remove the metric",
+                "metric estimated_quality needs monitoring.reference (the data the "
+                "model's confidence is judged against by the monitoring job) and it is not "
+                "set; set it or remove the metric",
             )
         if value == "from_slo" and dep.get("spec.serving.slo.p99_latency_ms") is None:
             err(
