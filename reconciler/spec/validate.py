@@ -234,6 +234,41 @@ def model_source_problem(uri: str) -> str | None:
     return None
 
 
+def cluster_job_diagnostics(dep: Deployment) -> list[Diagnostic]:
+    """What cannot work on a Kubernetes target, whose pods and scheduled jobs run in the
+    cluster (``docs/engine.md``, "Jobs that run where they are rendered").
+
+    - a capture sink that is a repository path: the serving pods' root filesystem is
+      read-only and each pod's ``/tmp`` is its own, so the monitoring job (another pod)
+      would never see a captured request: it must be ``s3://``;
+    - a label sink that is a repository path while the monitoring job runs on a schedule:
+      labels ingested on one machine never reach the job's checkout (labels are not
+      committed): it must be ``s3://``.
+    """
+    if dep.platform != "kubernetes":
+        return []
+    out = []
+    scheduled = bool(dep.get("spec.monitoring.schedule")) and (
+        dep.get("spec.monitoring.enabled", True) is not False
+    )
+    sink = dep.get("spec.monitoring.capture.sink")
+    capture_on = dep.get("spec.monitoring.capture.enabled", True) is not False
+    checks = [("spec.monitoring.capture.sink", sink, capture_on, "captured requests")]
+    labels = dep.get("spec.monitoring.labels.sink")
+    checks.append(("spec.monitoring.labels.sink", labels, scheduled, "delayed labels"))
+    for path, value, applies, what in checks:
+        if applies and isinstance(value, str) and value and not value.startswith("s3://"):
+            message = (
+                f"{value!r} is a repository path, which cannot hold {what} on kubernetes: the "
+                "pods have read-only root filesystems and the monitoring job runs in another "
+                "pod from a fresh checkout; use s3://<bucket>/<prefix> (a repository path "
+                "works for local targets)"
+            )
+            where = dep.locate(path)
+            out.append(Diagnostic(where, path, f"{message} [env {dep.env}]", code="sink"))
+    return out
+
+
 def build_rule_diagnostics(dep: Deployment) -> list[Diagnostic]:
     """What build, apply or retrain would refuse, known from the spec alone.
 
@@ -241,6 +276,7 @@ def build_rule_diagnostics(dep: Deployment) -> list[Diagnostic]:
       :data:`~reconciler.runtime.uris.URI_SCHEMES` and repository paths);
     - an AWS target capturing to a sink that is not ``s3://`` (the SageMaker data
       capture and the serverless capture write to S3 only: ``stacks/aws_common.py``);
+      a Kubernetes target likewise (:func:`cluster_job_diagnostics`);
     - a ``retraining`` section on a framework whose candidates cannot be scored yet.
     """
     out = []
@@ -266,9 +302,10 @@ def build_rule_diagnostics(dep: Deployment) -> list[Diagnostic]:
             err(
                 "spec.monitoring.capture.sink",
                 f"{sink!r} is not an S3 URI; {dep.platform} captures to s3://<bucket>/<prefix> "
-                "only (a repository directory works for local and Kubernetes targets)",
+                "only (a repository directory works for local targets)",
                 "capture-sink",
             )
+    out.extend(cluster_job_diagnostics(dep))
     framework = dep.get("spec.model.framework", "sklearn")
     if isinstance(dep.get("spec.retraining"), dict) and framework not in RETRAIN_FRAMEWORKS:
         err(

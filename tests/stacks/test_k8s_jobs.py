@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import git
+from support.cli import invoke
 from support.crds import assert_valid_manifest
 from support.repo import make_repo
 
@@ -182,3 +183,21 @@ def test_the_applied_revision_comes_from_the_ledger(tmp_path, monkeypatch, capsy
     ledger.put(record)
     assert applied.main(["fraud-detector", "prod", str(out)]) == 0
     assert out.read_text() == "a" * 40 + "\n"
+
+
+def test_validate_refuses_a_repository_path_sink_on_kubernetes(tmp_path):
+    # the example spec captures to a repository path for staging (local) and to S3 in
+    # prod (kubernetes); a prod overlay without the S3 sink cannot work in the cluster
+    root = make_repo(tmp_path / "repo", specs=["fraud-detector"]).root
+    spec = root / "specs/fraud-detector.yaml"
+    text = spec.read_text()
+    s3_sink = "      monitoring:\n        capture: {sink: s3://payments-capture/fraud-detector}\n"
+    assert s3_sink in text
+    assert invoke(root, "validate", "--env", "prod").returncode == 0
+    spec.write_text(text.replace(s3_sink, ""))
+    code, out, err = invoke(root, "validate", "--env", "prod")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "sink: .modelops/capture" in t)
+    assert code == 1
+    assert f"specs/fraud-detector.yaml:{line}:" in out + err
+    assert "spec.monitoring.capture.sink" in out + err and "use s3://" in out + err
+    assert invoke(root, "validate", "--env", "staging").returncode == 0  # local: fine

@@ -141,7 +141,8 @@ def test_hpa_pdb_and_network_policy_follow_the_spec(spec_repo):
 def test_no_pdb_below_two_replicas_and_fixed_replicas_without_autoscaling(spec_repo):
     def change(doc):
         doc["spec"]["target"].pop("autoscaling")
-        doc["spec"]["environments"]["prod"] = {}
+        prod = doc["spec"]["environments"]["prod"]
+        doc["spec"]["environments"]["prod"] = {"monitoring": prod["monitoring"]}  # S3 capture
 
     edit_spec(spec_repo, "fraud-detector", change)
     dep, config = deployment(spec_repo)
