@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from support.cli import invoke
+from support.repo import make_repo
 from support.s3 import use_fake_s3
 
 from reconciler.core.config import load_config
@@ -245,3 +246,31 @@ def test_a_missing_state_bucket_is_exit_2_naming_the_uri(fake_s3, tmp_path, monk
     monkeypatch.setenv("MODELOPS_STATE_URL", url)
     code, out, err_text = invoke(tmp_path, "status", "--env", "prod")
     assert code == 2 and url in out + err_text and "Traceback" not in out + err_text
+
+
+def test_two_runners_with_their_own_checkouts_share_one_ledger_and_one_lock(
+    fake_s3, tmp_path, monkeypatch
+):
+    # two CI runners: separate checkouts and state directories (thrown away after each
+    # job), one MODELOPS_STATE_URL
+    first = make_repo(tmp_path / "runner-1", specs=()).root
+    second = make_repo(tmp_path / "runner-2", specs=()).root
+    monkeypatch.setenv("MODELOPS_STATE_URL", URL)
+    status.labels_result(Ledger.of(load_config(first)), _dep(), "ok", "ingested on runner 1")
+    code, out, _ = invoke(second, "history", "fraud", "--env", "prod")
+    assert code == 0 and "ingested on runner 1" in out
+
+    proc = _holder(first)  # an apply running on runner 1
+    try:
+        code, out, err = invoke(second, "apply", "--env", "prod", "--lock-timeout", "0")
+        assert code == 2 and f"{URL} is locked by pid {proc.pid}" in out + err
+        assert not (second / ".modelops/lock").exists()  # the lock is in S3, not here
+        proc.stdin.write("release\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "released"
+        code, out, err = invoke(second, "apply", "--env", "prod", "--lock-timeout", "0")
+        assert code == 0, out + err
+        assert read_lock(S3Backend(URL)) is None  # released after its run
+    finally:
+        proc.kill()
+        proc.wait()
