@@ -14,6 +14,7 @@ import os
 import queue
 import random
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -82,7 +83,31 @@ def resolve_sink(sink: str, root: str | os.PathLike | None = None) -> tuple[Path
     return base / path, False
 
 
-_CAPTURE_FILE = re.compile(r"^capture-(\d+)-\d+\.(jsonl|parquet)$")
+_CAPTURE_FILE = re.compile(
+    r"^capture-(?:(?P<stamp>\d{8}T\d{12}Z)-)?(?P<pid>\d+)-(?:(?P<writer>[0-9a-f]{12})-)?\d+"
+    r"\.(?:jsonl|parquet)$"
+)
+"""A capture file's name: ``capture-<first record UTC, %Y%m%dT%H%M%S%fZ>-<pid>-<writer
+id>-<n>.<ext>``; the older ``capture-<pid>-<n>.<ext>`` (no stamp, no writer id) still
+matches so a spool left by an older runtime is shipped."""
+
+_LIVE_WRITERS: set[str] = set()
+"""Writer ids of the :class:`CaptureWriter` objects of this process that are not closed:
+a spooled file of this pid with another writer id was left by an earlier process that
+had the same pid (a restarted container is pid 1 again)."""
+
+
+def capture_file_name(first: _dt.datetime, pid: int, writer: str, n: int, ext: str) -> str:
+    """The name of a new capture file (unique across writers, processes, restarts, hosts).
+
+    Args:
+        first: timestamp of the file's first record (names sort by it within a day).
+        pid: the writing process; writer: the writer's random id (12 hex digits, 48 bits
+            from :func:`secrets.token_hex`); n: the writer's file counter (1, 2, ...);
+        ext: ``jsonl`` or ``parquet``.
+    """
+    stamp = first.astimezone(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"capture-{stamp}-{pid}-{writer}-{n:06d}.{ext}"
 
 
 class CaptureShipper:
@@ -100,8 +125,10 @@ class CaptureShipper:
             attempts and the last failure (``/metadata`` shows them).
 
     A file's key is ``<prefix>/<path relative to spool>``, so S3 holds the same
-    ``<deployment>/<env>/<YYYY-MM-DD>/capture-<pid>-<n>.<ext>`` layout the monitoring job
-    reads. Raises nothing: capture must never take serving down.
+    ``<deployment>/<env>/<YYYY-MM-DD>/capture-<stamp>-<pid>-<writer>-<n>.<ext>`` layout
+    (:func:`capture_file_name`) the monitoring job reads; a key is never reused, so an
+    upload never replaces another writer's object. Raises nothing: capture must never
+    take serving down.
     """
 
     def __init__(
@@ -147,7 +174,7 @@ class CaptureShipper:
             return out
         for path in sorted(self.spool.rglob("capture-*")):
             match = _CAPTURE_FILE.match(path.name)
-            if match and path.is_file() and not _alive(int(match.group(1))):
+            if match and path.is_file() and _left_over(match):
                 out.append(path)
         return out
 
@@ -184,6 +211,16 @@ class CaptureShipper:
                 self._failed = [p for p in self._failed if not self._upload(p)]
             if stopping:
                 return
+
+
+def _left_over(match: re.Match) -> bool:
+    """Whether the capture file named by ``match`` has no live writer any more: its
+    process is gone, or it is this process's pid but no open writer of this process has
+    its writer id (an earlier container or process that had the same pid wrote it)."""
+    pid, writer = int(match.group("pid")), match.group("writer")
+    if pid == os.getpid() and writer is not None:
+        return writer not in _LIVE_WRITERS
+    return not _alive(pid)
 
 
 def _alive(pid: int) -> bool:
@@ -259,6 +296,8 @@ class CaptureWriter:
         self.synthetic: dict[str, int] = {}
         self._n = 0
         self._pid = os.getpid()
+        self.writer_id = secrets.token_hex(6)
+        _LIVE_WRITERS.add(self.writer_id)
         self._thread = threading.Thread(target=self._run, name="modelops-capture", daemon=True)
         self._thread.start()
 
@@ -309,6 +348,8 @@ class CaptureWriter:
         except queue.Full:
             return
         self._thread.join(timeout_s)
+        if not self._thread.is_alive():
+            _LIVE_WRITERS.discard(self.writer_id)
 
     # -- writer thread ---------------------------------------------------------------
 
@@ -334,14 +375,16 @@ class CaptureWriter:
                 f"the sink {self.confine}; record not written"
             )
 
-    def _new_path(self, day: str) -> Path:
+    def _new_path(self, day: str, first: _dt.datetime) -> Path:
+        """A new file for ``day`` named by :func:`capture_file_name` (``first``: the
+        timestamp of its first record)."""
         self._n += 1
         ext = "parquet" if self.fmt == "parquet" else "jsonl"
         directory = self.base / day
         self._confined(directory)  # before mkdir: nothing is created outside either
         directory.mkdir(parents=True, exist_ok=True)
         self._confined(directory)
-        return directory / f"capture-{self._pid}-{self._n}.{ext}"
+        return directory / capture_file_name(first, self._pid, self.writer_id, self._n, ext)
 
     def _run(self) -> None:
         handle = None
@@ -403,7 +446,7 @@ class CaptureWriter:
                     if handle is not None:
                         self._finish(handle)
                     day, count = rec_day, 0
-                    handle = open(self._new_path(day), "a", encoding="utf-8")  # noqa: SIM115
+                    handle = open(self._new_path(day, item[0]), "a", encoding="utf-8")  # noqa: SIM115
                     opened_at = time.monotonic()
                 handle.write(json.dumps(record, separators=(",", ":")) + "\n")
                 count += 1
@@ -441,7 +484,7 @@ class CaptureWriter:
             "outputs": [json.dumps(r["outputs"]) for r in records],
             "probabilities": [json.dumps(r.get("probabilities")) for r in records],
         }
-        path = self._new_path(day)
+        path = self._new_path(day, _dt.datetime.fromisoformat(records[0]["timestamp"]))
         pq.write_table(pa.table(cols), path)
         if self.on_close is not None:
             self.on_close(path)

@@ -84,7 +84,7 @@ def test_closed_files_reach_s3_in_the_layout_the_monitoring_job_reads(fake_s3, t
         parts = key.split("/")
         assert parts[:4] == ["team", "capture", "fraud-detector", "prod"]
         time.strptime(parts[4], "%Y-%m-%d")
-        assert parts[5].startswith(f"capture-{os.getpid()}-") and parts[5].endswith(".jsonl")
+        assert f"-{os.getpid()}-{writer.writer_id}-" in parts[5] and parts[5].endswith(".jsonl")
     lines = [json.loads(line) for body in stored.values() for line in body.splitlines()]
     assert sorted(r["request_id"] for r in lines) == [f"req-{i}" for i in range(5)]
     assert shipper.shipped == 2 and shipper.errors == 0
@@ -122,6 +122,25 @@ def test_files_left_by_a_dead_process_are_shipped_at_start(fake_s3, tmp_path):
     shipper.close(timeout_s=HANG_GUARD_S)
     assert list(objects(fake_s3)) == [f"p/d/prod/2026-11-28/capture-{gone.pid}-1.jsonl"]
     assert (day / f"capture-{os.getpid()}-9.jsonl").exists()  # a live writer's file stays
+
+
+def test_a_file_of_an_earlier_process_with_this_pid_is_shipped_at_start(fake_s3, tmp_path):
+    """A restarted container is pid 1 again: its spool holds files of "its own" pid that
+    no live writer owns; they are shipped, an open writer's file is not."""
+    fake_s3.create_bucket(Bucket=BUCKET)
+    spool = tmp_path / "spool"
+    live = CaptureWriter(spool, "d", "prod", sample_rate=1.0)
+    records(1, live)
+    wait_for(lambda: live.written == 1, "the live writer's record")
+    mine = next(spool.rglob("capture-*.jsonl"))
+    day = mine.parent
+    earlier = f"capture-20261128T000000000000Z-{os.getpid()}-0123456789ab-000001.jsonl"
+    (day / earlier).write_text('{"request_id": "before the restart"}\n')
+    shipper = CaptureShipper(spool, f"s3://{BUCKET}", client=fake_s3)
+    shipper.close(timeout_s=HANG_GUARD_S)
+    assert list(objects(fake_s3)) == [f"d/prod/{day.name}/{earlier}"]
+    assert mine.exists()  # the open writer's file stays in the spool
+    live.close(timeout_s=HANG_GUARD_S)
 
 
 @pytest.mark.parametrize(

@@ -191,6 +191,36 @@ def read_records(base):
     return out
 
 
+def test_two_writers_and_a_restart_with_the_same_pid_lose_no_file(tmp_path):
+    """Two writers of one process, then a "restarted" writer of the same pid (a container
+    is pid 1 again) on the same day, into one sink: every file and record survives."""
+    ts = dt.datetime(2026, 11, 29, 8, 0, tzinfo=dt.UTC)
+    first = capture.CaptureWriter(tmp_path, "fraud", "prod", 1.0)
+    second = capture.CaptureWriter(tmp_path, "fraud", "prod", 1.0)
+    first.submit("a", "1", 1.0, [[1.0]], [0], timestamp=ts)
+    second.submit("b", "1", 1.0, [[2.0]], [0], timestamp=ts)
+    first.close(timeout_s=HANG_GUARD_S)
+    second.close(timeout_s=HANG_GUARD_S)
+    restarted = capture.CaptureWriter(tmp_path, "fraud", "prod", 1.0)
+    restarted._n = 0  # a new process counts from 1 again: only the writer id differs
+    restarted.submit("c", "1", 1.0, [[3.0]], [0], timestamp=ts)
+    restarted.close(timeout_s=HANG_GUARD_S)
+    assert len({first.writer_id, second.writer_id, restarted.writer_id}) == 3
+    assert len(list(tmp_path.rglob("capture-*.jsonl"))) == 3
+    assert sorted(r["request_id"] for r in read_records(tmp_path)) == ["a", "b", "c"]
+
+
+def test_capture_file_names_sort_by_their_first_record():
+    early = dt.datetime(2026, 11, 29, 8, 0, 1, tzinfo=dt.UTC)
+    late = dt.datetime(2026, 11, 29, 8, 0, 2, tzinfo=dt.UTC)
+    names = [
+        capture.capture_file_name(late, 1, "000000000000", 1, "jsonl"),
+        capture.capture_file_name(early, 99999, "ffffffffffff", 7, "jsonl"),
+    ]
+    assert sorted(names) == names[::-1]
+    assert all(capture._CAPTURE_FILE.match(n) for n in names)
+
+
 def test_capture_layout_format_and_redaction(tmp_path):
     w = capture.CaptureWriter(
         tmp_path, "fraud", "staging", 1.0, redact="hash", sensitive_idx=[0], max_records=2
@@ -202,7 +232,8 @@ def test_capture_layout_format_and_redaction(tmp_path):
     w.close()
     day = tmp_path / "fraud" / "staging" / "2026-11-29"
     files = sorted(p.name for p in day.iterdir())
-    assert files == [f"capture-{os.getpid()}-1.jsonl", f"capture-{os.getpid()}-2.jsonl"]
+    prefix = f"capture-20261129T080000000000Z-{os.getpid()}-{w.writer_id}"
+    assert files == [f"{prefix}-000001.jsonl", f"{prefix}-000002.jsonl"]
     recs = read_records(tmp_path)
     assert [r["request_id"] for r in recs] == ["r0", "r1", "r2"]
     assert recs[0]["timestamp"] == "2026-11-29T08:00:00+00:00"
