@@ -195,6 +195,12 @@ def main() -> None:
         # The first full plan rendered every spec (cold render cache); the peer ran warm:
         # compare it with a warm full plan with estimates.
         _, warm_s, warm_cpu = timed(lambda: plan(config, "prod", base=base, all_specs=True))
+        # a new process: only the disk caches (spec loads, renders) are warm
+        argv_all = [*argv[:-2], "--all", "--format", "json"]
+        cli_all, cli_all_s, cli_all_cpu = timed(
+            lambda: subprocess.run(argv_all, cwd=root, capture_output=True, text=True)
+        )
+        assert cli_all.returncode == 0, cli_all.stderr[-2000:]
         deps = [d for d in load_all(config, None, "prod").deployments]
         states = [(d, render_live(d, None, config)) for d in deps]
         _, est_s, est_cpu = timed(
@@ -209,14 +215,16 @@ def main() -> None:
         ("PR plan, first in the process (SDK imports)", cold_s, cold_cpu, 1),
         ("PR plan, warm (imports done)", pr_s, pr_cpu, 1),
         ("PR plan through the CLI (process start-up)", cli_s, cli_cpu, 1),
-        ("full plan (--base --all), warm", all_s, all_cpu, args.specs),
+        ("full plan (--base --all), first (cold caches)", all_s, all_cpu, args.specs),
+        ("full plan (--base --all), warm caches", warm_s, warm_cpu, args.specs),
+        ("full plan through the CLI (disk caches warm)", cli_all_s, cli_all_cpu, args.specs),
     ]
     print(f"{'plan':<46} {'wall s':>8} {'CPU s':>8} {'deployments':>12}")
     for label, secs, cpu, n in rows:
         print(f"{label:<46} {secs:8.2f} {cpu:8.2f} {n:>12}")
     print(
-        f"ratio full / PR (warm): {all_s / pr_s:.0f}x wall, {all_cpu / pr_cpu:.0f}x CPU; "
-        f"full / PR via CLI: {all_s / cli_s:.0f}x wall"
+        f"ratio full (warm caches) / PR (warm): {warm_s / pr_s:.0f}x wall, "
+        f"{warm_cpu / pr_cpu:.0f}x CPU; full / PR via CLI: {warm_s / cli_s:.0f}x wall"
     )
     print(
         f"cost: full plan (warm render cache) {warm_s:.2f} s wall / {warm_cpu:.2f} s CPU with "
@@ -228,10 +236,11 @@ def main() -> None:
     added = max(warm_cpu - bare_cpu, est_cpu)
     verdict = "met" if added < 1.0 else "MISSED"
     print(f"target: estimating {len(states)} deployments adds < 1 s: {verdict} ({added:.2f} s CPU)")
-    verdict = "met" if all_s < 5.0 else "MISSED"
+    verdict = "met" if warm_s < 5.0 else "MISSED"
     print(
         f"target: full plan over {args.specs} deployments < 5 s (warm caches): {verdict} "
-        f"({all_s:.2f} s wall, {all_cpu:.2f} s CPU; {all_cpu / pr_cpu:.0f}x the PR plan's CPU)"
+        f"({warm_s:.2f} s wall, {warm_cpu:.2f} s CPU; {warm_cpu / pr_cpu:.0f}x the PR plan's "
+        f"CPU; wall time counts the other work on this machine, CPU time does not)"
     )
     for label, (secs, cpu) in heal.items():
         verdict = "met" if secs < 10.0 else "MISSED"
