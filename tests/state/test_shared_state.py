@@ -257,7 +257,7 @@ def test_two_runners_with_their_own_checkouts_share_one_ledger_and_one_lock(
     second = make_repo(tmp_path / "runner-2", specs=()).root
     monkeypatch.setenv("MODELOPS_STATE_URL", URL)
     status.labels_result(Ledger.of(load_config(first)), _dep(), "ok", "ingested on runner 1")
-    code, out, _ = invoke(second, "history", "fraud", "--env", "prod")
+    code, out, _ = invoke(second, "history", "fraud", "--env", "prod", "--format", "json")
     assert code == 0 and "ingested on runner 1" in out
 
     proc = _holder(first)  # an apply running on runner 1
