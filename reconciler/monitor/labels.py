@@ -20,6 +20,7 @@ checks and the SageMaker ground-truth shape: ``docs/monitor.md`` ("Labels").
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -516,8 +517,10 @@ def ingest_labels(
 
     Returns:
         An :class:`IngestResult`; the labels are written to
-        ``<sink>/<name>/<env>/<day>/labels-<time>.parquet`` and the rejected rows to
-        ``rejected-<time>.jsonl`` beside it (on an ``s3://`` sink: objects with those
+        ``<sink>/<name>/<env>/<day>/labels-<time>-<digest>.parquet`` and the rejected
+        rows to ``rejected-<time>-<digest>.jsonl`` beside it (``digest``:
+        :func:`content_digest` of the stored ``(id, label)`` pairs or rejected rows, so
+        no ingest replaces another's file) (on an ``s3://`` sink: objects with those
         keys). Nothing goes to the ledger (the flow records the result).
 
     Raises:
@@ -608,6 +611,7 @@ def ingest_labels(
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     out: dict[str, bytes] = {}
     if seen:
+        digest = content_digest(sorted((rid, v[0]) for rid, v in seen.items()))
         frame = pd.DataFrame(
             {
                 "id": list(seen),
@@ -617,11 +621,11 @@ def ingest_labels(
         )
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        out[f"{day}/labels-{stamp}.parquet"] = buffer.getvalue()
+        out[f"{day}/labels-{stamp}-{digest}.parquet"] = buffer.getvalue()
         result.late = sum(1 for rid in seen if now - when[rid] > settings.max_delay)
     if rejected:
         text = "".join(json.dumps(r, default=str) + "\n" for r in rejected)
-        out[f"{day}/rejected-{stamp}.jsonl"] = text.encode()
+        out[f"{day}/rejected-{stamp}-{content_digest(text)}.jsonl"] = text.encode()
     written = _store(settings, config, out)
     for rel, where in written.items():
         if rel.endswith(".parquet"):
@@ -632,6 +636,14 @@ def ingest_labels(
     result.rejected = dict(counts)
     result.time = now_iso()
     return result
+
+
+def content_digest(content) -> str:
+    """First 16 hex digits of the SHA-256 of ``content``'s canonical JSON text (a str is
+    hashed as it is): the part of a label or rejected-rows file name that keeps two
+    ingests with the same ``now`` from replacing each other's file."""
+    text = content if isinstance(content, str) else json.dumps(content, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _store(settings: LabelSettings, config: Config, files: dict[str, bytes]) -> dict[str, str]:
@@ -663,6 +675,7 @@ __all__ = [
     "IngestResult",
     "LabelSettings",
     "Predictions",
+    "content_digest",
     "ingest_labels",
     "label_settings",
     "load_predictions",
