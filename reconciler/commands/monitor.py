@@ -1,6 +1,7 @@
-"""``modelops monitor run`` (the drift job) and ``modelops retrain``.
+"""``modelops monitor run`` (the drift job), ``monitor shadow`` and ``modelops retrain``.
 
 Exit codes: ``monitor run`` 0 no drift, 1 drift, 2 bad input (recorded as a failed run);
+``monitor shadow`` 0 promote, 1 drop, 2 bad input or insufficient data (no verdict);
 ``retrain`` 0 proposed / rejected / unchanged / skipped (cooldown), 2 failed run.
 These are the commands the schedules run (Kubernetes CronJob, EventBridge Scheduler).
 """
@@ -28,7 +29,8 @@ from reconciler.core.diagnostics import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, Mode
 from reconciler.flow import monitor as monitor_flow
 from reconciler.monitor.drift import preload_evidently
 from reconciler.monitor.reason import MAX_REASON_CHARS, check_reason
-from reconciler.report import drift_text, quality_text
+from reconciler.monitor.shadow import DROP, PROMOTE, run_shadow
+from reconciler.report import drift_text, quality_text, shadow_text
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_all
 
@@ -174,6 +176,42 @@ def monitor_run(
     if fmt == "json":
         console.print(json.dumps(doc, indent=2), markup=False)
     raise typer.Exit(code)
+
+
+@monitor_app.command("shadow", cls=HelpCommand)
+def monitor_shadow(
+    name: NameArg,
+    env: EnvOption,
+    stable: Annotated[
+        str | None,
+        typer.Option(
+            "--stable",
+            help="Stable model_version (default: the other captured version with the most "
+            "requests in the window).",
+        ),
+    ] = None,
+    shadow: Annotated[
+        str | None,
+        typer.Option("--shadow", help="Shadow model_version (default: spec.model.version)."),
+    ] = None,
+    fmt: TextOrJson = "text",
+) -> None:
+    """Judge the shadow of a shadow rollout on the captured answers of both versions.
+
+    Joins the two versions' captured records by request id over
+    spec.monitoring.window_hours and prints agreement, probability differences, latency
+    and the verdict. Exit 0 promote, 1 drop, 2 usage or input error, or insufficient data
+    (fewer than 400 joined rows: no verdict, so never read as promote). Records nothing.
+    """
+    config = get_config()
+    dep = _deployment(name, env)
+    report = run_shadow(dep, config, stable=stable, shadow=shadow)
+    if fmt == "json":
+        console.print(json.dumps(report.to_dict(), indent=2), markup=False)
+    else:
+        out(shadow_text.shadow_summary(dep.key, report))
+    codes = {PROMOTE: EXIT_OK, DROP: EXIT_FINDINGS}
+    raise typer.Exit(codes.get(report.verdict, EXIT_USAGE))
 
 
 @labels_app.command("ingest", cls=HelpCommand)

@@ -173,6 +173,27 @@ def _text(value) -> str:
     return str(value)
 
 
+def capture_files(
+    dep: Deployment, config: Config, start: datetime, end: datetime
+) -> tuple[list[Path], list[str]]:
+    """The capture files of the UTC days ``start``..``end`` (day, then name order: names
+    start with their first record's time), and notes on where they came from; an
+    ``s3://`` sink is downloaded into the capture cache as the drift job reads it."""
+    directory, _notes = capture_dir(dep, config)
+    days, day = [], start.date()
+    while day <= end.date():
+        days.append(day.isoformat())
+        day += timedelta(days=1)
+    fmt = dep.get("spec.monitoring.capture.format", "jsonl")
+    ext = "parquet" if fmt == "parquet" else "jsonl"
+    files = [f for d in days for f in sorted((directory / d).glob(f"capture-*.{ext}"))]
+    sink = dep.get("spec.monitoring.capture.sink")
+    notes: list[str] = []
+    if isinstance(sink, str) and sink.startswith("s3://"):  # as the drift job reads it
+        files, notes = s3_capture_files(dep, config, sink, days, ext, files)
+    return files, notes
+
+
 def load_predictions(
     dep: Deployment, config: Config, start: datetime, end: datetime
 ) -> Predictions:
@@ -188,18 +209,7 @@ def load_predictions(
     import numpy as np  # heavy: loaded when this runs, not at every `modelops` start
     import pandas as pd  # heavy: loaded when this runs, not at every `modelops` start
 
-    directory, _notes = capture_dir(dep, config)
-    days, day = [], start.date()
-    while day <= end.date():
-        days.append(day.isoformat())
-        day += timedelta(days=1)
-    fmt = dep.get("spec.monitoring.capture.format", "jsonl")
-    ext = "parquet" if fmt == "parquet" else "jsonl"
-    files = [f for d in days for f in sorted((directory / d).glob(f"capture-*.{ext}"))]
-    sink = dep.get("spec.monitoring.capture.sink")
-    notes: list[str] = []
-    if isinstance(sink, str) and sink.startswith("s3://"):  # as the drift job reads it
-        files, notes = s3_capture_files(dep, config, sink, days, ext, files)
+    files, notes = capture_files(dep, config, start, end)
     ids: list[str] = []
     stamps: list[datetime] = []
     preds: list[str] = []
@@ -207,7 +217,7 @@ def load_predictions(
     probas: list = []
     skipped = 0
     for path in files:
-        for where, rec in _capture_records(path, config):
+        for where, rec in capture_records(path, config):
             if rec.get("synthetic"):
                 skipped += 1
                 continue
@@ -245,7 +255,7 @@ def load_predictions(
     return Predictions(frame, proba, files, skipped, notes)
 
 
-def _capture_records(path: Path, config: Config):
+def capture_records(path: Path, config: Config):
     """(where, record) of a capture file (JSON Lines, or Parquet with JSON text columns)."""
     where = config.rel(path)
     if path.suffix == ".parquet":
@@ -675,6 +685,8 @@ __all__ = [
     "IngestResult",
     "LabelSettings",
     "Predictions",
+    "capture_files",
+    "capture_records",
     "content_digest",
     "ingest_labels",
     "label_settings",

@@ -16,11 +16,18 @@ Rationale: ``docs/rollout.md``.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+
+from reconciler.core.config import Config
+from reconciler.monitor.data import MonitorInputError, field_origin
+from reconciler.monitor.labels import capture_files, capture_records
+from reconciler.spec.model import Deployment
 
 PROMOTE = "promote"
 DROP = "drop"
@@ -84,6 +91,7 @@ class ShadowReport:
     estimated_quality: float | None
     verdict: str
     reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""
@@ -229,3 +237,73 @@ def compare(
         verdict,
         reasons,
     )
+
+
+def run_shadow(
+    dep: Deployment,
+    config: Config,
+    *,
+    stable: str | None = None,
+    shadow: str | None = None,
+    now: datetime | None = None,
+) -> ShadowReport:
+    """The shadow report of ``dep`` on its captured traffic of
+    ``spec.monitoring.window_hours`` (default 24) back from ``now``.
+
+    The shadow is ``shadow`` or the spec's ``model.version`` (the version the rollout
+    brings); the stable one is ``stable`` or the other captured version with the most
+    requests in the window (as the A/B experiment picks A). Records marked synthetic are
+    left out; ``notes`` says what was read.
+
+    Raises:
+        MonitorInputError: (exit 2) the rollout strategy is not ``shadow``; no shadow
+            version (no ``model.version`` and no ``shadow``); a capture file that is not
+            JSON Lines of objects; no other version than the shadow captured in the window.
+    """
+    strategy = dep.get("spec.target.rollout.strategy")
+    if strategy != "shadow":
+        raise MonitorInputError(
+            f"{field_origin(dep, 'spec.target.rollout.strategy')} is {strategy!r}: the "
+            "shadow report compares the two versions of a shadow rollout (strategy: shadow)"
+        )
+    shadow = shadow or (str(dep.get("spec.model.version") or "") or None)
+    if shadow is None:
+        raise MonitorInputError(
+            f"{dep.key}: spec.model.version is not set: name the shadow version (--shadow)"
+        )
+    end = (now or datetime.now(UTC)).astimezone(UTC)
+    start = end - timedelta(hours=dep.get("spec.monitoring.window_hours", 24))
+    files, notes = capture_files(dep, config, start, end)
+    records: list[dict] = []
+    synthetic = 0
+    for path in files:
+        for _where, rec in capture_records(path, config):
+            if rec.get("synthetic"):
+                synthetic += 1
+                continue
+            try:
+                stamp = datetime.fromisoformat(str(rec.get("timestamp")).replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            if stamp.tzinfo is not None and start <= stamp <= end:
+                records.append(rec)
+    seen = Counter(str(r.get("model_version")) for r in records)
+    span = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
+    notes.append(
+        f"{len(records)} captured request(s) from {len(files)} file(s), {span}; versions: "
+        + (", ".join(f"{v} ({n})" for v, n in seen.most_common()) or "none")
+    )
+    if synthetic:
+        notes.append(f"{synthetic} synthetic request(s) left out")
+    if stable is None:
+        others = [v for v, _n in seen.most_common() if v != shadow]
+        if not others:
+            raise MonitorInputError(
+                f"{dep.key}: no captured request of a version other than the shadow "
+                f"{shadow} from {span} (versions seen: {dict(seen) or 'none'}); name the "
+                "stable version (--stable) or widen spec.monitoring.window_hours"
+            )
+        stable = others[0]
+    report = compare(records, stable, shadow, Thresholds.of(dep))
+    report.notes = notes
+    return report
