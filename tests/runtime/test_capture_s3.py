@@ -234,8 +234,10 @@ def _s3_sink_repo(tmp_path: Path, sink: str):
     return root, *deployment(root)
 
 
-def _capture_to(spool: Path, shipper, frame, when) -> int:
-    """The monitoring tests' capture (real CaptureWriter), shipped when ``shipper``."""
+def _capture_to(spool: Path, shipper, frame, when) -> tuple[int, int]:
+    """The monitoring tests' capture (real CaptureWriter), shipped when ``shipper``;
+    returns (requests, files): one file per UTC day the timestamps fall on (two when the
+    test runs just after midnight)."""
     import numpy as np
 
     writer = CaptureWriter(
@@ -246,14 +248,16 @@ def _capture_to(spool: Path, shipper, frame, when) -> int:
         on_close=shipper.ship if shipper else None,
     )
     rows = frame.to_numpy(dtype=np.float64)
+    days = set()
     for i, start in enumerate(range(0, len(rows), 8)):
         ts = when - timedelta(minutes=1) - timedelta(seconds=len(rows) - start)
+        days.add(ts.date())
         chunk = rows[start : start + 8].tolist()
         writer.submit(f"r{i}", "1.0.0", 2.5, chunk, [0] * len(chunk), timestamp=ts)
     writer.close(timeout_s=HANG_GUARD_S)
     if shipper:
         shipper.close(timeout_s=HANG_GUARD_S)
-    return -(-len(rows) // 8)
+    return -(-len(rows) // 8), len(days)
 
 
 def test_drift_job_reads_the_capture_the_service_shipped_to_s3(fake_s3, tmp_path):
@@ -266,15 +270,16 @@ def test_drift_job_reads_the_capture_the_service_shipped_to_s3(fake_s3, tmp_path
     root, config, dep = _s3_sink_repo(tmp_path, sink)
     spool, _ = resolve_sink(sink, root)
     shipper = CaptureShipper(spool, sink, client=fake_s3)
-    requests = _capture_to(spool, shipper, shifted(reference(), seed=1), NOW)
+    requests, files = _capture_to(spool, shipper, shifted(reference(), seed=1), NOW)
     assert not list(spool.rglob("capture-*"))  # everything went to S3
 
     result = run_drift(dep, config, now=NOW)
 
     assert result.drifted and result.requests == requests
-    assert any(f"read 1 capture file(s) from {sink}/fraud-detector/" in n for n in result.notes)
+    read = f"read {files} capture file(s) from {sink}/fraud-detector/"
+    assert any(read in n for n in result.notes), result.notes
     cached = list((config.state_dir / "capture-cache").rglob("capture-*.jsonl"))
-    assert len(cached) == 1  # downloaded once into the state directory
+    assert len(cached) == files  # downloaded once into the state directory
 
 
 def test_drift_job_falls_back_to_the_spool_when_s3_cannot_be_read(fake_s3, tmp_path):
@@ -284,10 +289,10 @@ def test_drift_job_falls_back_to_the_spool_when_s3_cannot_be_read(fake_s3, tmp_p
     sink = f"s3://{BUCKET}/cap"  # the bucket does not exist on the fake: S3 says no
     root, config, dep = _s3_sink_repo(tmp_path, sink)
     spool, _ = resolve_sink(sink, root)
-    requests = _capture_to(spool, None, reference(), NOW)  # not shipped yet
+    requests, files = _capture_to(spool, None, reference(), NOW)  # not shipped yet
 
     result = run_drift(dep, config, now=NOW)
 
     assert not result.drifted and result.requests == requests
     note = next(n for n in result.notes if "could not be read" in n)
-    assert "NoSuchBucket" in note and "read only the local spool (1 file(s))" in note
+    assert "NoSuchBucket" in note and f"read only the local spool ({files} file(s))" in note
