@@ -4,7 +4,8 @@ day; and read back the predictions and labels of a window for the quality job.
 Where labels live: ``spec.monitoring.labels.sink`` (a repository directory or an
 ``s3://bucket/prefix``), under
 ``<sink>/<name>/<env>/<YYYY-MM-DD>/`` (the day the labels were ingested, UTC), one
-Parquet file per ingest with columns ``id``,
+Parquet file per ingest, ``labels-<time>-<digest>.parquet`` (:func:`content_digest`: no
+ingest replaces another's file), with columns ``id``,
 ``label`` (text: the class as the model names it, or the regression target) and
 ``received_at``. On S3 each file is one PutObject (visible whole or not at all); reads
 download the sink's label files into ``<state_dir>/labels-cache/<bucket>/<key>/<name>/<env>``.
@@ -14,7 +15,7 @@ a one-row request, and ``<request_id>/<row>`` (row from 0) for the rows of a
 multi-row request.
 
 Nothing is dropped silently: every rejected row is counted under its reason and kept in
-``rejected-<time>.jsonl`` beside the stored labels (:class:`IngestResult`). Formats,
+``rejected-<time>-<digest>.jsonl`` beside the stored labels (:class:`IngestResult`). Formats,
 checks and the SageMaker ground-truth shape: ``docs/monitor.md`` ("Labels").
 """
 
