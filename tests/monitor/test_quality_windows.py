@@ -145,12 +145,27 @@ EXPERIMENT = (
 )
 
 
+#: Delayed labels on S3 (a Kubernetes target cannot keep them in the repository): the
+#: experiment tests run against the fake S3 (moto's server, tests/support/s3.py).
+S3_LABELS = LABELS.replace("sink: labels,", "sink: s3://fraud-labels/ab,")
+
+
 def _experiment_edit(text: str) -> str:
-    text = text.replace("    on_drift: retrain\n", LABELS)
+    text = text.replace("    on_drift: retrain\n", S3_LABELS)
     text = text.replace('    version: "1.0.0"', '    version: "1.1.0"')
     old = "    prod:\n      target:\n        autoscaling: {min_replicas: 3}\n"
     assert old in text
     return text.replace(old, EXPERIMENT)
+
+
+def _ship(root: Path, s3) -> None:
+    """Upload the captured files to prod's capture sink (``s3://payments-capture/
+    fraud-detector``) on the fake S3, at the keys the service's shipper uses."""
+    s3.create_bucket(Bucket="payments-capture")
+    spool = root / ".modelops" / "capture"
+    for path in sorted(p for p in spool.rglob("capture-*") if p.is_file()):
+        key = f"fraud-detector/{path.relative_to(spool).as_posix()}"
+        s3.put_object(Bucket="payments-capture", Key=key, Body=path.read_bytes())
 
 
 def _traffic(root: Path, n: int, accuracy: dict, offset: int, rng) -> pd.DataFrame:
@@ -174,11 +189,13 @@ def _traffic(root: Path, n: int, accuracy: dict, offset: int, rng) -> pd.DataFra
     return pd.DataFrame({"request_id": ids, "label": labels})
 
 
-def test_a_better_new_version_is_the_winner_in_status(tmp_path):
+def test_a_better_new_version_is_the_winner_in_status(tmp_path, fake_s3):
+    fake_s3.create_bucket(Bucket="fraud-labels")
     root = fraud_repo(tmp_path, _experiment_edit)
     config, dep = deployment(root, env="prod")
     rng = np.random.default_rng(7)
     labels = _traffic(root, 600, {"1.0.0": 0.75, "1.1.0": 0.95}, 0, rng)
+    _ship(root, fake_s3)
     labels.to_parquet(root / "labels.parquet")
     labels_ingest(dep, config, root / "labels.parquet", now=NOW)
 
@@ -186,7 +203,7 @@ def test_a_better_new_version_is_the_winner_in_status(tmp_path):
 
     record = Ledger(config.state_dir).get("fraud-detector", "prod")
     experiment = record.quality["experiment"]
-    assert experiment["verdict"] == WINNER
+    assert experiment["verdict"] == WINNER, experiment
     assert (experiment["version_a"], experiment["version_b"]) == ("1.0.0", "1.1.0")
     assert experiment["n_a"] == experiment["n_b"] == 600
     assert experiment["effect"] > 0 and experiment["interval"][0] > 0
@@ -196,10 +213,12 @@ def test_a_better_new_version_is_the_winner_in_status(tmp_path):
     assert experiment_of(dep, record) == experiment  # what the plan and PR comment show
 
 
-def test_the_next_look_continues_from_the_start_and_keeps_the_smallest_p_value(tmp_path):
+def test_the_next_look_continues_from_the_start_and_keeps_the_smallest_p_value(tmp_path, fake_s3):
+    fake_s3.create_bucket(Bucket="fraud-labels")
     root = fraud_repo(tmp_path, _experiment_edit)
     config, dep = deployment(root, env="prod")
     labels = _traffic(root, 100, {"1.0.0": 0.8, "1.1.0": 0.8}, 0, np.random.default_rng(8))
+    _ship(root, fake_s3)
     early = labels["request_id"].str.split("-").str[1].astype(int) < 50
     labels[early].to_parquet(root / "a.parquet")  # the first labels to arrive
     labels_ingest(dep, config, root / "a.parquet", now=NOW)
