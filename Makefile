@@ -38,12 +38,12 @@ demo: $(STAMP)
 # HTTP tests is started at most once per worker. (--dist loadgroup would put them all in one
 # worker, but with pytest 9.2 xdist 3.8 cannot set the group: it renames item._nodeid,
 # which pytest no longer reads.)
-# One worker more than there are cores: about half of the suite's wall time is spent
-# waiting (for `bentoml serve` to start, for a worker that must time out), which an extra
-# worker fills (measured: docs/testing.md).
+# Two workers more than there are cores: much of the suite's wall time is spent waiting
+# (for `bentoml serve` to start, for a canary's analysis interval, for a worker that must
+# time out), which the extra workers fill (measured: docs/testing.md).
 # --no-loadscope-reorder: files go out in collection order, the slow ones first
 # (tests/conftest.py), rather than xdist's most-tests-first.
-JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
+JOBS ?= $(shell echo $$(( $$(nproc) + 2 )))
 PYTEST_XDIST := -n $(JOBS) --dist loadfile --no-loadscope-reorder
 
 test: lint
