@@ -295,6 +295,16 @@ def _declared_keys(config) -> set[str] | None:
     return keys
 
 
+def _holder_running(config) -> str:
+    """The live holder of the state lock (``describe()``), or ``""`` when none runs (not
+    locked, or the holder is gone). A holder on another host counts as running: modelops
+    cannot tell, and calling its work interrupted could make someone unlock under it."""
+    holder = read_lock(open_backend(config))
+    if holder is None or holder.alive() is False:
+        return ""
+    return holder.describe()
+
+
 def status_cmd(
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
     fmt: TextOrJson = "text",
@@ -313,6 +323,7 @@ def status_cmd(
     local = None
     rows = []
     destroyed = []
+    running: str | None = None  # the live lock holder, read once a record is pending
     declared = _declared_keys(config)
     for record in Ledger.of(config).all(include_destroyed=True):
         if env and record.environment != env:
@@ -361,9 +372,16 @@ def status_cmd(
             )
         if record.pending:
             p = record.pending
+            if running is None:
+                running = _holder_running(config)
+            state = (
+                f"is running now (the state lock is held by {running})"
+                if running
+                else "did not finish (interrupted: no live run holds the state lock)"
+            )
             health += (
                 f"; {p.get('action', '?')} begun at {p.get('time', '?')} by "
-                f"{p.get('actor', '?')} did not finish (interrupted, unless it is running now)"
+                f"{p.get('actor', '?')} {state}"
             )
             canary = p.get("canary")
             if isinstance(canary, dict):

@@ -149,8 +149,10 @@ def init_cmd(
         console.print("  ran   git init (branch main; nothing committed)", markup=False)
     left = [
         rel
-        for rel in (".github/CODEOWNERS", *result.written)
-        if rel.startswith(".github/") and "YOUR-ORG" in (result.root / rel).read_text()
+        for rel in (*result.written, *result.kept)  # a re-run keeps what still needs it
+        if rel.startswith(".github/")
+        and (result.root / rel).is_file()
+        and "YOUR-ORG" in (result.root / rel).read_text(errors="replace")
     ]
     hint = f"; replace YOUR-ORG in {', '.join(sorted(set(left)))}" if left else ""
     console.print(

@@ -117,6 +117,9 @@ class Config:
 
 #: A GitHub login (``alice``, ``octo-cat``): letters, digits, single hyphens inside.
 _LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
+#: An environment name is a DNS-1123 label (RFC 1123), as the spec schema requires of the
+#: overlay keys under ``spec.environments``: it becomes part of resource names.
+_ENV_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 _PATH_KEYS = ("specs", "policies", "state_dir", "organization", "pulumi_backend", "state_url")
@@ -143,6 +146,15 @@ def _check_values(raw: dict, positions: dict) -> None:
     for key in _PATH_KEYS:
         if key in raw and not (isinstance(raw[key], str) and raw[key].strip()):
             fail(key, f"expected a non-empty path (a string), got {raw[key]!r}")
+    for key in ("environments", "protected_environments"):
+        bad = [v for v in raw.get(key, []) if not _ENV_NAME.fullmatch(v)]
+        if bad:
+            fail(
+                key,
+                f"{', '.join(map(repr, bad))}: an environment name is a DNS-1123 label "
+                "(lower-case letters, digits and inner '-', at most 63 characters, e.g. "
+                "prod or eu-staging), as spec.environments overlays must be",
+            )
     if "state_url" in raw and (problem := state_url_problem(raw["state_url"])):
         fail("state_url", problem)
     jobs = raw.get("jobs", {})
@@ -383,6 +395,23 @@ def load_config(root: Path | None = None, state_dir: Path | str | None = None) -
     policies = (root / raw.get("policies", "policies")).resolve()
     org = raw.get("organization")
     org_path = (root / org).resolve() if org else policies / "organization.yaml"
+    specs = (root / raw.get("specs", "specs")).resolve()
+    for key, where in (("specs", specs), ("policies", policies), ("organization", org_path)):
+        if not where.is_relative_to(root.resolve()):
+            pos = positions.get((key,), Position(CONFIG_FILE, 1, 1))
+            raise ModelopsError(
+                str(
+                    Diagnostic(
+                        pos,
+                        key,
+                        f"{raw.get(key)!r} resolves to {where}, outside the repository "
+                        f"{root}: specs, policies and organisation settings are reviewed "
+                        "in this repository's pull requests, so they must live in it "
+                        "(a path inside the repository, no link leading out)",
+                        code="config",
+                    )
+                )
+            )
     state_url = os.environ.get(STATE_URL_ENV) or raw.get("state_url", "")
     if os.environ.get(STATE_URL_ENV) and (problem := state_url_problem(state_url)):
         raise ModelopsError(f"{STATE_URL_ENV}: {problem}")
@@ -393,7 +422,7 @@ def load_config(root: Path | None = None, state_dir: Path | str | None = None) -
         backend = f"file://{state_path / 'pulumi'}"
     return Config(
         root=root,
-        specs_dir=(root / raw.get("specs", "specs")).resolve(),
+        specs_dir=specs,
         policies_dir=policies,
         state_dir=state_path,
         environments=list(raw.get("environments", DEFAULT_ENVIRONMENTS)),

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 
+from reconciler.core.clock import now_iso
 from reconciler.engine.routing import RouterHandle, read_status, set_backends
 from reconciler.runtime.capture import SYNTHETIC_HEADER
 from reconciler.spec.model import Deployment
@@ -299,7 +300,7 @@ def run_canary(
                 after = read_status(router.url)["backends"].get(CANARY, {})
                 check = evaluate(analysis, window(before, after))
                 before = after
-                check.update(step=index, weight=weight)
+                check.update(step=index, weight=weight, time=now_iso())
                 rollout.checks.append(check)
                 if on_check is not None:
                     on_check(check)

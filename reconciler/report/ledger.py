@@ -216,9 +216,16 @@ def history_footer(record) -> str:
     """When the deployment was destroyed, or its applied and last good revisions."""
     if record.destroyed:
         gone = record.destroyed
+        was = gone.get("lastAppliedRevision") or ""
+        if was:
+            live = f"was live at {was[:12]}"
+        elif gone.get("artifact"):
+            live = f"was live as {gone['artifact']}, applied from uncommitted specs"
+        else:
+            live = "never applied"
         return (
             f"DESTROYED at {gone.get('time', '?')} by {gone.get('actor', '?')} "
-            f"(was live at {(gone.get('lastAppliedRevision') or '-')[:12]}); not live now\n"
+            f"({live}); not live now\n"
         )
     return (
         f"applied: {record.lastAppliedRevision[:12] or '-'}  last good: "

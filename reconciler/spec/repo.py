@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.core.config import Config
-from reconciler.core.diagnostics import Diagnostic, ModelopsError
+from reconciler.core.diagnostics import Diagnostic, ModelopsError, Position
 from reconciler.core.yaml import YamlLoadError, display_path
 from reconciler.spec.cache import LoadCache
 from reconciler.spec.loader import load_spec
@@ -147,7 +147,25 @@ def load_files(config: Config, files: list[Path], envs: list[str] | None = None)
     """
     result = LoadResult()
     cache = LoadCache(config, envs)
+    inside = config.root.resolve()
     for path in files:
+        real = Path(path).resolve()
+        if not real.is_relative_to(inside):
+            try:  # where the link is, not where it leads
+                shown = Path(path).absolute().relative_to(config.root).as_posix()
+            except ValueError:
+                shown = str(path)
+            result.diagnostics.append(
+                Diagnostic(
+                    Position(shown, 1, 1),
+                    "",
+                    f"spec file resolves to {real}, outside the repository: a spec is "
+                    "reviewed in this repository's pull requests, so it must live in it "
+                    "(replace the link by the file)",
+                    code="path",
+                )
+            )
+            continue
         try:
             raw = Path(path).read_bytes()
         except OSError:

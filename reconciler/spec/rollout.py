@@ -96,8 +96,8 @@ def rollout_diagnostics(dep: Deployment) -> list[Diagnostic]:
     if strategy == "shadow" and platform not in SHADOW_TARGETS:
         err(
             f"{ROLLOUT}.strategy",
-            f"a shadow rollout needs a target that can mirror traffic; {platform} cannot "
-            f"(without a service mesh); targets that can: {', '.join(SHADOW_TARGETS)}",
+            f"a shadow rollout needs a target that can mirror traffic; {platform} cannot; "
+            f"targets that can: {', '.join(SHADOW_TARGETS)}",
         )
     if strategy == "experiment":
         _experiment(dep, rollout, err)

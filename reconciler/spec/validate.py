@@ -289,8 +289,7 @@ def build_rule_diagnostics(dep: Deployment) -> list[Diagnostic]:
         scheme = uri.split(":", 1)[0]
         err(
             "spec.model.uri",
-            f"{scheme}: is not a scheme the build can fetch; use a repository path or one of "
-            f"{', '.join(URI_SCHEMES)}",
+            f"{scheme}: is not a scheme the build can fetch; use {MODEL_SOURCES}",
             "uri",
         )
     elif isinstance(uri, str) and (problem := model_source_problem(uri)):

@@ -319,7 +319,12 @@ class LedgerRecord:
         """
         was = self.lastAppliedRevision
         tag = (self.artifact or {}).get("bento_tag", "")
-        live = f"was live at {was[:12]}" + (f" ({tag})" if tag else "") if was else "never applied"
+        if was:
+            live = f"was live at {was[:12]}" + (f" ({tag})" if tag else "")
+        elif tag:  # applied from a repository without a commit: no revision to name
+            live = f"was live as {tag} (applied from uncommitted specs: no Git revision)"
+        else:
+            live = "never applied"
         message = f"destroyed ({reason}); {live}" if reason else f"destroyed; {live}"
         self.add_history(
             DESTROY, revision, SUCCEEDED, message, artifact=tag, lastAppliedRevision=was

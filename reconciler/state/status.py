@@ -122,6 +122,7 @@ def _rollout(rec: LedgerRecord, revision: str, rollout: dict | None) -> None:
             + (f"; {'; '.join(failed[-1].get('failed') or [])}" if failed else ""),
             weight=weight,
             checks=mine,
+            **({"time": mine[-1]["time"]} if mine[-1].get("time") else {}),  # step's end
         )
     verdict = PROMOTED if rollout.get("verdict") == PROMOTED else ABORTED
     rec.add_history(CANARY, revision, verdict, str(rollout.get("reason", ""))[:2000])

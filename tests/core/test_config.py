@@ -76,3 +76,10 @@ def test_repo_path_refuses_escapes(tmp_path):
     assert config.repo_path("examples/a.joblib") == tmp_path.resolve() / "examples/a.joblib"
     assert config.repo_path("../outside") is None
     assert config.repo_path("/etc/passwd") is None
+
+
+@pytest.mark.parametrize("names", ["[dev, Prod Env]", "[dev, prod_eu]", "[dev, -x]"])
+def test_an_environment_name_must_be_a_dns_label(tmp_path, names):
+    (tmp_path / "modelops.yaml").write_text(f"environments: {names}\n")
+    with pytest.raises(ModelopsError, match="modelops.yaml:1:.*DNS-1123 label"):
+        load_config(tmp_path)

@@ -169,7 +169,7 @@ def _bombs() -> list[Case]:
             },
             argv=VALIDATE_FRAUD,
             exit=1,
-            contains=("nested YAML aliases",),
+            contains=("through YAML aliases",),
         )
         for depth, width in ((9, 6), (12, 4), (6, 10))
     ]
@@ -181,7 +181,7 @@ def _bombs() -> list[Case]:
             {WAIVERS: waivers},
             POLICY_PROD,
             1,
-            contains=(WAIVERS, "nested YAML aliases"),
+            contains=(WAIVERS, "through YAML aliases"),
         )
     )
     org = text(ORGANIZATION) + "x-bomb:\n" + bomb(indent="  ")
@@ -192,7 +192,7 @@ def _bombs() -> list[Case]:
             {ORGANIZATION: org},
             POLICY_PROD,
             1,
-            contains=(ORGANIZATION, "nested YAML aliases"),
+            contains=(ORGANIZATION, "through YAML aliases"),
         )
     )
     out.append(
@@ -202,7 +202,7 @@ def _bombs() -> list[Case]:
             {CONFIG: CONFIG_TEXT + bomb()},
             ("validate",),
             2,
-            contains=(CONFIG, "nested YAML aliases"),
+            contains=(CONFIG, "through YAML aliases"),
         )
     )
     rego = "policies/auth_required.rego"
@@ -214,7 +214,7 @@ def _bombs() -> list[Case]:
             {rego: edit(rego, "# METADATA\n", "# METADATA\n" + meta)},
             POLICY_PROD,
             1,
-            contains=(rego, "nested YAML aliases"),
+            contains=(rego, "through YAML aliases"),
         )
     )
     return out

@@ -148,8 +148,16 @@ def test_alias_bomb_is_refused_quickly():
     for i in range(1, 9):
         prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
         lines.append(f"{cur}: &{cur} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]")
-    with pytest.raises(YamlLoadError, match="expands to more than 100,000 nodes"):
+    with pytest.raises(YamlLoadError, match="expands to more than 100,000 nodes through YAML"):
         load_yaml("\n".join(lines).encode(), "bomb.yaml")
+
+
+def test_a_document_too_large_without_aliases_is_not_blamed_on_aliases():
+    raw = "labels:\n" + "".join(f"  k{i}: v\n" for i in range(60_000))
+    with pytest.raises(YamlLoadError) as caught:
+        load_yaml(raw.encode(), "big.yaml")
+    message = str(caught.value)
+    assert "has more than 100,000 nodes" in message and "alias" not in message
 
 
 @pytest.mark.parametrize(

@@ -100,3 +100,24 @@ def test_the_runtime_refuses_a_sink_outside_before_it_writes(tmp_path):
     writer.close(timeout_s=60)
     assert writer.written == 0 and writer.errors >= 1 and "outside the sink" in writer.last_error
     assert list(outside.rglob("*")) == []
+
+
+def test_a_spec_file_that_links_out_of_the_repository_is_not_read(spec_repo, tmp_path):
+    outside = tmp_path / "outside.yaml"
+    outside.write_text((spec_repo / FRAUD).read_text().replace("fraud-detector", "planted", 1))
+    os.symlink(outside, spec_repo / "specs" / "linked.yaml")
+    result = load_all(load_config(spec_repo))
+    (error,) = [d for d in result.errors if d.position.file == "specs/linked.yaml"]
+    assert "outside the repository" in error.message and str(outside) in error.message
+    assert "planted" not in {s.name for s in result.specs}
+
+
+@pytest.mark.parametrize("key", ["specs", "policies", "organization"])
+def test_modelops_yaml_cannot_point_specs_or_policies_out_of_the_repository(
+    spec_repo, tmp_path, key
+):
+    (tmp_path / "elsewhere").mkdir()
+    config = spec_repo / "modelops.yaml"
+    config.write_text(config.read_text() + f"{key}: ../elsewhere\n")
+    code, _, err = invoke(spec_repo, "validate")
+    assert code == 2 and "modelops.yaml:" in err and "outside the repository" in err

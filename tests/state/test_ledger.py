@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from reconciler.report.ledger import history_footer
 from reconciler.state.ledger import HISTORY_LIMIT, Ledger, LedgerError, LedgerRecord
 
 
@@ -189,3 +190,17 @@ def test_destroy_of_a_record_that_was_never_applied():
     assert rec.history[-1]["message"] == "destroyed (spec deleted, --prune); never applied"
     assert rec.destroyed["lastAppliedRevision"] == "" and rec.lastAttemptedRevision == ""
     assert [h["result"] for h in rec.history] == ["failed", "succeeded"]
+
+
+def test_destroy_of_a_record_applied_from_uncommitted_specs_says_it_was_live():
+    # a repository without a commit yet: apply records no revision, but it was live
+    rec = LedgerRecord("iris", "dev")
+    rec.record_success("", "d1", artifact={"bento_tag": "iris:1"})
+    rec.record_destroyed("", "modelops destroy")
+    message = rec.history[-1]["message"]
+    assert "never applied" not in message
+    assert message == (
+        "destroyed (modelops destroy); was live as iris:1 "
+        "(applied from uncommitted specs: no Git revision)"
+    )
+    assert "was live as iris:1" in history_footer(rec)
