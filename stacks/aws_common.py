@@ -333,20 +333,6 @@ def alarms(dep: Deployment, endpoint_name: str, region: str, tags: dict, opts=No
         )
     max_error_rate = dep.get("spec.serving.slo.max_error_rate")
     if max_error_rate is not None:
-
-        def metric(query_id: str, metric_name: str) -> dict:
-            return {
-                "id": query_id,
-                "metric": {
-                    "namespace": "AWS/SageMaker",
-                    "metric_name": metric_name,
-                    "dimensions": dims,
-                    "period": ALARM_PERIOD_S,
-                    "stat": "Sum",
-                },
-                "return_data": False,
-            }
-
         out.append(
             aws.cloudwatch.MetricAlarm(
                 f"{endpoint_name}-5xx-rate",
@@ -355,16 +341,7 @@ def alarms(dep: Deployment, endpoint_name: str, region: str, tags: dict, opts=No
                     f"share of {dep.key}'s requests answered 5xx above its SLO of "
                     f"{float(max_error_rate):.2%}"
                 ),
-                metric_queries=[
-                    metric("errors", "Invocation5XXErrors"),
-                    metric("invocations", "Invocations"),
-                    {
-                        "id": "error_rate",
-                        "expression": "IF(invocations > 0, errors / invocations, 0)",
-                        "label": "5xx share of requests",
-                        "return_data": True,
-                    },
-                ],
+                metric_queries=error_share_queries(dims, ALARM_PERIOD_S),
                 evaluation_periods=ALARM_EVALUATION_PERIODS,
                 threshold=float(max_error_rate),
                 comparison_operator="GreaterThanThreshold",
@@ -579,3 +556,34 @@ def schedules(
         )
         out[kind] = schedule_name
     return out
+
+
+def error_share_queries(dims: dict, period_s: int) -> list[dict]:
+    """CloudWatch metric-math queries for the share of an endpoint variant's requests
+    answered 5xx (``Invocation5XXErrors / Invocations`` summed over ``period_s`` seconds,
+    0 when there were no requests); the alarm compares the ``error_rate`` query. Used by
+    the SLO alarm and the rollout-analysis alarm (``stacks/aws_guardrails.py``)."""
+
+    def metric(query_id: str, metric_name: str) -> dict:
+        return {
+            "id": query_id,
+            "metric": {
+                "namespace": "AWS/SageMaker",
+                "metric_name": metric_name,
+                "dimensions": dims,
+                "period": period_s,
+                "stat": "Sum",
+            },
+            "return_data": False,
+        }
+
+    return [
+        metric("errors", "Invocation5XXErrors"),
+        metric("invocations", "Invocations"),
+        {
+            "id": "error_rate",
+            "expression": "IF(invocations > 0, errors / invocations, 0)",
+            "label": "5xx share of requests",
+            "return_data": True,
+        },
+    ]

@@ -19,7 +19,7 @@ import math
 import pulumi_aws as aws
 
 from reconciler.spec.model import Deployment
-from stacks.aws_common import MODEL_LATENCY_UNITS_PER_MS, VARIANT
+from stacks.aws_common import MODEL_LATENCY_UNITS_PER_MS, VARIANT, error_share_queries
 
 SIGNALS_NAMESPACE = "modelops"
 QUALITY_METRIC = "EstimatedQuality"
@@ -71,20 +71,6 @@ def analysis_alarms(dep: Deployment, endpoint_name: str, region: str, tags: dict
     }
     out = []
     if "error_rate" in metrics:
-
-        def metric(query_id: str, metric_name: str) -> dict:
-            return {
-                "id": query_id,
-                "metric": {
-                    "namespace": "AWS/SageMaker",
-                    "metric_name": metric_name,
-                    "dimensions": dims,
-                    "period": period,
-                    "stat": "Sum",
-                },
-                "return_data": False,
-            }
-
         name = f"{endpoint_name}-analysis-5xx-rate"
         out.append(
             aws.cloudwatch.MetricAlarm(
@@ -94,16 +80,7 @@ def analysis_alarms(dep: Deployment, endpoint_name: str, region: str, tags: dict
                     f"rollout analysis of {dep.key}: 5xx share above "
                     f"{float(metrics['error_rate']):.2%}"
                 ),
-                metric_queries=[
-                    metric("errors", "Invocation5XXErrors"),
-                    metric("invocations", "Invocations"),
-                    {
-                        "id": "error_rate",
-                        "expression": "IF(invocations > 0, errors / invocations, 0)",
-                        "label": "5xx share of requests",
-                        "return_data": True,
-                    },
-                ],
+                metric_queries=error_share_queries(dims, period),
                 threshold=float(metrics["error_rate"]),
                 comparison_operator="GreaterThanThreshold",
                 **common,
