@@ -15,7 +15,7 @@ import json
 import pytest
 from support.cli import invoke
 from support.faults import Tally
-from support.repo import make_repo, relax_one_worker
+from support.repo import make_repo, relax
 
 from reconciler.build.serve import find_servers
 from reconciler.core.config import load_config
@@ -27,7 +27,7 @@ KEY = "fraud-detector-staging"
 
 
 def test_apply_killed_at_each_stage_converges_to_one_recorded_server(tmp_path):
-    repo = make_repo(tmp_path / "repo", specs=["fraud-detector"], edit=relax_one_worker, git=True)
+    repo = make_repo(tmp_path / "repo", specs=["fraud-detector"], edit=relax, git=True)
     state = load_config(repo.root).state_dir
     tally = Tally()
     apply = ("apply", "--env", "staging")

@@ -16,7 +16,7 @@ import json
 import pytest
 from support.cli import invoke
 from support.faults import Tally
-from support.repo import make_repo, relax_one_worker, replace_in_file
+from support.repo import make_repo, relax, replace_in_file
 
 from reconciler.build.serve import find_servers
 from reconciler.core.config import load_config
@@ -27,7 +27,7 @@ KEY = "fraud-detector-staging"
 
 
 def test_update_and_destroy_killed_midway_converge(tmp_path):
-    repo = make_repo(tmp_path / "repo", specs=["fraud-detector"], edit=relax_one_worker, git=True)
+    repo = make_repo(tmp_path / "repo", specs=["fraud-detector"], edit=relax, git=True)
     state = load_config(repo.root).state_dir
     ledger = Ledger(state)
     tally = Tally()

@@ -17,7 +17,7 @@ import pytest
 from pulumi.automation import ConcurrentUpdateError, OutputValue, UpdateSummary, UpResult
 from pulumi.automation._cmd import CommandResult
 from support.cli import invoke
-from support.repo import make_repo, relax_one_worker
+from support.repo import make_repo, relax
 
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import ModelopsError
@@ -224,7 +224,7 @@ def _kill(record) -> None:
 
 @pytest.mark.slow
 def test_a_killed_local_server_is_healed_by_apply_base_and_by_reconcile(tmp_path):
-    repo = make_repo(tmp_path / "repo", specs=["fraud-detector"], edit=relax_one_worker, git=True)
+    repo = make_repo(tmp_path / "repo", specs=["fraud-detector"], edit=relax, git=True)
     config = load_config(repo.root)
     ledger = Ledger(config.state_dir)
     head = repo.git.head.commit.hexsha

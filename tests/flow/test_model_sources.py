@@ -24,7 +24,7 @@ import joblib
 import pytest
 import yaml
 from support.cli import invoke
-from support.repo import make_repo, relax, relax_one_worker, replace_in_file
+from support.repo import make_repo, relax, replace_in_file
 from support.retrain import SPEC, store_repo, training_data, weak_live_model, with_origin
 
 from reconciler.build import fetch
@@ -211,7 +211,7 @@ def test_alias_pinned_by_plan_served_by_apply_and_a_move_is_refused_then_shown(
     v1 = mlflow_registry.register("fraud-flow", FRAUD)
     v2 = mlflow_registry.register("fraud-flow", retrained)
     mlflow_registry.alias("fraud-flow", "champion", v1)
-    repo = make_repo(tmp_path / "repo", specs=["fraud-detector"], edit=relax_one_worker, git=True)
+    repo = make_repo(tmp_path / "repo", specs=["fraud-detector"], edit=relax, git=True)
     spec = repo.root / "specs" / "fraud-detector.yaml"
     replace_in_file(spec, "uri: examples/fraud/model.joblib", "uri: models:/fraud-flow@champion")
     replace_in_file(spec, f"    {PINNED}\n", "")

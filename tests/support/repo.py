@@ -39,10 +39,6 @@ def relax(text: str) -> str:
     return text
 
 
-#: The former name of :func:`relax` (one worker is now part of it).
-relax_one_worker = relax
-
-
 class Repo:
     """A spec repository at ``root``; with ``git=True`` also a real Git repository.
 
