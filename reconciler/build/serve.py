@@ -603,6 +603,8 @@ def stop_server(
         return False
     group = any(p.pid == pid for p in procs) and leads_group(pid)  # start_group made it
     if group:
+        server_id = server_id or server_id_of(pid)
+    if group:
         signal_group(pid, signal.SIGTERM)  # the manager stops its workers gracefully
     else:  # the manager is gone (or not a group leader): signal each process
         for proc in procs:
@@ -624,6 +626,15 @@ def stop_server(
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(timeout=5)
     _reap(pid)
+    # A worker the manager forked after ``procs`` was listed (a start stopped while the
+    # manager was still spawning: a readiness timeout) got no signal and outlives its
+    # manager. Once the manager is gone nothing forks any more, so what still carries the
+    # server's marker now is all that is left of it.
+    late = [p for p in _marked(server_id) if p.pid not in {q.pid for q in procs}]
+    for proc in late:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            proc.kill()
+    psutil.wait_procs(late, timeout=5)
     return True
 
 
