@@ -7,7 +7,7 @@ export BENTOML_DO_NOT_TRACK := True
 # Python writes .pyc files (see the install recipe); unexport reaches every subprocess.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-fast lint bytecode format bench clean
 
 # constraints.txt is the tested set of every dependency (see docs/testing.md): the install
 # resolves exactly those versions, so CI runs what was tested. uv installs them (about 25 s
@@ -46,11 +46,14 @@ demo: $(STAMP)
 JOBS ?= $(shell echo $$(( $$(nproc) + 2 )))
 PYTEST_XDIST := -n $(JOBS) --dist loadfile --no-loadscope-reorder
 
-test: lint
+# The linters and the byte-compiling of what the suite imports run side by side first.
+test: $(STAMP)
+	$(MAKE) --no-print-directory -j2 lint bytecode
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST) --durations=15
 
 # Everything but the tests that build or serve a Bento (marked slow).
-test-fast: lint
+test-fast: $(STAMP)
+	$(MAKE) --no-print-directory -j2 lint bytecode
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_XDIST)
 
 # ruff, the format check and the import layers (.importlinter: docs/README.md).
@@ -58,6 +61,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	PYTHONPATH=$(CURDIR) $(BIN)/lint-imports
+
+# The .pyc files of the modules the suite imports, written by one process before the
+# workers start (they each compiled them at the same time: tests/support/bytecode.py).
+bytecode: $(STAMP)
+	$(BIN)/python tests/support/bytecode.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .
