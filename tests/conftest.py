@@ -56,6 +56,27 @@ def served_fraud(tmp_path_factory) -> Served:
     assert not servers_under(served.config.state_dir)
 
 
+#: The test files whose tests use ``served_fraud``. Under ``--dist loadfile`` they go to one
+#: xdist worker together (:func:`pytest_xdist_make_scheduler`), so the session's Bento is
+#: built and served once per run, not once per worker that drew one of them (four builds
+#: and four servers, about 25 s of CPU on a 2-core machine). A file that uses the fixture
+#: and is missing here fails the collection (:func:`pytest_collection_modifyitems`).
+SERVED_FRAUD_FILES = frozenset(
+    {
+        "tests/build/test_smoke.py",
+        "tests/faults/test_fault_served.py",
+        "tests/monitor/test_quality.py",
+        "tests/runtime/test_service.py",
+        "tests/runtime/test_signals.py",
+    }
+)
+
+
+def _test_file(nodeid: str) -> str:
+    """``tests/x/test_y.py`` of a node id (``tests/x/test_y.py::test_z[param]``)."""
+    return nodeid.split("::", 1)[0]
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Files with a ``slow`` test first, the rest after, each file's tests kept together.
 
@@ -64,6 +85,39 @@ def pytest_collection_modifyitems(config, items) -> None:
     fault chains) start while every worker is free, and the short ones fill the end, so
     no worker is left alone with a long file while the others idle (xdist's default order,
     most tests first, put the one-test fault files last).
+
+    Raises:
+        pytest.UsageError: a test uses ``served_fraud`` from a file not in
+            :data:`SERVED_FRAUD_FILES`.
     """
+    strays = sorted(
+        {
+            _test_file(item.nodeid)
+            for item in items
+            if "served_fraud" in getattr(item, "fixturenames", ())
+            and _test_file(item.nodeid) not in SERVED_FRAUD_FILES
+        }
+    )
+    if strays:
+        raise pytest.UsageError(
+            f"{', '.join(strays)} use served_fraud: add them to SERVED_FRAUD_FILES "
+            "in tests/conftest.py"
+        )
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with the files of :data:`SERVED_FRAUD_FILES` as one unit of work
+    (xdist's scheduler otherwise: each file one unit, handed out in collection order)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling  # only under xdist
+
+    class ServedTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return "served_fraud" if path in SERVED_FRAUD_FILES else path
+
+    return ServedTogether(config, log)

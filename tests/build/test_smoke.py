@@ -38,10 +38,14 @@ BODY = {"instances": [[1.0] * 30, [20.0] * 30]}
 
 
 def set_smoke(root: Path, smoke: dict, slo_ms: float = 5000, max_latency_ms: int = 2000):
-    """Rewrite the fraud spec's serving.smoke and SLO; return the staging deployment."""
+    """Rewrite the fraud spec's serving.smoke and SLO; return the staging deployment.
+
+    The spec serves one BentoML worker (``modelops smoke`` starts its own server: a second
+    worker is another BentoML import and model load, and no test here counts workers)."""
     path = root / SPEC
     doc = yaml.safe_load(path.read_text())
     doc["spec"]["serving"]["smoke"] = smoke
+    doc["spec"]["serving"]["workers"] = 1
     doc["spec"]["serving"]["slo"] = {"p99_latency_ms": slo_ms}
     doc["spec"]["serving"]["batching"]["max_latency_ms"] = max_latency_ms
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
