@@ -37,8 +37,12 @@ def test_update_and_destroy_killed_midway_converge(tmp_path):
     n = tally.converged("first apply", state, KEY, 1)
     first = ledger.get("fraud-detector", "staging").outputs["server_id"]
 
-    replace_in_file(repo.root / "specs/fraud-detector.yaml", "workers: 1", "workers: 2")
-    repo.commit("two workers")
+    # a change that builds a new Bento (an update); not a second worker, which each later
+    # server start would pay for (a BentoML import and a model load)
+    replace_in_file(
+        repo.root / "specs/fraud-detector.yaml", "max_batch_size: 64", "max_batch_size: 32"
+    )
+    repo.commit("batches of 32")
     tally.kill(repo.root, "update", *apply)
     (left,) = find_servers(state, KEY)  # the old one stopped, the new one unrecorded
     assert left != first and ledger.get("fraud-detector", "staging").pending
