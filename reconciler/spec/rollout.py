@@ -58,7 +58,8 @@ def rollout_diagnostics(dep: Deployment) -> list[Diagnostic]:
     detectable effect and a baseline (given or defaulted, :data:`BASELINE_FIELDS`);
     warnings: ``shadow:``/``experiment:`` settings without their strategy, canary
     ``steps`` with a strategy that has none (an overlay may switch the strategy for one
-    environment: the base's settings are then unused, not wrong).
+    environment: the base's settings are then unused, not wrong), ``step`` or
+    ``wait_minutes`` beside an ``analysis`` (which walks the steps and sets the pauses).
 
     Returns:
         Diagnostics (code ``rollout``), each at the offending field with what would be valid.
@@ -103,6 +104,16 @@ def rollout_diagnostics(dep: Deployment) -> list[Diagnostic]:
         _experiment(dep, rollout, err)
     if "analysis" in rollout:
         _analysis(dep, rollout, err)
+        for field, why in (
+            ("step", "the steps are walked after one merge, each gated by the analysis"),
+            ("wait_minutes", "analysis.pause_seconds is the time at each step"),
+        ):
+            if field in rollout:
+                err(
+                    f"{ROLLOUT}.{field}",
+                    f"rollout.{field} is not used with rollout.analysis ({why}); remove it",
+                    "warning",
+                )
     return out
 
 

@@ -293,6 +293,30 @@ def cases() -> list[Case]:
             positioned=False,
         )
     )
+    # accepted with a warning each: the one-commit-per-step fields beside an analysis,
+    # which walks the steps and sets the pauses itself
+    out.append(
+        Case(
+            name="rollout-step-and-wait-minutes-beside-an-analysis",
+            klass="rollout-valid",
+            files={
+                FRAUD: _fraud(
+                    _block(
+                        analysis=(30, 60, [("error_rate", 0.01)]),
+                        extra=["      step: 1", "      wait_minutes: 5"],
+                    )
+                )
+            },
+            argv=VALIDATE_FRAUD,
+            exit=0,
+            contains=(
+                f"{FRAUD}:{line + 9}:",
+                "spec.target.rollout.step: rollout.step is not used with rollout.analysis",
+                f"{FRAUD}:{line + 10}:",
+                "rollout.wait_minutes is not used with rollout.analysis",
+            ),
+        )
+    )
     out.append(
         Case(
             name="rollout-valid-shadow-on-sagemaker",
