@@ -182,13 +182,16 @@ def server_ids(config) -> set[str]:
 class SteadyClient:
     """One client sending ``/predict`` to a URL in a loop, in a thread, counting answers.
 
-    It runs until :meth:`stop`, which lets it send ``after`` more requests first (so
-    requests are sent after the event the test waited for, whatever the machine's
-    speed). Every request that raised or did not answer 200 is a failure.
+    Each request carries ``rows`` (``{"instances": rows}``; default one row of thirty
+    1.0s, the fraud example's width). It runs until :meth:`stop`, which lets it send
+    ``after`` more requests first (so requests are sent after the event the test waited
+    for, whatever the machine's speed). Every request that raised or did not answer 200
+    is a failure.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, rows: list[list[float]] | None = None) -> None:
         self.url, self.ok, self.failures = url, 0, []
+        self.body = {"instances": rows if rows is not None else [[1.0] * 30]}
         self._stop_at: int | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -197,7 +200,7 @@ class SteadyClient:
         with httpx.Client(timeout=60, trust_env=False) as client:
             while self._stop_at is None or self.ok < self._stop_at:
                 try:
-                    resp = client.post(f"{self.url}/predict", json={"instances": [[1.0] * 30]})
+                    resp = client.post(f"{self.url}/predict", json=self.body)
                     if resp.status_code == 200:
                         self.ok += 1
                     else:
