@@ -31,6 +31,7 @@ from reconciler.engine.metrics import MetricsUnavailable, server_metrics
 from reconciler.flow import apply as apply_flow
 from reconciler.flow import destroy as destroy_flow
 from reconciler.flow import plan as plan_flow
+from reconciler.flow.heal import NOT_APPLIED
 from reconciler.flow.run import RunReport
 from reconciler.gitops.review import load_reviews
 from reconciler.report import ledger, plan_text, run
@@ -38,7 +39,7 @@ from reconciler.report.plan import plan_writer_for
 from reconciler.spec.loader import load_spec
 from reconciler.spec.repo import discover
 from reconciler.state.backend import open_backend
-from reconciler.state.ledger import Ledger
+from reconciler.state.ledger import Ledger, LedgerRecord
 from reconciler.state.lock import read_lock
 
 PlanFormat = Annotated[
@@ -268,31 +269,33 @@ def _model_version(record) -> str:
     return str(config.get("model_version") or "") if isinstance(config, dict) else ""
 
 
-def _never_applied(record) -> bool:
-    """No apply was ever attempted for ``record`` (no conditions, outputs, artifact or
-    pending action): it holds only the history of monitoring or labels jobs."""
-    return not (
-        record.conditions
-        or record.outputs
-        or record.artifact
-        or record.pending
-        or record.lastAttemptedRevision
-        or record.lastAppliedRevision
-    )
+def _platform(data: dict, env: str) -> str:
+    """``target.platform`` of ``env``'s overlay, else of the base spec (``""``: none)."""
+    body = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+    for section in ((body.get("environments") or {}).get(env), body):
+        target = section.get("target") if isinstance(section, dict) else None
+        if isinstance(target, dict) and isinstance(target.get("platform"), str):
+            return target["platform"]
+    return ""
 
 
-def _declared_keys(config) -> set[str] | None:
-    """``<name>-<env>`` of every deployment the specs in the tree declare (spec files
-    parsed only: no validation); None when a spec file cannot be parsed (then nothing
-    can be called removed from Git)."""
-    keys: set[str] = set()
+def _declared(config) -> dict[str, LedgerRecord] | None:
+    """Every deployment the specs in the tree declare, by ``<name>-<env>``, as an unsaved
+    record (name, environment, platform, spec file; spec files parsed only, no
+    validation); None when a spec file cannot be parsed (then nothing can be called
+    removed from Git, nor listed as never applied)."""
+    declared: dict[str, LedgerRecord] = {}
     for path in discover(config):
         try:
             spec = load_spec(path, config.root)
         except Exception:  # noqa: BLE001 - unparsable: validate reports it; status must not guess
             return None
-        keys.update(f"{spec.name}-{env}" for env in spec.environments)
-    return keys
+        for env in spec.environments:
+            declared.setdefault(
+                f"{spec.name}-{env}",
+                LedgerRecord(spec.name, env, _platform(spec.data, env), spec.file),
+            )
+    return declared
 
 
 def _holder_running(config) -> str:
@@ -312,8 +315,10 @@ def status_cmd(
     """List every live deployment × environment in the ledger: revision, health, drift;
     for a local server also p50/p99 latency, request rate and 5xx share since it started.
 
-    Destroyed deployments are not listed (the text output names them in one line; their
-    history stays: `modelops history NAME --env ENV`).
+    A deployment a spec declares that was never applied (no record, or only the job
+    history of a monitoring run) is listed as `NotApplied` (`modelops reconcile` or
+    `apply` applies it). Destroyed deployments are not listed (the text output names them
+    in one line; their history stays: `modelops history NAME --env ENV`).
     """
     config = get_config()
     if env is not None and env not in config.environments:
@@ -324,18 +329,30 @@ def status_cmd(
     rows = []
     destroyed = []
     running: str | None = None  # the live lock holder, read once a record is pending
-    declared = _declared_keys(config)
-    for record in Ledger.of(config).all(include_destroyed=True):
+    declared = _declared(config)
+    records = Ledger.of(config).all(include_destroyed=True)
+    recorded = {r.key for r in records}
+    for key, spec_record in (declared or {}).items():
+        if key not in recorded and (env is None or spec_record.environment == env):
+            records.append(spec_record)  # shown, never saved: nothing was applied
+    records.sort(key=lambda r: (r.name, r.environment))
+    for record in records:
         if env and record.environment != env:
             continue
         if record.destroyed:
             destroyed.append(record.key)
             continue
         service = None
-        if _never_applied(record):
+        if record.key not in recorded:
+            health = (
+                f"{NOT_APPLIED} ({record.specFile}; `modelops reconcile --env "
+                f"{record.environment}` or `modelops apply --env {record.environment}` "
+                "applies it)"
+            )
+        elif record.never_attempted:
             # a monitor run or a labels ingest records its job for a deployment that was
             # never applied: listed (its history is real), never shown as a server
-            health = "NotDeployed: never applied in this environment (only job history)"
+            health = "NotApplied: never applied in this environment (only job history)"
         elif record.platform == "local":
             if local is None:
                 local = LocalEngine(config)

@@ -1,4 +1,5 @@
-"""``modelops reconcile``: converge what drifted from the ledger, once or on an interval.
+"""``modelops reconcile``: converge what drifted from the ledger or was never applied,
+once or on an interval.
 
 Exit codes (of the last pass): 0 nothing diverged or everything converged, 1 a spec or
 policy blocks (nothing converged), 3 a deployment failed to converge; 2 for usage or
@@ -66,7 +67,8 @@ def reconcile_cmd(
 ) -> None:
     """Converge every deployment of ENV whose live state no longer matches its ledger
     record (a local server not running, a stack whose refresh shows drift, an interrupted
-    or transiently failed apply) to the spec in the working tree. Nothing else is touched.
+    or transiently failed apply), and apply every one a spec declares that was never
+    applied, to the spec in the working tree. Nothing else is touched.
     """
     if once and interval is not None:
         raise ModelopsError("give either --once or --interval S, not both")

@@ -1,12 +1,14 @@
 """``modelops reconcile``: the self-heal pass alone, once or on an interval.
 
 One pass holds the state lock, checks every live deployment of the environment against
-its ledger record (:func:`reconciler.flow.heal.check_live`) and converges the ones that
-diverged from the spec at the working tree's revision, through the same gates and
+its ledger record (:func:`reconciler.flow.heal.check_live`), finds the deployments a spec
+declares that were never applied, and converges those and the ones that diverged from
+the spec at the working tree's revision, through the same gates and
 :func:`~reconciler.flow.apply.apply_one` as ``apply`` (validate and police the specs it
 loads, refuse uncommitted changes, need the ``pulumi`` CLI for a cloud target). A
 deployment whose live state matches is not touched, not built and not policed: a pass
-with nothing to do reads the ledger and checks processes or stacks, nothing more.
+with nothing to do reads the ledger, checks processes or stacks and parses the spec files
+(cached by content, to see which ones the ledger lacks), nothing more.
 
 :func:`reconcile_loop` repeats passes every ``interval_s`` seconds until SIGTERM or
 SIGINT, which stop it between passes (a pass in progress finishes and is reported).
@@ -65,10 +67,7 @@ def reconcile(
         ledger = Ledger.of(config)
         check = check_live(config, env, ledger, engines)
         files, reasons = heal_files(config, env, check)
-        report.notes.append(
-            f"{check.checked} deployment(s) of {env} checked, {len(check.diverged)} diverged "
-            "from the ledger"
-        )
+        report.notes.append(check.summary(env))
         report.notes.extend(check.notes)
         if not files:
             return report

@@ -189,6 +189,19 @@ class LedgerRecord:
         self.history = [*self.history, entry][-HISTORY_LIMIT:]
 
     @property
+    def never_attempted(self) -> bool:
+        """No apply was ever attempted (no conditions, outputs, artifact, pending action
+        or revision): the record holds only the history of monitoring or labels jobs."""
+        return not (
+            self.conditions
+            or self.outputs
+            or self.artifact
+            or self.pending
+            or self.lastAttemptedRevision
+            or self.lastAppliedRevision
+        )
+
+    @property
     def stalled(self) -> bool:
         """True when the ``Stalled`` condition is ``True``."""
         cond = self.condition(STALLED)

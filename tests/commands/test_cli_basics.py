@@ -189,10 +189,16 @@ def test_status_shows_the_model_version_the_applied_bento_serves(spec_repo, tmp_
     artifact = {"bento_tag": "fraud-detector:1", "model_sha256": "ab" * 32}
     rec.record_success("a" * 40, "d", artifact={**artifact, "bento_path": str(bento)})
     Ledger(config.state_dir).put(rec)
-    code, out, err = invoke(spec_repo, "status", "--format", "json")
+    code, out, err = invoke(spec_repo, "status", "--env", "prod", "--format", "json")
     assert code == 0, err
-    (row,) = json.loads(out)
+    rows = {r["deployment"]: r for r in json.loads(out)}
+    row = rows["fraud-detector-prod"]
     assert row["model"] == "2.3.1" and row["applied_at"] == rec.history[-1]["time"]
+    # the other specs of the repository declare prod too and were never applied
+    assert {k: r["model"] for k, r in rows.items() if k != row["deployment"]} == {
+        "diabetes-progression-prod": "-",
+        "fraud-scorer-serverless-prod": "-",
+    }
     (bento / "src" / "modelops.json").unlink()
-    code, out, _ = invoke(spec_repo, "status", "--format", "json")
-    assert json.loads(out)[0]["model"] == "ab" * 6
+    code, out, _ = invoke(spec_repo, "status", "--env", "prod", "--format", "json")
+    assert json.loads(out)[1]["model"] == "ab" * 6

@@ -36,8 +36,10 @@ def test_status_and_history_read_the_ledger(git_repo):
     rec.drift = {"drifted": True}
     Ledger(config.state_dir).put(rec)
     code, out, _ = invoke(repo.root, "status", "-f", "json")
-    (row,) = json.loads(out)
+    row, never = json.loads(out)  # sorted by name, then environment
     assert row["deployment"] == "fraud-detector-prod" and row["revision"] == "a" * 12
+    assert never["deployment"] == "fraud-detector-staging" and never["platform"] == "local"
+    assert never["health"].startswith("NotApplied: declared in Git, never applied")
     assert "quota" in row["stalled"] and row["drift"] == "drifted"
     assert row["health"] == "Ready=False ApplyFailed"
     code, out, _ = invoke(repo.root, "history", "fraud-detector", "--env", "prod", "-f", "json")

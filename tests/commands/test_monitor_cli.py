@@ -83,7 +83,7 @@ def test_bad_input_exits_2_without_traceback(tmp_path: Path) -> None:
     # the failed run is recorded, but a deployment never applied is not shown as a server
     code, out, err = invoke(root, "status", "--env", "staging", "--format", "json")
     (row,) = json.loads(out)
-    assert code == 0 and row["health"].startswith("NotDeployed: never applied")
+    assert code == 0 and row["health"].startswith("NotApplied: never applied")
 
 
 def test_retrain_failure_exits_2(tmp_path: Path) -> None:

@@ -278,7 +278,10 @@ def test_destroy_keeps_the_history_status_hides_it_history_shows_it(git_repo):
 
     code, out, _ = invoke(repo.root, "status", "--env", "staging", "-f", "json")
     assert code == 0 and json.loads(out) == []
-    code, out, _ = invoke(repo.root, "status")
+    code, out, _ = invoke(repo.root, "status", "-f", "json")
+    (row,) = json.loads(out)  # prod was never applied: listed; staging is destroyed
+    assert row["deployment"] == "fraud-detector-prod" and row["health"].startswith("NotApplied")
+    code, out, _ = invoke(repo.root, "status", "--env", "staging")
     assert "no deployments recorded" in out and "destroyed" in out
     assert "fraud-detector-staging" in out
 

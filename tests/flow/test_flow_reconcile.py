@@ -27,7 +27,7 @@ from reconciler.flow import apply as apply_flow
 from reconciler.flow import destroy as destroy_flow
 from reconciler.flow import heal as heal_flow
 from reconciler.flow import reconcile as reconcile_flow
-from reconciler.flow.heal import DIVERGED, check_live
+from reconciler.flow.heal import DIVERGED, NOT_APPLIED, check_live
 from reconciler.flow.run import RunReport
 from reconciler.flow.stages import Engines
 from reconciler.spec.repo import load_all
@@ -83,9 +83,11 @@ class FakeStack:
 
 @pytest.mark.slow
 def test_lock_conflicts_never_stall_and_the_next_base_apply_retries(git_repo, monkeypatch):
-    """Many lock conflicts (the lock text beyond the error's last lines) are transient:
-    never Stalled, and an `apply --base` with nothing changed in Git retries the
-    deployment (before, three conflicts stalled it and later applies skipped it)."""
+    """A deployment on main that was never applied (the merge's apply job died before
+    recording) is applied by the next `apply --base` with nothing changed in Git. Many lock
+    conflicts (the lock text beyond the error's last lines) are transient: never Stalled,
+    and each later `apply --base` retries the deployment (before, three conflicts stalled
+    it and later applies skipped it)."""
     repo = git_repo
     config = load_config(repo.root)
     fake = FakeStack()
@@ -97,15 +99,27 @@ def test_lock_conflicts_never_stall_and_the_next_base_apply_retries(git_repo, mo
     (dep,) = load_all(config, ["fraud-detector"], "prod").deployments
     engine = Engines(config).for_platform(dep.platform)
     assert isinstance(engine, PulumiEngine)  # the real engine code, on a fake stack
+    head = repo.git.head.commit.hexsha
+    assert ledger.get("fraud-detector", "prod") is None
+    code, out, _ = invoke(repo.root, "status", "--env", "prod", "-f", "json")
+    (row,) = json.loads(out)
+    assert row["deployment"] == "fraud-detector-prod" and row["platform"] == "kubernetes"
+    assert row["health"].startswith(NOT_APPLIED + " (specs/fraud-detector.yaml;")
+    reasons = []
     for _ in range(config.stalled_after + 1):
-        with pytest.raises(ModelopsError, match="locked by another update"):
-            apply_flow.converge(dep, None, config, ledger, engine, "rev1")
+        # nothing changed in Git: only the self-heal check puts it in the run
+        tried = apply_flow.apply(config, "prod", base=head)
+        (outcome,) = tried.outcomes
+        assert outcome.status == "failed" and "locked by another update" in outcome.message
+        assert tried.exit_code == 3 and outcome.change["status"] == DIVERGED
+        reasons.append(outcome.change["reasons"][0])
+    assert reasons[0].startswith(NOT_APPLIED) and "failed transiently" in reasons[-1]
     assert fake.calls == ["refresh"] * 3 * (config.stalled_after + 1)  # retried each time
     rec = ledger.get("fraud-detector", "prod")
     assert not rec.stalled and rec.failures == 0
     assert rec.condition(READY)["reason"] == TRANSIENT_FAILURE
-    # nothing changed in Git: only the self-heal check puts it in the run
-    head = repo.git.head.commit.hexsha
+    with pytest.raises(ModelopsError, match="locked by another update"):
+        apply_flow.converge(dep, None, config, ledger, engine, head)  # raised to its caller
     fake.locked = False
     fake.calls.clear()
     healed = apply_flow.apply(config, "prod", base=head)
@@ -137,15 +151,15 @@ def test_refresh_drift_of_a_stack_is_found_and_a_check_failure_is_a_note(spec_re
     monkeypatch.setattr(PulumiEngine, "existing_stack", lambda self, key, action: stacks[key])
     check = check_live(config, "prod", ledger, Engines(config))
     assert check.checked == 3
-    assert [(d.key, d.reason) for d in check.diverged] == [
-        ("b-prod", "a refresh of stack b-prod shows drift (1 delete, 1 update)")
-    ]
+    drifted = [(d.key, d.reason) for d in check.diverged if d.reason != NOT_APPLIED]
+    assert drifted == [("b-prod", "a refresh of stack b-prod shows drift (1 delete, 1 update)")]
     assert len(check.notes) == 1 and "c-prod: drift check failed" in check.notes[0]
     assert all(s.calls == ["preview_refresh"] for s in stacks.values())
     # without the CLI the check cannot run, and says so
     monkeypatch.setattr(heal_flow, "pulumi_available", lambda: False)
     check = check_live(config, "prod", ledger, Engines(config))
-    assert check.diverged == [] and "drift of 3 stack(s) not checked" in check.notes[0]
+    assert {d.reason for d in check.diverged} == {NOT_APPLIED}  # the specs/ of the repo
+    assert "drift of 3 stack(s) not checked" in check.notes[0]
 
 
 def test_records_that_cannot_drift_are_not_checked(spec_repo):
@@ -168,10 +182,61 @@ def test_records_that_cannot_drift_are_not_checked(spec_repo):
     pending.pending = {"action": "apply", "time": "t", "actor": "ci"}
     ledger.put(pending)
     check = check_live(config, "staging", ledger, Engines(config))
-    assert [(d.key, d.reason) for d in check.diverged] == [
+    assert [(d.key, d.reason) for d in check.diverged if d.reason != NOT_APPLIED] == [
         ("pending-staging", "apply begun at t by ci did not finish")
     ]
     assert check.checked == 1
+
+
+def test_deployments_declared_in_git_and_never_applied_are_found(spec_repo):
+    """A spec on main whose apply never recorded anything (the job died first, or never
+    ran) is out of sync, as Argo CD would call it; a destroyed deployment, one that was
+    attempted, and one a `--base` apply handles anyway are not."""
+    config = load_config(spec_repo)
+    ledger = Ledger(config.state_dir)
+    # staging is declared by diabetes-progression and fraud-detector (specs/)
+    check = check_live(config, "staging", ledger, Engines(config))
+    assert [(d.key, d.reason, d.spec_file, d.record) for d in check.diverged] == [
+        ("diabetes-progression-staging", NOT_APPLIED, "specs/diabetes-progression.yaml", None),
+        ("fraud-detector-staging", NOT_APPLIED, "specs/fraud-detector.yaml", None),
+    ]
+    assert check.summary("staging") == (
+        "0 deployment(s) of staging checked, 0 diverged from the ledger, 2 declared in Git "
+        "and never applied"
+    )
+    files, reasons = heal_flow.heal_files(config, "staging", check)
+    assert [config.rel(f) for f in files] == [
+        "specs/diabetes-progression.yaml",
+        "specs/fraud-detector.yaml",
+    ]
+    assert set(reasons.values()) == {NOT_APPLIED}
+    # only a monitoring job's history: still never applied; a failed first apply was
+    # attempted (the spec's fault: retried when it changes); a destroy is deliberate
+    jobs_only = LedgerRecord("fraud-detector", "staging", platform="local")
+    jobs_only.add_history("monitor", "", "ok")
+    ledger.put(jobs_only)
+    failed = LedgerRecord("diabetes-progression", "staging", platform="local")
+    failed.record_failure("r1", "d1", "model does not load")
+    ledger.put(failed)
+    check = check_live(config, "staging", ledger, Engines(config))
+    assert [(d.key, d.record.history[0]["action"]) for d in check.diverged] == [
+        ("fraud-detector-staging", "monitor")
+    ]
+    destroyed = LedgerRecord("fraud-detector", "staging", platform="local")
+    destroyed.record_destroyed("r2")
+    ledger.put(destroyed)
+    assert check_live(config, "staging", ledger, Engines(config)).diverged == []
+    # skipped keys are left to the caller; an unparsable spec is a note, never dropped
+    (spec_repo / "specs" / "broken.yaml").write_text("spec: [unclosed\n")
+    check = check_live(config, "prod", ledger, Engines(config), skip={"fraud-detector-prod"})
+    assert [d.key for d in check.diverged] == [
+        "diabetes-progression-prod",
+        "fraud-scorer-serverless-prod",
+    ]
+    assert check.notes == [
+        "1 spec file(s) cannot be parsed, not checked for deployments of prod never applied "
+        "(specs/broken.yaml): `modelops validate` says why"
+    ]
 
 
 def test_the_loop_stops_between_passes_on_sigterm():
@@ -207,9 +272,11 @@ def test_reconcile_usage_errors(git_repo):
     assert code == 2 and "either --once or --interval" in err
     code, _, err = invoke(git_repo.root, "reconcile", "--env", "nowhere")
     assert code == 2 and "unknown environment 'nowhere'" in err
-    code, out, _ = invoke(git_repo.root, "reconcile", "--env", "staging", "-f", "json")
+    # dev: no spec of the repository declares it, so there is nothing to check
+    code, out, _ = invoke(git_repo.root, "reconcile", "--env", "dev", "-f", "json")
     assert code == 0 and json.loads(out)["outcomes"] == []
-    assert "0 deployment(s) of staging checked" in json.loads(out)["notes"][0]
+    notes = json.loads(out)["notes"]
+    assert notes[0] == "0 deployment(s) of dev checked, 0 diverged from the ledger"
 
 
 def _kill(record) -> None:
@@ -229,9 +296,19 @@ def test_a_killed_local_server_is_healed_by_apply_base_and_by_reconcile(tmp_path
     ledger = Ledger(config.state_dir)
     head = repo.git.head.commit.hexsha
     try:
-        code, out, err = invoke(repo.root, "apply", "--env", "staging")
+        # the spec is on main and its apply never ran: out of sync, applied by reconcile
+        code, out, _ = invoke(repo.root, "status", "--env", "staging", "-f", "json")
+        (row,) = json.loads(out)
+        assert row["health"].startswith(NOT_APPLIED) and row["revision"] == "-"
+        code, out, err = invoke(repo.root, "reconcile", "--env", "staging", "-f", "json")
         assert code == 0, out + err
+        doc = json.loads(out)
+        (outcome,) = doc["outcomes"]
+        assert outcome["status"] == "applied" and outcome["change"]["status"] == DIVERGED
+        assert outcome["change"]["reasons"][0].startswith(NOT_APPLIED)
+        assert doc["notes"][0].endswith("1 declared in Git and never applied")
         first = ledger.get("fraud-detector", "staging")
+        assert first.lastAppliedRevision == head
         _kill(first)
         code, out, _ = invoke(repo.root, "status", "--env", "staging", "-f", "json")
         assert json.loads(out)[0]["health"].startswith("NotRunning")
