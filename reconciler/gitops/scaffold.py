@@ -28,6 +28,7 @@ FILES = (
     ("modelops-plan.yml", ".github/workflows/modelops-plan.yml"),
     ("modelops-apply.yml", ".github/workflows/modelops-apply.yml"),
     ("modelops-reconcile.yml", ".github/workflows/modelops-reconcile.yml"),
+    ("modelops-monitor.yml", ".github/workflows/modelops-monitor.yml"),
     ("CODEOWNERS", ".github/CODEOWNERS"),
 )
 SPECS_README = """# Specs

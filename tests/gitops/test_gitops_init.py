@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
 from support.cli import invoke
 from support.repo import PROJECT
 
 from reconciler.core.config import load_config
 from reconciler.gitops.scaffold import TEMPLATES, VERSION_PLACEHOLDER, workflow_version
+
+WORKFLOWS = (
+    "modelops-plan.yml",
+    "modelops-apply.yml",
+    "modelops-reconcile.yml",
+    "modelops-monitor.yml",
+)
+#: Names of values that are credentials: only ever a ${{ secrets.* }} reference (or the
+#: job's own github.token), never a literal and never a vars.* value.
+CREDENTIAL = re.compile(r"TOKEN|PASSWORD|PASSPHRASE|SECRET|ACCESS_KEY|KUBECONFIG")
+REFERENCE = re.compile(r"\$\{\{ secrets\.[A-Z_]+( \|\| github\.token)? \}\}")
 
 
 def test_init_scaffolds_a_spec_repository(tmp_path):
@@ -23,6 +36,7 @@ def test_init_scaffolds_a_spec_repository(tmp_path):
         ".github/workflows/modelops-plan.yml",
         ".github/workflows/modelops-apply.yml",
         ".github/workflows/modelops-reconcile.yml",
+        ".github/workflows/modelops-monitor.yml",
         ".github/CODEOWNERS",
         "policies/waivers.yaml",
     ):
@@ -47,7 +61,7 @@ def test_init_rejects_a_bad_team(tmp_path):
 
 
 def test_workflows_are_valid_yaml_and_the_examples_match_the_templates():
-    for name in ("modelops-plan.yml", "modelops-apply.yml", "modelops-reconcile.yml"):
+    for name in WORKFLOWS:
         template = (TEMPLATES / name).read_text()
         assert (PROJECT / ".github/workflows/examples" / name).read_text() == template
     plan = yaml.safe_load((TEMPLATES / "modelops-plan.yml").read_text())
@@ -99,11 +113,81 @@ def test_workflows_are_valid_yaml_and_the_examples_match_the_templates():
     assert "make test" in yaml.safe_dump(test["jobs"]["test"]["steps"])
 
 
+def _envs(flow: dict):
+    """Every ``env`` mapping of a workflow (top, job, step), with where it is."""
+    yield "workflow", flow.get("env") or {}
+    for name, job in flow["jobs"].items():
+        yield name, job.get("env") or {}
+        for step in job["steps"]:
+            yield f"{name}: {step.get('name') or step.get('uses')}", step.get("env") or {}
+
+
+def test_credentials_reach_the_jobs_by_reference_only_and_where_they_are_used():
+    """MLflow (models:/ URIs), the forge token (retraining's pull request) and S3 (the OIDC
+    role) reach the jobs that need them, as secrets/vars references, never literals."""
+    flows = {name: yaml.safe_load((TEMPLATES / name).read_text()) for name in WORKFLOWS}
+    for name, flow in flows.items():
+        for where, env in _envs(flow):
+            for key, value in env.items():
+                if CREDENTIAL.search(key):
+                    assert REFERENCE.fullmatch(str(value)), (name, where, key, value)
+        assert "AWS_ACCESS_KEY_ID" not in (TEMPLATES / name).read_text(), name
+
+    def ours(flow):
+        return [
+            s
+            for job in flow["jobs"].values()
+            for s in job["steps"]
+            if s.get("uses", "").startswith("YOUR-ORG/modelops@")
+        ]
+
+    mlflow = "${{ vars.MLFLOW_TRACKING_URI }}"
+    for name in ("modelops-apply.yml", "modelops-reconcile.yml", "modelops-monitor.yml"):
+        for step in ours(flows[name]):  # they resolve and fetch models:/ URIs
+            assert step["env"]["MLFLOW_TRACKING_URI"] == mlflow, name
+            assert step["env"]["MLFLOW_TRACKING_TOKEN"] == "${{ secrets.MLFLOW_TRACKING_TOKEN }}"
+    # a pull request's model files run in the plan job: the registry's read-only token only
+    (plan_step,) = [s for s in ours(flows["modelops-plan.yml"]) if "plan" in s["with"]["command"]]
+    assert plan_step["env"] == {
+        "MLFLOW_TRACKING_URI": mlflow,
+        "MLFLOW_TRACKING_TOKEN": "${{ secrets.MLFLOW_READ_TOKEN }}",
+    }
+    assert "GITHUB_TOKEN" not in yaml.safe_dump(flows["modelops-plan.yml"])
+
+    monitor = flows["modelops-monitor.yml"]
+    assert monitor["permissions"] == {} and monitor[True]["schedule"]
+    job = monitor["jobs"]["monitor"]
+    assert job["permissions"] == {
+        "contents": "write",
+        "pull-requests": "write",
+        "id-token": "write",
+    }
+    (step,) = ours(monitor)
+    pr_token = "${{ secrets.MODELOPS_PR_TOKEN || github.token }}"
+    assert step["env"]["GITHUB_TOKEN"] == pr_token
+    checkout = next(s for s in job["steps"] if s.get("uses") == "actions/checkout@v4")
+    assert checkout["with"]["token"] == pr_token  # the push of the proposal branch
+    uses = [s.get("uses", "") for s in job["steps"]]
+    # S3 (state, capture, model store) through the OIDC role, assumed before modelops runs
+    assert uses.index("aws-actions/configure-aws-credentials@v4") < uses.index(step["uses"])
+    assert monitor["env"]["MODELOPS_STATE_URL"] == "${{ vars.MODELOPS_STATE_URL }}"
+    assert any(s.get("name", "").startswith("Shared state") for s in job["steps"])
+    # the hourly schedule monitors, the weekly one retrains, for each matrix entry
+    crons = [c["cron"] for c in monitor[True]["schedule"]]
+    (pick,) = [s for s in job["steps"] if s.get("id") == "job"]
+    assert f'"{crons[1]}"' in pick["run"] and "retrain --reason schedule" in pick["run"]
+    assert "command=monitor run" in pick["run"]
+    assert step["with"]["command"] == (
+        "${{ steps.job.outputs.command }} ${{ matrix.deployment }} --env ${{ matrix.env }}"
+    )
+    assert job["strategy"]["matrix"]["include"]
+
+
 def test_the_workflows_init_writes_use_the_action_at_the_installed_version(tmp_path):
     code, _, err = invoke(tmp_path, "init", str(tmp_path / "repo"), "--no-example")
     assert code == 0, err
     version = workflow_version()
-    for name in ("modelops-plan.yml", "modelops-apply.yml", "modelops-reconcile.yml"):
+    for name in WORKFLOWS:
         text = (tmp_path / "repo" / ".github" / "workflows" / name).read_text()
         assert VERSION_PLACEHOLDER not in text
         flow = yaml.safe_load(text)
