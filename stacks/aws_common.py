@@ -404,15 +404,42 @@ def throughput_alarm(dep: Deployment, endpoint_name: str, region: str, tags: dic
     )
 
 
+#: The job's entrypoint prefix with a spec repository: check it out at the applied
+#: revision, then run the job in it (``reconciler/state/checkout.py``).
+CHECKOUT_ENTRYPOINT = ["python", "-m", "reconciler.state.checkout"]
+
+
 def _context_env(context: JobContext | None) -> dict[str, str]:
-    """The scheduled job's environment from its :class:`JobContext` (set values only)."""
+    """The scheduled job's environment from its :class:`JobContext` (set values only;
+    the Git token as its Secrets Manager *reference*)."""
     if context is None:
         return {}
     env = {
         "MODELOPS_STATE_URL": context.state_url,
         "MODELOPS_SPEC_REPOSITORY": context.repository,
     }
+    if context.repository:
+        env["MODELOPS_GIT_TOKEN_SECRET"] = context.aws_credentials
     return {k: v for k, v in env.items() if v}
+
+
+def _token_policy(context: JobContext) -> str:
+    """The execution role's policy to read the jobs' Git token secret, and nothing else."""
+    arn = context.aws_credentials.split(":", 1)[1]
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "GitTokenRead",
+                    "Effect": "Allow",
+                    "Action": ["secretsmanager:GetSecretValue"],
+                    "Resource": [arn],
+                }
+            ],
+        },
+        sort_keys=True,
+    )
 
 
 def schedules(
@@ -427,9 +454,15 @@ def schedules(
 ) -> dict:
     """EventBridge Scheduler schedules for the monitor and retrain jobs.
 
-    ``context`` (the shared state URL, the spec repository) becomes the job's environment
-    (``MODELOPS_STATE_URL``, ``MODELOPS_SPEC_REPOSITORY``); credentials come from the
-    execution role, never values.
+    ``context`` (the shared state URL, the spec repository, the Git token's Secrets Manager
+    reference) becomes the job's environment (``MODELOPS_STATE_URL``,
+    ``MODELOPS_SPEC_REPOSITORY``, ``MODELOPS_GIT_TOKEN_SECRET``); credentials come from the
+    execution role, never values. With a repository the job's entrypoint is
+    :data:`CHECKOUT_ENTRYPOINT` followed by the ``modelops`` argv: it checks the spec
+    repository out at the deployment's applied revision (read from the shared state)
+    and runs the job there, as the Kubernetes CronJobs' init containers do; with a token
+    reference the execution role also gets ``secretsmanager:GetSecretValue`` on exactly
+    that secret.
 
     Each fires on the spec's cron (converted to EventBridge's six-field form, UTC) and
     starts a SageMaker Processing job in the model image whose entrypoint is the
@@ -501,6 +534,13 @@ def schedules(
         role=scheduler_role.name,
         policy=role.arn.apply(scheduler_policy),
     )
+    if context is not None and context.repository and context.aws_credentials:
+        aws.iam.RolePolicy(
+            f"{name}-git-token",
+            name="modelops-git-token",
+            role=role.name,
+            policy=_token_policy(context),
+        )
     out = {}
     timeout = int(dep.get("spec.retraining.timeout_s") or JOB_TIMEOUT_S)
     for kind, (cron, argv) in sorted(job_commands(dep).items()):
@@ -510,13 +550,16 @@ def schedules(
         except ValueError as exc:
             raise StackError(path, str(exc)) from None
 
-        def job_input(values, kind=kind, argv=argv) -> str:
+        checkout = context is not None and bool(context.repository)
+        entry = [*CHECKOUT_ENTRYPOINT, *argv] if checkout else argv
+
+        def job_input(values, kind=kind, entry=entry) -> str:
             role_arn, key = values
             return json.dumps(
                 {
                     "ProcessingJobName": f"{prefix}-{kind[:3]}-<aws.scheduler.execution-id>",
                     "RoleArn": role_arn,
-                    "AppSpecification": {"ImageUri": image.ref, "ContainerEntrypoint": argv},
+                    "AppSpecification": {"ImageUri": image.ref, "ContainerEntrypoint": entry},
                     "ProcessingResources": {
                         "ClusterConfig": {
                             "InstanceCount": 1,

@@ -258,6 +258,9 @@ class JobContext:
             ``validate`` warns).
         credentials: ``k8s:<secret>/<key>`` holding a token (HTTPS URLs) or a deploy key
             (SSH URLs), or ``""`` for a public repository. Only the reference is rendered.
+        aws_credentials: ``aws-secretsmanager:<secret ARN>`` holding a token, for the jobs
+            EventBridge starts on AWS (HTTPS URLs), or ``""``. Only the reference is
+            rendered; the job reads the value with its execution role when it starts.
         state_url: the shared state (``s3://bucket/prefix``) the job reads and records in.
         git_image: the checkout init container's image.
     """
@@ -266,6 +269,7 @@ class JobContext:
     credentials: str = ""
     state_url: str = ""
     git_image: str = DEFAULT_GIT_IMAGE
+    aws_credentials: str = ""
 
     def to_dict(self) -> dict[str, str]:
         """JSON form (part of the render cache key)."""
@@ -274,6 +278,7 @@ class JobContext:
             "credentials": self.credentials,
             "state_url": self.state_url,
             "git_image": self.git_image,
+            "aws_credentials": self.aws_credentials,
         }
 
     @property

@@ -48,7 +48,7 @@ _KEYS = {
 }
 #: ``jobs`` settings: how the scheduled jobs rendered for a cluster reach the spec
 #: repository (``docs/engine.md``, "Jobs that run where they are rendered").
-JOB_KEYS = ("repository", "credentials", "git_image")
+JOB_KEYS = ("repository", "credentials", "aws_credentials", "git_image")
 
 
 @dataclass
@@ -70,10 +70,11 @@ class Config:
         kubernetes_rates: ``{"cpu_hour", "memory_gib_hour", "gpu_hour"}`` in USD
             (:data:`DEFAULT_KUBERNETES_RATES` for what the file does not set; ``gpu_hour``
             ``None``: no GPU rate), for cost estimates (``docs/cost.md``).
-        jobs: ``{"repository", "credentials", "git_image"}`` (strings, each optional):
-            the spec repository's clone URL the in-cluster jobs check out, a
-            ``k8s:<secret>/<key>`` reference to its token or deploy key, the checkout
-            image.
+        jobs: ``{"repository", "credentials", "aws_credentials", "git_image"}`` (strings,
+            each optional): the spec repository's clone URL the scheduled jobs check out,
+            a ``k8s:<secret>/<key>`` reference to its token or deploy key (Kubernetes
+            jobs), an ``aws-secretsmanager:<secret ARN>`` reference to its token (the
+            jobs EventBridge starts on AWS; HTTPS URLs), the checkout image.
         state_url: ``s3://bucket/prefix`` holding the ledger and the lock (shared state
             for CI runners thrown away after each job), or ``""``: the state directory.
             The state directory still holds the caches, the BentoML home and logs.
@@ -125,6 +126,11 @@ _ENV_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _PATH_KEYS = ("specs", "policies", "state_dir", "organization", "pulumi_backend", "state_url")
 STATE_URL_ENV = "MODELOPS_STATE_URL"
 _K8S_SECRET = re.compile(r"k8s:[a-z0-9]([-a-z0-9]*[a-z0-9])?/[A-Za-z0-9_.-]+")
+#: A Secrets Manager secret by ARN (the form of spec.secrets' ``aws-secretsmanager:`` refs).
+AWS_SECRET = re.compile(
+    r"aws-secretsmanager:arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:"
+    r"[A-Za-z0-9/_+=.@-]+"
+)
 
 
 def _check_values(raw: dict, positions: dict) -> None:
@@ -169,6 +175,20 @@ def _check_values(raw: dict, positions: dict) -> None:
             "jobs",
             "credentials: expected a Kubernetes secret reference k8s:<secret>/<key> (the "
             "secret holding the token or deploy key; never the value itself)",
+        )
+    aws_creds = jobs.get("aws_credentials", "")
+    if aws_creds and not AWS_SECRET.fullmatch(aws_creds):
+        fail(
+            "jobs",
+            "aws_credentials: expected a Secrets Manager reference aws-secretsmanager:"
+            "arn:aws:secretsmanager:<region>:<account>:secret:<name> (the secret holding "
+            "the token; never the value itself)",
+        )
+    if aws_creds and jobs.get("repository", "").startswith(("git@", "ssh://")):
+        fail(
+            "jobs",
+            "aws_credentials: the jobs on AWS fetch over HTTPS with a token; repository "
+            f"{jobs['repository']!r} is an SSH URL (give its https:// URL)",
         )
     if urlsplit(jobs.get("repository", "")).password:
         fail("jobs", "repository: a URL with a password or token in it; use jobs.credentials")

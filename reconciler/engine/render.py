@@ -484,6 +484,7 @@ def job_context(config) -> JobContext:
     return JobContext(
         repository=jobs.get("repository") or spec_repository(config.root),
         credentials=jobs.get("credentials", ""),
+        aws_credentials=jobs.get("aws_credentials", ""),
         state_url=getattr(config, "state_url", ""),
         git_image=jobs.get("git_image", DEFAULT_GIT_IMAGE),
     )
