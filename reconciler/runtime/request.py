@@ -130,6 +130,14 @@ class Signature:
         self._name_set = frozenset(self.names)
         self.allow_nan = bool(inputs.get("allow_nan", False))
         self.max_rows = max_rows
+        # The JSON value types a row may hold without a value-by-value check (see array)
+        self._plain = frozenset(
+            {bool}
+            if self.dtype == "bool"
+            else {int}
+            if self.dtype.startswith("int")
+            else {float, int}
+        )
 
     def _field(self, r: int, c: int) -> str:
         name = f" ({self.names[c]})" if c < len(self.names) else ""
@@ -242,10 +250,42 @@ class Signature:
     def array(self, rows: list[list]) -> np.ndarray:
         """The rows as a 2-D array of the signature's dtype, every value checked.
 
+        Rows holding only JSON numbers of the dtype's kind (``float``/``int`` for float
+        dtypes, ``int`` for int dtypes, ``bool`` for bool) are converted at once and
+        checked as an array (finite, in range); anything else, and any array that fails,
+        goes through :meth:`_check_values`, which names the first bad value. The result
+        and the errors are the same either way (the loop was about 5 us of CPU for one
+        row of 30 values).
+
         Raises:
             BadRequest: a value of the wrong type (string, list, object, bool for a
                 number, fraction for an int), NaN/Infinity/null where not allowed, or a
                 number out of the dtype's range.
+        """
+        plain = self._plain
+        if not all(plain.issuperset(map(type, row)) for row in rows):
+            self._check_values(rows)
+            if self.allow_nan and float in plain:  # null means NaN
+                rows = [[math.nan if v is None else v for v in row] for row in rows]
+        try:
+            with np.errstate(over="raise", invalid="raise"):
+                arr = np.asarray(rows, dtype=self.np_dtype)
+        except (OverflowError, FloatingPointError, ValueError):
+            raise self._out_of_range(rows) from None
+        if float in plain and not self.allow_nan and not np.isfinite(arr).all():
+            self._check_values(rows)  # a NaN or Infinity that was sent is named
+            raise self._out_of_range(rows)  # else a float32 overflow
+        if arr.ndim != 2:
+            arr = arr.reshape(len(rows), -1)
+        return arr
+
+    def _check_values(self, rows: list[list]) -> None:
+        """Check every value of ``rows`` against the dtype, one by one (the slow path of
+        :meth:`array`, which does the range checks).
+
+        Raises:
+            BadRequest: the first value of a wrong type, or NaN/Infinity/null where
+                ``allow_nan`` is false, named by its field.
         """
         is_bool = self.dtype == "bool"
         is_int = self.dtype.startswith("int")
@@ -277,18 +317,6 @@ class Signature:
                     raise BadRequest(
                         self._field(r, c), f"expected {self._expected()}, got {_kind(v)}"
                     )
-        if self.allow_nan and not is_bool and not is_int:
-            rows = [[math.nan if v is None else v for v in row] for row in rows]
-        try:
-            with np.errstate(over="raise", invalid="raise"):
-                arr = np.asarray(rows, dtype=self.np_dtype)
-        except (OverflowError, FloatingPointError, ValueError):
-            raise self._out_of_range(rows) from None
-        if self.dtype == "float32" and not self.allow_nan and not np.isfinite(arr).all():
-            raise self._out_of_range(rows)
-        if arr.ndim != 2:
-            arr = arr.reshape(len(rows), -1)
-        return arr
 
     def _out_of_range(self, rows: list[list]) -> BadRequest:
         """The BadRequest naming the first value that does not fit the dtype."""

@@ -337,6 +337,48 @@ def test_unexpected_exception_is_an_immediate_json_500(served):
     assert log.count("RuntimeError: secret internal detail") == 2
 
 
+# Runs inside the served Bento's src/: imports its service.py (which sets BentoML's
+# service configuration) and asks BentoML for the URL filter it hands to OpenTelemetry's
+# ASGI middleware, as the worker's ServiceAppFactory does.
+TRACING_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, ".")
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    import service
+
+    service.ModelService.inject_config()
+    excluded = BentoMLContainer.tracing_excluded_urls.get()
+    urls = ["http://127.0.0.1:3000/predict", "http://127.0.0.1:3000/invocations"]
+    print(json.dumps([excluded.url_disabled(u) for u in urls]))
+    """
+)
+
+
+@pytest.mark.parametrize(("sdk_disabled", "excluded"), [(None, True), ("false", False)])
+def test_opentelemetry_middleware_skips_requests_while_the_sdk_is_off(
+    served, sdk_disabled, excluded
+):
+    """With the OpenTelemetry SDK off (the default) its spans and meters go nowhere, so
+    the routes are excluded from its ASGI middleware (BentoML's tracing.excluded_urls;
+    CPU per request in docs/runtime.md); with OTEL_SDK_DISABLED=false they are traced."""
+    _, root, artifact = served
+    env = {**os.environ, "BENTOML_HOME": str(root / ".modelops" / "bentoml")}
+    env.pop("OTEL_SDK_DISABLED", None)
+    if sdk_disabled is not None:
+        env["OTEL_SDK_DISABLED"] = sdk_disabled
+    proc = subprocess.run(
+        [sys.executable, "-c", TRACING_SCRIPT],
+        cwd=Path(artifact.bento_path) / "src",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [excluded, excluded]
+
+
 def test_capture_records_written_off_path_with_hashed_field(served):
     url, root, _ = served
     marker = 12.3456

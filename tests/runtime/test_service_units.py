@@ -75,6 +75,47 @@ def test_bad_values_name_the_field(sig, doc, field, text):
     assert err.to_dict()["field"] == field
 
 
+@pytest.mark.parametrize(
+    ("sig", "row", "field", "text"),
+    [
+        ({"shape": [-1, 2], "dtype": "float64"}, [1.0, math.nan], "instances[0][1]", "allow_nan"),
+        ({"shape": [-1, 2], "dtype": "float64"}, [-math.inf, 1], "instances[0][0]", "allow_nan"),
+        ({"shape": [-1, 2], "dtype": "float64"}, [1.0, True], "instances[0][1]", "got true"),
+        (INT, [1, True], "instances[0][1]", "got true"),
+        (INT, [1, None], "instances[0][1]", "got null"),
+        (BOOL, [0.0], "instances[0][0]", "true or false"),
+        ({**SIG, "allow_nan": True}, [1, 2, "x"], "instances[0][2] (c)", "string 'x'"),
+    ],
+)
+def test_rows_off_the_fast_path_name_the_value(sig, row, field, text):
+    """Signature.array converts rows of plain numbers at once; every other row (and any
+    array that is not finite) is checked value by value, with the same errors."""
+    err = bad(sig, {"instances": [[*row]]})
+    assert err.field == field and text in err.message, err.message
+
+
+def test_plain_rows_skip_the_value_by_value_check(monkeypatch):
+    def refuse(self, rows):
+        raise AssertionError(f"value-by-value check for {rows}")
+
+    monkeypatch.setattr(Signature, "_check_values", refuse)
+    rows = {"instances": [[1, 2.5, -3e30], [0, 0.0, 7]]}
+    assert Signature(SIG).parse(rows).tolist() == [[1.0, 2.5, np.float32(-3e30)], [0, 0, 7]]
+    assert Signature({**SIG, "dtype": "float64"}).parse(rows)[0, 2] == -3e30
+    assert Signature(INT).parse({"instances": [[1, -(2**31)]]}).dtype == np.int32
+    assert Signature(BOOL).parse({"instances": [[True], [False]]}).tolist() == [[True], [False]]
+    with pytest.raises(AssertionError, match="value-by-value"):  # integral floats, int dtype
+        Signature(INT).parse({"instances": [[1.0, 2]]})
+
+
+def test_integral_floats_fill_int_dtypes_and_null_is_nan_where_allowed():
+    assert Signature(INT).parse({"instances": [[1.0, 2]]}).tolist() == [[1, 2]]
+    arr = Signature({**SIG, "dtype": "float64", "allow_nan": True}).parse(
+        {"instances": [[1, None, math.inf]]}
+    )
+    assert np.isnan(arr[0, 1]) and arr[0, 2] == math.inf
+
+
 def test_rows_as_objects_keyed_by_feature_name():
     s = Signature(SIG)
     arr = s.parse({"instances": [{"c": 3, "a": 1, "b": 2}, [4, 5, 6]]})
