@@ -14,7 +14,13 @@ against the previous reading and checked against ``analysis.metrics``:
   ``serving.slo.p99_latency_ms`` (max);
 - ``agreement``: share of rows whose predicted label equals the stable version's (min);
 - ``estimated_quality``: the canary's mean top-class probability, the label-free
-  (confidence-based) accuracy estimate; it is not recalibrated on the reference here (min).
+  (confidence-based) accuracy estimate; it is not recalibrated on the reference here (min);
+- ``realized_quality``: the canary's realized ``metric`` on its captured predictions since
+  the canary started joined to the labels that arrived meanwhile (min), read through the
+  ``realized`` callback the caller gives (the engine cannot read labels: the flow passes
+  the monitoring job's join, ``reconciler.monitor.quality.realized_metric``). Labels are
+  counted since the start of the canary, not per interval (they arrive late and few);
+  with fewer than ``min_labels`` joined it is not measurable (neither passes nor fails).
 
 A check with no canary request is ``inconclusive`` (neither passes nor fails). More than
 ``failure_limit`` failed checks abort: traffic returns to the stable version (the router's
@@ -45,6 +51,9 @@ STABLE = "stable"
 CANARY = "canary"
 PROBE_PERIOD_S = 0.05
 """Seconds between two probe requests during an analysis."""
+MIN_LABELS = 30
+"""Default ``realized_quality.min_labels``: the quality job's ``MIN_LABELS`` (joined rows
+below which it gives no verdict; ``reconciler.monitor.quality``)."""
 PROMOTED = "promoted"
 ABORTED = "aborted"
 PASSED = "passed"
@@ -62,6 +71,9 @@ class Analysis:
         failure_limit: failed checks tolerated; one more aborts.
         error_rate, p99_latency_ms, agreement, estimated_quality: thresholds (``None``:
             not checked); ``p99_latency_ms`` in ms, the others shares 0..1.
+        realized_quality: ``(metric, min, min_labels)`` or ``None``: the realized metric
+            (``monitoring.quality``'s name) must be at least ``min`` once ``min_labels``
+            predictions are joined.
     """
 
     steps: tuple[int, ...]
@@ -72,6 +84,7 @@ class Analysis:
     p99_latency_ms: float | None = None
     agreement: float | None = None
     estimated_quality: float | None = None
+    realized_quality: tuple[str, float, int] | None = None
 
     @classmethod
     def of(cls, dep: Deployment) -> Analysis | None:
@@ -102,6 +115,15 @@ class Analysis:
         def number(value) -> float | None:
             return float(value) if isinstance(value, int | float) else None
 
+        realized = metrics.get("realized_quality")
+        realized_quality = None
+        if isinstance(realized, dict) and number(realized.get("min")) is not None:
+            realized_quality = (
+                str(realized.get("metric") or "accuracy"),
+                float(realized["min"]),
+                int(realized.get("min_labels") or MIN_LABELS),
+            )
+
         return cls(
             steps=steps,
             interval_s=interval,
@@ -111,6 +133,7 @@ class Analysis:
             p99_latency_ms=number(p99),
             agreement=number(metrics.get("agreement")),
             estimated_quality=number(metrics.get("estimated_quality")),
+            realized_quality=realized_quality,
         )
 
 
@@ -124,8 +147,9 @@ class Rollout:
         checks: one dict per check: ``step`` (index), ``weight`` (percent), ``result``
             (``passed`` | ``failed`` | ``inconclusive``), ``requests`` (canary answers in
             the window), ``error_rate``, ``p99_latency_ms``, ``agreement``,
-            ``estimated_quality`` (``None`` when not measurable), ``failed`` (the
-            thresholds missed, one phrase each).
+            ``estimated_quality``, ``realized_quality`` (``None`` when not measurable),
+            ``labelled`` (joined predictions behind ``realized_quality``, only with that
+            metric), ``failed`` (the thresholds missed, one phrase each).
         steps: the weights walked, in order (the last one reached included).
     """
 
@@ -185,12 +209,17 @@ def window(before: dict, after: dict) -> dict:
     }
 
 
-def evaluate(analysis: Analysis, canary: dict) -> dict:
+def evaluate(analysis: Analysis, canary: dict, realized: dict | None = None) -> dict:
     """One check of the canary's :func:`window` against the thresholds.
+
+    ``realized`` is the canary's realized quality so far (``{"value", "n"}``: the
+    metric's value, ``None`` when it has none, and the joined predictions), for
+    ``analysis.realized_quality``; ``None`` when it could not be read.
 
     Returns:
         ``{"result", "requests", "error_rate", "p99_latency_ms", "agreement",
-        "estimated_quality", "failed": [phrase, ...]}``; ``inconclusive`` without any
+        "estimated_quality", "realized_quality", "failed": [phrase, ...]}`` (and
+        ``labelled`` with a realized_quality metric); ``inconclusive`` without any
         canary answer in the window.
     """
     n = canary["requests"]
@@ -198,6 +227,10 @@ def evaluate(analysis: Analysis, canary: dict) -> dict:
     p99 = quantile_ms(canary["buckets"], 0.99) if n else None
     agreement = canary["agreed"] / canary["rows"] if canary["rows"] else None
     quality = canary["conf_sum"] / canary["conf_n"] if canary["conf_n"] else None
+    realized_value = None
+    if analysis.realized_quality is not None and realized is not None:
+        if realized.get("value") is not None and realized["n"] >= analysis.realized_quality[2]:
+            realized_value = float(realized["value"])
     failed = []
     if n == 0:
         result = INCONCLUSIVE
@@ -213,16 +246,27 @@ def evaluate(analysis: Analysis, canary: dict) -> dict:
         if analysis.estimated_quality is not None and quality is not None:
             if quality < analysis.estimated_quality:
                 failed.append(f"estimated quality {quality:.3f} < {analysis.estimated_quality:g}")
+        if analysis.realized_quality is not None and realized_value is not None:
+            metric, floor, _ = analysis.realized_quality
+            if realized_value < floor:
+                failed.append(
+                    f"realized {metric} {realized_value:.3f} < {floor:g} "
+                    f"(n={realized['n']} labelled)"
+                )
         result = FAILED if failed else PASSED
-    return {
+    out = {
         "result": result,
         "requests": n,
         "error_rate": error_rate,
         "p99_latency_ms": None if p99 is None or math.isinf(p99) else round(p99, 1),
         "agreement": agreement,
         "estimated_quality": quality,
+        "realized_quality": realized_value,
         "failed": failed,
     }
+    if analysis.realized_quality is not None:
+        out["labelled"] = int(realized["n"]) if realized is not None else 0
+    return out
 
 
 class Probe:
@@ -265,12 +309,16 @@ def run_canary(
     probe_body: dict | None = None,
     sleep: Callable[[float], None] = time.sleep,
     on_check: Callable[[dict], None] | None = None,
+    realized: Callable[[], dict | None] | None = None,
 ) -> Rollout:
     """Walk ``analysis.steps`` with ``canary_url`` beside ``stable_url`` behind ``router``.
 
     On return the router sends every request to the canary (``promoted``) or to the stable
     version (``aborted``); stopping the server that lost is the caller's. ``on_check``
     gets each check as it is made (the flow records it: ``status.canary_progress``).
+    ``realized`` returns the canary's realized quality so far (``{"value", "n"}`` or
+    ``None``), read at each check when ``analysis.realized_quality`` is set; without it
+    that metric is never measurable.
 
     Raises:
         RouterError: the router could not be switched (the caller aborts: the stable
@@ -298,7 +346,12 @@ def run_canary(
             for _ in range(checks):
                 sleep(analysis.interval_s)
                 after = read_status(router.url)["backends"].get(CANARY, {})
-                check = evaluate(analysis, window(before, after))
+                quality = (
+                    realized()
+                    if realized is not None and analysis.realized_quality is not None
+                    else None
+                )
+                check = evaluate(analysis, window(before, after), quality)
                 before = after
                 check.update(step=index, weight=weight, time=now_iso())
                 rollout.checks.append(check)
@@ -326,4 +379,13 @@ def run_canary(
         f"{sum(c['result'] == PASSED for c in rollout.checks)} of {len(rollout.checks)} "
         f"check(s) passed over steps {', '.join(map(str, rollout.steps))}"
     )
+    if analysis.realized_quality is not None and all(
+        c.get("realized_quality") is None for c in rollout.checks
+    ):
+        metric, _, least = analysis.realized_quality
+        most = max((int(c.get("labelled") or 0) for c in rollout.checks), default=0)
+        rollout.reason += (
+            f"; realized {metric} not judged: {most} labelled prediction(s) of the new "
+            f"version arrived in time, {least} needed"
+        )
     return rollout

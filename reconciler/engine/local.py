@@ -30,6 +30,9 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable
+from datetime import UTC, datetime
+
+import httpx
 
 from reconciler.build.artifact import Artifact
 from reconciler.build.serve import (
@@ -145,6 +148,11 @@ class LocalEngine:
 
     Attribute ``on_canary_check`` (``(deployment, check) -> None``, default none): called
     with each canary check as it is made; the flow points it at the status writer.
+    Attribute ``realized_quality`` (``(deployment, model_version, since) -> {"value",
+    "n"} | None``, default none): the realized quality of the predictions of
+    ``model_version`` captured since ``since`` (UTC) joined to the labels stored so far;
+    the flow points it at the monitoring job's join. Without it a ``realized_quality``
+    canary metric is never measurable (the promotion says so).
     """
 
     def __init__(
@@ -159,6 +167,7 @@ class LocalEngine:
         self.config = config
         self.immediate = immediate
         self.on_canary_check: Callable[[Deployment, dict], None] | None = None
+        self.realized_quality: Callable[[Deployment, str, datetime], dict | None] | None = None
         self.ready_timeout_s = ready_timeout_s
         self.stop_grace_s = stop_grace_s
         self.drain_timeout_s = drain_timeout_s
@@ -349,6 +358,7 @@ class LocalEngine:
     ) -> Rollout:
         """Walk the canary steps (:func:`~reconciler.engine.canary.run_canary`); returns
         the promoted rollout, or stops the canary server and raises the abort."""
+        realized, not_judged = self._realized(dep, str(old["backend_url"]), analysis)
         try:
             with step("canary", dep.key, f"steps {', '.join(map(str, analysis.steps))} %"):
                 rollout = run_canary(
@@ -362,17 +372,48 @@ class LocalEngine:
                         if self.on_canary_check is None
                         else functools.partial(self.on_canary_check, dep)
                     ),
+                    realized=realized,
                 )
         except (RouterError, OSError) as exc:
             rollout = Rollout(verdict=ABORTED, reason=f"the router failed: {exc}")
             with contextlib.suppress(RouterError, OSError):
                 set_backends(router, [{"name": STABLE, "url": old["backend_url"], "weight": 100}])
         if rollout.verdict == PROMOTED:
+            if not_judged:
+                rollout.reason += f" ({not_judged})"
             return rollout
         left = wait_drained(router, handle.url, self.drain_timeout_s)
         stop_server(handle, grace_s=self.stop_grace_s)
         note = f" ({left} request(s) still in flight on it were cut)" if left else ""
         raise self._aborted(dep, record, rollout.reason + note, rollout, smoke)
+
+    def _realized(
+        self, dep: Deployment, stable_url: str, analysis: Analysis
+    ) -> tuple[Callable[[], dict | None] | None, str]:
+        """The canary's realized-quality reader for :func:`run_canary`, and why there is
+        none (``""`` when there is one or the metric is not asked for).
+
+        The canary's captured predictions are told apart by ``spec.model.version``, so
+        it must differ from the version the stable server reports (``GET /metadata``).
+        """
+        if analysis.realized_quality is None:
+            return None, ""
+        if self.realized_quality is None:
+            return None, "nothing reads labels in this run"
+        version = str(dep.get("spec.model.version", "") or "")
+        try:
+            resp = httpx.get(f"{stable_url}/metadata", timeout=10, trust_env=False)
+            stable_version = str(resp.json().get("model_version", ""))
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            return None, f"the stable version's model.version could not be read: {exc}"
+        if not version or version == stable_version:
+            return None, (
+                f"the new version's captured predictions cannot be told from the stable "
+                f"version's: both are model.version {version!r}; give the new model its "
+                "own version"
+            )
+        reader, since = self.realized_quality, datetime.now(UTC)
+        return functools.partial(reader, dep, version, since), ""
 
     def _aborted(
         self, dep: Deployment, record: LiveRecord | None, reason: str, rollout: Rollout, smoke=None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from reconciler.build.artifact import Artifact
 from reconciler.core import git as g
@@ -41,6 +42,8 @@ from reconciler.flow.stages import (
 )
 from reconciler.flow.transient import is_transient, with_retries
 from reconciler.gitops.changes import RevisionFiles, detect_changes
+from reconciler.monitor.data import MonitorInputError
+from reconciler.monitor.quality import model_classes, realized_metric
 from reconciler.spec.model import Deployment
 from reconciler.spec.repo import load_files
 from reconciler.state import status
@@ -250,6 +253,29 @@ def _sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def _realized_reader(config: Config):
+    """The local canary's ``realized_quality`` reader: the monitoring job's join of the
+    new version's captured predictions and the stored labels
+    (:func:`reconciler.monitor.quality.realized_metric`), for the metric the spec names.
+    The classifier's classes are read once per deployment; a capture or label store that
+    cannot be read (:class:`MonitorInputError`) gives ``None``: not measurable at that
+    check, never a pass of its own (the promotion then says the metric was not judged)."""
+    classes: dict[str, list[str] | None] = {}
+
+    def read(dep: Deployment, version: str, since: datetime) -> dict | None:
+        metric = str(dep.get("spec.target.rollout.analysis.metrics.realized_quality.metric"))
+        try:
+            if dep.key not in classes and dep.get("spec.model.task") != "regression":
+                classes[dep.key] = model_classes(dep, config)
+            return realized_metric(
+                dep, config, metric, version, since, classes=classes.get(dep.key)
+            )
+        except MonitorInputError:
+            return None
+
+    return read
+
+
 def converge(
     dep: Deployment,
     artifact: Artifact,
@@ -288,6 +314,7 @@ def converge(
         engine.on_canary_check = lambda d, check: status.canary_progress(
             ledger, (d.name, d.env), check
         )
+        engine.realized_quality = _realized_reader(config)
     try:
         # throttling, a dropped connection, a stack locked by another update: retried
         # with backoff here, and recorded as transient (not counted) if it persists

@@ -522,6 +522,78 @@ def join(predictions, labels):
     return joined, n
 
 
+def realized_metric(
+    dep: Deployment,
+    config: Config,
+    metric: str,
+    version: str,
+    since: datetime,
+    end: datetime | None = None,
+    classes: list[str] | None = None,
+) -> dict:
+    """The realized ``metric`` of one model version's captured predictions in
+    ``[since, end]`` joined to the labels stored so far (the quality job's capture reader
+    and :func:`join`): what a canary's ``realized_quality`` check reads
+    (``reconciler.engine.canary``).
+
+    Args:
+        metric: a name of :func:`~reconciler.monitor.metrics.classification_metrics`
+            (``accuracy``, ``precision``, ``recall``, ``f1``, ``roc_auc``) or of
+            :func:`~reconciler.monitor.metrics.regression_metrics` (``r2``).
+        version: the ``model_version`` the capture records carry (``spec.model.version``).
+        classes: the classifier's classes as text (default: read from the model,
+            :func:`model_classes`); class 1 of a binary model is the positive one.
+
+    Returns:
+        ``{"metric", "value", "n"}``: ``n`` joined predictions of ``version`` (rows with a
+        class the model does not have are left out); ``value`` is ``None`` without any, or
+        when the metric cannot be computed from them (``roc_auc`` without captured
+        probabilities or with one class only, ``r2`` with constant labels).
+
+    Raises:
+        MonitorInputError: labels not configured, unreadable capture, a classifier whose
+            classes cannot be read.
+    """
+    import numpy as np  # heavy: loaded when this runs
+
+    end = (end or datetime.now(UTC)).astimezone(UTC)
+    preds = load_predictions(dep, config, since.astimezone(UTC), end)
+    joined, _ = join(preds.frame, stored_labels(label_settings(dep, config)))
+    mine = (joined["model_version"].astype(str) == version).to_numpy()
+    joined = joined[mine]
+    out: dict = {"metric": metric, "value": None, "n": 0}
+    if dep.get("spec.model.task", "classification") != "classification":
+        try:
+            y = joined["label"].astype(float).to_numpy()
+            yhat = joined["prediction"].astype(float).to_numpy()
+        except ValueError:
+            raise MonitorInputError(
+                f"{config.rel(label_settings(dep, config).directory)}: a label or prediction "
+                "of a regressor is not a number"
+            ) from None
+        out["n"] = len(y)
+        if len(y):
+            values, _ = mx.regression_metrics(y, yhat)
+            out["value"] = (values.get(metric) or {}).get("value")
+        return out
+    classes = classes if classes is not None else model_classes(dep, config)
+    index = {c: i for i, c in enumerate(classes or [])}
+    y = np.array([index.get(v, -1) for v in joined["label"]], dtype=np.int64)
+    yhat = np.array([index.get(v, -1) for v in joined["prediction"]], dtype=np.int64)
+    ok = (y >= 0) & (yhat >= 0)
+    out["n"] = int(ok.sum())
+    if not out["n"]:
+        return out
+    k = len(index)
+    proba = None
+    if preds.proba is not None and preds.proba.shape[1] == k:
+        proba = preds.proba[joined["row"].to_numpy()][ok]
+    values, _ = mx.classification_metrics(y[ok], yhat[ok], proba, k)
+    value = (values.get(metric) or {}).get("value")
+    out["value"] = None if value is None or math.isnan(value) else float(value)
+    return out
+
+
 def _judge(result: QualityResult, q: dict, kpi_spec: dict) -> None:
     """Set the verdict, the alerts and the kind of drift."""
     if result.labelled < MIN_LABELS or not result.metrics:

@@ -39,10 +39,26 @@ METRIC_TARGETS: dict[str, tuple[str, ...]] = {
     "p99_latency_ms": ("kubernetes", "local", "aws-sagemaker"),
     "agreement": ("kubernetes", "local"),
     "estimated_quality": ("kubernetes", "local", "aws-sagemaker"),
+    # labels joined to the new version's captured predictions while the canary runs: the
+    # local engine reads the capture and the label store at each check; Argo Rollouts'
+    # Prometheus queries and SageMaker's CloudWatch alarms see no labels
+    "realized_quality": ("local",),
 }
 
 #: Metrics that compare predicted labels: classifiers only.
 CLASSIFIER_METRICS = ("agreement", "estimated_quality")
+
+#: ``realized_quality.metric`` -> the model task that has it (``monitoring.quality``'s
+#: names; the metrics where higher is better); ``roc_auc`` also needs a binary classifier
+#: with probabilities, which only the served answers show (not judged: no value).
+REALIZED_METRICS = {
+    "accuracy": "classification",
+    "precision": "classification",
+    "recall": "classification",
+    "f1": "classification",
+    "roc_auc": "classification",
+    "r2": "regression",
+}
 
 
 def rollout_diagnostics(dep: Deployment) -> list[Diagnostic]:
@@ -53,7 +69,8 @@ def rollout_diagnostics(dep: Deployment) -> list[Diagnostic]:
     :func:`_shadow_analysis`), ``pause_seconds >= interval_seconds``, each metric one the target can
     measure (and the model can give: agreement and the quality estimate need a
     classifier, the estimate also ``monitoring.reference``; ``p99_latency_ms: from_slo``
-    needs ``serving.slo.p99_latency_ms``); ``shadow`` only on :data:`SHADOW_TARGETS`,
+    needs ``serving.slo.p99_latency_ms``; ``realized_quality`` needs labels, capture and a
+    metric of the model's task: :func:`_realized`); ``shadow`` only on :data:`SHADOW_TARGETS`,
     ``experiment`` only on :data:`EXPERIMENT_TARGETS` with a primary metric, a minimum
     detectable effect and a baseline (given or defaulted, :data:`BASELINE_FIELDS`);
     warnings: ``shadow:``/``experiment:`` settings without their strategy, canary
@@ -243,6 +260,46 @@ def _analysis(dep: Deployment, rollout: dict, err) -> None:
                 "p99_latency_ms: from_slo reads serving.slo.p99_latency_ms, which is not set; "
                 "set it or give a number of ms",
             )
+        if name == "realized_quality" and isinstance(value, dict):
+            _realized(dep, path, value, err)
+
+
+def _realized(dep: Deployment, path: str, value: dict, err) -> None:
+    """``realized_quality`` needs labels to join (``monitoring.labels``), the new version's
+    predictions captured (``monitoring.capture`` on), and a metric of the model's task."""
+    task = "regression" if dep.get("spec.model.task") == "regression" else "classification"
+    metric = value.get("metric")
+    wanted = REALIZED_METRICS.get(metric) if isinstance(metric, str) else None
+    if wanted is not None and wanted != task:
+        valid = ", ".join(m for m, t in REALIZED_METRICS.items() if t == task)
+        err(
+            f"{path}.metric",
+            f"realized_quality metric {metric} is for a {wanted} model and this one is a "
+            f"{task} model; use one of {valid}",
+        )
+    monitoring = dep.get("spec.monitoring")
+    if isinstance(monitoring, dict) and monitoring.get("enabled") is False:
+        err(
+            path,
+            "metric realized_quality joins labels to captured predictions and monitoring is "
+            "disabled (monitoring.enabled: false); enable it or remove the metric",
+        )
+        return
+    if not dep.get("spec.monitoring.labels.sink"):
+        err(
+            path,
+            "metric realized_quality needs monitoring.labels (where the labels arrive, "
+            "joined to the predictions by id) and it is not set; set monitoring.labels.sink "
+            "or remove the metric",
+        )
+    capture = dep.get("spec.monitoring.capture")
+    if not isinstance(capture, dict) or capture.get("enabled") is False:
+        err(
+            path,
+            "metric realized_quality joins labels to the new version's captured predictions "
+            "and monitoring.capture is not enabled; set monitoring.capture (sink, "
+            "sample_rate) or remove the metric",
+        )
 
 
 def _shadow_analysis(dep: Deployment, analysis: dict, err) -> None:
@@ -267,6 +324,13 @@ def _shadow_analysis(dep: Deployment, analysis: dict, err) -> None:
                 "the shadow report compares the answers both versions gave to the same "
                 "requests, and a shadow's errors reach no client; judge it by agreement, "
                 "p99_latency_ms or estimated_quality",
+            )
+        elif name == "realized_quality":
+            err(
+                path,
+                "the shadow report judges captured pairs without labels; realized_quality "
+                "gates a canary only; judge a shadow by agreement, p99_latency_ms or "
+                "estimated_quality",
             )
         elif name in CLASSIFIER_METRICS and not classifier:
             err(path, f"metric {name} compares predicted labels and this model is a regressor")

@@ -114,6 +114,37 @@ def test_analysis_of_a_rollout_fills_from_slo_and_is_none_without_analysis():
     assert analysis.agreement == 0.95 and analysis.error_rate is None
 
 
+def test_realized_quality_is_judged_once_enough_labels_arrived():
+    analysis = Analysis(
+        steps=(50, 100), interval_s=1, pause_s=1, failure_limit=0,
+        realized_quality=("accuracy", 0.8, 30),
+    )  # fmt: skip
+    before = reading(10, 0, hist(b5=10))
+    after = reading(110, 0, hist(b5=110))
+    low = evaluate(analysis, window(before, after), {"value": 0.6, "n": 40})
+    assert low["result"] == FAILED and low["failed"] == [
+        "realized accuracy 0.600 < 0.8 (n=40 labelled)"
+    ]
+    assert (low["realized_quality"], low["labelled"]) == (0.6, 40)
+    # too few labels yet, or none readable: not measurable, neither passes nor fails it
+    for realized in ({"value": 0.1, "n": 29}, {"value": None, "n": 0}, None):
+        check = evaluate(analysis, window(before, after), realized)
+        assert check["result"] == PASSED and check["realized_quality"] is None, realized
+    good = evaluate(analysis, window(before, after), {"value": 0.85, "n": 30})
+    assert good["result"] == PASSED and good["realized_quality"] == 0.85
+    # without the metric, no labelled count is reported
+    assert "labelled" not in evaluate(Analysis((100,), 1, 1, 0), window(before, after))
+
+    parsed = Analysis.from_rollout(
+        {
+            "strategy": "canary",
+            "steps": [50, 100],
+            "analysis": {"metrics": {"realized_quality": {"metric": "f1", "min": 0.7}}},
+        }
+    )
+    assert parsed.realized_quality == ("f1", 0.7, 30)  # min_labels: the quality job's 30
+
+
 class Stub(BaseHTTPRequestHandler):
     """A test-only stand-in for a Bento server (``POST /predict``)."""
 
@@ -231,6 +262,38 @@ def test_a_good_canary_is_promoted_after_every_step(router):
     assert seen == rollout.checks
     status = routing.read_status(handle.url)
     assert [b["url"] for b in status["backends"].values()] == [canary_url]
+
+
+@pytest.mark.parametrize(
+    ("value", "verdict", "phrase"),
+    [
+        (0.5, ABORTED, "realized accuracy 0.500 < 0.9 (n=50 labelled)"),
+        (None, PROMOTED, "realized accuracy not judged: 12 labelled prediction(s)"),
+    ],
+    ids=["below-floor", "labels-late"],
+)
+def test_realized_quality_gates_the_walk(router, value, verdict, phrase):
+    """The realized-quality reader (the flow's join of labels and capture, here a
+    stand-in returning fixed counts) is read at each check: a floor missed aborts; labels
+    that do not arrive in time leave the metric unjudged, and the promotion says so."""
+    handle, stable_url = router
+    canary, canary_url = stub()
+    reads = []
+
+    def realized():
+        reads.append(1)
+        return {"value": value, "n": 50} if value is not None else {"value": 0.99, "n": 12}
+
+    try:
+        rollout = run_canary(
+            handle, stable_url, canary_url,
+            Analysis(**ANALYSIS, realized_quality=("accuracy", 0.9, 30)),
+            probe_body={"instances": [[1]]}, realized=realized,
+        )  # fmt: skip
+    finally:
+        canary.shutdown()
+    assert rollout.verdict == verdict and phrase in rollout.reason, rollout.reason
+    assert len(reads) == len(rollout.checks)
 
 
 def test_a_rollback_switches_at_once_without_a_canary_walk(tmp_path):

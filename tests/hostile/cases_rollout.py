@@ -157,6 +157,38 @@ def cases() -> list[Case]:
             ("cannot be measured on a aws-sagemaker target", "kubernetes, local", "[env prod]"),
         ),
         (
+            "realized-quality-without-labels",
+            {
+                FRAUD: _fraud(
+                    _block(
+                        analysis=(30, 60, [("realized_quality", "{metric: accuracy, min: 0.9}")])
+                    )
+                )
+            },
+            VALIDATE_FRAUD,
+            1,
+            (
+                f"{FRAUD}:{line + 8}:",
+                "needs monitoring.labels",
+                "[env staging]",
+                "cannot be measured on a kubernetes target; targets that can: local [env prod]",
+            ),
+        ),
+        (
+            "realized-quality-metric-of-another-task",
+            {
+                DIABETES: _diabetes(
+                    _block(
+                        steps="[10, 100]",
+                        analysis=(30, 60, [("realized_quality", "{metric: accuracy, min: 0.9}")]),
+                    )
+                )
+            },
+            VALIDATE_DIABETES,
+            1,
+            (f"{DIABETES}:{DIABETES_LINE + 8}:", "is a regression model; use one of r2"),
+        ),
+        (
             "analysis-without-canary",
             {FRAUD: _fraud(_block(strategy="blue-green", analysis=(30, 60, GOOD_METRICS)))},
             VALIDATE_FRAUD,
