@@ -15,7 +15,11 @@ and at 1, 8 and 32 concurrent clients send the same single-row request
 each in turn (closed loop: every client sends its next request when the previous answer
 arrives; keep-alive connections; aiohttp on one event loop, see :func:`measure`). Prints
 p50/p99 latency (ms), throughput (req/s), errors and the servers' CPU time per request
-(ms, from psutil) for both, and the ratios bento/hand-written. Target (issue 6): at 32
+(ms, from psutil) for both, and the ratios bento/hand-written; with ``--rounds`` R, per
+round the throughput ratio and the ratio of server CPU per request (hand-written/bento:
+above 1 the Bento spends less), their medians, and the load average before and after
+(CPU per request hardly moves with other load on the machine; throughput and latency
+do). Target (issue 6): at 32
 clients, throughput >= 2x the hand-written endpoint's with p99 < 200 ms, on this 2-core
 machine; issue 17: at 1 client, throughput >= 1.0x (a lone request skips the batcher's
 thread hop; ``--inline-max-ms 0`` measures the Bento without that fast path).
@@ -275,6 +279,8 @@ def main() -> None:
         hand_proc, hand_url = start_handwritten(model_path, config.state_dir / "handwritten.log")
         rows = []
         medians: dict[int, float] = {}
+        cpu_medians: dict[int, float] = {}
+        load_before = os.getloadavg()
         try:
             bento_procs = server_processes(handle.pid, handle.server_id)
             hand_root = psutil.Process(hand_proc.pid)
@@ -282,17 +288,23 @@ def main() -> None:
             for conc in levels:
                 n = args.requests if conc > 1 else max(100, args.requests // 3)
                 rounds = max(1, args.rounds)
-                ratios = []
+                ratios, cpu_ratios = [], []
                 for _ in range(rounds):
                     bento = measure(handle.url, body, conc, max(20, n // rounds), bento_procs)
                     hand = measure(hand_url, body, conc, max(20, n // rounds), hand_procs)
                     if hand["throughput_rps"]:
                         ratios.append(bento["throughput_rps"] / hand["throughput_rps"])
+                    if bento["cpu_ms_per_req"]:
+                        cpu_ratios.append(hand["cpu_ms_per_req"] / bento["cpu_ms_per_req"])
                 rows.append((conc, bento, hand))
                 medians[conc] = statistics.median(ratios) if ratios else 0.0
+                cpu_medians[conc] = statistics.median(cpu_ratios) if cpu_ratios else 0.0
                 shown = " ".join(f"{r:.2f}" for r in ratios)
+                cpu_shown = " ".join(f"{r:.2f}" for r in cpu_ratios)
                 print(
-                    f"  measured {conc} client(s); throughput ratio per round: {shown}", flush=True
+                    f"  measured {conc} client(s); per round, throughput ratio: {shown}; "
+                    f"hand-written/bento server CPU per request: {cpu_shown}",
+                    flush=True,
                 )
         finally:
             stop_server(handle)
@@ -320,6 +332,11 @@ def main() -> None:
         )
     if args.rounds > 1:
         print("\n(the table shows the last round; targets use the median ratio of the rounds)")
+    load_after = os.getloadavg()
+    print(
+        f"load average (1, 5, 15 min) before {' '.join(f'{v:.2f}' for v in load_before)}, "
+        f"after {' '.join(f'{v:.2f}' for v in load_after)}"
+    )
     lone = next((r for r in rows if r[0] == 1), None)
     if lone is not None:
         _, bento, hand = lone
@@ -327,7 +344,8 @@ def main() -> None:
         print(
             f"\ntarget at 1 client (throughput >= {TARGET_LONE_RATIO:g}x hand-written, no "
             f"errors): {'MET' if ratio >= TARGET_LONE_RATIO and not bento['errors'] else 'MISSED'}"
-            f" (throughput {ratio:.2f}x, p50 {bento['p50_ms']:.2f} vs {hand['p50_ms']:.2f} ms)"
+            f" (throughput {ratio:.2f}x, p50 {bento['p50_ms']:.2f} vs {hand['p50_ms']:.2f} ms; "
+            f"CPU per request {cpu_medians[1]:.2f}x less than hand-written's)"
         )
     top = next((r for r in rows if r[0] == 32), None)
     if top is not None:
@@ -338,7 +356,7 @@ def main() -> None:
             f"\ntarget at 32 clients (throughput >= {TARGET_RATIO:g}x hand-written, p99 < "
             f"{TARGET_P99_MS:g} ms, no errors): {'MET' if met else 'MISSED'} "
             f"(throughput {ratio:.2f}x, bento p99 {bento['p99_ms']:.1f} ms, "
-            f"errors {bento['errors']})"
+            f"errors {bento['errors']}; CPU per request {cpu_medians[32]:.2f}x less)"
         )
         if bento["errors"]:
             print(f"first bento error: {bento['first_error']}")
