@@ -49,7 +49,7 @@ from reconciler.engine.render import PROGRAMS
 from reconciler.flow.run import Outcome
 from reconciler.flow.stages import Engines, error_message
 from reconciler.gitops.changes import overlay_envs
-from reconciler.spec.files import quick_load, spec_name
+from reconciler.spec.files import quick_cache_dir, quick_load, spec_name
 from reconciler.spec.repo import discover
 from reconciler.state.ledger import Ledger, LedgerRecord
 from reconciler.state.reasons import READY, TRANSIENT_FAILURE
@@ -251,7 +251,7 @@ def unapplied(
     found: dict[str, Divergence] = {}
     unreadable: list[str] = []
     for path in discover(config):
-        data = _quick(path)
+        data = _quick(path, config)
         if data is None:
             unreadable.append(config.rel(path))
             continue
@@ -294,7 +294,7 @@ def heal_files(config: Config, env: str, check: LiveCheck) -> tuple[list[Path], 
             if by_name is None:
                 by_name = _spec_files_by_name(config)
             path = by_name.get(d.name)
-        data = _quick(path)
+        data = _quick(path, config)
         if data is None or spec_name(data) != d.name or env not in overlay_envs(data):
             check.notes.append(
                 f"{d.key} diverged ({d.reason}) but no spec in the tree declares it "
@@ -307,12 +307,13 @@ def heal_files(config: Config, env: str, check: LiveCheck) -> tuple[list[Path], 
     return files, reasons
 
 
-def _quick(path: Path | None) -> dict | None:
-    """The quickly loaded spec at ``path`` (``None``: no path, unreadable or invalid)."""
+def _quick(path: Path | None, config: Config) -> dict | None:
+    """The quickly loaded spec at ``path`` (``None``: no path, unreadable or invalid),
+    parsed once per content (kept on disk for the next process)."""
     if path is None:
         return None
     try:
-        return quick_load(path.read_bytes())
+        return quick_load(path.read_bytes(), quick_cache_dir(config))
     except OSError:
         return None
 
@@ -321,7 +322,7 @@ def _spec_files_by_name(config: Config) -> dict[str, Path]:
     """``{metadata.name: spec file}`` of every spec in the tree (quick loads)."""
     out: dict[str, Path] = {}
     for path in discover(config):
-        name = spec_name(_quick(path))
+        name = spec_name(_quick(path, config))
         if name:
             out.setdefault(name, path)
     return out

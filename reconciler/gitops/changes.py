@@ -17,7 +17,7 @@ from pathlib import Path
 from reconciler.core import git as g
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import Diagnostic, ModelopsError, Position
-from reconciler.spec.files import quick_load, spec_dependencies, spec_name
+from reconciler.spec.files import quick_cache_dir, quick_load, spec_dependencies, spec_name
 from reconciler.spec.repo import SPEC_SUFFIXES
 
 #: Repository paths (files, or directories ending in ``/``) that every spec depends on
@@ -261,6 +261,7 @@ def detect_changes(
     new = RevisionFiles(repo, config.root, head_commit)
     changes = ChangeSet(merge_base.hexsha, base, head_commit.hexsha if head_commit else "")
     changes.files = files
+    quick = quick_cache_dir(config)  # parsed specs on disk: a new process parses none again
 
     def is_spec(path: str) -> bool:
         return bool(path) and path.startswith(specs_rel) and path.endswith(SPEC_SUFFIXES)
@@ -285,8 +286,8 @@ def detect_changes(
     for f in files:
         if not (is_spec(f.path) or is_spec(f.old_path)):
             continue
-        new_data = quick_load(new.read(f.path)) if is_spec(f.path) else None
-        old_data = quick_load(old.read(f.old_path)) if is_spec(f.old_path) else None
+        new_data = quick_load(new.read(f.path), quick) if is_spec(f.path) else None
+        old_data = quick_load(old.read(f.old_path), quick) if is_spec(f.old_path) else None
         new_name, old_name = spec_name(new_data), spec_name(old_data)
         if not is_spec(f.path):  # deleted, or moved out of specs/
             deleted.setdefault(old_name or f"<unreadable {f.old_path}>", (f.old_path, old_data))
@@ -347,7 +348,7 @@ def detect_changes(
                 continue
             raw = new.read(path)
             if shared_hit or all_specs or (raw and any(n in raw for n in needles)):
-                data = quick_load(raw)
+                data = quick_load(raw, quick)
                 why = reasons_for(data)
                 if why:
                     result.append(SpecChange(spec_name(data), "affected", path, path, why))
