@@ -31,6 +31,7 @@ os.environ.setdefault("OTEL_SDK_DISABLED", "true")
 
 import bentoml  # after the OpenTelemetry default above
 import numpy as np
+from bentoml import get_current_service  # once: the bentoml.* name runs an import per use
 
 try:
     from modelops_runtime import batching, capture, frameworks, request, signals
@@ -183,7 +184,7 @@ async def _predict(
     req: Request, started: float, length: str | None, request_id: str, synthetic: str | None
 ) -> JSONResponse:
     """The work of :func:`predict`; exceptions other than BadRequest propagate."""
-    svc = t.cast("ModelService", bentoml.get_current_service())
+    svc = t.cast("ModelService", get_current_service())
     batcher = svc.batcher
     if batcher is not None:
         batcher.arrive()
@@ -230,7 +231,7 @@ async def _predict(
 
 async def ping(req: Request) -> JSONResponse:
     """``GET /ping``: 200 once the model is loaded (SageMaker health check)."""
-    svc = bentoml.get_current_service()
+    svc = get_current_service()
     ok = svc is not None and getattr(svc, "model", None) is not None
     return JSONResponse({"status": "ok" if ok else "loading"}, status_code=200 if ok else 503)
 
@@ -256,7 +257,7 @@ def _served_config() -> dict:
 
 async def metadata(req: Request) -> JSONResponse:
     """``GET /metadata``: what is served (see the module docstring)."""
-    svc = bentoml.get_current_service()
+    svc = get_current_service()
     info = dict(getattr(svc, "info", {}))
     info["spec_revision"] = SPEC_REVISION
     info.update(_served_config())

@@ -263,18 +263,18 @@ def test_huge_integers_are_a_400_at_once(served):
 
 
 # Runs inside the served Bento's src/ directory: its service.py and modelops_runtime, the
-# real model loaded by ModelService; the fault and get_current_service (BentoML's serving
+# real model loaded by ModelService; the fault and service.get_current_service (BentoML's serving
 # context) are stand-ins. starlette's TestClient drives the real routes over ASGI.
 FAULT_SCRIPT = textwrap.dedent(
     """
     import json, logging, sys, time
     sys.path.insert(0, ".")
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)  # the server log
-    import bentoml, service
+    import service
     from starlette.testclient import TestClient
 
     svc = service.ModelService.inner()
-    bentoml.get_current_service = lambda: svc
+    service.get_current_service = lambda: svc
     row = json.loads(sys.argv[1])
     real_decode, real_parse = svc.decode, service.request.parse_json
 
