@@ -77,6 +77,10 @@ ERRORING = canary("[50, 100]", "{error_rate: 0.05, p99_latency_ms: from_slo, agr
 #: burns a few hundred ms of CPU)
 SLOW = canary("[10, 100]", "{p99_latency_ms: 50}", pause_seconds=10, failure_limit=0)
 SLOW_P99_MS = 50
+#: the steady client's pause between requests (s): about 10 requests a second through
+#: each bad canary's apply (Bento start included) instead of 40; the probe feeds the
+#: checks too, and the erroring canary also sees every client request mirrored
+PERIOD_S = 0.1
 ORIGINAL_SHA = "cc8cd22265aa7df3578322bf234a37cbbc80e683a07aafd1b290e0b9c8233267"
 
 
@@ -188,7 +192,7 @@ def test_canary_aborts_each_kind_of_bad_model_and_promotes_a_good_one(tmp_path):
         # 2. a canary that predicts the opposite class: aborted on agreement within two
         #    intervals; a steady client through the stable URL sees no failed request
         use_model(root, "model-flipped.joblib", flipped_model(root))
-        client = SteadyClient(stable["url"])
+        client = SteadyClient(stable["url"], period_s=PERIOD_S)
         with pytest.raises(ApplyError) as err:
             apply(engine, ledger, config, "rev2")
         client.stop(after=5)
@@ -204,7 +208,7 @@ def test_canary_aborts_each_kind_of_bad_model_and_promotes_a_good_one(tmp_path):
         #    stable version's answers
         use_model(root, "model-nan.joblib", erroring_model(root))
         edit(root, CANARY, ERRORING)
-        client = SteadyClient(stable["url"], rows=[[-1.0] + [1.0] * 29])
+        client = SteadyClient(stable["url"], rows=[[-1.0] + [1.0] * 29], period_s=PERIOD_S)
         with pytest.raises(ApplyError) as err:
             apply(engine, ledger, config, "rev3")
         client.stop(after=5)
@@ -220,7 +224,7 @@ def test_canary_aborts_each_kind_of_bad_model_and_promotes_a_good_one(tmp_path):
         use_model(root, "model-slow.joblib", slow_model(root))
         edit(root, ERRORING, SLOW)
         edit(root, "load: {requests: 20, concurrency: 2}", "load: {requests: 1, concurrency: 1}")
-        client = SteadyClient(stable["url"])
+        client = SteadyClient(stable["url"], period_s=PERIOD_S)
         with pytest.raises(ApplyError) as err:
             apply(engine, ledger, config, "rev4")
         client.stop(after=5)

@@ -183,15 +183,20 @@ class SteadyClient:
     """One client sending ``/predict`` to a URL in a loop, in a thread, counting answers.
 
     Each request carries ``rows`` (``{"instances": rows}``; default one row of thirty
-    1.0s, the fraud example's width). It runs until :meth:`stop`, which lets it send
-    ``after`` more requests first (so requests are sent after the event the test waited
-    for, whatever the machine's speed). Every request that raised or did not answer 200
-    is a failure.
+    1.0s, the fraud example's width); ``period_s`` is the pause after each answer (each
+    request costs the router and the server CPU: a client that runs through a whole
+    apply, Bento start included, sends hundreds). It runs until :meth:`stop`, which lets
+    it send ``after`` more requests first (so requests are sent after the event the test
+    waited for, whatever the machine's speed). Every request that raised or did not
+    answer 200 is a failure.
     """
 
-    def __init__(self, url: str, rows: list[list[float]] | None = None) -> None:
+    def __init__(
+        self, url: str, rows: list[list[float]] | None = None, period_s: float = 0.02
+    ) -> None:
         self.url, self.ok, self.failures = url, 0, []
         self.body = {"instances": rows if rows is not None else [[1.0] * 30]}
+        self.period_s = period_s
         self._stop_at: int | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -207,7 +212,7 @@ class SteadyClient:
                         self.failures.append(f"HTTP {resp.status_code}: {resp.text[:200]}")
                 except httpx.HTTPError as exc:
                     self.failures.append(f"{type(exc).__name__}: {exc}")
-                time.sleep(0.02)  # a steady client, not a load test
+                time.sleep(self.period_s)  # a steady client, not a load test
 
     def stop(self, after: int = 5) -> None:
         self._stop_at = self.ok + after
