@@ -38,6 +38,7 @@ RUNTIME_FILES: dict[str, Path] = {
     "modelops_runtime/batching.py": RUNTIME_DIR / "batching.py",
     "modelops_runtime/uris.py": RUNTIME_DIR / "uris.py",
     "modelops_runtime/signals.py": RUNTIME_DIR / "signals.py",
+    "modelops_runtime/pickles.py": RUNTIME_DIR / "pickles.py",
 }
 SERVICE_CLASS = "ModelService"
 VERSION_LEN = 16

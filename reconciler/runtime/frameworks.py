@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .pickles import UnsafePickleError, restricted
+
 #: framework name -> (import name, pip distribution names tried in order)
 PACKAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sklearn": ("sklearn", ("scikit-learn",)),
@@ -103,7 +105,8 @@ def load_model(framework: str, path: str | Path, task: str = "") -> Any:
     Args:
         framework: one of :data:`PACKAGES`.
         path: the model file (for sklearn a joblib pickle: loading it runs code, so call
-            this only after the file's SHA-256 was checked against the spec).
+            this only after the file's SHA-256 was checked against the spec; the pickle
+            may name only what :func:`pickles.check_global` allows).
         task: ``classification`` or ``regression`` (``spec.model.task``); XGBoost loads
             its scikit-learn wrapper for the task so that class labels and probabilities
             are available.
@@ -121,7 +124,11 @@ def load_model(framework: str, path: str | Path, task: str = "") -> Any:
         if framework == "sklearn":
             import joblib  # heavy: only for a scikit-learn model
 
-            model = joblib.load(path)
+            try:
+                with restricted():  # a pickle runs what it names: see pickles.py
+                    model = joblib.load(path)
+            except UnsafePickleError as exc:
+                raise FrameworkError(f"{path}: {exc}") from None
             if not hasattr(model, "predict"):
                 raise FrameworkError(
                     f"{path}: loaded a {type(model).__name__}, which has no predict() "

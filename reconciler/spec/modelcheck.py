@@ -12,7 +12,11 @@ finds that out first, at ``spec.model.uri``:
   (:data:`LOAD_TIMEOUT_S`), so a file that crashes or hangs the loader cannot take
   validate with it. A scikit-learn model is a pickle, whose loading runs code: it is
   loaded only when the spec pins its ``sha256`` and the file matches (the design's
-  rule: a model file is loaded only after its digest matches).
+  rule: a model file is loaded only after its digest matches), and, because in a pull
+  request its author writes both, only under the pickle guard
+  (:mod:`reconciler.runtime.pickles`: a global outside numpy, scipy, scikit-learn... is
+  refused before it is imported), in a process whose environment holds no credential
+  (:data:`CHILD_ENV`).
 
 Verdicts are cached by the file's SHA-256, the framework, the task and the framework's
 version, under ``$MODELOPS_CACHE_DIR`` (default ``<state dir>/cache``)/``model-load/``,
@@ -120,10 +124,37 @@ def load_problem(
     return problem
 
 
-def _load_in_child(framework: str, path: Path, task: str, root: Path) -> str | None:
+#: The only variables the loader process inherits: what Python and the model libraries
+#: need to start. A pull request's model is loaded here (validate runs on every pull
+#: request), so no token, cloud credential or CI variable reaches it.
+CHILD_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TMPDIR",
+    "TEMP",
+    "TMP",
+    "SYSTEMROOT",
+    "LD_LIBRARY_PATH",
+    "OMP_NUM_THREADS",
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONHASHSEED",
+)
+
+
+def child_env() -> dict[str, str]:
+    """The loader process's environment: :data:`CHILD_ENV` from this one, and a
+    ``PYTHONPATH`` that finds this package."""
     package_root = str(Path(__file__).resolve().parents[2])
-    path_env = os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path_env}
+    env = {k: os.environ[k] for k in CHILD_ENV if k in os.environ}
+    env["PYTHONPATH"] = os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")])
+    return env
+
+
+def _load_in_child(framework: str, path: Path, task: str, root: Path) -> str | None:
+    env = child_env()
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _LOADER, framework, str(path), task or ""],

@@ -71,20 +71,34 @@ def test_workflows_are_valid_yaml_and_the_examples_match_the_templates():
     # a guard reviewer's review runs the plan again, which passes the reviews on
     assert triggers["pull_request_review"] == {"types": ["submitted", "dismissed"]}
     assert plan["permissions"] == {}  # every job asks for its own
+    # the job that reads the pull request's specs and models holds no write token, and
+    # leaves none in the checkout; the job that writes never checks the pull request out
     job = plan["jobs"]["plan"]
     assert job["runs-on"] == "ubuntu-latest"
-    assert job["permissions"] == {
-        "contents": "read",
-        "pull-requests": "write",
-        "security-events": "write",
-        "actions": "read",  # SARIF upload in private repositories
-    }
+    assert job["permissions"] == {"contents": "read", "pull-requests": "read"}
+    checkout = next(s for s in job["steps"] if s.get("uses") == "actions/checkout@v4")
+    assert checkout["with"]["persist-credentials"] is False
     steps = job["steps"]
     text = yaml.safe_dump(steps)
-    assert "fetch-depth: 0" in text and "sarif: modelops-policy.sarif" in text
+    assert "fetch-depth: 0" in text and "output: modelops-policy.sarif" in text
     assert "plan --base origin/" in text and "--format markdown" in text
-    assert "comment: modelops-plan.md" in text
     assert "guard-reviews: 'true'" in text
+    assert "comment:" not in text and "sarif:" not in text
+    keep = next(s for s in steps if s.get("uses") == "actions/upload-artifact@v4")
+    assert keep["if"] == "always()" and "modelops-plan.md" in keep["with"]["path"]
+    report = plan["jobs"]["report"]
+    assert report["needs"] == "plan" and "always()" in report["if"]
+    assert report["permissions"] == {
+        "pull-requests": "write",
+        "security-events": "write",
+        "actions": "read",  # the artifact; SARIF upload in private repositories
+    }
+    uses = [s.get("uses", "") for s in report["steps"]]
+    assert "actions/checkout@v4" not in uses and "actions/download-artifact@v4" in uses
+    (post,) = [s for s in report["steps"] if s.get("uses", "").startswith("YOUR-ORG/modelops@")]
+    assert "command" not in post["with"]  # nothing of the pull request runs here
+    assert post["with"]["comment"] == "modelops-plan.md"
+    assert post["with"]["sarif"] == "modelops-policy.sarif"
     assert "id-token" not in yaml.safe_dump(plan)  # no cloud credentials for a PR
     apply = yaml.safe_load((TEMPLATES / "modelops-apply.yml").read_text())
     assert apply[True]["push"]["branches"] == ["main"]
@@ -147,7 +161,9 @@ def test_credentials_reach_the_jobs_by_reference_only_and_where_they_are_used():
             assert step["env"]["MLFLOW_TRACKING_URI"] == mlflow, name
             assert step["env"]["MLFLOW_TRACKING_TOKEN"] == "${{ secrets.MLFLOW_TRACKING_TOKEN }}"
     # a pull request's model files run in the plan job: the registry's read-only token only
-    (plan_step,) = [s for s in ours(flows["modelops-plan.yml"]) if "plan" in s["with"]["command"]]
+    (plan_step,) = [
+        s for s in ours(flows["modelops-plan.yml"]) if "plan" in s["with"].get("command", "")
+    ]
     assert plan_step["env"] == {
         "MLFLOW_TRACKING_URI": mlflow,
         "MLFLOW_TRACKING_TOKEN": "${{ secrets.MLFLOW_READ_TOKEN }}",
@@ -216,6 +232,14 @@ def test_the_action_installs_the_version_with_extras_and_reports_sarif_and_the_c
     assert "modelops-gitops" in install["run"] and "${{" not in install["run"]  # inputs via env
     for step in steps:  # no input reaches a shell script except through the environment
         assert "${{ inputs." not in step.get("run", ""), step.get("name")
+    # without a command (the plan workflow's report job) nothing is installed or run:
+    # only the files an earlier job wrote are uploaded and posted
+    assert action["inputs"]["command"]["required"] is False
+    for name in ("Install modelops", "modelops ${{ inputs.command }}"):
+        step = next(s for s in steps if s.get("name") == name)
+        assert "inputs.command != ''" in step["if"], name
+    posting = [s for s in steps if s.get("uses") in ("actions/github-script@v7",)]
+    assert all("inputs.command" not in s.get("if", "") for s in posting[-1:])
 
 
 def test_init_runs_git_init_and_uses_one_placeholder(tmp_path):

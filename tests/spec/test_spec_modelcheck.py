@@ -71,3 +71,37 @@ def test_format_problem_by_bytes():
     assert modelcheck.format_problem("xgboost", b"\x80\x05") is not None
     assert modelcheck.format_problem("lightgbm", b"tree\nversion=v4") is None
     assert modelcheck.format_problem("sklearn", b"\x80\x04") is None
+
+
+class _Shell:
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
+def test_a_pinned_hostile_pickle_is_refused_by_validate_and_never_runs(spec_repo, tmp_path):
+    # in a pull request its author writes the model and its digest: the pin is no trust
+    import joblib
+
+    marker = tmp_path / "pwned"
+    model = spec_repo / "examples/fraud/model.joblib"
+    joblib.dump(_Shell(f"touch {marker}"), model)
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    pinned = "cc8cd22265aa7df3578322bf234a37cbbc80e683a07aafd1b290e0b9c8233267"
+    _edit(spec_repo / FRAUD, pinned, digest)
+    diags = _load_errors(spec_repo)
+    assert diags and diags[0].field == "spec.model.uri" and diags[0].position.line == 15
+    assert "refused to load: the pickle names posix.system" in diags[0].message
+    assert not marker.exists()
+
+
+def test_the_loader_process_inherits_no_credential(monkeypatch):
+    for name in ("GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "ACTIONS_RUNTIME_TOKEN", "MODELOPS_X"):
+        monkeypatch.setenv(name, "secret")
+    env = modelcheck.child_env()
+    assert not any(v == "secret" for v in env.values())
+    assert set(env) <= {*modelcheck.CHILD_ENV, "PYTHONPATH"} and "PATH" in env
