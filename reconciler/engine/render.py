@@ -18,7 +18,6 @@ import importlib
 import importlib.util
 import json
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from reconciler.core import sealed
 from reconciler.core.diagnostics import EXIT_FINDINGS, Diagnostic, ModelopsError
 from reconciler.core.digests import json_sha256
 from reconciler.core.git import open_repo
@@ -530,11 +530,14 @@ def _cache_get(key: str, config) -> dict | None:
     folder = _cache_dir(config)
     if folder is None:
         return None
+    blob = sealed.read(folder / f"{key}.json")  # only what modelops here wrote
     try:
-        text = (folder / f"{key}.json").read_text(encoding="utf-8")
-        data = json.loads(text)
-    except (OSError, ValueError):
-        return None  # absent or unreadable: render again (a cache is never the truth)
+        text = blob.decode("utf-8") if blob is not None else ""
+        data = json.loads(text) if text else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return None  # absent, unreadable or unsealed: render again (never the truth)
     _remember(key, text)
     return data
 
@@ -554,10 +557,7 @@ def _cache_put(key: str, data: dict, config) -> None:
         return
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, folder / f"{key}.json")
+        sealed.write(folder / f"{key}.json", text.encode("utf-8"))
         files = list(folder.glob("*.json"))
         if len(files) > DISK_CACHE_ENTRIES:  # keep the newest; a few KiB each
             files.sort(key=lambda f: f.stat().st_mtime)

@@ -17,9 +17,11 @@ the same (:meth:`LoadCache.get`):
   inode, by ``os.stat`` and ``os.lstat`` (a file replaced, edited, removed or turned
   into a link invalidates the result).
 
-Entries live under ``<state_dir>/cache/load/`` (one pickle per key, written atomically;
-the state directory is the project's own, never a pull request's input); at most
-:data:`DISK_ENTRIES` are kept. A cache is never the truth: an unreadable entry is a miss.
+Entries live under ``<state_dir>/cache/load/`` (one pickle per key, written atomically
+and sealed with this machine's key, :mod:`reconciler.core.sealed`: the default state
+directory is inside the repository, where a pull request could commit an entry, a pickle
+that would run code when read); at most :data:`DISK_ENTRIES` are kept. A cache is never
+the truth: an unreadable or unsealed entry is a miss.
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from reconciler.core import sealed
 from reconciler.core.config import Config
 
 DISK_ENTRIES = 5000
@@ -141,7 +143,10 @@ class LoadCache:
         every input is unchanged; ``None`` otherwise."""
         path = self.dir / f"{self._key(raw, file)}.pickle"
         try:
-            entry = pickle.loads(path.read_bytes())
+            blob = sealed.read(path)
+            if blob is None:  # absent, or not written by modelops on this machine
+                return None
+            entry = pickle.loads(blob)
             paths = entry["paths"]
             if fingerprint(self.root, paths) != entry["files"]:
                 return None
@@ -157,10 +162,8 @@ class LoadCache:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._prune()
-            fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL))
-            os.replace(tmp, self.dir / f"{self._key(raw, file)}.pickle")
+            blob = pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)
+            sealed.write(self.dir / f"{self._key(raw, file)}.pickle", blob)
         except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower
             return
 

@@ -8,12 +8,11 @@ loading with positions and validation happens later, for the specs that are plan
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
+from reconciler.core import sealed
 from reconciler.core.yaml import YamlLoadError, load_yaml
 from reconciler.runtime.uris import repo_relative
 from reconciler.spec.cache import code_digest
@@ -81,8 +80,9 @@ _PRUNED: set[Path] = set()
 
 def quick_cache_dir(config) -> Path:
     """Where :func:`quick_load` keeps parsed specs on disk for a repository:
-    ``<state_dir>/cache/quick/`` (the state directory is the project's own, never a pull
-    request's input)."""
+    ``<state_dir>/cache/quick/``; entries are sealed with this machine's key
+    (:mod:`reconciler.core.sealed`: the default state directory is inside the
+    repository, where a pull request could commit a pickle)."""
     return Path(config.state_dir) / "cache" / "quick"
 
 
@@ -104,10 +104,7 @@ def _disk_put(folder: Path, raw: bytes, blob: bytes) -> None:
                 entries.sort(key=lambda p: p.stat().st_mtime)
                 for old in entries[: len(entries) - QUICK_DISK_ENTRIES]:
                     old.unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-        os.replace(tmp, _disk_path(folder, raw))
+        sealed.write(_disk_path(folder, raw), blob)
     except OSError:
         return
 
@@ -134,7 +131,9 @@ def quick_load(raw: bytes | None, cache_dir: Path | None = None) -> dict | None:
         return pickle.loads(kept)  # a fresh copy: callers may change what they get
     if cache_dir is not None:
         try:
-            blob = _disk_path(cache_dir, raw).read_bytes()
+            blob = sealed.read(_disk_path(cache_dir, raw))
+            if blob is None:  # absent, or not written by modelops on this machine
+                raise LookupError
             data = pickle.loads(blob)
             if data is None or isinstance(data, dict):
                 _remember(key, blob)

@@ -20,7 +20,9 @@ finds that out first, at ``spec.model.uri``:
 
 Verdicts are cached by the file's SHA-256, the framework, the task and the framework's
 version, under ``$MODELOPS_CACHE_DIR`` (default ``<state dir>/cache``)/``model-load/``,
-so repeated validates of the same bytes cost a file hash.
+so repeated validates of the same bytes cost a file hash. Verdicts are sealed with this
+machine's key (:mod:`reconciler.core.sealed`): a verdict committed by a pull request into
+a state directory inside the repository is not one.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from reconciler.core import sealed
 from reconciler.core.digests import json_sha256
 from reconciler.runtime import frameworks
 
@@ -107,20 +110,16 @@ def load_problem(
         return str(exc)
     key = json_sha256({"digest": digest, "framework": framework, "task": task, "v": version})
     cached = cache_dir(state_dir) / f"{key}.json"
+    blob = sealed.read(cached)  # only a verdict modelops on this machine wrote
     try:
-        verdict = json.loads(cached.read_text(encoding="utf-8"))
+        verdict = json.loads(blob) if blob is not None else None
         if isinstance(verdict, dict) and "problem" in verdict:
             return verdict["problem"] or None
-    except (OSError, ValueError):
+    except ValueError:
         pass
     problem = _load_in_child(framework, path, task, root)
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"problem": problem or ""}), encoding="utf-8")
-        tmp.replace(cached)
-    except OSError:
-        pass  # a read-only cache only costs time
+    # a read-only cache only costs time
+    sealed.write(cached, json.dumps({"problem": problem or ""}).encode("utf-8"))
     return problem
 
 

@@ -6,6 +6,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
+from reconciler.core import sealed
 from reconciler.core.config import load_config
 from reconciler.spec import modelcheck
 from reconciler.spec.repo import load_all
@@ -48,10 +49,15 @@ def test_a_pinned_file_the_loader_cannot_read_fails_validate_and_is_cached(
     cached = list((tmp_path / "cache" / "model-load").glob("*.json"))
     assert len(cached) == 1  # both environments: one load, then the cached verdict
     # the verdict is keyed by the file's digest: a cached verdict is what is reported
-    cached[0].write_text('{"problem": "cached verdict"}')
     # (without the spec load cache above it, which would reuse the whole result)
+    sealed.write(cached[0], b'{"problem": "cached verdict"}')
     shutil.rmtree(load_config(spec_repo).state_dir / "cache" / "load")
     assert "cached verdict" in _load_errors(spec_repo)[0].message
+    # a verdict modelops did not write (committed by a pull request) is not one: the
+    # file is loaded again and the real verdict reported
+    cached[0].write_text('{"problem": ""}')
+    shutil.rmtree(load_config(spec_repo).state_dir / "cache" / "load")
+    assert "cannot be loaded by the sklearn loader" in _load_errors(spec_repo)[0].message
 
 
 def test_an_unpinned_pickle_is_never_loaded(spec_repo, monkeypatch):
