@@ -31,7 +31,7 @@ from reconciler.engine.metrics import MetricsUnavailable, server_metrics
 from reconciler.flow import apply as apply_flow
 from reconciler.flow import destroy as destroy_flow
 from reconciler.flow import plan as plan_flow
-from reconciler.flow.heal import NOT_APPLIED
+from reconciler.flow.heal import NOT_APPLIED, head_digests, sync_reason
 from reconciler.flow.run import RunReport
 from reconciler.gitops.review import load_reviews
 from reconciler.report import ledger, plan_text, run
@@ -317,8 +317,11 @@ def status_cmd(
 
     A deployment a spec declares that was never applied (no record, or only the job
     history of a monitoring run) is listed as `NotApplied` (`modelops reconcile` or
-    `apply` applies it). Destroyed deployments are not listed (the text output names them
-    in one line; their history stays: `modelops history NAME --env ENV`).
+    `apply` applies it); one whose spec in the tree differs from what its last
+    successful apply recorded says `OutOfSync: HEAD differs from the applied revision
+    <rev>` (`modelops reconcile` or `apply --base` converges it). Destroyed deployments
+    are not listed (the text output names them in one line; their history stays:
+    `modelops history NAME --env ENV`).
     """
     config = get_config()
     if env is not None and env not in config.environments:
@@ -336,6 +339,8 @@ def status_cmd(
         if key not in recorded and (env is None or spec_record.environment == env):
             records.append(spec_record)  # shown, never saved: nothing was applied
     records.sort(key=lambda r: (r.name, r.environment))
+    sync_notes: list[str] = []
+    digests = head_digests(config, env, records, sync_notes) if declared is not None else {}
     for record in records:
         if env and record.environment != env:
             continue
@@ -379,6 +384,8 @@ def status_cmd(
         else:
             ready = record.condition("Ready") or {}
             health = f"Ready={ready.get('status', 'Unknown')} {ready.get('reason', '')}".strip()
+        if record.key in digests and (behind := sync_reason(record, digests[record.key][0])):
+            health += f"; {behind}"
         if declared is not None and record.key not in declared:
             # its spec was deleted or its environment overlay removed: still live until
             # pruned (the same orphans apply reports)
@@ -416,3 +423,5 @@ def status_cmd(
         return
     console.print(ledger.status_table(rows) if rows else "no deployments recorded")
     out(ledger.status_footer(destroyed, holder))
+    for note in sync_notes:
+        out(f"({note})\n")

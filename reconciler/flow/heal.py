@@ -31,6 +31,20 @@ died before recording anything, or never ran. Argo CD calls such an application
 they are converged like the others. A record that was destroyed is not one of them: a
 deliberate ``modelops destroy`` is not undone by a self-heal pass.
 
+Git can also have moved on without the environment: a merge whose apply job was skipped,
+cancelled or never reached this environment (prod ``needs: staging``, and staging
+failed), and later merges' ``--base`` applies only look at their own changes. The
+ledger keeps the inputs digest of what its last successful apply made live
+(``lastAppliedDigest``: the resolved spec, the environment and the bytes of every file
+it names, :func:`~reconciler.flow.digests.inputs_digest`); :func:`out_of_sync` compares
+it with the digest of the spec in the tree resolved for the environment, not a revision
+string (a commit that does not touch the deployment does not make it out of date).
+Argo CD calls a difference ``OutOfSync`` and syncs it; so does the pass (reason
+:data:`OUT_OF_SYNC`), except for a deployment held by a rollback while the spec still has
+the digest it was held at, one stalled at that digest, and one whose last attempt failed
+at that digest (the spec's fault: it is retried when the spec changes). ``status`` shows
+every difference (:func:`head_digests`, :func:`sync_reason`).
+
 The check returns values; the flow re-converges what it found with the same
 ``apply_one`` an apply uses (``flow/apply.py``, ``flow/reconcile.py``). Rationale and
 measurements: ``docs/flow.md``.
@@ -46,11 +60,12 @@ from reconciler.core.diagnostics import ModelopsError
 from reconciler.engine.local import LocalEngine
 from reconciler.engine.pulumi_engine import PulumiEngine, pulumi_available
 from reconciler.engine.render import PROGRAMS
+from reconciler.flow.digests import inputs_digest
 from reconciler.flow.run import Outcome
 from reconciler.flow.stages import Engines, error_message
 from reconciler.gitops.changes import overlay_envs
 from reconciler.spec.files import quick_cache_dir, quick_load, spec_name
-from reconciler.spec.repo import discover
+from reconciler.spec.repo import discover, load_files
 from reconciler.state.ledger import Ledger, LedgerRecord
 from reconciler.state.reasons import READY, TRANSIENT_FAILURE
 
@@ -58,6 +73,9 @@ from reconciler.state.reasons import READY, TRANSIENT_FAILURE
 DIVERGED = "diverged"
 #: The reason of a deployment a spec in the tree declares and that was never applied.
 NOT_APPLIED = "NotApplied: declared in Git, never applied"
+#: The reason (its first word) of a deployment whose spec in the tree, resolved for its
+#: environment, differs from what its last successful apply recorded.
+OUT_OF_SYNC = "OutOfSync"
 
 
 @dataclass(frozen=True)
@@ -107,12 +125,15 @@ class LiveCheck:
     notes: list[str] = field(default_factory=list)
 
     def summary(self, env: str) -> str:
-        """One line: how many were checked, diverged, and never applied."""
+        """One line: how many were checked, diverged, out of sync and never applied."""
         never = sum(1 for d in self.diverged if d.reason == NOT_APPLIED)
+        behind = sum(1 for d in self.diverged if d.reason.startswith(OUT_OF_SYNC))
         line = (
-            f"{self.checked} deployment(s) of {env} checked, {len(self.diverged) - never} "
-            "diverged from the ledger"
+            f"{self.checked} deployment(s) of {env} checked, "
+            f"{len(self.diverged) - never - behind} diverged from the ledger"
         )
+        if behind:
+            line += f", {behind} out of sync with Git (the spec differs from what was applied)"
         return line + (f", {never} declared in Git and never applied" if never else "")
 
 
@@ -217,8 +238,116 @@ def check_live(
             f"drift of {len(unchecked)} stack(s) not checked ({', '.join(unchecked)}): the "
             "`pulumi` CLI is not on PATH"
         )
+    found = {d.key for d in out.diverged}
+    out.diverged.extend(out_of_sync(config, env, records, set(skip) | found, out.notes))
     out.diverged.extend(unapplied(config, env, every, skip, out.notes))
     out.diverged.sort(key=lambda d: d.key)
+    return out
+
+
+def sync_reason(record: LedgerRecord, digest: str) -> str:
+    """Why what is live for ``record`` is not the spec in the tree (inputs digest
+    ``digest``, resolved for the record's environment), or ``""`` when it is (or the
+    deployment is held by a rollback while the spec still has the digest it was held at).
+
+    The reason starts with :data:`OUT_OF_SYNC`: ``"OutOfSync: HEAD differs from the
+    applied revision 3f2a9c1d0e4b"``, or ``"... from what was applied (never applied
+    successfully)"``.
+    """
+    if record.suspended and record.suspended.get("headDigest") == digest:
+        return ""
+    if record.applied_digest == digest:
+        return ""
+    if not record.lastAppliedRevision and not record.applied_digest:
+        return f"{OUT_OF_SYNC}: HEAD differs from what was applied (never applied successfully)"
+    applied = record.lastAppliedRevision[:12] or "(uncommitted)"
+    return f"{OUT_OF_SYNC}: HEAD differs from the applied revision {applied}"
+
+
+def head_digests(
+    config: Config, env: str | None, records: list[LedgerRecord], notes: list[str]
+) -> dict[str, tuple[str, str]]:
+    """The inputs digest of each of ``records``' deployments as the spec in the tree
+    resolves it.
+
+    Args:
+        config: repository configuration.
+        env: only records of this environment (``None``: every environment).
+        records: ledger records (destroyed ones and those never attempted are skipped).
+        notes: where specs with errors are reported (not checked: ``modelops validate``
+            says why).
+
+    Returns:
+        ``{deployment key: (inputs digest, spec file relative to the root)}`` for every
+        record whose name a valid spec in the tree declares with an overlay for its
+        environment. The specs are loaded through the load cache (validated once per
+        content); each digest reads the files the spec names.
+    """
+    wanted = {
+        r.key: r
+        for r in records
+        if not r.destroyed and not r.never_attempted and (env is None or r.environment == env)
+    }
+    if not wanted:
+        return {}
+    names = {r.name for r in wanted.values()}
+    files: list[Path] = []
+    for path in discover(config):
+        data = _quick(path, config)
+        if (
+            data is not None
+            and spec_name(data) in names
+            and (env is None or env in overlay_envs(data))
+            and path not in files
+        ):
+            files.append(path)
+    if not files:
+        return {}
+    loaded = load_files(config, files, None if env is None else [env])
+    out: dict[str, tuple[str, str]] = {}
+    for dep in loaded.deployments:
+        if dep.key in wanted and dep.key not in out:
+            out[dep.key] = (inputs_digest(dep, config), dep.spec.file)
+    if invalid := loaded.invalid_files():
+        notes.append(
+            f"{len(invalid)} spec file(s) with errors not compared with the ledger "
+            f"({', '.join(sorted(invalid))}): `modelops validate` says why"
+        )
+    return out
+
+
+def out_of_sync(
+    config: Config,
+    env: str,
+    records: list[LedgerRecord],
+    skip: frozenset[str] | set[str],
+    notes: list[str],
+) -> list[Divergence]:
+    """The deployments of ``env`` whose spec in the tree differs from what their last
+    successful apply recorded (reason from :func:`sync_reason`; see the module doc for
+    those left alone: held, stalled, or failed at that digest).
+
+    Args:
+        config: repository configuration.
+        env: the environment.
+        records: the ledger records of ``env`` (destroyed ones are skipped).
+        skip: deployment keys not to report (the caller converges or destroys them).
+        notes: where specs that cannot be compared are reported.
+
+    Returns:
+        One :class:`Divergence` per deployment, with the spec file in the tree.
+    """
+    digests = head_digests(config, env, [r for r in records if r.key not in skip], notes)
+    out: list[Divergence] = []
+    for record in records:
+        if record.key not in digests:
+            continue
+        digest, file = digests[record.key]
+        if record.lastAttemptedDigest == digest and (record.failures or record.stalled):
+            continue  # the last attempt of this very spec failed: retried when it changes
+        reason = sync_reason(record, digest)
+        if reason:
+            out.append(Divergence(record.name, env, reason, file, record))
     return out
 
 
@@ -335,6 +464,12 @@ def mark_healed(outcome: Outcome, reason: str, path: str) -> None:
     if reason == NOT_APPLIED:
         why = f"{NOT_APPLIED} (the apply of its merge died before recording, or never ran)"
         outcome.message = f"never applied before; {outcome.message}"
+    elif reason.startswith(OUT_OF_SYNC):
+        why = (
+            f"{reason}: the spec in the tree, resolved for {outcome.env}, is not what its "
+            "last successful apply recorded (an apply of a change was skipped or failed)"
+        )
+        outcome.message = f"out of sync with Git ({reason}); {outcome.message}"
     else:
         why = f"live state diverged from the ledger record: {reason}"
         outcome.message = f"live state diverged ({reason}); {outcome.message}"

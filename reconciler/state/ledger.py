@@ -106,6 +106,10 @@ class LedgerRecord:
             verdict) from ``modelops monitor run`` (or ``{}``).
         lastAttemptedDigest: inputs digest of the last apply attempt (successful or not);
             a stalled deployment is retried only when its digest differs from this one.
+        lastAppliedDigest: the flow's inputs digest
+            (:func:`reconciler.flow.digests.inputs_digest`) of the last successful apply
+            or rollback, what is live; the self-heal pass compares the spec at HEAD with
+            it (``OutOfSync``). ``""`` before it was recorded: see :attr:`applied_digest`.
         suspended: ``{}``, or after ``modelops rollback``: ``{"reason": "rollback",
             "revision", "headDigest", "since", "revert"}``. While the spec at head still
             has digest ``headDigest``, ``apply`` leaves the deployment alone (so a merge
@@ -145,6 +149,7 @@ class LedgerRecord:
     quality: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
     lastAttemptedDigest: str = ""  # noqa: N815
+    lastAppliedDigest: str = ""  # noqa: N815
     suspended: dict = field(default_factory=dict)
     destroyed: dict = field(default_factory=dict)
     pending: dict = field(default_factory=dict)
@@ -200,6 +205,17 @@ class LedgerRecord:
             or self.lastAttemptedRevision
             or self.lastAppliedRevision
         )
+
+    @property
+    def applied_digest(self) -> str:
+        """The inputs digest of what is live: :attr:`lastAppliedDigest`, or for a record
+        written before that field existed, :attr:`lastAttemptedDigest` when that attempt
+        succeeded (an applied revision and no failure since); ``""`` when unknown."""
+        if self.lastAppliedDigest:
+            return self.lastAppliedDigest
+        if self.lastAppliedRevision and not self.failures:
+            return self.lastAttemptedDigest
+        return ""
 
     @property
     def stalled(self) -> bool:
@@ -351,7 +367,7 @@ class LedgerRecord:
             "artifact": tag,
         }
         self.lastAppliedRevision = self.lastAttemptedRevision = self.lastGoodRevision = ""
-        self.inputsDigest = self.lastAttemptedDigest = ""
+        self.inputsDigest = self.lastAttemptedDigest = self.lastAppliedDigest = ""
         self.artifact, self.desiredState, self.outputs = {}, {}, {}
         self.drift, self.suspended, self.quality = {}, {}, {}
         self.conditions = []

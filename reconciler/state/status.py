@@ -87,11 +87,11 @@ def _record_of(ledger: Ledger, dep: Deployment) -> LedgerRecord:
 def _live_again(rec: LedgerRecord, dep: Deployment, digest: str, state: dict | None) -> None:
     """What every successful apply (changed or not) records besides its history entry.
 
-    ``lastAttemptedDigest`` is the flow's inputs digest (stalled detection, rollback
-    holds); ``inputsDigest`` stays the engine's own (the local engine compares it to
-    decide that a re-apply is a no-op).
+    ``lastAttemptedDigest`` and ``lastAppliedDigest`` are the flow's inputs digest
+    (stalled detection, rollback holds, ``OutOfSync``); ``inputsDigest`` stays the
+    engine's own (the local engine compares it to decide that a re-apply is a no-op).
     """
-    rec.lastAttemptedDigest = digest
+    rec.lastAttemptedDigest = rec.lastAppliedDigest = digest
     rec.failures = 0
     rec.conditions = [c for c in rec.conditions if c.get("type") != STALLED]
     rec.suspended = {}

@@ -41,7 +41,10 @@ def test_status_and_history_read_the_ledger(git_repo):
     assert never["deployment"] == "fraud-detector-staging" and never["platform"] == "local"
     assert never["health"].startswith("NotApplied: declared in Git, never applied")
     assert "quota" in row["stalled"] and row["drift"] == "drifted"
-    assert row["health"] == "Ready=False ApplyFailed"
+    # what is live (digest d1) is not the spec in the tree: out of sync, though stalled
+    assert row["health"] == (
+        "Ready=False ApplyFailed; OutOfSync: HEAD differs from the applied revision " + "a" * 12
+    )
     code, out, _ = invoke(repo.root, "history", "fraud-detector", "--env", "prod", "-f", "json")
     data = json.loads(out)
     assert [h["result"] for h in data["history"]] == ["failed", "succeeded"]  # newest first

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from datetime import datetime
 
@@ -27,6 +28,7 @@ from reconciler.flow import apply as apply_flow
 from reconciler.flow import destroy as destroy_flow
 from reconciler.flow import heal as heal_flow
 from reconciler.flow import reconcile as reconcile_flow
+from reconciler.flow.digests import inputs_digest
 from reconciler.flow.heal import DIVERGED, NOT_APPLIED, check_live
 from reconciler.flow.run import RunReport
 from reconciler.flow.stages import Engines
@@ -215,13 +217,24 @@ def test_deployments_declared_in_git_and_never_applied_are_found(spec_repo):
     jobs_only = LedgerRecord("fraud-detector", "staging", platform="local")
     jobs_only.add_history("monitor", "", "ok")
     ledger.put(jobs_only)
+    (diabetes,) = load_all(config, ["diabetes-progression"], "staging").deployments
     failed = LedgerRecord("diabetes-progression", "staging", platform="local")
-    failed.record_failure("r1", "d1", "model does not load")
+    failed.record_failure("r1", inputs_digest(diabetes, config), "model does not load")
     ledger.put(failed)
     check = check_live(config, "staging", ledger, Engines(config))
     assert [(d.key, d.record.history[0]["action"]) for d in check.diverged] == [
         ("fraud-detector-staging", "monitor")
     ]
+    # ... and tried again once the spec in the tree is no longer the one that failed
+    failed.record_failure("r0", "an older spec", "model does not load")
+    ledger.put(failed)
+    check = check_live(config, "staging", ledger, Engines(config))
+    assert [(d.key, d.reason) for d in check.diverged][0] == (
+        "diabetes-progression-staging",
+        "OutOfSync: HEAD differs from what was applied (never applied successfully)",
+    )
+    failed.record_failure("r1", inputs_digest(diabetes, config), "model does not load")
+    ledger.put(failed)
     destroyed = LedgerRecord("fraud-detector", "staging", platform="local")
     destroyed.record_destroyed("r2")
     ledger.put(destroyed)
@@ -340,3 +353,75 @@ def test_a_killed_local_server_is_healed_by_apply_base_and_by_reconcile(tmp_path
         assert ledger.get("fraud-detector", "staging").outputs == third.outputs
     finally:
         destroy_flow.destroy(config, "staging", [])
+
+
+def _bump(repo, name: str, version: str) -> str:
+    """Commit a new ``model.version`` of spec ``name``; returns the commit's sha."""
+    path = repo.root / "specs" / f"{name}.yaml"
+    text = path.read_text()
+    assert 'version: "1.0.0"' in text or "version: " in text
+    path.write_text(re.sub(r'(\n    version: )"[^"]*"', rf'\1"{version}"', text, count=1))
+    return repo.commit(f"{name}: model version {version}")
+
+
+@pytest.mark.slow
+def test_a_change_whose_apply_never_ran_is_converged_by_the_next_base_apply(tmp_path, monkeypatch):
+    """Argo CD's OutOfSync. Commit A is live in prod; commit B (fraud-detector's model
+    version bump) is never applied (its job was skipped, or staging failed and prod
+    `needs: staging`); commit C changes something else. `apply --base B` plans only C's
+    changes: before, fraud-detector stayed at A, `reconcile` said "0 diverged" and
+    `status` said nothing. Now the spec in the tree is compared with the inputs digest the
+    last successful apply recorded: status says OutOfSync, `apply --base B` converges it,
+    and after that nothing is out of sync. The Pulumi stack is a fake (no CLI here); Git,
+    the Bento build, the gates and the ledger are real."""
+    repo = make_repo(tmp_path / "repo", specs=["fraud-detector"], git=True)
+    config = load_config(repo.root)
+    ledger = Ledger(config.state_dir)
+    stacks: dict[str, FakeStack] = {}
+    monkeypatch.setattr(apply_flow, "pulumi_gate", lambda platforms, env: None)
+    monkeypatch.setattr(reconcile_flow, "pulumi_gate", lambda platforms, env: None)
+    monkeypatch.setattr(heal_flow, "pulumi_available", lambda: False)  # no drift check
+    monkeypatch.setattr(
+        PulumiEngine,
+        "stack",
+        lambda self, dep, artifact=None, record=None: stacks.setdefault(dep.key, FakeStack()),
+    )
+    # A is live (as its apply recorded it: the digest of the spec resolved for prod)
+    a = repo.git.head.commit.hexsha
+    (dep,) = load_all(config, ["fraud-detector"], "prod").deployments
+    live = LedgerRecord("fraud-detector", "prod", platform="kubernetes")
+    live.record_success(a, "engine", spec_file="specs/fraud-detector.yaml")
+    live.lastAttemptedDigest = live.lastAppliedDigest = inputs_digest(dep, config)
+    ledger.put(live)
+    assert reconcile_flow.reconcile(config, "prod").outcomes == []  # in sync at A
+    b = _bump(repo, "fraud-detector", "1.1.0")  # its apply never runs
+    repo.write("README.md", "spec repository\n")
+    repo.commit("README")
+    code, out, _ = invoke(repo.root, "status", "--env", "prod", "-f", "json")
+    (row,) = json.loads(out)
+    assert row["health"] == (
+        f"Ready=True ApplySucceeded; OutOfSync: HEAD differs from the applied revision {a[:12]}"
+    )
+    check = check_live(config, "prod", ledger, Engines(config))
+    assert check.summary("prod") == (
+        "1 deployment(s) of prod checked, 0 diverged from the ledger, 1 out of sync with Git "
+        "(the spec differs from what was applied)"
+    )
+    code, out, err = invoke(repo.root, "apply", "--env", "prod", "--base", b, "-f", "json")
+    assert code == 0, out + err
+    doc = json.loads(out)
+    assert doc["changes"]["specs"] == []  # B..C touched no spec
+    (healed,) = doc["outcomes"]
+    assert healed["status"] == "applied" and healed["change"]["status"] == DIVERGED
+    assert healed["change"]["reasons"][0].startswith(
+        f"OutOfSync: HEAD differs from the applied revision {a[:12]}: the spec in the tree"
+    )
+    assert stacks["fraud-detector-prod"].calls == ["refresh", "preview", "up"]
+    head = repo.git.head.commit.hexsha
+    assert ledger.get("fraud-detector", "prod").lastAppliedRevision == head
+    # in sync now: status says nothing more, a pass converges nothing
+    code, out, _ = invoke(repo.root, "status", "--env", "prod", "-f", "json")
+    assert json.loads(out)[0]["health"] == "Ready=True ApplySucceeded"
+    report = reconcile_flow.reconcile(config, "prod")
+    assert report.outcomes == [] and report.exit_code == 0
+    assert report.notes[0] == "1 deployment(s) of prod checked, 0 diverged from the ledger"
