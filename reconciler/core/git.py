@@ -7,9 +7,11 @@ maps between the two.
 
 from __future__ import annotations
 
+import functools
 import io
 import tarfile
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import git
 
@@ -22,6 +24,22 @@ def open_repo(root: Path) -> git.Repo | None:
         return git.Repo(root, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         return None
+
+
+@functools.lru_cache(maxsize=64)
+def origin_url(root: str) -> str:
+    """The credential-free URL of remote ``origin`` of the repository at ``root`` (``""``
+    without one), read once per process: opening the repository and its remotes cost
+    about 5 ms, once per rendered deployment before (``bench/bench_gitops.py``)."""
+    repo = open_repo(Path(root))
+    if repo is None or "origin" not in [r.name for r in repo.remotes]:
+        return ""
+    url = repo.remotes.origin.url
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and (parts.username or parts.password):
+        host = parts.hostname or ""
+        url = urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
+    return url
 
 
 def require_repo(root: Path, why: str) -> git.Repo:

@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from reconciler.core import sealed
 from reconciler.core.diagnostics import EXIT_FINDINGS, Diagnostic, ModelopsError
 from reconciler.core.digests import json_sha256
-from reconciler.core.git import open_repo
+from reconciler.core.git import origin_url
 from reconciler.spec.model import Deployment
 from stacks.common import (
     DEFAULT_GIT_IMAGE,
@@ -455,23 +454,7 @@ def spec_repository(root: Path) -> str:
     """
     if os.environ.get("GITHUB_SERVER_URL") and os.environ.get("GITHUB_REPOSITORY"):
         return f"{os.environ['GITHUB_SERVER_URL']}/{os.environ['GITHUB_REPOSITORY']}.git"
-    return _origin_url(str(root))
-
-
-@functools.lru_cache(maxsize=64)
-def _origin_url(root: str) -> str:
-    """The credential-free URL of remote ``origin`` of the repository at ``root`` (``""``
-    without one), read once per process: opening the repository and its remotes cost
-    about 5 ms, once per rendered deployment before (``bench/bench_gitops.py``)."""
-    repo = open_repo(Path(root))
-    if repo is None or "origin" not in [r.name for r in repo.remotes]:
-        return ""
-    url = repo.remotes.origin.url
-    parts = urlsplit(url)
-    if parts.scheme in ("http", "https") and (parts.username or parts.password):
-        host = parts.hostname or ""
-        url = urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
-    return url
+    return origin_url(str(root))
 
 
 def job_context(config) -> JobContext:

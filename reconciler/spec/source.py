@@ -9,6 +9,7 @@ a head that is not checked out) through it, ``rollback`` the revision it goes ba
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -41,9 +42,18 @@ def rebased(config: Config, root: Path, *, keep_policies: bool = False) -> Confi
         except ValueError:
             return path
 
+    # the scheduled jobs clone the repository by its URL, which a tree written out from
+    # a revision (no .git, no origin) cannot tell: keep the working tree's, so a base
+    # revision's jobs render as the head's do (a plan showed every CronJob changed)
+    jobs = dict(config.jobs or {})
+    if not jobs.get("repository") and not os.environ.get("GITHUB_REPOSITORY"):
+        url = g.origin_url(str(config.root))
+        if url:
+            jobs["repository"] = url
     return replace(
         config,
         root=root,
+        jobs=jobs,
         specs_dir=move(config.specs_dir),
         policies_dir=config.policies_dir if keep_policies else move(config.policies_dir),
         organization=config.organization if keep_policies else move(config.organization),

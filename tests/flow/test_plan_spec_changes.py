@@ -219,3 +219,20 @@ def test_field_changes_walks_mappings_and_lists_of_mappings():
     assert touches_build("spec.serving.workers") and touches_build("spec.model.uri")
     assert not touches_build("spec.serving.slo.p99_latency_ms")
     assert not touches_build("spec.serving.smoke") and not touches_build("spec.modelx")
+
+
+def test_the_base_revisions_jobs_clone_the_same_repository_as_the_heads(repo, monkeypatch):
+    # outside GitHub Actions the jobs' clone URL is the remote origin, which the base
+    # revision written out to a temp directory has no Git metadata to tell: the plan
+    # showed every CronJob changed (a checkout added) for a one-line replica change
+    for name in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY"):
+        monkeypatch.delenv(name, raising=False)
+    repo.git.create_remote("origin", "https://git.example.com/ml/specs.git")
+    base = repo.git.head.commit.hexsha
+    _edit(repo, "min_replicas: 3}", "min_replicas: 4}")
+    head = repo.commit("4 replicas")
+    report = plan(load_config(repo.root), "prod", base=base, head=head)
+    changes = report.plans[0].to_dict()["changes"]
+    assert [(c["type"], [f["path"] for f in c["fields"]]) for c in changes] == [
+        ("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", ["spec.minReplicas"])
+    ]
