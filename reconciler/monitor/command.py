@@ -31,6 +31,13 @@ def reference_path(dep: Deployment, config: Config) -> Path | None:
     return spec_path(dep, config, field, s3=True, what="reference data").local
 
 
+#: The forge tokens modelops itself uses to push the proposal and open its pull request
+#: (``gitops/forge.py``; the scheduled workflows and jobs hold one): the retraining
+#: command runs the repository's training code and never needs them, so it does not get
+#: them.
+WITHHELD = ("GITHUB_TOKEN", "GH_TOKEN")
+
+
 def command_env(
     dep: Deployment,
     config: Config,
@@ -40,7 +47,8 @@ def command_env(
     reason: str,
     training_data: str | None,
 ) -> dict[str, str]:
-    """The retraining command's environment: the parent's plus the ``MODELOPS_*`` variables.
+    """The retraining command's environment: the parent's without :data:`WITHHELD`, plus
+    the ``MODELOPS_*`` variables.
 
     modelops's Python comes first on ``PATH`` (``python`` is the interpreter modelops runs
     on); ``MODELOPS_OUTPUT_DIR`` (``output``), ``MODELOPS_HOLDOUT_DATA`` (``holdout``),
@@ -52,7 +60,7 @@ def command_env(
     Raises:
         ModelopsError: ``training_data`` is not a file; see :func:`reference_path`.
     """
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in WITHHELD}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(
         MODELOPS_OUTPUT_DIR=str(output),
