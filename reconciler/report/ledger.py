@@ -13,7 +13,7 @@ from rich.text import Text
 
 from reconciler.engine.metrics import ServiceMetrics
 from reconciler.state.ledger import REVIVING_ACTIONS
-from reconciler.state.reasons import SUCCEEDED
+from reconciler.state.reasons import FAILED, READY, SUCCEEDED
 
 STATUS_COLUMNS = (
     "deployment",
@@ -50,6 +50,11 @@ def status_row(
     ``applied``: the time of the last successful ``apply`` or ``rollback`` in the
     record's history and its age against ``now`` (default: the current UTC time), e.g.
     ``2026-12-06T20:01:07Z (3h 12m ago)``.
+    ``last_failure``: the newest failed ``apply`` or ``rollback`` when no later one
+    succeeded (:func:`last_failed_apply`: ``{"time", "revision", "reason"}``), else
+    ``None``; ``health`` then ends with ``; last apply failed at <time>: <reason> (rev
+    <12 hex>)``, so a failed apply whose previous version still serves (a missed SLO, an
+    aborted canary) is not shown as plain ``Healthy``.
 
     ``service``: a local server's request figures since it started
     (:class:`ServiceMetrics`: column ``service`` is its summary,
@@ -62,6 +67,12 @@ def status_row(
     applied_at = last_applied_time(record)
     age_s = _age_s(applied_at, now)
     stalled = record.stalled_reason or ("no" if not record.stalled else "yes")
+    failure = last_failed_apply(record)
+    if failure is not None:
+        health += (
+            f"; last {failure['action']} failed at {failure['time']}: {failure['reason']} "
+            f"(rev {failure['revision'][:12] or '-'})"
+        )
     if record.suspended:
         stalled = f"held: rolled back to {record.suspended.get('revision', '')[:12]}"
     return {
@@ -85,7 +96,39 @@ def status_row(
         "bento_tag": artifact.get("bento_tag", ""),
         "applied_at": applied_at,
         "age_s": age_s,
+        "last_failure": failure,
     }
+
+
+#: The longest failure reason ``status`` shows (its first line; ``history`` has it whole).
+FAILURE_REASON_CHARS = 300
+
+
+def last_failed_apply(record) -> dict | None:
+    """The newest ``apply`` or ``rollback`` history entry of ``record`` when it failed
+    (a transient failure too) and ``Ready`` is still ``False``, as ``{"action", "time",
+    "revision", "reason"}`` (the reason: the first line of its message, at most
+    :data:`FAILURE_REASON_CHARS` characters); ``None`` when there is none, the newest one
+    succeeded, or a later apply found nothing to change (``Ready`` is ``True``)."""
+    ready = record.condition(READY) or {}
+    if ready.get("status") != "False":  # a later apply succeeded (or changed nothing)
+        return None
+    for entry in reversed(record.history or []):
+        if entry.get("action") not in REVIVING_ACTIONS:
+            continue
+        if entry.get("result") != FAILED:
+            return None
+        message = str(entry.get("message") or "").strip()
+        reason = message.splitlines()[0] if message else "no message recorded"
+        if len(reason) > FAILURE_REASON_CHARS:
+            reason = reason[: FAILURE_REASON_CHARS - 3] + "..."
+        return {
+            "action": str(entry.get("action")),
+            "time": str(entry.get("time") or "?"),
+            "revision": str(entry.get("revision") or ""),
+            "reason": reason,
+        }
+    return None
 
 
 def last_applied_time(record) -> str:

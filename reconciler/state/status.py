@@ -27,6 +27,7 @@ from reconciler.state.ledger import Ledger, LedgerRecord, actor
 from reconciler.state.reasons import (
     ABORTED,
     APPLY,
+    APPLY_SUCCEEDED,
     CANARY,
     DESTROY,
     FAILED,
@@ -200,12 +201,18 @@ def unchanged(
 ) -> None:
     """Record an apply the engine found nothing to do for (``result.ran`` False).
 
-    No history entry; the applied revision moves to ``revision``. The file is rewritten
-    only when something in it changes.
+    No history entry; the applied revision moves to ``revision``; ``Ready`` becomes
+    ``True`` when an attempt before had failed. The file is rewritten only when
+    something in it changes.
     """
     rec = _record_of(ledger, dep)
     before = rec.to_dict()
     _unchanged(rec, dep, revision, digest, desired_state)
+    ready = rec.condition(READY) or {}
+    if ready.get("status") != "True":  # a failed attempt before: what is live is fine again
+        rec.set_condition(
+            READY, "True", APPLY_SUCCEEDED, f"apply of {revision[:12]} found nothing to change"
+        )
     _settled(rec)
     if rec.to_dict() != before:
         ledger.put(rec)

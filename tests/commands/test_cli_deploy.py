@@ -42,8 +42,10 @@ def test_status_and_history_read_the_ledger(git_repo):
     assert never["health"].startswith("NotApplied: declared in Git, never applied")
     assert "quota" in row["stalled"] and row["drift"] == "drifted"
     # what is live (digest d1) is not the spec in the tree: out of sync, though stalled
+    failed_at = row["last_failure"]["time"]
     assert row["health"] == (
-        "Ready=False ApplyFailed; OutOfSync: HEAD differs from the applied revision " + "a" * 12
+        "Ready=False ApplyFailed; OutOfSync: HEAD differs from the applied revision "
+        f"{'a' * 12}; last apply failed at {failed_at}: update failed: quota (rev {'b' * 12})"
     )
     code, out, _ = invoke(repo.root, "history", "fraud-detector", "--env", "prod", "-f", "json")
     data = json.loads(out)

@@ -202,6 +202,11 @@ def test_canary_aborts_each_kind_of_bad_model_and_promotes_a_good_one(tmp_path):
         assert len(rollout["checks"]) <= 2
         (row,) = json.loads(invoke(root, "status", "--env", "staging", "-f", "json").stdout)
         assert row["health"].startswith("Healthy; last canary aborted at ")
+        failure = row["last_failure"]  # the failed apply, shown until one succeeds
+        assert failure["revision"] == "rev2" and "agreement" in failure["reason"]
+        assert "canary aborted" in failure["reason"]
+        assert f"; last apply failed at {failure['time']}: {failure['reason']}" in row["health"]
+        assert row["health"].endswith(" (rev rev2)") and row["stalled"] == "no"
 
         # 3. a canary that answers 500 to rows with a negative feature (the smoke request
         #    has none): aborted on error_rate; the client, sending such rows, gets the

@@ -95,6 +95,7 @@ def test_status_row_and_history_footer_from_a_real_ledger_record():
         "bento_tag": "",
         "applied_at": rec.history[-1]["time"],
         "age_s": row["age_s"],
+        "last_failure": None,  # no failed apply since the last success
     }
     assert row["applied"].startswith(rec.history[-1]["time"] + " (")
     rec.quality = {

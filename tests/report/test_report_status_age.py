@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from rich.console import Console
+
 from reconciler.report import ledger
 from reconciler.state.ledger import LedgerRecord
 
@@ -56,3 +58,36 @@ def test_age_text_keeps_the_two_largest_units():
         "1h 1m",
         "1d 1h",
     ]
+
+
+def test_a_failed_apply_is_shown_until_a_later_apply_succeeds():
+    """An apply that exited 3 (SLO missed, canary aborted) with the old version still
+    serving: `status` said Healthy and "stalled: no", only JSON had "failures": 1. The
+    health now ends with the failure, in text and JSON, until an apply succeeds."""
+    rec = _record()
+    assert ledger.status_row(rec, "Healthy")["last_failure"] is None
+    rec.record_failure("b" * 40, "d2", "p99 latency 512 ms > SLO 200 ms\nload test: 40 req")
+    failed_at = rec.history[-1]["time"]
+    row = ledger.status_row(rec, "Healthy")
+    assert row["last_failure"] == {
+        "action": "apply",
+        "time": failed_at,
+        "revision": "b" * 40,
+        "reason": "p99 latency 512 ms > SLO 200 ms",
+    }
+    marker = f"last apply failed at {failed_at}: p99 latency 512 ms > SLO 200 ms (rev {'b' * 12})"
+    assert row["health"] == f"Healthy; {marker}" and row["stalled"] == "no"
+    console = Console(width=400, record=True)
+    console.print(ledger.status_table([row]))
+    assert marker in console.export_text()
+    # a transient failure (another run held the stack) is shown too, a long reason cut
+    rec.record_failure("c" * 40, "d3", "x" * 1000, transient=True)
+    reason = ledger.status_row(rec, "Healthy")["last_failure"]["reason"]
+    assert reason.startswith("transient: xxx") and len(reason) == ledger.FAILURE_REASON_CHARS
+    # an apply that found nothing to change (Ready True again), or a success, clears it
+    rec.set_condition("Ready", "True", "ApplySucceeded", "apply of c found nothing to change")
+    assert ledger.status_row(rec, "Healthy")["last_failure"] is None
+    rec.record_failure("d" * 40, "d4", "smoke test failed")
+    rec.record_success("e" * 40, "d5")
+    row = ledger.status_row(rec, "Healthy")
+    assert row["last_failure"] is None and row["health"] == "Healthy"
