@@ -36,6 +36,10 @@ def reference_path(dep: Deployment, config: Config) -> Path | None:
 #: command runs the repository's training code and never needs them, so it does not get
 #: them.
 WITHHELD = ("GITHUB_TOKEN", "GH_TOKEN")
+#: Git configuration from the environment (``GIT_CONFIG_COUNT``, ``GIT_CONFIG_KEY_<n>``,
+#: ``GIT_CONFIG_VALUE_<n>``): a scheduled job's Authorization header
+#: (``state/checkout.py``), withheld with the tokens.
+WITHHELD_PREFIX = "GIT_CONFIG_"
 
 
 def command_env(
@@ -47,8 +51,8 @@ def command_env(
     reason: str,
     training_data: str | None,
 ) -> dict[str, str]:
-    """The retraining command's environment: the parent's without :data:`WITHHELD`, plus
-    the ``MODELOPS_*`` variables.
+    """The retraining command's environment: the parent's without :data:`WITHHELD` and
+    :data:`WITHHELD_PREFIX`, plus the ``MODELOPS_*`` variables.
 
     modelops's Python comes first on ``PATH`` (``python`` is the interpreter modelops runs
     on); ``MODELOPS_OUTPUT_DIR`` (``output``), ``MODELOPS_HOLDOUT_DATA`` (``holdout``),
@@ -60,7 +64,11 @@ def command_env(
     Raises:
         ModelopsError: ``training_data`` is not a file; see :func:`reference_path`.
     """
-    env = {k: v for k, v in os.environ.items() if k not in WITHHELD}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in WITHHELD and not k.startswith(WITHHELD_PREFIX)
+    }
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(
         MODELOPS_OUTPUT_DIR=str(output),

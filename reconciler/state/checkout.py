@@ -19,7 +19,9 @@ checkout is this module rather than a shell script in the entrypoint:
 3. fetches exactly that revision at depth 1 into ``$MODELOPS_WORKSPACE/repo``
    (``git clone --depth 1`` of a commit: init, fetch ``--depth 1 origin <sha>``, detached
    checkout; every git call is an argv list);
-4. replaces itself with the job's argv, run in the checkout.
+4. replaces itself with the job's argv, run in the checkout, with the token as the
+   job's ``GITHUB_TOKEN`` and git's Authorization header (a retraining job pushes its
+   proposal and opens the pull request with it; the retraining command gets neither).
 
 Environment: ``MODELOPS_SPEC_REPOSITORY`` (required), ``MODELOPS_DEPLOYMENT`` and
 ``MODELOPS_ENVIRONMENT`` (the ledger record), ``MODELOPS_STATE_URL``,
@@ -143,11 +145,15 @@ def _git(args: list[str], cwd: Path, env: dict[str, str], what: str, repository:
         raise ModelopsError(f"{what} of {repository} failed (git exit {proc.returncode}): {detail}")
 
 
-def check_out(job: JobCheckout, env: dict[str, str]) -> Path:
+def check_out(job: JobCheckout, env: dict[str, str]) -> tuple[Path, dict[str, str]]:
     """Check the spec repository out at the applied revision (see the module doc).
 
     Returns:
-        The checkout directory (``<workspace>/repo``).
+        The checkout directory (``<workspace>/repo``), and the job's credentials for the
+        same repository (``{}`` without a token): ``GITHUB_TOKEN`` (unless ``env`` has
+        one) and the ``GIT_CONFIG_*`` variables of the Authorization header, so that a
+        retraining job pushes its proposal and opens its pull request with the token
+        (the retraining command itself gets neither: ``monitor/command.py``).
 
     Raises:
         ModelopsError: (exit 2) the record has no applied revision, the token cannot be
@@ -165,15 +171,17 @@ def check_out(job: JobCheckout, env: dict[str, str]) -> Path:
     home = job.workspace / ".home"  # git's own files, removed once the checkout is done
     home.mkdir(parents=True, exist_ok=True)
     git_env = {**env, "HOME": str(home), "GIT_TERMINAL_PROMPT": "0"}
+    auth: dict[str, str] = {}
     if job.token_secret:
-        basic = base64.b64encode(f"x-access-token:{read_token(job.token_secret)}".encode())
-        git_env.update(
-            {
-                "GIT_CONFIG_COUNT": "1",
-                "GIT_CONFIG_KEY_0": "http.extraHeader",
-                "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic.decode()}",
-            }
-        )
+        token = read_token(job.token_secret)
+        basic = base64.b64encode(f"x-access-token:{token}".encode())
+        auth = {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "http.extraHeader",
+            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic.decode()}",
+        }
+        git_env.update(auth)
+        auth = {**auth, "GITHUB_TOKEN": env.get("GITHUB_TOKEN") or token}
     _git(["init", "-q", str(dest)], job.workspace, git_env, "git init", job.repository)
     _git(["remote", "add", "origin", job.repository], dest, git_env, "git remote", job.repository)
     _git(
@@ -186,7 +194,7 @@ def check_out(job: JobCheckout, env: dict[str, str]) -> Path:
     detach = ["checkout", "-q", "--detach", "FETCH_HEAD"]
     _git(detach, dest, git_env, "the checkout", job.repository)
     shutil.rmtree(home, ignore_errors=True)
-    return dest
+    return dest, auth
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,13 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     try:
         job = JobCheckout.from_env(env)
-        dest = check_out(job, env)
+        dest, auth = check_out(job, env)
     except ModelopsError as exc:
         print(f"modelops: {exc.message}", file=sys.stderr)
         return 2
     print(f"checked out {job.repository} into {dest}", file=sys.stderr)
     os.chdir(dest)
-    os.execvp(args[0], args)
+    os.execvpe(args[0], args, {**env, **auth})
     return 0  # not reached: exec replaced the process
 
 

@@ -158,6 +158,27 @@ def test_the_job_runs_in_a_checkout_of_the_applied_revision(tmp_path, fake_s3):
     assert proc.stdout.strip() == applied and "tok-123" not in proc.stdout + proc.stderr
     repo = tmp_path / "workspace/repo"
     assert (repo / "spec.yaml").read_text() == "v: 1\n"
+    # the job (a retraining run pushes its proposal, opens its pull request) gets the
+    # token as GITHUB_TOKEN and git's Authorization header; what it runs in the checkout
+    # says so without printing the token
+    probe = (
+        "import base64, os, subprocess\n"
+        "header = subprocess.run(['git', 'config', '--get', 'http.extraHeader'],\n"
+        "    capture_output=True, text=True).stdout.strip()\n"
+        "basic = base64.b64decode(header.removeprefix('Authorization: Basic ')).decode()\n"
+        "print(os.environ['GITHUB_TOKEN'] == 'tok-123', basic == 'x-access-token:tok-123')\n"
+    )
+    env["MODELOPS_WORKSPACE"] = str(tmp_path / "workspace2")
+    proc = subprocess.run(
+        [sys.executable, "-m", "reconciler.state.checkout", sys.executable, "-c", probe],
+        env={k: v for k, v in env.items() if k != "GITHUB_TOKEN"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True"]
     assert git.Repo(repo).git.rev_parse("--is-shallow-repository") == "true"
     assert not (tmp_path / "workspace/.home").exists()  # nothing left but the checkout
     # a secret that cannot be read stops the job before anything runs, naming the ARN
