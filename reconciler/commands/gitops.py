@@ -108,7 +108,7 @@ def unlock_cmd(
     Exit 0 (also when nothing was locked); 2 when the holder may still be running
     (``--force`` removes it anyway).
     """
-    config = get_config()
+    config = get_config(repository=False)  # an operator may unlock the shared state anywhere
     holder = break_lock(open_backend(config), force=force)
     if holder is None:
         where = config.state_url or config.rel(config.state_dir)

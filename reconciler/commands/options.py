@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
-from reconciler.core.config import Config, load_config
+from reconciler.core.config import CONFIG_FILE, Config, load_config
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.core.progress import step
 from reconciler.report.progress import rendering
@@ -101,19 +101,33 @@ def set_global_options(root: Path | None, state_dir: Path | None) -> None:
     _state["config"] = None
 
 
-def get_config() -> Config:
+def get_config(*, repository: bool = True) -> Config:
     """The configuration for this invocation (read once per process).
 
+    Args:
+        repository: require a spec repository: ``modelops.yaml`` or the specs directory
+            at the root (``validate`` of explicit files and ``policy test`` do not).
+            Without one, ``apply`` said "nothing to apply" and exited 0, and ``status``
+            created a state directory, wherever they were run.
+
     Raises:
-        ModelopsError: (exit 2) ``--root`` is not a directory, or ``modelops.yaml`` is
-            invalid (:func:`~reconciler.core.config.load_config`).
+        ModelopsError: (exit 2) ``--root`` is not a directory, ``modelops.yaml`` is
+            invalid (:func:`~reconciler.core.config.load_config`), or the root is not a
+            spec repository.
     """
     if _state["config"] is None:
         root = _state["root"]
         if root is not None and not Path(root).is_dir():
             raise ModelopsError(f"--root {root}: no such directory")
         _state["config"] = load_config(root, _state["state_dir"])
-    return _state["config"]
+    config = _state["config"]
+    if repository and not ((config.root / CONFIG_FILE).is_file() or config.specs_dir.is_dir()):
+        raise ModelopsError(
+            f"{config.root} is not a modelops spec repository: it has neither {CONFIG_FILE} "
+            f"nor a {config.rel(config.specs_dir)}/ directory (run `modelops init`, cd into "
+            "a spec repository, or pass --root); nothing was done"
+        )
+    return config
 
 
 def out(text: str) -> None:

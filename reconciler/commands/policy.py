@@ -95,7 +95,7 @@ def test(
     silent, when a policy does not compile (reported once, at its file and line), when
     the library has problems, or when no case ran.
     """
-    config = get_config()
+    config = get_config(repository=False)  # a policy library may live on its own
     library = load_library(config.policies_dir, config.organization, config.root)
     run = run_policy_tests(library, config.policies_dir / "tests", config.root, timeout)
     if fmt == "json":

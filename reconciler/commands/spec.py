@@ -26,7 +26,7 @@ def validate(
     Exit 0 when no spec has an error (warnings are printed); 2 for usage errors (no
     specs directory, unknown format).
     """
-    config = get_config()
+    config = get_config(repository=False)
     if not targets and not config.specs_dir.is_dir():
         raise ModelopsError(
             f"no specs directory {config.rel(config.specs_dir)}/ under {config.root} "

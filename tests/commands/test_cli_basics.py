@@ -202,3 +202,25 @@ def test_status_shows_the_model_version_the_applied_bento_serves(spec_repo, tmp_
     (bento / "src" / "modelops.json").unlink()
     code, out, _ = invoke(spec_repo, "status", "--env", "prod", "--format", "json")
     assert json.loads(out)[1]["model"] == "ab" * 6
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("apply", "--env", "dev"),
+        ("plan", "--env", "prod"),
+        ("status",),
+        ("policy", "check"),
+        ("reconcile", "--env", "dev", "--once"),
+        ("destroy", "--env", "dev", "--yes"),
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_a_directory_that_is_not_a_spec_repository_is_refused_untouched(tmp_path, args):
+    # no modelops.yaml, no specs/: apply said "nothing to apply" and exited 0, and a
+    # .modelops state directory appeared wherever it was run
+    code, out, err = invoke(tmp_path, *args)
+    assert code == 2, out + err
+    assert f"{tmp_path} is not a modelops spec repository" in err
+    assert "modelops init" in err and "Traceback" not in out + err
+    assert list(tmp_path.iterdir()) == []

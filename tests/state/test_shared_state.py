@@ -244,6 +244,7 @@ def test_a_missing_state_bucket_is_exit_2_naming_the_uri(fake_s3, tmp_path, monk
         Ledger(tmp_path, S3Backend(url)).all()
     assert url in err.value.message and "does not exist" in err.value.message
     monkeypatch.setenv("MODELOPS_STATE_URL", url)
+    (tmp_path / "specs").mkdir()  # a spec repository (status refuses any other directory)
     code, out, err_text = invoke(tmp_path, "status", "--env", "prod")
     assert code == 2 and url in out + err_text and "Traceback" not in out + err_text
 
