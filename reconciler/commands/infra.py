@@ -83,13 +83,22 @@ def render_cmd(
             help="Directory of the rendered tree inside that branch (default: its root).",
         ),
     ] = "",
+    allow_unbuilt: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unbuilt",
+            help="With --commit: commit even when images are tagged 'unbuilt' (render builds "
+            "nothing; Argo CD or Flux would deploy pods that cannot pull them).",
+        ),
+    ] = False,
 ) -> None:
     """Render each deployment's DesiredState offline (Pulumi mocks); manifests for Kubernetes;
     Kustomize, Argo CD or Flux objects around them; optionally commit it all to a branch.
 
     Exit 1 when a spec is invalid or cannot be rendered (nothing is written then),
     2 on usage errors (also: a --commit branch that does not exist, is checked out, or has
-    unrelated history; nothing is written then).
+    unrelated history, or, without --allow-unbuilt, a deployment whose image would be
+    committed tagged 'unbuilt'; nothing is written then).
     """
     formats = (*RENDER_FORMATS, *DELIVERY_FORMATS)
     if fmt not in formats:
@@ -140,6 +149,15 @@ def render_cmd(
         err_console.print(f"no deployments for environment {env!r}", markup=False)
         raise typer.Exit(EXIT_OK)
     state_fmt = "json" if delivery else fmt
+    unbuilt = [s.deployment for s in states if s.image.get("ref") and not s.image.get("built")]
+    if commit is not None and unbuilt and not allow_unbuilt:
+        raise ModelopsError(
+            f"render --commit writes the branch Argo CD or Flux sync, and {len(unbuilt)} "
+            f"deployment(s) would be committed with images tagged 'unbuilt' ("
+            f"{', '.join(unbuilt)}): render renders offline and builds nothing, so their "
+            "pods could not pull an image. Pass --allow-unbuilt to commit the tree anyway "
+            "(a preview, or when your pipeline sets the images); nothing was committed"
+        )
     if commit is not None:
         with tempfile.TemporaryDirectory(prefix="modelops-tree-") as tmp:
             _write_tree(states, Path(tmp), state_fmt, fmt, source)

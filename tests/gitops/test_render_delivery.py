@@ -140,6 +140,13 @@ def test_commit_puts_the_rendered_tree_on_the_environment_branch(repo):
     main = repo.git.head.commit
     repo.git.create_head(BRANCH, main)
     args = ("render", "--env", "prod", "-f", "flux", "--commit", BRANCH)
+    # offline, every image is tagged 'unbuilt': the sync branch is refused it by default
+    code, text, err = invoke(repo.root, *args)
+    assert code == 2, text + err
+    assert "2 deployment(s) would be committed with images tagged 'unbuilt'" in err
+    assert "diabetes-progression-prod" in err and "--allow-unbuilt" in err
+    assert repo.git.commit(BRANCH) == main  # nothing committed
+    args = (*args, "--allow-unbuilt")
     code, text, err = invoke(repo.root, *args)
     assert code == 0, text + err
     tip = repo.git.commit(BRANCH)
