@@ -16,8 +16,12 @@ public := object.get(input, ["spec", "exposure", "public"], false)
 
 tls := object.get(input, ["spec", "exposure", "tls"], null)
 
+# "not set" rather than Rego's null in the message
+tls_text := "not set" if tls == null
+tls_text := sprintf("%v", [tls]) if tls != null
+
 deny contains {"msg": msg, "path": "spec.exposure.tls"} if {
 	public != false
 	tls != true
-	msg := sprintf("public endpoint with tls %v; set spec.exposure.tls to true", [tls])
+	msg := sprintf("public endpoint with tls %v; set spec.exposure.tls to true", [tls_text])
 }

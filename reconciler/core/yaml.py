@@ -201,6 +201,8 @@ def _how_to_write(text: str, v11: Any, v12: Any) -> str:
                 continue
             if repr(value) not in options:
                 options.append(repr(value))
+    if not options:  # out of float range under both (1e400): no number to suggest
+        return f'write a number within ±1.8e308, or "{text}" (quoted) for the string'
     numbers = " or ".join(options)
     return f'write the number as {numbers} (plain decimal), or "{text}" (quoted) for the string'
 

@@ -180,12 +180,13 @@ class LocalEngine:
         Returns:
             ``"Healthy"`` (pid alive and ``GET /livez`` answers 200),
             ``"Unhealthy: <why>"`` (alive but the probe fails), or
-            ``"NotRunning: process <pid> exited"`` (also when the record has no pid).
+            ``"NotRunning: process <pid> exited"``, or ``"NotRunning: no server recorded"`` when the record names none (a first apply
+            that failed, a destroyed deployment).
         """
         pid = int(record.outputs.get("pid") or 0)
         url = record.outputs.get("backend_url") or record.outputs.get("url", "")
         if not pid or not url:
-            return f"NotRunning: process {pid or '?'} exited"
+            return "NotRunning: no server recorded"
         health = server_health(pid, url, **identity(record.outputs))
         if health != "Healthy" or not record.outputs.get("router"):
             return health
@@ -244,6 +245,8 @@ class LocalEngine:
                 )
             if same:
                 why = f"same inputs, but the server is not healthy ({health})"
+            elif not record.artifact.get("bento_tag"):
+                why = f"no artifact was applied before; serving {artifact.bento_tag}"
             elif record.artifact.get("bento_tag") != artifact.bento_tag:
                 why = (
                     f"artifact changed ({record.artifact.get('bento_tag')} -> {artifact.bento_tag})"

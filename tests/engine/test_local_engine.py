@@ -190,7 +190,7 @@ def test_lifecycle_apply_noop_failed_smoke_restart_crash_destroy(repo):
     assert gone.outputs == {} and gone.lastAppliedRevision == "" and ledger.all() == []
     assert len(gone.history) == n + 1 and gone.history[-1]["action"] == "destroy"
     assert gone.history[-1]["message"].startswith("destroyed (modelops destroy); was live at rev3")
-    assert engine.health(gone) == "NotRunning: process ? exited"
+    assert engine.health(gone) == "NotRunning: no server recorded"
     assert not servers_under(config.state_dir)
     assert engine.destroy(gone) is False  # already destroyed
 
@@ -229,7 +229,7 @@ def test_not_ready_in_time_stops_the_server_and_records_nothing(repo):
 def test_health_of_a_record_without_a_server(tmp_path):
     config = load_config(make_repo(tmp_path / "repo", policies=False).root)
     engine = LocalEngine(config)
-    assert engine.health(LedgerRecord("x", "dev")) == "NotRunning: process ? exited"
+    assert engine.health(LedgerRecord("x", "dev")) == "NotRunning: no server recorded"
     rec = LedgerRecord("x", "dev", outputs={"pid": 999_999_999, "url": "http://127.0.0.1:9"})
     assert engine.health(rec) == "NotRunning: process 999999999 exited"
     assert engine.destroy(LedgerRecord("x", "dev")) is False
