@@ -180,8 +180,9 @@ class LocalEngine:
         Returns:
             ``"Healthy"`` (pid alive and ``GET /livez`` answers 200),
             ``"Unhealthy: <why>"`` (alive but the probe fails), or
-            ``"NotRunning: process <pid> exited"``, or ``"NotRunning: no server recorded"`` when the record names none (a first apply
-            that failed, a destroyed deployment).
+            ``"NotRunning: process <pid> exited"``, or ``"NotRunning: no server
+            recorded"`` when the record names none (a first apply that failed, a
+            destroyed deployment).
         """
         pid = int(record.outputs.get("pid") or 0)
         url = record.outputs.get("backend_url") or record.outputs.get("url", "")
