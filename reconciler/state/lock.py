@@ -10,6 +10,7 @@ naming the holder; a stale lock is reported, and only ``modelops unlock`` remove
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -23,6 +24,7 @@ from pathlib import Path
 from reconciler.core.clock import now_iso
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import ModelopsError
+from reconciler.core.progress import step
 from reconciler.state.backend import (
     ABSENT,
     LocalBackend,
@@ -291,8 +293,9 @@ class StateLock:
         """Take the lock, waiting up to ``timeout_s``; returns this holder's info.
 
         While another live run holds it, attempts are retried with exponential backoff and
-        jitter (:func:`backoff_s`) until the deadline; a lock held by another run is a
-        transient condition and never recorded against a deployment.
+        jitter (:func:`backoff_s`) until the deadline, inside a ``lock`` progress step
+        naming the holder (:mod:`reconciler.core.progress`); a lock held by another run is
+        a transient condition and never recorded against a deployment.
 
         Raises:
             LockError: the holder is gone (a stale lock), or still holds it at the deadline.
@@ -304,30 +307,35 @@ class StateLock:
         deadline = time.monotonic() + self.timeout_s
         attempt = 0
         where = _where(self.backend)
-        while True:
-            if self._try():
-                return self.info
-            holder = read_lock(self.backend)
-            if holder is None:
-                continue  # released between our attempt and the read: try again now
-            if holder.alive() is False:
-                raise LockError(
-                    f"{where} is locked by a process that is "
-                    f"gone ({holder.describe()}): a stale lock, probably from a killed run. "
-                    "Check `modelops status` for a half-finished apply, then run "
-                    "`modelops unlock`.",
-                    holder,
-                )
-            if time.monotonic() >= deadline:
-                waited = f" after waiting {self.timeout_s:g} s" if self.timeout_s else ""
-                raise LockError(
-                    f"{where} is locked by {holder.describe()}"
-                    f"{waited}; another apply is running. Wait for it, or raise "
-                    "--lock-timeout.",
-                    holder,
-                )
-            time.sleep(min(backoff_s(attempt), max(0.0, deadline - time.monotonic())))
-            attempt += 1
+        with contextlib.ExitStack() as waiting:
+            while True:
+                if self._try():
+                    return self.info
+                holder = read_lock(self.backend)
+                if holder is None:
+                    continue  # released between our attempt and the read: try again now
+                if holder.alive() is False:
+                    raise LockError(
+                        f"{where} is locked by a process that is "
+                        f"gone ({holder.describe()}): a stale lock, probably from a killed "
+                        "run. Check `modelops status` for a half-finished apply, then run "
+                        "`modelops unlock`.",
+                        holder,
+                    )
+                if time.monotonic() >= deadline:
+                    waited = f" after waiting {self.timeout_s:g} s" if self.timeout_s else ""
+                    raise LockError(
+                        f"{where} is locked by {holder.describe()}"
+                        f"{waited}; another apply is running. Wait for it, or raise "
+                        "--lock-timeout.",
+                        holder,
+                    )
+                if attempt == 0:  # a terminal shows who holds the lock while this run waits
+                    waiting.enter_context(
+                        step("lock", detail=f"waiting for {where}, held by {holder.describe()}")
+                    )
+                time.sleep(min(backoff_s(attempt), max(0.0, deadline - time.monotonic())))
+                attempt += 1
 
     def release(self) -> None:
         """Remove the lock if this process still holds it (never someone else's: on

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from support.cli import invoke
 
+from reconciler.core.progress import reporting
 from reconciler.state import lock as lock_module
 from reconciler.state.lock import (
     MAX_POLL_S,
@@ -112,10 +113,14 @@ def test_a_held_lock_is_retried_with_backoff_until_the_deadline(tmp_path, monkey
 
     monkeypatch.setattr(lock_module.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(lock_module.time, "sleep", sleep)
+    events = []
     try:
-        with pytest.raises(LockError) as err:
+        with reporting(events.append), pytest.raises(LockError) as err:
             StateLock(tmp_path, timeout_s=30).acquire()
         assert "after waiting 30 s" in err.value.message
+        # one progress step for the whole wait, naming the holder (a terminal shows it)
+        assert [(e.kind, e.step) for e in events] == [("start", "lock"), ("end", "lock")]
+        assert f"pid {proc.pid}" in events[0].detail and events[1].ok is False
         assert err.value.holder.pid == proc.pid
         # growing waits (backoff), never above the cap, ending exactly at the deadline
         assert len(waits) >= 5
