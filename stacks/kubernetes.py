@@ -816,6 +816,32 @@ def _checkout(jobs: JobContext) -> tuple[dict, list[dict]]:
     }, volumes
 
 
+#: git's credential helper for a token in ``$GITHUB_TOKEN`` (the secret reference's value,
+#: read when git asks: the manifest holds no secret): GitHub's user for a token.
+GIT_TOKEN_HELPER = '!f() { echo username=x-access-token; echo "password=$GITHUB_TOKEN"; }; f'
+
+
+def _push_credentials(container: dict, checkout: dict) -> None:
+    """Give the retraining container what it needs to push its proposal and open the
+    pull request: the checkout's token as ``GITHUB_TOKEN`` (the forge API) with git's
+    credential helper reading it, or the checkout's deploy key (SSH: its mount and
+    ``GIT_SSH_COMMAND``). The training command itself never sees them
+    (``reconciler.monitor.command`` withholds ``GITHUB_TOKEN`` and ``GIT_CONFIG_*``)."""
+    for item in checkout["env"]:
+        if item["name"] == "MODELOPS_GIT_TOKEN":
+            container["env"] += [
+                {"name": "GITHUB_TOKEN", "valueFrom": item["valueFrom"]},
+                {"name": "GIT_CONFIG_COUNT", "value": "1"},
+                {"name": "GIT_CONFIG_KEY_0", "value": "credential.helper"},
+                {"name": "GIT_CONFIG_VALUE_0", "value": GIT_TOKEN_HELPER},
+            ]
+        elif item["name"] == "GIT_SSH_COMMAND":
+            container["env"].append(dict(item))
+    for mount in checkout["volumeMounts"]:
+        if mount["name"] == "git-credentials":
+            container["volumeMounts"].append(dict(mount))
+
+
 def _cronjob(dep, image, sa_name, kind, schedule, argv, meta, ns, jobs=None) -> None:
     """A CronJob running ``argv`` in the model image on ``schedule`` (UTC).
 
@@ -828,7 +854,8 @@ def _cronjob(dep, image, sa_name, kind, schedule, argv, meta, ns, jobs=None) -> 
     references, never literal values. With ``jobs.repository``, init containers read the
     deployment's applied revision from the shared state ``jobs.state_url`` (where the job
     also records) and check the spec repository out at it into a ``/workspace``
-    emptyDir, mounted read-only as the job's working directory.
+    emptyDir, mounted read-only as the job's working directory (writable for retraining,
+    which also gets the checkout's credential to push its proposal: :func:`_push_credentials`).
     """
     res_name = k8s_name(dep.name, kind, CRONJOB_NAME_LIMIT)
     container = _container(dep, image.ref, kind, 0, args=argv)
@@ -845,9 +872,14 @@ def _cronjob(dep, image, sa_name, kind, schedule, argv, meta, ns, jobs=None) -> 
         pod["initContainers"] = [*first, init]
         pod["volumes"] += [{"name": "workspace", "emptyDir": {"sizeLimit": "1Gi"}}, *volumes]
         container["workingDir"] = CHECKOUT_DIR
+        # retraining commits its proposal on a branch and pushes it: its checkout is
+        # writable and it gets the same credential the checkout used (other jobs only read)
         container["volumeMounts"].append(
-            {"name": "workspace", "mountPath": WORKSPACE, "readOnly": True}
+            {"name": "workspace", "mountPath": WORKSPACE, "readOnly": kind != "retrain"}
         )
+        if kind == "retrain":
+            _push_credentials(container, init)
+            container["env"].sort(key=lambda e: e["name"])
     timeout = dep.get("spec.retraining.timeout_s") if kind == "retrain" else None
     job_spec: dict = {
         "backoffLimit": 2,

@@ -111,9 +111,22 @@ def test_cronjobs_check_out_the_applied_revision_and_record_in_the_shared_state(
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert "emptyDir" in volumes["workspace"] and "emptyDir" in volumes["tmp"]
         assert {"name": "workspace", "mountPath": "/workspace"} in init["volumeMounts"]
-        assert {"name": "workspace", "mountPath": "/workspace", "readOnly": True} in main[
+        retrain = name.endswith("retrain")
+        # retraining commits and pushes its proposal: its checkout is writable, and it
+        # gets the checkout's token (by reference) for git and the forge API; monitoring
+        # only reads, with no token
+        assert {"name": "workspace", "mountPath": "/workspace", "readOnly": not retrain} in main[
             "volumeMounts"
         ]
+        main_env = {e["name"]: e for e in main["env"]}
+        if retrain:
+            assert (
+                main_env["GITHUB_TOKEN"]["valueFrom"] == init_env["MODELOPS_GIT_TOKEN"]["valueFrom"]
+            )
+            assert main_env["GIT_CONFIG_KEY_0"]["value"] == "credential.helper"
+            assert "$GITHUB_TOKEN" in main_env["GIT_CONFIG_VALUE_0"]["value"]
+        else:
+            assert "GITHUB_TOKEN" not in main_env and "GIT_CONFIG_COUNT" not in main_env
         assert main["workingDir"] == "/workspace/repo"
     # AWS credentials through the service account (IRSA), never as values
     text = json.dumps(cronjobs)
@@ -140,6 +153,14 @@ def test_an_ssh_repository_gets_the_deploy_key_mounted_read_only(tmp_path):
     env = {e["name"]: e.get("value", "") for e in init["env"]}
     assert "StrictHostKeyChecking=yes" in env["GIT_SSH_COMMAND"] and "MODELOPS_GIT_TOKEN" not in env
     assert {"name": "git-credentials", "mountPath": "/etc/modelops-git", "readOnly": True} in init[
+        "volumeMounts"
+    ]
+    # the retraining job pushes its proposal with the same deploy key
+    retrain = _cronjobs(root)["fraud-detector-retrain"]["spec"]["jobTemplate"]["spec"]
+    (main,) = retrain["template"]["spec"]["containers"]
+    main_env = {e["name"]: e.get("value", "") for e in main["env"]}
+    assert main_env["GIT_SSH_COMMAND"] == env["GIT_SSH_COMMAND"] and "GITHUB_TOKEN" not in main_env
+    assert {"name": "git-credentials", "mountPath": "/etc/modelops-git", "readOnly": True} in main[
         "volumeMounts"
     ]
 
@@ -201,3 +222,28 @@ def test_validate_refuses_a_repository_path_sink_on_kubernetes(tmp_path):
     assert f"specs/fraud-detector.yaml:{line}:" in out + err
     assert "spec.monitoring.capture.sink" in out + err and "use s3://" in out + err
     assert invoke(root, "validate", "--env", "staging").returncode == 0  # local: fine
+
+
+def test_the_retraining_jobs_git_credential_helper_answers_with_the_token(tmp_path):
+    # the env the CronJob gives the retraining container, with the secret's value as
+    # Kubernetes would resolve it: real git asks the helper for the push's credentials
+    from stacks.kubernetes import GIT_TOKEN_HELPER
+
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "GIT_TERMINAL_PROMPT": "0",
+        "GITHUB_TOKEN": "tok-123",
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "credential.helper",
+        "GIT_CONFIG_VALUE_0": GIT_TOKEN_HELPER,
+    }
+    done = subprocess.run(
+        ["git", "credential", "fill"],
+        input="protocol=https\nhost=github.com\n\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert "username=x-access-token\n" in done.stdout and "password=tok-123\n" in done.stdout
