@@ -2,7 +2,8 @@
 once or on an interval.
 
 Exit codes (of the last pass): 0 nothing diverged or everything converged, 1 a spec or
-policy blocks (nothing converged), 3 a deployment failed to converge; 2 for usage or
+policy blocks (nothing converged), 3 a deployment failed to converge, is stalled or still
+does not serve (never 0 while one is down or stalled); 2 for usage or
 configuration errors (lock held, dirty tree, no ``pulumi`` CLI for a cloud target).
 In a loop a pass that stops with exit 2 (another run holds the lock) is reported on
 stderr and the next pass runs at the next interval.

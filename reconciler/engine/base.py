@@ -84,6 +84,9 @@ class ApplyError(ModelopsError):
         restore_failed: why the previous server could not be started again (``""``
             when it was not stopped, or came back).
         rollout: an aborted local canary's checks and verdict (``None`` otherwise).
+        transient: the failure is not the spec's fault (the stable port held by another
+            process): ``flow/transient.py`` records it as ``TransientFailure``, never
+            counted toward ``Stalled``.
     """
 
     def __init__(
@@ -94,12 +97,14 @@ class ApplyError(ModelopsError):
         outputs: dict | None = None,
         restore_failed: str = "",
         rollout: dict | None = None,
+        transient: bool = False,
     ) -> None:
         super().__init__(message, exit_code=EXIT_APPLY_FAILED)
         self.smoke = smoke
         self.outputs = outputs
         self.restore_failed = restore_failed
         self.rollout = rollout
+        self.transient = transient
 
 
 class Engine(Protocol):

@@ -197,6 +197,56 @@ class LocalEngine:
             return f"Unhealthy: the server runs, but not its router on port {port} ({routed})"
         return health
 
+    def restore_router(self, record: LiveRecord) -> ApplyResult | None:
+        """Start the router again for the recorded server, when that server runs and
+        answers and only its router is gone (killed, crashed): the recorded deployment is
+        restored as it was, on its stable port, without a new server and without
+        anything from the spec in the tree (that is an apply's business).
+
+        Returns:
+            ``None`` when this does not apply (no router recorded, the recorded server is
+            not healthy, or the router is); else an :class:`ApplyResult` (``changed``)
+            whose ``outputs`` are the record's with the new router's ``url``, ``port``
+            and ``router`` identity. A recorded router process that still lives but
+            does not answer is stopped first (identity checked).
+
+        Raises:
+            ApplyError: (exit 3, transient: not the spec's fault) the stable port is held
+                by another process, or the router did not start; the recorded server is
+                left running.
+        """
+        out = dict(record.outputs)
+        pid, backend = int(out.get("pid") or 0), str(out.get("backend_url") or "")
+        old = RouterHandle.from_dict(out.get("router"))
+        if not pid or not backend or old is None:
+            return None
+        if server_health(pid, backend, **identity(out)) != "Healthy":
+            return None
+        if router_health(old) == "Healthy":
+            return None
+        stop_router(old, grace_s=self.stop_grace_s)  # a hung one; a dead one is a no-op
+        key = record.key
+        try:
+            if not port_is_free(old.port):
+                raise RouterError(port_taken_message(old.port, key))
+            router = start_router(
+                self.config, key, old.port, [{"name": STABLE, "url": backend, "weight": 100}]
+            )
+        except RouterError as exc:
+            raise ApplyError(
+                f"{key}: its recorded server (pid {pid}) runs, but its router could not be "
+                f"started again: {exc.message}",
+                transient=True,
+            ) from None
+        outputs = {**out, "url": router.url, "port": router.port, "router": router.to_dict()}
+        return ApplyResult(
+            True,
+            outputs,
+            f"restored the recorded deployment: a new router on port {router.port} for its "
+            f"running server {out.get('bento_tag', '')} (pid {pid}); no new server started",
+            engine_digest=record.inputsDigest,
+        )
+
     # -- apply ----------------------------------------------------------------------------
 
     def apply(
@@ -245,6 +295,14 @@ class LocalEngine:
                     ran=False,
                 )
             if same:
+                restored = self.restore_router(record)
+                if restored is not None:  # the recorded server runs: only its router died
+                    return ApplyResult(
+                        True,
+                        restored.outputs,
+                        f"{restored.message}{_swept_note(swept)}",
+                        engine_digest=digest,
+                    )
                 why = f"same inputs, but the server is not healthy ({health})"
             elif not record.artifact.get("bento_tag"):
                 why = f"no artifact was applied before; serving {artifact.bento_tag}"
@@ -270,7 +328,9 @@ class LocalEngine:
             and not legacy_on_port
             and not port_is_free(port)
         ):
-            raise self._failed(dep, record, port_taken_message(port, dep.key))
+            taken = self._failed(dep, record, port_taken_message(port, dep.key))
+            taken.transient = True  # another process's doing, not the spec's: not counted
+            raise taken
 
         # a canary needs a stable version to compare with: a live router and server
         analysis = None if self.immediate else Analysis.of(dep)

@@ -197,9 +197,12 @@ def apply_one(
 ) -> Outcome:
     """Build and apply one deployment and record it; never raises for its own failure.
 
-    A deployment held by a rollback (same inputs digest as when it was rolled back) is
-    ``held``, a stalled one with the same digest ``stalled``: neither is built. The
-    engine's result goes to the status writer: ``applied`` (the engine ran),
+    First, a local deployment whose recorded server runs and whose router died gets its
+    router back (:func:`_restore_recorded`: the endpoint serves what the ledger records
+    before anything from the spec in the tree is tried). A deployment held by a rollback
+    (same inputs digest as when it was rolled back) is ``held``, a stalled one with the
+    same digest ``stalled``: neither is built. The engine's result goes to the status
+    writer: ``applied`` (the engine ran),
     ``unchanged`` (it found nothing to do) or ``failed``. With ``hold`` (a rollback)
     the success is recorded as a rollback that holds the deployment, and the outcome
     is ``applied``.
@@ -207,6 +210,24 @@ def apply_one(
     Raises:
         LedgerError: the deployment's record is corrupt.
     """
+    restored = _restore_recorded(ledger.get(dep.name, dep.env), engines, ledger)
+    outcome = _apply_one(dep, config, ledger, engines, revision, hold)
+    if restored:
+        outcome.message = f"{restored}; then: {outcome.message}"
+        if outcome.status == "unchanged":
+            outcome.status = "applied"  # the router was started again
+    return outcome
+
+
+def _apply_one(
+    dep: Deployment,
+    config: Config,
+    ledger: Ledger,
+    engines: Engines,
+    revision: str,
+    hold: Hold | None,
+) -> Outcome:
+    """:func:`apply_one` after the recorded deployment was restored (when it could be)."""
     outcome = Outcome(dep.key, dep.name, dep.env, dep.platform, "failed", revision=revision)
     digest = inputs_digest(dep, config)
     record = ledger.get(dep.name, dep.env)
@@ -246,6 +267,28 @@ def apply_one(
     outcome.smoke = result.smoke
     outcome.plan = result.plan
     return outcome
+
+
+def _restore_recorded(record, engines: Engines, ledger: Ledger) -> str:
+    """Restore the recorded deployment first when only its local router died and the
+    recorded server still runs (:meth:`LocalEngine.restore_router`): the endpoint serves
+    again as the ledger recorded it, whatever the spec in the tree then does (a held or
+    stalled deployment, or an update that fails its SLO, leaves it serving). Recorded by
+    :func:`reconciler.state.status.restored`; returns its message (``""``: nothing was
+    restored, or the router could not be started: the apply below tries anyway)."""
+    if record is None or record.destroyed or record.platform != "local" or not record.outputs:
+        return ""
+    engine = engines.for_platform("local")
+    if not isinstance(engine, LocalEngine):
+        return ""
+    try:
+        result = engine.restore_router(record)
+    except ApplyError:
+        return ""
+    if result is None:
+        return ""
+    status.restored(ledger, record, result)
+    return result.message
 
 
 def _sleep(seconds: float) -> None:

@@ -19,8 +19,10 @@ order (the first that applies is the reason):
    (:meth:`~reconciler.engine.pulumi_engine.PulumiEngine.drift`); without the ``pulumi``
    CLI this check cannot run and the report says so.
 
-Records that are destroyed, held by a rollback, stalled (they wait for a spec change),
-never applied or never successfully applied (nothing live to drift) are not checked;
+Records that are destroyed, never applied or never successfully applied (nothing live to
+drift) are not checked, nor are held (rollback) or stalled ones (they wait for a spec
+change) except for a local server that is not healthy: its router is restored when the
+recorded server still runs, and the pass reports it;
 ``edge`` bundles have no live process to check.
 
 Git can also hold a deployment that modelops never made run: a spec in the tree declares
@@ -191,15 +193,16 @@ def check_live(
         r
         for r in records
         if r.key not in skip
-        and not r.suspended
-        and not r.stalled
+        # a held or stalled local server is still checked: a router that died is restored
+        # (apply_one does, before it leaves the deployment alone) and the pass reports it
+        and (r.platform == "local" or (not r.suspended and not r.stalled))
         and (_applied(r) or r.pending or r.condition(READY))
     ]
     local: LocalEngine | None = None
     strays: dict[str, list[dict]] = {}
     unchecked: list[str] = []
     for record in candidates:
-        reason = _recorded_reason(record)
+        reason = "" if record.suspended or record.stalled else _recorded_reason(record)
         if not reason and not _applied(record):
             continue  # never successfully applied: nothing live that could drift
         out.checked += 1
@@ -211,6 +214,8 @@ def check_live(
             health = local.health(record)
             if health != "Healthy":
                 reason = health
+            elif record.suspended or record.stalled:
+                continue  # serving, and left alone until its spec changes
             elif strays.get(record.key):
                 reason = (
                     f"{len(strays[record.key])} server(s) of the deployment that no record "

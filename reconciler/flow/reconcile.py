@@ -24,11 +24,12 @@ from collections.abc import Callable, Iterator
 
 from reconciler.core import git as g
 from reconciler.core.config import Config
+from reconciler.engine.local import LocalEngine
 from reconciler.flow.apply import apply_one
 from reconciler.flow.costs import policy_costs
 from reconciler.flow.gates import check_dirty, envs_of, policy_gate, pulumi_gate
 from reconciler.flow.heal import check_live, heal_files, mark_healed
-from reconciler.flow.run import RunReport, sort_report
+from reconciler.flow.run import Outcome, RunReport, sort_report
 from reconciler.flow.stages import Engines
 from reconciler.spec.repo import load_files
 from reconciler.state.ledger import Ledger
@@ -51,7 +52,9 @@ def reconcile(
         A :class:`RunReport` with action ``reconcile``: one outcome per diverged
         deployment (``change["status"] == "diverged"`` with the reason), ``notes`` with
         how many were checked and what could not be; ``exit_code`` 1 when a spec or
-        policy blocks (nothing converged), 3 when a deployment failed to converge.
+        policy blocks (nothing converged), 3 when a deployment failed to converge, is
+        stalled (a ``stalled`` outcome: :func:`stalled`) or still does not serve after
+        the pass (:func:`still_down`).
 
     Raises:
         ModelopsError: (exit 2) unknown environment; the lock is held; a diverged cloud
@@ -69,6 +72,7 @@ def reconcile(
         files, reasons = heal_files(config, env, check)
         report.notes.append(check.summary(env))
         report.notes.extend(check.notes)
+        stalled(report, ledger, env, set(reasons))
         if not files:
             return report
         loaded = load_files(config, files, envs)
@@ -88,9 +92,50 @@ def reconcile(
             outcome = apply_one(dep, config, ledger, engines, report.revision)
             mark_healed(outcome, reasons[dep.key], dep.spec.file)
             report.outcomes.append(outcome)
+        still_down(report, ledger, engines)
     sort_report(report)
     report.offline = False
     return report
+
+
+def stalled(report: RunReport, ledger: Ledger, env: str, converging: set[str]) -> None:
+    """Add a ``stalled`` outcome (exit 3) for each stalled deployment of ``env`` that the
+    pass does not converge: a pass never exits 0 while a deployment is stalled (it waits
+    for a change of its spec; the message says what failed)."""
+    for record in ledger.all():
+        if record.environment != env or not record.stalled or record.key in converging:
+            continue
+        report.outcomes.append(
+            Outcome(
+                record.key,
+                record.name,
+                env,
+                record.platform,
+                "stalled",
+                revision=report.revision,
+                message=f"stalled, not retried until its spec changes: {record.stalled_reason}",
+            )
+        )
+
+
+def still_down(report: RunReport, ledger: Ledger, engines: Engines) -> None:
+    """Mark ``failed`` (exit 3) each converged local deployment whose recorded server
+    still does not serve after the pass (a held deployment whose server could not be
+    restored, an update that failed while the old server was already gone): a pass
+    never exits 0 while a deployment it checked is down."""
+    engine = engines.for_platform("local")
+    if not isinstance(engine, LocalEngine):
+        return
+    for outcome in report.outcomes:
+        if outcome.platform != "local" or outcome.failed:
+            continue
+        record = ledger.get(outcome.name, outcome.env)
+        if record is None or record.destroyed:
+            continue
+        health = engine.health(record)
+        if health != "Healthy":
+            outcome.status = "failed"
+            outcome.message = f"{outcome.message}; still not serving: {health}"
 
 
 class StopFlag:

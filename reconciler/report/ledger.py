@@ -114,8 +114,8 @@ def last_failed_apply(record) -> dict | None:
     if ready.get("status") != "False":  # a later apply succeeded (or changed nothing)
         return None
     for entry in reversed(record.history or []):
-        if entry.get("action") not in REVIVING_ACTIONS:
-            continue
+        if entry.get("action") not in REVIVING_ACTIONS or entry.get("restored"):
+            continue  # restoring what was live does not make a failed attempt succeed
         if entry.get("result") != FAILED:
             return None
         message = str(entry.get("message") or "").strip()

@@ -315,6 +315,33 @@ def rolled_back(
 
 
 @_merging
+def restored(ledger: Ledger, record: LedgerRecord, result: ApplyResult) -> None:
+    """Record that the recorded deployment was restored as it was (a local router started
+    again for the recorded server: :meth:`~reconciler.engine.local.LocalEngine.restore_router`).
+
+    The new ``outputs`` and a succeeded ``apply`` history entry at the applied revision
+    (with ``restored: true``; the message says what was restored); the revisions,
+    digests and artifact stay: what is live is still what the last apply made live.
+    ``Ready`` is ``True`` unless an apply
+    attempt after that one failed (it stays ``False``: that spec is still not live).
+    """
+    rec = ledger.get(record.name, record.environment) or record
+    rec.outputs = dict(result.outputs)
+    rec.add_history(
+        APPLY,
+        rec.lastAppliedRevision,
+        SUCCEEDED,
+        result.message,
+        artifact=(rec.artifact or {}).get("bento_tag", ""),
+        restored=True,
+    )
+    ready = rec.condition(READY) or {}
+    if ready.get("status") != "False" or rec.lastAttemptedDigest == rec.lastAppliedDigest:
+        rec.set_condition(READY, "True", APPLY_SUCCEEDED, result.message)
+    ledger.put(rec)
+
+
+@_merging
 def pending(
     ledger: Ledger,
     key: tuple[str, str],

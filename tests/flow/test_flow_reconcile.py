@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 from datetime import datetime
 
 import pytest
@@ -184,6 +185,19 @@ def test_records_that_cannot_drift_are_not_checked(spec_repo):
     pending.pending = {"action": "apply", "time": "t", "actor": "ci"}
     ledger.put(pending)
     check = check_live(config, "staging", ledger, Engines(config))
+    # a held or stalled local deployment is left alone while it serves; one whose server
+    # is down is reported (its router is restored when the server still runs)
+    assert [(d.key, d.reason) for d in check.diverged if d.reason != NOT_APPLIED] == [
+        ("held-staging", "NotRunning: no server recorded"),
+        ("pending-staging", "apply begun at t by ci did not finish"),
+        ("stalled-staging", "NotRunning: no server recorded"),
+    ]
+    assert check.checked == 3
+    for key in ("held", "stalled"):  # the same records on a cloud platform: not checked
+        rec = ledger.get(key, "staging")
+        rec.platform = "kubernetes"
+        ledger.put(rec)
+    check = check_live(config, "staging", ledger, Engines(config))
     assert [(d.key, d.reason) for d in check.diverged if d.reason != NOT_APPLIED] == [
         ("pending-staging", "apply begun at t by ci did not finish")
     ]
@@ -303,7 +317,7 @@ def _kill(record) -> None:
 
 
 @pytest.mark.slow
-def test_a_killed_local_server_is_healed_by_apply_base_and_by_reconcile(tmp_path):
+def test_a_killed_local_server_is_healed_by_apply_base_and_by_reconcile(tmp_path, monkeypatch):
     repo = make_repo(tmp_path / "repo", specs=["fraud-detector"], edit=relax, git=True)
     config = load_config(repo.root)
     ledger = Ledger(config.state_dir)
@@ -351,8 +365,55 @@ def test_a_killed_local_server_is_healed_by_apply_base_and_by_reconcile(tmp_path
         code, out, _ = invoke(repo.root, "reconcile", "--env", "staging", "--once")
         assert code == 0 and "1 deployment(s) of staging checked, 0 diverged" in out
         assert ledger.get("fraud-detector", "staging").outputs == third.outputs
+
+        # only the router dies (the recorded server still runs): the pass restores the
+        # recorded deployment, a new router for that server, and starts no server; while
+        # another process holds the port that is transient (exit 3, never counted)
+        _kill_router(third)
+        code, out, _ = invoke(repo.root, "status", "--env", "staging", "-f", "json")
+        assert json.loads(out)[0]["health"].startswith(
+            "Unhealthy: the server runs, but not its router"
+        )
+        port = third.outputs["port"]
+        monkeypatch.setattr(apply_flow, "_sleep", lambda s: None)  # the retries' backoff
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+            code, out, err = invoke(repo.root, "reconcile", "--env", "staging", "-f", "json")
+        assert code == 3, out + err
+        (outcome,) = json.loads(out)["outcomes"]
+        assert outcome["status"] == "failed"
+        assert f"port {port} on 127.0.0.1 is already in use" in outcome["message"]
+        rec = ledger.get("fraud-detector", "staging")
+        assert rec.condition(READY)["reason"] == TRANSIENT_FAILURE
+        assert rec.failures == 0 and not rec.stalled
+        code, out, err = invoke(repo.root, "reconcile", "--env", "staging", "-f", "json")
+        assert code == 0, out + err
+        (outcome,) = json.loads(out)["outcomes"]
+        assert outcome["status"] == "applied"
+        restored = f"restored the recorded deployment: a new router on port {port} for its"
+        assert restored in outcome["message"] and "no new server started" in outcome["message"]
+        fourth = ledger.get("fraud-detector", "staging")
+        assert fourth.outputs["pid"] == third.outputs["pid"]  # the same server, none started
+        assert fourth.outputs["router"]["pid"] != third.outputs["router"]["pid"]
+        assert fourth.lastAppliedRevision == head and fourth.condition(READY)["status"] == "True"
+        code, out, _ = invoke(repo.root, "status", "--env", "staging", "-f", "json")
+        (row,) = json.loads(out)
+        assert row["health"] == "Healthy" and row["last_failure"] is None
     finally:
         destroy_flow.destroy(config, "staging", [])
+
+
+def _kill_router(record) -> None:
+    """SIGKILL the recorded router's process group (and reap it: this process started
+    it), leaving its server running."""
+    router = record.outputs["router"]
+    assert signal_group(int(router["pgid"]), signal.SIGKILL)
+    try:
+        os.waitpid(int(router["pid"]), 0)
+    except ChildProcessError:
+        pass
 
 
 def _bump(repo, name: str, version: str) -> str:
@@ -425,3 +486,23 @@ def test_a_change_whose_apply_never_ran_is_converged_by_the_next_base_apply(tmp_
     report = reconcile_flow.reconcile(config, "prod")
     assert report.outcomes == [] and report.exit_code == 0
     assert report.notes[0] == "1 deployment(s) of prod checked, 0 diverged from the ledger"
+
+
+def test_a_pass_never_exits_0_while_a_deployment_is_stalled(git_repo):
+    """A stalled deployment waits for a change of its spec; the pass does not converge it,
+    and says so with exit 3 (before, it exited 0 and 'nothing diverged')."""
+    config = load_config(git_repo.root)
+    (dep,) = load_all(config, ["fraud-detector"], "prod").deployments
+    rec = LedgerRecord("fraud-detector", "prod", platform="kubernetes")
+    rec.record_success("r0", "engine")
+    for _ in range(config.stalled_after):  # failed at the spec in the tree
+        rec.record_failure("r1", inputs_digest(dep, config), "quota exceeded")
+    assert rec.stalled
+    Ledger(config.state_dir).put(rec)
+    code, out, err = invoke(git_repo.root, "reconcile", "--env", "prod", "-f", "json")
+    assert code == 3, out + err
+    doc = json.loads(out)
+    (outcome,) = doc["outcomes"]
+    assert outcome["key"] == "fraud-detector-prod" and outcome["status"] == "stalled"
+    assert outcome["message"].startswith("stalled, not retried until its spec changes: 3 ")
+    assert "quota exceeded" in outcome["message"]
