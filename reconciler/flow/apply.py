@@ -13,6 +13,7 @@ from datetime import datetime
 from reconciler.build.artifact import Artifact
 from reconciler.core import git as g
 from reconciler.core.config import Config
+from reconciler.core.diagnostics import ModelopsError
 from reconciler.core.procs import fault_point
 from reconciler.core.progress import step
 from reconciler.engine.base import ApplyError, ApplyResult, Engine
@@ -45,7 +46,7 @@ from reconciler.gitops.changes import RevisionFiles, detect_changes
 from reconciler.monitor.data import MonitorInputError
 from reconciler.monitor.quality import model_classes, realized_metric
 from reconciler.spec.model import Deployment
-from reconciler.spec.repo import load_files
+from reconciler.spec.repo import discover, load_files
 from reconciler.state import status
 from reconciler.state.ledger import Ledger
 from reconciler.state.lock import StateLock
@@ -99,10 +100,27 @@ def apply(
     Raises:
         ModelopsError: (exit 2) a cloud target without the ``pulumi`` CLI; unknown
             environment or target; corrupt ledger; dirty tree (see ``allow_dirty``); a
-            mass delete without ``allow_mass_delete``; the lock is held. Raised before
-            anything is applied.
+            mass delete without ``allow_mass_delete``; the lock is held; a target spec
+            file outside the specs directory. Raised before anything is applied.
     """
     envs = envs_of(config, env)
+    outside = (
+        [
+            f
+            for f in discover(config, targets)
+            if not f.resolve().is_relative_to(config.specs_dir.resolve())
+        ]
+        if targets
+        else []
+    )
+    if outside:
+        raise ModelopsError(
+            f"apply deploys the specs under {config.rel(config.specs_dir)}/, and "
+            f"{', '.join(config.rel(f) for f in outside)} is outside it: no spec in the tree "
+            "would declare what it deployed (the next run calls it orphaned). Move the file "
+            f"into {config.rel(config.specs_dir)}/, or use `modelops plan` or `validate` "
+            "to try it; nothing was applied"
+        )
     report = RunReport("apply", env, g.head_revision(config.root).removesuffix("-dirty"), envs=envs)
     healing: dict[str, str] = {}
     with StateLock.of(config, timeout_s=lock_timeout_s):

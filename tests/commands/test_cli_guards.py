@@ -9,6 +9,9 @@ import subprocess
 
 from support.cli import invoke, run_cli
 
+from reconciler.core.config import load_config
+from reconciler.state.ledger import Ledger
+
 
 def test_destroy_in_a_protected_environment_needs_the_flag(spec_repo):
     proc = invoke(spec_repo, "destroy", "--env", "prod", "fraud-detector")
@@ -60,3 +63,14 @@ def test_every_text_or_json_command_refuses_another_format_before_any_work(spec_
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert "unknown format 'xml'; valid formats: text, json" in proc.stderr, args
     assert not (spec_repo / ".modelops" / "ledger").exists()  # nothing ran
+
+
+def test_apply_of_a_spec_file_outside_the_specs_directory_is_refused(spec_repo):
+    # applied, it would be orphaned at once: no spec in the tree declares it
+    (spec_repo / "drafts").mkdir()
+    draft = spec_repo / "drafts/fraud.yaml"
+    draft.write_text((spec_repo / "specs/fraud-detector.yaml").read_text())
+    code, out, err = invoke(spec_repo, "apply", "--env", "staging", "drafts/fraud.yaml")
+    assert code == 2, out + err
+    assert "drafts/fraud.yaml is outside it" in err and "nothing was applied" in err
+    assert Ledger(load_config(spec_repo).state_dir).all() == []
