@@ -155,9 +155,17 @@ def init_cmd(
         and "YOUR-ORG" in (result.root / rel).read_text(errors="replace")
     ]
     hint = f"; replace YOUR-ORG in {', '.join(sorted(set(left)))}" if left else ""
+    here = Path.cwd().resolve()
+    into = "" if result.root.resolve() == here else f"`cd {_shown(result.root, here)}`, then "
     console.print(
-        f"{len(result.written)} file(s) written in {result.root}. Next: `modelops validate`, "
+        f"{len(result.written)} file(s) written in {result.root}. Next: {into}`modelops validate`, "
         "`modelops policy check`, `modelops apply --env dev`, `modelops plan --env prod` "
         f"(the example in specs/ and examples/; README.md says more){hint}.",
         markup=False,
     )
+
+
+def _shown(root: Path, here: Path) -> str:
+    """``root`` as a user would type it from ``here`` (relative when below it)."""
+    resolved = root.resolve()
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
