@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from reconciler.build.artifact import Artifact
+from reconciler.build.artifact import Artifact, artifact_of
 from reconciler.build.serve import (
     ServeError,
     ServerHandle,
@@ -47,6 +47,7 @@ from reconciler.build.serve import (
     stop_server,
 )
 from reconciler.build.smoke import run_smoke
+from reconciler.build.store import bentoml_home
 from reconciler.core.clock import now_iso
 from reconciler.core.config import Config
 from reconciler.core.digests import json_sha256
@@ -244,6 +245,81 @@ class LocalEngine:
             outputs,
             f"restored the recorded deployment: a new router on port {router.port} for its "
             f"running server {out.get('bento_tag', '')} (pid {pid}); no new server started",
+            engine_digest=record.inputsDigest,
+        )
+
+    def restore_server(self, record: LiveRecord) -> ApplyResult | None:
+        """Start the recorded Bento again when the recorded server is gone, behind the
+        recorded router (switched to it) or a new router on the recorded stable port:
+        the deployment the ledger records serves again, before the spec in the tree (that
+        differs from it) is tried. One worker; no smoke test (the Bento passed its own
+        when it was applied).
+
+        Returns:
+            ``None`` when this does not apply (the recorded server answers, no Bento or
+            port is recorded, or the Bento is no longer in the store); else an
+            :class:`ApplyResult` (``changed``) with the new server's and router's
+            ``outputs``.
+
+        Raises:
+            ApplyError: (exit 3, transient) the server or router could not be started
+                (nothing of them is left running).
+        """
+        out = dict(record.outputs)
+        artifact = artifact_of(record.artifact)
+        port = int(out.get("port") or 0)
+        if artifact is None or not artifact.bento_tag or not port or record.destroyed:
+            return None
+        pid, backend = int(out.get("pid") or 0), str(out.get("backend_url") or "")
+        if pid and backend and server_health(pid, backend, **identity(out)) == "Healthy":
+            return None
+        name, _, version = artifact.bento_tag.partition(":")
+        if not (bentoml_home(self.config) / "bentos" / name / version / "bento.yaml").is_file():
+            return None  # garbage-collected: only a build of the recorded spec brings it back
+        key = record.key
+        try:
+            with step("restore", key, f"{artifact.bento_tag} (bentoml serve)"):
+                handle = start_server(
+                    artifact,
+                    self.config,
+                    port=None,
+                    timeout_s=self.ready_timeout_s,
+                    workers=1,
+                    log_name=key,
+                    deployment=key,
+                )
+        except ServeError as exc:
+            raise ApplyError(
+                f"{key}: the recorded Bento {artifact.bento_tag} could not be started again: "
+                f"{exc.message}",
+                transient=True,
+            ) from None
+        backends = [{"name": STABLE, "url": handle.url, "weight": 100}]
+        router = self._live_router(out)
+        try:
+            if router is not None:
+                set_backends(router, backends)
+            else:
+                old = RouterHandle.from_dict(out.get("router"))
+                if old is not None:
+                    stop_router(old, grace_s=self.stop_grace_s)
+                if not port_is_free(port):
+                    raise RouterError(port_taken_message(port, key))
+                router = start_router(self.config, key, port, backends)
+        except RouterError as exc:
+            stop_server(handle, grace_s=self.stop_grace_s)
+            raise ApplyError(
+                f"{key}: the recorded Bento {artifact.bento_tag} was started again, but not "
+                f"its router: {exc.message}",
+                transient=True,
+            ) from None
+        if pid or out.get("server_id"):
+            self._stop_backend(out)  # what is left of the dead one (identity-checked)
+        return ApplyResult(
+            True,
+            self._outputs(handle, router),
+            f"restored the recorded deployment: {artifact.bento_tag} started again behind "
+            f"the router on port {router.port}",
             engine_digest=record.inputsDigest,
         )
 

@@ -228,7 +228,9 @@ def apply_one(
     Raises:
         LedgerError: the deployment's record is corrupt.
     """
-    restored = _restore_recorded(ledger.get(dep.name, dep.env), engines, ledger)
+    record = ledger.get(dep.name, dep.env)
+    behind = record is not None and record.applied_digest != inputs_digest(dep, config)
+    restored = _restore_recorded(record, engines, ledger, server=behind)
     outcome = _apply_one(dep, config, ledger, engines, revision, hold)
     if restored:
         outcome.message = f"{restored}; then: {outcome.message}"
@@ -287,13 +289,16 @@ def _apply_one(
     return outcome
 
 
-def _restore_recorded(record, engines: Engines, ledger: Ledger) -> str:
+def _restore_recorded(record, engines: Engines, ledger: Ledger, *, server: bool) -> str:
     """Restore the recorded deployment first when only its local router died and the
-    recorded server still runs (:meth:`LocalEngine.restore_router`): the endpoint serves
-    again as the ledger recorded it, whatever the spec in the tree then does (a held or
-    stalled deployment, or an update that fails its SLO, leaves it serving). Recorded by
+    recorded server still runs (:meth:`LocalEngine.restore_router`), or, with ``server``
+    (the spec in the tree differs from what is live), when the recorded server is gone
+    too (:meth:`LocalEngine.restore_server`: the recorded Bento started again; when they
+    are the same, the apply below restarts it anyway). The endpoint serves again as the
+    ledger recorded it, whatever the spec in the tree then does (a held or stalled
+    deployment, or an update that fails its SLO, leaves it serving). Recorded by
     :func:`reconciler.state.status.restored`; returns its message (``""``: nothing was
-    restored, or the router could not be started: the apply below tries anyway)."""
+    restored, or it could not be: the apply below tries anyway)."""
     if record is None or record.destroyed or record.platform != "local" or not record.outputs:
         return ""
     engine = engines.for_platform("local")
@@ -301,6 +306,8 @@ def _restore_recorded(record, engines: Engines, ledger: Ledger) -> str:
         return ""
     try:
         result = engine.restore_router(record)
+        if result is None and server:
+            result = engine.restore_server(record)
     except ApplyError:
         return ""
     if result is None:

@@ -15,6 +15,7 @@ import signal
 import socket
 from datetime import datetime
 
+import httpx
 import pytest
 from pulumi.automation import ConcurrentUpdateError, OutputValue, UpdateSummary, UpResult
 from pulumi.automation._cmd import CommandResult
@@ -401,6 +402,42 @@ def test_a_killed_local_server_is_healed_by_apply_base_and_by_reconcile(tmp_path
         code, out, _ = invoke(repo.root, "status", "--env", "staging", "-f", "json")
         (row,) = json.loads(out)
         assert row["health"] == "Healthy" and row["last_failure"] is None
+
+        # the server dies while Git holds a change of it that cannot be applied (its new
+        # stable port is held by another process): the pass starts the recorded Bento
+        # again behind the router first, so the endpoint serves the recorded version
+        # while the change fails (before, the change was applied onto a dead endpoint)
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", 0))
+            squatter.listen()
+            taken = squatter.getsockname()[1]
+            spec = repo.root / "specs" / "fraud-detector.yaml"
+            text = spec.read_text()
+            assert text.count("target: {platform: local}") == 1
+            spec.write_text(
+                text.replace(
+                    "target: {platform: local}", f"target: {{platform: local, port: {taken}}}"
+                )
+            )
+            repo.commit("fraud-detector: staging on a fixed port")
+            _kill(fourth)
+            code, out, err = invoke(repo.root, "reconcile", "--env", "staging", "-f", "json")
+        assert code == 3, out + err
+        (outcome,) = json.loads(out)["outcomes"]
+        assert outcome["status"] == "failed" and f"port {taken} on 127.0.0.1" in outcome["message"]
+        assert (
+            f"restored the recorded deployment: {fourth.outputs['bento_tag']} started again"
+            in (outcome["message"])
+        )
+        fifth = ledger.get("fraud-detector", "staging")
+        assert fifth.outputs["pid"] != fourth.outputs["pid"]
+        assert fifth.outputs["router"] == fourth.outputs["router"]  # the same router, switched
+        assert fifth.artifact == fourth.artifact and fifth.lastAppliedRevision == head
+        assert httpx.get(fifth.outputs["url"] + "/livez", timeout=10).status_code == 200
+        code, out, _ = invoke(repo.root, "status", "--env", "staging", "-f", "json")
+        (row,) = json.loads(out)
+        assert row["health"].startswith("Healthy; OutOfSync: HEAD differs from the applied")
+        assert f"port {taken} on 127.0.0.1" in row["last_failure"]["reason"]
     finally:
         destroy_flow.destroy(config, "staging", [])
 
