@@ -86,8 +86,11 @@ class ApplyError(ModelopsError):
         rollout: an aborted local canary's checks and verdict (``None`` otherwise).
         transient: the failure is not the spec's fault (the stable port held by another
             process): ``flow/transient.py`` records it as ``TransientFailure``, never
-            counted toward ``Stalled``.
+            counted toward ``Stalled``. A subclass may set it as a class attribute
+            (``flow.sources.PlanOutdated``); the argument, when given, overrides it.
     """
+
+    transient: bool = False
 
     def __init__(
         self,
@@ -97,14 +100,15 @@ class ApplyError(ModelopsError):
         outputs: dict | None = None,
         restore_failed: str = "",
         rollout: dict | None = None,
-        transient: bool = False,
+        transient: bool | None = None,
     ) -> None:
         super().__init__(message, exit_code=EXIT_APPLY_FAILED)
         self.smoke = smoke
         self.outputs = outputs
         self.restore_failed = restore_failed
         self.rollout = rollout
-        self.transient = transient
+        if transient is not None:  # else the class's: a subclass may say it once for all
+            self.transient = transient
 
 
 class Engine(Protocol):
