@@ -35,10 +35,10 @@ demo: $(STAMP)
 	$(BIN)/python -m reconciler.demo
 
 # The whole suite on every core (pytest-xdist). --dist loadfile keeps each test file in one
-# worker, so a module's built Bento is built once; the served Bento shared by the read-only
-# HTTP tests is started at most once per worker. (--dist loadgroup would put them all in one
-# worker, but with pytest 9.2 xdist 3.8 cannot set the group: it renames item._nodeid,
-# which pytest no longer reads.)
+# worker, so a module's built Bento is built once; the files that share the served Bento
+# go to one worker together (tests/conftest.py), so it is started once per run. (--dist
+# loadgroup cannot do that here: with pytest 9.2, xdist 3.8 renames item._nodeid, which
+# pytest no longer reads.)
 # One worker more than there are cores: part of the suite's wall time is spent waiting
 # (for `bentoml serve` to start, for a canary's analysis interval, for a worker that must
 # time out), which the extra worker fills; a second extra one cost more CPU (each worker
