@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import tarfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -40,6 +41,17 @@ def origin_url(root: str) -> str:
         host = parts.hostname or ""
         url = urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
     return url
+
+
+def spec_repository(root: Path) -> str:
+    """The spec repository's clone URL for in-cluster jobs, without credentials.
+
+    ``$GITHUB_SERVER_URL/$GITHUB_REPOSITORY.git`` in GitHub Actions, else the Git remote
+    ``origin`` of ``root`` (user and password removed), else ``""``.
+    """
+    if os.environ.get("GITHUB_SERVER_URL") and os.environ.get("GITHUB_REPOSITORY"):
+        return f"{os.environ['GITHUB_SERVER_URL']}/{os.environ['GITHUB_REPOSITORY']}.git"
+    return origin_url(str(root))
 
 
 def require_repo(root: Path, why: str) -> git.Repo:

@@ -17,7 +17,6 @@ import hashlib
 import importlib
 import importlib.util
 import json
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from typing import Any
 from reconciler.core import sealed
 from reconciler.core.diagnostics import EXIT_FINDINGS, Diagnostic, ModelopsError
 from reconciler.core.digests import json_sha256
-from reconciler.core.git import origin_url
+from reconciler.core.git import spec_repository
 from reconciler.spec.model import Deployment
 from stacks.common import (
     DEFAULT_GIT_IMAGE,
@@ -444,17 +443,6 @@ def _code_digest(module: str) -> str:
 def has_jobs(dep: Deployment) -> bool:
     """Whether ``dep`` renders scheduled jobs (monitoring, retraining, batch)."""
     return bool(job_commands(dep)) or dep.get("spec.serving.mode") == "batch"
-
-
-def spec_repository(root: Path) -> str:
-    """The spec repository's clone URL for in-cluster jobs, without credentials.
-
-    ``$GITHUB_SERVER_URL/$GITHUB_REPOSITORY.git`` in GitHub Actions, else the Git remote
-    ``origin`` of ``root`` (user and password removed), else ``""``.
-    """
-    if os.environ.get("GITHUB_SERVER_URL") and os.environ.get("GITHUB_REPOSITORY"):
-        return f"{os.environ['GITHUB_SERVER_URL']}/{os.environ['GITHUB_REPOSITORY']}.git"
-    return origin_url(str(root))
 
 
 def job_context(config) -> JobContext:

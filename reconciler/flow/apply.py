@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from reconciler.build.artifact import Artifact
 from reconciler.core import git as g
@@ -46,7 +47,7 @@ from reconciler.gitops.changes import RevisionFiles, detect_changes
 from reconciler.monitor.data import MonitorInputError
 from reconciler.monitor.quality import model_classes, realized_metric
 from reconciler.spec.model import Deployment
-from reconciler.spec.repo import discover, load_files
+from reconciler.spec.repo import load_files
 from reconciler.state import status
 from reconciler.state.ledger import Ledger
 from reconciler.state.lock import StateLock
@@ -104,15 +105,10 @@ def apply(
             file outside the specs directory. Raised before anything is applied.
     """
     envs = envs_of(config, env)
-    outside = (
-        [
-            f
-            for f in discover(config, targets)
-            if not f.resolve().is_relative_to(config.specs_dir.resolve())
-        ]
-        if targets
-        else []
-    )
+    # a name resolves inside the specs directory; only a path can lie outside it
+    specs = config.specs_dir.resolve()
+    paths = [Path(t) if Path(t).is_absolute() else config.root / t for t in targets or []]
+    outside = [p for p in paths if p.exists() and not p.resolve().is_relative_to(specs)]
     if outside:
         raise ModelopsError(
             f"apply deploys the specs under {config.rel(config.specs_dir)}/, and "

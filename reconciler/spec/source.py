@@ -9,7 +9,6 @@ a head that is not checked out) through it, ``rollback`` the revision it goes ba
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -46,10 +45,8 @@ def rebased(config: Config, root: Path, *, keep_policies: bool = False) -> Confi
     # a revision (no .git, no origin) cannot tell: keep the working tree's, so a base
     # revision's jobs render as the head's do (a plan showed every CronJob changed)
     jobs = dict(config.jobs or {})
-    if not jobs.get("repository") and not os.environ.get("GITHUB_REPOSITORY"):
-        url = g.origin_url(str(config.root))
-        if url:
-            jobs["repository"] = url
+    if not jobs.get("repository"):
+        jobs["repository"] = g.spec_repository(config.root)
     return replace(
         config,
         root=root,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import git
 import pytest
-from support.repo import PROJECT, make_repo
+from support.repo import PROJECT, make_repo, two_commit_remote
 
 from reconciler.build.artifact import Artifact
 from reconciler.core.config import load_config
@@ -109,25 +109,11 @@ def test_the_token_setting_is_a_secrets_manager_reference_for_an_https_url(tmp_p
     assert "ghp_" not in err.value.message  # never echoes what may be a token
 
 
-def _remote(tmp_path: Path) -> tuple[Path, str]:
-    """A real bare repository with two commits; returns it and the first commit."""
-    work = git.Repo.init(tmp_path / "work", initial_branch="main")
-    (tmp_path / "work/spec.yaml").write_text("v: 1\n")
-    work.git.add(A=True)
-    work.git.commit(m="one", author="t <t@example.com>")
-    applied = work.head.commit.hexsha
-    (tmp_path / "work/spec.yaml").write_text("v: 2\n")
-    work.git.commit(a=True, m="two", author="t <t@example.com>")
-    bare = tmp_path / "remote.git"
-    work.git.clone("--bare", str(tmp_path / "work"), str(bare))
-    return bare, applied
-
-
 def test_the_job_runs_in_a_checkout_of_the_applied_revision(tmp_path, fake_s3):
     """The ledger record and the token secret in moto (a fake S3 and Secrets Manager)."""
     import boto3  # heavy (botocore's service models): only this test's fake secret
 
-    bare, applied = _remote(tmp_path)
+    bare, applied = two_commit_remote(tmp_path)
     fake_s3.create_bucket(Bucket="team-state")
     record = LedgerRecord("diabetes-progression", "prod", platform="aws-sagemaker")
     record.record_success(applied, "digest")

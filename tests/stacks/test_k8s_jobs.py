@@ -18,7 +18,7 @@ from pathlib import Path
 import git
 from support.cli import invoke
 from support.crds import assert_valid_manifest
-from support.repo import make_repo
+from support.repo import make_repo, two_commit_remote
 
 from reconciler.core.config import load_config
 from reconciler.engine.render import render
@@ -167,15 +167,7 @@ def test_an_ssh_repository_gets_the_deploy_key_mounted_read_only(tmp_path):
 
 def test_the_checkout_script_fetches_exactly_the_applied_revision_shallow(tmp_path):
     # a real bare "remote" with two commits; the job must get the first, not the head
-    work = git.Repo.init(tmp_path / "work", initial_branch="main")
-    (tmp_path / "work/spec.yaml").write_text("v: 1\n")
-    work.git.add(A=True)
-    work.git.commit(m="one", author="t <t@example.com>")
-    applied = work.head.commit.hexsha
-    (tmp_path / "work/spec.yaml").write_text("v: 2\n")
-    work.git.commit(a=True, m="two", author="t <t@example.com>")
-    bare = tmp_path / "remote.git"
-    work.git.clone("--bare", str(tmp_path / "work"), str(bare))
+    bare, applied = two_commit_remote(tmp_path)
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     # what the applied-revision init container wrote from the ledger

@@ -163,3 +163,19 @@ def replace_in_file(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, f"{old!r} not in {path}"
     path.write_text(text.replace(old, new, 1))
+
+
+def two_commit_remote(tmp_path: Path) -> tuple[Path, str]:
+    """A real bare repository ``<tmp_path>/remote.git`` with two commits of ``spec.yaml``
+    (``v: 1``, then ``v: 2``); returns it and the first commit's SHA (the applied
+    revision a job must check out, not the head)."""
+    work = git.Repo.init(tmp_path / "work", initial_branch="main")
+    (tmp_path / "work/spec.yaml").write_text("v: 1\n")
+    work.git.add(A=True)
+    work.git.commit(m="one", author="t <t@example.com>")
+    applied = work.head.commit.hexsha
+    (tmp_path / "work/spec.yaml").write_text("v: 2\n")
+    work.git.commit(a=True, m="two", author="t <t@example.com>")
+    bare = tmp_path / "remote.git"
+    work.git.clone("--bare", str(tmp_path / "work"), str(bare))
+    return bare, applied
