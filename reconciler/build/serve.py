@@ -41,6 +41,7 @@ from reconciler.core.procs import (
     leads_group,
     signal_group,
     start_group,
+    wait_exited,
 )
 
 HOST = "127.0.0.1"
@@ -615,13 +616,13 @@ def stop_server(
     if child is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(timeout=grace_s)
-    _, alive = psutil.wait_procs(procs, timeout=max(0.1, deadline - time.monotonic()))
+    _, alive = wait_exited(procs, max(0.1, deadline - time.monotonic()))
     for proc in alive:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             proc.kill()
     if group and alive:
         signal_group(pid, signal.SIGKILL)
-    psutil.wait_procs(alive, timeout=5)
+    wait_exited(alive, 5)
     if child is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(timeout=5)
@@ -634,7 +635,7 @@ def stop_server(
     for proc in late:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             proc.kill()
-    psutil.wait_procs(late, timeout=5)
+    wait_exited(late, 5)
     return True
 
 

@@ -92,6 +92,40 @@ def signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
+def wait_exited(
+    procs: Sequence[psutil.Process], timeout: float
+) -> tuple[list[psutil.Process], list[psutil.Process]]:
+    """Wait up to ``timeout`` seconds for ``procs`` to exit; ``(gone, alive)``.
+
+    Like :func:`psutil.wait_procs`, except that a zombie counts as exited: a process
+    another one started (a server or router that an earlier ``apply`` in a still-running
+    process started, such as ``reconcile --interval``) stays a zombie until that parent
+    reaps it, and ``psutil.wait_procs`` waited the whole ``timeout`` for it. Our own
+    children are reaped here (``Process.wait``). A pid now held by another process (its
+    start time differs) counts as exited too.
+    """
+    deadline = time.monotonic() + max(0.0, timeout)
+    alive = list(procs)
+    while True:
+        still = []
+        for proc in alive:
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    still.append(proc)
+                    continue
+                proc.wait(timeout=0)  # reaps it when it is our child
+            except (psutil.NoSuchProcess, psutil.TimeoutExpired, ChildProcessError):
+                pass
+            except psutil.AccessDenied:
+                still.append(proc)
+        alive = still
+        if not alive or time.monotonic() >= deadline:
+            break
+        time.sleep(_POLL_S)
+    gone = [p for p in procs if p not in alive]
+    return gone, alive
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process is left in group ``pgid`` (a zombie not yet reaped counts)."""
     try:

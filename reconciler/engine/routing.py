@@ -38,6 +38,7 @@ from reconciler.core.procs import (
     signal_group,
     start_group,
     stop_group,
+    wait_exited,
 )
 from reconciler.runtime.router import ROUTER_ID_ENV, STATUS_PATH
 
@@ -427,11 +428,11 @@ def _stop_pid(pid: int, grace_s: float) -> bool:
     else:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
-    _, alive = psutil.wait_procs([proc], timeout=grace_s)
+    _, alive = wait_exited([proc], grace_s)
     if alive:
         if leads_group(pid):
             signal_group(pid, signal.SIGKILL)
         with contextlib.suppress(psutil.Error):
             proc.kill()
-        psutil.wait_procs(alive, timeout=5)
+        wait_exited(alive, 5)
     return True

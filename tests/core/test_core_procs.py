@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from reconciler.core.procs import (
@@ -17,6 +18,7 @@ from reconciler.core.procs import (
     signal_group,
     start_group,
     stop_group,
+    wait_exited,
 )
 
 # The processes below never exit by themselves (they wait for a signal), so what ends
@@ -26,6 +28,13 @@ PARENT = (
     "import signal, subprocess, sys; "
     "subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()']); "
     "print('ready', flush=True); signal.pause()"
+)
+# A leader that starts a child, prints its pid, and never reaps it (as a long-running
+# `reconcile --interval` does not reap a server until it looks at it again).
+NO_REAP = (
+    "import signal, subprocess, sys; "
+    "c = subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()']); "
+    "print(c.pid, flush=True); signal.pause()"
 )
 # A leader that ignores SIGTERM (only SIGKILL stops it).
 STUBBORN = (
@@ -72,6 +81,25 @@ def test_stopping_a_group_that_is_gone_is_harmless():
     proc.wait(timeout=HANG_GUARD_S)
     assert stop_group(proc, grace_s=0.1) == 0
     assert not leads_group(proc.pid) and not signal_group(proc.pid, 15)
+
+
+def test_a_zombie_another_process_has_not_reaped_counts_as_exited():
+    proc = start_group([sys.executable, "-c", NO_REAP], stdout=subprocess.PIPE)
+    try:
+        orphan = psutil.Process(int(proc.stdout.readline()))
+        live = psutil.Process(proc.pid)
+        orphan.kill()
+        while orphan.status() != psutil.STATUS_ZOMBIE:  # its parent never reaps it
+            time.sleep(0.05)
+        # psutil.wait_procs waits its whole timeout for a zombie that is not our child
+        assert psutil.wait_procs([orphan], timeout=0)[1] == [orphan]
+        # wait_exited does not: with no time at all, the zombie is gone, the parent alive
+        assert wait_exited([orphan, live], 0) == ([orphan], [live])
+        proc.kill()
+        proc.wait(timeout=HANG_GUARD_S)
+        assert wait_exited([live], 0) == ([live], [])  # our own child, reaped: gone
+    finally:
+        signal_group(proc.pid, 9)
 
 
 def test_a_missing_program_raises_oserror():
