@@ -40,7 +40,7 @@ from reconciler.core.procs import (
     stop_group,
     wait_exited,
 )
-from reconciler.runtime.router import ROUTER_ID_ENV, STATUS_PATH
+from reconciler.runtime.router_ids import ROUTER_ID_ENV, STATUS_PATH
 
 MODULE = "reconciler.runtime.router"
 _POLL_S = 0.05

@@ -53,10 +53,8 @@ from dataclasses import dataclass, field
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
 from reconciler.runtime.capture import SYNTHETIC_HEADER
+from reconciler.runtime.router_ids import ROUTER_ID_ENV, STATUS_PATH
 
-ROUTER_ID_ENV = "MODELOPS_ROUTER_ID"
-"""In the router process: its id (``<deployment>-router-<hex>``); identifies it."""
-STATUS_PATH = "/-/router"
 #: Upper bounds (ms) of the latency histogram; the last bucket is unbounded.
 BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 1000, 2000, 5000, 10000, 30000)
 REQUEST_TIMEOUT_S = 60.0

@@ -30,7 +30,7 @@ from reconciler.build.artifact import Artifact
 from reconciler.build.bento import build
 from reconciler.build.serve import MARKER_ENV, STATE_ENV, start_server, stop_server
 from reconciler.core.config import Config, load_config
-from reconciler.runtime.router import ROUTER_ID_ENV
+from reconciler.runtime.router_ids import ROUTER_ID_ENV
 from reconciler.spec.repo import load_all
 from support.repo import make_repo
 
