@@ -16,7 +16,7 @@ from reconciler.core.config import Config
 from reconciler.core.diagnostics import (
     ModelopsError,
 )
-from reconciler.engine.plan import diff
+from reconciler.engine.plan import diff, unchanged
 from reconciler.flow.costs import (
     POLICY_INPUT_KEY,
     Prepared,
@@ -197,7 +197,7 @@ def plan_changes(
                         raise p.error
                     rendered = p.rendered if artifact is None else None
                     rendered = rendered or render_live(dep, artifact, head_cfg)
-                    plan_value = diff(rendered.to_dict(), rendered, dep.key)
+                    plan_value = unchanged(rendered, dep.key)
                     if "resolved" not in (outcome.model["new"] or {}):  # not remote
                         outcome.model["old"] = outcome.model["new"]
                 elif artifact is None:  # rendered and priced above, without a build

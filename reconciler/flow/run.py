@@ -94,11 +94,15 @@ class Outcome:
 
     def to_dict(self) -> dict:
         """JSON-ready mapping; a value that is not there is ``{}``."""
-        out = copy.deepcopy(dict(self.__dict__))
-        out["artifact"] = self.artifact.to_dict() if self.artifact is not None else {}
-        out["plan"] = self.plan.to_dict() if self.plan is not None else {}
-        out["smoke"] = self.smoke.to_dict() if self.smoke is not None else {}
-        return out
+        objects = {
+            "artifact": self.artifact.to_dict() if self.artifact is not None else {},
+            "plan": self.plan.to_dict() if self.plan is not None else {},
+            "smoke": self.smoke.to_dict() if self.smoke is not None else {},
+        }
+        # the objects are not deep-copied first (a plan's changes were, each time)
+        return {
+            k: objects[k] if k in objects else copy.deepcopy(v) for k, v in self.__dict__.items()
+        }
 
 
 @dataclass

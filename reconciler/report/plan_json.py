@@ -19,5 +19,26 @@ def data(report) -> dict:
 
 
 def write(report) -> str:
-    """:func:`data` as JSON indented by 2, with a final newline."""
-    return json.dumps(data(report), indent=2) + "\n"
+    """:func:`data` as JSON, with a final newline: each top-level key on a line of its
+    own, and each element of a top-level list (an outcome, a plan) on one line.
+
+    Not ``indent=2`` throughout: Python encodes indented JSON in pure Python, 0.65 s of
+    CPU for a plan of 1,000 deployments, against 0.17 s compact (``bench_gitops.py``);
+    ``jq`` shows any part indented.
+    """
+    doc = data(report)
+    lines = ["{"]
+    last = len(doc) - 1
+    for i, (key, value) in enumerate(doc.items()):
+        comma = "," if i < last else ""
+        if isinstance(value, list) and value:
+            lines.append(f"  {json.dumps(key)}: [")
+            end = len(value) - 1
+            lines.extend(
+                f"    {json.dumps(item)}{',' if j < end else ''}" for j, item in enumerate(value)
+            )
+            lines.append(f"  ]{comma}")
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}{comma}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

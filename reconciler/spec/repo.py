@@ -8,7 +8,7 @@ from pathlib import Path
 
 from reconciler.core.config import Config
 from reconciler.core.diagnostics import Diagnostic, ModelopsError, Position
-from reconciler.core.yaml import YamlLoadError, display_path
+from reconciler.core.yaml import YamlLoadError
 from reconciler.spec.cache import LoadCache
 from reconciler.spec.loader import load_spec
 from reconciler.spec.model import Deployment, Spec
@@ -170,7 +170,7 @@ def load_files(config: Config, files: list[Path], envs: list[str] | None = None)
             raw = Path(path).read_bytes()
         except OSError:
             raw = None  # load_spec reports it
-        file = display_path(path, config.root)
+        file = str(real.relative_to(inside))  # display_path(path, root), resolved above
         hit = cache.get(raw, file) if raw is not None else None
         if hit is not None:
             spec, diagnostics, deployments = hit

@@ -20,6 +20,7 @@ from reconciler.engine.plan import (
     render_plan_text,
     replace_paths,
     same_quantity,
+    unchanged,
 )
 from reconciler.engine.render import render
 from reconciler.flow.stages import render_live
@@ -56,6 +57,21 @@ def test_same_state_plans_no_changes(spec_repo):
     assert plan.empty and plan.summary() == "no changes"
     assert plan.unchanged == 10
     assert render_plan_text([plan]) == f"{dep.key}: no changes\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "env"),
+    [
+        ("fraud-detector", "prod"),
+        ("fraud-detector", "staging"),
+        ("diabetes-progression", "prod"),
+        ("fraud-scorer-serverless", "prod"),
+    ],
+)
+def test_a_state_against_itself_is_the_diff_of_its_own_copy(spec_repo, name, env):
+    dep, config = dep_of(spec_repo, name, env)
+    state = render(dep, None, config)
+    assert unchanged(state, dep.key).to_dict() == diff(state.to_dict(), state, dep.key).to_dict()
 
 
 def test_update_lists_changed_paths_with_old_and_new(spec_repo):

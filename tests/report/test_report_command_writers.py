@@ -8,6 +8,7 @@ test_pr_comment_escaping); these cover the lines ``build``, ``status``, ``histor
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from rich.console import Console
@@ -15,6 +16,7 @@ from rich.console import Console
 from reconciler.core.config import load_config
 from reconciler.core.diagnostics import ModelopsError, Position
 from reconciler.engine.metrics import ServiceMetrics
+from reconciler.flow.run import Outcome, RunReport
 from reconciler.monitor.retrain import RetrainResult
 from reconciler.policy import testing as policy_testing
 from reconciler.report import (
@@ -41,6 +43,23 @@ def test_one_table_from_format_name_to_plan_writer():
         plan_writer_for("xml")
     assert info.value.message == "unknown format 'xml'; valid formats: text, json, markdown"
     assert info.value.exit_code == 2
+
+
+def test_plan_json_is_the_plan_data_with_one_line_per_outcome():
+    report = RunReport("plan", "prod", "abc123", envs=["prod"])
+    for name in ("a", "b", "c"):
+        report.outcomes.append(Outcome(f"{name}-prod", name, "prod", "local", "planned"))
+        report.plans.append(None)
+    report.notes.append('a note with "quotes", a comma, and a\nnewline')
+    text = plan_json.write(report)
+    assert json.loads(text) == json.loads(json.dumps(plan_json.data(report)))
+    assert text.endswith("}\n")
+    lines = text.splitlines()
+    assert [line for line in lines if line.startswith('    {"key": ')] == [
+        line for line in lines if '"status": "planned"' in line
+    ]  # each outcome is whole on one line
+    assert len([line for line in lines if '"status": "planned"' in line]) == 3
+    assert json.loads(plan_json.write(RunReport("plan", "prod", "")))["outcomes"] == []
 
 
 def test_build_rows_and_summary():

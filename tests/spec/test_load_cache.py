@@ -87,3 +87,31 @@ def test_a_warm_plan_sees_a_policy_change(spec_repo):
     report = plan(config, "prod", ["fraud-detector"])
     assert report.blocked
     assert "prod_min_replicas" in str(report.policy.to_dict())
+
+
+def test_a_spec_read_back_from_the_load_cache_has_every_position(spec_repo):
+    import copy
+    import pickle
+
+    from reconciler.spec.model import PackedPositions
+
+    config = load_config(spec_repo)
+    path = spec_repo / "specs" / "fraud-detector.yaml"
+    loaded = load_files(config, [path], ["prod"])
+    spec, dep = loaded.specs[0], loaded.deployments[0]
+    assert isinstance(spec.positions, dict) and len(spec.positions) > 50
+    back_spec, back_dep = pickle.loads(pickle.dumps((spec, dep)))  # what the cache stores
+    assert isinstance(back_spec.positions, PackedPositions)
+    assert back_dep.spec is back_spec  # one object, as before
+    assert back_spec == spec and back_spec.positions == spec.positions
+    assert dict(back_spec.positions.items()) == spec.positions
+    for key in (("spec", "target", "platform"), ("spec", "nothing", "here"), ()):
+        assert back_spec.locate(key) == spec.locate(key)
+    assert copy.deepcopy(back_spec) == spec
+    assert pickle.loads(pickle.dumps(back_spec)) == spec  # packed again as it is
+    # positions naming another file are kept as they are
+    spec.positions[("x",)] = type(spec.positions[()])("elsewhere.yaml", 3, 4)
+    assert isinstance(pickle.loads(pickle.dumps(spec)).positions, dict)
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    # a warm load (read back from the disk cache) gives the same diagnostics and data
+    assert _load(config, path) == _load(config, path)
