@@ -90,7 +90,7 @@ def _path_values(value: Any, out: set[str]) -> set[str]:
     return out
 
 
-def _stat(path: Path) -> list:
+def _stat(path: str | Path) -> list:
     """``[lstat mode, stat mode, size, mtime_ns, inode]``, or ``[]`` when it is missing."""
     try:
         link = os.lstat(path)
@@ -103,9 +103,21 @@ def _stat(path: Path) -> list:
     return [link.st_mode, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino]
 
 
-def fingerprint(root: Path, paths: list[str]) -> list:
-    """The state of the repository files ``paths`` name (see the module doc)."""
-    return [[p, _stat(root / p)] for p in paths]
+def fingerprint(root: Path, paths: list[str], seen: dict[str, list] | None = None) -> list:
+    """The state of the repository files ``paths`` name (see the module doc).
+
+    ``seen``: states already read in this load, by path (1,000 specs of a full plan name
+    the same example files: each is read once per load, not once per spec)."""
+    base = str(root)
+    out = []
+    for p in paths:
+        state = seen.get(p) if seen is not None else None
+        if state is None:
+            state = _stat(os.path.join(base, p))
+            if seen is not None:
+                seen[p] = state
+        out.append([p, state])
+    return out
 
 
 class LoadCache:
@@ -131,6 +143,7 @@ class LoadCache:
             sort_keys=True,
         )
         self._pruned = False
+        self._seen: dict[str, list] = {}  # file states read by get() in this load
 
     def _key(self, raw: bytes, file: str) -> str:
         digest = hashlib.sha256(self.context.encode())
@@ -148,7 +161,7 @@ class LoadCache:
                 return None
             entry = pickle.loads(blob)
             paths = entry["paths"]
-            if fingerprint(self.root, paths) != entry["files"]:
+            if fingerprint(self.root, paths, self._seen) != entry["files"]:
                 return None
             return entry["value"]
         except Exception:  # noqa: BLE001 - absent, unreadable or stale: load again
