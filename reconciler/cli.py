@@ -11,7 +11,9 @@ configuration error, 3 apply failed. No command ends with a traceback:
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -132,9 +134,37 @@ def _quiet_loop_finalizers(unraisable) -> None:
     sys.__unraisablehook__(unraisable)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the run is, as Ctrl-C raises :class:`KeyboardInterrupt`: a
+    ``BaseException``, so ``except Exception`` does not swallow it and the cleanups that
+    catch ``BaseException`` run (not a ``KeyboardInterrupt``, which Typer turns into a
+    silent exit 130)."""
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM (``timeout``, ``docker stop``, Kubernetes, systemd, a CI runner's cancel)
+    stops a run the way Ctrl-C does: what unwinds on an interrupt (a server that was
+    being started is stopped, the state lock is released, the ledger keeps the intent)
+    unwinds on this too, where the default action ended the process on the spot and
+    left a stale lock and an unrecorded server. ``reconcile --interval`` installs its
+    own handler while it loops (it finishes the pass in progress)."""
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script; exits with the command's exit code."""
+    """Entry point of the console script; exits with the command's exit code (130 after
+    Ctrl-C, 143 after SIGTERM)."""
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        _run(argv)
+    finally:  # a caller that runs commands in process (tests) gets its handler back
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str] | None) -> None:
     if not os.environ.get("TERMINAL_WIDTH"):  # Typer's own override wins
         typer.rich_utils.MAX_WIDTH = help_width(sys.stdout)
     sys.unraisablehook = _quiet_loop_finalizers
@@ -145,6 +175,9 @@ def main(argv: list[str] | None = None) -> None:
             err_console.print(str(diag), markup=False)
         err_console.print(f"error: {exc.message}", markup=False)
         sys.exit(exc.exit_code)
+    except Terminated:
+        err_console.print("terminated (SIGTERM): the run was stopped")
+        sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)

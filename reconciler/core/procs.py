@@ -174,19 +174,22 @@ def stop_group(
 
 
 FAULT_ENV = "MODELOPS_FAULT_AT"
-"""Test-only hook: the stage at which :func:`fault_point` SIGKILLs the own process."""
+"""Test-only hook: the stage at which :func:`fault_point` signals the own process."""
 
 
 def fault_point(stage: str) -> None:
-    """SIGKILL this process when ``MODELOPS_FAULT_AT`` names ``stage`` (fault tests only).
+    """SIGKILL this process when ``MODELOPS_FAULT_AT`` names ``stage``, or SIGTERM it
+    when the value is ``<stage>:term`` (fault tests only).
 
     The fault tests (``tests/faults/``) kill ``apply`` and ``destroy`` at each stage
     (``build``, ``start``, ``smoke``, ``update``, ``record``, ``destroy``)
-    deterministically, never by timing. Unset (always, outside those tests) it does
-    nothing.
+    deterministically, never by timing; ``:term`` is how ``timeout``, ``docker stop`` or
+    Kubernetes stop a run (the CLI unwinds as on Ctrl-C). Unset (always, outside those
+    tests) it does nothing.
     """
-    if os.environ.get(FAULT_ENV) == stage:
-        os.kill(os.getpid(), signal.SIGKILL)
+    at, _, how = os.environ.get(FAULT_ENV, "").partition(":")
+    if at == stage:
+        os.kill(os.getpid(), signal.SIGTERM if how == "term" else signal.SIGKILL)
 
 
 #: Start times are compared to this many seconds (psutil derives them from clock ticks

@@ -14,13 +14,14 @@ import json
 
 import pytest
 from support.cli import invoke
-from support.faults import Tally
+from support.faults import Tally, run
 from support.repo import make_repo, relax
 
 from reconciler.build.serve import find_servers
 from reconciler.core.config import load_config
 from reconciler.flow.destroy import destroy
 from reconciler.state.ledger import Ledger
+from reconciler.state.lock import LOCK_FILE
 
 pytestmark = pytest.mark.slow
 KEY = "fraud-detector-staging"
@@ -61,6 +62,15 @@ def test_apply_killed_at_each_stage_converges_to_one_recorded_server(tmp_path):
     tally.kill(repo.root, "record", *apply)
     assert len(find_servers(state, KEY)) == 1
 
+    # SIGTERM (timeout, docker stop, Kubernetes) after the smoke test: the run unwinds as
+    # on Ctrl-C, exit 143, and releases the lock, so the next run needs no `unlock`
+    proc = run(repo.root, *apply, fault="smoke:term")
+    assert proc.returncode == 143, proc.stderr
+    assert "terminated (SIGTERM)" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (state / LOCK_FILE).exists()
+    (row,) = json.loads(invoke(repo.root, "status", "--env", "staging", "-f", "json").stdout)
+    assert "did not finish" in row["health"]  # the intent it recorded is shown
+
     tally.clean("apply after the kills", invoke(repo.root, *apply))
     tally.converged("apply after the kills", state, KEY, 1)
     (row,) = json.loads(invoke(repo.root, "status", "--env", "staging", "-f", "json").stdout)
@@ -68,5 +78,5 @@ def test_apply_killed_at_each_stage_converges_to_one_recorded_server(tmp_path):
 
     tally.clean("destroy", invoke(repo.root, "destroy", "--env", "staging", "fraud-detector"))
     assert find_servers(state, KEY) == {}
-    tally.report("apply killed at build/start/smoke/record")
+    tally.report("apply killed at build/start/smoke/record, terminated after smoke")
     assert tally.problems == []
