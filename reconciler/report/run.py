@@ -63,7 +63,7 @@ def rollback(report, name: str, env: str) -> str:
     if report.outcomes and not report.failures:
         rev = report.revision[:12]
         if report.revert:
-            shas = " ".join(c["sha"][:12] for c in reversed(report.revert))
+            shas = " ".join(c["sha"][:12] for c in report.revert)  # newest first, as listed
             lines.append(
                 f"\nRolled back {name} in {env} to {rev}. Git still describes the newer "
                 "version: so that the next merge does not undo this rollback, revert in Git:"

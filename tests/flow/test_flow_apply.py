@@ -127,23 +127,26 @@ def test_rollback_reapplies_the_old_spec_and_holds_it(git_repo):
         path = repo.root / "specs/fraud-detector.yaml"
         path.write_text(path.read_text().replace("max_latency_ms: 500", "max_latency_ms: 600"))
         c2 = repo.commit("batching: 600 ms")
+        # a second commit on the same line: the revert command must take the newest first
+        path.write_text(path.read_text().replace("max_latency_ms: 600", "max_latency_ms: 700"))
+        c3 = repo.commit("batching: 700 ms")
         report = apply_flow.apply(config, "staging")
         assert [o.status for o in report.outcomes] == ["applied"], report.outcomes[0].message
         rec = ledger.get("fraud-detector", "staging")
-        assert rec.lastAppliedRevision == c2
-        tag_c2 = rec.artifact["bento_tag"]
+        assert rec.lastAppliedRevision == c3
+        tag_c3 = rec.artifact["bento_tag"]
 
         code, out, err = invoke(
             repo.root, "rollback", "fraud-detector", "--env", "staging", "--to", c1
         )
         assert code == 0, out + err
-        assert f"git revert {c2[:12]}" in out and "batching: 600 ms" in out
+        assert f"git revert {c3[:12]} {c2[:12]}" in out and "batching: 600 ms" in out
         rec = ledger.get("fraud-detector", "staging")
-        assert rec.lastAppliedRevision == c1 and rec.artifact["bento_tag"] != tag_c2
-        assert rec.lastGoodRevision == c2  # what to go forward to again
+        assert rec.lastAppliedRevision == c1 and rec.artifact["bento_tag"] != tag_c3
+        assert rec.lastGoodRevision == c3  # what to go forward to again
         assert rec.history[-1]["action"] == "rollback" and rec.history[-1]["revision"] == c1
         assert rec.suspended["revision"] == c1
-        assert [c["sha"] for c in rec.suspended["revert"]] == [c2]
+        assert [c["sha"] for c in rec.suspended["revert"]] == [c3, c2]
 
         # the next apply (Git still at c2) leaves the rolled-back deployment alone
         report = apply_flow.apply(config, "staging")
@@ -152,8 +155,9 @@ def test_rollback_reapplies_the_old_spec_and_holds_it(git_repo):
         code, out, _ = invoke(repo.root, "history", "fraud-detector", "--env", "staging")
         assert code == 0 and "rollback" in out and c1[:12] in out
 
-        # reverting in Git makes Git and the ledger agree: nothing to do, hold lifted
-        repo.git.git.revert("--no-edit", c2)
+        # reverting in Git as printed makes Git and the ledger agree: nothing to do, hold
+        # lifted (oldest first, the two reverts would conflict on the one line)
+        repo.git.git.revert("--no-edit", c3[:12], c2[:12])
         report = apply_flow.apply(config, "staging")
         assert [o.status for o in report.outcomes] == ["unchanged"]
         assert ledger.get("fraud-detector", "staging").suspended == {}
