@@ -410,6 +410,17 @@ def _reap(pid: int) -> None:
         _CHILDREN.pop(pid, None)
 
 
+def reap_exited() -> int:
+    """Reap every server this process started that has exited (another process, a
+    ``destroy`` from another shell, stopped it); returns how many. A long-running
+    ``reconcile --interval`` calls it after each pass: without it each such server
+    stayed a zombie child until the loop ended."""
+    done = [pid for pid, child in list(_CHILDREN.items()) if child.poll() is not None]
+    for pid in done:
+        _CHILDREN.pop(pid, None)
+    return len(done)
+
+
 def is_alive(pid: int) -> bool:
     """Whether process ``pid`` runs (a zombie counts as exited, and is reaped if ours)."""
     if not pid:

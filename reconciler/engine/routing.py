@@ -391,6 +391,15 @@ def find_routers(state_dir: Path | str, deployment: str = "") -> dict[str, dict]
     return found
 
 
+def reap_exited() -> int:
+    """Reap every router this process started that has exited; returns how many (see
+    :func:`reconciler.build.serve.reap_exited`)."""
+    done = [pid for pid, child in list(_CHILDREN.items()) if child.poll() is not None]
+    for pid in done:
+        _CHILDREN.pop(pid, None)
+    return len(done)
+
+
 def stop_router(handle: RouterHandle, *, grace_s: float = STOP_GRACE_S) -> bool:
     """Stop the router (SIGTERM: it finishes in-flight requests; SIGKILL after
     ``grace_s``) when the live process is the recorded one; remove its table.

@@ -22,8 +22,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from reconciler.build import serve
 from reconciler.core import git as g
 from reconciler.core.config import Config
+from reconciler.engine import routing
 from reconciler.engine.local import LocalEngine
 from reconciler.flow.apply import apply_one
 from reconciler.flow.costs import policy_costs
@@ -201,6 +203,9 @@ def reconcile_loop(
                 raise
             on_error(exc)
         passes += 1
+        # servers and routers this loop started that another run stopped since
+        serve.reap_exited()
+        routing.reap_exited()
         if stop.wait(interval_s - (time.monotonic() - started)):
             break
     return passes

@@ -126,3 +126,24 @@ def test_identity_names_each_part_that_does_not_match():
         stop_group(proc, grace_s=0)
     assert identity_of(proc.pid) is None
     assert identity_mismatches(proc.pid) == [f"process {proc.pid} is not running"]
+
+
+@pytest.mark.parametrize("module", ["reconciler.build.serve", "reconciler.engine.routing"])
+def test_servers_and_routers_another_run_stopped_are_reaped(module):
+    import importlib
+
+    registry = importlib.import_module(module)
+    running = start_group([sys.executable, "-c", "import signal; signal.pause()"])
+    stopped = start_group([sys.executable, "-c", "pass"])
+    registry._CHILDREN.update({running.pid: running, stopped.pid: stopped})
+    try:
+        while psutil.Process(stopped.pid).status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.05)  # exited, not yet reaped: what a `destroy` elsewhere leaves
+        assert registry.reap_exited() == 1
+        assert stopped.pid not in registry._CHILDREN and running.pid in registry._CHILDREN
+        assert not psutil.pid_exists(stopped.pid) or (
+            psutil.Process(stopped.pid).status() != psutil.STATUS_ZOMBIE
+        )
+    finally:
+        registry._CHILDREN.pop(running.pid, None)
+        stop_group(running, grace_s=HANG_GUARD_S)
