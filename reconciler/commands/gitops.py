@@ -157,10 +157,17 @@ def init_cmd(
     hint = f"; replace YOUR-ORG in {', '.join(sorted(set(left)))}" if left else ""
     here = Path.cwd().resolve()
     into = "" if result.root.resolve() == here else f"`cd {_shown(result.root, here)}`, then "
+    if example:
+        steps = (
+            "`modelops validate`, `modelops policy check`, `modelops apply --env dev`, "
+            "`modelops plan --env prod` (the example in specs/ and examples/; README.md "
+            "says more)"
+        )
+    else:  # no example: there is nothing to validate or apply yet
+        steps = "write a spec in specs/ (docs/spec.md), then `modelops validate`"
+    kept = f", {len(result.kept)} kept" if result.kept else ""
     console.print(
-        f"{len(result.written)} file(s) written in {result.root}. Next: {into}`modelops validate`, "
-        "`modelops policy check`, `modelops apply --env dev`, `modelops plan --env prod` "
-        f"(the example in specs/ and examples/; README.md says more){hint}.",
+        f"{len(result.written)} file(s) written{kept} in {result.root}. Next: {into}{steps}{hint}.",
         markup=False,
     )
 

@@ -180,6 +180,11 @@ def render_cmd(
     raise typer.Exit(EXIT_OK)
 
 
+def _below(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when below it (as the user reads the tree)."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def _write_tree(states, out: Path, state_fmt: str, fmt: str, source: Source | None) -> None:
     """The DesiredStates and manifests under ``out``, then the ``fmt`` objects; one line
     per deployment."""
@@ -194,7 +199,8 @@ def _write_tree(states, out: Path, state_fmt: str, fmt: str, source: Source | No
         )
     if fmt in DELIVERY_FORMATS:
         files = write_delivery(states, out, fmt, source)
-        console.print(f"{fmt}: {len(files)} file(s) → {out}", markup=False)
+        names = ", ".join(sorted(_below(f, out) for f in files))
+        console.print(f"{fmt}: {names} (beside the manifests above) → {out}", markup=False)
         others = [s.deployment for s in states if not s.manifests()]
         if others:
             console.print(

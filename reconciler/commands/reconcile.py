@@ -32,7 +32,7 @@ def _show(report: RunReport, fmt: str, loop: bool) -> None:
         )
         return
     if loop:
-        console.print(f"reconcile pass at {now_iso()}", markup=False)
+        console.print(f"reconcile pass finished at {now_iso()}", markup=False)
     err(plan_text.spec_findings(report))
     err(plan_text.blockers(report))
     if report.outcomes:

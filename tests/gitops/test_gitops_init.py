@@ -52,6 +52,8 @@ def test_init_scaffolds_a_spec_repository(tmp_path):
     (dest / "modelops.yaml").write_text("stalled_after: 5\n")
     code, out, _ = invoke(tmp_path, "init", str(dest), "--no-example")
     assert code == 0 and "kept  modelops.yaml" in out
+    # no example: the next step is a spec of one's own, not the example's commands
+    assert "kept in" in out and "write a spec in specs/" in out and "apply --env dev" not in out
     assert (dest / "modelops.yaml").read_text() == "stalled_after: 5\n"
 
 
@@ -255,7 +257,7 @@ def test_init_runs_git_init_and_uses_one_placeholder(tmp_path):
     assert "@YOUR-ORG/ml-platform" in owners and "@YOUR-ORG/security" in owners
     assert "your-org" not in owners  # one spelling: a case-sensitive replace catches all
     assert "replace YOUR-ORG in .github/CODEOWNERS" in out
-    assert "Next: `cd " in out and "fresh`, then `modelops validate`" in out  # from elsewhere
+    assert "Next: `cd " in out and "fresh`, then write a spec in specs/" in out  # elsewhere
 
     code, out, _ = invoke(
         tmp_path,

@@ -130,6 +130,8 @@ def test_formats_that_write_files_need_a_destination_and_a_source(repo, tmp_path
     assert code == 0, text + err
     check_kustomization(out / "fraud-detector-prod")
     assert not (out / "argocd").exists() and not (out / "flux").exists()
+    # the delivery files are named, beside the per-deployment manifest counts
+    assert "kustomize: fraud-detector-prod/kustomization.yaml (beside the manifests" in text
 
 
 def tree_files(commit: git.Commit) -> set[str]:
