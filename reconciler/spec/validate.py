@@ -101,6 +101,16 @@ def _whole_value_pattern(validator, pattern: str, instance, schema: dict):
 def _describe(error: ValidationError) -> tuple[PathKey, str]:
     """The path to point at and a message that says what would be valid."""
     path = tuple(error.absolute_path)
+    if "propertyNames" in error.schema_path and isinstance(error.instance, str):
+        # a key that fails its mapping's propertyNames: point at the key itself
+        _, why = _describe_value(error)
+        return (*path, error.instance), f"invalid key: {why}"
+    return _describe_value(error)
+
+
+def _describe_value(error: ValidationError) -> tuple[PathKey, str]:
+    """:func:`_describe` of the value ``error`` is about."""
+    path = tuple(error.absolute_path)
     validator = error.validator
     if validator == "additionalProperties":
         return _unknown_fields(error)[0]
@@ -130,6 +140,19 @@ def _describe(error: ValidationError) -> tuple[PathKey, str]:
             path,
             f"{error.instance!r} is out of range; "
             f"must be {words[validator]} {error.validator_value}",
+        )
+    if validator in {"minLength", "maxLength", "minItems", "maxItems"}:
+        unit = "characters" if validator.endswith("Length") else "items"
+        size = len(error.instance) if isinstance(error.instance, str | list) else "?"
+        if validator.startswith("max"):
+            shown = repr(error.instance)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            return path, (
+                f"{shown} is too long ({size} {unit}); "
+                f"at most {error.validator_value} {unit} are allowed"
+            )
+        return path, (
+            f"{error.instance!r} is too short; at least {error.validator_value} {unit} are required"
         )
     if validator == "propertyNames":
         return path, f"invalid key: {error.message}"

@@ -73,6 +73,18 @@ def test_examples_are_valid_and_resolve_every_environment(spec_repo):
             "spec.target.autoscaling.max_replicas",
             "at least 1",
         ),
+        (
+            "cost-center: cc-1234",
+            "cost-center: " + "c" * 70,
+            "metadata.labels.cost-center",
+            "is too long (70 characters); at most 63 characters are allowed",
+        ),
+        (
+            "cost-center: cc-1234",
+            "cost center!: cc-1234",
+            "metadata.labels.cost center!",
+            "invalid key: 'cost center!' is not valid: a Kubernetes label key",
+        ),
     ],
 )
 def test_schema_errors_name_file_line_and_field(spec_repo, old, new, field, needle):
