@@ -335,17 +335,22 @@ def _parse(data: bytes, name: str) -> tuple[dict, dict]:
     raw = raw or {}
     if not isinstance(raw, dict):
         raise ModelopsError(f"{name}: expected a mapping of settings")
-    unknown = sorted(set(raw) - _KEYS)
+
+    def at(key: str) -> str:  # file:line:col of a top-level key, as diagnostics show it
+        pos = positions.get((key,), Position(name, 1, 1))
+        return f"{pos.file}:{pos.line}:{pos.col}"
+
+    unknown = sorted(set(raw) - _KEYS, key=lambda k: positions.get((k,), Position(name)).line)
     if unknown:
         raise ModelopsError(
-            f"{name}: unknown setting(s) {', '.join(unknown)}; "
+            f"{at(unknown[0])}: unknown setting(s) {', '.join(map(str, unknown))}; "
             f"valid settings: {', '.join(sorted(_KEYS))}"
         )
     for key in ("environments", "protected_environments"):
         if key in raw and not (
             isinstance(raw[key], list) and all(isinstance(v, str) for v in raw[key])
         ):
-            raise ModelopsError(f"{name}: {key}: expected a list of environment names")
+            raise ModelopsError(f"{at(key)}: {key}: expected a list of environment names")
     if raw:
         _check_values(raw, positions)
     return raw, positions

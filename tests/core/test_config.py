@@ -40,8 +40,9 @@ def test_file_and_overrides(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("specz: x\n", "unknown setting(s) specz"),
-        ("environments: prod\n", "environments: expected a list"),
+        ("specz: x\n", "modelops.yaml:1:1: unknown setting(s) specz; valid settings:"),
+        ("specs: x\nzz: 1\nspecz: x\n", "modelops.yaml:2:1: unknown setting(s) zz, specz"),
+        ("specs: x\nenvironments: prod\n", "modelops.yaml:2:1: environments: expected a list"),
         ("- a\n", "expected a mapping"),
         ("a: [\n", "YAML syntax error"),
         # a guard setting that compares wrongly must not loosen the guard
