@@ -67,7 +67,12 @@ def reconcile(
     envs = envs_of(config, env)
     report = RunReport("reconcile", env, g.head_revision(config.root).removesuffix("-dirty"))
     report.envs = envs
-    with StateLock.of(config, timeout_s=lock_timeout_s):
+    with StateLock.of(config, timeout_s=lock_timeout_s, break_stale=True) as lock:
+        if lock.broken is not None:
+            report.notes.append(
+                f"removed a stale state lock: its holder is gone ({lock.broken.describe()}); "
+                "this pass converges what that run left unfinished"
+            )
         engines = Engines(config)
         ledger = Ledger.of(config)
         check = check_live(config, env, ledger, engines)

@@ -239,11 +239,17 @@ class StateLock:
         command: what this process runs, recorded for whoever waits.
         timeout_s: seconds to wait for a held lock before failing; 0 fails at once.
         backend: where the lock is (default: ``LocalBackend(state_dir)``).
+        break_stale: remove a stale lock (its holder on this host is gone: no process
+            with its pid, or one started at another time) and take it, instead of failing;
+            :attr:`broken` is then the holder removed. The self-heal (``reconcile``) sets
+            it: its pass converges what the dead run left half-finished (the ledger holds
+            that run's intent). A holder on another host is never judged stale.
 
     Raises (on ``__enter__``/:meth:`acquire`):
         LockError: the lock is still held after ``timeout_s`` (the message names the
-            holder: host, pid, start time, command), or it is stale (its holder on this
-            host is gone; the message says to run ``modelops unlock``).
+            holder: host, pid, start time, command), or it is stale and ``break_stale``
+            is not set (its holder on this host is gone; the message says to run
+            ``modelops unlock``).
         StateWriteError | StateStoreError: the state cannot be written (exit 2).
     """
 
@@ -253,20 +259,25 @@ class StateLock:
         command: str = "",
         timeout_s: float = 60.0,
         backend: StateBackend | None = None,
+        break_stale: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.backend = backend or LocalBackend(self.state_dir)
         self.path = self.state_dir / LOCK_FILE
         self.command = command or " ".join(["modelops", *sys.argv[1:]])
         self.timeout_s = timeout_s
+        self.break_stale = break_stale
+        self.broken: LockInfo | None = None
         self.info: LockInfo | None = None
         self.etag = ""
 
     @classmethod
-    def of(cls, config: Config, command: str = "", timeout_s: float = 60.0) -> StateLock:
+    def of(
+        cls, config: Config, command: str = "", timeout_s: float = 60.0, break_stale: bool = False
+    ) -> StateLock:
         """The lock of a repository's state: ``config.state_url`` when set, else its state
         directory."""
-        return cls(config.state_dir, command, timeout_s, open_backend(config))
+        return cls(config.state_dir, command, timeout_s, open_backend(config), break_stale)
 
     def _try(self) -> bool:
         info = LockInfo(
@@ -311,9 +322,16 @@ class StateLock:
             while True:
                 if self._try():
                     return self.info
-                holder = read_lock(self.backend)
+                holder, etag = _read_lock(self.backend)
                 if holder is None:
                     continue  # released between our attempt and the read: try again now
+                if holder.alive() is False and self.break_stale and holder.pid:
+                    try:  # conditional: never a lock another run took meanwhile
+                        self.backend.delete(LOCK_FILE, expect=etag)
+                        self.broken = holder
+                    except StateConflict:
+                        pass
+                    continue
                 if holder.alive() is False:
                     raise LockError(
                         f"{where} is locked by a process that is "

@@ -8,11 +8,14 @@ stack* (the Pulumi CLI and a cluster cannot run here) that raises the SDK's own 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 from datetime import datetime
 
 import httpx
@@ -36,6 +39,7 @@ from reconciler.flow.run import RunReport
 from reconciler.flow.stages import Engines
 from reconciler.spec.repo import load_all
 from reconciler.state.ledger import Ledger, LedgerRecord
+from reconciler.state.lock import LOCK_FILE, LockInfo
 from reconciler.state.reasons import READY, TRANSIENT_FAILURE
 
 #: What the Pulumi CLI says on a self-managed (S3) backend when stale lock files of
@@ -491,7 +495,19 @@ def test_a_change_whose_apply_never_ran_is_converged_by_the_next_base_apply(tmp_
     live.record_success(a, "engine", spec_file="specs/fraud-detector.yaml")
     live.lastAttemptedDigest = live.lastAppliedDigest = inputs_digest(dep, config)
     ledger.put(live)
-    assert reconcile_flow.reconcile(config, "prod").outcomes == []  # in sync at A
+    # an apply killed outright (SIGKILL) left its lock: the self-heal removes it, says so
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = LockInfo(socket.gethostname(), dead.pid, "2026-01-01T00:00:00Z", "modelops apply")
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    (config.state_dir / LOCK_FILE).write_text(json.dumps(dataclasses.asdict(stale)))
+    report = reconcile_flow.reconcile(config, "prod")
+    assert report.outcomes == [] and report.exit_code == 0  # in sync at A
+    assert report.notes[0] == (
+        f"removed a stale state lock: its holder is gone ({stale.describe()}); this pass "
+        "converges what that run left unfinished"
+    )
+    assert not (config.state_dir / LOCK_FILE).exists()
     b = _bump(repo, "fraud-detector", "1.1.0")  # its apply never runs
     repo.write("README.md", "spec repository\n")
     repo.commit("README")

@@ -169,6 +169,20 @@ def test_killed_holder_leaves_a_stale_lock_that_unlock_breaks(tmp_path):
         pass
 
 
+def test_the_self_heal_takes_over_a_stale_lock_and_never_a_live_one(tmp_path):
+    proc = _holder(tmp_path)
+    try:  # alive: waited for, never removed
+        with pytest.raises(LockError, match="locked by"):
+            StateLock(tmp_path, timeout_s=0, break_stale=True).acquire()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    lock = StateLock(tmp_path, timeout_s=0, break_stale=True)
+    with lock:  # gone: removed and taken, at once
+        assert lock.broken.pid == proc.pid and read_lock(tmp_path).pid == os.getpid()
+    assert read_lock(tmp_path) is None
+
+
 def test_unlock_refuses_a_live_holder_without_force(tmp_path):
     proc = _holder(tmp_path)
     try:
