@@ -16,7 +16,15 @@ from typing import Annotated
 
 import typer
 
-from reconciler.commands.options import EnvOption, LockTimeout, TextOrJson, console, err, get_config
+from reconciler.commands.options import (
+    EnvOption,
+    LockTimeout,
+    TextOrJson,
+    console,
+    err,
+    get_config,
+    showing_progress,
+)
 from reconciler.core.clock import now_iso
 from reconciler.core.diagnostics import ModelopsError
 from reconciler.flow import reconcile as reconcile_flow
@@ -76,9 +84,11 @@ def reconcile_cmd(
     config = get_config()
 
     def run_pass() -> RunReport:
-        return reconcile_flow.reconcile(
-            config, env, allow_dirty=allow_dirty, lock_timeout_s=lock_timeout
-        )
+        # build, start, smoke on a terminal; a wait for the state lock everywhere
+        with showing_progress():
+            return reconcile_flow.reconcile(
+                config, env, allow_dirty=allow_dirty, lock_timeout_s=lock_timeout
+            )
 
     if interval is None:
         report = run_pass()

@@ -6,7 +6,10 @@ deployment that ends leaves one line (``âœ“ <subject>: <step> (1.2 s)``, or ``âœ
 first line of why it failed) and its live line goes (a step without a subject, a
 command's own spinner, leaves nothing). Everywhere else (CI logs, pipes, files) nothing is
 printed: the command's own output (outcome table, findings) says what happened, and a
-log is not filled with spinner frames.
+log is not filled with spinner frames. One exception: waiting for the state lock (the
+``lock`` step, emitted only when another run holds it) is a plain line when it starts and
+one when it ends, so a CI job that waits for another run's apply does not look hung
+(Terraform prints "Acquiring state lock" the same way).
 """
 
 from __future__ import annotations
@@ -77,13 +80,35 @@ class ProgressRenderer:
             self.progress.console.print(Text(f"  {event.detail}"))
 
 
+#: The step whose start and end are written on a console that is not a terminal.
+WAIT_STEP = "lock"
+
+
+def plain_waits(console: Console):
+    """A sink for a console that is not a terminal: the ``lock`` step's start and end as
+    plain lines (``lock: waiting for .modelops/lock, held by pid 12 ...``, then
+    ``lock: taken after 9.8 s``); every other event is dropped."""
+
+    def sink(event: ProgressEvent) -> None:
+        if event.step != WAIT_STEP:
+            return
+        if event.kind == "start":
+            console.print(f"{WAIT_STEP}: {event.detail}", markup=False, highlight=False)
+        elif event.kind == "end":
+            took = f"{event.elapsed_s:.1f} s" if event.elapsed_s is not None else ""
+            done = f"taken after {took}" if event.ok else f"not taken after {took}"
+            console.print(f"{WAIT_STEP}: {done}", markup=False, highlight=False)
+
+    return sink
+
+
 @contextlib.contextmanager
 def rendering(console: Console) -> Iterator[None]:
     """Render the progress events emitted inside the block on ``console`` when it is a
-    terminal; when it is not (CI, a pipe, a file), the events are dropped and nothing is
-    drawn."""
+    terminal; when it is not (CI, a pipe, a file), only a wait for the state lock is
+    written (:func:`plain_waits`) and nothing is drawn."""
     if not console.is_terminal:
-        with reporting(None):
+        with reporting(plain_waits(console)):
             yield
         return
     renderer = ProgressRenderer(console)

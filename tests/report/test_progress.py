@@ -10,6 +10,7 @@ tests/commands/test_local_engine_cli.py.
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from rich.console import Console
@@ -69,7 +70,7 @@ def test_terminal_shows_each_finished_step_with_its_time_and_why_one_failed():
     assert "✓ checking specs" not in text
 
 
-def test_a_console_that_is_not_a_terminal_gets_nothing():
+def test_a_console_that_is_not_a_terminal_gets_nothing_but_a_wait_for_the_lock():
     buf = io.StringIO()
     console = Console(file=buf, width=100)
     assert not console.is_terminal
@@ -79,3 +80,9 @@ def test_a_console_that_is_not_a_terminal_gets_nothing():
         with pytest.raises(ValueError), step("smoke", "fraud-detector-staging"):
             raise ValueError("bad")
     assert buf.getvalue() == ""
+    with rendering(console):
+        with step("lock", detail="waiting for .modelops/lock, held by pid 12: modelops apply"):
+            pass
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "lock: waiting for .modelops/lock, held by pid 12: modelops apply"
+    assert re.fullmatch(r"lock: taken after \d+\.\d s", lines[1]) and len(lines) == 2

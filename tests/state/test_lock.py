@@ -217,6 +217,12 @@ def test_cli_apply_while_locked_and_unlock(tmp_path):
         code, _out, err = invoke(root, "apply", "--env", "dev", "--lock-timeout", "0")
         assert code == 2, err
         assert f"locked by pid {proc.pid}" in err and "Traceback" not in err
+        # a run that waits says so, even in a CI log (not a terminal), then why it stopped
+        code, _out, err = invoke(root, "reconcile", "--env", "dev", "--lock-timeout", "0.3")
+        assert code == 2, err
+        lines = err.splitlines()
+        assert lines[0].startswith("lock: waiting for ") and f"held by pid {proc.pid}" in lines[0]
+        assert lines[1].startswith("lock: not taken after ") and "locked by pid" in err
         code, _out, err = invoke(root, "unlock")
         assert code == 2 and "still running" in err
     finally:
