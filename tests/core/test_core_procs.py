@@ -139,7 +139,8 @@ def test_servers_and_routers_another_run_stopped_are_reaped(module):
     try:
         while psutil.Process(stopped.pid).status() != psutil.STATUS_ZOMBIE:
             time.sleep(0.05)  # exited, not yet reaped: what a `destroy` elsewhere leaves
-        assert registry.reap_exited() == 1
+        # at least this one (an earlier test's stopped server may be reaped with it)
+        assert registry.reap_exited() >= 1
         assert stopped.pid not in registry._CHILDREN and running.pid in registry._CHILDREN
         assert not psutil.pid_exists(stopped.pid) or (
             psutil.Process(stopped.pid).status() != psutil.STATUS_ZOMBIE
