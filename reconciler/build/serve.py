@@ -39,6 +39,7 @@ from reconciler.core.procs import (
     identity_mismatches,
     identity_of,
     leads_group,
+    reap_finished,
     signal_group,
     start_group,
     wait_exited,
@@ -415,10 +416,7 @@ def reap_exited() -> int:
     ``destroy`` from another shell, stopped it); returns how many. A long-running
     ``reconcile --interval`` calls it after each pass: without it each such server
     stayed a zombie child until the loop ended."""
-    done = [pid for pid, child in list(_CHILDREN.items()) if child.poll() is not None]
-    for pid in done:
-        _CHILDREN.pop(pid, None)
-    return len(done)
+    return reap_finished(_CHILDREN)
 
 
 def is_alive(pid: int) -> bool:

@@ -340,7 +340,7 @@ def _parse(data: bytes, name: str) -> tuple[dict, dict]:
         pos = positions.get((key,), Position(name, 1, 1))
         return f"{pos.file}:{pos.line}:{pos.col}"
 
-    unknown = sorted(set(raw) - _KEYS, key=lambda k: positions.get((k,), Position(name)).line)
+    unknown = [k for k in raw if k not in _KEYS]  # in file order, as parsed
     if unknown:
         raise ModelopsError(
             f"{at(unknown[0])}: unknown setting(s) {', '.join(map(str, unknown))}; "

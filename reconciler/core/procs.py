@@ -126,6 +126,16 @@ def wait_exited(
     return gone, alive
 
 
+def reap_finished(children: dict[int, subprocess.Popen]) -> int:
+    """Reap the processes of ``children`` (a registry of what this process started, by
+    pid) that have exited, and drop them from it; returns how many. A process another
+    run stopped stays a zombie child until it is reaped."""
+    done = [pid for pid, child in list(children.items()) if child.poll() is not None]
+    for pid in done:
+        children.pop(pid, None)
+    return len(done)
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process is left in group ``pgid`` (a zombie not yet reaped counts)."""
     try:

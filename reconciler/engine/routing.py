@@ -35,6 +35,7 @@ from reconciler.core.procs import (
     identity_mismatches,
     identity_of,
     leads_group,
+    reap_finished,
     signal_group,
     start_group,
     stop_group,
@@ -394,10 +395,7 @@ def find_routers(state_dir: Path | str, deployment: str = "") -> dict[str, dict]
 def reap_exited() -> int:
     """Reap every router this process started that has exited; returns how many (see
     :func:`reconciler.build.serve.reap_exited`)."""
-    done = [pid for pid, child in list(_CHILDREN.items()) if child.poll() is not None]
-    for pid in done:
-        _CHILDREN.pop(pid, None)
-    return len(done)
+    return reap_finished(_CHILDREN)
 
 
 def stop_router(handle: RouterHandle, *, grace_s: float = STOP_GRACE_S) -> bool:

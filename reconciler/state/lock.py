@@ -325,14 +325,15 @@ class StateLock:
                 holder, etag = _read_lock(self.backend)
                 if holder is None:
                     continue  # released between our attempt and the read: try again now
-                if holder.alive() is False and self.break_stale and holder.pid:
+                stale = holder.alive() is False
+                if stale and self.break_stale and holder.pid:
                     try:  # conditional: never a lock another run took meanwhile
                         self.backend.delete(LOCK_FILE, expect=etag)
                         self.broken = holder
                     except StateConflict:
                         pass
                     continue
-                if holder.alive() is False:
+                if stale:
                     raise LockError(
                         f"{where} is locked by a process that is "
                         f"gone ({holder.describe()}): a stale lock, probably from a killed "
