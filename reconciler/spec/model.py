@@ -48,10 +48,6 @@ class PackedPositions(Mapping):
         return (PackedPositions, (self._file, self._packed))
 
 
-def _spec(file: str, path: Path, data: dict, positions: Mapping, digest: str) -> Spec:
-    return Spec(file, path, data, positions, digest)  # type: ignore[arg-type]
-
-
 @dataclass
 class Spec:
     """One spec file as loaded.
@@ -92,7 +88,7 @@ class Spec:
             positions = PackedPositions(
                 self.file, {k: (p.line, p.col) for k, p in positions.items()}
             )
-        return (_spec, (self.file, self.path, self.data, positions, self.digest))
+        return (Spec, (self.file, self.path, self.data, positions, self.digest))
 
     def locate(self, path: str | PathKey) -> Position:
         """Position of the deepest existing node along ``path`` (file-level if none)."""
